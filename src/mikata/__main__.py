@@ -1,0 +1,5 @@
+import sys
+
+from mikata.cli import main
+
+sys.exit(main())

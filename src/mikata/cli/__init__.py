@@ -1,0 +1,48 @@
+"""The ``mikata`` command. Each command lives in its own module with ``register`` and ``run``.
+
+Modules import heavy libraries inside ``run`` only, so ``mikata --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from mikata import __version__
+
+COMMANDS = ["layers", "predict"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mikata",
+        description="See what a CNN image classifier has learned and why it gets images wrong.",
+        epilog="Run `mikata COMMAND --help` for each command's options and an example.",
+    )
+    parser.add_argument("--version", action="version", version=f"mikata {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f"mikata.cli.{name.replace('-', '_')}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from mikata.errors import MikataError
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except MikataError as e:
+        print(f"mikata {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"mikata {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

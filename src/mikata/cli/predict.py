@@ -1,0 +1,38 @@
+"""mikata predict MODEL IMAGE...: top-k classes per image; bad files reported, exit 1 if any."""
+
+from __future__ import annotations
+
+import sys
+
+from mikata.cli.common import add_model_argument, command_parser, load_model_from_args, print_json
+
+
+def register(sub) -> None:
+    p = command_parser(sub, "predict", "Print the top-k classes and probabilities for each image.",
+                       "mikata predict efficientnet-lite0 chelsea.png coffee.png --top 5")
+    add_model_argument(p)
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    p.add_argument("--top", type=int, default=5, help="how many classes per image (default 5)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from mikata.predict import predict
+
+    handle = load_model_from_args(args)
+    results = predict(handle, args.images, top=args.top, batch_size=args.batch_size)
+    failed = [r for r in results if r.error]
+    if args.json:
+        print_json([r.to_dict() for r in results])
+    else:
+        for r in results:
+            if r.error:
+                continue
+            print(r.path)
+            for name, _, prob in r.top:
+                print(f"  {prob:7.2%}  {name}")
+    for r in failed:
+        print(f"mikata predict: cannot read {r.path}: {r.error}", file=sys.stderr)
+    return 1 if failed else 0

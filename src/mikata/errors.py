@@ -1,0 +1,38 @@
+"""The exceptions mikata raises on purpose. Each message says what happened and what to do."""
+
+from __future__ import annotations
+
+
+class MikataError(Exception):
+    """Base class: the command line prints these as one line and exits non-zero."""
+
+
+class ImageDecodeError(MikataError, ValueError):
+    """An image file could not be turned into pixels. Names the file and the reason."""
+
+    def __init__(self, path: str, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class ModelLoadError(MikataError):
+    """A model spec could not be loaded."""
+
+
+class ChoiceError(MikataError, ValueError):
+    """An unknown name (layer, class, method, ...); the message lists the valid choices."""
+
+    def __init__(self, kind: str, given: object, choices: list[str], hint: str = ""):
+        import difflib
+
+        self.kind, self.given, self.choices = kind, given, list(choices)
+        close = difflib.get_close_matches(str(given), [str(c) for c in choices], n=3)
+        shown = ", ".join(map(str, choices[:40])) + (f", … ({len(choices)} in all)" if len(choices) > 40 else "")
+        msg = f"unknown {kind} {given!r}"
+        if close:
+            msg += f" (did you mean {', '.join(close)}?)"
+        msg += f"; valid {kind}s: {shown}"
+        if hint:
+            msg += f". {hint}"
+        super().__init__(msg)

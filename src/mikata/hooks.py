@@ -1,0 +1,124 @@
+"""The one place in mikata that registers hooks on a model.
+
+Every hook lives inside a ``with`` block and is removed in ``finally``, also when the body raises.
+``preserved`` puts back what a method may touch: train/eval mode and ``requires_grad``.
+
+Example:
+    >>> with capture(net, ["layer4"], gradients=True) as rec:      # doctest: +SKIP
+    ...     logits = net(x)
+    ...     logits[:, 3].sum().backward()
+    >>> rec.activations["layer4"].shape, rec.gradients["layer4"].shape   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator
+
+import torch
+from torch import nn
+
+from mikata.errors import ChoiceError
+
+HookKind = str  # "forward", "forward_pre", "backward", "backward_pre"
+
+
+def get_layer(net: nn.Module, name: str) -> nn.Module:
+    """The submodule called ``name``; an unknown name lists the valid ones."""
+    modules = dict(net.named_modules())
+    if name not in modules or name == "":
+        raise ChoiceError("layer", name, [n for n in modules if n], hint="`mikata layers MODEL` lists them")
+    return modules[name]
+
+
+@contextmanager
+def attached(hooks: Iterable[tuple[nn.Module, HookKind, Callable]]) -> Iterator[None]:
+    """Register ``(module, kind, fn)`` hooks for the duration of the block; always remove them."""
+    handles = []
+    try:
+        for module, kind, fn in hooks:
+            if kind == "forward":
+                handles.append(module.register_forward_hook(fn))
+            elif kind == "forward_pre":
+                handles.append(module.register_forward_pre_hook(fn))
+            elif kind == "backward":
+                handles.append(module.register_full_backward_hook(fn))
+            elif kind == "backward_pre":
+                handles.append(module.register_full_backward_pre_hook(fn))
+            else:
+                raise ValueError(f"unknown hook kind {kind!r}")
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@dataclass
+class Recording:
+    """What ``capture`` saw: per layer name, its output (and input) and the gradient of its output."""
+
+    activations: dict[str, torch.Tensor] = field(default_factory=dict)
+    inputs: dict[str, torch.Tensor] = field(default_factory=dict)
+    gradients: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def _first_tensor(value: object) -> torch.Tensor | None:
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, (tuple, list)):
+        for v in value:
+            t = _first_tensor(v)
+            if t is not None:
+                return t
+    return None
+
+
+@contextmanager
+def capture(
+    net: nn.Module,
+    layers: Iterable[str],
+    gradients: bool = False,
+    inputs: bool = False,
+    detach: bool = True,
+) -> Iterator[Recording]:
+    """Record the outputs (and optionally inputs, output gradients) of named layers.
+
+    A layer called several times in one forward keeps its last call. With ``detach=False`` the
+    recorded activations stay in the graph, so a caller can differentiate with respect to them.
+    """
+    rec = Recording()
+    hooks = []
+    for name in dict.fromkeys(layers):
+        module = get_layer(net, name)
+
+        def hook(mod, args, out, name=name):
+            t = _first_tensor(out)
+            if t is None:
+                return
+            rec.activations[name] = t.detach() if detach else t
+            if inputs:
+                i = _first_tensor(args)
+                if i is not None:
+                    rec.inputs[name] = i.detach() if detach else i
+            if gradients and t.requires_grad:
+                # A tensor hook lives and dies with this activation: nothing to remove later.
+                t.register_hook(lambda g, name=name: rec.gradients.__setitem__(name, g.detach()))
+
+        hooks.append((module, "forward", hook))
+    with attached(hooks):
+        yield rec
+
+
+@contextmanager
+def preserved(net: nn.Module) -> Iterator[nn.Module]:
+    """Restore each module's training flag and each parameter's ``requires_grad`` afterwards."""
+    modes = {m: m.training for m in net.modules()}
+    grads = {p: p.requires_grad for p in net.parameters()}
+    try:
+        yield net
+    finally:
+        for m, mode in modes.items():
+            m.training = mode
+        for p, req in grads.items():
+            p.requires_grad_(req)

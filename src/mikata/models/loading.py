@@ -1,0 +1,317 @@
+"""``load_model(spec)``: one entry point for every kind of model mikata accepts.
+
+Specs:
+    efficientnet-lite0 | -lite1 | -lite2   built in, real ImageNet weights from PyPI packages
+    torchvision:NAME                        e.g. torchvision:resnet18 (its own preprocessing)
+    timm:NAME                               e.g. timm:tf_efficientnet_lite0
+    PATH.safetensors                        a mikata checkpoint (weights + JSON metadata)
+    PATH.pt / .pth / .ts                    TorchScript; a pickled whole model only with trust=True
+    package.module:factory                  a function returning an nn.Module (or a ModelHandle)
+
+Example:
+    >>> handle = load_model("efficientnet-lite0")               # doctest: +SKIP
+    >>> handle.class_names[281]                                  # doctest: +SKIP
+    'tabby'
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import zipfile
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from mikata.errors import ModelLoadError
+from mikata.models.efficientnet_lite import VARIANTS, LitePreprocessing, build_efficientnet_lite, load_packaged_weights
+from mikata.models.handle import IMAGENET_MEAN, IMAGENET_STD, ModelHandle
+from mikata.models.layers import trace_layers
+
+CHECKPOINT_FORMAT = "mikata-checkpoint/1"
+SPEC_FORMS = ("efficientnet-lite0|1|2, torchvision:NAME, timm:NAME, a .safetensors checkpoint, "
+              "a TorchScript .pt/.ts file, or package.module:factory")
+
+
+@lru_cache(maxsize=1)
+def imagenet_class_names() -> tuple[str, ...]:
+    text = resources.files("mikata.models").joinpath("imagenet_classes.txt").read_text(encoding="utf-8")
+    names = tuple(line for line in text.splitlines() if line)
+    assert len(names) == 1000
+    return names
+
+
+def load_model(
+    spec: str,
+    *,
+    pretrained: bool = True,
+    trust: bool = False,
+    class_names: list[str] | None = None,
+    input_size: int | tuple[int, int] | None = None,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+) -> ModelHandle:
+    """Load a classifier as a ``ModelHandle`` (in eval mode). See the module doc for the specs.
+
+    ``pretrained=False`` builds torchvision/timm/built-in architectures with random weights
+    (for tests; never downloads). ``trust=True`` allows unpickling a whole model from a file,
+    which can run arbitrary code: only for files you made yourself.
+    """
+    spec = str(spec)
+    path = Path(spec)
+    if spec in VARIANTS:
+        handle = _builtin(spec, pretrained)
+    elif spec.startswith("torchvision:"):
+        handle = _torchvision(spec.split(":", 1)[1], pretrained)
+    elif spec.startswith("timm:"):
+        handle = _timm(spec.split(":", 1)[1], pretrained)
+    elif path.suffix == ".safetensors":
+        handle = load_checkpoint(path)
+    elif path.suffix in (".pt", ".pth", ".ts", ".pt2", ".jit") or path.is_file():
+        handle = _from_file(path, trust)
+    elif re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", spec):
+        handle = _factory(spec)
+    else:
+        raise ModelLoadError(f"cannot load model {spec!r}: no such file, and not a known spec. Use {SPEC_FORMS}.")
+    overrides = {"class_names": class_names, "mean": mean, "std": std}
+    if input_size is not None:
+        overrides["input_size"] = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
+    if any(v is not None for v in overrides.values()):
+        handle = _rebuilt(handle, **{k: v for k, v in overrides.items() if v is not None})
+    _check_classes(handle)
+    return handle
+
+
+def _rebuilt(handle: ModelHandle, **changes) -> ModelHandle:
+    fields = {k: getattr(handle, k) for k in ("net", "class_names", "input_size", "mean", "std", "crop_fraction",
+                                             "interpolation", "in_channels", "default_layer", "spec", "metadata")}
+    fields.update(changes)
+    return ModelHandle(**fields)
+
+
+def _check_classes(handle: ModelHandle) -> None:
+    with torch.inference_mode():
+        k = handle.model(torch.zeros(1, handle.in_channels, *handle.input_size)).shape[-1]
+    if k != len(handle.class_names):
+        raise ModelLoadError(f"{handle.spec}: the model has {k} outputs but {len(handle.class_names)} class names")
+
+
+def _finish(net: nn.Module, spec: str, class_names=None, **kw) -> ModelHandle:
+    """Fill in what a handle needs and the caller did not give: channels, classes, default layer."""
+    net.eval()
+    in_channels = kw.pop("in_channels", None) or _first_conv_in_channels(net)
+    size = kw.pop("input_size", (224, 224))
+    if class_names is None:
+        with torch.inference_mode():
+            from mikata.models.handle import extract_logits
+
+            k = extract_logits(net(torch.zeros(1, in_channels, *size))).shape[-1]
+        class_names = list(imagenet_class_names()) if k == 1000 else [f"class_{i}" for i in range(k)]
+    default = kw.pop("default_layer", None)
+    if default is None:
+        default = next((l.name for l in trace_layers(net, in_channels, size) if l.is_default), None)
+    return ModelHandle(net=net, class_names=list(class_names), input_size=tuple(size), in_channels=in_channels,
+                       default_layer=default, spec=spec, **kw)
+
+
+def _first_conv_in_channels(net: nn.Module) -> int:
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            return m.in_channels
+    return 3
+
+
+# ---------------------------------------------------------------------------------------- built in
+def _builtin(variant: str, pretrained: bool, num_classes: int = 1000) -> ModelHandle:
+    net = build_efficientnet_lite(variant, num_classes)
+    if pretrained:
+        load_packaged_weights(net, variant)
+    size = VARIANTS[variant][2]
+    pre = LitePreprocessing()
+    return _finish(net, variant, input_size=(size, size), mean=pre.mean, std=pre.std,
+                   crop_fraction=pre.crop_fraction, interpolation="bicubic", default_layer="head",
+                   metadata={"architecture": variant})
+
+
+# ------------------------------------------------------------------------------ torchvision / timm
+def import_torchvision():
+    """Import torchvision, turning its known failure on CPU-only torch builds into a clear error."""
+    try:
+        import torchvision
+    except (RuntimeError, ImportError, AttributeError) as e:
+        msg = str(e)
+        if "torchvision::" in msg or "does not exist" in msg:
+            raise ModelLoadError(
+                "torchvision is installed but its compiled operators do not match this torch build "
+                f"({msg.splitlines()[0]}). Install a torchvision built for the installed torch "
+                "(pip install torch==2.13.0 torchvision==0.28.0 on a CUDA machine), or use the built-in "
+                "efficientnet-lite0/1/2, which need no torchvision."
+            ) from e
+        raise ModelLoadError(f"torchvision is needed for this model but could not be imported: {msg}") from e
+    return torchvision
+
+
+def _torchvision(name: str, pretrained: bool) -> ModelHandle:
+    tv = import_torchvision()
+    try:
+        weights = tv.models.get_model_weights(name).DEFAULT if pretrained else None
+    except ValueError as e:
+        raise ModelLoadError(f"torchvision has no model {name!r}: {e}") from e
+    net = tv.models.get_model(name, weights=weights)
+    kw: dict = {"input_size": (224, 224), "mean": IMAGENET_MEAN, "std": IMAGENET_STD, "interpolation": "bilinear"}
+    class_names = None
+    if weights is not None:
+        t = weights.transforms()
+        crop = int(t.crop_size[0])
+        kw.update(input_size=(crop, crop), mean=tuple(t.mean), std=tuple(t.std),
+                  crop_fraction=crop / int(t.resize_size[0]))
+        class_names = list(weights.meta["categories"])
+    return _finish(net, f"torchvision:{name}", class_names, metadata={"architecture": f"torchvision:{name}"}, **kw)
+
+
+def _timm(name: str, pretrained: bool) -> ModelHandle:
+    import_torchvision()  # timm imports torchvision; give its clear message first
+    import timm
+    from timm.data import resolve_data_config
+
+    try:
+        net = timm.create_model(name, pretrained=pretrained)
+    except RuntimeError as e:
+        raise ModelLoadError(f"timm could not create {name!r}: {e}") from e
+    cfg = resolve_data_config({}, model=net)
+    size = tuple(cfg["input_size"][1:])
+    return _finish(net, f"timm:{name}", input_size=size, mean=tuple(cfg["mean"]), std=tuple(cfg["std"]),
+                   crop_fraction=float(cfg.get("crop_pct", 0.875)), interpolation=cfg.get("interpolation", "bicubic"),
+                   in_channels=int(cfg["input_size"][0]), metadata={"architecture": f"timm:{name}"})
+
+
+# ------------------------------------------------------------------------------------------ files
+def _from_file(path: Path, trust: bool) -> ModelHandle:
+    if not path.is_file():
+        raise ModelLoadError(f"model file {path} does not exist")
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            is_script = any(n.endswith("constants.pkl") or "/code/" in n for n in z.namelist())
+        if is_script:
+            net = torch.jit.load(str(path), map_location="cpu")
+            return _finish(net, str(path), metadata={})
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        if not trust:
+            raise ModelLoadError(
+                f"{path} holds a pickled model, which can run arbitrary code when loaded; mikata did not "
+                "load it. If you made this file yourself, pass --trust (trust=True); better, save a "
+                "mikata .safetensors checkpoint or TorchScript."
+            ) from e
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    if isinstance(obj, nn.Module):
+        return _finish(obj, str(path), metadata={})
+    raise ModelLoadError(
+        f"{path} holds a {type(obj).__name__} (a state dict?), not a model; a bare state dict has no "
+        "architecture: load the architecture with package.module:factory, or save a mikata checkpoint")
+
+
+def _factory(spec: str) -> ModelHandle:
+    module_name, func_name = spec.split(":")
+    try:
+        fn = getattr(importlib.import_module(module_name), func_name)
+    except (ImportError, AttributeError) as e:
+        raise ModelLoadError(f"cannot import {spec!r}: {e}. Use {SPEC_FORMS}.") from e
+    obj = fn()
+    if isinstance(obj, ModelHandle):
+        return obj
+    if not isinstance(obj, nn.Module):
+        raise ModelLoadError(f"{spec} returned a {type(obj).__name__}, not an nn.Module or ModelHandle")
+    return _finish(obj, spec, metadata={"architecture": spec})
+
+
+# ------------------------------------------------------------------------------------ checkpoints
+def build_architecture(arch: str) -> ModelHandle:
+    """The architecture behind a spec, with random weights (never downloads)."""
+    if arch in VARIANTS:
+        return _builtin(arch, pretrained=False)
+    if arch.startswith("torchvision:"):
+        return _torchvision(arch.split(":", 1)[1], pretrained=False)
+    if arch.startswith("timm:"):
+        return _timm(arch.split(":", 1)[1], pretrained=False)
+    return _factory(arch)
+
+
+def replace_head(net: nn.Module, num_classes: int) -> str:
+    """Swap the last Linear layer for a fresh one with ``num_classes`` outputs; return its name."""
+    linears = [(n, m) for n, m in net.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ModelLoadError("no nn.Linear classifier layer found to replace")
+    name, old = linears[-1]
+    parent = net.get_submodule(name.rsplit(".", 1)[0]) if "." in name else net
+    setattr(parent, name.rsplit(".", 1)[-1], nn.Linear(old.in_features, num_classes, bias=old.bias is not None))
+    return name
+
+
+def save_checkpoint(handle: ModelHandle, path: str | Path, extra: dict | None = None) -> Path:
+    """Write ``handle`` as ``.safetensors`` with the metadata that ``load_model`` needs."""
+    from safetensors.torch import save_file
+
+    arch = handle.metadata.get("architecture")
+    if not arch:
+        raise ModelLoadError(f"{handle.spec}: no rebuildable architecture is known for this model "
+                             "(TorchScript and pickled models cannot be saved as mikata checkpoints)")
+    meta = {
+        "format": CHECKPOINT_FORMAT, "architecture": arch, "head": handle.metadata.get("head"),
+        "class_names": handle.class_names, "input_size": list(handle.input_size), "mean": list(handle.mean),
+        "std": list(handle.std), "crop_fraction": handle.crop_fraction, "interpolation": handle.interpolation,
+        "in_channels": handle.in_channels, "default_layer": handle.default_layer,
+        **{k: v for k, v in handle.metadata.items() if k not in ("architecture", "head")},
+        **(extra or {}),
+    }
+    state = {k: v.detach().contiguous().clone() for k, v in handle.net.state_dict().items()}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path), metadata={"mikata": json.dumps(meta)})
+    return path
+
+
+def read_checkpoint_metadata(path: str | Path) -> dict:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get("mikata")
+    except Exception as e:
+        raise ModelLoadError(f"{path}: not a readable safetensors file ({e})") from e
+    if raw is None:
+        raise ModelLoadError(f"{path}: a safetensors file without mikata metadata; save it with "
+                             "mikata.save_checkpoint or load the architecture with package.module:factory")
+    meta = json.loads(raw)
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise ModelLoadError(f"{path}: unknown checkpoint format {meta.get('format')!r}")
+    return meta
+
+
+def load_checkpoint(path: str | Path) -> ModelHandle:
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"checkpoint {path} does not exist")
+    meta = read_checkpoint_metadata(path)
+    net = build_architecture(meta["architecture"]).net
+    if meta.get("head"):
+        replace_head(net, len(meta["class_names"]))
+    state = load_file(str(path))
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as e:
+        raise ModelLoadError(f"{path}: weights do not fit architecture {meta['architecture']}: {e}") from e
+    keep = {k: v for k, v in meta.items() if k not in (
+        "format", "class_names", "input_size", "mean", "std", "crop_fraction", "interpolation", "in_channels",
+        "default_layer")}
+    return ModelHandle(
+        net=net.eval(), class_names=meta["class_names"], input_size=tuple(meta["input_size"]), mean=tuple(meta["mean"]),
+        std=tuple(meta["std"]), crop_fraction=meta["crop_fraction"], interpolation=meta["interpolation"],
+        in_channels=meta["in_channels"], default_layer=meta["default_layer"], spec=str(path), metadata=keep)

@@ -1,0 +1,65 @@
+"""Top-k predictions for image files, batched; a bad file is reported and never stops the rest.
+
+Example:
+    >>> handle = load_model("efficientnet-lite0")                       # doctest: +SKIP
+    >>> [p.top[0] for p in predict(handle, ["chelsea.png"], top=1)]      # doctest: +SKIP
+    [('tiger cat', 282, 0.38)]
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator, Sequence
+
+import torch
+
+from mikata.data.images import load_image
+from mikata.errors import ImageDecodeError
+from mikata.models.handle import ModelHandle
+
+
+@dataclass
+class Prediction:
+    path: str
+    top: list[tuple[str, int, float]] = field(default_factory=list)  # (class name, class id, probability)
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        if self.error is not None:
+            return {"path": self.path, "error": self.error}
+        return {"path": self.path, "top": [{"class": n, "id": i, "probability": p} for n, i, p in self.top]}
+
+
+def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def predict(
+    handle: ModelHandle,
+    paths: Iterable[str | os.PathLike],
+    top: int = 5,
+    batch_size: int = 32,
+) -> list[Prediction]:
+    """One ``Prediction`` per path, in order; undecodable files carry ``error`` instead of ``top``."""
+    paths = [str(p) for p in paths]
+    top = max(1, min(top, handle.num_classes))
+    mode = "L" if handle.in_channels == 1 else "RGB"
+    results: list[Prediction] = []
+    for chunk in _chunks(paths, batch_size):
+        good, images, batch = [], [], [Prediction(p) for p in chunk]
+        for pred in batch:
+            try:
+                images.append(load_image(pred.path, mode=mode))
+                good.append(pred)
+            except ImageDecodeError as e:
+                pred.error = e.reason
+        if images:
+            with torch.inference_mode():
+                probs = handle.model(handle.preprocess(images)).float().softmax(dim=1)  # (n, K)
+            values, ids = probs.topk(top, dim=1)
+            for pred, v, i in zip(good, values.tolist(), ids.tolist()):
+                pred.top = [(handle.class_names[c], c, p) for c, p in zip(i, v)]
+        results.extend(batch)
+    return results
