@@ -1,0 +1,68 @@
+"""Shared fixtures: the built-in model, real photos that installed packages ship, torchvision models."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+from torchvision_compat import import_torchvision  # noqa: E402
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def _photo_arrays() -> dict:
+    """Real photos from installed packages: scikit-image, scikit-learn and matplotlib."""
+    import numpy as np
+    from PIL import Image
+    from skimage import data
+    import matplotlib
+    import sklearn.datasets
+
+    sk = Path(sklearn.datasets.__file__).parent / "images"
+    mpl = Path(matplotlib.get_data_path()) / "sample_data"
+    return {
+        "chelsea": Image.fromarray(data.chelsea()),
+        "coffee": Image.fromarray(data.coffee()),
+        "astronaut": Image.fromarray(data.astronaut()),
+        "rocket": Image.fromarray(data.rocket()),
+        "china": Image.open(sk / "china.jpg").convert("RGB"),
+        "flower": Image.open(sk / "flower.jpg").convert("RGB"),
+        "grace_hopper": Image.open(mpl / "grace_hopper.jpg").convert("RGB"),
+    }
+
+
+@pytest.fixture(scope="session")
+def photos(tmp_path_factory) -> dict[str, Path]:
+    """name -> PNG path of each real photo."""
+    folder = tmp_path_factory.mktemp("photos")
+    out = {}
+    for name, img in _photo_arrays().items():
+        out[name] = folder / f"{name}.png"
+        img.save(out[name])
+    return out
+
+
+@pytest.fixture(scope="session")
+def lite0():
+    from mikata.models import load_model
+
+    return load_model("efficientnet-lite0")
+
+
+@pytest.fixture(scope="session")
+def torchvision():
+    return import_torchvision()
+
+
+@pytest.fixture()
+def resnet18(torchvision):
+    """torchvision resnet18 with random (seeded) weights: nothing is downloaded."""
+    from mikata.models import load_model
+
+    torch.manual_seed(0)
+    return load_model("torchvision:resnet18", pretrained=False)
