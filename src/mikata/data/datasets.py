@@ -1,0 +1,177 @@
+"""Labeled image datasets: class folders, CSV manifests, and deterministic per-class splits.
+
+A folder dataset has one subfolder per class; images may sit deeper inside a class folder
+(``cats/indoor/1.jpg`` is a cat). A manifest is a CSV with ``path,label`` columns (paths relative
+to the CSV's folder unless absolute). Splits are per class, like MATLAB's splitEachLabel, and
+depend only on the seed and the file list, never on the order the filesystem returns.
+
+Example:
+    >>> ds = folder_dataset("flowers/")                           # doctest: +SKIP
+    >>> parts = split_dataset(ds, (0.6, 0.2, 0.2), seed=0)        # doctest: +SKIP
+    >>> len(parts["train"]), ds.counts()                           # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+from mikata.data.images import is_image_file
+from mikata.errors import MikataError
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+class DatasetError(MikataError):
+    """A dataset folder or manifest that cannot be used as it is; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: str  # absolute path
+    label: int  # index into ImageDataset.classes
+
+
+@dataclass
+class ImageDataset:
+    root: str
+    classes: list[str]
+    samples: list[Sample] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def counts(self) -> dict[str, int]:
+        """Images per class, in class order (classes with no images show 0)."""
+        c = Counter(s.label for s in self.samples)
+        return {name: c.get(i, 0) for i, name in enumerate(self.classes)}
+
+    def subset(self, samples: Iterable[Sample]) -> "ImageDataset":
+        return ImageDataset(self.root, list(self.classes), list(samples))
+
+
+def folder_dataset(root: str | os.PathLike, classes: Sequence[str] | None = None,
+                   class_map: Mapping[str, str] | None = None, allow_empty: bool = False) -> ImageDataset:
+    """Read a class-folder dataset.
+
+    ``classes`` fixes the class order (e.g. a model's class names); folders are matched to it
+    case-insensitively, after renaming through ``class_map`` (folder name -> class name).
+    """
+    root = Path(root).expanduser().resolve()
+    if not root.is_dir():
+        raise DatasetError(f"dataset folder {root} does not exist or is not a folder")
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not folders:
+        raise DatasetError(f"{root} has no class subfolders; put each class's images in a folder named after the class")
+    class_map = dict(class_map or {})
+    folder_class = {f.name: class_map.get(f.name, f.name) for f in folders}
+    if classes is None:
+        classes = sorted(set(folder_class.values()))
+    else:
+        known = {c.lower(): c for c in classes}
+        unknown = [f for f, c in folder_class.items() if c.lower() not in known]
+        if unknown:
+            raise DatasetError(
+                f"folders {unknown[:10]} in {root} are not classes of the model (e.g. {list(classes)[:5]}); "
+                "rename them or pass a class mapping (folder=class)")
+        folder_class = {f: known[c.lower()] for f, c in folder_class.items()}
+    index = {c: i for i, c in enumerate(classes)}
+    samples = []
+    for f in folders:
+        for dirpath, dirnames, filenames in os.walk(f, followlinks=False):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in sorted(filenames):
+                if is_image_file(name) and not name.startswith("."):
+                    samples.append(Sample(str(Path(dirpath) / name), index[folder_class[f.name]]))
+    ds = ImageDataset(str(root), list(classes), samples)
+    _check_nonempty(ds, allow_empty, f"folder {root}")
+    return ds
+
+
+def manifest_dataset(csv_path: str | os.PathLike, classes: Sequence[str] | None = None,
+                     allow_empty: bool = False) -> ImageDataset:
+    """Read a ``path,label`` CSV (a header row is optional)."""
+    csv_path = Path(csv_path).expanduser().resolve()
+    if not csv_path.is_file():
+        raise DatasetError(f"manifest {csv_path} does not exist")
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
+    if rows and [c.strip().lower() for c in rows[0][:2]] == ["path", "label"]:
+        rows = rows[1:]
+    bad = [i + 1 for i, r in enumerate(rows) if len(r) < 2]
+    if bad:
+        raise DatasetError(f"{csv_path}: rows {bad[:10]} do not have the two columns path,label")
+    labels = [r[1].strip() for r in rows]
+    if classes is None:
+        classes = sorted(set(labels))
+    index = {c.lower(): i for i, c in enumerate(classes)}
+    unknown = sorted({l for l in labels if l.lower() not in index})
+    if unknown:
+        raise DatasetError(f"{csv_path}: labels {unknown[:10]} are not among the classes {list(classes)[:10]}")
+    base = csv_path.parent
+    samples = [Sample(str((base / r[0].strip()).resolve()), index[l.lower()]) for r, l in zip(rows, labels)]
+    ds = ImageDataset(str(base), list(classes), samples)
+    _check_nonempty(ds, allow_empty, f"manifest {csv_path}")
+    return ds
+
+
+def load_dataset(source: str | os.PathLike, classes: Sequence[str] | None = None,
+                 class_map: Mapping[str, str] | None = None, allow_empty: bool = False) -> ImageDataset:
+    """A folder or a ``.csv`` manifest, whichever ``source`` is."""
+    if str(source).lower().endswith(".csv"):
+        return manifest_dataset(source, classes, allow_empty)
+    return folder_dataset(source, classes, class_map, allow_empty)
+
+
+def _check_nonempty(ds: ImageDataset, allow_empty: bool, what: str) -> None:
+    if not ds.samples:
+        raise DatasetError(f"{what} has no image files ({', '.join(sorted({'.jpg', '.png', '.bmp', '.tif'}))}, …)")
+    empty = [c for c, n in ds.counts().items() if n == 0]
+    if empty and not allow_empty:
+        shown = empty[:10] + ([f"… ({len(empty)} in all)"] if len(empty) > 10 else [])
+        raise DatasetError(f"{what}: classes without images: {shown}; add images or remove those classes")
+
+
+def _rank(seed: int, path: str) -> str:
+    return hashlib.sha1(f"{seed}:{path}".encode()).hexdigest()
+
+
+def split_dataset(ds: ImageDataset, fractions: Sequence[float] = (0.6, 0.2, 0.2), seed: int = 0,
+                  names: Sequence[str] = SPLIT_NAMES) -> dict[str, ImageDataset]:
+    """Per-class split into ``names`` by ``fractions`` (summing to at most 1), deterministic in ``seed``.
+
+    Each class is ordered by a seeded hash of its file paths, so adding images to one class never
+    moves images of another class between splits.
+    """
+    if not fractions or any(f < 0 for f in fractions) or sum(fractions) > 1 + 1e-9:
+        raise DatasetError(f"split fractions {list(fractions)} must be non-negative and sum to at most 1")
+    if len(fractions) > len(names):
+        raise DatasetError(f"{len(fractions)} fractions but only the split names {list(names)}")
+    by_class: dict[int, list[Sample]] = {}
+    for s in ds.samples:
+        by_class.setdefault(s.label, []).append(s)
+    parts: dict[str, list[Sample]] = {n: [] for n in names[:len(fractions)]}
+    for label in sorted(by_class):
+        items = sorted(by_class[label], key=lambda s: _rank(seed, s.path))
+        bounds, acc = [], 0.0
+        for f in fractions:
+            acc += f
+            bounds.append(round(acc * len(items)))
+        start = 0
+        for name, end in zip(parts, bounds):
+            parts[name].extend(items[start:end])
+            start = end
+    return {n: ds.subset(sorted(v, key=lambda s: s.path)) for n, v in parts.items()}
+
+
+def parse_fractions(text: str) -> tuple[float, ...]:
+    """``"0.6,0.2,0.2"`` -> (0.6, 0.2, 0.2), with a clear error for anything else."""
+    try:
+        return tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise DatasetError(f"--split {text!r}: give fractions like 0.6,0.2,0.2") from None
