@@ -48,7 +48,7 @@ def load_image(
             with Image.open(p) as img:
                 if img.width * img.height > max_pixels:
                     raise ImageDecodeError(
-                        p, f"{img.width}x{img.height} pixels is over the decompression-bomb limit of "
+                        p, f"{img.width}x{img.height} pixels is over the decompression bomb limit of "
                         f"{max_pixels:,}; raise max_pixels if you trust this file")
                 img.load()
                 img = ImageOps.exif_transpose(img)

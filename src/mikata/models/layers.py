@@ -28,6 +28,11 @@ class LayerInfo:
 
 def trace_layers(net: nn.Module, in_channels: int, input_size: tuple[int, int]) -> list[LayerInfo]:
     """Every named submodule with its output shape from one dummy forward, in definition order."""
+    if isinstance(net, torch.jit.ScriptModule):
+        from mikata.errors import ModelLoadError
+
+        raise ModelLoadError("TorchScript models cannot be hooked, so their layers cannot be traced; load the "
+                             "model as an nn.Module (a mikata checkpoint or package.module:factory) for this")
     shapes: dict[str, tuple[int, ...]] = {}
     calls: dict[str, int] = {}
     finished: list[str] = []

@@ -112,7 +112,7 @@ def _finish(net: nn.Module, spec: str, class_names=None, **kw) -> ModelHandle:
             k = extract_logits(net(torch.zeros(1, in_channels, *size))).shape[-1]
         class_names = list(imagenet_class_names()) if k == 1000 else [f"class_{i}" for i in range(k)]
     default = kw.pop("default_layer", None)
-    if default is None:
+    if default is None and not isinstance(net, torch.jit.ScriptModule):  # TorchScript cannot be hooked
         default = next((l.name for l in trace_layers(net, in_channels, size) if l.is_default), None)
     return ModelHandle(net=net, class_names=list(class_names), input_size=tuple(size), in_channels=in_channels,
                        default_layer=default, spec=spec, **kw)
