@@ -179,7 +179,7 @@ def activation_grid(
         tiles = [_upsample_nearest(colorize(d, cmap), thumb) for d in display]
     labels = [f"{c} · {s:.2g}" for c, s in zip(chosen, scores)]
     grid = tile(tiles, labels=labels, thumb=thumb)
-    caption = f"{title}\n{order}; {how}; label: channel · mean activation"
+    caption = f"{title}\n{order}; {how}\nlabel: channel · mean activation"
     return ActivationGrid(captioned(grid, caption), grid, layer, shape, chosen, values, display, scores, scale)
 
 

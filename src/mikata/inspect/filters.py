@@ -69,8 +69,12 @@ def _conv(net: nn.Module, layer: str | None) -> tuple[str, nn.Conv2d]:
         layer = convs[0]
     modules = dict(net.named_modules())
     if layer not in modules or not isinstance(modules[layer], nn.Conv2d):
-        hint = (f"{layer!r} is a {type(modules[layer]).__name__}, not a convolution" if layer in modules
-                else "`mikata layers MODEL` lists all layers")
+        if layer in modules:
+            inside = [c for c in convs if c.startswith(layer + ".")][:5]
+            hint = f"{layer!r} is a {type(modules[layer]).__name__}, not a convolution" + (
+                f"; the convolutions inside it: {', '.join(inside)}" if inside else "")
+        else:
+            hint = "`mikata layers MODEL` lists all layers"
         raise ChoiceError("convolution layer", layer, convs, hint=hint)
     return layer, modules[layer]
 
