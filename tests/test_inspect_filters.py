@@ -44,6 +44,10 @@ def test_first_layer_rgb_filters_match_resnet18_weights(resnet18):
     # The grid shows those colors, filter i in tile i.
     for i in (0, 9, 63):
         np.testing.assert_array_equal(_tile_pixels(g, i), (expected[i] * 255).round().astype(np.uint8))
+    # A non-convolution layer of resnet18 names its convolutions.
+    with pytest.raises(ChoiceError) as err:
+        filter_grid(resnet18, "bn1")
+    assert err.value.choices == conv_layers(resnet18.net) and err.value.choices[:2] == ["conv1", "layer1.0.conv1"]
 
 
 def test_depthwise_filters_of_lite0(lite0):
@@ -80,13 +84,13 @@ def test_grouped_conv_filters_see_their_groups_inputs():
         np.testing.assert_array_equal(px[:, x0:x0 + 3, 0], (255 * (0.5 + 0.5 * w[5, j] / peak)).round())
 
 
-def test_unknown_and_non_conv_layers_list_the_convolutions(resnet18, lite0):
-    convs = conv_layers(resnet18.net)
-    assert convs[0] == "conv1" and "layer4.1.conv2" in convs
+def test_unknown_and_non_conv_layers_list_the_convolutions(lite0):
+    convs = conv_layers(lite0.net)
+    assert convs[:3] == ["stem.conv", "blocks.0.depthwise.conv", "blocks.0.project.conv"] and len(convs) == 49
     with pytest.raises(ChoiceError) as err:
-        filter_grid(resnet18, "bn1")
+        filter_grid(lite0, "stem.bn")
     assert err.value.choices == convs and "BatchNorm2d, not a convolution" in str(err.value)
-    with pytest.raises(ChoiceError, match="valid convolution layers: conv1, layer1.0.conv1"):
-        filter_grid(resnet18, "layer9")
+    with pytest.raises(ChoiceError, match="valid convolution layers: stem.conv, blocks.0.depthwise.conv"):
+        filter_grid(lite0, "blocks.99.conv")
     with pytest.raises(ChoiceError, match="convolutions inside it: blocks.2.expand.conv"):
         filter_grid(lite0, "blocks.2")

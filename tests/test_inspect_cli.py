@@ -1,0 +1,36 @@
+"""The activations, filters and samples commands end to end: PNG files written, errors exit 2."""
+
+from __future__ import annotations
+
+import shutil
+
+from PIL import Image
+
+from mikata.cli import main
+
+
+def test_activations_filters_samples_write_pngs(tmp_path, photos, capsys):
+    out = tmp_path / "out"
+    assert main(["activations", "efficientnet-lite0", str(photos["astronaut"]), "--layer", "blocks.2",
+                 "--top", "4", "--overlay", "--out", str(out)]) == 0
+    png = out / "astronaut_blocks.2_activations.png"
+    assert Image.open(png).format == "PNG"
+    assert main(["filters", "efficientnet-lite0", "--out", str(out)]) == 0
+    assert Image.open(out / "stem.conv_filters.png").format == "PNG"
+    data = tmp_path / "data"
+    for cls, names in {"space": ["astronaut", "rocket"], "cat": ["chelsea"]}.items():
+        (data / cls).mkdir(parents=True)
+        for n in names:
+            shutil.copy(photos[n], data / cls)
+    assert main(["samples", str(data), "--n", "3", "--out", str(out / "samples.png")]) == 0
+    assert Image.open(out / "samples.png").format == "PNG"
+    printed = capsys.readouterr().out.split()
+    assert printed == [str(png), str(out / "stem.conv_filters.png"), str(out / "samples.png")]
+
+
+def test_bad_choices_exit_2_with_the_valid_ones(photos, capsys):
+    assert main(["filters", "efficientnet-lite0", "--layer", "stem.bn"]) == 2
+    assert "valid convolution layers: stem.conv" in capsys.readouterr().err
+    assert main(["activations", "efficientnet-lite0", str(photos["chelsea"]), "--layer", "stem",
+                 "--channels", "99"]) == 2
+    assert "valid channels: 0..31" in capsys.readouterr().err
