@@ -82,6 +82,7 @@ def test_grouped_conv_filters_see_their_groups_inputs():
     peak = np.abs(w[5]).max()
     for j, x0 in enumerate((0, 4)):
         np.testing.assert_array_equal(px[:, x0:x0 + 3, 0], (255 * (0.5 + 0.5 * w[5, j] / peak)).round())
+    assert (px[:, 3] == GAP_COLOR).all()                         # the gap column between the two slices
 
 
 def test_unknown_and_non_conv_layers_list_the_convolutions(lite0):
