@@ -114,3 +114,29 @@ def test_parse_channels():
         parse_channels("a:b", 32)
     with pytest.raises(ChoiceError):
         parse_channels("40:50", 32)
+
+
+def test_grayscale_model_maps_and_filters():
+    """A one-channel (MNIST-like) classifier: maps overlay on the gray input, filters are one slice each."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+    from torch import nn
+
+    from mikata.inspect import filter_grid
+    from mikata.models import ModelHandle
+
+    gen = torch.Generator().manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                        nn.Linear(6, 10))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen))
+    handle = ModelHandle(net, [str(d) for d in range(10)], input_size=(32, 32), mean=(0.5,), std=(0.5,),
+                         in_channels=1, crop_fraction=1.0)
+    digit = Image.fromarray((load_digits().images[0] * 255 / 16).astype(np.uint8), "L").resize((32, 32))
+    g = activation_grid(handle, digit, "1", overlay=True)
+    x = handle.preprocess([digit])
+    expected = torch.relu(net[0](x))[0].detach().numpy()           # (6, 32, 32)
+    np.testing.assert_allclose(g.values, expected, rtol=1e-5, atol=1e-6)
+    f = filter_grid(handle)
+    assert f.layer == "0" and f.mode == "gray" and f.weights.shape == (6, 1, 3, 3)

@@ -40,3 +40,25 @@ def test_bad_choices_exit_2_with_the_valid_ones(photos, capsys, lite0, monkeypat
     assert main(["activations", "efficientnet-lite0", str(photos["chelsea"]), "--layer", "stem",
                  "--channels", "99"]) == 2
     assert "valid channels: 0..31" in capsys.readouterr().err
+
+
+def test_json_output_names_channels_and_counts(photos, tmp_path, capsys, lite0, monkeypatch):
+    import json
+
+    import mikata.cli.activations
+
+    monkeypatch.setattr(mikata.cli.activations, "load_model_from_args", lambda args: lite0)
+    assert main(["activations", "efficientnet-lite0", str(photos["flower"]), "--layer", "head", "--top", "3",
+                 "--json", "--out", str(tmp_path)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["shape"] == [1280, 7, 7] and len(report["channels"]) == 3
+    assert report["mean_activation"] == sorted(report["mean_activation"], reverse=True)
+    data = tmp_path / "data"
+    (data / "flower").mkdir(parents=True)
+    shutil.copy(photos["flower"], data / "flower")
+    (data / "flower" / "bad.jpg").write_bytes(b"nope")
+    assert main(["samples", str(data), "--json", "--out", str(tmp_path / "s.png")]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert report["counts"] == {"flower": 2} and len(report["samples"]) == 1
+    assert report["skipped"][0]["path"].endswith("bad.jpg") and "bad.jpg" in captured.err

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mikata.cli.common import add_model_argument, command_parser, load_model_from_args
+from mikata.cli.common import add_model_argument, command_parser, load_model_from_args, print_json
 
 
 def register(sub) -> None:
@@ -21,6 +21,8 @@ def register(sub) -> None:
     p.add_argument("--overlay", action="store_true", help="upsample each map and overlay it on the input image")
     p.add_argument("--thumb", type=int, default=96, help="tile size in pixels (default 96)")
     p.add_argument("--out", default=".", metavar="DIR", help="folder for the PNG (default: current folder)")
+    p.add_argument("--json", action="store_true",
+                   help="print the PNG path, layer shape, drawn channels and their mean activations as JSON")
     p.set_defaults(func=run)
 
 
@@ -36,5 +38,10 @@ def run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{Path(args.image).stem}_{args.layer}_activations.png"
     grid.save(path)
-    print(path)
+    if args.json:
+        print_json({"path": str(path), "layer": grid.layer, "shape": list(grid.shape), "channels": grid.channels,
+                    "mean_activation": [float(v) for v in grid.scores],
+                    "shared_scale": list(grid.scale) if grid.scale else None})
+    else:
+        print(path)
     return 0

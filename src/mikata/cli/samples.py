@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from mikata.cli.common import command_parser
+from mikata.cli.common import command_parser, print_json
 
 
 def register(sub) -> None:
@@ -17,6 +17,7 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed: the same seed shows the same images (default 0)")
     p.add_argument("--thumb", type=int, default=128, help="tile size in pixels (default 128)")
     p.add_argument("--out", default="samples.png", metavar="FILE", help="output PNG (default samples.png)")
+    p.add_argument("--json", action="store_true", help="print the class counts, samples and skipped files as JSON")
     p.set_defaults(func=run)
 
 
@@ -31,5 +32,10 @@ def run(args) -> int:
     result.save(out)
     for path, reason in result.skipped:
         print(f"mikata samples: skipped {path}: {reason}", file=sys.stderr)
-    print(out)
+    if args.json:
+        print_json({"path": str(out), "counts": result.counts,
+                    "samples": [{"path": p, "class": c} for p, c in result.samples],
+                    "skipped": [{"path": p, "reason": r} for p, r in result.skipped]})
+    else:
+        print(out)
     return 0

@@ -135,14 +135,19 @@ def filter_grid(
 
 
 def _slice_block(d: np.ndarray) -> np.ndarray:
-    """Input-channel slices ``(I', kh, kw)`` in [0, 1] arranged in a near-square block, uint8 RGB."""
+    """Input-channel slices ``(I', kh, kw)`` in [0, 1] arranged in a near-square block, uint8 RGB.
+
+    Slices are separated by a one-weight gap in ``GAP_COLOR`` (not a gray level, so never read as a weight).
+    """
     n, kh, kw = d.shape
+    gap = 1 if kh * kw > 1 else 0  # 1x1 kernels: a plain mosaic of the filter's input weights
     cols = math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
-    block = np.empty((rows * (kh + 1) - 1, cols * (kw + 1) - 1, 3), dtype=np.uint8)
-    block[:] = GAP_COLOR
+    block = np.empty((rows * (kh + gap) - gap, cols * (kw + gap) - gap, 3), dtype=np.uint8)
+    block[:] = GAP_COLOR  # also marks unused cells of the last row
     gray = (d * 255).round().astype(np.uint8)
     for i in range(n):
         r, c = divmod(i, cols)
-        block[r * (kh + 1):r * (kh + 1) + kh, c * (kw + 1):c * (kw + 1) + kw] = gray[i][..., None]
+        y, x = r * (kh + gap), c * (kw + gap)
+        block[y:y + kh, x:x + kw] = gray[i][..., None]
     return block
