@@ -9,8 +9,12 @@ from PIL import Image
 from mikata.cli import main
 
 
-def test_activations_filters_samples_write_pngs(tmp_path, photos, capsys):
+def test_activations_filters_samples_write_pngs(tmp_path, photos, capsys, lite0, monkeypatch):
+    import mikata.cli.filters
+
     out = tmp_path / "out"
+    # `activations` loads the model for real; `filters` reuses the session's copy (one load is enough).
+    monkeypatch.setattr(mikata.cli.filters, "load_model_from_args", lambda args: lite0)
     assert main(["activations", "efficientnet-lite0", str(photos["astronaut"]), "--layer", "blocks.2",
                  "--top", "4", "--overlay", "--out", str(out)]) == 0
     png = out / "astronaut_blocks.2_activations.png"
