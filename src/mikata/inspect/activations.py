@@ -8,7 +8,7 @@ Example:
     >>> handle = load_model("efficientnet-lite0")                                   # doctest: +SKIP
     >>> grid = activation_grid(handle, "chelsea.png", "blocks.3", top=16, overlay=True)  # doctest: +SKIP
     >>> grid.channels[:3], grid.values.shape                                        # doctest: +SKIP
-    ([17, 5, 30], (16, 28, 28))
+    ([0, 4, 5], (16, 28, 28))
     >>> grid.save("blocks.3.png")                                                   # doctest: +SKIP
 """
 

@@ -10,7 +10,7 @@ channels of its group.
 
 Example:
     >>> handle = load_model("torchvision:resnet18")             # doctest: +SKIP
-    >>> grid = filter_grid(handle)                              # first conv: conv1, RGB
+    >>> grid = filter_grid(handle)      # first conv: conv1, RGB   # doctest: +SKIP
     >>> grid.mode, grid.weights.shape                           # doctest: +SKIP
     ('rgb', (64, 3, 7, 7))
 """

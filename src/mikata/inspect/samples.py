@@ -90,11 +90,13 @@ def sample_grid(data_dir: str | os.PathLike, n: int = 9, seed: int = 0, thumb: i
     for i in rng.permutation(len(pool)):
         path, cls = pool[i]
         try:
-            images.append(load_image(path))
+            img = load_image(path)
         except ImageDecodeError as e:
             log.warning("skipping %s: %s", path, e.reason)
             skipped.append((str(path), e.reason))
             continue
+        img.thumbnail((thumb, thumb), Image.LANCZOS)  # keep memory at thumbnail size for large n
+        images.append(img)
         samples.append((str(path), cls))
         if len(samples) == n:
             break
@@ -113,6 +115,7 @@ def sample_grid(data_dir: str | os.PathLike, n: int = 9, seed: int = 0, thumb: i
 def class_histogram(counts: dict[str, int], height_px: int = 400) -> Image.Image:
     """Horizontal bars of images per class, each bar labelled with its count (matplotlib, no pyplot)."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     names = list(counts)
     k = len(names)
@@ -128,6 +131,7 @@ def class_histogram(counts: dict[str, int], height_px: int = 400) -> Image.Image
     for yi, v in zip(y, values):
         ax.text(v + top * 0.01, yi, str(v), va="center", fontsize=8)
     ax.set_xlim(0, top * 1.15 + 1)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("images")
     ax.set_title(f"class histogram: {sum(values)} images, {k} classes", fontsize=9)
     fig.tight_layout()
