@@ -12,7 +12,7 @@ import sys
 
 from mikata import __version__
 
-COMMANDS = ["demo", "layers", "predict"]
+COMMANDS = ["demo", "predict", "layers", "activations", "filters", "samples"]
 
 
 def build_parser() -> argparse.ArgumentParser:
