@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from mikata.errors import ChoiceError
+from mikata.errors import ChoiceError, MikataError
 from mikata.hooks import preserved
 from mikata.models.handle import ModelHandle
 
@@ -22,8 +22,24 @@ RULES = ("epsilon-plus-flat", "epsilon-plus", "epsilon-alpha2-beta1", "epsilon-a
          "epsilon", "zplus", "alpha-beta")
 
 
+def _import_zennit() -> None:
+    """Import zennit; if torchvision's CUDA-only operators break its import, declare their schemas."""
+    try:
+        import zennit  # noqa: F401
+    except RuntimeError as e:
+        if "torchvision" not in str(e):
+            raise
+        from mikata.attribution._torchvision_compat import import_torchvision
+
+        import_torchvision()
+        import zennit  # noqa: F401
+    except ImportError as e:
+        raise MikataError(f"LRP needs the zennit package ({e}); pip install zennit") from e
+
+
 def make_composite(handle: ModelHandle, rule: str):
     """The zennit composite for ``rule`` with the right batch-norm canonizer for this network."""
+    _import_zennit()
     from zennit import composites, rules, types
     from zennit.canonizers import SequentialMergeBatchNorm
 
