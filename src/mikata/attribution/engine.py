@@ -27,7 +27,7 @@ from mikata.attribution.passes import Pass, gradient_pass
 from mikata.attribution.result import Attribution, reduce_channels, upsample
 from mikata.attribution.targets import TargetSpec, resolve_targets
 from mikata.errors import ChoiceError, MikataError
-from mikata.hooks import get_layer
+from mikata.hooks import get_layer, preserved
 from mikata.models.handle import ModelHandle
 
 # name -> how a pixel map is reduced over channels for display
@@ -88,6 +88,13 @@ def explain(
     "occlusion": {"window": 32, "stride": 16}, "lime": {"samples": 1000}, "lrp": {"rule": "zplus"}}``.
     """
     methods = check_methods(methods)
+    with preserved(handle.model):
+        handle.model.eval()  # dropout off, batch-norm statistics frozen; modes restored afterwards
+        return _explain(handle, images, methods, targets, layer, options, budget_mb, progress)
+
+
+def _explain(handle: ModelHandle, images: torch.Tensor, methods: list[str], targets: TargetSpec, layer: str | None,
+             options: dict[str, dict] | None, budget_mb: float, progress: bool) -> list[Attribution]:
     options = {k.lower(): dict(v) for k, v in (options or {}).items()}
     bad = [k for k in options if k not in METHODS]
     if bad:
@@ -124,13 +131,10 @@ def explain(
     ids = shared.targets  # (N, T)
 
     results: list[Attribution] = []
-    smooth_cache: dict | None = None
     for m in methods:
         tic = time.perf_counter()
         opts = options.get(m, {})
         raws, info, shared_used = _run_method(m, handle, x, ids, shared, opts, budget_mb, progress, options)
-        if m in SMOOTH:
-            smooth_cache = smooth_cache  # variants of one call share samples via _run_method's cache
         elapsed = time.perf_counter() - tic
         for k, raw in enumerate(raws):
             maps = upsample(raw, size) if raw.dim() == 3 else reduce_channels(raw, _reduction(m, opts))
