@@ -33,7 +33,8 @@ def draw_figure(
     """A matplotlib Figure for image ``index`` of the batch the attributions were computed on.
 
     ``image``: ``(H, W, 3)`` uint8 as shown to people; ``probs``: that image's softmax ``(K,)``.
-    Rows are target ranks, columns methods; maps are min-max scaled for display only.
+    Rows are target ranks, columns methods; maps are min-max scaled for display only (pixel maps
+    also saturate their top 0.5%); the attributions themselves are never changed.
     """
     from matplotlib.figure import Figure
 
@@ -62,7 +63,10 @@ def draw_figure(
             heat = np.asarray(Image.fromarray(heat.astype(np.float32), mode="F").resize((w, h), Image.BILINEAR))
         ax = axes[r, c]
         ax.imshow(image)
-        im = ax.imshow(normalize_map(heat), cmap=cmap, alpha=alpha, vmin=0, vmax=1)
+        shown = normalize_map(heat)
+        if a.raw.dim() == 4:  # pixel maps are heavy-tailed: saturate the top 0.5% so structure shows
+            shown = np.clip(shown / max(float(np.percentile(shown, 99.5)), 1e-12), 0, 1)
+        im = ax.imshow(shown, cmap=cmap, alpha=alpha, vmin=0, vmax=1)
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02).ax.tick_params(labelsize=6)
         name = class_names[a.targets[index]][:20]
         ax.set_title(f"{a.method}\n{a.target_spec}: {name}", fontsize=8)
