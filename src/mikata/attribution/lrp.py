@@ -1,0 +1,79 @@
+"""Layer-wise Relevance Propagation through zennit composites, with batch-norm folding.
+
+zennit is the reference implementation of the LRP rules, so mikata delegates the rules to it
+instead of re-deriving them; zennit registers (and removes, on leaving its context) its own hooks,
+the one place hooks are not registered through ``mikata.hooks``. Batch norm is folded into the
+preceding convolution by a canonizer (zennit's ResNet canonizer for torchvision ResNets, the
+sequential conv→BN merge otherwise). One forward serves every target rank.
+
+Example:
+    >>> rel = lrp(handle, x, ids, rule="epsilon-plus-flat")[0]    # (N, C, H, W)    # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import torch
+
+from mikata.errors import ChoiceError, MikataError
+from mikata.hooks import preserved
+from mikata.models.handle import ModelHandle
+
+RULES = ("epsilon-plus-flat", "epsilon-plus", "epsilon-alpha2-beta1", "epsilon-alpha2-beta1-flat",
+         "epsilon", "zplus", "alpha-beta")
+
+
+def _import_zennit() -> None:
+    """Import zennit; if torchvision's CUDA-only operators break its import, declare their schemas."""
+    try:
+        import zennit  # noqa: F401
+    except RuntimeError as e:
+        if "torchvision" not in str(e):
+            raise
+        from mikata.attribution._torchvision_compat import import_torchvision
+
+        import_torchvision()
+        import zennit  # noqa: F401
+    except ImportError as e:
+        raise MikataError(f"LRP needs the zennit package ({e}); pip install zennit") from e
+
+
+def make_composite(handle: ModelHandle, rule: str):
+    """The zennit composite for ``rule`` with the right batch-norm canonizer for this network."""
+    _import_zennit()
+    from zennit import composites, rules, types
+    from zennit.canonizers import SequentialMergeBatchNorm
+
+    if type(handle.net).__name__ == "ResNet" and type(handle.net).__module__.startswith("torchvision"):
+        from zennit.torchvision import ResNetCanonizer
+
+        canonizers = [ResNetCanonizer()]
+    else:
+        canonizers = [SequentialMergeBatchNorm()]
+    named = {"epsilon-plus-flat": composites.EpsilonPlusFlat, "epsilon-plus": composites.EpsilonPlus,
+             "epsilon-alpha2-beta1": composites.EpsilonAlpha2Beta1,
+             "epsilon-alpha2-beta1-flat": composites.EpsilonAlpha2Beta1Flat}
+    if rule in named:
+        return named[rule](canonizers=canonizers)
+    single = {"epsilon": lambda: rules.Epsilon(), "zplus": lambda: rules.ZPlus(),
+              "alpha-beta": lambda: rules.AlphaBeta(alpha=2.0, beta=1.0)}
+    if rule not in single:
+        raise ChoiceError("LRP rule", rule, list(RULES))
+    layer_map = [(types.Activation, rules.Pass()), (types.AvgPool, rules.Norm()),
+                 (types.Convolution, single[rule]()), (torch.nn.Linear, rules.Epsilon())]
+    return composites.LayerMapComposite(layer_map=layer_map, canonizers=canonizers)
+
+
+def lrp(handle: ModelHandle, x: torch.Tensor, ids: torch.Tensor, rule: str = "epsilon-plus-flat") -> list[torch.Tensor]:
+    """Per target rank: relevance ``(N, C, H, W)`` of the target logit, propagated with ``rule``."""
+    composite = make_composite(handle, rule)
+    with preserved(handle.net):
+        for p in handle.net.parameters():
+            p.requires_grad_(False)
+        with composite.context(handle.model) as model, torch.enable_grad():
+            xin = x.detach().requires_grad_(True)
+            picked = model(xin).gather(1, ids)  # (N, T)
+            out = []
+            for k in range(ids.shape[1]):
+                (g,) = torch.autograd.grad(picked[:, k].sum(), xin, retain_graph=k < ids.shape[1] - 1)
+                out.append(g.detach())
+    return out

@@ -1,0 +1,101 @@
+"""One forward, several backwards: the shared gradient pass behind most methods.
+
+``gradient_pass`` runs the model once with the target layer's output captured (and, when asked, ReLUs
+routed through switchable rules), resolves the targets from the logits, then takes one
+vector-Jacobian product per (backward mode, target rank). Parameters never require grad, so no
+weight gradients are computed; when only layer gradients are needed the graph starts at the layer
+(the input does not require grad and the layer output is re-rooted), so nothing below it is
+differentiated.
+
+Example:
+    >>> p = gradient_pass(handle, x, layer="layer4", modes={"plain": ("layer", "input")})  # doctest: +SKIP
+    >>> p.layer_grads["plain"][0].shape, p.input_grads["plain"][0].shape                   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from mikata.attribution.relu_rules import RuleState, relu_rule_hooks
+from mikata.hooks import _first_tensor, attached, get_layer, preserved
+from mikata.models.handle import ModelHandle
+
+
+@dataclass
+class Pass:
+    logits: torch.Tensor  # (N, K), detached
+    targets: torch.Tensor  # (N, T) class ids
+    labels: list[str]
+    activation: torch.Tensor | None = None  # (N, C, h, w) at the layer, detached
+    layer_grads: dict[str, list[torch.Tensor]] = field(default_factory=dict)  # mode -> T x (N, C, h, w)
+    input_grads: dict[str, list[torch.Tensor]] = field(default_factory=dict)  # mode -> T x (N, C, H, W)
+
+
+def gradient_pass(
+    handle: ModelHandle,
+    x: torch.Tensor,
+    resolve: Callable[[torch.Tensor], tuple[list[str], torch.Tensor]] | torch.Tensor,
+    layer: str | None = None,
+    modes: dict[str, tuple[str, ...]] | None = None,
+) -> Pass:
+    """Forward ``x`` ``(N, C, H, W)`` once; backward once per mode and target rank.
+
+    ``resolve`` maps logits to ``(labels, ids (N, T))`` or is a ready ``(N, T)`` id tensor.
+    ``modes`` maps "plain" / "guided" / "deconv" to what that backward must reach: "layer" and/or
+    "input". An empty ``modes`` gives a forward only (logits, activation).
+    """
+    modes = modes or {}
+    want_input = any("input" in w for w in modes.values())
+    rules = any(m != "plain" for m in modes)
+    net = handle.net
+    state = RuleState()
+    grab: dict[str, torch.Tensor] = {}
+    hooks = []
+    if layer is not None:
+        module = get_layer(net, layer)
+
+        def keep(mod, args, out):
+            t = _first_tensor(out)
+            if t is None or not isinstance(out, torch.Tensor):
+                grab["act"] = t
+                return None
+            root = t if want_input else t.detach().requires_grad_(bool(modes))
+            grab["act"] = root
+            return root.clone() if modes else None  # a fresh node: in-place ops after the layer are safe
+
+        hooks.append((module, "forward", keep))
+    if rules:
+        hooks += relu_rule_hooks(net, state)
+    with preserved(net):
+        for p in net.parameters():
+            p.requires_grad_(False)
+        grad_enabled = torch.enable_grad() if modes else torch.no_grad()
+        with attached(hooks), grad_enabled:
+            xin = x.detach().requires_grad_(want_input) if modes else x
+            logits = handle.model(xin)  # (N, K)
+            if isinstance(resolve, torch.Tensor):
+                labels, ids = [str(i) for i in range(resolve.shape[1])], resolve
+            else:
+                labels, ids = resolve(logits.detach())
+            act = grab.get("act")
+            out = Pass(logits.detach(), ids, labels, None if act is None else act.detach())
+            picked = logits.gather(1, ids)  # (N, T)
+            jobs = [(mode, t) for mode in modes for t in range(ids.shape[1])]
+            for j, (mode, t) in enumerate(jobs):
+                state.mode = mode
+                leaves = []
+                if "layer" in modes[mode]:
+                    leaves.append(act)
+                if "input" in modes[mode]:
+                    leaves.append(xin)
+                grads = torch.autograd.grad(picked[:, t].sum(), leaves, retain_graph=j < len(jobs) - 1)
+                gi = 0
+                if "layer" in modes[mode]:
+                    out.layer_grads.setdefault(mode, []).append(grads[gi])
+                    gi += 1
+                if "input" in modes[mode]:
+                    out.input_grads.setdefault(mode, []).append(grads[gi])
+    return out

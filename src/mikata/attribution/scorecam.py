@@ -1,0 +1,45 @@
+"""Score-CAM (Wang et al. 2020): weight each channel by the target logit of the input masked by it.
+
+Channel maps are upsampled (bilinear, corners aligned, as pytorch-grad-cam), min-max scaled per
+channel to [0, 1], multiplied into the input, and the masked copies run in batches under a memory
+budget in inference mode; one forward per mask serves every target rank. Weights are the softmax of
+those logits over channels.
+
+Example:
+    >>> cams = scorecam(handle, x, ids, acts)[0]    # (N, h, w)       # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from mikata.attribution.batching import DEFAULT_BUDGET_MB, chunk_size, chunks
+from mikata.models.handle import ModelHandle
+
+
+def scorecam(
+    handle: ModelHandle,
+    x: torch.Tensor,
+    ids: torch.Tensor,
+    acts: torch.Tensor,
+    budget_mb: float = DEFAULT_BUDGET_MB,
+    progress: bool = False,
+) -> list[torch.Tensor]:
+    """Per target rank: Score-CAM maps ``(N, h, w)`` from layer activations ``acts`` ``(N, C, h, w)``."""
+    n, c = acts.shape[:2]
+    t = ids.shape[1]
+    up = F.interpolate(acts, size=x.shape[-2:], mode="bilinear", align_corners=True)  # (N, C, H, W)
+    lo = up.amin(dim=(2, 3), keepdim=True)
+    hi = up.amax(dim=(2, 3), keepdim=True)
+    masks = (up - lo) / (hi - lo + 1e-8)
+    scores = torch.empty(n, c, t)
+    per = max(1, chunk_size(x, budget_mb, with_grad=False, cap=256))
+    with torch.inference_mode():
+        for i in range(n):
+            for start, stop in chunks(c, per, progress and n == 1, desc="scorecam"):
+                xs = x[i:i + 1] * masks[i, start:stop, None]  # (m, C_in, H, W)
+                out = handle.model(xs)  # (m, K)
+                scores[i, start:stop] = out[:, ids[i]]
+    weights = scores.softmax(dim=1)  # (N, C, T)
+    return [(weights[:, :, k, None, None] * acts).sum(1).clamp_min(0) for k in range(t)]

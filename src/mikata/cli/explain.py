@@ -1,0 +1,66 @@
+"""mikata explain MODEL IMAGE...: attribution maps per image as a figure, raw .npy maps and JSON."""
+
+from __future__ import annotations
+
+import sys
+
+from mikata.cli.common import add_model_argument, command_parser, load_model_from_args, print_json
+
+DEFAULT_METHODS = "gradcam,guided-gradcam,smoothgrad"
+
+
+def register(sub) -> None:
+    p = command_parser(sub, "explain",
+                       "Show where the network looks: attribution maps beside the top-k probabilities.",
+                       "mikata explain efficientnet-lite0 chelsea.png --methods gradcam,guided-gradcam,smoothgrad "
+                       "--target top3 --out maps/")
+    add_model_argument(p)
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    p.add_argument("--methods", default=DEFAULT_METHODS,
+                   help=f"comma-separated methods (default {DEFAULT_METHODS}); `--methods list` shows them all")
+    p.add_argument("--target", default="top1",
+                   help="top1, top3, ... (per image), or a class id or name; several with commas")
+    p.add_argument("--layer", default=None, help="layer for CAM methods (default: the model's; see `mikata layers`)")
+    p.add_argument("--out", default="explain", help="output folder (default ./explain)")
+    p.add_argument("--cmap", default="jet", help="matplotlib colormap for overlays (default jet)")
+    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity (default 0.5)")
+    p.add_argument("--top", type=int, default=5, help="classes in the probability chart (default 5)")
+    p.add_argument("--samples", type=int, default=None, help="samples for smoothgrad / vargrad / lime")
+    p.add_argument("--steps", type=int, default=None, help="steps for integrated-gradients")
+    p.add_argument("--seed", type=int, default=0, help="seed for noise, baselines and LIME (default 0)")
+    p.add_argument("--json", action="store_true", help="print the JSON summary")
+    p.set_defaults(func=run)
+
+
+def _options(args) -> dict:
+    opts: dict[str, dict] = {}
+    for m in ("smoothgrad", "smoothgrad-squared", "vargrad"):
+        opts[m] = {"seed": args.seed, **({"samples": args.samples} if args.samples else {})}
+    opts["lime"] = {"seed": args.seed, **({"samples": args.samples} if args.samples else {})}
+    opts["integrated-gradients"] = {"seed": args.seed, **({"steps": args.steps} if args.steps else {})}
+    return opts
+
+
+def run(args) -> int:
+    from mikata.attribution.engine import METHODS
+
+    if args.methods.strip() == "list":
+        print("\n".join(METHODS))
+        return 0
+    from mikata.attribution.files import explain_files
+
+    methods = [m for m in args.methods.split(",") if m.strip()]
+    target = args.target if "," not in args.target else [t.strip() for t in args.target.split(",")]
+    handle = load_model_from_args(args)
+    summaries = explain_files(handle, args.images, methods, target, args.layer, args.out, _options(args),
+                              args.cmap, args.alpha, args.top, progress=not args.quiet)
+    if args.json:
+        print_json(summaries)
+    else:
+        for s in summaries:
+            if "figure" in s:
+                print(s["figure"])
+    failed = [s for s in summaries if "error" in s]
+    for s in failed:
+        print(f"mikata explain: cannot read {s['path']}: {s['error']}", file=sys.stderr)
+    return 1 if failed else 0
