@@ -113,9 +113,8 @@ def channel(layer: str, c: int | Sequence[int]) -> Objective:
     def fn(acts):
         a = acts[layer]  # (N, C, h, w) or (N, C)
         _check_channels("channel", layer, ids, a.shape[1])
-        rows = torch.arange(a.shape[0], device=a.device)
-        picked = a[rows, _pick(ids, a.shape[0], a.device)]  # (N, h, w) or (N,)
-        return picked.flatten(1).mean(1) if picked.dim() > 1 else picked
+        means = a.flatten(2).mean(2) if a.dim() > 2 else a  # (N, C)
+        return means.gather(1, _pick(ids, a.shape[0], a.device)[:, None])[:, 0]  # (N,)
 
     return Objective(fn, (layer,), f"channel({layer}, {c})", units, tuple(str(i) for i in ids) if units else None)
 

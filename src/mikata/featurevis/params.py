@@ -34,7 +34,8 @@ def _decorrelate(t: torch.Tensor, inverse: bool = False) -> torch.Tensor:
         return t
     m = _COLOR.to(t)
     m = torch.linalg.inv(m) if inverse else m
-    return torch.einsum("nchw,dc->ndhw", t, m)  # (N, 3, H, W)
+    # out[:, d] = sum_c m[d, c] * t[:, c]: a 1x1 convolution (no permute copies, unlike einsum)
+    return torch.nn.functional.conv2d(t, m[:, :, None, None])  # (N, 3, H, W)
 
 
 def _logit(x01: torch.Tensor) -> torch.Tensor:
