@@ -136,3 +136,15 @@ def test_top_activating_images_ranks_real_photos_and_skips_bad_files(lite0, phot
         order = means[:, c].argsort(descending=True)[:3].tolist()
         assert [p for p, _ in top.best[c]] == [str(list(photos.values())[i]) for i in order]
         assert top.best[c][0][1] == pytest.approx(means[order[0], c].item(), rel=1e-4)
+
+
+def test_rectified_channel_of_first_conv_moves_an_edge_filter_that_the_plain_mean_cannot(lite0):
+    """An edge filter's weights sum to ~0, so the plain mean of a linear first conv barely responds
+    to any image; the rectified mean (what a ReLU passes on) grows with edges of its orientation."""
+    w = lite0.net.stem.conv.weight  # (32, 3, 3, 3)
+    edge = int((w.sum((1, 2, 3)).abs() / w.flatten(1).norm(dim=1)).argmin())
+    opts = RenderOptions(size=48, steps=10, param="pixel", lr=0.1)
+    plain = visualize_channels(lite0, "stem.conv", [edge], opts).log
+    rect = visualize_channels(lite0, "stem.conv", [edge], opts, rectify=True).log
+    gain = lambda log: log[-1]["units"][0] - log[0]["units"][0]
+    assert gain(rect) > 0.2 and gain(plain) < gain(rect) / 2, (gain(plain), gain(rect))

@@ -24,7 +24,8 @@ def register(sub) -> None:
     p = command_parser(sub, "visualize",
                        "Render images that maximize channels, a neuron or class logits (feature visualization).",
                        "mikata visualize efficientnet-lite0 --classes zebra,strawberry,castle --out out/\n"
-                       "  mikata visualize efficientnet-lite0 --layer stem.conv --channels 0:32 --size 96 --out edges/")
+                       "  mikata visualize efficientnet-lite0 --layer stem.conv --channels 0:32 --rectify --param pixel "
+                       "--size 96 --out edges/")
     add_model_argument(p)
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--channels", help="channels of --layer: 0:36, 3,5,9 (one image each, one batch)")
@@ -33,6 +34,9 @@ def register(sub) -> None:
     what.add_argument("--deepdream", action="store_true", help="amplify the whole --layer (use with --image)")
     p.add_argument("--layer", help="layer name (see `mikata layers MODEL`); default for --classes: the logits")
     p.add_argument("--out", required=True, help="folder for grid.png and one PNG per unit")
+    p.add_argument("--rectify", action="store_true",
+                   help="--channels: maximize the mean positive part (for layers without an activation, "
+                        "e.g. a first conv, whose plain mean only yields flat colors)")
     p.add_argument("--image", help="start from this image instead of noise (DeepDream on a photo)")
     p.add_argument("--size", type=int, default=224, help="long side of the images in pixels (default 224)")
     p.add_argument("--steps", type=int, default=48, help="iterations per pyramid level (default 48)")
@@ -81,7 +85,7 @@ def run(args) -> int:
         else:
             if args.channels:
                 try:
-                    objective = O.channel(args.layer, parse_channels(args.channels))
+                    objective = O.channel(args.layer, parse_channels(args.channels), args.rectify)
                 except ValueError as e:
                     raise MikataError(f"--channels: {e}") from e
             else:

@@ -106,17 +106,24 @@ def _check_channels(kind: str, layer: str, ids: list[int], count: int) -> None:
                           hint=f"layer {layer!r} has {count} {kind}s")
 
 
-def channel(layer: str, c: int | Sequence[int]) -> Objective:
-    """Mean activation of channel ``c`` of ``layer``; a list renders channel ``c[i]`` on image ``i``."""
+def channel(layer: str, c: int | Sequence[int], rectify: bool = False) -> Objective:
+    """Mean activation of channel ``c`` of ``layer``; a list renders channel ``c[i]`` on image ``i``.
+
+    ``rectify`` averages the positive part only (what a following ReLU passes on). Use it for
+    layers without an activation, such as a first conv: there the plain mean is linear in the
+    image, so its maximum is a flat color and an edge filter (weights summing to ~0) gets no
+    gradient at all; the rectified mean is maximized by textures of the filter's edges and colors.
+    """
     ids, units = _per_image_index(c)
 
     def fn(acts):
         a = acts[layer]  # (N, C, h, w) or (N, C)
+        a = a.clamp_min(0) if rectify else a
         _check_channels("channel", layer, ids, a.shape[1])
         means = a.flatten(2).mean(2) if a.dim() > 2 else a  # (N, C)
         return means.gather(1, _pick(ids, a.shape[0], a.device)[:, None])[:, 0]  # (N,)
 
-    return Objective(fn, (layer,), f"channel({layer}, {c})", units, tuple(str(i) for i in ids) if units else None)
+    return Objective(fn, (layer,), f"channel({layer}, {c}{', rectified' if rectify else ''})", units, tuple(str(i) for i in ids) if units else None)
 
 
 def neuron(layer: str, c: int | Sequence[int], y: int | None = None, x: int | None = None) -> Objective:

@@ -24,10 +24,14 @@ from mikata.models.handle import ModelHandle
 
 
 def visualize_channels(handle: ModelHandle, layer: str, channels: Sequence[int],
-                       options: RenderOptions | None = None) -> Rendering:
-    """Image ``i`` maximizes the mean activation of channel ``channels[i]`` of ``layer``."""
+                       options: RenderOptions | None = None, rectify: bool = False,
+                       start: torch.Tensor | None = None) -> Rendering:
+    """Image ``i`` maximizes the mean activation of channel ``channels[i]`` of ``layer``.
+
+    For a first conv use ``rectify=True`` and ``param="pixel"``: edge and color textures.
+    """
     get_layer(handle.net, layer)
-    return render(handle, O.channel(layer, list(channels)), options)
+    return render(handle, O.channel(layer, list(channels), rectify), options, start=start)
 
 
 def visualize_neurons(handle: ModelHandle, layer: str, channels: Sequence[int], y: int | None = None,
