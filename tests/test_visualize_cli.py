@@ -41,3 +41,11 @@ def test_out_of_range_channels_and_unknown_class_exit_2(tmp_path, capsys):
     assert main(["visualize", "efficientnet-lite0", "--classes", "zebar", "--out", str(tmp_path)]) == 2
     assert "zebra" in capsys.readouterr().err
     assert main(["visualize", "efficientnet-lite0", "--channels", "0:2", "--out", str(tmp_path)]) == 2
+
+
+def test_bad_arguments_exit_2_before_loading_anything(tmp_path, capsys):
+    assert main(["visualize", "efficientnet-lite0", "--layer", "stem.conv", "--neuron", "1,2",
+                 "--out", str(tmp_path)]) == 2
+    assert "C,Y,X" in capsys.readouterr().err
+    assert main(["visualize", "efficientnet-lite0", "--layer", "stem.conv", "--channels", "0:4", "--steps", "0",
+                 "--out", str(tmp_path)]) == 2

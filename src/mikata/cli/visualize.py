@@ -70,31 +70,31 @@ def run(args) -> int:
                          param=args.param, optimizer=args.optimizer, lr=args.lr, tv=args.tv, tv_beta=args.tv_beta,
                          lp=args.lp, lp_p=args.lp_p, blur=args.blur, jitter=args.jitter, seed=args.seed,
                          verbose=args.verbose)
+    try:
+        opts.validate()
+        channels = parse_channels(args.channels) if args.channels else None
+        neuron = tuple(int(v) for v in args.neuron.split(",")) if args.neuron else None
+        if neuron is not None and len(neuron) != 3:
+            raise ValueError(f"--neuron takes C,Y,X, not {args.neuron!r}")
+    except ValueError as e:
+        raise MikataError(f"{e}") from e
+    if not args.classes and not args.layer:
+        raise MikataError("--channels, --neuron and --deepdream need --layer NAME; `mikata layers MODEL` lists them")
+    if args.classes and args.image:
+        logging.getLogger(__name__).warning("--image is used only with --channels, --neuron and --deepdream")
     handle = load_model_from_args(args)
     if args.classes:
         result = visualize_classes(handle, [c for c in args.classes.split(",") if c.strip()], opts, layer=args.layer)
-        if args.image:
-            logging.getLogger(__name__).warning("--image is used only with --channels, --neuron and --deepdream")
+    elif args.deepdream:
+        result = deepdream(handle, args.layer, args.image, opts)
     else:
-        if not args.layer:
-            raise MikataError("--channels, --neuron and --deepdream need --layer NAME; `mikata layers MODEL` lists them")
         get_layer(handle.net, args.layer)
         start = load_start_image(handle, args.image) if args.image else None
-        if args.deepdream:
-            result = deepdream(handle, args.layer, args.image, opts)
+        if channels is not None:
+            objective = O.channel(args.layer, channels, args.rectify)
         else:
-            if args.channels:
-                try:
-                    objective = O.channel(args.layer, parse_channels(args.channels), args.rectify)
-                except ValueError as e:
-                    raise MikataError(f"--channels: {e}") from e
-            else:
-                try:
-                    c, y, x = (int(v) for v in args.neuron.split(","))
-                except ValueError as e:
-                    raise MikataError(f"--neuron takes C,Y,X integers, not {args.neuron!r}") from e
-                objective = O.neuron(args.layer, [c], y, x)
-            result = render(handle, objective, opts, start=start)
+            objective = O.neuron(args.layer, [neuron[0]], neuron[1], neuron[2])
+        result = render(handle, objective, opts, start=start)
     paths = result.save(args.out, thumb=args.thumb)
     print(f"wrote {paths[0]} and {len(paths) - 1} image(s) in {result.seconds:.1f} s")
     return 0
