@@ -6,9 +6,9 @@ and applied together with one ``affine_grid`` + ``grid_sample`` (a single resamp
 
 Example:
     >>> g = torch.Generator().manual_seed(0)
-    >>> t = standard_transforms(jitter=8)
+    >>> t = standard_transforms(jitter_px=8)
     >>> apply(t, torch.rand(2, 3, 64, 64), g).shape
-    torch.Size([2, 3, 84, 84])
+    torch.Size([2, 3, 78, 78])
 """
 
 from __future__ import annotations
@@ -60,12 +60,12 @@ def scale_rotate(scales: Sequence[float] = (1.0,), degrees: Sequence[float] = (0
     return fn
 
 
-def standard_transforms(jitter: int = 8, pad_width: int = 12, scale: float = 0.1, degrees: float = 10) -> list[Transform]:
+def standard_transforms(jitter_px: int = 8, pad_width: int = 12, scale: float = 0.1, degrees: float = 10) -> list[Transform]:
     """lucid/lucent's standard robustness: pad 12, jitter 8, scale ±10 %, rotate ±10°, jitter 4."""
     scales = [1 + scale * (i - 5) / 5 for i in range(11)] if scale else [1.0]
     angles = list(range(-int(degrees), int(degrees) + 1)) + 5 * [0] if degrees else [0.0]
     out = [pad(pad_width)] if pad_width else []
-    out += [globals()["jitter"](jitter), scale_rotate(scales, angles), globals()["jitter"](max(1, jitter // 2))]
+    out += [jitter(jitter_px), scale_rotate(scales, angles), jitter(max(1, jitter_px // 2))]
     return out
 
 
