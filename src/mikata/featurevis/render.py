@@ -12,10 +12,9 @@ Example:
 
 from __future__ import annotations
 
-import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +30,6 @@ from mikata.hooks import preserved
 from mikata.models.handle import ModelHandle
 from mikata.errors import ChoiceError
 
-log = logging.getLogger(__name__)
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop, "sgd": torch.optim.SGD}
 
