@@ -1,0 +1,196 @@
+"""The optimization loop: many units in one batch, octaves, regularizers, a per-iteration log.
+
+``render`` optimizes a batch of images (one per unit of the objective) so that the objective's
+per-image score rises, under random transforms, with image-space penalties subtracted. Octaves
+(pyramid levels) run ``steps`` iterations at each size from small to ``size``, carrying the image
+up between levels, like MATLAB's deepDreamImage. The same seed and options give the same image.
+
+Example:
+    >>> res = render(handle, channel("stem.conv", list(range(32))), RenderOptions(size=96, steps=16))  # doctest: +SKIP
+    >>> res.grid().save("grid.png"); res.save("out/")                                                  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from mikata.featurevis import regularizers, transforms as T
+from mikata.featurevis.forward import recording
+from mikata.featurevis.objectives import Objective
+from mikata.featurevis.params import PARAMETERIZATIONS, octave_sizes
+from mikata.hooks import preserved
+from mikata.models.handle import ModelHandle
+from mikata.errors import ChoiceError
+
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop, "sgd": torch.optim.SGD}
+
+
+@dataclass
+class RenderOptions:
+    """Everything that shapes a rendering. Defaults render class logits the model recognizes."""
+
+    size: int = 224  # long side of the final image (pixels)
+    steps: int = 48  # iterations per pyramid level
+    octaves: int = 1  # pyramid levels
+    octave_scale: float = 1.4  # size ratio between consecutive levels
+    param: str = "fourier"  # "fourier" or "pixel"
+    decorrelate: bool = True
+    optimizer: str = "adam"  # "adam", "rmsprop" or "sgd"
+    lr: float = 0.05
+    jitter: int = 8  # 0 turns off all random transforms
+    pad: int = 12
+    scale: float = 0.1  # random scale range ±
+    degrees: float = 10.0  # random rotation range ±
+    tv: float = 0.0  # total-variation weight
+    tv_beta: float = 2.0
+    lp: float = 0.0  # Lp-norm weight
+    lp_p: float = 6.0
+    blur: float = 0.0  # blur-penalty weight
+    seed: int = 0
+    verbose: bool = False
+
+    def validate(self) -> None:
+        if self.param not in PARAMETERIZATIONS:
+            raise ChoiceError("parameterization", self.param, list(PARAMETERIZATIONS))
+        if self.optimizer not in OPTIMIZERS:
+            raise ChoiceError("optimizer", self.optimizer, list(OPTIMIZERS))
+        if self.size < 8 or self.steps < 1 or self.octaves < 1 or self.octave_scale <= 0:
+            raise ValueError("size >= 8, steps >= 1, octaves >= 1 and octave_scale > 0 are required")
+
+
+@dataclass
+class Rendering:
+    """The result: images ``(N, C, H, W)`` in [0, 1], a label per image, and the iteration log."""
+
+    images: torch.Tensor
+    labels: list[str]
+    log: list[dict] = field(default_factory=list)
+    options: RenderOptions | None = None
+    seconds: float = 0.0
+
+    def pil(self) -> list[Image.Image]:
+        from mikata.render import to_uint8_image
+
+        return [Image.fromarray(to_uint8_image(x)) for x in self.images]
+
+    def grid(self, thumb: int = 128, cols: int | None = None) -> Image.Image:
+        """A labelled tiled grid (like imtile)."""
+        from mikata.render import tile
+
+        return tile(self.pil(), labels=self.labels, thumb=thumb, cols=cols)
+
+    def save(self, folder: str | os.PathLike, thumb: int = 128) -> list[Path]:
+        """Write ``grid.png`` and ``<label>.png`` per image; returns the paths written."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = [folder / "grid.png"]
+        self.grid(thumb).save(paths[0])
+        for label, img in zip(self.labels, self.pil()):
+            safe = "".join(ch if ch.isalnum() or ch in "-_.@" else "_" for ch in label) or "unit"
+            paths.append(folder / f"{safe}.png")
+            img.save(paths[-1])
+        return paths
+
+
+def format_log(rows: list[dict], labels: list[str], max_units: int = 6) -> str:
+    """deepDreamImage's verbose table: iteration, activation strength, pyramid level."""
+    per_unit = len(labels) <= max_units
+    cols = [f"{l[:10]:>10}" for l in labels] if per_unit else [f"{'mean':>10}", f"{'min':>10}", f"{'max':>10}"]
+    head = f"{'iteration':>9} | {' '.join(cols)} | {'level':>5}"
+    out = [head, "-" * len(head)]
+    for r in rows:
+        vals = r["units"] if per_unit else [r["mean"], min(r["units"]), max(r["units"])]
+        out.append(f"{r['iteration']:>9} | {' '.join(f'{v:>10.3f}' for v in vals)} | {r['level']:>5}")
+    return "\n".join(out)
+
+
+def _to_model_input(handle: ModelHandle, x01: torch.Tensor) -> torch.Tensor:
+    mean = torch.tensor(handle.mean, dtype=x01.dtype).view(1, -1, 1, 1)
+    std = torch.tensor(handle.std, dtype=x01.dtype).view(1, -1, 1, 1)
+    return (x01 - mean) / std
+
+
+def render(
+    handle: ModelHandle,
+    objective: Objective,
+    options: RenderOptions | None = None,
+    n: int | None = None,
+    start: torch.Tensor | None = None,
+    labels: list[str] | None = None,
+) -> Rendering:
+    """Optimize ``n`` images (default: one per unit of ``objective``) to maximize it.
+
+    ``start`` (``(N or 1, C, H, W)`` in [0, 1]) starts from an image instead of noise (DeepDream on
+    a photo); its aspect ratio is kept with the long side at ``options.size``.
+    """
+    opt = options or RenderOptions()
+    opt.validate()
+    n = n or objective.units or (start.shape[0] if start is not None else 1)
+    if objective.units is not None and n != objective.units:
+        raise ValueError(f"the objective renders {objective.units} units; n={n} does not match")
+    labels = labels or list(objective.labels or [f"{objective.name}#{i}" if n > 1 else objective.name
+                                                 for i in range(n)])
+    g = torch.Generator().manual_seed(opt.seed)
+    c = handle.in_channels
+    if start is not None:
+        h0, w0 = start.shape[-2:]
+        k = opt.size / max(h0, w0)
+        final = (max(8, round(h0 * k)), max(8, round(w0 * k)))
+    else:
+        final = (opt.size, opt.size)
+    sizes = octave_sizes(final, opt.octaves, opt.octave_scale)
+    Param = PARAMETERIZATIONS[opt.param]
+    decorrelate = opt.decorrelate and c == 3
+    if start is not None:
+        first = F.interpolate(start.float().expand(n, -1, -1, -1), size=sizes[0], mode="bilinear",
+                              align_corners=False, antialias=True)
+        image = Param.from_image(first, decorrelate=decorrelate)
+    else:
+        image = Param.random(n, c, *sizes[0], generator=g, decorrelate=decorrelate)
+    tfs = T.standard_transforms(opt.jitter, opt.pad, opt.scale, opt.degrees) if opt.jitter else []
+
+    rows: list[dict] = []
+    t0 = time.perf_counter()
+    net = handle.net
+    with preserved(net):
+        net.eval()
+        for p in net.parameters():
+            p.requires_grad_(False)  # no weight gradients: only the image is optimized
+        with recording(handle, objective.layers) as run:
+            for level, hw in enumerate(sizes):
+                if level > 0:
+                    with torch.no_grad():
+                        up = F.interpolate(image(), size=hw, mode="bicubic", align_corners=False).clamp(0, 1)
+                    image = Param.from_image(up, decorrelate=decorrelate)
+                optimizer = OPTIMIZERS[opt.optimizer](image.params, lr=opt.lr)
+                for it in range(1, opt.steps + 1):
+                    optimizer.zero_grad(set_to_none=True)
+                    x = image()  # (N, C, h, w) in [0, 1]
+                    score = objective(run(_to_model_input(handle, T.apply(tfs, x, g))))  # (N,)
+                    penalty = x.new_zeros(n)
+                    if opt.tv:
+                        penalty = penalty + opt.tv * regularizers.total_variation(x, opt.tv_beta)
+                    if opt.lp:
+                        penalty = penalty + opt.lp * regularizers.lp_norm(x, opt.lp_p)
+                    if opt.blur:
+                        penalty = penalty + opt.blur * regularizers.blur_penalty(x)
+                    (penalty - score).sum().backward()
+                    optimizer.step()
+                    units = score.detach().tolist()
+                    rows.append({"level": level + 1, "iteration": it, "mean": float(np.mean(units)),
+                                 "units": units, "size": list(hw)})
+        with torch.no_grad():
+            final_images = image().detach()
+    result = Rendering(final_images, labels, rows, opt, time.perf_counter() - t0)
+    if opt.verbose:
+        print(format_log(rows, labels))
+    return result

@@ -1,0 +1,76 @@
+"""One call per kind of unit: channels, neurons and classes of a model, and DeepDream on a photo.
+
+These resolve names (class names, channel ranges) against the model, so mistakes surface as
+``ChoiceError`` listing what is valid, then call ``render`` once for all units together.
+
+Example:
+    >>> res = visualize_classes(handle, ["zebra", "castle", "strawberry"])    # doctest: +SKIP
+    >>> res.save("out/")                                                       # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from mikata.featurevis import objectives as O
+from mikata.featurevis.render import Rendering, RenderOptions, render
+from mikata.hooks import get_layer
+from mikata.models.handle import ModelHandle
+
+
+def visualize_channels(handle: ModelHandle, layer: str, channels: Sequence[int],
+                       options: RenderOptions | None = None, rectify: bool = False,
+                       start: torch.Tensor | None = None) -> Rendering:
+    """Image ``i`` maximizes the mean activation of channel ``channels[i]`` of ``layer``.
+
+    For a first conv use ``rectify=True`` and ``param="pixel"``: edge and color textures.
+    """
+    get_layer(handle.net, layer)
+    return render(handle, O.channel(layer, list(channels), rectify), options, start=start)
+
+
+def visualize_neurons(handle: ModelHandle, layer: str, channels: Sequence[int], y: int | None = None,
+                      x: int | None = None, options: RenderOptions | None = None) -> Rendering:
+    """Image ``i`` maximizes channel ``channels[i]`` at position ``(y, x)`` (center if omitted)."""
+    get_layer(handle.net, layer)
+    return render(handle, O.neuron(layer, list(channels), y, x), options)
+
+
+def visualize_classes(handle: ModelHandle, classes: Sequence[int | str], options: RenderOptions | None = None,
+                      layer: str | None = None) -> Rendering:
+    """Image ``i`` maximizes the pre-softmax logit of ``classes[i]`` (names or ids).
+
+    With ``layer``, the classes are read as channels of that layer instead (e.g. a final ``fc``).
+    """
+    ids = [handle.class_index(c) for c in classes]
+    names = [handle.class_names[i] for i in ids]
+    if layer is not None:
+        get_layer(handle.net, layer)
+        objective = O.channel(layer, ids)
+    else:
+        objective = O.class_logit(ids, names)
+    return render(handle, objective, options, labels=names)
+
+
+def load_start_image(handle: ModelHandle, image: str | os.PathLike | Image.Image) -> torch.Tensor:
+    """A file or PIL image as ``(1, C, H, W)`` in [0, 1], decoded with mikata's robust loader."""
+    if not isinstance(image, Image.Image):
+        from mikata.data import load_image
+
+        image = load_image(image, mode="L" if handle.in_channels == 1 else "RGB")
+    arr = np.asarray(image, dtype=np.float32) / 255.0
+    arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)  # (C, H, W)
+    return torch.from_numpy(np.ascontiguousarray(arr))[None]
+
+
+def deepdream(handle: ModelHandle, layer: str, image: str | os.PathLike | Image.Image | None = None,
+              options: RenderOptions | None = None) -> Rendering:
+    """DeepDream: amplify everything ``layer`` sees (mean squared activation), from a photo or noise."""
+    get_layer(handle.net, layer)
+    start = load_start_image(handle, image) if image is not None else None
+    return render(handle, O.layer_energy(layer), options, n=1, start=start, labels=[f"deepdream-{layer}"])
