@@ -186,7 +186,7 @@ class RunStore:
         start = self.committed_vectors()
         dims = self.dims()
         for kind, arr in vectors.items():
-            arr = np.ascontiguousarray(arr, dtype=np.float16)  # (n_ok, dim)
+            arr = np.ascontiguousarray(np.clip(arr, -65504, 65504), dtype=np.float16)  # (n_ok, dim)
             if arr.shape[0] != len(ok):
                 raise ValueError(f"{kind}: {arr.shape[0]} vectors for {len(ok)} ok rows")
             if dims.setdefault(kind, arr.shape[1]) != arr.shape[1]:
