@@ -57,3 +57,37 @@ def write_folder(root: Path, images: list[Image.Image], labels: np.ndarray) -> l
         img.save(p)
         paths.append(p)
     return paths
+
+
+_CACHE: dict[str, object] = {}
+
+
+def planted_run(base: Path, n: int = 600, flips: int = 30, seed: int = 0) -> dict:
+    """Scan ``n`` real digits once per session: ``flips`` of them in a wrong class folder, plus four bad files.
+
+    Returns the paths, the true and the planted labels, the run dir and the scan summary.
+    """
+    if "planted" in _CACHE:
+        return _CACHE["planted"]
+    from mikata.analysis.scan import scan
+
+    images, truth = digit_images(n)
+    rng = np.random.default_rng(seed)
+    flipped = rng.choice(n, flips, replace=False)
+    given = truth.copy()
+    given[flipped] = (truth[flipped] + rng.integers(1, 10, flips)) % 10  # always a different class
+    data = base / "digits"
+    paths = write_folder(data, images, given)
+    bad = {"zero": data / "3" / "zero.png", "text": data / "3" / "notes.jpg",
+           "truncated": data / "4" / "truncated.png", "garbage": data / "5" / "garbage.png"}
+    bad["zero"].write_bytes(b"")
+    bad["text"].write_text("this is not an image\n")
+    full = paths[0].read_bytes()
+    bad["truncated"].write_bytes(full[: len(full) // 2])
+    bad["garbage"].write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(rng.integers(0, 256, 300, dtype=np.uint8)))
+    handle = mnist_handle()
+    summary = scan(handle, data, base / "run", batch_size=64, workers=0, gradcam=True, progress=False)
+    _CACHE["planted"] = {"handle": handle, "data": data, "run": base / "run", "paths": [str(p) for p in paths],
+                         "truth": truth, "given": given, "flipped": set(flipped.tolist()), "bad": bad,
+                         "summary": summary, "images": images}
+    return _CACHE["planted"]

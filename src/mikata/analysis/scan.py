@@ -297,7 +297,7 @@ def _scan_into(store: RunStore, handle: ModelHandle, chosen: list[tuple[Sample, 
             bar.update(len(items))
     finally:
         bar.close()
-    for path, reason in skipped_files:
-        log.warning("skipped %s: %s", path, reason)
+    if skipped_files:
+        log.debug("%d files skipped (ScanSummary.skipped_files / RunStore.skipped() say why)", len(skipped_files))
     return ScanSummary(str(store.dir), len(chosen), computed, skipped, reused, time.perf_counter() - t0,
                        skipped_files)

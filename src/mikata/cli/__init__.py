@@ -12,7 +12,7 @@ import sys
 
 from mikata import __version__
 
-COMMANDS = ["demo", "layers", "predict"]
+COMMANDS = ["audit", "demo", "layers", "predict", "scan"]
 
 
 def build_parser() -> argparse.ArgumentParser:
