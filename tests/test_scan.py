@@ -139,11 +139,12 @@ def _cli(*args: str) -> list[str]:
 
 
 def _env() -> dict:
-    return {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{TESTS}"}
+    # One intra-op thread: on a loaded 2-core machine spinning OpenMP threads make a small CNN 10x slower.
+    return {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{TESTS}", "OMP_NUM_THREADS": "1"}
 
 
 def test_kill_9_mid_scan_then_resume_gives_exactly_the_rows_of_an_uninterrupted_scan(tmp_path):
-    images, labels = digit_images()  # all 1,797 real digits
+    images, labels = digit_images(800)  # real handwritten digits
     write_folder(tmp_path / "data", images, labels)
     (tmp_path / "data" / "2" / "empty.png").write_bytes(b"")
     total = len(images) + 1
@@ -160,14 +161,14 @@ def test_kill_9_mid_scan_then_resume_gives_exactly_the_rows_of_an_uninterrupted_
                     committed = con.execute("SELECT COUNT(*) FROM images").fetchone()[0]
             except sqlite3.OperationalError:  # tables not created yet
                 committed = 0
-            if committed >= 64:
+            if committed >= 48:
                 break
         time.sleep(0.02)
     assert proc.poll() is None, f"the scan ended before it could be killed: {proc.stderr.read().decode()[-500:]}"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     partial = _rows(tmp_path / "killed")
-    assert 64 <= len(partial) < total
+    assert 48 <= len(partial) < total
     with RunStore.open(tmp_path / "killed") as store:
         ids_before = dict(store.db.execute("SELECT path, id FROM images"))
     resumed = subprocess.run(_cli(*common, "--run", str(tmp_path / "killed"), "--json"), env=_env(),
