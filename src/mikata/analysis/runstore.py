@@ -173,11 +173,12 @@ class RunStore:
         """path -> (size, mtime_ns, hash) for every stored row; the scanner skips unchanged files."""
         return {p: (s, m, h) for p, s, m, h in self.db.execute("SELECT path, size, mtime_ns, hash FROM images")}
 
-    def append(self, rows: Sequence[Row], vectors: dict[str, np.ndarray] | None = None) -> None:
+    def append(self, rows: Sequence[Row], vectors: dict[str, np.ndarray] | None = None, replace: bool = True) -> None:
         """Store one batch atomically. ``vectors[kind]`` is ``(n_ok, dim)``, one row per ``status == 'ok'`` row.
 
         Vectors go to the files first, then one SQLite transaction commits the rows and the new
         vector count: a crash before the commit leaves only bytes that the next writer truncates.
+        ``replace=False`` promises that none of the paths is stored yet (saves a DELETE per row).
         """
         if self.readonly:
             raise RunStoreError("this RunStore was opened read-only")
@@ -199,7 +200,8 @@ class RunStore:
             f.flush()
         cam_shape = next((r.cam.shape for r in ok if r.cam is not None), None)
         with self._transaction():
-            self.db.executemany("DELETE FROM images WHERE path=?", [(r.path,) for r in rows])
+            if replace:
+                self.db.executemany("DELETE FROM images WHERE path=?", [(r.path,) for r in rows])
             vec_rows = iter(range(start, start + len(ok)))
             self.db.executemany(
                 "INSERT INTO images (path, hash, size, mtime_ns, label, split, status, reason, pred, pred_prob, "

@@ -150,8 +150,13 @@ class _Files(torch.utils.data.Dataset):
 
 
 def _collate(items):
+    """One stacked ``(n_ok, C, H, W)`` tensor plus per-item metadata without tensors.
+
+    Keeping the per-item tensors out of the metadata matters: each tensor a worker returns is
+    passed through its own shared-memory file descriptor.
+    """
     xs = [it[1] for it in items if it[1] is not None]
-    return (torch.stack(xs) if xs else None), items
+    return (torch.stack(xs) if xs else None), [(i, x is not None, *rest) for i, x, *rest in items]
 
 
 def parse_class_map(text: str | None) -> dict[str, str]:
@@ -273,25 +278,27 @@ def _scan_into(store: RunStore, handle: ModelHandle, chosen: list[tuple[Sample, 
             out = run_batch(handle, x, layer, embed_layer, gradcam) if x is not None else None
             rows: list[Row] = []
             k = 0
-            for i, xi, digest, size, mtime, reason in items:
+            if out is not None:  # per-batch tensors -> Python lists once, not per element
+                probs_np = out.probs.numpy()  # (n_ok, K)
+                top = torch.topk(out.probs, min(TOP_K, out.probs.shape[1]), dim=1)
+                top_i, top_v = top.indices.tolist(), top.values.tolist()
+                cams = np.clip(out.cams.numpy(), 0, 65000) if out.cams is not None else None  # (n_ok, h, w)
+            for i, decoded, digest, size, mtime, reason in items:
                 sample, split_name = todo[i]
-                if xi is None:
+                if not decoded:
                     rows.append(Row(sample.path, digest, size, mtime, sample.label, split_name, "skipped", reason))
                     skipped_files.append((sample.path, reason))
                     continue
-                p = out.probs[k]  # (K,)
-                top = torch.topk(p, min(TOP_K, p.numel()))
-                cam = out.cams[k].numpy() if out.cams is not None else None
                 rows.append(Row(sample.path, digest, size, mtime, sample.label, split_name, "ok", None,
-                                int(top.indices[0]), float(top.values[0]), float(p[sample.label]),
-                                [[int(c), round(float(v), 6)] for c, v in zip(top.indices, top.values)],
-                                np.clip(cam, 0, 65000) if cam is not None else None))
+                                top_i[k][0], top_v[k][0], float(probs_np[k, sample.label]),
+                                [[c, round(v, 6)] for c, v in zip(top_i[k], top_v[k])],
+                                cams[k] if cams is not None else None))
                 k += 1
             vectors = None
             if out is not None:
                 vectors = {"probs": out.probs.numpy(), "embed": out.embed.float().numpy(),
                            "channels": out.channels.float().numpy()}
-            store.append(rows, vectors)
+            store.append(rows, vectors, replace=bool(done))
             computed += k
             skipped += len(items) - k
             bar.update(len(items))
