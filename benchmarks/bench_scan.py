@@ -154,7 +154,7 @@ def main() -> None:
     sys.path.insert(0, str(ROOT / "tests"))
     from test_scan_support import mnist_handle
 
-    sizes = [int(s) for s in args.rss_images.split(",")]
+    sizes = [int(s) for s in args.rss_images.split(",") if s.strip()]
     n_max = max([args.images] + sizes)
     write_fashion_mnist(Path(args.cache) / "all", n_max)
     data = {}
@@ -183,11 +183,12 @@ def main() -> None:
         print(f"| {k} | {best[k]:.2f} | {n / best[k]:.0f} | {best['plain'] / best[k]:.2f}x | "
               f"{best[k] / best['plain']:.2f}x | {goal} |")
     rss = [(s, *peak_rss(data[s], args.batch_size, args.threads)) for s in sizes]
-    print("\n| images scanned | peak RSS main process (MB) | peak RSS largest worker (MB) |")
-    print("|---|---|---|")
+    if rss:
+        print("\n| images scanned | peak RSS main process (MB) | peak RSS largest worker (MB) |")
+        print("|---|---|---|")
     for s, computed, main_mb, worker_mb in rss:
         print(f"| {computed} | {main_mb:.0f} | {worker_mb:.0f} |")
-    if len(rss) >= 2:
+    if len(rss) >= 2 and rss[-1][1] < 70000:
         (s0, _, m0, _), (s1, _, m1, _) = rss[0], rss[-1]
         slope = (m1 - m0) / (s1 - s0)
         print(f"| 70000 (linear extrapolation, {slope * 1024:.2f} KB/image) | {m1 + slope * (70000 - s1):.0f} | |")

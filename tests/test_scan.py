@@ -64,6 +64,7 @@ def test_stored_values_match_a_direct_forward(planted):
 
 def test_embedding_channels_and_gradcam_match_a_hand_computation(planted):
     handle = planted["handle"]
+    assert all(p.requires_grad for p in handle.net.parameters()) and not handle.net.training  # left as it was
     x = handle.preprocess(planted["images"][:8])  # (8, 1, 28, 28)
     net = handle.net
     feats = net.conv_layers[:7](x)  # (8, 128, 7, 7) output of conv_layers.6

@@ -120,11 +120,12 @@ class RunStore:
                     "pass a new --run directory to scan with this model")
         elif run_dir.exists() and any(run_dir.iterdir()):
             raise RunStoreError(f"{run_dir} exists, is not empty and is not a mikata run; pass a new --run directory")
-        store = cls(run_dir, readonly=False)
-        if not mpath.exists():
+        if not mpath.exists():  # the manifest first: a directory with a database always has one
+            run_dir.mkdir(parents=True, exist_ok=True)
             tmp = mpath.with_suffix(".json.tmp")
             tmp.write_text(json.dumps(manifest, indent=2))
             os.replace(tmp, mpath)
+        store = cls(run_dir, readonly=False)
         store._truncate_uncommitted()
         return store
 

@@ -32,7 +32,7 @@ from torch import nn
 from mikata.analysis.runstore import RunStore, Row
 from mikata.data.datasets import ImageDataset, Sample, load_dataset, parse_fractions, split_dataset
 from mikata.errors import ImageDecodeError, MikataError
-from mikata.hooks import attached, capture, get_layer
+from mikata.hooks import attached, capture, get_layer, preserved
 from mikata.models.handle import ModelHandle
 
 log = logging.getLogger(__name__)
@@ -98,12 +98,24 @@ def run_batch(handle: ModelHandle, x: torch.Tensor, layer: str, embed_layer: str
             logits = handle.model(x)  # (N, K)
         cams = None
     else:
-        needs_input_grad = not any(p.requires_grad for p in get_layer(handle.net, layer).parameters()) and \
-            not any(p.requires_grad for p in handle.net.parameters())
-        with torch.enable_grad(), capture(handle.net, layers, inputs=True, detach=False) as rec:
-            x = x.requires_grad_(needs_input_grad)
+        # The floor of Grad-CAM: a forward that records the graph only from ``layer`` on, and a
+        # backward down to ``layer``. The layer's output is swapped for a leaf that requires grad
+        # while every parameter is frozen, so nothing below the layer is recorded.
+        leaf: dict[str, torch.Tensor] = {}
+
+        def as_leaf(module, args, out):
+            if not isinstance(out, torch.Tensor):
+                raise MikataError(f"--gradcam needs a layer that outputs one tensor; {layer!r} does not")
+            leaf["act"] = out.detach().requires_grad_(True)
+            return leaf["act"]
+
+        with torch.enable_grad(), preserved(handle.net), \
+                attached([(get_layer(handle.net, layer), "forward", as_leaf)]), \
+                capture(handle.net, layers, inputs=True) as rec:
+            for p in handle.net.parameters():
+                p.requires_grad_(False)
             logits = handle.model(x)  # (N, K)
-            act = rec.activations[layer]  # (N, C, h, w)
+            act = leaf["act"]  # (N, C, h, w)
             if act.dim() != 4:
                 raise MikataError(f"--gradcam needs a spatial layer; {layer!r} gives shape {tuple(act.shape)}. "
                                   "Pick a conv layer with --layer (see `mikata layers MODEL`)")
@@ -134,9 +146,9 @@ class _Files(torch.utils.data.Dataset):
 
         path = self.samples[i].path
         try:
-            st = os.stat(path)
-            size, mtime = st.st_size, st.st_mtime_ns
             with open(path, "rb") as f:
+                st = os.fstat(f.fileno())
+                size, mtime = st.st_size, st.st_mtime_ns
                 digest = hashlib.sha1(f.read()).hexdigest()
         except OSError as e:
             return i, None, None, 0, 0, f"cannot read the file ({e.strerror or e})"
