@@ -51,6 +51,8 @@ CREATE TABLE IF NOT EXISTS images (
     cam BLOB                   -- float16 (h, w) Grad-CAM of the predicted class, optional
 );
 CREATE INDEX IF NOT EXISTS images_hash ON images(hash);
+-- covering index: the confusion matrix is a GROUP BY read straight off it, in order, no sort
+CREATE INDEX IF NOT EXISTS images_confusion ON images(status, label, pred);
 """
 
 
