@@ -89,7 +89,8 @@ class RunStore:
         if readonly and not db.exists():
             raise RunStoreError(f"{self.dir} is not a mikata run (no run.sqlite); create one with `mikata scan`")
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(db), timeout=60, isolation_level=None)  # explicit transactions
+        # explicit transactions; one thread at a time, but it may be a writer thread (see scan)
+        self.db = sqlite3.connect(str(db), timeout=60, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA busy_timeout=60000")
         if not readonly:
             self.db.execute("PRAGMA journal_mode=WAL")

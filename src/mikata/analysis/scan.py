@@ -20,7 +20,9 @@ import hashlib
 import logging
 import os
 import platform
+import queue
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
@@ -285,8 +287,25 @@ def _scan_into(store: RunStore, handle: ModelHandle, chosen: list[tuple[Sample, 
     computed = skipped = 0
     skipped_files: list[tuple[str, str]] = []
     bar = tqdm(total=len(todo), unit="img", desc="scan", disable=not progress, dynamic_ncols=True, file=sys.stderr)
+    # Batches are committed by a writer thread, so the model never waits for SQLite or the vector
+    # files (both release the GIL). The commit protocol is unchanged: kill -9 loses only queued batches.
+    pending: queue.Queue = queue.Queue(maxsize=8)
+    failed: list[BaseException] = []
+
+    def write() -> None:
+        while (item := pending.get()) is not None:
+            if not failed:
+                try:
+                    store.append(*item)
+                except BaseException as e:  # noqa: BLE001 - handed to the main thread
+                    failed.append(e)
+
+    writer = threading.Thread(target=write, name="mikata-scan-writer", daemon=True)
+    writer.start()
     try:
         for x, items in loader:
+            if failed:
+                raise failed[0]
             out = run_batch(handle, x, layer, embed_layer, gradcam) if x is not None else None
             rows: list[Row] = []
             k = 0
@@ -310,12 +329,16 @@ def _scan_into(store: RunStore, handle: ModelHandle, chosen: list[tuple[Sample, 
             if out is not None:
                 vectors = {"probs": out.probs.numpy(), "embed": out.embed.float().numpy(),
                            "channels": out.channels.float().numpy()}
-            store.append(rows, vectors, replace=bool(done))
+            pending.put((rows, vectors, bool(done)))
             computed += k
             skipped += len(items) - k
             bar.update(len(items))
     finally:
+        pending.put(None)
+        writer.join()
         bar.close()
+    if failed:
+        raise failed[0]
     if skipped_files:
         log.debug("%d files skipped (ScanSummary.skipped_files / RunStore.skipped() say why)", len(skipped_files))
     return ScanSummary(str(store.dir), len(chosen), computed, skipped, reused, time.perf_counter() - t0,
