@@ -1,0 +1,274 @@
+"""``RunStore``: one scan's results on disk — SQLite rows, float16 vector files, a manifest.
+
+Layout of a run directory::
+
+    manifest.json     model spec + weights hash, dataset root, preprocessing, versions
+    run.sqlite        one row per image (WAL mode: readers never block the writer)
+    probs.f16         (rows, K) class probabilities   } raw float16, appended batch by batch;
+    embed.f16         (rows, D) penultimate embedding  } row ``i`` of every file belongs to the
+    channels.f16      (rows, C) mean channel activation} image whose ``vec_row`` is ``i``
+
+Why this shape: SQLite is the commit point. A batch's vectors are appended to the files first,
+then its rows and the new committed vector count go into SQLite in one transaction. A process
+killed in between leaves bytes past the committed count; the next writer truncates them away,
+so a resumed scan neither loses nor duplicates a row, and readers only ever look at committed
+rows (``np.memmap`` over the committed prefix). Grad-CAM maps are small float16 blobs in SQLite.
+
+Example:
+    >>> store = RunStore.open("runs/digits")                      # doctest: +SKIP
+    >>> store.count(), store.vectors("probs").shape               # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from mikata.errors import MikataError
+
+VECTOR_KINDS = ("probs", "embed", "channels")
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS images (
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL UNIQUE,
+    hash TEXT,                 -- sha1 of the file's bytes
+    size INTEGER, mtime_ns INTEGER,
+    label INTEGER,             -- model class index of the ground truth
+    split TEXT NOT NULL DEFAULT '',
+    status TEXT NOT NULL,      -- 'ok' or 'skipped'
+    reason TEXT,               -- why it was skipped
+    pred INTEGER, pred_prob REAL, label_prob REAL,
+    topk TEXT,                 -- JSON [[class, prob], ...]
+    vec_row INTEGER,           -- row in the .f16 vector files
+    cam BLOB                   -- float16 (h, w) Grad-CAM of the predicted class, optional
+);
+CREATE INDEX IF NOT EXISTS images_hash ON images(hash);
+-- covering index: the confusion matrix is a GROUP BY read straight off it, in order, no sort
+CREATE INDEX IF NOT EXISTS images_confusion ON images(status, label, pred);
+"""
+
+
+class RunStoreError(MikataError):
+    """A run directory that cannot be used for what was asked; the message says what to do."""
+
+
+@dataclass
+class Row:
+    """One scanned (or skipped) image, as the scanner hands it to ``RunStore.append``."""
+
+    path: str
+    hash: str | None
+    size: int
+    mtime_ns: int
+    label: int | None
+    split: str = ""
+    status: str = "ok"
+    reason: str | None = None
+    pred: int | None = None
+    pred_prob: float | None = None
+    label_prob: float | None = None
+    topk: list | None = None
+    cam: np.ndarray | None = None  # (h, w)
+
+
+class RunStore:
+    """A run directory. ``create_or_resume`` for the writer, ``open`` for readers (any process)."""
+
+    def __init__(self, run_dir: str | os.PathLike, readonly: bool = True):
+        self.dir = Path(run_dir).expanduser().resolve()
+        self.readonly = readonly
+        db = self.dir / "run.sqlite"
+        if readonly and not db.exists():
+            raise RunStoreError(f"{self.dir} is not a mikata run (no run.sqlite); create one with `mikata scan`")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        # explicit transactions; one thread at a time, but it may be a writer thread (see scan)
+        self.db = sqlite3.connect(str(db), timeout=60, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA busy_timeout=60000")
+        if not readonly:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(SCHEMA)
+        self._files: dict[str, object] = {}
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def open(cls, run_dir: str | os.PathLike) -> "RunStore":
+        """Open for reading; safe while another process is scanning into it."""
+        return cls(run_dir, readonly=True)
+
+    @classmethod
+    def create_or_resume(cls, run_dir: str | os.PathLike, manifest: dict) -> "RunStore":
+        """Open for writing. An existing run must have been made by the same model and preprocessing.
+
+        ``manifest["identity"]`` (weights hash, preprocessing, layer, ...) is compared with the stored
+        one; any difference raises ``RunStoreError`` telling to use a new run directory.
+        """
+        run_dir = Path(run_dir).expanduser().resolve()
+        mpath = run_dir / "manifest.json"
+        if mpath.exists():
+            old = json.loads(mpath.read_text())
+            if old.get("identity") != manifest.get("identity"):
+                diff = sorted(k for k in set(old.get("identity", {})) | set(manifest.get("identity", {}))
+                              if old.get("identity", {}).get(k) != manifest.get("identity", {}).get(k))
+                raise RunStoreError(
+                    f"{run_dir} holds a run of a different model or setup (differs in: {', '.join(diff)}); "
+                    "pass a new --run directory to scan with this model")
+        elif run_dir.exists() and any(run_dir.iterdir()):
+            raise RunStoreError(f"{run_dir} exists, is not empty and is not a mikata run; pass a new --run directory")
+        if not mpath.exists():  # the manifest first: a directory with a database always has one
+            run_dir.mkdir(parents=True, exist_ok=True)
+            tmp = mpath.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(manifest, indent=2))
+            os.replace(tmp, mpath)
+        store = cls(run_dir, readonly=False)
+        store._truncate_uncommitted()
+        return store
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+        self._files.clear()
+        self.db.close()
+
+    def __enter__(self) -> "RunStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------- metadata
+    @property
+    def manifest(self) -> dict:
+        return json.loads((self.dir / "manifest.json").read_text())
+
+    def meta(self, key: str, default: str | None = None) -> str | None:
+        r = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return r[0] if r else default
+
+    def committed_vectors(self) -> int:
+        """How many vector rows are committed (the prefix of each .f16 file that readers may see)."""
+        return int(self.meta("vec_rows", "0"))
+
+    def dims(self) -> dict[str, int]:
+        return json.loads(self.meta("dims", "{}"))
+
+    def cam_shape(self) -> tuple[int, int] | None:
+        s = self.meta("cam_shape")
+        return tuple(json.loads(s)) if s else None
+
+    # ----------------------------------------------------------------- writing
+    def _truncate_uncommitted(self) -> None:
+        """Drop vector bytes appended by a batch whose SQLite transaction never committed."""
+        n = self.committed_vectors()
+        for kind, dim in self.dims().items():
+            p = self.dir / f"{kind}.f16"
+            if p.exists() and p.stat().st_size > n * dim * 2:
+                os.truncate(p, n * dim * 2)
+
+    def done(self) -> dict[str, tuple[int, int, str | None]]:
+        """path -> (size, mtime_ns, hash) for every stored row; the scanner skips unchanged files."""
+        return {p: (s, m, h) for p, s, m, h in self.db.execute("SELECT path, size, mtime_ns, hash FROM images")}
+
+    def append(self, rows: Sequence[Row], vectors: dict[str, np.ndarray] | None = None, replace: bool = True) -> None:
+        """Store one batch atomically. ``vectors[kind]`` is ``(n_ok, dim)``, one row per ``status == 'ok'`` row.
+
+        Vectors go to the files first, then one SQLite transaction commits the rows and the new
+        vector count: a crash before the commit leaves only bytes that the next writer truncates.
+        ``replace=False`` promises that none of the paths is stored yet (saves a DELETE per row).
+        """
+        if self.readonly:
+            raise RunStoreError("this RunStore was opened read-only")
+        vectors = vectors or {}
+        ok = [r for r in rows if r.status == "ok"]
+        start = self.committed_vectors()
+        dims = self.dims()
+        for kind, arr in vectors.items():
+            arr = np.ascontiguousarray(np.clip(arr, -65504, 65504), dtype=np.float16)  # (n_ok, dim)
+            if arr.shape[0] != len(ok):
+                raise ValueError(f"{kind}: {arr.shape[0]} vectors for {len(ok)} ok rows")
+            if dims.setdefault(kind, arr.shape[1]) != arr.shape[1]:
+                raise RunStoreError(f"{kind} vectors have {arr.shape[1]} values, the run has {dims[kind]}")
+            f = self._files.get(kind)
+            if f is None:
+                f = self._files[kind] = open(self.dir / f"{kind}.f16", "r+b" if (self.dir / f"{kind}.f16").exists() else "w+b")
+            f.seek(start * arr.shape[1] * 2)
+            f.write(arr.tobytes())
+            f.flush()
+        cam_shape = next((r.cam.shape for r in ok if r.cam is not None), None)
+        with self._transaction():
+            if replace:
+                self.db.executemany("DELETE FROM images WHERE path=?", [(r.path,) for r in rows])
+            vec_rows = iter(range(start, start + len(ok)))
+            self.db.executemany(
+                "INSERT INTO images (path, hash, size, mtime_ns, label, split, status, reason, pred, pred_prob, "
+                "label_prob, topk, vec_row, cam) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                [(r.path, r.hash, r.size, r.mtime_ns, r.label, r.split, r.status, r.reason, r.pred, r.pred_prob,
+                  r.label_prob, json.dumps(r.topk) if r.topk is not None else None,
+                  next(vec_rows) if r.status == "ok" and vectors else None,
+                  np.asarray(r.cam, dtype=np.float16).tobytes() if r.cam is not None else None) for r in rows])
+            if vectors:
+                self._set("vec_rows", str(start + len(ok)))
+                self._set("dims", json.dumps(dims))
+            if cam_shape is not None and self.meta("cam_shape") is None:
+                self._set("cam_shape", json.dumps(list(cam_shape)))
+
+    def _set(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._transaction():
+            self._set(key, value)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # ----------------------------------------------------------------- reading
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """A consistent read: rows and the committed vector count from one point in time."""
+        self.db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.db.execute("COMMIT")
+
+    def count(self, status: str | None = None) -> int:
+        if status is None:
+            return self.db.execute("SELECT COUNT(*) FROM images").fetchone()[0]
+        return self.db.execute("SELECT COUNT(*) FROM images WHERE status=?", (status,)).fetchone()[0]
+
+    def vectors(self, kind: str, n: int | None = None) -> np.ndarray:
+        """A read-only ``(n, dim)`` float16 memmap over the committed rows of one vector file."""
+        if kind not in self.dims():
+            raise RunStoreError(f"this run has no {kind!r} vectors (it has {sorted(self.dims())})")
+        dim = self.dims()[kind]
+        n = self.committed_vectors() if n is None else n
+        if n == 0:
+            return np.zeros((0, dim), np.float16)
+        return np.memmap(self.dir / f"{kind}.f16", dtype=np.float16, mode="r", shape=(n, dim))
+
+    def skipped(self) -> list[tuple[str, str]]:
+        """(path, reason) for every file that could not be used."""
+        return list(self.db.execute("SELECT path, reason FROM images WHERE status='skipped' ORDER BY path"))
+
+    def cam(self, image_id: int) -> np.ndarray | None:
+        """The stored ``(h, w)`` Grad-CAM of one image's predicted class, or None."""
+        r = self.db.execute("SELECT cam FROM images WHERE id=?", (image_id,)).fetchone()
+        if not r or r[0] is None:
+            return None
+        return np.frombuffer(r[0], dtype=np.float16).reshape(self.cam_shape()).astype(np.float32)

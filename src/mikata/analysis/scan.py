@@ -1,0 +1,345 @@
+"""``scan``: one batched pass of a labeled dataset through a model, into a ``RunStore``.
+
+Per image it stores the path, a sha1 of the bytes, the label, the prediction, the full probability
+vector, the top-k, the penultimate embedding (input of the last ``nn.Linear``), the mean
+activation of each channel of one layer, and optionally the Grad-CAM of the predicted class,
+computed from the same forward pass. Files that cannot be decoded are stored as skipped rows with
+the reason; one bad file never stops a scan. Rerunning resumes: files whose path, size and mtime
+match a stored row are not read again (like git's index), everything else is hashed and computed.
+
+Example:
+    >>> from mikata.models import load_model                            # doctest: +SKIP
+    >>> handle = load_model("efficientnet-lite0")                       # doctest: +SKIP
+    >>> summary = scan(handle, "pets/", "runs/pets", batch_size=64)     # doctest: +SKIP
+    >>> summary.computed, summary.skipped                               # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import platform
+import queue
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from mikata.analysis.runstore import RunStore, Row
+from mikata.data.datasets import ImageDataset, Sample, load_dataset, parse_fractions, split_dataset
+from mikata.errors import ImageDecodeError, MikataError
+from mikata.hooks import attached, capture, get_layer, preserved
+from mikata.models.handle import ModelHandle
+
+log = logging.getLogger(__name__)
+TOP_K = 5
+
+
+@dataclass
+class ScanSummary:
+    """What one ``scan`` call did."""
+
+    run_dir: str
+    total: int            # images in the (split of the) dataset
+    computed: int         # images run through the model in this call
+    skipped: int          # files that could not be decoded in this call
+    reused: int           # images already in the store, not recomputed
+    seconds: float
+    skipped_files: list[tuple[str, str]] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------------ the model side
+def weights_hash(net: nn.Module) -> str:
+    """sha1 over the state dict (names, shapes, bytes): a run is tied to exactly these weights."""
+    h = hashlib.sha1()
+    for name, t in net.state_dict().items():
+        h.update(name.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes() if t.dtype != torch.bfloat16
+                 else t.float().numpy().tobytes())
+    return h.hexdigest()
+
+
+def embedding_layer(handle: ModelHandle) -> str | None:
+    """Name of the last ``nn.Linear`` called in a forward (its input is the penultimate embedding)."""
+    linears = [(n, m) for n, m in handle.net.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        return None
+    order: list[str] = []
+    hooks = [(m, "forward", lambda mod, a, o, n=n: order.append(n)) for n, m in linears]
+    with torch.inference_mode(), attached(hooks):
+        handle.model(torch.zeros(1, handle.in_channels, *handle.input_size))
+    return order[-1] if order else linears[-1][0]
+
+
+def gradcam_from(act: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM: ReLU of the activation weighted by the spatial mean of its gradient. ``(N, h, w)``."""
+    weights = grad.mean(dim=(2, 3), keepdim=True)  # (N, C, 1, 1)
+    return torch.relu((weights * act).sum(1))      # (N, h, w)
+
+
+class _Outputs:
+    """Everything one batch yields: probabilities, embeddings, channel means, optional maps."""
+
+    def __init__(self, probs, embed, channels, cams):
+        self.probs, self.embed, self.channels, self.cams = probs, embed, channels, cams
+
+
+def run_batch(handle: ModelHandle, x: torch.Tensor, layer: str, embed_layer: str | None,
+              gradcam: bool) -> _Outputs:
+    """One forward (and with ``gradcam`` one backward down to ``layer``) for a batch ``(N, C, H, W)``."""
+    layers = [layer] + ([embed_layer] if embed_layer else [])
+    if not gradcam:
+        with torch.inference_mode(), capture(handle.net, layers, inputs=True) as rec:
+            logits = handle.model(x)  # (N, K)
+        cams = None
+    else:
+        # The floor of Grad-CAM: a forward that records the graph only from ``layer`` on, and a
+        # backward down to ``layer``. The layer's output is swapped for a leaf that requires grad
+        # while every parameter is frozen, so nothing below the layer is recorded.
+        leaf: dict[str, torch.Tensor] = {}
+
+        def as_leaf(module, args, out):
+            if not isinstance(out, torch.Tensor):
+                raise MikataError(f"--gradcam needs a layer that outputs one tensor; {layer!r} does not")
+            leaf["act"] = out.detach().requires_grad_(True)
+            return leaf["act"]
+
+        with torch.enable_grad(), preserved(handle.net), \
+                attached([(get_layer(handle.net, layer), "forward", as_leaf)]), \
+                capture(handle.net, layers, inputs=True) as rec:
+            for p in handle.net.parameters():
+                p.requires_grad_(False)
+            logits = handle.model(x)  # (N, K)
+            act = leaf["act"]  # (N, C, h, w)
+            if act.dim() != 4:
+                raise MikataError(f"--gradcam needs a spatial layer; {layer!r} gives shape {tuple(act.shape)}. "
+                                  "Pick a conv layer with --layer (see `mikata layers MODEL`)")
+            chosen = logits.gather(1, logits.argmax(1, keepdim=True)).sum()
+            (grad,) = torch.autograd.grad(chosen, act)
+            cams = gradcam_from(act.detach(), grad)  # (N, h, w)
+        logits = logits.detach()
+    act = rec.activations[layer].detach()
+    channels = act.mean(dim=tuple(range(2, act.dim()))) if act.dim() > 2 else act  # (N, C)
+    embed = rec.inputs[embed_layer].detach().flatten(1) if embed_layer else channels  # (N, D)
+    probs = torch.softmax(logits.float(), dim=1)  # (N, K)
+    return _Outputs(probs, embed, channels, cams)
+
+
+# ------------------------------------------------------------------------------------- the data side
+class _Files(torch.utils.data.Dataset):
+    """Reads, hashes and preprocesses one file; a decode failure becomes a value, not an exception."""
+
+    def __init__(self, handle: ModelHandle, samples: Sequence[Sample]):
+        self.handle, self.samples = handle, list(samples)
+        self.mode = "L" if handle.in_channels == 1 else "RGB"
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int):
+        from mikata.data.images import load_image
+
+        path = self.samples[i].path
+        try:
+            with open(path, "rb") as f:
+                st = os.fstat(f.fileno())
+                size, mtime = st.st_size, st.st_mtime_ns
+                digest = hashlib.sha1(f.read()).hexdigest()
+        except OSError as e:
+            return i, None, None, 0, 0, f"cannot read the file ({e.strerror or e})"
+        try:
+            x = self.handle.preprocess([load_image(path, self.mode)])[0]  # (C, H, W)
+        except ImageDecodeError as e:
+            return i, None, digest, size, mtime, e.reason
+        except Exception as e:  # noqa: BLE001 - a file must never stop a scan; record why
+            return i, None, digest, size, mtime, f"cannot preprocess: {type(e).__name__}: {e}"
+        return i, x, digest, size, mtime, None
+
+
+def _collate(items):
+    """One stacked ``(n_ok, C, H, W)`` tensor plus per-item metadata without tensors.
+
+    Keeping the per-item tensors out of the metadata matters: each tensor a worker returns is
+    passed through its own shared-memory file descriptor.
+    """
+    xs = [it[1] for it in items if it[1] is not None]
+    return (torch.stack(xs) if xs else None), [(i, x is not None, *rest) for i, x, *rest in items]
+
+
+def parse_class_map(text: str | None) -> dict[str, str]:
+    """``"kitty=cat,pup=dog"`` -> ``{"kitty": "cat", "pup": "dog"}`` (folder name = model class)."""
+    if not text:
+        return {}
+    pairs = [p.split("=", 1) for p in text.split(",") if p.strip()]
+    bad = [p[0] for p in pairs if len(p) != 2 or not p[0].strip() or not p[1].strip()]
+    if bad:
+        raise MikataError(f"--class-map: {bad} are not FOLDER=CLASS pairs; write e.g. kitty=cat,pup=dog")
+    return {a.strip(): b.strip() for a, b in pairs}
+
+
+def select_samples(dataset: ImageDataset, split: str | None, fractions: Sequence[float] | None,
+                   seed: int) -> list[tuple[Sample, str]]:
+    """(sample, split name) pairs to scan: one split, every split, or the whole dataset."""
+    if not fractions:
+        if split:
+            raise MikataError(f"--split {split} needs --split-fractions (e.g. 0.6,0.2,0.2) to know how to split")
+        return [(s, "") for s in dataset.samples]
+    parts = split_dataset(dataset, fractions, seed)
+    if split and split not in parts:
+        raise MikataError(f"unknown split {split!r}; with {len(fractions)} fractions the splits are {list(parts)}")
+    names = [split] if split else list(parts)
+    return [(s, n) for n in names for s in parts[n].samples]
+
+
+def make_manifest(handle: ModelHandle, dataset: ImageDataset, layer: str, embed_layer: str | None,
+                  gradcam: bool) -> dict:
+    import mikata
+
+    identity = {
+        "model_spec": handle.spec, "weights_sha1": weights_hash(handle.net), "classes": list(handle.class_names),
+        "input_size": list(handle.input_size), "mean": list(handle.mean), "std": list(handle.std),
+        "crop_fraction": handle.crop_fraction, "interpolation": handle.interpolation,
+        "in_channels": handle.in_channels, "layer": layer, "embedding_layer": embed_layer, "gradcam": gradcam,
+    }
+    return {"format": "mikata-run/1", "identity": identity, "dataset_root": dataset.root,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "versions": {"mikata": mikata.__version__, "torch": torch.__version__, "numpy": np.__version__,
+                         "python": platform.python_version()}}
+
+
+# ------------------------------------------------------------------------------------------- scan
+def scan(
+    handle: ModelHandle,
+    dataset: ImageDataset | str | os.PathLike,
+    run_dir: str | os.PathLike,
+    batch_size: int = 64,
+    workers: int = 2,
+    layer: str | None = None,
+    gradcam: bool = False,
+    split: str | None = None,
+    fractions: Sequence[float] | str | None = None,
+    seed: int = 0,
+    class_map: Mapping[str, str] | None = None,
+    progress: bool = True,
+) -> ScanSummary:
+    """Scan ``dataset`` (an ``ImageDataset``, a class folder, or a CSV manifest) into ``run_dir``.
+
+    Resumable and incremental: finished batches are never recomputed, new files are added. A run
+    directory made with other weights or preprocessing is refused (use a new ``run_dir``).
+    """
+    t0 = time.perf_counter()
+    if not isinstance(dataset, ImageDataset):
+        dataset = load_dataset(dataset, classes=handle.class_names, class_map=class_map, allow_empty=True)
+    elif list(dataset.classes) != list(handle.class_names):
+        missing = [c for c in dataset.classes if c not in handle.class_names]
+        if missing:
+            raise MikataError(f"dataset classes {missing[:10]} are not classes of the model; pass a class mapping")
+        index = {c: i for i, c in enumerate(handle.class_names)}
+        dataset = ImageDataset(dataset.root, list(handle.class_names),
+                               [Sample(s.path, index[dataset.classes[s.label]]) for s in dataset.samples])
+    empty = [c for c, n in dataset.counts().items() if n == 0]
+    if empty:
+        log.info("%d of the model's %d classes have no images in %s (e.g. %s)", len(empty), handle.num_classes,
+                 dataset.root, ", ".join(empty[:5]))
+    if isinstance(fractions, str):
+        fractions = parse_fractions(fractions)
+    chosen = select_samples(dataset, split, fractions, seed)
+    layer = layer or handle.default_layer
+    if layer is None:
+        raise MikataError("this model has no default layer; pass --layer NAME (see `mikata layers MODEL`)")
+    get_layer(handle.net, layer)  # a clear ChoiceError for an unknown name
+    embed_layer = embedding_layer(handle)
+    store = RunStore.create_or_resume(run_dir, make_manifest(handle, dataset, layer, embed_layer, gradcam))
+    try:
+        return _scan_into(store, handle, chosen, batch_size, workers, layer, embed_layer, gradcam, progress, t0)
+    finally:
+        store.close()
+
+
+def _unchanged(path: str, stored: tuple[int, int, str | None] | None) -> bool:
+    if stored is None:
+        return False
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return (st.st_size, st.st_mtime_ns) == (stored[0], stored[1])
+
+
+def _scan_into(store: RunStore, handle: ModelHandle, chosen: list[tuple[Sample, str]], batch_size: int,
+               workers: int, layer: str, embed_layer: str | None, gradcam: bool, progress: bool,
+               t0: float) -> ScanSummary:
+    from tqdm import tqdm
+
+    done = store.done()
+    todo = [(s, n) for s, n in chosen if not _unchanged(s.path, done.get(s.path))]
+    reused = len(chosen) - len(todo)
+    loader = torch.utils.data.DataLoader(
+        _Files(handle, [s for s, _ in todo]), batch_size=batch_size, shuffle=False, num_workers=workers,
+        collate_fn=_collate, persistent_workers=False, prefetch_factor=4 if workers > 0 else None)
+    computed = skipped = 0
+    skipped_files: list[tuple[str, str]] = []
+    bar = tqdm(total=len(todo), unit="img", desc="scan", disable=not progress, dynamic_ncols=True, file=sys.stderr)
+    # Batches are committed by a writer thread, so the model never waits for SQLite or the vector
+    # files (both release the GIL). The commit protocol is unchanged: kill -9 loses only queued batches.
+    pending: queue.Queue = queue.Queue(maxsize=8)
+    failed: list[BaseException] = []
+
+    def write() -> None:
+        while (item := pending.get()) is not None:
+            if not failed:
+                try:
+                    store.append(*item)
+                except BaseException as e:  # noqa: BLE001 - handed to the main thread
+                    failed.append(e)
+
+    writer = threading.Thread(target=write, name="mikata-scan-writer", daemon=True)
+    writer.start()
+    try:
+        for x, items in loader:
+            if failed:
+                raise failed[0]
+            out = run_batch(handle, x, layer, embed_layer, gradcam) if x is not None else None
+            rows: list[Row] = []
+            k = 0
+            if out is not None:  # per-batch tensors -> Python lists once, not per element
+                probs_np = out.probs.numpy()  # (n_ok, K)
+                top = torch.topk(out.probs, min(TOP_K, out.probs.shape[1]), dim=1)
+                top_i, top_v = top.indices.tolist(), top.values.tolist()
+                cams = np.clip(out.cams.numpy(), 0, 65000) if out.cams is not None else None  # (n_ok, h, w)
+            for i, decoded, digest, size, mtime, reason in items:
+                sample, split_name = todo[i]
+                if not decoded:
+                    rows.append(Row(sample.path, digest, size, mtime, sample.label, split_name, "skipped", reason))
+                    skipped_files.append((sample.path, reason))
+                    continue
+                rows.append(Row(sample.path, digest, size, mtime, sample.label, split_name, "ok", None,
+                                top_i[k][0], top_v[k][0], float(probs_np[k, sample.label]),
+                                [[c, round(v, 6)] for c, v in zip(top_i[k], top_v[k])],
+                                cams[k] if cams is not None else None))
+                k += 1
+            vectors = None
+            if out is not None:
+                vectors = {"probs": out.probs.numpy(), "embed": out.embed.float().numpy(),
+                           "channels": out.channels.float().numpy()}
+            pending.put((rows, vectors, bool(done)))
+            computed += k
+            skipped += len(items) - k
+            bar.update(len(items))
+    finally:
+        pending.put(None)
+        writer.join()
+        bar.close()
+    if failed:
+        raise failed[0]
+    if skipped_files:
+        log.debug("%d files skipped (ScanSummary.skipped_files / RunStore.skipped() say why)", len(skipped_files))
+    return ScanSummary(str(store.dir), len(chosen), computed, skipped, reused, time.perf_counter() - t0,
+                       skipped_files)

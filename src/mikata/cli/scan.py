@@ -1,0 +1,48 @@
+"""mikata scan MODEL DATA_DIR --run RUN_DIR: stream a labeled dataset through a model into a run store."""
+
+from __future__ import annotations
+
+import sys
+
+from mikata.cli.common import add_model_argument, command_parser, load_model_from_args, print_json
+
+
+def register(sub) -> None:
+    p = command_parser(sub, "scan", "Run a labeled image folder (or CSV manifest) through a model once and store "
+                       "predictions, probabilities, embeddings and channel activations in a resumable run directory.",
+                       "mikata scan efficientnet-lite0 pets/ --run runs/pets --split test --split-fractions 0.6,0.2,0.2")
+    add_model_argument(p)
+    p.add_argument("data", metavar="DATA_DIR", help="folder with one subfolder per class, or a path,label CSV")
+    p.add_argument("--run", required=True, metavar="RUN_DIR",
+                   help="run directory (created; rerun to resume or to add new images)")
+    p.add_argument("--split", default=None, help="scan only this split (train, val or test) of --split-fractions")
+    p.add_argument("--split-fractions", default=None, metavar="F,F,F",
+                   help="per-class split fractions, e.g. 0.6,0.2,0.2 (train,val,test); each row records its split")
+    p.add_argument("--seed", type=int, default=0, help="seed of the per-class split (default 0)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes (default 2)")
+    p.add_argument("--layer", default=None, help="layer whose per-channel mean activation (and Grad-CAM) is stored; "
+                   "default: the model's default layer")
+    p.add_argument("--gradcam", action="store_true", help="also store the predicted class's Grad-CAM per image")
+    p.add_argument("--class-map", default=None, metavar="FOLDER=CLASS,...",
+                   help="rename dataset folders to model classes, e.g. kitty=tabby,pup=beagle")
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from mikata.analysis.scan import parse_class_map, scan
+
+    handle = load_model_from_args(args)
+    s = scan(handle, args.data, args.run, batch_size=args.batch_size, workers=args.workers, layer=args.layer,
+             gradcam=args.gradcam, split=args.split, fractions=args.split_fractions, seed=args.seed,
+             class_map=parse_class_map(args.class_map), progress=not args.quiet)
+    if args.json:
+        print_json({"run": s.run_dir, "total": s.total, "computed": s.computed, "reused": s.reused,
+                    "skipped": [{"path": p, "reason": r} for p, r in s.skipped_files], "seconds": round(s.seconds, 3)})
+    else:
+        print(f"{s.run_dir}: {s.computed} images scanned, {s.reused} already there, {s.skipped} skipped "
+              f"({s.seconds:.1f} s). Next: mikata audit {s.run_dir}")
+    for path, reason in s.skipped_files:
+        print(f"mikata scan: skipped {path}: {reason}", file=sys.stderr)
+    return 0

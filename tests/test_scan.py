@@ -1,0 +1,189 @@
+"""scan on the real MNIST CNN and real handwritten digits: stored values, bad files, resume, kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mikata.analysis.runstore import RunStore, RunStoreError
+from mikata.analysis.scan import gradcam_from, scan
+from mikata.data.datasets import DatasetError
+from test_scan_support import digit_images, mnist_handle, planted_run, write_folder
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+TESTS = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    return planted_run(tmp_path_factory.mktemp("planted"))
+
+
+def _rows(run: Path) -> dict[str, tuple]:
+    """path -> (hash, label, pred, topk, status, reason, probs vector) for comparing runs."""
+    with RunStore.open(run) as store:
+        probs = np.asarray(store.vectors("probs"))
+        out = {}
+        for path, h, label, pred, topk, status, reason, vec in store.db.execute(
+                "SELECT path, hash, label, pred, topk, status, reason, vec_row FROM images"):
+            out[path] = (h, label, pred, topk, status, reason, None if vec is None else probs[vec].tobytes())
+        return out
+
+
+def test_stored_values_match_a_direct_forward(planted):
+    handle, images = planted["handle"], planted["images"]
+    with torch.inference_mode():
+        probs = torch.softmax(handle.model(handle.preprocess(images)), 1).numpy()  # (N, 10)
+    with RunStore.open(planted["run"]) as store:
+        stored = np.asarray(store.vectors("probs"), np.float32)
+        rows = store.db.execute("SELECT path, label, pred, vec_row, topk, hash FROM images WHERE status='ok'").fetchall()
+        assert store.dims() == {"probs": 10, "embed": 256, "channels": 128}
+        assert store.manifest["identity"]["weights_sha1"] and store.manifest["versions"]["torch"]
+    index = {p: i for i, p in enumerate(planted["paths"])}
+    assert len(rows) == len(images)
+    import hashlib
+
+    for path, label, pred, vec, topk, digest in rows:
+        i = index[path]
+        assert label == planted["given"][i]
+        assert pred == int(probs[i].argmax())
+        np.testing.assert_allclose(stored[vec], probs[i], atol=2e-3)
+        assert [c for c, _ in json.loads(topk)] == list(np.argsort(-probs[i], kind="stable")[:5])
+        assert digest == hashlib.sha1(Path(path).read_bytes()).hexdigest()
+
+
+def test_embedding_channels_and_gradcam_match_a_hand_computation(planted):
+    handle = planted["handle"]
+    assert all(p.requires_grad for p in handle.net.parameters()) and not handle.net.training  # left as it was
+    x = handle.preprocess(planted["images"][:8])  # (8, 1, 28, 28)
+    net = handle.net
+    feats = net.conv_layers[:7](x)  # (8, 128, 7, 7) output of conv_layers.6
+    feats.retain_grad()
+    z = net.conv_layers[7:](feats).flatten(1)
+    hidden = net.fc_layers[1](net.fc_layers[0](z))  # (8, 256) input of the last Linear
+    logits = net.fc_layers[2](hidden)
+    logits.gather(1, logits.argmax(1, keepdim=True)).sum().backward()
+    cam = torch.relu((feats.grad.mean((2, 3), keepdim=True) * feats).sum(1)).detach()  # (8, 7, 7)
+    with RunStore.open(planted["run"]) as store:
+        rows = {p: (i, v) for i, p, v in store.db.execute("SELECT id, path, vec_row FROM images WHERE status='ok'")}
+        emb, ch = store.vectors("embed"), store.vectors("channels")
+        for k in range(8):
+            rid, vec = rows[planted["paths"][k]]
+            np.testing.assert_allclose(emb[vec], hidden[k].detach().numpy(), rtol=2e-3, atol=2e-3)
+            np.testing.assert_allclose(ch[vec], feats[k].detach().mean((1, 2)).numpy(), rtol=2e-3, atol=2e-3)
+            np.testing.assert_allclose(store.cam(rid), cam[k].numpy(), rtol=3e-3, atol=1e-3)
+    assert torch.allclose(gradcam_from(feats.detach(), feats.grad), cam)
+
+
+def test_bad_files_are_recorded_with_their_reason_and_skipped(planted):
+    summary = planted["summary"]
+    reasons = dict(summary.skipped_files)
+    assert set(reasons) == {str(p) for p in planted["bad"].values()}
+    assert "empty" in reasons[str(planted["bad"]["zero"])]
+    assert "not an image" in reasons[str(planted["bad"]["text"])]
+    assert "truncated" in reasons[str(planted["bad"]["truncated"])]
+    assert summary.computed == len(planted["paths"])
+    with RunStore.open(planted["run"]) as store:
+        assert dict(store.skipped()) == reasons
+
+
+def test_rerun_computes_only_new_files_and_a_different_model_is_refused(tmp_path):
+    images, labels = digit_images(60)
+    write_folder(tmp_path / "data", images[:40], labels[:40])
+    handle = mnist_handle()
+    first = scan(handle, tmp_path / "data", tmp_path / "run", batch_size=16, workers=0, progress=False)
+    assert (first.computed, first.reused) == (40, 0)
+    before = _rows(tmp_path / "run")
+    with RunStore.open(tmp_path / "run") as store:
+        ids = dict(store.db.execute("SELECT path, id FROM images"))
+    for i, (img, y) in enumerate(zip(images[40:], labels[40:])):  # 20 new files
+        p = tmp_path / "data" / str(int(y)) / f"new{i}.png"
+        img.save(p)
+    again = scan(handle, tmp_path / "data", tmp_path / "run", batch_size=16, workers=0, progress=False)
+    assert (again.computed, again.reused) == (20, 40)
+    after = _rows(tmp_path / "run")
+    assert len(after) == 60 and all(after[p] == v for p, v in before.items())
+    with RunStore.open(tmp_path / "run") as store:  # old rows untouched (a recomputed row gets a new id)
+        assert all(dict(store.db.execute("SELECT path, id FROM images"))[p] == i for p, i in ids.items())
+    other = mnist_handle()
+    with torch.no_grad():
+        other.net.fc_layers[2].bias.add_(0.1)
+    with pytest.raises(RunStoreError, match="new --run"):
+        scan(other, tmp_path / "data", tmp_path / "run", workers=0, progress=False)
+
+
+def test_class_mismatch_is_explained_and_a_class_map_fixes_it(tmp_path):
+    images, labels = digit_images(20)
+    write_folder(tmp_path / "data", images, labels)
+    os.rename(tmp_path / "data" / "7", tmp_path / "data" / "seven")
+    handle = mnist_handle()
+    with pytest.raises(DatasetError, match="seven.*class mapping"):
+        scan(handle, tmp_path / "data", tmp_path / "run", workers=0, progress=False)
+    s = scan(handle, tmp_path / "data", tmp_path / "run", workers=0, progress=False, class_map={"seven": "7"})
+    assert s.computed == 20
+    with RunStore.open(tmp_path / "run") as store:
+        assert {l for (l,) in store.db.execute("SELECT label FROM images WHERE path LIKE '%seven%'")} == {7}
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "mikata", "-q", "scan", "test_scan_support:mnist_handle", *args]
+
+
+def _env() -> dict:
+    # One intra-op thread: on a loaded 2-core machine spinning OpenMP threads make a small CNN 10x slower.
+    return {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{TESTS}", "OMP_NUM_THREADS": "1"}
+
+
+def test_kill_9_mid_scan_then_resume_gives_exactly_the_rows_of_an_uninterrupted_scan(tmp_path):
+    images, labels = digit_images(800)  # real handwritten digits
+    write_folder(tmp_path / "data", images, labels)
+    (tmp_path / "data" / "2" / "empty.png").write_bytes(b"")
+    total = len(images) + 1
+    common = [str(tmp_path / "data"), "--batch-size", "8", "--workers", "1"]
+    proc = subprocess.Popen(_cli(*common, "--run", str(tmp_path / "killed")), env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    db = tmp_path / "killed" / "run.sqlite"
+    committed = 0
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if db.exists():
+            try:
+                with sqlite3.connect(db, timeout=5) as con:  # a reader while the scan writes
+                    committed = con.execute("SELECT COUNT(*) FROM images").fetchone()[0]
+            except sqlite3.OperationalError:  # tables not created yet
+                committed = 0
+            if committed >= 48:
+                break
+        time.sleep(0.02)
+    assert proc.poll() is None, f"the scan ended before it could be killed: {proc.stderr.read().decode()[-500:]}"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    partial = _rows(tmp_path / "killed")
+    assert 48 <= len(partial) < total
+    with RunStore.open(tmp_path / "killed") as store:
+        ids_before = dict(store.db.execute("SELECT path, id FROM images"))
+    resumed = subprocess.run(_cli(*common, "--run", str(tmp_path / "killed"), "--json"), env=_env(),
+                             capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    report = json.loads(resumed.stdout)
+    assert report["reused"] == len(partial) and report["computed"] + len(report["skipped"]) == total - len(partial)
+    fresh = subprocess.run(_cli(*common, "--run", str(tmp_path / "fresh")), env=_env(), capture_output=True,
+                           text=True, timeout=120)
+    assert fresh.returncode == 0, fresh.stderr
+    a, b = _rows(tmp_path / "killed"), _rows(tmp_path / "fresh")
+    assert len(a) == total and a == b  # every row exactly once, identical values
+    with RunStore.open(tmp_path / "killed") as store:
+        assert store.count() == total
+        assert store.committed_vectors() == total - 1  # one vector row per decoded image, none duplicated
+        ids_after = dict(store.db.execute("SELECT path, id FROM images"))
+    assert all(ids_after[p] == i for p, i in ids_before.items())  # committed rows were not recomputed
