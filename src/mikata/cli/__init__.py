@@ -12,7 +12,7 @@ import sys
 
 from mikata import __version__
 
-COMMANDS = ["layers", "predict"]
+COMMANDS = ["layers", "predict", "train"]
 
 
 def build_parser() -> argparse.ArgumentParser:
