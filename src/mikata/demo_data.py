@@ -46,7 +46,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     return data.reshape(dims)
 
 
-def load_fashion_mnist(part: str = "train", root: str | os.PathLike = FASHION_MNIST_DIR) -> tuple[np.ndarray, np.ndarray]:
+def load_fashion_mnist(part: str = "train",
+                       root: str | os.PathLike = FASHION_MNIST_DIR) -> tuple[np.ndarray, np.ndarray]:
     """``(images (N, 28, 28) uint8, labels (N,) uint8)`` of the ``train`` (60k) or ``test`` (10k) part."""
     if part not in PARTS:
         raise ValueError(f"part must be 'train' or 'test', not {part!r}")

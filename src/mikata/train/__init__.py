@@ -13,6 +13,7 @@ from mikata.train.options import Augment, TrainingError, TrainOptions, parse_aug
 from mikata.train.plot import plot_history
 from mikata.train.tensors import DecodedSplit, decode_split
 
-__all__ = ["Augment", "DEMO_SETTINGS", "demo_paths", "train_demo_model", "DecodedSplit", "TrainOptions", "TrainResult", "TrainingError", "augment_batch", "decode_split",
+__all__ = ["Augment", "DEMO_SETTINGS", "demo_paths", "train_demo_model",
+           "DecodedSplit", "TrainOptions", "TrainResult", "TrainingError", "augment_batch", "decode_split",
            "evaluate", "freeze_until", "parse_augment", "plot_history", "plot_path", "set_training_mode",
            "state_path", "train"]

@@ -156,61 +156,64 @@ def _train(data: str | os.PathLike, model: str | ModelHandle, out: Path, opts: T
         log.info("resuming %s after epoch %d of %d", out, start_epoch, opts.epochs)
     memory_format = torch.channels_last if opts.channels_last else torch.contiguous_format
 
-    stack = contextlib.ExitStack()
-    forward: Callable[[torch.Tensor], torch.Tensor] = handle.model
-    if _can_cache(handle, opts, train_set):
-        # The frozen part is the same every epoch: run it once per image, then train the rest only.
-        log.info("computing the frozen layers' output once (input of %s)", opts.freeze_until)
-        train_set, val_set, test_set = (
-            None if s is None else DecodedSplit(boundary_inputs(handle, opts.freeze_until, s.x, opts.batch_size * 2),
-                                                s.y, s.skipped)
-            for s in (train_set, val_set, test_set))
-        feed = stack.enter_context(started_at(net, opts.freeze_until))
-        forward = lambda x: feed(handle.model, x)  # noqa: E731
-    net.to(memory_format=memory_format)
+    # The hook feeding precomputed features lives only inside this block (removed on any error).
+    with contextlib.ExitStack() as stack:
+        forward: Callable[[torch.Tensor], torch.Tensor] = handle.model
+        if _can_cache(handle, opts, train_set):
+            # The frozen part is the same every epoch: run it once per image, then train the rest only.
+            log.info("computing the frozen layers' output once (input of %s)", opts.freeze_until)
+            def features(s: DecodedSplit | None) -> DecodedSplit | None:
+                if s is None:
+                    return None
+                x = boundary_inputs(handle, opts.freeze_until, s.x, opts.batch_size * 2)  # (N, C', h, w)
+                return DecodedSplit(x, s.y, s.skipped)
 
-    epoch, epoch_generator_state, stopped_early = start_epoch, generator.get_state(), False
-    try:
-        for epoch in range(start_epoch, opts.epochs):
-            epoch_generator_state = generator.get_state()
-            t0 = time.perf_counter()
-            train_loss, train_acc = _train_epoch(net, forward, frozen, optimizer, train_set, opts, generator,
-                                                 memory_format, f"epoch {epoch + 1}/{opts.epochs}", progress)
-            val_loss, val_acc = evaluate(handle, val_set, opts.batch_size * 2, memory_format, forward)
-            for key, value in zip(HISTORY_KEYS, (train_loss, train_acc, val_loss, val_acc, time.perf_counter() - t0)):
-                history[key].append(float(value))
-            log.info("epoch %d/%d: train loss %.4f acc %.3f | val loss %.4f acc %.3f (%.1f s)", epoch + 1,
-                     opts.epochs, train_loss, train_acc, val_loss, val_acc, history["epoch_seconds"][-1])
-            if val_acc > best["accuracy"] or (val_acc == best["accuracy"] and val_loss < best["loss"]):
-                best.update(epoch=epoch + 1, accuracy=val_acc, loss=val_loss, bad_epochs=0,
-                            state={k: v.detach().clone() for k, v in net.state_dict().items()})
-            else:
-                best["bad_epochs"] += 1
-            epoch_generator_state = generator.get_state()
-            _save_progress(handle, out, optimizer, epoch + 1, history, best, epoch_generator_state, opts)
-            plot_history(history, plot_path(out), title=f"{out.stem}: training progress")
-            if on_epoch_end is not None:
-                on_epoch_end(epoch + 1, history)
-            if opts.early_stop and best["bad_epochs"] >= opts.early_stop:
-                log.info("early stop: validation accuracy has not improved for %d epochs", opts.early_stop)
-                stopped_early = True
-                break
-    except KeyboardInterrupt:
-        done = len(history["val_accuracy"])
-        _save_progress(handle, out, optimizer, done, history, best, epoch_generator_state, opts)
-        log.warning("interrupted after %d complete epoch(s); checkpoint saved to %s; continue with --resume",
-                    done, out)
-        net.to(memory_format=torch.contiguous_format)
-        stack.close()
-        raise
+            train_set, val_set, test_set = features(train_set), features(val_set), features(test_set)
+            feed = stack.enter_context(started_at(net, opts.freeze_until))
+            forward = lambda x: feed(handle.model, x)  # noqa: E731
+        net.to(memory_format=memory_format)
 
-    if best["state"] is not None:
-        net.load_state_dict(best["state"])
-    net.eval()
-    test_acc = None
-    if test_set is not None and len(test_set):
-        test_acc = evaluate(handle, test_set, opts.batch_size * 2, memory_format, forward)[1]
-    stack.close()
+        epoch, epoch_generator_state, stopped_early = start_epoch, generator.get_state(), False
+        try:
+            for epoch in range(start_epoch, opts.epochs):
+                epoch_generator_state = generator.get_state()
+                t0 = time.perf_counter()
+                train_loss, train_acc = _train_epoch(net, forward, frozen, optimizer, train_set, opts, generator,
+                                                     memory_format, f"epoch {epoch + 1}/{opts.epochs}", progress)
+                val_loss, val_acc = evaluate(handle, val_set, opts.batch_size * 2, memory_format, forward)
+                took = time.perf_counter() - t0
+                for key, value in zip(HISTORY_KEYS, (train_loss, train_acc, val_loss, val_acc, took)):
+                    history[key].append(float(value))
+                log.info("epoch %d/%d: train loss %.4f acc %.3f | val loss %.4f acc %.3f (%.1f s)", epoch + 1,
+                         opts.epochs, train_loss, train_acc, val_loss, val_acc, history["epoch_seconds"][-1])
+                if val_acc > best["accuracy"] or (val_acc == best["accuracy"] and val_loss < best["loss"]):
+                    best.update(epoch=epoch + 1, accuracy=val_acc, loss=val_loss, bad_epochs=0,
+                                state={k: v.detach().clone() for k, v in net.state_dict().items()})
+                else:
+                    best["bad_epochs"] += 1
+                epoch_generator_state = generator.get_state()
+                _save_progress(handle, out, optimizer, epoch + 1, history, best, epoch_generator_state, opts)
+                plot_history(history, plot_path(out), title=f"{out.stem}: training progress")
+                if on_epoch_end is not None:
+                    on_epoch_end(epoch + 1, history)
+                if opts.early_stop and best["bad_epochs"] >= opts.early_stop:
+                    log.info("early stop: validation accuracy has not improved for %d epochs", opts.early_stop)
+                    stopped_early = True
+                    break
+        except KeyboardInterrupt:
+            done = len(history["val_accuracy"])
+            _save_progress(handle, out, optimizer, done, history, best, epoch_generator_state, opts)
+            log.warning("interrupted after %d complete epoch(s); checkpoint saved to %s; continue with --resume",
+                        done, out)
+            net.to(memory_format=torch.contiguous_format)
+            raise
+
+        if best["state"] is not None:
+            net.load_state_dict(best["state"])
+        net.eval()
+        test_acc = None
+        if test_set is not None and len(test_set):
+            test_acc = evaluate(handle, test_set, opts.batch_size * 2, memory_format, forward)[1]
     net.to(memory_format=torch.contiguous_format)
     seconds = time.perf_counter() - start_time
     plot = plot_history(history, plot_path(out), title=f"{out.stem}: training progress")
@@ -271,7 +274,8 @@ def _check_decoded(train_set: DecodedSplit, val_set: DecodedSplit, classes: list
         raise DatasetError("the validation split is empty: add images or raise the validation fraction (--split)")
 
 
-def _train_epoch(net: nn.Module, forward: Callable[[torch.Tensor], torch.Tensor], frozen: list[str], optimizer: torch.optim.Optimizer,
+def _train_epoch(net: nn.Module, forward: Callable[[torch.Tensor], torch.Tensor], frozen: list[str],
+                 optimizer: torch.optim.Optimizer,
                  data: DecodedSplit, opts: TrainOptions, generator: torch.Generator,
                  memory_format: torch.memory_format, desc: str, progress: bool) -> tuple[float, float]:
     set_training_mode(net, frozen)
