@@ -23,6 +23,8 @@ def register(sub) -> None:
     p.add_argument("--augment", default="none", help="e.g. flip,translate=4,scale=0.9-1.1 (default none)")
     p.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"], help="sgd (momentum 0.9) or adam")
     p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--schedule", default="cosine", choices=["cosine", "constant"],
+                   help="learning rate per epoch: cosine decay to 0 (default) or constant")
     p.add_argument("--split", default="0.7,0.15,0.15", help="train,val[,test] fractions per class")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--early-stop", type=int, metavar="N", help="stop after N epochs without better val accuracy")
@@ -44,7 +46,8 @@ def run(args) -> int:
     result = train(args.data, args.model, args.out, resume=args.resume, progress=progress, epochs=args.epochs,
                    batch_size=args.batch_size, lr=args.lr, head_lr_factor=args.head_lr_factor,
                    freeze_until=args.freeze_until, augment=args.augment, optimizer=args.optimizer,
-                   weight_decay=args.weight_decay, split=parse_fractions(args.split), seed=args.seed,
+                   weight_decay=args.weight_decay, schedule=args.schedule, split=parse_fractions(args.split),
+                   seed=args.seed,
                    early_stop=args.early_stop, input_size=args.input_size, workers=args.workers,
                    threads=args.threads)
     if args.json:

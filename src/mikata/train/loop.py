@@ -137,9 +137,9 @@ def _train(data: str | os.PathLike, model: str | ModelHandle, out: Path, opts: T
     head_params = list(net.get_submodule(handle.metadata["head"]).parameters())
     head_ids = {id(p) for p in head_params}
     body_params = [p for p in net.parameters() if p.requires_grad and id(p) not in head_ids]
-    groups = [{"params": head_params, "lr": opts.lr * opts.head_lr_factor}]
+    groups = [{"params": head_params, "lr": opts.lr * opts.head_lr_factor, "base_lr": opts.lr * opts.head_lr_factor}]
     if body_params:
-        groups.append({"params": body_params, "lr": opts.lr})
+        groups.append({"params": body_params, "lr": opts.lr, "base_lr": opts.lr})
     if opts.optimizer == "sgd":
         optimizer = torch.optim.SGD(groups, lr=opts.lr, momentum=opts.momentum, weight_decay=opts.weight_decay)
     else:
@@ -177,6 +177,7 @@ def _train(data: str | os.PathLike, model: str | ModelHandle, out: Path, opts: T
         try:
             for epoch in range(start_epoch, opts.epochs):
                 epoch_generator_state = generator.get_state()
+                _set_learning_rates(optimizer, opts, epoch)
                 t0 = time.perf_counter()
                 train_loss, train_acc = _train_epoch(net, forward, frozen, optimizer, train_set, opts, generator,
                                                      memory_format, f"epoch {epoch + 1}/{opts.epochs}", progress)
@@ -252,6 +253,13 @@ def _new_handle(model: str | ModelHandle, classes: list[str], opts: TrainOptions
                        crop_fraction=base.crop_fraction, interpolation=base.interpolation,
                        in_channels=base.in_channels, default_layer=base.default_layer, spec=str(out),
                        metadata=metadata)
+
+
+def _set_learning_rates(optimizer: torch.optim.Optimizer, opts: TrainOptions, epoch: int) -> None:
+    """Cosine decay from each group's base rate to 0 over ``opts.epochs`` (stateless, so resume-safe)."""
+    factor = 0.5 * (1 + math.cos(math.pi * epoch / opts.epochs)) if opts.schedule == "cosine" else 1.0
+    for group in optimizer.param_groups:
+        group["lr"] = group["base_lr"] * factor
 
 
 def _can_cache(handle: ModelHandle, opts: TrainOptions, train_set: DecodedSplit) -> bool:

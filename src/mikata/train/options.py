@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from mikata.errors import MikataError
 
 OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("cosine", "constant")
 
 
 class TrainingError(MikataError):
@@ -82,6 +83,7 @@ class TrainOptions:
     optimizer: str = "sgd"
     momentum: float = 0.9
     weight_decay: float = 0.0
+    schedule: str = "cosine"  # learning rate per epoch: "cosine" decay to 0, or "constant"
     split: tuple[float, ...] = (0.7, 0.15, 0.15)
     seed: int = 0
     early_stop: int | None = None
@@ -100,6 +102,10 @@ class TrainOptions:
             from mikata.errors import ChoiceError
 
             raise ChoiceError("optimizer", self.optimizer, list(OPTIMIZERS))
+        if self.schedule not in SCHEDULES:
+            from mikata.errors import ChoiceError
+
+            raise ChoiceError("learning-rate schedule", self.schedule, list(SCHEDULES))
         if len(self.split) < 2 or self.split[1] <= 0:
             raise TrainingError(f"--split {list(self.split)}: give train,val[,test] fractions with val > 0, "
                                 "e.g. 0.7,0.15,0.15")
