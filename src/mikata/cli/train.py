@@ -1,0 +1,62 @@
+"""mikata train DATA_DIR --model SPEC --out model.safetensors: fine-tune a classifier on a class folder."""
+
+from __future__ import annotations
+
+from mikata.cli.common import command_parser, print_json
+
+
+def register(sub) -> None:
+    p = command_parser(sub, "train", "Fine-tune a pretrained classifier on a folder of images (one subfolder "
+                       "per class); writes a .safetensors checkpoint every command accepts as MODEL.",
+                       "mikata train fashion/ --model efficientnet-lite0 --out fashion.safetensors "
+                       "--input-size 64 --freeze-until blocks.9 --epochs 6 --augment none")
+    p.add_argument("data", metavar="DATA_DIR", help="folder with one subfolder of images per class (or a .csv)")
+    p.add_argument("--model", required=True, help="base model spec, e.g. efficientnet-lite0 or torchvision:resnet18")
+    p.add_argument("--out", required=True, help="checkpoint to write (.safetensors); the progress plot goes "
+                                                "next to it as NAME.training.png")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=0.01, help="learning rate of the pretrained layers (default 0.01)")
+    p.add_argument("--head-lr-factor", type=float, default=10.0, help="the new head learns this much faster")
+    p.add_argument("--freeze-until", metavar="LAYER",
+                   help="freeze every layer before LAYER (see `mikata layers MODEL`); LAYER and later ones train")
+    p.add_argument("--augment", default="none", help="e.g. flip,translate=4,scale=0.9-1.1 (default none)")
+    p.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"], help="sgd (momentum 0.9) or adam")
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--schedule", default="cosine", choices=["cosine", "constant"],
+                   help="learning rate per epoch: cosine decay to 0 (default) or constant")
+    p.add_argument("--split", default="0.7,0.15,0.15", help="train,val[,test] fractions per class")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--early-stop", type=int, metavar="N", help="stop after N epochs without better val accuracy")
+    p.add_argument("--input-size", type=int, metavar="PIXELS", help="train and predict at this size (e.g. 64)")
+    p.add_argument("--workers", type=int, default=2, help="threads decoding images")
+    p.add_argument("--threads", type=int, help="torch threads (1 is fastest on a busy shared CPU)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run of the same --out")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import logging
+
+    from mikata.data.datasets import parse_fractions
+    from mikata.train import train
+
+    progress = logging.getLogger().getEffectiveLevel() <= logging.INFO
+    result = train(args.data, args.model, args.out, resume=args.resume, progress=progress, epochs=args.epochs,
+                   batch_size=args.batch_size, lr=args.lr, head_lr_factor=args.head_lr_factor,
+                   freeze_until=args.freeze_until, augment=args.augment, optimizer=args.optimizer,
+                   weight_decay=args.weight_decay, schedule=args.schedule, split=parse_fractions(args.split),
+                   seed=args.seed,
+                   early_stop=args.early_stop, input_size=args.input_size, workers=args.workers,
+                   threads=args.threads)
+    if args.json:
+        print_json(result.to_dict())
+    else:
+        test = "n/a" if result.test_accuracy is None else f"{result.test_accuracy:.2%}"
+        print(f"checkpoint: {result.checkpoint}\nprogress plot: {result.plot}\n"
+              f"best epoch {result.best_epoch}/{result.epochs_run}: val accuracy {result.val_accuracy:.2%}, "
+              f"test accuracy {test} ({result.seconds:.0f} s)")
+        if result.skipped:
+            print(f"skipped {len(result.skipped)} unreadable file(s)")
+    return 0

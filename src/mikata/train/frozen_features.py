@@ -1,0 +1,83 @@
+"""Compute the frozen part of a network once, then train only the rest.
+
+When the layers before ``freeze_until`` are frozen (eval mode, no gradients) and the training
+images are not augmented, the input of the first trainable layer is the same every epoch. This
+module computes it once per image and, during training, feeds it to that layer through a
+``forward_pre`` hook while the frozen part runs on a tiny stand-in input (a few pixels), so an
+epoch costs only the trainable layers. It works for any network whose trainable layers see the
+frozen part only through the boundary layer's input; ``check_shortcut`` proves that on real
+images and ``train`` falls back to full forward passes where it does not hold (e.g. a boundary
+inside a residual block, whose skip connection bypasses it).
+
+Example:
+    >>> feats = boundary_inputs(handle, "blocks.12", x)              # doctest: +SKIP
+    >>> with started_at(handle.net, "blocks.12") as feed:            # doctest: +SKIP
+    ...     logits = feed(handle.model, feats[:8])                   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+import torch
+
+from mikata.hooks import attached, capture, get_layer
+from mikata.models.handle import ModelHandle
+
+STAND_IN_PIXELS = 8
+
+
+def boundary_inputs(handle: ModelHandle, layer: str, x: torch.Tensor, batch_size: int = 128,
+                    memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
+    """The input of ``layer`` for every image of ``x`` ``(N, C, H, W)``, in eval mode: ``(N, ...)``."""
+    out = []
+    was_training = handle.net.training
+    handle.net.eval()
+    with torch.inference_mode(), capture(handle.net, [layer], inputs=True) as rec:
+        for i in range(0, len(x), batch_size):
+            handle.model(x[i:i + batch_size].float().contiguous(memory_format=memory_format))
+            out.append(rec.inputs[layer].clone())
+    handle.net.train(was_training)
+    return torch.cat(out) if out else x.new_empty(0)
+
+
+@contextmanager
+def started_at(net: torch.nn.Module, layer: str) -> Iterator[Callable]:
+    """Yield ``feed(model, features)``: run ``model`` with ``layer``'s input replaced by ``features``."""
+    module = get_layer(net, layer)
+    holder: dict = {}
+
+    def replace_input(mod, args):
+        holder["calls"] = holder.get("calls", 0) + 1
+        return (holder["features"],) + tuple(args[1:])
+
+    def feed(model: Callable, features: torch.Tensor) -> torch.Tensor:
+        holder["features"], holder["calls"] = features, 0
+        c = holder.get("in_channels", 3)
+        stand_in = torch.zeros(len(features), c, STAND_IN_PIXELS, STAND_IN_PIXELS)  # (B, C, s, s)
+        out = model(stand_in)
+        if holder["calls"] != 1:
+            raise RuntimeError(f"layer {layer} ran {holder['calls']} times in one forward pass")
+        return out
+
+    holder["in_channels"] = next((m.in_channels for m in net.modules() if isinstance(m, torch.nn.Conv2d)), 3)
+    with attached([(module, "forward_pre", replace_input)]):
+        yield feed
+
+
+def check_shortcut(handle: ModelHandle, layer: str, x: torch.Tensor, atol: float = 1e-4) -> bool:
+    """True when feeding ``layer``'s recorded input reproduces the full network's logits on ``x``."""
+    was_training = handle.net.training
+    handle.net.eval()
+    try:
+        with torch.inference_mode():
+            full = handle.model(x.float())  # (n, K)
+            feats = boundary_inputs(handle, layer, x)
+            with started_at(handle.net, layer) as feed:
+                short = feed(handle.model, feats)
+        return short.shape == full.shape and bool(torch.allclose(short, full, atol=atol, rtol=1e-4))
+    except (RuntimeError, ValueError, IndexError, TypeError):
+        return False
+    finally:
+        handle.net.train(was_training)

@@ -1,0 +1,381 @@
+"""``train``: fine-tune a pretrained classifier on a folder of labeled images (transfer learning).
+
+The classifier head is replaced by one for the folder's classes, the layers before
+``freeze_until`` keep their pretrained weights, the new head learns ``head_lr_factor`` times
+faster than the rest. Each epoch shuffles with a seeded ``torch.Generator``, reports validation
+loss and accuracy, and writes a checkpoint plus a ``.state.pt`` sidecar (optimizer, epoch,
+history, generator state) so Ctrl-C or a crash loses at most one epoch: ``resume=True``
+continues. At the end the best-validation weights are saved as a mikata ``.safetensors``
+checkpoint that every command accepts as a model.
+
+Example:
+    >>> result = train("fashion/", "efficientnet-lite0", "fashion.safetensors",
+    ...                epochs=4, input_size=64, freeze_until="blocks.9")            # doctest: +SKIP
+    >>> result.test_accuracy                                                         # doctest: +SKIP
+    0.87
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from mikata.data.datasets import DatasetError, load_dataset, split_dataset
+from mikata.models.handle import ModelHandle
+from mikata.models.loading import load_model, replace_head, save_checkpoint
+from mikata.train.augment import augment_batch
+from mikata.train.frozen_features import boundary_inputs, check_shortcut, started_at
+from mikata.train.freeze import freeze_until, set_training_mode, trainable_parameters
+from mikata.train.options import TrainingError, TrainOptions, parse_augment
+from mikata.train.plot import plot_history
+from mikata.train.tensors import DecodedSplit, decode_split
+
+log = logging.getLogger(__name__)
+STATE_FORMAT = "mikata-train-state/1"
+HISTORY_KEYS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_seconds")
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Path
+    plot: Path
+    history: dict[str, list[float]]
+    classes: list[str]
+    best_epoch: int  # 1-based epoch whose weights were kept
+    val_accuracy: float
+    test_accuracy: float | None
+    epochs_run: int
+    stopped_early: bool
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["checkpoint"], d["plot"] = str(self.checkpoint), str(self.plot)
+        d["skipped"] = [list(s) for s in self.skipped]
+        return d
+
+
+def state_path(out: str | os.PathLike) -> Path:
+    """The resume sidecar next to a checkpoint: ``model.safetensors.state.pt``."""
+    return Path(str(out) + ".state.pt")
+
+
+def plot_path(out: str | os.PathLike) -> Path:
+    """The training-progress figure next to a checkpoint: ``model.training.png``."""
+    return Path(out).with_suffix(".training.png")
+
+
+def train(
+    data: str | os.PathLike,
+    model: str | ModelHandle,
+    out: str | os.PathLike,
+    *,
+    options: TrainOptions | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    on_epoch_end: Callable[[int, dict], None] | None = None,
+    **overrides,
+) -> TrainResult:
+    """Fine-tune ``model`` (a spec or a handle, which is copied, never changed) on ``data``.
+
+    ``overrides`` are ``TrainOptions`` fields (``epochs=5, augment="flip,translate=4"``).
+    ``on_epoch_end(epoch, history)`` runs after each epoch's checkpoint is written.
+    """
+    if isinstance(overrides.get("augment"), str) or overrides.get("augment") is None and "augment" in overrides:
+        overrides["augment"] = parse_augment(overrides["augment"])
+    if "split" in overrides:
+        overrides["split"] = tuple(overrides["split"])
+    try:
+        opts = dataclasses.replace(options or TrainOptions(), **overrides)
+    except TypeError as e:
+        raise TrainingError(f"unknown training option: {e}") from None
+    opts.check()
+    threads_before = torch.get_num_threads()
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    try:
+        return _train(data, model, Path(out), opts, resume, progress, on_epoch_end)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _train(data: str | os.PathLike, model: str | ModelHandle, out: Path, opts: TrainOptions, resume: bool,
+           progress: bool, on_epoch_end: Callable[[int, dict], None] | None) -> TrainResult:
+    start_time = time.perf_counter()
+    if out.suffix != ".safetensors":
+        raise TrainingError(f"--out {out}: the checkpoint must be a .safetensors file")
+
+    ds = load_dataset(data)
+    if len(ds.classes) < 2:
+        raise DatasetError(f"{ds.root} has only the class {ds.classes}; a classifier needs at least two class "
+                           "subfolders, each holding that class's images")
+    parts = split_dataset(ds, opts.split, seed=opts.seed)
+    handle = _new_handle(model, ds.classes, opts, out)
+    net = handle.net
+
+    train_set = decode_split(parts["train"], handle, opts.workers, "train", progress)
+    val_set = decode_split(parts["val"], handle, opts.workers, "val", progress)
+    test_set = decode_split(parts["test"], handle, opts.workers, "test", progress) if "test" in parts else None
+    skipped = train_set.skipped + val_set.skipped + (test_set.skipped if test_set else [])
+    _check_decoded(train_set, val_set, ds.classes)
+
+    frozen = freeze_until(net, opts.freeze_until)
+    head_params = list(net.get_submodule(handle.metadata["head"]).parameters())
+    head_ids = {id(p) for p in head_params}
+    body_params = [p for p in net.parameters() if p.requires_grad and id(p) not in head_ids]
+    groups = [{"params": head_params, "lr": opts.lr * opts.head_lr_factor, "base_lr": opts.lr * opts.head_lr_factor}]
+    if body_params:
+        groups.append({"params": body_params, "lr": opts.lr, "base_lr": opts.lr})
+    if opts.optimizer == "sgd":
+        optimizer = torch.optim.SGD(groups, lr=opts.lr, momentum=opts.momentum, weight_decay=opts.weight_decay)
+    else:
+        optimizer = torch.optim.Adam(groups, lr=opts.lr, weight_decay=opts.weight_decay)
+    log.info("training %s parameters of %s; %d train / %d val / %d test images, %d classes",
+             f"{trainable_parameters(net):,}", handle.metadata["architecture"], len(train_set), len(val_set),
+             len(test_set) if test_set else 0, len(ds.classes))
+
+    generator = torch.Generator().manual_seed(opts.seed)
+    history: dict[str, list[float]] = {k: [] for k in HISTORY_KEYS}
+    start_epoch, best = 0, {"epoch": 0, "accuracy": -1.0, "loss": math.inf, "state": None, "bad_epochs": 0}
+    if resume:
+        start_epoch, history, best = _restore(out, handle, optimizer, generator)
+        log.info("resuming %s after epoch %d of %d", out, start_epoch, opts.epochs)
+    memory_format = torch.channels_last if opts.channels_last else torch.contiguous_format
+
+    # The hook feeding precomputed features lives only inside this block (removed on any error).
+    with contextlib.ExitStack() as stack:
+        forward: Callable[[torch.Tensor], torch.Tensor] = handle.model
+        if _can_cache(handle, opts, train_set):
+            # The frozen part is the same every epoch: run it once per image, then train the rest only.
+            log.info("computing the frozen layers' output once (input of %s)", opts.freeze_until)
+            def features(s: DecodedSplit | None) -> DecodedSplit | None:
+                if s is None:
+                    return None
+                x = boundary_inputs(handle, opts.freeze_until, s.x, opts.batch_size * 2)  # (N, C', h, w)
+                return DecodedSplit(x, s.y, s.skipped)
+
+            train_set, val_set, test_set = features(train_set), features(val_set), features(test_set)
+            feed = stack.enter_context(started_at(net, opts.freeze_until))
+            forward = lambda x: feed(handle.model, x)  # noqa: E731
+        net.to(memory_format=memory_format)
+
+        epoch, epoch_generator_state, stopped_early = start_epoch, generator.get_state(), False
+        try:
+            for epoch in range(start_epoch, opts.epochs):
+                epoch_generator_state = generator.get_state()
+                _set_learning_rates(optimizer, opts, epoch)
+                t0 = time.perf_counter()
+                train_loss, train_acc = _train_epoch(net, forward, frozen, optimizer, train_set, opts, generator,
+                                                     memory_format, f"epoch {epoch + 1}/{opts.epochs}", progress)
+                val_loss, val_acc = evaluate(handle, val_set, opts.batch_size * 2, memory_format, forward)
+                took = time.perf_counter() - t0
+                for key, value in zip(HISTORY_KEYS, (train_loss, train_acc, val_loss, val_acc, took)):
+                    history[key].append(float(value))
+                log.info("epoch %d/%d: train loss %.4f acc %.3f | val loss %.4f acc %.3f (%.1f s)", epoch + 1,
+                         opts.epochs, train_loss, train_acc, val_loss, val_acc, history["epoch_seconds"][-1])
+                if val_acc > best["accuracy"] or (val_acc == best["accuracy"] and val_loss < best["loss"]):
+                    best.update(epoch=epoch + 1, accuracy=val_acc, loss=val_loss, bad_epochs=0,
+                                state={k: v.detach().clone() for k, v in net.state_dict().items()})
+                else:
+                    best["bad_epochs"] += 1
+                epoch_generator_state = generator.get_state()
+                _save_progress(handle, out, optimizer, epoch + 1, history, best, epoch_generator_state, opts)
+                plot_history(history, plot_path(out), title=f"{out.stem}: training progress")
+                if on_epoch_end is not None:
+                    on_epoch_end(epoch + 1, history)
+                if opts.early_stop and best["bad_epochs"] >= opts.early_stop:
+                    log.info("early stop: validation accuracy has not improved for %d epochs", opts.early_stop)
+                    stopped_early = True
+                    break
+        except KeyboardInterrupt:
+            done = len(history["val_accuracy"])
+            _save_progress(handle, out, optimizer, done, history, best, epoch_generator_state, opts)
+            log.warning("interrupted after %d complete epoch(s); checkpoint saved to %s; continue with --resume",
+                        done, out)
+            net.to(memory_format=torch.contiguous_format)
+            raise
+
+        if best["state"] is not None:
+            net.load_state_dict(best["state"])
+        net.eval()
+        test_acc = None
+        if test_set is not None and len(test_set):
+            test_acc = evaluate(handle, test_set, opts.batch_size * 2, memory_format, forward)[1]
+    net.to(memory_format=torch.contiguous_format)
+    seconds = time.perf_counter() - start_time
+    plot = plot_history(history, plot_path(out), title=f"{out.stem}: training progress")
+    result = TrainResult(out, plot, history, list(ds.classes), int(best["epoch"]), float(best["accuracy"]),
+                         None if test_acc is None else float(test_acc), len(history["val_accuracy"]), stopped_early,
+                         skipped, seconds)
+    handle.metadata["training"] = {
+        "options": opts.to_dict(), "history": history, "data": str(ds.root), "counts": ds.counts(),
+        "split_sizes": {k: len(v) for k, v in parts.items()}, "skipped_files": len(skipped),
+        "best_epoch": result.best_epoch, "val_accuracy": result.val_accuracy, "test_accuracy": result.test_accuracy,
+        "seconds": round(seconds, 2), "plot": plot.name, "complete": True,
+    }
+    save_checkpoint(handle, out)
+    state_path(out).unlink(missing_ok=True)
+    return result
+
+
+# ----------------------------------------------------------------------------------------- pieces
+def _new_handle(model: str | ModelHandle, classes: list[str], opts: TrainOptions, out: Path) -> ModelHandle:
+    """The base model with a fresh, seeded head for ``classes``; ``model`` itself is left untouched."""
+    if isinstance(model, ModelHandle):
+        base = dataclasses.replace(model, net=copy.deepcopy(model.net), metadata=copy.deepcopy(model.metadata))
+    else:
+        base = load_model(model, input_size=opts.input_size)
+    size = (opts.input_size, opts.input_size) if opts.input_size else base.input_size
+    if not base.metadata.get("architecture"):
+        raise TrainingError(f"{base.spec}: mikata cannot rebuild this model's architecture, so it cannot save "
+                            "a checkpoint of it; train a built-in, torchvision:, timm: or package.module:factory model")
+    net = base.net
+    with torch.random.fork_rng(devices=[]):  # nn.Linear initializes from the global RNG: seed it locally
+        torch.manual_seed(opts.seed)
+        head = replace_head(net, len(classes))
+    metadata = {k: v for k, v in base.metadata.items() if k != "training"}
+    metadata["head"] = head
+    return ModelHandle(net=net, class_names=list(classes), input_size=tuple(size), mean=base.mean, std=base.std,
+                       crop_fraction=base.crop_fraction, interpolation=base.interpolation,
+                       in_channels=base.in_channels, default_layer=base.default_layer, spec=str(out),
+                       metadata=metadata)
+
+
+def _set_learning_rates(optimizer: torch.optim.Optimizer, opts: TrainOptions, epoch: int) -> None:
+    """Cosine decay from each group's base rate to 0 over ``opts.epochs`` (stateless, so resume-safe)."""
+    factor = 0.5 * (1 + math.cos(math.pi * epoch / opts.epochs)) if opts.schedule == "cosine" else 1.0
+    for group in optimizer.param_groups:
+        group["lr"] = group["base_lr"] * factor
+
+
+def _can_cache(handle: ModelHandle, opts: TrainOptions, train_set: DecodedSplit) -> bool:
+    if not (opts.cache_frozen and opts.freeze_until) or opts.augment.active:
+        return False
+    if check_shortcut(handle, opts.freeze_until, train_set.x[:4]):
+        return True
+    log.info("the layers after %s also read earlier layers directly: running the full network each step",
+             opts.freeze_until)
+    return False
+
+
+def _check_decoded(train_set: DecodedSplit, val_set: DecodedSplit, classes: list[str]) -> None:
+    present = set(train_set.y.tolist())
+    missing = [c for i, c in enumerate(classes) if i not in present]
+    if missing:
+        raise DatasetError(f"no readable training images for classes {missing[:10]}: add images (at least 2 per "
+                           "class so that the split leaves one for training) or remove those folders")
+    if len(val_set) == 0:
+        raise DatasetError("the validation split is empty: add images or raise the validation fraction (--split)")
+
+
+def _train_epoch(net: nn.Module, forward: Callable[[torch.Tensor], torch.Tensor], frozen: list[str],
+                 optimizer: torch.optim.Optimizer,
+                 data: DecodedSplit, opts: TrainOptions, generator: torch.Generator,
+                 memory_format: torch.memory_format, desc: str, progress: bool) -> tuple[float, float]:
+    set_training_mode(net, frozen)
+    order = torch.randperm(len(data), generator=generator)
+    batches = [order[i:i + opts.batch_size] for i in range(0, len(order), opts.batch_size)]
+    if len(batches) > 1 and len(batches[-1]) < 2:  # BatchNorm cannot train on a batch of one
+        batches.pop()
+    # Dropout draws from the global RNG: fork it and seed it from our generator.
+    dropout_seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    total_loss, correct, seen = 0.0, 0, 0
+    with torch.random.fork_rng(devices=[]), tqdm(batches, desc=desc, unit="batch", disable=not progress,
+                                                 leave=False) as bar:
+        torch.manual_seed(dropout_seed)
+        for idx in bar:
+            x = augment_batch(data.x[idx].float(), opts.augment, generator)  # (B, C, H, W)
+            x = x.contiguous(memory_format=memory_format) if x.dim() == 4 else x
+            y = data.y[idx]
+            logits = forward(x)  # (B, K)
+            loss = F.cross_entropy(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total_loss += loss.item() * len(idx)
+            correct += int((logits.argmax(1) == y).sum())
+            seen += len(idx)
+            bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
+    net.eval()
+    return total_loss / max(seen, 1), correct / max(seen, 1)
+
+
+def evaluate(handle: ModelHandle, data: DecodedSplit, batch_size: int = 128,
+             memory_format: torch.memory_format = torch.contiguous_format,
+             forward: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``handle`` on a decoded split (eval mode, no gradients).
+
+    ``forward`` replaces ``handle.model`` (e.g. a feed of precomputed frozen-layer features).
+    """
+    forward = forward or handle.model
+    if len(data) == 0:
+        return math.nan, math.nan
+    was_training = handle.net.training
+    handle.net.eval()
+    total_loss, correct = 0.0, 0
+    with torch.inference_mode():
+        for i in range(0, len(data), batch_size):
+            x = data.x[i:i + batch_size].float()  # (B, C, H, W) or precomputed features
+            x = x.contiguous(memory_format=memory_format) if x.dim() == 4 else x
+            y = data.y[i:i + batch_size]
+            logits = forward(x)  # (B, K)
+            total_loss += float(F.cross_entropy(logits.float(), y, reduction="sum"))
+            correct += int((logits.argmax(1) == y).sum())
+    handle.net.train(was_training)
+    return total_loss / len(data), correct / len(data)
+
+
+def _save_progress(handle: ModelHandle, out: Path, optimizer: torch.optim.Optimizer, epochs_done: int,
+                   history: dict, best: dict, generator_state: torch.Tensor, opts: TrainOptions) -> None:
+    """Current weights to ``out`` (loadable at once), everything else needed to resume to the sidecar."""
+    handle.metadata["training"] = {"options": opts.to_dict(), "history": history, "complete": False,
+                                   "epochs_done": epochs_done}
+    save_checkpoint(handle, out)
+    state = {
+        "format": STATE_FORMAT, "epoch": epochs_done, "optimizer": optimizer.state_dict(),
+        "history": history, "generator": generator_state, "classes": list(handle.class_names),
+        "best": {"epoch": best["epoch"], "accuracy": best["accuracy"], "loss": best["loss"],
+                 "bad_epochs": best["bad_epochs"], "state": best["state"]},
+    }
+    tmp = state_path(out).with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, state_path(out))
+
+
+def _restore(out: Path, handle: ModelHandle, optimizer: torch.optim.Optimizer,
+             generator: torch.Generator) -> tuple[int, dict, dict]:
+    from safetensors.torch import load_file
+
+    sidecar = state_path(out)
+    if not sidecar.is_file() or not out.is_file():
+        raise TrainingError(f"nothing to resume: {sidecar if out.is_file() else out} does not exist (the sidecar "
+                            "is removed when training completes); run without --resume to start over")
+    state = torch.load(sidecar, map_location="cpu", weights_only=True)
+    if state.get("format") != STATE_FORMAT:
+        raise TrainingError(f"{sidecar}: unknown training-state format {state.get('format')!r}")
+    if state["classes"] != handle.class_names:
+        raise TrainingError(f"{sidecar}: it was trained on classes {state['classes'][:10]}, but the dataset now has "
+                            f"{handle.class_names[:10]}; run without --resume to start over")
+    try:
+        handle.net.load_state_dict(load_file(str(out)))
+        optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise TrainingError(f"cannot resume from {out}: it does not match this model and options ({e}); "
+                            "run without --resume to start over") from e
+    generator.set_state(state["generator"])
+    history = {k: list(state["history"].get(k, [])) for k in HISTORY_KEYS}
+    return int(state["epoch"]), history, dict(state["best"])

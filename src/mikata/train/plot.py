@@ -1,0 +1,35 @@
+"""The training-progress figure: loss and accuracy per epoch, train and validation.
+
+Example:
+    >>> plot_history({"train_loss": [1.0, 0.5], "val_loss": [1.1, 0.7],
+    ...               "train_accuracy": [0.5, 0.8], "val_accuracy": [0.4, 0.7]}, "progress.png")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def plot_history(history: dict[str, list[float]], path: str | os.PathLike, title: str = "") -> Path:
+    """Write a two-panel PNG (loss, accuracy) and return its path."""
+    from matplotlib.figure import Figure  # no pyplot: no global figure state, no GUI backend
+
+    fig = Figure(figsize=(9, 3.6), dpi=100)
+    for ax, metric, label in zip(fig.subplots(1, 2), ("loss", "accuracy"), ("cross-entropy loss", "accuracy")):
+        for split, style in (("train", "-o"), ("val", "-s")):
+            values = history.get(f"{split}_{metric}", [])
+            ax.plot(range(1, len(values) + 1), values, style, markersize=3, label=split)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        if metric == "accuracy":
+            ax.set_ylim(0, 1)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
