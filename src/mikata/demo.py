@@ -40,21 +40,67 @@ def shipped_photos(folder: Path) -> dict[str, Path]:
 
 
 def run_demo(out_dir: str | Path = "mikata-demo", quick: bool = False) -> DemoResult:
+    """Run every step; ``quick`` uses tiny sizes (a smoke test, not a meaningful model)."""
+    from mikata.analysis.audit import audit, format_audit
+    from mikata.analysis.scan import scan
+    from mikata.attribution.files import explain_files
+    from mikata.featurevis import RenderOptions, visualize_channels, visualize_classes
     from mikata.models import load_model
     from mikata.predict import predict
+    from mikata.train.demo import DEMO_SETTINGS, demo_paths, train_demo_model
 
     start = time.perf_counter()
     out = Path(out_dir)
     result = DemoResult()
     photos = shipped_photos(out / "photos")
 
-    log.info("== 1. The built-in ImageNet model (EfficientNet-Lite0, real weights) on shipped photos")
+    step("1/5 The built-in ImageNet model (EfficientNet-Lite0, real weights) on shipped photos")
     imagenet = load_model("efficientnet-lite0")
     for pred in predict(imagenet, list(photos.values()), top=3):
-        log.info("  %-12s %s", Path(pred.path).stem,
-                 ", ".join(f"{name} {p:.0%}" for name, _, p in pred.top))
+        log.info("  %-12s %s", Path(pred.path).stem, ", ".join(f"{name} {p:.0%}" for name, _, p in pred.top))
         result.facts[f"top1:{Path(pred.path).stem}"] = pred.top[0][0]
-    result.outputs.append(("photos used", out / "photos"))
+
+    step("2/5 Where does it look? Grad-CAM, Guided Grad-CAM and SmoothGrad with the top-5 bars")
+    chosen = [photos["chelsea"]] if quick else [photos["chelsea"], photos["coffee"]]
+    explain_files(imagenet, chosen, ["gradcam", "guided-gradcam", "smoothgrad"], targets="top1",
+                  out_dir=out / "explain", options={"smoothgrad": {"samples": 4 if quick else 16}})
+    result.outputs.append(("explanations (figures, .npy)", out / "explain"))
+
+    step("3/5 What do units respond to? Class logits and first-layer channels, rendered")
+    size, steps = (64, 8) if quick else (160, 96)
+    classes = visualize_classes(imagenet, ["zebra", "strawberry", "castle"],
+                                RenderOptions(size=size, steps=steps, seed=0))
+    classes.save(out / "visualize-classes")
+    channels = visualize_channels(imagenet, "stem.conv", range(4 if quick else 16), rectify=True,
+                                  options=RenderOptions(size=48 if quick else 64, steps=steps // 2 or 4,
+                                                        param="pixel", seed=0))
+    channels.save(out / "visualize-stem")
+    result.outputs += [("class-logit images", out / "visualize-classes" / "grid.png"),
+                       ("first-layer channel images", out / "visualize-stem" / "grid.png")]
+
+    step("4/5 Transfer learning: EfficientNet-Lite0 fine-tuned on Fashion-MNIST (Debian dataset-fashion-mnist)")
+    overrides = {"epochs": 1, "input_size": 32} if quick else {}
+    ckpt, test_acc, seconds = train_demo_model(out, per_class=20 if quick else 500, **overrides)
+    data_dir, _ = demo_paths(out)
+    log.info("  test accuracy %.1f%% (%.0f s)", 100 * test_acc, seconds)
+    result.facts["test_accuracy"] = test_acc
+    result.outputs += [("fine-tuned model", ckpt), ("Fashion-MNIST class folders", data_dir)]
+    plot = ckpt.with_suffix(".png")
+    if plot.exists():
+        result.outputs.append(("training curves", plot))
+
+    step("5/5 Where and why does it fail? Scan the held-out test split, then audit it")
+    run_dir = out / "run"
+    scan(load_model(str(ckpt)), data_dir, run_dir, split="test", fractions=DEMO_SETTINGS["split"],
+         seed=DEMO_SETTINGS["seed"], gradcam=True, batch_size=64, workers=0 if quick else 2)
+    summary = audit(run_dir, n=2, top_issues=5)
+    print(format_audit(summary, max_listed=5), flush=True)
+    result.facts["scan_accuracy"] = summary["accuracy"]
+    result.outputs.append(("scanned run (mikata audit RUN)", run_dir))
 
     result.seconds = time.perf_counter() - start
     return result
+
+
+def step(title: str) -> None:
+    log.info("\n== %s", title)

@@ -314,3 +314,37 @@ def audit(run: str | os.PathLike, groups: Mapping[str, str] | None = None, n: in
             {"path": d.paths[i], "label": names[d.labels[i]], "predicted": names[d.preds[i]],
              "prob": round(float(d.probs[i, d.preds[i]]), 4)} for i in ex["rows"][:top_issues]]}
     return result
+
+
+def format_audit(r: dict, max_listed: int | None = None) -> str:
+    """The text ``mikata audit`` prints for an ``audit()`` result; ``max_listed`` shortens long lists."""
+    lines: list[str] = []
+    out = lines.append
+    cut = (lambda xs: xs[:max_listed]) if max_listed else (lambda xs: xs)
+    out(f"run {r['run']}: {r['images']} images, {len(r['skipped'])} skipped")
+    out(f"accuracy {r['accuracy']:.2%}   top-5 {r['top5_accuracy']:.2%}   "
+        f"class imbalance {r['imbalance']:.2f}x (largest / smallest class)")
+    out("\nper class                     images  precision  recall     F1")
+    for c in sorted(r["per_class"], key=lambda c: c["recall"]):
+        out(f"  {c['class'][:28]:28s} {c['images']:6d}  {c['precision']:9.2%}  {c['recall']:6.2%}  {c['f1']:5.2f}")
+    out("\nmost confused pairs (a as b / b as a)")
+    for p in cut(r["confused_pairs"]):
+        out(f"  {p['a']} <-> {p['b']}: {p['a_as_b']} / {p['b_as_a']}")
+    if "exceptional_errors" in r:
+        ex = r["exceptional_errors"]
+        out(f"\nerrors across groups: {ex['count']}  " + ", ".join(f"{k}: {v}" for k, v in ex["pairs"].items()))
+        for im in ex["images"][:10]:
+            out(f"  {im['path']}  {im['label']} -> {im['predicted']} ({im['prob']:.2f})")
+    out("\nper class: most / least class-like images (P of the class)")
+    for c in cut(r["per_class"]):
+        out(f"  {c['class']}")
+        out("    most:  " + "  ".join(f"{i['path']} ({i['prob']:.2f})" for i in c["most_class_like"]))
+        out("    least: " + "  ".join(f"{i['path']} ({i['prob']:.2f}, predicted {i['predicted']})"
+                                     for i in c["least_class_like"]))
+    out("\nsuspected label errors (confident learning; needs out-of-sample probabilities)")
+    for i in cut(r["label_issues"]):
+        out(f"  {i['path']}  labeled {i['label']} ({i['label_prob']:.2f}) -> suggest {i['suggested']} "
+            f"({i['suggested_prob']:.2f})")
+    for s in r["skipped"]:
+        out(f"skipped {s['path']}: {s['reason']}")
+    return "\n".join(lines)
