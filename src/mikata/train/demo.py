@@ -2,8 +2,10 @@
 
 The defaults are tuned for a 2-core CPU: 64-pixel inputs (Fashion-MNIST is 28 px anyway), the
 layers before ``blocks.9`` frozen and computed once per image, 500 images per class, 6 epochs,
-one torch thread. Measured on a busy shared 2-core machine: about 2.5 minutes, test accuracy
-about 0.89 on the held-out 15% (750 images). A second call reuses the checkpoint.
+one torch thread, cosine learning-rate decay. Measured on a busy shared 2-core machine (load 6-8,
+so pessimistic): 110-185 s including writing the PNGs, test accuracy 0.868-0.879 on the held-out
+15% (750 images; the split hashes file paths, so it varies a little with ``out_dir``). A second
+call reuses the checkpoint (well under a second).
 
 Example:
     >>> path, accuracy, seconds = train_demo_model("mikata-demo/")     # doctest: +SKIP
