@@ -48,6 +48,7 @@ def run_demo(out_dir: str | Path = "mikata-demo", quick: bool = False) -> DemoRe
     from mikata.models import load_model
     from mikata.predict import predict
     from mikata.train.demo import DEMO_SETTINGS, demo_paths, train_demo_model
+    from mikata.train.loop import plot_path
 
     start = time.perf_counter()
     out = Path(out_dir)
@@ -85,7 +86,7 @@ def run_demo(out_dir: str | Path = "mikata-demo", quick: bool = False) -> DemoRe
     log.info("  test accuracy %.1f%% (%.0f s)", 100 * test_acc, seconds)
     result.facts["test_accuracy"] = test_acc
     result.outputs += [("fine-tuned model", ckpt), ("Fashion-MNIST class folders", data_dir)]
-    plot = ckpt.with_suffix(".png")
+    plot = plot_path(ckpt)
     if plot.exists():
         result.outputs.append(("training curves", plot))
 

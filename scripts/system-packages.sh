@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Debian packages mikata's demo and tests use: real labeled data (Fashion-MNIST). Needs root.
+set -uo pipefail
+need=()
+[ -d /usr/share/datasets/fashion-mnist ] || need+=(dataset-fashion-mnist)
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null; then SUDO=sudo; else SUDO=; fi
+{ $SUDO apt-get update -q && $SUDO apt-get install -y -q "${need[@]}"; } >/dev/null 2>&1 \
+  || echo "warning: could not install ${need[*]} (apt-get install ${need[*]}); steps that need it will say so" >&2

@@ -1,0 +1,27 @@
+"""A smoke run of `mikata demo --quick`: every step runs and every listed output exists."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(),
+                                reason="needs Debian's dataset-fashion-mnist (scripts/system-packages.sh)")
+
+
+def test_quick_demo_writes_every_listed_output(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-m", "mikata", "demo", "--quick", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=900, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    listed = out.stdout.split("Outputs:")[1].strip().splitlines()
+    assert len(listed) >= 6
+    for line in listed:
+        assert Path(line.split()[-1]).exists(), line
+    assert "accuracy" in out.stdout and "suspected label errors" in out.stdout
+    assert (tmp_path / "explain" / "chelsea_explain.png").is_file()
+    assert (tmp_path / "visualize-classes" / "grid.png").is_file()
