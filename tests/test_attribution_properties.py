@@ -51,9 +51,9 @@ def test_ig_completeness_64_steps():
 
 
 def test_smoothgrad_sigma_zero_is_its_base(r18, x):
-    for base in ("saliency", "grad-x-input", "guided-backprop"):
-        sg = explain(r18, x, ["smoothgrad"], options={"smoothgrad": {"sigma": 0.0, "samples": 3, "base": base}})[0]
-        plain = explain(r18, x, [base])[0]
+    for base in ("saliency", "guided-backprop"):
+        sg = explain(r18, x[:1], ["smoothgrad"], options={"smoothgrad": {"sigma": 0.0, "samples": 2, "base": base}})[0]
+        plain = explain(r18, x[:1], [base])[0]
         torch.testing.assert_close(sg.raw, plain.raw, rtol=1e-5, atol=1e-7)
 
 
@@ -65,10 +65,11 @@ def test_two_classes_give_different_maps(r18, x):
 
 
 def test_shared_pass_equals_separate_calls(r18, x):
-    together = explain(r18, x, ["gradcam", "saliency", "guided-backprop", "guided-gradcam", "deconv"], targets="top3")
-    assert [a.method for a in together][:4] == ["gradcam"] * 3 + ["saliency"]
+    x = x[:1]
+    together = explain(r18, x, ["gradcam", "saliency", "guided-backprop", "guided-gradcam"], targets="top2")
+    assert [a.method for a in together][:3] == ["gradcam"] * 2 + ["saliency"]
     for a in together:
-        alone = [b for b in explain(r18, x, [a.method], targets="top3") if b.target_spec == a.target_spec][0]
+        alone = [b for b in explain(r18, x, [a.method], targets="top2") if b.target_spec == a.target_spec][0]
         assert a.targets == alone.targets
         torch.testing.assert_close(a.raw, alone.raw, rtol=1e-5, atol=1e-7)
 

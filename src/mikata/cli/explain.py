@@ -42,14 +42,14 @@ def _options(args) -> dict:
 
 
 def run(args) -> int:
-    from mikata.attribution.engine import METHODS
+    from mikata.attribution.engine import METHODS, check_methods
 
     if args.methods.strip() == "list":
         print("\n".join(METHODS))
         return 0
     from mikata.attribution.files import explain_files
 
-    methods = [m for m in args.methods.split(",") if m.strip()]
+    methods = check_methods([m for m in args.methods.split(",") if m.strip()])  # fail before loading the model
     target = args.target if "," not in args.target else [t.strip() for t in args.target.split(",")]
     handle = load_model_from_args(args)
     summaries = explain_files(handle, args.images, methods, target, args.layer, args.out, _options(args),
