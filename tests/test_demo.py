@@ -25,3 +25,14 @@ def test_quick_demo_writes_every_listed_output(tmp_path):
     assert "accuracy" in out.stdout and "suspected label errors" in out.stdout
     assert (tmp_path / "explain" / "chelsea_explain.png").is_file()
     assert (tmp_path / "visualize-classes" / "grid.png").is_file()
+
+    # The fine-tuned checkpoint works wherever a model spec is accepted: predict, explain, scan (above).
+    ckpt = str(tmp_path / "fashion-mnist-lite0.safetensors")
+    image = str(next((tmp_path / "fashion-mnist" / "Sneaker").glob("*.png")))
+    pred = subprocess.run([sys.executable, "-m", "mikata", "predict", ckpt, image, "--top", "3"],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert pred.returncode == 0 and pred.stdout.count("%") == 3
+    expl = subprocess.run([sys.executable, "-m", "mikata", "explain", ckpt, image, "--methods", "gradcam,saliency",
+                           "--out", str(tmp_path / "ckpt-explain")], capture_output=True, text=True, timeout=300, env=env)
+    assert expl.returncode == 0, expl.stderr[-2000:]
+    assert list((tmp_path / "ckpt-explain").glob("*.png"))
