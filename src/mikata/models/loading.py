@@ -311,7 +311,12 @@ def load_checkpoint(path: str | Path) -> ModelHandle:
     keep = {k: v for k, v in meta.items() if k not in (
         "format", "class_names", "input_size", "mean", "std", "crop_fraction", "interpolation", "in_channels",
         "default_layer")}
+    size = tuple(meta["input_size"])
+    # The base model's default layer may have no spatial map at the size this model was trained for
+    # (e.g. 1x1 at 32 px): choose it again at the checkpoint's own input size.
+    layers = trace_layers(net.eval(), meta["in_channels"], size)
+    default = next((l.name for l in layers if l.is_default), meta["default_layer"])
     return ModelHandle(
-        net=net.eval(), class_names=meta["class_names"], input_size=tuple(meta["input_size"]), mean=tuple(meta["mean"]),
+        net=net, class_names=meta["class_names"], input_size=size, mean=tuple(meta["mean"]),
         std=tuple(meta["std"]), crop_fraction=meta["crop_fraction"], interpolation=meta["interpolation"],
-        in_channels=meta["in_channels"], default_layer=meta["default_layer"], spec=str(path), metadata=keep)
+        in_channels=meta["in_channels"], default_layer=default, spec=str(path), metadata=keep)
