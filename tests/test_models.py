@@ -212,3 +212,11 @@ def test_torchvision_failure_is_explained(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", broken)
     with pytest.raises(ModelLoadError, match="compiled operators"):
         import_torchvision()
+
+
+def test_class_names_must_match_the_outputs():
+    from mikata.models import ModelHandle
+
+    net = nn.Sequential(nn.Conv2d(3, 2, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 3))
+    with pytest.raises(ModelLoadError, match="3 outputs but 2 class names"):
+        ModelHandle(net=net, class_names=["a", "b"], input_size=(16, 16))

@@ -82,7 +82,12 @@ class ModelHandle:
 
     def __post_init__(self) -> None:
         self.net.eval()
-        softmax_layer, log_of_probs = _find_softmax(self.net, self.in_channels, self.input_size)
+        softmax_layer, log_of_probs, outputs = _probe(self.net, self.in_channels, self.input_size)
+        if outputs is not None and outputs != len(self.class_names):
+            from mikata.errors import ModelLoadError
+
+            raise ModelLoadError(f"{self.spec or type(self.net).__name__}: the model has {outputs} outputs but "
+                                 f"{len(self.class_names)} class names")
         self.model = LogitsModel(self.net, softmax_layer, log_of_probs).eval()
 
     @property
@@ -134,8 +139,12 @@ class ModelHandle:
         raise ChoiceError("class", target, self.class_names)
 
 
-def _find_softmax(net: nn.Module, in_channels: int, input_size: tuple[int, int]) -> tuple[str | None, bool]:
-    """Probe once: does the network end in a softmax module, or return probabilities?"""
+def _probe(net: nn.Module, in_channels: int, input_size: tuple[int, int]) -> tuple[str | None, bool, int | None]:
+    """One dummy forward: a trailing softmax module? probabilities returned? how many outputs?
+
+    Returns ``(softmax layer name, output is probabilities, number of outputs)``; the count is
+    None when the model cannot take the probe (the real call reports that later).
+    """
     from mikata.hooks import attached
 
     order: list[tuple[str, nn.Module]] = []
@@ -146,12 +155,13 @@ def _find_softmax(net: nn.Module, in_channels: int, input_size: tuple[int, int])
         with torch.inference_mode(), attached(hooks):
             out = extract_logits(net(x))
     except Exception:  # a model that cannot take this probe is reported later, by the real call
-        return None, False
+        return None, False, None
+    outputs = int(out.shape[-1])
     if order and isinstance(order[-1][1], (nn.Softmax, nn.LogSoftmax)):
-        return order[-1][0], False
+        return order[-1][0], False, outputs
     if out.dim() == 2 and out.shape[1] > 1 and bool((out >= 0).all()) and torch.allclose(out.sum(1), torch.ones(1)):
         warnings.warn("this model seems to return probabilities from a functional softmax; mikata uses their "
                       "log as logits (equal up to a per-image constant). Return logits for exact gradients.",
                       stacklevel=3)
-        return None, True
-    return None, False
+        return None, True, outputs
+    return None, False, outputs

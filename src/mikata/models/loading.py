@@ -82,7 +82,6 @@ def load_model(
         overrides["input_size"] = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
     if any(v is not None for v in overrides.values()):
         handle = _rebuilt(handle, **{k: v for k, v in overrides.items() if v is not None})
-    _check_classes(handle)
     return handle
 
 
@@ -91,13 +90,6 @@ def _rebuilt(handle: ModelHandle, **changes) -> ModelHandle:
                                              "interpolation", "in_channels", "default_layer", "spec", "metadata")}
     fields.update(changes)
     return ModelHandle(**fields)
-
-
-def _check_classes(handle: ModelHandle) -> None:
-    with torch.inference_mode():
-        k = handle.model(torch.zeros(1, handle.in_channels, *handle.input_size)).shape[-1]
-    if k != len(handle.class_names):
-        raise ModelLoadError(f"{handle.spec}: the model has {k} outputs but {len(handle.class_names)} class names")
 
 
 def _finish(net: nn.Module, spec: str, class_names=None, **kw) -> ModelHandle:
