@@ -26,6 +26,18 @@ def normalize_map(m: np.ndarray, signed: bool = False, eps: float = 1e-12) -> np
     return (m - lo) / max(hi - lo, eps)
 
 
+def display_map(m: np.ndarray, saturate: bool = False) -> np.ndarray:
+    """A map scaled to [0, 1] for an overlay; ``saturate`` clips the top 0.5% first.
+
+    Pixel-level maps (gradients, Guided Backprop, IG, ...) are heavy-tailed: a few pixels would
+    take the whole color range, so they are saturated at their 99.5th percentile.
+    """
+    shown = normalize_map(m)
+    if saturate:
+        shown = np.clip(shown / max(float(np.percentile(shown, 99.5)), 1e-12), 0, 1)
+    return shown
+
+
 def colorize(m: np.ndarray, cmap: str = "jet", vmin: float = 0.0, vmax: float = 1.0) -> np.ndarray:
     """A 2-D map to ``(H, W, 3)`` uint8 colors with a matplotlib colormap."""
     from matplotlib import colormaps

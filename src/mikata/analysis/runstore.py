@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,24 @@ CREATE INDEX IF NOT EXISTS images_hash ON images(hash);
 -- covering index: the confusion matrix is a GROUP BY read straight off it, in order, no sort
 CREATE INDEX IF NOT EXISTS images_confusion ON images(status, label, pred);
 """
+# What readers add to a run: attribution maps computed on demand, and a person's label reviews.
+# Created by the writer too, and by ``RunStore.open(run, annotate=True)`` on runs made before them.
+ANNOTATION_SCHEMA = """
+CREATE TABLE IF NOT EXISTS maps (
+    image_id INTEGER NOT NULL, method TEXT NOT NULL, class INTEGER NOT NULL, layer TEXT NOT NULL,
+    height INTEGER NOT NULL, width INTEGER NOT NULL,
+    map BLOB NOT NULL,         -- float16 (height, width) at model input resolution, unnormalized
+    seconds REAL,              -- how long it took to compute
+    PRIMARY KEY (image_id, method, class, layer)
+);
+CREATE TABLE IF NOT EXISTS reviews (
+    image_id INTEGER PRIMARY KEY,
+    verdict TEXT NOT NULL CHECK (verdict IN ('wrong', 'fine')),  -- is the stored label wrong?
+    suggested INTEGER,         -- the class the reviewer (or the audit) proposes instead
+    updated TEXT NOT NULL
+);
+"""
+REVIEW_VERDICTS = ("wrong", "fine")
 
 
 class RunStoreError(MikataError):
@@ -82,9 +101,10 @@ class Row:
 class RunStore:
     """A run directory. ``create_or_resume`` for the writer, ``open`` for readers (any process)."""
 
-    def __init__(self, run_dir: str | os.PathLike, readonly: bool = True):
+    def __init__(self, run_dir: str | os.PathLike, readonly: bool = True, annotate: bool = False):
         self.dir = Path(run_dir).expanduser().resolve()
         self.readonly = readonly
+        self.annotate = annotate or not readonly  # may write maps and reviews
         db = self.dir / "run.sqlite"
         if readonly and not db.exists():
             raise RunStoreError(f"{self.dir} is not a mikata run (no run.sqlite); create one with `mikata scan`")
@@ -96,13 +116,19 @@ class RunStore:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
+        if not readonly or annotate:
+            self.db.executescript(ANNOTATION_SCHEMA)
         self._files: dict[str, object] = {}
 
     # ------------------------------------------------------------------ opening
     @classmethod
-    def open(cls, run_dir: str | os.PathLike) -> "RunStore":
-        """Open for reading; safe while another process is scanning into it."""
-        return cls(run_dir, readonly=True)
+    def open(cls, run_dir: str | os.PathLike, annotate: bool = False) -> "RunStore":
+        """Open for reading; safe while another process is scanning into it.
+
+        ``annotate=True`` also allows writing maps and reviews (never images or vectors), so a
+        viewer can cache and record while a scan appends.
+        """
+        return cls(run_dir, readonly=True, annotate=annotate)
 
     @classmethod
     def create_or_resume(cls, run_dir: str | os.PathLike, manifest: dict) -> "RunStore":
@@ -272,3 +298,69 @@ class RunStore:
         if not r or r[0] is None:
             return None
         return np.frombuffer(r[0], dtype=np.float16).reshape(self.cam_shape()).astype(np.float32)
+
+    def version(self) -> tuple[int, int, int]:
+        """Changes whenever a scan commits rows: ``(rows, largest id, committed vectors)``; cheap."""
+        n, top = self.db.execute("SELECT COUNT(*), COALESCE(MAX(id), 0) FROM images").fetchone()
+        return int(n), int(top), self.committed_vectors()
+
+    def image(self, image_id: int) -> dict | None:
+        """One stored row as a dict (no Grad-CAM blob), or None for an unknown id."""
+        r = self.db.execute("SELECT id, path, label, split, status, reason, pred, pred_prob, label_prob, topk, "
+                            "vec_row FROM images WHERE id=?", (int(image_id),)).fetchone()
+        if r is None:
+            return None
+        keys = ("id", "path", "label", "split", "status", "reason", "pred", "pred_prob", "label_prob", "topk", "vec_row")
+        row = dict(zip(keys, r))
+        row["topk"] = json.loads(row["topk"]) if row["topk"] else []
+        return row
+
+    # ------------------------------------------------------------- annotations
+    def get_map(self, image_id: int, method: str, cls: int, layer: str = "") -> np.ndarray | None:
+        """A cached ``(H, W)`` float32 attribution map, or None."""
+        try:
+            r = self.db.execute("SELECT height, width, map FROM maps WHERE image_id=? AND method=? AND class=? "
+                                "AND layer=?", (int(image_id), method, int(cls), layer)).fetchone()
+        except sqlite3.OperationalError:  # a run made before maps were cached, opened read-only
+            return None
+        if r is None:
+            return None
+        return np.frombuffer(r[2], dtype=np.float16).reshape(r[0], r[1]).astype(np.float32)
+
+    def put_map(self, image_id: int, method: str, cls: int, layer: str, m: np.ndarray, seconds: float) -> None:
+        self._require_annotations()
+        m = np.clip(np.asarray(m, dtype=np.float32), -65504, 65504).astype(np.float16)  # (H, W)
+        with self._transaction():
+            self.db.execute("INSERT OR REPLACE INTO maps VALUES (?,?,?,?,?,?,?,?)",
+                            (int(image_id), method, int(cls), layer, m.shape[0], m.shape[1], m.tobytes(), seconds))
+
+    def set_review(self, image_id: int, verdict: str | None, suggested: int | None = None) -> None:
+        """Record whether a person found the stored label ``wrong`` or ``fine``; ``None`` clears it."""
+        self._require_annotations()
+        if verdict is not None and verdict not in REVIEW_VERDICTS:
+            raise RunStoreError(f"review verdict must be one of {REVIEW_VERDICTS}, not {verdict!r}")
+        if self.image(image_id) is None:
+            raise RunStoreError(f"no image with id {image_id} in this run")
+        with self._transaction():
+            if verdict is None:
+                self.db.execute("DELETE FROM reviews WHERE image_id=?", (int(image_id),))
+            else:
+                self.db.execute("INSERT OR REPLACE INTO reviews VALUES (?,?,?,?)",
+                                (int(image_id), verdict, suggested,
+                                 time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
+
+    def reviews(self) -> list[dict]:
+        """Every review with its image's path and labels, oldest id first."""
+        if not self._has_table("reviews"):
+            return []
+        rows = self.db.execute("SELECT r.image_id, i.path, i.label, i.pred, r.verdict, r.suggested, r.updated "
+                               "FROM reviews r JOIN images i ON i.id = r.image_id ORDER BY r.image_id").fetchall()
+        keys = ("id", "path", "label", "pred", "verdict", "suggested", "updated")
+        return [dict(zip(keys, r)) for r in rows]
+
+    def _has_table(self, name: str) -> bool:
+        return self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone() is not None
+
+    def _require_annotations(self) -> None:
+        if not self.annotate:
+            raise RunStoreError("open the run with RunStore.open(run, annotate=True) to store maps or reviews")

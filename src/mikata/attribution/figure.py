@@ -16,7 +16,7 @@ from PIL import Image
 from mikata.attribution.engine import explain
 from mikata.attribution.result import Attribution
 from mikata.models.handle import ModelHandle
-from mikata.render import normalize_map, to_uint8_image
+from mikata.render import display_map, to_uint8_image
 
 
 def draw_figure(
@@ -63,9 +63,7 @@ def draw_figure(
             heat = np.asarray(Image.fromarray(heat.astype(np.float32), mode="F").resize((w, h), Image.BILINEAR))
         ax = axes[r, c]
         ax.imshow(image)
-        shown = normalize_map(heat)
-        if a.raw.dim() == 4:  # pixel maps are heavy-tailed: saturate the top 0.5% so structure shows
-            shown = np.clip(shown / max(float(np.percentile(shown, 99.5)), 1e-12), 0, 1)
+        shown = display_map(heat, saturate=a.raw.dim() == 4)
         im = ax.imshow(shown, cmap=cmap, alpha=alpha, vmin=0, vmax=1)
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02).ax.tick_params(labelsize=6)
         name = class_names[a.targets[index]][:20]

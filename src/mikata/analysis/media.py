@@ -1,0 +1,83 @@
+"""A run's images by id: the safe way from an id to a file, thumbnails, and encoded images.
+
+The web app and the HTML report never take a path from a user: they take a row id, and
+``image_file`` turns it into a file only if that file, with every symlink resolved, still lies
+inside the run's dataset root. Anything else (unknown id, skipped row, a symlink pointing out of
+the data folder, a file deleted since the scan) is an ``UnknownImageError``, which the server
+answers with 404.
+
+Example:
+    >>> with RunStore.open("runs/fashion") as store:                     # doctest: +SKIP
+    ...     png = thumbnail(image_file(store, 1), size=96)
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from mikata.analysis.runstore import RunStore
+from mikata.errors import MikataError
+
+
+class UnknownImageError(MikataError, LookupError):
+    """No servable image for this id (unknown, skipped, missing, or outside the dataset root)."""
+
+
+def image_file(store: RunStore, image_id: int) -> Path:
+    """The file behind a row id, resolved, and guaranteed to lie inside the run's dataset root."""
+    row = store.image(image_id)
+    if row is None:
+        raise UnknownImageError(f"no image with id {image_id} in this run")
+    root = os.path.realpath(store.manifest.get("dataset_root") or "/nonexistent")
+    real = os.path.realpath(row["path"])
+    if os.path.commonpath([root, real]) != root:
+        raise UnknownImageError(f"image {image_id} resolves outside the dataset root {root}; not served")
+    if not os.path.isfile(real):
+        raise UnknownImageError(f"image {image_id} ({row['path']}) no longer exists")
+    return Path(real)
+
+
+def thumbnail(path: str | os.PathLike, size: int = 96) -> bytes:
+    """A PNG (small, lossless images) or JPEG (photos) no larger than ``size`` on its longer side.
+
+    Cached by (path, modification time, size): a grid page asks for the same thumbnails again.
+    """
+    st = os.stat(path)
+    return _thumbnail(str(path), st.st_mtime_ns, st.st_size, int(size))
+
+
+@lru_cache(maxsize=4096)
+def _thumbnail(path: str, mtime_ns: int, nbytes: int, size: int) -> bytes:
+    from mikata.data.images import load_image
+
+    img = load_image(path)
+    img.thumbnail((size, size), Image.BILINEAR)
+    return encode(img, "PNG" if img.width * img.height <= 64 * 64 else "JPEG")
+
+
+def encode(img: Image.Image | np.ndarray, fmt: str = "PNG", quality: int = 85) -> bytes:
+    """PNG or JPEG bytes of an image or an ``(H, W, 3)`` uint8 array."""
+    if not isinstance(img, Image.Image):
+        img = Image.fromarray(np.asarray(img, dtype=np.uint8))
+    buf = io.BytesIO()
+    if fmt.upper() == "JPEG":
+        img.convert("RGB").save(buf, "JPEG", quality=quality)
+    else:
+        img.save(buf, "PNG", optimize=False)
+    return buf.getvalue()
+
+
+def mime_type(data: bytes) -> str:
+    return "image/png" if data[:8] == b"\x89PNG\r\n\x1a\n" else "image/jpeg"
+
+
+def data_uri(data: bytes) -> str:
+    """Bytes of a PNG or JPEG as a ``data:`` URI, for a self-contained HTML file."""
+    return f"data:{mime_type(data)};base64,{base64.b64encode(data).decode('ascii')}"
