@@ -143,3 +143,21 @@ def test_audit_command_prints_the_summary(planted, tmp_path, capsys):
     text = capsys.readouterr().out
     for section in ("accuracy", "most confused pairs", "most / least class-like", "suspected label errors"):
         assert section in text
+
+
+def test_overview_cells_and_rows_are_store_ids(planted, d):
+    from mikata.analysis.overview import overview
+
+    ov = overview(planted["run"], n=2)
+    assert ov.version[0] == len(d) + len(planted["bad"]) and len(ov.skipped) == len(planted["bad"])
+    for t, p in [(3, 3), (3, 5), (int(d.labels[0]), int(d.preds[0]))]:
+        cell = ov.cell(t, p)
+        want = [int(i) for i, y, q in zip(d.ids, d.labels, d.preds) if y == t and q == p]
+        assert sorted(cell.tolist()) == sorted(want) and len(cell) == ov.confusion[t, p]
+        probs = [d.probs[ov.row(i), p] for i in cell]
+        assert probs == sorted(probs, reverse=True)  # most confident first
+    c = ov.classes[0]
+    assert [d.probs[ov.row(i), c.index] for i in c.most_class_like] == sorted(d.probs[d.labels == c.index, c.index])[::-1][:2]
+    assert all(issue["id"] in set(d.ids.tolist()) for issue in ov.label_issues)
+    ids, xy = ov.embedding_2d(max_points=100)
+    assert xy.shape == (100, 2) and set(ids.tolist()) <= set(d.ids.tolist())

@@ -272,44 +272,39 @@ def load_groups(path: str | os.PathLike) -> dict[str, str]:
 
 def audit(run: str | os.PathLike, groups: Mapping[str, str] | None = None, n: int = 3, top_pairs: int = 10,
           top_issues: int = 20, split: str | None = None) -> dict:
-    """Everything ``mikata audit`` prints, as JSON-ready data."""
-    d = load_run(run, split)
-    if not len(d):
-        raise RunStoreError(f"{run} has no scanned images yet{f' in split {split!r}' if split else ''}")
-    k = d.num_classes
-    names = d.class_names
-    cm = confusion_matrix(d.labels, d.preds, k)
-    metrics = per_class_metrics(cm)
-    counts, imbalance = class_histogram(d.labels, k)
-    present = np.nonzero(counts)[0]
-    with RunStore.open(run) as store:
-        skipped = store.skipped()
-    per_class = []
-    for c in present:
-        most, least = class_like(d, int(c), n)
-        per_class.append({
-            "class": names[c], "images": int(counts[c]), "precision": round(float(metrics["precision"][c]), 4),
-            "recall": round(float(metrics["recall"][c]), 4), "f1": round(float(metrics["f1"][c]), 4),
-            "most_class_like": [{"path": d.paths[i], "prob": round(float(d.probs[i, c]), 4)} for i in most],
-            "least_class_like": [{"path": d.paths[i], "prob": round(float(d.probs[i, c]), 4),
-                                  "predicted": names[d.preds[i]]} for i in least],
-            "confident_errors": [{"path": d.paths[i], "predicted": names[d.preds[i]],
-                                  "prob": round(float(d.probs[i, d.preds[i]]), 4)}
-                                 for i in confident_errors(d, int(c), n)],
-        })
+    """Everything ``mikata audit`` prints, as JSON-ready data (the ``Overview``, with paths instead of ids)."""
+    from mikata.analysis.overview import overview
+
+    ov = overview(run, n=n, top_pairs=top_pairs, top_issues=top_issues, split=split, groups=groups)
+    d, names, present = ov.data, ov.class_names, ov.present
+
+    def rows(ids):
+        return [ov.row(i) for i in ids]
+
+    per_class = [{
+        "class": c.name, "images": c.images, "precision": round(c.precision, 4), "recall": round(c.recall, 4),
+        "f1": round(c.f1, 4),
+        "most_class_like": [{"path": d.paths[i], "prob": round(float(d.probs[i, c.index]), 4)}
+                            for i in rows(c.most_class_like)],
+        "least_class_like": [{"path": d.paths[i], "prob": round(float(d.probs[i, c.index]), 4),
+                              "predicted": names[d.preds[i]]} for i in rows(c.least_class_like)],
+        "confident_errors": [{"path": d.paths[i], "predicted": names[d.preds[i]],
+                              "prob": round(float(d.probs[i, d.preds[i]]), 4)} for i in rows(c.confident_errors)],
+    } for c in ov.classes]
+    cm = ov.confusion
     result = {
-        "run": d.run_dir, "images": len(d), "skipped": [{"path": p, "reason": r} for p, r in skipped],
-        "accuracy": accuracy(d), "top5_accuracy": topk_accuracy(d, 5),
-        "class_histogram": {names[c]: int(counts[c]) for c in present}, "imbalance": imbalance,
+        "run": d.run_dir, "images": len(d), "skipped": [{"path": p, "reason": r} for p, r in ov.skipped],
+        "accuracy": ov.accuracy, "top5_accuracy": ov.top5_accuracy,
+        "class_histogram": {names[c]: int(ov.histogram[c]) for c in present}, "imbalance": ov.imbalance,
         "confusion": {"classes": [names[c] for c in present], "counts": cm[np.ix_(present, present)].tolist(),
-                      "row_normalized": np.round(row_normalized(cm)[np.ix_(present, present)], 4).tolist()},
+                      "row_normalized": np.round(ov.confusion_normalized[np.ix_(present, present)], 4).tolist()},
         "confused_pairs": [{"a": names[a], "b": names[b], "a_as_b": ab, "b_as_a": ba}
-                           for a, b, ab, ba in confused_pairs(cm, top_pairs)],
+                           for a, b, ab, ba in ov.confused_pairs],
         "per_class": per_class,
-        "label_issues": label_issues(d, top_issues),
+        "label_issues": ov.label_issues,
     }
-    if groups:
-        ex = exceptional_errors(d, groups)
+    if ov.exceptional is not None:
+        ex = ov.exceptional
         result["exceptional_errors"] = {"count": ex["count"], "pairs": ex["pairs"], "images": [
             {"path": d.paths[i], "label": names[d.labels[i]], "predicted": names[d.preds[i]],
              "prob": round(float(d.probs[i, d.preds[i]]), 4)} for i in ex["rows"][:top_issues]]}
