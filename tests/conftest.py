@@ -66,3 +66,16 @@ def resnet18(torchvision):
 
     torch.manual_seed(0)
     return load_model("torchvision:resnet18", pretrained=False)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium, headless, through Playwright (see browser_support.py)."""
+    from playwright.sync_api import sync_playwright
+
+    from browser_support import launch
+
+    with sync_playwright() as p:
+        b = launch(p)
+        yield b
+        b.close()
