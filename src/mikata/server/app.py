@@ -1,0 +1,292 @@
+"""The routes of ``mikata serve``: thin functions from a request to ``RunState`` and a template.
+
+Pages (server-rendered Jinja2): ``/`` dashboard, ``/grid`` images of a confusion cell (or of a
+class, or of a prediction), ``/class/{c}`` best and worst of a class, ``/image/{id}`` probabilities
+and on-demand maps, ``/reviews`` label-error review, ``/embedding`` the scatter, ``/featurevis``
+the gallery, ``/scorecard`` the evaluation. Images are served by integer id only (``/thumb/{id}``,
+``/img/{id}``, ``/map/{id}.png``); a path never reaches the file system from a request. Every
+request has passed ``security.Gate`` (token and Host check) before it gets here.
+
+Example:
+    >>> app = create_app("runs/fashion", token="secret", port=8765)        # doctest: +SKIP
+    >>> TestClient(app, base_url="http://127.0.0.1:8765").get("/?token=secret").status_code  # doctest: +SKIP
+    200
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from mikata import __version__
+from mikata.analysis.media import UnknownImageError, mime_type
+from mikata.analysis.runstore import RunStoreError
+from mikata.errors import ChoiceError, MikataError
+from mikata.models.handle import ModelHandle
+from mikata.server.security import Gate, new_token
+from mikata.server.state import RunState
+
+HERE = Path(__file__).resolve().parent
+PAGE = 120  # thumbnails per grid page
+MAX_ID = 2**63 - 1
+
+
+def _static_files() -> dict[str, tuple[Path, str]]:
+    """The only files /static serves: ours, and plotly.js from the installed plotly wheel (offline)."""
+    files = {"app.js": (HERE / "static" / "app.js", "text/javascript; charset=utf-8"),
+             "app.css": (HERE / "static" / "app.css", "text/css; charset=utf-8")}
+    try:
+        import plotly
+
+        files["plotly.min.js"] = (Path(plotly.__file__).parent / "package_data" / "plotly.min.js",
+                                  "text/javascript; charset=utf-8")
+    except ImportError:  # the embedding page then says plotly is missing
+        pass
+    return files
+
+
+def create_app(run_dir: str | os.PathLike, token: str | None = None, host: str = "127.0.0.1",
+               port: int | None = None, handle: ModelHandle | None = None, model: str | None = None,
+               state: RunState | None = None):
+    """The ASGI app for one run, wrapped in the token/Host gate. ``app.state.run`` is the ``RunState``.
+
+    ``port=None`` accepts the allowed host names without a port (for in-process tests only).
+    """
+    state = state or RunState(run_dir, handle=handle, model=model)
+    token = token or new_token()
+    app = FastAPI(title="mikata", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.run = state
+    app.state.token = token
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    templates.env.globals.update(version=__version__, run_name=state.run_dir.name, fmt_pct=_pct)
+    static = _static_files()
+    cache: dict[str, bytes] = {}
+
+    def page(request: Request, name: str, **ctx) -> HTMLResponse:
+        ov = state.overview()
+        return templates.TemplateResponse(request, name, {"ov": ov, "names": ov.class_names,
+                                                          "has_featurevis": bool(state.featurevis_files()),
+                                                          "has_scorecard": state.scorecard() is not None, **ctx})
+
+    def image_response(data: bytes, cache: bool = True) -> Response:
+        return Response(data, media_type=mime_type(data),
+                        headers={"cache-control": "private, max-age=3600" if cache else "no-store"})
+
+    # ------------------------------------------------------------------ errors
+    @app.exception_handler(UnknownImageError)
+    async def _unknown(request: Request, exc: UnknownImageError):
+        return PlainTextResponse("not found", status_code=404)
+
+    @app.exception_handler(ChoiceError)
+    async def _choice(request: Request, exc: ChoiceError):
+        return PlainTextResponse(str(exc), status_code=400)
+
+    @app.exception_handler(MikataError)
+    async def _mikata(request: Request, exc: MikataError):
+        return PlainTextResponse(str(exc), status_code=400 if isinstance(exc, RunStoreError) else 500)
+
+    def check_id(image_id: int) -> int:
+        if not 0 < image_id <= MAX_ID:
+            raise UnknownImageError(f"no image with id {image_id}")
+        return image_id
+
+    def check_class(c: int) -> int:
+        if not 0 <= c < len(state.class_names):
+            raise UnknownImageError(f"no class {c}")
+        return c
+
+    # ------------------------------------------------------------------- pages
+    @app.get("/", response_class=HTMLResponse)
+    def dashboard(request: Request):
+        ov = state.overview()
+        cols = sorted(set(ov.present) | set(int(p) for p in set(ov.data.preds.tolist())))
+        return page(request, "dashboard.html", cols=cols, scorecard=state.scorecard(),
+                    hist_max=int(ov.histogram.max()) if len(ov.histogram) else 1)
+
+    @app.get("/grid", response_class=HTMLResponse)
+    def grid(request: Request, true: int = -1, pred: int = -1, page_no: int = 0, order: str = "confident"):
+        ov = state.overview()
+        d = ov.data
+        k = len(ov.class_names)
+        if true >= k or pred >= k:
+            raise UnknownImageError("no such class")
+        if true >= 0 and pred >= 0:
+            ids = ov.cell(true, pred)
+            title = f"{ov.class_names[true]} predicted as {ov.class_names[pred]}"
+        else:
+            import numpy as np
+
+            mask = np.ones(len(d), bool)
+            if true >= 0:
+                mask &= d.labels == true
+            if pred >= 0:
+                mask &= d.preds == pred
+            rows = np.nonzero(mask)[0]
+            rows = rows[np.argsort(-d.probs[rows, d.preds[rows]], kind="stable")]
+            ids = d.ids[rows]
+            title = ("all images labeled " + ov.class_names[true] if true >= 0 else "all images") + (
+                f" predicted as {ov.class_names[pred]}" if pred >= 0 else "")
+        pages = max(1, math.ceil(len(ids) / PAGE))
+        page_no = min(max(page_no, 0), pages - 1)
+        shown = ids[page_no * PAGE:(page_no + 1) * PAGE]
+        tiles = []
+        for i in shown.tolist():
+            r = ov.row(i)
+            tiles.append({"id": i, "label": int(d.labels[r]), "pred": int(d.preds[r]),
+                          "prob": float(d.probs[r, d.preds[r]])})
+        return page(request, "grid.html", tiles=tiles, title=title, total=len(ids), true=true, pred=pred,
+                    page_no=page_no, pages=pages)
+
+    @app.get("/class/{c:int}", response_class=HTMLResponse)
+    def class_page(request: Request, c: int):
+        ov = state.overview()
+        check_class(c)
+        view = next((v for v in ov.classes if v.index == c), None)
+        if view is None:
+            raise UnknownImageError(f"no images of class {c}")
+        d = ov.data
+
+        def tiles(ids):
+            return [{"id": i, "label": int(d.labels[ov.row(i)]), "pred": int(d.preds[ov.row(i)]),
+                     "prob": float(d.probs[ov.row(i), c])} for i in ids]
+
+        return page(request, "class.html", view=view, most=tiles(view.most_class_like),
+                    least=tiles(view.least_class_like), errors=tiles(view.confident_errors))
+
+    @app.get("/image/{image_id:int}", response_class=HTMLResponse)
+    def image_page(request: Request, image_id: int, method: str = "gradcam", cls: str = ""):
+        from mikata.analysis.maps import LAYER_MAP_METHODS
+        from mikata.attribution.engine import METHODS
+
+        row = state.image_row(check_id(image_id))
+        names = state.class_names
+        probs = row["probs"] or []
+        ranked = sorted(range(len(probs)), key=lambda c: -probs[c])[:10]
+        prev_id, next_id = state.neighbours(image_id)
+        review = next((r for r in state.reviews() if r["id"] == image_id), None)
+        return page(request, "image.html", row=row, probs=probs, ranked=ranked, methods=METHODS,
+                    layer_methods=LAYER_MAP_METHODS, method=method if method in METHODS else "gradcam",
+                    cls=cls, prev_id=prev_id, next_id=next_id, review=review, class_count=len(names))
+
+    @app.get("/reviews", response_class=HTMLResponse)
+    def reviews_page(request: Request):
+        ov = state.overview()
+        done = {r["id"]: r for r in state.reviews()}
+        return page(request, "reviews.html", issues=ov.label_issues, done=done,
+                    reviewed=sorted(done.values(), key=lambda r: r["updated"], reverse=True),
+                    name_index={n: i for i, n in enumerate(ov.class_names)})
+
+    @app.get("/embedding", response_class=HTMLResponse)
+    def embedding_page(request: Request):
+        return page(request, "embedding.html", has_plotly="plotly.min.js" in static,
+                    has_embed="embed" in state.store.dims())
+
+    @app.get("/featurevis", response_class=HTMLResponse)
+    def featurevis_page(request: Request):
+        root = state.run_dir / "featurevis"
+        files = [str(p.relative_to(root)) for p in state.featurevis_files()]
+        return page(request, "featurevis.html", files=files)
+
+    @app.get("/scorecard", response_class=HTMLResponse)
+    def scorecard_page(request: Request):
+        return page(request, "scorecard.html", scorecard=state.scorecard())
+
+    # ---------------------------------------------------------- images by id
+    @app.get("/thumb/{image_id:int}")
+    def thumb(image_id: int, size: int = 96):
+        return image_response(state.thumbnail(check_id(image_id), min(max(size, 16), 512)))
+
+    @app.get("/img/{image_id:int}")
+    def full_image(image_id: int):
+        return image_response(state.full_image(check_id(image_id)))
+
+    @app.get("/view/{image_id:int}.png")
+    def model_view(image_id: int):
+        return image_response(state.model_view(check_id(image_id)))
+
+    @app.get("/map/{image_id:int}.png")
+    def map_png(image_id: int, method: str = "gradcam", cls: str = "", layer: str = ""):
+        check_id(image_id)
+        state.image_row(image_id)  # 404 before loading a model for an unknown id
+        return image_response(state.overlay(image_id, method, cls or None, layer or None))
+
+    @app.get("/featurevis/{index:int}.png")
+    def featurevis_png(index: int):
+        return image_response(state.featurevis_png(index))
+
+    @app.get("/scorecard/figure/{index:int}.png")
+    def scorecard_figure(index: int):
+        card = state.scorecard() or {}
+        figures = card.get("figures") or []
+        if not 0 <= index < len(figures):
+            raise UnknownImageError("no such figure")
+        root = os.path.realpath(state.run_dir / "evaluate")
+        real = os.path.realpath(os.path.join(root, str(figures[index])))
+        if os.path.commonpath([root, real]) != root or not os.path.isfile(real) or not real.endswith(".png"):
+            raise UnknownImageError("no such figure")
+        return image_response(Path(real).read_bytes(), cache=False)
+
+    # -------------------------------------------------------------------- data
+    @app.get("/api/overview")
+    def api_overview():
+        ov = state.overview()
+        return {"version": list(ov.version), "images": len(ov.data), "skipped": len(ov.skipped),
+                "accuracy": ov.accuracy, "classes": ov.class_names, "confusion": ov.confusion.tolist()}
+
+    @app.get("/api/embedding")
+    def api_embedding():
+        if "embed" not in state.store.dims():
+            raise UnknownImageError("this run has no embeddings")
+        return JSONResponse(state.embedding())
+
+    @app.post("/api/review/{image_id:int}")
+    async def api_review(request: Request, image_id: int):
+        if not request.headers.get("content-type", "").startswith("application/json"):
+            return PlainTextResponse("send JSON: {\"verdict\": \"wrong\"|\"fine\"|null, \"suggested\": class id}",
+                                     status_code=415)
+        try:
+            body = await request.json()
+        except ValueError:
+            return PlainTextResponse("the body is not JSON", status_code=400)
+        verdict = body.get("verdict") if isinstance(body, dict) else None
+        suggested = body.get("suggested") if isinstance(body, dict) else None
+        if verdict not in ("wrong", "fine", None):
+            return PlainTextResponse("verdict must be \"wrong\", \"fine\" or null", status_code=400)
+        if suggested in ("", None):
+            suggested = None
+        else:
+            try:
+                suggested = check_class(int(suggested))
+            except (TypeError, ValueError, UnknownImageError):
+                return PlainTextResponse("suggested must be a class id", status_code=400)
+        from starlette.concurrency import run_in_threadpool
+
+        await run_in_threadpool(state.set_review, check_id(image_id), verdict, suggested)
+        return {"id": image_id, "verdict": verdict, "suggested": suggested}
+
+    @app.get("/reviews.csv")
+    def reviews_csv():
+        return Response(state.reviews_csv(), media_type="text/csv; charset=utf-8",
+                        headers={"content-disposition": f'attachment; filename="{state.run_dir.name}-reviews.csv"'})
+
+    @app.get("/static/{name}")
+    def static_file(name: str):
+        if name not in static:
+            raise UnknownImageError("no such file")
+        path, media = static[name]
+        if name not in cache:
+            cache[name] = path.read_bytes()
+        return Response(cache[name], media_type=media, headers={"cache-control": "private, max-age=86400"})
+
+    gate = Gate(app, token=token, host=host, port=port)
+    gate.fastapi, gate.run = app, state
+    return gate
+
+
+def _pct(x: float) -> str:
+    return "–" if x != x else f"{100 * x:.1f}%"

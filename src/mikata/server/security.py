@@ -1,0 +1,104 @@
+"""The web app's gate: a Jupyter-like token, an HttpOnly cookie, and a Host header check.
+
+Every request passes through ``Gate`` (a plain ASGI middleware, so it costs microseconds):
+
+1. The ``Host`` header must name the bound host, ``localhost`` or ``127.0.0.1`` with our port;
+   anything else is refused with 400 (a DNS-rebinding page cannot reach the app under its own name).
+2. A request carrying ``?token=...`` with the right token gets the token as an ``HttpOnly;
+   SameSite=Strict`` cookie and a redirect to the same URL without the token (so it does not stay
+   in the address bar or the history). A request with the cookie (or an ``Authorization: token ...``
+   header, for scripts) goes through. Anything else is refused with 403.
+
+There is no CORS middleware at all: browsers refuse other origins' reads by default.
+
+Example:
+    >>> app = Gate(inner_app, token=new_token(), host="127.0.0.1", port=8765)     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from http.cookies import SimpleCookie
+from urllib.parse import parse_qsl, urlencode
+
+COOKIE = "mikata_token"
+
+
+def new_token() -> str:
+    """A random URL-safe token (192 bits), like Jupyter's."""
+    return secrets.token_hex(24)
+
+
+def allowed_hosts(host: str, port: int | None) -> set[str]:
+    """The Host header values the app accepts: the bound host, localhost and 127.0.0.1 with our port."""
+    names = {host.lower(), "localhost", "127.0.0.1"}
+    if host in ("0.0.0.0", "::"):  # bound everywhere: the machine's own names are not known here
+        names |= {"[::1]"}
+    if ":" in host and not host.startswith("["):  # an IPv6 literal appears bracketed in Host
+        names.add(f"[{host.lower()}]")
+    if port is None:
+        return names
+    return {f"{n}:{port}" for n in names}
+
+
+class Gate:
+    """ASGI middleware: Host check, then token (query → cookie + redirect, or cookie, or header)."""
+
+    def __init__(self, app, token: str, host: str = "127.0.0.1", port: int | None = None,
+                 extra_hosts: set[str] | None = None):
+        self.app = app
+        self.token = token
+        self.hosts = allowed_hosts(host, port) | set(extra_hosts or ())
+        self.bound_everywhere = host in ("0.0.0.0", "::")
+        self.port = port
+
+    def _host_ok(self, host: str) -> bool:
+        host = host.lower()
+        if host in self.hosts:
+            return True
+        # bound to all interfaces: any name is allowed as long as it carries our port
+        return self.bound_everywhere and self.port is not None and host.endswith(f":{self.port}")
+
+    def _good(self, given: str | None) -> bool:
+        return bool(given) and hmac.compare_digest(given.encode(), self.token.encode())
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "lifespan":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        if not self._host_ok(headers.get("host", "")):
+            return await _plain(send, 400, "bad Host header: open the URL that `mikata serve` printed")
+        if scope["type"] != "http":
+            return await _plain(send, 403, "forbidden")
+        query = [(k, v) for k, v in parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)]
+        given = next((v for k, v in query if k == "token"), None)
+        if given is not None:
+            if not self._good(given):
+                return await _plain(send, 403, "wrong token: open the URL that `mikata serve` printed")
+            rest = urlencode([(k, v) for k, v in query if k != "token"])
+            location = scope.get("root_path", "") + scope["path"] + (f"?{rest}" if rest else "")
+            cookie = f"{COOKIE}={self.token}; HttpOnly; SameSite=Strict; Path=/"
+            return await _send(send, 303, b"", [(b"location", location.encode("latin-1")),
+                                                (b"set-cookie", cookie.encode("latin-1"))])
+        jar = SimpleCookie()
+        try:
+            jar.load(headers.get("cookie", ""))
+        except Exception:  # a malformed Cookie header is just no cookie
+            jar = SimpleCookie()
+        auth = headers.get("authorization", "")
+        if (COOKIE in jar and self._good(jar[COOKIE].value)) or (
+                auth.lower().startswith("token ") and self._good(auth[6:].strip())):
+            return await self.app(scope, receive, send)
+        return await _plain(send, 403, "forbidden: open the URL with ?token=... that `mikata serve` printed")
+
+
+async def _plain(send, status: int, text: str) -> None:
+    await _send(send, status, text.encode(), [(b"content-type", b"text/plain; charset=utf-8")])
+
+
+async def _send(send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    headers = headers + [(b"content-length", str(len(body)).encode()), (b"cache-control", b"no-store"),
+                         (b"x-content-type-options", b"nosniff")]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,239 @@
+"""What the web app keeps for one run: the overview (rebuilt when the run changes), maps, thumbnails.
+
+``RunState`` is the only object the routes talk to. It caches the ``Overview`` per
+``RunStore.version()`` — one cheap SQLite query per request — so a scan appending rows in another
+process shows up on the next page load, and an unchanged run is never recomputed. Maps go through
+``MapService`` (computed once per (image, method, class), cached in the run's SQLite); thumbnails
+are cached in memory by id. Images are reached by row id only, through ``media.image_file``.
+
+Example:
+    >>> state = RunState("runs/fashion")                       # doctest: +SKIP
+    >>> ov = state.overview(); ov.accuracy                       # doctest: +SKIP
+    >>> png = state.thumbnail(12)                                # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import threading
+from collections import OrderedDict
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from mikata.analysis.maps import MapService
+from mikata.analysis.media import UnknownImageError, encode, image_file, thumbnail
+from mikata.analysis.overview import Overview, overview
+from mikata.analysis.runstore import RunStore
+from mikata.errors import ModelLoadError
+from mikata.models.handle import ModelHandle
+
+log = logging.getLogger(__name__)
+PER_CLASS = 12        # most / least class-like images kept per class
+ISSUES = 200          # suspected label errors listed for review
+
+
+class RunState:
+    """Per-run server state. Thread-safe: routes run in a thread pool."""
+
+    def __init__(self, run_dir: str | os.PathLike, handle: ModelHandle | None = None, model: str | None = None,
+                 thumb_cache: int = 8192):
+        self.run_dir = Path(run_dir).expanduser().resolve()
+        self.store = RunStore.open(self.run_dir, annotate=True)  # also creates maps/reviews on old runs
+        self.identity = self.store.manifest["identity"]
+        self._db_lock = threading.Lock()  # one sqlite connection shared by the worker threads
+        self.maps = MapService(self.run_dir, handle=handle)
+        if handle is None:
+            self.maps.identity = dict(self.identity, model_spec=model or resolve_model_spec(self.identity, self.run_dir))
+        self._ov: Overview | None = None
+        self._ov_lock = threading.Lock()
+        self._emb: tuple[tuple, dict] | None = None
+        self._emb_lock = threading.Lock()
+        self._thumbs: OrderedDict[tuple[int, int], bytes] = OrderedDict()
+        self._thumbs_max = thumb_cache
+        self._thumb_lock = threading.Lock()
+        self.overview_builds = 0
+        self.last_build_seconds = 0.0
+
+    # ------------------------------------------------------------ run-level data
+    @property
+    def class_names(self) -> list[str]:
+        return self.identity["classes"]
+
+    def version(self) -> tuple[int, int, int]:
+        with self._db_lock:
+            return self.store.version()
+
+    def overview(self) -> Overview:
+        """The overview of the committed rows, rebuilt only when ``RunStore.version()`` changed."""
+        v = self.version()
+        ov = self._ov
+        if ov is not None and ov.version == v:
+            return ov
+        with self._ov_lock:
+            ov = self._ov
+            if ov is not None and ov.version == self.version():
+                return ov
+            import time
+
+            start = time.perf_counter()
+            ov = overview(self.run_dir, n=PER_CLASS, top_issues=ISSUES)
+            self.last_build_seconds = time.perf_counter() - start
+            self.overview_builds += 1
+            log.info("overview of %d images built in %.2f s", len(ov.data), self.last_build_seconds)
+            self._ov = ov
+            return ov
+
+    def embedding(self, max_points: int = 20000) -> dict:
+        """Scatter data ``{ids, x, y, label, pred}`` of a PCA projection, cached per version."""
+        ov = self.overview()
+        with self._emb_lock:
+            if self._emb is not None and self._emb[0] == ov.version:
+                return self._emb[1]
+            ids, xy = ov.embedding_2d("pca", max_points=max_points)
+            rows = np.array([ov.row(i) for i in ids], dtype=np.int64)
+            data = {"ids": ids.tolist(), "x": np.round(xy[:, 0], 4).tolist(), "y": np.round(xy[:, 1], 4).tolist(),
+                    "label": ov.data.labels[rows].tolist(), "pred": ov.data.preds[rows].tolist(),
+                    "classes": ov.class_names, "total": len(ov.data)}
+            self._emb = (ov.version, data)
+            return data
+
+    def image_row(self, image_id: int) -> dict:
+        """The stored row of a scanned image with its full probability vector; UnknownImageError otherwise."""
+        with self._db_lock:
+            row = self.store.image(image_id)
+        if row is None or row["status"] != "ok":
+            raise UnknownImageError(f"no scanned image with id {image_id}")
+        ov = self.overview()
+        try:
+            r = ov.row(image_id)
+            row["probs"] = ov.data.probs[r].tolist()
+        except KeyError:  # committed after the overview was built (cannot happen: version changed) — be safe
+            row["probs"] = None
+        return row
+
+    def neighbours(self, image_id: int) -> tuple[int | None, int | None]:
+        """The previous and next scanned image ids (for arrow-key browsing)."""
+        ov = self.overview()
+        r = ov.row(image_id)
+        ids = ov.data.ids
+        return (int(ids[r - 1]) if r > 0 else None, int(ids[r + 1]) if r + 1 < len(ids) else None)
+
+    # ----------------------------------------------------------------- images
+    def thumbnail(self, image_id: int, size: int = 96) -> bytes:
+        key = (int(image_id), int(size))
+        with self._thumb_lock:
+            data = self._thumbs.get(key)
+            if data is not None:
+                self._thumbs.move_to_end(key)
+                return data
+        with self._db_lock:
+            path = image_file(self.store, image_id)
+        data = thumbnail(path, size)
+        with self._thumb_lock:
+            self._thumbs[key] = data
+            while len(self._thumbs) > self._thumbs_max:
+                self._thumbs.popitem(last=False)
+        return data
+
+    def full_image(self, image_id: int) -> bytes:
+        """The image re-encoded (never the raw file: the server only ever sends images it decoded)."""
+        from mikata.data.images import load_image
+
+        with self._db_lock:
+            path = image_file(self.store, image_id)
+        img = load_image(path)
+        return encode(img, "PNG" if img.width * img.height <= 512 * 512 else "JPEG")
+
+    def model_view(self, image_id: int) -> bytes:
+        with self._model_hint():
+            return encode(self.maps.model_view(image_id))
+
+    def overlay(self, image_id: int, method: str, cls: int | str | None, layer: str | None = None) -> bytes:
+        with self._model_hint():
+            return self.maps.overlay_png(image_id, method, cls, layer)
+
+    @contextmanager
+    def _model_hint(self):
+        try:
+            yield
+        except ModelLoadError as e:
+            raise ModelLoadError(f"{e}; maps need the model this run was scanned with: restart with "
+                                 f"`mikata serve {self.run_dir} --model PATH_OR_SPEC`") from e
+
+    # ---------------------------------------------------------------- reviews
+    def set_review(self, image_id: int, verdict: str | None, suggested: int | None) -> None:
+        with self._db_lock:
+            if self.store.image(image_id) is None:
+                raise UnknownImageError(f"no image with id {image_id}")
+            self.store.set_review(image_id, verdict, suggested)
+
+    def reviews(self) -> list[dict]:
+        with self._db_lock:
+            return self.store.reviews()
+
+    def reviews_csv(self) -> str:
+        """Every review as CSV: id, path, label, predicted, verdict, suggested (class names), updated."""
+        names = self.class_names
+        name = lambda c: names[c] if c is not None and 0 <= c < len(names) else ""  # noqa: E731
+        out = io.StringIO()
+        w = csv.writer(out)
+        w.writerow(["id", "path", "label", "predicted", "verdict", "suggested", "updated"])
+        for r in self.reviews():
+            w.writerow([r["id"], r["path"], name(r["label"]), name(r["pred"]), r["verdict"], name(r["suggested"]),
+                        r["updated"]])
+        return out.getvalue()
+
+    # ------------------------------------------------------ files of the run
+    def featurevis_files(self) -> list[Path]:
+        """PNGs under RUN_DIR/featurevis/ (recursively, sorted), addressed by their index in this list."""
+        root = self.run_dir / "featurevis"
+        if not root.is_dir():
+            return []
+        real_root = os.path.realpath(root)
+        out = []
+        for p in sorted(root.rglob("*.png")):
+            real = os.path.realpath(p)
+            if os.path.commonpath([real_root, real]) == real_root and os.path.isfile(real):
+                out.append(p)
+        return out
+
+    def featurevis_png(self, index: int) -> bytes:
+        files = self.featurevis_files()
+        if not 0 <= index < len(files):
+            raise UnknownImageError(f"no feature visualization {index}")
+        return files[index].read_bytes()
+
+    def scorecard(self) -> dict | None:
+        """RUN_DIR/evaluate/scorecard.json (written by `mikata evaluate`), or None when absent or unreadable."""
+        p = self.run_dir / "evaluate" / "scorecard.json"
+        if not p.is_file():
+            return None
+        try:
+            card = json.loads(p.read_text())
+        except (OSError, ValueError) as e:
+            log.warning("cannot read %s: %s", p, e)
+            return None
+        return card if isinstance(card, dict) else None
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def resolve_model_spec(identity: dict, run_dir: Path) -> str:
+    """The run's model spec; a relative checkpoint path that does not exist from here is looked up
+    next to the run directory and its parents (a run moved together with its checkpoint still works)."""
+    spec = identity["model_spec"]
+    p = Path(spec)
+    if p.is_absolute() or p.exists() or p.suffix == "":
+        return spec
+    for base in (run_dir, *run_dir.parents[:3]):
+        for cand in (base / p, base / p.name):
+            if cand.exists():
+                return str(cand)
+    return spec
