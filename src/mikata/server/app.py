@@ -164,6 +164,7 @@ def create_app(run_dir: str | os.PathLike, token: str | None = None, host: str =
         from mikata.attribution.engine import METHODS
 
         row = state.image_row(check_id(image_id))
+        state.image_path(image_id)  # 404 for rows whose file is not servable (gone, or outside the data folder)
         names = state.class_names
         probs = row["probs"] or []
         ranked = sorted(range(len(probs)), key=lambda c: -probs[c])[:10]
@@ -211,8 +212,7 @@ def create_app(run_dir: str | os.PathLike, token: str | None = None, host: str =
 
     @app.get("/map/{image_id:int}.png")
     def map_png(image_id: int, method: str = "gradcam", cls: str = "", layer: str = ""):
-        check_id(image_id)
-        state.image_row(image_id)  # 404 before loading a model for an unknown id
+        state.image_path(check_id(image_id))  # 404 before loading a model for an unknown id
         return image_response(state.overlay(image_id, method, cls or None, layer or None))
 
     @app.get("/featurevis/{index:int}.png")

@@ -125,6 +125,11 @@ class RunState:
         return (int(ids[r - 1]) if r > 0 else None, int(ids[r + 1]) if r + 1 < len(ids) else None)
 
     # ----------------------------------------------------------------- images
+    def image_path(self, image_id: int) -> Path:
+        """The servable file of an id (``media.image_file``: inside the dataset root, symlinks resolved)."""
+        with self._db_lock:
+            return image_file(self.store, image_id)
+
     def thumbnail(self, image_id: int, size: int = 96) -> bytes:
         key = (int(image_id), int(size))
         with self._thumb_lock:

@@ -1,0 +1,234 @@
+"""The web app over a real scan (MNIST CNN on real digits): token and Host gate, id-only images,
+traversal attempts, reviews and their CSV, maps computed once under concurrency, rows a scan adds."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import threading
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from mikata.analysis.overview import overview
+from mikata.analysis.runstore import RunStore
+from mikata.server import create_app
+from test_scan_support import digit_images, mnist_handle, write_folder
+
+TOKEN = "test-token-0123456789"
+BASE = "http://127.0.0.1:8765"
+
+
+def _scan(base, n, handle):
+    from mikata.analysis.scan import scan
+
+    images, labels = digit_images(n)
+    write_folder(base / "digits", images, labels)
+    return scan(handle, base / "digits", base / "run", batch_size=32, workers=0, progress=False)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """60 real digits scanned, a symlink in the data folder pointing outside it, a featurevis folder."""
+    base = tmp_path_factory.mktemp("served")
+    handle = mnist_handle()
+    images, _ = digit_images(1)
+    secret = base / "secret.png"
+    images[0].save(secret)
+    (base / "digits" / "0").mkdir(parents=True)
+    (base / "digits" / "0" / "escape.png").symlink_to(secret)
+    _scan(base, 60, handle)
+    run = base / "run"
+    fv = run / "featurevis" / "classes"
+    fv.mkdir(parents=True)
+    Image.fromarray(np.full((40, 80, 3), 200, np.uint8)).save(fv / "grid.png")
+    (run / "featurevis" / "outside.png").symlink_to(secret)  # never listed
+    app = create_app(run, token=TOKEN, port=8765, handle=handle)
+    with RunStore.open(run) as store:
+        ids = {p.rsplit("/", 1)[-1]: i for i, p in store.db.execute("SELECT id, path FROM images")}
+    client = TestClient(app, base_url=BASE)
+    assert client.get(f"/?token={TOKEN}").status_code == 200  # sets the cookie
+    return {"app": app, "run": run, "client": client, "ids": ids, "base": base, "handle": handle}
+
+
+def test_token_is_required_then_kept_in_an_httponly_cookie(served):
+    fresh = TestClient(served["app"], base_url=BASE, follow_redirects=False)
+    for path in ("/", "/grid", "/thumb/1", "/api/overview", "/static/app.js", "/reviews.csv"):
+        assert fresh.get(path).status_code == 403, path
+    assert fresh.get("/?token=wrong").status_code == 403
+    assert fresh.get("/", headers={"cookie": "mikata_token=wrong"}).status_code == 403
+    r = fresh.get(f"/grid?true=1&token={TOKEN}&pred=2")
+    assert r.status_code == 303 and r.headers["location"] == "/grid?true=1&pred=2"
+    cookie = r.headers["set-cookie"]
+    assert f"mikata_token={TOKEN}" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    assert fresh.get("/grid?true=1&pred=2").status_code == 200  # the client kept the cookie
+    assert fresh.get("/api/overview", headers={"authorization": f"token {TOKEN}"}).status_code == 200
+
+
+def test_wrong_host_is_refused_and_there_is_no_cors(served):
+    c = served["client"]
+    assert c.get("/", headers={"host": "evil.example:8765"}).status_code == 400
+    assert c.get("/", headers={"host": "127.0.0.1:9999"}).status_code == 400
+    assert c.get("/", headers={"host": "localhost:8765"}).status_code == 200
+    r = c.get("/api/overview", headers={"origin": "http://evil.example"})
+    assert "access-control-allow-origin" not in r.headers
+    assert "access-control-allow-origin" not in c.options("/api/overview", headers={
+        "origin": "http://evil.example", "access-control-request-method": "GET"}).headers
+
+
+def test_traversal_attempts_and_unknown_ids_are_all_404(served):
+    c = served["client"]
+    escape = served["ids"]["escape.png"]
+    attempts = [
+        "/thumb/%2e%2e%2f%2e%2e%2fetc%2fpasswd", "/img/%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+        "/thumb/%252e%252e%252f%252e%252e%252fetc%252fpasswd", "/img/..%252f..%252fetc%252fpasswd",
+        "/img/..%2f..%2fetc%2fpasswd", "/image/../../etc/passwd", "/image/..%2f..%2fetc%2fpasswd",
+        "/img//etc/passwd", "/img/%2fetc%2fpasswd", "/thumb/%2Fetc%2Fpasswd", "/map/..%2f1.png",
+        "/img/1%2f..%2f..%2fetc%2fpasswd", "/etc/passwd", "/static/..%2fapp.py", "/static/%2e%2e%2fsecurity.py",
+        "/static/../app.py", "/static/%2fetc%2fpasswd", "/featurevis/..%2f..%2frun.sqlite",
+        "/thumb/abc", "/thumb/1.5", "/thumb/-1", "/thumb/0", "/img/-3", "/image/-1", "/image/abc",
+        "/thumb/999999", "/img/999999", "/image/999999", "/map/999999.png", "/view/999999.png",
+        "/thumb/99999999999999999999999999", "/image/99999999999999999999999999",
+        f"/thumb/{escape}", f"/img/{escape}", f"/map/{escape}.png", f"/view/{escape}.png", f"/image/{escape}",
+        "/featurevis/1.png", "/featurevis/-1.png", "/class/99", "/class/-1", "/scorecard/figure/0.png",
+    ]
+    for path in attempts:
+        r = c.get(path)
+        assert r.status_code == 404, (path, r.status_code)
+        assert b"root:" not in r.content and b"SQLite" not in r.content
+    assert c.post("/api/review/999999", json={"verdict": "wrong"}).status_code == 404
+
+
+def test_pages_render_and_images_are_served_by_id(served):
+    c = served["client"]
+    ov = overview(served["run"])
+    some = int(ov.data.ids[3])
+    for path in ("/", "/grid?true=-1&pred=-1", "/class/3", f"/image/{some}", "/reviews", "/embedding",
+                 "/featurevis", "/scorecard"):
+        r = c.get(path)
+        assert r.status_code == 200 and "text/html" in r.headers["content-type"], path
+    dash = c.get("/").text
+    assert f"{100 * ov.accuracy:.1f}%" in dash and 'id="confusion"' in dash
+    for t, p in [(t, p) for t in range(10) for p in range(10) if ov.confusion[t, p]][:4]:
+        page = c.get(f"/grid?true={t}&pred={p}").text
+        assert [int(x) for x in __import__("re").findall(r'data-id="(\d+)"', page)] == ov.cell(t, p).tolist()
+    for path in (f"/thumb/{some}", f"/img/{some}", f"/view/{some}.png"):
+        r = c.get(path)
+        assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+        assert Image.open(io.BytesIO(r.content)).size[0] > 0
+    js = c.get("/static/plotly.min.js")
+    assert js.status_code == 200 and len(js.content) > 1_000_000  # from the plotly wheel, served locally
+    emb = c.get("/api/embedding").json()
+    assert sorted(emb["ids"]) == sorted(ov.data.ids.tolist()) and len(emb["x"]) == len(emb["ids"])
+    gallery = c.get("/featurevis").text
+    assert "classes/grid.png" in gallery and "outside.png" not in gallery
+    assert Image.open(io.BytesIO(c.get("/featurevis/0.png").content)).size == (80, 40)
+
+
+def test_map_endpoint_matches_the_map_service_and_refuses_bad_choices(served):
+    c = served["client"]
+    some = int(overview(served["run"]).data.ids[5])
+    r = c.get(f"/map/{some}.png?method=gradcam&cls=4")
+    assert r.status_code == 200 and r.content == served["app"].run.maps.overlay_png(some, "gradcam", 4)
+    assert c.get(f"/map/{some}.png?method=magic&cls=4").status_code == 400
+    assert "giraffe" in c.get(f"/map/{some}.png?method=gradcam&cls=giraffe").text
+    assert c.get(f"/map/{some}.png?method=gradcam&cls=10").status_code == 400
+
+
+def test_concurrent_requests_for_one_map_compute_it_once(served):
+    state = served["app"].run
+    calls = []
+    real = state.maps._compute
+
+    def counting(*args):
+        calls.append(args)
+        return real(*args)
+
+    state.maps._compute = counting
+    try:
+        some = int(overview(served["run"]).data.ids[7])
+        results = [None] * 8
+
+        def ask(i):
+            results[i] = served["client"].get(f"/map/{some}.png?method=saliency&cls=2")
+
+        threads = [threading.Thread(target=ask, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        state.maps._compute = real
+    assert len(calls) == 1
+    assert all(r.status_code == 200 and r.content == results[0].content for r in results)
+
+
+def test_reviews_are_stored_and_exported_as_csv(served):
+    c = served["client"]
+    ids = overview(served["run"]).data.ids.tolist()
+    a, b = ids[0], ids[1]
+    assert c.post(f"/api/review/{a}", json={"verdict": "wrong", "suggested": 7}).status_code == 200
+    assert c.post(f"/api/review/{b}", json={"verdict": "fine"}).status_code == 200
+    assert c.post(f"/api/review/{b}", json={"verdict": "maybe"}).status_code == 400
+    assert c.post(f"/api/review/{b}", json={"verdict": "wrong", "suggested": 42}).status_code == 400
+    assert c.post(f"/api/review/{b}", content=b"verdict=wrong",
+                  headers={"content-type": "application/x-www-form-urlencoded"}).status_code == 415
+    with RunStore.open(served["run"]) as store:
+        stored = {r["id"]: r for r in store.reviews()}
+    assert stored[a]["verdict"] == "wrong" and stored[a]["suggested"] == 7 and stored[b]["verdict"] == "fine"
+    r = c.get("/reviews.csv")
+    assert r.headers["content-type"].startswith("text/csv") and "attachment" in r.headers["content-disposition"]
+    rows = {int(x["id"]): x for x in csv.DictReader(io.StringIO(r.text))}
+    assert rows[a]["verdict"] == "wrong" and rows[a]["suggested"] == "7" and rows[b]["verdict"] == "fine"
+    assert rows[a]["path"].endswith(".png")
+    assert c.post(f"/api/review/{b}", json={"verdict": None}).status_code == 200  # cleared
+    assert b not in {int(x["id"]) for x in csv.DictReader(io.StringIO(c.get("/reviews.csv").text))}
+
+
+def test_scorecard_is_shown_when_present(served):
+    c = served["client"]
+    card = {"model": "mnist-cnn", "images": 60, "target": "top1", "methods": ["gradcam", "saliency"],
+            "metrics": [{"name": "deletion", "better": "lower", "description": "AUC of deleting top pixels"}],
+            "table": {"gradcam": {"deletion": 0.1234}, "saliency": {"deletion": 0.2345}},
+            "passes": {"gradcam": {"randomization": True}, "saliency": {"randomization": False}},
+            "figures": ["../../secret.png", "missing.png"], "created": "2026-11-23T00:00:00Z"}
+    path = served["run"] / "evaluate" / "scorecard.json"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(card))
+    try:
+        dash = c.get("/").text
+        assert "0.123" in dash and "0.234" in dash and "randomization" in dash
+        assert "0.123" in c.get("/scorecard").text
+        assert c.get("/scorecard/figure/0.png").status_code == 404  # escapes the evaluate folder
+        assert c.get("/scorecard/figure/1.png").status_code == 404
+    finally:
+        path.unlink()
+    assert c.get("/").status_code == 200 and "0.123" not in c.get("/").text
+
+
+def test_rows_a_scan_appends_appear_on_refresh(tmp_path):
+    handle = mnist_handle()
+    _scan(tmp_path, 20, handle)
+    app = create_app(tmp_path / "run", token=TOKEN, port=8765, handle=handle)
+    c = TestClient(app, base_url=BASE)
+    first = c.get(f"/api/overview?token={TOKEN}").json()
+    assert first["images"] == 20 and app.run.overview_builds == 1
+    c.get("/")
+    assert app.run.overview_builds == 1  # unchanged run: the cached overview
+    images, labels = digit_images(50)
+    for i in range(20, 50):  # 30 new files next to the scanned ones
+        folder = tmp_path / "digits" / str(int(labels[i]))
+        folder.mkdir(exist_ok=True)
+        images[i].save(folder / f"new{i:05d}.png")
+    added = 30
+    from mikata.analysis.scan import scan
+
+    scan(handle, tmp_path / "digits", tmp_path / "run", batch_size=16, workers=0, progress=False)
+    after = c.get("/api/overview").json()
+    assert after["images"] == 20 + added and app.run.overview_builds == 2
+    assert np.array(after["confusion"]).sum() == 20 + added
+    assert np.array_equal(np.array(after["confusion"]), overview(tmp_path / "run").confusion)
+    assert f"{20 + added} images" in c.get("/").text
