@@ -1,0 +1,125 @@
+"""End to end: a real uvicorn server over a real scan, driven by Debian's Chromium through Playwright.
+
+Dashboard → click a confusion cell → the grid shows exactly ``overview().cell(t, p)`` → open an
+image → ask for Grad-CAM of a chosen class → the overlay loads. Also the review buttons, the
+embedding scatter and the feature-visualization gallery. Screenshots of each page are saved as
+test artifacts; no page may log a console error or fail a request.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from browser_support import new_page, screenshot
+from mikata.analysis.overview import overview
+from mikata.analysis.runstore import RunStore
+from test_scan_support import digit_images, mnist_handle, write_folder
+
+TOKEN = "browser-test-token-42"
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    import uvicorn
+
+    from mikata.analysis.scan import scan
+    from mikata.server import create_app
+    from mikata.server.launch import bind_socket
+
+    base = tmp_path_factory.mktemp("browser")
+    images, labels = digit_images(120)
+    write_folder(base / "digits", images, labels)
+    handle = mnist_handle()
+    scan(handle, base / "digits", base / "run", batch_size=64, workers=0, progress=False)
+    fv = base / "run" / "featurevis"
+    fv.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (64, 128, 3), dtype=np.uint8)).save(fv / "classes.png")
+    sock = bind_socket("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    app = create_app(base / "run", token=TOKEN, port=port, handle=handle)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    assert server.started
+    yield {"url": f"http://127.0.0.1:{port}", "run": base / "run", "app": app}
+    server.should_exit = True
+    thread.join(10)
+    sock.close()
+
+
+def _all_images_loaded(page, selector: str) -> bool:
+    return page.evaluate(f"""() => Array.from(document.querySelectorAll({selector!r}))
+        .every(i => i.complete && i.naturalWidth > 0)""")
+
+
+def test_dashboard_grid_image_and_map_in_a_real_browser(browser, live):
+    ov = overview(live["run"])
+    page = new_page(browser)
+    page.goto(f"{live['url']}/?token={TOKEN}")
+    assert page.url == f"{live['url']}/"  # the token left the address bar for a cookie
+    assert page.locator("#confusion").is_visible()
+    page.wait_for_load_state("networkidle")
+    screenshot(page, "server-dashboard")
+    page.wait_for_load_state("networkidle")  # a full-page screenshot loads the lazy thumbnails below the fold
+
+    off = [(t, p) for t in ov.present for p in range(10) if t != p and ov.confusion[t, p]]
+    t, p = off[0] if off else (ov.present[0], ov.present[0])
+    page.click(f'a.cell[data-true="{t}"][data-pred="{p}"]')
+    page.wait_for_url("**/grid?*")
+    ids = [int(x) for x in page.locator("#grid .tile").evaluate_all("els => els.map(e => e.dataset.id)")]
+    assert ids == ov.cell(t, p).tolist()
+    page.wait_for_function("() => Array.from(document.querySelectorAll('#grid img')).every(i => i.complete)")
+    assert _all_images_loaded(page, "#grid img")
+    screenshot(page, "server-grid")
+    page.wait_for_load_state("networkidle")
+
+    page.click("#grid .tile >> nth=0")
+    page.wait_for_url(f"**/image/{ids[0]}")
+    chosen = (p + 3) % 10
+    page.select_option("#method", "gradcam")
+    page.select_option("#cls", str(chosen))
+    page.click("#showmap")
+    page.wait_for_function("() => { const i = document.querySelector('#overlay');"
+                           " return !i.hidden && i.complete && i.naturalWidth > 0; }", timeout=30000)
+    assert page.locator("#overlay").get_attribute("data-key") == f"gradcam/{chosen}"
+    assert live["app"].run.maps.map(ids[0], "gradcam", chosen) is not None  # cached in the run
+    with RunStore.open(live["run"]) as store:
+        assert store.get_map(ids[0], "gradcam", chosen) is not None
+    assert _all_images_loaded(page, "img.big")
+    screenshot(page, "server-image")
+
+    page.click(".review button.mark.wrong")
+    page.wait_for_function("() => document.querySelector('#verdict').textContent.includes('saved')")
+    with RunStore.open(live["run"]) as store:
+        assert {r["id"]: r["verdict"] for r in store.reviews()}[ids[0]] == "wrong"
+    assert page.problems == []
+
+
+def test_review_embedding_and_gallery_pages_in_a_real_browser(browser, live):
+    page = new_page(browser)
+    page.goto(f"{live['url']}/reviews?token={TOKEN}")
+    page.wait_for_load_state("networkidle")
+    screenshot(page, "server-reviews")
+    page.wait_for_load_state("networkidle")
+    page.goto(f"{live['url']}/class/{overview(live['run']).present[0]}")
+    page.wait_for_load_state("networkidle")
+    screenshot(page, "server-class")
+    page.wait_for_load_state("networkidle")
+    page.goto(f"{live['url']}/embedding")
+    page.wait_for_selector("#scatter .main-svg", timeout=30000)
+    page.wait_for_load_state("networkidle")
+    screenshot(page, "server-embedding")
+    page.wait_for_load_state("networkidle")
+    page.goto(f"{live['url']}/featurevis")
+    page.wait_for_function("() => Array.from(document.querySelectorAll('.gallery img')).every(i => i.complete && i.naturalWidth > 0)")
+    screenshot(page, "server-featurevis")
+    assert page.problems == []
