@@ -34,6 +34,9 @@ def bind_socket(host: str, port: int, tries: int = 20) -> socket.socket:
     for p in range(port, port + tries):
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # inherited by accepted connections: a response written in pieces (headers, then body) must not
+        # wait for the browser's delayed ACK (Nagle's algorithm adds ~40 ms per keep-alive request)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             sock.bind((host, p))
         except OSError as e:
