@@ -232,3 +232,15 @@ def test_rows_a_scan_appends_appear_on_refresh(tmp_path):
     assert np.array(after["confusion"]).sum() == 20 + added
     assert np.array_equal(np.array(after["confusion"]), overview(tmp_path / "run").confusion)
     assert f"{20 + added} images" in c.get("/").text
+
+
+def test_grid_filters_keep_the_chosen_classes_and_page(served):
+    import re
+
+    c = served["client"]
+    ov = overview(served["run"])
+    page = c.get("/grid?true=3&pred=-1").text
+    assert re.search(r'<select name="true">.*?<option value="3" selected>', page, re.S)
+    assert not re.search(r'<select name="pred">.*?selected', page.split('<select name="pred">')[1].split("</select>")[0])
+    ids = [int(x) for x in re.findall(r'data-id="(\d+)"', page)]
+    assert sorted(ids) == sorted(ov.data.ids[ov.data.labels == 3].tolist())

@@ -139,7 +139,7 @@ def create_app(run_dir: str | os.PathLike, token: str | None = None, host: str =
             r = ov.row(i)
             tiles.append({"id": i, "label": int(d.labels[r]), "pred": int(d.preds[r]),
                           "prob": float(d.probs[r, d.preds[r]])})
-        return page(request, "grid.html", tiles=tiles, title=title, total=len(ids), true=true, pred=pred,
+        return page(request, "grid.html", tiles=tiles, title=title, total=len(ids), sel_true=true, sel_pred=pred,
                     page_no=page_no, pages=pages)
 
     @app.get("/class/{c:int}", response_class=HTMLResponse)
@@ -151,12 +151,12 @@ def create_app(run_dir: str | os.PathLike, token: str | None = None, host: str =
             raise UnknownImageError(f"no images of class {c}")
         d = ov.data
 
-        def tiles(ids):
-            return [{"id": i, "label": int(d.labels[ov.row(i)]), "pred": int(d.preds[ov.row(i)]),
-                     "prob": float(d.probs[ov.row(i), c])} for i in ids]
+        def tiles(ids, of_class: bool):  # P(this class), or P(predicted class) for the errors
+            return [{"id": i, "label": int(d.labels[r]), "pred": int(d.preds[r]),
+                     "prob": float(d.probs[r, c if of_class else d.preds[r]])} for i in ids for r in [ov.row(i)]]
 
-        return page(request, "class.html", view=view, most=tiles(view.most_class_like),
-                    least=tiles(view.least_class_like), errors=tiles(view.confident_errors))
+        return page(request, "class.html", view=view, most=tiles(view.most_class_like, True),
+                    least=tiles(view.least_class_like, True), errors=tiles(view.confident_errors, False))
 
     @app.get("/image/{image_id:int}", response_class=HTMLResponse)
     def image_page(request: Request, image_id: int, method: str = "gradcam", cls: str = ""):
