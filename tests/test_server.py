@@ -244,3 +244,40 @@ def test_grid_filters_keep_the_chosen_classes_and_page(served):
     assert not re.search(r'<select name="pred">.*?selected', page.split('<select name="pred">')[1].split("</select>")[0])
     ids = [int(x) for x in re.findall(r'data-id="(\d+)"', page)]
     assert sorted(ids) == sorted(ov.data.ids[ov.data.labels == 3].tolist())
+
+
+def test_mikata_serve_prints_a_token_url_and_moves_to_the_next_free_port(served):
+    import os
+    import re
+    import subprocess
+    import sys
+
+    import httpx
+
+    from mikata.server.launch import bind_socket, exposure_warning
+
+    taken = bind_socket("127.0.0.1", 0)  # occupy a port: the server must take the next one
+    port = taken.getsockname()[1]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(["src", "tests", os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen([sys.executable, "-m", "mikata", "serve", str(served["run"]), "--port", str(port)],
+                            env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        while not any("token=" in line for line in lines):
+            line = proc.stderr.readline()
+            assert line or proc.poll() is None, "".join(lines)
+            lines.append(line)
+        url = re.search(r"http://\S+", "".join(lines)).group(0)
+        m = re.fullmatch(r"http://127\.0\.0\.1:(\d+)/\?token=([0-9a-f]{48})", url)
+        assert m and int(m.group(1)) != port
+        with httpx.Client(follow_redirects=True) as c:
+            r = c.get(url)
+            assert r.status_code == 200 and "Confusion matrix" in r.text and str(r.url).endswith("/")
+            assert c.get(f"http://127.0.0.1:{m.group(1)}/api/overview").json()["images"] == len(overview(served["run"]).data)
+        assert httpx.get(f"http://127.0.0.1:{m.group(1)}/").status_code == 403  # no token, no cookie
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        taken.close()
+    assert exposure_warning("127.0.0.1") is None and exposure_warning("localhost") is None
+    assert "0.0.0.0" in exposure_warning("0.0.0.0")

@@ -51,6 +51,14 @@ def bind_socket(host: str, port: int, tries: int = 20) -> socket.socket:
     raise PortError(f"ports {port}..{port + tries - 1} on {host} are all in use ({last}); pass another --port")
 
 
+def exposure_warning(host: str) -> str | None:
+    """The warning printed when the server listens on more than this machine, else None."""
+    if host in LOCAL:
+        return None
+    return (f"warning: serving on {host}, not on 127.0.0.1: anyone who can reach this address and has the token "
+            "can see the run's images and maps; use this only on a network you trust")
+
+
 def url_for(host: str, port: int, token: str) -> str:
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else (f"[{host}]" if ":" in host else host)
     return f"http://{shown}:{port}/?token={token}"
@@ -64,9 +72,9 @@ def serve(run_dir: str | os.PathLike, host: str = "127.0.0.1", port: int = 8765,
     from mikata.server.app import create_app
     from mikata.server.security import new_token
 
-    if host not in LOCAL:
-        log.warning("warning: serving on %s, not on 127.0.0.1: anyone who can reach this address and has the "
-                    "token can see the run's images; use only on a network you trust", host)
+    warning = exposure_warning(host)
+    if warning:
+        log.warning(warning)
     sock = bind_socket(host, port)
     port = sock.getsockname()[1]
     token = token or new_token()
