@@ -281,3 +281,54 @@ def test_mikata_serve_prints_a_token_url_and_moves_to_the_next_free_port(served)
         taken.close()
     assert exposure_warning("127.0.0.1") is None and exposure_warning("localhost") is None
     assert "0.0.0.0" in exposure_warning("0.0.0.0")
+
+
+def test_a_scan_in_another_process_does_not_break_the_server(tmp_path):
+    """Pages keep answering 200 while `mikata scan` commits batches in a subprocess; counts only grow."""
+    import os
+    import subprocess
+    import sys
+
+    handle = mnist_handle()
+    images, labels = digit_images(300)
+    write_folder(tmp_path / "digits", images[:40], labels[:40])
+    from mikata.analysis.scan import scan
+
+    scan(handle, tmp_path / "digits", tmp_path / "run", batch_size=40, workers=0, progress=False)
+    for i in range(40, 300):
+        folder = tmp_path / "digits" / str(int(labels[i]))
+        folder.mkdir(exist_ok=True)
+        images[i].save(folder / f"late{i:05d}.png")
+    app = create_app(tmp_path / "run", token=TOKEN, port=8765, handle=handle)
+    c = TestClient(app, base_url=BASE, headers={"authorization": f"token {TOKEN}"})
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(["src", "tests", os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen([sys.executable, "-m", "mikata", "-q", "scan", "test_scan_support:mnist_handle",
+                             str(tmp_path / "digits"), "--run", str(tmp_path / "run"), "--batch-size", "16",
+                             "--workers", "0"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    seen = []
+    try:
+        while proc.poll() is None:
+            for path in ("/", "/grid?true=1&pred=1", "/reviews", "/api/embedding"):
+                assert c.get(path).status_code == 200, path
+            seen.append(c.get("/api/overview").json()["images"])
+    finally:
+        proc.wait(120)
+    assert proc.returncode == 0, proc.stderr.read()
+    assert seen == sorted(seen) and seen[0] >= 40
+    assert c.get("/api/overview").json()["images"] == 300
+    assert len(set(seen)) > 1 or seen[-1] == 300  # usually several intermediate counts were served
+
+
+def test_confusion_view_keeps_the_classes_with_the_most_errors():
+    from mikata.server.app import confusion_view
+
+    rng = np.random.default_rng(0)
+    cm = np.diag(rng.integers(5, 10, 1000))
+    cm[7, 900] = 50
+    cm[900, 3] = 40
+    cm[12, 13] = 1
+    rows, cols = confusion_view(cm, list(range(1000)), limit=4)
+    assert cols == [3, 7, 12, 900]  # errors involving them: 40, 50, 1 (ties: lower id first), 90
+    assert rows == cols
+    small = np.array([[3, 1], [0, 2]])
+    assert confusion_view(small, [0, 1]) == ([0, 1], [0, 1])

@@ -33,6 +33,7 @@ from mikata.server.state import RunState
 
 HERE = Path(__file__).resolve().parent
 PAGE = 120  # thumbnails per grid page
+MAX_CONFUSION = 40  # classes drawn in the dashboard's confusion matrix
 MAX_ID = 2**63 - 1
 
 
@@ -104,8 +105,8 @@ def create_app(run_dir: str | os.PathLike, token: str | None = None, host: str =
     @app.get("/", response_class=HTMLResponse)
     def dashboard(request: Request):
         ov = state.overview()
-        cols = sorted(set(ov.present) | set(int(p) for p in set(ov.data.preds.tolist())))
-        return page(request, "dashboard.html", cols=cols, scorecard=state.scorecard(),
+        rows, cols = confusion_view(ov.confusion, ov.present)
+        return page(request, "dashboard.html", rows=rows, cols=cols, scorecard=state.scorecard(),
                     hist_max=int(ov.histogram.max()) if len(ov.histogram) else 1)
 
     @app.get("/grid", response_class=HTMLResponse)
@@ -286,6 +287,21 @@ def create_app(run_dir: str | os.PathLike, token: str | None = None, host: str =
     gate = Gate(app, token=token, host=host, port=port)
     gate.fastapi, gate.run = app, state
     return gate
+
+
+def confusion_view(cm, present: list[int], limit: int = MAX_CONFUSION) -> tuple[list[int], list[int]]:
+    """Rows and columns of the confusion matrix to draw: every class that has images or predictions, or,
+    for many classes (ImageNet), the ``limit`` classes involved in the most errors (the rest is in /grid)."""
+    import numpy as np
+
+    used = sorted(set(present) | set(np.nonzero(cm.sum(0))[0].tolist()))
+    if len(used) <= limit:
+        return list(present), used
+    off = cm.copy()
+    np.fill_diagonal(off, 0)
+    involved = off.sum(0) + off.sum(1)  # (K,) errors as the true or as the predicted class
+    top = sorted(np.argsort(-involved, kind="stable")[:limit].tolist())
+    return [c for c in top if c in set(present)], top
 
 
 def _pct(x: float) -> str:
