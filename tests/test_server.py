@@ -332,3 +332,11 @@ def test_confusion_view_keeps_the_classes_with_the_most_errors():
     assert rows == cols
     small = np.array([[3, 1], [0, 2]])
     assert confusion_view(small, [0, 1]) == ([0, 1], [0, 1])
+
+
+def test_pages_carry_a_content_security_policy_and_refuse_framing(served):
+    r = served["client"].get("/")
+    assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+    assert "script-src 'self'" in r.headers["content-security-policy"]
+    assert r.headers["x-frame-options"] == "DENY" and r.headers["referrer-policy"] == "no-referrer"
+    assert "<script>" not in r.text  # no inline scripts: the policy allows none

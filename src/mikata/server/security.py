@@ -9,7 +9,9 @@ Every request passes through ``Gate`` (a plain ASGI middleware, so it costs micr
    in the address bar or the history). A request with the cookie (or an ``Authorization: token ...``
    header, for scripts) goes through. Anything else is refused with 403.
 
-There is no CORS middleware at all: browsers refuse other origins' reads by default.
+There is no CORS middleware at all: browsers refuse other origins' reads by default. Responses
+carry a Content-Security-Policy (scripts only from /static), ``X-Frame-Options: DENY`` and
+``Referrer-Policy: no-referrer``.
 
 Example:
     >>> app = Gate(inner_app, token=new_token(), host="127.0.0.1", port=8765)     # doctest: +SKIP
@@ -23,6 +25,16 @@ from http.cookies import SimpleCookie
 from urllib.parse import parse_qsl, urlencode
 
 COOKIE = "mikata_token"
+# every page: no framing (the review buttons cannot be clickjacked), scripts and images only from here;
+# 'unsafe-eval' because plotly's WebGL scatter (regl) compiles its shaders' glue code at run time
+HARDENING = [
+    (b"content-security-policy", b"default-src 'self'; script-src 'self' 'unsafe-eval'; "
+                                 b"style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+                                 b"frame-ancestors 'none'; form-action 'self'; base-uri 'none'"),
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+]
 
 
 def new_token() -> str:
@@ -89,7 +101,12 @@ class Gate:
         auth = headers.get("authorization", "")
         if (COOKIE in jar and self._good(jar[COOKIE].value)) or (
                 auth.lower().startswith("token ") and self._good(auth[6:].strip())):
-            return await self.app(scope, receive, send)
+            async def send_hardened(message):
+                if message["type"] == "http.response.start":
+                    message = dict(message, headers=list(message.get("headers", [])) + HARDENING)
+                await send(message)
+
+            return await self.app(scope, receive, send_hardened)
         return await _plain(send, 403, "forbidden: open the URL with ?token=... that `mikata serve` printed")
 
 

@@ -62,6 +62,9 @@ $$(".review").forEach((box) => {
 });
 
 // ------------------------------------------------------------------------ embedding scatter
+// (plotly.min.js is loaded after this file, only on the embedding page: start once everything is loaded)
+window.addEventListener("load", () => { if ($("#scatter") && window.Plotly) mikataEmbedding(); });
+
 function mikataEmbedding() {
   const el = $("#scatter"), info = $("#selinfo"), grid = $("#selection");
   let data = null;
@@ -85,7 +88,9 @@ function mikataEmbedding() {
   }
   function draw() {
     const errorsOnly = $("#errorsonly").checked;
-    const traces = data.classes.map((name, c) => ({ type: "scattergl", mode: "markers", name: name, x: [], y: [],
+    // SVG up to 5,000 points (works without WebGL); WebGL beyond
+    const type = data.ids.length <= 5000 ? "scatter" : "scattergl";
+    const traces = data.classes.map((name, c) => ({ type: type, mode: "markers", name: name, x: [], y: [],
       customdata: [], text: [], hoverinfo: "text", marker: { size: 4, opacity: 0.7 } }));
     for (let k = 0; k < data.ids.length; k++) {
       if (errorsOnly && data.label[k] === data.pred[k]) continue;
