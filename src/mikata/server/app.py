@@ -186,7 +186,7 @@ def create_app(run_dir: str | os.PathLike, token: str | None = None, host: str =
     @app.get("/embedding", response_class=HTMLResponse)
     def embedding_page(request: Request):
         return page(request, "embedding.html", has_plotly="plotly.min.js" in static,
-                    has_embed="embed" in state.store.dims())
+                    has_embed=state.has_embeddings())
 
     @app.get("/featurevis", response_class=HTMLResponse)
     def featurevis_page(request: Request):
@@ -241,7 +241,7 @@ def create_app(run_dir: str | os.PathLike, token: str | None = None, host: str =
 
     @app.get("/api/embedding")
     def api_embedding():
-        if "embed" not in state.store.dims():
+        if not state.has_embeddings():
             raise UnknownImageError("this run has no embeddings")
         return JSONResponse(state.embedding())
 

@@ -65,6 +65,10 @@ class RunState:
     def class_names(self) -> list[str]:
         return self.identity["classes"]
 
+    def has_embeddings(self) -> bool:
+        with self._db_lock:
+            return "embed" in self.store.dims()
+
     def version(self) -> tuple[int, int, int]:
         with self._db_lock:
             return self.store.version()
