@@ -340,3 +340,14 @@ def test_pages_carry_a_content_security_policy_and_refuse_framing(served):
     assert "script-src 'self'" in r.headers["content-security-policy"]
     assert r.headers["x-frame-options"] == "DENY" and r.headers["referrer-policy"] == "no-referrer"
     assert "<script>" not in r.text  # no inline scripts: the policy allows none
+
+
+def test_host_check_when_bound_to_every_interface():
+    import socket
+
+    from mikata.server.security import allowed_hosts
+
+    hosts = allowed_hosts("0.0.0.0", 8765)
+    assert {"127.0.0.1:8765", "localhost:8765", f"{socket.gethostname().lower()}:8765"} <= hosts
+    assert "evil.example:8765" not in hosts and "127.0.0.1:80" not in hosts
+    assert "[::1]:8765" in allowed_hosts("::1", 8765)

@@ -16,6 +16,7 @@ import logging
 import os
 import socket
 import sys
+import threading
 
 from mikata.errors import MikataError
 
@@ -59,6 +60,15 @@ def exposure_warning(host: str) -> str | None:
             "can see the run's images and maps; use this only on a network you trust")
 
 
+def _load_model(state) -> None:
+    """Load the run's model in the background; if it cannot be loaded, say so now, not on the first map."""
+    try:
+        state.maps.handle
+    except MikataError as e:
+        log.warning("warning: attribution maps will not work: %s; restart with `mikata serve %s --model PATH`",
+                    e, state.run_dir)
+
+
 def url_for(host: str, port: int, token: str) -> str:
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else (f"[{host}]" if ":" in host else host)
     return f"http://{shown}:{port}/?token={token}"
@@ -80,6 +90,7 @@ def serve(run_dir: str | os.PathLike, host: str = "127.0.0.1", port: int = 8765,
     token = token or new_token()
     app = create_app(run_dir, token=token, host=host, port=port, model=model)
     app.run.overview()  # fail now, with the error, not on the first page load
+    threading.Thread(target=_load_model, args=(app.run,), daemon=True).start()  # the first map comes sooner
     url = url_for(host, port, token)
     print(f"mikata serve: {app.run.run_dir}\n    {url}\n(Ctrl-C stops the server)", file=sys.stderr, flush=True)
     if open_browser:

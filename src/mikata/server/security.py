@@ -43,15 +43,32 @@ def new_token() -> str:
 
 
 def allowed_hosts(host: str, port: int | None) -> set[str]:
-    """The Host header values the app accepts: the bound host, localhost and 127.0.0.1 with our port."""
+    """The Host header values the app accepts: the bound host, localhost and 127.0.0.1 with our port.
+
+    Bound to every interface (``0.0.0.0`` / ``::``), the machine's own host names and addresses
+    are accepted too, since that is how other machines will reach it; never an arbitrary name.
+    """
     names = {host.lower(), "localhost", "127.0.0.1"}
-    if host in ("0.0.0.0", "::"):  # bound everywhere: the machine's own names are not known here
-        names |= {"[::1]"}
-    if ":" in host and not host.startswith("["):  # an IPv6 literal appears bracketed in Host
-        names.add(f"[{host.lower()}]")
+    if host in ("0.0.0.0", "::"):
+        names |= {"[::1]"} | machine_names()
+    names |= {f"[{n}]" for n in list(names) if ":" in n and not n.startswith("[")}  # IPv6 literals, bracketed
     if port is None:
         return names
     return {f"{n}:{port}" for n in names}
+
+
+def machine_names() -> set[str]:
+    """This machine's host names and IP addresses (lower case), as far as the resolver knows them."""
+    import socket
+
+    names = {socket.gethostname().lower(), socket.getfqdn().lower()}
+    for name in list(names):
+        try:
+            hostname, aliases, addresses = socket.gethostbyname_ex(name)
+        except OSError:
+            continue
+        names |= {hostname.lower(), *(a.lower() for a in aliases), *addresses}
+    return {n for n in names if n}
 
 
 class Gate:
@@ -62,15 +79,9 @@ class Gate:
         self.app = app
         self.token = token
         self.hosts = allowed_hosts(host, port) | set(extra_hosts or ())
-        self.bound_everywhere = host in ("0.0.0.0", "::")
-        self.port = port
 
     def _host_ok(self, host: str) -> bool:
-        host = host.lower()
-        if host in self.hosts:
-            return True
-        # bound to all interfaces: any name is allowed as long as it carries our port
-        return self.bound_everywhere and self.port is not None and host.endswith(f":{self.port}")
+        return host.lower() in self.hosts
 
     def _good(self, given: str | None) -> bool:
         return bool(given) and hmac.compare_digest(given.encode(), self.token.encode())
