@@ -22,6 +22,7 @@ import logging
 import os
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -177,13 +178,16 @@ class MapService:
         return {a.method: a.maps.detach().float().cpu().numpy() for a in results}  # (n, H, W) each
 
     def model_views(self, ids: list[int]) -> dict[int, np.ndarray]:
-        """``model_view`` of many images: ``{id: (H, W, 3) uint8}``."""
+        """``model_view`` of many images: ``{id: (H, W, 3) uint8}``.
+
+        Needs only the run's preprocessing, so when every map was cached the model is never loaded.
+        """
         from mikata.data.images import load_image
         from mikata.render import to_uint8_image
 
         with RunStore.open(self.run_dir) as store:
             paths = {int(i): image_file(store, int(i)) for i in ids}
-        h = self.handle
+        h = self._handle if self._handle is not None else _Preprocessing.of(self.identity)
         mode = "L" if h.in_channels == 1 else "RGB"
         return {i: to_uint8_image(h.denormalize(h.preprocess([load_image(p, mode)]))[0]) for i, p in paths.items()}
 
@@ -214,6 +218,26 @@ class MapService:
         """PNG bytes of the map blended over the model's view of the image."""
         m = self.map(image_id, method, cls, layer)
         return encode(overlay_array(m, self.model_view(image_id), method, alpha))
+
+
+@dataclass
+class _Preprocessing:
+    """A run's preprocessing (from its manifest) without its network: ``ModelHandle``'s own pixel code."""
+
+    input_size: tuple[int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    crop_fraction: float
+    interpolation: str
+    in_channels: int
+    _one = ModelHandle._one
+    preprocess = ModelHandle.preprocess
+    denormalize = ModelHandle.denormalize
+
+    @classmethod
+    def of(cls, identity: dict) -> "_Preprocessing":
+        return cls(tuple(identity["input_size"]), tuple(identity["mean"]), tuple(identity["std"]),
+                   float(identity["crop_fraction"]), identity["interpolation"], int(identity["in_channels"]))
 
 
 def overlay_array(m: np.ndarray, view: np.ndarray, method: str, alpha: float = 0.5) -> np.ndarray:

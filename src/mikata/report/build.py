@@ -68,7 +68,7 @@ def _b64(data: bytes) -> str:
 
 def _thumbnails(run_dir: str, ids: Sequence[int], size: int, workers: int) -> tuple[dict[int, str], list[str]]:
     """id -> table entry for every image that still exists; a note for the ones that don't."""
-    from mikata.analysis.media import UnknownImageError, image_file, thumbnail
+    from mikata.analysis.media import UnknownImageError, image_file
     from mikata.analysis.runstore import RunStore
 
     with RunStore.open(run_dir) as store:
@@ -91,7 +91,7 @@ def _thumbnails(run_dir: str, ids: Sequence[int], size: int, workers: int) -> tu
 
     def one(item: tuple[int, Path]) -> tuple[int, str | None]:
         try:
-            return item[0], _b64(thumbnail(item[1], size))
+            return item[0], _b64(_thumbnail(item[1], size))
         except Exception as e:  # a file changed since the scan: the report still gets written
             log.warning("no thumbnail for image %s: %s", item[0], e)
             return item[0], None
@@ -102,6 +102,23 @@ def _thumbnails(run_dir: str, ids: Sequence[int], size: int, workers: int) -> tu
     lost = missing + len(got) - len(table)
     notes = [f"{lost} images could not be read any more (moved or deleted since the scan): no thumbnails"] if lost else []
     return table, notes
+
+
+def _thumbnail(path: Path, size: int) -> bytes:
+    """Like ``media.thumbnail``, but a gray image stays one channel (a third of the bytes as PNG)."""
+    from PIL import Image
+
+    from mikata.analysis.media import encode
+    from mikata.data.images import load_image
+
+    img = load_image(path)
+    img.thumbnail((size, size), Image.BILINEAR)
+    small = img.width * img.height <= 64 * 64
+    if small:
+        a = np.asarray(img)
+        if (a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all():
+            img = Image.fromarray(a[..., 0])
+    return encode(img, "PNG" if small else "JPEG", quality=80)
 
 
 def _png_uri(a: np.ndarray, max_side: int = 160) -> str:
