@@ -300,6 +300,7 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
     names = ov.class_names
     lap("overview")
 
+    log.info("report of %s: %d images, %d classes; thumbnails...", run_dir, len(d), len(ov.present))
     thumbs, more = _thumbnails(str(run_dir), d.ids.tolist(), thumb, workers)
     notes += more
     lap("thumbnails")
@@ -313,6 +314,8 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
     if with_maps:
         from mikata.analysis.maps import MapService, overlay_array
 
+        log.info("maps (%s) of the most / least class-like images of %d classes...", ", ".join(methods),
+                 len(with_maps))
         try:
             service = MapService(run_dir, handle=handle)
             wanted = [(c.index, i) for c in ov.classes if c.index in with_maps
