@@ -105,7 +105,9 @@ def test_report_sections_and_numbers_match_the_overview(report, report_run):
     assert p.issue_ids == [i["id"] for i in ov.label_issues] and len(p.issue_ids) > 0
     assert int(p.text["exceptional-count"]) == ov.exceptional["count"]
     data = json.loads(re.search(r'<script type="application/json" id="mk-data">(.*?)</script>', html, re.S).group(1))
-    assert data["cells"]["3,3"] == ov.cell(3, 3).tolist()
+    nonzero = [(t, q) for t in ov.present for q in range(len(ov.class_names)) if ov.confusion[t, q]]
+    assert sorted(data["cells"]) == sorted(f"{t},{q}" for t, q in nonzero)
+    assert all(data["cells"][f"{t},{q}"] == ov.cell(t, q).tolist() for t, q in nonzero)
     thumbs = json.loads(re.search(r'<script type="application/json" id="mk-thumbs">(.*?)</script>', html, re.S).group(1))
     assert sorted(map(int, thumbs)) == sorted(ov.data.ids.tolist())  # each image's thumbnail once
     # maps: Grad-CAM and Guided Grad-CAM of each class's most and least class-like images
@@ -215,3 +217,13 @@ def test_report_of_a_plain_run_leaves_optional_sections_out(tmp_path):
     for absent in ('id="training"', 'id="featurevis"', 'id="scorecard"', 'id="exceptional"'):
         assert absent not in html
     assert 'id="embedding"' in html and r.thumbnails == 60 and r.maps == 0
+    # many classes: the matrix keeps the ones with the most errors, and says so
+    r = write_report(tmp_path / "run", tmp_path / "small.html", maps=False, max_matrix=4)
+    p = _Collect()
+    p.feed((tmp_path / "small.html").read_text(encoding="utf-8"))
+    ov = overview(tmp_path / "run")
+    off = ov.confusion - np.diag(np.diag(ov.confusion))
+    errs = off.sum(0) + off.sum(1)
+    kept = {int(c["data-t"]) for c in p.cells}
+    assert len(p.cells) == 16 and min(errs[list(kept)]) >= np.sort(errs)[-4]
+    assert any("the 4 classes with the most errors" in n for n in r.notes)

@@ -243,6 +243,19 @@ def _json_script(data: object) -> str:
     return text.replace("</", "<\\/").replace("<!--", "<\\!--")
 
 
+def _all_cells(d) -> dict[str, list[int]]:
+    """``"t,p"`` -> the ids ``Overview.cell(t, p)`` lists (most confident first, ties in id order), in one sort."""
+    if not len(d):
+        return {}
+    pp = d.probs[np.arange(len(d)), d.preds]
+    order = np.lexsort((-pp, d.preds, d.labels))  # stable: equal probabilities keep id order
+    key = d.labels[order] * d.num_classes + d.preds[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    ids = d.ids[order]
+    return {f"{int(key[a]) // d.num_classes},{int(key[a]) % d.num_classes}": ids[a:b].tolist()
+            for a, b in zip(starts, np.r_[starts[1:], len(order)])}
+
+
 def _topk(probs: np.ndarray, k: int) -> list[list]:
     k = min(k, probs.shape[0])
     top = np.argsort(-probs, kind="stable")[:k]
@@ -252,13 +265,15 @@ def _topk(probs: np.ndarray, k: int) -> list[list]:
 def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *, split: str | None = None,
                  groups: Mapping[str, str] | None = None, methods: Sequence[str] = DEFAULT_METHODS,
                  maps: bool = True, n: int = 3, top_issues: int = 50, thumb: int = 64, max_points: int = 5000,
-                 map_classes: int = 30, handle=None, workers: int | None = None, batch_size: int = 32) -> ReportResult:
+                 map_classes: int = 30, max_matrix: int = 60, handle=None, workers: int | None = None,
+                 batch_size: int = 32) -> ReportResult:
     """Write the HTML report of a scanned run; returns where, how big and how long each stage took.
 
     ``methods``: attribution maps shown for each class's most and least class-like images (for
     that class), for at most ``map_classes`` classes (the lowest F1 first) — ``maps=False`` leaves
     them out (no model needed). ``thumb``: thumbnail size in pixels. ``max_points``: embedding
-    points drawn. ``handle``: the model (default: loaded from the run's manifest).
+    points drawn. ``max_matrix``: most classes in the confusion matrix (those with the most errors
+    are kept). ``handle``: the model (default: loaded from the run's manifest).
     """
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
@@ -363,10 +378,18 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
     shown_rows = list(ov.present)
     shown_cols = sorted(set(ov.present) | set(np.unique(d.preds).tolist()))
     cm, cmn = ov.confusion, ov.confusion_normalized
+    if len(shown_cols) > max_matrix:  # e.g. 1000 ImageNet classes: the classes with the most errors
+        off = cm - np.diag(np.diag(cm))
+        errs = off.sum(0) + off.sum(1)
+        keep = set(np.argsort(-errs, kind="stable")[:max_matrix].tolist())
+        shown_rows = [c for c in shown_rows if c in keep]
+        shown_cols = [c for c in shown_cols if c in keep]
+        notes.append(f"the confusion matrix shows the {len(shown_cols)} classes with the most errors "
+                     f"of {len(set(ov.present) | set(d.preds.tolist()))} (raise max_matrix for more)")
     matrix = [{"index": t, "name": names[t], "total": int(cm[t].sum()),
                "cells": [{"p": p, "count": int(cm[t, p]), "frac": float(cmn[t, p])} for p in shown_cols]}
               for t in shown_rows]
-    cells = {f"{t},{p}": ov.cell(t, p).tolist() for t in shown_rows for p in shown_cols if cm[t, p]}
+    cells = _all_cells(d)
     lap("confusion")
 
     # ---- embedding scatter
