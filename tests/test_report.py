@@ -205,13 +205,23 @@ def test_report_command_and_its_errors(report_run, tmp_path, capsys):
 
 
 def test_report_of_a_plain_run_leaves_optional_sections_out(tmp_path):
-    """A model that is not a mikata checkpoint, no featurevis, no scorecard: those sections are simply absent."""
+    """A checkpoint without training history, no featurevis, no scorecard: those sections are simply absent;
+    a checkpoint deleted since the scan leaves the maps out with a note instead of failing."""
     from mikata.analysis.scan import scan
+    from mikata.models import load_model
+    from mikata.models.loading import save_checkpoint
     from mikata.report import write_report
 
     images, labels = digit_images(60)
     write_folder(tmp_path / "digits", images, labels)
-    scan(mnist_handle(), tmp_path / "digits", tmp_path / "run", batch_size=32, workers=0, progress=False)
+    h = mnist_handle()
+    h.metadata["architecture"] = "test_scan_support:mnist_handle"
+    ckpt = save_checkpoint(h, tmp_path / "plain.safetensors")
+    scan(load_model(str(ckpt)), tmp_path / "digits", tmp_path / "run", batch_size=32, workers=0, progress=False)
+    ckpt.unlink()
+    gone = write_report(tmp_path / "run", tmp_path / "gone.html")
+    assert gone.maps == 0 and any(n.startswith("attribution maps left out") for n in gone.notes)
+    assert "attribution maps left out" in (tmp_path / "gone.html").read_text(encoding="utf-8")
     r = write_report(tmp_path / "run", tmp_path / "plain.html", maps=False)
     html = (tmp_path / "plain.html").read_text(encoding="utf-8")
     for absent in ('id="training"', 'id="featurevis"', 'id="scorecard"', 'id="exceptional"'):
