@@ -22,6 +22,7 @@ import logging
 import os
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +58,7 @@ class MapService:
         if self._handle is None:
             with self._model_lock:
                 if self._handle is None:
-                    self._handle = load_run_model(self.identity)
+                    self._handle = load_run_model(self.identity, self.run_dir)
         return self._handle
 
     def class_index(self, cls: int | str | None, image_id: int) -> int:
@@ -114,6 +115,82 @@ class MapService:
             self._key_locks.pop(key, None)
         return m
 
+    def maps(self, ids: list[int], methods: list[str] | tuple[str, ...] = ("gradcam",),
+             classes: list[int | str | None] | int | str | None = None, layer: str | None = None,
+             batch_size: int = 32) -> dict[tuple[int, str, int], np.ndarray]:
+        """Many maps at once: ``{(image id, method, class id): (H, W) float32}``, missing ones computed in batches.
+
+        ``classes``: one per id, or one for all (``None``: each image's predicted class). Images
+        that share a class share each ``explain`` call (one forward and the backwards every method
+        needs, for up to ``batch_size`` images), and all the new maps are stored in one transaction.
+        ``map()`` stays the call for one map at a time.
+        """
+        from mikata.attribution.engine import check_methods
+
+        methods = check_methods(list(methods))
+        ids = [int(i) for i in ids]
+        per_image = list(classes) if isinstance(classes, (list, tuple)) else [classes] * len(ids)
+        if len(per_image) != len(ids):
+            raise ValueError(f"classes has {len(per_image)} entries for {len(ids)} images")
+        layer_key = layer or ""
+        out: dict[tuple[int, str, int], np.ndarray] = {}
+        missing: dict[int, dict[int, list[str]]] = {}  # class -> image id -> methods to compute
+        with RunStore.open(self.run_dir) as store:
+            for image_id, cls in zip(ids, per_image):
+                k = self.class_index(cls, image_id)
+                for method in methods:
+                    cached = store.get_map(image_id, method, k, layer_key)
+                    if cached is not None:
+                        out[(image_id, method, k)] = cached
+                    else:
+                        missing.setdefault(k, {}).setdefault(image_id, [])
+                        if method not in missing[k][image_id]:
+                            missing[k][image_id].append(method)
+            paths = {i: image_file(store, i) for todo in missing.values() for i in todo}
+        for k, todo in missing.items():
+            need = [m for m in methods if any(m in ms for ms in todo.values())]
+            order = list(todo)
+            for start in range(0, len(order), max(1, batch_size)):
+                chunk = order[start:start + batch_size]
+                tic = time.perf_counter()
+                got = self._compute_batch([paths[i] for i in chunk], need, k, layer)  # method -> (n, H, W)
+                seconds = (time.perf_counter() - tic) / max(1, len(chunk) * len(need))
+                with RunStore.open(self.run_dir, annotate=True) as store, store._transaction():
+                    for j, image_id in enumerate(chunk):
+                        for method in todo[image_id]:
+                            m16 = np.clip(got[method][j], -65504, 65504).astype(np.float16)  # (H, W) as cached
+                            store.db.execute("INSERT OR REPLACE INTO maps VALUES (?,?,?,?,?,?,?,?)",
+                                             (image_id, method, k, layer_key, m16.shape[0], m16.shape[1],
+                                              m16.tobytes(), seconds))
+                            out[(image_id, method, k)] = m16.astype(np.float32)
+                log.debug("computed %s for %d images of class %s", need, len(chunk), k)
+        return out
+
+    def _compute_batch(self, paths: list[Path], methods: list[str], cls: int, layer: str | None) -> dict[str, np.ndarray]:
+        from mikata.attribution import explain
+        from mikata.data.images import load_image
+
+        h = self.handle
+        x = h.preprocess([load_image(p, "L" if h.in_channels == 1 else "RGB") for p in paths])  # (n, C, H, W)
+        options = {m: self.options[m] for m in methods if m in self.options} or None
+        with self._model_lock:
+            results = explain(h, x, methods, targets=[cls], layer=layer, options=options)
+        return {a.method: a.maps.detach().float().cpu().numpy() for a in results}  # (n, H, W) each
+
+    def model_views(self, ids: list[int]) -> dict[int, np.ndarray]:
+        """``model_view`` of many images: ``{id: (H, W, 3) uint8}``.
+
+        Needs only the run's preprocessing, so when every map was cached the model is never loaded.
+        """
+        from mikata.data.images import load_image
+        from mikata.render import to_uint8_image
+
+        with RunStore.open(self.run_dir) as store:
+            paths = {int(i): image_file(store, int(i)) for i in ids}
+        h = self._handle if self._handle is not None else _Preprocessing.of(self.identity)
+        mode = "L" if h.in_channels == 1 else "RGB"
+        return {i: to_uint8_image(h.denormalize(h.preprocess([load_image(p, mode)]))[0]) for i, p in paths.items()}
+
     def _compute(self, path: Path, method: str, cls: int, layer: str | None) -> np.ndarray:
         from mikata.attribution import explain
         from mikata.data.images import load_image
@@ -139,20 +216,58 @@ class MapService:
     def overlay_png(self, image_id: int, method: str = "gradcam", cls: int | str | None = None,
                     layer: str | None = None, alpha: float = 0.5) -> bytes:
         """PNG bytes of the map blended over the model's view of the image."""
-        from mikata.render import colorize, display_map
-
         m = self.map(image_id, method, cls, layer)
-        shown = display_map(m, saturate=method not in LAYER_MAP_METHODS)
-        base = self.model_view(image_id).astype(np.float64)
-        return encode((alpha * colorize(shown) + (1 - alpha) * base).round().astype(np.uint8))
+        return encode(overlay_array(m, self.model_view(image_id), method, alpha))
 
 
-def load_run_model(identity: dict) -> ModelHandle:
+@dataclass
+class _Preprocessing:
+    """A run's preprocessing (from its manifest) without its network: ``ModelHandle``'s own pixel code."""
+
+    input_size: tuple[int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    crop_fraction: float
+    interpolation: str
+    in_channels: int
+    _one = ModelHandle._one
+    preprocess = ModelHandle.preprocess
+    denormalize = ModelHandle.denormalize
+
+    @classmethod
+    def of(cls, identity: dict) -> "_Preprocessing":
+        return cls(tuple(identity["input_size"]), tuple(identity["mean"]), tuple(identity["std"]),
+                   float(identity["crop_fraction"]), identity["interpolation"], int(identity["in_channels"]))
+
+
+def overlay_array(m: np.ndarray, view: np.ndarray, method: str, alpha: float = 0.5) -> np.ndarray:
+    """A map blended over the model's view of its image, ``(H, W, 3)`` uint8 (how ``overlay_png`` draws)."""
+    from mikata.render import colorize, display_map
+
+    shown = display_map(m, saturate=method not in LAYER_MAP_METHODS)
+    return (alpha * colorize(shown) + (1 - alpha) * view.astype(np.float64)).round().astype(np.uint8)
+
+
+def run_model_spec(identity: dict, run_dir: str | os.PathLike | None = None) -> str:
+    """The run's model spec; a checkpoint path that was relative to another directory is looked up
+    next to the run too (``mikata scan models/m.safetensors ... --run runs/x`` run from elsewhere)."""
+    spec = str(identity["model_spec"])
+    if run_dir is None or os.path.exists(spec) or not spec.endswith((".safetensors", ".pt", ".pth", ".ts")):
+        return spec
+    run = Path(run_dir).expanduser().resolve()
+    for base in (run, *run.parents):
+        for candidate in (base / spec, base / Path(spec).name):
+            if candidate.is_file():
+                return str(candidate)
+    return spec
+
+
+def load_run_model(identity: dict, run_dir: str | os.PathLike | None = None) -> ModelHandle:
     """Load the model a run was scanned with (``manifest["identity"]``), refusing changed weights."""
     from mikata.analysis.scan import weights_hash
     from mikata.models import load_model
 
-    spec = identity["model_spec"]
+    spec = run_model_spec(identity, run_dir)
     handle = load_model(spec)
     if weights_hash(handle.net) != identity["weights_sha1"]:
         raise RunStoreError(f"the model at {spec} is not the one this run was scanned with (its weights changed); "

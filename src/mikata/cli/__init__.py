@@ -12,7 +12,8 @@ import sys
 
 from mikata import __version__
 
-COMMANDS = ["demo", "predict", "layers", "explain", "visualize", "activations", "filters", "samples", "train", "scan", "audit", "serve"]
+COMMANDS = ["demo", "predict", "layers", "explain", "visualize", "activations", "filters", "samples", "train", "scan", "audit",
+            "report", "serve"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,56 @@
+"""mikata report RUN_DIR --out report.html: one self-contained HTML file showing a scanned run."""
+
+from __future__ import annotations
+
+from mikata.cli.common import command_parser, print_json
+
+
+def register(sub) -> None:
+    p = command_parser(sub, "report", "Write one self-contained HTML file (opens offline) with the run's accuracy, "
+                       "clickable confusion matrix, class histogram, confused pairs, per-class most/least "
+                       "class-like images with Grad-CAM and Guided Grad-CAM, suspected label errors, the "
+                       "embedding scatter, training curves, feature-visualization grids and the scorecard.",
+                       "mikata report runs/fashion --out fashion.html --groups groups.json")
+    p.add_argument("run", metavar="RUN_DIR", help="a run directory made by `mikata scan`")
+    p.add_argument("--out", default=None, metavar="FILE", help="the HTML file to write (default RUN_DIR/report.html)")
+    p.add_argument("--split", default=None, help="only rows of this split (e.g. test)")
+    p.add_argument("--groups", default=None, metavar="FILE",
+                   help='class -> group mapping for errors across groups: JSON {"cat": ["siamese", ...]} '
+                        "or class,group lines")
+    p.add_argument("--methods", default="gradcam,guided-gradcam",
+                   help="attribution maps for each class's most/least class-like images (default gradcam,guided-gradcam)")
+    p.add_argument("--no-maps", action="store_true", help="leave the maps out (no model is loaded)")
+    p.add_argument("--map-classes", type=int, default=30, metavar="N",
+                   help="draw maps for at most N classes, lowest F1 first (default 30)")
+    p.add_argument("--top", type=int, default=3, help="most / least class-like images per class (default 3)")
+    p.add_argument("--issues", type=int, default=50, help="suspected label errors to list (default 50)")
+    p.add_argument("--thumb", type=int, default=64, help="thumbnail size in pixels (default 64)")
+    p.add_argument("--points", type=int, default=5000, help="embedding points drawn at most (default 5000)")
+    p.add_argument("--json", action="store_true", help="print where the report went, its size and timings as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import logging
+
+    from mikata.analysis.audit import load_groups
+    from mikata.report import ReportError, write_report
+
+    groups = None
+    if args.groups:
+        try:
+            groups = load_groups(args.groups)
+        except (OSError, ValueError) as e:
+            raise ReportError(f"cannot read --groups {args.groups}: {e}") from e
+    methods = [m for m in args.methods.split(",") if m.strip()]
+    r = write_report(args.run, args.out, split=args.split, groups=groups, methods=methods, maps=not args.no_maps,
+                     n=args.top, top_issues=args.issues, thumb=args.thumb, max_points=args.points,
+                     map_classes=args.map_classes)
+    if args.json:
+        print_json(r.summary())
+    else:
+        for note in r.notes:
+            logging.getLogger("mikata").warning("note: %s", note)
+        print(f"wrote {r.path} ({r.bytes / 1e6:.1f} MB, {r.images:,} images, {r.maps} maps) "
+              f"in {r.timings['total']:.1f} s; open it in a browser (works offline)")
+    return 0

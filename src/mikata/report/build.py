@@ -1,0 +1,467 @@
+"""``write_report``: one self-contained HTML file that shows a scanned run to a person.
+
+Everything comes from ``overview()`` (the same numbers ``mikata audit`` prints and ``mikata
+serve`` shows), the run's cached attribution maps (``MapService.maps``, computed in batches when
+missing) and, when present, the training history inside the run's checkpoint, feature-visualization
+grids under ``RUN_DIR/featurevis/`` and the scorecard of ``mikata evaluate``.
+
+The file opens offline: charts are inline SVG drawn here, images are ``data:`` URIs, and each
+image's thumbnail is embedded once, in a JSON table (id -> image) that the page's small script
+reads to draw the lists a click asks for (a confusion cell, a confused pair, an embedding point),
+a page of thumbnails at a time.
+
+Example:
+    >>> result = write_report("runs/fashion", "fashion.html")          # doctest: +SKIP
+    >>> result.path, result.timings["total"]                          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import json
+import logging
+import math
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from html import escape
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from mikata.errors import MikataError
+
+log = logging.getLogger(__name__)
+
+TEMPLATES = Path(__file__).with_name("templates")
+DEFAULT_METHODS = ("gradcam", "guided-gradcam")
+
+
+class ReportError(MikataError):
+    """The report cannot be written (bad run directory, unwritable output, bad option)."""
+
+
+@dataclass
+class ReportResult:
+    path: Path
+    images: int
+    thumbnails: int
+    maps: int
+    bytes: int
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, and "total"
+    notes: list[str] = field(default_factory=list)            # sections left out, and why
+
+    def summary(self) -> dict:
+        return {"path": str(self.path), "images": self.images, "thumbnails": self.thumbnails, "maps": self.maps,
+                "bytes": self.bytes, "timings": {k: round(v, 3) for k, v in self.timings.items()},
+                "notes": self.notes}
+
+
+# ------------------------------------------------------------------------------------------ images
+def _b64(data: bytes) -> str:
+    """A compact table entry: 'p' or 'j' (PNG / JPEG) then base64; the page adds the data: prefix."""
+    return ("p" if data[:4] == b"\x89PNG" else "j") + base64.b64encode(data).decode("ascii")
+
+
+def _thumbnails(run_dir: str, ids: Sequence[int], size: int, workers: int) -> tuple[dict[int, str], list[str]]:
+    """id -> table entry for every image that still exists; a note for the ones that don't."""
+    from mikata.analysis.media import UnknownImageError, image_file
+    from mikata.analysis.runstore import RunStore
+
+    with RunStore.open(run_dir) as store:
+        paths = store.db.execute("SELECT id, path FROM images WHERE status='ok'").fetchall()
+        wanted = set(int(i) for i in ids)
+        files: dict[int, Path] = {}
+        missing = 0
+        root = os.path.realpath(store.manifest.get("dataset_root") or "/nonexistent")
+        for i, p in paths:
+            if i not in wanted:
+                continue
+            real = os.path.realpath(p)
+            if os.path.commonpath([root, real]) == root and os.path.isfile(real):
+                files[int(i)] = Path(real)
+            else:  # the same refusal image_file makes, without one query per image
+                try:
+                    files[int(i)] = image_file(store, int(i))
+                except UnknownImageError:
+                    missing += 1
+
+    def one(item: tuple[int, Path]) -> tuple[int, str | None]:
+        try:
+            return item[0], _b64(_thumbnail(item[1], size))
+        except Exception as e:  # a file changed since the scan: the report still gets written
+            log.warning("no thumbnail for image %s: %s", item[0], e)
+            return item[0], None
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        got = dict(pool.map(one, files.items(), chunksize=64))
+    table = {i: t for i, t in got.items() if t is not None}
+    lost = missing + len(got) - len(table)
+    notes = [f"{lost} images could not be read any more (moved or deleted since the scan): no thumbnails"] if lost else []
+    return table, notes
+
+
+def _thumbnail(path: Path, size: int) -> bytes:
+    """Like ``media.thumbnail``, but a gray image stays one channel (a third of the bytes as PNG)."""
+    from PIL import Image
+
+    from mikata.analysis.media import encode
+    from mikata.data.images import load_image
+
+    img = load_image(path)
+    img.thumbnail((size, size), Image.BILINEAR)
+    small = img.width * img.height <= 64 * 64
+    if small:
+        a = np.asarray(img)
+        if (a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all():
+            img = Image.fromarray(a[..., 0])
+    return encode(img, "PNG" if small else "JPEG", quality=80)
+
+
+def _png_uri(a: np.ndarray, max_side: int = 160) -> str:
+    from PIL import Image
+
+    from mikata.analysis.media import data_uri, encode
+
+    img = Image.fromarray(a)
+    if max(img.size) > max_side:
+        img.thumbnail((max_side, max_side), Image.BILINEAR)
+    small = img.width * img.height <= 96 * 96
+    return data_uri(encode(img, "PNG" if small else "JPEG", quality=85))
+
+
+def _file_uri(path: Path, max_side: int = 1600) -> str:
+    """A PNG file as a data URI, scaled down when it is larger than a screen needs."""
+    from PIL import Image
+
+    from mikata.analysis.media import data_uri, encode
+
+    raw = path.read_bytes()
+    with Image.open(path) as img:
+        if max(img.size) <= max_side and len(raw) <= 2_000_000:
+            return data_uri(raw)
+        img = img.convert("RGB")
+        img.thumbnail((max_side, max_side), Image.LANCZOS)
+        return data_uri(encode(img, "JPEG", quality=90))
+
+
+# ------------------------------------------------------------------------------- optional sections
+def training_history(identity: dict, run_dir: str | os.PathLike) -> dict[str, list[float]] | None:
+    """``metadata["training"]["history"]`` of the run's checkpoint when ``mikata train`` made it, else None."""
+    from mikata.analysis.maps import run_model_spec
+    from mikata.models.loading import read_checkpoint_metadata
+
+    spec = run_model_spec(identity, run_dir)
+    if not spec.endswith(".safetensors") or not os.path.isfile(spec):
+        return None
+    try:
+        history = read_checkpoint_metadata(spec).get("training", {}).get("history")
+    except MikataError:
+        return None
+    if not isinstance(history, dict) or not any(history.get(k) for k in ("train_loss", "val_loss")):
+        return None
+    return {k: [float(v) for v in vs] for k, vs in history.items() if isinstance(vs, list)}
+
+
+def featurevis_grids(run_dir: Path) -> list[dict]:
+    """Every PNG under ``RUN_DIR/featurevis/`` (recursively), as titled data URIs."""
+    folder = run_dir / "featurevis"
+    if not folder.is_dir():
+        return []
+    out = []
+    for p in sorted(folder.rglob("*.png")):
+        try:
+            out.append({"title": str(p.relative_to(folder)), "uri": _file_uri(p)})
+        except Exception as e:
+            log.warning("skipping feature-visualization image %s: %s", p, e)
+    return out
+
+
+def scorecard(run_dir: Path) -> dict | None:
+    """``RUN_DIR/evaluate/scorecard.json`` (written by ``mikata evaluate``) with its figures embedded."""
+    path = run_dir / "evaluate" / "scorecard.json"
+    if not path.is_file():
+        return None
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        log.warning("ignoring unreadable scorecard %s: %s", path, e)
+        return None
+    if not isinstance(card, dict):
+        return None
+    metrics = [m if isinstance(m, dict) else {"name": str(m)} for m in card.get("metrics") or []]
+    table = card.get("table") or {}
+    methods = list(card.get("methods") or table.keys())
+    passes = card.get("passes") or {}
+    checks = sorted({c for v in passes.values() if isinstance(v, dict) for c in v})
+    figures = []
+    for rel in card.get("figures") or []:
+        f = (path.parent / str(rel)).resolve()
+        if f.is_file() and os.path.commonpath([str(path.parent.resolve()), str(f)]) == str(path.parent.resolve()):
+            figures.append({"title": str(rel), "uri": _file_uri(f)})
+
+    def cell(method: str, metric: str) -> str:
+        v = (table.get(method) or {}).get(metric)
+        return "–" if v is None else (f"{v:.4g}" if isinstance(v, (int, float)) else str(v))
+
+    rows = [{"method": m, "cells": [cell(m, x.get("name", "")) for x in metrics],
+             "passes": [(passes.get(m) or {}).get(c) for c in checks]} for m in methods]
+    return {"model": card.get("model"), "images": card.get("images"), "target": card.get("target"),
+            "created": card.get("created"), "metrics": metrics, "rows": rows, "checks": checks, "figures": figures}
+
+
+def _embedding_2d(ov, max_points: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``(ids, xy)``: PCA of the L2-normalized embeddings of a seeded sample (the rows ``embedding_2d`` picks).
+
+    Normalizing first compares directions, not magnitudes: with raw post-ReLU features a few
+    high-norm classes stretch the plot and the rest collapse into one corner.
+    """
+    from mikata.analysis.audit import project_2d
+    from mikata.analysis.runstore import RunStore, RunStoreError
+
+    d = ov.data
+    rows = np.arange(len(d))
+    if len(rows) > max_points:
+        rows = np.sort(np.random.default_rng(seed).choice(len(rows), max_points, replace=False))
+    with RunStore.open(d.run_dir) as store:
+        if "embed" not in store.dims():
+            raise RunStoreError("this run has no embeddings (the model has no linear head to read them from)")
+        emb = np.asarray(store.vectors("embed")[d.vec_rows[rows]], dtype=np.float32)  # (n, D)
+    if len(rows) < 3:
+        raise ValueError("fewer than 3 images: nothing to project")
+    emb /= np.clip(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12, None)
+    return d.ids[rows], project_2d(emb, "pca", seed).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------------ report
+def _json_script(data: object) -> str:
+    """JSON safe to put inside a <script type="application/json"> element."""
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return text.replace("</", "<\\/").replace("<!--", "<\\!--")
+
+
+def _all_cells(d) -> dict[str, list[int]]:
+    """``"t,p"`` -> the ids ``Overview.cell(t, p)`` lists (most confident first, ties in id order), in one sort."""
+    if not len(d):
+        return {}
+    pp = d.probs[np.arange(len(d)), d.preds]
+    order = np.lexsort((-pp, d.preds, d.labels))  # stable: equal probabilities keep id order
+    key = d.labels[order] * d.num_classes + d.preds[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    ids = d.ids[order]
+    return {f"{int(key[a]) // d.num_classes},{int(key[a]) % d.num_classes}": ids[a:b].tolist()
+            for a, b in zip(starts, np.r_[starts[1:], len(order)])}
+
+
+def _topk(probs: np.ndarray, k: int) -> list[list]:
+    k = min(k, probs.shape[0])
+    top = np.argsort(-probs, kind="stable")[:k]
+    return [[int(c), round(float(probs[c]), 4)] for c in top]
+
+
+def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *, split: str | None = None,
+                 groups: Mapping[str, str] | None = None, methods: Sequence[str] = DEFAULT_METHODS,
+                 maps: bool = True, n: int = 3, top_issues: int = 50, thumb: int = 64, max_points: int = 5000,
+                 map_classes: int = 30, max_matrix: int = 60, handle=None, workers: int | None = None,
+                 batch_size: int = 32) -> ReportResult:
+    """Write the HTML report of a scanned run; returns where, how big and how long each stage took.
+
+    ``methods``: attribution maps shown for each class's most and least class-like images (for
+    that class), for at most ``map_classes`` classes (the lowest F1 first) — ``maps=False`` leaves
+    them out (no model needed). ``thumb``: thumbnail size in pixels. ``max_points``: embedding
+    points drawn. ``max_matrix``: most classes in the confusion matrix (those with the most errors
+    are kept). ``handle``: the model (default: loaded from the run's manifest).
+    """
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    from mikata.analysis.overview import overview
+    from mikata.analysis.runstore import RunStore, RunStoreError
+
+    timings: dict[str, float] = {}
+    t0 = tic = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal tic
+        now = time.perf_counter()
+        timings[name] = now - tic
+        tic = now
+
+    run_dir = Path(run).expanduser().resolve()
+    if not (run_dir / "run.sqlite").is_file():
+        raise ReportError(f"{run} is not a mikata run directory (no run.sqlite inside); "
+                          "make one with `mikata scan MODEL DATA_DIR --run RUN_DIR`")
+    out_path = Path(out).expanduser() if out is not None else run_dir / "report.html"
+    if out_path.is_dir():
+        raise ReportError(f"--out {out_path} is a directory; give a file name such as {out_path / 'report.html'}")
+    if thumb < 16 or thumb > 256:
+        raise ReportError(f"thumbnail size {thumb} px is out of range; use 16..256 (64-96 keeps the file small)")
+    if maps:
+        from mikata.attribution.engine import check_methods
+
+        methods = check_methods(list(methods))  # ChoiceError before any work
+    else:
+        methods = []
+    workers = workers or min(4, os.cpu_count() or 1)
+    notes: list[str] = []
+
+    ov = overview(run_dir, n=n, top_issues=top_issues, split=split, groups=groups)
+    d = ov.data
+    with RunStore.open(run_dir) as store:
+        manifest = store.manifest
+    identity = manifest.get("identity", {})
+    names = ov.class_names
+    lap("overview")
+
+    log.info("report of %s: %d images, %d classes; thumbnails...", run_dir, len(d), len(ov.present))
+    thumbs, more = _thumbnails(str(run_dir), d.ids.tolist(), thumb, workers)
+    notes += more
+    lap("thumbnails")
+
+    # ---- per-class galleries, with maps for the classes that need a look most
+    rank = sorted(ov.classes, key=lambda c: (c.f1, c.index))
+    with_maps = {c.index for c in rank[:max(0, map_classes)]} if methods else set()
+    overlays: dict[tuple[int, str, int], str] = {}
+    views: dict[int, str] = {}
+    map_error = None
+    if with_maps:
+        from mikata.analysis.maps import MapService, overlay_array
+
+        log.info("maps (%s) of the most / least class-like images of %d classes...", ", ".join(methods),
+                 len(with_maps))
+        try:
+            service = MapService(run_dir, handle=handle)
+            wanted = [(c.index, i) for c in ov.classes if c.index in with_maps
+                      for i in dict.fromkeys(c.most_class_like + c.least_class_like)]
+            got = {}
+            for c in sorted(with_maps):
+                ids = [i for k, i in wanted if k == c]
+                if ids:
+                    got.update(service.maps(ids, methods, c, batch_size=batch_size))
+            raw_views = service.model_views(sorted({i for _, i in wanted}))
+            for i, v in raw_views.items():
+                views[i] = _png_uri(v)
+            for (i, m, k), a in got.items():
+                overlays[(i, m, k)] = _png_uri(overlay_array(a, raw_views[i], m))
+        except MikataError as e:
+            map_error = str(e)
+            notes.append(f"attribution maps left out: {e}")
+            overlays, views = {}, {}
+    elif maps and not methods:
+        notes.append("attribution maps left out: no methods given")
+    lap("maps")
+
+    method_titles = {"gradcam": "Grad-CAM", "guided-gradcam": "Guided Grad-CAM", "gradcam++": "Grad-CAM++",
+                     "guided-backprop": "Guided Backprop", "saliency": "Saliency", "smoothgrad": "SmoothGrad",
+                     "integrated-gradients": "Integrated Gradients"}
+
+    def card(i: int, c: int) -> dict:
+        r = ov.row(i)
+        return {"id": int(i), "label": names[d.labels[r]], "pred": names[d.preds[r]],
+                "right": bool(d.labels[r] == d.preds[r]), "p_class": float(d.probs[r, c]),
+                "topk": [(names[k], p) for k, p in _topk(d.probs[r], 3)],
+                "view": views.get(int(i)),
+                "maps": [(method_titles.get(m, m), overlays[(int(i), m, c)]) for m in methods
+                         if (int(i), m, c) in overlays]}
+
+    classes = [{"index": c.index, "name": c.name, "images": c.images, "precision": c.precision,
+                "recall": c.recall, "f1": c.f1, "has_maps": c.index in with_maps and not map_error,
+                "most": [card(i, c.index) for i in c.most_class_like],
+                "least": [card(i, c.index) for i in c.least_class_like]} for c in ov.classes]
+    if methods and len(ov.classes) > len(with_maps) and not map_error:
+        notes.append(f"maps drawn for the {len(with_maps)} classes with the lowest F1 of {len(ov.classes)} "
+                     "(raise --map-classes for more)")
+
+    # ---- confusion matrix (rows: true classes with images; columns: classes that occur at all)
+    shown_rows = list(ov.present)
+    shown_cols = sorted(set(ov.present) | set(np.unique(d.preds).tolist()))
+    cm, cmn = ov.confusion, ov.confusion_normalized
+    if len(shown_cols) > max_matrix:  # e.g. 1000 ImageNet classes: the classes with the most errors
+        off = cm - np.diag(np.diag(cm))
+        errs = off.sum(0) + off.sum(1)
+        keep = set(np.argsort(-errs, kind="stable")[:max_matrix].tolist())
+        shown_rows = [c for c in shown_rows if c in keep]
+        shown_cols = [c for c in shown_cols if c in keep]
+        notes.append(f"the confusion matrix shows the {len(shown_cols)} classes with the most errors "
+                     f"of {len(set(ov.present) | set(d.preds.tolist()))} (raise max_matrix for more)")
+    matrix = [{"index": t, "name": names[t], "total": int(cm[t].sum()),
+               "cells": [{"p": p, "count": int(cm[t, p]), "frac": float(cmn[t, p])} for p in shown_cols]}
+              for t in shown_rows]
+    cells = _all_cells(d)
+    lap("confusion")
+
+    # ---- embedding scatter
+    emb = None
+    try:
+        eids, xy = _embedding_2d(ov, max_points)
+        lo, hi = xy.min(0), xy.max(0)
+        span = np.where(hi - lo > 0, hi - lo, 1)
+        unit = np.round((xy - lo) / span, 4)
+        emb = {"ids": eids.tolist(), "x": unit[:, 0].tolist(), "y": unit[:, 1].tolist(),
+               "shown": len(eids), "total": len(d)}
+    except (RunStoreError, ValueError) as e:
+        notes.append(f"embedding scatter left out: {e}")
+    lap("embedding")
+
+    history = training_history(identity, run_dir)
+    featurevis = featurevis_grids(run_dir)
+    card_data = scorecard(run_dir)
+    lap("extras")
+
+    from mikata.report.svg import bar_chart, class_colors, line_chart
+
+    colors = class_colors(len(names))
+    charts = {
+        "histogram": bar_chart([names[c] for c in ov.present], [int(ov.histogram[c]) for c in ov.present],
+                               title="images per class (true label)",
+                               color=[colors[c] for c in ov.present]),
+    }
+    if history:
+        loss = {k.replace("_", " "): history[k] for k in ("train_loss", "val_loss") if history.get(k)}
+        acc = {k.replace("_", " "): history[k] for k in ("train_accuracy", "val_accuracy") if history.get(k)}
+        charts["loss"] = line_chart(loss, title="loss") if loss else ""
+        charts["accuracy"] = line_chart(acc, title="accuracy") if acc else ""
+    ex = None
+    if ov.exceptional is not None:
+        ex = {"count": ov.exceptional["count"], "pairs": list(ov.exceptional["pairs"].items()),
+              "ids": [int(d.ids[r]) for r in ov.exceptional["rows"]]}
+    wrong = d.labels != d.preds
+    errors = int(wrong.sum())
+    data = {
+        "classes": names, "colors": colors,
+        "ids": d.ids.tolist(), "labels": d.labels.tolist(), "preds": d.preds.tolist(),
+        "pp": np.round(d.probs[np.arange(len(d)), d.preds], 3).tolist(),
+        "cells": cells, "emb": emb, "exceptional": ex["ids"] if ex else None,
+        "pairs": [[a, b] for a, b, _, _ in ov.confused_pairs],
+    }
+    summary = {
+        "images": len(d), "skipped": len(ov.skipped), "accuracy": ov.accuracy, "top5": ov.top5_accuracy,
+        "errors": errors, "classes": len(ov.present), "imbalance": ov.imbalance,
+        "issues": len(ov.label_issues), "accuracy_repr": repr(ov.accuracy), "top5_repr": repr(ov.top5_accuracy),
+    }
+    issues = [{**i, "label_prob": float(i["label_prob"]), "suggested_prob": float(i["suggested_prob"]),
+               "name": os.path.basename(i["path"])} for i in ov.label_issues]
+    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"]))
+    env.filters["pct"] = lambda v: "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2%}"
+    html = env.get_template("report.html.j2").render(
+        title=f"mikata report — {run_dir.name}", run_dir=str(run_dir), manifest=manifest, identity=identity,
+        split=split, summary=summary, classes=classes, methods=[method_titles.get(m, m) for m in methods],
+        matrix=matrix, cols=[{"index": p, "name": names[p]} for p in shown_cols],
+        pairs=[{"a": names[a], "b": names[b], "ia": a, "ib": b, "ab": ab, "ba": ba} for a, b, ab, ba in ov.confused_pairs],
+        issues=issues, exceptional=ex, charts=charts, history=history, featurevis=featurevis,
+        scorecard=card_data, emb=emb, notes=notes, skipped=ov.skipped[:50], map_error=map_error,
+        created=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        data_json=_json_script(data), thumbs_json=_json_script(thumbs),
+        css=(TEMPLATES / "report.css").read_text(encoding="utf-8"),
+        js=(TEMPLATES / "report.js").read_text(encoding="utf-8"), escape=escape, colors=colors)
+    lap("render")
+    try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(html, encoding="utf-8")
+    except OSError as e:
+        raise ReportError(f"cannot write {out_path}: {e.strerror or e}; choose another --out") from e
+    lap("write")
+    timings["total"] = time.perf_counter() - t0
+    return ReportResult(out_path.resolve(), len(d), len(thumbs), len(overlays), out_path.stat().st_size, timings, notes)
