@@ -25,6 +25,9 @@ def test_quick_demo_writes_every_listed_output(tmp_path):
     assert "accuracy" in out.stdout and "suspected label errors" in out.stdout
     assert (tmp_path / "explain" / "chelsea_explain.png").is_file()
     assert (tmp_path / "visualize-classes" / "grid.png").is_file()
+    report = (tmp_path / "run" / "report.html").read_text()
+    assert "Confusion matrix" in report and "http://" not in report and "https://" not in report
+    assert "mikata serve" in out.stderr + out.stdout
 
     # The fine-tuned checkpoint works wherever a model spec is accepted: predict, explain, scan (above).
     ckpt = str(tmp_path / "fashion-mnist-lite0.safetensors")

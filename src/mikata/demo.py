@@ -47,6 +47,7 @@ def run_demo(out_dir: str | Path = "mikata-demo", quick: bool = False) -> DemoRe
     from mikata.featurevis import RenderOptions, visualize_channels, visualize_classes
     from mikata.models import load_model
     from mikata.predict import predict
+    from mikata.report import write_report
     from mikata.train.demo import DEMO_SETTINGS, demo_paths, train_demo_model
     from mikata.train.loop import plot_path
 
@@ -55,19 +56,19 @@ def run_demo(out_dir: str | Path = "mikata-demo", quick: bool = False) -> DemoRe
     result = DemoResult()
     photos = shipped_photos(out / "photos")
 
-    step("1/5 The built-in ImageNet model (EfficientNet-Lite0, real weights) on shipped photos")
+    step("1/6 The built-in ImageNet model (EfficientNet-Lite0, real weights) on shipped photos")
     imagenet = load_model("efficientnet-lite0")
     for pred in predict(imagenet, list(photos.values()), top=3):
         log.info("  %-12s %s", Path(pred.path).stem, ", ".join(f"{name} {p:.0%}" for name, _, p in pred.top))
         result.facts[f"top1:{Path(pred.path).stem}"] = pred.top[0][0]
 
-    step("2/5 Where does it look? Grad-CAM, Guided Grad-CAM and SmoothGrad with the top-5 bars")
+    step("2/6 Where does it look? Grad-CAM, Guided Grad-CAM and SmoothGrad with the top-5 bars")
     chosen = [photos["chelsea"]] if quick else [photos["chelsea"], photos["coffee"]]
     explain_files(imagenet, chosen, ["gradcam", "guided-gradcam", "smoothgrad"], targets="top1",
                   out_dir=out / "explain", options={"smoothgrad": {"samples": 4 if quick else 16}})
     result.outputs.append(("explanations (figures, .npy)", out / "explain"))
 
-    step("3/5 What do units respond to? Class logits and first-layer channels, rendered")
+    step("3/6 What do units respond to? Class logits and first-layer channels, rendered")
     # The defaults (224 px, 48 steps) are the tested ones: the model reads each image as its class.
     classes = visualize_classes(imagenet, ["zebra", "strawberry", "castle"],
                                 RenderOptions(size=64, steps=8) if quick else RenderOptions(seed=0))
@@ -79,7 +80,7 @@ def run_demo(out_dir: str | Path = "mikata-demo", quick: bool = False) -> DemoRe
     result.outputs += [("class-logit images", out / "visualize-classes" / "grid.png"),
                        ("first-layer channel images", out / "visualize-stem" / "grid.png")]
 
-    step("4/5 Transfer learning: EfficientNet-Lite0 fine-tuned on Fashion-MNIST (Debian dataset-fashion-mnist)")
+    step("4/6 Transfer learning: EfficientNet-Lite0 fine-tuned on Fashion-MNIST (Debian dataset-fashion-mnist)")
     overrides = {"epochs": 1, "input_size": 32} if quick else {}
     ckpt, test_acc, seconds = train_demo_model(out, per_class=20 if quick else 500, **overrides)
     data_dir, _ = demo_paths(out)
@@ -90,15 +91,22 @@ def run_demo(out_dir: str | Path = "mikata-demo", quick: bool = False) -> DemoRe
     if plot.exists():
         result.outputs.append(("training curves", plot))
 
-    step("5/5 Where and why does it fail? Scan the held-out test split, then audit it")
+    step("5/6 Where and why does it fail? Scan the held-out test split, then audit it")
     run_dir = out / "run"
-    scan(load_model(str(ckpt)), data_dir, run_dir, split="test", fractions=DEMO_SETTINGS["split"],
+    fine_tuned = load_model(str(ckpt))
+    scan(fine_tuned, data_dir, run_dir, split="test", fractions=DEMO_SETTINGS["split"],
          seed=DEMO_SETTINGS["seed"], gradcam=True, batch_size=64, workers=0 if quick else 2)
     summary = audit(run_dir, n=2, top_issues=5)
     print(format_audit(summary, max_listed=5), flush=True)
     result.facts["scan_accuracy"] = summary["accuracy"]
     result.outputs.append(("scanned run", run_dir))
-    log.info("\nExplore further: mikata audit %s  |  mikata explain %s IMAGE --methods gradcam", run_dir, ckpt)
+
+    step("6/6 The report: one HTML file that opens offline (and `mikata serve` for the web app)")
+    report = write_report(run_dir, run_dir / "report.html", handle=fine_tuned)
+    log.info("  %d images, %.1f MB, written in %.0f s", report.images, report.bytes / 1e6, report.timings["total"])
+    result.outputs.append(("HTML report (opens offline)", report.path))
+    log.info("\nExplore further: mikata serve %s  (the web app: every image, any map, label review)\n"
+             "                 mikata explain %s IMAGE --methods gradcam", run_dir, ckpt)
 
     result.seconds = time.perf_counter() - start
     return result
