@@ -12,7 +12,7 @@ import sys
 
 from mikata import __version__
 
-COMMANDS = ["demo", "predict", "layers", "explain", "visualize", "activations", "filters", "samples", "train", "scan", "audit"]
+COMMANDS = ["demo", "predict", "layers", "explain", "visualize", "activations", "filters", "samples", "train", "scan", "audit", "evaluate"]
 
 
 def build_parser() -> argparse.ArgumentParser:
