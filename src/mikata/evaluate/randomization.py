@@ -101,14 +101,25 @@ def similarity(original: torch.Tensor, other: torch.Tensor) -> tuple[torch.Tenso
 
 
 # ---------------------------------------------------------------------------- randomization
+_WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.ConvTranspose2d)
+
+
+def _has_weights(m: nn.Module) -> bool:
+    return any(isinstance(sub, _WEIGHTED) for sub in m.modules())
+
+
 def parametrized_units(net: nn.Module) -> list[str]:
-    """The network's units in forward order: top-level children, with Sequential / ModuleList
-    children expanded one level (``blocks.0`` ... ``blocks.15``); only units that hold parameters."""
+    """The network's units in forward order: top-level children holding a Conv/Linear, with a
+    Sequential / ModuleList expanded one level when two or more of its children hold one
+    (``blocks.0`` ... ``blocks.15``; a conv-BN-activation triple stays one unit)."""
     units = []
     for name, child in net.named_children():
-        if isinstance(child, (nn.Sequential, nn.ModuleList)) and len(child) > 1:
-            units += [f"{name}.{sub}" for sub, m in child.named_children() if any(True for _ in m.parameters())]
-        elif any(True for _ in child.parameters()):
+        if not _has_weights(child):
+            continue
+        subs = [(s, m) for s, m in child.named_children() if _has_weights(m)]
+        if isinstance(child, (nn.Sequential, nn.ModuleList)) and len(subs) > 1:
+            units += [f"{name}.{s}" for s, _ in subs]
+        else:
             units.append(name)
     return units
 
@@ -132,7 +143,7 @@ def stage_groups(units: Sequence[str], stages: int) -> list[list[str]]:
 def randomize_unit(module: nn.Module, generator: torch.Generator) -> None:
     """Re-draw every Conv/Linear weight and bias in ``module`` ~ N(0, std of the trained tensor)."""
     for m in module.modules():
-        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.ConvTranspose2d)):
+        if isinstance(m, _WEIGHTED):
             for p in (m.weight, m.bias):
                 if p is None:
                     continue
