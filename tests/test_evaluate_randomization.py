@@ -103,7 +103,7 @@ def three(lite0, photos):
 
 def test_cascade_tells_saliency_from_guided_backprop(lite0, three):
     before = [p.clone() for p in lite0.net.parameters()]
-    card = evaluate(lite0, three, ["saliency", "guided-backprop"], checks=["randomization"], stages=6).card
+    card = evaluate(lite0, three[:2], ["saliency", "guided-backprop"], checks=["randomization"], stages=4).card
     assert card["passes"]["saliency"]["model-randomization"] is True
     assert card["passes"]["guided-backprop"]["model-randomization"] is False
     top = card["cascade"]["spearman"]
@@ -135,4 +135,6 @@ def test_random_logit_matches_quantus(lite0, three, torchvision):
                     explain_func=explain_func, device="cpu")
     other, sims = random_logit(lite0, x, ["gradcam"], ids, other=asked[-1])
     assert (other != ids).all()
-    np.testing.assert_allclose(sims["gradcam"][0].numpy(), np.array(theirs, dtype=float), atol=1e-6)
+    # a map that is constant (Grad-CAM all zero for a class with no positive evidence) has no rank
+    # order: Quantus (scipy) gives NaN, we count it as 0 similarity so the check can still decide
+    np.testing.assert_allclose(sims["gradcam"][0].numpy(), np.nan_to_num(np.array(theirs, dtype=float)), atol=1e-6)
