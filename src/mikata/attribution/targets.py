@@ -15,7 +15,7 @@ import torch
 
 from mikata.models.handle import ModelHandle
 
-TargetSpec = Union[str, int, Sequence[Union[str, int]]]
+TargetSpec = Union[str, int, Sequence[Union[str, int]], torch.Tensor]
 
 
 def parse_topk(spec: object) -> int | None:
@@ -35,6 +35,11 @@ def resolve_targets(handle: ModelHandle, logits: torch.Tensor, targets: TargetSp
     Unknown names raise ``ChoiceError`` listing the classes.
     """
     n, k = logits.shape
+    if isinstance(targets, torch.Tensor):  # explicit class ids per image: (N,) or (N, T)
+        ids = targets.detach().long().to(logits.device).reshape(n, -1)
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= k):
+            raise ValueError(f"class ids must lie in 0..{k - 1}")
+        return ["given"] if ids.shape[1] == 1 else [f"given{t + 1}" for t in range(ids.shape[1])], ids.clone()
     if targets is None:
         targets = "top1"
     top = parse_topk(targets)

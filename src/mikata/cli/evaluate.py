@@ -1,0 +1,102 @@
+"""mikata evaluate MODEL IMAGES... | RUN_DIR: which attribution map to believe, measured.
+
+Deletion/insertion AUC against a random order, the model-randomization cascade and the random-logit
+sanity checks, max-sensitivity, and the pointing game / energy inside boxes or masks when given.
+Prints a scorecard (method x metric, pass/fail per check) and writes scorecard.json + evaluate.png.
+"""
+
+from __future__ import annotations
+
+import os
+
+from mikata.cli.common import command_parser, print_json
+
+DEFAULT_METHODS = "gradcam,saliency,guided-backprop,integrated-gradients"
+DEFAULT_CHECKS = "faithfulness,randomization,random-logit,stability,localization"
+
+
+def register(sub) -> None:
+    p = command_parser(sub, "evaluate",
+                       "Measure attribution maps on your model and images: faithfulness, sanity checks, "
+                       "localization, stability.",
+                       "mikata evaluate efficientnet-lite0 photos/ --methods gradcam,saliency,guided-backprop\n"
+                       "  mikata evaluate runs/fashion --images-limit 16      (a scanned run: writes runs/fashion/evaluate/)")
+    p.add_argument("source", metavar="MODEL|RUN_DIR",
+                   help="a model spec (efficientnet-lite0, torchvision:NAME, a .safetensors checkpoint, ...) "
+                        "followed by images, or a run directory made by `mikata scan`")
+    p.add_argument("images", nargs="*", metavar="IMAGE", help="image files or folders (with a MODEL)")
+    p.add_argument("--trust", action="store_true",
+                   help="allow unpickling a whole model from a file (runs its code: only your own files)")
+    p.add_argument("--methods", default=DEFAULT_METHODS, help=f"comma-separated methods (default {DEFAULT_METHODS})")
+    p.add_argument("--checks", default=DEFAULT_CHECKS,
+                   help=f"comma-separated checks (default all: {DEFAULT_CHECKS}; localization needs --boxes or --masks)")
+    p.add_argument("--target", default="top1", help="top1 (default) or a class id or name")
+    p.add_argument("--layer", default=None, help="layer for CAM methods (default: the model's)")
+    p.add_argument("--out", default=None, help="output folder (default ./evaluate, or RUN_DIR/evaluate)")
+    p.add_argument("--images-limit", type=int, default=16,
+                   help="how many images (a seeded sample of a run; the first N files otherwise; default 16)")
+    p.add_argument("--steps", type=int, default=50, help="deletion/insertion steps (default 50)")
+    p.add_argument("--fill", default="blur", choices=["blur", "mean", "zero", "auto", "road"],
+                   help="what removed regions become (default blur; auto = zero for deletion, blur for "
+                        "insertion as in RISE; road = ROAD noisy linear imputation, slow: use few --steps)")
+    p.add_argument("--patch", type=int, default=None,
+                   help="region side in pixels for deletion/insertion (default: a 14x14 grid; 1 = single pixels)")
+    p.add_argument("--stages", type=int, default=8, help="randomization cascade stages (default 8)")
+    p.add_argument("--samples", type=int, default=8, help="noisy copies for max-sensitivity (default 8)")
+    p.add_argument("--radius", type=float, default=0.02, help="max-sensitivity noise radius in [0,1] pixels (default 0.02)")
+    p.add_argument("--ig-steps", type=int, default=None, help="steps for integrated-gradients (default the method's)")
+    p.add_argument("--boxes", default=None, help="CSV rows file,x0,y0,x1,y1 in original image pixels")
+    p.add_argument("--masks", default=None, help="folder of mask PNGs named <image stem>.png (non-zero = object)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the random order, noise and classes (default 0)")
+    p.add_argument("--json", action="store_true", help="print the scorecard JSON instead of the table")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from mikata.attribution.engine import check_methods
+    from mikata.errors import MikataError
+    from mikata.evaluate.scorecard import (check_checks, evaluate, expand_images, format_scorecard, load_images,
+                                           make_masks, sample_run, write_scorecard)
+
+    methods = check_methods([m for m in args.methods.split(",") if m.strip()])  # fail before loading anything
+    checks = check_checks([c for c in args.checks.split(",") if c.strip()])
+    if not methods:
+        raise MikataError("no methods given; e.g. --methods gradcam,saliency")
+    for name in ("steps", "stages", "samples", "images_limit"):
+        if getattr(args, name) < 1:
+            raise MikataError(f"--{name.replace('_', '-')} must be at least 1")
+    is_run = os.path.isdir(args.source) and os.path.exists(os.path.join(args.source, "run.sqlite"))
+    if is_run:
+        if args.images:
+            raise MikataError("give either a run directory or a MODEL with images, not both")
+        handle, paths, identity = sample_run(args.source, args.images_limit, args.seed)
+        out = args.out or os.path.join(args.source, "evaluate")
+        model_name = identity["model_spec"]
+    else:
+        if not args.images:
+            if os.path.isdir(args.source):
+                raise MikataError(f"{args.source} is a folder but not a mikata run (no run.sqlite); "
+                                  "give a MODEL then the images, e.g. mikata evaluate efficientnet-lite0 photos/")
+            raise MikataError("give images after the model, e.g. mikata evaluate efficientnet-lite0 photos/")
+        paths = expand_images(args.images)[: args.images_limit]  # missing files fail before the model loads
+        from mikata.models import load_model
+
+        handle = load_model(args.source, trust=args.trust)
+        out = args.out or "evaluate"
+        model_name = args.source
+    x, sizes = load_images(handle, paths)
+    masks = make_masks(handle, paths, sizes, args.boxes, args.masks)
+    options = {}
+    if "integrated-gradients" in methods:
+        options["integrated-gradients"] = {"seed": args.seed, **({"steps": args.ig_steps} if args.ig_steps else {})}
+    target = args.target if not args.target.strip().isdigit() else int(args.target)
+    result = evaluate(handle, x, methods, target, args.layer, options, checks, steps=args.steps, fill=args.fill,
+                      patch=args.patch, stages=args.stages, samples=args.samples, radius=args.radius, masks=masks,
+                      seed=args.seed, model_name=model_name, progress=not args.quiet)
+    path = write_scorecard(result, out)
+    if args.json:
+        print_json(result.card)
+    else:
+        print(format_scorecard(result.card))
+        print(f"\nwrote {path}" + "".join(f", {os.path.join(out, f)}" for f in result.card["figures"]))
+    return 0

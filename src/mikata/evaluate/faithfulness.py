@@ -1,0 +1,256 @@
+"""Deletion and insertion curves (Petsiuk et al. 2018, RISE) and their AUC, batched.
+
+Pixels are removed (deletion) or revealed (insertion) in decreasing order of attribution, ``steps``
+equal slices at a time; after each slice the model's softmax probability of the target class is
+read. A faithful map makes the deletion curve fall fast (low AUC) and the insertion curve rise fast
+(high AUC); the same curves for a random pixel order are the baseline every method must beat.
+
+Unit: by default square regions on a 14 x 14 grid (16 px at 224 px) ordered by their mean
+attribution (Samek et al. 2016's region perturbation); ``patch=1`` orders single pixels as RISE
+does. With single pixels a RANDOM order scatters isolated holes that wreck a CNN's prediction
+faster than any map's coherent order (measured on EfficientNet-Lite0 and photos: the random
+baseline then beats every method at deletion), so regions are the fair default.
+
+Fill (what a removed region becomes; insertion starts from an image made of it): ``auto`` is
+RISE's own choice, ``zero`` for deletion and ``blur`` for insertion; or one for both (default blur):
+``blur`` a Gaussian-blurred copy of the image (Petsiuk's insertion start, sigma 5 px at 224 px),
+``mean`` each image's per-channel mean, ``zero`` 0 in the model's input space (the dataset mean
+colour), ``road`` noisy linear imputation from the kept neighbours (ROAD, Rong et al. 2022:
+each removed pixel is the weighted mean of its 8 neighbours, 1/6 direct and 1/12 diagonal,
+solved as one sparse linear system per image and step, plus Gaussian noise sigma 0.01 of the
+pixel range; slower — a scipy sparse solve per perturbed image — so use fewer steps).
+
+All (image, step) inputs are built on the fly from a per-image rank map and run through the
+model in chunks sized by a memory budget, in ``torch.inference_mode`` with channels-last memory
+for conv nets: the cost is the N x steps forwards and nothing else.
+
+Example:
+    >>> curves = perturbation_curves(handle, x, maps, ids, steps=100, fill="blur")   # doctest: +SKIP
+    >>> auc(curves["deletion"]).mean(), auc(curves["insertion"]).mean()            # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mikata.attribution.batching import DEFAULT_BUDGET_MB, chunk_size, chunks
+from mikata.models.handle import ModelHandle
+
+FILLS = ("auto", "blur", "mean", "zero", "road")
+AUTO_FILL = {"deletion": "zero", "insertion": "blur"}  # RISE's own choice (Petsiuk et al. 2018)
+MODES = ("deletion", "insertion")
+
+
+@contextmanager
+def channels_last(module: torch.nn.Module, enable: bool = True) -> Iterator[bool]:
+    """Run a conv net with channels-last weights (much faster on CPU at larger batches); the
+    module's 4-D parameters are put back to contiguous memory afterwards. Yields whether it applied."""
+    has_conv = enable and any(p.dim() == 4 for p in module.parameters())
+    if not has_conv:
+        yield False
+        return
+    module.to(memory_format=torch.channels_last)
+    try:
+        yield True
+    finally:
+        module.to(memory_format=torch.contiguous_format)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of ``(N, C, H, W)`` with reflect padding (radius 3 sigma)."""
+    r = max(1, int(math.ceil(3 * sigma)))
+    t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
+    k = torch.exp(-(t ** 2) / (2 * sigma ** 2))
+    k = k / k.sum()
+    c = x.shape[1]
+    r_h, r_w = min(r, x.shape[-2] - 1), min(r, x.shape[-1] - 1)
+    y = F.pad(x, (r_w, r_w, 0, 0), mode="reflect")
+    y = F.conv2d(y, k[r - r_w:r + r_w + 1].view(1, 1, 1, -1).expand(c, 1, 1, -1).contiguous(), groups=c)
+    y = F.pad(y, (0, 0, r_h, r_h), mode="reflect")
+    return F.conv2d(y, k[r - r_h:r + r_h + 1].view(1, 1, -1, 1).expand(c, 1, -1, 1).contiguous(), groups=c)
+
+
+def fill_image(x: torch.Tensor, fill: str, sigma: float | None = None) -> torch.Tensor:
+    """What removed pixels become, per image: ``(N, C, H, W)`` (``road`` is per step, see ``road_impute``)."""
+    if fill == "blur":
+        sigma = sigma if sigma is not None else 5.0 * x.shape[-1] / 224
+        return gaussian_blur(x, sigma)
+    if fill == "mean":
+        return x.mean(dim=(2, 3), keepdim=True).expand_as(x).clone()
+    if fill in ("zero", "road"):
+        return torch.zeros_like(x)
+    raise ValueError(f"unknown fill {fill!r}; use one of {', '.join(FILLS)}")
+
+
+def unit_ranks(maps: torch.Tensor, patch: int = 1) -> tuple[torch.Tensor, int]:
+    """``(N, H, W)`` maps -> per-pixel rank of the ``patch`` x ``patch`` region holding it (0 = the
+    region with the highest mean attribution; ties by position), and the number of regions.
+
+    ``patch=1`` orders single pixels (Petsiuk); larger patches order regions as Samek et al.'s
+    region perturbation does, so a random order makes the same kind of holes as a map's order."""
+    n, h, w = maps.shape
+    m = maps.detach().float()[:, None]
+    if patch > 1:
+        ph, pw = -h % patch, -w % patch
+        m = F.avg_pool2d(F.pad(m, (0, pw, 0, ph), mode="replicate"), patch)  # (N, 1, h', w')
+    flat = m.reshape(n, -1)
+    order = torch.argsort(-flat, dim=1, stable=True)  # (N, U)
+    ranks = torch.empty_like(order)
+    ranks.scatter_(1, order, torch.arange(flat.shape[1]).expand(n, -1).contiguous())
+    ranks = ranks.view(n, *m.shape[-2:])
+    if patch > 1:
+        ranks = ranks.repeat_interleave(patch, 1).repeat_interleave(patch, 2)[:, :h, :w]
+    return ranks.contiguous(), flat.shape[1]
+
+
+def default_patch(size: tuple[int, int]) -> int:
+    """Region side for a 14 x 14 grid of regions (16 px at 224 px), at least 1."""
+    return max(1, round(min(size) / 14))
+
+
+def step_counts(pixels: int, steps: int) -> torch.Tensor:
+    """How many pixels (or regions) are perturbed at each point 0..steps: ``round(k * pixels / steps)``."""
+    return torch.round(torch.arange(steps + 1, dtype=torch.float64) * pixels / steps).long()
+
+
+def road_impute(x: torch.Tensor, removed: torch.Tensor, noise: float = 0.01,
+                generator: torch.Generator | None = None, scale: torch.Tensor | None = None) -> torch.Tensor:
+    """ROAD noisy linear imputation of one image ``(C, H, W)`` where ``removed`` ``(H, W)`` is True.
+
+    Each removed pixel equals the weighted mean of its in-image 8 neighbours (1/6 direct, 1/12
+    diagonal, re-normalised at borders); known pixels stay fixed; one sparse solve per channel.
+    Gaussian noise of ``noise`` x ``scale`` (the per-channel pixel range in model space) is added.
+    """
+    import scipy.sparse as sp
+    from scipy.sparse.linalg import spsolve
+
+    c, h, w = x.shape
+    rem = removed.cpu().numpy().reshape(-1)
+    idx = np.flatnonzero(rem)
+    if idx.size == 0:
+        return x.clone()
+    pos = -np.ones(h * w, dtype=np.int64)
+    pos[idx] = np.arange(idx.size)
+    ys, xs = np.divmod(idx, w)
+    rows, cols, vals = [], [], []
+    weight_sum = np.zeros(idx.size)
+    known_terms = []  # (unknown row, flat neighbour index, weight) of known neighbours
+    offsets = [(-1, 0, 1 / 6), (1, 0, 1 / 6), (0, -1, 1 / 6), (0, 1, 1 / 6),
+               (-1, -1, 1 / 12), (-1, 1, 1 / 12), (1, -1, 1 / 12), (1, 1, 1 / 12)]
+    for dy, dx, wt in offsets:
+        ny, nx = ys + dy, xs + dx
+        ok = (ny >= 0) & (ny < h) & (nx >= 0) & (nx < w)
+        r = np.flatnonzero(ok)
+        nb = ny[ok] * w + nx[ok]
+        weight_sum[r] += wt
+        unknown = rem[nb]
+        rows.append(r[unknown]); cols.append(pos[nb[unknown]]); vals.append(np.full(unknown.sum(), -wt))
+        known_terms.append((r[~unknown], nb[~unknown], wt))
+    a = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(idx.size, idx.size))
+    a = a + sp.diags(weight_sum)
+    xn = x.detach().cpu().double().numpy().reshape(c, -1)
+    out = x.detach().clone().reshape(c, -1)
+    for ch in range(c):
+        b = np.zeros(idx.size)
+        for r, nb, wt in known_terms:
+            np.add.at(b, r, wt * xn[ch, nb])
+        sol = spsolve(a.tocsc(), b)
+        vals_t = torch.from_numpy(np.asarray(sol)).to(x.dtype)
+        if noise > 0:
+            s = float(scale[ch]) if scale is not None else 1.0
+            vals_t = vals_t + noise * s * torch.randn(idx.size, generator=generator, dtype=x.dtype)
+        out[ch, torch.from_numpy(idx)] = vals_t
+    return out.view(c, h, w)
+
+
+def perturbation_curves(
+    handle: ModelHandle,
+    x: torch.Tensor,
+    maps: torch.Tensor,
+    targets: torch.Tensor | Sequence[int],
+    steps: int = 100,
+    fill: str = "blur",
+    modes: Sequence[str] = MODES,
+    patch: int | None = None,
+    budget_mb: float = DEFAULT_BUDGET_MB,
+    batch_cap: int = 64,
+    base_probs: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+) -> dict[str, torch.Tensor]:
+    """Deletion / insertion curves ``{mode: (N, steps + 1)}`` of target-class softmax probability.
+
+    ``maps`` ``(N, H, W)`` at input resolution, higher = more important. Point 0 of deletion and
+    point ``steps`` of insertion are the unperturbed image (``base_probs`` ``(N,)`` when known,
+    else one forward); the other ``N x steps`` points per mode are one forward each, batched.
+    """
+    if fill not in FILLS:
+        raise ValueError(f"unknown fill {fill!r}; use one of {', '.join(FILLS)}")
+    bad = [m for m in modes if m not in MODES]
+    if bad:
+        raise ValueError(f"unknown mode {bad[0]!r}; use deletion and/or insertion")
+    x = x.detach().float()
+    n, c, h, w = x.shape
+    if maps.shape != (n, h, w):
+        raise ValueError(f"maps must be (N, H, W) = {(n, h, w)}, got {tuple(maps.shape)}")
+    ids = torch.as_tensor(targets, dtype=torch.long).view(n)
+    patch = default_patch((h, w)) if patch is None else int(patch)
+    ranks, units = unit_ranks(maps, patch)  # (N, H, W)
+    counts = step_counts(units, steps)  # (steps + 1,) regions perturbed at each point
+    fills = {m: (AUTO_FILL[m] if fill == "auto" else fill) for m in modes}
+    filled = {f: fill_image(x, f) for f in set(fills.values())}
+    scale = None
+    if fill == "road":
+        std = torch.tensor(handle.std, dtype=x.dtype)
+        scale = 1.0 / std if std.numel() == c else torch.ones(c)
+    gen = generator if generator is not None else torch.Generator().manual_seed(0)
+
+    # deletion: points 1..steps (point 0 is the image); insertion: points 0..steps-1 (point steps is the image)
+    jobs = [(m, i, k) for m in modes for i in range(n)
+            for k in (range(1, steps + 1) if m == "deletion" else range(steps))]
+    if base_probs is None:
+        base_probs = _probs(handle, x, ids)
+    curves = {m: torch.empty(n, steps + 1) for m in modes}
+    for m in modes:
+        curves[m][:, 0 if m == "deletion" else steps] = base_probs.float()
+    size = chunk_size(x, budget_mb, with_grad=False, cap=batch_cap)
+    model = handle.model
+    with channels_last(model), torch.inference_mode():  # convert weights outside inference mode
+        for start, stop in chunks(len(jobs), size, progress, desc="perturbation curves"):
+            part = jobs[start:stop]
+            img = torch.tensor([j[1] for j in part])
+            k_pix = counts[torch.tensor([j[2] for j in part])]  # (B,)
+            is_ins = torch.tensor([j[0] == "insertion" for j in part])
+            top = ranks[img] < k_pix.view(-1, 1, 1)  # (B, H, W) the counts[k] most attributed pixels
+            perturbed = torch.where(is_ins.view(-1, 1, 1), ~top, top)  # (B, H, W) pixels to fill
+            if fill == "road":
+                batch = torch.stack([road_impute(x[i], perturbed[b], generator=gen, scale=scale)
+                                     for b, i in enumerate(img.tolist())])
+            else:
+                base = filled[fills[part[0][0]]][img]
+                for f in set(fills.values()) - {fills[part[0][0]]}:  # chunks spanning both modes
+                    use = torch.tensor([fills[j[0]] == f for j in part]).view(-1, 1, 1, 1)
+                    base = torch.where(use, filled[f][img], base)
+                batch = torch.where(perturbed[:, None], base, x[img])  # (B, C, H, W)
+            batch = batch.contiguous(memory_format=torch.channels_last)
+            p = torch.softmax(model(batch).float(), dim=1).gather(1, ids[img].view(-1, 1))[:, 0]
+            for (mode, i, k), v in zip(part, p.tolist()):
+                curves[mode][i, k] = v
+    return curves
+
+
+def _probs(handle: ModelHandle, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    with torch.inference_mode():
+        return torch.softmax(handle.model(x).float(), dim=1).gather(1, ids.view(-1, 1))[:, 0]
+
+
+def auc(curve: torch.Tensor) -> torch.Tensor:
+    """Trapezoidal area under ``(N, steps + 1)`` curves over a [0, 1] fraction axis: ``(N,)``."""
+    steps = curve.shape[1] - 1
+    return torch.trapezoid(curve, dx=1.0 / steps, dim=1)
