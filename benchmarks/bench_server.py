@@ -142,7 +142,12 @@ def bench_pages(get, paths: dict[str, str], n: int) -> None:
 
 
 def bench_gradcam(app, run: Path, n: int) -> None:
-    """On-demand Grad-CAM via the endpoint (uncached) vs explain() on the preprocessed tensor."""
+    """On-demand Grad-CAM, uncached, three ways, alternating on distinct images of the same kind:
+
+    floor    ``explain()`` on the already preprocessed tensor (one forward + backward to the layer);
+    library  ``RunState.overlay``: id -> file, decode, preprocess, explain, cache the map, overlay PNG;
+    endpoint ``GET /map/ID.png`` through the token gate and FastAPI (TestClient, in-process).
+    """
     import torch
     from fastapi.testclient import TestClient
 
@@ -156,39 +161,44 @@ def bench_gradcam(app, run: Path, n: int) -> None:
     client = TestClient(app, base_url="http://127.0.0.1:8765", headers={"authorization": f"token {TOKEN}"})
     with RunStore.open(run) as store:
         ids = [int(i) for i, in store.db.execute("SELECT id FROM images WHERE id NOT IN (SELECT image_id FROM maps) "
-                                                  "ORDER BY random() LIMIT ?", (2 * n + 3,))]
+                                                  "ORDER BY random() LIMIT ?", (3 * n + 9,))]
         paths = {i: image_file(store, i) for i in ids}
     x_of = {i: h.preprocess([load_image(paths[i], "RGB")]) for i in ids}
     cls = 3
-    # the floor runs in a worker thread, as the server's routes do: on this machine OpenMP in the main
-    # thread is several times slower under load than in a worker thread, which would flatter us
+    # the floor and the library call run in a worker thread, as the server's routes do: on this machine
+    # OpenMP in the main thread is several times slower under load than in a worker thread
     pool = ThreadPoolExecutor(1)
 
-    def floor_ms(i: int) -> float:
+    def timed(f, *a) -> float:
         t = time.perf_counter()
-        explain(h, x_of[i], ["gradcam"], targets=[cls])
+        f(*a)
         return 1000 * (time.perf_counter() - t)
 
-    for i in ids[:3]:  # warm up both paths
-        pool.submit(floor_ms, i).result()
-        client.get(f"/map/{i}.png?method=gradcam&cls={cls}")
-    ours, floor = [], []
-    for i in ids[3:3 + n]:
-        floor.append(pool.submit(floor_ms, i).result())
-        t = time.perf_counter()
+    def floor_call(i):
+        explain(h, x_of[i], ["gradcam"], targets=[cls])
+
+    def endpoint_call(i):
         r = client.get(f"/map/{i}.png?method=gradcam&cls={cls}")
-        ours.append(1000 * (time.perf_counter() - t))
         assert r.status_code == 200 and r.content[:4] == b"\x89PNG"
-    extra = np.asarray(ours) - np.asarray(floor)
-    print(f"  floor explain() on tensor      {percentiles(floor)}")
-    print(f"  GET /map/ID.png (uncached)     {percentiles(ours)}")
-    print(f"  ours - floor, per image        median {np.median(extra):6.1f} ms   p95 {np.percentile(extra, 95):6.1f} ms"
-          f"   (budget: floor + 50 ms)   torch threads {torch.get_num_threads()}")
-    cached = []
-    for i in ids[3:3 + n]:
-        t = time.perf_counter()
-        client.get(f"/map/{i}.png?method=gradcam&cls={cls}")
-        cached.append(1000 * (time.perf_counter() - t))
+
+    times = {"floor": [], "library": [], "endpoint": []}
+    for k in range(n + 3):
+        a, b, c = ids[3 * k:3 * k + 3]
+        f = pool.submit(timed, floor_call, a).result()
+        lib = pool.submit(timed, state.overlay, b, "gradcam", cls).result()
+        end = timed(endpoint_call, c)
+        if k >= 3:  # the first three are warm-up
+            times["floor"].append(f)
+            times["library"].append(lib)
+            times["endpoint"].append(end)
+    for name, label in (("floor", "floor explain() on tensor"), ("library", "RunState.overlay (library)"),
+                        ("endpoint", "GET /map/ID.png (uncached)")):
+        print(f"  {label:30s} {percentiles(times[name])}")
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    print(f"  over the floor (medians): library +{med['library'] - med['floor']:.1f} ms, "
+          f"endpoint +{med['endpoint'] - med['floor']:.1f} ms   (budget: floor + 50 ms; "
+          f"{n} images each; torch threads {torch.get_num_threads()})")
+    cached = [timed(endpoint_call, ids[3 * k + 2]) for k in range(3, n + 3)]
     print(f"  GET /map/ID.png (cached)       {percentiles(cached)}")
 
 

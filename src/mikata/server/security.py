@@ -89,11 +89,11 @@ class Gate:
     async def __call__(self, scope, receive, send):
         if scope["type"] == "lifespan":
             return await self.app(scope, receive, send)
+        if scope["type"] != "http":  # the app has no websockets
+            return await send({"type": "websocket.close", "code": 1008})
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         if not self._host_ok(headers.get("host", "")):
             return await _plain(send, 400, "bad Host header: open the URL that `mikata serve` printed")
-        if scope["type"] != "http":
-            return await _plain(send, 403, "forbidden")
         query = [(k, v) for k, v in parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)]
         given = next((v for k, v in query if k == "token"), None)
         if given is not None:
