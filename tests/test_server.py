@@ -112,6 +112,7 @@ def test_pages_render_and_images_are_served_by_id(served):
         assert r.status_code == 200 and "text/html" in r.headers["content-type"], path
     dash = c.get("/").text
     assert f"{100 * ov.accuracy:.1f}%" in dash and 'id="confusion"' in dash
+    assert "Skipped files" not in dash
     for t, p in [(t, p) for t in range(10) for p in range(10) if ov.confusion[t, p]][:4]:
         page = c.get(f"/grid?true={t}&pred={p}").text
         assert [int(x) for x in __import__("re").findall(r'data-id="(\d+)"', page)] == ov.cell(t, p).tolist()
@@ -351,3 +352,25 @@ def test_host_check_when_bound_to_every_interface():
     assert {"127.0.0.1:8765", "localhost:8765", f"{socket.gethostname().lower()}:8765"} <= hosts
     assert "evil.example:8765" not in hosts and "127.0.0.1:80" not in hosts
     assert "[::1]:8765" in allowed_hosts("::1", 8765)
+
+
+def test_skipped_files_are_listed_on_the_dashboard(tmp_path):
+    handle = mnist_handle()
+    images, labels = digit_images(12)
+    write_folder(tmp_path / "digits", images, labels)
+    (tmp_path / "digits" / "3" / "notes.png").write_text("not an image")
+    from mikata.analysis.scan import scan
+
+    scan(handle, tmp_path / "digits", tmp_path / "run", batch_size=16, workers=0, progress=False)
+    c = TestClient(create_app(tmp_path / "run", token=TOKEN, port=8765, handle=handle), base_url=BASE,
+                   headers={"authorization": f"token {TOKEN}"})
+    dash = c.get("/").text
+    assert "Skipped files" in dash and "notes.png" in dash
+    with RunStore.open(tmp_path / "run") as store:
+        skipped_id = store.db.execute("SELECT id FROM images WHERE status='skipped'").fetchone()[0]
+        broken_id, broken = store.db.execute("SELECT id, path FROM images WHERE status='ok'").fetchone()
+    for path in (f"/image/{skipped_id}", f"/thumb/{skipped_id}", f"/map/{skipped_id}.png"):
+        assert c.get(path).status_code == 404, path
+    open(broken, "w").write("replaced by text after the scan")
+    for path in (f"/thumb/{broken_id}", f"/img/{broken_id}", f"/view/{broken_id}.png", f"/map/{broken_id}.png"):
+        assert c.get(path).status_code == 404, path

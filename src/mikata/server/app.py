@@ -26,7 +26,7 @@ from fastapi.templating import Jinja2Templates
 from mikata import __version__
 from mikata.analysis.media import UnknownImageError, mime_type
 from mikata.analysis.runstore import RunStoreError
-from mikata.errors import ChoiceError, MikataError
+from mikata.errors import ChoiceError, ImageDecodeError, MikataError
 from mikata.models.handle import ModelHandle
 from mikata.server.security import Gate, new_token
 from mikata.server.state import RunState
@@ -82,6 +82,10 @@ def create_app(run_dir: str | os.PathLike, token: str | None = None, host: str =
     @app.exception_handler(UnknownImageError)
     async def _unknown(request: Request, exc: UnknownImageError):
         return PlainTextResponse("not found", status_code=404)
+
+    @app.exception_handler(ImageDecodeError)
+    async def _undecodable(request: Request, exc: ImageDecodeError):  # the file changed since the scan
+        return PlainTextResponse("not found (the file can no longer be decoded)", status_code=404)
 
     @app.exception_handler(ChoiceError)
     async def _choice(request: Request, exc: ChoiceError):

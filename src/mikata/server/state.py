@@ -130,8 +130,12 @@ class RunState:
 
     # ----------------------------------------------------------------- images
     def image_path(self, image_id: int) -> Path:
-        """The servable file of an id (``media.image_file``: inside the dataset root, symlinks resolved)."""
+        """The servable file of a scanned id (``media.image_file``: inside the dataset root, symlinks
+        resolved); skipped rows (files that could not be decoded) are not servable either."""
         with self._db_lock:
+            row = self.store.image(image_id)
+            if row is None or row["status"] != "ok":
+                raise UnknownImageError(f"no scanned image with id {image_id}")
             return image_file(self.store, image_id)
 
     def thumbnail(self, image_id: int, size: int = 96) -> bytes:
@@ -141,9 +145,7 @@ class RunState:
             if data is not None:
                 self._thumbs.move_to_end(key)
                 return data
-        with self._db_lock:
-            path = image_file(self.store, image_id)
-        data = thumbnail(path, size)
+        data = thumbnail(self.image_path(image_id), size)
         with self._thumb_lock:
             self._thumbs[key] = data
             while len(self._thumbs) > self._thumbs_max:
@@ -154,12 +156,11 @@ class RunState:
         """The image re-encoded (never the raw file: the server only ever sends images it decoded)."""
         from mikata.data.images import load_image
 
-        with self._db_lock:
-            path = image_file(self.store, image_id)
-        img = load_image(path)
+        img = load_image(self.image_path(image_id))
         return encode(img, "PNG" if img.width * img.height <= 512 * 512 else "JPEG")
 
     def model_view(self, image_id: int) -> bytes:
+        self.image_path(image_id)
         with self._model_hint():
             return encode(self.maps.model_view(image_id))
 
