@@ -74,9 +74,9 @@ def create_app(run_dir: str | os.PathLike, token: str | None = None, host: str =
                                                           "has_featurevis": bool(state.featurevis_files()),
                                                           "has_scorecard": state.scorecard() is not None, **ctx})
 
-    def image_response(data: bytes, cache: bool = True) -> Response:
+    def image_response(data: bytes, cacheable: bool = True) -> Response:
         return Response(data, media_type=mime_type(data),
-                        headers={"cache-control": "private, max-age=3600" if cache else "no-store"})
+                        headers={"cache-control": "private, max-age=3600" if cacheable else "no-store"})
 
     # ------------------------------------------------------------------ errors
     @app.exception_handler(UnknownImageError)
@@ -114,28 +114,16 @@ def create_app(run_dir: str | os.PathLike, token: str | None = None, host: str =
                     hist_max=int(ov.histogram.max()) if len(ov.histogram) else 1)
 
     @app.get("/grid", response_class=HTMLResponse)
-    def grid(request: Request, true: int = -1, pred: int = -1, page_no: int = 0, order: str = "confident"):
+    def grid(request: Request, true: int = -1, pred: int = -1, page_no: int = 0):
         ov = state.overview()
         d = ov.data
-        k = len(ov.class_names)
-        if true >= k or pred >= k:
+        if true >= len(ov.class_names) or pred >= len(ov.class_names):
             raise UnknownImageError("no such class")
-        if true >= 0 and pred >= 0:
-            ids = ov.cell(true, pred)
-            title = f"{ov.class_names[true]} predicted as {ov.class_names[pred]}"
-        else:
-            import numpy as np
-
-            mask = np.ones(len(d), bool)
-            if true >= 0:
-                mask &= d.labels == true
-            if pred >= 0:
-                mask &= d.preds == pred
-            rows = np.nonzero(mask)[0]
-            rows = rows[np.argsort(-d.probs[rows, d.preds[rows]], kind="stable")]
-            ids = d.ids[rows]
-            title = ("all images labeled " + ov.class_names[true] if true >= 0 else "all images") + (
-                f" predicted as {ov.class_names[pred]}" if pred >= 0 else "")
+        ids = state.grid_ids(true, pred, ov)  # this overview: a scan may commit meanwhile
+        names = ov.class_names
+        title = (f"{names[true]} predicted as {names[pred]}" if true >= 0 and pred >= 0 else
+                 ("all images labeled " + names[true] if true >= 0 else "all images")
+                 + (f" predicted as {names[pred]}" if pred >= 0 else ""))
         pages = max(1, math.ceil(len(ids) / PAGE))
         page_no = min(max(page_no, 0), pages - 1)
         shown = ids[page_no * PAGE:(page_no + 1) * PAGE]
@@ -234,7 +222,7 @@ def create_app(run_dir: str | os.PathLike, token: str | None = None, host: str =
         real = os.path.realpath(os.path.join(root, str(figures[index])))
         if os.path.commonpath([root, real]) != root or not os.path.isfile(real) or not real.endswith(".png"):
             raise UnknownImageError("no such figure")
-        return image_response(Path(real).read_bytes(), cache=False)
+        return image_response(Path(real).read_bytes(), cacheable=False)
 
     # -------------------------------------------------------------------- data
     @app.get("/api/overview")

@@ -107,6 +107,20 @@ class RunState:
             self._emb = (ov.version, data)
             return data
 
+    def grid_ids(self, true: int = -1, pred: int = -1, ov: Overview | None = None) -> np.ndarray:
+        """Row ids labeled ``true`` and predicted ``pred`` (-1: any), most confident prediction first."""
+        ov = ov or self.overview()
+        if true >= 0 and pred >= 0:
+            return ov.cell(true, pred)
+        d = ov.data
+        mask = np.ones(len(d), bool)
+        if true >= 0:
+            mask &= d.labels == true
+        if pred >= 0:
+            mask &= d.preds == pred
+        rows = np.nonzero(mask)[0]
+        return d.ids[rows[np.argsort(-d.probs[rows, d.preds[rows]], kind="stable")]]
+
     def image_row(self, image_id: int) -> dict:
         """The stored row of a scanned image with its full probability vector; UnknownImageError otherwise."""
         with self._db_lock:
