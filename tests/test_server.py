@@ -59,12 +59,14 @@ def test_token_is_required_then_kept_in_an_httponly_cookie(served):
     for path in ("/", "/grid", "/thumb/1", "/api/overview", "/static/app.js", "/reviews.csv"):
         assert fresh.get(path).status_code == 403, path
     assert fresh.get("/?token=wrong").status_code == 403
-    assert fresh.get("/", headers={"cookie": "mikata_token=wrong"}).status_code == 403
+    assert fresh.get("/", headers={"cookie": "mikata_token_8765=wrong"}).status_code == 403
+    assert fresh.get("/", headers={"cookie": f"mikata_token_9999={TOKEN}"}).status_code == 403  # another port's
     r = fresh.get(f"/grid?true=1&token={TOKEN}&pred=2")
     assert r.status_code == 303 and r.headers["location"] == "/grid?true=1&pred=2"
     cookie = r.headers["set-cookie"]
-    assert f"mikata_token={TOKEN}" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    assert f"mikata_token_8765={TOKEN}" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
     assert fresh.get("/grid?true=1&pred=2").status_code == 200  # the client kept the cookie
+    assert fresh.get(f"{BASE}//evil.example/x?token={TOKEN}").headers["location"] == "/evil.example/x"
     assert fresh.get("/api/overview", headers={"authorization": f"token {TOKEN}"}).status_code == 200
 
 
@@ -374,3 +376,9 @@ def test_skipped_files_are_listed_on_the_dashboard(tmp_path):
     open(broken, "w").write("replaced by text after the scan")
     for path in (f"/thumb/{broken_id}", f"/img/{broken_id}", f"/view/{broken_id}.png", f"/map/{broken_id}.png"):
         assert c.get(path).status_code == 404, path
+
+
+def test_the_cookie_is_found_among_other_apps_cookies(served):
+    fresh = TestClient(served["app"], base_url=BASE)
+    messy = f'_xsrf=2|a1b2|"quoted value"; bad cookie; username-127-0-0-1-8888="2|1:0|10:17"; mikata_token_8765={TOKEN}'
+    assert fresh.get("/api/overview", headers={"cookie": messy}).status_code == 200
