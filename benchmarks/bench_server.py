@@ -25,7 +25,6 @@ Measured:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess

@@ -244,7 +244,8 @@ def test_grid_filters_keep_the_chosen_classes_and_page(served):
     ov = overview(served["run"])
     page = c.get("/grid?true=3&pred=-1").text
     assert re.search(r'<select name="true">.*?<option value="3" selected>', page, re.S)
-    assert not re.search(r'<select name="pred">.*?selected', page.split('<select name="pred">')[1].split("</select>")[0])
+    pred_select = page.split('<select name="pred">')[1].split("</select>")[0]
+    assert "selected" not in pred_select
     ids = [int(x) for x in re.findall(r'data-id="(\d+)"', page)]
     assert sorted(ids) == sorted(ov.data.ids[ov.data.labels == 3].tolist())
 
@@ -276,7 +277,8 @@ def test_mikata_serve_prints_a_token_url_and_moves_to_the_next_free_port(served)
         with httpx.Client(follow_redirects=True) as c:
             r = c.get(url)
             assert r.status_code == 200 and "Confusion matrix" in r.text and str(r.url).endswith("/")
-            assert c.get(f"http://127.0.0.1:{m.group(1)}/api/overview").json()["images"] == len(overview(served["run"]).data)
+            images = c.get(f"http://127.0.0.1:{m.group(1)}/api/overview").json()["images"]
+            assert images == len(overview(served["run"]).data)
         assert httpx.get(f"http://127.0.0.1:{m.group(1)}/").status_code == 403  # no token, no cookie
     finally:
         proc.terminate()
@@ -382,3 +384,20 @@ def test_the_cookie_is_found_among_other_apps_cookies(served):
     fresh = TestClient(served["app"], base_url=BASE)
     messy = f'_xsrf=2|a1b2|"quoted value"; bad cookie; username-127-0-0-1-8888="2|1:0|10:17"; mikata_token_8765={TOKEN}'
     assert fresh.get("/api/overview", headers={"cookie": messy}).status_code == 200
+
+
+def test_scorecard_figures_are_served_by_index_from_the_evaluate_folder(served):
+    c = served["client"]
+    folder = served["run"] / "evaluate"
+    folder.mkdir(exist_ok=True)
+    Image.fromarray(np.zeros((10, 30, 3), np.uint8)).save(folder / "deletion.png")
+    (folder / "scorecard.json").write_text(json.dumps({"model": "m", "images": 1, "target": "top1", "methods": [],
+                                                       "metrics": [], "table": {}, "passes": {},
+                                                       "figures": ["deletion.png", "/etc/passwd"]}))
+    try:
+        r = c.get("/scorecard/figure/0.png")
+        assert r.status_code == 200 and Image.open(io.BytesIO(r.content)).size == (30, 10)
+        assert c.get("/scorecard/figure/1.png").status_code == 404
+        assert 'src="/scorecard/figure/0.png"' in c.get("/scorecard").text
+    finally:
+        (folder / "scorecard.json").unlink()

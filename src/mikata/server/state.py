@@ -49,7 +49,8 @@ class RunState:
         self._db_lock = threading.Lock()  # one sqlite connection shared by the worker threads
         self.maps = MapService(self.run_dir, handle=handle)
         if handle is None:
-            self.maps.identity = dict(self.identity, model_spec=model or resolve_model_spec(self.identity, self.run_dir))
+            spec = model or resolve_model_spec(self.identity, self.run_dir)
+            self.maps.identity = dict(self.identity, model_spec=spec)
         self._ov: Overview | None = None
         self._ov_lock = threading.Lock()
         self._emb: tuple[tuple, dict] | None = None
