@@ -401,3 +401,17 @@ def test_scorecard_figures_are_served_by_index_from_the_evaluate_folder(served):
         assert 'src="/scorecard/figure/0.png"' in c.get("/scorecard").text
     finally:
         (folder / "scorecard.json").unlink()
+
+
+def test_grid_can_show_the_maps_of_the_predicted_class(served):
+    import re
+
+    c = served["client"]
+    ov = overview(served["run"])
+    t = int(ov.data.labels[0])
+    page = c.get(f"/grid?true={t}&pred={t}&map=gradcam").text
+    srcs = re.findall(r'src="(/map/\d+\.png\?method=gradcam&amp;cls=\d+)"', page)
+    assert len(srcs) == len(ov.cell(t, t)) and all(s.endswith(f"cls={t}") for s in srcs)
+    r = c.get(srcs[0].replace("&amp;", "&"))
+    assert r.status_code == 200 and r.content[:4] == b"\x89PNG"
+    assert "/map/" not in c.get(f"/grid?true={t}&pred={t}&map=not-a-method").text  # unknown: plain images

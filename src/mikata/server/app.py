@@ -19,7 +19,7 @@ import math
 import os
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.templating import Jinja2Templates
 
@@ -34,6 +34,7 @@ from mikata.server.state import RunState
 HERE = Path(__file__).resolve().parent
 PAGE = 120  # thumbnails per grid page
 MAX_CONFUSION = 40  # classes drawn in the dashboard's confusion matrix
+GRID_METHODS = ("gradcam", "gradcam++", "layercam", "saliency", "guided-gradcam")  # fast enough for 120 tiles
 MAX_ID = 2**63 - 1
 
 
@@ -114,7 +115,8 @@ def create_app(run_dir: str | os.PathLike, token: str | None = None, host: str =
                     hist_max=int(ov.histogram.max()) if len(ov.histogram) else 1)
 
     @app.get("/grid", response_class=HTMLResponse)
-    def grid(request: Request, true: int = -1, pred: int = -1, page_no: int = 0):
+    def grid(request: Request, true: int = -1, pred: int = -1, page_no: int = 0,
+             map_method: str = Query("", alias="map")):
         ov = state.overview()
         d = ov.data
         if true >= len(ov.class_names) or pred >= len(ov.class_names):
@@ -133,6 +135,7 @@ def create_app(run_dir: str | os.PathLike, token: str | None = None, host: str =
             tiles.append({"id": i, "label": int(d.labels[r]), "pred": int(d.preds[r]),
                           "prob": float(d.probs[r, d.preds[r]])})
         return page(request, "grid.html", tiles=tiles, title=title, total=len(ids), sel_true=true, sel_pred=pred,
+                    map_method=map_method if map_method in GRID_METHODS else "", grid_methods=GRID_METHODS,
                     page_no=page_no, pages=pages)
 
     @app.get("/class/{c:int}", response_class=HTMLResponse)
