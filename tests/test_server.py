@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -148,24 +149,29 @@ def test_concurrent_requests_for_one_map_compute_it_once(served):
 
     def counting(*args):
         calls.append(args)
+        time.sleep(0.5)  # a slow computation: every other request arrives while it runs
         return real(*args)
 
     state.maps._compute = counting
+    barrier = threading.Barrier(8)
     try:
         some = int(overview(served["run"]).data.ids[7])
         results = [None] * 8
 
         def ask(i):
+            barrier.wait()
             results[i] = served["client"].get(f"/map/{some}.png?method=saliency&cls=2")
 
         threads = [threading.Thread(target=ask, args=(i,)) for i in range(8)]
+        start = time.perf_counter()
         for t in threads:
             t.start()
         for t in threads:
             t.join()
+        elapsed = time.perf_counter() - start
     finally:
         state.maps._compute = real
-    assert len(calls) == 1
+    assert len(calls) == 1 and elapsed < 8 * 0.5  # computed once; the others waited for it, not in turn
     assert all(r.status_code == 200 and r.content == results[0].content for r in results)
 
 
