@@ -201,6 +201,35 @@ def bench_gradcam(app, run: Path, n: int) -> None:
     print(f"  GET /map/ID.png (cached)       {percentiles(cached)}")
 
 
+def bench_http(run: Path, paths: dict[str, str], n: int) -> None:
+    """The same pages over real HTTP against `mikata serve` in a subprocess (httpx, keep-alive)."""
+    import httpx
+
+    code = (f"from mikata.server.launch import serve; serve({str(run)!r}, port=8876, token={TOKEN!r}, "
+            f"model={str(CHECKPOINT)!r})")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[1] / "src"),
+                                                      os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        line = ""
+        while "token=" not in line:
+            line = proc.stderr.readline()
+            if not line and proc.poll() is not None:
+                raise SystemExit("the server did not start")
+        port = int(line.split(":")[2].split("/")[0])
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"authorization": f"token {TOKEN}"},
+                          timeout=60) as c:
+            # wait for the model the server loads in the background at start, so it does not compete
+            some = paths["image page"].rsplit("/", 1)[1]
+            assert c.get(f"/map/{some}.png?method=gradcam&cls=1").status_code == 200
+            print(f"real HTTP against `mikata serve` in a subprocess (port {port}):")
+            bench_pages(c.get, paths, n)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", type=Path, default=Path("/tmp/bench70k"))
@@ -208,6 +237,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=100)
     ap.add_argument("--maps", type=int, default=20)
     ap.add_argument("--no-http", action="store_true", help="skip the real-HTTP pass")
+    ap.add_argument("--only-http", action="store_true", help="only the real-HTTP pass")
     args = ap.parse_args()
     from fastapi.testclient import TestClient
 
@@ -219,40 +249,23 @@ def main() -> None:
 
         with sqlite3.connect(run / "run.sqlite") as db:
             db.execute(f"DELETE FROM {extra}")
+    if args.only_http:
+        return bench_http(run, endpoints(run), args.requests)
     app = create_app(run, token=TOKEN, port=8765, model=str(CHECKPOINT))
     t = time.perf_counter()
     ov = app.run.overview()
     print(f"run {run}: {len(ov.data)} images; first overview build {time.perf_counter() - t:.2f} s", flush=True)
+    paths = endpoints(run)
     client = TestClient(app, base_url="http://127.0.0.1:8765", headers={"authorization": f"token {TOKEN}"})
     t = time.perf_counter()
     client.get("/api/embedding")
     print(f"first /api/embedding (PCA of 20,000 sampled embeddings) {time.perf_counter() - t:.2f} s")
-    paths = endpoints(run)
     print(f"in-process (TestClient, full ASGI stack), {args.requests} requests each after one warm-up:")
     bench_pages(client.get, paths, args.requests)
     print("on-demand Grad-CAM (in-process):")
     bench_gradcam(app, run, args.maps)
     if not args.no_http:
-        import httpx
-
-        code = (f"from mikata.server.launch import serve; serve({str(run)!r}, port=8876, token={TOKEN!r}, "
-                f"model={str(CHECKPOINT)!r})")
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[1] / "src"),
-                                                          os.environ.get("PYTHONPATH", "")]))
-        proc = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True)
-        try:
-            line = ""
-            while "token=" not in line:
-                line = proc.stderr.readline()
-                if not line and proc.poll() is not None:
-                    raise SystemExit("the server did not start")
-            port = int(line.split(":")[2].split("/")[0])
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"authorization": f"token {TOKEN}"}) as c:
-                print(f"real HTTP against `mikata serve` in a subprocess (port {port}):")
-                bench_pages(c.get, paths, args.requests)
-        finally:
-            proc.terminate()
-            proc.wait(10)
+        bench_http(run, paths, args.requests)
 
 
 if __name__ == "__main__":
