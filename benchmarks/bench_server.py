@@ -262,6 +262,13 @@ def main() -> None:
     print(f"first /api/embedding (PCA of 20,000 sampled embeddings) {time.perf_counter() - t:.2f} s")
     print(f"in-process (TestClient, full ASGI stack), {args.requests} requests each after one warm-up:")
     bench_pages(client.get, paths, args.requests)
+    fresh = [int(i) for i in ov.data.ids[np.random.default_rng(1).choice(len(ov.data), args.requests, replace=False)]]
+    times = []
+    for i in fresh:
+        t = time.perf_counter()
+        assert client.get(f"/thumb/{i}").status_code == 200
+        times.append(1000 * (time.perf_counter() - t))
+    print(f"  {'thumbnail (uncached)':32s} {percentiles(times)}")
     print("on-demand Grad-CAM (in-process):")
     bench_gradcam(app, run, args.maps)
     if not args.no_http:
