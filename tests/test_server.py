@@ -421,3 +421,15 @@ def test_grid_can_show_the_maps_of_the_predicted_class(served):
     r = c.get(srcs[0].replace("&amp;", "&"))
     assert r.status_code == 200 and r.content[:4] == b"\x89PNG"
     assert "/map/" not in c.get(f"/grid?true={t}&pred={t}&map=not-a-method").text  # unknown: plain images
+
+
+def test_a_relative_checkpoint_spec_is_found_next_to_a_moved_run(tmp_path):
+    from mikata.server.state import resolve_model_spec
+
+    (tmp_path / "project" / "runs" / "a").mkdir(parents=True)
+    (tmp_path / "project" / "model.safetensors").write_bytes(b"")
+    run = tmp_path / "project" / "runs" / "a"
+    assert resolve_model_spec({"model_spec": "old/place/model.safetensors"}, run) == str(
+        tmp_path / "project" / "model.safetensors")
+    assert resolve_model_spec({"model_spec": "efficientnet-lite0"}, run) == "efficientnet-lite0"
+    assert resolve_model_spec({"model_spec": "gone/elsewhere.safetensors"}, tmp_path) == "gone/elsewhere.safetensors"
