@@ -25,7 +25,6 @@ Measured:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -142,7 +141,12 @@ def bench_pages(get, paths: dict[str, str], n: int) -> None:
 
 
 def bench_gradcam(app, run: Path, n: int) -> None:
-    """On-demand Grad-CAM via the endpoint (uncached) vs explain() on the preprocessed tensor."""
+    """On-demand Grad-CAM, uncached, three ways, alternating on distinct images of the same kind:
+
+    floor    ``explain()`` on the already preprocessed tensor (one forward + backward to the layer);
+    library  ``RunState.overlay``: id -> file, decode, preprocess, explain, cache the map, overlay PNG;
+    endpoint ``GET /map/ID.png`` through the token gate and FastAPI (TestClient, in-process).
+    """
     import torch
     from fastapi.testclient import TestClient
 
@@ -156,40 +160,74 @@ def bench_gradcam(app, run: Path, n: int) -> None:
     client = TestClient(app, base_url="http://127.0.0.1:8765", headers={"authorization": f"token {TOKEN}"})
     with RunStore.open(run) as store:
         ids = [int(i) for i, in store.db.execute("SELECT id FROM images WHERE id NOT IN (SELECT image_id FROM maps) "
-                                                  "ORDER BY random() LIMIT ?", (2 * n + 3,))]
+                                                  "ORDER BY random() LIMIT ?", (3 * n + 9,))]
         paths = {i: image_file(store, i) for i in ids}
     x_of = {i: h.preprocess([load_image(paths[i], "RGB")]) for i in ids}
     cls = 3
-    # the floor runs in a worker thread, as the server's routes do: on this machine OpenMP in the main
-    # thread is several times slower under load than in a worker thread, which would flatter us
+    # the floor and the library call run in a worker thread, as the server's routes do: on this machine
+    # OpenMP in the main thread is several times slower under load than in a worker thread
     pool = ThreadPoolExecutor(1)
 
-    def floor_ms(i: int) -> float:
+    def timed(f, *a) -> float:
         t = time.perf_counter()
-        explain(h, x_of[i], ["gradcam"], targets=[cls])
+        f(*a)
         return 1000 * (time.perf_counter() - t)
 
-    for i in ids[:3]:  # warm up both paths
-        pool.submit(floor_ms, i).result()
-        client.get(f"/map/{i}.png?method=gradcam&cls={cls}")
-    ours, floor = [], []
-    for i in ids[3:3 + n]:
-        floor.append(pool.submit(floor_ms, i).result())
-        t = time.perf_counter()
+    def floor_call(i):
+        explain(h, x_of[i], ["gradcam"], targets=[cls])
+
+    def endpoint_call(i):
         r = client.get(f"/map/{i}.png?method=gradcam&cls={cls}")
-        ours.append(1000 * (time.perf_counter() - t))
         assert r.status_code == 200 and r.content[:4] == b"\x89PNG"
-    extra = np.asarray(ours) - np.asarray(floor)
-    print(f"  floor explain() on tensor      {percentiles(floor)}")
-    print(f"  GET /map/ID.png (uncached)     {percentiles(ours)}")
-    print(f"  ours - floor, per image        median {np.median(extra):6.1f} ms   p95 {np.percentile(extra, 95):6.1f} ms"
-          f"   (budget: floor + 50 ms)   torch threads {torch.get_num_threads()}")
-    cached = []
-    for i in ids[3:3 + n]:
-        t = time.perf_counter()
-        client.get(f"/map/{i}.png?method=gradcam&cls={cls}")
-        cached.append(1000 * (time.perf_counter() - t))
+
+    times = {"floor": [], "library": [], "endpoint": []}
+    for k in range(n + 3):
+        a, b, c = ids[3 * k:3 * k + 3]
+        f = pool.submit(timed, floor_call, a).result()
+        lib = pool.submit(timed, state.overlay, b, "gradcam", cls).result()
+        end = timed(endpoint_call, c)
+        if k >= 3:  # the first three are warm-up
+            times["floor"].append(f)
+            times["library"].append(lib)
+            times["endpoint"].append(end)
+    for name, label in (("floor", "floor explain() on tensor"), ("library", "RunState.overlay (library)"),
+                        ("endpoint", "GET /map/ID.png (uncached)")):
+        print(f"  {label:30s} {percentiles(times[name])}")
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    print(f"  over the floor (medians): library +{med['library'] - med['floor']:.1f} ms, "
+          f"endpoint +{med['endpoint'] - med['floor']:.1f} ms   (budget: floor + 50 ms; "
+          f"{n} images each; torch threads {torch.get_num_threads()})")
+    cached = [timed(endpoint_call, ids[3 * k + 2]) for k in range(3, n + 3)]
     print(f"  GET /map/ID.png (cached)       {percentiles(cached)}")
+
+
+def bench_http(run: Path, paths: dict[str, str], n: int) -> None:
+    """The same pages over real HTTP against `mikata serve` in a subprocess (httpx, keep-alive)."""
+    import httpx
+
+    code = (f"from mikata.server.launch import serve; serve({str(run)!r}, port=8876, token={TOKEN!r}, "
+            f"model={str(CHECKPOINT)!r})")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[1] / "src"),
+                                                      os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        line = ""
+        while "token=" not in line:
+            line = proc.stderr.readline()
+            if not line and proc.poll() is not None:
+                raise SystemExit("the server did not start")
+        port = int(line.split(":")[2].split("/")[0])
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"authorization": f"token {TOKEN}"},
+                          timeout=60) as c:
+            # wait for the model the server loads in the background at start, so it does not compete
+            some = paths["image page"].rsplit("/", 1)[1]
+            assert c.get(f"/map/{some}.png?method=gradcam&cls=1").status_code == 200
+            print(f"real HTTP against `mikata serve` in a subprocess (port {port}):")
+            bench_pages(c.get, paths, n)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
 
 
 def main() -> None:
@@ -199,6 +237,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=100)
     ap.add_argument("--maps", type=int, default=20)
     ap.add_argument("--no-http", action="store_true", help="skip the real-HTTP pass")
+    ap.add_argument("--only-http", action="store_true", help="only the real-HTTP pass")
     args = ap.parse_args()
     from fastapi.testclient import TestClient
 
@@ -210,40 +249,30 @@ def main() -> None:
 
         with sqlite3.connect(run / "run.sqlite") as db:
             db.execute(f"DELETE FROM {extra}")
+    if args.only_http:
+        return bench_http(run, endpoints(run), args.requests)
     app = create_app(run, token=TOKEN, port=8765, model=str(CHECKPOINT))
     t = time.perf_counter()
     ov = app.run.overview()
     print(f"run {run}: {len(ov.data)} images; first overview build {time.perf_counter() - t:.2f} s", flush=True)
+    paths = endpoints(run)
     client = TestClient(app, base_url="http://127.0.0.1:8765", headers={"authorization": f"token {TOKEN}"})
     t = time.perf_counter()
     client.get("/api/embedding")
     print(f"first /api/embedding (PCA of 20,000 sampled embeddings) {time.perf_counter() - t:.2f} s")
-    paths = endpoints(run)
     print(f"in-process (TestClient, full ASGI stack), {args.requests} requests each after one warm-up:")
     bench_pages(client.get, paths, args.requests)
+    fresh = [int(i) for i in ov.data.ids[np.random.default_rng(1).choice(len(ov.data), args.requests, replace=False)]]
+    times = []
+    for i in fresh:
+        t = time.perf_counter()
+        assert client.get(f"/thumb/{i}").status_code == 200
+        times.append(1000 * (time.perf_counter() - t))
+    print(f"  {'thumbnail (uncached)':32s} {percentiles(times)}")
     print("on-demand Grad-CAM (in-process):")
     bench_gradcam(app, run, args.maps)
     if not args.no_http:
-        import httpx
-
-        code = (f"from mikata.server.launch import serve; serve({str(run)!r}, port=8876, token={TOKEN!r}, "
-                f"model={str(CHECKPOINT)!r})")
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[1] / "src"),
-                                                          os.environ.get("PYTHONPATH", "")]))
-        proc = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True)
-        try:
-            line = ""
-            while "token=" not in line:
-                line = proc.stderr.readline()
-                if not line and proc.poll() is not None:
-                    raise SystemExit("the server did not start")
-            port = int(line.split(":")[2].split("/")[0])
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"authorization": f"token {TOKEN}"}) as c:
-                print(f"real HTTP against `mikata serve` in a subprocess (port {port}):")
-                bench_pages(c.get, paths, args.requests)
-        finally:
-            proc.terminate()
-            proc.wait(10)
+        bench_http(run, paths, args.requests)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -59,12 +60,14 @@ def test_token_is_required_then_kept_in_an_httponly_cookie(served):
     for path in ("/", "/grid", "/thumb/1", "/api/overview", "/static/app.js", "/reviews.csv"):
         assert fresh.get(path).status_code == 403, path
     assert fresh.get("/?token=wrong").status_code == 403
-    assert fresh.get("/", headers={"cookie": "mikata_token=wrong"}).status_code == 403
+    assert fresh.get("/", headers={"cookie": "mikata_token_8765=wrong"}).status_code == 403
+    assert fresh.get("/", headers={"cookie": f"mikata_token_9999={TOKEN}"}).status_code == 403  # another port's
     r = fresh.get(f"/grid?true=1&token={TOKEN}&pred=2")
     assert r.status_code == 303 and r.headers["location"] == "/grid?true=1&pred=2"
     cookie = r.headers["set-cookie"]
-    assert f"mikata_token={TOKEN}" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    assert f"mikata_token_8765={TOKEN}" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
     assert fresh.get("/grid?true=1&pred=2").status_code == 200  # the client kept the cookie
+    assert fresh.get(f"{BASE}//evil.example/x?token={TOKEN}").headers["location"] == "/evil.example/x"
     assert fresh.get("/api/overview", headers={"authorization": f"token {TOKEN}"}).status_code == 200
 
 
@@ -112,6 +115,7 @@ def test_pages_render_and_images_are_served_by_id(served):
         assert r.status_code == 200 and "text/html" in r.headers["content-type"], path
     dash = c.get("/").text
     assert f"{100 * ov.accuracy:.1f}%" in dash and 'id="confusion"' in dash
+    assert "Skipped files" not in dash
     for t, p in [(t, p) for t in range(10) for p in range(10) if ov.confusion[t, p]][:4]:
         page = c.get(f"/grid?true={t}&pred={p}").text
         assert [int(x) for x in __import__("re").findall(r'data-id="(\d+)"', page)] == ov.cell(t, p).tolist()
@@ -145,24 +149,29 @@ def test_concurrent_requests_for_one_map_compute_it_once(served):
 
     def counting(*args):
         calls.append(args)
+        time.sleep(0.5)  # a slow computation: every other request arrives while it runs
         return real(*args)
 
     state.maps._compute = counting
+    barrier = threading.Barrier(8)
     try:
         some = int(overview(served["run"]).data.ids[7])
         results = [None] * 8
 
         def ask(i):
+            barrier.wait()
             results[i] = served["client"].get(f"/map/{some}.png?method=saliency&cls=2")
 
         threads = [threading.Thread(target=ask, args=(i,)) for i in range(8)]
+        start = time.perf_counter()
         for t in threads:
             t.start()
         for t in threads:
             t.join()
+        elapsed = time.perf_counter() - start
     finally:
         state.maps._compute = real
-    assert len(calls) == 1
+    assert len(calls) == 1 and elapsed < 8 * 0.5  # computed once; the others waited for it, not in turn
     assert all(r.status_code == 200 and r.content == results[0].content for r in results)
 
 
@@ -241,7 +250,8 @@ def test_grid_filters_keep_the_chosen_classes_and_page(served):
     ov = overview(served["run"])
     page = c.get("/grid?true=3&pred=-1").text
     assert re.search(r'<select name="true">.*?<option value="3" selected>', page, re.S)
-    assert not re.search(r'<select name="pred">.*?selected', page.split('<select name="pred">')[1].split("</select>")[0])
+    pred_select = page.split('<select name="pred">')[1].split("</select>")[0]
+    assert "selected" not in pred_select
     ids = [int(x) for x in re.findall(r'data-id="(\d+)"', page)]
     assert sorted(ids) == sorted(ov.data.ids[ov.data.labels == 3].tolist())
 
@@ -273,7 +283,8 @@ def test_mikata_serve_prints_a_token_url_and_moves_to_the_next_free_port(served)
         with httpx.Client(follow_redirects=True) as c:
             r = c.get(url)
             assert r.status_code == 200 and "Confusion matrix" in r.text and str(r.url).endswith("/")
-            assert c.get(f"http://127.0.0.1:{m.group(1)}/api/overview").json()["images"] == len(overview(served["run"]).data)
+            images = c.get(f"http://127.0.0.1:{m.group(1)}/api/overview").json()["images"]
+            assert images == len(overview(served["run"]).data)
         assert httpx.get(f"http://127.0.0.1:{m.group(1)}/").status_code == 403  # no token, no cookie
     finally:
         proc.terminate()
@@ -351,3 +362,74 @@ def test_host_check_when_bound_to_every_interface():
     assert {"127.0.0.1:8765", "localhost:8765", f"{socket.gethostname().lower()}:8765"} <= hosts
     assert "evil.example:8765" not in hosts and "127.0.0.1:80" not in hosts
     assert "[::1]:8765" in allowed_hosts("::1", 8765)
+
+
+def test_skipped_files_are_listed_on_the_dashboard(tmp_path):
+    handle = mnist_handle()
+    images, labels = digit_images(12)
+    write_folder(tmp_path / "digits", images, labels)
+    (tmp_path / "digits" / "3" / "notes.png").write_text("not an image")
+    from mikata.analysis.scan import scan
+
+    scan(handle, tmp_path / "digits", tmp_path / "run", batch_size=16, workers=0, progress=False)
+    c = TestClient(create_app(tmp_path / "run", token=TOKEN, port=8765, handle=handle), base_url=BASE,
+                   headers={"authorization": f"token {TOKEN}"})
+    dash = c.get("/").text
+    assert "Skipped files" in dash and "notes.png" in dash
+    with RunStore.open(tmp_path / "run") as store:
+        skipped_id = store.db.execute("SELECT id FROM images WHERE status='skipped'").fetchone()[0]
+        broken_id, broken = store.db.execute("SELECT id, path FROM images WHERE status='ok'").fetchone()
+    for path in (f"/image/{skipped_id}", f"/thumb/{skipped_id}", f"/map/{skipped_id}.png"):
+        assert c.get(path).status_code == 404, path
+    open(broken, "w").write("replaced by text after the scan")
+    for path in (f"/thumb/{broken_id}", f"/img/{broken_id}", f"/view/{broken_id}.png", f"/map/{broken_id}.png"):
+        assert c.get(path).status_code == 404, path
+
+
+def test_the_cookie_is_found_among_other_apps_cookies(served):
+    fresh = TestClient(served["app"], base_url=BASE)
+    messy = f'_xsrf=2|a1b2|"quoted value"; bad cookie; username-127-0-0-1-8888="2|1:0|10:17"; mikata_token_8765={TOKEN}'
+    assert fresh.get("/api/overview", headers={"cookie": messy}).status_code == 200
+
+
+def test_scorecard_figures_are_served_by_index_from_the_evaluate_folder(served):
+    c = served["client"]
+    folder = served["run"] / "evaluate"
+    folder.mkdir(exist_ok=True)
+    Image.fromarray(np.zeros((10, 30, 3), np.uint8)).save(folder / "deletion.png")
+    (folder / "scorecard.json").write_text(json.dumps({"model": "m", "images": 1, "target": "top1", "methods": [],
+                                                       "metrics": [], "table": {}, "passes": {},
+                                                       "figures": ["deletion.png", "/etc/passwd"]}))
+    try:
+        r = c.get("/scorecard/figure/0.png")
+        assert r.status_code == 200 and Image.open(io.BytesIO(r.content)).size == (30, 10)
+        assert c.get("/scorecard/figure/1.png").status_code == 404
+        assert 'src="/scorecard/figure/0.png"' in c.get("/scorecard").text
+    finally:
+        (folder / "scorecard.json").unlink()
+
+
+def test_grid_can_show_the_maps_of_the_predicted_class(served):
+    import re
+
+    c = served["client"]
+    ov = overview(served["run"])
+    t = int(ov.data.labels[0])
+    page = c.get(f"/grid?true={t}&pred={t}&map=gradcam").text
+    srcs = re.findall(r'src="(/map/\d+\.png\?method=gradcam&amp;cls=\d+)"', page)
+    assert len(srcs) == len(ov.cell(t, t)) and all(s.endswith(f"cls={t}") for s in srcs)
+    r = c.get(srcs[0].replace("&amp;", "&"))
+    assert r.status_code == 200 and r.content[:4] == b"\x89PNG"
+    assert "/map/" not in c.get(f"/grid?true={t}&pred={t}&map=not-a-method").text  # unknown: plain images
+
+
+def test_a_relative_checkpoint_spec_is_found_next_to_a_moved_run(tmp_path):
+    from mikata.server.state import resolve_model_spec
+
+    (tmp_path / "project" / "runs" / "a").mkdir(parents=True)
+    (tmp_path / "project" / "model.safetensors").write_bytes(b"")
+    run = tmp_path / "project" / "runs" / "a"
+    assert resolve_model_spec({"model_spec": "old/place/model.safetensors"}, run) == str(
+        tmp_path / "project" / "model.safetensors")
+    assert resolve_model_spec({"model_spec": "efficientnet-lite0"}, run) == "efficientnet-lite0"
+    assert resolve_model_spec({"model_spec": "gone/elsewhere.safetensors"}, tmp_path) == "gone/elsewhere.safetensors"

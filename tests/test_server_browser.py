@@ -120,13 +120,15 @@ def test_review_embedding_and_gallery_pages_in_a_real_browser(browser, live):
     drawn = page.evaluate("() => document.querySelector('#scatter')._fullData.reduce((n, t) => n + t.x.length, 0)")
     assert drawn == len(emb["ids"]) and "WebGL is not supported" not in page.inner_text("#scatter")
     # a box/lasso selection as plotly reports it: the grid below shows exactly those images
-    page.evaluate("() => document.querySelector('#scatter').emit('plotly_selected', {points: [0, 5, 9].map(k => ({customdata: k}))})")
+    page.evaluate("() => document.querySelector('#scatter').emit('plotly_selected',"
+                  " {points: [0, 5, 9].map(k => ({customdata: k}))})")
     shown = [int(x) for x in page.locator("#selection .tile").evaluate_all("els => els.map(e => e.dataset.id)")]
     assert shown == [emb["ids"][k] for k in (0, 5, 9)]
     page.wait_for_load_state("networkidle")
     screenshot(page, "server-embedding")
     page.wait_for_load_state("networkidle")
     page.goto(f"{live['url']}/featurevis")
-    page.wait_for_function("() => Array.from(document.querySelectorAll('.gallery img')).every(i => i.complete && i.naturalWidth > 0)")
+    page.wait_for_function("() => Array.from(document.querySelectorAll('.gallery img'))"
+                           ".every(i => i.complete && i.naturalWidth > 0)")
     screenshot(page, "server-featurevis")
     assert page.problems == []

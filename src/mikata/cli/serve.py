@@ -12,7 +12,8 @@ def register(sub) -> None:
                        "token; binds 127.0.0.1 only unless --host says otherwise.",
                        "mikata serve runs/fashion --port 8765")
     p.add_argument("run", metavar="RUN_DIR", help="a run directory made by `mikata scan`")
-    p.add_argument("--port", type=int, default=8765, help="port to listen on; the next free one if taken (default 8765)")
+    p.add_argument("--port", type=int, default=8765,
+                   help="port to listen on; the next free one if taken (default 8765)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1, this machine only; anything else prints a warning)")
     p.add_argument("--model", default=None,

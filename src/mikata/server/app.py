@@ -19,14 +19,14 @@ import math
 import os
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from mikata import __version__
 from mikata.analysis.media import UnknownImageError, mime_type
 from mikata.analysis.runstore import RunStoreError
-from mikata.errors import ChoiceError, MikataError
+from mikata.errors import ChoiceError, ImageDecodeError, MikataError
 from mikata.models.handle import ModelHandle
 from mikata.server.security import Gate, new_token
 from mikata.server.state import RunState
@@ -34,6 +34,7 @@ from mikata.server.state import RunState
 HERE = Path(__file__).resolve().parent
 PAGE = 120  # thumbnails per grid page
 MAX_CONFUSION = 40  # classes drawn in the dashboard's confusion matrix
+GRID_METHODS = ("gradcam", "gradcam++", "layercam", "saliency", "guided-gradcam")  # fast enough for 120 tiles
 MAX_ID = 2**63 - 1
 
 
@@ -74,14 +75,18 @@ def create_app(run_dir: str | os.PathLike, token: str | None = None, host: str =
                                                           "has_featurevis": bool(state.featurevis_files()),
                                                           "has_scorecard": state.scorecard() is not None, **ctx})
 
-    def image_response(data: bytes, cache: bool = True) -> Response:
+    def image_response(data: bytes, cacheable: bool = True) -> Response:
         return Response(data, media_type=mime_type(data),
-                        headers={"cache-control": "private, max-age=3600" if cache else "no-store"})
+                        headers={"cache-control": "private, max-age=3600" if cacheable else "no-store"})
 
     # ------------------------------------------------------------------ errors
     @app.exception_handler(UnknownImageError)
     async def _unknown(request: Request, exc: UnknownImageError):
         return PlainTextResponse("not found", status_code=404)
+
+    @app.exception_handler(ImageDecodeError)
+    async def _undecodable(request: Request, exc: ImageDecodeError):  # the file changed since the scan
+        return PlainTextResponse("not found (the file can no longer be decoded)", status_code=404)
 
     @app.exception_handler(ChoiceError)
     async def _choice(request: Request, exc: ChoiceError):
@@ -110,28 +115,17 @@ def create_app(run_dir: str | os.PathLike, token: str | None = None, host: str =
                     hist_max=int(ov.histogram.max()) if len(ov.histogram) else 1)
 
     @app.get("/grid", response_class=HTMLResponse)
-    def grid(request: Request, true: int = -1, pred: int = -1, page_no: int = 0, order: str = "confident"):
+    def grid(request: Request, true: int = -1, pred: int = -1, page_no: int = 0,
+             map_method: str = Query("", alias="map")):
         ov = state.overview()
         d = ov.data
-        k = len(ov.class_names)
-        if true >= k or pred >= k:
+        if true >= len(ov.class_names) or pred >= len(ov.class_names):
             raise UnknownImageError("no such class")
-        if true >= 0 and pred >= 0:
-            ids = ov.cell(true, pred)
-            title = f"{ov.class_names[true]} predicted as {ov.class_names[pred]}"
-        else:
-            import numpy as np
-
-            mask = np.ones(len(d), bool)
-            if true >= 0:
-                mask &= d.labels == true
-            if pred >= 0:
-                mask &= d.preds == pred
-            rows = np.nonzero(mask)[0]
-            rows = rows[np.argsort(-d.probs[rows, d.preds[rows]], kind="stable")]
-            ids = d.ids[rows]
-            title = ("all images labeled " + ov.class_names[true] if true >= 0 else "all images") + (
-                f" predicted as {ov.class_names[pred]}" if pred >= 0 else "")
+        ids = state.grid_ids(true, pred, ov)  # this overview: a scan may commit meanwhile
+        names = ov.class_names
+        title = (f"{names[true]} predicted as {names[pred]}" if true >= 0 and pred >= 0 else
+                 ("all images labeled " + names[true] if true >= 0 else "all images")
+                 + (f" predicted as {names[pred]}" if pred >= 0 else ""))
         pages = max(1, math.ceil(len(ids) / PAGE))
         page_no = min(max(page_no, 0), pages - 1)
         shown = ids[page_no * PAGE:(page_no + 1) * PAGE]
@@ -141,6 +135,7 @@ def create_app(run_dir: str | os.PathLike, token: str | None = None, host: str =
             tiles.append({"id": i, "label": int(d.labels[r]), "pred": int(d.preds[r]),
                           "prob": float(d.probs[r, d.preds[r]])})
         return page(request, "grid.html", tiles=tiles, title=title, total=len(ids), sel_true=true, sel_pred=pred,
+                    map_method=map_method if map_method in GRID_METHODS else "", grid_methods=GRID_METHODS,
                     page_no=page_no, pages=pages)
 
     @app.get("/class/{c:int}", response_class=HTMLResponse)
@@ -230,7 +225,7 @@ def create_app(run_dir: str | os.PathLike, token: str | None = None, host: str =
         real = os.path.realpath(os.path.join(root, str(figures[index])))
         if os.path.commonpath([root, real]) != root or not os.path.isfile(real) or not real.endswith(".png"):
             raise UnknownImageError("no such figure")
-        return image_response(Path(real).read_bytes(), cache=False)
+        return image_response(Path(real).read_bytes(), cacheable=False)
 
     # -------------------------------------------------------------------- data
     @app.get("/api/overview")

@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from http.cookies import SimpleCookie
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
-COOKIE = "mikata_token"
+COOKIE = "mikata_token"  # + "_PORT": cookies ignore ports, so two servers on one host must not share one
 # every page: no framing (the review buttons cannot be clickjacked), scripts and images only from here;
 # 'unsafe-eval' because plotly's WebGL scatter (regl) compiles its shaders' glue code at run time
 HARDENING = [
@@ -79,6 +78,7 @@ class Gate:
         self.app = app
         self.token = token
         self.hosts = allowed_hosts(host, port) | set(extra_hosts or ())
+        self.cookie = f"{COOKIE}_{port}" if port is not None else COOKIE
 
     def _host_ok(self, host: str) -> bool:
         return host.lower() in self.hosts
@@ -89,28 +89,26 @@ class Gate:
     async def __call__(self, scope, receive, send):
         if scope["type"] == "lifespan":
             return await self.app(scope, receive, send)
+        if scope["type"] != "http":  # the app has no websockets
+            return await send({"type": "websocket.close", "code": 1008})
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         if not self._host_ok(headers.get("host", "")):
             return await _plain(send, 400, "bad Host header: open the URL that `mikata serve` printed")
-        if scope["type"] != "http":
-            return await _plain(send, 403, "forbidden")
         query = [(k, v) for k, v in parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)]
         given = next((v for k, v in query if k == "token"), None)
         if given is not None:
             if not self._good(given):
                 return await _plain(send, 403, "wrong token: open the URL that `mikata serve` printed")
             rest = urlencode([(k, v) for k, v in query if k != "token"])
-            location = scope.get("root_path", "") + scope["path"] + (f"?{rest}" if rest else "")
-            cookie = f"{COOKIE}={self.token}; HttpOnly; SameSite=Strict; Path=/"
+            raw = scope.get("raw_path") or quote(scope["path"]).encode()
+            path = "/" + raw.decode("latin-1").lstrip("/")  # never "//host": a redirect stays on this server
+            location = path + (f"?{rest}" if rest else "")
+            cookie = f"{self.cookie}={self.token}; HttpOnly; SameSite=Strict; Path=/"
             return await _send(send, 303, b"", [(b"location", location.encode("latin-1")),
                                                 (b"set-cookie", cookie.encode("latin-1"))])
-        jar = SimpleCookie()
-        try:
-            jar.load(headers.get("cookie", ""))
-        except Exception:  # a malformed Cookie header is just no cookie
-            jar = SimpleCookie()
+        given_cookie = cookie_value(headers.get("cookie", ""), self.cookie)
         auth = headers.get("authorization", "")
-        if (COOKIE in jar and self._good(jar[COOKIE].value)) or (
+        if self._good(given_cookie) or (
                 auth.lower().startswith("token ") and self._good(auth[6:].strip())):
             async def send_hardened(message):
                 if message["type"] == "http.response.start":
@@ -119,6 +117,16 @@ class Gate:
 
             return await self.app(scope, receive, send_hardened)
         return await _plain(send, 403, "forbidden: open the URL with ?token=... that `mikata serve` printed")
+
+
+def cookie_value(header: str, name: str) -> str | None:
+    """One cookie's value from a Cookie header. Parsed by hand: ``http.cookies`` stops at the first
+    cookie it finds malformed, and other apps on localhost (Jupyter, ...) set all kinds of cookies."""
+    for part in header.split(";"):
+        key, sep, value = part.strip().partition("=")
+        if sep and key == name:
+            return value.strip().strip('"')
+    return None
 
 
 async def _plain(send, status: int, text: str) -> None:

@@ -49,7 +49,8 @@ class RunState:
         self._db_lock = threading.Lock()  # one sqlite connection shared by the worker threads
         self.maps = MapService(self.run_dir, handle=handle)
         if handle is None:
-            self.maps.identity = dict(self.identity, model_spec=model or resolve_model_spec(self.identity, self.run_dir))
+            spec = model or resolve_model_spec(self.identity, self.run_dir)
+            self.maps.identity = dict(self.identity, model_spec=spec)
         self._ov: Overview | None = None
         self._ov_lock = threading.Lock()
         self._emb: tuple[tuple, dict] | None = None
@@ -107,6 +108,20 @@ class RunState:
             self._emb = (ov.version, data)
             return data
 
+    def grid_ids(self, true: int = -1, pred: int = -1, ov: Overview | None = None) -> np.ndarray:
+        """Row ids labeled ``true`` and predicted ``pred`` (-1: any), most confident prediction first."""
+        ov = ov or self.overview()
+        if true >= 0 and pred >= 0:
+            return ov.cell(true, pred)
+        d = ov.data
+        mask = np.ones(len(d), bool)
+        if true >= 0:
+            mask &= d.labels == true
+        if pred >= 0:
+            mask &= d.preds == pred
+        rows = np.nonzero(mask)[0]
+        return d.ids[rows[np.argsort(-d.probs[rows, d.preds[rows]], kind="stable")]]
+
     def image_row(self, image_id: int) -> dict:
         """The stored row of a scanned image with its full probability vector; UnknownImageError otherwise."""
         with self._db_lock:
@@ -130,8 +145,12 @@ class RunState:
 
     # ----------------------------------------------------------------- images
     def image_path(self, image_id: int) -> Path:
-        """The servable file of an id (``media.image_file``: inside the dataset root, symlinks resolved)."""
+        """The servable file of a scanned id (``media.image_file``: inside the dataset root, symlinks
+        resolved); skipped rows (files that could not be decoded) are not servable either."""
         with self._db_lock:
+            row = self.store.image(image_id)
+            if row is None or row["status"] != "ok":
+                raise UnknownImageError(f"no scanned image with id {image_id}")
             return image_file(self.store, image_id)
 
     def thumbnail(self, image_id: int, size: int = 96) -> bytes:
@@ -141,9 +160,7 @@ class RunState:
             if data is not None:
                 self._thumbs.move_to_end(key)
                 return data
-        with self._db_lock:
-            path = image_file(self.store, image_id)
-        data = thumbnail(path, size)
+        data = thumbnail(self.image_path(image_id), size)
         with self._thumb_lock:
             self._thumbs[key] = data
             while len(self._thumbs) > self._thumbs_max:
@@ -154,12 +171,11 @@ class RunState:
         """The image re-encoded (never the raw file: the server only ever sends images it decoded)."""
         from mikata.data.images import load_image
 
-        with self._db_lock:
-            path = image_file(self.store, image_id)
-        img = load_image(path)
+        img = load_image(self.image_path(image_id))
         return encode(img, "PNG" if img.width * img.height <= 512 * 512 else "JPEG")
 
     def model_view(self, image_id: int) -> bytes:
+        self.image_path(image_id)
         with self._model_hint():
             return encode(self.maps.model_view(image_id))
 
