@@ -23,6 +23,7 @@ import json
 import logging
 import math
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -243,6 +244,21 @@ def _json_script(data: object) -> str:
     return text.replace("</", "<\\/").replace("<!--", "<\\!--")
 
 
+def _maps_missing(run_dir: Path, wanted: list[tuple[int, int]], methods: Sequence[str]) -> bool:
+    """Whether any (image, method, class) map of the galleries is not cached yet."""
+    from mikata.analysis.runstore import RunStore
+
+    with RunStore.open(run_dir) as store:
+        return any(store.get_map(i, m, k) is None for k, i in wanted for m in methods)
+
+
+def _load_quietly(service) -> None:
+    try:
+        service.handle
+    except Exception as e:  # the maps stage asks again and reports the error properly
+        log.debug("loading the run's model in the background failed: %s", e)
+
+
 def _all_cells(d) -> dict[str, list[int]]:
     """``"t,p"`` -> the ids ``Overview.cell(t, p)`` lists (most confident first, ties in id order), in one sort."""
     if not len(d):
@@ -315,14 +331,27 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
     names = ov.class_names
     lap("overview")
 
+    # ---- per-class galleries, with maps for the classes that need a look most
+    rank = sorted(ov.classes, key=lambda c: (c.f1, c.index))
+    with_maps = {c.index for c in rank[:max(0, map_classes)]} if methods else set()
+    wanted = [(c.index, i) for c in ov.classes if c.index in with_maps
+              for i in dict.fromkeys(c.most_class_like + c.least_class_like)]
+    service = None
+    if wanted and handle is None and _maps_missing(run_dir, wanted, methods):
+        # load the model while the thumbnails are made (the handle property waits for it)
+        from mikata.analysis.maps import MapService
+
+        try:
+            service = MapService(run_dir)
+            threading.Thread(target=_load_quietly, args=(service,), daemon=True).start()
+        except MikataError:
+            service = None  # reported below, where the maps are made
+
     log.info("report of %s: %d images, %d classes; thumbnails...", run_dir, len(d), len(ov.present))
     thumbs, more = _thumbnails(str(run_dir), d.ids.tolist(), thumb, workers)
     notes += more
     lap("thumbnails")
 
-    # ---- per-class galleries, with maps for the classes that need a look most
-    rank = sorted(ov.classes, key=lambda c: (c.f1, c.index))
-    with_maps = {c.index for c in rank[:max(0, map_classes)]} if methods else set()
     overlays: dict[tuple[int, str, int], str] = {}
     views: dict[int, str] = {}
     map_error = None
@@ -332,9 +361,7 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
         log.info("maps (%s) of the most / least class-like images of %d classes...", ", ".join(methods),
                  len(with_maps))
         try:
-            service = MapService(run_dir, handle=handle)
-            wanted = [(c.index, i) for c in ov.classes if c.index in with_maps
-                      for i in dict.fromkeys(c.most_class_like + c.least_class_like)]
+            service = service or MapService(run_dir, handle=handle)
             got = {}
             for c in sorted(with_maps):
                 ids = [i for k, i in wanted if k == c]
