@@ -77,7 +77,11 @@ class Overview:
         return d.ids[rows]
 
     def embedding_2d(self, method: str = "pca", max_points: int = 20000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """``(ids, xy)``: a 2-D projection of the embeddings, a seeded subsample of at most ``max_points``."""
+        """``(ids, xy)``: a 2-D projection of the embeddings, a seeded subsample of at most ``max_points``.
+
+        The embeddings are L2-normalized first, so the plot compares directions, not magnitudes:
+        with raw post-ReLU features a few high-norm classes stretch it and the rest collapse into a corner.
+        """
         d = self.data
         rows = np.arange(len(d))
         if len(rows) > max_points:
@@ -86,6 +90,9 @@ class Overview:
             if "embed" not in store.dims():
                 raise RunStoreError("this run has no embeddings (the model has no linear head to read them from)")
             emb = np.asarray(store.vectors("embed")[d.vec_rows[rows]], dtype=np.float32)  # (n, D)
+        if len(rows) < 3:
+            raise RunStoreError("fewer than 3 scanned images: nothing to project")
+        emb /= np.clip(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12, None)
         return d.ids[rows], project_2d(emb, method, seed).astype(np.float32)
 
 

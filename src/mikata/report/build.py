@@ -214,29 +214,6 @@ def scorecard(run_dir: Path) -> dict | None:
             "created": card.get("created"), "metrics": metrics, "rows": rows, "checks": checks, "figures": figures}
 
 
-def _embedding_2d(ov, max_points: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """``(ids, xy)``: PCA of the L2-normalized embeddings of a seeded sample (the rows ``embedding_2d`` picks).
-
-    Normalizing first compares directions, not magnitudes: with raw post-ReLU features a few
-    high-norm classes stretch the plot and the rest collapse into one corner.
-    """
-    from mikata.analysis.audit import project_2d
-    from mikata.analysis.runstore import RunStore, RunStoreError
-
-    d = ov.data
-    rows = np.arange(len(d))
-    if len(rows) > max_points:
-        rows = np.sort(np.random.default_rng(seed).choice(len(rows), max_points, replace=False))
-    with RunStore.open(d.run_dir) as store:
-        if "embed" not in store.dims():
-            raise RunStoreError("this run has no embeddings (the model has no linear head to read them from)")
-        emb = np.asarray(store.vectors("embed")[d.vec_rows[rows]], dtype=np.float32)  # (n, D)
-    if len(rows) < 3:
-        raise ValueError("fewer than 3 images: nothing to project")
-    emb /= np.clip(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12, None)
-    return d.ids[rows], project_2d(emb, "pca", seed).astype(np.float32)
-
-
 # ------------------------------------------------------------------------------------------ report
 def _json_script(data: object) -> str:
     """JSON safe to put inside a <script type="application/json"> element."""
@@ -422,7 +399,7 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
     # ---- embedding scatter
     emb = None
     try:
-        eids, xy = _embedding_2d(ov, max_points)
+        eids, xy = ov.embedding_2d("pca", max_points=max_points)
         lo, hi = xy.min(0), xy.max(0)
         span = np.where(hi - lo > 0, hi - lo, 1)
         unit = np.round((xy - lo) / span, 4)
