@@ -48,16 +48,26 @@ MODES = ("deletion", "insertion")
 
 
 @contextmanager
-def channels_last(module: torch.nn.Module, enable: bool = True) -> Iterator[bool]:
+def channels_last(module: torch.nn.Module, probe: torch.Tensor | None = None, enable: bool = True) -> Iterator[bool]:
     """Run a conv net with channels-last weights (much faster on CPU at larger batches); the
-    module's 4-D parameters are put back to contiguous memory afterwards. Yields whether it applied."""
+    module's 4-D parameters are put back to contiguous memory afterwards. Yields whether it applied:
+    not for nets without convs, nor for nets whose forward breaks on channels-last tensors (a
+    ``.view`` after a conv), which one forward of ``probe`` ``(1, C, H, W)`` finds out."""
     has_conv = enable and any(p.dim() == 4 for p in module.parameters())
     if not has_conv:
         yield False
         return
     module.to(memory_format=torch.channels_last)
     try:
-        yield True
+        ok = True
+        if probe is not None:
+            try:
+                with torch.inference_mode():
+                    module(probe.contiguous(memory_format=torch.channels_last))
+            except RuntimeError:
+                ok = False
+                module.to(memory_format=torch.contiguous_format)
+        yield ok
     finally:
         module.to(memory_format=torch.contiguous_format)
 
@@ -221,7 +231,7 @@ def perturbation_curves(
         curves[m][:, 0 if m == "deletion" else steps] = base_probs.float()
     size = chunk_size(x, budget_mb, with_grad=False, cap=batch_cap)
     model = handle.model
-    with channels_last(model), torch.inference_mode():  # convert weights outside inference mode
+    with channels_last(model, probe=x[:1]) as fast, torch.inference_mode():  # convert outside inference mode
         for start, stop in chunks(len(jobs), size, progress, desc="perturbation curves"):
             part = jobs[start:stop]
             img = torch.tensor([j[1] for j in part])
@@ -238,7 +248,7 @@ def perturbation_curves(
                     use = torch.tensor([fills[j[0]] == f for j in part]).view(-1, 1, 1, 1)
                     base = torch.where(use, filled[f][img], base)
                 batch = torch.where(perturbed[:, None], base, x[img])  # (B, C, H, W)
-            batch = batch.contiguous(memory_format=torch.channels_last)
+            batch = batch.contiguous(memory_format=torch.channels_last if fast else torch.contiguous_format)
             p = torch.softmax(model(batch).float(), dim=1).gather(1, ids[img].view(-1, 1))[:, 0]
             for (mode, i, k), v in zip(part, p.tolist()):
                 curves[mode][i, k] = v
