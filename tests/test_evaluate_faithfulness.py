@@ -78,10 +78,13 @@ def _slow_curves(handle, x, a, target, steps, patch, sigma):
             _, ys, xs = regions[i]
             deleted[:, ys, xs] = blurred[:, ys, xs]
             inserted[:, ys, xs] = img[:, ys, xs]
-        for mode, arr in (("deletion", deleted), ("insertion", inserted)):
-            with torch.no_grad():
-                p = torch.softmax(handle.model(torch.from_numpy(arr).float()[None]), 1)[0, target]
-            out[mode].append(float(p))
+        out["deletion"].append(deleted)
+        out["insertion"].append(inserted)
+    for mode, arrs in out.items():
+        # this image's steps in one forward: a batch of one runs 10-20x slower on this CPU build
+        with torch.no_grad():
+            p = torch.softmax(handle.model(torch.from_numpy(np.stack(arrs)).float()), 1)[:, target]
+        out[mode] = p.tolist()
     return out
 
 
