@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -25,7 +26,10 @@ def test_quick_demo_writes_every_listed_output(tmp_path):
     assert "accuracy" in out.stdout and "suspected label errors" in out.stdout
     assert (tmp_path / "explain" / "chelsea_explain.png").is_file()
     assert (tmp_path / "visualize-classes" / "grid.png").is_file()
+    card = json.loads((tmp_path / "run" / "evaluate" / "scorecard.json").read_text())
+    assert set(card["passes"]) == {"gradcam", "saliency", "guided-backprop"}
     report = (tmp_path / "run" / "report.html").read_text()
+    assert "scorecard" in report.lower()
     assert "Confusion matrix" in report and "http://" not in report and "https://" not in report
     assert "mikata serve" in out.stderr + out.stdout
 

@@ -424,7 +424,7 @@ def test_grid_can_show_the_maps_of_the_predicted_class(served):
 
 
 def test_a_relative_checkpoint_spec_is_found_next_to_a_moved_run(tmp_path):
-    from mikata.server.state import resolve_model_spec
+    from mikata.analysis.maps import run_model_spec as resolve_model_spec
 
     (tmp_path / "project" / "runs" / "a").mkdir(parents=True)
     (tmp_path / "project" / "model.safetensors").write_bytes(b"")

@@ -56,19 +56,19 @@ def run_demo(out_dir: str | Path = "mikata-demo", quick: bool = False) -> DemoRe
     result = DemoResult()
     photos = shipped_photos(out / "photos")
 
-    step("1/6 The built-in ImageNet model (EfficientNet-Lite0, real weights) on shipped photos")
+    step("1/7 The built-in ImageNet model (EfficientNet-Lite0, real weights) on shipped photos")
     imagenet = load_model("efficientnet-lite0")
     for pred in predict(imagenet, list(photos.values()), top=3):
         log.info("  %-12s %s", Path(pred.path).stem, ", ".join(f"{name} {p:.0%}" for name, _, p in pred.top))
         result.facts[f"top1:{Path(pred.path).stem}"] = pred.top[0][0]
 
-    step("2/6 Where does it look? Grad-CAM, Guided Grad-CAM and SmoothGrad with the top-5 bars")
+    step("2/7 Where does it look? Grad-CAM, Guided Grad-CAM and SmoothGrad with the top-5 bars")
     chosen = [photos["chelsea"]] if quick else [photos["chelsea"], photos["coffee"]]
     explain_files(imagenet, chosen, ["gradcam", "guided-gradcam", "smoothgrad"], targets="top1",
                   out_dir=out / "explain", options={"smoothgrad": {"samples": 4 if quick else 16}})
     result.outputs.append(("explanations (figures, .npy)", out / "explain"))
 
-    step("3/6 What do units respond to? Class logits and first-layer channels, rendered")
+    step("3/7 What do units respond to? Class logits and first-layer channels, rendered")
     # The defaults (224 px, 48 steps) are the tested ones: the model reads each image as its class.
     classes = visualize_classes(imagenet, ["zebra", "strawberry", "castle"],
                                 RenderOptions(size=64, steps=8) if quick else RenderOptions(seed=0))
@@ -80,7 +80,7 @@ def run_demo(out_dir: str | Path = "mikata-demo", quick: bool = False) -> DemoRe
     result.outputs += [("class-logit images", out / "visualize-classes" / "grid.png"),
                        ("first-layer channel images", out / "visualize-stem" / "grid.png")]
 
-    step("4/6 Transfer learning: EfficientNet-Lite0 fine-tuned on Fashion-MNIST (Debian dataset-fashion-mnist)")
+    step("4/7 Transfer learning: EfficientNet-Lite0 fine-tuned on Fashion-MNIST (Debian dataset-fashion-mnist)")
     overrides = {"epochs": 1, "input_size": 32} if quick else {}
     ckpt, test_acc, seconds = train_demo_model(out, per_class=20 if quick else 500, **overrides)
     data_dir, _ = demo_paths(out)
@@ -91,7 +91,7 @@ def run_demo(out_dir: str | Path = "mikata-demo", quick: bool = False) -> DemoRe
     if plot.exists():
         result.outputs.append(("training curves", plot))
 
-    step("5/6 Where and why does it fail? Scan the held-out test split, then audit it")
+    step("5/7 Where and why does it fail? Scan the held-out test split, then audit it")
     run_dir = out / "run"
     fine_tuned = load_model(str(ckpt))
     scan(fine_tuned, data_dir, run_dir, split="test", fractions=DEMO_SETTINGS["split"],
@@ -101,7 +101,13 @@ def run_demo(out_dir: str | Path = "mikata-demo", quick: bool = False) -> DemoRe
     result.facts["scan_accuracy"] = summary["accuracy"]
     result.outputs.append(("scanned run", run_dir))
 
-    step("6/6 The report: one HTML file that opens offline (and `mikata serve` for the web app)")
+    step("6/7 Which map to believe? Faithfulness and sanity checks of three methods on a sample of test images")
+    card = evaluate_run(run_dir, fine_tuned, ["gradcam", "saliency", "guided-backprop"], 4 if quick else 8,
+                        steps=10 if quick else 50, stages=3 if quick else 8, samples=2 if quick else 8)
+    result.outputs.append(("attribution scorecard", run_dir / "evaluate" / "scorecard.json"))
+    result.facts["passes"] = card["passes"]
+
+    step("7/7 The report: one HTML file that opens offline (and `mikata serve` for the web app)")
     report = write_report(run_dir, run_dir / "report.html", handle=fine_tuned)
     log.info("  %d images, %.1f MB, written in %.0f s", report.images, report.bytes / 1e6, report.timings["total"])
     result.outputs.append(("HTML report (opens offline)", report.path))
@@ -110,6 +116,18 @@ def run_demo(out_dir: str | Path = "mikata-demo", quick: bool = False) -> DemoRe
 
     result.seconds = time.perf_counter() - start
     return result
+
+
+def evaluate_run(run_dir: Path, handle, methods: list[str], images: int, **settings) -> dict:
+    """``mikata evaluate RUN_DIR``: the scorecard of ``methods`` on a seeded sample of the run, printed
+    and written to ``RUN_DIR/evaluate/`` (where the report and the web app find it)."""
+    from mikata.evaluate.scorecard import evaluate, format_scorecard, load_images, sample_paths, write_scorecard
+
+    x, _ = load_images(handle, sample_paths(run_dir, images))
+    res = evaluate(handle, x, methods, model_name=handle.spec or None, **settings)
+    print(format_scorecard(res.card), flush=True)
+    write_scorecard(res, str(run_dir / "evaluate"))
+    return res.card
 
 
 def step(title: str) -> None:

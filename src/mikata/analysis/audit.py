@@ -14,11 +14,11 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import numpy as np
 
-from mikata.analysis.runstore import RunStore, RunStoreError
+from mikata.analysis.runstore import RunStore
 from mikata.errors import ChoiceError
 
 

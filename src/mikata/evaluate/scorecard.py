@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -254,8 +255,6 @@ def card_better(card: dict, name: str) -> str:
 # ------------------------------------------------------------------------------ inputs and files
 def expand_images(paths: Sequence[str]) -> list[str]:
     """Image files from files and folders (folders: their image files, recursively, sorted)."""
-    import os
-
     from mikata.data.images import is_image_file
     from mikata.errors import ImageDecodeError
 
@@ -285,8 +284,6 @@ def load_images(handle: ModelHandle, paths: Sequence[str]) -> tuple[torch.Tensor
 def make_masks(handle: ModelHandle, paths: Sequence[str], sizes: Sequence[tuple[int, int]],
                boxes: str | None = None, masks_dir: str | None = None) -> torch.Tensor | None:
     """``(N, H, W)`` object masks from a boxes CSV and/or a folder of mask PNGs named like the images."""
-    import os
-
     from mikata.evaluate.localization import BoxesError, box_mask, mask_from_png, read_boxes
 
     if boxes is None and masks_dir is None:
@@ -312,34 +309,33 @@ def make_masks(handle: ModelHandle, paths: Sequence[str], sizes: Sequence[tuple[
     return out
 
 
-def sample_run(run_dir: str, limit: int = 16, seed: int = 0) -> tuple[ModelHandle, list[str], dict]:
-    """The model a run was scanned with and a seeded sample of ``limit`` of its scanned image files."""
-    import os
-
-    from mikata.analysis.maps import load_run_model
+def sample_paths(run_dir: str | os.PathLike, limit: int = 16, seed: int = 0) -> list[str]:
+    """A seeded sample of ``limit`` of a run's scanned image files, in scan order."""
     from mikata.analysis.media import image_file
     from mikata.analysis.runstore import RunStore, RunStoreError
 
     with RunStore.open(run_dir) as store:
-        identity = dict(store.manifest["identity"])
         ids = [r[0] for r in store.db.execute("SELECT id FROM images WHERE status='ok' ORDER BY id").fetchall()]
         if not ids:
             raise RunStoreError(f"{run_dir} holds no scanned images; run `mikata scan` first")
         order = torch.randperm(len(ids), generator=torch.Generator().manual_seed(seed))[:limit].tolist()
-        paths = [str(image_file(store, ids[k])) for k in sorted(order)]
-    spec = identity["model_spec"]
-    if not os.path.exists(spec) and not os.path.isabs(spec):  # a relative checkpoint path: try beside the run
-        for base in (os.path.dirname(os.path.abspath(run_dir)), os.path.dirname(os.path.dirname(os.path.abspath(run_dir)))):
-            if os.path.exists(os.path.join(base, spec)):
-                identity["model_spec"] = os.path.join(base, spec)
-                break
-    return load_run_model(identity), paths, identity
+        return [str(image_file(store, ids[k])) for k in sorted(order)]
+
+
+def sample_run(run_dir: str, limit: int = 16, seed: int = 0) -> tuple[ModelHandle, list[str], dict]:
+    """The model a run was scanned with and a seeded sample of ``limit`` of its scanned image files."""
+    from mikata.analysis.maps import load_run_model
+    from mikata.analysis.runstore import RunStore
+
+    paths = sample_paths(run_dir, limit, seed)
+    with RunStore.open(run_dir) as store:
+        identity = dict(store.manifest["identity"])
+    return load_run_model(identity, run_dir), paths, identity
 
 
 def write_scorecard(result: Evaluation, out_dir: str, figure: bool = True) -> str:
     """``out_dir/scorecard.json`` (+ ``evaluate.png``); returns the JSON's path."""
     import json
-    import os
 
     from mikata.evaluate.figure import draw_evaluation
 

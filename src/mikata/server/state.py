@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mikata.analysis.maps import MapService
+from mikata.analysis.maps import MapService, run_model_spec
 from mikata.analysis.media import UnknownImageError, encode, image_file, thumbnail
 from mikata.analysis.overview import Overview, overview
 from mikata.analysis.runstore import RunStore
@@ -49,7 +49,7 @@ class RunState:
         self._db_lock = threading.Lock()  # one sqlite connection shared by the worker threads
         self.maps = MapService(self.run_dir, handle=handle)
         if handle is None:
-            spec = model or resolve_model_spec(self.identity, self.run_dir)
+            spec = model or run_model_spec(self.identity, self.run_dir)
             self.maps.identity = dict(self.identity, model_spec=spec)
         self._ov: Overview | None = None
         self._ov_lock = threading.Lock()
@@ -248,17 +248,3 @@ class RunState:
 
     def close(self) -> None:
         self.store.close()
-
-
-def resolve_model_spec(identity: dict, run_dir: Path) -> str:
-    """The run's model spec; a relative checkpoint path that does not exist from here is looked up
-    next to the run directory and its parents (a run moved together with its checkpoint still works)."""
-    spec = identity["model_spec"]
-    p = Path(spec)
-    if p.is_absolute() or p.exists() or p.suffix == "":
-        return spec
-    for base in (run_dir, *run_dir.parents[:3]):
-        for cand in (base / p, base / p.name):
-            if cand.exists():
-                return str(cand)
-    return spec
