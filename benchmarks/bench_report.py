@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DEMO_CKPT = Path("/work/demo/mikata-demo/fashion-mnist-lite0.safetensors")
+DEMO_CKPT = Path(os.environ.get("MIKATA_DEMO_DIR", "mikata-demo")) / "fashion-mnist-lite0.safetensors"  # `mikata demo` output
 
 
 def make_run(cache: Path, model: str, threads: int) -> tuple[Path, float | None]:

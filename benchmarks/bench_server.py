@@ -2,7 +2,7 @@
 
 The run: all 70,000 real Fashion-MNIST images (Debian dataset-fashion-mnist: train + t10k) written
 once as PNGs, in a RunStore cloned from the real demo run (model: the fine-tuned efficientnet-lite0
-checkpoint /work/demo/mikata-demo/fashion-mnist-lite0.safetensors). Scanning 70k images with that
+checkpoint mikata-demo/fashion-mnist-lite0.safetensors, or under $MIKATA_DEMO_DIR). Scanning 70k images with that
 model takes ~10 min on this 2-core machine, so the rows are SYNTHETIC in one respect: each image
 gets the prediction, probabilities, embedding and channel vectors of a randomly chosen demo row
 with the same label (the demo's 750 rows are real scan results). Paths, labels and image files are
@@ -35,8 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-DEMO_RUN = Path("/work/demo/mikata-demo/run")
-CHECKPOINT = Path("/work/demo/mikata-demo/fashion-mnist-lite0.safetensors")
+DEMO_DIR = Path(os.environ.get("MIKATA_DEMO_DIR", "mikata-demo"))  # where `mikata demo` wrote its outputs
+DEMO_RUN = DEMO_DIR / "run"
+CHECKPOINT = DEMO_DIR / "fashion-mnist-lite0.safetensors"
 TOKEN = "bench-token"
 
 
