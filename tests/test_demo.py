@@ -30,6 +30,7 @@ def test_quick_demo_writes_every_listed_output(tmp_path):
     assert set(card["passes"]) == {"gradcam", "saliency", "guided-backprop"}
     report = (tmp_path / "run" / "report.html").read_text()
     assert "scorecard" in report.lower()
+    assert "Feature visualization" in report and (tmp_path / "run" / "featurevis" / "classes" / "grid.png").is_file()
     assert "Confusion matrix" in report and "http://" not in report and "https://" not in report
     assert "mikata serve" in out.stderr + out.stdout
 

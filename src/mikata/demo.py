@@ -100,6 +100,11 @@ def run_demo(out_dir: str | Path = "mikata-demo", quick: bool = False) -> DemoRe
     print(format_audit(summary, max_listed=5), flush=True)
     result.facts["scan_accuracy"] = summary["accuracy"]
     result.outputs.append(("scanned run", run_dir))
+    # what each fine-tuned class's logit responds to, where the report and the web app's gallery find it
+    visualize_classes(fine_tuned, fine_tuned.class_names,
+                      RenderOptions(size=32 if quick else 64, steps=4 if quick else 48, seed=0)).save(
+        run_dir / "featurevis" / "classes")
+    result.outputs.append(("fine-tuned class-logit images", run_dir / "featurevis" / "classes" / "grid.png"))
 
     step("6/7 Which map to believe? Faithfulness and sanity checks of three methods on a sample of test images")
     card = evaluate_run(run_dir, fine_tuned, ["gradcam", "saliency", "guided-backprop"], 4 if quick else 8,
