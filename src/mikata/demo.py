@@ -104,7 +104,7 @@ def run_demo(out_dir: str | Path = "mikata-demo", quick: bool = False) -> DemoRe
     visualize_classes(fine_tuned, fine_tuned.class_names,
                       RenderOptions(size=32 if quick else 64, steps=4 if quick else 48, seed=0)).save(
         run_dir / "featurevis" / "classes")
-    result.outputs.append(("fine-tuned class-logit images", run_dir / "featurevis" / "classes" / "grid.png"))
+    result.outputs.append(("fine-tuned class images", run_dir / "featurevis" / "classes" / "grid.png"))
 
     step("6/7 Which map to believe? Faithfulness and sanity checks of three methods on a sample of test images")
     card = evaluate_run(run_dir, fine_tuned, ["gradcam", "saliency", "guided-backprop"], 4 if quick else 8,
@@ -115,7 +115,7 @@ def run_demo(out_dir: str | Path = "mikata-demo", quick: bool = False) -> DemoRe
     step("7/7 The report: one HTML file that opens offline (and `mikata serve` for the web app)")
     report = write_report(run_dir, run_dir / "report.html", handle=fine_tuned)
     log.info("  %d images, %.1f MB, written in %.0f s", report.images, report.bytes / 1e6, report.timings["total"])
-    result.outputs.append(("HTML report (opens offline)", report.path))
+    result.outputs.append(("HTML report (opens offline)", run_dir / "report.html"))
     log.info("\nExplore further: mikata serve %s  (the web app: every image, any map, label review)\n"
              "                 mikata explain %s IMAGE --methods gradcam", run_dir, ckpt)
 
