@@ -33,6 +33,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from mikata.analysis.attachments import featurevis_images, read_scorecard, scorecard_figure
+
 from mikata.errors import MikataError
 
 log = logging.getLogger(__name__)
@@ -168,12 +170,10 @@ def training_history(identity: dict, run_dir: str | os.PathLike) -> dict[str, li
 
 
 def featurevis_grids(run_dir: Path) -> list[dict]:
-    """Every PNG under ``RUN_DIR/featurevis/`` (recursively), as titled data URIs."""
+    """The feature-visualization images of the run (``attachments.featurevis_images``) as titled data URIs."""
     folder = run_dir / "featurevis"
-    if not folder.is_dir():
-        return []
     out = []
-    for p in sorted(folder.rglob("*.png")):
+    for p in featurevis_images(run_dir):
         try:
             out.append({"title": str(p.relative_to(folder)), "uri": _file_uri(p)})
         except Exception as e:
@@ -183,15 +183,8 @@ def featurevis_grids(run_dir: Path) -> list[dict]:
 
 def scorecard(run_dir: Path) -> dict | None:
     """``RUN_DIR/evaluate/scorecard.json`` (written by ``mikata evaluate``) with its figures embedded."""
-    path = run_dir / "evaluate" / "scorecard.json"
-    if not path.is_file():
-        return None
-    try:
-        card = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        log.warning("ignoring unreadable scorecard %s: %s", path, e)
-        return None
-    if not isinstance(card, dict):
+    card = read_scorecard(run_dir)
+    if card is None:
         return None
     metrics = [m if isinstance(m, dict) else {"name": str(m)} for m in card.get("metrics") or []]
     table = card.get("table") or {}
@@ -200,8 +193,8 @@ def scorecard(run_dir: Path) -> dict | None:
     checks = sorted({c for v in passes.values() if isinstance(v, dict) for c in v})
     figures = []
     for rel in card.get("figures") or []:
-        f = (path.parent / str(rel)).resolve()
-        if f.is_file() and os.path.commonpath([str(path.parent.resolve()), str(f)]) == str(path.parent.resolve()):
+        f = scorecard_figure(run_dir, rel)
+        if f is not None:
             figures.append({"title": str(rel), "uri": _file_uri(f)})
 
     def cell(method: str, metric: str) -> str:

@@ -24,6 +24,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Res
 from fastapi.templating import Jinja2Templates
 
 from mikata import __version__
+from mikata.analysis.attachments import scorecard_figure
 from mikata.analysis.media import UnknownImageError, mime_type
 from mikata.analysis.runstore import RunStoreError
 from mikata.errors import ChoiceError, ImageDecodeError, MikataError
@@ -216,16 +217,15 @@ def create_app(run_dir: str | os.PathLike, token: str | None = None, host: str =
         return image_response(state.featurevis_png(index))
 
     @app.get("/scorecard/figure/{index:int}.png")
-    def scorecard_figure(index: int):
+    def scorecard_figure_png(index: int):
         card = state.scorecard() or {}
         figures = card.get("figures") or []
         if not 0 <= index < len(figures):
             raise UnknownImageError("no such figure")
-        root = os.path.realpath(state.run_dir / "evaluate")
-        real = os.path.realpath(os.path.join(root, str(figures[index])))
-        if os.path.commonpath([root, real]) != root or not os.path.isfile(real) or not real.endswith(".png"):
+        path = scorecard_figure(state.run_dir, figures[index])
+        if path is None:
             raise UnknownImageError("no such figure")
-        return image_response(Path(real).read_bytes(), cacheable=False)
+        return image_response(path.read_bytes(), cacheable=False)
 
     # -------------------------------------------------------------------- data
     @app.get("/api/overview")

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mikata.analysis.attachments import featurevis_images, read_scorecard
 from mikata.analysis.maps import MapService, run_model_spec
 from mikata.analysis.media import UnknownImageError, encode, image_file, thumbnail
 from mikata.analysis.overview import Overview, overview
@@ -216,17 +217,8 @@ class RunState:
 
     # ------------------------------------------------------ files of the run
     def featurevis_files(self) -> list[Path]:
-        """PNGs under RUN_DIR/featurevis/ (recursively, sorted), addressed by their index in this list."""
-        root = self.run_dir / "featurevis"
-        if not root.is_dir():
-            return []
-        real_root = os.path.realpath(root)
-        out = []
-        for p in sorted(root.rglob("*.png")):
-            real = os.path.realpath(p)
-            if os.path.commonpath([real_root, real]) == real_root and os.path.isfile(real):
-                out.append(p)
-        return out
+        """The run's feature-visualization images (``attachments.featurevis_images``), addressed by index."""
+        return featurevis_images(self.run_dir)
 
     def featurevis_png(self, index: int) -> bytes:
         files = self.featurevis_files()
@@ -236,15 +228,7 @@ class RunState:
 
     def scorecard(self) -> dict | None:
         """RUN_DIR/evaluate/scorecard.json (written by `mikata evaluate`), or None when absent or unreadable."""
-        p = self.run_dir / "evaluate" / "scorecard.json"
-        if not p.is_file():
-            return None
-        try:
-            card = json.loads(p.read_text())
-        except (OSError, ValueError) as e:
-            log.warning("cannot read %s: %s", p, e)
-            return None
-        return card if isinstance(card, dict) else None
+        return read_scorecard(self.run_dir)
 
     def close(self) -> None:
         self.store.close()
