@@ -19,20 +19,24 @@ def test_quick_demo_writes_every_listed_output(tmp_path):
     out = subprocess.run([sys.executable, "-m", "mikata", "demo", "--quick", "--out", str(tmp_path)],
                          capture_output=True, text=True, timeout=900, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
-    listed = out.stdout.split("Outputs:")[1].strip().splitlines()
-    assert len(listed) >= 6
-    for line in listed:
-        assert Path(line.split()[-1]).exists(), line
-    assert "accuracy" in out.stdout and "suspected label errors" in out.stdout
-    assert (tmp_path / "explain" / "chelsea_explain.png").is_file()
-    assert (tmp_path / "visualize-classes" / "grid.png").is_file()
-    card = json.loads((tmp_path / "run" / "evaluate" / "scorecard.json").read_text())
-    assert set(card["passes"]) == {"gradcam", "saliency", "guided-backprop"}
-    report = (tmp_path / "run" / "report.html").read_text()
-    assert "scorecard" in report.lower()
-    assert "Feature visualization" in report and (tmp_path / "run" / "featurevis" / "classes" / "grid.png").is_file()
-    assert "Confusion matrix" in report and "http://" not in report and "https://" not in report
-    assert "mikata serve" in out.stderr + out.stdout
+    try:
+        listed = out.stdout.split("Outputs:")[1].strip().splitlines()
+        assert len(listed) >= 6
+        for line in listed:
+            assert Path(line.split()[-1]).exists(), line
+        assert "accuracy" in out.stdout and "suspected label errors" in out.stdout
+        assert (tmp_path / "explain" / "chelsea_explain.png").is_file()
+        assert (tmp_path / "visualize-classes" / "grid.png").is_file()
+        card = json.loads((tmp_path / "run" / "evaluate" / "scorecard.json").read_text())
+        assert set(card["passes"]) == {"gradcam", "saliency", "guided-backprop"}
+        report = (tmp_path / "run" / "report.html").read_text()
+        assert "scorecard" in report.lower()
+        assert "Feature visualization" in report and (tmp_path / "run" / "featurevis" / "classes" / "grid.png").is_file()
+        assert "Confusion matrix" in report and "http://" not in report and "https://" not in report
+        assert "mikata serve" in out.stderr + out.stdout
+    except AssertionError as e:  # say what the demo printed: a rare failure here must be diagnosable from CI's log
+        raise AssertionError(f"{e}\n--- demo stdout (tail) ---\n{out.stdout[-4000:]}\n"
+                             f"--- demo stderr (tail) ---\n{out.stderr[-2000:]}") from e
 
     # The fine-tuned checkpoint works wherever a model spec is accepted: predict, explain, scan (above).
     ckpt = str(tmp_path / "fashion-mnist-lite0.safetensors")
