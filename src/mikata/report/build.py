@@ -71,26 +71,12 @@ def _b64(data: bytes) -> str:
 
 def _thumbnails(run_dir: str, ids: Sequence[int], size: int, workers: int) -> tuple[dict[int, str], list[str]]:
     """id -> table entry for every image that still exists; a note for the ones that don't."""
-    from mikata.analysis.media import UnknownImageError, image_file
+    from mikata.analysis.media import image_files
     from mikata.analysis.runstore import RunStore
 
     with RunStore.open(run_dir) as store:
-        paths = store.db.execute("SELECT id, path FROM images WHERE status='ok'").fetchall()
-        wanted = set(int(i) for i in ids)
-        files: dict[int, Path] = {}
-        missing = 0
-        root = os.path.realpath(store.manifest.get("dataset_root") or "/nonexistent")
-        for i, p in paths:
-            if i not in wanted:
-                continue
-            real = os.path.realpath(p)
-            if os.path.commonpath([root, real]) == root and os.path.isfile(real):
-                files[int(i)] = Path(real)
-            else:  # the same refusal image_file makes, without one query per image
-                try:
-                    files[int(i)] = image_file(store, int(i))
-                except UnknownImageError:
-                    missing += 1
+        files = image_files(store, ids)
+    missing = len(set(int(i) for i in ids)) - len(files)
 
     def one(item: tuple[int, Path]) -> tuple[int, str | None]:
         try:
