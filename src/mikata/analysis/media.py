@@ -17,8 +17,8 @@ import base64
 import io
 import os
 from functools import lru_cache
-from typing import Iterable
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 from PIL import Image
