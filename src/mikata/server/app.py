@@ -27,7 +27,7 @@ from mikata import __version__
 from mikata.analysis.attachments import scorecard_figure
 from mikata.analysis.media import UnknownImageError, mime_type
 from mikata.analysis.runstore import RunStoreError
-from mikata.errors import ChoiceError, ImageDecodeError, MikataError
+from mikata.errors import ChoiceError, ImageDecodeError, MikataError, ModelLoadError
 from mikata.models.handle import ModelHandle
 from mikata.server.security import Gate, new_token
 from mikata.server.state import RunState
@@ -92,6 +92,10 @@ def create_app(run_dir: str | os.PathLike, token: str | None = None, host: str =
     @app.exception_handler(ChoiceError)
     async def _choice(request: Request, exc: ChoiceError):
         return PlainTextResponse(str(exc), status_code=400)
+
+    @app.exception_handler(ModelLoadError)
+    async def _no_model(request: Request, exc: ModelLoadError):  # refused or missing model: the page still works
+        return PlainTextResponse(str(exc), status_code=409)
 
     @app.exception_handler(MikataError)
     async def _mikata(request: Request, exc: MikataError):
