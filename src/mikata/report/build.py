@@ -194,10 +194,19 @@ def scorecard(run_dir: Path) -> dict | None:
 
 
 # ------------------------------------------------------------------------------------------ report
+_SCRIPT_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
 def _json_script(data: object) -> str:
-    """JSON safe to put inside a <script type="application/json"> element."""
+    """JSON safe to put inside a ``<script type="application/json">`` element, and still JSON.
+
+    ``<``, ``>`` and ``&`` can only occur inside JSON strings, where ``\\u003c`` means the same
+    character: with none of them left, no class name can end the element (``</script>``) or switch
+    the HTML parser into its comment-like script states (``<!--``, ``<script``). U+2028/9 are
+    escaped too, for any code that still evaluates the text as JavaScript.
+    """
     text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-    return text.replace("</", "<\\/").replace("<!--", "<\\!--")
+    return text.translate(str.maketrans(_SCRIPT_ESCAPES))
 
 
 def _maps_missing(run_dir: Path, wanted: list[tuple[int, int]], methods: Sequence[str]) -> bool:
