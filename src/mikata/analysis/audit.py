@@ -19,6 +19,7 @@ from typing import Mapping
 import numpy as np
 
 from mikata.analysis.runstore import RunStore
+from mikata.data.paths import from_db, shown
 from mikata.errors import ChoiceError
 
 
@@ -71,7 +72,7 @@ def load_run(run: str | os.PathLike | RunStore, split: str | None = None) -> Run
             ids = paths = labels = preds = splits = ()
             vec_rows = np.zeros(0, np.int64)
             probs = np.zeros((0, len(classes)), np.float32)
-        return RunData(np.asarray(ids, np.int64), list(paths), np.asarray(labels, np.int64),
+        return RunData(np.asarray(ids, np.int64), [from_db(p) for p in paths], np.asarray(labels, np.int64),
                        np.asarray(preds, np.int64), np.asarray(splits, dtype=str), vec_rows, probs, classes,
                        str(store.dir))
     finally:
@@ -329,17 +330,17 @@ def format_audit(r: dict, max_listed: int | None = None) -> str:
         ex = r["exceptional_errors"]
         out(f"\nerrors across groups: {ex['count']}  " + ", ".join(f"{k}: {v}" for k, v in ex["pairs"].items()))
         for im in ex["images"][:10]:
-            out(f"  {im['path']}  {im['label']} -> {im['predicted']} ({im['prob']:.2f})")
+            out(f"  {shown(im['path'])}  {im['label']} -> {im['predicted']} ({im['prob']:.2f})")
     out("\nper class: most / least class-like images (P of the class)")
     for c in cut(r["per_class"]):
         out(f"  {c['class']}")
-        out("    most:  " + "  ".join(f"{i['path']} ({i['prob']:.2f})" for i in c["most_class_like"]))
-        out("    least: " + "  ".join(f"{i['path']} ({i['prob']:.2f}, predicted {i['predicted']})"
+        out("    most:  " + "  ".join(f"{shown(i['path'])} ({i['prob']:.2f})" for i in c["most_class_like"]))
+        out("    least: " + "  ".join(f"{shown(i['path'])} ({i['prob']:.2f}, predicted {i['predicted']})"
                                      for i in c["least_class_like"]))
     out("\nsuspected label errors (confident learning; needs out-of-sample probabilities)")
     for i in cut(r["label_issues"]):
-        out(f"  {i['path']}  labeled {i['label']} ({i['label_prob']:.2f}) -> suggest {i['suggested']} "
+        out(f"  {shown(i['path'])}  labeled {i['label']} ({i['label_prob']:.2f}) -> suggest {i['suggested']} "
             f"({i['suggested_prob']:.2f})")
     for s in r["skipped"]:
-        out(f"skipped {s['path']}: {s['reason']}")
+        out(f"skipped {shown(s['path'])}: {s['reason']}")
     return "\n".join(lines)

@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from mikata.analysis.runstore import RunStore
+from mikata.data.paths import from_db
 from mikata.errors import MikataError
 
 
@@ -52,7 +53,7 @@ def image_files(store: RunStore, ids: Iterable[int]) -> dict[int, Path]:
     out: dict[int, Path] = {}
     for i, p in store.db.execute("SELECT id, path FROM images WHERE status='ok'"):
         if i in wanted:
-            real = os.path.realpath(p)
+            real = os.path.realpath(from_db(p))
             if os.path.commonpath([root, real]) == root and os.path.isfile(real):
                 out[int(i)] = Path(real)
     return out

@@ -32,6 +32,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from mikata.data.paths import from_db, to_db
 from mikata.errors import MikataError
 
 VECTOR_KINDS = ("probs", "embed", "channels")
@@ -204,7 +205,7 @@ class RunStore:
 
     def done(self) -> dict[str, tuple[int, int, str | None]]:
         """path -> (size, mtime_ns, hash) for every stored row; the scanner skips unchanged files."""
-        return {p: (s, m, h) for p, s, m, h in self.db.execute("SELECT path, size, mtime_ns, hash FROM images")}
+        return {from_db(p): (s, m, h) for p, s, m, h in self.db.execute("SELECT path, size, mtime_ns, hash FROM images")}
 
     def append(self, rows: Sequence[Row], vectors: dict[str, np.ndarray] | None = None, replace: bool = True) -> None:
         """Store one batch atomically. ``vectors[kind]`` is ``(n_ok, dim)``, one row per ``status == 'ok'`` row.
@@ -234,12 +235,12 @@ class RunStore:
         cam_shape = next((r.cam.shape for r in ok if r.cam is not None), None)
         with self._transaction():
             if replace:
-                self.db.executemany("DELETE FROM images WHERE path=?", [(r.path,) for r in rows])
+                self.db.executemany("DELETE FROM images WHERE path=?", [(to_db(r.path),) for r in rows])
             vec_rows = iter(range(start, start + len(ok)))
             self.db.executemany(
                 "INSERT INTO images (path, hash, size, mtime_ns, label, split, status, reason, pred, pred_prob, "
                 "label_prob, topk, vec_row, cam) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                [(r.path, r.hash, r.size, r.mtime_ns, r.label, r.split, r.status, r.reason, r.pred, r.pred_prob,
+                [(to_db(r.path), r.hash, r.size, r.mtime_ns, r.label, r.split, r.status, r.reason, r.pred, r.pred_prob,
                   r.label_prob, json.dumps(r.topk) if r.topk is not None else None,
                   next(vec_rows) if r.status == "ok" and vectors else None,
                   np.asarray(r.cam, dtype=np.float16).tobytes() if r.cam is not None else None) for r in rows])
@@ -293,7 +294,8 @@ class RunStore:
 
     def skipped(self) -> list[tuple[str, str]]:
         """(path, reason) for every file that could not be used."""
-        return list(self.db.execute("SELECT path, reason FROM images WHERE status='skipped' ORDER BY path"))
+        return [(from_db(p), r) for p, r in
+                self.db.execute("SELECT path, reason FROM images WHERE status='skipped' ORDER BY path")]
 
     def cam(self, image_id: int) -> np.ndarray | None:
         """The stored ``(h, w)`` Grad-CAM of one image's predicted class, or None."""
@@ -315,6 +317,7 @@ class RunStore:
             return None
         keys = ("id", "path", "label", "split", "status", "reason", "pred", "pred_prob", "label_prob", "topk", "vec_row")
         row = dict(zip(keys, r))
+        row["path"] = from_db(row["path"])  # non-UTF-8 names are stored as their bytes
         row["topk"] = json.loads(row["topk"]) if row["topk"] else []
         return row
 
@@ -359,7 +362,7 @@ class RunStore:
         rows = self.db.execute("SELECT r.image_id, i.path, i.label, i.pred, r.verdict, r.suggested, r.updated "
                                "FROM reviews r JOIN images i ON i.id = r.image_id ORDER BY r.image_id").fetchall()
         keys = ("id", "path", "label", "pred", "verdict", "suggested", "updated")
-        return [dict(zip(keys, r)) for r in rows]
+        return [dict(zip(keys, r), path=from_db(r[1])) for r in rows]
 
     def _has_table(self, name: str) -> bool:
         return self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone() is not None

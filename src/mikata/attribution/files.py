@@ -21,6 +21,7 @@ import torch
 from mikata.attribution.engine import check_methods, explain
 from mikata.attribution.figure import draw_figure
 from mikata.data.images import load_image
+from mikata.data.paths import shown
 from mikata.errors import ImageDecodeError
 from mikata.models.handle import ModelHandle
 from mikata.render import to_uint8_image
@@ -71,7 +72,7 @@ def explain_files(
         with torch.no_grad():
             probs = handle.model(x).softmax(1)[0]  # (K,)
         fig = draw_figure(to_uint8_image(handle.denormalize(x)[0]), attributions, probs, handle.class_names,
-                          0, top, cmap, alpha, title=Path(path).name)
+                          0, top, cmap, alpha, title=shown(Path(path).name))
         fig_path = out / f"{stem}_explain.png"
         fig.savefig(fig_path)
         entry = {"path": path, "figure": str(fig_path), "top": [
