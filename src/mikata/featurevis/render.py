@@ -77,6 +77,18 @@ class Rendering:
     options: RenderOptions | None = None
     seconds: float = 0.0
 
+    def __repr__(self) -> str:
+        return (f"Rendering({len(self.labels)} image(s) {tuple(self.images.shape[-2:])}, labels={self.labels[:6]}"
+                f"{'...' if len(self.labels) > 6 else ''}, {len(self.log)} log rows, {self.seconds:.1f} s)")
+
+    def _repr_png_(self) -> bytes:
+        """Jupyter shows a rendering as its labelled grid."""
+        import io
+
+        buf = io.BytesIO()
+        self.grid().save(buf, format="PNG")
+        return buf.getvalue()
+
     def pil(self) -> list[Image.Image]:
         from mikata.render import to_uint8_image
 
