@@ -28,8 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from mikata.analysis.media import encode, image_file
-from mikata.analysis.runstore import RunStore, RunStoreError
+from mikata.analysis.runstore import RunStore
 from mikata.models.handle import ModelHandle
+from mikata.models.run_model import load_run_model
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +42,12 @@ class MapService:
     """On-demand, cached attribution maps for one run. ``handle`` defaults to the run's own model."""
 
     def __init__(self, run_dir: str | os.PathLike, handle: ModelHandle | None = None,
-                 options: dict[str, dict] | None = None):
+                 options: dict[str, dict] | None = None, model: str | None = None, trust: bool = False):
         self.run_dir = Path(run_dir).expanduser().resolve()
         with RunStore.open(self.run_dir, annotate=True) as store:  # creates the cache tables if missing
             self.identity = store.manifest["identity"]
         self._handle = handle
+        self.model, self.trust = model, trust  # a spec the user typed; else the run's own, checked
         self.options = options or {}
         self._model_lock = threading.Lock()
         self._keys_lock = threading.Lock()
@@ -58,7 +60,7 @@ class MapService:
         if self._handle is None:
             with self._model_lock:
                 if self._handle is None:
-                    self._handle = load_run_model(self.identity, self.run_dir)
+                    self._handle = load_run_model(self.identity, self.run_dir, self.model, self.trust)
         return self._handle
 
     def class_index(self, cls: int | str | None, image_id: int) -> int:
@@ -246,30 +248,3 @@ def overlay_array(m: np.ndarray, view: np.ndarray, method: str, alpha: float = 0
 
     shown = display_map(m, saturate=method not in LAYER_MAP_METHODS)
     return (alpha * colorize(shown) + (1 - alpha) * view.astype(np.float64)).round().astype(np.uint8)
-
-
-def run_model_spec(identity: dict, run_dir: str | os.PathLike | None = None) -> str:
-    """The run's model spec; a checkpoint path that was relative to another directory is looked up
-    next to the run too (``mikata scan models/m.safetensors ... --run runs/x`` run from elsewhere)."""
-    spec = str(identity["model_spec"])
-    if run_dir is None or os.path.exists(spec) or not spec.endswith((".safetensors", ".pt", ".pth", ".ts")):
-        return spec
-    run = Path(run_dir).expanduser().resolve()
-    for base in (run, *run.parents):
-        for candidate in (base / spec, base / Path(spec).name):
-            if candidate.is_file():
-                return str(candidate)
-    return spec
-
-
-def load_run_model(identity: dict, run_dir: str | os.PathLike | None = None) -> ModelHandle:
-    """Load the model a run was scanned with (``manifest["identity"]``), refusing changed weights."""
-    from mikata.analysis.scan import weights_hash
-    from mikata.models import load_model
-
-    spec = run_model_spec(identity, run_dir)
-    handle = load_model(spec)
-    if weights_hash(handle.net) != identity["weights_sha1"]:
-        raise RunStoreError(f"the model at {spec} is not the one this run was scanned with (its weights changed); "
-                            "scan again into a new run directory to see maps for the new weights")
-    return handle

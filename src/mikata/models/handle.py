@@ -81,6 +81,10 @@ class ModelHandle:
     model: LogitsModel = field(init=False)
 
     def __post_init__(self) -> None:
+        from mikata.models.checkpoint_meta import check_input_size
+
+        # before the probe forward below: a claimed 100000x100000 input would allocate ~120 GB
+        self.input_size = check_input_size(tuple(self.input_size), f"{self.spec or 'model'} input_size")
         self.net.eval()
         softmax_layer, log_of_probs, outputs = _probe(self.net, self.in_channels, self.input_size)
         if outputs is not None and outputs != len(self.class_names):
