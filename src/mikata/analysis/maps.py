@@ -22,13 +22,13 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from mikata.analysis.media import encode, image_file
 from mikata.analysis.runstore import RunStore
+from mikata.data.preprocessing import Preprocessing
 from mikata.models.handle import ModelHandle
 from mikata.models.run_model import load_run_model
 
@@ -54,6 +54,11 @@ class MapService:
         self._key_locks: dict[tuple, threading.Lock] = {}
 
     # ------------------------------------------------------------------ model
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """The run's pixels: the given handle's, else the manifest's (no model load needed)."""
+        return self._handle.preprocessing if self._handle is not None else Preprocessing.from_identity(self.identity)
+
     @property
     def handle(self) -> ModelHandle:
         """The model the run was scanned with, loaded on first use and checked against its weights hash."""
@@ -170,10 +175,9 @@ class MapService:
 
     def _compute_batch(self, paths: list[Path], methods: list[str], cls: int, layer: str | None) -> dict[str, np.ndarray]:
         from mikata.attribution import explain
-        from mikata.data.images import load_image
 
         h = self.handle
-        x = h.preprocess([load_image(p, "L" if h.in_channels == 1 else "RGB") for p in paths])  # (n, C, H, W)
+        x = h.preprocessing.load(paths)  # (n, C, H, W)
         options = {m: self.options[m] for m in methods if m in self.options} or None
         with self._model_lock:
             results = explain(h, x, methods, targets=[cls], layer=layer, options=options)
@@ -184,21 +188,18 @@ class MapService:
 
         Needs only the run's preprocessing, so when every map was cached the model is never loaded.
         """
-        from mikata.data.images import load_image
         from mikata.render import to_uint8_image
 
         with RunStore.open(self.run_dir) as store:
             paths = {int(i): image_file(store, int(i)) for i in ids}
-        h = self._handle if self._handle is not None else _Preprocessing.of(self.identity)
-        mode = "L" if h.in_channels == 1 else "RGB"
-        return {i: to_uint8_image(h.denormalize(h.preprocess([load_image(p, mode)]))[0]) for i, p in paths.items()}
+        pre = self.preprocessing
+        return {i: to_uint8_image(pre.denormalize(pre.load([p]))[0]) for i, p in paths.items()}
 
     def _compute(self, path: Path, method: str, cls: int, layer: str | None) -> np.ndarray:
         from mikata.attribution import explain
-        from mikata.data.images import load_image
 
         h = self.handle
-        x = h.preprocess([load_image(path, "L" if h.in_channels == 1 else "RGB")])  # (1, C, H, W)
+        x = h.preprocessing.load([path])  # (1, C, H, W)
         with self._model_lock:  # hooks on a shared module: one computation at a time
             a = explain(h, x, [method], targets=[cls], layer=layer,
                         options={method: self.options[method]} if method in self.options else None)[0]
@@ -206,40 +207,18 @@ class MapService:
 
     def model_view(self, image_id: int) -> np.ndarray:
         """The image as the model sees it (resized, center-cropped), ``(H, W, 3)`` uint8."""
-        from mikata.data.images import load_image
         from mikata.render import to_uint8_image
 
         with RunStore.open(self.run_dir) as store:
             path = image_file(store, image_id)
-        h = self.handle
-        x = h.preprocess([load_image(path, "L" if h.in_channels == 1 else "RGB")])
-        return to_uint8_image(h.denormalize(x)[0])
+        pre = self.preprocessing
+        return to_uint8_image(pre.denormalize(pre.load([path]))[0])
 
     def overlay_png(self, image_id: int, method: str = "gradcam", cls: int | str | None = None,
                     layer: str | None = None, alpha: float = 0.5) -> bytes:
         """PNG bytes of the map blended over the model's view of the image."""
         m = self.map(image_id, method, cls, layer)
         return encode(overlay_array(m, self.model_view(image_id), method, alpha))
-
-
-@dataclass
-class _Preprocessing:
-    """A run's preprocessing (from its manifest) without its network: ``ModelHandle``'s own pixel code."""
-
-    input_size: tuple[int, int]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    crop_fraction: float
-    interpolation: str
-    in_channels: int
-    _one = ModelHandle._one
-    preprocess = ModelHandle.preprocess
-    denormalize = ModelHandle.denormalize
-
-    @classmethod
-    def of(cls, identity: dict) -> "_Preprocessing":
-        return cls(tuple(identity["input_size"]), tuple(identity["mean"]), tuple(identity["std"]),
-                   float(identity["crop_fraction"]), identity["interpolation"], int(identity["in_channels"]))
 
 
 def overlay_array(m: np.ndarray, view: np.ndarray, method: str, alpha: float = 0.5) -> np.ndarray:

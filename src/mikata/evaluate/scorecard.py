@@ -276,7 +276,7 @@ def load_images(handle: ModelHandle, paths: Sequence[str]) -> tuple[torch.Tensor
     """Preprocessed batch ``(N, C, H, W)`` and each original size (w, h)."""
     from mikata.data.images import load_image
 
-    mode = "L" if handle.in_channels == 1 else "RGB"
+    mode = handle.mode
     imgs = [load_image(p, mode) for p in paths]
     return handle.preprocess(imgs), [im.size for im in imgs]
 

@@ -126,9 +126,7 @@ def format_log(rows: list[dict], labels: list[str], max_units: int = 6) -> str:
 
 
 def _to_model_input(handle: ModelHandle, x01: torch.Tensor) -> torch.Tensor:
-    mean = torch.tensor(handle.mean, dtype=x01.dtype).view(1, -1, 1, 1)
-    std = torch.tensor(handle.std, dtype=x01.dtype).view(1, -1, 1, 1)
-    return (x01 - mean) / std
+    return handle.preprocessing.normalize(x01)  # (N, C, H, W), on x01's device
 
 
 def render(

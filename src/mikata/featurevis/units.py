@@ -62,7 +62,7 @@ def load_start_image(handle: ModelHandle, image: str | os.PathLike | Image.Image
     if not isinstance(image, Image.Image):
         from mikata.data import load_image
 
-        image = load_image(image, mode="L" if handle.in_channels == 1 else "RGB")
+        image = load_image(image, mode=handle.mode)
     arr = np.asarray(image, dtype=np.float32) / 255.0
     arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)  # (C, H, W)
     return torch.from_numpy(np.ascontiguousarray(arr))[None]
