@@ -100,3 +100,10 @@ def integrated_gradients(
     attrs = [diff * g for g in acc]
     deltas = [attrs[k].sum(dim=(1, 2, 3)) - (f_x[:, k] - f_0[:, k]) for k in range(t)]
     return attrs, deltas
+
+
+def run(ctx) -> tuple[list[torch.Tensor], dict]:
+    """Registry entry point (``catalog.py``): attributions and the completeness delta per rank."""
+    attrs, deltas = integrated_gradients(ctx.handle, ctx.x, ctx.ids, budget_mb=ctx.budget_mb,
+                                         progress=ctx.progress, **ctx.options)
+    return attrs, {"completeness_delta": [d.tolist() for d in deltas]}

@@ -77,3 +77,8 @@ def lrp(handle: ModelHandle, x: torch.Tensor, ids: torch.Tensor, rule: str = "ep
                 (g,) = torch.autograd.grad(picked[:, k].sum(), xin, retain_graph=k < ids.shape[1] - 1)
                 out.append(g.detach())
     return out
+
+
+def run(ctx) -> tuple[list[torch.Tensor], dict]:
+    """Registry entry point (``catalog.py``)."""
+    return lrp(ctx.handle, ctx.x, ctx.ids, **ctx.options), {}
