@@ -29,12 +29,13 @@ import numpy as np
 
 from mikata.analysis.media import encode, image_file
 from mikata.analysis.runstore import RunStore, RunStoreError
+from mikata.attribution import registry
 from mikata.models.handle import ModelHandle
 
 log = logging.getLogger(__name__)
 
 # methods whose maps live at a layer's resolution; every other method gives a pixel-level map
-LAYER_MAP_METHODS = ("gradcam", "gradcam++", "layercam", "xgradcam", "eigencam", "scorecam")
+LAYER_MAP_METHODS = registry.names(layer_resolution=True)
 
 
 class MapService:

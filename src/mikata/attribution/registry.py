@@ -174,3 +174,11 @@ def titles() -> dict[str, str]:
     """name -> display title for every method (report headings, app menus)."""
     _builtins()
     return {s.name: s.title for s in _SPECS.values()}
+
+
+def method_listing() -> str:
+    """One line per method (name first, then title, kind and what it is), for ``--methods list``."""
+    _builtins()
+    width = max(len(s.name) for s in _SPECS.values())
+    return "\n".join(f"{s.name:<{width}}  {s.title} ({s.kind}){': ' + s.summary if s.summary else ''}"
+                     for s in _SPECS.values())
