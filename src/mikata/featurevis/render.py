@@ -28,7 +28,7 @@ from mikata.featurevis.objectives import INPUT, Objective
 from mikata.featurevis.params import PARAMETERIZATIONS, octave_sizes
 from mikata.hooks import preserved
 from mikata.models.handle import ModelHandle
-from mikata.errors import ChoiceError
+from mikata.errors import check_choices
 
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop, "sgd": torch.optim.SGD}
@@ -59,10 +59,8 @@ class RenderOptions:
     verbose: bool = False
 
     def validate(self) -> None:
-        if self.param not in PARAMETERIZATIONS:
-            raise ChoiceError("parameterization", self.param, list(PARAMETERIZATIONS))
-        if self.optimizer not in OPTIMIZERS:
-            raise ChoiceError("optimizer", self.optimizer, list(OPTIMIZERS))
+        check_choices("parameterization", self.param, PARAMETERIZATIONS)
+        check_choices("optimizer", self.optimizer, OPTIMIZERS)
         if self.size < 8 or self.steps < 1 or self.octaves < 1 or self.octave_scale <= 0:
             raise ValueError("size >= 8, steps >= 1, octaves >= 1 and octave_scale > 0 are required")
 
