@@ -28,6 +28,7 @@ import numpy as np
 
 from mikata.analysis.media import encode, image_file
 from mikata.analysis.runstore import RunStore
+from mikata.attribution import registry
 from mikata.data.preprocessing import Preprocessing
 from mikata.models.handle import ModelHandle
 from mikata.models.run_model import load_run_model
@@ -35,7 +36,7 @@ from mikata.models.run_model import load_run_model
 log = logging.getLogger(__name__)
 
 # methods whose maps live at a layer's resolution; every other method gives a pixel-level map
-LAYER_MAP_METHODS = ("gradcam", "gradcam++", "layercam", "xgradcam", "eigencam", "scorecam")
+LAYER_MAP_METHODS = registry.names(layer_resolution=True)
 
 
 class MapService:

@@ -71,13 +71,12 @@ class Evaluation:
 
 
 def check_checks(checks: Sequence[str]) -> list[str]:
-    from mikata.errors import ChoiceError
+    from mikata.errors import check_choices
 
     out = []
     for c in checks:
         c = c.strip().lower()
-        if c not in CHECKS:
-            raise ChoiceError("check", c, list(CHECKS))
+        check_choices("check", c, CHECKS)
         if c not in out:
             out.append(c)
     return out

@@ -346,9 +346,9 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
         notes.append("attribution maps left out: no methods given")
     lap("maps")
 
-    method_titles = {"gradcam": "Grad-CAM", "guided-gradcam": "Guided Grad-CAM", "gradcam++": "Grad-CAM++",
-                     "guided-backprop": "Guided Backprop", "saliency": "Saliency", "smoothgrad": "SmoothGrad",
-                     "integrated-gradients": "Integrated Gradients"}
+    from mikata.attribution.registry import titles
+
+    method_titles = titles()
 
     def card(i: int, c: int) -> dict:
         r = ov.row(i)
