@@ -31,14 +31,16 @@ import numpy as np
 import torch
 
 from mikata.analysis.media import UnknownImageError, encode, image_file
-from mikata.analysis.runstore import RunStore, RunStoreError, as_cached_map
+from mikata.analysis.runstore import RunStore, as_cached_map
+from mikata.attribution import registry
 from mikata.data.preprocessing import Preprocessing
 from mikata.models.handle import ModelHandle
+from mikata.models.run_model import load_run_model
 
 log = logging.getLogger(__name__)
 
 # methods whose maps live at a layer's resolution; every other method gives a pixel-level map
-LAYER_MAP_METHODS = ("gradcam", "gradcam++", "layercam", "xgradcam", "eigencam", "scorecam")
+LAYER_MAP_METHODS = registry.names(layer_resolution=True)
 
 
 class MapService:
@@ -50,8 +52,8 @@ class MapService:
     """
 
     def __init__(self, run_dir: str | os.PathLike, handle: ModelHandle | None = None,
-                 options: dict[str, dict] | None = None, store: RunStore | None = None,
-                 lock: threading.Lock | None = None):
+                 options: dict[str, dict] | None = None, model: str | None = None, trust: bool = False,
+                 store: RunStore | None = None, lock: threading.Lock | None = None):
         self.run_dir = Path(run_dir).expanduser().resolve()
         self._own_store = store is None
         self.store = store if store is not None else RunStore.open(self.run_dir, annotate=True)  # + cache tables
@@ -62,6 +64,7 @@ class MapService:
         # the layer the model's default resolved to when the run was scanned (None on older runs)
         self._scan_default_layer = manifest.get("default_layer")
         self._handle = handle
+        self.model, self.trust = model, trust  # a spec the user typed; else the run's own, checked
         self.options = options or {}
         self._model_lock = threading.Lock()
         self._keys_lock = threading.Lock()
@@ -90,7 +93,7 @@ class MapService:
         if self._handle is None:
             with self._model_lock:
                 if self._handle is None:
-                    self._handle = load_run_model(self.identity, self.run_dir)
+                    self._handle = load_run_model(self.identity, self.run_dir, self.model, self.trust)
         return self._handle
 
     # ------------------------------------------------------------------- rows
@@ -299,30 +302,3 @@ def overlay_array(m: np.ndarray, view: np.ndarray, method: str, alpha: float = 0
 
     shown = display_map(m, saturate=method not in LAYER_MAP_METHODS)
     return (alpha * colorize(shown) + (1 - alpha) * view.astype(np.float64)).round().astype(np.uint8)
-
-
-def run_model_spec(identity: dict, run_dir: str | os.PathLike | None = None) -> str:
-    """The run's model spec; a checkpoint path that was relative to another directory is looked up
-    next to the run too (``mikata scan models/m.safetensors ... --run runs/x`` run from elsewhere)."""
-    spec = str(identity["model_spec"])
-    if run_dir is None or os.path.exists(spec) or not spec.endswith((".safetensors", ".pt", ".pth", ".ts")):
-        return spec
-    run = Path(run_dir).expanduser().resolve()
-    for base in (run, *run.parents):
-        for candidate in (base / spec, base / Path(spec).name):
-            if candidate.is_file():
-                return str(candidate)
-    return spec
-
-
-def load_run_model(identity: dict, run_dir: str | os.PathLike | None = None) -> ModelHandle:
-    """Load the model a run was scanned with (``manifest["identity"]``), refusing changed weights."""
-    from mikata.analysis.scan import weights_hash
-    from mikata.models import load_model
-
-    spec = run_model_spec(identity, run_dir)
-    handle = load_model(spec)
-    if weights_hash(handle.net) != identity["weights_sha1"]:
-        raise RunStoreError(f"the model at {spec} is not the one this run was scanned with (its weights changed); "
-                            "scan again into a new run directory to see maps for the new weights")
-    return handle

@@ -36,6 +36,7 @@ from mikata.data.datasets import ImageDataset, Sample, load_dataset, parse_fract
 from mikata.errors import ImageDecodeError, MikataError
 from mikata.hooks import capture, get_layer
 from mikata.models.handle import ModelHandle
+from mikata.models.run_model import weights_hash  # noqa: F401 - re-exported: mikata.analysis.scan.weights_hash
 
 log = logging.getLogger(__name__)
 TOP_K = 5
@@ -55,15 +56,6 @@ class ScanSummary:
 
 
 # ------------------------------------------------------------------------------------ the model side
-def weights_hash(net: nn.Module) -> str:
-    """sha1 over the state dict (names, shapes, bytes): a run is tied to exactly these weights."""
-    h = hashlib.sha1()
-    for name, t in net.state_dict().items():
-        h.update(name.encode())
-        h.update(str(tuple(t.shape)).encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes() if t.dtype != torch.bfloat16
-                 else t.float().numpy().tobytes())
-    return h.hexdigest()
 
 
 class _Outputs:

@@ -71,13 +71,12 @@ class Evaluation:
 
 
 def check_checks(checks: Sequence[str]) -> list[str]:
-    from mikata.errors import ChoiceError
+    from mikata.errors import check_choices
 
     out = []
     for c in checks:
         c = c.strip().lower()
-        if c not in CHECKS:
-            raise ChoiceError("check", c, list(CHECKS))
+        check_choices("check", c, CHECKS)
         if c not in out:
             out.append(c)
     return out
@@ -324,7 +323,7 @@ def sample_paths(run_dir: str | os.PathLike, limit: int = 16, seed: int = 0) -> 
 
 def sample_run(run_dir: str, limit: int = 16, seed: int = 0) -> tuple[ModelHandle, list[str], dict]:
     """The model a run was scanned with and a seeded sample of ``limit`` of its scanned image files."""
-    from mikata.analysis.maps import load_run_model
+    from mikata.models.run_model import load_run_model
     from mikata.analysis.runstore import RunStore
 
     paths = sample_paths(run_dir, limit, seed)

@@ -87,8 +87,13 @@ class ModelHandle:
         """``preprocessing`` wins over the six loose fields (kept so that callers can pass them)."""
         self.net = net
         self.class_names = list(class_names)
-        self.preprocessing = preprocessing or Preprocessing(tuple(input_size), tuple(mean), tuple(std),
-                                                            crop_fraction, interpolation, in_channels)
+        from mikata.models.checkpoint_meta import check_input_size
+
+        pre = preprocessing or Preprocessing(tuple(input_size), tuple(mean), tuple(std), crop_fraction,
+                                             interpolation, in_channels)
+        # before the probe forward below: a claimed 100000x100000 input would allocate ~120 GB
+        check_input_size(pre.input_size, f"{spec or 'model'} input_size")
+        self.preprocessing = pre
         self.default_layer = default_layer
         self.spec = spec
         self.metadata = metadata if metadata is not None else {}
