@@ -12,7 +12,6 @@ from mikata.analysis.audit import (accuracy, class_histogram, class_like, confid
                                    confusion_counts, confusion_matrix, exceptional_errors, label_issues, load_run,
                                    near_duplicates, per_class_metrics, project_2d, row_normalized, top_activating,
                                    topk_accuracy)
-from mikata.analysis.overview import audit
 from mikata.errors import ChoiceError
 from test_scan_support import planted_run
 

@@ -29,7 +29,6 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import torch
-from torch import nn
 
 from mikata.analysis.runstore import RunStore, Row
 from mikata.data.datasets import ImageDataset, Sample, load_dataset, parse_fractions, split_dataset
