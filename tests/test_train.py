@@ -57,7 +57,7 @@ def test_short_training_lifts_validation_accuracy_well_above_chance(trained):
 
 def test_checkpoint_round_trips_through_load_model_and_predict(trained, digits_dir, lite0):
     from mikata.models import load_model
-    from mikata.predict import predict
+    from mikata.prediction import predict
 
     handle = load_model(str(trained.checkpoint))
     assert handle.class_names == [f"digit_{c}" for c in DIGITS]

@@ -13,12 +13,15 @@ def add_model_argument(parser: argparse.ArgumentParser) -> None:
                              "checkpoint, a TorchScript file, or package.module:factory")
     parser.add_argument("--trust", action="store_true",
                         help="allow unpickling a whole model from a file (runs its code: only your own files)")
+    parser.add_argument("--arch", default=None, metavar="package.module:factory",
+                        help="the architecture of a .safetensors checkpoint trained from your own factory model "
+                             "(a checkpoint never chooses code to run by itself)")
 
 
 def load_model_from_args(args: argparse.Namespace):
     from mikata.models import load_model
 
-    return load_model(args.model, trust=args.trust)
+    return load_model(args.model, trust=args.trust, architecture=getattr(args, "arch", None))
 
 
 def print_json(data: object) -> None:

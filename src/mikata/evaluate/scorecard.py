@@ -275,7 +275,7 @@ def load_images(handle: ModelHandle, paths: Sequence[str]) -> tuple[torch.Tensor
     """Preprocessed batch ``(N, C, H, W)`` and each original size (w, h)."""
     from mikata.data.images import load_image
 
-    mode = "L" if handle.in_channels == 1 else "RGB"
+    mode = handle.mode
     imgs = [load_image(p, mode) for p in paths]
     return handle.preprocess(imgs), [im.size for im in imgs]
 
@@ -323,7 +323,7 @@ def sample_paths(run_dir: str | os.PathLike, limit: int = 16, seed: int = 0) -> 
 
 def sample_run(run_dir: str, limit: int = 16, seed: int = 0) -> tuple[ModelHandle, list[str], dict]:
     """The model a run was scanned with and a seeded sample of ``limit`` of its scanned image files."""
-    from mikata.analysis.maps import load_run_model
+    from mikata.models.run_model import load_run_model
     from mikata.analysis.runstore import RunStore
 
     paths = sample_paths(run_dir, limit, seed)

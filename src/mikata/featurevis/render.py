@@ -75,6 +75,18 @@ class Rendering:
     options: RenderOptions | None = None
     seconds: float = 0.0
 
+    def __repr__(self) -> str:
+        return (f"Rendering({len(self.labels)} image(s) {tuple(self.images.shape[-2:])}, labels={self.labels[:6]}"
+                f"{'...' if len(self.labels) > 6 else ''}, {len(self.log)} log rows, {self.seconds:.1f} s)")
+
+    def _repr_png_(self) -> bytes:
+        """Jupyter shows a rendering as its labelled grid."""
+        import io
+
+        buf = io.BytesIO()
+        self.grid().save(buf, format="PNG")
+        return buf.getvalue()
+
     def pil(self) -> list[Image.Image]:
         from mikata.render import to_uint8_image
 
@@ -112,9 +124,7 @@ def format_log(rows: list[dict], labels: list[str], max_units: int = 6) -> str:
 
 
 def _to_model_input(handle: ModelHandle, x01: torch.Tensor) -> torch.Tensor:
-    mean = torch.tensor(handle.mean, dtype=x01.dtype).view(1, -1, 1, 1)
-    std = torch.tensor(handle.std, dtype=x01.dtype).view(1, -1, 1, 1)
-    return (x01 - mean) / std
+    return handle.preprocessing.normalize(x01)  # (N, C, H, W), on x01's device
 
 
 def render(

@@ -246,13 +246,11 @@ def _new_handle(model: str | ModelHandle, classes: list[str], opts: TrainOptions
     net = base.net
     with torch.random.fork_rng(devices=[]):  # nn.Linear initializes from the global RNG: seed it locally
         torch.manual_seed(opts.seed)
-        head = replace_head(net, len(classes))
+        head = replace_head(net, len(classes), base.head_layer)
     metadata = {k: v for k, v in base.metadata.items() if k != "training"}
     metadata["head"] = head
-    return ModelHandle(net=net, class_names=list(classes), input_size=tuple(size), mean=base.mean, std=base.std,
-                       crop_fraction=base.crop_fraction, interpolation=base.interpolation,
-                       in_channels=base.in_channels, default_layer=base.default_layer, spec=str(out),
-                       metadata=metadata)
+    return ModelHandle(net=net, class_names=list(classes), default_layer=base.default_layer, spec=str(out),
+                       metadata=metadata, preprocessing=dataclasses.replace(base.preprocessing, input_size=tuple(size)))
 
 
 def _set_learning_rates(optimizer: torch.optim.Optimizer, opts: TrainOptions, epoch: int) -> None:
