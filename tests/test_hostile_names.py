@@ -13,7 +13,7 @@ import pytest
 
 from hostile_support import cli_env, mikata_cmd
 from mikata.analysis.runstore import RunStore
-from mikata.data.paths import from_db, shown, to_db
+from mikata.data.filenames import from_db, shown, to_db
 
 ODD = [b"latin1_\xe9t\xe9.png", b"bad_\xff\xfe.png", b"mixed_\xe9_\xc3\xa9.png", b"\x80lead.png"]
 GARBAGE = b"broken_\xe9.png"  # a non-UTF-8 name that is not an image either: a recorded skip
@@ -140,7 +140,7 @@ def test_predict_and_explain_with_odd_names(odd_run, tmp_path):
 
 def test_train_with_odd_names(odd_data, tmp_path):
     from hostile_support import tiny_cnn
-    from mikata.train import train
+    from mikata.training import train
 
     data = tmp_path / "d"
     shutil.copytree(odd_data["data"], data)

@@ -21,7 +21,7 @@ import torch
 from mikata.attribution.engine import check_methods, explain
 from mikata.attribution.figure import draw_figure
 from mikata.data.images import load_image
-from mikata.data.paths import shown
+from mikata.data.filenames import shown
 from mikata.errors import ImageDecodeError
 from mikata.models.handle import ModelHandle
 from mikata.render import to_uint8_image
@@ -52,7 +52,7 @@ def explain_files(
     methods = check_methods(methods)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    mode = "L" if handle.in_channels == 1 else "RGB"
+    mode = handle.mode
     summaries = []
     items = [str(p) for p in paths]
     if progress and len(items) > 1:

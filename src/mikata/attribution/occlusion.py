@@ -58,3 +58,8 @@ def occlusion(
             for j, (r, c) in enumerate(boxes[start:stop]):
                 total[:, :, r:r + window, c:c + window] += drop[j].T[:, :, None, None]
     return [total[k] / count for k in range(ids.shape[1])]
+
+
+def run(ctx) -> tuple[list[torch.Tensor], dict]:
+    """Registry entry point (``catalog.py``)."""
+    return occlusion(ctx.handle, ctx.x, ctx.ids, budget_mb=ctx.budget_mb, progress=ctx.progress, **ctx.options), {}

@@ -42,11 +42,12 @@ def _options(args) -> dict:
 
 
 def run(args) -> int:
-    from mikata.data.paths import shown
-    from mikata.attribution.engine import METHODS, check_methods
+    from mikata.attribution.engine import check_methods
+    from mikata.attribution.registry import method_listing
+    from mikata.data.filenames import shown
 
     if args.methods.strip() == "list":
-        print("\n".join(METHODS))
+        print(method_listing())
         return 0
     from mikata.attribution.files import explain_files
 

@@ -19,8 +19,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from mikata.data.paths import shown
-    from mikata.predict import predict
+    from mikata.data.filenames import shown
+    from mikata.prediction import predict
 
     handle = load_model_from_args(args)
     results = predict(handle, args.images, top=args.top, batch_size=args.batch_size)

@@ -32,7 +32,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from mikata.analysis.scan import parse_class_map, scan
-    from mikata.data.paths import shown
+    from mikata.data.filenames import shown
 
     handle = load_model_from_args(args)
     s = scan(handle, args.data, args.run, batch_size=args.batch_size, workers=args.workers, layer=args.layer,

@@ -1,57 +1,49 @@
-"""File names that are not valid UTF-8: kept exactly, shown readably.
+"""Path safety: a stored path is served only if, with every symlink resolved, it lies inside a root.
 
-On POSIX a file name is bytes. Python hands names that are not valid UTF-8 (``latin1_\\xe9t\\xe9.jpg``
-from an old archive) to us as ``str`` with lone surrogates (PEP 383), which open the file fine but
-which SQLite, ``print`` and JSON encoders refuse. mikata keeps such a name as that ``str`` in
-memory, stores it in SQLite as the exact original bytes (a BLOB; valid names stay TEXT, so older
-runs read the same), and shows it with ``\\xNN`` escapes wherever a person reads it.
+The web app and the HTML report take row ids, never paths; the row's stored path still goes
+through ``file_inside`` before anything opens it, so a symlink planted in the data folder (or a
+file swapped since the scan) cannot make them read a file outside the dataset root.
 
 Example:
-    >>> p = b"latin1_\\xe9t\\xe9.png".decode("utf-8", "surrogateescape")
-    >>> to_db(p), from_db(to_db(p)) == p, shown(p)
-    (b'latin1_\\xe9t\\xe9.png', True, 'latin1_\\\\xe9t\\\\xe9.png')
-    >>> to_db("plain.png")
-    'plain.png'
+    >>> file_inside("/data/cats/1.png", "/data")              # doctest: +SKIP
+    PosixPath('/data/cats/1.png')
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import Mapping, TypeVar
+
+from mikata.errors import MikataError
+
+K = TypeVar("K")
 
 
-def to_db(path: str | os.PathLike) -> str | bytes:
-    """The value stored for ``path``: the text itself if it is valid UTF-8, else its exact bytes."""
-    text = os.fspath(path)
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "surrogateescape")
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogateescape")
+class UnservableFileError(MikataError, LookupError):
+    """A stored path that resolves outside its root, or whose file is gone: never opened."""
 
 
-def from_db(value: str | bytes | None) -> str | None:
-    """The path ``to_db`` stored, as the ``str`` the file system functions take (surrogate-escaped)."""
-    if isinstance(value, (bytes, memoryview)):
-        return bytes(value).decode("utf-8", "surrogateescape")
-    return value
+def _root(root: str | os.PathLike | None) -> str:
+    return os.path.realpath(root or "/nonexistent")  # no root: nothing is inside it
 
 
-def shown(path: str | os.PathLike | None) -> str:
-    """``path`` for a person (terminal, HTML, CSV, JSON): undecodable bytes as ``\\xNN``, always printable."""
-    if path is None:
-        return ""
-    text = os.fspath(path)
-    if isinstance(text, bytes):
-        return text.decode("utf-8", "backslashreplace")
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+def file_inside(path: str | os.PathLike, root: str | os.PathLike | None) -> Path:
+    """``path`` resolved, if it is a file inside ``root``; ``UnservableFileError`` saying why otherwise."""
+    base, real = _root(root), os.path.realpath(path)
+    if os.path.commonpath([base, real]) != base:
+        raise UnservableFileError(f"resolves outside the dataset root {base}; not served")
+    if not os.path.isfile(real):
+        raise UnservableFileError(f"({path}) no longer exists")
+    return Path(real)
 
 
-def shown_in_template(value: object) -> object:
-    """A Jinja ``finalize``: every plain string a template prints passes ``shown`` (markup is left alone)."""
-    from markupsafe import Markup
-
-    if isinstance(value, str) and not isinstance(value, Markup):
-        return shown(value)
-    return value
+def files_inside(paths: Mapping[K, str | os.PathLike], root: str | os.PathLike | None) -> dict[K, Path]:
+    """``file_inside`` for many paths: key -> resolved file, leaving out those it would refuse."""
+    base = _root(root)
+    out: dict[K, Path] = {}
+    for key, p in paths.items():
+        real = os.path.realpath(p)
+        if os.path.commonpath([base, real]) == base and os.path.isfile(real):
+            out[key] = Path(real)
+    return out

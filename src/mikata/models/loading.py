@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import zipfile
@@ -101,10 +102,10 @@ def load_model(
 
 
 def _rebuilt(handle: ModelHandle, **changes) -> ModelHandle:
-    fields = {k: getattr(handle, k) for k in ("net", "class_names", "input_size", "mean", "std", "crop_fraction",
-                                             "interpolation", "in_channels", "default_layer", "spec", "metadata")}
+    fields = {k: getattr(handle, k) for k in ("net", "class_names", "default_layer", "spec", "metadata")}
+    pixels = {k: changes.pop(k) for k in ("input_size", "mean", "std") if k in changes}
     fields.update(changes)
-    return ModelHandle(**fields)
+    return ModelHandle(**fields, preprocessing=dataclasses.replace(handle.preprocessing, **pixels))
 
 
 def _finish(net: nn.Module, spec: str, class_names=None, **kw) -> ModelHandle:
@@ -260,12 +261,16 @@ def build_architecture(arch: str, allow_code: bool = False) -> ModelHandle:
                          "you wrote yourself as the model spec")
 
 
-def replace_head(net: nn.Module, num_classes: int) -> str:
-    """Swap the last Linear layer for a fresh one with ``num_classes`` outputs; return its name."""
+def replace_head(net: nn.Module, num_classes: int, name: str | None = None) -> str:
+    """Swap the head for a fresh ``nn.Linear`` with ``num_classes`` outputs; return its name.
+
+    ``name``: the head as the handle resolved it at load (``ModelHandle.head_layer``, the last
+    Linear a forward calls); without it, the last Linear registered.
+    """
     linears = [(n, m) for n, m in net.named_modules() if isinstance(m, nn.Linear)]
     if not linears:
         raise ModelLoadError("no nn.Linear classifier layer found to replace")
-    name, old = linears[-1]
+    name, old = next(((n, m) for n, m in linears if n == name), linears[-1])
     parent = net.get_submodule(name.rsplit(".", 1)[0]) if "." in name else net
     setattr(parent, name.rsplit(".", 1)[-1], nn.Linear(old.in_features, num_classes, bias=old.bias is not None))
     return name
@@ -330,7 +335,7 @@ def load_checkpoint(path: str | Path, architecture: str | None = None) -> ModelH
     else:
         net = build_architecture(arch).net
     if meta.get("head"):
-        replace_head(net, len(meta["class_names"]))
+        replace_head(net, len(meta["class_names"]), str(meta["head"]))  # the Linear the trainer replaced
     state = load_file(str(path))
     try:
         net.load_state_dict(state)

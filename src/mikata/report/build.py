@@ -346,9 +346,9 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
         notes.append("attribution maps left out: no methods given")
     lap("maps")
 
-    method_titles = {"gradcam": "Grad-CAM", "guided-gradcam": "Guided Grad-CAM", "gradcam++": "Grad-CAM++",
-                     "guided-backprop": "Guided Backprop", "saliency": "Saliency", "smoothgrad": "SmoothGrad",
-                     "integrated-gradients": "Integrated Gradients"}
+    from mikata.attribution.registry import titles
+
+    method_titles = titles()
 
     def card(i: int, c: int) -> dict:
         r = ov.row(i)
@@ -436,7 +436,7 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
     }
     issues = [{**i, "label_prob": float(i["label_prob"]), "suggested_prob": float(i["suggested_prob"]),
                "name": os.path.basename(i["path"])} for i in ov.label_issues]
-    from mikata.data.paths import shown_in_template
+    from mikata.data.filenames import shown_in_template
 
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"]),
                       finalize=shown_in_template)  # non-UTF-8 file names print as \xNN

@@ -30,8 +30,9 @@ from mikata import __version__
 from mikata.analysis.attachments import scorecard_figure
 from mikata.analysis.media import UnknownImageError, mime_type
 from mikata.analysis.runstore import REVIEW_VERDICTS, RunStoreError
+from mikata.attribution import registry
 from mikata.attribution.engine import NotSpatialError
-from mikata.data.paths import shown_in_template
+from mikata.data.filenames import shown_in_template
 from mikata.errors import ChoiceError, ImageDecodeError, MikataError, ModelLoadError
 from mikata.models.handle import ModelHandle
 from mikata.server.security import Gate, new_token
@@ -40,7 +41,7 @@ from mikata.server.state import RunState
 HERE = Path(__file__).resolve().parent
 PAGE = 120  # thumbnails per grid page
 MAX_CONFUSION = 40  # classes drawn in the dashboard's confusion matrix
-GRID_METHODS = ("gradcam", "gradcam++", "layercam", "saliency", "guided-gradcam")  # fast enough for 120 tiles
+GRID_METHODS = registry.names(grid=True)  # fast enough for 120 tiles (the registry says which)
 MAX_ID = 2**63 - 1
 MAX_REVIEW_BODY = 65536  # bytes; a review is two small fields (deep nesting is the schema's to refuse)
 
@@ -181,17 +182,17 @@ def create_app(run_dir: str | os.PathLike, token: str | None = None, host: str =
     @app.get("/image/{image_id:int}", response_class=HTMLResponse)
     def image_page(request: Request, image_id: int, method: str = "gradcam", cls: str = ""):
         from mikata.analysis.maps import LAYER_MAP_METHODS
-        from mikata.attribution.engine import METHODS
 
+        methods = registry.names()  # every registered method, plug-ins included
         row = state.image_row(check_id(image_id))
         state.image_path(image_id)  # 404 for rows whose file is not servable (gone, or outside the data folder)
         names = state.class_names
         probs = row["probs"] or []
         ranked = sorted(range(len(probs)), key=lambda c: -probs[c])[:10]
         prev_id, next_id = state.neighbours(image_id)
-        review = next((r for r in state.reviews() if r["id"] == image_id), None)
-        return page(request, "image.html", row=row, probs=probs, ranked=ranked, methods=METHODS,
-                    layer_methods=LAYER_MAP_METHODS, method=method if method in METHODS else "gradcam",
+        review = state.review(image_id)
+        return page(request, "image.html", row=row, probs=probs, ranked=ranked, methods=methods,
+                    layer_methods=LAYER_MAP_METHODS, method=method if method in methods else "gradcam",
                     cls=cls, prev_id=prev_id, next_id=next_id, review=review, class_count=len(names))
 
     @app.get("/reviews", response_class=HTMLResponse)
@@ -232,8 +233,8 @@ def create_app(run_dir: str | os.PathLike, token: str | None = None, host: str =
 
     @app.get("/map/{image_id:int}.png")
     def map_png(image_id: int, method: str = "gradcam", cls: str = "", layer: str = ""):
-        state.image_path(check_id(image_id))  # 404 before loading a model for an unknown id
-        return image_response(state.overlay(image_id, method, cls or None, layer or None))
+        # an unknown, skipped or unservable id is a 404 before any model is loaded (MapService checks)
+        return image_response(state.overlay(check_id(image_id), method, cls or None, layer or None))
 
     @app.get("/featurevis/{index:int}.png")
     def featurevis_png(index: int):
