@@ -32,6 +32,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from mikata.analysis.runlock import LOCK_NAME, RunLock
 from mikata.data.filenames import from_db, to_db
 from mikata.errors import MikataError
 
@@ -127,6 +128,7 @@ class RunStore:
             # and it spares a viewer an fsync per cached map (~10 ms each on this machine)
             self.db.execute("PRAGMA synchronous=NORMAL")
         self._files: dict[str, object] = {}
+        self._lock: RunLock | None = None  # held by the writer (create_or_resume) until close()
         self._manifest: dict | None = None
         self._cam_shape: tuple[int, int] | None = None
 
@@ -149,23 +151,29 @@ class RunStore:
         """
         run_dir = Path(run_dir).expanduser().resolve()
         mpath = run_dir / "manifest.json"
-        if mpath.exists():
-            old = json.loads(mpath.read_text())
-            if old.get("identity") != manifest.get("identity"):
-                diff = sorted(k for k in set(old.get("identity", {})) | set(manifest.get("identity", {}))
-                              if old.get("identity", {}).get(k) != manifest.get("identity", {}).get(k))
-                raise RunStoreError(
-                    f"{run_dir} holds a run of a different model or setup (differs in: {', '.join(diff)}); "
-                    "pass a new --run directory to scan with this model")
-        elif run_dir.exists() and any(run_dir.iterdir()):
+        if not mpath.exists() and run_dir.exists() and any(p.name != LOCK_NAME for p in run_dir.iterdir()):
             raise RunStoreError(f"{run_dir} exists, is not empty and is not a mikata run; pass a new --run directory")
-        if not mpath.exists():  # the manifest first: a directory with a database always has one
-            run_dir.mkdir(parents=True, exist_ok=True)
-            tmp = mpath.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(manifest, indent=2))
-            os.replace(tmp, mpath)
-        store = cls(run_dir, readonly=False)
-        store._truncate_uncommitted()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lock = RunLock.acquire(run_dir)  # one writer per run: a second scan is refused, naming the first's PID
+        try:
+            if mpath.exists():
+                old = json.loads(mpath.read_text())
+                if old.get("identity") != manifest.get("identity"):
+                    diff = sorted(k for k in set(old.get("identity", {})) | set(manifest.get("identity", {}))
+                                  if old.get("identity", {}).get(k) != manifest.get("identity", {}).get(k))
+                    raise RunStoreError(
+                        f"{run_dir} holds a run of a different model or setup (differs in: {', '.join(diff)}); "
+                        "pass a new --run directory to scan with this model")
+            else:  # the manifest first: a directory with a database always has one
+                tmp = mpath.with_suffix(".json.tmp")
+                tmp.write_text(json.dumps(manifest, indent=2))
+                os.replace(tmp, mpath)
+            store = cls(run_dir, readonly=False)
+            store._lock = lock
+            store._truncate_uncommitted()
+        except BaseException:
+            lock.release()
+            raise
         return store
 
     def close(self) -> None:
@@ -173,6 +181,9 @@ class RunStore:
             f.close()
         self._files.clear()
         self.db.close()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def __enter__(self) -> "RunStore":
         return self
@@ -238,22 +249,27 @@ class RunStore:
             raise RunStoreError("this RunStore was opened read-only")
         vectors = vectors or {}
         ok = [r for r in rows if r.status == "ok"]
-        start = self.committed_vectors()
-        dims = self.dims()
+        arrays = {}
         for kind, arr in vectors.items():
-            arr = np.ascontiguousarray(np.clip(arr, -65504, 65504), dtype=np.float16)  # (n_ok, dim)
-            if arr.shape[0] != len(ok):
-                raise ValueError(f"{kind}: {arr.shape[0]} vectors for {len(ok)} ok rows")
-            if dims.setdefault(kind, arr.shape[1]) != arr.shape[1]:
-                raise RunStoreError(f"{kind} vectors have {arr.shape[1]} values, the run has {dims[kind]}")
-            f = self._files.get(kind)
-            if f is None:
-                f = self._files[kind] = open(self.dir / f"{kind}.f16", "r+b" if (self.dir / f"{kind}.f16").exists() else "w+b")
-            f.seek(start * arr.shape[1] * 2)
-            f.write(arr.tobytes())
-            f.flush()
+            arrays[kind] = np.ascontiguousarray(np.clip(arr, -65504, 65504), dtype=np.float16)  # (n_ok, dim)
+            if arrays[kind].shape[0] != len(ok):
+                raise ValueError(f"{kind}: {arrays[kind].shape[0]} vectors for {len(ok)} ok rows")
         cam_shape = next((r.cam.shape for r in ok if r.cam is not None), None)
         with self._transaction():
+            # The offset is read inside the write transaction that commits it: no other writer can
+            # commit between reading it and using it (the run lock already keeps other scans out).
+            start = self.committed_vectors()
+            dims = self.dims()
+            for kind, arr in arrays.items():
+                if dims.setdefault(kind, arr.shape[1]) != arr.shape[1]:
+                    raise RunStoreError(f"{kind} vectors have {arr.shape[1]} values, the run has {dims[kind]}")
+                f = self._files.get(kind)
+                if f is None:
+                    p = self.dir / f"{kind}.f16"
+                    f = self._files[kind] = open(p, "r+b" if p.exists() else "w+b")
+                f.seek(start * arr.shape[1] * 2)
+                f.write(arr.tobytes())
+                f.flush()
             if replace:
                 self.db.executemany("DELETE FROM images WHERE path=?", [(to_db(r.path),) for r in rows])
             vec_rows = iter(range(start, start + len(ok)))
