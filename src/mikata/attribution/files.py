@@ -62,12 +62,11 @@ def explain_files(
     for path in items:
         stem = _safe(Path(path).stem)
         try:
-            img = load_image(path, mode=mode)
-        except ImageDecodeError as e:
-            log.warning("cannot read %s: %s", path, e.reason)
+            x = handle.preprocess([load_image(path, mode=mode)])  # (1, C, H, W)
+        except ImageDecodeError as e:  # undecodable, or too large to resize: this image's error only
+            log.warning("cannot read %s: %s", shown(path), e.reason)
             summaries.append({"path": path, "error": e.reason})
             continue
-        x = handle.preprocess([img])  # (1, C, H, W)
         attributions = explain(handle, x, methods, targets, layer, options, progress=progress)
         with torch.no_grad():
             probs = handle.model(x).softmax(1)[0]  # (K,)

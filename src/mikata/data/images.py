@@ -19,10 +19,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from mikata.errors import ImageDecodeError
+from mikata.errors import ImageDecodeError, ImageTooLargeError
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
 MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb threshold (about 9,459 x 9,459)
+# Largest image the resize before the center crop may produce. The resize scales the *shorter*
+# side to the model's, so a thin strip explodes: 65000x1 px (195 KB as PNG) at 256 px is 16.6M x 256
+# = 4.3 G pixels (12.8 GB RGB). 64 M pixels (192 MB RGB) still lets a 4096 px model take a 3:1 photo.
+MAX_RESIZED_PIXELS = 64 * 1024 * 1024
 
 
 def load_image(
@@ -94,6 +98,22 @@ def _scale_high_depth(img: Image.Image) -> Image.Image:
         depth = 16 if img.mode.startswith("I;16") or 255 < hi <= 65535 else 8 if hi <= 255 else 32
         arr = arr / (2**depth - 1) * 255.0
     return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L")
+
+
+def check_resize_plan(width: int, height: int, target: tuple[int, int],
+                      max_pixels: int = MAX_RESIZED_PIXELS, path: str | os.PathLike = "") -> None:
+    """Refuse a planned resize of a ``width`` x ``height`` image to ``target`` (w, h) that is too big.
+
+    Called with the plan, before Pillow allocates anything: the decompression-bomb guard looks at
+    the file's pixels, this one at what preprocessing would make of them.
+    """
+    tw, th = int(target[0]), int(target[1])
+    if tw * th > max_pixels:
+        ratio = max(width, height) / max(1, min(width, height))
+        raise ImageTooLargeError(
+            path, f"{width}x{height} pixels (aspect ratio {ratio:,.0f}:1) would be resized to {tw:,}x{th:,} "
+            f"= {tw * th:,} pixels for the model, over the limit of {max_pixels:,}; crop the image to a less "
+            "extreme shape")
 
 
 def is_image_file(path: str | os.PathLike) -> bool:
