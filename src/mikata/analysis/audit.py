@@ -49,6 +49,21 @@ class RunData:
             return np.asarray(store.vectors(kind)[self.vec_rows], dtype=np.float32)
 
 
+def _check_consistent(store: RunStore, labels, preds, vec_rows, n_vec: int, probs_mm, classes: list[str]) -> None:
+    """Rows, vectors and classes must agree; a damaged run is one clear ``DamagedRunError``, not an IndexError."""
+    from mikata.analysis.runstore import DamagedRunError
+
+    ids = [v for v in (*labels, *preds) if v is not None]
+    if ids and (max(ids) >= len(classes) or min(ids) < 0):
+        raise DamagedRunError(f"{store.dir}: rows use class ids up to {max(ids)} but the manifest lists "
+                              f"{len(classes)} classes", store.dir)
+    if any(v is None or not 0 <= v < n_vec for v in vec_rows):
+        raise DamagedRunError(f"{store.dir}: rows point outside the {n_vec} committed vectors", store.dir)
+    if probs_mm is not None and probs_mm.shape[1] != len(classes):
+        raise DamagedRunError(f"{store.dir}: probability vectors have {probs_mm.shape[1]} values for "
+                              f"{len(classes)} classes", store.dir)
+
+
 def load_run(run: str | os.PathLike | RunStore, split: str | None = None) -> RunData:
     """Read the committed rows of a run (consistent even while a scan is writing)."""
     store = run if isinstance(run, RunStore) else RunStore.open(run)
@@ -61,6 +76,7 @@ def load_run(run: str | os.PathLike | RunStore, split: str | None = None) -> Run
         classes = store.identity["classes"]
         if rows:
             ids, paths, labels, preds, splits, vec_rows = zip(*rows)
+            _check_consistent(store, labels, preds, vec_rows, n_vec, probs_mm, classes)
             vec_rows = np.asarray(vec_rows, dtype=np.int64)
             probs = np.asarray(probs_mm[vec_rows], dtype=np.float32)
         else:

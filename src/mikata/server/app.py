@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import sqlite3
 from pathlib import Path
 
 from typing import Optional
@@ -108,6 +109,11 @@ def create_app(run_dir: str | os.PathLike, token: str | None = None, host: str =
     @app.exception_handler(ChoiceError)
     async def _choice(request: Request, exc: ChoiceError):
         return PlainTextResponse(str(exc), status_code=400)
+
+    @app.exception_handler(sqlite3.DatabaseError)
+    async def _database(request: Request, exc: sqlite3.DatabaseError):  # damaged, or a full / read-only disk
+        return PlainTextResponse(f"the run's database refused this ({exc}); `mikata check {state.run_dir}` "
+                                 "says what is wrong", status_code=503)
 
     @app.exception_handler(NotSpatialError)
     async def _not_spatial(request: Request, exc: NotSpatialError):  # ?layer= a layer CAMs cannot use
