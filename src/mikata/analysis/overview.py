@@ -26,6 +26,7 @@ from mikata.analysis.audit import (RunData, accuracy, class_histogram, class_lik
                                    confusion_matrix, exceptional_errors, label_issues, load_run, per_class_metrics,
                                    project_2d, row_normalized, topk_accuracy)
 from mikata.analysis.runstore import RunStore, RunStoreError
+from mikata.data.filenames import shown
 
 
 @dataclass
@@ -195,21 +196,21 @@ def format_audit(r: dict, max_listed: int | None = None) -> str:
         ex = r["exceptional_errors"]
         out(f"\nerrors across groups: {ex['count']}  " + ", ".join(f"{k}: {v}" for k, v in ex["pairs"].items()))
         for im in ex["images"][:10]:
-            out(f"  {im['path']}  {im['label']} -> {im['predicted']} ({im['prob']:.2f})")
+            out(f"  {shown(im['path'])}  {im['label']} -> {im['predicted']} ({im['prob']:.2f})")
     out("\nper class: most / least class-like images (P of the class)")
     for c in cut(r["per_class"]):
         out(f"  {c['class']}")
-        out("    most:  " + "  ".join(f"{i['path']} ({i['prob']:.2f})" for i in c["most_class_like"]))
-        out("    least: " + "  ".join(f"{i['path']} ({i['prob']:.2f}, predicted {i['predicted']})"
+        out("    most:  " + "  ".join(f"{shown(i['path'])} ({i['prob']:.2f})" for i in c["most_class_like"]))
+        out("    least: " + "  ".join(f"{shown(i['path'])} ({i['prob']:.2f}, predicted {i['predicted']})"
                                      for i in c["least_class_like"]))
     out("\nsuspected label errors (confident learning; needs out-of-sample probabilities)")
     for i in cut(r["label_issues"]):
-        out(f"  {i['path']}  labeled {i['label']} ({i['label_prob']:.2f}) -> suggest {i['suggested']} "
+        out(f"  {shown(i['path'])}  labeled {i['label']} ({i['label_prob']:.2f}) -> suggest {i['suggested']} "
             f"({i['suggested_prob']:.2f})")
     if "dataset_issues" in r:
         from mikata.analysis.issues import format_issues
 
         lines += format_issues(r["dataset_issues"])
     for s in r["skipped"]:
-        out(f"skipped {s['path']}: {s['reason']}")
+        out(f"skipped {shown(s['path'])}: {s['reason']}")
     return "\n".join(lines)

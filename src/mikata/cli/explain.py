@@ -44,6 +44,7 @@ def _options(args) -> dict:
 def run(args) -> int:
     from mikata.attribution.engine import check_methods
     from mikata.attribution.registry import method_listing
+    from mikata.data.filenames import shown
 
     if args.methods.strip() == "list":
         print(method_listing())
@@ -60,8 +61,8 @@ def run(args) -> int:
     else:
         for s in summaries:
             if "figure" in s:
-                print(s["figure"])
+                print(shown(s["figure"]))
     failed = [s for s in summaries if "error" in s]
     for s in failed:
-        print(f"mikata explain: cannot read {s['path']}: {s['error']}", file=sys.stderr)
+        print(f"mikata explain: cannot read {shown(s['path'])}: {s['error']}", file=sys.stderr)
     return 1 if failed else 0
