@@ -89,7 +89,7 @@ def run_batch(handle: ModelHandle, x: torch.Tensor, layer: str, embed_layer: str
             if not isinstance(out, torch.Tensor):
                 raise MikataError(f"--gradcam needs a layer that outputs one tensor; {layer!r} does not")
             leaf["act"] = out.detach().requires_grad_(True)
-            return leaf["act"]
+            return leaf["act"].clone()  # consumers get a copy: an in-place F.relu after the layer leaves the leaf alone
 
         with torch.enable_grad(), preserved(handle.net), \
                 attached([(get_layer(handle.net, layer), "forward", as_leaf)]), \
@@ -107,7 +107,8 @@ def run_batch(handle: ModelHandle, x: torch.Tensor, layer: str, embed_layer: str
         logits = logits.detach()
     act = rec.activations[layer].detach()
     channels = act.mean(dim=tuple(range(2, act.dim()))) if act.dim() > 2 else act  # (N, C)
-    embed = rec.inputs[embed_layer].detach().flatten(1) if embed_layer else channels  # (N, D)
+    embed = rec.inputs[embed_layer].detach() if embed_layer else channels
+    embed = embed.mean(dim=(2, 3)) if embed.dim() == 4 else embed.flatten(1)  # (N, D): a conv head's input pooled
     probs = torch.softmax(logits.float(), dim=1)  # (N, K)
     return _Outputs(probs, embed, channels, cams)
 
