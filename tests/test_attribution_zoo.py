@@ -244,7 +244,7 @@ def test_captures_are_the_layer_output_before_in_place_relus(torchvision):
     assert float(rec.activations[layers[1]].min()) < 0
     assert float(rec.activations["features"].min()) < 0  # features ends in norm5; F.relu(inplace) follows
     # the shared pass too: EigenCAM alone (a forward-only pass) sees the pre-ReLU activation
-    assert torch.equal(explain(handle, x[:1], ["eigencam"])[0].raw, _eigencam_reference(
+    torch.testing.assert_close(explain(handle, x[:1], ["eigencam"])[0].raw, _eigencam_reference(
         rec.activations["features"][:1]))
 
 
@@ -322,3 +322,39 @@ def test_eigencam_sign_follows_the_activation_not_the_svd():
     m = eigencam(acts)
     assert pearson(m, base) > 0.9
     torch.testing.assert_close(m, _eigencam_reference(acts))
+
+
+@pytest.mark.parametrize("variant", ["efficientnet-lite1", pytest.param("efficientnet-lite2", marks=pytest.mark.slow)])
+def test_lite_relu6_deeplift_and_guided_backprop_follow_the_papers(variant, monkeypatch):
+    """Real lite1/lite2 weights (ReLU6 everywhere, no max pooling): ours equals the papers' rules applied to
+    every ReLU6, and DeepLIFT sums to the logit difference. Captum disagrees because it has no rule for
+    ReLU6: its GuidedBackprop overrides nn.ReLU only and its DeepLift's non-linearities have no ReLU6,
+    so there it passes the plain gradient; shown here by Captum matching the reference with ReLU6 left plain."""
+    from captum.attr import GuidedBackprop
+
+    handle = load_model(variant)
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    gb, dl = explain(handle, x, ["guided-backprop", "deeplift"], options={"deeplift": {"baseline": "zero"}})
+    ids = torch.tensor(gb.targets)[:, None]
+    with monkeypatch.context() as mp:
+        _patch_rectifiers(mp, _Guided, "guided")
+        ref_gb = _input_grad(handle, x, ids)
+    with monkeypatch.context() as mp:
+        _patch_rectifiers(mp, _Rescale)
+        both = torch.cat([x, torch.zeros_like(x)]).requires_grad_(True)
+        with torch.enable_grad():
+            (g,) = torch.autograd.grad(handle.model(both)[:1].gather(1, ids).sum(), both)
+    torch.testing.assert_close(gb.raw, ref_gb, rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(dl.raw, x * g[:1], rtol=1e-3, atol=1e-6)
+    with torch.no_grad():
+        gap = float(handle.model(x)[0, ids[0, 0]] - handle.model(torch.zeros_like(x))[0, ids[0, 0]])
+    assert abs(dl.info["completeness_delta"][0]) < 1e-3 * max(1.0, abs(gap))  # summation to delta
+
+    captum = GuidedBackprop(handle.model).attribute(x.clone(), target=int(ids[0, 0]))
+    assert pearson(captum, gb.raw) < 0.9  # the disagreement the issue saw
+    with monkeypatch.context() as mp:  # the reference with ReLU6 passing the plain gradient = Captum
+        hardtanh = F.hardtanh
+        mp.setattr(F, "relu", lambda t, inplace=False: _Guided.apply(t, 0.0, float("inf"), "guided"))
+        mp.setattr(F, "hardtanh", lambda t, min_val=-1.0, max_val=1.0, inplace=False: hardtanh(t, min_val, max_val))
+        plain_relu6 = _input_grad(handle, x, ids)
+    torch.testing.assert_close(captum, plain_relu6, rtol=1e-4, atol=1e-7)
