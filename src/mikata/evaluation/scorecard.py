@@ -112,10 +112,10 @@ def evaluate(
 
     ``masks`` ``(N, H, W)`` bool (object pixels) enables localization; without it that check is skipped.
     """
-    from mikata.evaluate.faithfulness import auc, perturbation_curves
-    from mikata.evaluate.localization import energy_inside, pointing_game
-    from mikata.evaluate.randomization import cascade, compute_maps, random_logit
-    from mikata.evaluate.stability import max_sensitivity
+    from mikata.evaluation.faithfulness import auc, perturbation_curves
+    from mikata.evaluation.localization import energy_inside, pointing_game
+    from mikata.evaluation.randomization import cascade, compute_maps, random_logit
+    from mikata.evaluation.stability import max_sensitivity
 
     methods = check_methods(methods)
     checks = check_checks(checks)
@@ -283,7 +283,7 @@ def load_images(handle: ModelHandle, paths: Sequence[str]) -> tuple[torch.Tensor
 def make_masks(handle: ModelHandle, paths: Sequence[str], sizes: Sequence[tuple[int, int]],
                boxes: str | None = None, masks_dir: str | None = None) -> torch.Tensor | None:
     """``(N, H, W)`` object masks from a boxes CSV and/or a folder of mask PNGs named like the images."""
-    from mikata.evaluate.localization import BoxesError, box_mask, mask_from_png, read_boxes
+    from mikata.evaluation.localization import BoxesError, box_mask, mask_from_png, read_boxes
 
     if boxes is None and masks_dir is None:
         return None
@@ -314,7 +314,7 @@ def sample_paths(run_dir: str | os.PathLike, limit: int = 16, seed: int = 0) -> 
     from mikata.analysis.runstore import RunStore, RunStoreError
 
     with RunStore.open(run_dir) as store:
-        ids = [r[0] for r in store.db.execute("SELECT id FROM images WHERE status='ok' ORDER BY id").fetchall()]
+        ids = store.ids(status="ok")
         if not ids:
             raise RunStoreError(f"{run_dir} holds no scanned images; run `mikata scan` first")
         order = torch.randperm(len(ids), generator=torch.Generator().manual_seed(seed))[:limit].tolist()
@@ -328,7 +328,7 @@ def sample_run(run_dir: str, limit: int = 16, seed: int = 0) -> tuple[ModelHandl
 
     paths = sample_paths(run_dir, limit, seed)
     with RunStore.open(run_dir) as store:
-        identity = dict(store.manifest["identity"])
+        identity = dict(store.identity)
     return load_run_model(identity, run_dir), paths, identity
 
 
@@ -336,7 +336,7 @@ def write_scorecard(result: Evaluation, out_dir: str, figure: bool = True) -> st
     """``out_dir/scorecard.json`` (+ ``evaluate.png``); returns the JSON's path."""
     import json
 
-    from mikata.evaluate.figure import draw_evaluation
+    from mikata.evaluation.figure import draw_evaluation
 
     os.makedirs(out_dir, exist_ok=True)
     if figure and draw_evaluation(result, os.path.join(out_dir, "evaluate.png")) is not None:
