@@ -98,7 +98,8 @@ def run_batch(handle: ModelHandle, x: torch.Tensor, layer: str, embed_layer: str
         cams = gradcam_map(act, p.layer_grads["plain"][0]).detach()  # (N, h, w)
         logits = p.logits
     channels = act.mean(dim=tuple(range(2, act.dim()))) if act.dim() > 2 else act  # (N, C)
-    embed = rec.inputs[embed_layer].detach().flatten(1) if embed_layer else channels  # (N, D)
+    embed = rec.inputs[embed_layer].detach() if embed_layer else channels
+    embed = embed.mean(dim=(2, 3)) if embed.dim() == 4 else embed.flatten(1)  # (N, D): a conv head's input pooled
     probs = torch.softmax(logits.float(), dim=1)  # (N, K)
     return _Outputs(probs, embed, channels, cams)
 
