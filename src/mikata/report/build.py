@@ -170,6 +170,20 @@ def featurevis_grids(run_dir: Path) -> list[dict]:
     return out
 
 
+def units_section(run_dir: Path) -> dict | None:
+    """``RUN_DIR/units/`` (written by ``mikata units``): each unit's synthetic image beside its top
+    scanned images with their activation maps, embedded as data URIs."""
+    from mikata.analysis.units import read_units
+
+    card = read_units(run_dir)
+    if card is None:
+        return None
+    for u in card["units"]:
+        u["synthetic"] = _file_uri(u["synthetic"])
+        u["overlays"] = [_file_uri(f) for f in u["overlays"]]
+    return card
+
+
 def scorecard(run_dir: Path) -> dict | None:
     """``RUN_DIR/evaluate/scorecard.json`` (written by ``mikata evaluate``) with its figures embedded."""
     card = read_scorecard(run_dir)
@@ -406,6 +420,7 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
     history = training_history(identity, run_dir)
     featurevis = featurevis_grids(run_dir)
     card_data = scorecard(run_dir)
+    units = units_section(run_dir)
     lap("extras")
 
     from mikata.report.svg import bar_chart, class_colors, line_chart
@@ -448,7 +463,7 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
         split=split, summary=summary, classes=classes, methods=[method_titles.get(m, m) for m in methods],
         matrix=matrix, cols=[{"index": p, "name": names[p]} for p in shown_cols],
         pairs=[{"a": names[a], "b": names[b], "ia": a, "ib": b, "ab": ab, "ba": ba} for a, b, ab, ba in ov.confused_pairs],
-        issues=issues, exceptional=ex, charts=charts, history=history, featurevis=featurevis,
+        issues=issues, exceptional=ex, charts=charts, history=history, featurevis=featurevis, units=units,
         scorecard=card_data, emb=emb, notes=notes, skipped=ov.skipped[:50], map_error=map_error,
         created=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         data_json=_json_script(data), thumbs_json=_json_script(thumbs),
