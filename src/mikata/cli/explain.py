@@ -59,6 +59,11 @@ def run(args) -> int:
     if args.json:
         print_json(summaries)
     else:
+        cam = next((m for s in summaries for m in s.get("maps", []) if len(m["raw_shape"]) == 3), None)
+        if cam is not None:  # raw (N, h, w): a layer map
+            from mikata.models.layers import describe_cam_layer
+
+            print(describe_cam_layer(cam["layer"], tuple(cam["raw_shape"][1:])))
         for s in summaries:
             if "figure" in s:
                 print(shown(s["figure"]))
