@@ -22,7 +22,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mikata.analysis.runstore import VECTOR_KINDS, DamagedRunError, RunStore, RunStoreError
+from mikata.analysis.runstore import DamagedRunError, RunStore, RunStoreError
 from mikata.data.filenames import from_db, shown
 
 PREPROCESSING_KEYS = ("input_size", "mean", "std", "crop_fraction", "interpolation", "in_channels")
@@ -132,9 +132,7 @@ def _check_database(store: RunStore, report: CheckReport, classes: list[str] | N
     report.committed_vectors = n
     report.rows, report.ok_rows = store.count(), store.count("ok")
     report.checked.append("vector files against the committed count")
-    for kind in VECTOR_KINDS:
-        if kind not in dims:
-            continue
+    for kind in sorted(dims):
         p = store.dir / f"{kind}.f16"
         size = p.stat().st_size if p.exists() else None
         want = n * dims[kind] * 2

@@ -291,8 +291,8 @@ class RunStore:
             d = json.loads(raw)
         except (TypeError, ValueError, RecursionError):
             d = None
-        if not isinstance(d, dict) or not all(k in VECTOR_KINDS and isinstance(v, int) and not isinstance(v, bool)
-                                              and v > 0 for k, v in d.items()):
+        if not isinstance(d, dict) or not all(isinstance(k, str) and k.isidentifier() and isinstance(v, int)
+                                              and not isinstance(v, bool) and v > 0 for k, v in d.items()):
             raise DamagedRunError(f"{self.dir / 'run.sqlite'}: the vector dims {str(raw)[:80]!r} are not "
                                   "{kind: count} JSON", self.dir)
         return d
