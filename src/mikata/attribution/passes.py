@@ -33,7 +33,7 @@ class Pass:
     activation: torch.Tensor | None = None  # (N, C, h, w) at the layer, detached
     layer_grads: dict[str, list[torch.Tensor]] = field(default_factory=dict)  # mode -> T x (N, C, h, w)
     input_grads: dict[str, list[torch.Tensor]] = field(default_factory=dict)  # mode -> T x (N, C, H, W)
-    rectifiers: dict[str, int] = field(default_factory=dict)  # what the guided / deconv rules changed
+    rectifiers: dict[str, object] = field(default_factory=dict)  # what the guided / deconv rules changed
 
 
 def gradient_pass(

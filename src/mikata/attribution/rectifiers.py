@@ -97,8 +97,12 @@ class Rectifiers(TorchFunctionMode):
         return x.copy_(out)
 
     def info(self) -> dict:
-        """What ``Attribution.info`` reports: rectifier calls and activations the rule changed."""
-        return {"rectifier_calls": self.count, "rectifier_activations": self.elements}
+        """What ``Attribution.info`` reports: rectifier calls and activations the rule changed, and the
+        other activations the forward ran unchanged."""
+        out = {"rectifier_calls": self.count, "rectifier_activations": self.elements}
+        if self.others:  # activations the rule did not touch (e.g. MobileNetV3's hardswish): said, not hidden
+            out["other_activations"] = ", ".join(f"{k} x{v}" for k, v in sorted(self.others.items()))
+        return out
 
     def require(self, method: str) -> None:
         """Raise ``RectifierError`` when the forward ran no rectifier (the method would be a plain gradient)."""
