@@ -358,3 +358,24 @@ def test_lite_relu6_deeplift_and_guided_backprop_follow_the_papers(variant, monk
         mp.setattr(F, "hardtanh", lambda t, min_val=-1.0, max_val=1.0, inplace=False: hardtanh(t, min_val, max_val))
         plain_relu6 = _input_grad(handle, x, ids)
     torch.testing.assert_close(captum, plain_relu6, rtol=1e-4, atol=1e-7)
+
+
+def test_eigencam_where_the_svd_component_comes_out_inverted():
+    """Find activations whose first SVD component LAPACK returns with the sign pointing away from the
+    active region (pytorch-grad-cam would show that inverted map); ours still follows the activation."""
+    from mikata.attribution.cam import eigencam
+
+    flipped = 0
+    for seed in range(40):
+        gen = torch.Generator().manual_seed(seed)
+        base = torch.rand(1, 1, 5, 5, generator=gen)
+        acts = base * torch.randn(1, 6, 1, 1, generator=gen).abs() + 0.05 * torch.randn(1, 6, 5, 5, generator=gen)
+        flat = acts[0].reshape(6, -1).T.double()
+        flat = flat - flat.mean(0)
+        as_svd_gives = (flat @ torch.linalg.svd(flat, full_matrices=False).Vh[0]).reshape(5, 5)  # pytorch-grad-cam
+        ours = eigencam(acts)[0]
+        assert pearson(ours, base[0, 0]) > 0.5
+        if pearson(as_svd_gives, base[0, 0]) < 0:
+            flipped += 1
+            assert pearson(ours, as_svd_gives.clamp_min(0)) < 0.5  # the inverted map is not what we return
+    assert flipped > 0  # the case the convention exists for did occur
