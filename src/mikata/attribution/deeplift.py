@@ -68,7 +68,7 @@ def deeplift(
             both = torch.cat([x, x0]).detach().requires_grad_(True)  # (2N, C, H, W)
             with seen:
                 logits = handle.model(both)
-            seen.require("deeplift")
+            seen.require("deeplift", handle.net)
             picked = logits[:n].gather(1, ids)  # (N, T)
             picked0 = logits[n:].gather(1, ids)
             attrs, deltas = [], []

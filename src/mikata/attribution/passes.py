@@ -85,7 +85,7 @@ def gradient_pass(
             with seen:
                 logits = handle.model(xin)  # (N, K)
             if rules:  # refuse before any backward: without rectifiers a guided map is a plain gradient
-                seen.require(" / ".join(asked_by.get(m, f"the {m} backward") for m in modes if m != "plain"))
+                seen.require(" / ".join(asked_by.get(m, f"the {m} backward") for m in modes if m != "plain"), net)
             if isinstance(resolve, torch.Tensor):
                 labels, ids = [str(i) for i in range(resolve.shape[1])], resolve
             else:

@@ -104,10 +104,15 @@ class Rectifiers(TorchFunctionMode):
             out["other_activations"] = ", ".join(f"{k} x{v}" for k, v in sorted(self.others.items()))
         return out
 
-    def require(self, method: str) -> None:
+    def require(self, method: str, net: object = None) -> None:
         """Raise ``RectifierError`` when the forward ran no rectifier (the method would be a plain gradient)."""
         if self.count:
             return
+        if isinstance(net, torch.jit.ScriptModule):
+            raise RectifierError(f"{method} needs to change how gradients cross the ReLUs, and a TorchScript model "
+                                 "runs them inside its compiled graph where mikata cannot reach them: load the "
+                                 "Python model (package.module:factory or a checkpoint), or use saliency, "
+                                 "grad-x-input or integrated-gradients")
         seen = ", ".join(sorted(self.others)) or "no ReLU, ReLU6 or hardtanh(0, max)"
         raise RectifierError(f"{method} needs ReLU-like activations (ReLU, ReLU6, hardtanh(0, max)); this model "
                              f"runs {seen}: use saliency, grad-x-input or integrated-gradients instead")
