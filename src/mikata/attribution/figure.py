@@ -16,7 +16,7 @@ from PIL import Image
 from mikata.attribution.engine import explain
 from mikata.attribution.result import Attribution
 from mikata.models.handle import ModelHandle
-from mikata.render import display_map, to_uint8_image
+from mikata.display import display_map, to_uint8_image
 
 
 def draw_figure(

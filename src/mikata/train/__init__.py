@@ -6,14 +6,12 @@ Example:
 """
 
 from mikata.train.augment import augment_batch
-from mikata.train.demo import DEMO_SETTINGS, demo_paths, train_demo_model
 from mikata.train.freeze import freeze_until, set_training_mode
-from mikata.train.loop import TrainResult, evaluate, plot_path, state_path, train
+from mikata.train.loop import TrainResult, evaluate_split, plot_path, state_path, train
 from mikata.train.options import Augment, TrainingError, TrainOptions, parse_augment
 from mikata.train.plot import plot_history
 from mikata.train.tensors import DecodedSplit, decode_split
 
-__all__ = ["Augment", "DEMO_SETTINGS", "demo_paths", "train_demo_model",
-           "DecodedSplit", "TrainOptions", "TrainResult", "TrainingError", "augment_batch", "decode_split",
-           "evaluate", "freeze_until", "parse_augment", "plot_history", "plot_path", "set_training_mode",
+__all__ = ["Augment", "DecodedSplit", "TrainOptions", "TrainResult", "TrainingError", "augment_batch", "decode_split",
+           "evaluate_split", "freeze_until", "parse_augment", "plot_history", "plot_path", "set_training_mode",
            "state_path", "train"]

@@ -47,8 +47,8 @@ def run_demo(out_dir: str | Path = "mikata-demo", quick: bool = False) -> DemoRe
     from mikata.featurevis import RenderOptions, visualize_channels, visualize_classes
     from mikata.models import load_model
     from mikata.prediction import predict
+    from mikata.demo.training import DEMO_SETTINGS, demo_paths, train_demo_model
     from mikata.report import write_report
-    from mikata.train.demo import DEMO_SETTINGS, demo_paths, train_demo_model
     from mikata.train.loop import plot_path
 
     start = time.perf_counter()
