@@ -19,8 +19,8 @@ PACKAGE = SRC / "mikata"
 LAYERS: dict[str, int] = {
     # 3 — thin outer layers: parse -> call one library function -> write / render
     "cli": 3, "server": 3, "report": 3, "demo": 3, "__main__": 3,
-    # 2 — dataset-level work; writes and reads a RunStore
-    "analysis": 2, "train": 2, "evaluate": 2,
+    # 2 — dataset-level work (DESIGN.md's train/ and evaluate/); writes and reads a RunStore
+    "analysis": 2, "training": 2, "evaluation": 2,
     # 1 — per-image / per-unit algorithms
     "attribution": 1, "featurevis": 1, "inspect": 1, "prediction": 1,
     # 0 — models, data, hooks, display (images, overlays, grids, colormaps), errors
@@ -34,7 +34,7 @@ ALLOWED_CYCLE_EDGES = {
         "and the methods import the registry's MethodSpec. Importing the catalog from attribution/__init__ "
         "instead would remove this edge.",
 }
-LAYER_NAMES = {3: "cli/server/report/demo", 2: "analysis/train/evaluate", 1: "attribution/featurevis/inspect",
+LAYER_NAMES = {3: "cli/server/report/demo", 2: "analysis/training/evaluation", 1: "attribution/featurevis/inspect",
                0: "models/data/hooks/display"}
 
 

@@ -35,12 +35,12 @@ _API = {
     "RenderOptions": ("mikata.featurevis.optimize", "RenderOptions"),
     "activations": ("mikata.inspect.activations", "activation_grid"),
     "filters": ("mikata.inspect.filters", "filter_grid"),
-    "train": ("mikata.train.loop", "train"),
+    "train": ("mikata.training.loop", "train"),
     "scan": ("mikata.analysis.scan", "scan"),
     "open_run": ("mikata.analysis.run", "open_run"),
     "Run": ("mikata.analysis.run", "Run"),
     "export_run": ("mikata.analysis.export", "export_run"),
-    "evaluate": ("mikata.evaluate.scorecard", "evaluate"),
+    "evaluate": ("mikata.evaluation.scorecard", "evaluate"),
 }
 
 __all__ = sorted(_API) + ["__version__"]

@@ -36,12 +36,12 @@ from tqdm.auto import tqdm
 from mikata.data.datasets import DatasetError, load_dataset, split_dataset
 from mikata.models.handle import ModelHandle
 from mikata.models.loading import load_model, replace_head, save_checkpoint
-from mikata.train.augment import augment_batch
-from mikata.train.frozen_features import boundary_inputs, check_shortcut, started_at
-from mikata.train.freeze import freeze_until, set_training_mode, trainable_parameters
-from mikata.train.options import TrainingError, TrainOptions, parse_augment
-from mikata.train.plot import plot_history
-from mikata.train.tensors import DecodedSplit, decode_split
+from mikata.training.augment import augment_batch
+from mikata.training.frozen_features import boundary_inputs, check_shortcut, started_at
+from mikata.training.freeze import freeze_until, set_training_mode, trainable_parameters
+from mikata.training.options import TrainingError, TrainOptions, parse_augment
+from mikata.training.plot import plot_history
+from mikata.training.tensors import DecodedSplit, decode_split
 
 log = logging.getLogger(__name__)
 STATE_FORMAT = "mikata-train-state/1"
