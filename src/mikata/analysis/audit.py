@@ -49,6 +49,21 @@ class RunData:
             return np.asarray(store.vectors(kind)[self.vec_rows], dtype=np.float32)
 
 
+def _check_consistent(store: RunStore, labels, preds, vec_rows, n_vec: int, probs_mm, classes: list[str]) -> None:
+    """Rows, vectors and classes must agree; a damaged run is one clear ``DamagedRunError``, not an IndexError."""
+    from mikata.analysis.runstore import DamagedRunError
+
+    ids = [v for v in (*labels, *preds) if v is not None]
+    if ids and (max(ids) >= len(classes) or min(ids) < 0):
+        raise DamagedRunError(f"{store.dir}: rows use class ids up to {max(ids)} but the manifest lists "
+                              f"{len(classes)} classes", store.dir)
+    if any(v is None or not 0 <= v < n_vec for v in vec_rows):
+        raise DamagedRunError(f"{store.dir}: rows point outside the {n_vec} committed vectors", store.dir)
+    if probs_mm is not None and probs_mm.shape[1] != len(classes):
+        raise DamagedRunError(f"{store.dir}: probability vectors have {probs_mm.shape[1]} values for "
+                              f"{len(classes)} classes", store.dir)
+
+
 def load_run(run: str | os.PathLike | RunStore, split: str | None = None) -> RunData:
     """Read the committed rows of a run (consistent even while a scan is writing)."""
     store = run if isinstance(run, RunStore) else RunStore.open(run)
@@ -61,6 +76,7 @@ def load_run(run: str | os.PathLike | RunStore, split: str | None = None) -> Run
         classes = store.identity["classes"]
         if rows:
             ids, paths, labels, preds, splits, vec_rows = zip(*rows)
+            _check_consistent(store, labels, preds, vec_rows, n_vec, probs_mm, classes)
             vec_rows = np.asarray(vec_rows, dtype=np.int64)
             probs = np.asarray(probs_mm[vec_rows], dtype=np.float32)
         else:
@@ -213,6 +229,20 @@ def label_issues(d: RunData, top: int | None = None) -> list[dict]:
                     "suggested": d.class_names[suggested], "label_prob": float(d.probs[i, d.labels[i]]),
                     "suggested_prob": float(d.probs[i, suggested])})
     return out
+
+
+def label_quality(d: RunData) -> np.ndarray:
+    """``(N,)`` cleanlab self-confidence label quality of every row (low = suspicious), over the classes
+    that have images: the score behind ``label_issues``'s ranking, for every image."""
+    from cleanlab.rank import get_label_quality_scores
+
+    present = np.unique(d.labels)
+    if len(present) < 2:
+        return np.ones(len(d))
+    col = {c: i for i, c in enumerate(present)}
+    probs = d.probs[:, present].astype(np.float64)
+    probs /= np.clip(probs.sum(1, keepdims=True), 1e-12, None)
+    return get_label_quality_scores(np.array([col[c] for c in d.labels]), probs, method="self_confidence")
 
 
 # -------------------------------------------------------------------------------------- embeddings

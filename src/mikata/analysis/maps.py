@@ -181,8 +181,7 @@ class MapService:
             start = time.perf_counter()
             m = as_cached_map(self._compute(x, method, k, layer, h)).astype(np.float32)  # as cached
             seconds = time.perf_counter() - start
-            with self._db_lock:
-                self.store.put_map(*key, m, seconds)
+            self._cache(self.store.put_map, *key, m, seconds)
             log.debug("computed %s of image %s for class %s in %.3f s", method, row["id"], k, seconds)
         with self._keys_lock:
             self._key_locks.pop(key, None)
@@ -234,12 +233,25 @@ class MapService:
                 seconds = (time.perf_counter() - tic) / max(1, len(chunk) * len(need))
                 new = [(image_id, method, k, layer_key, got[method][j], seconds)
                        for j, image_id in enumerate(chunk) for method in todo[image_id]]
-                with self._db_lock:
-                    self.store.put_maps(new)
+                self._cache(self.store.put_maps, new)
                 for image_id, method, _, _, m, _ in new:
                     out[(image_id, method, k)] = as_cached_map(m).astype(np.float32)
                 log.debug("computed %s for %d images of class %s", need, len(chunk), k)
         return out
+
+    def _cache(self, put, *args) -> None:
+        """Store computed maps; on a read-only or full disk the maps are still returned, just not cached."""
+        import sqlite3
+
+        from mikata.analysis.runstore import ReadOnlyRunError
+
+        try:
+            with self._db_lock:
+                put(*args)
+        except ReadOnlyRunError:
+            log.debug("read-only run: map computed, not cached")
+        except sqlite3.OperationalError as e:  # "database or disk is full", "attempt to write a readonly database"
+            log.warning("map computed but not cached (%s)", e)
 
     def _compute_batch(self, paths: list[Path], methods: list[str], cls: int, layer: str | None) -> dict[str, np.ndarray]:
         from mikata.attribution import explain

@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -29,6 +30,7 @@ from mikata import __version__
 from mikata.analysis.media import UnknownImageError
 from mikata.analysis.runstore import RunStoreError
 from mikata.attribution.engine import NotSpatialError
+from mikata.data.filenames import shown_in_template
 from mikata.errors import ChoiceError, ImageDecodeError, MikataError, ModelLoadError
 from mikata.models.handle import ModelHandle
 from mikata.server.routes import ROUTERS
@@ -67,6 +69,7 @@ def create_app(run_dir: str | os.PathLike, token: str | None = None, host: str =
     app.state.token = token
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals.update(version=__version__, run_name=state.run_dir.name, fmt_pct=_pct, zip=zip)
+    templates.env.finalize = shown_in_template  # non-UTF-8 file names print as \xNN, not a 500
     app.state.templates = templates
     app.state.static = _static_files()
     app.state.static_cache = {}
@@ -92,6 +95,11 @@ def _error_pages(app: FastAPI) -> None:
     @app.exception_handler(ChoiceError)
     async def _choice(request: Request, exc: ChoiceError):
         return PlainTextResponse(str(exc), status_code=400)
+
+    @app.exception_handler(sqlite3.DatabaseError)
+    async def _database(request: Request, exc: sqlite3.DatabaseError):  # damaged, or a full / read-only disk
+        return PlainTextResponse(f"the run's database refused this ({exc}); `mikata check {app.state.run.run_dir}` "
+                                 "says what is wrong", status_code=503)
 
     @app.exception_handler(NotSpatialError)
     async def _not_spatial(request: Request, exc: NotSpatialError):  # ?layer= a layer CAMs cannot use
