@@ -322,6 +322,9 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
             map_error = str(e)
             notes.append(f"attribution maps left out: {e}")
             overlays, views = {}, {}
+        finally:
+            if service is not None:
+                service.close()  # its SQLite connection
     elif maps and not methods:
         notes.append("attribution maps left out: no methods given")
     lap("maps")
