@@ -94,7 +94,7 @@ def run_data(store: RunStore, split: str | None = None) -> CachedRun:
     Call inside ``store.snapshot()`` so the version and the rows are from one point in time.
     """
     version = store.version()
-    classes = store.manifest["identity"]["classes"]
+    classes = store.identity["classes"]
     path = _path(store.dir, split)
     cached = _load(path)
     ids = labels = preds = vec_rows = None
@@ -115,6 +115,7 @@ def run_data(store: RunStore, split: str | None = None) -> CachedRun:
             if len(vec_rows) and (vec_rows.max() >= version[2] or labels.max() >= len(classes)
                                   or preds.max() >= len(classes) or labels.min() < 0):
                 ids = None  # inconsistent with the store: rebuild
+    from_cache = ids is not None
     if ids is None:
         ids, labels, preds, splits, vec_rows = fetch_rows(store, split)
         codes, split_names = _codes(splits, [])
@@ -122,7 +123,7 @@ def run_data(store: RunStore, split: str | None = None) -> CachedRun:
     splits = np.asarray(split_names, dtype=str)[codes] if len(codes) else np.zeros(0, dtype=str)
     d = RunData(ids, RowPaths(str(store.dir), ids), labels, preds, splits, vec_rows, probs, classes, str(store.dir))
     ranking = None
-    if cached is not None and tuple(int(v) for v in cached["version"]) == version and "ranking" in cached:
+    if from_cache and tuple(int(v) for v in cached["version"]) == version and "ranking" in cached:
         ranking = cached["ranking"]
     if cached is None or tuple(int(v) for v in cached["version"]) != version or \
             not np.array_equal(cached["ids"], ids):
@@ -150,12 +151,7 @@ def issue_ranking(run: CachedRun, split: str | None = None) -> np.ndarray:
 
 def _only_appended(store: RunStore, split: str | None, n_old: int, top_old: int) -> bool:
     """True when every cached row is still stored as it was: no ok row at or below the old top id went away."""
-    q = "SELECT COUNT(*) FROM images WHERE status='ok' AND id <= ?"
-    args: tuple = (top_old,)
-    if split is not None:
-        q += " AND split=?"
-        args += (split,)
-    return store.db.execute(q, args).fetchone()[0] == n_old
+    return store.count_up_to(top_old, status="ok", split=split) == n_old
 
 
 def _codes(splits: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[str]]:

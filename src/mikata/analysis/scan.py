@@ -29,12 +29,11 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import torch
-from torch import nn
 
 from mikata.analysis.runstore import RunStore, Row
 from mikata.data.datasets import ImageDataset, Sample, load_dataset, parse_fractions, split_dataset
 from mikata.errors import ImageDecodeError, MikataError
-from mikata.hooks import attached, capture, get_layer, preserved
+from mikata.hooks import capture, get_layer
 from mikata.models.handle import ModelHandle
 from mikata.models.run_model import weights_hash  # noqa: F401 - re-exported: mikata.analysis.scan.weights_hash
 
@@ -58,12 +57,6 @@ class ScanSummary:
 # ------------------------------------------------------------------------------------ the model side
 
 
-def gradcam_from(act: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-    """Grad-CAM: ReLU of the activation weighted by the spatial mean of its gradient. ``(N, h, w)``."""
-    weights = grad.mean(dim=(2, 3), keepdim=True)  # (N, C, 1, 1)
-    return torch.relu((weights * act).sum(1))      # (N, h, w)
-
-
 class _Outputs:
     """Everything one batch yields: probabilities, embeddings, channel means, optional maps."""
 
@@ -73,39 +66,34 @@ class _Outputs:
 
 def run_batch(handle: ModelHandle, x: torch.Tensor, layer: str, embed_layer: str | None,
               gradcam: bool) -> _Outputs:
-    """One forward (and with ``gradcam`` one backward down to ``layer``) for a batch ``(N, C, H, W)``."""
-    layers = [layer] + ([embed_layer] if embed_layer else [])
+    """One forward (and with ``gradcam`` one backward down to ``layer``) for a batch ``(N, C, H, W)``.
+
+    The Grad-CAM is ``explain``'s own: ``attribution.passes.gradient_pass`` (a forward that records
+    the graph only from ``layer`` on, one backward down to it, no weight gradients) and
+    ``attribution.cam.gradcam``, for each image's predicted class.
+    """
     if not gradcam:
+        layers = [layer] + ([embed_layer] if embed_layer else [])
         with torch.inference_mode(), capture(handle.net, layers, inputs=True) as rec:
             logits = handle.model(x)  # (N, K)
+        act = rec.activations[layer].detach()
         cams = None
     else:
-        # The floor of Grad-CAM: a forward that records the graph only from ``layer`` on, and a
-        # backward down to ``layer``. The layer's output is swapped for a leaf that requires grad
-        # while every parameter is frozen, so nothing below the layer is recorded.
-        leaf: dict[str, torch.Tensor] = {}
+        from mikata.attribution.cam import gradcam as gradcam_map
+        from mikata.attribution.passes import gradient_pass
 
-        def as_leaf(module, args, out):
-            if not isinstance(out, torch.Tensor):
-                raise MikataError(f"--gradcam needs a layer that outputs one tensor; {layer!r} does not")
-            leaf["act"] = out.detach().requires_grad_(True)
-            return leaf["act"]
+        def top1(logits: torch.Tensor) -> tuple[list[str], torch.Tensor]:
+            return ["top1"], logits.argmax(1, keepdim=True)  # (N, 1)
 
-        with torch.enable_grad(), preserved(handle.net), \
-                attached([(get_layer(handle.net, layer), "forward", as_leaf)]), \
-                capture(handle.net, layers, inputs=True) as rec:
-            for p in handle.net.parameters():
-                p.requires_grad_(False)
-            logits = handle.model(x)  # (N, K)
-            act = leaf["act"]  # (N, C, h, w)
-            if act.dim() != 4:
-                raise MikataError(f"--gradcam needs a spatial layer; {layer!r} gives shape {tuple(act.shape)}. "
-                                  "Pick a conv layer with --layer (see `mikata layers MODEL`)")
-            chosen = logits.gather(1, logits.argmax(1, keepdim=True)).sum()
-            (grad,) = torch.autograd.grad(chosen, act)
-            cams = gradcam_from(act.detach(), grad)  # (N, h, w)
-        logits = logits.detach()
-    act = rec.activations[layer].detach()
+        with capture(handle.net, [embed_layer] if embed_layer else [], inputs=True) as rec:
+            p = gradient_pass(handle, x, top1, layer, {"plain": ("layer",)})
+        act = p.activation  # (N, C, h, w)
+        if act is None or act.dim() != 4:
+            shape = "no single tensor" if act is None else f"shape {tuple(act.shape)}"
+            raise MikataError(f"--gradcam needs a spatial layer that outputs one tensor; {layer!r} gives {shape}. "
+                              "Pick a conv layer with --layer (see `mikata layers MODEL`)")
+        cams = gradcam_map(act, p.layer_grads["plain"][0]).detach()  # (N, h, w)
+        logits = p.logits
     channels = act.mean(dim=tuple(range(2, act.dim()))) if act.dim() > 2 else act  # (N, C)
     embed = rec.inputs[embed_layer].detach().flatten(1) if embed_layer else channels  # (N, D)
     probs = torch.softmax(logits.float(), dim=1)  # (N, K)
@@ -184,7 +172,10 @@ def make_manifest(handle: ModelHandle, dataset: ImageDataset, layer: str, embed_
         "model_spec": handle.spec, "weights_sha1": weights_hash(handle.net), "classes": list(handle.class_names),
         **handle.preprocessing.to_dict(), "layer": layer, "embedding_layer": embed_layer, "gradcam": gradcam,
     }
+    # default_layer: what the model's default layer was, so a viewer can tell without loading the model
+    # whether a map asked for at "the default layer" is the scan's (kept out of identity: old runs lack it)
     return {"format": "mikata-run/1", "identity": identity, "dataset_root": dataset.root,
+            "default_layer": handle.default_layer,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "versions": {"mikata": mikata.__version__, "torch": torch.__version__, "numpy": np.__version__,
                          "python": platform.python_version()}}
