@@ -328,13 +328,16 @@ class RunStore:
         return int(n), int(top), self.committed_vectors()
 
     def rows(self, status: str | None = None, split: str | None = None, columns: Sequence[str] = ROW_COLUMNS,
-             tuples: bool = False, after_id: int = 0) -> list[dict] | list[tuple]:
+             tuples: bool = False, after_id: int = 0, limit: int | None = None) -> list[dict] | list[tuple]:
         """Stored rows in id order, optionally of one ``status`` and one ``split``, with ``id > after_id``.
+
+        ``limit`` rows at most (read a big run in chunks: ``after_id`` = the last id of the previous
+        chunk); ``columns`` may also name ``"cam"`` (the raw float16 blob, for copying rows between runs).
 
         ``columns`` picks from ``ROW_COLUMNS``; ``tuples=True`` gives plain tuples in that order
         (what a reader of many rows wants: no dict per row). ``topk`` stays JSON text in tuples.
         """
-        bad = [c for c in columns if c not in ROW_COLUMNS]
+        bad = [c for c in columns if c not in ROW_COLUMNS + ("cam",)]
         if bad:
             raise RunStoreError(f"unknown row columns {bad}; a row has {list(ROW_COLUMNS)}")
         where, args = [], []
@@ -348,7 +351,8 @@ class RunStore:
             where.append("split=?")
             args.append(split)
         q = f"SELECT {', '.join(columns)} FROM images" + (f" WHERE {' AND '.join(where)}" if where else "")
-        got = self.db.execute(q + " ORDER BY id", args).fetchall()
+        got = self.db.execute(q + " ORDER BY id" + (f" LIMIT {int(limit)}" if limit is not None else ""),
+                              args).fetchall()
         if tuples:
             return got
         out = [dict(zip(columns, r)) for r in got]

@@ -26,6 +26,9 @@ def register(sub) -> None:
     p.add_argument("--gradcam", action="store_true", help="also store the predicted class's Grad-CAM per image")
     p.add_argument("--class-map", default=None, metavar="FOLDER=CLASS,...",
                    help="rename dataset folders to model classes, e.g. kitty=tabby,pup=beagle")
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="scan only the I-th of N slices of the file list (0/4 .. 3/4; one run per shard, e.g. a "
+                   "Slurm array), then combine them with `mikata merge RUN SHARD_RUN...`")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(func=run)
 
@@ -36,7 +39,8 @@ def run(args) -> int:
     handle = load_model_from_args(args)
     s = scan(handle, args.data, args.run, batch_size=args.batch_size, workers=args.workers, layer=args.layer,
              gradcam=args.gradcam, split=args.split, fractions=args.split_fractions, seed=args.seed,
-             class_map=parse_class_map(args.class_map), progress=not args.quiet)
+             class_map=parse_class_map(args.class_map), progress=not args.quiet,
+             shard=args.shard)
     if args.json:
         print_json({"run": s.run_dir, "total": s.total, "computed": s.computed, "reused": s.reused,
                     "skipped": [{"path": p, "reason": r} for p, r in s.skipped_files], "seconds": round(s.seconds, 3)})
