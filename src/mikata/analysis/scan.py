@@ -34,7 +34,7 @@ from mikata.analysis.merge import parse_shard, shard_of
 from mikata.analysis.runstore import RunStore, Row
 from mikata.data.datasets import ImageDataset, Sample, load_dataset, parse_fractions, split_dataset
 from mikata.data.preprocessing import Preprocessing
-from mikata.errors import ImageDecodeError, MikataError
+from mikata.errors import ChoiceError, ImageDecodeError, MikataError
 from mikata.hooks import capture, get_layer
 from mikata.models.handle import ModelHandle
 from mikata.models.run_model import weights_hash  # noqa: F401 - re-exported: mikata.analysis.scan.weights_hash
@@ -277,6 +277,10 @@ def scan(
     class_map: Mapping[str, str] | None = None,
     progress: bool = True,
     shard: tuple[int, int] | str | None = None,
+    engine: str = "local",
+    address: str | None = None,
+    actors: int | None = None,
+    gpus_per_actor: float = 0,
 ) -> ScanSummary:
     """Scan ``dataset`` (an ``ImageDataset``, a class folder, or a CSV manifest) into ``run_dir``.
 
@@ -284,7 +288,15 @@ def scan(
     directory made with other weights or preprocessing is refused (use a new ``run_dir``).
     ``shard=(i, n)`` (or ``"i/n"``) scans only the ``i``-th of ``n`` contiguous slices of the file
     list, into its own run; ``mikata merge`` combines the shard runs into the store one scan writes.
+    ``engine="ray"`` runs the same steps on Ray Data (``analysis.scan_ray``: ``address``, ``actors``,
+    ``gpus_per_actor``); the run it writes is the one the local scan writes.
     """
+    if engine not in ("local", "ray"):
+        raise ChoiceError("engine", engine, ["local", "ray"])
+    if engine == "ray":
+        from mikata.analysis.scan_ray import import_ray
+
+        import_ray()  # the missing extra is said before any work
     t0 = time.perf_counter()
     if not isinstance(dataset, ImageDataset):
         dataset = load_dataset(dataset, classes=handle.class_names, class_map=class_map, allow_empty=True)
@@ -310,6 +322,9 @@ def scan(
     embed_layer = handle.embedding_layer  # resolved once, at load
     store = RunStore.create_or_resume(run_dir, make_manifest(handle, dataset, layer, embed_layer, gradcam))
     try:
+        if engine == "ray":
+            return _scan_on_ray(store, handle, chosen, batch_size, layer, embed_layer, gradcam, progress, t0,
+                                address, actors, gpus_per_actor)
         return _scan_into(store, handle, chosen, batch_size, workers, layer, embed_layer, gradcam, progress, t0)
     finally:
         store.close()
@@ -325,13 +340,30 @@ def _unchanged(path: str, stored: tuple[int, int, str | None] | None) -> bool:
     return (st.st_size, st.st_mtime_ns) == (stored[0], stored[1])
 
 
+def _pending(store: RunStore, chosen: list[tuple[Sample, str]]) -> tuple[list[tuple[Sample, str]], bool]:
+    """The (sample, split) pairs a scan still has to compute, and whether the run holds rows already."""
+    done = store.done()
+    return [(s, n) for s, n in chosen if not _unchanged(s.path, done.get(s.path))], bool(done)
+
+
+def _scan_on_ray(store: RunStore, handle: ModelHandle, chosen: list[tuple[Sample, str]], batch_size: int,
+                 layer: str, embed_layer: str | None, gradcam: bool, progress: bool, t0: float,
+                 address: str | None, actors: int | None, gpus_per_actor: float) -> ScanSummary:
+    from mikata.analysis.scan_ray import scan_on_ray
+
+    todo, replace = _pending(store, chosen)
+    computed, skipped_files = scan_on_ray(store, handle, todo, replace, batch_size, layer, embed_layer, gradcam,
+                                          progress, address, actors, gpus_per_actor)
+    return ScanSummary(str(store.dir), len(chosen), computed, len(skipped_files), len(chosen) - len(todo),
+                       time.perf_counter() - t0, skipped_files)
+
+
 def _scan_into(store: RunStore, handle: ModelHandle, chosen: list[tuple[Sample, str]], batch_size: int,
                workers: int, layer: str, embed_layer: str | None, gradcam: bool, progress: bool,
                t0: float) -> ScanSummary:
     from tqdm import tqdm
 
-    done = store.done()
-    todo = [(s, n) for s, n in chosen if not _unchanged(s.path, done.get(s.path))]
+    todo, done = _pending(store, chosen)
     reused = len(chosen) - len(todo)
     loader = torch.utils.data.DataLoader(
         _Files(handle, [s for s, _ in todo]), batch_size=batch_size, shuffle=False, num_workers=workers,
