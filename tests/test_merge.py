@@ -68,3 +68,16 @@ def test_merge_cli_and_refusals(data, tmp_path):
             parse_shard(bad)
     items = list(range(10))
     assert sum((shard_of(items, (i, 4)) for i in range(4)), []) == items
+
+
+def test_engine_ray_without_the_extra_says_how_to_install_it_before_any_work(data, tmp_path, monkeypatch):
+    from mikata.analysis.scan_ray import RayUnavailableError
+    from mikata.errors import ChoiceError
+
+    base, handle = data
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if ray were not installed
+    with pytest.raises(RayUnavailableError, match=r"pip install -c constraints.txt -e '\.\[ray\]'"):
+        scan(handle, base / "data", tmp_path / "r", engine="ray", progress=False)
+    assert not (tmp_path / "r").exists()
+    with pytest.raises(ChoiceError, match="engine"):
+        scan(handle, base / "data", tmp_path / "r", engine="spark", progress=False)
