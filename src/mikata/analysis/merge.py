@@ -27,7 +27,7 @@ from typing import Sequence
 
 import numpy as np
 
-from mikata.analysis.runstore import ROW_COLUMNS, Row, RunStore, RunStoreError, VECTOR_KINDS
+from mikata.analysis.runstore import ROW_COLUMNS, Row, RunStore, RunStoreError
 
 log = logging.getLogger(__name__)
 CHUNK = 20000  # rows copied per transaction
@@ -87,7 +87,7 @@ def _copy(out: RunStore, shard: Path, done: dict[str, tuple[int, int, str | None
     with RunStore.open(shard) as src:
         with src.snapshot():
             n_vec = src.committed_vectors()
-            kinds = [k for k in VECTOR_KINDS if k in src.dims()]
+            kinds = sorted(src.dims())
             vecs = {k: src.vectors(k, n_vec) for k in kinds}
             cam_shape = src.cam_shape()
             last = 0
@@ -173,7 +173,7 @@ def split_run(run: str | os.PathLike, out_dir: str | os.PathLike, n: int) -> lis
 def _copy_range(out: RunStore, src_dir: Path, after: int, up_to: int) -> None:
     with RunStore.open(src_dir) as src:
         n_vec = src.committed_vectors()
-        kinds = [k for k in VECTOR_KINDS if k in src.dims()]
+        kinds = sorted(src.dims())
         vecs = {k: src.vectors(k, n_vec) for k in kinds}
         cam_shape = src.cam_shape()
         last = after

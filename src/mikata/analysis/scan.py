@@ -2,7 +2,8 @@
 
 Per image it stores the path, a sha1 of the bytes, the label, the prediction, the full probability
 vector, the top-k, the penultimate embedding (input of the last ``nn.Linear``), the mean
-activation of each channel of one layer, and optionally the Grad-CAM of the predicted class,
+activation of each channel of one layer, pixel statistics for dataset issues (``data.image_stats``:
+brightness, sharpness, entropy, original size; from the same decode), and optionally the Grad-CAM of the predicted class,
 computed from the same forward pass. Files that cannot be decoded are stored as skipped rows with
 the reason; one bad file never stops a scan. Rerunning resumes: files whose path, size and mtime
 match a stored row are not read again (like git's index), everything else is hashed and computed.
@@ -33,6 +34,8 @@ import torch
 from mikata.analysis.merge import parse_shard, shard_of
 from mikata.analysis.runstore import RunStore, Row
 from mikata.data.datasets import ImageDataset, Sample, load_dataset, parse_fractions, split_dataset
+from mikata.data.image_stats import image_stats, thumbnails
+from mikata.data.images import load_image
 from mikata.data.preprocessing import Preprocessing
 from mikata.errors import ChoiceError, ImageDecodeError, MikataError
 from mikata.hooks import capture, get_layer
@@ -97,21 +100,23 @@ def run_batch(handle: ModelHandle, x: torch.Tensor, layer: str, embed_layer: str
         cams = gradcam_map(act, p.layer_grads["plain"][0]).detach()  # (N, h, w)
         logits = p.logits
     channels = act.mean(dim=tuple(range(2, act.dim()))) if act.dim() > 2 else act  # (N, C)
-    embed = rec.inputs[embed_layer].detach().flatten(1) if embed_layer else channels  # (N, D)
+    embed = rec.inputs[embed_layer].detach() if embed_layer else channels
+    embed = embed.mean(dim=(2, 3)) if embed.dim() == 4 else embed.flatten(1)  # (N, D): a conv head's input pooled
     probs = torch.softmax(logits.float(), dim=1)  # (N, K)
     return _Outputs(probs, embed, channels, cams)
 
 
 # ------------------------------------------------------------------- one scan step: compute, commit
-COLUMN_NAMES = ("index", "ok", "hash", "size", "mtime", "reason", "probs", "top_i", "top_v", "embed", "channels")
+VECTOR_COLUMNS = ("probs", "embed", "channels", "stats", "thumbs")  # the columns that go to the vector files
 
 
 def compute_columns(handle: ModelHandle, x: torch.Tensor | None, items: Sequence[tuple], layer: str,
-                    embed_layer: str | None, gradcam: bool) -> dict[str, np.ndarray]:
+                    embed_layer: str | None, gradcam: bool, with_stats: bool = False) -> dict[str, np.ndarray]:
     """One batch's results as fixed-width numpy columns, one row per item (skipped items: zeros).
 
     ``x`` is the stacked ``(n_ok, C, H, W)`` batch of the decoded items, ``items`` the
-    ``(index, decoded, sha1, size, mtime_ns, reason)`` of every item. The local scan and each Ray
+    ``(index, decoded, sha1, size, mtime_ns, reason, (width, height))`` of every item; ``with_stats``
+    adds the pixel statistics and thumbnails of dataset issues (``data.image_stats``). The local scan and each Ray
     actor call this; ``commit`` stores what it returns, so both write the same rows and vectors.
     Vectors are already float16 where the run stores float16 (half the bytes to ship).
     """
@@ -139,6 +144,10 @@ def compute_columns(handle: ModelHandle, x: torch.Tensor | None, items: Sequence
 
     cols.update(probs=full(probs.cpu().numpy()), top_i=full(top.indices.cpu().numpy()),
                 top_v=full(top.values.cpu().numpy()), embed=full(f16(out.embed)), channels=full(f16(out.channels)))
+    if with_stats:  # pixel statistics of the batch already decoded (dataset issues)
+        sizes = [it[6] for it in items if it[1]]
+        x01 = handle.preprocessing.denormalize(x)
+        cols.update(stats=full(f16(image_stats(x01, sizes))), thumbs=full(f16(thumbnails(x01))))
     if out.cams is not None:
         cols["cam"] = full(np.clip(out.cams.float().cpu().numpy(), 0, 65000).astype(np.float16))  # (n, h, w)
     return cols
@@ -171,7 +180,7 @@ def commit(store: RunStore, cols: Mapping[str, np.ndarray], todo: Sequence[tuple
                         top_i[r][0], top_v[r][0], float(probs[r, sample.label]),
                         [[c, round(v, 6)] for c, v in zip(top_i[r], top_v[r])],
                         cam[r] if cam is not None else None))
-    vectors = {"probs": cols["probs"][ok], "embed": cols["embed"][ok], "channels": cols["channels"][ok]} if have else None
+    vectors = {k: cols[k][ok] for k in VECTOR_COLUMNS if k in cols} if have else None
     store.append(rows, vectors, replace)
     return int(ok.sum()), skipped
 
@@ -191,23 +200,26 @@ class _Files(torch.utils.data.Dataset):
         return (i, *decode_file(self.preprocessing, self.samples[i].path))
 
 
-def decode_file(preprocessing: Preprocessing, path: str) -> tuple[torch.Tensor | None, str | None, int, int, str | None]:
-    """``(x (C, H, W) or None, sha1, size, mtime_ns, reason)`` of one file: mikata's decoder, and a
-    failure as a value (the reason it is skipped), never an exception that stops a scan."""
+def decode_file(preprocessing: Preprocessing, path: str
+                ) -> tuple[torch.Tensor | None, str | None, int, int, str | None, tuple[int, int] | None]:
+    """``(x (C, H, W) or None, sha1, size, mtime_ns, reason, decoded (width, height))`` of one file:
+    mikata's decoder, and a failure as a value (the reason it is skipped), never an exception that
+    stops a scan. The local scan's loader workers and the Ray scan's decode tasks both call it."""
     try:
         with open(path, "rb") as f:
             st = os.fstat(f.fileno())
             size, mtime = st.st_size, st.st_mtime_ns
             digest = hashlib.sha1(f.read()).hexdigest()
     except OSError as e:
-        return None, None, 0, 0, f"cannot read the file ({e.strerror or e})"
+        return None, None, 0, 0, f"cannot read the file ({e.strerror or e})", None
     try:
-        x = preprocessing.load([path])[0]  # (C, H, W)
+        img = load_image(path, preprocessing.mode)
+        x = preprocessing.preprocess([img])[0]  # (C, H, W)
     except ImageDecodeError as e:
-        return None, digest, size, mtime, e.reason
+        return None, digest, size, mtime, e.reason, None
     except Exception as e:  # noqa: BLE001 - a file must never stop a scan; record why
-        return None, digest, size, mtime, f"cannot preprocess: {type(e).__name__}: {e}"
-    return x, digest, size, mtime, None
+        return None, digest, size, mtime, f"cannot preprocess: {type(e).__name__}: {e}", None
+    return x, digest, size, mtime, None, img.size  # the decoded (width, height), for image_stats
 
 
 def _collate(items):
@@ -352,7 +364,8 @@ def _scan_on_ray(store: RunStore, handle: ModelHandle, chosen: list[tuple[Sample
     from mikata.analysis.scan_ray import scan_on_ray
 
     todo, replace = _pending(store, chosen)
-    computed, skipped_files = scan_on_ray(store, handle, todo, replace, batch_size, layer, embed_layer, gradcam,
+    with_stats = "stats" in store.dims() or not store.committed_vectors()
+    computed, skipped_files = scan_on_ray(store, handle, todo, replace, with_stats, batch_size, layer, embed_layer, gradcam,
                                           progress, address, actors, gpus_per_actor)
     return ScanSummary(str(store.dir), len(chosen), computed, len(skipped_files), len(chosen) - len(todo),
                        time.perf_counter() - t0, skipped_files)
@@ -387,13 +400,15 @@ def _scan_into(store: RunStore, handle: ModelHandle, chosen: list[tuple[Sample, 
                 except BaseException as e:  # noqa: BLE001 - handed to the main thread
                     failed.append(e)
 
+    # a run scanned before image statistics existed keeps its vector files aligned: no stats for it
+    with_stats = "stats" in store.dims() or not store.committed_vectors()
     writer = threading.Thread(target=write, name="mikata-scan-writer", daemon=True)
     writer.start()
     try:
         for x, items in loader:
             if failed:
                 raise failed[0]
-            pending.put(compute_columns(handle, x, items, layer, embed_layer, gradcam))
+            pending.put(compute_columns(handle, x, items, layer, embed_layer, gradcam, with_stats))
             bar.update(len(items))
     finally:
         pending.put(None)

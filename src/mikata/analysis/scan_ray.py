@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from mikata.analysis.runstore import RunStore
+from mikata.analysis.scan import VECTOR_COLUMNS
 from mikata.data.datasets import Sample
 from mikata.errors import MikataError
 from mikata.models.handle import ModelHandle
@@ -84,21 +85,23 @@ def _decode(row: dict[str, np.ndarray], preprocessing) -> dict[str, np.ndarray]:
     x = np.zeros((n, *shape), np.float32)  # (n, C, H, W), zeros where a file is skipped
     ok = np.zeros(n, bool)
     digest, reason = np.empty(n, dtype=object), np.empty(n, dtype=object)
-    size, mtime = np.zeros(n, np.int64), np.zeros(n, np.int64)
+    size, mtime, wh = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros((n, 2), np.int64)
     for r, path in enumerate(paths):
-        t, digest[r], size[r], mtime[r], why = decode_file(preprocessing, str(path))
+        t, digest[r], size[r], mtime[r], why, dims = decode_file(preprocessing, str(path))
+        wh[r] = dims or (0, 0)
         reason[r] = why or ""
         digest[r] = digest[r] or ""
         if t is not None:
             x[r], ok[r] = t.numpy(), True
     return {"i": np.arange(start, start + n, dtype=np.int64), "x": x, "ok": ok, "hash": digest, "size": size,
-            "mtime": mtime, "reason": reason}
+            "mtime": mtime, "reason": reason, "wh": wh}
 
 
 class _Infer:
     """Ray actor: the model loaded once, ``compute_columns`` per batch."""
 
-    def __init__(self, handle, layer: str, embed_layer: str | None, gradcam: bool, threads: int, gpu: bool):
+    def __init__(self, handle, layer: str, embed_layer: str | None, gradcam: bool, threads: int, gpu: bool,
+                 with_stats: bool):
         import ray
 
         torch.set_num_threads(max(1, threads))
@@ -109,17 +112,18 @@ class _Infer:
             handle = handle.to(device) if hasattr(handle, "to") else handle
             handle.net.to(device)
         self.handle, self.layer, self.embed_layer, self.gradcam = handle, layer, embed_layer, gradcam
+        self.with_stats = with_stats
         self._empty: dict[str, np.ndarray] | None = None
 
     def _columns(self, x: torch.Tensor | None, items: list[tuple]) -> dict[str, np.ndarray]:
         from mikata.analysis.scan import compute_columns
 
-        return compute_columns(self.handle, x, items, self.layer, self.embed_layer, self.gradcam)
+        return compute_columns(self.handle, x, items, self.layer, self.embed_layer, self.gradcam, self.with_stats)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         ok = np.asarray(batch["ok"], bool)
-        items = [(int(i), bool(k), h, int(s), int(m), r) for i, k, h, s, m, r in
-                 zip(batch["i"], ok, batch["hash"], batch["size"], batch["mtime"], batch["reason"])]
+        items = [(int(i), bool(k), h, int(s), int(m), r, (int(wh[0]), int(wh[1]))) for i, k, h, s, m, r, wh in
+                 zip(batch["i"], ok, batch["hash"], batch["size"], batch["mtime"], batch["reason"], batch["wh"])]
         x = torch.from_numpy(np.ascontiguousarray(batch["x"][ok])) if ok.any() else None  # (n_ok, C, H, W)
         cols = self._columns(x, items)
         if "probs" not in cols:  # every file of the batch skipped: same columns, zeros (one schema for Ray)
@@ -131,12 +135,13 @@ class _Infer:
         if self._empty is None:
             p = self.handle.preprocessing
             x = torch.zeros((1, p.in_channels, *p.input_size))
-            got = self._columns(x, [(0, True, "", 0, 0, "")])
-            self._empty = {k: v for k, v in got.items() if k in ("probs", "top_i", "top_v", "embed", "channels", "cam")}
+            got = self._columns(x, [(0, True, "", 0, 0, "", tuple(p.input_size[::-1]))])
+            self._empty = {k: v for k, v in got.items() if k in VECTOR_COLUMNS + ("top_i", "top_v", "cam")}
         return self._empty
 
 
 def scan_on_ray(store: RunStore, handle: ModelHandle, todo: Sequence[tuple[Sample, str]], replace: bool,
+                with_stats: bool,
                 batch_size: int, layer: str, embed_layer: str | None, gradcam: bool, progress: bool,
                 address: str | None = None, actors: int | None = None, gpus_per_actor: float = 0,
                 ) -> tuple[int, list[tuple[str, str]]]:
@@ -176,7 +181,7 @@ def scan_on_ray(store: RunStore, handle: ModelHandle, todo: Sequence[tuple[Sampl
                             batch_format="numpy", num_cpus=decode_cpus)
         ds = ds.map_batches(_Infer, fn_constructor_kwargs={
             "handle": ray.put(handle), "layer": layer, "embed_layer": embed_layer, "gradcam": gradcam,
-            "threads": threads, "gpu": gpus_per_actor > 0}, batch_size=None, batch_format="numpy",
+            "threads": threads, "gpu": gpus_per_actor > 0, "with_stats": with_stats}, batch_size=None, batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=actor_cpus, **({"num_gpus": gpus_per_actor} if gpus_per_actor > 0 else {}))
         computed, skipped = 0, []
         seen: set[int] = set()
