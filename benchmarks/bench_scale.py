@@ -201,6 +201,32 @@ def bench_merge(work: Path, run: Path, shards: int) -> dict[str, float]:
             "bytes per row": merged.bytes / max(merged.rows, 1)}
 
 
+def bench_engines(work: Path, n: int, batch_size: int = 64) -> dict[str, float]:
+    """Seconds to scan the same ``n`` files: a plain DataLoader loop, ``scan`` (local), ``scan(engine="ray")``
+    with 2 actors on a local Ray instance started by the call (its start-up included, as a user pays it)."""
+    import torch
+    from bench_scan import plain_loop
+    from test_scan_support import mnist_handle
+
+    from mikata.analysis.scan import scan
+
+    files = work / f"base{n}-files"
+    base_run(work, n)  # writes the files
+    paths = sorted(str(p) for p in files.glob("*/*.png"))
+    handle = mnist_handle()
+    out = {"plain loop s": plain_loop(handle, paths, batch_size, 1)}
+    for name, kwargs in (("local scan s", {"workers": 1}), ("ray scan (2 actors) s", {"engine": "ray", "actors": 2})):
+        run = work / f"engine-{name.split()[0]}"
+        shutil.rmtree(run, ignore_errors=True)
+        threads = torch.get_num_threads()
+        t = time.perf_counter()
+        scan(handle, files, run, batch_size=batch_size, progress=False, **kwargs)
+        out[name] = time.perf_counter() - t
+        torch.set_num_threads(threads)
+    out["ray / local"] = out["ray scan (2 actors) s"] / out["local scan s"]
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", type=Path, default=Path("/tmp/bench-scale"))
@@ -209,6 +235,10 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=30)
     ap.add_argument("--shards", type=int, default=4)
     ap.add_argument("--no-report", action="store_true")
+    ap.add_argument("--merge-sizes", default="70000", help="run sizes whose merge is timed (splitting a 1M run "
+                    "into shards first takes minutes)")
+    ap.add_argument("--engines", type=int, default=0, metavar="N",
+                    help="also time a plain loop, the local scan and the Ray scan on N real files")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     base = base_run(args.work, args.base)
@@ -222,10 +252,18 @@ def main() -> None:
                 print(f"  {k:28s} {v:8.2f}", flush=True)
         for k, (p50, p95) in bench_pages(run, args.requests).items():
             print(f"  {k:28s} p50 {p50:7.1f} ms   p95 {p95:7.1f} ms", flush=True)
+        if str(n) not in args.merge_sizes.split(","):
+            continue
         m = bench_merge(args.work, run, args.shards)
         print(f"  merge of {args.shards} shards: {m['merge s']:.1f} s for {m['rows']:,} rows = "
               f"{m['s per million rows']:.1f} s per million rows; {m['bytes per row']:.0f} bytes per row on disk",
               flush=True)
+
+
+    if args.engines:
+        print(f"\n== scanning {args.engines} real files, batch 64", flush=True)
+        for k, v in bench_engines(args.work, args.engines).items():
+            print(f"  {k:28s} {v:8.2f}", flush=True)
 
 
 if __name__ == "__main__":
