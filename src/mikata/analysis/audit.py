@@ -90,6 +90,26 @@ class RunData:
             return np.asarray(store.vectors(kind)[self.vec_rows], dtype=np.float32)
 
 
+def check_consistent(store: RunStore, labels: np.ndarray, preds: np.ndarray, vec_rows: np.ndarray, n_vec: int,
+                     classes: list[str]) -> None:
+    """Rows, vectors and classes must agree; a damaged run is one clear ``DamagedRunError``, not an IndexError.
+
+    Vectorized: it runs on every fresh read of a million-row run."""
+    from mikata.analysis.runstore import DamagedRunError
+
+    if len(labels):
+        top, low = max(int(labels.max()), int(preds.max())), min(int(labels.min()), int(preds.min()))
+        if top >= len(classes) or low < 0:
+            raise DamagedRunError(f"{store.dir}: rows use class ids up to {top} but the manifest lists "
+                                  f"{len(classes)} classes", store.dir)
+    if len(vec_rows) and (int(vec_rows.min()) < 0 or int(vec_rows.max()) >= n_vec):
+        raise DamagedRunError(f"{store.dir}: rows point outside the {n_vec} committed vectors", store.dir)
+    dim = store.dims().get("probs")
+    if len(labels) and dim is not None and dim != len(classes):
+        raise DamagedRunError(f"{store.dir}: probability vectors have {dim} values for {len(classes)} classes",
+                              store.dir)
+
+
 def load_run(run: str | os.PathLike | RunStore, split: str | None = None) -> RunData:
     """Read the committed rows of a run (consistent even while a scan is writing).
 
@@ -101,8 +121,9 @@ def load_run(run: str | os.PathLike | RunStore, split: str | None = None) -> Run
         with store.snapshot():
             ids, labels, preds, splits, vec_rows = fetch_rows(store, split)
             n_vec = store.committed_vectors()
-            probs = read_probs(store, vec_rows, n_vec, len(store.identity["classes"]))
-        classes = store.identity["classes"]
+            classes = store.identity["classes"]
+            check_consistent(store, labels, preds, vec_rows, n_vec, classes)
+            probs = read_probs(store, vec_rows, n_vec, len(classes))
         return RunData(ids, RowPaths(str(store.dir), ids), labels, preds, splits, vec_rows, probs, classes,
                        str(store.dir))
     finally:
@@ -119,6 +140,10 @@ def fetch_rows(store: RunStore, split: str | None = None, after_id: int = 0
         z = np.zeros(0, np.int64)
         return z, z.copy(), z.copy(), np.zeros(0, dtype=str), z.copy()
     ids, labels, preds, splits, vec_rows = zip(*rows)
+    if None in labels or None in preds or None in vec_rows:
+        from mikata.analysis.runstore import DamagedRunError
+
+        raise DamagedRunError(f"{store.dir}: usable rows without a label, a prediction or vectors", store.dir)
     return (np.asarray(ids, np.int64), np.asarray(labels, np.int64), np.asarray(preds, np.int64),
             np.asarray(splits, dtype=str), np.asarray(vec_rows, np.int64))
 

@@ -28,6 +28,7 @@ from mikata.analysis.audit import (RunData, accuracy, class_histogram, confused_
                                    row_normalized, topk_accuracy)
 from mikata.analysis.runstore import RunStore, RunStoreError
 from mikata.data.filenames import shown
+from mikata.analysis.sections import confident_first
 
 
 @dataclass
@@ -81,9 +82,7 @@ class Overview:
     def cell(self, true: int, pred: int) -> np.ndarray:
         """Row ids of the images of class ``true`` predicted as ``pred``, most confident first."""
         d = self.data
-        rows = np.nonzero((d.labels == true) & (d.preds == pred))[0]
-        rows = rows[np.argsort(-d.probs[rows, pred], kind="stable")]
-        return d.ids[rows]
+        return d.ids[confident_first(d, np.nonzero((d.labels == true) & (d.preds == pred))[0])]
 
     def embedding_2d(self, method: str = "pca", max_points: int = 20000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """``(ids, xy)``: a 2-D projection of the embeddings, a seeded subsample of at most ``max_points``.

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mikata.analysis.audit import RowPaths, RunData, fetch_rows, label_issue_ranking, read_probs
+from mikata.analysis.audit import RowPaths, RunData, check_consistent, fetch_rows, label_issue_ranking, read_probs
 from mikata.analysis.runstore import RunStore
 
 log = logging.getLogger(__name__)
@@ -118,6 +118,7 @@ def run_data(store: RunStore, split: str | None = None) -> CachedRun:
     from_cache = ids is not None
     if ids is None:
         ids, labels, preds, splits, vec_rows = fetch_rows(store, split)
+        check_consistent(store, labels, preds, vec_rows, version[2], classes)
         codes, split_names = _codes(splits, [])
     probs = read_probs(store, vec_rows, version[2], len(classes))
     splits = np.asarray(split_names, dtype=str)[codes] if len(codes) else np.zeros(0, dtype=str)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import sys
 
+import errno
+import sqlite3
+
 from mikata.cli.common import add_model_argument, command_parser, load_model_from_args, print_json
+from mikata.errors import MikataError
 
 
 def register(sub) -> None:
@@ -50,11 +54,18 @@ def run(args) -> int:
     from mikata.data.filenames import shown
 
     handle = load_model_from_args(args)
-    s = scan(handle, args.data, args.run, batch_size=args.batch_size, workers=args.workers, layer=args.layer,
-             gradcam=args.gradcam, split=args.split, fractions=args.split_fractions, seed=args.seed,
-             class_map=parse_class_map(args.class_map), progress=not args.quiet,
-             shard=args.shard, engine=args.engine, address=args.address, actors=args.actors,
-             gpus_per_actor=args.gpus_per_actor)
+    try:
+        s = scan(handle, args.data, args.run, batch_size=args.batch_size, workers=args.workers, layer=args.layer,
+                 gradcam=args.gradcam, split=args.split, fractions=args.split_fractions, seed=args.seed,
+                 class_map=parse_class_map(args.class_map), progress=not args.quiet,
+                 shard=args.shard, engine=args.engine, address=args.address, actors=args.actors,
+                 gpus_per_actor=args.gpus_per_actor)
+    except (OSError, sqlite3.OperationalError) as e:
+        full = isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT) or "disk is full" in str(e)
+        if not full:
+            raise
+        raise MikataError(f"the disk is full ({e}); {_committed(args.run)} rows are committed in {args.run} and safe: "
+                          "free some space and run the same command again, it resumes where it stopped") from e
     if args.json:
         print_json({"run": s.run_dir, "total": s.total, "computed": s.computed, "reused": s.reused,
                     "skipped": [{"path": p, "reason": r} for p, r in s.skipped_files], "seconds": round(s.seconds, 3)})
@@ -64,3 +75,13 @@ def run(args) -> int:
     for path, reason in s.skipped_files:
         print(f"mikata scan: skipped {shown(path)}: {reason}", file=sys.stderr)
     return 1 if s.skipped_files else 0  # finished, but some files could not be used (they are recorded)
+
+
+def _committed(run: str) -> int | str:
+    from mikata.analysis.runstore import RunStore
+
+    try:
+        with RunStore.open(run) as store:
+            return store.count()
+    except Exception:  # noqa: BLE001 - only for the message
+        return "the earlier"

@@ -34,6 +34,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from mikata.analysis.attachments import featurevis_images, read_scorecard, scorecard_figure
+from mikata.analysis.sections import confusion_cells, confusion_view, scorecard_table
 
 from mikata.errors import MikataError
 
@@ -74,7 +75,7 @@ def _b64(data: bytes) -> str:
 
 def _thumbnails(run_dir: str, ids: Sequence[int], size: int, workers: int) -> tuple[dict[int, str], list[str]]:
     """id -> table entry for every image that still exists; a note for the ones that don't."""
-    from mikata.analysis.media import image_files
+    from mikata.analysis.media import image_files, thumbnail
     from mikata.analysis.runstore import RunStore
 
     with RunStore.open(run_dir) as store:
@@ -83,7 +84,7 @@ def _thumbnails(run_dir: str, ids: Sequence[int], size: int, workers: int) -> tu
 
     def one(item: tuple[int, Path]) -> tuple[int, str | None]:
         try:
-            return item[0], _b64(_thumbnail(item[1], size))
+            return item[0], _b64(thumbnail(item[1], size, quality=80))
         except Exception as e:  # a file changed since the scan: the report still gets written
             log.warning("no thumbnail for image %s: %s", item[0], e)
             return item[0], None
@@ -94,23 +95,6 @@ def _thumbnails(run_dir: str, ids: Sequence[int], size: int, workers: int) -> tu
     lost = missing + len(got) - len(table)
     notes = [f"{lost} images could not be read any more (moved or deleted since the scan): no thumbnails"] if lost else []
     return table, notes
-
-
-def _thumbnail(path: Path, size: int) -> bytes:
-    """Like ``media.thumbnail``, but a gray image stays one channel (a third of the bytes as PNG)."""
-    from PIL import Image
-
-    from mikata.analysis.media import encode
-    from mikata.data.images import load_image
-
-    img = load_image(path)
-    img.thumbnail((size, size), Image.BILINEAR)
-    small = img.width * img.height <= 64 * 64
-    if small:
-        a = np.asarray(img)
-        if (a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all():
-            img = Image.fromarray(a[..., 0])
-    return encode(img, "PNG" if small else "JPEG", quality=80)
 
 
 def _png_uri(a: np.ndarray, max_side: int = 160) -> str:
@@ -185,29 +169,19 @@ def units_section(run_dir: Path) -> dict | None:
 
 
 def scorecard(run_dir: Path) -> dict | None:
-    """``RUN_DIR/evaluate/scorecard.json`` (written by ``mikata evaluate``) with its figures embedded."""
+    """``RUN_DIR/evaluate/scorecard.json`` (written by ``mikata evaluate``) as ``sections.scorecard_table``,
+    its figures embedded."""
     card = read_scorecard(run_dir)
     if card is None:
         return None
-    metrics = [m if isinstance(m, dict) else {"name": str(m)} for m in card.get("metrics") or []]
-    table = card.get("table") or {}
-    methods = list(card.get("methods") or table.keys())
-    passes = card.get("passes") or {}
-    checks = sorted({c for v in passes.values() if isinstance(v, dict) for c in v})
+    out = scorecard_table(card)
     figures = []
-    for rel in card.get("figures") or []:
+    for rel in out["figures"]:
         f = scorecard_figure(run_dir, rel)
         if f is not None:
             figures.append({"title": str(rel), "uri": _file_uri(f)})
-
-    def cell(method: str, metric: str) -> str:
-        v = (table.get(method) or {}).get(metric)
-        return "–" if v is None else (f"{v:.4g}" if isinstance(v, (int, float)) else str(v))
-
-    rows = [{"method": m, "cells": [cell(m, x.get("name", "")) for x in metrics],
-             "passes": [(passes.get(m) or {}).get(c) for c in checks]} for m in methods]
-    return {"model": card.get("model"), "images": card.get("images"), "target": card.get("target"),
-            "created": card.get("created"), "metrics": metrics, "rows": rows, "checks": checks, "figures": figures}
+    out["figures"] = figures
+    return out
 
 
 # ------------------------------------------------------------------------------------------ report
@@ -239,19 +213,6 @@ def _load_quietly(service) -> None:
         service.handle
     except Exception as e:  # the maps stage asks again and reports the error properly
         log.debug("loading the run's model in the background failed: %s", e)
-
-
-def _all_cells(d) -> dict[str, list[int]]:
-    """``"t,p"`` -> the ids ``Overview.cell(t, p)`` lists (most confident first, ties in id order), in one sort."""
-    if not len(d):
-        return {}
-    pp = d.probs[np.arange(len(d)), d.preds]
-    order = np.lexsort((-pp, d.preds, d.labels))  # stable: equal probabilities keep id order
-    key = d.labels[order] * d.num_classes + d.preds[order]
-    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
-    ids = d.ids[order]
-    return {f"{int(key[a]) // d.num_classes},{int(key[a]) % d.num_classes}": ids[a:b].tolist()
-            for a, b in zip(starts, np.r_[starts[1:], len(order)])}
 
 
 def _topk(probs: np.ndarray, k: int) -> list[list]:
@@ -388,21 +349,16 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
                      "(raise --map-classes for more)")
 
     # ---- confusion matrix (rows: true classes with images; columns: classes that occur at all)
-    shown_rows = list(ov.present)
-    shown_cols = sorted(set(ov.present) | set(np.unique(d.preds).tolist()))
     cm, cmn = ov.confusion, ov.confusion_normalized
-    if len(shown_cols) > max_matrix:  # e.g. 1000 ImageNet classes: the classes with the most errors
-        off = cm - np.diag(np.diag(cm))
-        errs = off.sum(0) + off.sum(1)
-        keep = set(np.argsort(-errs, kind="stable")[:max_matrix].tolist())
-        shown_rows = [c for c in shown_rows if c in keep]
-        shown_cols = [c for c in shown_cols if c in keep]
+    shown_rows, shown_cols = confusion_view(cm, ov.present, max_matrix)  # e.g. ImageNet: most errors
+    used = len(set(ov.present) | set(d.preds.tolist()))
+    if len(shown_cols) < used:
         notes.append(f"the confusion matrix shows the {len(shown_cols)} classes with the most errors "
-                     f"of {len(set(ov.present) | set(d.preds.tolist()))} (raise max_matrix for more)")
+                     f"of {used} (raise max_matrix for more)")
     matrix = [{"index": t, "name": names[t], "total": int(cm[t].sum()),
                "cells": [{"p": p, "count": int(cm[t, p]), "frac": float(cmn[t, p])} for p in shown_cols]}
               for t in shown_rows]
-    cells = _all_cells(d)
+    cells = {f"{t},{p}": ids.tolist() for (t, p), ids in confusion_cells(d).items()}
     cut = {k: len(v) for k, v in cells.items() if len(v) > max_cell} if len(d) > max_images else {}
     if cut:
         cells = {k: v[:max_cell] for k, v in cells.items()}

@@ -31,6 +31,7 @@ from mikata.analysis.maps import MapService
 from mikata.analysis.media import UnknownImageError, encode, image_file, thumbnail
 from mikata.analysis.overview import Overview, overview
 from mikata.analysis.runstore import RunStore
+from mikata.analysis.sections import confident_first, scorecard_table
 from mikata.data.filenames import shown
 from mikata.errors import ModelLoadError
 from mikata.models.handle import ModelHandle
@@ -136,8 +137,7 @@ class RunState:
             mask &= d.labels == true
         if pred >= 0:
             mask &= d.preds == pred
-        rows = np.nonzero(mask)[0]
-        return d.ids[rows[np.argsort(-d.probs[rows, d.preds[rows]], kind="stable")]]
+        return d.ids[confident_first(d, np.nonzero(mask)[0])]
 
     def image_row(self, image_id: int) -> dict:
         """The stored row of a scanned image with its full probability vector; UnknownImageError otherwise."""
@@ -247,8 +247,10 @@ class RunState:
         return files[index].read_bytes()
 
     def scorecard(self) -> dict | None:
-        """RUN_DIR/evaluate/scorecard.json (written by `mikata evaluate`), or None when absent or unreadable."""
-        return read_scorecard(self.run_dir)
+        """RUN_DIR/evaluate/scorecard.json (written by `mikata evaluate`) as the report's table too
+        (``sections.scorecard_table``), or None when absent or unreadable."""
+        card = read_scorecard(self.run_dir)
+        return None if card is None else scorecard_table(card)
 
     def close(self) -> None:
         self.store.close()
