@@ -60,13 +60,13 @@ def test_appended_rows_extend_the_cache_and_replaced_rows_rebuild_it(planted, tm
     run = _copy(planted, tmp_path)
     overview(run)  # cache at this version
     with RunStore.open(run) as store:
-        probs, embed, channels = (np.asarray(store.vectors(k)[:5]) for k in ("probs", "embed", "channels"))
+        vecs = {k: np.asarray(store.vectors(k)[:5]) for k in store.dims()}  # every kind the run has
         old = store.rows(status="ok", columns=("path", "label", "pred", "pred_prob", "label_prob", "split"),
                          tuples=True)[:5]
     writer = RunStore.create_or_resume(run, RunStore.open(run).manifest)
     try:  # five more rows (copies of real ones under new paths): only these are read on the next overview
         writer.append([Row(p + ".copy.png", None, 1, 1, y, s, "ok", None, pr, pp, lp) for p, y, pr, pp, lp, s in old],
-                      {"probs": probs, "embed": embed, "channels": channels}, replace=False)
+                      vecs, replace=False)
     finally:
         writer.close()
     grown = overview(run, top_issues=None)
@@ -76,7 +76,7 @@ def test_appended_rows_extend_the_cache_and_replaced_rows_rebuild_it(planted, tm
     writer = RunStore.create_or_resume(run, RunStore.open(run).manifest)
     try:  # the same path again (a changed file): its old row goes away, the cache cannot be extended
         writer.append([Row(old[0][0], None, 2, 2, old[0][1], old[0][5], "ok", None, 0, 0.5, 0.5)],
-                      {"probs": probs[:1], "embed": embed[:1], "channels": channels[:1]})
+                      {k: v[:1] for k, v in vecs.items()})
     finally:
         writer.close()
     replaced = overview(run, top_issues=None)
