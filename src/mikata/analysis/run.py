@@ -234,7 +234,7 @@ class Run:
             reviews = {r["id"]: r for r in store.reviews()}
         review = [reviews.get(int(i)) for i in d.ids]
         frame = pd.DataFrame({
-            "id": d.ids, "path": d.paths, "split": d.splits,
+            "id": d.ids, "path": list(d.paths), "split": d.splits,
             "label": pd.Categorical.from_codes(d.labels, names), "predicted": pd.Categorical.from_codes(d.preds, names),
             "correct": d.labels == d.preds, "label_prob": label_p, "pred_prob": d.probs[rows, d.preds],
             "margin": label_p - others.max(1), "label_quality": quality,

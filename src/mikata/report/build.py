@@ -225,14 +225,18 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
                  groups: Mapping[str, str] | None = None, methods: Sequence[str] = DEFAULT_METHODS,
                  maps: bool = True, n: int = 3, top_issues: int = 50, thumb: int = 64, max_points: int = 5000,
                  map_classes: int = 30, max_matrix: int = 60, handle=None, workers: int | None = None,
-                 batch_size: int = 32, model: str | None = None) -> ReportResult:
+                 batch_size: int = 32, model: str | None = None, max_images: int = 50000,
+                 max_cell: int = 200) -> ReportResult:
     """Write the HTML report of a scanned run; returns where, how big and how long each stage took.
 
     ``methods``: attribution maps shown for each class's most and least class-like images (for
     that class), for at most ``map_classes`` classes (the lowest F1 first) — ``maps=False`` leaves
     them out (no model needed). ``thumb``: thumbnail size in pixels. ``max_points``: embedding
     points drawn. ``max_matrix``: most classes in the confusion matrix (those with the most errors
-    are kept). ``handle``: the model (default: loaded from the run's manifest, or from ``model``,
+    are kept). Runs of more than ``max_images`` images list ``max_cell`` images per
+    confusion cell, most confident first, and carry the thumbnails of the images they show, not of
+    every row (a million thumbnails would be ~400 MB of HTML): the counts stay exact, and `mikata
+    serve` lists every image. ``handle``: the model (default: loaded from the run's manifest, or from ``model``,
     a spec the user typed, when the manifest's cannot be used; see ``mikata.models.run_model``).
     """
     from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -292,9 +296,6 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
             service = None  # reported below, where the maps are made
 
     log.info("report of %s: %d images, %d classes; thumbnails...", run_dir, len(d), len(ov.present))
-    thumbs, more = _thumbnails(str(run_dir), d.ids.tolist(), thumb, workers)
-    notes += more
-    lap("thumbnails")
 
     overlays: dict[tuple[int, str, int], str] = {}
     views: dict[int, str] = {}
@@ -361,6 +362,11 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
                "cells": [{"p": p, "count": int(cm[t, p]), "frac": float(cmn[t, p])} for p in shown_cols]}
               for t in shown_rows]
     cells = {f"{t},{p}": ids.tolist() for (t, p), ids in confusion_cells(d).items()}
+    cut = {k: len(v) for k, v in cells.items() if len(v) > max_cell} if len(d) > max_images else {}
+    if cut:
+        cells = {k: v[:max_cell] for k, v in cells.items()}
+        notes.append(f"{len(cut)} confusion cells list their {max_cell} most confident images of up to "
+                     f"{max(cut.values()):,} (raise max_cell for more, or open the run with `mikata serve`)")
     lap("confusion")
 
     # ---- embedding scatter
@@ -375,6 +381,19 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
     except (RunStoreError, ValueError) as e:
         notes.append(f"embedding scatter left out: {e}")
     lap("embedding")
+
+    # ---- thumbnails: of every image the report can show (all of them in a run of ordinary size)
+    if len(d) <= max_images:
+        shown = d.ids.tolist()
+    else:
+        shown = sorted({int(i) for v in cells.values() for i in v}
+                       | {int(i) for c in ov.classes for i in c.most_class_like + c.least_class_like + c.confident_errors}
+                       | {int(i["id"]) for i in ov.label_issues}
+                       | ({int(i) for i in emb["ids"]} if emb else set())
+                       | ({int(d.ids[r]) for r in ov.exceptional["rows"][:max_cell]} if ov.exceptional else set()))
+    thumbs, more = _thumbnails(str(run_dir), shown, thumb, workers)
+    notes += more
+    lap("thumbnails")
 
     history = training_history(identity, run_dir)
     featurevis = featurevis_grids(run_dir)
@@ -398,14 +417,15 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
     ex = None
     if ov.exceptional is not None:
         ex = {"count": ov.exceptional["count"], "pairs": list(ov.exceptional["pairs"].items()),
-              "ids": [int(d.ids[r]) for r in ov.exceptional["rows"]]}
+              "ids": [int(d.ids[r]) for r in ov.exceptional["rows"][:max_cell if len(d) > max_images else None]]}
     wrong = d.labels != d.preds
     errors = int(wrong.sum())
+    keep = np.searchsorted(d.ids, np.asarray(shown, np.int64))  # rows of the shown ids (ids ascending)
     data = {
         "classes": names, "colors": colors,
-        "ids": d.ids.tolist(), "labels": d.labels.tolist(), "preds": d.preds.tolist(),
-        "pp": np.round(d.probs[np.arange(len(d)), d.preds], 3).tolist(),
-        "cells": cells, "emb": emb, "exceptional": ex["ids"] if ex else None,
+        "ids": d.ids[keep].tolist(), "labels": d.labels[keep].tolist(), "preds": d.preds[keep].tolist(),
+        "pp": np.round(d.probs[keep, d.preds[keep]], 3).tolist(),
+        "cells": cells, "cell_totals": cut, "emb": emb, "exceptional": ex["ids"] if ex else None,
         "pairs": [[a, b] for a, b, _, _ in ov.confused_pairs],
     }
     summary = {

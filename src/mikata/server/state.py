@@ -60,6 +60,8 @@ class RunState:
         self._issues_lock = threading.Lock()
         self._thumbs: OrderedDict[tuple[int, int], bytes] = OrderedDict()
         self._thumbs_max = thumb_cache
+        self._grids: OrderedDict[tuple, np.ndarray] = OrderedDict()  # (version, true, pred) -> sorted ids
+        self._grid_lock = threading.Lock()
         self._thumb_lock = threading.Lock()
         self.overview_builds = 0
         self.last_build_seconds = 0.0
@@ -124,6 +126,21 @@ class RunState:
     def grid_ids(self, true: int = -1, pred: int = -1, ov: Overview | None = None) -> np.ndarray:
         """Row ids labeled ``true`` and predicted ``pred`` (-1: any), most confident prediction first."""
         ov = ov or self.overview()
+        key = (ov.version, int(true), int(pred))
+        with self._grid_lock:  # a big cell is sorted once per run version, not once per page
+            got = self._grids.get(key)
+            if got is not None:
+                self._grids.move_to_end(key)
+                return got
+        got = self._grid_ids(ov, true, pred)
+        with self._grid_lock:
+            self._grids[key] = got
+            while len(self._grids) > 64:
+                self._grids.popitem(last=False)
+        return got
+
+    @staticmethod
+    def _grid_ids(ov: Overview, true: int, pred: int) -> np.ndarray:
         if true >= 0 and pred >= 0:
             return ov.cell(true, pred)
         d = ov.data
