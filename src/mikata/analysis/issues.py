@@ -113,6 +113,20 @@ class DatasetIssues:
         return out
 
 
+def issue_rows(found: DatasetIssues, name: str, cls: int | None = None) -> np.ndarray:
+    """Row indices of the images flagged for ``name`` (of class ``cls``), most severe first: what the
+    report's and the web app's issue grids show."""
+    if name not in found.types:
+        raise ChoiceError("issue type", name, list(found.types))
+    t = found.types[name]
+    rows = np.nonzero(t.flag & ((found.data.labels == cls) if cls is not None else True))[0]
+    return rows[np.argsort(t.score[rows], kind="stable")]
+
+
+# methods whose maps explain an issue: the evidence behind a label issue, an outlier, a weak group
+EXPLAINED_BY_MAPS = ("label", "outlier", "underperforming_group", "class_imbalance")
+
+
 def check_thresholds(thresholds: Mapping[str, float] | None) -> dict[str, float | None]:
     merged = dict(DEFAULT_THRESHOLDS)
     for name, value in (thresholds or {}).items():

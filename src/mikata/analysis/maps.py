@@ -289,7 +289,7 @@ class MapService:
         return self._view(self._load(self._row(image_id)))
 
     def _view(self, x: torch.Tensor) -> np.ndarray:
-        from mikata.render import to_uint8_image
+        from mikata.display import to_uint8_image
 
         return to_uint8_image(self.preprocessing.denormalize(x)[0])  # (H, W, 3)
 
@@ -310,7 +310,7 @@ class MapService:
 
 def overlay_array(m: np.ndarray, view: np.ndarray, method: str, alpha: float = 0.5) -> np.ndarray:
     """A map blended over the model's view of its image, ``(H, W, 3)`` uint8 (how ``overlay_png`` draws)."""
-    from mikata.render import colorize, display_map
+    from mikata.display import colorize, display_map
 
     shown = display_map(m, saturate=method not in LAYER_MAP_METHODS)
     return (alpha * colorize(shown) + (1 - alpha) * view.astype(np.float64)).round().astype(np.uint8)

@@ -430,16 +430,22 @@ class RunStore:
         return int(n), int(top), self.committed_vectors()
 
     def rows(self, status: str | None = None, split: str | None = None, columns: Sequence[str] = ROW_COLUMNS,
-             tuples: bool = False) -> list[dict] | list[tuple]:
-        """Stored rows in id order, optionally of one ``status`` and one ``split``.
+             tuples: bool = False, after_id: int = 0, limit: int | None = None) -> list[dict] | list[tuple]:
+        """Stored rows in id order, optionally of one ``status`` and one ``split``, with ``id > after_id``.
+
+        ``limit`` rows at most (read a big run in chunks: ``after_id`` = the last id of the previous
+        chunk); ``columns`` may also name ``"cam"`` (the raw float16 blob, for copying rows between runs).
 
         ``columns`` picks from ``ROW_COLUMNS``; ``tuples=True`` gives plain tuples in that order
         (what a reader of many rows wants: no dict per row). ``topk`` stays JSON text in tuples.
         """
-        bad = [c for c in columns if c not in ROW_COLUMNS]
+        bad = [c for c in columns if c not in ROW_COLUMNS + ("cam",)]
         if bad:
             raise RunStoreError(f"unknown row columns {bad}; a row has {list(ROW_COLUMNS)}")
         where, args = [], []
+        if after_id:  # rows committed since a reader last looked (ids only grow)
+            where.append("id > ?")
+            args.append(int(after_id))
         if status is not None:
             where.append("status=?")
             args.append(status)
@@ -447,7 +453,8 @@ class RunStore:
             where.append("split=?")
             args.append(split)
         q = f"SELECT {', '.join(columns)} FROM images" + (f" WHERE {' AND '.join(where)}" if where else "")
-        got = self.db.execute(q + " ORDER BY id", args).fetchall()
+        got = self.db.execute(q + " ORDER BY id" + (f" LIMIT {int(limit)}" if limit is not None else ""),
+                              args).fetchall()
         if "path" in columns:  # non-UTF-8 names come back as their bytes: to the str the file system takes
             k = list(columns).index("path")
             if any(isinstance(r[k], bytes) for r in got):
@@ -459,6 +466,17 @@ class RunStore:
             for row in out:
                 row["topk"] = json.loads(row["topk"]) if row["topk"] else []
         return out
+
+    def count_up_to(self, max_id: int, status: str | None = "ok", split: str | None = None) -> int:
+        """How many rows (of ``status``, ``split``) have ``id <= max_id``: did rows a reader saw go away?"""
+        q, args = "SELECT COUNT(*) FROM images WHERE id <= ?", [int(max_id)]
+        if status is not None:
+            q += " AND status=?"
+            args.append(status)
+        if split is not None:
+            q += " AND split=?"
+            args.append(split)
+        return int(self.db.execute(q, args).fetchone()[0])
 
     def ids(self, status: str | None = "ok") -> list[int]:
         """Row ids in order (of usable rows by default)."""

@@ -31,6 +31,7 @@ from mikata.analysis.maps import MapService
 from mikata.analysis.media import UnknownImageError, encode, image_file, thumbnail
 from mikata.analysis.overview import Overview, overview
 from mikata.analysis.runstore import RunStore
+from mikata.analysis.sections import confident_first, scorecard_table
 from mikata.data.filenames import shown
 from mikata.errors import ModelLoadError
 from mikata.models.handle import ModelHandle
@@ -55,8 +56,12 @@ class RunState:
         self._ov_lock = threading.Lock()
         self._emb: tuple[tuple, dict] | None = None
         self._emb_lock = threading.Lock()
+        self._issues = None  # (version, DatasetIssues)
+        self._issues_lock = threading.Lock()
         self._thumbs: OrderedDict[tuple[int, int], bytes] = OrderedDict()
         self._thumbs_max = thumb_cache
+        self._grids: OrderedDict[tuple, np.ndarray] = OrderedDict()  # (version, true, pred) -> sorted ids
+        self._grid_lock = threading.Lock()
         self._thumb_lock = threading.Lock()
         self.overview_builds = 0
         self.last_build_seconds = 0.0
@@ -94,6 +99,16 @@ class RunState:
             self._ov = ov
             return ov
 
+    def issues(self):
+        """The run's dataset issues (``analysis.issues``) over the overview's rows, cached per version."""
+        from mikata.analysis.issues import find_issues
+
+        ov = self.overview()
+        with self._issues_lock:
+            if self._issues is None or self._issues[0] != ov.version:
+                self._issues = (ov.version, find_issues(ov.data))
+            return self._issues[1]
+
     def embedding(self, max_points: int = 20000) -> dict:
         """Scatter data ``{ids, x, y, label, pred}`` of a PCA projection, cached per version."""
         ov = self.overview()
@@ -111,6 +126,21 @@ class RunState:
     def grid_ids(self, true: int = -1, pred: int = -1, ov: Overview | None = None) -> np.ndarray:
         """Row ids labeled ``true`` and predicted ``pred`` (-1: any), most confident prediction first."""
         ov = ov or self.overview()
+        key = (ov.version, int(true), int(pred))
+        with self._grid_lock:  # a big cell is sorted once per run version, not once per page
+            got = self._grids.get(key)
+            if got is not None:
+                self._grids.move_to_end(key)
+                return got
+        got = self._grid_ids(ov, true, pred)
+        with self._grid_lock:
+            self._grids[key] = got
+            while len(self._grids) > 64:
+                self._grids.popitem(last=False)
+        return got
+
+    @staticmethod
+    def _grid_ids(ov: Overview, true: int, pred: int) -> np.ndarray:
         if true >= 0 and pred >= 0:
             return ov.cell(true, pred)
         d = ov.data
@@ -119,8 +149,7 @@ class RunState:
             mask &= d.labels == true
         if pred >= 0:
             mask &= d.preds == pred
-        rows = np.nonzero(mask)[0]
-        return d.ids[rows[np.argsort(-d.probs[rows, d.preds[rows]], kind="stable")]]
+        return d.ids[confident_first(d, np.nonzero(mask)[0])]
 
     def image_row(self, image_id: int) -> dict:
         """The stored row of a scanned image with its full probability vector; UnknownImageError otherwise."""
@@ -230,8 +259,10 @@ class RunState:
         return files[index].read_bytes()
 
     def scorecard(self) -> dict | None:
-        """RUN_DIR/evaluate/scorecard.json (written by `mikata evaluate`), or None when absent or unreadable."""
-        return read_scorecard(self.run_dir)
+        """RUN_DIR/evaluate/scorecard.json (written by `mikata evaluate`) as the report's table too
+        (``sections.scorecard_table``), or None when absent or unreadable."""
+        card = read_scorecard(self.run_dir)
+        return None if card is None else scorecard_table(card)
 
     def close(self) -> None:
         self.store.close()
