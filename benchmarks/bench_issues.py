@@ -182,7 +182,7 @@ def compare_cleanvision(found) -> None:
 
 
 def cost(run: Path, sizes: list[int]) -> None:
-    from mikata.analysis.audit import RunData, load_run
+    from mikata.analysis.audit import load_run
     from mikata.analysis.issues import embedding_features, knn
     from mikata.analysis.runstore import RunStore
 
@@ -190,10 +190,13 @@ def cost(run: Path, sizes: list[int]) -> None:
     with RunStore.open(run) as store:
         emb = np.asarray(store.vectors("embed")[d.vec_rows], np.float32)
     rng = np.random.default_rng(0)
-    print("\ncost (k-NN on embeddings copied from the real scan with noise; PCA to 128 dims first)")
+    print("\ncost (embeddings: the real scan's rows repeated with noise, float16 as stored; PCA to 128 dims, k = 10)")
     for n in sizes:
-        rows = rng.integers(0, len(emb), n)
-        big = emb[rows] + rng.normal(scale=0.05 * emb.std(), size=(n, emb.shape[1])).astype(np.float32)
+        big = np.empty((n, emb.shape[1]), np.float16)
+        for s in range(0, n, 100_000):
+            m = min(100_000, n - s)
+            rows = rng.integers(0, len(emb), m)
+            big[s:s + m] = emb[rows] + rng.normal(scale=0.05 * float(emb.std()), size=(m, emb.shape[1]))
         tic = time.perf_counter()
         feats = embedding_features(big)
         t_pca = time.perf_counter() - tic
@@ -202,9 +205,8 @@ def cost(run: Path, sizes: list[int]) -> None:
         t_knn = time.perf_counter() - tic
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         print(f"  {n:>9,} rows: PCA {t_pca:.1f} s, k-NN {t_knn:.1f} s ({'exact' if n <= 200_000 else 'faiss HNSW'}), "
-              f"peak RSS so far {peak:.2f} GB")
+              f"peak RSS so far {peak:.2f} GB (the float16 embeddings alone: {big.nbytes / 2**30:.2f} GB)")
         del big, feats
-    _ = RunData
 
 
 if __name__ == "__main__":

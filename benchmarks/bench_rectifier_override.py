@@ -61,7 +61,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--repeats", type=int, default=7)
     args = ap.parse_args()
-    from torchvision_compat import import_torchvision
+    from torchvision_compat import import_torchvision_declaring_ops as import_torchvision
 
     import_torchvision()
     from mikata.attribution.relu_rules import RuleState, rule_mode

@@ -251,7 +251,7 @@ def test_captures_are_the_layer_output_before_in_place_relus(torchvision):
     assert float(rec.activations[layers[1]].min()) < 0
     assert float(rec.activations["features"].min()) < 0  # features ends in norm5; F.relu(inplace) follows
     # the shared pass too: EigenCAM alone (a forward-only pass) sees the pre-ReLU activation
-    torch.testing.assert_close(explain(handle, x[:1], ["eigencam"])[0].raw, _eigencam_reference(
+    torch.testing.assert_close(explain(handle, x[:1], ["eigencam"], layer="features")[0].raw, _eigencam_reference(
         rec.activations["features"][:1]))
 
 

@@ -12,7 +12,7 @@ from torch import nn
 
 from mikata.models.handle import ModelHandle
 from mikata.models.layers import trace_layers
-from torchvision_compat import import_torchvision
+from torchvision_compat import import_torchvision_declaring_ops as import_torchvision
 
 CLASSES = 10
 

@@ -63,7 +63,7 @@ def _as_batch(handle: ModelHandle, images) -> tuple[torch.Tensor, list[str]]:
         x = images if images.dim() == 4 else images[None]  # (N, C, H, W)
         return x, [f"image {i}" for i in range(len(x))]
     items = [images] if isinstance(images, (str, os.PathLike, Image.Image)) else list(images)
-    mode = "L" if handle.in_channels == 1 else "RGB"
+    mode = handle.mode
     pils, titles = [], []
     for item in items:
         if isinstance(item, Image.Image):

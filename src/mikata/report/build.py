@@ -323,6 +323,9 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
             map_error = str(e)
             notes.append(f"attribution maps left out: {e}")
             overlays, views = {}, {}
+        finally:
+            if service is not None:
+                service.close()  # its SQLite connection
     elif maps and not methods:
         notes.append("attribution maps left out: no methods given")
     lap("maps")
@@ -432,6 +435,15 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
     }
     issues = [{**i, "label_prob": float(i["label_prob"]), "suggested_prob": float(i["suggested_prob"]),
                "name": os.path.basename(i["path"])} for i in ov.label_issues]
+    from mikata.analysis.issues import find_issues, issue_rows
+
+    found = find_issues(d)
+    dataset_issues = [{"type": t.name, "description": t.description, "threshold": t.threshold,
+                       "flagged": int(t.flag.sum()),
+                       "examples": [{"id": int(d.ids[r]), "name": os.path.basename(d.paths[r]), "score": float(t.score[r]),
+                                     "label": names[d.labels[r]], "pred": names[d.preds[r]]}
+                                    for r in issue_rows(found, t.name)[:12]]} for t in found.types.values()]
+    lap("dataset issues")
     from mikata.data.filenames import shown_in_template
 
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"]),
@@ -442,7 +454,7 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
         split=split, summary=summary, classes=classes, methods=[method_titles.get(m, m) for m in methods],
         matrix=matrix, cols=[{"index": p, "name": names[p]} for p in shown_cols],
         pairs=[{"a": names[a], "b": names[b], "ia": a, "ib": b, "ab": ab, "ba": ba} for a, b, ab, ba in ov.confused_pairs],
-        issues=issues, exceptional=ex, charts=charts, history=history, featurevis=featurevis, units=units,
+        issues=issues, dataset_issues=dataset_issues, issue_notes=found.notes, exceptional=ex, charts=charts, history=history, featurevis=featurevis, units=units,
         scorecard=card_data, emb=emb, notes=notes, skipped=ov.skipped[:50], map_error=map_error,
         created=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         data_json=_json_script(data), thumbs_json=_json_script(thumbs),

@@ -58,6 +58,8 @@ class RunState:
         self._emb_lock = threading.Lock()
         self._emb_json: tuple[dict, bytes] | None = None
         self._version: tuple[int, tuple[int, int, int]] | None = None  # (data_version, RunStore.version())
+        self._issues = None  # (version, DatasetIssues)
+        self._issues_lock = threading.Lock()
         self._thumbs: OrderedDict[tuple[int, int], bytes] = OrderedDict()
         self._thumbs_max = thumb_cache
         self._grids: OrderedDict[tuple, np.ndarray] = OrderedDict()  # (version, true, pred) -> sorted ids
@@ -107,6 +109,16 @@ class RunState:
             log.info("overview of %d images built in %.2f s", len(ov.data), self.last_build_seconds)
             self._ov = ov
             return ov
+
+    def issues(self):
+        """The run's dataset issues (``analysis.issues``) over the overview's rows, cached per version."""
+        from mikata.analysis.issues import find_issues
+
+        ov = self.overview()
+        with self._issues_lock:
+            if self._issues is None or self._issues[0] != ov.version:
+                self._issues = (ov.version, find_issues(ov.data))
+            return self._issues[1]
 
     def embedding(self, max_points: int = 20000) -> dict:
         """Scatter data ``{ids, x, y, label, pred}`` of a PCA projection, cached per version."""

@@ -115,3 +115,33 @@ def featurevis_page(request: Request):
 @router.get("/scorecard", response_class=HTMLResponse)
 def scorecard_page(request: Request):
     return page(request, "scorecard.html", scorecard=run_state(request).scorecard())
+
+
+@router.get("/issues", response_class=HTMLResponse)
+def issues_page(request: Request, type: str = "", cls: int = -1, page_no: int = 0):
+    """Dataset issues: a count per type, and the flagged images of one type (of one class), worst first;
+    for label issues, outliers and weak groups each tile shows the Grad-CAM of its prediction."""
+    from mikata.analysis.issues import EXPLAINED_BY_MAPS, issue_rows
+
+    state = run_state(request)
+    ov = state.overview()
+    found = state.issues()
+    summary = found.summary()
+    if not type:
+        type = next((t["type"] for t in summary if t["flagged"]), summary[0]["type"])
+    if cls != -1:
+        check_class(state, cls)
+    rows = issue_rows(found, type, None if cls < 0 else cls)  # ChoiceError (400) for an unknown type
+    pages = max(1, math.ceil(len(rows) / PAGE))
+    page_no = min(max(page_no, 0), pages - 1)
+    d, score = ov.data, found.types[type].score
+    tiles = [{"id": int(d.ids[r]), "label": int(d.labels[r]), "pred": int(d.preds[r]), "prob": float(score[r]),
+              "caption": f"{type} score {score[r]:.3f}"} for r in rows[page_no * PAGE:(page_no + 1) * PAGE].tolist()]
+    pairs = [p for p in found.pairs if type in ("near_duplicate", "exact_duplicate", "leak")
+             and (type != "leak" or p[4])][:60]
+    return page(request, "issues.html", summary=summary, type=type, sel_cls=cls, tiles=tiles, total=len(rows),
+                page_no=page_no, pages=pages, threshold=found.types[type].threshold,
+                map_method="gradcam" if type in EXPLAINED_BY_MAPS and "gradcam" in GRID_METHODS else "",
+                pairs=[(int(d.ids[i]), int(d.ids[j]), sim, kind, across) for i, j, sim, kind, across in pairs],
+                groups=[g for g in found.groups if g["flagged"]] if type == "underperforming_group" else [],
+                notes=found.notes)
