@@ -243,6 +243,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=30)
     ap.add_argument("--shards", type=int, default=4)
     ap.add_argument("--no-report", action="store_true")
+    ap.add_argument("--steps", default="overview,audit,pages,merge", help="which measurements, comma-separated")
     ap.add_argument("--full-audit", action="store_true", help="also time `mikata audit` with its dataset issues")
     ap.add_argument("--merge-sizes", default="70000", help="run sizes whose merge is timed (splitting a 1M run "
                     "into shards first takes minutes)")
@@ -254,14 +255,16 @@ def main() -> None:
     for n in [int(s) for s in args.sizes.split(",")]:
         run = build_run(args.work, base, n)
         print(f"\n== {n:,} rows ({run})", flush=True)
-        for k, v in bench_overview(run).items():
-            print(f"  {k:28s} {v:8.2f}", flush=True)
-        if not args.no_report:
+        steps = args.steps.split(",")
+        if "overview" in steps:
+            for k, v in bench_overview(run).items():
+                print(f"  {k:28s} {v:8.2f}", flush=True)
+        if "audit" in steps and not args.no_report:
             for k, v in bench_audit_report(run, args.work, args.full_audit).items():
                 print(f"  {k:28s} {v:8.2f}", flush=True)
-        for k, (p50, p95) in bench_pages(run, args.requests).items():
+        for k, (p50, p95) in (bench_pages(run, args.requests) if "pages" in steps else {}).items():
             print(f"  {k:28s} p50 {p50:7.1f} ms   p95 {p95:7.1f} ms", flush=True)
-        if str(n) not in args.merge_sizes.split(","):
+        if str(n) not in args.merge_sizes.split(",") or "merge" not in steps:
             continue
         m = bench_merge(args.work, run, args.shards)
         print(f"  merge of {args.shards} shards: {m['merge s']:.1f} s for {m['rows']:,} rows = "

@@ -443,6 +443,11 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
                        "examples": [{"id": int(d.ids[r]), "name": os.path.basename(d.paths[r]), "score": float(t.score[r]),
                                      "label": names[d.labels[r]], "pred": names[d.preds[r]]}
                                     for r in issue_rows(found, t.name)[:12]]} for t in found.types.values()]
+    extra = sorted({e["id"] for t in dataset_issues for e in t["examples"]} - set(thumbs))
+    if extra:  # a capped report (a big run) has not made these thumbnails yet
+        more_thumbs, more = _thumbnails(str(run_dir), extra, thumb, workers)
+        thumbs.update(more_thumbs)
+        notes += more
     lap("dataset issues")
     from mikata.data.filenames import shown_in_template
 

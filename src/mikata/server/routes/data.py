@@ -37,7 +37,7 @@ def api_embedding(request: Request):
     state = run_state(request)
     if not state.has_embeddings():
         raise UnknownImageError("this run has no embeddings")
-    return JSONResponse(state.embedding())
+    return Response(state.embedding_json(), media_type="application/json")
 
 
 @router.post("/api/review/{image_id:int}")
