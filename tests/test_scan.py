@@ -48,7 +48,8 @@ def test_stored_values_match_a_direct_forward(planted):
     with RunStore.open(planted["run"]) as store:
         stored = np.asarray(store.vectors("probs"), np.float32)
         rows = store.rows(status="ok", columns=("path", "label", "pred", "vec_row", "topk", "hash"), tuples=True)
-        assert store.dims() == {"probs": 10, "embed": 256, "channels": 128}
+        # the model's vectors, and the pixel statistics and thumbnails of dataset issues (issue 20)
+        assert store.dims() == {"probs": 10, "embed": 256, "channels": 128, "stats": 7, "thumbs": 256}
         assert store.manifest["identity"]["weights_sha1"] and store.manifest["versions"]["torch"]
     index = {p: i for i, p in enumerate(planted["paths"])}
     assert len(rows) == len(images)
