@@ -167,6 +167,13 @@ def test_knn_is_exact_in_blocks():
     ref = np.argsort(-sim, axis=1)[:, :5]
     assert (idx == ref).all()
     assert np.allclose(dist, 1 - np.take_along_axis(sim, ref, 1), atol=1e-5)
+    pytest.importorskip("faiss")
+    from mikata.analysis.issues import _knn_faiss
+
+    fdist, fidx = _knn_faiss(x, 5, exact=True)  # the fast exact path (above 20k rows)
+    assert (fidx == ref).all() and np.allclose(fdist, dist, atol=1e-5)
+    adist, aidx = _knn_faiss(x, 5)  # HNSW (above 200k rows): nearly all true neighbours
+    assert (aidx[:, 0] == ref[:, 0]).mean() > 0.95
 
 
 def test_the_web_app_lists_each_issue_type_worst_first_with_filters(planted):
