@@ -121,7 +121,11 @@ def load_run(run: str | os.PathLike | RunStore, split: str | None = None) -> Run
         with store.snapshot():
             ids, labels, preds, splits, vec_rows = fetch_rows(store, split)
             n_vec = store.committed_vectors()
-            classes = store.identity["classes"]
+            classes = store.identity.get("classes")
+            if not classes:
+                from mikata.analysis.runstore import DamagedRunError
+
+                raise DamagedRunError(f"{store.dir / 'manifest.json'}: identity has no 'classes'", store.dir)
             check_consistent(store, labels, preds, vec_rows, n_vec, classes)
             probs = read_probs(store, vec_rows, n_vec, len(classes))
         return RunData(ids, RowPaths(str(store.dir), ids), labels, preds, splits, vec_rows, probs, classes,

@@ -258,7 +258,7 @@ class RunStore:
             raise DamagedRunError(f"{path} cannot be read as JSON ({e})", self.dir) from e
         if not isinstance(m, dict) or not isinstance(m.get("identity"), dict):
             raise DamagedRunError(f"{path} has no 'identity' object", self.dir)
-        classes = m["identity"].get("classes")
+        classes = m["identity"].get("classes", [""])  # absent: checked by the readers that need classes
         if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
             raise DamagedRunError(f"{path}: 'identity.classes' must be a non-empty list of class names", self.dir)
         return m
