@@ -42,7 +42,10 @@ def predict(
     top: int = 5,
     batch_size: int = 32,
 ) -> list[Prediction]:
-    """One ``Prediction`` per path, in order; undecodable files carry ``error`` instead of ``top``."""
+    """One ``Prediction`` per path, in order; undecodable files carry ``error`` instead of ``top``.
+
+    Runs on ``handle.device`` at ``handle.precision`` (bf16 autocast on a capable GPU under "auto").
+    """
     paths = [str(p) for p in paths]
     top = max(1, min(top, handle.num_classes))
     mode = "L" if handle.in_channels == 1 else "RGB"
@@ -56,10 +59,11 @@ def predict(
             except ImageDecodeError as e:
                 pred.error = e.reason
         if images:
-            with torch.inference_mode():
-                probs = handle.model(handle.preprocess(images)).float().softmax(dim=1)  # (n, K)
+            x = handle.preprocess(images).to(handle.device, non_blocking=True)  # (n, C, H, W)
+            with torch.inference_mode(), handle.autocast():
+                probs = handle.model(x).float().softmax(dim=1)  # (n, K)
             values, ids = probs.topk(top, dim=1)
-            for pred, v, i in zip(good, values.tolist(), ids.tolist()):
+            for pred, v, i in zip(good, values.cpu().tolist(), ids.cpu().tolist()):
                 pred.top = [(handle.class_names[c], c, p) for c, p in zip(i, v)]
         results.extend(batch)
     return results

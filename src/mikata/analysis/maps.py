@@ -41,11 +41,12 @@ class MapService:
     """On-demand, cached attribution maps for one run. ``handle`` defaults to the run's own model."""
 
     def __init__(self, run_dir: str | os.PathLike, handle: ModelHandle | None = None,
-                 options: dict[str, dict] | None = None):
+                 options: dict[str, dict] | None = None, device: str | None = "cpu"):
         self.run_dir = Path(run_dir).expanduser().resolve()
         with RunStore.open(self.run_dir, annotate=True) as store:  # creates the cache tables if missing
             self.identity = store.manifest["identity"]
         self._handle = handle
+        self.device = device  # where the run's model is loaded and its maps computed
         self.options = options or {}
         self._model_lock = threading.Lock()
         self._keys_lock = threading.Lock()
@@ -58,7 +59,7 @@ class MapService:
         if self._handle is None:
             with self._model_lock:
                 if self._handle is None:
-                    self._handle = load_run_model(self.identity, self.run_dir)
+                    self._handle = load_run_model(self.identity, self.run_dir, device=self.device)
         return self._handle
 
     def class_index(self, cls: int | str | None, image_id: int) -> int:
@@ -262,13 +263,15 @@ def run_model_spec(identity: dict, run_dir: str | os.PathLike | None = None) -> 
     return spec
 
 
-def load_run_model(identity: dict, run_dir: str | os.PathLike | None = None) -> ModelHandle:
-    """Load the model a run was scanned with (``manifest["identity"]``), refusing changed weights."""
+def load_run_model(identity: dict, run_dir: str | os.PathLike | None = None,
+                   device: str | None = "cpu") -> ModelHandle:
+    """Load the model a run was scanned with (``manifest["identity"]``) onto ``device``, refusing
+    changed weights."""
     from mikata.analysis.scan import weights_hash
     from mikata.models import load_model
 
     spec = run_model_spec(identity, run_dir)
-    handle = load_model(spec)
+    handle = load_model(spec, device=device)
     if weights_hash(handle.net) != identity["weights_sha1"]:
         raise RunStoreError(f"the model at {spec} is not the one this run was scanned with (its weights changed); "
                             "scan again into a new run directory to see maps for the new weights")

@@ -33,6 +33,7 @@ from torch import nn
 
 from mikata.analysis.runstore import RunStore, Row
 from mikata.data.datasets import ImageDataset, Sample, load_dataset, parse_fractions, split_dataset
+from mikata.devices import split_on_oom
 from mikata.errors import ImageDecodeError, MikataError
 from mikata.hooks import attached, capture, get_layer, preserved
 from mikata.models.handle import ModelHandle
@@ -61,8 +62,8 @@ def weights_hash(net: nn.Module) -> str:
     for name, t in net.state_dict().items():
         h.update(name.encode())
         h.update(str(tuple(t.shape)).encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes() if t.dtype != torch.bfloat16
-                 else t.float().numpy().tobytes())
+        t = t.detach().cpu()  # the same hash wherever the model runs
+        h.update(t.contiguous().numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
     return h.hexdigest()
 
 
@@ -74,7 +75,7 @@ def embedding_layer(handle: ModelHandle) -> str | None:
     order: list[str] = []
     hooks = [(m, "forward", lambda mod, a, o, n=n: order.append(n)) for n, m in linears]
     with torch.inference_mode(), attached(hooks):
-        handle.model(torch.zeros(1, handle.in_channels, *handle.input_size))
+        handle.model(torch.zeros(1, handle.in_channels, *handle.input_size, device=handle.device))
     return order[-1] if order else linears[-1][0]
 
 
@@ -85,18 +86,30 @@ def gradcam_from(act: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
 
 
 class _Outputs:
-    """Everything one batch yields: probabilities, embeddings, channel means, optional maps."""
+    """Everything one batch yields, on the CPU: probabilities, embeddings, channel means, optional maps."""
 
     def __init__(self, probs, embed, channels, cams):
         self.probs, self.embed, self.channels, self.cams = probs, embed, channels, cams
 
+    @staticmethod
+    def cat(parts: Sequence["_Outputs"]) -> "_Outputs":
+        """One batch's outputs from its halves (a batch split after running out of device memory)."""
+        cams = None if parts[0].cams is None else torch.cat([p.cams for p in parts])
+        return _Outputs(*(torch.cat([getattr(p, k) for p in parts]) for k in ("probs", "embed", "channels")), cams)
+
 
 def run_batch(handle: ModelHandle, x: torch.Tensor, layer: str, embed_layer: str | None,
               gradcam: bool) -> _Outputs:
-    """One forward (and with ``gradcam`` one backward down to ``layer``) for a batch ``(N, C, H, W)``."""
+    """One forward (and with ``gradcam`` one backward down to ``layer``) for a batch ``(N, C, H, W)``.
+
+    Runs on ``handle.device`` (``x`` is moved there if it is not already) at ``handle.precision``
+    (bf16 autocast on a capable GPU under "auto"; the Grad-CAM backward stays fp32 unless a
+    precision is asked for); the outputs come back to the CPU, as fp32.
+    """
     layers = [layer] + ([embed_layer] if embed_layer else [])
+    x = x.to(handle.device, non_blocking=True)
     if not gradcam:
-        with torch.inference_mode(), capture(handle.net, layers, inputs=True) as rec:
+        with torch.inference_mode(), handle.autocast(), capture(handle.net, layers, inputs=True) as rec:
             logits = handle.model(x)  # (N, K)
         cams = None
     else:
@@ -111,7 +124,7 @@ def run_batch(handle: ModelHandle, x: torch.Tensor, layer: str, embed_layer: str
             leaf["act"] = out.detach().requires_grad_(True)
             return leaf["act"]
 
-        with torch.enable_grad(), preserved(handle.net), \
+        with torch.enable_grad(), preserved(handle.net), handle.autocast(gradients=True), \
                 attached([(get_layer(handle.net, layer), "forward", as_leaf)]), \
                 capture(handle.net, layers, inputs=True) as rec:
             for p in handle.net.parameters():
@@ -123,13 +136,13 @@ def run_batch(handle: ModelHandle, x: torch.Tensor, layer: str, embed_layer: str
                                   "Pick a conv layer with --layer (see `mikata layers MODEL`)")
             chosen = logits.gather(1, logits.argmax(1, keepdim=True)).sum()
             (grad,) = torch.autograd.grad(chosen, act)
-            cams = gradcam_from(act.detach(), grad)  # (N, h, w)
+            cams = gradcam_from(act.detach().float(), grad.float()).cpu()  # (N, h, w)
         logits = logits.detach()
     act = rec.activations[layer].detach()
-    channels = act.mean(dim=tuple(range(2, act.dim()))) if act.dim() > 2 else act  # (N, C)
-    embed = rec.inputs[embed_layer].detach().flatten(1) if embed_layer else channels  # (N, D)
+    channels = act.float().mean(dim=tuple(range(2, act.dim()))) if act.dim() > 2 else act.float()  # (N, C)
+    embed = rec.inputs[embed_layer].detach().flatten(1).float() if embed_layer else channels  # (N, D)
     probs = torch.softmax(logits.float(), dim=1)  # (N, K)
-    return _Outputs(probs, embed, channels, cams)
+    return _Outputs(probs.cpu(), embed.cpu(), channels.cpu(), cams)
 
 
 # ------------------------------------------------------------------------------------- the data side
@@ -281,9 +294,13 @@ def _scan_into(store: RunStore, handle: ModelHandle, chosen: list[tuple[Sample, 
     done = store.done()
     todo = [(s, n) for s, n in chosen if not _unchanged(s.path, done.get(s.path))]
     reused = len(chosen) - len(todo)
+    device = handle.device
+    # On a GPU, batches are decoded into pinned memory by the workers while the GPU computes, and
+    # copied without blocking; a batch that does not fit in device memory is split in halves.
     loader = torch.utils.data.DataLoader(
         _Files(handle, [s for s, _ in todo]), batch_size=batch_size, shuffle=False, num_workers=workers,
-        collate_fn=_collate, persistent_workers=False, prefetch_factor=4 if workers > 0 else None)
+        collate_fn=_collate, persistent_workers=False, prefetch_factor=4 if workers > 0 else None,
+        pin_memory=device.type == "cuda")
     computed = skipped = 0
     skipped_files: list[tuple[str, str]] = []
     bar = tqdm(total=len(todo), unit="img", desc="scan", disable=not progress, dynamic_ncols=True, file=sys.stderr)
@@ -306,7 +323,10 @@ def _scan_into(store: RunStore, handle: ModelHandle, chosen: list[tuple[Sample, 
         for x, items in loader:
             if failed:
                 raise failed[0]
-            out = run_batch(handle, x, layer, embed_layer, gradcam) if x is not None else None
+            out = None
+            if x is not None:
+                out = split_on_oom(lambda xb: run_batch(handle, xb, layer, embed_layer, gradcam), x, _Outputs.cat,
+                                   device, desc="scan batch")
             rows: list[Row] = []
             k = 0
             if out is not None:  # per-batch tensors -> Python lists once, not per element

@@ -66,10 +66,10 @@ def explain_files(
             log.warning("cannot read %s: %s", path, e.reason)
             summaries.append({"path": path, "error": e.reason})
             continue
-        x = handle.preprocess([img])  # (1, C, H, W)
+        x = handle.preprocess([img]).to(handle.device)  # (1, C, H, W)
         attributions = explain(handle, x, methods, targets, layer, options, progress=progress)
         with torch.no_grad():
-            probs = handle.model(x).softmax(1)[0]  # (K,)
+            probs = handle.model(x).float().softmax(1)[0].cpu()  # (K,)
         fig = draw_figure(to_uint8_image(handle.denormalize(x)[0]), attributions, probs, handle.class_names,
                           0, top, cmap, alpha, title=Path(path).name)
         fig_path = out / f"{stem}_explain.png"

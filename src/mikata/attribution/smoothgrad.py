@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import torch
 
-from mikata.attribution.batching import DEFAULT_BUDGET_MB, chunk_size, chunks
+from mikata.attribution.batching import DEFAULT_BUDGET_MB, chunk_size
 from mikata.attribution.passes import gradient_pass
+from mikata.devices import for_chunks
 from mikata.models.handle import ModelHandle
 
 # base method -> (ReLU backward mode, how a sample's gradient becomes its map)
@@ -58,14 +59,17 @@ def smoothgrad(
     noise = noise_samples(x, samples, sigma, seed)
     total = [torch.zeros_like(x) for _ in range(t)]
     total_sq = [torch.zeros_like(x) for _ in range(t)]
-    per = max(1, chunk_size(x, budget_mb) // n)
-    for start, stop in chunks(samples, per, progress, desc="smoothgrad"):
+
+    def run(start: int, stop: int) -> None:
         xs = torch.cat([x + noise[i] for i in range(start, stop)])  # (m*N, C, H, W)
         p = gradient_pass(handle, xs, ids.repeat(stop - start, 1), modes={mode: ("input",)})
-        for k in range(t):
-            maps = to_map(p.input_grads[mode][k], xs).view(stop - start, n, *x.shape[1:])
-            total[k] += maps.sum(0)
-            total_sq[k] += maps.pow(2).sum(0)
+        maps = [to_map(p.input_grads[mode][k], xs).view(stop - start, n, *x.shape[1:]) for k in range(t)]
+        for k in range(t):  # accumulate only once the chunk's passes succeeded (an OOM retries it)
+            total[k] += maps[k].sum(0)
+            total_sq[k] += maps[k].pow(2).sum(0)
+
+    for_chunks(samples, max(1, chunk_size(x, budget_mb) // n), run, device=x.device, progress=progress,
+               desc="smoothgrad")
     mean = [s / samples for s in total]
     mean_sq = [s / samples for s in total_sq]
     return {"smoothgrad": mean, "smoothgrad-squared": mean_sq,

@@ -124,11 +124,11 @@ def evaluate(
         checks = [c for c in checks if c != "localization"]
     if x.dim() != 4 or x.shape[0] == 0:
         raise MikataError("no images to evaluate")
-    x = x.detach().float()
+    x = x.detach().float()  # stays where it is: every check moves it to handle.device for its passes
     seconds: dict[str, float] = {}
     tic = time.perf_counter()
-    with torch.inference_mode():
-        logits = handle.model(x).float()
+    with torch.inference_mode(), handle.autocast():
+        logits = handle.model(x.to(handle.device)).float().to(x.device)
     labels, ids = resolve_targets(handle, logits, targets)
     ids = ids[:, 0].clone()  # one target per image: the first rank asked for
     base_probs = torch.softmax(logits, 1).gather(1, ids.view(-1, 1))[:, 0].clone()
@@ -322,15 +322,17 @@ def sample_paths(run_dir: str | os.PathLike, limit: int = 16, seed: int = 0) -> 
         return [str(image_file(store, ids[k])) for k in sorted(order)]
 
 
-def sample_run(run_dir: str, limit: int = 16, seed: int = 0) -> tuple[ModelHandle, list[str], dict]:
-    """The model a run was scanned with and a seeded sample of ``limit`` of its scanned image files."""
+def sample_run(run_dir: str, limit: int = 16, seed: int = 0,
+               device: str | None = "cpu") -> tuple[ModelHandle, list[str], dict]:
+    """The model a run was scanned with (loaded onto ``device``) and a seeded sample of ``limit`` of
+    its scanned image files."""
     from mikata.analysis.maps import load_run_model
     from mikata.analysis.runstore import RunStore
 
     paths = sample_paths(run_dir, limit, seed)
     with RunStore.open(run_dir) as store:
         identity = dict(store.manifest["identity"])
-    return load_run_model(identity, run_dir), paths, identity
+    return load_run_model(identity, run_dir, device=device), paths, identity
 
 
 def write_scorecard(result: Evaluation, out_dir: str, figure: bool = True) -> str:

@@ -114,8 +114,8 @@ def format_log(rows: list[dict], labels: list[str], max_units: int = 6) -> str:
 
 
 def _to_model_input(handle: ModelHandle, x01: torch.Tensor) -> torch.Tensor:
-    mean = torch.tensor(handle.mean, dtype=x01.dtype).view(1, -1, 1, 1)
-    std = torch.tensor(handle.std, dtype=x01.dtype).view(1, -1, 1, 1)
+    mean = torch.tensor(handle.mean, dtype=x01.dtype, device=x01.device).view(1, -1, 1, 1)
+    std = torch.tensor(handle.std, dtype=x01.dtype, device=x01.device).view(1, -1, 1, 1)
     return (x01 - mean) / std
 
 
@@ -130,7 +130,9 @@ def render(
     """Optimize ``n`` images (default: one per unit of ``objective``) to maximize it.
 
     ``start`` (``(N or 1, C, H, W)`` in [0, 1]) starts from an image instead of noise (DeepDream on
-    a photo); its aspect ratio is kept with the long side at ``options.size``.
+    a photo); its aspect ratio is kept with the long side at ``options.size``. The images are
+    optimized on ``handle.device`` (random draws come from a seeded CPU generator, so a seed gives
+    the same start everywhere) and returned on the CPU.
     """
     opt = options or RenderOptions()
     opt.validate()
@@ -140,6 +142,7 @@ def render(
     labels = labels or list(objective.labels or [f"{objective.name}#{i}" if n > 1 else objective.name
                                                  for i in range(n)])
     g = torch.Generator().manual_seed(opt.seed)
+    device = handle.device
     c = handle.in_channels
     if start is not None:
         h0, w0 = start.shape[-2:]
@@ -151,11 +154,11 @@ def render(
     Param = PARAMETERIZATIONS[opt.param]
     decorrelate = opt.decorrelate and c == 3
     if start is not None:
-        first = F.interpolate(start.float().expand(n, -1, -1, -1), size=sizes[0], mode="bilinear",
+        first = F.interpolate(start.float().to(device).expand(n, -1, -1, -1), size=sizes[0], mode="bilinear",
                               align_corners=False, antialias=True)
         image = Param.from_image(first, decorrelate=decorrelate)
     else:
-        image = Param.random(n, c, *sizes[0], generator=g, decorrelate=decorrelate)
+        image = Param.random(n, c, *sizes[0], generator=g, decorrelate=decorrelate, device=device)
     tfs = T.standard_transforms(opt.jitter, opt.pad, opt.scale, opt.degrees) if opt.jitter else []
 
     rows: list[dict] = []
@@ -189,7 +192,7 @@ def render(
                     rows.append({"level": level + 1, "iteration": it, "mean": float(np.mean(units)),
                                  "units": units, "size": list(hw)})
         with torch.no_grad():
-            final_images = image().detach()
+            final_images = image().detach().cpu()
     result = Rendering(final_images, labels, rows, opt, time.perf_counter() - t0)
     if opt.verbose:
         print(format_log(rows, labels))

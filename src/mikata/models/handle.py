@@ -78,6 +78,8 @@ class ModelHandle:
     default_layer: str | None = None
     spec: str = ""
     metadata: dict = field(default_factory=dict)
+    # forward-only work (predict, scan, perturbation forwards) runs at this precision; see mikata.devices
+    precision: str = "auto"
     model: LogitsModel = field(init=False)
 
     def __post_init__(self) -> None:
@@ -93,6 +95,28 @@ class ModelHandle:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    # ------------------------------------------------------------------ device
+    @property
+    def device(self) -> torch.device:
+        """Where the network's weights live; inputs go there once, results come back small."""
+        from mikata.devices import module_device
+
+        return module_device(self.net)
+
+    def to(self, device: str | torch.device | None) -> "ModelHandle":
+        """Move the network to ``device`` (``"auto"``, ``"cpu"``, ``"cuda:1"``, ...) and return ``self``."""
+        from mikata.devices import resolve_device
+
+        self.net.to(resolve_device(device))
+        return self
+
+    def autocast(self, gradients: bool = False):
+        """The precision context for forwards on this handle: bf16 autocast on a capable CUDA GPU
+        under ``precision="auto"``, plain fp32 on a CPU and for gradient work unless asked."""
+        from mikata.devices import autocast
+
+        return autocast(self.device, self.precision, gradients)
 
     # ------------------------------------------------------------------ inputs
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
@@ -150,7 +174,9 @@ def _probe(net: nn.Module, in_channels: int, input_size: tuple[int, int]) -> tup
     order: list[tuple[str, nn.Module]] = []
     leaves = [(n, m) for n, m in net.named_modules() if n and not list(m.children())]
     hooks = [(m, "forward", lambda mod, a, o, n=n: order.append((n, mod))) for n, m in leaves]
-    x = torch.zeros(1, in_channels, *input_size)
+    from mikata.devices import module_device
+
+    x = torch.zeros(1, in_channels, *input_size, device=module_device(net))
     try:
         with torch.inference_mode(), attached(hooks):
             out = extract_logits(net(x))
@@ -159,7 +185,7 @@ def _probe(net: nn.Module, in_channels: int, input_size: tuple[int, int]) -> tup
     outputs = int(out.shape[-1])
     if order and isinstance(order[-1][1], (nn.Softmax, nn.LogSoftmax)):
         return order[-1][0], False, outputs
-    if out.dim() == 2 and out.shape[1] > 1 and bool((out >= 0).all()) and torch.allclose(out.sum(1), torch.ones(1)):
+    if out.dim() == 2 and out.shape[1] > 1 and bool((out >= 0).all()) and torch.allclose(out.sum(1), torch.ones(1, device=out.device)):
         warnings.warn("this model seems to return probabilities from a functional softmax; mikata uses their "
                       "log as logits (equal up to a per-image constant). Return logits for exact gradients.",
                       stacklevel=3)

@@ -238,14 +238,14 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
                  groups: Mapping[str, str] | None = None, methods: Sequence[str] = DEFAULT_METHODS,
                  maps: bool = True, n: int = 3, top_issues: int = 50, thumb: int = 64, max_points: int = 5000,
                  map_classes: int = 30, max_matrix: int = 60, handle=None, workers: int | None = None,
-                 batch_size: int = 32) -> ReportResult:
+                 batch_size: int = 32, device: str | None = "cpu") -> ReportResult:
     """Write the HTML report of a scanned run; returns where, how big and how long each stage took.
 
     ``methods``: attribution maps shown for each class's most and least class-like images (for
     that class), for at most ``map_classes`` classes (the lowest F1 first) — ``maps=False`` leaves
     them out (no model needed). ``thumb``: thumbnail size in pixels. ``max_points``: embedding
     points drawn. ``max_matrix``: most classes in the confusion matrix (those with the most errors
-    are kept). ``handle``: the model (default: loaded from the run's manifest).
+    are kept). ``handle``: the model (default: loaded from the run's manifest onto ``device``).
     """
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
@@ -298,7 +298,7 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
         from mikata.analysis.maps import MapService
 
         try:
-            service = MapService(run_dir)
+            service = MapService(run_dir, device=device)
             threading.Thread(target=_load_quietly, args=(service,), daemon=True).start()
         except MikataError:
             service = None  # reported below, where the maps are made
@@ -317,7 +317,7 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
         log.info("maps (%s) of the most / least class-like images of %d classes...", ", ".join(methods),
                  len(with_maps))
         try:
-            service = service or MapService(run_dir, handle=handle)
+            service = service or MapService(run_dir, handle=handle, device=device)
             got = {}
             for c in sorted(with_maps):
                 ids = [i for k, i in wanted if k == c]

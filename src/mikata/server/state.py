@@ -43,12 +43,12 @@ class RunState:
     """Per-run server state. Thread-safe: routes run in a thread pool."""
 
     def __init__(self, run_dir: str | os.PathLike, handle: ModelHandle | None = None, model: str | None = None,
-                 thumb_cache: int = 8192):
+                 thumb_cache: int = 8192, device: str | None = "cpu"):
         self.run_dir = Path(run_dir).expanduser().resolve()
         self.store = RunStore.open(self.run_dir, annotate=True)  # also creates maps/reviews on old runs
         self.identity = self.store.manifest["identity"]
         self._db_lock = threading.Lock()  # one sqlite connection shared by the worker threads
-        self.maps = MapService(self.run_dir, handle=handle)
+        self.maps = MapService(self.run_dir, handle=handle, device=device)  # maps on demand on this device
         if handle is None:
             spec = model or run_model_spec(self.identity, self.run_dir)
             self.maps.identity = dict(self.identity, model_spec=spec)
