@@ -30,23 +30,30 @@ def add_device_arguments(parser: argparse.ArgumentParser, precision: bool = Fals
                                  "fp32 on a CPU (default auto); gradients stay fp32")
 
 
-def device_from_args(args: argparse.Namespace):
-    """The command's one device, resolved (a clear error when unavailable) and logged once."""
+def device_from_args(args: argparse.Namespace, announce: bool = True):
+    """The command's one device, resolved (a clear error when unavailable); ``announce`` logs it once
+    on stderr (not with ``--json``, whose runs keep stderr for per-item errors only)."""
     from mikata.devices import describe, resolve_device
 
     device = getattr(args, "_resolved_device", None)
     if device is None:
         device = resolve_device(getattr(args, "device", None))
         args._resolved_device = device
+    if announce and not getattr(args, "_announced_device", False) and not getattr(args, "json", False):
+        args._announced_device = True
         log.info("device: %s", describe(device))
     return device
 
 
 def load_model_from_args(args: argparse.Namespace):
+    """The command's model on its device; the device is checked first and announced once the model
+    has loaded (so a failure stays one line)."""
     from mikata.models import load_model
 
-    return load_model(args.model, trust=args.trust, device=device_from_args(args),
-                      precision=getattr(args, "precision", "auto"))
+    handle = load_model(args.model, trust=args.trust, device=device_from_args(args, announce=False),
+                        precision=getattr(args, "precision", "auto"))
+    device_from_args(args)
+    return handle
 
 
 def print_json(data: object) -> None:

@@ -70,7 +70,8 @@ def run(args) -> int:
     if is_run:
         if args.images:
             raise MikataError("give either a run directory or a MODEL with images, not both")
-        handle, paths, identity = sample_run(args.source, args.images_limit, args.seed, device=device_from_args(args))
+        handle, paths, identity = sample_run(args.source, args.images_limit, args.seed,
+                                             device=device_from_args(args, announce=False))
         handle.precision = args.precision
         out = args.out or os.path.join(args.source, "evaluate")
         model_name = identity["model_spec"]
@@ -83,9 +84,11 @@ def run(args) -> int:
         paths = expand_images(args.images)[: args.images_limit]  # missing files fail before the model loads
         from mikata.models import load_model
 
-        handle = load_model(args.source, trust=args.trust, device=device_from_args(args), precision=args.precision)
+        handle = load_model(args.source, trust=args.trust, device=device_from_args(args, announce=False),
+                            precision=args.precision)
         out = args.out or "evaluate"
         model_name = args.source
+    device_from_args(args)  # announced once the model has loaded
     x, sizes = load_images(handle, paths)
     masks = make_masks(handle, paths, sizes, args.boxes, args.masks)
     options = {}
