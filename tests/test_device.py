@@ -151,8 +151,8 @@ def test_chunk_size_uses_the_device_budget_off_the_cpu(monkeypatch):
     x_dev = torch.zeros(1, 3, 224, 224, device="meta")  # stands in for a GPU tensor: shape and dtype only
     monkeypatch.setattr(devices, "memory_budget_mb", lambda d: 16384.0)
     small, big = chunk_size(x_cpu, DEFAULT_BUDGET_MB), chunk_size(x_dev, DEFAULT_BUDGET_MB)
-    assert small == 2 and big == 256  # 64 MB rule vs. 16 GB free (the cap grows 4x on a GPU)
-    assert chunk_size(x_dev, 128) == 4  # an explicit smaller budget still caps
+    assert small == 1 and big == 256  # 64 MB rule vs. 16 GB free (the cap grows 4x on a GPU)
+    assert chunk_size(x_dev, 128) == 3  # an explicit smaller budget still caps
 
 
 def _oom(msg: str = "CUDA out of memory. Tried to allocate 2.00 GiB"):
@@ -245,12 +245,13 @@ def test_scan_splits_a_batch_that_runs_out_of_memory(folder, tmp_path, monkeypat
 
 
 # ---------------------------------------------------------------------- every command on --device cpu
-def test_every_command_runs_with_device_cpu(folder, photos, tmp_path, capsys, monkeypatch):
+def test_every_command_runs_with_device_cpu(folder, photos, tmp_path, capsys, monkeypatch, caplog):
+    caplog.set_level("INFO", logger="mikata.cli")
     img = str(next(folder.glob("a/*.png")))
     d = ["--device", "cpu"]
     assert main(["predict", SPEC, img, "--json", *d, "--precision", "fp32"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["top"][0]["class"] in "abcd"
-    assert main(["layers", SPEC, *d]) == 0
+    assert main(["layers", SPEC, *d]) == 0 and "1,152 parameters" in capsys.readouterr().out
     from mikata.attribution.engine import METHODS
 
     assert main(["explain", SPEC, img, "--methods", ",".join(METHODS), "--samples", "3", "--steps", "3",
@@ -280,7 +281,8 @@ def test_every_command_runs_with_device_cpu(folder, photos, tmp_path, capsys, mo
                         type("R", (), {"seconds": 0.0, "outputs": []})())
     assert main(["serve", str(run), *d]) == 0 and main(["demo", "--quick", *d]) == 0
     assert got == {"serve": torch.device("cpu"), "demo": torch.device("cpu")}
-    assert "device: cpu" in capsys.readouterr().err
+    announced = [r.getMessage() for r in caplog.records if r.getMessage().startswith("device: ")]
+    assert announced and all(m.startswith("device: cpu (torch ") for m in announced)
 
 
 def test_server_maps_on_demand_use_the_runs_model_on_the_device(folder, tmp_path):
