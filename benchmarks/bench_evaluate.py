@@ -40,9 +40,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from mikata.attribution.batching import chunk_size
-    from mikata.evaluate.faithfulness import channels_last, perturbation_curves, step_counts, unit_ranks, default_patch
-    from mikata.evaluate.randomization import cascade, compute_maps
-    from mikata.evaluate.stability import max_sensitivity
+    from mikata.evaluation.faithfulness import channels_last, perturbation_curves, step_counts, unit_ranks, default_patch
+    from mikata.evaluation.randomization import cascade, compute_maps
+    from mikata.evaluation.stability import max_sensitivity
     from mikata.models import load_model
 
     h = load_model("efficientnet-lite0")
@@ -60,7 +60,7 @@ def main() -> None:
     # the floor: the same perturbed inputs, built beforehand, forwarded in the same batches
     ranks, units = unit_ranks(cam, default_patch((224, 224)))
     counts = step_counts(units, args.steps)
-    blurred = __import__("mikata.evaluate.faithfulness", fromlist=["fill_image"]).fill_image(x, "blur")
+    blurred = __import__("mikata.evaluation.faithfulness", fromlist=["fill_image"]).fill_image(x, "blur")
     pre = torch.stack([torch.where((ranks[i] < counts[k])[None], blurred[i], x[i])
                        for i in range(n) for k in range(1, args.steps + 1)])
 

@@ -31,7 +31,7 @@ def main() -> None:
     from conftest import _photo_arrays
     from mikata.data import load_image
     from mikata.models import load_model
-    from mikata.predict import predict
+    from mikata.prediction import predict
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--batch", type=int, default=16)

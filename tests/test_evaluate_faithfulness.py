@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from mikata.data.images import load_image
-from mikata.evaluate.faithfulness import auc, perturbation_curves, road_impute
-from mikata.evaluate.randomization import compute_maps
+from mikata.evaluation.faithfulness import auc, perturbation_curves, road_impute
+from mikata.evaluation.randomization import compute_maps
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,7 @@ def test_region_curves_match_a_slow_direct_implementation(lite0, batch):
     a = torch.rand(2, 64, 64, generator=torch.Generator().manual_seed(2))
     # sigma 5 * 64 / 224: radius ceil(3 sigma) = 5 here and int(3 sigma + 0.5) = 4 in scipy -> use sigma 1.5
     # where both give a radius of 5 (ceil(4.5) = 5, int(5.0) = 5)
-    from mikata.evaluate import faithfulness as fa
+    from mikata.evaluation import faithfulness as fa
 
     orig = fa.fill_image
     fa.fill_image = lambda x_, fill, sigma=None: orig(x_, fill, sigma=1.5)

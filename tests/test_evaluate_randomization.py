@@ -12,9 +12,9 @@ import torch
 from torch import nn
 
 from mikata.data.images import load_image
-from mikata.evaluate.randomization import (cascade, compute_maps, normalize01, parametrized_units, random_logit,
+from mikata.evaluation.randomization import (cascade, compute_maps, normalize01, parametrized_units, random_logit,
                                            randomize_unit, spearman, ssim, stage_groups)
-from mikata.evaluate.scorecard import evaluate
+from mikata.evaluation.scorecard import evaluate
 from mikata.models.handle import ModelHandle
 
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from mikata.data.images import load_image
-from mikata.evaluate.localization import box_mask, energy_inside, pointing_game, read_boxes
-from mikata.evaluate.randomization import compute_maps
-from mikata.evaluate.stability import max_sensitivity, noise_batches
+from mikata.evaluation.localization import box_mask, energy_inside, pointing_game, read_boxes
+from mikata.evaluation.randomization import compute_maps
+from mikata.evaluation.stability import max_sensitivity, noise_batches
 
 
 def test_max_sensitivity_matches_quantus(lite0, photos, torchvision):
@@ -80,7 +80,7 @@ def test_boxes_in_original_pixels_map_through_resize_and_crop(lite0, tmp_path):
     assert left_box.shape == (224, 224)
     bad = tmp_path / "bad.csv"
     bad.write_text("cat.png,10,10,5,20\n")
-    from mikata.evaluate.localization import BoxesError
+    from mikata.evaluation.localization import BoxesError
 
     with pytest.raises(BoxesError, match="x1 > x0"):
         read_boxes(bad)

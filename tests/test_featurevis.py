@@ -148,3 +148,17 @@ def test_rectified_channel_of_first_conv_moves_an_edge_filter_that_the_plain_mea
     rect = visualize_channels(lite0, "stem.conv", [edge], opts, rectify=True).log
     gain = lambda log: log[-1]["units"][0] - log[0]["units"][0]
     assert gain(rect) > 0.2 and gain(plain) < gain(rect) / 2, (gain(plain), gain(rect))
+
+
+def test_regularizers_compose_as_objectives_on_the_input(lite0):
+    """RenderOptions' tv / lp / blur weights and the same regularizers subtracted as objectives give
+    the same images (Lucid-style composition: ``channel - w * tv()``)."""
+    from mikata.featurevis import channel
+    from mikata.featurevis.regularizers import blur, lp, tv
+
+    opts = dict(size=32, steps=3, jitter=0, seed=1)
+    by_options = render(lite0, channel("blocks.3", [0, 1]), RenderOptions(tv=5.0, lp=0.5, blur=2.0, **opts)).images
+    composed = channel("blocks.3", [0, 1]) - 5.0 * tv() - 0.5 * lp(6.0) - 2.0 * blur()
+    by_objective = render(lite0, composed, RenderOptions(**opts)).images
+    torch.testing.assert_close(by_objective, by_options, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(by_options, render(lite0, channel("blocks.3", [0, 1]), RenderOptions(**opts)).images)

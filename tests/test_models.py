@@ -10,7 +10,7 @@ from mikata.errors import ChoiceError, ModelLoadError
 from mikata.hooks import capture, get_layer, preserved
 from mikata.models import list_layers, load_model, save_checkpoint
 from mikata.models.efficientnet_lite import VARIANTS, build_efficientnet_lite, load_packaged_weights, packaged_weights_path
-from mikata.predict import predict
+from mikata.prediction import predict
 
 CATS = {"tiger cat", "Egyptian cat", "tabby", "Persian cat", "Siamese cat", "lynx"}
 

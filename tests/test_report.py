@@ -34,7 +34,7 @@ def report_run(tmp_path_factory):
     h = mnist_handle()
     h.metadata["architecture"] = "test_scan_support:mnist_handle"
     ckpt = save_checkpoint(h, base / "digits-cnn.safetensors", extra={"training": {"history": HISTORY}})
-    handle = load_model(str(ckpt))
+    handle = load_model(str(ckpt), architecture="test_scan_support:mnist_handle")  # a factory: typed, not read
     run = base / "run"
     scan(handle, base / "digits", run, batch_size=64, workers=0, progress=False)
     r = visualize_classes(handle, ["3", "8"], RenderOptions(size=28, steps=4, jitter=2, pad=2))
@@ -217,7 +217,7 @@ def test_report_of_a_plain_run_leaves_optional_sections_out(tmp_path):
     h = mnist_handle()
     h.metadata["architecture"] = "test_scan_support:mnist_handle"
     ckpt = save_checkpoint(h, tmp_path / "plain.safetensors")
-    scan(load_model(str(ckpt)), tmp_path / "digits", tmp_path / "run", batch_size=32, workers=0, progress=False)
+    scan(load_model(str(ckpt), architecture="test_scan_support:mnist_handle"), tmp_path / "digits", tmp_path / "run", batch_size=32, workers=0, progress=False)
     ckpt.unlink()
     gone = write_report(tmp_path / "run", tmp_path / "gone.html")
     assert gone.maps == 0 and any(n.startswith("attribution maps left out") for n in gone.notes)

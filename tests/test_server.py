@@ -424,12 +424,14 @@ def test_grid_can_show_the_maps_of_the_predicted_class(served):
 
 
 def test_a_relative_checkpoint_spec_is_found_next_to_a_moved_run(tmp_path):
-    from mikata.analysis.maps import run_model_spec as resolve_model_spec
+    """Inside the run directory only (issue 17): a checkpoint planted in a parent folder is never picked up."""
+    from mikata.models.run_model import run_model_spec as resolve_model_spec
 
     (tmp_path / "project" / "runs" / "a").mkdir(parents=True)
-    (tmp_path / "project" / "model.safetensors").write_bytes(b"")
     run = tmp_path / "project" / "runs" / "a"
-    assert resolve_model_spec({"model_spec": "old/place/model.safetensors"}, run) == str(
-        tmp_path / "project" / "model.safetensors")
+    (run / "model.safetensors").write_bytes(b"")
+    assert resolve_model_spec({"model_spec": "old/place/model.safetensors"}, run) == str(run / "model.safetensors")
     assert resolve_model_spec({"model_spec": "efficientnet-lite0"}, run) == "efficientnet-lite0"
     assert resolve_model_spec({"model_spec": "gone/elsewhere.safetensors"}, tmp_path) == "gone/elsewhere.safetensors"
+    (tmp_path / "project" / "planted.safetensors").write_bytes(b"")
+    assert resolve_model_spec({"model_spec": "x/planted.safetensors"}, run) == "x/planted.safetensors"

@@ -11,9 +11,9 @@ from PIL import Image
 
 from mikata.data.datasets import DatasetError
 from mikata.errors import ChoiceError
-from mikata.train import Augment, augment_batch, freeze_until, parse_augment, state_path, train
-from mikata.train.frozen_features import check_shortcut
-from mikata.train.options import TrainingError
+from mikata.training import Augment, augment_batch, freeze_until, parse_augment, state_path, train
+from mikata.training.frozen_features import check_shortcut
+from mikata.training.options import TrainingError
 
 DIGITS = (0, 1, 3, 7)
 FAST = dict(epochs=3, batch_size=16, lr=0.02, input_size=32, freeze_until="blocks.11", threads=1)
@@ -57,7 +57,7 @@ def test_short_training_lifts_validation_accuracy_well_above_chance(trained):
 
 def test_checkpoint_round_trips_through_load_model_and_predict(trained, digits_dir, lite0):
     from mikata.models import load_model
-    from mikata.predict import predict
+    from mikata.prediction import predict
 
     handle = load_model(str(trained.checkpoint))
     assert handle.class_names == [f"digit_{c}" for c in DIGITS]

@@ -1,33 +1,61 @@
 """mikata — see what a CNN image classifier has learned and why it gets images wrong.
 
-Importing mikata is light: torch and friends load when a function that needs them is called.
+The top-level functions are the ones the ``mikata`` command calls, so a notebook and the command
+line give the same answers. Importing mikata is light: torch and friends load when a function that
+needs them is first used.
 
 Example:
     >>> import mikata
-    >>> handle = mikata.load_model("efficientnet-lite0")          # doctest: +SKIP
-    >>> mikata.predict(handle, ["chelsea.png"], top=5)            # doctest: +SKIP
+    >>> handle = mikata.load_model("efficientnet-lite0")                        # doctest: +SKIP
+    >>> mikata.predict(handle, ["chelsea.png"], top=3)                          # doctest: +SKIP
+    >>> mikata.explain(handle, "chelsea.png", ["gradcam", "guided-gradcam"])    # doctest: +SKIP
+    >>> run = mikata.open_run("mikata-demo/run"); run.label_issues()           # doctest: +SKIP
+
+No public name here is also the name of a submodule (``tests/test_api.py`` checks it), so importing
+``mikata.something`` never replaces a function with a module.
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-_LAZY = {
-    "load_model": "mikata.models",
-    "ModelHandle": "mikata.models",
-    "save_checkpoint": "mikata.models",
-    "list_layers": "mikata.models",
-    "load_image": "mikata.data",
-    "capture": "mikata.hooks",
-    "predict": "mikata.predict",
+# public name -> (module, attribute); resolved on first use, then kept as a module attribute
+_API = {
+    "load_model": ("mikata.models.loading", "load_model"),
+    "ModelHandle": ("mikata.models.handle", "ModelHandle"),
+    "save_checkpoint": ("mikata.models.loading", "save_checkpoint"),
+    "list_layers": ("mikata.models", "list_layers"),
+    "load_image": ("mikata.data.images", "load_image"),
+    "capture": ("mikata.hooks", "capture"),
+    "predict": ("mikata.prediction", "predict"),
+    "explain": ("mikata.attribution.explanation", "explain_images"),
+    "explain_figure": ("mikata.attribution.figure", "explain_figure"),
+    "Explanation": ("mikata.attribution.explanation", "Explanation"),
+    "visualize": ("mikata.featurevis.units", "visualize"),
+    "RenderOptions": ("mikata.featurevis.render", "RenderOptions"),
+    "activations": ("mikata.inspect.activations", "activation_grid"),
+    "filters": ("mikata.inspect.filters", "filter_grid"),
+    "train": ("mikata.training.loop", "train"),
+    "scan": ("mikata.analysis.scan", "scan"),
+    "open_run": ("mikata.analysis.run", "open_run"),
+    "Run": ("mikata.analysis.run", "Run"),
+    "export_run": ("mikata.analysis.export", "export_run"),
+    "evaluate": ("mikata.evaluation.scorecard", "evaluate"),
 }
 
-__all__ = sorted(_LAZY) + ["__version__"]
+__all__ = sorted(_API) + ["__version__"]
 
 
 def __getattr__(name: str):
-    if name in _LAZY:
+    if name in _API:
         import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        module, attr = _API[name]
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value  # later look-ups skip this function
+        return value
     raise AttributeError(f"module 'mikata' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_API))

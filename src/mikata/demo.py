@@ -46,10 +46,10 @@ def run_demo(out_dir: str | Path = "mikata-demo", quick: bool = False, device: s
     from mikata.attribution.files import explain_files
     from mikata.featurevis import RenderOptions, visualize_channels, visualize_classes
     from mikata.models import load_model
-    from mikata.predict import predict
+    from mikata.prediction import predict
     from mikata.report import write_report
-    from mikata.train.demo import DEMO_SETTINGS, demo_paths, train_demo_model
-    from mikata.train.loop import plot_path
+    from mikata.training.demo import DEMO_SETTINGS, demo_paths, train_demo_model
+    from mikata.training.loop import plot_path
 
     start = time.perf_counter()
     out = Path(out_dir)
@@ -126,7 +126,7 @@ def run_demo(out_dir: str | Path = "mikata-demo", quick: bool = False, device: s
 def evaluate_run(run_dir: Path, handle, methods: list[str], images: int, **settings) -> dict:
     """``mikata evaluate RUN_DIR``: the scorecard of ``methods`` on a seeded sample of the run, printed
     and written to ``RUN_DIR/evaluate/`` (where the report and the web app find it)."""
-    from mikata.evaluate.scorecard import evaluate, format_scorecard, load_images, sample_paths, write_scorecard
+    from mikata.evaluation.scorecard import evaluate, format_scorecard, load_images, sample_paths, write_scorecard
 
     x, _ = load_images(handle, sample_paths(run_dir, images))
     res = evaluate(handle, x, methods, model_name=handle.spec or None, **settings)

@@ -36,3 +36,15 @@ class ChoiceError(MikataError, ValueError):
         if hint:
             msg += f". {hint}"
         super().__init__(msg)
+
+
+def check_choices(kind: str, given: object, choices, hint: str = ""):
+    """``given`` if it is one of ``choices``, else ``ChoiceError`` listing them (the one check for names).
+
+    Example:
+        >>> check_choices("optimizer", "adam", ("adam", "sgd"))
+        'adam'
+    """
+    if given not in choices:
+        raise ChoiceError(kind, given, [str(c) for c in choices], hint=hint)
+    return given

@@ -22,30 +22,34 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from mikata.analysis.media import encode, image_file
-from mikata.analysis.runstore import RunStore, RunStoreError
+from mikata.analysis.runstore import RunStore
+from mikata.attribution import registry
+from mikata.data.preprocessing import Preprocessing
 from mikata.models.handle import ModelHandle
+from mikata.models.run_model import load_run_model
 
 log = logging.getLogger(__name__)
 
 # methods whose maps live at a layer's resolution; every other method gives a pixel-level map
-LAYER_MAP_METHODS = ("gradcam", "gradcam++", "layercam", "xgradcam", "eigencam", "scorecam")
+LAYER_MAP_METHODS = registry.names(layer_resolution=True)
 
 
 class MapService:
     """On-demand, cached attribution maps for one run. ``handle`` defaults to the run's own model."""
 
     def __init__(self, run_dir: str | os.PathLike, handle: ModelHandle | None = None,
-                 options: dict[str, dict] | None = None, device: str | None = "cpu"):
+                 options: dict[str, dict] | None = None, model: str | None = None, trust: bool = False,
+                 device: str | None = "cpu"):
         self.run_dir = Path(run_dir).expanduser().resolve()
         with RunStore.open(self.run_dir, annotate=True) as store:  # creates the cache tables if missing
             self.identity = store.manifest["identity"]
         self._handle = handle
+        self.model, self.trust = model, trust  # a spec the user typed; else the run's own, checked
         self.device = device  # where the run's model is loaded and its maps computed
         self.options = options or {}
         self._model_lock = threading.Lock()
@@ -54,12 +58,18 @@ class MapService:
 
     # ------------------------------------------------------------------ model
     @property
+    def preprocessing(self) -> Preprocessing:
+        """The run's pixels: the given handle's, else the manifest's (no model load needed)."""
+        return self._handle.preprocessing if self._handle is not None else Preprocessing.from_identity(self.identity)
+
+    @property
     def handle(self) -> ModelHandle:
         """The model the run was scanned with, loaded on first use and checked against its weights hash."""
         if self._handle is None:
             with self._model_lock:
                 if self._handle is None:
-                    self._handle = load_run_model(self.identity, self.run_dir, device=self.device)
+                    self._handle = load_run_model(self.identity, self.run_dir, self.model, self.trust,
+                                                  device=self.device)
         return self._handle
 
     def class_index(self, cls: int | str | None, image_id: int) -> int:
@@ -169,10 +179,9 @@ class MapService:
 
     def _compute_batch(self, paths: list[Path], methods: list[str], cls: int, layer: str | None) -> dict[str, np.ndarray]:
         from mikata.attribution import explain
-        from mikata.data.images import load_image
 
         h = self.handle
-        x = h.preprocess([load_image(p, "L" if h.in_channels == 1 else "RGB") for p in paths])  # (n, C, H, W)
+        x = h.preprocessing.load(paths)  # (n, C, H, W)
         options = {m: self.options[m] for m in methods if m in self.options} or None
         with self._model_lock:
             results = explain(h, x, methods, targets=[cls], layer=layer, options=options)
@@ -183,21 +192,18 @@ class MapService:
 
         Needs only the run's preprocessing, so when every map was cached the model is never loaded.
         """
-        from mikata.data.images import load_image
         from mikata.render import to_uint8_image
 
         with RunStore.open(self.run_dir) as store:
             paths = {int(i): image_file(store, int(i)) for i in ids}
-        h = self._handle if self._handle is not None else _Preprocessing.of(self.identity)
-        mode = "L" if h.in_channels == 1 else "RGB"
-        return {i: to_uint8_image(h.denormalize(h.preprocess([load_image(p, mode)]))[0]) for i, p in paths.items()}
+        pre = self.preprocessing
+        return {i: to_uint8_image(pre.denormalize(pre.load([p]))[0]) for i, p in paths.items()}
 
     def _compute(self, path: Path, method: str, cls: int, layer: str | None) -> np.ndarray:
         from mikata.attribution import explain
-        from mikata.data.images import load_image
 
         h = self.handle
-        x = h.preprocess([load_image(path, "L" if h.in_channels == 1 else "RGB")])  # (1, C, H, W)
+        x = h.preprocessing.load([path])  # (1, C, H, W)
         with self._model_lock:  # hooks on a shared module: one computation at a time
             a = explain(h, x, [method], targets=[cls], layer=layer,
                         options={method: self.options[method]} if method in self.options else None)[0]
@@ -205,14 +211,12 @@ class MapService:
 
     def model_view(self, image_id: int) -> np.ndarray:
         """The image as the model sees it (resized, center-cropped), ``(H, W, 3)`` uint8."""
-        from mikata.data.images import load_image
         from mikata.render import to_uint8_image
 
         with RunStore.open(self.run_dir) as store:
             path = image_file(store, image_id)
-        h = self.handle
-        x = h.preprocess([load_image(path, "L" if h.in_channels == 1 else "RGB")])
-        return to_uint8_image(h.denormalize(x)[0])
+        pre = self.preprocessing
+        return to_uint8_image(pre.denormalize(pre.load([path]))[0])
 
     def overlay_png(self, image_id: int, method: str = "gradcam", cls: int | str | None = None,
                     layer: str | None = None, alpha: float = 0.5) -> bytes:
@@ -221,58 +225,9 @@ class MapService:
         return encode(overlay_array(m, self.model_view(image_id), method, alpha))
 
 
-@dataclass
-class _Preprocessing:
-    """A run's preprocessing (from its manifest) without its network: ``ModelHandle``'s own pixel code."""
-
-    input_size: tuple[int, int]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    crop_fraction: float
-    interpolation: str
-    in_channels: int
-    _one = ModelHandle._one
-    preprocess = ModelHandle.preprocess
-    denormalize = ModelHandle.denormalize
-
-    @classmethod
-    def of(cls, identity: dict) -> "_Preprocessing":
-        return cls(tuple(identity["input_size"]), tuple(identity["mean"]), tuple(identity["std"]),
-                   float(identity["crop_fraction"]), identity["interpolation"], int(identity["in_channels"]))
-
-
 def overlay_array(m: np.ndarray, view: np.ndarray, method: str, alpha: float = 0.5) -> np.ndarray:
     """A map blended over the model's view of its image, ``(H, W, 3)`` uint8 (how ``overlay_png`` draws)."""
     from mikata.render import colorize, display_map
 
     shown = display_map(m, saturate=method not in LAYER_MAP_METHODS)
     return (alpha * colorize(shown) + (1 - alpha) * view.astype(np.float64)).round().astype(np.uint8)
-
-
-def run_model_spec(identity: dict, run_dir: str | os.PathLike | None = None) -> str:
-    """The run's model spec; a checkpoint path that was relative to another directory is looked up
-    next to the run too (``mikata scan models/m.safetensors ... --run runs/x`` run from elsewhere)."""
-    spec = str(identity["model_spec"])
-    if run_dir is None or os.path.exists(spec) or not spec.endswith((".safetensors", ".pt", ".pth", ".ts")):
-        return spec
-    run = Path(run_dir).expanduser().resolve()
-    for base in (run, *run.parents):
-        for candidate in (base / spec, base / Path(spec).name):
-            if candidate.is_file():
-                return str(candidate)
-    return spec
-
-
-def load_run_model(identity: dict, run_dir: str | os.PathLike | None = None,
-                   device: str | None = "cpu") -> ModelHandle:
-    """Load the model a run was scanned with (``manifest["identity"]``) onto ``device``, refusing
-    changed weights."""
-    from mikata.analysis.scan import weights_hash
-    from mikata.models import load_model
-
-    spec = run_model_spec(identity, run_dir)
-    handle = load_model(spec, device=device)
-    if weights_hash(handle.net) != identity["weights_sha1"]:
-        raise RunStoreError(f"the model at {spec} is not the one this run was scanned with (its weights changed); "
-                            "scan again into a new run directory to see maps for the new weights")
-    return handle

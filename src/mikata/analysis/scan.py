@@ -37,6 +37,7 @@ from mikata.devices import split_on_oom
 from mikata.errors import ImageDecodeError, MikataError
 from mikata.hooks import attached, capture, get_layer, preserved
 from mikata.models.handle import ModelHandle
+from mikata.models.run_model import weights_hash  # noqa: F401 - re-exported: mikata.analysis.scan.weights_hash
 
 log = logging.getLogger(__name__)
 TOP_K = 5
@@ -56,27 +57,6 @@ class ScanSummary:
 
 
 # ------------------------------------------------------------------------------------ the model side
-def weights_hash(net: nn.Module) -> str:
-    """sha1 over the state dict (names, shapes, bytes): a run is tied to exactly these weights."""
-    h = hashlib.sha1()
-    for name, t in net.state_dict().items():
-        h.update(name.encode())
-        h.update(str(tuple(t.shape)).encode())
-        t = t.detach().cpu()  # the same hash wherever the model runs
-        h.update(t.contiguous().numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
-    return h.hexdigest()
-
-
-def embedding_layer(handle: ModelHandle) -> str | None:
-    """Name of the last ``nn.Linear`` called in a forward (its input is the penultimate embedding)."""
-    linears = [(n, m) for n, m in handle.net.named_modules() if isinstance(m, nn.Linear)]
-    if not linears:
-        return None
-    order: list[str] = []
-    hooks = [(m, "forward", lambda mod, a, o, n=n: order.append(n)) for n, m in linears]
-    with torch.inference_mode(), attached(hooks):
-        handle.model(torch.zeros(1, handle.in_channels, *handle.input_size, device=handle.device))
-    return order[-1] if order else linears[-1][0]
 
 
 def gradcam_from(act: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
@@ -150,15 +130,13 @@ class _Files(torch.utils.data.Dataset):
     """Reads, hashes and preprocesses one file; a decode failure becomes a value, not an exception."""
 
     def __init__(self, handle: ModelHandle, samples: Sequence[Sample]):
-        self.handle, self.samples = handle, list(samples)
-        self.mode = "L" if handle.in_channels == 1 else "RGB"
+        # only the pixels travel to the loader's worker processes, not the network
+        self.preprocessing, self.samples = handle.preprocessing, list(samples)
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, i: int):
-        from mikata.data.images import load_image
-
         path = self.samples[i].path
         try:
             with open(path, "rb") as f:
@@ -168,7 +146,7 @@ class _Files(torch.utils.data.Dataset):
         except OSError as e:
             return i, None, None, 0, 0, f"cannot read the file ({e.strerror or e})"
         try:
-            x = self.handle.preprocess([load_image(path, self.mode)])[0]  # (C, H, W)
+            x = self.preprocessing.load([path])[0]  # (C, H, W)
         except ImageDecodeError as e:
             return i, None, digest, size, mtime, e.reason
         except Exception as e:  # noqa: BLE001 - a file must never stop a scan; record why
@@ -217,9 +195,7 @@ def make_manifest(handle: ModelHandle, dataset: ImageDataset, layer: str, embed_
 
     identity = {
         "model_spec": handle.spec, "weights_sha1": weights_hash(handle.net), "classes": list(handle.class_names),
-        "input_size": list(handle.input_size), "mean": list(handle.mean), "std": list(handle.std),
-        "crop_fraction": handle.crop_fraction, "interpolation": handle.interpolation,
-        "in_channels": handle.in_channels, "layer": layer, "embedding_layer": embed_layer, "gradcam": gradcam,
+        **handle.preprocessing.to_dict(), "layer": layer, "embedding_layer": embed_layer, "gradcam": gradcam,
     }
     return {"format": "mikata-run/1", "identity": identity, "dataset_root": dataset.root,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -268,7 +244,7 @@ def scan(
     if layer is None:
         raise MikataError("this model has no default layer; pass --layer NAME (see `mikata layers MODEL`)")
     get_layer(handle.net, layer)  # a clear ChoiceError for an unknown name
-    embed_layer = embedding_layer(handle)
+    embed_layer = handle.embedding_layer  # resolved once, at load
     store = RunStore.create_or_resume(run_dir, make_manifest(handle, dataset, layer, embed_layer, gradcam))
     try:
         return _scan_into(store, handle, chosen, batch_size, workers, layer, embed_layer, gradcam, progress, t0)

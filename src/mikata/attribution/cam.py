@@ -46,14 +46,36 @@ def layercam(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
 
 def eigencam(acts: torch.Tensor) -> torch.Tensor:
     """Muhammad & Yeasin 2020: projection on the first principal component of the centred
-    activations (class independent). The SVD sign is arbitrary; like pytorch-grad-cam we keep the
-    sign the SVD gives and clamp negatives."""
+    activations (class independent), negatives clamped as in pytorch-grad-cam.
+
+    An SVD component's sign is arbitrary (pytorch-grad-cam keeps whatever LAPACK returns, so its map
+    can come out inverted). Convention here: the projection correlates positively with the
+    channel-mean activation, i.e. the map is high where the layer is active overall.
+    """
     n, c, h, w = acts.shape
     flat = acts.reshape(n, c, h * w).transpose(1, 2).double()  # (N, hw, C)
     flat = flat - flat.mean(dim=1, keepdim=True)
     _, _, vh = torch.linalg.svd(flat, full_matrices=False)  # vh: (N, C, C)
-    proj = flat @ vh[:, 0, :, None]  # (N, hw, 1)
-    return proj.reshape(n, h, w).float().clamp_min(0)
+    proj = (flat @ vh[:, 0, :, None])[..., 0]  # (N, hw)
+    mean_act = flat.mean(dim=2)  # (N, hw): channel-mean activation, centred
+    sign = torch.where((proj * mean_act).sum(1) < 0, -1.0, 1.0).to(proj.dtype)  # (N,)
+    return (proj * sign[:, None]).reshape(n, h, w).float().clamp_min(0)
 
 
 GRADIENT_CAMS = {"gradcam": gradcam, "gradcam++": gradcam_plus_plus, "xgradcam": xgradcam, "layercam": layercam}
+
+
+# ---------------------------------------------------------------- registry entry points (see catalog.py)
+def run_gradient_cam(fn):
+    """A registry ``run`` for a gradient-weighted CAM ``fn(acts, grads)``: one map per target rank."""
+
+    def run(ctx) -> tuple[list[torch.Tensor], dict]:
+        grads = ctx.shared.layer_grads["plain"]  # T x (N, C, h, w)
+        return [fn(ctx.shared.activation, g) for g in grads], {}
+
+    return run
+
+
+def run_eigencam(ctx) -> tuple[list[torch.Tensor], dict]:
+    """EigenCAM is class independent: the same map for every target rank."""
+    return [eigencam(ctx.shared.activation)] * ctx.ids.shape[1], {}

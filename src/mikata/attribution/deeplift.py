@@ -1,10 +1,12 @@
 """DeepLIFT with the Rescale rule (Shrikumar et al. 2017), from one forward of ``[x; x0]``.
 
-Inputs and baselines run as one batch of 2N. Every ReLU/ReLU6 output is routed (through
-``mikata.hooks.attached``) into ``_Rescale``, whose backward replaces the local derivative by the
-multiplier ``(y - y0) / (x - x0)`` (the plain derivative where ``|x - x0|`` is tiny), as Captum does.
-Linear layers (conv, eval-mode batch norm, linear, average pooling) pass multipliers unchanged.
-In-place ReLUs are handed a clone, so they work (Captum's DeepLift fails on torchvision ResNet).
+Inputs and baselines run as one batch of 2N. Every rectifier the forward runs (modules, in-place
+modules, functional ``F.relu`` / ``relu6`` / ``hardtanh(0, max)``: ``mikata.attribution.rectifiers``)
+goes through ``_Rescale``, whose backward replaces the local derivative by the multiplier
+``(y - y0) / (x - x0)`` (the plain derivative where ``|x - x0|`` is tiny), as Captum does. Linear
+layers (conv, eval-mode batch norm, linear, average pooling) pass multipliers unchanged. In-place
+ReLUs work (Captum's DeepLift fails on torchvision ResNet). A network whose forward runs no rectifier
+is refused (``RectifierError``): DeepLIFT-Rescale there would be a gradient x input under another name.
 Limitation: max pooling uses its ordinary gradient, not Captum's max-pool rescale rule.
 
 Example:
@@ -14,10 +16,9 @@ Example:
 from __future__ import annotations
 
 import torch
-from torch import nn
-
 from mikata.attribution.integrated_gradients import make_baseline
-from mikata.hooks import attached, preserved
+from mikata.attribution.rectifiers import Rectifiers
+from mikata.hooks import preserved
 from mikata.models.handle import ModelHandle
 
 EPS = 1e-10
@@ -42,41 +43,26 @@ class _Rescale(torch.autograd.Function):
         return grad * mult, None
 
 
-def _rescale_hooks(net: nn.Module) -> list:
-    stash: dict[int, list[torch.Tensor]] = {}
-    hooks = []
-    for module in net.modules():
-        if not isinstance(module, (nn.ReLU, nn.ReLU6)):
-            continue
-        upper = 6.0 if isinstance(module, nn.ReLU6) else float("inf")
-
-        def pre(mod, args):
-            stash.setdefault(id(mod), []).append(args[0])
-            return (args[0].clone(),) if getattr(mod, "inplace", False) else None
-
-        def post(mod, args, out, upper=upper):
-            return _Rescale.apply(stash[id(mod)].pop(), upper)
-
-        hooks += [(module, "forward_pre", pre), (module, "forward", post)]
-    return hooks
-
-
 def deeplift(
     handle: ModelHandle,
     x: torch.Tensor,
     ids: torch.Tensor,
     baseline: str | torch.Tensor = "black",
     seed: int = 0,
-) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Per target rank: DeepLIFT attributions ``(N, C, H, W)`` and summation-to-delta gaps ``(N,)``."""
+) -> tuple[list[torch.Tensor], list[torch.Tensor], dict]:
+    """Per target rank: DeepLIFT attributions ``(N, C, H, W)`` and summation-to-delta gaps ``(N,)``;
+    then what the Rescale rule changed (``Rectifiers.info``)."""
     x0 = make_baseline(handle, x, baseline, seed)
     n = x.shape[0]
     with preserved(handle.net):
         for p in handle.net.parameters():
             p.requires_grad_(False)
-        with attached(_rescale_hooks(handle.net)), torch.enable_grad():
+        seen = Rectifiers(_Rescale.apply)
+        with torch.enable_grad():
             both = torch.cat([x, x0]).detach().requires_grad_(True)  # (2N, C, H, W)
-            logits = handle.model(both)
+            with seen:
+                logits = handle.model(both)
+            seen.require("deeplift")
             picked = logits[:n].gather(1, ids)  # (N, T)
             picked0 = logits[n:].gather(1, ids)
             attrs, deltas = [], []
@@ -85,4 +71,10 @@ def deeplift(
                 a = (x - x0) * g[:n]
                 attrs.append(a.detach())
                 deltas.append((a.sum(dim=(1, 2, 3)) - (picked[:, k] - picked0[:, k])).detach())
-    return attrs, deltas
+    return attrs, deltas, seen.info()
+
+
+def run(ctx) -> tuple[list[torch.Tensor], dict]:
+    """Registry entry point (``catalog.py``): attributions, summation-to-delta gaps, rectifier counts."""
+    attrs, deltas, seen = deeplift(ctx.handle, ctx.x, ctx.ids, **ctx.options)
+    return attrs, {"completeness_delta": [d.tolist() for d in deltas], **seen}

@@ -21,25 +21,25 @@ from typing import Sequence
 
 import torch
 
-from mikata.attribution import cam
+from mikata.attribution import registry
 from mikata.attribution.batching import DEFAULT_BUDGET_MB
-from mikata.attribution.passes import Pass, gradient_pass
+from mikata.attribution.passes import gradient_pass
+from mikata.attribution.registry import MethodContext
+from mikata.attribution.smoothgrad import VARIANTS
 from mikata.attribution.result import Attribution, reduce_channels, upsample
 from mikata.attribution.targets import TargetSpec, resolve_targets
 from mikata.errors import ChoiceError, MikataError
 from mikata.hooks import get_layer, preserved
 from mikata.models.handle import ModelHandle
 
-# name -> how a pixel map is reduced over channels for display
-PIXEL_GRADIENT = {"saliency": ("plain", "maxabs"), "saliency-signed": ("plain", "sum"),
-                  "grad-x-input": ("plain", "sum"), "guided-backprop": ("guided", "maxabs"),
-                  "deconv": ("deconv", "maxabs")}
-LAYER_METHODS = ("gradcam", "gradcam++", "layercam", "xgradcam", "eigencam", "scorecam", "guided-gradcam")
-SMOOTH = ("smoothgrad", "smoothgrad-squared", "vargrad")
-OTHER = ("integrated-gradients", "deeplift", "occlusion", "lrp", "lime")
-METHODS = ("gradcam", "gradcam++", "layercam", "xgradcam", "eigencam", "scorecam", "saliency",
-           "saliency-signed", "grad-x-input", "guided-backprop", "deconv", "guided-gradcam",
-           *SMOOTH, *OTHER)
+# Derived from the registry (``mikata.attribution.registry``), kept for code that imports them.
+METHODS = registry.names()
+LAYER_METHODS = tuple(n for n in METHODS if registry.get(n).layer_needed({}))
+SMOOTH = tuple(n for n in registry.names(kind="sampling") if n in VARIANTS)
+PIXEL_GRADIENT = {n: (registry.get(n).backwards[0][0], registry.get(n).reduction({}))
+                  for n in registry.names(kind="gradient") if registry.get(n).backwards
+                  and not registry.get(n).layer_needed({})}
+OTHER = tuple(n for n in METHODS if n not in LAYER_METHODS and n not in PIXEL_GRADIENT and n not in SMOOTH)
 
 
 class NotSpatialError(MikataError, ValueError):
@@ -51,8 +51,7 @@ def check_methods(methods: Sequence[str]) -> list[str]:
     out = []
     for m in methods:
         m = m.strip().lower()
-        if m not in METHODS:
-            raise ChoiceError("method", m, list(METHODS))
+        registry.get(m)  # ChoiceError listing every registered method
         if m not in out:
             out.append(m)
     return out
@@ -104,14 +103,15 @@ def explain(
 def _explain(handle: ModelHandle, images: torch.Tensor, methods: list[str], targets: TargetSpec, layer: str | None,
              options: dict[str, dict] | None, budget_mb: float, progress: bool) -> list[Attribution]:
     options = {k.lower(): dict(v) for k, v in (options or {}).items()}
-    bad = [k for k in options if k not in METHODS]
-    if bad:
-        raise ChoiceError("method in options", bad[0], list(METHODS))
+    for k in options:
+        if k not in registry.names():
+            raise ChoiceError("method in options", k, list(registry.names()))
+    specs = [registry.get(m) for m in methods]
     x = images.detach()
     if x.dim() != 4:
         raise ValueError(f"images must be a (N, C, H, W) batch, got shape {tuple(x.shape)}")
     size = tuple(x.shape[-2:])
-    needs_layer = [m for m in methods if m in LAYER_METHODS]
+    needs_layer = [s.name for s in specs if s.layer_needed(options.get(s.name))]
     if needs_layer:
         layer = layer or handle.default_layer
         if layer is None:
@@ -122,16 +122,15 @@ def _explain(handle: ModelHandle, images: torch.Tensor, methods: list[str], targ
 
     # ---- the shared pass: one forward; plain / guided / deconv backwards as the methods need
     modes: dict[str, set[str]] = {}
-    for m in methods:
-        if m in cam.GRADIENT_CAMS or m == "guided-gradcam":
-            modes.setdefault("plain", set()).add("layer")
-        if m in PIXEL_GRADIENT:
-            modes.setdefault(PIXEL_GRADIENT[m][0], set()).add("input")
-        if m == "guided-gradcam":
-            modes.setdefault("guided", set()).add("input")
+    asked_by: dict[str, list[str]] = {}
+    for s in specs:
+        for mode, where in s.backwards:
+            modes.setdefault(mode, set()).add(where)
+            asked_by.setdefault(mode, []).append(s.name)
     tic = time.perf_counter()
     shared = gradient_pass(handle, x, lambda logits: resolve_targets(handle, logits, targets), layer,
-                           {k: tuple(sorted(v)) for k, v in modes.items()})
+                           {k: tuple(sorted(v)) for k, v in modes.items()},
+                           asked_by={k: ", ".join(v) for k, v in asked_by.items()})
     shared_s = time.perf_counter() - tic
     if layer is not None and (shared.activation is None or shared.activation.dim() != 4
                               or shared.activation.shape[-1] * shared.activation.shape[-2] <= 1):
@@ -139,91 +138,19 @@ def _explain(handle: ModelHandle, images: torch.Tensor, methods: list[str], targ
     ids = shared.targets  # (N, T)
 
     results: list[Attribution] = []
-    for m in methods:
+    cache: dict = {}  # methods that share samples (SmoothGrad's variants) keep them here for this call
+    for s in specs:
         tic = time.perf_counter()
-        opts = options.get(m, {})
-        raws, info, shared_used = _run_method(m, handle, x, ids, shared, opts, budget_mb, progress, options)
+        opts = options.get(s.name, {})
+        ctx = MethodContext(handle, x, ids, shared, {k: v for k, v in opts.items() if k != "reduce"}, layer,
+                            budget_mb, progress, cache)
+        raws, info = s.run(ctx)
         elapsed = time.perf_counter() - tic
         for k, raw in enumerate(raws):
-            maps = upsample(raw, size) if raw.dim() == 3 else reduce_channels(raw, _reduction(m, opts))
-            timings = {"method": elapsed / len(raws), "shared_pass": shared_s if shared_used else 0.0}
-            results.append(Attribution(m, shared.labels[k], ids[:, k].tolist(), maps.detach(), raw.detach(),
-                                       layer if m in LAYER_METHODS else None, timings,
+            maps = upsample(raw, size) if raw.dim() == 3 else reduce_channels(raw, s.reduction(opts))
+            timings = {"method": elapsed / len(raws), "shared_pass": shared_s if s.uses_shared else 0.0}
+            results.append(Attribution(s.name, shared.labels[k], ids[:, k].tolist(), maps.detach(), raw.detach(),
+                                       layer if s.layer_needed(opts) else None, timings,
                                        {key: (v[k] if isinstance(v, list) else v) for key, v in info.items()}))
     return results
 
-
-def _reduction(method: str, opts: dict) -> str:
-    if "reduce" in opts:
-        return opts["reduce"]
-    if method in PIXEL_GRADIENT:
-        return PIXEL_GRADIENT[method][1]
-    if method in ("guided-gradcam",):
-        return "maxabs"
-    if method in SMOOTH:
-        return "maxabs" if opts.get("base", "saliency") in ("saliency", "guided-backprop", "deconv") else "sum"
-    return "sum"
-
-
-def _run_method(m: str, handle: ModelHandle, x: torch.Tensor, ids: torch.Tensor, shared: Pass, opts: dict,
-                budget_mb: float, progress: bool, all_options: dict) -> tuple[list[torch.Tensor], dict, bool]:
-    """Raw maps per target rank, extras for ``Attribution.info``, and whether the shared pass was used."""
-    t = ids.shape[1]
-    if m in cam.GRADIENT_CAMS:
-        fn = cam.GRADIENT_CAMS[m]
-        return [fn(shared.activation, shared.layer_grads["plain"][k]) for k in range(t)], {}, True
-    if m == "eigencam":
-        e = cam.eigencam(shared.activation)
-        return [e] * t, {}, True
-    if m == "scorecam":
-        from mikata.attribution.scorecam import scorecam
-
-        return scorecam(handle, x, ids, shared.activation, budget_mb, progress), {}, True
-    if m in PIXEL_GRADIENT:
-        mode = PIXEL_GRADIENT[m][0]
-        grads = shared.input_grads[mode]
-        if m == "saliency":
-            return [g.abs() for g in grads], {}, True
-        if m == "grad-x-input":
-            return [g * x for g in grads], {}, True
-        return list(grads), {}, True
-    if m == "guided-gradcam":
-        out = []
-        for k in range(t):
-            g = cam.gradcam(shared.activation, shared.layer_grads["plain"][k])  # (N, h, w)
-            out.append(shared.input_grads["guided"][k] * upsample(g, tuple(x.shape[-2:]))[:, None])
-        return out, {}, True
-    if m in SMOOTH:
-        from mikata.attribution.smoothgrad import smoothgrad
-
-        # all three variants come from the same samples: compute once per option set
-        key = repr(sorted(opts.items()))
-        cache = all_options.setdefault("_smooth_cache", {})
-        if key not in cache:
-            cache[key] = smoothgrad(handle, x, ids, budget_mb=budget_mb, progress=progress,
-                                    **{k: v for k, v in opts.items() if k != "reduce"})
-        return cache[key][m], {"samples": opts.get("samples", 16), "base": opts.get("base", "saliency")}, False
-    if m == "integrated-gradients":
-        from mikata.attribution.integrated_gradients import integrated_gradients
-
-        attrs, deltas = integrated_gradients(handle, x, ids, budget_mb=budget_mb, progress=progress,
-                                             **{k: v for k, v in opts.items() if k != "reduce"})
-        return attrs, {"completeness_delta": [d.tolist() for d in deltas]}, False
-    if m == "deeplift":
-        from mikata.attribution.deeplift import deeplift
-
-        attrs, deltas = deeplift(handle, x, ids, **{k: v for k, v in opts.items() if k != "reduce"})
-        return attrs, {"completeness_delta": [d.tolist() for d in deltas]}, False
-    if m == "occlusion":
-        from mikata.attribution.occlusion import occlusion
-
-        return occlusion(handle, x, ids, budget_mb=budget_mb, progress=progress, **opts), {}, False
-    if m == "lrp":
-        from mikata.attribution.lrp import lrp
-
-        return lrp(handle, x, ids, **{k: v for k, v in opts.items() if k != "reduce"}), {}, False
-    if m == "lime":
-        from mikata.attribution.lime import lime
-
-        return lime(handle, x, ids, budget_mb=budget_mb, progress=progress, **opts), {}, False
-    raise ChoiceError("method", m, list(METHODS))  # unreachable: check_methods ran first

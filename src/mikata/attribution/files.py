@@ -51,7 +51,7 @@ def explain_files(
     methods = check_methods(methods)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    mode = "L" if handle.in_channels == 1 else "RGB"
+    mode = handle.mode
     summaries = []
     items = [str(p) for p in paths]
     if progress and len(items) > 1:

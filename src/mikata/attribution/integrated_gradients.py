@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from mikata.attribution.batching import DEFAULT_BUDGET_MB, chunk_size
 from mikata.attribution.passes import gradient_pass
 from mikata.devices import for_chunks
-from mikata.errors import ChoiceError
+from mikata.errors import ChoiceError, check_choices
 from mikata.models.handle import ModelHandle
 
 BASELINES = ("black", "zero", "blur", "noise")
@@ -38,8 +38,7 @@ def quadrature(steps: int, method: str = "gausslegendre") -> tuple[list[float], 
         w[0] = w[-1] = 0.5 / (steps - 1)
         return a, w
     offsets = {"riemann_left": 0.0, "riemann_right": 1.0, "riemann_middle": 0.5}
-    if method not in offsets:
-        raise ChoiceError("quadrature", method, list(QUADRATURES))
+    check_choices("quadrature", method, QUADRATURES)
     return [(k + offsets[method]) / steps for k in range(steps)], [1 / steps] * steps
 
 
@@ -104,3 +103,10 @@ def integrated_gradients(
     attrs = [diff * g for g in acc]
     deltas = [attrs[k].sum(dim=(1, 2, 3)) - (f_x[:, k] - f_0[:, k]) for k in range(t)]
     return attrs, deltas
+
+
+def run(ctx) -> tuple[list[torch.Tensor], dict]:
+    """Registry entry point (``catalog.py``): attributions and the completeness delta per rank."""
+    attrs, deltas = integrated_gradients(ctx.handle, ctx.x, ctx.ids, budget_mb=ctx.budget_mb,
+                                         progress=ctx.progress, **ctx.options)
+    return attrs, {"completeness_delta": [d.tolist() for d in deltas]}

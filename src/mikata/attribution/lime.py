@@ -74,3 +74,8 @@ def lime(
                 coef = np.where(np.abs(coef) >= np.sort(np.abs(coef))[-features], coef, 0.0)
             out[k, i] = torch.from_numpy(coef.astype(np.float32)).to(x.device)[seg_t]
     return [out[k] for k in range(t)]
+
+
+def run(ctx) -> tuple[list[torch.Tensor], dict]:
+    """Registry entry point (``catalog.py``)."""
+    return lime(ctx.handle, ctx.x, ctx.ids, budget_mb=ctx.budget_mb, progress=ctx.progress, **ctx.options), {}

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from mikata.errors import ChoiceError, MikataError
+from mikata.errors import MikataError, check_choices
 from mikata.hooks import preserved
 from mikata.models.handle import ModelHandle
 
@@ -56,8 +56,7 @@ def make_composite(handle: ModelHandle, rule: str):
         return named[rule](canonizers=canonizers)
     single = {"epsilon": lambda: rules.Epsilon(), "zplus": lambda: rules.ZPlus(),
               "alpha-beta": lambda: rules.AlphaBeta(alpha=2.0, beta=1.0)}
-    if rule not in single:
-        raise ChoiceError("LRP rule", rule, list(RULES))
+    check_choices("LRP rule", rule, RULES)
     layer_map = [(types.Activation, rules.Pass()), (types.AvgPool, rules.Norm()),
                  (types.Convolution, single[rule]()), (torch.nn.Linear, rules.Epsilon())]
     return composites.LayerMapComposite(layer_map=layer_map, canonizers=canonizers)
@@ -77,3 +76,8 @@ def lrp(handle: ModelHandle, x: torch.Tensor, ids: torch.Tensor, rule: str = "ep
                 (g,) = torch.autograd.grad(picked[:, k].sum(), xin, retain_graph=k < ids.shape[1] - 1)
                 out.append(g.detach())
     return out
+
+
+def run(ctx) -> tuple[list[torch.Tensor], dict]:
+    """Registry entry point (``catalog.py``)."""
+    return lrp(ctx.handle, ctx.x, ctx.ids, **ctx.options), {}

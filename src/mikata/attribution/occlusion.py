@@ -64,3 +64,8 @@ def occlusion(
         per = max(1, chunk_size(x, budget_mb, with_grad=False, cap=256) // n)
         for_chunks(len(boxes), per, run, device=x.device, progress=progress, desc="occlusion")
     return [total[k] / count for k in range(ids.shape[1])]
+
+
+def run(ctx) -> tuple[list[torch.Tensor], dict]:
+    """Registry entry point (``catalog.py``)."""
+    return occlusion(ctx.handle, ctx.x, ctx.ids, budget_mb=ctx.budget_mb, progress=ctx.progress, **ctx.options), {}

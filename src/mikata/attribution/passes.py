@@ -14,12 +14,13 @@ Example:
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 
-from mikata.attribution.relu_rules import RuleState, relu_rule_hooks
+from mikata.attribution.relu_rules import RuleState, rule_mode
 from mikata.hooks import _first_tensor, attached, get_layer, preserved
 from mikata.models.handle import ModelHandle
 
@@ -32,6 +33,7 @@ class Pass:
     activation: torch.Tensor | None = None  # (N, C, h, w) at the layer, detached
     layer_grads: dict[str, list[torch.Tensor]] = field(default_factory=dict)  # mode -> T x (N, C, h, w)
     input_grads: dict[str, list[torch.Tensor]] = field(default_factory=dict)  # mode -> T x (N, C, H, W)
+    rectifiers: dict[str, int] = field(default_factory=dict)  # what the guided / deconv rules changed
 
 
 def gradient_pass(
@@ -40,14 +42,17 @@ def gradient_pass(
     resolve: Callable[[torch.Tensor], tuple[list[str], torch.Tensor]] | torch.Tensor,
     layer: str | None = None,
     modes: dict[str, tuple[str, ...]] | None = None,
+    asked_by: dict[str, str] | None = None,
 ) -> Pass:
     """Forward ``x`` ``(N, C, H, W)`` once; backward once per mode and target rank.
 
     ``resolve`` maps logits to ``(labels, ids (N, T))`` or is a ready ``(N, T)`` id tensor.
     ``modes`` maps "plain" / "guided" / "deconv" to what that backward must reach: "layer" and/or
-    "input". An empty ``modes`` gives a forward only (logits, activation).
+    "input". An empty ``modes`` gives a forward only (logits, activation). ``asked_by`` names the
+    method behind each rule mode for the ``RectifierError`` raised when the forward ran no rectifier.
     """
     modes = modes or {}
+    asked_by = asked_by or {}
     want_input = any("input" in w for w in modes.values())
     rules = any(m != "plain" for m in modes)
     net = handle.net
@@ -62,26 +67,32 @@ def gradient_pass(
             if t is None or not isinstance(out, torch.Tensor):
                 grab["act"] = t
                 return None
-            root = t if want_input else t.detach().requires_grad_(bool(modes))
+            if not modes:  # forward only: keep a copy, an in-place op after the layer would overwrite an alias
+                grab["act"] = t.detach().clone()
+                return None
+            root = t if want_input else t.detach().requires_grad_(True)
             grab["act"] = root
-            return root.clone() if modes else None  # a fresh node: in-place ops after the layer are safe
+            return root.clone()  # a fresh node: in-place ops after the layer leave the captured output intact
 
         hooks.append((module, "forward", keep))
-    if rules:
-        hooks += relu_rule_hooks(net, state)
+    seen = rule_mode(state) if rules else nullcontext()
     with preserved(net):
         for p in net.parameters():
             p.requires_grad_(False)
         grad_enabled = torch.enable_grad() if modes else torch.no_grad()
         with attached(hooks), grad_enabled:
             xin = x.detach().requires_grad_(want_input) if modes else x
-            logits = handle.model(xin)  # (N, K)
+            with seen:
+                logits = handle.model(xin)  # (N, K)
+            if rules:  # refuse before any backward: without rectifiers a guided map is a plain gradient
+                seen.require(" / ".join(asked_by.get(m, f"the {m} backward") for m in modes if m != "plain"))
             if isinstance(resolve, torch.Tensor):
                 labels, ids = [str(i) for i in range(resolve.shape[1])], resolve
             else:
                 labels, ids = resolve(logits.detach())
             act = grab.get("act")
-            out = Pass(logits.detach(), ids, labels, None if act is None else act.detach())
+            out = Pass(logits.detach(), ids, labels, None if act is None else act.detach(),
+                       rectifiers=seen.info() if rules else {})
             picked = logits.gather(1, ids)  # (N, T)
             jobs = [(mode, t) for mode in modes for t in range(ids.shape[1])]
             for j, (mode, t) in enumerate(jobs):

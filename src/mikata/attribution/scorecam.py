@@ -46,3 +46,8 @@ def scorecam(
             for_chunks(c, per, run, device=x.device, progress=progress and n == 1, desc="scorecam")
     weights = scores.softmax(dim=1)  # (N, C, T)
     return [(weights[:, :, k, None, None] * acts).sum(1).clamp_min(0) for k in range(t)]
+
+
+def run(ctx) -> tuple[list[torch.Tensor], dict]:
+    """Registry entry point (``catalog.py``): masks from the shared pass's activation."""
+    return scorecam(ctx.handle, ctx.x, ctx.ids, ctx.shared.activation, ctx.budget_mb, ctx.progress), {}

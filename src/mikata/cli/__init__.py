@@ -13,7 +13,7 @@ import sys
 from mikata import __version__
 
 COMMANDS = ["demo", "predict", "layers", "explain", "visualize", "activations", "filters", "samples", "train", "scan", "audit",
-            "report", "serve", "evaluate"]
+            "report", "serve", "evaluate", "export"]
 
 
 def build_parser() -> argparse.ArgumentParser:

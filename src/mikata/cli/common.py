@@ -16,6 +16,9 @@ def add_model_argument(parser: argparse.ArgumentParser, precision: bool = False)
                              "checkpoint, a TorchScript file, or package.module:factory")
     parser.add_argument("--trust", action="store_true",
                         help="allow unpickling a whole model from a file (runs its code: only your own files)")
+    parser.add_argument("--arch", default=None, metavar="package.module:factory",
+                        help="the architecture of a .safetensors checkpoint trained from your own factory model "
+                             "(a checkpoint never chooses code to run by itself)")
     add_device_arguments(parser, precision)
 
 
@@ -50,8 +53,8 @@ def load_model_from_args(args: argparse.Namespace):
     has loaded (so a failure stays one line)."""
     from mikata.models import load_model
 
-    handle = load_model(args.model, trust=args.trust, device=device_from_args(args, announce=False),
-                        precision=getattr(args, "precision", "auto"))
+    handle = load_model(args.model, trust=args.trust, architecture=getattr(args, "arch", None),
+                        device=device_from_args(args, announce=False), precision=getattr(args, "precision", "auto"))
     device_from_args(args)
     return handle
 

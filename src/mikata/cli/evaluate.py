@@ -56,7 +56,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from mikata.attribution.engine import check_methods
     from mikata.errors import MikataError
-    from mikata.evaluate.scorecard import (check_checks, evaluate, expand_images, format_scorecard, load_images,
+    from mikata.evaluation.scorecard import (check_checks, evaluate, expand_images, format_scorecard, load_images,
                                            make_masks, sample_run, write_scorecard)
 
     methods = check_methods([m for m in args.methods.split(",") if m.strip()])  # fail before loading anything

@@ -42,10 +42,11 @@ def _options(args) -> dict:
 
 
 def run(args) -> int:
-    from mikata.attribution.engine import METHODS, check_methods
+    from mikata.attribution.engine import check_methods
+    from mikata.attribution.registry import method_listing
 
     if args.methods.strip() == "list":
-        print("\n".join(METHODS))
+        print(method_listing())
         return 0
     from mikata.attribution.files import explain_files
 

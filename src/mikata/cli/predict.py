@@ -19,7 +19,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from mikata.predict import predict
+    from mikata.prediction import predict
 
     handle = load_model_from_args(args)
     results = predict(handle, args.images, top=args.top, batch_size=args.batch_size)

@@ -19,6 +19,9 @@ def register(sub) -> None:
                         "or class,group lines")
     p.add_argument("--methods", default="gradcam,guided-gradcam",
                    help="attribution maps for each class's most/least class-like images (default gradcam,guided-gradcam)")
+    p.add_argument("--model", default=None, metavar="SPEC",
+                   help="the model the run was scanned with, when its recorded spec is not found beside the run or "
+                        "is code (package.module:factory); its weights must be the scanned ones")
     p.add_argument("--no-maps", action="store_true", help="leave the maps out (no model is loaded)")
     p.add_argument("--map-classes", type=int, default=30, metavar="N",
                    help="draw maps for at most N classes, lowest F1 first (default 30)")
@@ -46,7 +49,8 @@ def run(args) -> int:
     methods = [m for m in args.methods.split(",") if m.strip()]
     r = write_report(args.run, args.out, split=args.split, groups=groups, methods=methods, maps=not args.no_maps,
                      n=args.top, top_issues=args.issues, thumb=args.thumb, max_points=args.points,
-                     map_classes=args.map_classes, device=None if args.no_maps else device_from_args(args))
+                     map_classes=args.map_classes, model=args.model,
+                     device=None if args.no_maps else device_from_args(args))
     if args.json:
         print_json(r.summary())
     else:

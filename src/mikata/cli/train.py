@@ -41,7 +41,7 @@ def run(args) -> int:
     import logging
 
     from mikata.data.datasets import parse_fractions
-    from mikata.train import train
+    from mikata.training import train
 
     progress = logging.getLogger().getEffectiveLevel() <= logging.INFO
     result = train(args.data, args.model, args.out, resume=args.resume, progress=progress, epochs=args.epochs,

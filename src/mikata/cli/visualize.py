@@ -62,9 +62,7 @@ def run(args) -> int:
 
     from mikata.cli.common import load_model_from_args
     from mikata.errors import MikataError
-    from mikata.featurevis import (RenderOptions, deepdream, load_start_image, render, visualize_classes)
-    from mikata.featurevis import objectives as O
-    from mikata.hooks import get_layer
+    from mikata.featurevis import RenderOptions, visualize
 
     opts = RenderOptions(size=args.size, steps=args.steps, octaves=args.octaves, octave_scale=args.octave_scale,
                          param=args.param, optimizer=args.optimizer, lr=args.lr, tv=args.tv, tv_beta=args.tv_beta,
@@ -83,18 +81,9 @@ def run(args) -> int:
     if args.classes and args.image:
         logging.getLogger(__name__).warning("--image is used only with --channels, --neuron and --deepdream")
     handle = load_model_from_args(args)
-    if args.classes:
-        result = visualize_classes(handle, [c for c in args.classes.split(",") if c.strip()], opts, layer=args.layer)
-    elif args.deepdream:
-        result = deepdream(handle, args.layer, args.image, opts)
-    else:
-        get_layer(handle.net, args.layer)
-        start = load_start_image(handle, args.image) if args.image else None
-        if channels is not None:
-            objective = O.channel(args.layer, channels, args.rectify)
-        else:
-            objective = O.neuron(args.layer, [neuron[0]], neuron[1], neuron[2])
-        result = render(handle, objective, opts, start=start)
+    result = visualize(handle, layer=args.layer, channels=channels,
+                       classes=[c for c in args.classes.split(",") if c.strip()] if args.classes else None,
+                       neuron=neuron, deepdream=args.deepdream, image=args.image, options=opts, rectify=args.rectify)
     paths = result.save(args.out, thumb=args.thumb)
     print(f"wrote {paths[0]} and {len(paths) - 1} image(s) in {result.seconds:.1f} s")
     return 0

@@ -1,8 +1,9 @@
 """Reading images and datasets."""
 
 from mikata.data.images import IMAGE_EXTENSIONS, is_image_file, load_image, to_8bit
+from mikata.data.preprocessing import Preprocessing
 
-__all__ = ["IMAGE_EXTENSIONS", "is_image_file", "load_image", "to_8bit"]
+__all__ = ["IMAGE_EXTENSIONS", "Preprocessing", "is_image_file", "load_image", "to_8bit"]
 from mikata.data.datasets import (  # noqa: E402
     DatasetError,
     ImageDataset,

@@ -9,19 +9,19 @@ Example:
 """
 
 from mikata.featurevis.objectives import (
-    LOGITS, Objective, channel, class_logit, diversity, layer_energy, neuron,
+    INPUT, LOGITS, Objective, channel, class_logit, diversity, layer_energy, neuron,
 )
 from mikata.featurevis.params import FourierImage, PixelImage, octave_sizes
 from mikata.featurevis.regularizers import blur_penalty, lp_norm, total_variation
 from mikata.featurevis.render import OPTIMIZERS, Rendering, RenderOptions, format_log, render
 from mikata.featurevis.top_images import TopImages, top_activating_images
 from mikata.featurevis.units import (
-    deepdream, load_start_image, visualize_channels, visualize_classes, visualize_neurons,
+    deepdream, load_start_image, visualize, visualize_channels, visualize_classes, visualize_neurons,
 )
 
 __all__ = [
-    "LOGITS", "OPTIMIZERS", "FourierImage", "Objective", "PixelImage", "Rendering", "RenderOptions", "TopImages",
+    "INPUT", "LOGITS", "OPTIMIZERS", "FourierImage", "Objective", "PixelImage", "Rendering", "RenderOptions", "TopImages",
     "blur_penalty", "channel", "class_logit", "deepdream", "diversity", "format_log", "layer_energy",
     "load_start_image", "lp_norm", "neuron", "octave_sizes", "render", "top_activating_images",
-    "total_variation", "visualize_channels", "visualize_classes", "visualize_neurons",
+    "total_variation", "visualize", "visualize_channels", "visualize_classes", "visualize_neurons",
 ]

@@ -17,7 +17,7 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 
-from mikata.featurevis.objectives import LOGITS
+from mikata.featurevis.objectives import INPUT, LOGITS
 from mikata.hooks import attached, capture, get_layer
 from mikata.models.handle import ModelHandle
 
@@ -29,7 +29,7 @@ class _Enough(Exception):
 @contextmanager
 def recording(handle: ModelHandle, layers: Sequence[str]) -> Iterator[Callable[[torch.Tensor], dict]]:
     """Yield ``run(x) -> {layer: activation, LOGITS: logits?}`` with hooks live only in this block."""
-    wanted = [name for name in dict.fromkeys(layers) if name != LOGITS]
+    wanted = [name for name in dict.fromkeys(layers) if name not in (LOGITS, INPUT)]  # INPUT: the caller adds it
     need_logits = LOGITS in layers
     for name in wanted:
         get_layer(handle.net, name)  # an unknown name raises ChoiceError listing the valid ones

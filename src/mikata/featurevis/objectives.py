@@ -23,6 +23,7 @@ import torch
 from mikata.errors import ChoiceError
 
 LOGITS = "<logits>"  # the pseudo-layer name an objective uses to ask for pre-softmax logits
+INPUT = "<input>"  # the pseudo-layer name for the image being optimized, (N, C, H, W) in [0, 1], before transforms
 
 
 @dataclass(frozen=True)

@@ -24,11 +24,11 @@ from PIL import Image
 
 from mikata.featurevis import regularizers, transforms as T
 from mikata.featurevis.forward import recording
-from mikata.featurevis.objectives import Objective
+from mikata.featurevis.objectives import INPUT, Objective
 from mikata.featurevis.params import PARAMETERIZATIONS, octave_sizes
 from mikata.hooks import preserved
 from mikata.models.handle import ModelHandle
-from mikata.errors import ChoiceError
+from mikata.errors import check_choices
 
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop, "sgd": torch.optim.SGD}
@@ -59,10 +59,8 @@ class RenderOptions:
     verbose: bool = False
 
     def validate(self) -> None:
-        if self.param not in PARAMETERIZATIONS:
-            raise ChoiceError("parameterization", self.param, list(PARAMETERIZATIONS))
-        if self.optimizer not in OPTIMIZERS:
-            raise ChoiceError("optimizer", self.optimizer, list(OPTIMIZERS))
+        check_choices("parameterization", self.param, PARAMETERIZATIONS)
+        check_choices("optimizer", self.optimizer, OPTIMIZERS)
         if self.size < 8 or self.steps < 1 or self.octaves < 1 or self.octave_scale <= 0:
             raise ValueError("size >= 8, steps >= 1, octaves >= 1 and octave_scale > 0 are required")
 
@@ -76,6 +74,18 @@ class Rendering:
     log: list[dict] = field(default_factory=list)
     options: RenderOptions | None = None
     seconds: float = 0.0
+
+    def __repr__(self) -> str:
+        return (f"Rendering({len(self.labels)} image(s) {tuple(self.images.shape[-2:])}, labels={self.labels[:6]}"
+                f"{'...' if len(self.labels) > 6 else ''}, {len(self.log)} log rows, {self.seconds:.1f} s)")
+
+    def _repr_png_(self) -> bytes:
+        """Jupyter shows a rendering as its labelled grid."""
+        import io
+
+        buf = io.BytesIO()
+        self.grid().save(buf, format="PNG")
+        return buf.getvalue()
 
     def pil(self) -> list[Image.Image]:
         from mikata.render import to_uint8_image
@@ -114,9 +124,7 @@ def format_log(rows: list[dict], labels: list[str], max_units: int = 6) -> str:
 
 
 def _to_model_input(handle: ModelHandle, x01: torch.Tensor) -> torch.Tensor:
-    mean = torch.tensor(handle.mean, dtype=x01.dtype, device=x01.device).view(1, -1, 1, 1)
-    std = torch.tensor(handle.std, dtype=x01.dtype, device=x01.device).view(1, -1, 1, 1)
-    return (x01 - mean) / std
+    return handle.preprocessing.normalize(x01)  # (N, C, H, W), on x01's device
 
 
 def render(
@@ -161,6 +169,7 @@ def render(
         image = Param.random(n, c, *sizes[0], generator=g, decorrelate=decorrelate, device=device)
     tfs = T.standard_transforms(opt.jitter, opt.pad, opt.scale, opt.degrees) if opt.jitter else []
 
+    penalties = regularizers.penalty(opt.tv, opt.tv_beta, opt.lp, opt.lp_p, opt.blur)  # an Objective on the input
     rows: list[dict] = []
     t0 = time.perf_counter()
     net = handle.net
@@ -178,14 +187,10 @@ def render(
                 for it in range(1, opt.steps + 1):
                     optimizer.zero_grad(set_to_none=True)
                     x = image()  # (N, C, h, w) in [0, 1]
-                    score = objective(run(_to_model_input(handle, T.apply(tfs, x, g))))  # (N,)
-                    penalty = x.new_zeros(n)
-                    if opt.tv:
-                        penalty = penalty + opt.tv * regularizers.total_variation(x, opt.tv_beta)
-                    if opt.lp:
-                        penalty = penalty + opt.lp * regularizers.lp_norm(x, opt.lp_p)
-                    if opt.blur:
-                        penalty = penalty + opt.blur * regularizers.blur_penalty(x)
+                    acts = run(_to_model_input(handle, T.apply(tfs, x, g)))
+                    acts[INPUT] = x  # what objectives on the input (regularizers) read
+                    score = objective(acts)  # (N,)
+                    penalty = penalties(acts) if penalties is not None else x.new_zeros(n)
                     (penalty - score).sum().backward()
                     optimizer.step()
                     units = score.detach().tolist()

@@ -58,7 +58,7 @@ def top_activating_images(
     channels = [int(c) for c in channels]
     heaps: dict[int, list[tuple[float, int, str]]] = {c: [] for c in channels}
     result = TopImages(layer, {}, [])
-    mode = "L" if handle.in_channels == 1 else "RGB"
+    mode = handle.mode
     with preserved(handle.net), torch.inference_mode(), recording(handle, [layer]) as run:
         handle.net.eval()
         for start in range(0, len(paths), batch_size):

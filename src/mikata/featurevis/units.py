@@ -62,7 +62,7 @@ def load_start_image(handle: ModelHandle, image: str | os.PathLike | Image.Image
     if not isinstance(image, Image.Image):
         from mikata.data import load_image
 
-        image = load_image(image, mode="L" if handle.in_channels == 1 else "RGB")
+        image = load_image(image, mode=handle.mode)
     arr = np.asarray(image, dtype=np.float32) / 255.0
     arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)  # (C, H, W)
     return torch.from_numpy(np.ascontiguousarray(arr))[None]
@@ -74,3 +74,45 @@ def deepdream(handle: ModelHandle, layer: str, image: str | os.PathLike | Image.
     get_layer(handle.net, layer)
     start = load_start_image(handle, image) if image is not None else None
     return render(handle, O.layer_energy(layer), options, n=1, start=start, labels=[f"deepdream-{layer}"])
+
+
+def visualize(
+    handle: ModelHandle,
+    layer: str | None = None,
+    channels: Sequence[int] | None = None,
+    classes: Sequence[int | str] | None = None,
+    neuron: tuple[int, int, int] | None = None,
+    deepdream: bool = False,
+    image: str | os.PathLike | Image.Image | None = None,
+    options: RenderOptions | None = None,
+    rectify: bool = False,
+) -> Rendering:
+    """What a unit responds to: exactly one of ``classes`` (pre-softmax logits; with ``layer``, channels
+    of that layer), ``channels`` of ``layer``, one ``neuron=(c, y, x)`` of ``layer``, or ``deepdream``
+    (the whole ``layer`` amplified). ``image`` starts from a photo instead of noise. The result is a
+    ``Rendering``: ``.grid()``, ``.save(folder)``, and in Jupyter it shows its grid.
+
+    Example:
+        >>> visualize(handle, classes=["zebra", "castle"]).save("vis/")                 # doctest: +SKIP
+        >>> visualize(handle, layer="blocks.3", channels=range(8), image="chelsea.png")  # doctest: +SKIP
+    """
+    from mikata.errors import MikataError
+
+    asked = [n for n, v in (("classes", classes), ("channels", channels), ("neuron", neuron)) if v is not None]
+    asked += ["deepdream"] if deepdream else []
+    if len(asked) != 1:
+        raise MikataError(f"visualize needs exactly one of classes, channels, neuron or deepdream (got {asked or 'none'})")
+    if classes is not None:
+        return visualize_classes(handle, list(classes), options, layer=layer)
+    if layer is None:
+        raise MikataError(f"{asked[0]} needs a layer; `mikata layers MODEL` lists them")
+    if deepdream:
+        return _deepdream(handle, layer, image, options)
+    start = load_start_image(handle, image) if image is not None else None
+    if channels is not None:
+        return visualize_channels(handle, layer, list(channels), options, rectify, start=start)
+    get_layer(handle.net, layer)
+    return render(handle, O.neuron(layer, [neuron[0]], neuron[1], neuron[2]), options, start=start)
+
+
+_deepdream = deepdream  # ``visualize``'s ``deepdream`` flag shadows the function's name inside it

@@ -94,10 +94,9 @@ def parse_channels(spec: str | int | range | Sequence[int] | None, count: int) -
 
 
 def _as_image(handle: ModelHandle, image: str | os.PathLike | Image.Image) -> Image.Image:
-    mode = "L" if handle.in_channels == 1 else "RGB"
     if isinstance(image, Image.Image):
         return image
-    return load_image(image, mode=mode)
+    return load_image(image, mode=handle.mode)
 
 
 def layer_output(handle: ModelHandle, x: torch.Tensor, layer: str) -> torch.Tensor:

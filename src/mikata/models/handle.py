@@ -11,10 +11,9 @@ import torch
 from PIL import Image
 from torch import nn
 
+from mikata.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from mikata.errors import ChoiceError
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class LogitsModel(nn.Module):
@@ -60,37 +59,56 @@ def extract_logits(output: object) -> torch.Tensor:
                     "return a (N, classes) tensor, a tuple/dict holding one, or an object with .logits")
 
 
-@dataclass
+@dataclass(init=False)
 class ModelHandle:
     """A loaded classifier. ``model`` returns logits; ``net`` is the network as it was given.
 
-    Layer names (for hooks, Grad-CAM, feature visualization) are names inside ``net``.
+    Layer names (for hooks, Grad-CAM, feature visualization) are names inside ``net``. What the
+    rest of mikata would otherwise guess again and again is resolved once, here: the pixels
+    (``preprocessing``), the default CAM layer (``default_layer``, chosen by the loader), and the
+    head (``head_layer``: the last ``nn.Linear`` a forward calls; its input is the embedding).
+    ``input_size``, ``mean``, ... and ``preprocess``/``denormalize`` are the preprocessing's own.
     """
 
     net: nn.Module
     class_names: list[str]
-    input_size: tuple[int, int] = (224, 224)
-    mean: tuple[float, ...] = IMAGENET_MEAN
-    std: tuple[float, ...] = IMAGENET_STD
-    crop_fraction: float = 0.875
-    interpolation: str = "bicubic"
-    in_channels: int = 3
-    default_layer: str | None = None
-    spec: str = ""
-    metadata: dict = field(default_factory=dict)
+    preprocessing: Preprocessing
+    default_layer: str | None
+    spec: str
+    metadata: dict
     # forward-only work (predict, scan, perturbation forwards) runs at this precision; see mikata.devices
-    precision: str = "auto"
-    model: LogitsModel = field(init=False)
+    precision: str
+    model: LogitsModel = field(init=False, repr=False, compare=False)
+    head_layer: str | None = field(init=False, compare=False)
 
-    def __post_init__(self) -> None:
+    def __init__(self, net: nn.Module, class_names: Sequence[str], input_size: tuple[int, int] = (224, 224),
+                 mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD,
+                 crop_fraction: float = 0.875, interpolation: str = "bicubic", in_channels: int = 3,
+                 default_layer: str | None = None, spec: str = "", metadata: dict | None = None,
+                 preprocessing: Preprocessing | None = None, precision: str = "auto"):
+        """``preprocessing`` wins over the six loose fields (kept so that callers can pass them)."""
+        self.net = net
+        self.class_names = list(class_names)
+        from mikata.models.checkpoint_meta import check_input_size
+
+        pre = preprocessing or Preprocessing(tuple(input_size), tuple(mean), tuple(std), crop_fraction,
+                                             interpolation, in_channels)
+        # before the probe forward below: a claimed 100000x100000 input would allocate ~120 GB
+        check_input_size(pre.input_size, f"{spec or 'model'} input_size")
+        self.preprocessing = pre
+        self.default_layer = default_layer
+        self.spec = spec
+        self.metadata = metadata if metadata is not None else {}
+        self.precision = precision
         self.net.eval()
-        softmax_layer, log_of_probs, outputs = _probe(self.net, self.in_channels, self.input_size)
-        if outputs is not None and outputs != len(self.class_names):
+        probe = _probe(self.net, self.in_channels, self.input_size)
+        if probe.outputs is not None and probe.outputs != len(self.class_names):
             from mikata.errors import ModelLoadError
 
-            raise ModelLoadError(f"{self.spec or type(self.net).__name__}: the model has {outputs} outputs but "
-                                 f"{len(self.class_names)} class names")
-        self.model = LogitsModel(self.net, softmax_layer, log_of_probs).eval()
+            raise ModelLoadError(f"{self.spec or type(self.net).__name__}: the model has {probe.outputs} outputs "
+                                 f"but {len(self.class_names)} class names")
+        self.head_layer = probe.head
+        self.model = LogitsModel(self.net, probe.softmax_layer, probe.log_of_probs).eval()
 
     @property
     def num_classes(self) -> int:
@@ -118,35 +136,48 @@ class ModelHandle:
 
         return autocast(self.device, self.precision, gradients)
 
+    @property
+    def embedding_layer(self) -> str | None:
+        """The layer whose input is the penultimate embedding: the head (None without an ``nn.Linear``)."""
+        return self.head_layer
+
     # ------------------------------------------------------------------ inputs
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.preprocessing.input_size
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        return self.preprocessing.mean
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        return self.preprocessing.std
+
+    @property
+    def crop_fraction(self) -> float:
+        return self.preprocessing.crop_fraction
+
+    @property
+    def interpolation(self) -> str:
+        return self.preprocessing.interpolation
+
+    @property
+    def in_channels(self) -> int:
+        return self.preprocessing.in_channels
+
+    @property
+    def mode(self) -> str:
+        """PIL mode to decode images in: ``"L"`` or ``"RGB"``."""
+        return self.preprocessing.mode
+
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """Resize (shorter side to size / crop_fraction), center-crop, normalize: ``(N, C, H, W)``."""
-        return torch.stack([self._one(img) for img in images])
-
-    def _one(self, img: Image.Image) -> torch.Tensor:
-        mode = "L" if self.in_channels == 1 else "RGB"
-        if img.mode != mode:
-            from mikata.data.images import to_8bit
-
-            img = to_8bit(img, mode)
-        h, w = self.input_size
-        scale = max(h, w) / self.crop_fraction / min(img.size)
-        resample = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Image.NEAREST}[self.interpolation]
-        img = img.resize((max(w, round(img.width * scale)), max(h, round(img.height * scale))), resample)
-        left, top = (img.width - w) // 2, (img.height - h) // 2
-        img = img.crop((left, top, left + w, top + h))
-        arr = np.asarray(img, dtype=np.float32) / 255.0
-        arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)  # (C, H, W)
-        x = torch.from_numpy(np.ascontiguousarray(arr))
-        mean = torch.tensor(self.mean, dtype=torch.float32).view(-1, 1, 1)
-        std = torch.tensor(self.std, dtype=torch.float32).view(-1, 1, 1)
-        return (x - mean) / std
+        return self.preprocessing.preprocess(images)
 
     def denormalize(self, x: torch.Tensor) -> torch.Tensor:
-        """Back to [0, 1] pixels: ``(N, C, H, W)``."""
-        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-        return (x * std + mean).clamp(0, 1)
+        """Back to [0, 1] pixels: ``(N, C, H, W)``, on ``x``'s device and dtype."""
+        return self.preprocessing.denormalize(x)
 
     # ----------------------------------------------------------------- classes
     def class_index(self, target: int | str) -> int:
@@ -163,16 +194,25 @@ class ModelHandle:
         raise ChoiceError("class", target, self.class_names)
 
 
-def _probe(net: nn.Module, in_channels: int, input_size: tuple[int, int]) -> tuple[str | None, bool, int | None]:
-    """One dummy forward: a trailing softmax module? probabilities returned? how many outputs?
+@dataclass
+class _Probe:
+    softmax_layer: str | None = None  # a trailing softmax module, whose input is used instead
+    log_of_probs: bool = False        # the output is probabilities (a functional softmax)
+    outputs: int | None = None        # None: the model could not take the probe
+    head: str | None = None           # the last nn.Linear called
 
-    Returns ``(softmax layer name, output is probabilities, number of outputs)``; the count is
-    None when the model cannot take the probe (the real call reports that later).
+
+def _probe(net: nn.Module, in_channels: int, input_size: tuple[int, int]) -> _Probe:
+    """One dummy forward: a trailing softmax module? probabilities returned? how many outputs? the head?
+
+    The outputs count is None when the model cannot take the probe (the real call reports that
+    later); the head then falls back to the last ``nn.Linear`` registered.
     """
     from mikata.hooks import attached
 
     order: list[tuple[str, nn.Module]] = []
     leaves = [(n, m) for n, m in net.named_modules() if n and not list(m.children())]
+    linears = [n for n, m in net.named_modules() if isinstance(m, nn.Linear)]
     hooks = [(m, "forward", lambda mod, a, o, n=n: order.append((n, mod))) for n, m in leaves]
     from mikata.devices import module_device
 
@@ -181,13 +221,15 @@ def _probe(net: nn.Module, in_channels: int, input_size: tuple[int, int]) -> tup
         with torch.inference_mode(), attached(hooks):
             out = extract_logits(net(x))
     except Exception:  # a model that cannot take this probe is reported later, by the real call
-        return None, False, None
+        return _Probe(head=linears[-1] if linears else None)
+    called = [n for n, m in order if isinstance(m, nn.Linear)]
+    head = called[-1] if called else (linears[-1] if linears else None)
     outputs = int(out.shape[-1])
     if order and isinstance(order[-1][1], (nn.Softmax, nn.LogSoftmax)):
-        return order[-1][0], False, outputs
+        return _Probe(order[-1][0], False, outputs, head)
     if out.dim() == 2 and out.shape[1] > 1 and bool((out >= 0).all()) and torch.allclose(out.sum(1), torch.ones(1, device=out.device)):
         warnings.warn("this model seems to return probabilities from a functional softmax; mikata uses their "
                       "log as logits (equal up to a per-image constant). Return logits for exact gradients.",
                       stacklevel=3)
-        return None, True, outputs
-    return None, False, outputs
+        return _Probe(None, True, outputs, head)
+    return _Probe(None, False, outputs, head)

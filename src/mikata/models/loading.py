@@ -8,6 +8,12 @@ Specs:
     PATH.pt / .pth / .ts                    TorchScript; a pickled whole model only with trust=True
     package.module:factory                  a function returning an nn.Module (or a ModelHandle)
 
+Trust: only what the caller types may name code to run. A ``package.module:factory`` spec is
+honoured when it is the ``spec`` (or ``architecture``) argument itself; an architecture named
+inside a checkpoint's metadata must come from the closed set in ``checkpoint_meta.py``
+(built-in variants, ``torchvision:NAME``, ``timm:NAME``), otherwise loading is refused and the
+message says how to name the architecture yourself (``--arch`` / ``architecture=``).
+
 Example:
     >>> handle = load_model("efficientnet-lite0")               # doctest: +SKIP
     >>> handle.class_names[281]                                  # doctest: +SKIP
@@ -16,9 +22,9 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
-import re
 import zipfile
 from functools import lru_cache
 from importlib import resources
@@ -28,6 +34,12 @@ import torch
 from torch import nn
 
 from mikata.errors import ModelLoadError
+from mikata.models.checkpoint_meta import (
+    check_input_size,
+    check_registered_name,
+    is_code_spec,
+    validate_checkpoint_metadata,
+)
 from mikata.models.efficientnet_lite import VARIANTS, LitePreprocessing, build_efficientnet_lite, load_packaged_weights
 from mikata.models.handle import IMAGENET_MEAN, IMAGENET_STD, ModelHandle
 from mikata.models.layers import trace_layers
@@ -54,6 +66,7 @@ def load_model(
     input_size: int | tuple[int, int] | None = None,
     mean: tuple[float, ...] | None = None,
     std: tuple[float, ...] | None = None,
+    architecture: str | None = None,
     device: str | torch.device | None = "cpu",
     precision: str = "auto",
 ) -> ModelHandle:
@@ -61,9 +74,11 @@ def load_model(
 
     ``pretrained=False`` builds torchvision/timm/built-in architectures with random weights
     (for tests; never downloads). ``trust=True`` allows unpickling a whole model from a file,
-    which can run arbitrary code: only for files you made yourself. ``device``: where the model
-    runs ("auto", "cpu", "cuda", "cuda:N", "mps"; ``None`` reads ``$MIKATA_DEVICE``); it is
-    checked before anything loads. ``precision`` ("auto", "fp32", "bf16", "fp16") is for
+    which can run arbitrary code: only for files you made yourself. ``architecture`` is the
+    architecture of a ``.safetensors`` checkpoint, typed by you: needed when the checkpoint was
+    trained from a ``package.module:factory`` model, which its metadata cannot choose by itself.
+    ``device``: where the model runs ("auto", "cpu", "cuda", "cuda:N", "mps"; ``None`` reads
+    ``$MIKATA_DEVICE``); it is checked before anything loads. ``precision`` ("auto", "fp32", "bf16", "fp16") is for
     forward-only work; ``auto`` is bf16 on a capable CUDA GPU, fp32 elsewhere.
     """
     from mikata.devices import check_precision, resolve_device
@@ -79,16 +94,17 @@ def load_model(
     elif spec.startswith("timm:"):
         handle = _timm(spec.split(":", 1)[1], pretrained)
     elif path.suffix == ".safetensors":
-        handle = load_checkpoint(path)
+        handle = load_checkpoint(path, architecture=architecture)
     elif path.suffix in (".pt", ".pth", ".ts", ".pt2", ".jit") or path.is_file():
         handle = _from_file(path, trust)
-    elif re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", spec):
+    elif is_code_spec(spec):
         handle = _factory(spec)
     else:
         raise ModelLoadError(f"cannot load model {spec!r}: no such file, and not a known spec. Use {SPEC_FORMS}.")
     overrides = {"class_names": class_names, "mean": mean, "std": std}
     if input_size is not None:
-        overrides["input_size"] = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
+        size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
+        overrides["input_size"] = check_input_size(size, "input_size")
     if any(v is not None for v in overrides.values()):
         handle = _rebuilt(handle, **{k: v for k, v in overrides.items() if v is not None})
     handle.precision = precision
@@ -96,11 +112,11 @@ def load_model(
 
 
 def _rebuilt(handle: ModelHandle, **changes) -> ModelHandle:
-    fields = {k: getattr(handle, k) for k in ("net", "class_names", "input_size", "mean", "std", "crop_fraction",
-                                             "interpolation", "in_channels", "default_layer", "spec", "metadata",
+    fields = {k: getattr(handle, k) for k in ("net", "class_names", "default_layer", "spec", "metadata",
                                              "precision")}
+    pixels = {k: changes.pop(k) for k in ("input_size", "mean", "std") if k in changes}
     fields.update(changes)
-    return ModelHandle(**fields)
+    return ModelHandle(**fields, preprocessing=dataclasses.replace(handle.preprocessing, **pixels))
 
 
 def _finish(net: nn.Module, spec: str, class_names=None, **kw) -> ModelHandle:
@@ -162,6 +178,7 @@ def import_torchvision():
 
 def _torchvision(name: str, pretrained: bool) -> ModelHandle:
     tv = import_torchvision()
+    check_registered_name("torchvision", name, tv.models.list_models())
     try:
         weights = tv.models.get_model_weights(name).DEFAULT if pretrained else None
     except ValueError as e:
@@ -183,6 +200,7 @@ def _timm(name: str, pretrained: bool) -> ModelHandle:
     import timm
     from timm.data import resolve_data_config
 
+    check_registered_name("timm", name, timm.list_models())
     try:
         net = timm.create_model(name, pretrained=pretrained)
     except RuntimeError as e:
@@ -236,23 +254,36 @@ def _factory(spec: str) -> ModelHandle:
 
 
 # ------------------------------------------------------------------------------------ checkpoints
-def build_architecture(arch: str) -> ModelHandle:
-    """The architecture behind a spec, with random weights (never downloads)."""
+def build_architecture(arch: str, allow_code: bool = False) -> ModelHandle:
+    """The architecture behind a spec, with random weights (never downloads).
+
+    Only the closed set (built-in variants, ``torchvision:NAME``, ``timm:NAME``) unless
+    ``allow_code``: a ``package.module:factory`` imports and calls code, so it is built only when
+    the caller typed it (never when it was read from a file).
+    """
     if arch in VARIANTS:
         return _builtin(arch, pretrained=False)
     if arch.startswith("torchvision:"):
         return _torchvision(arch.split(":", 1)[1], pretrained=False)
     if arch.startswith("timm:"):
         return _timm(arch.split(":", 1)[1], pretrained=False)
-    return _factory(arch)
+    if allow_code and is_code_spec(arch):
+        return _factory(arch)
+    raise ModelLoadError(f"architecture {arch!r} is not one mikata builds from data; use one of "
+                         f"{', '.join(VARIANTS)}, torchvision:NAME or timm:NAME, or pass a package.module:factory "
+                         "you wrote yourself as the model spec")
 
 
-def replace_head(net: nn.Module, num_classes: int) -> str:
-    """Swap the last Linear layer for a fresh one with ``num_classes`` outputs; return its name."""
+def replace_head(net: nn.Module, num_classes: int, name: str | None = None) -> str:
+    """Swap the head for a fresh ``nn.Linear`` with ``num_classes`` outputs; return its name.
+
+    ``name``: the head as the handle resolved it at load (``ModelHandle.head_layer``, the last
+    Linear a forward calls); without it, the last Linear registered.
+    """
     linears = [(n, m) for n, m in net.named_modules() if isinstance(m, nn.Linear)]
     if not linears:
         raise ModelLoadError("no nn.Linear classifier layer found to replace")
-    name, old = linears[-1]
+    name, old = next(((n, m) for n, m in linears if n == name), linears[-1])
     parent = net.get_submodule(name.rsplit(".", 1)[0]) if "." in name else net
     setattr(parent, name.rsplit(".", 1)[-1], nn.Linear(old.in_features, num_classes, bias=old.bias is not None))
     return name
@@ -282,6 +313,7 @@ def save_checkpoint(handle: ModelHandle, path: str | Path, extra: dict | None = 
 
 
 def read_checkpoint_metadata(path: str | Path) -> dict:
+    """The checkpoint's ``mikata`` metadata, checked field by field (``CheckpointMetadataError`` names the field)."""
     from safetensors import safe_open
 
     try:
@@ -292,27 +324,36 @@ def read_checkpoint_metadata(path: str | Path) -> dict:
     if raw is None:
         raise ModelLoadError(f"{path}: a safetensors file without mikata metadata; save it with "
                              "mikata.save_checkpoint or load the architecture with package.module:factory")
-    meta = json.loads(raw)
-    if meta.get("format") != CHECKPOINT_FORMAT:
-        raise ModelLoadError(f"{path}: unknown checkpoint format {meta.get('format')!r}")
-    return meta
+    return validate_checkpoint_metadata(path, raw, CHECKPOINT_FORMAT)
 
 
-def load_checkpoint(path: str | Path) -> ModelHandle:
+def load_checkpoint(path: str | Path, architecture: str | None = None) -> ModelHandle:
+    """A mikata ``.safetensors`` checkpoint. Its metadata is data: the architecture it names must be
+    in the closed set; a ``package.module:factory`` one is built only when ``architecture`` (typed by
+    the caller) names it."""
     from safetensors.torch import load_file
 
     path = Path(path)
     if not path.is_file():
         raise ModelLoadError(f"checkpoint {path} does not exist")
     meta = read_checkpoint_metadata(path)
-    net = build_architecture(meta["architecture"]).net
+    arch = meta["architecture"]
+    if architecture is not None:
+        net = build_architecture(str(architecture), allow_code=True).net
+    elif is_code_spec(arch) and not (arch in VARIANTS or arch.startswith(("torchvision:", "timm:"))):
+        raise ModelLoadError(
+            f"{path}: field 'architecture' names code to import and call ({arch!r}); mikata never runs code "
+            f"named inside a file. If you wrote that factory, name it yourself: --arch {arch} "
+            f"(Python: load_model(path, architecture={arch!r}))")
+    else:
+        net = build_architecture(arch).net
     if meta.get("head"):
-        replace_head(net, len(meta["class_names"]))
+        replace_head(net, len(meta["class_names"]), str(meta["head"]))  # the Linear the trainer replaced
     state = load_file(str(path))
     try:
         net.load_state_dict(state)
     except RuntimeError as e:
-        raise ModelLoadError(f"{path}: weights do not fit architecture {meta['architecture']}: {e}") from e
+        raise ModelLoadError(f"{path}: weights do not fit architecture {architecture or arch}: {e}") from e
     keep = {k: v for k, v in meta.items() if k not in (
         "format", "class_names", "input_size", "mean", "std", "crop_fraction", "interpolation", "in_channels",
         "default_layer")}

@@ -140,8 +140,8 @@ def _file_uri(path: Path, max_side: int = 1600) -> str:
 # ------------------------------------------------------------------------------- optional sections
 def training_history(identity: dict, run_dir: str | os.PathLike) -> dict[str, list[float]] | None:
     """``metadata["training"]["history"]`` of the run's checkpoint when ``mikata train`` made it, else None."""
-    from mikata.analysis.maps import run_model_spec
     from mikata.models.loading import read_checkpoint_metadata
+    from mikata.models.run_model import run_model_spec
 
     spec = run_model_spec(identity, run_dir)
     if not spec.endswith(".safetensors") or not os.path.isfile(spec):
@@ -194,10 +194,19 @@ def scorecard(run_dir: Path) -> dict | None:
 
 
 # ------------------------------------------------------------------------------------------ report
+_SCRIPT_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
 def _json_script(data: object) -> str:
-    """JSON safe to put inside a <script type="application/json"> element."""
+    """JSON safe to put inside a ``<script type="application/json">`` element, and still JSON.
+
+    ``<``, ``>`` and ``&`` can only occur inside JSON strings, where ``\\u003c`` means the same
+    character: with none of them left, no class name can end the element (``</script>``) or switch
+    the HTML parser into its comment-like script states (``<!--``, ``<script``). U+2028/9 are
+    escaped too, for any code that still evaluates the text as JavaScript.
+    """
     text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-    return text.replace("</", "<\\/").replace("<!--", "<\\!--")
+    return text.translate(str.maketrans(_SCRIPT_ESCAPES))
 
 
 def _maps_missing(run_dir: Path, wanted: list[tuple[int, int]], methods: Sequence[str]) -> bool:
@@ -238,14 +247,16 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
                  groups: Mapping[str, str] | None = None, methods: Sequence[str] = DEFAULT_METHODS,
                  maps: bool = True, n: int = 3, top_issues: int = 50, thumb: int = 64, max_points: int = 5000,
                  map_classes: int = 30, max_matrix: int = 60, handle=None, workers: int | None = None,
-                 batch_size: int = 32, device: str | None = "cpu") -> ReportResult:
+                 batch_size: int = 32, model: str | None = None,
+                 device: str | None = "cpu") -> ReportResult:
     """Write the HTML report of a scanned run; returns where, how big and how long each stage took.
 
     ``methods``: attribution maps shown for each class's most and least class-like images (for
     that class), for at most ``map_classes`` classes (the lowest F1 first) — ``maps=False`` leaves
     them out (no model needed). ``thumb``: thumbnail size in pixels. ``max_points``: embedding
     points drawn. ``max_matrix``: most classes in the confusion matrix (those with the most errors
-    are kept). ``handle``: the model (default: loaded from the run's manifest onto ``device``).
+    are kept). ``handle``: the model (default: loaded from the run's manifest, or from ``model``,
+    a spec the user typed, when the manifest's cannot be used; see ``mikata.models.run_model``). Maps are computed on ``device``.
     """
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
@@ -298,7 +309,7 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
         from mikata.analysis.maps import MapService
 
         try:
-            service = MapService(run_dir, device=device)
+            service = MapService(run_dir, model=model, device=device)
             threading.Thread(target=_load_quietly, args=(service,), daemon=True).start()
         except MikataError:
             service = None  # reported below, where the maps are made
@@ -317,7 +328,7 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
         log.info("maps (%s) of the most / least class-like images of %d classes...", ", ".join(methods),
                  len(with_maps))
         try:
-            service = service or MapService(run_dir, handle=handle, device=device)
+            service = service or MapService(run_dir, handle=handle, model=model, device=device)
             got = {}
             for c in sorted(with_maps):
                 ids = [i for k, i in wanted if k == c]
@@ -336,9 +347,9 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
         notes.append("attribution maps left out: no methods given")
     lap("maps")
 
-    method_titles = {"gradcam": "Grad-CAM", "guided-gradcam": "Guided Grad-CAM", "gradcam++": "Grad-CAM++",
-                     "guided-backprop": "Guided Backprop", "saliency": "Saliency", "smoothgrad": "SmoothGrad",
-                     "integrated-gradients": "Integrated Gradients"}
+    from mikata.attribution.registry import titles
+
+    method_titles = titles()
 
     def card(i: int, c: int) -> dict:
         r = ov.row(i)

@@ -19,15 +19,20 @@ import math
 import os
 from pathlib import Path
 
+from typing import Optional
+
 from fastapi import FastAPI, Query, Request
+from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, ValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from mikata import __version__
 from mikata.analysis.attachments import scorecard_figure
 from mikata.analysis.media import UnknownImageError, mime_type
-from mikata.analysis.runstore import RunStoreError
-from mikata.errors import ChoiceError, ImageDecodeError, MikataError
+from mikata.analysis.runstore import REVIEW_VERDICTS, RunStoreError
+from mikata.attribution import registry
+from mikata.attribution.engine import NotSpatialError
+from mikata.errors import ChoiceError, ImageDecodeError, MikataError, ModelLoadError
 from mikata.models.handle import ModelHandle
 from mikata.server.security import Gate, new_token
 from mikata.server.state import RunState
@@ -35,8 +40,17 @@ from mikata.server.state import RunState
 HERE = Path(__file__).resolve().parent
 PAGE = 120  # thumbnails per grid page
 MAX_CONFUSION = 40  # classes drawn in the dashboard's confusion matrix
-GRID_METHODS = ("gradcam", "gradcam++", "layercam", "saliency", "guided-gradcam")  # fast enough for 120 tiles
+GRID_METHODS = registry.names(grid=True)  # fast enough for 120 tiles (the registry says which)
 MAX_ID = 2**63 - 1
+MAX_REVIEW_BODY = 65536  # bytes; a review is two small fields (deep nesting is the schema's to refuse)
+
+
+class ReviewBody(BaseModel):
+    """A label review as the page sends it. Strict: ``true`` or ``1.9`` is not class 1, extra keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    verdict: Optional[StrictStr] = None  # "wrong" | "fine" | null (checked against REVIEW_VERDICTS: 400)
+    suggested: Optional[StrictInt] = None  # a class id (checked against the run's classes: 400)
 
 
 def _static_files() -> dict[str, tuple[Path, str]]:
@@ -92,6 +106,14 @@ def create_app(run_dir: str | os.PathLike, token: str | None = None, host: str =
     @app.exception_handler(ChoiceError)
     async def _choice(request: Request, exc: ChoiceError):
         return PlainTextResponse(str(exc), status_code=400)
+
+    @app.exception_handler(NotSpatialError)
+    async def _not_spatial(request: Request, exc: NotSpatialError):  # ?layer= a layer CAMs cannot use
+        return PlainTextResponse(str(exc), status_code=400)
+
+    @app.exception_handler(ModelLoadError)
+    async def _no_model(request: Request, exc: ModelLoadError):  # refused or missing model: the page still works
+        return PlainTextResponse(str(exc), status_code=409)
 
     @app.exception_handler(MikataError)
     async def _mikata(request: Request, exc: MikataError):
@@ -158,8 +180,8 @@ def create_app(run_dir: str | os.PathLike, token: str | None = None, host: str =
     @app.get("/image/{image_id:int}", response_class=HTMLResponse)
     def image_page(request: Request, image_id: int, method: str = "gradcam", cls: str = ""):
         from mikata.analysis.maps import LAYER_MAP_METHODS
-        from mikata.attribution.engine import METHODS
 
+        methods = registry.names()  # every registered method, plug-ins included
         row = state.image_row(check_id(image_id))
         state.image_path(image_id)  # 404 for rows whose file is not servable (gone, or outside the data folder)
         names = state.class_names
@@ -167,8 +189,8 @@ def create_app(run_dir: str | os.PathLike, token: str | None = None, host: str =
         ranked = sorted(range(len(probs)), key=lambda c: -probs[c])[:10]
         prev_id, next_id = state.neighbours(image_id)
         review = next((r for r in state.reviews() if r["id"] == image_id), None)
-        return page(request, "image.html", row=row, probs=probs, ranked=ranked, methods=METHODS,
-                    layer_methods=LAYER_MAP_METHODS, method=method if method in METHODS else "gradcam",
+        return page(request, "image.html", row=row, probs=probs, ranked=ranked, methods=methods,
+                    layer_methods=LAYER_MAP_METHODS, method=method if method in methods else "gradcam",
                     cls=cls, prev_id=prev_id, next_id=next_id, review=review, class_count=len(names))
 
     @app.get("/reviews", response_class=HTMLResponse)
@@ -245,21 +267,20 @@ def create_app(run_dir: str | os.PathLike, token: str | None = None, host: str =
         if not request.headers.get("content-type", "").startswith("application/json"):
             return PlainTextResponse("send JSON: {\"verdict\": \"wrong\"|\"fine\"|null, \"suggested\": class id}",
                                      status_code=415)
+        raw = await request.body()
+        if len(raw) > MAX_REVIEW_BODY:
+            return PlainTextResponse(f"the body is over {MAX_REVIEW_BODY} bytes", status_code=413)
         try:
-            body = await request.json()
-        except ValueError:
-            return PlainTextResponse("the body is not JSON", status_code=400)
-        verdict = body.get("verdict") if isinstance(body, dict) else None
-        suggested = body.get("suggested") if isinstance(body, dict) else None
-        if verdict not in ("wrong", "fine", None):
-            return PlainTextResponse("verdict must be \"wrong\", \"fine\" or null", status_code=400)
-        if suggested in ("", None):
-            suggested = None
-        else:
-            try:
-                suggested = check_class(int(suggested))
-            except (TypeError, ValueError, UnknownImageError):
-                return PlainTextResponse("suggested must be a class id", status_code=400)
+            review = ReviewBody.model_validate_json(raw)
+        except ValidationError as e:
+            problems = [{"field": ".".join(map(str, err["loc"])) or "body", "problem": err["msg"]} for err in e.errors()]
+            return JSONResponse({"detail": problems, "expected": _REVIEW_SHAPE}, status_code=422)
+        verdict, suggested = review.verdict, review.suggested
+        if verdict not in (*REVIEW_VERDICTS, None):
+            return PlainTextResponse(f"verdict must be one of {', '.join(REVIEW_VERDICTS)} or null, not {verdict!r}",
+                                     status_code=400)
+        if suggested is not None and not 0 <= suggested < len(state.class_names):
+            return PlainTextResponse(f"suggested must be a class id 0..{len(state.class_names) - 1}", status_code=400)
         from starlette.concurrency import run_in_threadpool
 
         await run_in_threadpool(state.set_review, check_id(image_id), verdict, suggested)
@@ -282,6 +303,9 @@ def create_app(run_dir: str | os.PathLike, token: str | None = None, host: str =
     gate = Gate(app, token=token, host=host, port=port)
     gate.fastapi, gate.run = app, state
     return gate
+
+
+_REVIEW_SHAPE = '{"verdict": "wrong"|"fine"|null, "suggested": class id (integer)|null}'
 
 
 def confusion_view(cm, present: list[int], limit: int = MAX_CONFUSION) -> tuple[list[int], list[int]]:

@@ -9,6 +9,13 @@ Every request passes through ``Gate`` (a plain ASGI middleware, so it costs micr
    in the address bar or the history). A request with the cookie (or an ``Authorization: token ...``
    header, for scripts) goes through. Anything else is refused with 403.
 
+3. Requests that compute or change something (``/map/``, ``/view/``, every POST) must come from
+   our own pages: a ``Sec-Fetch-Site`` other than ``same-origin``/``none``, or an ``Origin`` that is
+   not ours, is refused with 403. The cookie alone is not enough there: ``SameSite`` treats other
+   ports of localhost as the same site, so any local page could make a browser ask for maps.
+4. Redirects keep to this server: backslashes become slashes (browsers read ``/\\host`` as
+   ``//host``), leading slashes collapse to one, and anything unusual is percent-encoded.
+
 There is no CORS middleware at all: browsers refuse other origins' reads by default. Responses
 carry a Content-Security-Policy (scripts only from /static), ``X-Frame-Options: DENY`` and
 ``Referrer-Policy: no-referrer``.
@@ -34,6 +41,31 @@ HARDENING = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
 ]
+
+
+COMPUTING_PREFIXES = ("/map/", "/view/")  # GET routes that load the model or compute maps
+_PATH_SAFE = "/%:@!$&'()*+,;=-._~"  # kept as they are in a redirect's path; everything else is percent-encoded
+
+
+def safe_location(raw_path: str) -> str:
+    """A same-server redirect target for a request path: never ``//host`` or ``/\\host`` (off-site)."""
+    path = quote(raw_path.replace("\\", "/"), safe=_PATH_SAFE)
+    return "/" + path.lstrip("/")
+
+
+def cross_site(method: str, path: str, headers: dict[str, str], origins: set[str]) -> bool:
+    """Whether a computing or state-changing request came from a page that is not ours.
+
+    Browsers send ``Sec-Fetch-Site``; older ones at least ``Origin`` on POSTs. Scripts (curl,
+    Python) send neither and authenticate with the token header, so they pass.
+    """
+    if method == "GET" and not path.startswith(COMPUTING_PREFIXES):
+        return False
+    site = headers.get("sec-fetch-site")
+    if site is not None:
+        return site not in ("same-origin", "none")
+    origin = headers.get("origin")
+    return origin is not None and origin.lower() not in origins
 
 
 def new_token() -> str:
@@ -79,6 +111,7 @@ class Gate:
         self.token = token
         self.hosts = allowed_hosts(host, port) | set(extra_hosts or ())
         self.cookie = f"{COOKIE}_{port}" if port is not None else COOKIE
+        self.origins = {f"{scheme}://{h}" for h in self.hosts for scheme in ("http", "https")}
 
     def _host_ok(self, host: str) -> bool:
         return host.lower() in self.hosts
@@ -101,8 +134,7 @@ class Gate:
                 return await _plain(send, 403, "wrong token: open the URL that `mikata serve` printed")
             rest = urlencode([(k, v) for k, v in query if k != "token"])
             raw = scope.get("raw_path") or quote(scope["path"]).encode()
-            path = "/" + raw.decode("latin-1").lstrip("/")  # never "//host": a redirect stays on this server
-            location = path + (f"?{rest}" if rest else "")
+            location = safe_location(raw.decode("latin-1")) + (f"?{rest}" if rest else "")
             cookie = f"{self.cookie}={self.token}; HttpOnly; SameSite=Strict; Path=/"
             return await _send(send, 303, b"", [(b"location", location.encode("latin-1")),
                                                 (b"set-cookie", cookie.encode("latin-1"))])
@@ -110,6 +142,9 @@ class Gate:
         auth = headers.get("authorization", "")
         if self._good(given_cookie) or (
                 auth.lower().startswith("token ") and self._good(auth[6:].strip())):
+            if cross_site(scope.get("method", "GET"), scope["path"], headers, self.origins):
+                return await _plain(send, 403, "refused: maps and reviews only from mikata's own pages "
+                                               "(this request came from another site or port)")
             async def send_hardened(message):
                 if message["type"] == "http.response.start":
                     message = dict(message, headers=list(message.get("headers", [])) + HARDENING)

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from mikata.analysis.attachments import featurevis_images, read_scorecard
-from mikata.analysis.maps import MapService, run_model_spec
+from mikata.analysis.maps import MapService
 from mikata.analysis.media import UnknownImageError, encode, image_file, thumbnail
 from mikata.analysis.overview import Overview, overview
 from mikata.analysis.runstore import RunStore
@@ -48,10 +48,7 @@ class RunState:
         self.store = RunStore.open(self.run_dir, annotate=True)  # also creates maps/reviews on old runs
         self.identity = self.store.manifest["identity"]
         self._db_lock = threading.Lock()  # one sqlite connection shared by the worker threads
-        self.maps = MapService(self.run_dir, handle=handle, device=device)  # maps on demand on this device
-        if handle is None:
-            spec = model or run_model_spec(self.identity, self.run_dir)
-            self.maps.identity = dict(self.identity, model_spec=spec)
+        self.maps = MapService(self.run_dir, handle=handle, model=model, device=device)  # maps on demand on this device
         self._ov: Overview | None = None
         self._ov_lock = threading.Lock()
         self._emb: tuple[tuple, dict] | None = None

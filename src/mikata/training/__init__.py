@@ -1,17 +1,17 @@
 """Transfer learning: fine-tune a pretrained classifier on a folder of labeled images.
 
 Example:
-    >>> from mikata.train import train
+    >>> from mikata.training import train
     >>> result = train("flowers/", "efficientnet-lite0", "flowers.safetensors", epochs=5)  # doctest: +SKIP
 """
 
-from mikata.train.augment import augment_batch
-from mikata.train.demo import DEMO_SETTINGS, demo_paths, train_demo_model
-from mikata.train.freeze import freeze_until, set_training_mode
-from mikata.train.loop import TrainResult, evaluate, plot_path, state_path, train
-from mikata.train.options import Augment, TrainingError, TrainOptions, parse_augment
-from mikata.train.plot import plot_history
-from mikata.train.tensors import DecodedSplit, decode_split
+from mikata.training.augment import augment_batch
+from mikata.training.demo import DEMO_SETTINGS, demo_paths, train_demo_model
+from mikata.training.freeze import freeze_until, set_training_mode
+from mikata.training.loop import TrainResult, evaluate, plot_path, state_path, train
+from mikata.training.options import Augment, TrainingError, TrainOptions, parse_augment
+from mikata.training.plot import plot_history
+from mikata.training.tensors import DecodedSplit, decode_split
 
 __all__ = ["Augment", "DEMO_SETTINGS", "demo_paths", "train_demo_model",
            "DecodedSplit", "TrainOptions", "TrainResult", "TrainingError", "augment_batch", "decode_split",

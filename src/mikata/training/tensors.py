@@ -39,7 +39,7 @@ class DecodedSplit:
 def decode_split(ds: ImageDataset, handle: ModelHandle, workers: int = 2, name: str = "data",
                  progress: bool = True) -> DecodedSplit:
     """Decode and preprocess every image of ``ds``; unreadable files are skipped with a warning."""
-    mode = "L" if handle.in_channels == 1 else "RGB"
+    mode = handle.mode
 
     def one(path: str) -> torch.Tensor | str:
         try:

@@ -98,14 +98,10 @@ class TrainOptions:
             raise TrainingError(f"epochs ({self.epochs}) and batch size ({self.batch_size}) must be at least 1")
         if self.lr <= 0 or self.head_lr_factor <= 0:
             raise TrainingError(f"learning rate ({self.lr}) and head factor ({self.head_lr_factor}) must be > 0")
-        if self.optimizer not in OPTIMIZERS:
-            from mikata.errors import ChoiceError
+        from mikata.errors import check_choices
 
-            raise ChoiceError("optimizer", self.optimizer, list(OPTIMIZERS))
-        if self.schedule not in SCHEDULES:
-            from mikata.errors import ChoiceError
-
-            raise ChoiceError("learning-rate schedule", self.schedule, list(SCHEDULES))
+        check_choices("optimizer", self.optimizer, OPTIMIZERS)
+        check_choices("learning-rate schedule", self.schedule, SCHEDULES)
         if len(self.split) < 2 or self.split[1] <= 0:
             raise TrainingError(f"--split {list(self.split)}: give train,val[,test] fractions with val > 0, "
                                 "e.g. 0.7,0.15,0.15")

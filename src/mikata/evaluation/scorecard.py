@@ -71,13 +71,12 @@ class Evaluation:
 
 
 def check_checks(checks: Sequence[str]) -> list[str]:
-    from mikata.errors import ChoiceError
+    from mikata.errors import check_choices
 
     out = []
     for c in checks:
         c = c.strip().lower()
-        if c not in CHECKS:
-            raise ChoiceError("check", c, list(CHECKS))
+        check_choices("check", c, CHECKS)
         if c not in out:
             out.append(c)
     return out
@@ -113,10 +112,10 @@ def evaluate(
 
     ``masks`` ``(N, H, W)`` bool (object pixels) enables localization; without it that check is skipped.
     """
-    from mikata.evaluate.faithfulness import auc, perturbation_curves
-    from mikata.evaluate.localization import energy_inside, pointing_game
-    from mikata.evaluate.randomization import cascade, compute_maps, random_logit
-    from mikata.evaluate.stability import max_sensitivity
+    from mikata.evaluation.faithfulness import auc, perturbation_curves
+    from mikata.evaluation.localization import energy_inside, pointing_game
+    from mikata.evaluation.randomization import cascade, compute_maps, random_logit
+    from mikata.evaluation.stability import max_sensitivity
 
     methods = check_methods(methods)
     checks = check_checks(checks)
@@ -276,7 +275,7 @@ def load_images(handle: ModelHandle, paths: Sequence[str]) -> tuple[torch.Tensor
     """Preprocessed batch ``(N, C, H, W)`` and each original size (w, h)."""
     from mikata.data.images import load_image
 
-    mode = "L" if handle.in_channels == 1 else "RGB"
+    mode = handle.mode
     imgs = [load_image(p, mode) for p in paths]
     return handle.preprocess(imgs), [im.size for im in imgs]
 
@@ -284,7 +283,7 @@ def load_images(handle: ModelHandle, paths: Sequence[str]) -> tuple[torch.Tensor
 def make_masks(handle: ModelHandle, paths: Sequence[str], sizes: Sequence[tuple[int, int]],
                boxes: str | None = None, masks_dir: str | None = None) -> torch.Tensor | None:
     """``(N, H, W)`` object masks from a boxes CSV and/or a folder of mask PNGs named like the images."""
-    from mikata.evaluate.localization import BoxesError, box_mask, mask_from_png, read_boxes
+    from mikata.evaluation.localization import BoxesError, box_mask, mask_from_png, read_boxes
 
     if boxes is None and masks_dir is None:
         return None
@@ -326,7 +325,7 @@ def sample_run(run_dir: str, limit: int = 16, seed: int = 0,
                device: str | None = "cpu") -> tuple[ModelHandle, list[str], dict]:
     """The model a run was scanned with (loaded onto ``device``) and a seeded sample of ``limit`` of
     its scanned image files."""
-    from mikata.analysis.maps import load_run_model
+    from mikata.models.run_model import load_run_model
     from mikata.analysis.runstore import RunStore
 
     paths = sample_paths(run_dir, limit, seed)
@@ -339,7 +338,7 @@ def write_scorecard(result: Evaluation, out_dir: str, figure: bool = True) -> st
     """``out_dir/scorecard.json`` (+ ``evaluate.png``); returns the JSON's path."""
     import json
 
-    from mikata.evaluate.figure import draw_evaluation
+    from mikata.evaluation.figure import draw_evaluation
 
     os.makedirs(out_dir, exist_ok=True)
     if figure and draw_evaluation(result, os.path.join(out_dir, "evaluate.png")) is not None:

@@ -51,7 +51,7 @@ def max_sensitivity(
     progress: bool = False,
 ) -> dict[str, torch.Tensor]:
     """``{method: (N,)}`` max-sensitivity; ``noise`` overrides the drawn perturbations (tests)."""
-    from mikata.evaluate.randomization import compute_maps
+    from mikata.evaluation.randomization import compute_maps
 
     ids = torch.as_tensor(targets, dtype=torch.long).view(-1)
     if original is None:

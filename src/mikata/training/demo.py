@@ -40,7 +40,7 @@ def train_demo_model(out_dir: str | os.PathLike, per_class: int = 500, progress:
     check) and the test accuracy is read from its metadata.
     """
     from mikata.models.loading import read_checkpoint_metadata
-    from mikata.train.loop import state_path, train
+    from mikata.training.loop import state_path, train
 
     start = time.perf_counter()
     data, ckpt = demo_paths(out_dir)

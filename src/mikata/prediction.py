@@ -48,7 +48,7 @@ def predict(
     """
     paths = [str(p) for p in paths]
     top = max(1, min(top, handle.num_classes))
-    mode = "L" if handle.in_channels == 1 else "RGB"
+    mode = handle.mode
     results: list[Prediction] = []
     for chunk in _chunks(paths, batch_size):
         good, images, batch = [], [], [Prediction(p) for p in chunk]

@@ -36,12 +36,12 @@ from tqdm.auto import tqdm
 from mikata.data.datasets import DatasetError, load_dataset, split_dataset
 from mikata.models.handle import ModelHandle
 from mikata.models.loading import load_model, replace_head, save_checkpoint
-from mikata.train.augment import augment_batch
-from mikata.train.frozen_features import boundary_inputs, check_shortcut, started_at
-from mikata.train.freeze import freeze_until, set_training_mode, trainable_parameters
-from mikata.train.options import TrainingError, TrainOptions, parse_augment
-from mikata.train.plot import plot_history
-from mikata.train.tensors import DecodedSplit, decode_split
+from mikata.training.augment import augment_batch
+from mikata.training.frozen_features import boundary_inputs, check_shortcut, started_at
+from mikata.training.freeze import freeze_until, set_training_mode, trainable_parameters
+from mikata.training.options import TrainingError, TrainOptions, parse_augment
+from mikata.training.plot import plot_history
+from mikata.training.tensors import DecodedSplit, decode_split
 
 log = logging.getLogger(__name__)
 STATE_FORMAT = "mikata-train-state/1"
@@ -253,13 +253,11 @@ def _new_handle(model: str | ModelHandle, classes: list[str], opts: TrainOptions
     net = base.net
     with torch.random.fork_rng(devices=[]):  # nn.Linear initializes from the global RNG: seed it locally
         torch.manual_seed(opts.seed)
-        head = replace_head(net, len(classes))
+        head = replace_head(net, len(classes), base.head_layer)
     metadata = {k: v for k, v in base.metadata.items() if k != "training"}
     metadata["head"] = head
-    return ModelHandle(net=net, class_names=list(classes), input_size=tuple(size), mean=base.mean, std=base.std,
-                       crop_fraction=base.crop_fraction, interpolation=base.interpolation,
-                       in_channels=base.in_channels, default_layer=base.default_layer, spec=str(out),
-                       metadata=metadata)
+    return ModelHandle(net=net, class_names=list(classes), default_layer=base.default_layer, spec=str(out),
+                       metadata=metadata, preprocessing=dataclasses.replace(base.preprocessing, input_size=tuple(size)))
 
 
 def _set_learning_rates(optimizer: torch.optim.Optimizer, opts: TrainOptions, epoch: int) -> None:

@@ -1,0 +1,87 @@
+"""``export_run``: every scanned row of a run as a file other tools read (Parquet, CSV, JSON lines).
+
+The table is ``Run.to_pandas()``: path, split, label, prediction, probabilities, margin, label quality,
+suspected label errors with their suggestions, reviews from the web app. Parquet keeps the class
+names (and the run's model and dataset) in the schema metadata under ``mikata``, so pandas, Polars,
+DuckDB or FiftyOne get the labels without a side file. ``maps_dir`` also writes one ``.npy`` map per
+image (the predicted class; computed in batches and cached in the run) and adds its path as a column.
+
+Example:
+    >>> export_run("runs/a", "a.parquet")                          # doctest: +SKIP
+    >>> import pandas as pd; pd.read_parquet("a.parquet").shape    # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from mikata.errors import ChoiceError, MikataError
+
+FORMATS = ("parquet", "csv", "json")
+
+
+class ExportError(MikataError):
+    """An export that cannot be written as asked; the message says what to do."""
+
+
+def export_format(path: str | os.PathLike, fmt: str | None = None) -> str:
+    """The format asked for, or the one the file's suffix names (``.parquet``, ``.csv``, ``.json``/``.jsonl``)."""
+    if fmt is None:
+        suffix = Path(path).suffix.lower().lstrip(".")
+        fmt = {"jsonl": "json", "pq": "parquet"}.get(suffix, suffix)
+    if fmt not in FORMATS:
+        raise ChoiceError("export format", fmt, list(FORMATS))
+    return fmt
+
+
+def export_run(run: str | os.PathLike, out: str | os.PathLike, fmt: str | None = None, split: str | None = None,
+               maps_dir: str | os.PathLike | None = None, map_method: str = "gradcam", batch_size: int = 32) -> Path:
+    """Write one row per scanned image of ``run`` to ``out``; returns the path written."""
+    from mikata.analysis.run import open_run
+
+    fmt = export_format(out, fmt)
+    r = open_run(run, split)
+    frame = r.to_pandas()
+    if maps_dir is not None:
+        frame["map_path"] = _write_maps(r, frame, Path(maps_dir), map_method, batch_size)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "parquet":
+        _parquet(frame, out, r)
+    elif fmt == "csv":
+        frame.to_csv(out, index=False)
+    else:
+        frame.to_json(out, orient="records", lines=True, force_ascii=False)
+    return out
+
+
+def _parquet(frame, out: Path, run) -> None:
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError as e:
+        raise ExportError("Parquet export needs pyarrow: pip install -c constraints.txt pyarrow "
+                          "(or use --format csv / json)") from e
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    identity = run._identity
+    meta = {"classes": run.class_names, "model_spec": identity["model_spec"],
+            "weights_sha1": identity["weights_sha1"], "run": str(run.path)}
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"mikata": json.dumps(meta).encode()})
+    pq.write_table(table, out)
+
+
+def _write_maps(run, frame, folder: Path, method: str, batch_size: int) -> list[str]:
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = [int(i) for i in frame["id"]]
+    maps = run.maps_service.maps(ids, [method], None, batch_size=batch_size)  # predicted class of each image
+    preds = {int(i): run.class_names.index(p) for i, p in zip(frame["id"], frame["predicted"])}
+    paths = []
+    for i in ids:
+        p = folder / f"{i}_{method}_{preds[i]}.npy"
+        np.save(p, maps[(i, method, preds[i])])
+        paths.append(str(p))
+    return paths

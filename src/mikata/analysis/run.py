@@ -1,0 +1,273 @@
+"""``open_run(path) -> Run``: a scanned run as a notebook works with it.
+
+A ``Run`` reads the same ``Overview`` that ``mikata audit``, ``mikata report`` and ``mikata serve``
+show, so a number in a notebook is the number on the page. Tables come back as pandas DataFrames
+with class names (restyle, filter, join them as you like); maps come from the run's own
+``MapService`` (computed once, cached in the run). In Jupyter a ``Run`` shows its summary and
+its row-normalized confusion matrix.
+
+Example:
+    >>> run = open_run("mikata-demo/run")                                  # doctest: +SKIP
+    >>> run.summary()["accuracy"]                                          # doctest: +SKIP
+    0.88
+    >>> run.label_issues().head()                                          # doctest: +SKIP
+    >>> df = run.to_pandas()      # one row per scanned image              # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from mikata.analysis.overview import Overview, overview
+from mikata.analysis.runstore import RunStore, RunStoreError
+
+if TYPE_CHECKING:  # pandas and PIL are imported where they are used
+    import pandas as pd
+    from PIL import Image
+
+    from mikata.analysis.maps import MapService
+    from mikata.models.handle import ModelHandle
+
+
+class Run:
+    """One run directory made by ``mikata scan``; ``split`` restricts every view to one split.
+
+    ``model`` (a ``ModelHandle`` or a spec you type) is the model for maps when the run's own cannot
+    be found or must not be loaded from the run's manifest (code specs are never taken from files).
+    """
+
+    def __init__(self, path: str | os.PathLike, split: str | None = None, model: "ModelHandle | str | None" = None):
+        self.path = Path(path).expanduser().resolve()
+        self.split = split
+        self._model = model
+        RunStore.open(self.path).close()  # a clear RunStoreError for a directory that is not a run
+        self._overview: Overview | None = None
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r}{f', split={self.split!r}' if self.split else ''})"
+
+    # ------------------------------------------------------------------ the shared numbers
+    @property
+    def overview(self) -> Overview:
+        """The run's ``Overview`` (recomputed when a scan has committed rows since the last read)."""
+        with RunStore.open(self.path) as store:
+            version = store.version()
+        if self._overview is None or self._overview.version != version:
+            self._overview = overview(self.path, top_issues=None, split=self.split)
+        return self._overview
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.overview.class_names)
+
+    def _class(self, cls: int | str) -> int:
+        from mikata.errors import ChoiceError
+
+        names = self.class_names
+        if isinstance(cls, (int, np.integer)) and 0 <= int(cls) < len(names):
+            return int(cls)
+        lower = {n.lower(): i for i, n in enumerate(names)}
+        if str(cls).lower() in lower:
+            return lower[str(cls).lower()]
+        raise ChoiceError("class", cls, names)
+
+    def summary(self) -> dict:
+        """Images, skipped files, accuracy, top-5 accuracy (only where there are more than 5 classes),
+        class count and imbalance: the numbers at the top of ``mikata audit``."""
+        ov = self.overview
+        out = {"run": str(self.path), "images": len(ov.data), "skipped": len(ov.skipped),
+               "accuracy": ov.accuracy, "classes": len(ov.present), "imbalance": ov.imbalance,
+               "label_issues": len(ov.label_issues)}
+        if ov.data.num_classes > 5:
+            out["top5_accuracy"] = ov.top5_accuracy
+        return out
+
+    def confusion(self, normalize: str | None = "row") -> "pd.DataFrame":
+        """The confusion matrix over the classes that have images, rows = true class.
+
+        ``normalize="row"`` divides each row by its total (recall on the diagonal); ``None`` gives counts.
+        """
+        import pandas as pd
+
+        from mikata.errors import ChoiceError
+
+        if normalize not in ("row", None):
+            raise ChoiceError("normalize", normalize, ["row", "None"])
+        ov = self.overview
+        p = ov.present
+        matrix = ov.confusion_normalized if normalize == "row" else ov.confusion
+        names = [ov.class_names[c] for c in p]
+        return pd.DataFrame(matrix[np.ix_(p, p)], index=pd.Index(names, name="true"),
+                            columns=pd.Index(names, name="predicted"))
+
+    def pairs(self) -> "pd.DataFrame":
+        """Mutually confused class pairs, most confused first: ``a``, ``b``, ``a_as_b``, ``b_as_a``, ``total``."""
+        import pandas as pd
+
+        names = self.overview.class_names
+        rows = [{"a": names[a], "b": names[b], "a_as_b": ab, "b_as_a": ba, "total": ab + ba}
+                for a, b, ab, ba in self.overview.confused_pairs]
+        return pd.DataFrame(rows, columns=["a", "b", "a_as_b", "b_as_a", "total"])
+
+    def class_like(self, cls: int | str, k: int = 5, least: bool = False) -> "pd.DataFrame":
+        """The ``k`` images labeled ``cls`` with the highest (or, ``least=True``, lowest) P(cls).
+
+        The least class-like images of a class are where mislabeled and atypical images hide.
+        """
+        from mikata.analysis.audit import class_like
+
+        c = self._class(cls)
+        d = self.overview.data
+        most, fewest = class_like(d, c, k)
+        return self._image_table(fewest if least else most, prob_of=c)
+
+    def errors(self, cls: int | str | None = None, k: int = 10) -> "pd.DataFrame":
+        """Wrong predictions (of images labeled ``cls``, or all), most confident first."""
+        from mikata.analysis.audit import confident_errors
+
+        rows = confident_errors(self.overview.data, None if cls is None else self._class(cls), k)
+        return self._image_table(rows)
+
+    def label_issues(self) -> "pd.DataFrame":
+        """Suspected label errors (confident learning), most suspicious first, with a suggested label.
+
+        The same list as ``mikata audit`` (which prints its top 20) and the report and web app.
+        """
+        import pandas as pd
+
+        cols = ["id", "path", "label", "suggested", "label_prob", "suggested_prob"]
+        return pd.DataFrame([{k: i[k] for k in cols} for i in self.overview.label_issues], columns=cols)
+
+    def _image_table(self, rows: Sequence[int], prob_of: int | None = None) -> "pd.DataFrame":
+        import pandas as pd
+
+        d = self.overview.data
+        names = d.class_names
+        out = []
+        for r in rows:
+            entry = {"id": int(d.ids[r]), "path": d.paths[r], "label": names[d.labels[r]],
+                     "predicted": names[d.preds[r]], "pred_prob": float(d.probs[r, d.preds[r]])}
+            if prob_of is not None:
+                entry[f"p({names[prob_of]})"] = float(d.probs[r, prob_of])
+            out.append(entry)
+        return pd.DataFrame(out)
+
+    # ------------------------------------------------------------------------- images and maps
+    def images(self, ids: int | Sequence[int]) -> list["Image.Image"]:
+        """The stored images of these row ids, decoded as the model's input mode (PIL images)."""
+        from mikata.analysis.media import image_files
+        from mikata.data.images import load_image
+
+        ids = [int(ids)] if isinstance(ids, (int, np.integer)) else [int(i) for i in ids]
+        mode = "L" if int(self._identity["in_channels"]) == 1 else "RGB"
+        with RunStore.open(self.path) as store:
+            paths = image_files(store, ids)
+        return [load_image(paths[i], mode) for i in ids]
+
+    @cached_property
+    def _identity(self) -> dict:
+        with RunStore.open(self.path) as store:
+            return store.manifest["identity"]
+
+    @cached_property
+    def maps_service(self) -> "MapService":
+        """The run's ``MapService`` (loads the run's model on the first map that is not cached)."""
+        from mikata.analysis.maps import MapService
+
+        model = self._model
+        if isinstance(model, str):
+            from mikata.models.loading import load_model
+
+            model = load_model(model)
+        return MapService(self.path, handle=model)
+
+    def map(self, image_id: int, method: str = "gradcam", cls: int | str | None = None,
+            layer: str | None = None) -> np.ndarray:
+        """The ``(H, W)`` map of one image for one class (default: the predicted class), cached in the run."""
+        return self.maps_service.map(int(image_id), method, cls, layer)
+
+    def overlay(self, image_id: int, method: str = "gradcam", cls: int | str | None = None,
+                layer: str | None = None) -> "Image.Image":
+        """The map drawn over the model's view of the image, as a PIL image (shows itself in Jupyter)."""
+        from PIL import Image
+
+        return Image.open(io.BytesIO(self.maps_service.overlay_png(int(image_id), method, cls, layer)))
+
+    # ------------------------------------------------------------------------------- one table
+    def to_pandas(self) -> "pd.DataFrame":
+        """One row per scanned image: id, path, split, label, prediction, correct, the label's and the
+        predicted class's probability, margin (P(label) minus the largest other probability; negative
+        means wrong), label quality (cleanlab's self-confidence: low = suspicious), whether it is a
+        suspected label error with its suggested label, any review from the web app, and one
+        ``p:CLASS`` column per class.
+        """
+        import pandas as pd
+
+        ov = self.overview
+        d = ov.data
+        n, names = len(d), d.class_names
+        rows = np.arange(n)
+        label_p = d.probs[rows, d.labels]
+        others = d.probs.copy()
+        others[rows, d.labels] = -np.inf
+        issues = {int(i["row"]): i for i in ov.label_issues}
+        quality = _label_quality(d.labels, d.probs)
+        with RunStore.open(self.path) as store:
+            reviews = {r["id"]: r for r in store.reviews()}
+        review = [reviews.get(int(i)) for i in d.ids]
+        frame = pd.DataFrame({
+            "id": d.ids, "path": d.paths, "split": d.splits,
+            "label": pd.Categorical.from_codes(d.labels, names), "predicted": pd.Categorical.from_codes(d.preds, names),
+            "correct": d.labels == d.preds, "label_prob": label_p, "pred_prob": d.probs[rows, d.preds],
+            "margin": label_p - others.max(1), "label_quality": quality,
+            "label_issue": [r in issues for r in range(n)],
+            "suggested": [issues[r]["suggested"] if r in issues else None for r in range(n)],
+            "review": [r["verdict"] if r else None for r in review],
+            "review_suggested": [names[r["suggested"]] if r and r["suggested"] is not None else None for r in review],
+        })
+        probs = pd.DataFrame(d.probs, columns=[f"p:{c}" for c in names])
+        return pd.concat([frame, probs], axis=1)
+
+    # ---------------------------------------------------------------------------------- Jupyter
+    def _repr_html_(self) -> str:
+        s = self.summary()
+        head = "".join(f"<tr><th style='text-align:left'>{html.escape(str(k))}</th><td>{_fmt(v)}</td></tr>"
+                       for k, v in s.items() if k != "run")
+        cm = self.confusion("row")
+        return (f"<div><b>mikata run</b> <code>{html.escape(str(self.path))}</code>"
+                f"<table>{head}</table><p>row-normalized confusion (rows: true class)</p>"
+                f"{cm.style.format('{:.2f}').background_gradient(cmap='Blues', axis=None).to_html()}</div>")
+
+
+def _fmt(v: object) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else html.escape(str(v))
+
+
+def _label_quality(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """cleanlab's self-confidence label quality of every row over the classes that have images."""
+    from cleanlab.rank import get_label_quality_scores
+
+    present = np.unique(labels)
+    if len(present) < 2:
+        return np.ones(len(labels))
+    col = {c: i for i, c in enumerate(present)}
+    p = probs[:, present].astype(np.float64)
+    p /= np.clip(p.sum(1, keepdims=True), 1e-12, None)
+    return get_label_quality_scores(np.array([col[c] for c in labels]), p, method="self_confidence")
+
+
+def open_run(path: str | os.PathLike, split: str | None = None, model: "ModelHandle | str | None" = None) -> Run:
+    """Open a scanned run for a notebook: ``run.summary()``, ``run.confusion()``, ``run.to_pandas()``, ...
+
+    Raises ``RunStoreError`` when ``path`` is not a run made by ``mikata scan``.
+    """
+    if not Path(path).expanduser().is_dir():
+        raise RunStoreError(f"{path} is not a directory; pass a run directory made by `mikata scan`")
+    return Run(path, split, model)

@@ -1,0 +1,184 @@
+"""The method registry: one ``MethodSpec`` per attribution method, read by everything that lists methods.
+
+``explain``, SmoothGrad's choice of base method, the map cache, the web app's grid, the report's titles
+and the command line's choices all read these specs, so a new method is one module with a
+``run(ctx)`` function plus one ``register(MethodSpec(...))`` (the built-in entries are in
+``mikata.attribution.catalog``). The kinds follow Captum's families: ``layer`` (CAMs from a layer's
+activations and gradients), ``gradient`` (one backward to the input, plain or with modified rules),
+``perturbation`` (forwards of changed inputs), ``sampling`` (averages of gradients over samples).
+
+Example:
+    >>> from mikata.attribution.registry import get, names
+    >>> get("gradcam").title, get("gradcam").kind
+    ('Grad-CAM', 'layer')
+    >>> "saliency" in names(kind="gradient")
+    True
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Iterator
+
+import torch
+
+from mikata.errors import check_choices
+
+if TYPE_CHECKING:
+    from mikata.attribution.passes import Pass
+    from mikata.models.handle import ModelHandle
+
+KINDS = ("layer", "gradient", "perturbation", "sampling")
+BACKWARD_MODES = ("plain", "guided", "deconv")
+REDUCTIONS = ("sum", "maxabs", "abssum")
+
+
+@dataclass
+class MethodContext:
+    """What a method's ``run`` gets: the batch, its targets, the shared pass (when the spec asked for one)."""
+
+    handle: "ModelHandle"
+    x: torch.Tensor  # (N, C, H, W), preprocessed, detached
+    ids: torch.Tensor  # (N, T) class ids, one column per target rank
+    shared: "Pass | None"  # the shared forward/backwards (activation at ``layer``, gradients per mode)
+    options: dict  # this method's options, ``reduce`` removed
+    layer: str | None = None
+    budget_mb: float = 1024.0
+    progress: bool = False
+    cache: dict = field(default_factory=dict)  # per ``explain`` call: methods that share samples keep them here
+
+
+# run(ctx) -> (one raw map per target rank: (N, h, w) at a layer or (N, C, H, W) / (N, H, W) at the input,
+#              extras for Attribution.info: a value, or a list with one value per target rank)
+RunFn = Callable[[MethodContext], tuple[list[torch.Tensor], dict]]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One attribution method and what it needs.
+
+    ``backwards``: the shared pass's backwards it reads, ``(mode, "layer" | "input")`` with mode plain /
+    guided / deconv; ``needs_layer``: a CAM layer is resolved (a bool, or a function of the options,
+    for wrappers such as SmoothGrad); ``reduce``: how an ``(N, C, H, W)`` raw map becomes ``(N, H, W)``
+    (or a function of the options); ``layer_resolution``: maps live at the layer's resolution (shown
+    unsaturated); ``grid``: fast enough for a grid of ~120 tiles in the web app; ``signed``: the map's
+    sign means something; ``rectifiers``: defined only for ReLU-like networks (refused on others).
+    """
+
+    name: str
+    title: str
+    kind: str
+    run: RunFn
+    backwards: tuple[tuple[str, str], ...] = ()
+    needs_layer: bool | Callable[[dict], bool] = False
+    reduce: str | Callable[[dict], str] = "sum"
+    layer_resolution: bool = False
+    grid: bool = False
+    signed: bool = False
+    rectifiers: bool = False
+    summary: str = ""
+
+    def __post_init__(self) -> None:
+        check_choices("method kind", self.kind, KINDS)
+        for mode, where in self.backwards:
+            check_choices("backward mode", mode, BACKWARD_MODES)
+            check_choices("backward target", where, ("layer", "input"))
+        if isinstance(self.reduce, str):
+            check_choices("channel reduction", self.reduce, REDUCTIONS)
+
+    def layer_needed(self, options: dict | None = None) -> bool:
+        """Whether this call (with ``options``) needs a CAM layer."""
+        return self.needs_layer(options or {}) if callable(self.needs_layer) else bool(self.needs_layer)
+
+    def reduction(self, options: dict | None = None) -> str:
+        """The channel reduction for this call: ``options["reduce"]`` wins over the spec's."""
+        options = options or {}
+        if "reduce" in options:
+            return options["reduce"]
+        return self.reduce(options) if callable(self.reduce) else self.reduce
+
+    @property
+    def uses_shared(self) -> bool:
+        """Whether the method reads the shared pass (so its timing includes a share of it)."""
+        return bool(self.backwards) or self.layer_needed({})
+
+    def modes(self) -> dict[str, tuple[str, ...]]:
+        """``backwards`` as ``gradient_pass``'s ``modes`` argument."""
+        out: dict[str, list[str]] = {}
+        for mode, where in self.backwards:
+            out.setdefault(mode, []).append(where)
+        return {k: tuple(sorted(v)) for k, v in out.items()}
+
+
+_SPECS: dict[str, MethodSpec] = {}
+_LOCK = threading.Lock()
+_LOADED = False
+
+
+def _builtins() -> None:
+    global _LOADED
+    if _LOADED:
+        return
+    with _LOCK:
+        if not _LOADED:
+            from mikata.attribution import catalog
+
+            for spec in catalog.BUILTIN:
+                _SPECS.setdefault(spec.name, spec)
+            _LOADED = True
+
+
+def register(spec: MethodSpec, replace: bool = False) -> MethodSpec:
+    """Add ``spec`` to the registry (``replace=True`` to override a method of the same name)."""
+    _builtins()
+    if spec.name in _SPECS and not replace:
+        raise ValueError(f"method {spec.name!r} is already registered; pass replace=True to override it")
+    _SPECS[spec.name] = spec
+    return spec
+
+
+def unregister(name: str) -> None:
+    """Remove a method (a plugin's, or a test's toy method)."""
+    _builtins()
+    _SPECS.pop(name, None)
+
+
+@contextmanager
+def registered(spec: MethodSpec) -> Iterator[MethodSpec]:
+    """``spec`` registered for the block only (tests, notebooks trying a method)."""
+    register(spec)
+    try:
+        yield spec
+    finally:
+        unregister(spec.name)
+
+
+def get(name: str) -> MethodSpec:
+    """The spec of method ``name``; an unknown name raises ``ChoiceError`` listing every method."""
+    _builtins()
+    check_choices("method", name, list(_SPECS))
+    return _SPECS[name]
+
+
+def names(kind: str | None = None, **flags: bool) -> tuple[str, ...]:
+    """Method names in registry order, optionally only one ``kind`` and specs whose attributes equal
+    ``flags`` (e.g. ``names(grid=True)``, ``names(layer_resolution=True)``)."""
+    _builtins()
+    return tuple(s.name for s in _SPECS.values()
+                 if (kind is None or s.kind == kind) and all(getattr(s, k) == v for k, v in flags.items()))
+
+
+def titles() -> dict[str, str]:
+    """name -> display title for every method (report headings, app menus)."""
+    _builtins()
+    return {s.name: s.title for s in _SPECS.values()}
+
+
+def method_listing() -> str:
+    """One line per method (name first, then title, kind and what it is), for ``--methods list``."""
+    _builtins()
+    width = max(len(s.name) for s in _SPECS.values())
+    return "\n".join(f"{s.name:<{width}}  {s.title} ({s.kind}){': ' + s.summary if s.summary else ''}"
+                     for s in _SPECS.values())

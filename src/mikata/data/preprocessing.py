@@ -1,0 +1,121 @@
+"""``Preprocessing``: how a classifier wants its pixels, as data apart from the network.
+
+A model's input size, normalization, crop and resampling travel together: the ``ModelHandle``
+holds one, a run's manifest stores one (``to_dict``), and code that only needs pixels (the web
+app drawing the model's view of an image from a run, a scan's data loader worker) rebuilds it
+from the manifest (``from_identity``) without loading the network. timm's ``PretrainedCfg`` is
+the same idea.
+
+Example:
+    >>> pre = Preprocessing(input_size=(28, 28), mean=(0.5,), std=(0.5,), in_channels=1)
+    >>> pre.mode
+    'L'
+    >>> x = pre.preprocess([Image.new("L", (40, 30))])    # (1, 1, 28, 28)
+    >>> tuple(x.shape), float(pre.denormalize(x).max())
+    ((1, 1, 28, 28), 0.0)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_RESAMPLE = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Image.NEAREST}
+FIELDS = ("input_size", "mean", "std", "crop_fraction", "interpolation", "in_channels")
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Resize the shorter side to ``size / crop_fraction``, center-crop ``input_size`` (h, w), normalize."""
+
+    input_size: tuple[int, int] = (224, 224)
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    crop_fraction: float = 0.875
+    interpolation: str = "bicubic"
+    in_channels: int = 3
+
+    def __post_init__(self) -> None:
+        # tuples whatever the caller passed (a manifest gives lists): frozen and hashable
+        object.__setattr__(self, "input_size", tuple(int(v) for v in self.input_size))
+        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
+        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+        if self.interpolation not in _RESAMPLE:
+            from mikata.errors import ChoiceError
+
+            raise ChoiceError("interpolation", self.interpolation, list(_RESAMPLE))
+
+    @property
+    def mode(self) -> str:
+        """The PIL mode images are decoded to: ``"L"`` for one-channel models, else ``"RGB"``."""
+        return "L" if self.in_channels == 1 else "RGB"
+
+    # ------------------------------------------------------------------ pixels
+    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """Resize, center-crop and normalize PIL images: ``(N, C, H, W)`` float32 on the CPU."""
+        return torch.stack([self._one(img) for img in images])
+
+    def load(self, paths: Sequence[str | os.PathLike]) -> torch.Tensor:
+        """Decode files in this model's mode and preprocess them: ``(N, C, H, W)``.
+
+        Raises ``ImageDecodeError`` for the first file that cannot be decoded.
+        """
+        from mikata.data.images import load_image
+
+        return self.preprocess([load_image(p, self.mode) for p in paths])
+
+    def _one(self, img: Image.Image) -> torch.Tensor:
+        if img.mode != self.mode:
+            from mikata.data.images import to_8bit
+
+            img = to_8bit(img, self.mode)
+        h, w = self.input_size
+        scale = max(h, w) / self.crop_fraction / min(img.size)
+        img = img.resize((max(w, round(img.width * scale)), max(h, round(img.height * scale))),
+                         _RESAMPLE[self.interpolation])
+        left, top = (img.width - w) // 2, (img.height - h) // 2
+        img = img.crop((left, top, left + w, top + h))
+        arr = np.asarray(img, dtype=np.float32) / 255.0
+        arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)  # (C, H, W)
+        x = torch.from_numpy(np.ascontiguousarray(arr))
+        mean = torch.tensor(self.mean, dtype=torch.float32).view(-1, 1, 1)
+        std = torch.tensor(self.std, dtype=torch.float32).view(-1, 1, 1)
+        return (x - mean) / std
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """``[0, 1]`` pixels ``(N, C, H, W)`` to model inputs, on ``x``'s device and dtype."""
+        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+        return (x - mean) / std
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Model inputs back to ``[0, 1]`` pixels ``(N, C, H, W)``, on ``x``'s device and dtype."""
+        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+        return (x * std + mean).clamp(0, 1)
+
+    # ------------------------------------------------------------------ as data
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields, as a run's manifest and a checkpoint's metadata store them."""
+        return {"input_size": list(self.input_size), "mean": list(self.mean), "std": list(self.std),
+                "crop_fraction": float(self.crop_fraction), "interpolation": self.interpolation,
+                "in_channels": int(self.in_channels)}
+
+    @classmethod
+    def from_identity(cls, identity: Mapping[str, Any]) -> "Preprocessing":
+        """From a run manifest's ``identity`` (or any mapping holding the six fields)."""
+        missing = [k for k in FIELDS if k not in identity]
+        if missing:
+            from mikata.errors import MikataError
+
+            raise MikataError(f"the preprocessing record lacks {missing}; it was not written by mikata "
+                              "(scan again into a new run directory)")
+        return cls(tuple(identity["input_size"]), tuple(identity["mean"]), tuple(identity["std"]),
+                   float(identity["crop_fraction"]), str(identity["interpolation"]), int(identity["in_channels"]))
