@@ -266,7 +266,10 @@ def test_every_command_runs_with_device_cpu(folder, photos, tmp_path, capsys, mo
     run = tmp_path / "run"
     assert main(["scan", SPEC, str(folder), "--run", str(run), "--workers", "0", "--gradcam", *d,
                  "--precision", "auto"]) == 0
-    assert main(["report", str(run), "--out", str(tmp_path / "r.html"), "--map-classes", "1", *d]) == 0
+    capsys.readouterr()
+    assert main(["report", str(run), "--out", str(tmp_path / "r.html"), "--map-classes", "1", "--model", SPEC,
+                 "--json", *d]) == 0
+    assert json.loads(capsys.readouterr().out)["maps"] > 0
     assert main(["evaluate", SPEC, img, "--methods", "gradcam,occlusion", "--steps", "3", "--stages", "1",
                  "--samples", "1", "--out", str(tmp_path / "ev"), *d]) == 0
     capsys.readouterr()
@@ -290,7 +293,7 @@ def test_server_maps_on_demand_use_the_runs_model_on_the_device(folder, tmp_path
     from mikata.analysis.scan import scan
 
     scan(tiny_handle(), folder, tmp_path / "run", batch_size=8, workers=0, progress=False)
-    service = MapService(tmp_path / "run", device="cpu")
+    service = MapService(tmp_path / "run", model=SPEC, device="cpu")
     assert service.handle.device == torch.device("cpu")
     m = service.map(1, "gradcam")
     assert m.shape == (64, 64) and np.isfinite(m).all()
