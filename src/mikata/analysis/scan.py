@@ -29,13 +29,12 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import torch
-from torch import nn
 
 from mikata.analysis.runstore import RunStore, Row
 from mikata.data.datasets import ImageDataset, Sample, load_dataset, parse_fractions, split_dataset
 from mikata.devices import split_on_oom
 from mikata.errors import ImageDecodeError, MikataError
-from mikata.hooks import attached, capture, get_layer, preserved
+from mikata.hooks import capture, get_layer
 from mikata.models.handle import ModelHandle
 from mikata.models.run_model import weights_hash  # noqa: F401 - re-exported: mikata.analysis.scan.weights_hash
 
@@ -59,12 +58,6 @@ class ScanSummary:
 # ------------------------------------------------------------------------------------ the model side
 
 
-def gradcam_from(act: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-    """Grad-CAM: ReLU of the activation weighted by the spatial mean of its gradient. ``(N, h, w)``."""
-    weights = grad.mean(dim=(2, 3), keepdim=True)  # (N, C, 1, 1)
-    return torch.relu((weights * act).sum(1))      # (N, h, w)
-
-
 class _Outputs:
     """Everything one batch yields, on the CPU: probabilities, embeddings, channel means, optional maps."""
 
@@ -82,44 +75,39 @@ def run_batch(handle: ModelHandle, x: torch.Tensor, layer: str, embed_layer: str
               gradcam: bool) -> _Outputs:
     """One forward (and with ``gradcam`` one backward down to ``layer``) for a batch ``(N, C, H, W)``.
 
-    Runs on ``handle.device`` (``x`` is moved there if it is not already) at ``handle.precision``
-    (bf16 autocast on a capable GPU under "auto"; the Grad-CAM backward stays fp32 unless a
-    precision is asked for); the outputs come back to the CPU, as fp32.
+    The Grad-CAM is ``explain``'s own: ``attribution.passes.gradient_pass`` (a forward that records
+    the graph only from ``layer`` on, one backward down to it, no weight gradients) and
+    ``attribution.cam.gradcam``, for each image's predicted class.
+
+    Runs on ``handle.device`` (``x`` is moved there if it is not already); the plain forward at
+    ``handle.precision`` (bf16 autocast on a capable GPU under "auto"), the Grad-CAM pass in fp32.
+    The outputs come back to the CPU, as fp32.
     """
-    layers = [layer] + ([embed_layer] if embed_layer else [])
     x = x.to(handle.device, non_blocking=True)
     if not gradcam:
+        layers = [layer] + ([embed_layer] if embed_layer else [])
         with torch.inference_mode(), handle.autocast(), capture(handle.net, layers, inputs=True) as rec:
             logits = handle.model(x)  # (N, K)
+        act = rec.activations[layer].detach()
         cams = None
     else:
-        # The floor of Grad-CAM: a forward that records the graph only from ``layer`` on, and a
-        # backward down to ``layer``. The layer's output is swapped for a leaf that requires grad
-        # while every parameter is frozen, so nothing below the layer is recorded.
-        leaf: dict[str, torch.Tensor] = {}
+        from mikata.attribution.cam import gradcam as gradcam_map
+        from mikata.attribution.passes import gradient_pass
 
-        def as_leaf(module, args, out):
-            if not isinstance(out, torch.Tensor):
-                raise MikataError(f"--gradcam needs a layer that outputs one tensor; {layer!r} does not")
-            leaf["act"] = out.detach().requires_grad_(True)
-            return leaf["act"]
+        def top1(logits: torch.Tensor) -> tuple[list[str], torch.Tensor]:
+            return ["top1"], logits.argmax(1, keepdim=True)  # (N, 1)
 
-        with torch.enable_grad(), preserved(handle.net), handle.autocast(gradients=True), \
-                attached([(get_layer(handle.net, layer), "forward", as_leaf)]), \
-                capture(handle.net, layers, inputs=True) as rec:
-            for p in handle.net.parameters():
-                p.requires_grad_(False)
-            logits = handle.model(x)  # (N, K)
-            act = leaf["act"]  # (N, C, h, w)
-            if act.dim() != 4:
-                raise MikataError(f"--gradcam needs a spatial layer; {layer!r} gives shape {tuple(act.shape)}. "
-                                  "Pick a conv layer with --layer (see `mikata layers MODEL`)")
-            chosen = logits.gather(1, logits.argmax(1, keepdim=True)).sum()
-            (grad,) = torch.autograd.grad(chosen, act)
-            cams = gradcam_from(act.detach().float(), grad.float()).cpu()  # (N, h, w)
-        logits = logits.detach()
-    act = rec.activations[layer].detach()
-    channels = act.float().mean(dim=tuple(range(2, act.dim()))) if act.dim() > 2 else act.float()  # (N, C)
+        with capture(handle.net, [embed_layer] if embed_layer else [], inputs=True) as rec:
+            p = gradient_pass(handle, x, top1, layer, {"plain": ("layer",)})
+        act = p.activation  # (N, C, h, w)
+        if act is None or act.dim() != 4:
+            shape = "no single tensor" if act is None else f"shape {tuple(act.shape)}"
+            raise MikataError(f"--gradcam needs a spatial layer that outputs one tensor; {layer!r} gives {shape}. "
+                              "Pick a conv layer with --layer (see `mikata layers MODEL`)")
+        cams = gradcam_map(act, p.layer_grads["plain"][0]).detach().float().cpu()  # (N, h, w)
+        logits = p.logits
+    act = act.float()
+    channels = act.mean(dim=tuple(range(2, act.dim()))) if act.dim() > 2 else act  # (N, C)
     embed = rec.inputs[embed_layer].detach().flatten(1).float() if embed_layer else channels  # (N, D)
     probs = torch.softmax(logits.float(), dim=1)  # (N, K)
     return _Outputs(probs.cpu(), embed.cpu(), channels.cpu(), cams)

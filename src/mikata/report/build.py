@@ -256,7 +256,8 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
     them out (no model needed). ``thumb``: thumbnail size in pixels. ``max_points``: embedding
     points drawn. ``max_matrix``: most classes in the confusion matrix (those with the most errors
     are kept). ``handle``: the model (default: loaded from the run's manifest, or from ``model``,
-    a spec the user typed, when the manifest's cannot be used; see ``mikata.models.run_model``). Maps are computed on ``device``.
+    a spec the user typed, when the manifest's cannot be used; see ``mikata.models.run_model``).
+    Maps are computed on ``device``.
     """
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 

@@ -48,7 +48,7 @@ class RunState:
         self.store = RunStore.open(self.run_dir, annotate=True)  # also creates maps/reviews on old runs
         self.identity = self.store.manifest["identity"]
         self._db_lock = threading.Lock()  # one sqlite connection shared by the worker threads
-        self.maps = MapService(self.run_dir, handle=handle, model=model, device=device)  # maps on demand on this device
+        self.maps = MapService(self.run_dir, handle=handle, model=model, device=device)  # maps on demand, on device
         self._ov: Overview | None = None
         self._ov_lock = threading.Lock()
         self._emb: tuple[tuple, dict] | None = None
