@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from mikata.analysis.audit import (accuracy, audit, class_histogram, class_like, confident_errors, confused_pairs,
+from mikata.analysis.audit import (accuracy, class_histogram, class_like, confident_errors, confused_pairs,
                                    confusion_counts, confusion_matrix, exceptional_errors, label_issues, load_run,
                                    near_duplicates, per_class_metrics, project_2d, row_normalized, top_activating,
                                    topk_accuracy)

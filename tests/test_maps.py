@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+from contextlib import closing
 
 import numpy as np
 import pytest
@@ -33,7 +35,7 @@ def small_run(tmp_path_factory):
 
 def _ids(run) -> dict[str, int]:
     with RunStore.open(run) as store:
-        return {p.rsplit("/", 1)[-1]: i for i, p in store.db.execute("SELECT id, path FROM images")}
+        return {p.rsplit("/", 1)[-1]: i for i, p in store.rows(columns=("id", "path"), tuples=True)}
 
 
 def test_map_equals_explain_and_is_cached(small_run, monkeypatch):
@@ -49,7 +51,7 @@ def test_map_equals_explain_and_is_cached(small_run, monkeypatch):
     monkeypatch.setattr(service, "_compute", lambda *a: pytest.fail("a cached map was computed again"))
     assert np.array_equal(service.map(image_id, "gradcam", cls="5"), m)
     with RunStore.open(small_run["run"]) as store:
-        assert store.db.execute("SELECT COUNT(*) FROM maps WHERE image_id=?", (image_id,)).fetchone()[0] == 1
+        assert len(store.map_keys(image_id)) == 1
     png = service.overlay_png(image_id, "gradcam", cls=5)
     assert png[:4] == b"\x89PNG" and data_uri(png).startswith("data:image/png;base64,")
 
@@ -139,15 +141,15 @@ def test_reviews_are_stored_listed_and_cleared(small_run):
 
 def test_map_cache_works_while_a_writer_holds_the_run(small_run):
     """A scan appending in another connection does not block reading or caching maps for long."""
-    with RunStore.open(small_run["run"], annotate=True) as writer:
-        writer.db.execute("BEGIN IMMEDIATE")
+    with closing(sqlite3.connect(small_run["run"] / "run.sqlite", isolation_level=None)) as writer:
+        writer.execute("BEGIN IMMEDIATE")  # a scan's writer, in its own connection, mid-batch
         service = MapService(small_run["run"], handle=small_run["handle"])
         image_id = _ids(small_run["run"])["00008.png"]
         done = threading.Event()
         t = threading.Thread(target=lambda: (service.map(image_id, "gradcam", 8), done.set()))
         t.start()
         t.join(0.5)
-        writer.db.execute("COMMIT")  # the writer's batch commits; the map is stored right after
+        writer.execute("COMMIT")  # the writer's batch commits; the map is stored right after
         t.join(30)
     assert done.is_set()
     with RunStore.open(small_run["run"]) as store:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -35,10 +37,10 @@ def test_vectors_follow_rows_and_skipped_rows_have_none(tmp_path):
         assert store.count() == 17 and store.count("skipped") == 3
         assert store.committed_vectors() == 14
         mm = store.vectors("probs")
-        got = {p: mm[v] for p, v in store.db.execute("SELECT path, vec_row FROM images WHERE status='ok'")}
+        got = {p: mm[v] for p, v in store.rows(status="ok", columns=("path", "vec_row"), tuples=True)}
         expected = dict(zip([r.path for r in a + b if r.status == "ok"], np.concatenate([va, vb])))
         assert got.keys() == expected.keys() and all((got[p] == expected[p]).all() for p in got)
-        assert store.db.execute("SELECT COUNT(*) FROM images WHERE status='skipped' AND vec_row IS NULL").fetchone()[0] == 3
+        assert sum(r["vec_row"] is None for r in store.rows(status="skipped")) == 3
 
 
 def test_bytes_appended_without_a_commit_are_truncated_on_resume(tmp_path):
@@ -80,10 +82,12 @@ def test_another_process_reads_committed_rows_while_a_write_transaction_is_open(
     src = str(Path(__file__).resolve().parents[1] / "src")
     with RunStore.create_or_resume(tmp_path / "run", MANIFEST) as store:
         store.append(_rows(0, 6), {"probs": _vecs(_rows(0, 6), 4, 0)})
-        store.db.execute("BEGIN IMMEDIATE")  # the writer in the middle of its next batch
-        store.db.execute("DELETE FROM images")
-        out = subprocess.run([sys.executable, "-c", READER, str(tmp_path / "run")], capture_output=True, text=True,
-                             timeout=60, env={"PYTHONPATH": src, "PATH": "/usr/bin:/bin"})
-        store.db.execute("ROLLBACK")
+        # a writer in the middle of its next batch (a second connection: the store's own is not raw SQL's)
+        with closing(sqlite3.connect(tmp_path / "run" / "run.sqlite", isolation_level=None)) as writer:
+            writer.execute("BEGIN IMMEDIATE")
+            writer.execute("DELETE FROM images")
+            out = subprocess.run([sys.executable, "-c", READER, str(tmp_path / "run")], capture_output=True,
+                                 text=True, timeout=60, env={"PYTHONPATH": src, "PATH": "/usr/bin:/bin"})
+            writer.execute("ROLLBACK")
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["6", "6"]

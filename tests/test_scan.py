@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from mikata.analysis.runstore import RunStore, RunStoreError
-from mikata.analysis.scan import gradcam_from, scan
+from mikata.analysis.scan import scan
+from mikata.attribution.cam import gradcam as gradcam_from
 from mikata.data.datasets import DatasetError
 from test_scan_support import digit_images, mnist_handle, planted_run, write_folder
 
@@ -34,8 +35,8 @@ def _rows(run: Path) -> dict[str, tuple]:
     with RunStore.open(run) as store:
         probs = np.asarray(store.vectors("probs"))
         out = {}
-        for path, h, label, pred, topk, status, reason, vec in store.db.execute(
-                "SELECT path, hash, label, pred, topk, status, reason, vec_row FROM images"):
+        for path, h, label, pred, topk, status, reason, vec in store.rows(
+                columns=("path", "hash", "label", "pred", "topk", "status", "reason", "vec_row"), tuples=True):
             out[path] = (h, label, pred, topk, status, reason, None if vec is None else probs[vec].tobytes())
         return out
 
@@ -46,7 +47,7 @@ def test_stored_values_match_a_direct_forward(planted):
         probs = torch.softmax(handle.model(handle.preprocess(images)), 1).numpy()  # (N, 10)
     with RunStore.open(planted["run"]) as store:
         stored = np.asarray(store.vectors("probs"), np.float32)
-        rows = store.db.execute("SELECT path, label, pred, vec_row, topk, hash FROM images WHERE status='ok'").fetchall()
+        rows = store.rows(status="ok", columns=("path", "label", "pred", "vec_row", "topk", "hash"), tuples=True)
         assert store.dims() == {"probs": 10, "embed": 256, "channels": 128}
         assert store.manifest["identity"]["weights_sha1"] and store.manifest["versions"]["torch"]
     index = {p: i for i, p in enumerate(planted["paths"])}
@@ -75,7 +76,7 @@ def test_embedding_channels_and_gradcam_match_a_hand_computation(planted):
     logits.gather(1, logits.argmax(1, keepdim=True)).sum().backward()
     cam = torch.relu((feats.grad.mean((2, 3), keepdim=True) * feats).sum(1)).detach()  # (8, 7, 7)
     with RunStore.open(planted["run"]) as store:
-        rows = {p: (i, v) for i, p, v in store.db.execute("SELECT id, path, vec_row FROM images WHERE status='ok'")}
+        rows = {p: (i, v) for i, p, v in store.rows(status="ok", columns=("id", "path", "vec_row"), tuples=True)}
         emb, ch = store.vectors("embed"), store.vectors("channels")
         for k in range(8):
             rid, vec = rows[planted["paths"][k]]
@@ -105,7 +106,7 @@ def test_rerun_computes_only_new_files_and_a_different_model_is_refused(tmp_path
     assert (first.computed, first.reused) == (40, 0)
     before = _rows(tmp_path / "run")
     with RunStore.open(tmp_path / "run") as store:
-        ids = dict(store.db.execute("SELECT path, id FROM images"))
+        ids = dict(store.rows(columns=("path", "id"), tuples=True))
     for i, (img, y) in enumerate(zip(images[40:], labels[40:])):  # 20 new files
         p = tmp_path / "data" / str(int(y)) / f"new{i}.png"
         img.save(p)
@@ -114,7 +115,7 @@ def test_rerun_computes_only_new_files_and_a_different_model_is_refused(tmp_path
     after = _rows(tmp_path / "run")
     assert len(after) == 60 and all(after[p] == v for p, v in before.items())
     with RunStore.open(tmp_path / "run") as store:  # old rows untouched (a recomputed row gets a new id)
-        assert all(dict(store.db.execute("SELECT path, id FROM images"))[p] == i for p, i in ids.items())
+        assert all(dict(store.rows(columns=("path", "id"), tuples=True))[p] == i for p, i in ids.items())
     other = mnist_handle()
     with torch.no_grad():
         other.net.fc_layers[2].bias.add_(0.1)
@@ -132,7 +133,7 @@ def test_class_mismatch_is_explained_and_a_class_map_fixes_it(tmp_path):
     s = scan(handle, tmp_path / "data", tmp_path / "run", workers=0, progress=False, class_map={"seven": "7"})
     assert s.computed == 20
     with RunStore.open(tmp_path / "run") as store:
-        assert {l for (l,) in store.db.execute("SELECT label FROM images WHERE path LIKE '%seven%'")} == {7}
+        assert {r["label"] for r in store.rows() if "seven" in r["path"]} == {7}
 
 
 def _cli(*args: str) -> list[str]:
@@ -171,7 +172,7 @@ def test_kill_9_mid_scan_then_resume_gives_exactly_the_rows_of_an_uninterrupted_
     partial = _rows(tmp_path / "killed")
     assert 48 <= len(partial) < total
     with RunStore.open(tmp_path / "killed") as store:
-        ids_before = dict(store.db.execute("SELECT path, id FROM images"))
+        ids_before = dict(store.rows(columns=("path", "id"), tuples=True))
     resumed = subprocess.run(_cli(*common, "--run", str(tmp_path / "killed"), "--json"), env=_env(),
                              capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stderr
@@ -185,5 +186,5 @@ def test_kill_9_mid_scan_then_resume_gives_exactly_the_rows_of_an_uninterrupted_
     with RunStore.open(tmp_path / "killed") as store:
         assert store.count() == total
         assert store.committed_vectors() == total - 1  # one vector row per decoded image, none duplicated
-        ids_after = dict(store.db.execute("SELECT path, id FROM images"))
+        ids_after = dict(store.rows(columns=("path", "id"), tuples=True))
     assert all(ids_after[p] == i for p, i in ids_before.items())  # committed rows were not recomputed

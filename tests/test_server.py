@@ -49,7 +49,7 @@ def served(tmp_path_factory):
     (run / "featurevis" / "outside.png").symlink_to(secret)  # never listed
     app = create_app(run, token=TOKEN, port=8765, handle=handle)
     with RunStore.open(run) as store:
-        ids = {p.rsplit("/", 1)[-1]: i for i, p in store.db.execute("SELECT id, path FROM images")}
+        ids = {p.rsplit("/", 1)[-1]: i for i, p in store.rows(columns=("id", "path"), tuples=True)}
     client = TestClient(app, base_url=BASE)
     assert client.get(f"/?token={TOKEN}").status_code == 200  # sets the cookie
     return {"app": app, "run": run, "client": client, "ids": ids, "base": base, "handle": handle}
@@ -377,8 +377,8 @@ def test_skipped_files_are_listed_on_the_dashboard(tmp_path):
     dash = c.get("/").text
     assert "Skipped files" in dash and "notes.png" in dash
     with RunStore.open(tmp_path / "run") as store:
-        skipped_id = store.db.execute("SELECT id FROM images WHERE status='skipped'").fetchone()[0]
-        broken_id, broken = store.db.execute("SELECT id, path FROM images WHERE status='ok'").fetchone()
+        skipped_id = store.ids(status="skipped")[0]
+        broken_id, broken = store.rows(status="ok", columns=("id", "path"), tuples=True)[0]
     for path in (f"/image/{skipped_id}", f"/thumb/{skipped_id}", f"/map/{skipped_id}.png"):
         assert c.get(path).status_code == 404, path
     open(broken, "w").write("replaced by text after the scan")

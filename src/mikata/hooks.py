@@ -111,14 +111,46 @@ def capture(
 
 
 @contextmanager
-def preserved(net: nn.Module) -> Iterator[nn.Module]:
-    """Restore each module's training flag and each parameter's ``requires_grad`` afterwards."""
+def preserved(net: nn.Module, values: bool = False) -> Iterator[nn.Module]:
+    """Restore each module's training flag and each parameter's ``requires_grad`` afterwards.
+
+    With ``values=True`` also every parameter and buffer *value* and object, bit for bit, even when
+    the block raises: for code that rewrites weights while it runs (zennit's canonizers fold batch
+    norm into convolutions and undo it on exit, but not when they fail half-way). It costs one copy
+    of the weights, so only such callers ask for it.
+    """
     modes = {m: m.training for m in net.modules()}
     grads = {p: p.requires_grad for p in net.parameters()}
+    saved = _snapshot_values(net) if values else []
     try:
         yield net
     finally:
+        if values:
+            _restore_values(saved)
         for m, mode in modes.items():
             m.training = mode
         for p, req in grads.items():
             p.requires_grad_(req)
+
+
+def _snapshot_values(net: nn.Module) -> list[tuple]:
+    """``(table, name, object, its data tensor, a copy of the values)`` for every parameter and buffer slot."""
+    out = []
+    for m in net.modules():
+        for table in (m._parameters, m._buffers):
+            for name, t in table.items():
+                out.append((table, name, t, None if t is None else t.data,
+                            None if t is None else t.detach().clone()))
+    return out
+
+
+def _restore_values(saved: list[tuple]) -> None:
+    with torch.no_grad():
+        for table, name, obj, data, copy in saved:
+            table[name] = obj  # a slot the block filled (e.g. a bias created for a merge) is emptied again
+            if obj is None:
+                continue
+            if obj.data_ptr() != data.data_ptr() or obj.shape != data.shape:
+                obj.data = data  # the block swapped the storage (``p.data = ...``): put the original back
+            if obj.shape != copy.shape or not torch.equal(obj, copy):
+                obj.data = copy

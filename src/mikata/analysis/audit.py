@@ -54,15 +54,11 @@ def load_run(run: str | os.PathLike | RunStore, split: str | None = None) -> Run
     store = run if isinstance(run, RunStore) else RunStore.open(run)
     try:
         with store.snapshot():
-            q = "SELECT id, path, label, pred, split, vec_row FROM images WHERE status='ok'"
-            args: tuple = ()
-            if split is not None:
-                q += " AND split=?"
-                args = (split,)
-            rows = store.db.execute(q + " ORDER BY id", args).fetchall()
+            rows = store.rows(status="ok", split=split, columns=("id", "path", "label", "pred", "split", "vec_row"),
+                              tuples=True)
             n_vec = store.committed_vectors()
             probs_mm = store.vectors("probs", n_vec) if rows else None
-        classes = store.manifest["identity"]["classes"]
+        classes = store.identity["classes"]
         if rows:
             ids, paths, labels, preds, splits, vec_rows = zip(*rows)
             vec_rows = np.asarray(vec_rows, dtype=np.int64)
@@ -103,10 +99,9 @@ def confusion_counts(run: str | os.PathLike | RunStore) -> np.ndarray:
     """The confusion matrix straight from SQLite (``GROUP BY`` in C): no rows cross into Python."""
     store = run if isinstance(run, RunStore) else RunStore.open(run)
     try:
-        k = len(store.manifest["identity"]["classes"])
+        k = len(store.identity["classes"])
         cm = np.zeros((k, k), np.int64)
-        got = np.array(store.db.execute("SELECT label, pred, COUNT(*) FROM images WHERE status='ok' "
-                                        "GROUP BY label, pred").fetchall(), dtype=np.int64).reshape(-1, 3)
+        got = np.array(store.confusion_counts(), dtype=np.int64).reshape(-1, 3)
         cm[got[:, 0], got[:, 1]] = got[:, 2]
         return cm
     finally:
@@ -268,78 +263,3 @@ def load_groups(path: str | os.PathLike) -> dict[str, str]:
         return {str(k): str(v) for k, v in data.items()}
     pairs = [l.split(",", 1) for l in text.splitlines() if l.strip() and not l.startswith("#")]
     return {a.strip(): b.strip() for a, b in pairs if len((a, b)) == 2}
-
-
-def audit(run: str | os.PathLike, groups: Mapping[str, str] | None = None, n: int = 3, top_pairs: int = 10,
-          top_issues: int = 20, split: str | None = None) -> dict:
-    """Everything ``mikata audit`` prints, as JSON-ready data (the ``Overview``, with paths instead of ids)."""
-    from mikata.analysis.overview import overview
-
-    ov = overview(run, n=n, top_pairs=top_pairs, top_issues=top_issues, split=split, groups=groups)
-    d, names, present = ov.data, ov.class_names, ov.present
-
-    def rows(ids):
-        return [ov.row(i) for i in ids]
-
-    per_class = [{
-        "class": c.name, "images": c.images, "precision": round(c.precision, 4), "recall": round(c.recall, 4),
-        "f1": round(c.f1, 4),
-        "most_class_like": [{"path": d.paths[i], "prob": round(float(d.probs[i, c.index]), 4)}
-                            for i in rows(c.most_class_like)],
-        "least_class_like": [{"path": d.paths[i], "prob": round(float(d.probs[i, c.index]), 4),
-                              "predicted": names[d.preds[i]]} for i in rows(c.least_class_like)],
-        "confident_errors": [{"path": d.paths[i], "predicted": names[d.preds[i]],
-                              "prob": round(float(d.probs[i, d.preds[i]]), 4)} for i in rows(c.confident_errors)],
-    } for c in ov.classes]
-    cm = ov.confusion
-    result = {
-        "run": d.run_dir, "images": len(d), "skipped": [{"path": p, "reason": r} for p, r in ov.skipped],
-        "accuracy": ov.accuracy, "top5_accuracy": ov.top5_accuracy,
-        "class_histogram": {names[c]: int(ov.histogram[c]) for c in present}, "imbalance": ov.imbalance,
-        "confusion": {"classes": [names[c] for c in present], "counts": cm[np.ix_(present, present)].tolist(),
-                      "row_normalized": np.round(ov.confusion_normalized[np.ix_(present, present)], 4).tolist()},
-        "confused_pairs": [{"a": names[a], "b": names[b], "a_as_b": ab, "b_as_a": ba}
-                           for a, b, ab, ba in ov.confused_pairs],
-        "per_class": per_class,
-        "label_issues": ov.label_issues,
-    }
-    if ov.exceptional is not None:
-        ex = ov.exceptional
-        result["exceptional_errors"] = {"count": ex["count"], "pairs": ex["pairs"], "images": [
-            {"path": d.paths[i], "label": names[d.labels[i]], "predicted": names[d.preds[i]],
-             "prob": round(float(d.probs[i, d.preds[i]]), 4)} for i in ex["rows"][:top_issues]]}
-    return result
-
-
-def format_audit(r: dict, max_listed: int | None = None) -> str:
-    """The text ``mikata audit`` prints for an ``audit()`` result; ``max_listed`` shortens long lists."""
-    lines: list[str] = []
-    out = lines.append
-    cut = (lambda xs: xs[:max_listed]) if max_listed else (lambda xs: xs)
-    out(f"run {r['run']}: {r['images']} images, {len(r['skipped'])} skipped")
-    out(f"accuracy {r['accuracy']:.2%}   top-5 {r['top5_accuracy']:.2%}   "
-        f"class imbalance {r['imbalance']:.2f}x (largest / smallest class)")
-    out("\nper class                     images  precision  recall     F1")
-    for c in sorted(r["per_class"], key=lambda c: c["recall"]):
-        out(f"  {c['class'][:28]:28s} {c['images']:6d}  {c['precision']:9.2%}  {c['recall']:6.2%}  {c['f1']:5.2f}")
-    out("\nmost confused pairs (a as b / b as a)")
-    for p in cut(r["confused_pairs"]):
-        out(f"  {p['a']} <-> {p['b']}: {p['a_as_b']} / {p['b_as_a']}")
-    if "exceptional_errors" in r:
-        ex = r["exceptional_errors"]
-        out(f"\nerrors across groups: {ex['count']}  " + ", ".join(f"{k}: {v}" for k, v in ex["pairs"].items()))
-        for im in ex["images"][:10]:
-            out(f"  {im['path']}  {im['label']} -> {im['predicted']} ({im['prob']:.2f})")
-    out("\nper class: most / least class-like images (P of the class)")
-    for c in cut(r["per_class"]):
-        out(f"  {c['class']}")
-        out("    most:  " + "  ".join(f"{i['path']} ({i['prob']:.2f})" for i in c["most_class_like"]))
-        out("    least: " + "  ".join(f"{i['path']} ({i['prob']:.2f}, predicted {i['predicted']})"
-                                     for i in c["least_class_like"]))
-    out("\nsuspected label errors (confident learning; needs out-of-sample probabilities)")
-    for i in cut(r["label_issues"]):
-        out(f"  {i['path']}  labeled {i['label']} ({i['label_prob']:.2f}) -> suggest {i['suggested']} "
-            f"({i['suggested_prob']:.2f})")
-    for s in r["skipped"]:
-        out(f"skipped {s['path']}: {s['reason']}")
-    return "\n".join(lines)

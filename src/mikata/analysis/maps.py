@@ -7,8 +7,11 @@ once and stores the float16 map, so the next viewer (or the next report) gets it
 
 Concurrency: requests for the same (image, method, class) wait on one per-key lock and all but
 the first find the map in the cache; one model lock keeps two computations from sharing the
-module's hooks at once. Each call opens its own short-lived SQLite connection, so the service
-can be used from a server's worker threads while a scan appends rows in another process.
+module's hooks at once. The service keeps one SQLite connection (its own, or the web app's) for
+its life and uses it under a lock, so worker threads share it while a scan appends rows in another
+process (WAL mode: each read sees the latest commit). A request resolves its row once (the row
+also carries the scan's Grad-CAM, which serves as the cached map of the predicted class at the
+scan layer) and decodes the image at most once (the view of an overlay reuses it).
 
 Example:
     >>> maps = MapService("runs/fashion")                                   # doctest: +SKIP
@@ -25,9 +28,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from mikata.analysis.media import encode, image_file
-from mikata.analysis.runstore import RunStore
+from mikata.analysis.media import UnknownImageError, encode, image_file
+from mikata.analysis.runstore import RunStore, as_cached_map
 from mikata.attribution import registry
 from mikata.data.preprocessing import Preprocessing
 from mikata.models.handle import ModelHandle
@@ -40,14 +44,26 @@ LAYER_MAP_METHODS = registry.names(layer_resolution=True)
 
 
 class MapService:
-    """On-demand, cached attribution maps for one run. ``handle`` defaults to the run's own model."""
+    """On-demand, cached attribution maps for one run. ``handle`` defaults to the run's own model.
+
+    One long-lived ``RunStore`` connection serves every call (``store``/``lock``: share the
+    caller's, as the web app does; otherwise the service opens its own, ``close()`` ends it).
+    Every use of the connection holds ``lock``, so worker threads may call the service at once.
+    """
 
     def __init__(self, run_dir: str | os.PathLike, handle: ModelHandle | None = None,
                  options: dict[str, dict] | None = None, model: str | None = None, trust: bool = False,
+                 store: RunStore | None = None, lock: threading.Lock | None = None,
                  device: str | None = "cpu"):
         self.run_dir = Path(run_dir).expanduser().resolve()
-        with RunStore.open(self.run_dir, annotate=True) as store:  # creates the cache tables if missing
-            self.identity = store.manifest["identity"]
+        self._own_store = store is None
+        self.store = store if store is not None else RunStore.open(self.run_dir, annotate=True)  # + cache tables
+        self._db_lock = lock if lock is not None else threading.Lock()
+        with self._db_lock:
+            manifest = self.store.manifest  # read once, here
+        self.identity = manifest["identity"]
+        # the layer the model's default resolved to when the run was scanned (None on older runs)
+        self._scan_default_layer = manifest.get("default_layer")
         self._handle = handle
         self.model, self.trust = model, trust  # a spec the user typed; else the run's own, checked
         self.device = device  # where the run's model is loaded and its maps computed
@@ -55,6 +71,17 @@ class MapService:
         self._model_lock = threading.Lock()
         self._keys_lock = threading.Lock()
         self._key_locks: dict[tuple, threading.Lock] = {}
+
+    def close(self) -> None:
+        """Close the store the service opened itself (a shared one belongs to its owner)."""
+        if self._own_store:
+            self.store.close()
+
+    def __enter__(self) -> "MapService":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     # ------------------------------------------------------------------ model
     @property
@@ -72,14 +99,24 @@ class MapService:
                                                   device=self.device)
         return self._handle
 
-    def class_index(self, cls: int | str | None, image_id: int) -> int:
+    # ------------------------------------------------------------------- rows
+    def _row(self, image_id: int) -> dict:
+        """The usable row of an id, with the scan's Grad-CAM when the run stored them: one lookup."""
+        with self._db_lock:
+            row = self.store.image(image_id, cam=bool(self.identity.get("gradcam")))
+        if row is None or row["status"] != "ok":
+            raise UnknownImageError(f"no scanned image with id {image_id} in this run")
+        return row
+
+    def _load(self, row: dict) -> torch.Tensor:
+        """Decode and preprocess the row's file (inside the dataset root): ``(1, C, H, W)``."""
+        return self.preprocessing.load([image_file(self.store, row["id"], row=row)])
+
+    def class_index(self, cls: int | str | None, image_id: int, row: dict | None = None) -> int:
         """A class id from an id or name; ``None`` means the class the model predicted for the image."""
         if cls is None or cls == "":
-            with RunStore.open(self.run_dir) as store:
-                row = store.image(image_id)
-            if row is None or row["pred"] is None:
-                from mikata.analysis.media import UnknownImageError
-
+            row = row if row is not None else self._row(image_id)
+            if row["pred"] is None:
                 raise UnknownImageError(f"no scanned image with id {image_id} in this run")
             return int(row["pred"])
         from mikata.errors import ChoiceError
@@ -94,6 +131,23 @@ class MapService:
             raise ChoiceError("class", cls, classes)
         return lower[str(cls).lower()]
 
+    def _scan_cam(self, row: dict, method: str, cls: int, layer: str | None) -> np.ndarray | None:
+        """The scan's stored Grad-CAM as this map, when it is the same map: ``(H, W)`` float32 or None.
+
+        ``mikata scan --gradcam`` stores the Grad-CAM of each image's predicted class at the scan
+        layer (through the same attribution code as ``explain``); upsampled like ``explain`` does,
+        it is the map asked for, so it serves as the cache without loading the model.
+        """
+        if method != "gradcam" or row.get("cam") is None or row["pred"] is None or cls != int(row["pred"]):
+            return None
+        wanted = layer or (self._handle.default_layer if self._handle is not None else self._scan_default_layer)
+        if wanted is None or wanted != self.identity.get("layer"):
+            return None
+        from mikata.attribution.result import upsample
+
+        cam = torch.from_numpy(np.ascontiguousarray(row["cam"], dtype=np.float32))[None]  # (1, h, w)
+        return upsample(cam, self.preprocessing.input_size)[0].numpy()  # (H, W)
+
     # ------------------------------------------------------------------- maps
     def map(self, image_id: int, method: str = "gradcam", cls: int | str | None = None,
             layer: str | None = None) -> np.ndarray:
@@ -101,30 +155,41 @@ class MapService:
         from mikata.attribution.engine import check_methods
 
         method = check_methods([method])[0]
-        k = self.class_index(cls, image_id)
-        layer_key = layer or ""
-        key = (int(image_id), method, k, layer_key)
-        with RunStore.open(self.run_dir) as store:
-            cached = store.get_map(*key)
+        row = self._row(image_id)
+        return self._map(row, method, self.class_index(cls, image_id, row), layer)[0]
+
+    def _map(self, row: dict, method: str, k: int, layer: str | None,
+             x: torch.Tensor | None = None) -> tuple[np.ndarray, torch.Tensor | None]:
+        """The map and the decoded input when it had to be decoded (``x`` ``(1, C, H, W)``, else None)."""
+        key = (int(row["id"]), method, k, layer or "")
+        with self._db_lock:
+            cached = self.store.get_map(*key)
+        if cached is None:
+            cached = self._scan_cam(row, method, k, layer)
         if cached is not None:
-            return cached
+            return cached, x
         with self._keys_lock:
             lock = self._key_locks.setdefault(key, threading.Lock())
         with lock:
-            with RunStore.open(self.run_dir) as store:
-                cached = store.get_map(*key)  # computed by the request we waited for
-                if cached is not None:
-                    return cached
-                path = image_file(store, image_id)
+            with self._db_lock:
+                cached = self.store.get_map(*key)  # computed by the request we waited for
+            if cached is not None:
+                return cached, x
+            if x is None:
+                path = image_file(self.store, row["id"], row=row)  # refused before any model is loaded
+                h = self.handle
+                x = h.preprocessing.load([path])  # (1, C, H, W), the pixels explain sees
+            else:
+                h = self.handle
             start = time.perf_counter()
-            m = self._compute(path, method, k, layer).astype(np.float16).astype(np.float32)  # as cached
+            m = as_cached_map(self._compute(x, method, k, layer, h)).astype(np.float32)  # as cached
             seconds = time.perf_counter() - start
-            with RunStore.open(self.run_dir, annotate=True) as store:
-                store.put_map(*key, m, seconds)
-            log.debug("computed %s of image %s for class %s in %.3f s", method, image_id, k, seconds)
+            with self._db_lock:
+                self.store.put_map(*key, m, seconds)
+            log.debug("computed %s of image %s for class %s in %.3f s", method, row["id"], k, seconds)
         with self._keys_lock:
             self._key_locks.pop(key, None)
-        return m
+        return m, x
 
     def maps(self, ids: list[int], methods: list[str] | tuple[str, ...] = ("gradcam",),
              classes: list[int | str | None] | int | str | None = None, layer: str | None = None,
@@ -146,18 +211,22 @@ class MapService:
         layer_key = layer or ""
         out: dict[tuple[int, str, int], np.ndarray] = {}
         missing: dict[int, dict[int, list[str]]] = {}  # class -> image id -> methods to compute
-        with RunStore.open(self.run_dir) as store:
-            for image_id, cls in zip(ids, per_image):
-                k = self.class_index(cls, image_id)
-                for method in methods:
-                    cached = store.get_map(image_id, method, k, layer_key)
-                    if cached is not None:
-                        out[(image_id, method, k)] = cached
-                    else:
-                        missing.setdefault(k, {}).setdefault(image_id, [])
-                        if method not in missing[k][image_id]:
-                            missing[k][image_id].append(method)
-            paths = {i: image_file(store, i) for todo in missing.values() for i in todo}
+        rows: dict[int, dict] = {}
+        for image_id, cls in zip(ids, per_image):
+            row = rows.get(image_id) or rows.setdefault(image_id, self._row(image_id))
+            k = self.class_index(cls, image_id, row)
+            for method in methods:
+                with self._db_lock:
+                    cached = self.store.get_map(image_id, method, k, layer_key)
+                if cached is None:
+                    cached = self._scan_cam(row, method, k, layer)
+                if cached is not None:
+                    out[(image_id, method, k)] = cached
+                else:
+                    missing.setdefault(k, {}).setdefault(image_id, [])
+                    if method not in missing[k][image_id]:
+                        missing[k][image_id].append(method)
+        paths = {i: image_file(self.store, i, row=rows[i]) for todo in missing.values() for i in todo}
         for k, todo in missing.items():
             need = [m for m in methods if any(m in ms for ms in todo.values())]
             order = list(todo)
@@ -166,14 +235,12 @@ class MapService:
                 tic = time.perf_counter()
                 got = self._compute_batch([paths[i] for i in chunk], need, k, layer)  # method -> (n, H, W)
                 seconds = (time.perf_counter() - tic) / max(1, len(chunk) * len(need))
-                with RunStore.open(self.run_dir, annotate=True) as store, store._transaction():
-                    for j, image_id in enumerate(chunk):
-                        for method in todo[image_id]:
-                            m16 = np.clip(got[method][j], -65504, 65504).astype(np.float16)  # (H, W) as cached
-                            store.db.execute("INSERT OR REPLACE INTO maps VALUES (?,?,?,?,?,?,?,?)",
-                                             (image_id, method, k, layer_key, m16.shape[0], m16.shape[1],
-                                              m16.tobytes(), seconds))
-                            out[(image_id, method, k)] = m16.astype(np.float32)
+                new = [(image_id, method, k, layer_key, got[method][j], seconds)
+                       for j, image_id in enumerate(chunk) for method in todo[image_id]]
+                with self._db_lock:
+                    self.store.put_maps(new)
+                for image_id, method, _, _, m, _ in new:
+                    out[(image_id, method, k)] = as_cached_map(m).astype(np.float32)
                 log.debug("computed %s for %d images of class %s", need, len(chunk), k)
         return out
 
@@ -187,42 +254,49 @@ class MapService:
             results = explain(h, x, methods, targets=[cls], layer=layer, options=options)
         return {a.method: a.maps.detach().float().cpu().numpy() for a in results}  # (n, H, W) each
 
-    def model_views(self, ids: list[int]) -> dict[int, np.ndarray]:
-        """``model_view`` of many images: ``{id: (H, W, 3) uint8}``.
-
-        Needs only the run's preprocessing, so when every map was cached the model is never loaded.
-        """
-        from mikata.render import to_uint8_image
-
-        with RunStore.open(self.run_dir) as store:
-            paths = {int(i): image_file(store, int(i)) for i in ids}
-        pre = self.preprocessing
-        return {i: to_uint8_image(pre.denormalize(pre.load([p]))[0]) for i, p in paths.items()}
-
-    def _compute(self, path: Path, method: str, cls: int, layer: str | None) -> np.ndarray:
+    def _compute(self, x: torch.Tensor | Path, method: str, cls: int, layer: str | None,
+                 h: ModelHandle | None = None) -> np.ndarray:
+        """One map of a preprocessed image ``x`` ``(1, C, H, W)`` (or of a file, decoded here): ``(H, W)``."""
         from mikata.attribution import explain
 
-        h = self.handle
-        x = h.preprocessing.load([path])  # (1, C, H, W)
+        h = h or self.handle
+        if not isinstance(x, torch.Tensor):
+            x = h.preprocessing.load([x])  # (1, C, H, W)
         with self._model_lock:  # hooks on a shared module: one computation at a time
             a = explain(h, x, [method], targets=[cls], layer=layer,
                         options={method: self.options[method]} if method in self.options else None)[0]
         return a.maps[0].detach().float().cpu().numpy()  # (H, W)
 
+    # ------------------------------------------------------------------ views
+    def model_views(self, ids: list[int]) -> dict[int, np.ndarray]:
+        """``model_view`` of many images: ``{id: (H, W, 3) uint8}``.
+
+        Needs only the run's preprocessing, so when every map was cached the model is never loaded.
+        """
+        return {int(i): self._view(self._load(self._row(int(i)))) for i in ids}
+
     def model_view(self, image_id: int) -> np.ndarray:
         """The image as the model sees it (resized, center-cropped), ``(H, W, 3)`` uint8."""
+        return self._view(self._load(self._row(image_id)))
+
+    def _view(self, x: torch.Tensor) -> np.ndarray:
         from mikata.render import to_uint8_image
 
-        with RunStore.open(self.run_dir) as store:
-            path = image_file(store, image_id)
-        pre = self.preprocessing
-        return to_uint8_image(pre.denormalize(pre.load([path]))[0])
+        return to_uint8_image(self.preprocessing.denormalize(x)[0])  # (H, W, 3)
 
     def overlay_png(self, image_id: int, method: str = "gradcam", cls: int | str | None = None,
                     layer: str | None = None, alpha: float = 0.5) -> bytes:
-        """PNG bytes of the map blended over the model's view of the image."""
-        m = self.map(image_id, method, cls, layer)
-        return encode(overlay_array(m, self.model_view(image_id), method, alpha))
+        """PNG bytes of the map blended over the model's view of the image.
+
+        One row lookup and at most one decode: the image decoded for a new map is the view too.
+        """
+        from mikata.attribution.engine import check_methods
+
+        method = check_methods([method])[0]
+        row = self._row(image_id)
+        m, x = self._map(row, method, self.class_index(cls, image_id, row), layer)
+        view = self._view(x if x is not None else self._load(row))
+        return encode(overlay_array(m, view, method, alpha))
 
 
 def overlay_array(m: np.ndarray, view: np.ndarray, method: str, alpha: float = 0.5) -> np.ndarray:

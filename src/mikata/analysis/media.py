@@ -24,38 +24,30 @@ import numpy as np
 from PIL import Image
 
 from mikata.analysis.runstore import RunStore
-from mikata.errors import MikataError
+from mikata.data.paths import UnservableFileError, file_inside, files_inside
 
 
-class UnknownImageError(MikataError, LookupError):
+class UnknownImageError(UnservableFileError):
     """No servable image for this id (unknown, skipped, missing, or outside the dataset root)."""
 
 
-def image_file(store: RunStore, image_id: int) -> Path:
-    """The file behind a row id, resolved, and guaranteed to lie inside the run's dataset root."""
-    row = store.image(image_id)
+def image_file(store: RunStore, image_id: int, row: dict | None = None) -> Path:
+    """The file behind a row id, resolved, and guaranteed to lie inside the run's dataset root.
+
+    ``row``: the id's ``store.image`` row when the caller already has it (no second lookup).
+    """
+    row = store.image(image_id) if row is None else row
     if row is None:
         raise UnknownImageError(f"no image with id {image_id} in this run")
-    root = os.path.realpath(store.manifest.get("dataset_root") or "/nonexistent")
-    real = os.path.realpath(row["path"])
-    if os.path.commonpath([root, real]) != root:
-        raise UnknownImageError(f"image {image_id} resolves outside the dataset root {root}; not served")
-    if not os.path.isfile(real):
-        raise UnknownImageError(f"image {image_id} ({row['path']}) no longer exists")
-    return Path(real)
+    try:
+        return file_inside(row["path"], store.manifest.get("dataset_root"))
+    except UnservableFileError as e:
+        raise UnknownImageError(f"image {image_id} {e}") from None
 
 
 def image_files(store: RunStore, ids: Iterable[int]) -> dict[int, Path]:
-    """``image_file`` for many ids in one query: id -> file, leaving out those it would refuse."""
-    wanted = {int(i) for i in ids}
-    root = os.path.realpath(store.manifest.get("dataset_root") or "/nonexistent")
-    out: dict[int, Path] = {}
-    for i, p in store.db.execute("SELECT id, path FROM images WHERE status='ok'"):
-        if i in wanted:
-            real = os.path.realpath(p)
-            if os.path.commonpath([root, real]) == root and os.path.isfile(real):
-                out[int(i)] = Path(real)
-    return out
+    """``image_file`` for many usable ids in few queries: id -> file, leaving out those it would refuse."""
+    return files_inside(store.paths(ids, status="ok"), store.manifest.get("dataset_root"))
 
 
 def thumbnail(path: str | os.PathLike, size: int = 96) -> bytes:

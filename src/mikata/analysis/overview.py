@@ -5,6 +5,9 @@ most and least class-like images of each class, confident errors, suspected labe
 embedding projection) into one ``Overview``. ``mikata audit`` prints it, ``mikata report`` renders
 it to a file and ``mikata serve`` caches it per ``RunStore.version()``, so all three show the same
 numbers. Images are referred to by store row ids (what the server serves), never by paths.
+``audit(run)`` is that overview with paths instead of ids, as ``mikata audit`` prints it
+(``format_audit``). The per-array functions it is built from live in ``audit.py``, which imports
+nothing from here.
 
 Example:
     >>> ov = overview("runs/fashion")                                   # doctest: +SKIP
@@ -123,3 +126,77 @@ def overview(run: str | os.PathLike, n: int = 3, top_pairs: int = 10, top_issues
         histogram=counts, imbalance=imbalance, present=present, confused_pairs=confused_pairs(cm, top_pairs),
         classes=classes, label_issues=label_issues(d, top_issues),
         exceptional=exceptional_errors(d, groups) if groups else None)
+
+
+# ------------------------------------------------------------------------ mikata audit's output
+def audit(run: str | os.PathLike, groups: Mapping[str, str] | None = None, n: int = 3, top_pairs: int = 10,
+          top_issues: int = 20, split: str | None = None) -> dict:
+    """Everything ``mikata audit`` prints, as JSON-ready data (the ``Overview``, with paths instead of ids)."""
+    ov = overview(run, n=n, top_pairs=top_pairs, top_issues=top_issues, split=split, groups=groups)
+    d, names, present = ov.data, ov.class_names, ov.present
+
+    def rows(ids):
+        return [ov.row(i) for i in ids]
+
+    per_class = [{
+        "class": c.name, "images": c.images, "precision": round(c.precision, 4), "recall": round(c.recall, 4),
+        "f1": round(c.f1, 4),
+        "most_class_like": [{"path": d.paths[i], "prob": round(float(d.probs[i, c.index]), 4)}
+                            for i in rows(c.most_class_like)],
+        "least_class_like": [{"path": d.paths[i], "prob": round(float(d.probs[i, c.index]), 4),
+                              "predicted": names[d.preds[i]]} for i in rows(c.least_class_like)],
+        "confident_errors": [{"path": d.paths[i], "predicted": names[d.preds[i]],
+                              "prob": round(float(d.probs[i, d.preds[i]]), 4)} for i in rows(c.confident_errors)],
+    } for c in ov.classes]
+    cm = ov.confusion
+    result = {
+        "run": d.run_dir, "images": len(d), "skipped": [{"path": p, "reason": r} for p, r in ov.skipped],
+        "accuracy": ov.accuracy, "top5_accuracy": ov.top5_accuracy,
+        "class_histogram": {names[c]: int(ov.histogram[c]) for c in present}, "imbalance": ov.imbalance,
+        "confusion": {"classes": [names[c] for c in present], "counts": cm[np.ix_(present, present)].tolist(),
+                      "row_normalized": np.round(ov.confusion_normalized[np.ix_(present, present)], 4).tolist()},
+        "confused_pairs": [{"a": names[a], "b": names[b], "a_as_b": ab, "b_as_a": ba}
+                           for a, b, ab, ba in ov.confused_pairs],
+        "per_class": per_class,
+        "label_issues": ov.label_issues,
+    }
+    if ov.exceptional is not None:
+        ex = ov.exceptional
+        result["exceptional_errors"] = {"count": ex["count"], "pairs": ex["pairs"], "images": [
+            {"path": d.paths[i], "label": names[d.labels[i]], "predicted": names[d.preds[i]],
+             "prob": round(float(d.probs[i, d.preds[i]]), 4)} for i in ex["rows"][:top_issues]]}
+    return result
+
+
+def format_audit(r: dict, max_listed: int | None = None) -> str:
+    """The text ``mikata audit`` prints for an ``audit()`` result; ``max_listed`` shortens long lists."""
+    lines: list[str] = []
+    out = lines.append
+    cut = (lambda xs: xs[:max_listed]) if max_listed else (lambda xs: xs)
+    out(f"run {r['run']}: {r['images']} images, {len(r['skipped'])} skipped")
+    out(f"accuracy {r['accuracy']:.2%}   top-5 {r['top5_accuracy']:.2%}   "
+        f"class imbalance {r['imbalance']:.2f}x (largest / smallest class)")
+    out("\nper class                     images  precision  recall     F1")
+    for c in sorted(r["per_class"], key=lambda c: c["recall"]):
+        out(f"  {c['class'][:28]:28s} {c['images']:6d}  {c['precision']:9.2%}  {c['recall']:6.2%}  {c['f1']:5.2f}")
+    out("\nmost confused pairs (a as b / b as a)")
+    for p in cut(r["confused_pairs"]):
+        out(f"  {p['a']} <-> {p['b']}: {p['a_as_b']} / {p['b_as_a']}")
+    if "exceptional_errors" in r:
+        ex = r["exceptional_errors"]
+        out(f"\nerrors across groups: {ex['count']}  " + ", ".join(f"{k}: {v}" for k, v in ex["pairs"].items()))
+        for im in ex["images"][:10]:
+            out(f"  {im['path']}  {im['label']} -> {im['predicted']} ({im['prob']:.2f})")
+    out("\nper class: most / least class-like images (P of the class)")
+    for c in cut(r["per_class"]):
+        out(f"  {c['class']}")
+        out("    most:  " + "  ".join(f"{i['path']} ({i['prob']:.2f})" for i in c["most_class_like"]))
+        out("    least: " + "  ".join(f"{i['path']} ({i['prob']:.2f}, predicted {i['predicted']})"
+                                     for i in c["least_class_like"]))
+    out("\nsuspected label errors (confident learning; needs out-of-sample probabilities)")
+    for i in cut(r["label_issues"]):
+        out(f"  {i['path']}  labeled {i['label']} ({i['label_prob']:.2f}) -> suggest {i['suggested']} "
+            f"({i['suggested_prob']:.2f})")
+    for s in r["skipped"]:
+        out(f"skipped {s['path']}: {s['reason']}")
+    return "\n".join(lines)

@@ -28,7 +28,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -73,6 +73,10 @@ CREATE TABLE IF NOT EXISTS reviews (
 );
 """
 REVIEW_VERDICTS = ("wrong", "fine")
+# the columns of a stored row that readers get (the Grad-CAM blob has its own reader, ``cam``)
+ROW_COLUMNS = ("id", "path", "hash", "size", "mtime_ns", "label", "split", "status", "reason", "pred", "pred_prob",
+               "label_prob", "topk", "vec_row")
+_IN_CHUNK = 500  # ids per ``IN (...)`` query, well under SQLite's variable limit
 
 
 class RunStoreError(MikataError):
@@ -122,6 +126,8 @@ class RunStore:
             # and it spares a viewer an fsync per cached map (~10 ms each on this machine)
             self.db.execute("PRAGMA synchronous=NORMAL")
         self._files: dict[str, object] = {}
+        self._manifest: dict | None = None
+        self._cam_shape: tuple[int, int] | None = None
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -176,7 +182,18 @@ class RunStore:
     # ---------------------------------------------------------------- metadata
     @property
     def manifest(self) -> dict:
+        """The run's manifest, read once per store (it is written once, before the database). Do not mutate."""
+        if self._manifest is None:
+            self._manifest = self._read_manifest()
+        return self._manifest
+
+    def _read_manifest(self) -> dict:
         return json.loads((self.dir / "manifest.json").read_text())
+
+    @property
+    def identity(self) -> dict:
+        """``manifest["identity"]``: model spec and weights hash, classes, preprocessing, scan layer."""
+        return self.manifest["identity"]
 
     def meta(self, key: str, default: str | None = None) -> str | None:
         r = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
@@ -190,8 +207,11 @@ class RunStore:
         return json.loads(self.meta("dims", "{}"))
 
     def cam_shape(self) -> tuple[int, int] | None:
-        s = self.meta("cam_shape")
-        return tuple(json.loads(s)) if s else None
+        """``(h, w)`` of the scan's Grad-CAMs; set once by the first batch that has them, then cached."""
+        if self._cam_shape is None:
+            s = self.meta("cam_shape")
+            self._cam_shape = tuple(json.loads(s)) if s else None
+        return self._cam_shape
 
     # ----------------------------------------------------------------- writing
     def _truncate_uncommitted(self) -> None:
@@ -307,15 +327,75 @@ class RunStore:
         n, top = self.db.execute("SELECT COUNT(*), COALESCE(MAX(id), 0) FROM images").fetchone()
         return int(n), int(top), self.committed_vectors()
 
-    def image(self, image_id: int) -> dict | None:
-        """One stored row as a dict (no Grad-CAM blob), or None for an unknown id."""
-        r = self.db.execute("SELECT id, path, label, split, status, reason, pred, pred_prob, label_prob, topk, "
-                            "vec_row FROM images WHERE id=?", (int(image_id),)).fetchone()
+    def rows(self, status: str | None = None, split: str | None = None, columns: Sequence[str] = ROW_COLUMNS,
+             tuples: bool = False) -> list[dict] | list[tuple]:
+        """Stored rows in id order, optionally of one ``status`` and one ``split``.
+
+        ``columns`` picks from ``ROW_COLUMNS``; ``tuples=True`` gives plain tuples in that order
+        (what a reader of many rows wants: no dict per row). ``topk`` stays JSON text in tuples.
+        """
+        bad = [c for c in columns if c not in ROW_COLUMNS]
+        if bad:
+            raise RunStoreError(f"unknown row columns {bad}; a row has {list(ROW_COLUMNS)}")
+        where, args = [], []
+        if status is not None:
+            where.append("status=?")
+            args.append(status)
+        if split is not None:
+            where.append("split=?")
+            args.append(split)
+        q = f"SELECT {', '.join(columns)} FROM images" + (f" WHERE {' AND '.join(where)}" if where else "")
+        got = self.db.execute(q + " ORDER BY id", args).fetchall()
+        if tuples:
+            return got
+        out = [dict(zip(columns, r)) for r in got]
+        if "topk" in columns:
+            for row in out:
+                row["topk"] = json.loads(row["topk"]) if row["topk"] else []
+        return out
+
+    def ids(self, status: str | None = "ok") -> list[int]:
+        """Row ids in order (of usable rows by default)."""
+        return [r[0] for r in self.rows(status=status, columns=("id",), tuples=True)]
+
+    def paths(self, ids: Iterable[int], status: str | None = "ok") -> dict[int, str]:
+        """id -> stored path for those of ``ids`` that exist (and have ``status``), in chunked ``IN`` queries."""
+        wanted = sorted({int(i) for i in ids})
+        out: dict[int, str] = {}
+        if len(wanted) > 20 * _IN_CHUNK:  # most of a run: one pass over the table beats many IN lists
+            keep = set(wanted)
+            return {int(i): p for i, p in self.rows(status=status, columns=("id", "path"), tuples=True) if i in keep}
+        for start in range(0, len(wanted), _IN_CHUNK):
+            chunk = wanted[start:start + _IN_CHUNK]
+            q = f"SELECT id, path FROM images WHERE id IN ({','.join('?' * len(chunk))})"
+            args: list = list(chunk)
+            if status is not None:
+                q += " AND status=?"
+                args.append(status)
+            out.update((int(i), p) for i, p in self.db.execute(q, args))
+        return out
+
+    def confusion_counts(self) -> list[tuple[int, int, int]]:
+        """``(label, pred, count)`` of the usable rows: a ``GROUP BY`` read off the covering index."""
+        return self.db.execute("SELECT label, pred, COUNT(*) FROM images WHERE status='ok' "
+                               "GROUP BY label, pred").fetchall()
+
+    def image(self, image_id: int, cam: bool = False) -> dict | None:
+        """One stored row as a dict, or None for an unknown id.
+
+        ``cam=True`` adds ``row["cam"]``, the scan's ``(h, w)`` Grad-CAM or None, from the same lookup.
+        """
+        keys = ("id", "path", "label", "split", "status", "reason", "pred", "pred_prob", "label_prob", "topk", "vec_row")
+        r = self.db.execute(f"SELECT {', '.join(keys)}{', cam' if cam else ''} FROM images WHERE id=?",
+                            (int(image_id),)).fetchone()
         if r is None:
             return None
-        keys = ("id", "path", "label", "split", "status", "reason", "pred", "pred_prob", "label_prob", "topk", "vec_row")
         row = dict(zip(keys, r))
         row["topk"] = json.loads(row["topk"]) if row["topk"] else []
+        if cam:
+            blob = r[len(keys)]
+            row["cam"] = None if blob is None else \
+                np.frombuffer(blob, dtype=np.float16).reshape(self.cam_shape()).astype(np.float32)
         return row
 
     # ------------------------------------------------------------- annotations
@@ -331,11 +411,26 @@ class RunStore:
         return np.frombuffer(r[2], dtype=np.float16).reshape(r[0], r[1]).astype(np.float32)
 
     def put_map(self, image_id: int, method: str, cls: int, layer: str, m: np.ndarray, seconds: float) -> None:
+        """Cache one ``(H, W)`` map (stored as float16)."""
+        self.put_maps([(image_id, method, cls, layer, m, seconds)])
+
+    def put_maps(self, items: Iterable[tuple[int, str, int, str, np.ndarray, float]]) -> None:
+        """Cache many ``(image id, method, class, layer, (H, W) map, seconds)`` in one transaction."""
         self._require_annotations()
-        m = np.clip(np.asarray(m, dtype=np.float32), -65504, 65504).astype(np.float16)  # (H, W)
+        values = []
+        for image_id, method, cls, layer, m, seconds in items:
+            m16 = as_cached_map(m)  # (H, W) float16
+            values.append((int(image_id), method, int(cls), layer, m16.shape[0], m16.shape[1], m16.tobytes(),
+                           float(seconds)))
         with self._transaction():
-            self.db.execute("INSERT OR REPLACE INTO maps VALUES (?,?,?,?,?,?,?,?)",
-                            (int(image_id), method, int(cls), layer, m.shape[0], m.shape[1], m.tobytes(), seconds))
+            self.db.executemany("INSERT OR REPLACE INTO maps VALUES (?,?,?,?,?,?,?,?)", values)
+
+    def map_keys(self, image_id: int) -> list[tuple[str, int, str]]:
+        """``(method, class, layer)`` of every cached map of one image."""
+        if not self._has_table("maps"):
+            return []
+        return self.db.execute("SELECT method, class, layer FROM maps WHERE image_id=? ORDER BY method, class, layer",
+                               (int(image_id),)).fetchall()
 
     def set_review(self, image_id: int, verdict: str | None, suggested: int | None = None) -> None:
         """Record whether a person found the stored label ``wrong`` or ``fine``; ``None`` clears it."""
@@ -361,9 +456,23 @@ class RunStore:
         keys = ("id", "path", "label", "pred", "verdict", "suggested", "updated")
         return [dict(zip(keys, r)) for r in rows]
 
+    def review(self, image_id: int) -> dict | None:
+        """One image's review (keys as in ``reviews()``), or None: one indexed lookup, not every review."""
+        if not self._has_table("reviews"):
+            return None
+        r = self.db.execute("SELECT r.image_id, i.path, i.label, i.pred, r.verdict, r.suggested, r.updated "
+                            "FROM reviews r JOIN images i ON i.id = r.image_id WHERE r.image_id=?",
+                            (int(image_id),)).fetchone()
+        return dict(zip(("id", "path", "label", "pred", "verdict", "suggested", "updated"), r)) if r else None
+
     def _has_table(self, name: str) -> bool:
         return self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone() is not None
 
     def _require_annotations(self) -> None:
         if not self.annotate:
             raise RunStoreError("open the run with RunStore.open(run, annotate=True) to store maps or reviews")
+
+
+def as_cached_map(m: np.ndarray) -> np.ndarray:
+    """A map as the cache stores it: float16, clipped to its range. ``(H, W)``."""
+    return np.clip(np.asarray(m, dtype=np.float32), -65504, 65504).astype(np.float16)

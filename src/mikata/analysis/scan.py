@@ -185,7 +185,10 @@ def make_manifest(handle: ModelHandle, dataset: ImageDataset, layer: str, embed_
         "model_spec": handle.spec, "weights_sha1": weights_hash(handle.net), "classes": list(handle.class_names),
         **handle.preprocessing.to_dict(), "layer": layer, "embedding_layer": embed_layer, "gradcam": gradcam,
     }
+    # default_layer: what the model's default layer was, so a viewer can tell without loading the model
+    # whether a map asked for at "the default layer" is the scan's (kept out of identity: old runs lack it)
     return {"format": "mikata-run/1", "identity": identity, "dataset_root": dataset.root,
+            "default_layer": handle.default_layer,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "versions": {"mikata": mikata.__version__, "torch": torch.__version__, "numpy": np.__version__,
                          "python": platform.python_version()}}

@@ -12,6 +12,8 @@ Example:
 
 from __future__ import annotations
 
+from contextlib import ExitStack
+
 import torch
 
 from mikata.errors import MikataError, check_choices
@@ -62,21 +64,47 @@ def make_composite(handle: ModelHandle, rule: str):
     return composites.LayerMapComposite(layer_map=layer_map, canonizers=canonizers)
 
 
+class LRPUnsupportedError(MikataError, ValueError):
+    """zennit's canonizers do not fit this architecture, so LRP's answer would be wrong."""
+
+
+def _refusal(handle: ModelHandle, why: str) -> LRPUnsupportedError:
+    return LRPUnsupportedError(
+        f"LRP cannot run on {type(handle.net).__name__}: {why}. zennit's batch-norm canonizer merges a batch norm "
+        "into the convolution before it in module order, which is wrong where a batch norm reads a concatenation "
+        "or a sum (DenseNet). The model is unchanged; use deeplift, integrated-gradients or guided-backprop")
+
+
 def lrp(handle: ModelHandle, x: torch.Tensor, ids: torch.Tensor, rule: str = "epsilon-plus-flat") -> list[torch.Tensor]:
-    """Per target rank: relevance ``(N, C, H, W)`` of the target logit, propagated with ``rule``."""
+    """Per target rank: relevance ``(N, C, H, W)`` of the target logit, propagated with ``rule``.
+
+    The canonized model must compute what the model computes (checked on the first image); where
+    zennit's canonizer does not fit, ``LRPUnsupportedError``. Parameter and buffer values are
+    restored bit for bit afterwards, also when zennit fails half-way through a merge.
+    """
     composite = make_composite(handle, rule)
-    with preserved(handle.net):
+    with preserved(handle.net, values=True):
         for p in handle.net.parameters():
             p.requires_grad_(False)
-        with composite.context(handle.model) as model, torch.enable_grad():
-            xin = x.detach().requires_grad_(True)
-            picked = model(xin).gather(1, ids)  # (N, T)
-            out = []
-            for k in range(ids.shape[1]):
-                (g,) = torch.autograd.grad(picked[:, k].sum(), xin, retain_graph=k < ids.shape[1] - 1)
-                out.append(g.detach())
+        with torch.inference_mode():
+            expected = handle.model(x[:1])  # (1, K): what the canonized model must still compute
+        with ExitStack() as stack:
+            try:
+                model = stack.enter_context(composite.context(handle.model))
+            except RuntimeError as e:  # a merge whose shapes do not fit
+                raise _refusal(handle, f"the canonizer failed ({str(e).splitlines()[0]})") from e
+            with torch.enable_grad():
+                xin = x.detach().requires_grad_(True)
+                logits = model(xin)  # (N, K)
+                scale = float(expected.abs().max()) + 1e-6
+                if not torch.allclose(logits[:1].detach(), expected, rtol=1e-3, atol=1e-4 * scale):
+                    raise _refusal(handle, "the canonized model computes different logits")
+                picked = logits.gather(1, ids)  # (N, T)
+                out = []
+                for k in range(ids.shape[1]):
+                    (g,) = torch.autograd.grad(picked[:, k].sum(), xin, retain_graph=k < ids.shape[1] - 1)
+                    out.append(g.detach())
     return out
-
 
 def run(ctx) -> tuple[list[torch.Tensor], dict]:
     """Registry entry point (``catalog.py``)."""

@@ -21,7 +21,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from mikata.analysis.audit import audit, format_audit, load_groups
+    from mikata.analysis.audit import load_groups
+    from mikata.analysis.overview import audit, format_audit
 
     groups = load_groups(args.groups) if args.groups else None
     r = audit(args.run, groups=groups, n=args.top, top_issues=args.issues, split=args.split)

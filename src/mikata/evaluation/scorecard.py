@@ -314,7 +314,7 @@ def sample_paths(run_dir: str | os.PathLike, limit: int = 16, seed: int = 0) -> 
     from mikata.analysis.runstore import RunStore, RunStoreError
 
     with RunStore.open(run_dir) as store:
-        ids = [r[0] for r in store.db.execute("SELECT id FROM images WHERE status='ok' ORDER BY id").fetchall()]
+        ids = store.ids(status="ok")
         if not ids:
             raise RunStoreError(f"{run_dir} holds no scanned images; run `mikata scan` first")
         order = torch.randperm(len(ids), generator=torch.Generator().manual_seed(seed))[:limit].tolist()
@@ -330,7 +330,7 @@ def sample_run(run_dir: str, limit: int = 16, seed: int = 0,
 
     paths = sample_paths(run_dir, limit, seed)
     with RunStore.open(run_dir) as store:
-        identity = dict(store.manifest["identity"])
+        identity = dict(store.identity)
     return load_run_model(identity, run_dir, device=device), paths, identity
 
 

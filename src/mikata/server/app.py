@@ -188,7 +188,7 @@ def create_app(run_dir: str | os.PathLike, token: str | None = None, host: str =
         probs = row["probs"] or []
         ranked = sorted(range(len(probs)), key=lambda c: -probs[c])[:10]
         prev_id, next_id = state.neighbours(image_id)
-        review = next((r for r in state.reviews() if r["id"] == image_id), None)
+        review = state.review(image_id)
         return page(request, "image.html", row=row, probs=probs, ranked=ranked, methods=methods,
                     layer_methods=LAYER_MAP_METHODS, method=method if method in methods else "gradcam",
                     cls=cls, prev_id=prev_id, next_id=next_id, review=review, class_count=len(names))
@@ -231,8 +231,8 @@ def create_app(run_dir: str | os.PathLike, token: str | None = None, host: str =
 
     @app.get("/map/{image_id:int}.png")
     def map_png(image_id: int, method: str = "gradcam", cls: str = "", layer: str = ""):
-        state.image_path(check_id(image_id))  # 404 before loading a model for an unknown id
-        return image_response(state.overlay(image_id, method, cls or None, layer or None))
+        # an unknown, skipped or unservable id is a 404 before any model is loaded (MapService checks)
+        return image_response(state.overlay(check_id(image_id), method, cls or None, layer or None))
 
     @app.get("/featurevis/{index:int}.png")
     def featurevis_png(index: int):

@@ -48,7 +48,8 @@ class RunState:
         self.store = RunStore.open(self.run_dir, annotate=True)  # also creates maps/reviews on old runs
         self.identity = self.store.manifest["identity"]
         self._db_lock = threading.Lock()  # one sqlite connection shared by the worker threads
-        self.maps = MapService(self.run_dir, handle=handle, model=model, device=device)  # maps on demand, on device
+        self.maps = MapService(self.run_dir, handle=handle, model=model, store=self.store,
+                               lock=self._db_lock, device=device)  # one connection for the app; maps on device
         self._ov: Overview | None = None
         self._ov_lock = threading.Lock()
         self._emb: tuple[tuple, dict] | None = None
@@ -149,7 +150,7 @@ class RunState:
             row = self.store.image(image_id)
             if row is None or row["status"] != "ok":
                 raise UnknownImageError(f"no scanned image with id {image_id}")
-            return image_file(self.store, image_id)
+            return image_file(self.store, image_id, row=row)
 
     def thumbnail(self, image_id: int, size: int = 96) -> bytes:
         key = (int(image_id), int(size))
@@ -173,8 +174,7 @@ class RunState:
         return encode(img, "PNG" if img.width * img.height <= 512 * 512 else "JPEG")
 
     def model_view(self, image_id: int) -> bytes:
-        self.image_path(image_id)
-        with self._model_hint():
+        with self._model_hint():  # MapService refuses unknown, skipped and unservable ids
             return encode(self.maps.model_view(image_id))
 
     def overlay(self, image_id: int, method: str, cls: int | str | None, layer: str | None = None) -> bytes:
@@ -199,6 +199,11 @@ class RunState:
     def reviews(self) -> list[dict]:
         with self._db_lock:
             return self.store.reviews()
+
+    def review(self, image_id: int) -> dict | None:
+        """One image's review, or None (one lookup; the image page needs no other review)."""
+        with self._db_lock:
+            return self.store.review(image_id)
 
     def reviews_csv(self) -> str:
         """Every review as CSV: id, path, label, predicted, verdict, suggested (class names), updated."""
