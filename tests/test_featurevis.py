@@ -162,3 +162,30 @@ def test_regularizers_compose_as_objectives_on_the_input(lite0):
     by_objective = render(lite0, composed, RenderOptions(**opts)).images
     torch.testing.assert_close(by_objective, by_options, rtol=1e-5, atol=1e-6)
     assert not torch.allclose(by_options, render(lite0, channel("blocks.3", [0, 1]), RenderOptions(**opts)).images)
+
+
+def test_a_model_trained_on_gray_images_gets_gray_images(lite0):
+    """A checkpoint that records gray training images (the demo's Fashion-MNIST model) renders with
+    one gray channel shown to the network as three; the objective still rises; grayscale=False
+    forces colour back."""
+    import dataclasses
+
+    gray_model = dataclasses.replace(lite0, metadata={**lite0.metadata, "grayscale_data": True})
+    res = visualize_classes(gray_model, [340], RenderOptions(**SMALL))
+    x = res.images  # (1, 3, 64, 64)
+    assert x.shape == (1, 3, 64, 64)
+    assert torch.equal(x[:, 0], x[:, 1]) and torch.equal(x[:, 1], x[:, 2])
+    assert res.log[-1]["units"][0] > res.log[0]["units"][0]
+    colour = visualize_classes(gray_model, [340], RenderOptions(grayscale=False, **SMALL)).images
+    assert (colour[:, 0] - colour[:, 1]).abs().max() > 0.05
+    assert (visualize_classes(lite0, [340], RenderOptions(**SMALL)).images[:, 0] - x[:, 0]).abs().max() > 0
+
+
+def test_all_gray_tells_gray_training_images_from_colour(lite0):
+    from mikata.training.tensors import all_gray
+
+    g = torch.Generator().manual_seed(0)
+    gray = torch.rand(4, 1, 32, 32, generator=g).expand(-1, 3, -1, -1)
+    colour = torch.rand(4, 3, 32, 32, generator=g)
+    norm = lite0.preprocessing.normalize
+    assert all_gray(norm(gray).half(), lite0) and not all_gray(norm(colour).half(), lite0)

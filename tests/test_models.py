@@ -60,6 +60,45 @@ def test_layers_of_builtin(lite0):
     assert sum(l.is_default for l in layers.values()) == 1
 
 
+def test_default_layer_keeps_at_least_4x4_cells_at_small_inputs(lite0):
+    """At 64 px lite0's head is 2x2 (a map of four blobs): the rule takes the last whole stage whose
+    map has >= 4x4 cells instead; at 224 px the head (7x7) stays the choice."""
+    from mikata.models.layers import cam_layer_size, describe_cam_layer, trace_layers
+
+    def default(size: int) -> tuple[str, tuple[int, ...]]:
+        return next((l.name, l.output_shape) for l in trace_layers(lite0.net, 3, (size, size)) if l.is_default)
+
+    assert default(224) == ("head", (1280, 7, 7))
+    assert default(128) == ("head", (1280, 4, 4))
+    assert default(64) == ("blocks.10", (112, 4, 4))  # not blocks.11.expand, a conv inside the next block
+    assert default(32) == ("blocks.4", (40, 4, 4))
+    small = load_model("efficientnet-lite0", input_size=64)
+    assert small.default_layer == "blocks.10" and lite0.default_layer == "head"
+    assert cam_layer_size(small.net, 3, (64, 64), "blocks.10") == (4, 4)
+    assert describe_cam_layer("blocks.10", (4, 4)) == "CAM layer: blocks.10 (4x4 map)"
+    assert "coarse" in describe_cam_layer("head", (2, 2))
+
+
+def test_default_layer_rule_on_a_hand_made_net():
+    """A block that is not a container is never entered; with no map of 4x4 the last one > 1x1 stays."""
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = nn.Conv2d(4, 4, 3, padding=1)
+            self.down = nn.Conv2d(4, 4, 3, stride=2, padding=1)
+
+        def forward(self, x):
+            return self.down(self.inner(x))
+
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), Block(), Block(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    from mikata.models.layers import trace_layers
+
+    at = {s: next(l.name for l in trace_layers(net, 1, (s, s)) if l.is_default) for s in (16, 8, 4)}
+    assert at[16] == "2"   # 4x4 after two halvings: the last block itself
+    assert at[8] == "1"    # the last block gives 2x2: the block before it (4x4), not "2.inner"
+    assert at[4] == "0"    # only the stem keeps 4x4 ("1.inner" does too, but lies inside a block)
+
+
 def test_layers_of_torchvision_resnet18(resnet18):
     layers = {l.name: l for l in list_layers(resnet18)}
     assert resnet18.default_layer == "layer4" and layers["layer4"].is_default

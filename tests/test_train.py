@@ -65,6 +65,7 @@ def test_checkpoint_round_trips_through_load_model_and_predict(trained, digits_d
     meta = handle.metadata["training"]
     assert meta["complete"] and meta["options"]["freeze_until"] == "blocks.11"
     assert meta["test_accuracy"] == pytest.approx(trained.test_accuracy)
+    assert handle.metadata["grayscale_data"] is True  # the digits are gray: feature images will be too
     paths = sorted(digits_dir.glob("digit_*/*.png"))[::7]
     results = predict(handle, paths, top=1)
     hits = [r.top[0][0] == p.parent.name for r, p in zip(results, paths)]

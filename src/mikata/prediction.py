@@ -44,6 +44,9 @@ def predict(
 ) -> list[Prediction]:
     """One ``Prediction`` per path, in order; undecodable files carry ``error`` instead of ``top``.
 
+    Every file is decoded and preprocessed on its own: a file that fails either way (corrupt, or a
+    65000x1 strip whose resize would need gigabytes) gets its ``error``; the others still get results.
+
     Runs on ``handle.device`` at ``handle.precision`` (bf16 autocast on a capable GPU under "auto").
     """
     paths = [str(p) for p in paths]
@@ -51,15 +54,17 @@ def predict(
     mode = handle.mode
     results: list[Prediction] = []
     for chunk in _chunks(paths, batch_size):
-        good, images, batch = [], [], [Prediction(p) for p in chunk]
+        good, inputs, batch = [], [], [Prediction(p) for p in chunk]
         for pred in batch:
             try:
-                images.append(load_image(pred.path, mode=mode))
+                inputs.append(handle.preprocess([load_image(pred.path, mode=mode)])[0])  # (C, H, W)
                 good.append(pred)
             except ImageDecodeError as e:
                 pred.error = e.reason
-        if images:
-            x = handle.preprocess(images).to(handle.device, non_blocking=True)  # (n, C, H, W)
+            except MemoryError:  # a per-image failure stays one image's error
+                pred.error = "out of memory while preprocessing this image"
+        if inputs:
+            x = torch.stack(inputs).to(handle.device, non_blocking=True)  # (n, C, H, W)
             with torch.inference_mode(), handle.autocast():
                 probs = handle.model(x).float().softmax(dim=1)  # (n, K)
             values, ids = probs.topk(top, dim=1)

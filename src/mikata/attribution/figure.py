@@ -19,6 +19,30 @@ from mikata.models.handle import ModelHandle
 from mikata.render import display_map, to_uint8_image
 
 
+#: Panels per row before the figure wraps: 6 panels of 3.1 in stay readable on a laptop screen and
+#: in a report; 20 methods would otherwise make one 6,800 px row.
+MAX_COLUMNS = 6
+
+
+def figure_layout(n_methods: int, n_targets: int, max_columns: int = MAX_COLUMNS) -> tuple[int, int, dict]:
+    """``(rows, cols, cells)`` of the explanation figure; ``cells[(target, method)] = (row, col)``.
+
+    Small figures keep one row per target (input, probabilities, then the methods), as before.
+    Larger ones wrap: the input and the probabilities open the first row alone, and every target
+    starts a fresh block of rows holding its methods ``cols`` to a row, so a column is always one
+    method of one target and a reader scans a target's methods left to right, top to bottom.
+    """
+    n_targets = max(1, n_targets)
+    if 2 + n_methods <= max_columns:
+        cells = {(t, m): (t, 2 + m) for t in range(n_targets) for m in range(n_methods)}
+        return n_targets, 2 + n_methods, cells
+    cols = max(2, max_columns)
+    per_target = -(-n_methods // cols)
+    cells = {(t, m): (1 + t * per_target + m // cols, m % cols)
+             for t in range(n_targets) for m in range(n_methods)}
+    return 1 + n_targets * per_target, cols, cells
+
+
 def draw_figure(
     image: np.ndarray,
     attributions: Sequence[Attribution],
@@ -29,27 +53,28 @@ def draw_figure(
     cmap: str = "jet",
     alpha: float = 0.5,
     title: str = "",
+    max_columns: int = MAX_COLUMNS,
 ):
     """A matplotlib Figure for image ``index`` of the batch the attributions were computed on.
 
     ``image``: ``(H, W, 3)`` uint8 as shown to people; ``probs``: that image's softmax ``(K,)``.
-    Rows are target ranks, columns methods; maps are min-max scaled for display only (pixel maps
-    also saturate their top 0.5%); the attributions themselves are never changed.
+    Panels wrap into rows of at most ``max_columns`` (see ``figure_layout``); maps are min-max scaled
+    for display only (pixel maps also saturate their top 0.5%); the attributions are never changed.
+    Only the panels drawn get axes, so ``fig.axes`` is: input, bars, then each overlay and its colorbar.
     """
     from matplotlib.figure import Figure
 
     methods = list(dict.fromkeys(a.method for a in attributions))
     specs = list(dict.fromkeys(a.target_spec for a in attributions))
-    cols, rows = 2 + len(methods), max(1, len(specs))
+    rows, cols, cells = figure_layout(len(methods), len(specs), max_columns)
     fig = Figure(figsize=(3.1 * cols, 3.0 * rows + 0.4), dpi=100, layout="constrained")
-    axes = np.atleast_2d(fig.subplots(rows, cols, squeeze=False))
-    for ax in axes.flat:
-        ax.set_axis_off()
-    axes[0, 0].imshow(image)
-    axes[0, 0].set_title(title or "input", fontsize=9)
+    grid = fig.add_gridspec(rows, cols)
+    ax = fig.add_subplot(grid[0, 0])
+    ax.set_axis_off()
+    ax.imshow(image)
+    ax.set_title(title or "input", fontsize=9)
     p, ids = probs.topk(min(top, probs.numel()))
-    ax = axes[0, 1]
-    ax.set_axis_on()
+    ax = fig.add_subplot(grid[0, 1])
     ax.barh(range(len(p))[::-1], p.tolist(), color="tab:blue")
     ax.set_yticks(range(len(p))[::-1], [class_names[i][:18] for i in ids.tolist()], fontsize=8)
     ax.set_xlim(0, 1)
@@ -57,11 +82,12 @@ def draw_figure(
     ax.tick_params(axis="x", labelsize=7)
     h, w = image.shape[:2]
     for a in attributions:
-        r, c = specs.index(a.target_spec), 2 + methods.index(a.method)
+        r, c = cells[(specs.index(a.target_spec), methods.index(a.method))]
         heat = a.maps[index].detach().float().cpu().numpy()
         if heat.shape != (h, w):
             heat = np.asarray(Image.fromarray(heat.astype(np.float32), mode="F").resize((w, h), Image.BILINEAR))
-        ax = axes[r, c]
+        ax = fig.add_subplot(grid[r, c])
+        ax.set_axis_off()
         ax.imshow(image)
         shown = display_map(heat, saturate=a.raw.dim() == 4)
         im = ax.imshow(shown, cmap=cmap, alpha=alpha, vmin=0, vmax=1)

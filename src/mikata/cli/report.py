@@ -56,6 +56,10 @@ def run(args) -> int:
     else:
         for note in r.notes:
             logging.getLogger("mikata").warning("note: %s", note)
+        if r.cam_layer:
+            from mikata.models.layers import describe_cam_layer
+
+            print(describe_cam_layer(r.cam_layer, r.map_size))
         print(f"wrote {r.path} ({r.bytes / 1e6:.1f} MB, {r.images:,} images, {r.maps} maps) "
               f"in {r.timings['total']:.1f} s; open it in a browser (works offline)")
     return 0

@@ -57,6 +57,10 @@ class RenderOptions:
     blur: float = 0.0  # blur-penalty weight
     seed: int = 0
     verbose: bool = False
+    # one gray channel shown to the model as three: None = when the model was trained on gray images
+    # (its checkpoint says so), so a Fashion-MNIST model's class images are never painted in colours
+    # it never saw; True / False force it
+    grayscale: bool | None = None
 
     def validate(self) -> None:
         check_choices("parameterization", self.param, PARAMETERIZATIONS)
@@ -123,6 +127,11 @@ def format_log(rows: list[dict], labels: list[str], max_units: int = 6) -> str:
     return "\n".join(out)
 
 
+def trained_on_gray(handle: ModelHandle) -> bool:
+    """Whether a 3-channel model only ever saw gray images (recorded by ``mikata train``)."""
+    return bool(handle.metadata.get("grayscale_data"))
+
+
 def _to_model_input(handle: ModelHandle, x01: torch.Tensor) -> torch.Tensor:
     return handle.preprocessing.normalize(x01)  # (N, C, H, W), on x01's device
 
@@ -152,6 +161,8 @@ def render(
     g = torch.Generator().manual_seed(opt.seed)
     device = handle.device
     c = handle.in_channels
+    gray = c == 3 and (opt.grayscale if opt.grayscale is not None else trained_on_gray(handle))
+    pc = 1 if gray else c  # channels of the parameterization
     if start is not None:
         h0, w0 = start.shape[-2:]
         k = opt.size / max(h0, w0)
@@ -160,13 +171,14 @@ def render(
         final = (opt.size, opt.size)
     sizes = octave_sizes(final, opt.octaves, opt.octave_scale)
     Param = PARAMETERIZATIONS[opt.param]
-    decorrelate = opt.decorrelate and c == 3
+    decorrelate = opt.decorrelate and pc == 3
     if start is not None:
+        start = start.float().mean(1, keepdim=True) if gray else start
         first = F.interpolate(start.float().to(device).expand(n, -1, -1, -1), size=sizes[0], mode="bilinear",
                               align_corners=False, antialias=True)
         image = Param.from_image(first, decorrelate=decorrelate)
     else:
-        image = Param.random(n, c, *sizes[0], generator=g, decorrelate=decorrelate, device=device)
+        image = Param.random(n, pc, *sizes[0], generator=g, decorrelate=decorrelate, device=device)
     tfs = T.standard_transforms(opt.jitter, opt.pad, opt.scale, opt.degrees) if opt.jitter else []
 
     penalties = regularizers.penalty(opt.tv, opt.tv_beta, opt.lp, opt.lp_p, opt.blur)  # an Objective on the input
@@ -186,7 +198,7 @@ def render(
                 optimizer = OPTIMIZERS[opt.optimizer](image.params, lr=opt.lr)
                 for it in range(1, opt.steps + 1):
                     optimizer.zero_grad(set_to_none=True)
-                    x = image()  # (N, C, h, w) in [0, 1]
+                    x = image().expand(-1, c, -1, -1)  # (N, C, h, w) in [0, 1]; gray: one channel thrice
                     acts = run(_to_model_input(handle, T.apply(tfs, x, g)))
                     acts[INPUT] = x  # what objectives on the input (regularizers) read
                     score = objective(acts)  # (N,)
@@ -197,7 +209,7 @@ def render(
                     rows.append({"level": level + 1, "iteration": it, "mean": float(np.mean(units)),
                                  "units": units, "size": list(hw)})
         with torch.no_grad():
-            final_images = image().detach().cpu()
+            final_images = image().detach().expand(-1, c, -1, -1).contiguous().cpu()  # (N, C, H, W)
     result = Rendering(final_images, labels, rows, opt, time.perf_counter() - t0)
     if opt.verbose:
         print(format_log(rows, labels))

@@ -124,4 +124,6 @@ def validate_checkpoint_metadata(path: str | Path, raw: str, fmt: str) -> dict:
         if meta.get(key) is not None and not isinstance(meta[key], str):
             raise CheckpointMetadataError(path, key, f"must be a layer name or null, not {meta[key]!r}")
     meta.setdefault("default_layer", None)
+    if not isinstance(meta.setdefault("grayscale_data", False), bool):
+        raise CheckpointMetadataError(path, "grayscale_data", f"is {meta['grayscale_data']!r}; it must be true or false")
     return meta

@@ -56,7 +56,8 @@ def trace_layers(net: nn.Module, in_channels: int, input_size: tuple[int, int]) 
             net(torch.zeros(1, in_channels, *input_size, device=module_device(net)))
     finally:
         net.train(was_training)
-    default = _default_from_trace(finished, shapes)
+    containers = {n for n, m in net.named_modules() if isinstance(m, (nn.Sequential, nn.ModuleList, nn.ModuleDict))}
+    default = _default_from_trace(finished, shapes, containers | {""})
     return [
         LayerInfo(
             name=n, type=type(m).__name__, output_shape=shapes.get(n),
@@ -67,12 +68,43 @@ def trace_layers(net: nn.Module, in_channels: int, input_size: tuple[int, int]) 
     ]
 
 
-def _default_from_trace(finished: list[str], shapes: dict[str, tuple[int, ...]]) -> str | None:
-    """The last layer to finish whose output is a spatial map larger than 1x1."""
-    for name in reversed(finished):
+#: A CAM map needs at least this many cells per side to say *where*: at 2x2 every map is one of a
+#: few blobs of four cells (the demo's 64 px lite0 head), and its deletion/insertion curves lose to a
+#: random order. Small inputs therefore take an earlier, finer layer.
+MIN_MAP_CELLS = 4
+
+
+def _default_from_trace(finished: list[str], shapes: dict[str, tuple[int, ...]],
+                        containers: set[str] | frozenset[str] = frozenset(),
+                        min_cells: int = MIN_MAP_CELLS) -> str | None:
+    """The default CAM layer: the last layer to finish whose output is a spatial map larger than 1x1,
+    unless that map is smaller than ``min_cells`` x ``min_cells`` (a small input): then the last layer
+    to finish with at least that many cells per side, preferring a whole stage of the network, i.e. a
+    layer all of whose ancestors are the model or containers (``nn.Sequential`` ...): ``blocks.10``,
+    not the expansion convolution inside the next, downsampling block. ``containers``: the names of
+    the container modules, "" being the model itself."""
+    def spatial(name: str) -> tuple[int, ...] | None:
         s = shapes.get(name)
-        if s is not None and len(s) == 3 and s[1] * s[2] > 1:
-            return name
+        return s if s is not None and len(s) == 3 and s[1] * s[2] > 1 else None
+
+    last = next((n for n in reversed(finished) if spatial(n)), None)
+    if last is None or min(shapes[last][1:]) >= min_cells:
+        return last
+    fine = [n for n in finished if spatial(n) and min(shapes[n][1:]) >= min_cells]
+
+    def in_stage(name: str) -> bool:  # every ancestor is the model or a container
+        parts = name.split(".")
+        return all(".".join(parts[:i]) in containers for i in range(len(parts)))
+
+    staged = [n for n in fine if in_stage(n)]
+    return (staged or fine or [last])[-1]
+
+
+def map_size(layers: list[LayerInfo], name: str | None) -> tuple[int, int] | None:
+    """``(h, w)`` of layer ``name``'s map in a trace, or None if it has no spatial output."""
+    for l in layers:
+        if l.name == name and l.output_shape and len(l.output_shape) == 3:
+            return tuple(l.output_shape[1:])
     return None
 
 
@@ -95,3 +127,22 @@ def format_layer_table(layers: list[LayerInfo], max_depth: int | None = None) ->
     for r in [header, *body]:
         lines.append(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]:>{widths[3]}}  {r[4]}".rstrip())
     return "\n".join(lines)
+
+
+def cam_layer_size(net: nn.Module, in_channels: int, input_size: tuple[int, int],
+                   layer: str) -> tuple[int, int] | None:
+    """``(h, w)`` of ``layer``'s map at ``input_size`` (one dummy forward), so a command can say how
+    coarse its CAM maps are: "blocks.10 (4x4 map)"; None when the layer has no spatial output."""
+    if isinstance(net, torch.jit.ScriptModule):
+        return None
+    return map_size(trace_layers(net, in_channels, input_size), layer)
+
+
+def describe_cam_layer(layer: str | None, size: tuple[int, int] | None) -> str:
+    """One line for a user: which layer the CAM maps come from and how many cells they have."""
+    if layer is None:
+        return "CAM layer: none (the model has no spatial layer; CAM methods cannot run)"
+    if size is None:
+        return f"CAM layer: {layer}"
+    coarse = " - coarse: pass --layer with a finer one (see `mikata layers`)" if min(size) < MIN_MAP_CELLS else ""
+    return f"CAM layer: {layer} ({size[0]}x{size[1]} map){coarse}"

@@ -116,6 +116,11 @@ def _rebuilt(handle: ModelHandle, **changes) -> ModelHandle:
                                              "precision")}
     pixels = {k: changes.pop(k) for k in ("input_size", "mean", "std") if k in changes}
     fields.update(changes)
+    if "input_size" in pixels and tuple(pixels["input_size"]) != tuple(handle.input_size) \
+            and not isinstance(handle.net, torch.jit.ScriptModule):
+        # the default CAM layer depends on the map sizes at this input size (2x2 at 64 px is too coarse)
+        traced = trace_layers(handle.net, handle.in_channels, tuple(pixels["input_size"]))
+        fields["default_layer"] = next((l.name for l in traced if l.is_default), fields["default_layer"])
     return ModelHandle(**fields, preprocessing=dataclasses.replace(handle.preprocessing, **pixels))
 
 

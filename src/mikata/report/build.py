@@ -56,11 +56,14 @@ class ReportResult:
     bytes: int
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, and "total"
     notes: list[str] = field(default_factory=list)            # sections left out, and why
+    cam_layer: str | None = None                               # the layer CAM maps came from
+    map_size: tuple[int, int] | None = None                    # (h, w) cells of those maps
 
     def summary(self) -> dict:
         return {"path": str(self.path), "images": self.images, "thumbnails": self.thumbnails, "maps": self.maps,
                 "bytes": self.bytes, "timings": {k: round(v, 3) for k, v in self.timings.items()},
-                "notes": self.notes}
+                "notes": self.notes, "cam_layer": self.cam_layer,
+                "map_size": list(self.map_size) if self.map_size else None}
 
 
 # ------------------------------------------------------------------------------------------ images
@@ -165,6 +168,20 @@ def featurevis_grids(run_dir: Path) -> list[dict]:
         except Exception as e:
             log.warning("skipping feature-visualization image %s: %s", p, e)
     return out
+
+
+def units_section(run_dir: Path) -> dict | None:
+    """``RUN_DIR/units/`` (written by ``mikata units``): each unit's synthetic image beside its top
+    scanned images with their activation maps, embedded as data URIs."""
+    from mikata.analysis.units import read_units
+
+    card = read_units(run_dir)
+    if card is None:
+        return None
+    for u in card["units"]:
+        u["synthetic"] = _file_uri(u["synthetic"])
+        u["overlays"] = [_file_uri(f) for f in u["overlays"]]
+    return card
 
 
 def scorecard(run_dir: Path) -> dict | None:
@@ -322,6 +339,7 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
 
     overlays: dict[tuple[int, str, int], str] = {}
     views: dict[int, str] = {}
+    cam_layer, map_size = None, None
     map_error = None
     if with_maps:
         from mikata.analysis.maps import MapService, overlay_array
@@ -340,6 +358,7 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
                 views[i] = _png_uri(v)
             for (i, m, k), a in got.items():
                 overlays[(i, m, k)] = _png_uri(overlay_array(a, raw_views[i], m))
+            cam_layer, map_size = _cam_layer(service.handle, methods)
         except MikataError as e:
             map_error = str(e)
             notes.append(f"attribution maps left out: {e}")
@@ -403,6 +422,7 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
     history = training_history(identity, run_dir)
     featurevis = featurevis_grids(run_dir)
     card_data = scorecard(run_dir)
+    units = units_section(run_dir)
     lap("extras")
 
     from mikata.report.svg import bar_chart, class_colors, line_chart
@@ -438,14 +458,17 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
     }
     issues = [{**i, "label_prob": float(i["label_prob"]), "suggested_prob": float(i["suggested_prob"]),
                "name": os.path.basename(i["path"])} for i in ov.label_issues]
-    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"]))
+    from mikata.data.filenames import shown_in_template
+
+    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"]),
+                      finalize=shown_in_template)  # non-UTF-8 file names print as \xNN
     env.filters["pct"] = lambda v: "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2%}"
     html = env.get_template("report.html.j2").render(
         title=f"mikata report — {run_dir.name}", run_dir=str(run_dir), manifest=manifest, identity=identity,
         split=split, summary=summary, classes=classes, methods=[method_titles.get(m, m) for m in methods],
         matrix=matrix, cols=[{"index": p, "name": names[p]} for p in shown_cols],
         pairs=[{"a": names[a], "b": names[b], "ia": a, "ib": b, "ab": ab, "ba": ba} for a, b, ab, ba in ov.confused_pairs],
-        issues=issues, exceptional=ex, charts=charts, history=history, featurevis=featurevis,
+        issues=issues, exceptional=ex, charts=charts, history=history, featurevis=featurevis, units=units,
         scorecard=card_data, emb=emb, notes=notes, skipped=ov.skipped[:50], map_error=map_error,
         created=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         data_json=_json_script(data), thumbs_json=_json_script(thumbs),
@@ -459,4 +482,16 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
         raise ReportError(f"cannot write {out_path}: {e.strerror or e}; choose another --out") from e
     lap("write")
     timings["total"] = time.perf_counter() - t0
-    return ReportResult(out_path.resolve(), len(d), len(thumbs), len(overlays), out_path.stat().st_size, timings, notes)
+    return ReportResult(out_path.resolve(), len(d), len(thumbs), len(overlays), out_path.stat().st_size, timings, notes,
+                        cam_layer, map_size)
+
+
+def _cam_layer(handle, methods: Sequence[str]) -> tuple[str | None, tuple[int, int] | None]:
+    """The layer the report's CAM maps come from and its map size, if any method is a layer method."""
+    from mikata.analysis.maps import LAYER_MAP_METHODS
+    from mikata.models.layers import cam_layer_size
+
+    if not any(m in LAYER_MAP_METHODS for m in methods) or handle.default_layer is None:
+        return None, None
+    return handle.default_layer, cam_layer_size(handle.net, handle.in_channels, handle.input_size,
+                                                handle.default_layer)

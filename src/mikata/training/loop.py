@@ -41,7 +41,7 @@ from mikata.training.frozen_features import boundary_inputs, check_shortcut, sta
 from mikata.training.freeze import freeze_until, set_training_mode, trainable_parameters
 from mikata.training.options import TrainingError, TrainOptions, parse_augment
 from mikata.training.plot import plot_history
-from mikata.training.tensors import DecodedSplit, decode_split
+from mikata.training.tensors import DecodedSplit, all_gray, decode_split
 
 log = logging.getLogger(__name__)
 STATE_FORMAT = "mikata-train-state/1"
@@ -137,8 +137,11 @@ def _train(data: str | os.PathLike, model: str | ModelHandle, out: Path, opts: T
     train_set = decode_split(parts["train"], handle, opts.workers, "train", progress)
     val_set = decode_split(parts["val"], handle, opts.workers, "val", progress)
     test_set = decode_split(parts["test"], handle, opts.workers, "test", progress) if "test" in parts else None
-    skipped = train_set.skipped + val_set.skipped + (test_set.skipped if test_set else [])
+    # ``is not None``: a split whose every file was skipped has len 0, and its skipped files still count
+    skipped = train_set.skipped + val_set.skipped + (test_set.skipped if test_set is not None else [])
     _check_decoded(train_set, val_set, ds.classes)
+    # a 3-channel model fed only gray images: its feature visualizations are rendered gray
+    handle.metadata["grayscale_data"] = all_gray(train_set.x, handle)
 
     frozen = freeze_until(net, opts.freeze_until)
     head_params = list(net.get_submodule(handle.metadata["head"]).parameters())

@@ -61,3 +61,13 @@ def decode_split(ds: ImageDataset, handle: ModelHandle, workers: int = 2, name: 
     x = torch.stack([results[i] for i in keep]) if keep else torch.empty(0, c, h, w, dtype=torch.float16)
     y = torch.tensor([ds.samples[i].label for i in keep], dtype=torch.long)
     return DecodedSplit(x, y, skipped)
+
+
+def all_gray(x: torch.Tensor, handle: ModelHandle, limit: int = 512) -> bool:
+    """Whether decoded images ``(N, 3, H, W)`` (normalized, float16) are gray: R = G = B in pixels.
+
+    Checked on the first ``limit`` images; the tolerance covers float16 rounding (about 1/400)."""
+    if x.shape[0] == 0 or x.shape[1] != 3:
+        return False
+    pixels = handle.denormalize(x[:limit].float())  # (n, 3, H, W) in [0, 1]
+    return bool((pixels - pixels.mean(1, keepdim=True)).abs().amax() < 0.01)

@@ -1,0 +1,229 @@
+"""A unit beside its dataset examples: a channel's synthetic image next to the scanned images that
+activate it most, each with that channel's activation map over the image.
+
+A synthetic image alone shows what a unit *can* respond to; the real images that drive it and
+where in them it fires show what it *does* respond to in the user's data. The scan already stored
+every image's per-channel means of its layer (``channels.f16``), so for that layer the ranking
+costs no forward pass; for another layer the run's images are streamed through the model once.
+
+Written to ``RUN_DIR/units/``, where the report and the web app find it (one set: the latest
+call's): ``units.json``, ``unit_{j}.png`` (synthetic image of the ``j``-th unit), ``unit_{j}_top_{r}.png``
+(its ``r``-th image with the activation map over it) and ``units.png`` (everything as one grid).
+
+Example:
+    >>> res = unit_examples("runs/fashion", channels=[0, 1, 2], k=6)   # doctest: +SKIP
+    >>> res.save()                                                       # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from mikata.errors import ChoiceError, MikataError
+
+log = logging.getLogger(__name__)
+
+UNITS_DIR = "units"
+MAX_UNITS, MAX_TOP = 64, 16
+
+
+@dataclass
+class UnitExample:
+    image_id: int
+    activation: float  # the channel's spatial mean on this image
+    label: str
+    pred: str
+
+
+@dataclass
+class UnitsResult:
+    """``units[j]`` = (channel, its best examples); ``synthetic`` ``(U, 3, H, W)`` in [0, 1];
+    ``overlays[j][r]`` = the ``r``-th example with its activation map, ``(H, W, 3)`` uint8."""
+
+    run_dir: Path
+    layer: str
+    source: str  # "scan" (the stored channel means) or "computed" (a pass over the run's images)
+    map_size: tuple[int, int]
+    units: list[tuple[int, list[UnitExample]]]
+    synthetic: torch.Tensor
+    overlays: list[list[np.ndarray]] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        return {"layer": self.layer, "source": self.source, "map_size": list(self.map_size),
+                "units": [{"channel": c, "top": [{"id": e.image_id, "activation": round(e.activation, 5),
+                                                  "label": e.label, "pred": e.pred} for e in ex]}
+                          for c, ex in self.units]}
+
+    def grid(self, thumb: int = 112) -> Image.Image:
+        """One row per unit: the synthetic image, then its examples with their activation maps."""
+        from mikata.render import tile, to_uint8_image
+
+        k = max(len(ex) for _, ex in self.units)
+        images, labels = [], []
+        for j, (c, ex) in enumerate(self.units):
+            images.append(to_uint8_image(self.synthetic[j]))
+            labels.append(f"{self.layer} #{c}")
+            for r in range(k):
+                if r < len(ex):
+                    images.append(self.overlays[j][r])
+                    labels.append(f"id {ex[r].image_id}: {ex[r].activation:.2f}")
+                else:
+                    images.append(np.full_like(self.overlays[j][0], 255))
+                    labels.append("")
+        return tile(images, labels=labels, thumb=thumb, cols=k + 1)
+
+    def save(self, folder: str | os.PathLike | None = None) -> Path:
+        """Write the files (see the module docstring); returns the path of ``units.json``."""
+        from mikata.render import to_uint8_image
+
+        out = Path(folder) if folder is not None else self.run_dir / UNITS_DIR
+        out.mkdir(parents=True, exist_ok=True)
+        for old in out.glob("unit_*.png"):  # a previous call's units must not show beside these
+            old.unlink()
+        for j in range(len(self.units)):
+            Image.fromarray(to_uint8_image(self.synthetic[j])).save(out / f"unit_{j}.png")
+            for r, img in enumerate(self.overlays[j]):
+                Image.fromarray(img).save(out / f"unit_{j}_top_{r}.png")
+        self.grid().save(out / "units.png")
+        path = out / "units.json"
+        path.write_text(json.dumps(self.summary(), indent=1))
+        return path
+
+
+def unit_examples(run_dir: str | os.PathLike, channels: Sequence[int], layer: str | None = None, k: int = 6,
+                  handle=None, model: str | None = None, options=None) -> UnitsResult:
+    """Channels ``channels`` of ``layer`` (default: the layer the run was scanned at) with the ``k``
+    scanned images whose spatial mean of the channel is highest, their activation maps, and the
+    channel's synthetic image (``options``: ``RenderOptions``; default: the model's input size).
+
+    ``handle``: the model (default: the run's own, checked against its weights hash, or ``model``,
+    a spec the user typed)."""
+    from mikata.analysis.maps import MapService
+    from mikata.featurevis import RenderOptions, visualize_channels
+
+    channels = [int(c) for c in channels]
+    if not channels or len(channels) > MAX_UNITS:
+        raise MikataError(f"give 1..{MAX_UNITS} channels (got {len(channels)}); e.g. --channels 0:8")
+    if not 1 <= k <= MAX_TOP:
+        raise MikataError(f"--top {k} is out of range; show 1..{MAX_TOP} images per unit")
+    with MapService(run_dir, handle=handle, model=model) as service:
+        scan_layer = service.identity.get("layer")
+        layer = layer or scan_layer
+        rows = service.store.rows(status="ok", columns=("id", "label", "pred", "vec_row"), tuples=True)
+        if not rows:
+            raise MikataError(f"{run_dir} holds no scanned images; run `mikata scan` first")
+        h = service.handle
+        from mikata.hooks import get_layer
+
+        get_layer(h.net, layer)  # ChoiceError listing the layers for a typo
+        if layer == scan_layer and "channels" in service.store.dims():
+            means, source = _stored_means(service.store, rows), "scan"
+        else:
+            means, source = _computed_means(service, [r[0] for r in rows], layer), "computed"
+        bad = [c for c in channels if not 0 <= c < means.shape[1]]
+        if bad:
+            raise ChoiceError(f"channel of {layer}", str(bad[0]), [f"0..{means.shape[1] - 1}"])
+        names = h.class_names
+        units = []
+        for c in channels:
+            best = np.argsort(-means[:, c], kind="stable")[:k]
+            units.append((c, [UnitExample(int(rows[i][0]), float(means[i, c]), names[rows[i][1]],
+                                          names[rows[i][2]]) for i in best]))
+        ids = sorted({e.image_id for _, ex in units for e in ex})
+        acts, views, size = _activation_maps(service, ids, layer)
+        overlays = [[_overlay(acts[e.image_id][c], views[e.image_id]) for e in ex] for c, ex in units]
+        opts = options or RenderOptions(size=max(h.input_size), seed=0)
+        synthetic = visualize_channels(h, layer, channels, opts).images  # (U, C, H, W)
+    return UnitsResult(Path(run_dir), layer, source, size, units, synthetic, overlays)
+
+
+def _stored_means(store, rows) -> np.ndarray:
+    vec = store.vectors("channels")
+    return np.asarray(vec[[r[3] for r in rows]], dtype=np.float32)  # (n, C)
+
+
+def _computed_means(service, ids: list[int], layer: str, batch: int = 64) -> np.ndarray:
+    """Per-channel spatial means of ``layer`` for every usable image: one streamed pass."""
+    out = []
+    for s in range(0, len(ids), batch):
+        act = _forward(service, ids[s:s + batch], layer)[0]  # (n, C, h, w)
+        out.append(act.mean(dim=(2, 3)).numpy())
+    return np.concatenate(out).astype(np.float32)  # (N, C)
+
+
+def _forward(service, ids: list[int], layer: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``layer``'s activations ``(n, C, h, w)`` and the preprocessed images ``(n, C, H, W)``."""
+    from mikata.analysis.media import image_file
+    from mikata.hooks import capture, preserved
+
+    h = service.handle
+    x = h.preprocessing.load([image_file(service.store, i) for i in ids])  # (n, C, H, W)
+    with preserved(h.net), torch.inference_mode(), capture(h.net, [layer]) as rec:
+        h.net.eval()
+        h.net(x)
+        act = rec.activations[layer]
+    if act.dim() != 4:
+        raise MikataError(f"layer {layer} gives shape {tuple(act.shape)}, not a (C, h, w) map per image; "
+                          "pick a convolutional layer (see `mikata layers MODEL`)")
+    return act.float().cpu(), x
+
+
+def _activation_maps(service, ids: list[int], layer: str) -> tuple[dict[int, torch.Tensor], dict[int, np.ndarray],
+                                                                   tuple[int, int]]:
+    """id -> ``(C, H, W)`` activations upsampled to the input, id -> the model's view ``(H, W, 3)``,
+    and the layer's own map size ``(h, w)``."""
+    from mikata.render import to_uint8_image
+
+    act, x = _forward(service, ids, layer)  # (n, C, h, w), (n, C, H, W)
+    up = F.interpolate(act, size=x.shape[-2:], mode="bilinear", align_corners=False)  # (n, C, H, W)
+    views = service.handle.preprocessing.denormalize(x)
+    return ({i: up[j] for j, i in enumerate(ids)}, {i: to_uint8_image(views[j]) for j, i in enumerate(ids)},
+            tuple(act.shape[-2:]))
+
+
+def _overlay(m: torch.Tensor, view: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Where in the image the channel fires: its map, min-max scaled, blended over the image."""
+    from mikata.render import colorize, display_map
+
+    shown = display_map(m.numpy())
+    return (alpha * colorize(shown) + (1 - alpha) * view.astype(np.float64)).round().astype(np.uint8)
+
+
+def read_units(run_dir: str | os.PathLike) -> dict | None:
+    """``RUN_DIR/units/units.json`` checked field by field (it is data from a file), with each unit's
+    image files as paths inside the folder; None when absent or unusable (with a warning)."""
+    from mikata.analysis.attachments import _inside
+
+    root = Path(run_dir) / UNITS_DIR
+    path = root / "units.json"
+    if not path.is_file():
+        return None
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        units = []
+        for j, u in enumerate(raw["units"][:MAX_UNITS]):
+            top = [{"id": int(t["id"]), "activation": float(t["activation"]), "label": str(t["label"]),
+                    "pred": str(t["pred"])} for t in u["top"][:MAX_TOP]]
+            files = [root / f"unit_{j}_top_{r}.png" for r in range(len(top))]
+            units.append({"channel": int(u["channel"]), "top": top, "synthetic": root / f"unit_{j}.png",
+                          "overlays": files})
+        card = {"layer": str(raw["layer"]), "source": str(raw.get("source", "")),
+                "map_size": [int(v) for v in raw.get("map_size", [])][:2], "units": units}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        log.warning("ignoring unreadable %s: %s", path, e)
+        return None
+    for u in card["units"]:
+        if not _inside(root, u["synthetic"]) or not all(_inside(root, f) for f in u["overlays"]):
+            log.warning("ignoring %s: its image files are missing (run `mikata units` again)", path)
+            return None
+    return card
