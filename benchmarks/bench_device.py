@@ -144,6 +144,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--photos", type=int, default=4, help="photos per explain / evaluate batch (default 4)")
     ap.add_argument("--quick", action="store_true", help="fewer samples, steps and windows (a smoke run)")
     args = ap.parse_args()
 
@@ -154,10 +155,10 @@ def main() -> None:
     from mikata.attribution import explain
     from mikata.data.images import load_image
     from mikata.devices import describe, resolve_device
-    from mikata.evaluate.faithfulness import perturbation_curves
+    from mikata.evaluation.faithfulness import perturbation_curves
     from mikata.featurevis import RenderOptions, visualize_classes
     from mikata.models import load_model
-    from mikata.predict import predict
+    from mikata.prediction import predict
 
     device = resolve_device(args.device)
     on_cpu = device.type == "cpu"
@@ -176,6 +177,17 @@ def main() -> None:
         photo_paths.append(photo_dir / f"{name}.png")
         img.save(photo_paths[-1])
     rows: list[tuple[str, float, float, str]] = []  # name, seconds, floor seconds, check
+
+    class Rows(list):
+        """Printed as they come, so a run cut short still shows what it measured."""
+
+        def append(self, row):
+            super().append(row)
+            name, t, f, check = row
+            print(f"{name:<30} {t:8.3f} {f:8.3f} {t / f:6.2f}  {check}", flush=True)
+
+    rows = Rows()
+    print(f"\n{'work':<30} {'s':>8} {'floor s':>8} {'ratio':>6}  check", flush=True)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
@@ -207,7 +219,7 @@ def main() -> None:
                                                 f"max prob diff {dprob:.4f}"))
 
     # ---- explain: each method vs its floor, maps vs the CPU in fp32
-    x_cpu = ref.preprocess([load_image(p, "RGB") for p in photo_paths[:4]])  # (4, 3, 224, 224)
+    x_cpu = ref.preprocess([load_image(p, "RGB") for p in photo_paths[:args.photos]])  # (n, 3, 224, 224)
     x = x_cpu.to(device)
     n_smooth, n_ig = (4, 4) if args.quick else (16, 32)
     window = 56 if args.quick else 32
@@ -224,7 +236,7 @@ def main() -> None:
                     explain(ref, x_cpu, [method], options={method: opts})[0].maps)
         rows.append((f"explain {method}", t, floor, f"fp32 maps vs CPU r={r:.5f} {'ok' if r >= 0.999 else 'FAIL'}"))
     t = timeit(lambda: explain(handle, x, ["occlusion"], options={"occlusion": occ}), device, args.repeats)
-    floor = timeit(forward_floor(handle, x, n_windows * 4, 64), device, args.repeats)
+    floor = timeit(forward_floor(handle, x, n_windows * len(x), 64), device, args.repeats)
     r = pearson(explain(fp32, x, ["occlusion"], options={"occlusion": occ})[0].maps,
                 explain(ref, x_cpu, ["occlusion"], options={"occlusion": occ})[0].maps)
     r16 = pearson(explain(handle, x, ["occlusion"], options={"occlusion": occ})[0].maps,
@@ -234,9 +246,10 @@ def main() -> None:
 
     # ---- visualize: class-logit images vs forward+backward+step
     steps = 4 if args.quick else 32
-    opts = RenderOptions(size=128, steps=steps, seed=0)
+    vis_size = 64 if args.quick else 128
+    opts = RenderOptions(size=vis_size, steps=steps, seed=0)
     t = timeit(lambda: visualize_classes(fp32, ["zebra", "castle"], opts), device, 0)
-    img = torch.rand(2, 3, 128, 128, device=device, requires_grad=True)
+    img = torch.rand(2, 3, vis_size, vis_size, device=device, requires_grad=True)
     optim = torch.optim.Adam([img], lr=0.05)
 
     def vis_floor():
@@ -257,17 +270,14 @@ def main() -> None:
         ids = fp32.model(x).argmax(1)
     curve_steps = 8 if args.quick else 50
     t = timeit(lambda: perturbation_curves(handle, x, maps, ids, steps=curve_steps), device, args.repeats)
-    floor = timeit(forward_floor(handle, x, 2 * curve_steps * 4, 64), device, args.repeats)
+    floor = timeit(forward_floor(handle, x, 2 * curve_steps * len(x), 64), device, args.repeats)
     c_dev = perturbation_curves(fp32, x, maps, ids, steps=curve_steps)
     c_cpu = perturbation_curves(ref, x_cpu, maps.cpu(), ids.cpu(), steps=curve_steps)
     diff = max(float((c_dev[m] - c_cpu[m]).abs().max()) for m in c_dev)
     rows.append(("evaluate curves", t, floor, f"fp32 curves vs CPU max |diff| {diff:.2e}"))
 
-    print(f"\n{'work':<30} {'s':>8} {'floor s':>8} {'ratio':>6}  check")
-    for name, s, f, check in rows:
-        print(f"{name:<30} {s:8.3f} {f:8.3f} {s / f:6.2f}  {check}")
     print(f"\nscan: {args.images} Fashion-MNIST images at 224 px, batch {args.batch_size}, {args.workers} workers; "
-          f"explain: 4 photos at 224 px; smoothgrad n={n_smooth}, IG steps={n_ig}, occlusion {occ}")
+          f"explain: {len(x)} photos at 224 px; smoothgrad n={n_smooth}, IG steps={n_ig}, occlusion {occ}")
     if peak is not None:
         print(f"peak device memory allocated: {peak:.2f} GiB")
 
