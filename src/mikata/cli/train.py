@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from mikata.cli.common import add_device_arguments, command_parser, device_from_args, print_json
 
 
@@ -41,6 +43,7 @@ def run(args) -> int:
     import logging
 
     from mikata.data.datasets import parse_fractions
+    from mikata.data.filenames import shown
     from mikata.training import train
 
     progress = logging.getLogger().getEffectiveLevel() <= logging.INFO
@@ -58,6 +61,6 @@ def run(args) -> int:
         print(f"checkpoint: {result.checkpoint}\nprogress plot: {result.plot}\n"
               f"best epoch {result.best_epoch}/{result.epochs_run}: val accuracy {result.val_accuracy:.2%}, "
               f"test accuracy {test} ({result.seconds:.0f} s)")
-        if result.skipped:
-            print(f"skipped {len(result.skipped)} unreadable file(s)")
-    return 0
+    for path, reason in result.skipped:
+        print(f"mikata train: skipped {shown(path)}: {reason}", file=sys.stderr)
+    return 1 if result.skipped else 0  # finished, but some files could not be used
