@@ -46,6 +46,8 @@ def predict(
 
     Every file is decoded and preprocessed on its own: a file that fails either way (corrupt, or a
     65000x1 strip whose resize would need gigabytes) gets its ``error``; the others still get results.
+
+    Runs on ``handle.device`` at ``handle.precision`` (bf16 autocast on a capable GPU under "auto").
     """
     paths = [str(p) for p in paths]
     top = max(1, min(top, handle.num_classes))
@@ -62,10 +64,11 @@ def predict(
             except MemoryError:  # a per-image failure stays one image's error
                 pred.error = "out of memory while preprocessing this image"
         if inputs:
-            with torch.inference_mode():
-                probs = handle.model(torch.stack(inputs)).float().softmax(dim=1)  # (n, K)
+            x = torch.stack(inputs).to(handle.device, non_blocking=True)  # (n, C, H, W)
+            with torch.inference_mode(), handle.autocast():
+                probs = handle.model(x).float().softmax(dim=1)  # (n, K)
             values, ids = probs.topk(top, dim=1)
-            for pred, v, i in zip(good, values.tolist(), ids.tolist()):
+            for pred, v, i in zip(good, values.cpu().tolist(), ids.cpu().tolist()):
                 pred.top = [(handle.class_names[c], c, p) for c, p in zip(i, v)]
         results.extend(batch)
     return results

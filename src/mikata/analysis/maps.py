@@ -53,7 +53,8 @@ class MapService:
 
     def __init__(self, run_dir: str | os.PathLike, handle: ModelHandle | None = None,
                  options: dict[str, dict] | None = None, model: str | None = None, trust: bool = False,
-                 store: RunStore | None = None, lock: threading.Lock | None = None):
+                 store: RunStore | None = None, lock: threading.Lock | None = None,
+                 device: str | None = "cpu"):
         self.run_dir = Path(run_dir).expanduser().resolve()
         self._own_store = store is None
         self.store = store if store is not None else RunStore.open(self.run_dir, annotate=True)  # + cache tables
@@ -65,6 +66,7 @@ class MapService:
         self._scan_default_layer = manifest.get("default_layer")
         self._handle = handle
         self.model, self.trust = model, trust  # a spec the user typed; else the run's own, checked
+        self.device = device  # where the run's model is loaded and its maps computed
         self.options = options or {}
         self._model_lock = threading.Lock()
         self._keys_lock = threading.Lock()
@@ -93,7 +95,8 @@ class MapService:
         if self._handle is None:
             with self._model_lock:
                 if self._handle is None:
-                    self._handle = load_run_model(self.identity, self.run_dir, self.model, self.trust)
+                    self._handle = load_run_model(self.identity, self.run_dir, self.model, self.trust,
+                                                  device=self.device)
         return self._handle
 
     # ------------------------------------------------------------------- rows

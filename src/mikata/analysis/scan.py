@@ -37,6 +37,7 @@ from mikata.data.datasets import ImageDataset, Sample, load_dataset, parse_fract
 from mikata.data.image_stats import image_stats, thumbnails
 from mikata.data.images import load_image
 from mikata.data.preprocessing import Preprocessing
+from mikata.devices import split_on_oom
 from mikata.errors import ChoiceError, ImageDecodeError, MikataError
 from mikata.hooks import capture, get_layer
 from mikata.models.handle import ModelHandle
@@ -63,10 +64,16 @@ class ScanSummary:
 
 
 class _Outputs:
-    """Everything one batch yields: probabilities, embeddings, channel means, optional maps."""
+    """Everything one batch yields, on the CPU: probabilities, embeddings, channel means, optional maps."""
 
     def __init__(self, probs, embed, channels, cams):
         self.probs, self.embed, self.channels, self.cams = probs, embed, channels, cams
+
+    @staticmethod
+    def cat(parts: Sequence["_Outputs"]) -> "_Outputs":
+        """One batch's outputs from its halves (a batch split after running out of device memory)."""
+        cams = None if parts[0].cams is None else torch.cat([p.cams for p in parts])
+        return _Outputs(*(torch.cat([getattr(p, k) for p in parts]) for k in ("probs", "embed", "channels")), cams)
 
 
 def run_batch(handle: ModelHandle, x: torch.Tensor, layer: str, embed_layer: str | None,
@@ -76,10 +83,15 @@ def run_batch(handle: ModelHandle, x: torch.Tensor, layer: str, embed_layer: str
     The Grad-CAM is ``explain``'s own: ``attribution.passes.gradient_pass`` (a forward that records
     the graph only from ``layer`` on, one backward down to it, no weight gradients) and
     ``attribution.cam.gradcam``, for each image's predicted class.
+
+    Runs on ``handle.device`` (``x`` is moved there if it is not already); the plain forward at
+    ``handle.precision`` (bf16 autocast on a capable GPU under "auto"), the Grad-CAM pass in fp32.
+    The outputs come back to the CPU, as fp32.
     """
+    x = x.to(handle.device, non_blocking=True)
     if not gradcam:
         layers = [layer] + ([embed_layer] if embed_layer else [])
-        with torch.inference_mode(), capture(handle.net, layers, inputs=True) as rec:
+        with torch.inference_mode(), handle.autocast(), capture(handle.net, layers, inputs=True) as rec:
             logits = handle.model(x)  # (N, K)
         act = rec.activations[layer].detach()
         cams = None
@@ -97,13 +109,15 @@ def run_batch(handle: ModelHandle, x: torch.Tensor, layer: str, embed_layer: str
             shape = "no single tensor" if act is None else f"shape {tuple(act.shape)}"
             raise MikataError(f"--gradcam needs a spatial layer that outputs one tensor; {layer!r} gives {shape}. "
                               "Pick a conv layer with --layer (see `mikata layers MODEL`)")
-        cams = gradcam_map(act, p.layer_grads["plain"][0]).detach()  # (N, h, w)
+        cams = gradcam_map(act, p.layer_grads["plain"][0]).detach().float().cpu()  # (N, h, w)
         logits = p.logits
+    act = act.float()
     channels = act.mean(dim=tuple(range(2, act.dim()))) if act.dim() > 2 else act  # (N, C)
     embed = rec.inputs[embed_layer].detach() if embed_layer else channels
     embed = embed.mean(dim=(2, 3)) if embed.dim() == 4 else embed.flatten(1)  # (N, D): a conv head's input pooled
+    embed = embed.float()
     probs = torch.softmax(logits.float(), dim=1)  # (N, K)
-    return _Outputs(probs, embed, channels, cams)
+    return _Outputs(probs.cpu(), embed.cpu(), channels.cpu(), cams)
 
 
 # ------------------------------------------------------------------- one scan step: compute, commit
@@ -129,8 +143,10 @@ def compute_columns(handle: ModelHandle, x: torch.Tensor | None, items: Sequence
         "reason": np.array([it[5] or "" for it in items], dtype=object)}
     if x is None:
         return cols
-    device = next(handle.net.parameters(), torch.empty(0)).device
-    out = run_batch(handle, x.to(device), layer, embed_layer, gradcam)
+    device = handle.device
+    # a batch that does not fit in device memory runs as halves (recursively) instead of failing
+    out = split_on_oom(lambda xb: run_batch(handle, xb, layer, embed_layer, gradcam),
+                       x.to(device, non_blocking=True), _Outputs.cat, device, desc="scan batch")
     probs = out.probs.float()  # (n_ok, K)
     top = torch.topk(probs, min(TOP_K, probs.shape[1]), dim=1)
 
@@ -378,9 +394,12 @@ def _scan_into(store: RunStore, handle: ModelHandle, chosen: list[tuple[Sample, 
 
     todo, done = _pending(store, chosen)
     reused = len(chosen) - len(todo)
+    # On a GPU, batches are decoded into pinned memory by the workers while the GPU computes, and
+    # copied without blocking; a batch that does not fit in device memory is split in halves.
     loader = torch.utils.data.DataLoader(
         _Files(handle, [s for s, _ in todo]), batch_size=batch_size, shuffle=False, num_workers=workers,
-        collate_fn=_collate, persistent_workers=False, prefetch_factor=4 if workers > 0 else None)
+        collate_fn=_collate, persistent_workers=False, prefetch_factor=4 if workers > 0 else None,
+        pin_memory=handle.device.type == "cuda")
     computed = 0
     skipped_files: list[tuple[str, str]] = []
     bar = tqdm(total=len(todo), unit="img", desc="scan", disable=not progress, dynamic_ncols=True, file=sys.stderr)

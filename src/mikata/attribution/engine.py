@@ -85,11 +85,19 @@ def explain(
     ``options``: per-method keyword arguments, e.g. ``{"smoothgrad": {"samples": 32, "sigma": 0.1,
     "base": "grad-x-input"}, "integrated-gradients": {"steps": 64, "baseline": "blur"},
     "occlusion": {"window": 32, "stride": 16}, "lime": {"samples": 1000}, "lrp": {"rule": "zplus"}}``.
+
+    The work runs on ``handle.device`` (``images`` are moved there once); the maps come back on the
+    device ``images`` came from, so CPU tensors in give CPU maps out.
     """
     methods = check_methods(methods)
+    home = images.device
     with preserved(handle.model):
         handle.model.eval()  # dropout off, batch-norm statistics frozen; modes restored afterwards
-        return _explain(handle, images, methods, targets, layer, options, budget_mb, progress)
+        results = _explain(handle, images.to(handle.device), methods, targets, layer, options, budget_mb, progress)
+    if home != handle.device:
+        for a in results:
+            a.maps, a.raw = a.maps.to(home), a.raw.to(home)
+    return results
 
 
 def _explain(handle: ModelHandle, images: torch.Tensor, methods: list[str], targets: TargetSpec, layer: str | None,

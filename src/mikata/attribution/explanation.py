@@ -91,5 +91,5 @@ def explain_images(
     x, titles = _as_batch(handle, images)
     attributions = explain(handle, x, methods, targets, layer, options)
     with torch.no_grad():
-        probs = handle.model(x).float().softmax(1).cpu()  # (N, K)
+        probs = handle.model(x.to(handle.device)).float().softmax(1).cpu()  # (N, K); maps come back on x's device
     return Explanation(attributions, handle, x, probs, titles)

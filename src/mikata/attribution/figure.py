@@ -110,9 +110,9 @@ def explain_figure(
     title: str = "",
 ):
     """Explain one image (a PIL image, or a preprocessed ``(C, H, W)`` tensor) and return the figure."""
-    x = handle.preprocess([image]) if isinstance(image, Image.Image) else image[None]
+    x = (handle.preprocess([image]) if isinstance(image, Image.Image) else image[None]).to(handle.device)
     attributions = explain(handle, x, methods, targets, layer, options)
     with torch.no_grad():
-        probs = handle.model(x).softmax(1)[0]
+        probs = handle.model(x).float().softmax(1)[0].cpu()
     shown = to_uint8_image(handle.denormalize(x)[0])
     return draw_figure(shown, attributions, probs, handle.class_names, 0, top, cmap, alpha, title)

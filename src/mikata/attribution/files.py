@@ -67,9 +67,10 @@ def explain_files(
             log.warning("cannot read %s: %s", shown(path), e.reason)
             summaries.append({"path": path, "error": e.reason})
             continue
+        x = x.to(handle.device)  # (1, C, H, W): the device once; maps and probabilities come back
         attributions = explain(handle, x, methods, targets, layer, options, progress=progress)
         with torch.no_grad():
-            probs = handle.model(x).softmax(1)[0]  # (K,)
+            probs = handle.model(x).float().softmax(1)[0].cpu()  # (K,)
         fig = draw_figure(to_uint8_image(handle.denormalize(x)[0]), attributions, probs, handle.class_names,
                           0, top, cmap, alpha, title=shown(Path(path).name))
         fig_path = out / f"{stem}_explain.png"

@@ -15,8 +15,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mikata.attribution.batching import DEFAULT_BUDGET_MB, chunk_size, chunks
+from mikata.attribution.batching import DEFAULT_BUDGET_MB, chunk_size
 from mikata.attribution.passes import gradient_pass
+from mikata.devices import for_chunks
 from mikata.errors import ChoiceError, check_choices
 from mikata.models.handle import ModelHandle
 
@@ -47,20 +48,20 @@ def make_baseline(handle: ModelHandle, x: torch.Tensor, kind: str | torch.Tensor
     blur of ``x``, or uniform pixel noise; or a given tensor broadcast to ``x``."""
     if isinstance(kind, torch.Tensor):
         return kind.to(x).expand_as(x)
-    mean = torch.tensor(handle.mean, dtype=x.dtype).view(1, -1, 1, 1)
-    std = torch.tensor(handle.std, dtype=x.dtype).view(1, -1, 1, 1)
+    mean = torch.tensor(handle.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    std = torch.tensor(handle.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     if kind == "black":
         return ((0 - mean) / std).expand_as(x).clone()
     if kind == "zero":
         return torch.zeros_like(x)
     if kind == "noise":
-        gen = torch.Generator().manual_seed(seed)
-        return (torch.rand(x.shape, generator=gen, dtype=x.dtype) - mean) / std
+        gen = torch.Generator(device=x.device).manual_seed(seed)
+        return (torch.rand(x.shape, generator=gen, dtype=x.dtype, device=x.device) - mean) / std
     if kind == "blur":
         radius = int(3 * blur_sigma)
-        r = torch.arange(-radius, radius + 1, dtype=x.dtype)
+        r = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
         k = torch.exp(-r.pow(2) / (2 * blur_sigma**2))
-        k = (k / k.sum()).to(x.device)
+        k = k / k.sum()
         c = x.shape[1]
         y = F.pad(x, (radius, radius, radius, radius), mode="replicate")
         y = F.conv2d(y, k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
@@ -85,14 +86,17 @@ def integrated_gradients(
     alphas, weights = quadrature(steps, method)
     n, t = x.shape[0], ids.shape[1]
     acc = [torch.zeros_like(x) for _ in range(t)]
-    per = max(1, chunk_size(x, budget_mb) // n)
-    for start, stop in chunks(steps, per, progress, desc="integrated-gradients"):
-        a = torch.tensor(alphas[start:stop], dtype=x.dtype).view(-1, 1, 1, 1, 1)
-        w = torch.tensor(weights[start:stop], dtype=x.dtype).view(-1, 1, 1, 1, 1)
+
+    def run(start: int, stop: int) -> None:
+        a = torch.tensor(alphas[start:stop], dtype=x.dtype, device=x.device).view(-1, 1, 1, 1, 1)
+        w = torch.tensor(weights[start:stop], dtype=x.dtype, device=x.device).view(-1, 1, 1, 1, 1)
         xs = (x0[None] + a * diff[None]).reshape(-1, *x.shape[1:])  # (m*N, C, H, W)
         p = gradient_pass(handle, xs, ids.repeat(stop - start, 1), modes={"plain": ("input",)})
         for k in range(t):
             acc[k] += (p.input_grads["plain"][k].view(stop - start, n, *x.shape[1:]) * w).sum(0)
+
+    for_chunks(steps, max(1, chunk_size(x, budget_mb) // n), run, device=x.device, progress=progress,
+               desc="integrated-gradients")
     with torch.inference_mode():
         ends = handle.model(torch.cat([x, x0]))  # (2N, K)
     f_x, f_0 = ends[:n].gather(1, ids), ends[n:].gather(1, ids)  # (N, T)

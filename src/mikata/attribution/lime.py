@@ -15,7 +15,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mikata.attribution.batching import DEFAULT_BUDGET_MB, chunk_size, chunks
+from mikata.attribution.batching import DEFAULT_BUDGET_MB, chunk_size
+from mikata.devices import for_chunks
 from mikata.models.handle import ModelHandle
 
 
@@ -46,7 +47,7 @@ def lime(
     from sklearn.linear_model import Ridge
 
     n, t = x.shape[0], ids.shape[1]
-    out = torch.zeros(t, n, *x.shape[-2:])
+    out = torch.zeros(t, n, *x.shape[-2:], device=x.device)
     rng = np.random.default_rng(seed)
     per = chunk_size(x, budget_mb, with_grad=False, cap=128)
     for i in range(n):
@@ -54,20 +55,24 @@ def lime(
         s = int(seg.max()) + 1
         z = rng.integers(0, 2, size=(samples, s)).astype(np.float32)
         z[0] = 1.0
-        seg_t = torch.from_numpy(seg).long()
-        probs = np.empty((samples, t), dtype=np.float64)
-        with torch.inference_mode():
-            for start, stop in chunks(samples, per, progress and n == 1, desc="lime"):
-                keep = torch.from_numpy(z[start:stop])[:, seg_t]  # (m, H, W)
+        seg_t = torch.from_numpy(seg).long().to(x.device)
+        z_t = torch.from_numpy(z).to(x.device)  # (samples, S): the masks go to the device once
+        probs_t = torch.empty(samples, t, dtype=torch.float64, device=x.device)
+        with torch.inference_mode(), handle.autocast():
+            def run(start: int, stop: int, i: int = i) -> None:
+                keep = z_t[start:stop][:, seg_t]  # (m, H, W)
                 xs = x[i:i + 1] * keep[:, None] + fill * (1 - keep[:, None])
-                probs[start:stop] = handle.model(xs).softmax(1)[:, ids[i]].double().numpy()
+                probs_t[start:stop] = handle.model(xs).float().softmax(1)[:, ids[i]].double()
+
+            for_chunks(samples, per, run, device=x.device, progress=progress and n == 1, desc="lime")
+        probs = probs_t.cpu().numpy()  # (samples, T): the regression runs on the CPU (scikit-learn)
         dist = 1 - z.sum(1) / (np.sqrt(z.sum(1).clip(1e-12)) * np.sqrt(s))  # cosine distance to all-on
         weights = np.sqrt(np.exp(-(dist**2) / kernel_width**2))
         for k in range(t):
             coef = Ridge(alpha=1.0).fit(z, probs[:, k], sample_weight=weights).coef_  # (S,)
             if features is not None and features < s:
                 coef = np.where(np.abs(coef) >= np.sort(np.abs(coef))[-features], coef, 0.0)
-            out[k, i] = torch.from_numpy(coef.astype(np.float32))[seg_t]
+            out[k, i] = torch.from_numpy(coef.astype(np.float32)).to(x.device)[seg_t]
     return [out[k] for k in range(t)]
 
 

@@ -15,7 +15,8 @@ import math
 
 import torch
 
-from mikata.attribution.batching import DEFAULT_BUDGET_MB, chunk_size, chunks
+from mikata.attribution.batching import DEFAULT_BUDGET_MB, chunk_size
+from mikata.devices import for_chunks
 from mikata.models.handle import ModelHandle
 
 
@@ -39,24 +40,29 @@ def occlusion(
     """Per target rank: ``(N, H, W)`` mean logit drop of the windows covering each pixel.
 
     ``fill`` is the value in the model's (normalized) input space; 0 is the dataset-mean color.
+    The forwards run at ``handle.precision`` (bf16 autocast on a capable GPU under "auto"); the
+    drops are accumulated in fp32. A chunk that runs out of device memory is halved and retried.
     """
     n, _, h, w = x.shape
     boxes = [(r, c) for r in window_starts(h, window, stride) for c in window_starts(w, window, stride)]
-    with torch.inference_mode():
-        base = handle.model(x).gather(1, ids)  # (N, T)
-        total = torch.zeros(ids.shape[1], n, h, w)
-        count = torch.zeros(h, w)
+    with torch.inference_mode(), handle.autocast():
+        base = handle.model(x).float().gather(1, ids)  # (N, T)
+        total = torch.zeros(ids.shape[1], n, h, w, device=x.device)
+        count = torch.zeros(h, w, device=x.device)
         for r, c in boxes:
             count[r:r + window, c:c + window] += 1
-        per = max(1, chunk_size(x, budget_mb, with_grad=False, cap=256) // n)
-        for start, stop in chunks(len(boxes), per, progress, desc="occlusion"):
+
+        def run(start: int, stop: int) -> None:
             xs = x.repeat(stop - start, 1, 1, 1)  # (m*N, C, H, W), window-major
             for j, (r, c) in enumerate(boxes[start:stop]):
                 xs[j * n:(j + 1) * n, :, r:r + window, c:c + window] = fill
-            out = handle.model(xs).view(stop - start, n, -1)  # (m, N, K)
+            out = handle.model(xs).float().view(stop - start, n, -1)  # (m, N, K)
             drop = base[None] - out.gather(2, ids[None].expand(stop - start, -1, -1))  # (m, N, T)
             for j, (r, c) in enumerate(boxes[start:stop]):
                 total[:, :, r:r + window, c:c + window] += drop[j].T[:, :, None, None]
+
+        per = max(1, chunk_size(x, budget_mb, with_grad=False, cap=256) // n)
+        for_chunks(len(boxes), per, run, device=x.device, progress=progress, desc="occlusion")
     return [total[k] / count for k in range(ids.shape[1])]
 
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from mikata.attribution.batching import DEFAULT_BUDGET_MB, chunk_size, chunks
+from mikata.attribution.batching import DEFAULT_BUDGET_MB, chunk_size
+from mikata.devices import for_chunks
 from mikata.models.handle import ModelHandle
 
 
@@ -33,14 +34,16 @@ def scorecam(
     lo = up.amin(dim=(2, 3), keepdim=True)
     hi = up.amax(dim=(2, 3), keepdim=True)
     masks = (up - lo) / (hi - lo + 1e-8)
-    scores = torch.empty(n, c, t)
+    scores = torch.empty(n, c, t, device=x.device)
     per = max(1, chunk_size(x, budget_mb, with_grad=False, cap=256))
-    with torch.inference_mode():
+    with torch.inference_mode(), handle.autocast():
         for i in range(n):
-            for start, stop in chunks(c, per, progress and n == 1, desc="scorecam"):
+            def run(start: int, stop: int, i: int = i) -> None:
                 xs = x[i:i + 1] * masks[i, start:stop, None]  # (m, C_in, H, W)
-                out = handle.model(xs)  # (m, K)
+                out = handle.model(xs).float()  # (m, K)
                 scores[i, start:stop] = out[:, ids[i]]
+
+            for_chunks(c, per, run, device=x.device, progress=progress and n == 1, desc="scorecam")
     weights = scores.softmax(dim=1)  # (N, C, T)
     return [(weights[:, :, k, None, None] * acts).sum(1).clamp_min(0) for k in range(t)]
 

@@ -19,9 +19,10 @@ from __future__ import annotations
 import torch
 
 from mikata.attribution import registry
-from mikata.attribution.batching import DEFAULT_BUDGET_MB, chunk_size, chunks
+from mikata.attribution.batching import DEFAULT_BUDGET_MB, chunk_size
 from mikata.attribution.passes import gradient_pass
 from mikata.attribution.registry import MethodContext, MethodSpec
+from mikata.devices import for_chunks
 from mikata.errors import check_choices
 from mikata.models.handle import ModelHandle
 
@@ -69,8 +70,8 @@ def smoothgrad(
     noise = noise_samples(x, samples, sigma, seed)
     total: list[torch.Tensor | float] = [0.0] * t
     total_sq: list[torch.Tensor | float] = [0.0] * t
-    per = max(1, chunk_size(x, budget_mb) // n)
-    for start, stop in chunks(samples, per, progress, desc="smoothgrad"):
+
+    def run(start: int, stop: int) -> None:
         m = stop - start
         xs = torch.cat([x + noise[i] for i in range(start, stop)])  # (m*N, C, H, W)
         rep = ids.repeat(m, 1)  # (m*N, T)
@@ -79,10 +80,13 @@ def smoothgrad(
             p = gradient_pass(handle, xs, rep, layer=layer if spec.layer_needed(base_options) else None,
                               modes=spec.modes(), asked_by={mode: f"smoothgrad of {base}" for mode, _ in spec.backwards})
         raws, _ = spec.run(MethodContext(handle, xs, rep, p, dict(base_options or {}), layer, budget_mb, False, {}))
-        for k in range(t):
-            maps = raws[k].reshape(m, n, *raws[k].shape[1:])  # (m, N, ...)
-            total[k] = total[k] + maps.sum(0)
-            total_sq[k] = total_sq[k] + maps.pow(2).sum(0)
+        maps = [raws[k].reshape(m, n, *raws[k].shape[1:]) for k in range(t)]  # (m, N, ...) each
+        for k in range(t):  # accumulated only once the chunk's passes succeeded (an OOM retries it)
+            total[k] = total[k] + maps[k].sum(0)
+            total_sq[k] = total_sq[k] + maps[k].pow(2).sum(0)
+
+    for_chunks(samples, max(1, chunk_size(x, budget_mb) // n), run, device=x.device, progress=progress,
+               desc="smoothgrad")
     mean = [s / samples for s in total]
     mean_sq = [s / samples for s in total_sq]
     return {"smoothgrad": mean, "smoothgrad-squared": mean_sq,

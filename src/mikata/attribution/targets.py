@@ -50,7 +50,7 @@ def resolve_targets(handle: ModelHandle, logits: torch.Tensor, targets: TargetSp
         targets = [targets]
     ids = [_class_id(handle, k, t) for t in targets]
     labels = [str(t) for t in targets]
-    return labels, torch.tensor(ids, dtype=torch.long).expand(n, -1).clone()  # (N, T)
+    return labels, torch.tensor(ids, dtype=torch.long, device=logits.device).expand(n, -1).clone()  # (N, T)
 
 
 def _class_id(handle: ModelHandle | None, k: int, t: object) -> int:

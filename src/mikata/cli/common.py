@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 
+log = logging.getLogger("mikata.cli")
 
-def add_model_argument(parser: argparse.ArgumentParser) -> None:
+
+def add_model_argument(parser: argparse.ArgumentParser, precision: bool = False) -> None:
     parser.add_argument("model", metavar="MODEL",
                         help="efficientnet-lite0 (built in), torchvision:NAME, timm:NAME, a .safetensors "
                              "checkpoint, a TorchScript file, or package.module:factory")
@@ -16,12 +19,44 @@ def add_model_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arch", default=None, metavar="package.module:factory",
                         help="the architecture of a .safetensors checkpoint trained from your own factory model "
                              "(a checkpoint never chooses code to run by itself)")
+    add_device_arguments(parser, precision)
+
+
+def add_device_arguments(parser: argparse.ArgumentParser, precision: bool = False) -> None:
+    """``--device`` for every command that computes; ``--precision`` for forward-only ones."""
+    parser.add_argument("--device", default=None, metavar="DEVICE",
+                        help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N or mps "
+                             "(default: $MIKATA_DEVICE, else auto)")
+    if precision:
+        parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
+                            help="forward-only work: auto = bf16 autocast on a CUDA GPU that supports it, "
+                                 "fp32 on a CPU (default auto); gradients stay fp32")
+
+
+def device_from_args(args: argparse.Namespace, announce: bool = True):
+    """The command's one device, resolved (a clear error when unavailable); ``announce`` logs it once
+    on stderr (not with ``--json``, whose runs keep stderr for per-item errors only)."""
+    from mikata.devices import describe, resolve_device
+
+    device = getattr(args, "_resolved_device", None)
+    if device is None:
+        device = resolve_device(getattr(args, "device", None))
+        args._resolved_device = device
+    if announce and not getattr(args, "_announced_device", False) and not getattr(args, "json", False):
+        args._announced_device = True
+        log.info("device: %s", describe(device))
+    return device
 
 
 def load_model_from_args(args: argparse.Namespace):
+    """The command's model on its device; the device is checked first and announced once the model
+    has loaded (so a failure stays one line)."""
     from mikata.models import load_model
 
-    return load_model(args.model, trust=args.trust, architecture=getattr(args, "arch", None))
+    handle = load_model(args.model, trust=args.trust, architecture=getattr(args, "arch", None),
+                        device=device_from_args(args, announce=False), precision=getattr(args, "precision", "auto"))
+    device_from_args(args)
+    return handle
 
 
 def print_json(data: object) -> None:

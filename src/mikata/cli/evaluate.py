@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from mikata.cli.common import command_parser, print_json
+from mikata.cli.common import add_device_arguments, command_parser, device_from_args, print_json
 
 DEFAULT_METHODS = "gradcam,saliency,guided-backprop,integrated-gradients"
 DEFAULT_CHECKS = "faithfulness,randomization,random-logit,stability,localization"
@@ -52,6 +52,7 @@ def register(sub) -> None:
     p.add_argument("--masks", default=None, help="folder of mask PNGs named <image stem>.png (non-zero = object)")
     p.add_argument("--seed", type=int, default=0, help="seed for the random order, noise and classes (default 0)")
     p.add_argument("--json", action="store_true", help="print the scorecard JSON instead of the table")
+    add_device_arguments(p, precision=True)
     p.set_defaults(func=run)
 
 
@@ -72,7 +73,9 @@ def run(args) -> int:
     if is_run:
         if args.images:
             raise MikataError("give either a run directory or a MODEL with images, not both")
-        handle, paths, identity = sample_run(args.source, args.images_limit, args.seed, args.model, args.trust)
+        handle, paths, identity = sample_run(args.source, args.images_limit, args.seed, args.model, args.trust,
+                                             device=device_from_args(args, announce=False))
+        handle.precision = args.precision
         out = args.out or os.path.join(args.source, "evaluate")
         model_name = identity["model_spec"]
     else:
@@ -84,9 +87,11 @@ def run(args) -> int:
         paths = expand_images(args.images)[: args.images_limit]  # missing files fail before the model loads
         from mikata.models import load_model
 
-        handle = load_model(args.source, trust=args.trust)
+        handle = load_model(args.source, trust=args.trust, device=device_from_args(args, announce=False),
+                            precision=args.precision)
         out = args.out or "evaluate"
         model_name = args.source
+    device_from_args(args)  # announced once the model has loaded
     x, sizes = load_images(handle, paths)
     masks = make_masks(handle, paths, sizes, args.boxes, args.masks)
     options = {}

@@ -14,7 +14,7 @@ def register(sub) -> None:
                        "Show where the network looks: attribution maps beside the top-k probabilities.",
                        "mikata explain efficientnet-lite0 chelsea.png --methods gradcam,guided-gradcam,smoothgrad "
                        "--target top3 --out maps/")
-    add_model_argument(p)
+    add_model_argument(p, precision=True)
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     p.add_argument("--methods", default=DEFAULT_METHODS,
                    help=f"comma-separated methods (default {DEFAULT_METHODS}); `--methods list` shows them all")

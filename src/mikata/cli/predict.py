@@ -10,7 +10,7 @@ from mikata.cli.common import add_model_argument, command_parser, load_model_fro
 def register(sub) -> None:
     p = command_parser(sub, "predict", "Print the top-k classes and probabilities for each image.",
                        "mikata predict efficientnet-lite0 chelsea.png coffee.png --top 5")
-    add_model_argument(p)
+    add_model_argument(p, precision=True)
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     p.add_argument("--top", type=int, default=5, help="how many classes per image (default 5)")
     p.add_argument("--batch-size", type=int, default=32)

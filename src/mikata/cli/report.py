@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mikata.cli.common import command_parser, print_json
+from mikata.cli.common import add_device_arguments, command_parser, device_from_args, print_json
 
 
 def register(sub) -> None:
@@ -30,6 +30,7 @@ def register(sub) -> None:
     p.add_argument("--thumb", type=int, default=64, help="thumbnail size in pixels (default 64)")
     p.add_argument("--points", type=int, default=5000, help="embedding points drawn at most (default 5000)")
     p.add_argument("--json", action="store_true", help="print where the report went, its size and timings as JSON")
+    add_device_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -48,7 +49,8 @@ def run(args) -> int:
     methods = [m for m in args.methods.split(",") if m.strip()]
     r = write_report(args.run, args.out, split=args.split, groups=groups, methods=methods, maps=not args.no_maps,
                      n=args.top, top_issues=args.issues, thumb=args.thumb, max_points=args.points,
-                     map_classes=args.map_classes, model=args.model)
+                     map_classes=args.map_classes, model=args.model,
+                     device=None if args.no_maps else device_from_args(args))
     if args.json:
         print_json(r.summary())
     else:

@@ -17,7 +17,7 @@ def register(sub) -> None:
                        "mikata scan efficientnet-lite0 pets/ --run runs/pets --split test --split-fractions 0.6,0.2,0.2\n"
                        "  mikata scan model.safetensors photos/ --run runs/big --engine ray --address auto "
                        "--gpus-per-actor 1")
-    add_model_argument(p)
+    add_model_argument(p, precision=True)
     p.add_argument("data", metavar="DATA_DIR", help="folder with one subfolder per class, or a path,label CSV")
     p.add_argument("--run", required=True, metavar="RUN_DIR",
                    help="run directory (created; rerun to resume or to add new images)")

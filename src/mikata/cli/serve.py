@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mikata.cli.common import command_parser
+from mikata.cli.common import add_device_arguments, command_parser, device_from_args
 
 
 def register(sub) -> None:
@@ -19,6 +19,7 @@ def register(sub) -> None:
     p.add_argument("--model", default=None,
                    help="the model the run was scanned with, if its stored spec does not resolve from here "
                         "(its weights must be the same)")
+    add_device_arguments(p)
     browser = p.add_mutually_exclusive_group()
     browser.add_argument("--browser", dest="browser", action="store_true", help="open the URL in a web browser")
     browser.add_argument("--no-browser", dest="browser", action="store_false", help="do not open a browser (default)")
@@ -28,5 +29,6 @@ def register(sub) -> None:
 def run(args) -> int:
     from mikata.server.launch import serve
 
-    serve(args.run, host=args.host, port=args.port, open_browser=args.browser, model=args.model)
+    serve(args.run, host=args.host, port=args.port, open_browser=args.browser, model=args.model,
+          device=device_from_args(args))
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from mikata.cli.common import command_parser, print_json
+from mikata.cli.common import add_device_arguments, command_parser, device_from_args, print_json
 
 
 def register(sub) -> None:
@@ -35,6 +35,7 @@ def register(sub) -> None:
     p.add_argument("--threads", type=int, help="torch threads (1 is fastest on a busy shared CPU)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run of the same --out")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_device_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -52,7 +53,7 @@ def run(args) -> int:
                    weight_decay=args.weight_decay, schedule=args.schedule, split=parse_fractions(args.split),
                    seed=args.seed,
                    early_stop=args.early_stop, input_size=args.input_size, workers=args.workers,
-                   threads=args.threads)
+                   threads=args.threads, device=device_from_args(args))
     if args.json:
         print_json(result.to_dict())
     else:

@@ -39,8 +39,8 @@ def shipped_photos(folder: Path) -> dict[str, Path]:
     return out
 
 
-def run_demo(out_dir: str | Path = "mikata-demo", quick: bool = False) -> DemoResult:
-    """Run every step; ``quick`` uses tiny sizes (a smoke test, not a meaningful model)."""
+def run_demo(out_dir: str | Path = "mikata-demo", quick: bool = False, device: str | None = "cpu") -> DemoResult:
+    """Run every step on ``device``; ``quick`` uses tiny sizes (a smoke test, not a meaningful model)."""
     from mikata.analysis.overview import audit, format_audit
     from mikata.analysis.scan import scan
     from mikata.attribution.files import explain_files
@@ -57,7 +57,7 @@ def run_demo(out_dir: str | Path = "mikata-demo", quick: bool = False) -> DemoRe
     photos = shipped_photos(out / "photos")
 
     step("1/7 The built-in ImageNet model (EfficientNet-Lite0, real weights) on shipped photos")
-    imagenet = load_model("efficientnet-lite0")
+    imagenet = load_model("efficientnet-lite0", device=device)
     for pred in predict(imagenet, list(photos.values()), top=3):
         log.info("  %-12s %s", Path(pred.path).stem, ", ".join(f"{name} {p:.0%}" for name, _, p in pred.top))
         result.facts[f"top1:{Path(pred.path).stem}"] = pred.top[0][0]
@@ -82,7 +82,7 @@ def run_demo(out_dir: str | Path = "mikata-demo", quick: bool = False) -> DemoRe
 
     step("4/7 Transfer learning: EfficientNet-Lite0 fine-tuned on Fashion-MNIST (Debian dataset-fashion-mnist)")
     overrides = {"epochs": 1, "input_size": 32} if quick else {}
-    ckpt, test_acc, seconds = train_demo_model(out, per_class=20 if quick else 500, **overrides)
+    ckpt, test_acc, seconds = train_demo_model(out, per_class=20 if quick else 500, device=device, **overrides)
     data_dir, _ = demo_paths(out)
     log.info("  test accuracy %.1f%% (%.0f s)", 100 * test_acc, seconds)
     result.facts["test_accuracy"] = test_acc
@@ -93,7 +93,7 @@ def run_demo(out_dir: str | Path = "mikata-demo", quick: bool = False) -> DemoRe
 
     step("5/7 Where and why does it fail? Scan the held-out test split, then audit it")
     run_dir = out / "run"
-    fine_tuned = load_model(str(ckpt))
+    fine_tuned = load_model(str(ckpt), device=device)
     scan(fine_tuned, data_dir, run_dir, split="test", fractions=DEMO_SETTINGS["split"],
          seed=DEMO_SETTINGS["seed"], gradcam=True, batch_size=64, workers=0 if quick else 2)
     summary = audit(run_dir, n=2, top_issues=5)

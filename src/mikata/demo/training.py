@@ -33,7 +33,7 @@ def demo_paths(out_dir: str | os.PathLike) -> tuple[Path, Path]:
 
 
 def train_demo_model(out_dir: str | os.PathLike, per_class: int = 500, progress: bool = True,
-                     **overrides) -> tuple[Path, float, float]:
+                     device: str | None = "cpu", **overrides) -> tuple[Path, float, float]:
     """Write the Fashion-MNIST subset, fine-tune lite0 on it; ``(checkpoint, test accuracy, seconds)``.
 
     If the checkpoint already exists and finished training, it is reused (seconds counts only the
@@ -51,5 +51,5 @@ def train_demo_model(out_dir: str | os.PathLike, per_class: int = 500, progress:
             return ckpt, float(training["test_accuracy"]), time.perf_counter() - start
     write_fashion_mnist(data, per_class=per_class, seed=DEMO_SETTINGS["seed"])
     settings = {**DEMO_SETTINGS, **overrides}
-    result = train(data, "efficientnet-lite0", ckpt, progress=progress, **settings)
+    result = train(data, "efficientnet-lite0", ckpt, progress=progress, device=device, **settings)
     return ckpt, float(result.test_accuracy or 0.0), time.perf_counter() - start

@@ -39,7 +39,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mikata.attribution.batching import DEFAULT_BUDGET_MB, chunk_size, chunks
+from mikata.attribution.batching import DEFAULT_BUDGET_MB, chunk_size
+from mikata.devices import for_chunks
 from mikata.models.handle import ModelHandle
 
 FILLS = ("auto", "blur", "mean", "zero", "road")
@@ -113,7 +114,7 @@ def unit_ranks(maps: torch.Tensor, patch: int = 1) -> tuple[torch.Tensor, int]:
     flat = m.reshape(n, -1)
     order = torch.argsort(-flat, dim=1, stable=True)  # (N, U)
     ranks = torch.empty_like(order)
-    ranks.scatter_(1, order, torch.arange(flat.shape[1]).expand(n, -1).contiguous())
+    ranks.scatter_(1, order, torch.arange(flat.shape[1], device=flat.device).expand(n, -1).contiguous())
     ranks = ranks.view(n, *m.shape[-2:])
     if patch > 1:
         ranks = ranks.repeat_interleave(patch, 1).repeat_interleave(patch, 2)[:, :h, :w]
@@ -176,7 +177,7 @@ def road_impute(x: torch.Tensor, removed: torch.Tensor, noise: float = 0.01,
         if noise > 0:
             s = float(scale[ch]) if scale is not None else 1.0
             vals_t = vals_t + noise * s * torch.randn(idx.size, generator=generator, dtype=x.dtype)
-        out[ch, torch.from_numpy(idx)] = vals_t
+        out[ch, torch.from_numpy(idx).to(x.device)] = vals_t.to(x.device)  # scipy solved on the CPU
     return out.view(c, h, w)
 
 
@@ -199,26 +200,30 @@ def perturbation_curves(
 
     ``maps`` ``(N, H, W)`` at input resolution, higher = more important. Point 0 of deletion and
     point ``steps`` of insertion are the unperturbed image (``base_probs`` ``(N,)`` when known,
-    else one forward); the other ``N x steps`` points per mode are one forward each, batched.
+    else one forward); the other ``N x steps`` points per mode are one forward each, batched, on
+    ``handle.device`` at ``handle.precision`` (bf16 autocast on a capable GPU under "auto"); a chunk
+    that runs out of device memory is halved and retried. The curves come back on the CPU.
     """
     if fill not in FILLS:
         raise ValueError(f"unknown fill {fill!r}; use one of {', '.join(FILLS)}")
     bad = [m for m in modes if m not in MODES]
     if bad:
         raise ValueError(f"unknown mode {bad[0]!r}; use deletion and/or insertion")
-    x = x.detach().float()
+    device = handle.device
+    x = x.detach().float().to(device)
     n, c, h, w = x.shape
     if maps.shape != (n, h, w):
         raise ValueError(f"maps must be (N, H, W) = {(n, h, w)}, got {tuple(maps.shape)}")
-    ids = torch.as_tensor(targets, dtype=torch.long).view(n)
+    maps = maps.to(device)
+    ids = torch.as_tensor(targets, dtype=torch.long).view(n).to(device)
     patch = default_patch((h, w)) if patch is None else int(patch)
     ranks, units = unit_ranks(maps, patch)  # (N, H, W)
-    counts = step_counts(units, steps)  # (steps + 1,) regions perturbed at each point
+    counts = step_counts(units, steps).to(device)  # (steps + 1,) regions perturbed at each point
     fills = {m: (AUTO_FILL[m] if fill == "auto" else fill) for m in modes}
     filled = {f: fill_image(x, f) for f in set(fills.values())}
     scale = None
     if fill == "road":
-        std = torch.tensor(handle.std, dtype=x.dtype)
+        std = torch.tensor(handle.std, dtype=x.dtype)  # (C,) on the CPU, where ROAD's solve runs
         scale = 1.0 / std if std.numel() == c else torch.ones(c)
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
 
@@ -229,15 +234,17 @@ def perturbation_curves(
         base_probs = _probs(handle, x, ids)
     curves = {m: torch.empty(n, steps + 1) for m in modes}
     for m in modes:
-        curves[m][:, 0 if m == "deletion" else steps] = base_probs.float()
+        curves[m][:, 0 if m == "deletion" else steps] = base_probs.float().cpu()
     size = chunk_size(x, budget_mb, with_grad=False, cap=batch_cap)
     model = handle.model
-    with channels_last(model, probe=x[:2].repeat(2 // min(2, n), 1, 1, 1)) as fast, torch.inference_mode():  # convert outside inference mode
-        for start, stop in chunks(len(jobs), size, progress, desc="perturbation curves"):
+    with channels_last(model, probe=x[:2].repeat(2 // min(2, n), 1, 1, 1)) as fast, torch.inference_mode(), \
+            handle.autocast():  # convert outside inference mode
+
+        def run(start: int, stop: int) -> None:
             part = jobs[start:stop]
-            img = torch.tensor([j[1] for j in part])
-            k_pix = counts[torch.tensor([j[2] for j in part])]  # (B,)
-            is_ins = torch.tensor([j[0] == "insertion" for j in part])
+            img = torch.tensor([j[1] for j in part], device=device)
+            k_pix = counts[torch.tensor([j[2] for j in part], device=device)]  # (B,)
+            is_ins = torch.tensor([j[0] == "insertion" for j in part], device=device)
             top = ranks[img] < k_pix.view(-1, 1, 1)  # (B, H, W) the counts[k] most attributed pixels
             perturbed = torch.where(is_ins.view(-1, 1, 1), ~top, top)  # (B, H, W) pixels to fill
             if fill == "road":
@@ -246,18 +253,20 @@ def perturbation_curves(
             else:
                 base = filled[fills[part[0][0]]][img]
                 for f in set(fills.values()) - {fills[part[0][0]]}:  # chunks spanning both modes
-                    use = torch.tensor([fills[j[0]] == f for j in part]).view(-1, 1, 1, 1)
+                    use = torch.tensor([fills[j[0]] == f for j in part], device=device).view(-1, 1, 1, 1)
                     base = torch.where(use, filled[f][img], base)
                 batch = torch.where(perturbed[:, None], base, x[img])  # (B, C, H, W)
             batch = batch.contiguous(memory_format=torch.channels_last if fast else torch.contiguous_format)
             p = torch.softmax(model(batch).float(), dim=1).gather(1, ids[img].view(-1, 1))[:, 0]
-            for (mode, i, k), v in zip(part, p.tolist()):
+            for (mode, i, k), v in zip(part, p.cpu().tolist()):
                 curves[mode][i, k] = v
+
+        for_chunks(len(jobs), size, run, device=device, progress=progress, desc="perturbation curves")
     return curves
 
 
 def _probs(handle: ModelHandle, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    with torch.inference_mode():
+    with torch.inference_mode(), handle.autocast():
         return torch.softmax(handle.model(x).float(), dim=1).gather(1, ids.view(-1, 1))[:, 0]
 
 

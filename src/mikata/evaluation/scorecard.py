@@ -123,11 +123,11 @@ def evaluate(
         checks = [c for c in checks if c != "localization"]
     if x.dim() != 4 or x.shape[0] == 0:
         raise MikataError("no images to evaluate")
-    x = x.detach().float()
+    x = x.detach().float()  # stays where it is: every check moves it to handle.device for its passes
     seconds: dict[str, float] = {}
     tic = time.perf_counter()
-    with torch.inference_mode():
-        logits = handle.model(x).float()
+    with torch.inference_mode(), handle.autocast():
+        logits = handle.model(x.to(handle.device)).float().to(x.device)
     labels, ids = resolve_targets(handle, logits, targets)
     ids = ids[:, 0].clone()  # one target per image: the first rank asked for
     base_probs = torch.softmax(logits, 1).gather(1, ids.view(-1, 1))[:, 0].clone()
@@ -322,10 +322,11 @@ def sample_paths(run_dir: str | os.PathLike, limit: int = 16, seed: int = 0) -> 
 
 
 def sample_run(run_dir: str, limit: int = 16, seed: int = 0, model: str | None = None,
-               trust: bool = False) -> tuple[ModelHandle, list[str], dict]:
+               trust: bool = False, device: str | None = "cpu") -> tuple[ModelHandle, list[str], dict]:
     """The model a run was scanned with and a seeded sample of ``limit`` of its scanned image files.
 
     ``model``: a spec the user typed, used instead of the run's recorded one (which may not name code).
+    ``device``: where the model is loaded.
     """
     from mikata.analysis.runstore import RunStore
     from mikata.models.run_model import load_run_model
@@ -333,7 +334,7 @@ def sample_run(run_dir: str, limit: int = 16, seed: int = 0, model: str | None =
     paths = sample_paths(run_dir, limit, seed)
     with RunStore.open(run_dir) as store:
         identity = dict(store.identity)
-    return load_run_model(identity, run_dir, model, trust), paths, identity
+    return load_run_model(identity, run_dir, model, trust, device=device), paths, identity
 
 
 def write_scorecard(result: Evaluation, out_dir: str, figure: bool = True) -> str:

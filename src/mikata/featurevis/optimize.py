@@ -147,7 +147,9 @@ def render(
     """Optimize ``n`` images (default: one per unit of ``objective``) to maximize it.
 
     ``start`` (``(N or 1, C, H, W)`` in [0, 1]) starts from an image instead of noise (DeepDream on
-    a photo); its aspect ratio is kept with the long side at ``options.size``.
+    a photo); its aspect ratio is kept with the long side at ``options.size``. The images are
+    optimized on ``handle.device`` (random draws come from a seeded CPU generator, so a seed gives
+    the same start everywhere) and returned on the CPU.
     """
     opt = options or RenderOptions()
     opt.validate()
@@ -157,6 +159,7 @@ def render(
     labels = labels or list(objective.labels or [f"{objective.name}#{i}" if n > 1 else objective.name
                                                  for i in range(n)])
     g = torch.Generator().manual_seed(opt.seed)
+    device = handle.device
     c = handle.in_channels
     gray = c == 3 and (opt.grayscale if opt.grayscale is not None else trained_on_gray(handle))
     pc = 1 if gray else c  # channels of the parameterization
@@ -171,11 +174,11 @@ def render(
     decorrelate = opt.decorrelate and pc == 3
     if start is not None:
         start = start.float().mean(1, keepdim=True) if gray else start
-        first = F.interpolate(start.float().expand(n, -1, -1, -1), size=sizes[0], mode="bilinear",
+        first = F.interpolate(start.float().to(device).expand(n, -1, -1, -1), size=sizes[0], mode="bilinear",
                               align_corners=False, antialias=True)
         image = Param.from_image(first, decorrelate=decorrelate)
     else:
-        image = Param.random(n, pc, *sizes[0], generator=g, decorrelate=decorrelate)
+        image = Param.random(n, pc, *sizes[0], generator=g, decorrelate=decorrelate, device=device)
     tfs = T.standard_transforms(opt.jitter, opt.pad, opt.scale, opt.degrees) if opt.jitter else []
 
     penalties = regularizers.penalty(opt.tv, opt.tv_beta, opt.lp, opt.lp_p, opt.blur)  # an Objective on the input
@@ -206,7 +209,7 @@ def render(
                     rows.append({"level": level + 1, "iteration": it, "mean": float(np.mean(units)),
                                  "units": units, "size": list(hw)})
         with torch.no_grad():
-            final_images = image().detach().expand(-1, c, -1, -1).contiguous()  # (N, C, H, W)
+            final_images = image().detach().expand(-1, c, -1, -1).contiguous().cpu()  # (N, C, H, W)
     result = Rendering(final_images, labels, rows, opt, time.perf_counter() - t0)
     if opt.verbose:
         print(format_log(rows, labels))

@@ -51,8 +51,9 @@ class PixelImage:
 
     @classmethod
     def random(cls, n: int, c: int, h: int, w: int, generator: torch.Generator, sd: float = 0.01,
-               decorrelate: bool = True) -> "PixelImage":
-        return cls(torch.randn(n, c, h, w, generator=generator) * sd, decorrelate)
+               decorrelate: bool = True, device: torch.device | str = "cpu") -> "PixelImage":
+        """Drawn from ``generator`` (a CPU one gives the same start on every device), then moved."""
+        return cls(torch.randn(n, c, h, w, generator=generator).to(device) * sd, decorrelate)
 
     @classmethod
     def from_image(cls, x01: torch.Tensor, decorrelate: bool = True) -> "PixelImage":
@@ -80,13 +81,15 @@ class FourierImage:
     def __init__(self, spectrum: torch.Tensor, h: int, w: int, decorrelate: bool = True, decay_power: float = 1.0):
         self.spectrum = spectrum.detach().clone().requires_grad_(True)
         self.h, self.w, self.decorrelate = h, w, decorrelate
-        self.scale = _spectrum_scale(h, w, decay_power)[..., None]  # (h, w//2+1, 1)
+        self.scale = _spectrum_scale(h, w, decay_power)[..., None].to(spectrum.device)  # (h, w//2+1, 1)
         self.decay_power = decay_power
 
     @classmethod
     def random(cls, n: int, c: int, h: int, w: int, generator: torch.Generator, sd: float = 0.01,
-               decorrelate: bool = True, decay_power: float = 1.0) -> "FourierImage":
-        spectrum = torch.randn(n, c, h, w // 2 + 1, 2, generator=generator) * sd
+               decorrelate: bool = True, decay_power: float = 1.0,
+               device: torch.device | str = "cpu") -> "FourierImage":
+        """Drawn from ``generator`` (a CPU one gives the same start on every device), then moved."""
+        spectrum = torch.randn(n, c, h, w // 2 + 1, 2, generator=generator).to(device) * sd
         return cls(spectrum, h, w, decorrelate, decay_power)
 
     @classmethod
@@ -96,7 +99,8 @@ class FourierImage:
         t = _logit(x01)
         t = _decorrelate(t, inverse=True) if decorrelate else t
         spec = torch.view_as_real(torch.fft.rfftn(t * _FOURIER_GAIN, dim=(-2, -1), norm="ortho"))
-        return cls(spec / _spectrum_scale(h, w, decay_power)[..., None], h, w, decorrelate, decay_power)
+        return cls(spec / _spectrum_scale(h, w, decay_power)[..., None].to(spec.device), h, w, decorrelate,
+                   decay_power)
 
     @property
     def params(self) -> list[torch.Tensor]:

@@ -71,11 +71,11 @@ def top_activating_images(
                     result.skipped.append((p, e.reason))
             if not inputs:
                 continue
-            a = run(torch.stack(inputs))[layer]  # (n, C, h, w) or (n, C)
+            a = run(torch.stack(inputs).to(handle.device, non_blocking=True))[layer]  # (n, C, h, w) or (n, C)
             bad = [c for c in channels if not 0 <= c < a.shape[1]]
             if bad:
                 raise ChoiceError("channel", bad[0], [f"0..{a.shape[1] - 1}"], hint=f"layer {layer!r}")
-            means = a.flatten(2).mean(2) if a.dim() > 2 else a  # (n, C)
+            means = (a.flatten(2).mean(2) if a.dim() > 2 else a).float().cpu()  # (n, C)
             for c in channels:
                 for j, v in enumerate(means[:, c].tolist()):
                     item = (v, -(start + j), good[j])  # ties: the earlier file wins

@@ -76,6 +76,8 @@ class ModelHandle:
     default_layer: str | None
     spec: str
     metadata: dict
+    # forward-only work (predict, scan, perturbation forwards) runs at this precision; see mikata.devices
+    precision: str
     model: LogitsModel = field(init=False, repr=False, compare=False)
     head_layer: str | None = field(init=False, compare=False)
 
@@ -83,7 +85,7 @@ class ModelHandle:
                  mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD,
                  crop_fraction: float = 0.875, interpolation: str = "bicubic", in_channels: int = 3,
                  default_layer: str | None = None, spec: str = "", metadata: dict | None = None,
-                 preprocessing: Preprocessing | None = None):
+                 preprocessing: Preprocessing | None = None, precision: str = "auto"):
         """``preprocessing`` wins over the six loose fields (kept so that callers can pass them)."""
         self.net = net
         self.class_names = list(class_names)
@@ -97,6 +99,7 @@ class ModelHandle:
         self.default_layer = default_layer
         self.spec = spec
         self.metadata = metadata if metadata is not None else {}
+        self.precision = precision
         self.net.eval()
         probe = _probe(self.net, self.in_channels, self.input_size)
         if probe.outputs is not None and probe.outputs != len(self.class_names):
@@ -111,6 +114,28 @@ class ModelHandle:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    # ------------------------------------------------------------------ device
+    @property
+    def device(self) -> torch.device:
+        """Where the network's weights live; inputs go there once, results come back small."""
+        from mikata.devices import module_device
+
+        return module_device(self.net)
+
+    def to(self, device: str | torch.device | None) -> "ModelHandle":
+        """Move the network to ``device`` (``"auto"``, ``"cpu"``, ``"cuda:1"``, ...) and return ``self``."""
+        from mikata.devices import resolve_device
+
+        self.net.to(resolve_device(device))
+        return self
+
+    def autocast(self, gradients: bool = False):
+        """The precision context for forwards on this handle: bf16 autocast on a capable CUDA GPU
+        under ``precision="auto"``, plain fp32 on a CPU and for gradient work unless asked."""
+        from mikata.devices import autocast
+
+        return autocast(self.device, self.precision, gradients)
 
     @property
     def embedding_layer(self) -> str | None:
@@ -193,7 +218,9 @@ def _probe(net: nn.Module, in_channels: int, input_size: tuple[int, int]) -> _Pr
     leaves = [(n, m) for n, m in net.named_modules() if n and not list(m.children())]
     linears = [n for n, m in net.named_modules() if isinstance(m, nn.Linear)]
     hooks = [(m, "forward", lambda mod, a, o, n=n: order.append((n, mod))) for n, m in leaves]
-    x = torch.zeros(1, in_channels, *input_size)
+    from mikata.devices import module_device
+
+    x = torch.zeros(1, in_channels, *input_size, device=module_device(net))
     try:
         with torch.inference_mode(), attached(hooks):
             out = extract_logits(net(x))
@@ -209,7 +236,7 @@ def _probe(net: nn.Module, in_channels: int, input_size: tuple[int, int]) -> _Pr
             conv_head = learned[-1][0]
     if order and isinstance(order[-1][1], (nn.Softmax, nn.LogSoftmax)):
         return _Probe(order[-1][0], False, outputs, head, conv_head)
-    if out.dim() == 2 and out.shape[1] > 1 and bool((out >= 0).all()) and torch.allclose(out.sum(1), torch.ones(1)):
+    if out.dim() == 2 and out.shape[1] > 1 and bool((out >= 0).all()) and torch.allclose(out.sum(1), torch.ones(1, device=out.device)):
         warnings.warn("this model seems to return probabilities from a functional softmax; mikata uses their "
                       "log as logits (equal up to a per-image constant). Return logits for exact gradients.",
                       stacklevel=3)

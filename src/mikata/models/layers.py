@@ -51,7 +51,9 @@ def trace_layers(net: nn.Module, in_channels: int, input_size: tuple[int, int]) 
     net.eval()
     try:
         with torch.inference_mode(), attached([(m, "forward", make(n)) for n, m in named]):
-            net(torch.zeros(1, in_channels, *input_size))
+            from mikata.devices import module_device
+
+            net(torch.zeros(1, in_channels, *input_size, device=module_device(net)))
     finally:
         net.train(was_training)
     containers = {n for n, m in net.named_modules() if isinstance(m, (nn.Sequential, nn.ModuleList, nn.ModuleDict))}

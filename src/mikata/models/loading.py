@@ -67,6 +67,8 @@ def load_model(
     mean: tuple[float, ...] | None = None,
     std: tuple[float, ...] | None = None,
     architecture: str | None = None,
+    device: str | torch.device | None = "cpu",
+    precision: str = "auto",
 ) -> ModelHandle:
     """Load a classifier as a ``ModelHandle`` (in eval mode). See the module doc for the specs.
 
@@ -75,7 +77,14 @@ def load_model(
     which can run arbitrary code: only for files you made yourself. ``architecture`` is the
     architecture of a ``.safetensors`` checkpoint, typed by you: needed when the checkpoint was
     trained from a ``package.module:factory`` model, which its metadata cannot choose by itself.
+    ``device``: where the model runs ("auto", "cpu", "cuda", "cuda:N", "mps"; ``None`` reads
+    ``$MIKATA_DEVICE``); it is checked before anything loads. ``precision`` ("auto", "fp32", "bf16", "fp16") is for
+    forward-only work; ``auto`` is bf16 on a capable CUDA GPU, fp32 elsewhere.
     """
+    from mikata.devices import check_precision, resolve_device
+
+    target = resolve_device(device)
+    precision = check_precision(precision)
     spec = str(spec)
     path = Path(spec)
     if spec in VARIANTS:
@@ -98,11 +107,13 @@ def load_model(
         overrides["input_size"] = check_input_size(size, "input_size")
     if any(v is not None for v in overrides.values()):
         handle = _rebuilt(handle, **{k: v for k, v in overrides.items() if v is not None})
-    return handle
+    handle.precision = precision
+    return handle.to(target)
 
 
 def _rebuilt(handle: ModelHandle, **changes) -> ModelHandle:
-    fields = {k: getattr(handle, k) for k in ("net", "class_names", "default_layer", "spec", "metadata")}
+    fields = {k: getattr(handle, k) for k in ("net", "class_names", "default_layer", "spec", "metadata",
+                                             "precision")}
     pixels = {k: changes.pop(k) for k in ("input_size", "mean", "std") if k in changes}
     fields.update(changes)
     if "input_size" in pixels and tuple(pixels["input_size"]) != tuple(handle.input_size) \
@@ -122,7 +133,9 @@ def _finish(net: nn.Module, spec: str, class_names=None, **kw) -> ModelHandle:
         with torch.inference_mode():
             from mikata.models.handle import extract_logits
 
-            k = extract_logits(net(torch.zeros(1, in_channels, *size))).shape[-1]
+            from mikata.devices import module_device
+
+            k = extract_logits(net(torch.zeros(1, in_channels, *size, device=module_device(net)))).shape[-1]
         class_names = list(imagenet_class_names()) if k == 1000 else [f"class_{i}" for i in range(k)]
     default = kw.pop("default_layer", None)
     if default is None and not isinstance(net, torch.jit.ScriptModule):  # TorchScript cannot be hooked
@@ -297,7 +310,7 @@ def save_checkpoint(handle: ModelHandle, path: str | Path, extra: dict | None = 
         **{k: v for k, v in handle.metadata.items() if k not in ("architecture", "head")},
         **(extra or {}),
     }
-    state = {k: v.detach().contiguous().clone() for k, v in handle.net.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in handle.net.state_dict().items()}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(path), metadata={"mikata": json.dumps(meta)})

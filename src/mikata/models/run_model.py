@@ -91,14 +91,15 @@ def weights_hash(net: nn.Module) -> str:
     for name, t in net.state_dict().items():
         h.update(name.encode())
         h.update(str(tuple(t.shape)).encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes() if t.dtype != torch.bfloat16
-                 else t.float().numpy().tobytes())
+        t = t.detach().cpu()  # the same hash wherever the model runs
+        h.update(t.contiguous().numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
     return h.hexdigest()
 
 
 def load_run_model(identity: dict, run_dir: str | os.PathLike | None = None, model: str | None = None,
-                   trust: bool = False) -> ModelHandle:
-    """Load the model a run was scanned with (``manifest["identity"]``), refusing other weights.
+                   trust: bool = False, device: str | torch.device | None = "cpu") -> ModelHandle:
+    """Load the model a run was scanned with (``manifest["identity"]``) onto ``device``, refusing
+    other weights.
 
     ``model`` (typed by the user) overrides the recorded spec and may be any spec ``load_model``
     takes; ``trust`` applies only to it. The recorded spec passes ``check_recorded_spec`` first.
@@ -107,10 +108,10 @@ def load_run_model(identity: dict, run_dir: str | os.PathLike | None = None, mod
 
     spec = run_model_spec(identity, run_dir, model)
     if model:
-        handle = load_model(spec, trust=trust)
+        handle = load_model(spec, trust=trust, device=device)
     else:
         check_recorded_spec(spec)
-        handle = load_model(spec)
+        handle = load_model(spec, device=device)
     expected = identity.get("weights_sha1")
     if weights_hash(handle.net) != expected:
         raise RunModelError(f"the model at {spec} is not the one this run was scanned with (its weights hash "

@@ -226,7 +226,8 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
                  maps: bool = True, n: int = 3, top_issues: int = 50, thumb: int = 64, max_points: int = 5000,
                  map_classes: int = 30, max_matrix: int = 60, handle=None, workers: int | None = None,
                  batch_size: int = 32, model: str | None = None, max_images: int = 50000,
-                 max_cell: int = 200) -> ReportResult:
+                 max_cell: int = 200,
+                 device: str | None = "cpu") -> ReportResult:
     """Write the HTML report of a scanned run; returns where, how big and how long each stage took.
 
     ``methods``: attribution maps shown for each class's most and least class-like images (for
@@ -238,6 +239,7 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
     every row (a million thumbnails would be ~400 MB of HTML): the counts stay exact, and `mikata
     serve` lists every image. ``handle``: the model (default: loaded from the run's manifest, or from ``model``,
     a spec the user typed, when the manifest's cannot be used; see ``mikata.models.run_model``).
+    Maps are computed on ``device``.
     """
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
@@ -290,7 +292,7 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
         from mikata.analysis.maps import MapService
 
         try:
-            service = MapService(run_dir, model=model)
+            service = MapService(run_dir, model=model, device=device)
             threading.Thread(target=_load_quietly, args=(service,), daemon=True).start()
         except MikataError:
             service = None  # reported below, where the maps are made
@@ -307,7 +309,7 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
         log.info("maps (%s) of the most / least class-like images of %d classes...", ", ".join(methods),
                  len(with_maps))
         try:
-            service = service or MapService(run_dir, handle=handle, model=model)
+            service = service or MapService(run_dir, handle=handle, model=model, device=device)
             got = {}
             for c in sorted(with_maps):
                 ids = [i for k, i in wanted if k == c]

@@ -45,13 +45,13 @@ class RunState:
     """Per-run server state. Thread-safe: routes run in a thread pool."""
 
     def __init__(self, run_dir: str | os.PathLike, handle: ModelHandle | None = None, model: str | None = None,
-                 thumb_cache: int = 8192):
+                 thumb_cache: int = 8192, device: str | None = "cpu"):
         self.run_dir = Path(run_dir).expanduser().resolve()
         self.store = RunStore.open(self.run_dir, annotate=True)  # also creates maps/reviews on old runs
         self.identity = self.store.manifest["identity"]
         self._db_lock = threading.Lock()  # one sqlite connection shared by the worker threads
         self.maps = MapService(self.run_dir, handle=handle, model=model, store=self.store,
-                               lock=self._db_lock)  # one connection for the app
+                               lock=self._db_lock, device=device)  # one connection for the app; maps on device
         self._ov: Overview | None = None
         self._ov_lock = threading.Lock()
         self._emb: tuple[tuple, dict] | None = None

@@ -30,14 +30,18 @@ STAND_IN_PIXELS = 8
 
 def boundary_inputs(handle: ModelHandle, layer: str, x: torch.Tensor, batch_size: int = 128,
                     memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
-    """The input of ``layer`` for every image of ``x`` ``(N, C, H, W)``, in eval mode: ``(N, ...)``."""
+    """The input of ``layer`` for every image of ``x`` ``(N, C, H, W)``, in eval mode: ``(N, ...)``.
+
+    Batches run on ``handle.device``; the features are kept where ``x`` is (CPU memory, usually).
+    """
     out = []
     was_training = handle.net.training
     handle.net.eval()
     with torch.inference_mode(), capture(handle.net, [layer], inputs=True) as rec:
         for i in range(0, len(x), batch_size):
-            handle.model(x[i:i + batch_size].float().contiguous(memory_format=memory_format))
-            out.append(rec.inputs[layer].clone())
+            xb = x[i:i + batch_size].to(handle.device, non_blocking=True).float()
+            handle.model(xb.contiguous(memory_format=memory_format))
+            out.append(rec.inputs[layer].to(x.device, copy=True))
     handle.net.train(was_training)
     return torch.cat(out) if out else x.new_empty(0)
 
@@ -55,7 +59,8 @@ def started_at(net: torch.nn.Module, layer: str) -> Iterator[Callable]:
     def feed(model: Callable, features: torch.Tensor) -> torch.Tensor:
         holder["features"], holder["calls"] = features, 0
         c = holder.get("in_channels", 3)
-        stand_in = torch.zeros(len(features), c, STAND_IN_PIXELS, STAND_IN_PIXELS)  # (B, C, s, s)
+        stand_in = torch.zeros(len(features), c, STAND_IN_PIXELS, STAND_IN_PIXELS,
+                               device=features.device)  # (B, C, s, s)
         out = model(stand_in)
         if holder["calls"] != 1:
             raise RuntimeError(f"layer {layer} ran {holder['calls']} times in one forward pass")
@@ -72,7 +77,8 @@ def check_shortcut(handle: ModelHandle, layer: str, x: torch.Tensor, atol: float
     handle.net.eval()
     try:
         with torch.inference_mode():
-            full = handle.model(x.float())  # (n, K)
+            x = x.to(handle.device).float()
+            full = handle.model(x)  # (n, K)
             feats = boundary_inputs(handle, layer, x)
             with started_at(handle.net, layer) as feed:
                 short = feed(handle.model, feats)

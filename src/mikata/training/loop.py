@@ -88,11 +88,14 @@ def train(
     resume: bool = False,
     progress: bool = True,
     on_epoch_end: Callable[[int, dict], None] | None = None,
+    device: str | torch.device | None = "cpu",
     **overrides,
 ) -> TrainResult:
     """Fine-tune ``model`` (a spec or a handle, which is copied, never changed) on ``data``.
 
     ``overrides`` are ``TrainOptions`` fields (``epochs=5, augment="flip,translate=4"``).
+    ``device``: where the training runs ("auto", "cpu", "cuda:N", "mps"); decoded images stay in
+    CPU memory and each batch is augmented there (the same seeded draws on every device), then moved.
     ``on_epoch_end(epoch, history)`` runs after each epoch's checkpoint is written.
     """
     if isinstance(overrides.get("augment"), str) or overrides.get("augment") is None and "augment" in overrides:
@@ -104,17 +107,21 @@ def train(
     except TypeError as e:
         raise TrainingError(f"unknown training option: {e}") from None
     opts.check()
+    from mikata.devices import resolve_device
+
+    target = resolve_device(device)
     threads_before = torch.get_num_threads()
     if opts.threads:
         torch.set_num_threads(opts.threads)
     try:
-        return _train(data, model, Path(out), opts, resume, progress, on_epoch_end)
+        return _train(data, model, Path(out), opts, resume, progress, on_epoch_end, target)
     finally:
         torch.set_num_threads(threads_before)
 
 
 def _train(data: str | os.PathLike, model: str | ModelHandle, out: Path, opts: TrainOptions, resume: bool,
-           progress: bool, on_epoch_end: Callable[[int, dict], None] | None) -> TrainResult:
+           progress: bool, on_epoch_end: Callable[[int, dict], None] | None,
+           device: torch.device = torch.device("cpu")) -> TrainResult:
     start_time = time.perf_counter()
     if out.suffix != ".safetensors":
         raise TrainingError(f"--out {out}: the checkpoint must be a .safetensors file")
@@ -124,7 +131,7 @@ def _train(data: str | os.PathLike, model: str | ModelHandle, out: Path, opts: T
         raise DatasetError(f"{ds.root} has only the class {ds.classes}; a classifier needs at least two class "
                            "subfolders, each holding that class's images")
     parts = split_dataset(ds, opts.split, seed=opts.seed)
-    handle = _new_handle(model, ds.classes, opts, out)
+    handle = _new_handle(model, ds.classes, opts, out).to(device)
     net = handle.net
 
     train_set = decode_split(parts["train"], handle, opts.workers, "train", progress)
@@ -287,6 +294,9 @@ def _train_epoch(net: nn.Module, forward: Callable[[torch.Tensor], torch.Tensor]
                  optimizer: torch.optim.Optimizer,
                  data: DecodedSplit, opts: TrainOptions, generator: torch.Generator,
                  memory_format: torch.memory_format, desc: str, progress: bool) -> tuple[float, float]:
+    from mikata.devices import module_device
+
+    device = module_device(net)
     set_training_mode(net, frozen)
     order = torch.randperm(len(data), generator=generator)
     batches = [order[i:i + opts.batch_size] for i in range(0, len(order), opts.batch_size)]
@@ -299,9 +309,10 @@ def _train_epoch(net: nn.Module, forward: Callable[[torch.Tensor], torch.Tensor]
                                                  leave=False) as bar:
         torch.manual_seed(dropout_seed)
         for idx in bar:
-            x = augment_batch(data.x[idx].float(), opts.augment, generator)  # (B, C, H, W)
+            x = augment_batch(data.x[idx].float(), opts.augment, generator)  # (B, C, H, W), on the CPU
+            x = x.to(device, non_blocking=True)
             x = x.contiguous(memory_format=memory_format) if x.dim() == 4 else x
-            y = data.y[idx]
+            y = data.y[idx].to(device, non_blocking=True)
             logits = forward(x)  # (B, K)
             loss = F.cross_entropy(logits, y)
             optimizer.zero_grad(set_to_none=True)
@@ -323,6 +334,7 @@ def evaluate_split(handle: ModelHandle, data: DecodedSplit, batch_size: int = 12
     ``forward`` replaces ``handle.model`` (e.g. a feed of precomputed frozen-layer features).
     """
     forward = forward or handle.model
+    device = handle.device
     if len(data) == 0:
         return math.nan, math.nan
     was_training = handle.net.training
@@ -330,9 +342,9 @@ def evaluate_split(handle: ModelHandle, data: DecodedSplit, batch_size: int = 12
     total_loss, correct = 0.0, 0
     with torch.inference_mode():
         for i in range(0, len(data), batch_size):
-            x = data.x[i:i + batch_size].float()  # (B, C, H, W) or precomputed features
+            x = data.x[i:i + batch_size].to(device, non_blocking=True).float()  # (B, C, H, W) or features
             x = x.contiguous(memory_format=memory_format) if x.dim() == 4 else x
-            y = data.y[i:i + batch_size]
+            y = data.y[i:i + batch_size].to(device, non_blocking=True)
             logits = forward(x)  # (B, K)
             total_loss += float(F.cross_entropy(logits.float(), y, reduction="sum"))
             correct += int((logits.argmax(1) == y).sum())
