@@ -3,7 +3,8 @@
 Pages (server-rendered Jinja2): ``/`` dashboard, ``/grid`` images of a confusion cell (or of a
 class, or of a prediction), ``/class/{c}`` best and worst of a class, ``/image/{id}`` probabilities
 and on-demand maps, ``/reviews`` label-error review, ``/embedding`` the scatter, ``/featurevis``
-the gallery, ``/scorecard`` the evaluation. Images are served by integer id only (``/thumb/{id}``,
+the gallery, ``/scorecard`` the evaluation, ``/units`` units beside their dataset examples (routes in
+``server/units.py``). Images are served by integer id only (``/thumb/{id}``,
 ``/img/{id}``, ``/map/{id}.png``); a path never reaches the file system from a request. Every
 request has passed ``security.Gate`` (token and Host check) before it gets here.
 
@@ -35,7 +36,9 @@ from mikata.attribution.engine import NotSpatialError
 from mikata.errors import ChoiceError, ImageDecodeError, MikataError, ModelLoadError
 from mikata.models.handle import ModelHandle
 from mikata.server.security import Gate, new_token
+from mikata.server import units as units_routes
 from mikata.server.state import RunState
+from mikata.server.units import has_units
 
 HERE = Path(__file__).resolve().parent
 PAGE = 120  # thumbnails per grid page
@@ -88,7 +91,8 @@ def create_app(run_dir: str | os.PathLike, token: str | None = None, host: str =
         ov = state.overview()
         return templates.TemplateResponse(request, name, {"ov": ov, "names": ov.class_names,
                                                           "has_featurevis": bool(state.featurevis_files()),
-                                                          "has_scorecard": state.scorecard() is not None, **ctx})
+                                                          "has_scorecard": state.scorecard() is not None,
+                                                          "has_units": has_units(state.run_dir), **ctx})
 
     def image_response(data: bytes, cacheable: bool = True) -> Response:
         return Response(data, media_type=mime_type(data),
@@ -215,6 +219,8 @@ def create_app(run_dir: str | os.PathLike, token: str | None = None, host: str =
     @app.get("/scorecard", response_class=HTMLResponse)
     def scorecard_page(request: Request):
         return page(request, "scorecard.html", scorecard=state.scorecard())
+
+    units_routes.register(app, state, page, image_response)
 
     # ---------------------------------------------------------- images by id
     @app.get("/thumb/{image_id:int}")
