@@ -92,3 +92,35 @@ def digit_png(path: Path) -> Path:
 
     Image.fromarray((np.arange(28 * 28).reshape(28, 28) % 255).astype(np.uint8), "L").save(path)
     return path
+
+
+def tiny_cnn():
+    """A small 1x28x28, 10-class CNN (random, seeded) as a ModelHandle; also a package.module:factory spec."""
+    import torch
+    from torch import nn
+
+    from mikata.models.handle import ModelHandle
+
+    g = torch.random.fork_rng(devices=[])
+    with g:
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU(),
+                            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10))
+    return ModelHandle(net=net, class_names=[str(i) for i in range(10)], input_size=(28, 28), mean=(0.13,),
+                       std=(0.31,), crop_fraction=1.0, interpolation="bilinear", in_channels=1, default_layer="2",
+                       spec="hostile_support:tiny_cnn", metadata={"architecture": "hostile_support:tiny_cnn"})
+
+
+def tiny_rgb(size: int = 224):
+    """A small random 3-channel, 4-class CNN at ``size`` px with ImageNet-style preprocessing (crop 0.875)."""
+    import torch
+    from torch import nn
+
+    from mikata.models.handle import ModelHandle
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Conv2d(3, 4, 5, stride=4), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                            nn.Linear(4, 4))
+    return ModelHandle(net=net, class_names=["a", "b", "c", "d"], input_size=(size, size), default_layer="0",
+                       spec="hostile_support:tiny_rgb", metadata={"architecture": "hostile_support:tiny_rgb"})

@@ -175,12 +175,13 @@ def test_kill_9_mid_scan_then_resume_gives_exactly_the_rows_of_an_uninterrupted_
         ids_before = dict(store.rows(columns=("path", "id"), tuples=True))
     resumed = subprocess.run(_cli(*common, "--run", str(tmp_path / "killed"), "--json"), env=_env(),
                              capture_output=True, text=True, timeout=120)
-    assert resumed.returncode == 0, resumed.stderr
+    # exit code 1: finished, with a skipped file (empty.png) recorded (issue 17's rule; 0 only when all is good)
+    assert resumed.returncode == (1 if json.loads(resumed.stdout)["skipped"] else 0), resumed.stderr
     report = json.loads(resumed.stdout)
     assert report["reused"] == len(partial) and report["computed"] + len(report["skipped"]) == total - len(partial)
     fresh = subprocess.run(_cli(*common, "--run", str(tmp_path / "fresh")), env=_env(), capture_output=True,
                            text=True, timeout=120)
-    assert fresh.returncode == 0, fresh.stderr
+    assert fresh.returncode == 1 and "empty.png" in fresh.stderr, fresh.stderr
     a, b = _rows(tmp_path / "killed"), _rows(tmp_path / "fresh")
     assert len(a) == total and a == b  # every row exactly once, identical values
     with RunStore.open(tmp_path / "killed") as store:

@@ -11,9 +11,13 @@ class ImageDecodeError(MikataError, ValueError):
     """An image file could not be turned into pixels. Names the file and the reason."""
 
     def __init__(self, path: str, reason: str):
-        self.path = str(path)
+        self.path = str(path) if path else ""
         self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
+        super().__init__(f"{self.path}: {reason}" if self.path else reason)
+
+
+class ImageTooLargeError(ImageDecodeError):
+    """An image whose resize for the model would need too much memory (e.g. a 65000x1 strip)."""
 
 
 class ModelLoadError(MikataError):

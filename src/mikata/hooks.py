@@ -84,8 +84,11 @@ def capture(
 ) -> Iterator[Recording]:
     """Record the outputs (and optionally inputs, output gradients) of named layers.
 
-    A layer called several times in one forward keeps its last call. With ``detach=False`` the
-    recorded activations stay in the graph, so a caller can differentiate with respect to them.
+    A layer called several times in one forward keeps its last call. Recordings are the layer's
+    output as it left the layer: copies, so in-place operations later in the forward (an in-place
+    ReLU after a batch norm) do not change them. With ``detach=False`` the recorded activations stay
+    in the graph, so a caller can differentiate with respect to them; the layer's consumers then get
+    a copy (same values, same gradients).
     """
     rec = Recording()
     hooks = []
@@ -95,15 +98,20 @@ def capture(
         def hook(mod, args, out, name=name):
             t = _first_tensor(out)
             if t is None:
-                return
-            rec.activations[name] = t.detach() if detach else t
-            if inputs:
+                return None
+            if inputs:  # the input as it reached the layer; an in-place op inside the layer may change it
                 i = _first_tensor(args)
                 if i is not None:
-                    rec.inputs[name] = i.detach() if detach else i
+                    rec.inputs[name] = i.detach().clone() if detach else i
             if gradients and t.requires_grad:
                 # A tensor hook lives and dies with this activation: nothing to remove later.
                 t.register_hook(lambda g, name=name: rec.gradients.__setitem__(name, g.detach()))
+            if detach:  # a copy: an in-place op after the layer (DenseNet's F.relu(inplace=True)) cannot reach it
+                rec.activations[name] = t.detach().clone()
+                return None
+            rec.activations[name] = t
+            # in the graph: the layer's consumers get a copy to overwrite, the recorded output stays intact
+            return t.clone() if isinstance(out, torch.Tensor) and not torch.is_inference_mode_enabled() else None
 
         hooks.append((module, "forward", hook))
     with attached(hooks):

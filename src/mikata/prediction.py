@@ -42,22 +42,28 @@ def predict(
     top: int = 5,
     batch_size: int = 32,
 ) -> list[Prediction]:
-    """One ``Prediction`` per path, in order; undecodable files carry ``error`` instead of ``top``."""
+    """One ``Prediction`` per path, in order; undecodable files carry ``error`` instead of ``top``.
+
+    Every file is decoded and preprocessed on its own: a file that fails either way (corrupt, or a
+    65000x1 strip whose resize would need gigabytes) gets its ``error``; the others still get results.
+    """
     paths = [str(p) for p in paths]
     top = max(1, min(top, handle.num_classes))
     mode = handle.mode
     results: list[Prediction] = []
     for chunk in _chunks(paths, batch_size):
-        good, images, batch = [], [], [Prediction(p) for p in chunk]
+        good, inputs, batch = [], [], [Prediction(p) for p in chunk]
         for pred in batch:
             try:
-                images.append(load_image(pred.path, mode=mode))
+                inputs.append(handle.preprocess([load_image(pred.path, mode=mode)])[0])  # (C, H, W)
                 good.append(pred)
             except ImageDecodeError as e:
                 pred.error = e.reason
-        if images:
+            except MemoryError:  # a per-image failure stays one image's error
+                pred.error = "out of memory while preprocessing this image"
+        if inputs:
             with torch.inference_mode():
-                probs = handle.model(handle.preprocess(images)).float().softmax(dim=1)  # (n, K)
+                probs = handle.model(torch.stack(inputs)).float().softmax(dim=1)  # (n, K)
             values, ids = probs.topk(top, dim=1)
             for pred, v, i in zip(good, values.tolist(), ids.tolist()):
                 pred.top = [(handle.class_names[c], c, p) for c, p in zip(i, v)]

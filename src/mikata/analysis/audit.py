@@ -215,6 +215,20 @@ def label_issues(d: RunData, top: int | None = None) -> list[dict]:
     return out
 
 
+def label_quality(d: RunData) -> np.ndarray:
+    """``(N,)`` cleanlab self-confidence label quality of every row (low = suspicious), over the classes
+    that have images: the score behind ``label_issues``'s ranking, for every image."""
+    from cleanlab.rank import get_label_quality_scores
+
+    present = np.unique(d.labels)
+    if len(present) < 2:
+        return np.ones(len(d))
+    col = {c: i for i, c in enumerate(present)}
+    probs = d.probs[:, present].astype(np.float64)
+    probs /= np.clip(probs.sum(1, keepdims=True), 1e-12, None)
+    return get_label_quality_scores(np.array([col[c] for c in d.labels]), probs, method="self_confidence")
+
+
 # -------------------------------------------------------------------------------------- embeddings
 def near_duplicates(emb: np.ndarray, splits: np.ndarray, threshold: float = 0.98,
                     chunk: int = 2048) -> list[tuple[int, int, float]]:

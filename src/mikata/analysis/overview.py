@@ -26,6 +26,7 @@ from mikata.analysis.audit import (RunData, accuracy, class_histogram, class_lik
                                    confusion_matrix, exceptional_errors, label_issues, load_run, per_class_metrics,
                                    project_2d, row_normalized, topk_accuracy)
 from mikata.analysis.runstore import RunStore, RunStoreError
+from mikata.data.filenames import shown
 
 
 @dataclass
@@ -130,8 +131,13 @@ def overview(run: str | os.PathLike, n: int = 3, top_pairs: int = 10, top_issues
 
 # ------------------------------------------------------------------------ mikata audit's output
 def audit(run: str | os.PathLike, groups: Mapping[str, str] | None = None, n: int = 3, top_pairs: int = 10,
-          top_issues: int = 20, split: str | None = None) -> dict:
-    """Everything ``mikata audit`` prints, as JSON-ready data (the ``Overview``, with paths instead of ids)."""
+          top_issues: int = 20, split: str | None = None, dataset_issues: bool = True,
+          thresholds: Mapping[str, float] | None = None) -> dict:
+    """Everything ``mikata audit`` prints, as JSON-ready data (the ``Overview``, with paths instead of ids).
+
+    ``dataset_issues`` adds ``analysis.issues`` (outliers, duplicates and leaks, image quality, weak
+    groups; ``thresholds`` overrides its defaults).
+    """
     ov = overview(run, n=n, top_pairs=top_pairs, top_issues=top_issues, split=split, groups=groups)
     d, names, present = ov.data, ov.class_names, ov.present
 
@@ -165,6 +171,10 @@ def audit(run: str | os.PathLike, groups: Mapping[str, str] | None = None, n: in
         result["exceptional_errors"] = {"count": ex["count"], "pairs": ex["pairs"], "images": [
             {"path": d.paths[i], "label": names[d.labels[i]], "predicted": names[d.preds[i]],
              "prob": round(float(d.probs[i, d.preds[i]]), 4)} for i in ex["rows"][:top_issues]]}
+    if dataset_issues:
+        from mikata.analysis.issues import find_issues, issues_report
+
+        result["dataset_issues"] = issues_report(find_issues(d, thresholds), worst=n)
     return result
 
 
@@ -186,17 +196,21 @@ def format_audit(r: dict, max_listed: int | None = None) -> str:
         ex = r["exceptional_errors"]
         out(f"\nerrors across groups: {ex['count']}  " + ", ".join(f"{k}: {v}" for k, v in ex["pairs"].items()))
         for im in ex["images"][:10]:
-            out(f"  {im['path']}  {im['label']} -> {im['predicted']} ({im['prob']:.2f})")
+            out(f"  {shown(im['path'])}  {im['label']} -> {im['predicted']} ({im['prob']:.2f})")
     out("\nper class: most / least class-like images (P of the class)")
     for c in cut(r["per_class"]):
         out(f"  {c['class']}")
-        out("    most:  " + "  ".join(f"{i['path']} ({i['prob']:.2f})" for i in c["most_class_like"]))
-        out("    least: " + "  ".join(f"{i['path']} ({i['prob']:.2f}, predicted {i['predicted']})"
+        out("    most:  " + "  ".join(f"{shown(i['path'])} ({i['prob']:.2f})" for i in c["most_class_like"]))
+        out("    least: " + "  ".join(f"{shown(i['path'])} ({i['prob']:.2f}, predicted {i['predicted']})"
                                      for i in c["least_class_like"]))
     out("\nsuspected label errors (confident learning; needs out-of-sample probabilities)")
     for i in cut(r["label_issues"]):
-        out(f"  {i['path']}  labeled {i['label']} ({i['label_prob']:.2f}) -> suggest {i['suggested']} "
+        out(f"  {shown(i['path'])}  labeled {i['label']} ({i['label_prob']:.2f}) -> suggest {i['suggested']} "
             f"({i['suggested_prob']:.2f})")
+    if "dataset_issues" in r:
+        from mikata.analysis.issues import format_issues
+
+        lines += format_issues(r["dataset_issues"])
     for s in r["skipped"]:
-        out(f"skipped {s['path']}: {s['reason']}")
+        out(f"skipped {shown(s['path'])}: {s['reason']}")
     return "\n".join(lines)

@@ -201,14 +201,24 @@ class Run:
         return Image.open(io.BytesIO(self.maps_service.overlay_png(int(image_id), method, cls, layer)))
 
     # ------------------------------------------------------------------------------- one table
-    def to_pandas(self) -> "pd.DataFrame":
+    def issues(self, thresholds: dict[str, float] | None = None):
+        """Every dataset issue type scored for every image (``analysis.issues.DatasetIssues``): outliers,
+        duplicates and leaks, image quality, class imbalance, weak groups, label issues."""
+        from mikata.analysis.issues import find_issues
+
+        return find_issues(self.overview.data, thresholds)
+
+    def to_pandas(self, dataset_issues: bool = True) -> "pd.DataFrame":
         """One row per scanned image: id, path, split, label, prediction, correct, the label's and the
         predicted class's probability, margin (P(label) minus the largest other probability; negative
         means wrong), label quality (cleanlab's self-confidence: low = suspicious), whether it is a
-        suspected label error with its suggested label, any review from the web app, and one
-        ``p:CLASS`` column per class.
+        suspected label error with its suggested label, any review from the web app, a ``TYPE_score``
+        and ``TYPE_issue`` column per dataset-issue type (``dataset_issues=False`` leaves them out), and
+        one ``p:CLASS`` column per class.
         """
         import pandas as pd
+
+        from mikata.analysis.audit import label_quality
 
         ov = self.overview
         d = ov.data
@@ -218,7 +228,7 @@ class Run:
         others = d.probs.copy()
         others[rows, d.labels] = -np.inf
         issues = {int(i["row"]): i for i in ov.label_issues}
-        quality = _label_quality(d.labels, d.probs)
+        quality = label_quality(d)
         with RunStore.open(self.path) as store:
             reviews = {r["id"]: r for r in store.reviews()}
         review = [reviews.get(int(i)) for i in d.ids]
@@ -233,7 +243,12 @@ class Run:
             "review_suggested": [names[r["suggested"]] if r and r["suggested"] is not None else None for r in review],
         })
         probs = pd.DataFrame(d.probs, columns=[f"p:{c}" for c in names])
-        return pd.concat([frame, probs], axis=1)
+        parts = [frame, probs]
+        if dataset_issues:
+            from mikata.analysis.issues import find_issues
+
+            parts.insert(1, pd.DataFrame(find_issues(d).columns()).drop(columns=["label_score", "label_issue"]))
+        return pd.concat(parts, axis=1)
 
     # ---------------------------------------------------------------------------------- Jupyter
     def _repr_html_(self) -> str:
@@ -248,19 +263,6 @@ class Run:
 
 def _fmt(v: object) -> str:
     return f"{v:.4f}" if isinstance(v, float) else html.escape(str(v))
-
-
-def _label_quality(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
-    """cleanlab's self-confidence label quality of every row over the classes that have images."""
-    from cleanlab.rank import get_label_quality_scores
-
-    present = np.unique(labels)
-    if len(present) < 2:
-        return np.ones(len(labels))
-    col = {c: i for i, c in enumerate(present)}
-    p = probs[:, present].astype(np.float64)
-    p /= np.clip(p.sum(1, keepdims=True), 1e-12, None)
-    return get_label_quality_scores(np.array([col[c] for c in labels]), p, method="self_confidence")
 
 
 def open_run(path: str | os.PathLike, split: str | None = None, model: "ModelHandle | str | None" = None) -> Run:

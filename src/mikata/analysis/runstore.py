@@ -32,6 +32,8 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from mikata.analysis.runlock import LOCK_NAME, RunLock
+from mikata.data.filenames import from_db, to_db
 from mikata.errors import MikataError
 
 VECTOR_KINDS = ("probs", "embed", "channels")
@@ -126,6 +128,7 @@ class RunStore:
             # and it spares a viewer an fsync per cached map (~10 ms each on this machine)
             self.db.execute("PRAGMA synchronous=NORMAL")
         self._files: dict[str, object] = {}
+        self._lock: RunLock | None = None  # held by the writer (create_or_resume) until close()
         self._manifest: dict | None = None
         self._cam_shape: tuple[int, int] | None = None
 
@@ -148,23 +151,29 @@ class RunStore:
         """
         run_dir = Path(run_dir).expanduser().resolve()
         mpath = run_dir / "manifest.json"
-        if mpath.exists():
-            old = json.loads(mpath.read_text())
-            if old.get("identity") != manifest.get("identity"):
-                diff = sorted(k for k in set(old.get("identity", {})) | set(manifest.get("identity", {}))
-                              if old.get("identity", {}).get(k) != manifest.get("identity", {}).get(k))
-                raise RunStoreError(
-                    f"{run_dir} holds a run of a different model or setup (differs in: {', '.join(diff)}); "
-                    "pass a new --run directory to scan with this model")
-        elif run_dir.exists() and any(run_dir.iterdir()):
+        if not mpath.exists() and run_dir.exists() and any(p.name != LOCK_NAME for p in run_dir.iterdir()):
             raise RunStoreError(f"{run_dir} exists, is not empty and is not a mikata run; pass a new --run directory")
-        if not mpath.exists():  # the manifest first: a directory with a database always has one
-            run_dir.mkdir(parents=True, exist_ok=True)
-            tmp = mpath.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(manifest, indent=2))
-            os.replace(tmp, mpath)
-        store = cls(run_dir, readonly=False)
-        store._truncate_uncommitted()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lock = RunLock.acquire(run_dir)  # one writer per run: a second scan is refused, naming the first's PID
+        try:
+            if mpath.exists():
+                old = json.loads(mpath.read_text())
+                if old.get("identity") != manifest.get("identity"):
+                    diff = sorted(k for k in set(old.get("identity", {})) | set(manifest.get("identity", {}))
+                                  if old.get("identity", {}).get(k) != manifest.get("identity", {}).get(k))
+                    raise RunStoreError(
+                        f"{run_dir} holds a run of a different model or setup (differs in: {', '.join(diff)}); "
+                        "pass a new --run directory to scan with this model")
+            else:  # the manifest first: a directory with a database always has one
+                tmp = mpath.with_suffix(".json.tmp")
+                tmp.write_text(json.dumps(manifest, indent=2))
+                os.replace(tmp, mpath)
+            store = cls(run_dir, readonly=False)
+            store._lock = lock
+            store._truncate_uncommitted()
+        except BaseException:
+            lock.release()
+            raise
         return store
 
     def close(self) -> None:
@@ -172,6 +181,9 @@ class RunStore:
             f.close()
         self._files.clear()
         self.db.close()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def __enter__(self) -> "RunStore":
         return self
@@ -224,7 +236,7 @@ class RunStore:
 
     def done(self) -> dict[str, tuple[int, int, str | None]]:
         """path -> (size, mtime_ns, hash) for every stored row; the scanner skips unchanged files."""
-        return {p: (s, m, h) for p, s, m, h in self.db.execute("SELECT path, size, mtime_ns, hash FROM images")}
+        return {from_db(p): (s, m, h) for p, s, m, h in self.db.execute("SELECT path, size, mtime_ns, hash FROM images")}
 
     def append(self, rows: Sequence[Row], vectors: dict[str, np.ndarray] | None = None, replace: bool = True) -> None:
         """Store one batch atomically. ``vectors[kind]`` is ``(n_ok, dim)``, one row per ``status == 'ok'`` row.
@@ -237,29 +249,34 @@ class RunStore:
             raise RunStoreError("this RunStore was opened read-only")
         vectors = vectors or {}
         ok = [r for r in rows if r.status == "ok"]
-        start = self.committed_vectors()
-        dims = self.dims()
+        arrays = {}
         for kind, arr in vectors.items():
-            arr = np.ascontiguousarray(np.clip(arr, -65504, 65504), dtype=np.float16)  # (n_ok, dim)
-            if arr.shape[0] != len(ok):
-                raise ValueError(f"{kind}: {arr.shape[0]} vectors for {len(ok)} ok rows")
-            if dims.setdefault(kind, arr.shape[1]) != arr.shape[1]:
-                raise RunStoreError(f"{kind} vectors have {arr.shape[1]} values, the run has {dims[kind]}")
-            f = self._files.get(kind)
-            if f is None:
-                f = self._files[kind] = open(self.dir / f"{kind}.f16", "r+b" if (self.dir / f"{kind}.f16").exists() else "w+b")
-            f.seek(start * arr.shape[1] * 2)
-            f.write(arr.tobytes())
-            f.flush()
+            arrays[kind] = np.ascontiguousarray(np.clip(arr, -65504, 65504), dtype=np.float16)  # (n_ok, dim)
+            if arrays[kind].shape[0] != len(ok):
+                raise ValueError(f"{kind}: {arrays[kind].shape[0]} vectors for {len(ok)} ok rows")
         cam_shape = next((r.cam.shape for r in ok if r.cam is not None), None)
         with self._transaction():
+            # The offset is read inside the write transaction that commits it: no other writer can
+            # commit between reading it and using it (the run lock already keeps other scans out).
+            start = self.committed_vectors()
+            dims = self.dims()
+            for kind, arr in arrays.items():
+                if dims.setdefault(kind, arr.shape[1]) != arr.shape[1]:
+                    raise RunStoreError(f"{kind} vectors have {arr.shape[1]} values, the run has {dims[kind]}")
+                f = self._files.get(kind)
+                if f is None:
+                    p = self.dir / f"{kind}.f16"
+                    f = self._files[kind] = open(p, "r+b" if p.exists() else "w+b")
+                f.seek(start * arr.shape[1] * 2)
+                f.write(arr.tobytes())
+                f.flush()
             if replace:
-                self.db.executemany("DELETE FROM images WHERE path=?", [(r.path,) for r in rows])
+                self.db.executemany("DELETE FROM images WHERE path=?", [(to_db(r.path),) for r in rows])
             vec_rows = iter(range(start, start + len(ok)))
             self.db.executemany(
                 "INSERT INTO images (path, hash, size, mtime_ns, label, split, status, reason, pred, pred_prob, "
                 "label_prob, topk, vec_row, cam) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                [(r.path, r.hash, r.size, r.mtime_ns, r.label, r.split, r.status, r.reason, r.pred, r.pred_prob,
+                [(to_db(r.path), r.hash, r.size, r.mtime_ns, r.label, r.split, r.status, r.reason, r.pred, r.pred_prob,
                   r.label_prob, json.dumps(r.topk) if r.topk is not None else None,
                   next(vec_rows) if r.status == "ok" and vectors else None,
                   np.asarray(r.cam, dtype=np.float16).tobytes() if r.cam is not None else None) for r in rows])
@@ -313,7 +330,8 @@ class RunStore:
 
     def skipped(self) -> list[tuple[str, str]]:
         """(path, reason) for every file that could not be used."""
-        return list(self.db.execute("SELECT path, reason FROM images WHERE status='skipped' ORDER BY path"))
+        return [(from_db(p), r) for p, r in
+                self.db.execute("SELECT path, reason FROM images WHERE status='skipped' ORDER BY path")]
 
     def cam(self, image_id: int) -> np.ndarray | None:
         """The stored ``(h, w)`` Grad-CAM of one image's predicted class, or None."""
@@ -346,6 +364,10 @@ class RunStore:
             args.append(split)
         q = f"SELECT {', '.join(columns)} FROM images" + (f" WHERE {' AND '.join(where)}" if where else "")
         got = self.db.execute(q + " ORDER BY id", args).fetchall()
+        if "path" in columns:  # non-UTF-8 names come back as their bytes: to the str the file system takes
+            k = list(columns).index("path")
+            if any(isinstance(r[k], bytes) for r in got):
+                got = [r[:k] + (from_db(r[k]),) + r[k + 1:] for r in got]
         if tuples:
             return got
         out = [dict(zip(columns, r)) for r in got]
@@ -372,7 +394,7 @@ class RunStore:
             if status is not None:
                 q += " AND status=?"
                 args.append(status)
-            out.update((int(i), p) for i, p in self.db.execute(q, args))
+            out.update((int(i), from_db(p)) for i, p in self.db.execute(q, args))
         return out
 
     def confusion_counts(self) -> list[tuple[int, int, int]]:
@@ -391,6 +413,7 @@ class RunStore:
         if r is None:
             return None
         row = dict(zip(keys, r))
+        row["path"] = from_db(row["path"])  # non-UTF-8 names are stored as their bytes
         row["topk"] = json.loads(row["topk"]) if row["topk"] else []
         if cam:
             blob = r[len(keys)]
@@ -454,7 +477,7 @@ class RunStore:
         rows = self.db.execute("SELECT r.image_id, i.path, i.label, i.pred, r.verdict, r.suggested, r.updated "
                                "FROM reviews r JOIN images i ON i.id = r.image_id ORDER BY r.image_id").fetchall()
         keys = ("id", "path", "label", "pred", "verdict", "suggested", "updated")
-        return [dict(zip(keys, r)) for r in rows]
+        return [dict(zip(keys, r), path=from_db(r[1])) for r in rows]
 
     def review(self, image_id: int) -> dict | None:
         """One image's review (keys as in ``reviews()``), or None: one indexed lookup, not every review."""
@@ -463,7 +486,9 @@ class RunStore:
         r = self.db.execute("SELECT r.image_id, i.path, i.label, i.pred, r.verdict, r.suggested, r.updated "
                             "FROM reviews r JOIN images i ON i.id = r.image_id WHERE r.image_id=?",
                             (int(image_id),)).fetchone()
-        return dict(zip(("id", "path", "label", "pred", "verdict", "suggested", "updated"), r)) if r else None
+        if r is None:
+            return None
+        return dict(zip(("id", "path", "label", "pred", "verdict", "suggested", "updated"), r), path=from_db(r[1]))
 
     def _has_table(self, name: str) -> bool:
         return self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone() is not None

@@ -2,7 +2,8 @@
 
 Per image it stores the path, a sha1 of the bytes, the label, the prediction, the full probability
 vector, the top-k, the penultimate embedding (input of the last ``nn.Linear``), the mean
-activation of each channel of one layer, and optionally the Grad-CAM of the predicted class,
+activation of each channel of one layer, pixel statistics for dataset issues (``data.image_stats``:
+brightness, sharpness, entropy, original size; from the same decode), and optionally the Grad-CAM of the predicted class,
 computed from the same forward pass. Files that cannot be decoded are stored as skipped rows with
 the reason; one bad file never stops a scan. Rerunning resumes: files whose path, size and mtime
 match a stored row are not read again (like git's index), everything else is hashed and computed.
@@ -32,6 +33,8 @@ import torch
 
 from mikata.analysis.runstore import RunStore, Row
 from mikata.data.datasets import ImageDataset, Sample, load_dataset, parse_fractions, split_dataset
+from mikata.data.image_stats import image_stats, thumbnails
+from mikata.data.images import load_image
 from mikata.errors import ImageDecodeError, MikataError
 from mikata.hooks import capture, get_layer
 from mikata.models.handle import ModelHandle
@@ -95,7 +98,8 @@ def run_batch(handle: ModelHandle, x: torch.Tensor, layer: str, embed_layer: str
         cams = gradcam_map(act, p.layer_grads["plain"][0]).detach()  # (N, h, w)
         logits = p.logits
     channels = act.mean(dim=tuple(range(2, act.dim()))) if act.dim() > 2 else act  # (N, C)
-    embed = rec.inputs[embed_layer].detach().flatten(1) if embed_layer else channels  # (N, D)
+    embed = rec.inputs[embed_layer].detach() if embed_layer else channels
+    embed = embed.mean(dim=(2, 3)) if embed.dim() == 4 else embed.flatten(1)  # (N, D): a conv head's input pooled
     probs = torch.softmax(logits.float(), dim=1)  # (N, K)
     return _Outputs(probs, embed, channels, cams)
 
@@ -119,14 +123,15 @@ class _Files(torch.utils.data.Dataset):
                 size, mtime = st.st_size, st.st_mtime_ns
                 digest = hashlib.sha1(f.read()).hexdigest()
         except OSError as e:
-            return i, None, None, 0, 0, f"cannot read the file ({e.strerror or e})"
+            return i, None, None, 0, 0, f"cannot read the file ({e.strerror or e})", None
         try:
-            x = self.preprocessing.load([path])[0]  # (C, H, W)
+            img = load_image(path, self.preprocessing.mode)
+            x = self.preprocessing.preprocess([img])[0]  # (C, H, W)
         except ImageDecodeError as e:
-            return i, None, digest, size, mtime, e.reason
+            return i, None, digest, size, mtime, e.reason, None
         except Exception as e:  # noqa: BLE001 - a file must never stop a scan; record why
-            return i, None, digest, size, mtime, f"cannot preprocess: {type(e).__name__}: {e}"
-        return i, x, digest, size, mtime, None
+            return i, None, digest, size, mtime, f"cannot preprocess: {type(e).__name__}: {e}", None
+        return i, x, digest, size, mtime, None, img.size  # the decoded (width, height), for image_stats
 
 
 def _collate(items):
@@ -267,6 +272,8 @@ def _scan_into(store: RunStore, handle: ModelHandle, chosen: list[tuple[Sample, 
                 except BaseException as e:  # noqa: BLE001 - handed to the main thread
                     failed.append(e)
 
+    # a run scanned before image statistics existed keeps its vector files aligned: no stats for it
+    with_stats = "stats" in store.dims() or not store.committed_vectors()
     writer = threading.Thread(target=write, name="mikata-scan-writer", daemon=True)
     writer.start()
     try:
@@ -281,7 +288,7 @@ def _scan_into(store: RunStore, handle: ModelHandle, chosen: list[tuple[Sample, 
                 top = torch.topk(out.probs, min(TOP_K, out.probs.shape[1]), dim=1)
                 top_i, top_v = top.indices.tolist(), top.values.tolist()
                 cams = np.clip(out.cams.numpy(), 0, 65000) if out.cams is not None else None  # (n_ok, h, w)
-            for i, decoded, digest, size, mtime, reason in items:
+            for i, decoded, digest, size, mtime, reason, _ in items:
                 sample, split_name = todo[i]
                 if not decoded:
                     rows.append(Row(sample.path, digest, size, mtime, sample.label, split_name, "skipped", reason))
@@ -296,6 +303,11 @@ def _scan_into(store: RunStore, handle: ModelHandle, chosen: list[tuple[Sample, 
             if out is not None:
                 vectors = {"probs": out.probs.numpy(), "embed": out.embed.float().numpy(),
                            "channels": out.channels.float().numpy()}
+                if with_stats:  # pixel statistics of the batch already decoded (dataset issues)
+                    sizes = [it[-1] for it in items if it[1]]
+                    x01 = handle.preprocessing.denormalize(x)
+                    vectors["stats"] = image_stats(x01, sizes).cpu().numpy()
+                    vectors["thumbs"] = thumbnails(x01).cpu().numpy()
             pending.put((rows, vectors, bool(done)))
             computed += k
             skipped += len(items) - k

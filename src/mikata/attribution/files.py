@@ -21,6 +21,7 @@ import torch
 from mikata.attribution.engine import check_methods, explain
 from mikata.attribution.figure import draw_figure
 from mikata.data.images import load_image
+from mikata.data.filenames import shown
 from mikata.errors import ImageDecodeError
 from mikata.models.handle import ModelHandle
 from mikata.render import to_uint8_image
@@ -61,17 +62,16 @@ def explain_files(
     for path in items:
         stem = _safe(Path(path).stem)
         try:
-            img = load_image(path, mode=mode)
-        except ImageDecodeError as e:
-            log.warning("cannot read %s: %s", path, e.reason)
+            x = handle.preprocess([load_image(path, mode=mode)])  # (1, C, H, W)
+        except ImageDecodeError as e:  # undecodable, or too large to resize: this image's error only
+            log.warning("cannot read %s: %s", shown(path), e.reason)
             summaries.append({"path": path, "error": e.reason})
             continue
-        x = handle.preprocess([img])  # (1, C, H, W)
         attributions = explain(handle, x, methods, targets, layer, options, progress=progress)
         with torch.no_grad():
             probs = handle.model(x).softmax(1)[0]  # (K,)
         fig = draw_figure(to_uint8_image(handle.denormalize(x)[0]), attributions, probs, handle.class_names,
-                          0, top, cmap, alpha, title=Path(path).name)
+                          0, top, cmap, alpha, title=shown(Path(path).name))
         fig_path = out / f"{stem}_explain.png"
         fig.savefig(fig_path)
         entry = {"path": path, "figure": str(fig_path), "top": [

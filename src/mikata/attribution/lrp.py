@@ -97,7 +97,7 @@ def lrp(handle: ModelHandle, x: torch.Tensor, ids: torch.Tensor, rule: str = "ep
                 xin = x.detach().requires_grad_(True)
                 logits = model(xin)  # (N, K)
                 scale = float(expected.abs().max()) + 1e-6
-                if not torch.allclose(logits[:1].detach(), expected, rtol=1e-3, atol=1e-4 * scale):
+                if not torch.allclose(logits[:1].detach(), expected, rtol=1e-3, atol=1e-3 * scale):
                     raise _refusal(handle, "the canonized model computes different logits")
                 picked = logits.gather(1, ids)  # (N, T)
                 out = []

@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     from mikata.errors import MikataError
 
     args = build_parser().parse_args(argv)
+    _printable_stdout()
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     try:
         return int(args.func(args) or 0)
@@ -43,6 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"mikata {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _printable_stdout() -> None:
+    """A file name that is not valid UTF-8 must never crash a print: escape what stdout cannot encode."""
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
 
 
 if __name__ == "__main__":

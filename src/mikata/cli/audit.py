@@ -7,7 +7,9 @@ from mikata.cli.common import command_parser, print_json
 
 def register(sub) -> None:
     p = command_parser(sub, "audit", "Summarize a scanned run: accuracy, confusion, mutually confused classes, "
-                       "per-class most/least class-like images and ranked suspected label errors.",
+                       "per-class most/least class-like images, ranked suspected label errors, and dataset issues (outliers, "
+                       "duplicates and leaks across splits, dark/light/blurry/low-information/odd-size images, class "
+                       "imbalance, groups where the model is much worse).",
                        "mikata audit runs/pets --groups groups.json")
     p.add_argument("run", metavar="RUN_DIR", help="a run directory made by `mikata scan`")
     p.add_argument("--split", default=None, help="only rows of this split (e.g. test)")
@@ -16,16 +18,25 @@ def register(sub) -> None:
                         "or class,group lines")
     p.add_argument("--top", type=int, default=3, help="images per class in each list (default 3)")
     p.add_argument("--issues", type=int, default=20, help="how many suspected label errors to list (default 20)")
+    p.add_argument("--thresholds", default=None, metavar="TYPE=V,...",
+                   help="dataset-issue thresholds, e.g. outlier=0.2,dark=0.3 (types: label, outlier, near_duplicate, "
+                        "exact_duplicate, leak, dark, light, blurry, low_information, odd_size, odd_aspect, "
+                        "class_imbalance, underperforming_group; scores are in [0, 1], lower is worse)")
+    p.add_argument("--no-dataset-issues", action="store_true",
+                   help="skip outliers, duplicates, image quality and weak groups (faster on huge runs)")
     p.add_argument("--json", action="store_true", help="print everything as JSON")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from mikata.analysis.audit import load_groups
+    from mikata.analysis.issues import parse_thresholds
     from mikata.analysis.overview import audit, format_audit
 
+    thresholds = parse_thresholds(args.thresholds)  # before any work: a typo fails at once
     groups = load_groups(args.groups) if args.groups else None
-    r = audit(args.run, groups=groups, n=args.top, top_issues=args.issues, split=args.split)
+    r = audit(args.run, groups=groups, n=args.top, top_issues=args.issues, split=args.split,
+              dataset_issues=not args.no_dataset_issues, thresholds=thresholds)
     if args.json:
         print_json(r)
     else:

@@ -44,6 +44,7 @@ def _options(args) -> dict:
 def run(args) -> int:
     from mikata.attribution.engine import check_methods
     from mikata.attribution.registry import method_listing
+    from mikata.data.filenames import shown
 
     if args.methods.strip() == "list":
         print(method_listing())
@@ -65,8 +66,8 @@ def run(args) -> int:
             print(describe_cam_layer(cam["layer"], tuple(cam["raw_shape"][1:])))
         for s in summaries:
             if "figure" in s:
-                print(s["figure"])
+                print(shown(s["figure"]))
     failed = [s for s in summaries if "error" in s]
     for s in failed:
-        print(f"mikata explain: cannot read {s['path']}: {s['error']}", file=sys.stderr)
+        print(f"mikata explain: cannot read {shown(s['path'])}: {s['error']}", file=sys.stderr)
     return 1 if failed else 0

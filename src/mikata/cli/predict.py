@@ -19,6 +19,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from mikata.data.filenames import shown
     from mikata.prediction import predict
 
     handle = load_model_from_args(args)
@@ -30,9 +31,9 @@ def run(args) -> int:
         for r in results:
             if r.error:
                 continue
-            print(r.path)
+            print(shown(r.path))
             for name, _, prob in r.top:
                 print(f"  {prob:7.2%}  {name}")
     for r in failed:
-        print(f"mikata predict: cannot read {r.path}: {r.error}", file=sys.stderr)
+        print(f"mikata predict: cannot read {shown(r.path)}: {r.error}", file=sys.stderr)
     return 1 if failed else 0

@@ -32,6 +32,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from mikata.analysis.scan import parse_class_map, scan
+    from mikata.data.filenames import shown
 
     handle = load_model_from_args(args)
     s = scan(handle, args.data, args.run, batch_size=args.batch_size, workers=args.workers, layer=args.layer,
@@ -44,5 +45,5 @@ def run(args) -> int:
         print(f"{s.run_dir}: {s.computed} images scanned, {s.reused} already there, {s.skipped} skipped "
               f"({s.seconds:.1f} s). Next: mikata audit {s.run_dir}")
     for path, reason in s.skipped_files:
-        print(f"mikata scan: skipped {path}: {reason}", file=sys.stderr)
-    return 0
+        print(f"mikata scan: skipped {shown(path)}: {reason}", file=sys.stderr)
+    return 1 if s.skipped_files else 0  # finished, but some files could not be used (they are recorded)

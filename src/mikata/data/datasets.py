@@ -138,7 +138,8 @@ def _check_nonempty(ds: ImageDataset, allow_empty: bool, what: str) -> None:
 
 
 def _rank(seed: int, path: str) -> str:
-    return hashlib.sha1(f"{seed}:{path}".encode()).hexdigest()
+    # surrogateescape: a non-UTF-8 file name hashes as its bytes (valid names hash as before)
+    return hashlib.sha1(f"{seed}:{path}".encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def split_dataset(ds: ImageDataset, fractions: Sequence[float] = (0.6, 0.2, 0.2), seed: int = 0,

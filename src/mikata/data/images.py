@@ -19,10 +19,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from mikata.errors import ImageDecodeError
+from mikata.errors import ImageDecodeError, ImageTooLargeError
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
 MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb threshold (about 9,459 x 9,459)
+# Largest image the resize before the center crop may produce. The resize scales the *shorter*
+# side to the model's, so a thin strip explodes: 65000x1 px (195 KB as PNG) at 256 px is 16.6M x 256
+# = 4.3 G pixels (12.8 GB RGB). 64 M pixels (192 MB RGB) still lets a 4096 px model take a 3:1 photo.
+MAX_RESIZED_PIXELS = 64 * 1024 * 1024
 
 
 def load_image(
@@ -83,17 +87,46 @@ def to_8bit(img: Image.Image, mode: str = "RGB", background: tuple[int, int, int
 
 
 def _scale_high_depth(img: Image.Image) -> Image.Image:
-    """16-bit and 32-bit images scaled by their bit depth, floats by their range: never clipped."""
+    """High-depth pixels to 8 bits by the range their mode actually holds, never clipped.
+
+    - ``I;16`` modes are unsigned 16-bit: divided by 65535.
+    - ``I`` (signed 32-bit) is also what Pillow makes of 16-bit PNGs, so: values within 0..255 are
+      8-bit, within 0..65535 16-bit; anything else (negative values, as in a signed TIFF, or above
+      65535) is stretched from its own minimum..maximum to 0..255. Dividing by the type's nominal
+      range would crush a -992..528 image to 3 grey levels, or a positive one to black.
+    - ``F`` (float): 0..1 kept as is, anything else stretched from its minimum..maximum.
+    """
     arr = np.asarray(img).astype(np.float64)
-    if img.mode == "F":
-        lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
-        arr = arr * 255.0 if lo >= 0 and hi <= 1 else (arr - lo) / max(hi - lo, 1e-12) * 255.0
+    finite = arr[np.isfinite(arr)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    arr = np.nan_to_num(arr, nan=lo, posinf=hi, neginf=lo)
+    if img.mode.startswith("I;16"):
+        arr = arr / 65535.0 * 255.0
+    elif img.mode == "F" and lo >= 0 and hi <= 1:
+        arr = arr * 255.0
+    elif img.mode == "I" and lo >= 0 and hi <= 255:
+        pass
+    elif img.mode == "I" and lo >= 0 and hi <= 65535:
+        arr = arr / 65535.0 * 255.0
     else:
-        hi = float(arr.max()) if arr.size else 0.0
-        # Pillow opens 16-bit PNGs as "I;16" or as "I" (32-bit): the latter says nothing of depth.
-        depth = 16 if img.mode.startswith("I;16") or 255 < hi <= 65535 else 8 if hi <= 255 else 32
-        arr = arr / (2**depth - 1) * 255.0
+        arr = (arr - lo) / max(hi - lo, 1e-12) * 255.0
     return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L")
+
+
+def check_resize_plan(width: int, height: int, target: tuple[int, int],
+                      max_pixels: int = MAX_RESIZED_PIXELS, path: str | os.PathLike = "") -> None:
+    """Refuse a planned resize of a ``width`` x ``height`` image to ``target`` (w, h) that is too big.
+
+    Called with the plan, before Pillow allocates anything: the decompression-bomb guard looks at
+    the file's pixels, this one at what preprocessing would make of them.
+    """
+    tw, th = int(target[0]), int(target[1])
+    if tw * th > max_pixels:
+        ratio = max(width, height) / max(1, min(width, height))
+        raise ImageTooLargeError(
+            path, f"{width}x{height} pixels (aspect ratio {ratio:,.0f}:1) would be resized to {tw:,}x{th:,} "
+            f"= {tw * th:,} pixels for the model, over the limit of {max_pixels:,}; crop the image to a less "
+            "extreme shape")
 
 
 def is_image_file(path: str | os.PathLike) -> bool:

@@ -65,11 +65,21 @@ class Preprocessing:
     def load(self, paths: Sequence[str | os.PathLike]) -> torch.Tensor:
         """Decode files in this model's mode and preprocess them: ``(N, C, H, W)``.
 
-        Raises ``ImageDecodeError`` for the first file that cannot be decoded.
+        Raises ``ImageDecodeError`` (naming the file) for the first file that cannot be decoded or
+        whose resize would be too large.
         """
         from mikata.data.images import load_image
+        from mikata.errors import ImageDecodeError
 
-        return self.preprocess([load_image(p, self.mode) for p in paths])
+        out = []
+        for p in paths:
+            try:
+                out.append(self._one(load_image(p, self.mode)))
+            except ImageDecodeError as e:
+                if e.path:
+                    raise
+                raise type(e)(p, e.reason) from e
+        return torch.stack(out)
 
     def _one(self, img: Image.Image) -> torch.Tensor:
         if img.mode != self.mode:
@@ -78,8 +88,11 @@ class Preprocessing:
             img = to_8bit(img, self.mode)
         h, w = self.input_size
         scale = max(h, w) / self.crop_fraction / min(img.size)
-        img = img.resize((max(w, round(img.width * scale)), max(h, round(img.height * scale))),
-                         _RESAMPLE[self.interpolation])
+        size = (max(w, round(img.width * scale)), max(h, round(img.height * scale)))
+        from mikata.data.images import check_resize_plan
+
+        check_resize_plan(img.width, img.height, size)  # ImageTooLargeError before Pillow allocates it
+        img = img.resize(size, _RESAMPLE[self.interpolation])
         left, top = (img.width - w) // 2, (img.height - h) // 2
         img = img.crop((left, top, left + w, top + h))
         arr = np.asarray(img, dtype=np.float32) / 255.0

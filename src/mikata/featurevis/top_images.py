@@ -62,16 +62,16 @@ def top_activating_images(
     with preserved(handle.net), torch.inference_mode(), recording(handle, [layer]) as run:
         handle.net.eval()
         for start in range(0, len(paths), batch_size):
-            good, images = [], []
+            good, inputs = [], []
             for p in paths[start:start + batch_size]:
-                try:
-                    images.append(load_image(p, mode=mode))
+                try:  # one image at a time: a file too large to resize is skipped, not the batch
+                    inputs.append(handle.preprocess([load_image(p, mode=mode)])[0])  # (C, H, W)
                     good.append(p)
                 except ImageDecodeError as e:
                     result.skipped.append((p, e.reason))
-            if not images:
+            if not inputs:
                 continue
-            a = run(handle.preprocess(images))[layer]  # (n, C, h, w) or (n, C)
+            a = run(torch.stack(inputs))[layer]  # (n, C, h, w) or (n, C)
             bad = [c for c in channels if not 0 <= c < a.shape[1]]
             if bad:
                 raise ChoiceError("channel", bad[0], [f"0..{a.shape[1] - 1}"], hint=f"layer {layer!r}")

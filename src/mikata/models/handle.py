@@ -105,6 +105,7 @@ class ModelHandle:
             raise ModelLoadError(f"{self.spec or type(self.net).__name__}: the model has {probe.outputs} outputs "
                                  f"but {len(self.class_names)} class names")
         self.head_layer = probe.head
+        self._conv_head = probe.conv_head
         self.model = LogitsModel(self.net, probe.softmax_layer, probe.log_of_probs).eval()
 
     @property
@@ -113,8 +114,10 @@ class ModelHandle:
 
     @property
     def embedding_layer(self) -> str | None:
-        """The layer whose input is the penultimate embedding: the head (None without an ``nn.Linear``)."""
-        return self.head_layer
+        """The layer whose input is the penultimate embedding: the head, or for a network that classifies
+        with a convolution (SqueezeNet) that convolution (its input, pooled, is the embedding); None
+        when neither exists."""
+        return self.head_layer or getattr(self, "_conv_head", None)
 
     # ------------------------------------------------------------------ inputs
     @property
@@ -175,6 +178,7 @@ class _Probe:
     log_of_probs: bool = False        # the output is probabilities (a functional softmax)
     outputs: int | None = None        # None: the model could not take the probe
     head: str | None = None           # the last nn.Linear called
+    conv_head: str | None = None      # without one: a conv classifier (SqueezeNet), the last parametric layer
 
 
 def _probe(net: nn.Module, in_channels: int, input_size: tuple[int, int]) -> _Probe:
@@ -198,11 +202,16 @@ def _probe(net: nn.Module, in_channels: int, input_size: tuple[int, int]) -> _Pr
     called = [n for n, m in order if isinstance(m, nn.Linear)]
     head = called[-1] if called else (linears[-1] if linears else None)
     outputs = int(out.shape[-1])
+    conv_head = None
+    if head is None:  # a conv that maps to the classes with nothing learned after it (SqueezeNet's classifier.1)
+        learned = [(n, m) for n, m in order if any(True for _ in m.parameters(recurse=False))]
+        if learned and isinstance(learned[-1][1], nn.Conv2d) and learned[-1][1].out_channels == outputs:
+            conv_head = learned[-1][0]
     if order and isinstance(order[-1][1], (nn.Softmax, nn.LogSoftmax)):
-        return _Probe(order[-1][0], False, outputs, head)
+        return _Probe(order[-1][0], False, outputs, head, conv_head)
     if out.dim() == 2 and out.shape[1] > 1 and bool((out >= 0).all()) and torch.allclose(out.sum(1), torch.ones(1)):
         warnings.warn("this model seems to return probabilities from a functional softmax; mikata uses their "
                       "log as logits (equal up to a per-image constant). Return logits for exact gradients.",
                       stacklevel=3)
-        return _Probe(None, True, outputs, head)
-    return _Probe(None, False, outputs, head)
+        return _Probe(None, True, outputs, head, conv_head)
+    return _Probe(None, False, outputs, head, conv_head)

@@ -456,7 +456,10 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
     }
     issues = [{**i, "label_prob": float(i["label_prob"]), "suggested_prob": float(i["suggested_prob"]),
                "name": os.path.basename(i["path"])} for i in ov.label_issues]
-    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"]))
+    from mikata.data.filenames import shown_in_template
+
+    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"]),
+                      finalize=shown_in_template)  # non-UTF-8 file names print as \xNN
     env.filters["pct"] = lambda v: "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2%}"
     html = env.get_template("report.html.j2").render(
         title=f"mikata report — {run_dir.name}", run_dir=str(run_dir), manifest=manifest, identity=identity,

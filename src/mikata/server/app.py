@@ -33,6 +33,7 @@ from mikata.analysis.media import UnknownImageError, mime_type
 from mikata.analysis.runstore import REVIEW_VERDICTS, RunStoreError
 from mikata.attribution import registry
 from mikata.attribution.engine import NotSpatialError
+from mikata.data.filenames import shown_in_template
 from mikata.errors import ChoiceError, ImageDecodeError, MikataError, ModelLoadError
 from mikata.models.handle import ModelHandle
 from mikata.server.security import Gate, new_token
@@ -84,6 +85,7 @@ def create_app(run_dir: str | os.PathLike, token: str | None = None, host: str =
     app.state.token = token
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals.update(version=__version__, run_name=state.run_dir.name, fmt_pct=_pct)
+    templates.env.finalize = shown_in_template  # non-UTF-8 file names print as \xNN, not a 500
     static = _static_files()
     cache: dict[str, bytes] = {}
 

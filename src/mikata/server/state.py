@@ -31,6 +31,7 @@ from mikata.analysis.maps import MapService
 from mikata.analysis.media import UnknownImageError, encode, image_file, thumbnail
 from mikata.analysis.overview import Overview, overview
 from mikata.analysis.runstore import RunStore
+from mikata.data.filenames import shown
 from mikata.errors import ModelLoadError
 from mikata.models.handle import ModelHandle
 
@@ -213,7 +214,7 @@ class RunState:
         w = csv.writer(out)
         w.writerow(["id", "path", "label", "predicted", "verdict", "suggested", "updated"])
         for r in self.reviews():
-            w.writerow([r["id"], r["path"], name(r["label"]), name(r["pred"]), r["verdict"], name(r["suggested"]),
+            w.writerow([r["id"], shown(r["path"]), name(r["label"]), name(r["pred"]), r["verdict"], name(r["suggested"]),
                         r["updated"]])
         return out.getvalue()
 

@@ -130,7 +130,8 @@ def _train(data: str | os.PathLike, model: str | ModelHandle, out: Path, opts: T
     train_set = decode_split(parts["train"], handle, opts.workers, "train", progress)
     val_set = decode_split(parts["val"], handle, opts.workers, "val", progress)
     test_set = decode_split(parts["test"], handle, opts.workers, "test", progress) if "test" in parts else None
-    skipped = train_set.skipped + val_set.skipped + (test_set.skipped if test_set else [])
+    # ``is not None``: a split whose every file was skipped has len 0, and its skipped files still count
+    skipped = train_set.skipped + val_set.skipped + (test_set.skipped if test_set is not None else [])
     _check_decoded(train_set, val_set, ds.classes)
     # a 3-channel model fed only gray images: its feature visualizations are rendered gray
     handle.metadata["grayscale_data"] = all_gray(train_set.x, handle)

@@ -1,0 +1,57 @@
+"""File names that are not valid UTF-8: kept exactly, shown readably.
+
+On POSIX a file name is bytes. Python hands names that are not valid UTF-8 (``latin1_\\xe9t\\xe9.jpg``
+from an old archive) to us as ``str`` with lone surrogates (PEP 383), which open the file fine but
+which SQLite, ``print`` and JSON encoders refuse. mikata keeps such a name as that ``str`` in
+memory, stores it in SQLite as the exact original bytes (a BLOB; valid names stay TEXT, so older
+runs read the same), and shows it with ``\\xNN`` escapes wherever a person reads it.
+
+Example:
+    >>> p = b"latin1_\\xe9t\\xe9.png".decode("utf-8", "surrogateescape")
+    >>> to_db(p), from_db(to_db(p)) == p, shown(p)
+    (b'latin1_\\xe9t\\xe9.png', True, 'latin1_\\\\xe9t\\\\xe9.png')
+    >>> to_db("plain.png")
+    'plain.png'
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def to_db(path: str | os.PathLike) -> str | bytes:
+    """The value stored for ``path``: the text itself if it is valid UTF-8, else its exact bytes."""
+    text = os.fspath(path)
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "surrogateescape")
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape")
+
+
+def from_db(value: str | bytes | None) -> str | None:
+    """The path ``to_db`` stored, as the ``str`` the file system functions take (surrogate-escaped)."""
+    if isinstance(value, (bytes, memoryview)):
+        return bytes(value).decode("utf-8", "surrogateescape")
+    return value
+
+
+def shown(path: str | os.PathLike | None) -> str:
+    """``path`` for a person (terminal, HTML, CSV, JSON): undecodable bytes as ``\\xNN``, always printable."""
+    if path is None:
+        return ""
+    text = os.fspath(path)
+    if isinstance(text, bytes):
+        return text.decode("utf-8", "backslashreplace")
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def shown_in_template(value: object) -> object:
+    """A Jinja ``finalize``: every plain string a template prints passes ``shown`` (markup is left alone)."""
+    from markupsafe import Markup
+
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return shown(value)
+    return value
