@@ -38,9 +38,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
 
-    from torchvision_compat import import_torchvision
+    from torchvision_compat import import_torchvision_declaring_ops
 
-    import_torchvision()  # lucent imports torchvision
+    import_torchvision_declaring_ops()  # lucent imports torchvision
     from lucent.optvis import param as lparam, render as lrender, transform as ltransform
 
     from mikata.featurevis import RenderOptions, channel, render

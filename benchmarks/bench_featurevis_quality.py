@@ -114,7 +114,7 @@ def main() -> None:
             res.save(os.path.join(args.save, name))
         print(f"  done: mikata {name} ({seconds:.0f} s)", file=sys.stderr, flush=True)
     if not args.no_lucent:
-        from torchvision_compat import import_torchvision
+        from torchvision_compat import import_torchvision_declaring_ops as import_torchvision
 
         import_torchvision()  # lucent imports torchvision
         first = dataclasses.replace(RenderOptions(), **configs[0][1])  # the same budget as the first config

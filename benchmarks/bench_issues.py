@@ -32,13 +32,15 @@ IMAGENET = ["jersey", "trench coat", "sweatshirt", "overskirt", "trench coat", "
             "purse", "cowboy boot"]  # a model class for each Fashion-MNIST folder (the labels only need to be fixed)
 
 
-def planted(work: Path) -> dict:
+def planted(work: Path, keep: bool = False) -> dict:
+    """Write the planted folder (the same files for the same seed); ``keep`` leaves an existing run alone."""
     from skimage import data as skd
 
     from mikata.data.idx import FASHION_MNIST_CLASSES, load_fashion_mnist
 
     root = work / "data"
-    shutil.rmtree(work, ignore_errors=True)
+    if not keep:
+        shutil.rmtree(work, ignore_errors=True)
     x, y = load_fashion_mnist("test")
     rng = np.random.default_rng(0)
     truth: dict[str, set[str]] = {k: set() for k in ("outlier", "exact_duplicate", "near_duplicate", "dark", "blurry",
@@ -48,7 +50,8 @@ def planted(work: Path) -> dict:
         for i in rng.choice(np.flatnonzero(y == c), 60, replace=False):
             p = root / name / f"{i:05d}.png"
             p.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(x[i]).save(p)
+            if not keep:
+                Image.fromarray(x[i]).save(p)
             base.append((str(p), x[i], name))
     order = iter(rng.permutation(len(base)).tolist())
 
@@ -100,6 +103,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", default="/tmp/bench-issues")
     ap.add_argument("--skip-1m", action="store_true")
+    ap.add_argument("--reuse", action="store_true", help="reuse WORK/run from an earlier call (no new scan)")
     args = ap.parse_args()
     import torch
 
@@ -109,12 +113,13 @@ def main() -> None:
 
     torch.set_num_threads(2)
     work = Path(args.work)
-    case = planted(work)
-    handle = load_model("efficientnet-lite0", input_size=64)
-    tic = time.perf_counter()
-    scan(handle, case["root"], work / "run", workers=0, progress=False, class_map=case["class_map"],
-         fractions=(0.5, 0.5))
-    print(f"scan of {sum(1 for _ in case['root'].rglob('*.*'))} images: {time.perf_counter() - tic:.1f} s")
+    case = planted(work, keep=args.reuse)
+    if not args.reuse:
+        handle = load_model("efficientnet-lite0", input_size=64)
+        tic = time.perf_counter()
+        scan(handle, case["root"], work / "run", workers=0, progress=False, class_map=case["class_map"],
+             fractions=(0.5, 0.5))
+        print(f"scan of {sum(1 for _ in case['root'].rglob('*.*'))} images: {time.perf_counter() - tic:.1f} s")
     tic = time.perf_counter()
     found = find_issues(work / "run")
     print(f"find_issues: {time.perf_counter() - tic:.2f} s")
@@ -134,28 +139,20 @@ def main() -> None:
 
 
 def compare_cleanlab(run: Path, found) -> None:
+    """Outlier scores against cleanlab's ``OutOfDistribution`` on the same embeddings (k-NN distances, the
+    definition Datalab's outlier check uses; Datalab itself needs the ``cleanlab[datalab]`` extras)."""
+    from cleanlab.outlier import OutOfDistribution
     from scipy.stats import spearmanr
 
+    from mikata.analysis.issues import embedding_features
     from mikata.analysis.runstore import RunStore
 
-    try:
-        from cleanlab import Datalab
-    except ImportError:
-        print("cleanlab Datalab not importable: skipped")
-        return
     d = found.data
     with RunStore.open(run) as store:
         emb = np.asarray(store.vectors("embed")[d.vec_rows], np.float32)
-    lab = Datalab(data={"label": d.labels.tolist()}, label_name="label", verbosity=0)
-    lab.find_issues(features=emb, pred_probs=d.probs, issue_types={"outlier": {"k": 10}, "near_duplicate": {},
-                                                                    "label": {}})
-    print("\nagreement with cleanlab Datalab (same embeddings and probabilities)")
-    for ours, theirs in (("outlier", "outlier"), ("near_duplicate", "near_duplicate"), ("label", "label")):
-        issues = lab.get_issues(theirs)
-        rho = spearmanr(found.types[ours].score, issues[f"{theirs}_score"]).statistic
-        both = (found.types[ours].flag & issues[f"is_{theirs}_issue"].to_numpy()).sum()
-        print(f"  {ours}: Spearman {rho:.3f}; flagged ours {found.types[ours].flag.sum()}, Datalab "
-              f"{int(issues[f'is_{theirs}_issue'].sum())}, both {int(both)}")
+    theirs = OutOfDistribution({"k": 10}).fit_score(features=embedding_features(emb))
+    rho = spearmanr(found.types["outlier"].score, theirs).statistic
+    print(f"\nagreement with cleanlab OutOfDistribution (k = 10, same features): Spearman {rho:.3f} of the outlier scores")
 
 
 def compare_cleanvision(found) -> None:
@@ -182,7 +179,7 @@ def compare_cleanvision(found) -> None:
 
 
 def cost(run: Path, sizes: list[int]) -> None:
-    from mikata.analysis.audit import RunData, load_run
+    from mikata.analysis.audit import load_run
     from mikata.analysis.issues import embedding_features, knn
     from mikata.analysis.runstore import RunStore
 
@@ -190,10 +187,13 @@ def cost(run: Path, sizes: list[int]) -> None:
     with RunStore.open(run) as store:
         emb = np.asarray(store.vectors("embed")[d.vec_rows], np.float32)
     rng = np.random.default_rng(0)
-    print("\ncost (k-NN on embeddings copied from the real scan with noise; PCA to 128 dims first)")
+    print("\ncost (embeddings: the real scan's rows repeated with noise, float16 as stored; PCA to 128 dims, k = 10)")
     for n in sizes:
-        rows = rng.integers(0, len(emb), n)
-        big = emb[rows] + rng.normal(scale=0.05 * emb.std(), size=(n, emb.shape[1])).astype(np.float32)
+        big = np.empty((n, emb.shape[1]), np.float16)
+        for s in range(0, n, 100_000):
+            m = min(100_000, n - s)
+            rows = rng.integers(0, len(emb), m)
+            big[s:s + m] = emb[rows] + rng.normal(scale=0.05 * float(emb.std()), size=(m, emb.shape[1]))
         tic = time.perf_counter()
         feats = embedding_features(big)
         t_pca = time.perf_counter() - tic
@@ -202,9 +202,8 @@ def cost(run: Path, sizes: list[int]) -> None:
         t_knn = time.perf_counter() - tic
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         print(f"  {n:>9,} rows: PCA {t_pca:.1f} s, k-NN {t_knn:.1f} s ({'exact' if n <= 200_000 else 'faiss HNSW'}), "
-              f"peak RSS so far {peak:.2f} GB")
+              f"peak RSS so far {peak:.2f} GB (the float16 embeddings alone: {big.nbytes / 2**30:.2f} GB)")
         del big, feats
-    _ = RunData
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ def make_run(cache: Path, model: str, threads: int) -> tuple[Path, float | None]
     import torch
 
     from mikata.analysis.scan import scan
-    from mikata.demo_data import FASHION_MNIST_CLASSES, write_fashion_mnist
+    from mikata.data.idx import FASHION_MNIST_CLASSES, write_fashion_mnist
     from mikata.models import load_model
 
     data = cache / "fmnist-test"

@@ -45,7 +45,7 @@ def write_images(out: Path) -> list[tuple[Path, int]]:
     """All 70,000 Fashion-MNIST images as out/CLASS/part_INDEX.png (cached); (path, label) pairs."""
     from PIL import Image
 
-    from mikata.demo_data import FASHION_MNIST_CLASSES, load_fashion_mnist
+    from mikata.data.idx import FASHION_MNIST_CLASSES, load_fashion_mnist
 
     files = []
     for part in ("train", "test"):

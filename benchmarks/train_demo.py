@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 
-from mikata.training.demo import train_demo_model
+from mikata.demo.training import train_demo_model
 
 
 def main() -> None:

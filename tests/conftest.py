@@ -10,7 +10,7 @@ import pytest
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from torchvision_compat import import_torchvision  # noqa: E402
+from torchvision_compat import import_torchvision_declaring_ops  # noqa: E402
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
@@ -56,7 +56,7 @@ def lite0():
 
 @pytest.fixture(scope="session")
 def torchvision():
-    return import_torchvision()
+    return import_torchvision_declaring_ops()
 
 
 @pytest.fixture()

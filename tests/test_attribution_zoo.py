@@ -25,17 +25,18 @@ from mikata.attribution.lrp import LRPUnsupportedError
 from mikata.attribution.rectifiers import RectifierError
 from mikata.models import load_model
 
-# model -> (default CAM layer, expected outcome of the rectifier methods: None = ok, else the activation named)
+# model -> (default CAM layer, expected outcome of the rectifier methods: None = ok, else the activation named).
+# Default layers as the loader chooses them at these small inputs: the last stage whose map keeps >= 4x4 cells.
 ZOO = {
-    "googlenet": ("inception5b", None),  # functional F.relu inside BasicConv2d
-    "squeezenet1_1": ("classifier.2", None),  # a ReLU module as CAM layer, conv classifier, max pooling
-    "densenet": ("features", None),  # in-place functional F.relu, concatenations, batch norm after concat
-    "mobilenet_v3_large": ("features", None),  # ReLU + hardswish, SE blocks with hardsigmoid gates
-    "convnext": ("features", "GELU"),  # no rectifier at all
-    "resnet50": ("layer4", None),  # in-place ReLU modules reused within a block
-    "inception_v3": ("Mixed_7c", None),  # functional F.relu, max pooling, 80 px
-    "vgg16": ("avgpool", None),  # in-place ReLU modules, max pooling, ReLU in the classifier
-    "efficientnet_b0": ("bn2", "SiLU"),  # timm: SiLU everywhere
+    "googlenet": ("inception4e", None),  # functional F.relu inside BasicConv2d
+    "squeezenet1_1": ("features.7", None),  # conv classifier, max pooling (classifier.2, a ReLU, tested below)
+    "densenet": ("features.transition3.conv", None),  # in-place functional F.relu, concatenations, BN after concat
+    "mobilenet_v3_large": ("features.12", None),  # ReLU + hardswish, SE blocks with hardsigmoid gates
+    "convnext": ("features.6.0", "GELU"),  # no rectifier at all
+    "resnet50": ("layer3", None),  # in-place ReLU modules reused within a block
+    "inception_v3": ("Mixed_5d", None),  # functional F.relu, max pooling, 80 px
+    "vgg16": ("features.29", None),  # in-place ReLU modules, max pooling, ReLU in the classifier
+    "efficientnet_b0": ("blocks.4", "SiLU"),  # timm: SiLU everywhere
 }
 HEAVY = {"inception_v3", "efficientnet_b0"}  # the largest / slowest to build: marked slow
 MAXPOOL = {"googlenet", "squeezenet1_1", "densenet", "inception_v3", "vgg16", "resnet50"}
@@ -175,6 +176,12 @@ def test_zoo_matrix(name, monkeypatch, torchvision):
         if name not in MAXPOOL:  # Rescale everywhere the network is non-linear: summation to delta holds
             assert abs(dl.info["completeness_delta"][0]) < 1e-3 * max(1.0, float(dl.raw.sum().abs()))
 
+    # the architecture-agnostic rest (same pass as Grad-CAM, saliency samples, forward-only windows): they run
+    rest = explain(handle, x, ["gradcam++", "layercam", "xgradcam", "smoothgrad", "integrated-gradients", "occlusion"],
+                   options={"smoothgrad": {"samples": 2}, "integrated-gradients": {"steps": 4},
+                            "occlusion": {"window": 32, "stride": 32}})
+    assert all(torch.isfinite(a.maps).all() and a.maps.shape == (1, *x.shape[-2:]) for a in rest)
+
     try:
         lrp = explain(handle, x, ["lrp"])[0]
         assert torch.isfinite(lrp.raw).all() and name != "densenet"
@@ -244,7 +251,7 @@ def test_captures_are_the_layer_output_before_in_place_relus(torchvision):
     assert float(rec.activations[layers[1]].min()) < 0
     assert float(rec.activations["features"].min()) < 0  # features ends in norm5; F.relu(inplace) follows
     # the shared pass too: EigenCAM alone (a forward-only pass) sees the pre-ReLU activation
-    torch.testing.assert_close(explain(handle, x[:1], ["eigencam"])[0].raw, _eigencam_reference(
+    torch.testing.assert_close(explain(handle, x[:1], ["eigencam"], layer="features")[0].raw, _eigencam_reference(
         rec.activations["features"][:1]))
 
 
@@ -358,3 +365,24 @@ def test_lite_relu6_deeplift_and_guided_backprop_follow_the_papers(variant, monk
         mp.setattr(F, "hardtanh", lambda t, min_val=-1.0, max_val=1.0, inplace=False: hardtanh(t, min_val, max_val))
         plain_relu6 = _input_grad(handle, x, ids)
     torch.testing.assert_close(captum, plain_relu6, rtol=1e-4, atol=1e-7)
+
+
+def test_eigencam_where_the_svd_component_comes_out_inverted():
+    """Find activations whose first SVD component LAPACK returns with the sign pointing away from the
+    active region (pytorch-grad-cam would show that inverted map); ours still follows the activation."""
+    from mikata.attribution.cam import eigencam
+
+    flipped = 0
+    for seed in range(40):
+        gen = torch.Generator().manual_seed(seed)
+        base = torch.rand(1, 1, 5, 5, generator=gen)
+        acts = base * torch.randn(1, 6, 1, 1, generator=gen).abs() + 0.05 * torch.randn(1, 6, 5, 5, generator=gen)
+        flat = acts[0].reshape(6, -1).T.double()
+        flat = flat - flat.mean(0)
+        as_svd_gives = (flat @ torch.linalg.svd(flat, full_matrices=False).Vh[0]).reshape(5, 5)  # pytorch-grad-cam
+        ours = eigencam(acts)[0]
+        assert pearson(ours, base[0, 0]) > 0.5
+        if pearson(as_svd_gives, base[0, 0]) < 0:
+            flipped += 1
+            assert pearson(ours, as_svd_gives.clamp_min(0)) < 0.5  # the inverted map is not what we return
+    assert flipped > 0  # the case the convention exists for did occur

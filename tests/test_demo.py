@@ -56,3 +56,16 @@ def test_quick_demo_writes_every_listed_output(tmp_path):
                            "--out", str(tmp_path / "ckpt-explain")], capture_output=True, text=True, timeout=300, env=env)
     assert expl.returncode == 0, expl.stderr[-2000:]
     assert list((tmp_path / "ckpt-explain").glob("*.png"))
+
+    # the Python API on the demo's own run gives the numbers `mikata audit --json` prints
+    import mikata
+
+    audit = subprocess.run([sys.executable, "-m", "mikata", "audit", str(tmp_path / "run"), "--json", "--issues",
+                            "100000"], capture_output=True, text=True, timeout=300, env=env)
+    assert audit.returncode in (0, 1), audit.stderr[-2000:]
+    a = json.loads(audit.stdout)
+    run = mikata.open_run(tmp_path / "run")
+    assert run.summary()["accuracy"] == pytest.approx(a["accuracy"])
+    assert run.confusion(None).to_numpy().tolist() == a["confusion"]["counts"]
+    assert run.label_issues()["path"].tolist() == [i["path"] for i in a["label_issues"]]
+    assert len(run.to_pandas()) == a["images"]

@@ -51,6 +51,7 @@ def test_evaluate_a_scanned_run_writes_into_it(tmp_path, capsys):
     write_folder(tmp_path / "digits", images, labels)
     scan(mnist_handle(), tmp_path / "digits", tmp_path / "run", batch_size=16, workers=0, progress=False)
     code = main(["-q", "evaluate", str(tmp_path / "run"), "--images-limit", "5", "--methods", "gradcam,saliency",
+                 "--model", "test_scan_support:mnist_handle",  # a factory: typed by the user, not read from the run
                  "--json", *SMALL])
     assert code == 0
     card = json.loads(capsys.readouterr().out)

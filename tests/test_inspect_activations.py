@@ -10,7 +10,7 @@ from mikata.data import load_image
 from mikata.errors import ChoiceError
 from mikata.hooks import capture
 from mikata.inspect import activation_grid, parse_channels
-from mikata.render import colorize, normalize_map
+from mikata.display import colorize, normalize_map
 
 
 def _reference(handle, path, layer) -> np.ndarray:

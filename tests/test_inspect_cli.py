@@ -61,7 +61,8 @@ def test_json_output_names_channels_and_counts(photos, tmp_path, capsys, lite0, 
     (data / "flower").mkdir(parents=True)
     shutil.copy(photos["flower"], data / "flower")
     (data / "flower" / "bad.jpg").write_bytes(b"nope")
-    assert main(["samples", str(data), "--json", "--out", str(tmp_path / "s.png")]) == 0
+    # exit 1: finished, with bad.jpg skipped (issue 17's rule: 0 only when every file was used)
+    assert main(["samples", str(data), "--json", "--out", str(tmp_path / "s.png")]) == 1
     captured = capsys.readouterr()
     report = json.loads(captured.out)
     assert report["counts"] == {"flower": 2} and len(report["samples"]) == 1

@@ -167,3 +167,64 @@ def test_knn_is_exact_in_blocks():
     ref = np.argsort(-sim, axis=1)[:, :5]
     assert (idx == ref).all()
     assert np.allclose(dist, 1 - np.take_along_axis(sim, ref, 1), atol=1e-5)
+
+
+def test_the_web_app_lists_each_issue_type_worst_first_with_filters(planted):
+    import re
+
+    from fastapi.testclient import TestClient
+
+    from mikata.analysis.issues import issue_rows
+    from mikata.server import create_app
+
+    token = "issues-token-0123456789"
+    client = TestClient(create_app(planted["run"], token=token, port=8765, handle=mnist_handle()),
+                        base_url="http://127.0.0.1:8765")
+    assert client.get(f"/?token={token}").status_code == 200
+    found = find_issues(planted["run"])
+    d = found.data
+    for name in ("dark", "exact_duplicate", "leak", "label"):
+        page = client.get(f"/issues?type={name}")
+        assert page.status_code == 200
+        grid = page.text.split('id="issue-grid"', 1)[1].split('<p class="pager">', 1)[0].split("<h2>Pairs", 1)[0]
+        shown = [int(i) for i in re.findall(r'<a class="tile[^"]*" href="/image/\d+" data-id="(\d+)"', grid)]
+        assert shown == [int(d.ids[r]) for r in issue_rows(found, name)][:120], name
+    page = client.get("/issues?type=label").text
+    assert "/map/" in page.split('id="issue-grid"', 1)[1]  # label issues come with the Grad-CAM of the prediction
+    assert 'id="issue-pairs"' in client.get("/issues?type=leak").text
+    c = int(d.labels[issue_rows(found, "dark")[0]])
+    shown = re.findall(r'<a class="tile[^"]*" href="/image/\d+" data-id="(\d+)"', client.get(f"/issues?type=dark&cls={c}").text)
+    assert shown and all(int(d.labels[np.nonzero(d.ids == int(i))[0][0]]) == c for i in shown)
+    r = client.get("/issues?type=darkness")
+    assert r.status_code == 400 and "outlier" in r.text  # the valid choices
+    assert client.get("/issues?type=dark&cls=99").status_code in (400, 404)
+    assert "/issues" in client.get("/").text  # in the navigation
+    # the review buttons post to the same review API as the review page
+    first = int(d.ids[issue_rows(found, "label")[0]])
+    assert f'class="review issue-item" data-id="{first}"' in client.get("/issues?type=label").text
+    origin = {"origin": "http://127.0.0.1:8765"}
+    assert client.post(f"/api/review/{first}", json={"verdict": "wrong", "suggested": 3}, headers=origin).status_code == 200
+    from mikata.analysis.runstore import RunStore
+
+    with RunStore.open(planted["run"]) as store:
+        assert store.review(first)["verdict"] == "wrong"
+    client.post(f"/api/review/{first}", json={"verdict": None}, headers=origin)
+
+
+def test_the_report_has_an_issues_section_with_each_types_worst_images(planted, tmp_path):
+    import re
+
+    from mikata.analysis.issues import issue_rows
+    from mikata.report import write_report
+
+    write_report(planted["run"], tmp_path / "r.html", maps=False)
+    html = (tmp_path / "r.html").read_text(encoding="utf-8")
+    found = find_issues(planted["run"])
+    d = found.data
+    section = html.split('<section id="dataset-issues">', 1)[1].split("</section>", 1)[0]
+    for name in ("dark", "outlier", "leak", "odd_aspect"):
+        row = section.split(f'id="issues-{name}"', 1)[1].split('class="gallery-row"', 1)[0]
+        shown = [int(i) for i in re.findall(r'data-id="(\d+)"', row)]
+        assert shown == [int(d.ids[r]) for r in issue_rows(found, name)][:12], name
+    counts = dict(re.findall(r'<tr data-type="(\w+)"><td><a [^>]*>\w+</a></td><td class="num">(\d+)</td>', section))
+    assert {k: int(v) for k, v in counts.items()} == {t["type"]: t["flagged"] for t in found.summary()}

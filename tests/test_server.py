@@ -331,7 +331,7 @@ def test_a_scan_in_another_process_does_not_break_the_server(tmp_path):
 
 
 def test_confusion_view_keeps_the_classes_with_the_most_errors():
-    from mikata.server.app import confusion_view
+    from mikata.analysis.sections import confusion_view
 
     rng = np.random.default_rng(0)
     cm = np.diag(rng.integers(5, 10, 1000))

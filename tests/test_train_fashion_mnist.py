@@ -8,7 +8,7 @@ import struct
 import numpy as np
 import pytest
 
-from mikata.demo_data import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, DataMissingError, read_idx, write_fashion_mnist
+from mikata.data.idx import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, DataMissingError, read_idx, write_fashion_mnist
 
 
 def test_read_idx_parses_a_handmade_file(tmp_path):

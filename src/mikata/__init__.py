@@ -32,7 +32,7 @@ _API = {
     "explain_figure": ("mikata.attribution.figure", "explain_figure"),
     "Explanation": ("mikata.attribution.explanation", "Explanation"),
     "visualize": ("mikata.featurevis.units", "visualize"),
-    "RenderOptions": ("mikata.featurevis.render", "RenderOptions"),
+    "RenderOptions": ("mikata.featurevis.optimize", "RenderOptions"),
     "activations": ("mikata.inspect.activations", "activation_grid"),
     "filters": ("mikata.inspect.filters", "filter_grid"),
     "train": ("mikata.training.loop", "train"),

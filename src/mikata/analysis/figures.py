@@ -24,7 +24,7 @@ def plot_images(d: RunData, rows: Sequence[int], cols: int | None = None, size: 
 
     from mikata.data.images import load_image
     from mikata.errors import ImageDecodeError
-    from mikata.render import to_uint8_image
+    from mikata.display import to_uint8_image
 
     n = max(1, len(rows))
     cols = cols or min(n, math.ceil(math.sqrt(n)))

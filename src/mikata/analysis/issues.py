@@ -113,6 +113,20 @@ class DatasetIssues:
         return out
 
 
+def issue_rows(found: DatasetIssues, name: str, cls: int | None = None) -> np.ndarray:
+    """Row indices of the images flagged for ``name`` (of class ``cls``), most severe first: what the
+    report's and the web app's issue grids show."""
+    if name not in found.types:
+        raise ChoiceError("issue type", name, list(found.types))
+    t = found.types[name]
+    rows = np.nonzero(t.flag & ((found.data.labels == cls) if cls is not None else True))[0]
+    return rows[np.argsort(t.score[rows], kind="stable")]
+
+
+# methods whose maps explain an issue: the evidence behind a label issue, an outlier, a weak group
+EXPLAINED_BY_MAPS = ("label", "outlier", "underperforming_group", "class_imbalance")
+
+
 def check_thresholds(thresholds: Mapping[str, float] | None) -> dict[str, float | None]:
     merged = dict(DEFAULT_THRESHOLDS)
     for name, value in (thresholds or {}).items():
@@ -140,16 +154,28 @@ def parse_thresholds(text: str | None) -> dict[str, float]:
 
 
 # --------------------------------------------------------------------------------- neighbours
-def embedding_features(emb: np.ndarray, dims: int = 128, seed: int = 0) -> np.ndarray:
-    """L2-normalized embeddings, reduced to ``dims`` principal components when larger, normalized again."""
-    x = np.asarray(emb, dtype=np.float32)
-    x = x / np.clip(np.linalg.norm(x, axis=1, keepdims=True), 1e-12, None)
-    if x.shape[1] > dims and len(x) > dims:
-        from sklearn.decomposition import PCA
+def embedding_features(emb: np.ndarray, dims: int = 128, seed: int = 0, fit_rows: int = 50_000,
+                       chunk: int = 100_000) -> np.ndarray:
+    """``(N, dims)`` float32 unit vectors: L2-normalized embeddings projected on their first ``dims``
+    principal components (fitted on a seeded sample of at most ``fit_rows``), normalized again.
 
-        x = PCA(n_components=dims, svd_solver="randomized", random_state=seed).fit_transform(x).astype(np.float32)
-        x /= np.clip(np.linalg.norm(x, axis=1, keepdims=True), 1e-12, None)
-    return np.ascontiguousarray(x)
+    Works chunk by chunk, so a million float16 embeddings never become one float32 copy.
+    """
+    def unit(a: np.ndarray) -> np.ndarray:
+        a = np.asarray(a, dtype=np.float32)
+        return a / np.clip(np.linalg.norm(a, axis=1, keepdims=True), 1e-12, None)
+
+    n, width = emb.shape
+    if width <= dims or n <= dims:
+        return np.ascontiguousarray(unit(emb))
+    from sklearn.decomposition import PCA
+
+    sample = np.sort(np.random.default_rng(seed).choice(n, min(n, fit_rows), replace=False))
+    pca = PCA(n_components=dims, svd_solver="randomized", random_state=seed).fit(unit(emb[sample]))
+    out = np.empty((n, dims), np.float32)
+    for s in range(0, n, chunk):
+        out[s:s + chunk] = unit(pca.transform(unit(emb[s:s + chunk])))
+    return out
 
 
 def knn(x: np.ndarray, k: int, chunk_mb: float = 256.0) -> tuple[np.ndarray, np.ndarray]:
@@ -228,7 +254,7 @@ def find_issues(run: str | os.PathLike | RunData, thresholds: Mapping[str, float
 
     with RunStore.open(d.run_dir) as store:
         dims = store.dims()
-        emb = np.asarray(store.vectors("embed")[d.vec_rows], np.float32) if "embed" in dims and n else None
+        emb = np.asarray(store.vectors("embed")[d.vec_rows]) if "embed" in dims and n else None  # float16
         stats = np.asarray(store.vectors("stats")[d.vec_rows], np.float32) if "stats" in dims and n else None
         thumbs = np.asarray(store.vectors("thumbs")[d.vec_rows], np.float32) if "thumbs" in dims and n else None
         hashes = [r[0] for r in store.rows(status="ok", split=split, columns=("hash",), tuples=True)]

@@ -181,8 +181,7 @@ class MapService:
             start = time.perf_counter()
             m = as_cached_map(self._compute(x, method, k, layer, h)).astype(np.float32)  # as cached
             seconds = time.perf_counter() - start
-            with self._db_lock:
-                self.store.put_map(*key, m, seconds)
+            self._cache(self.store.put_map, *key, m, seconds)
             log.debug("computed %s of image %s for class %s in %.3f s", method, row["id"], k, seconds)
         with self._keys_lock:
             self._key_locks.pop(key, None)
@@ -234,12 +233,25 @@ class MapService:
                 seconds = (time.perf_counter() - tic) / max(1, len(chunk) * len(need))
                 new = [(image_id, method, k, layer_key, got[method][j], seconds)
                        for j, image_id in enumerate(chunk) for method in todo[image_id]]
-                with self._db_lock:
-                    self.store.put_maps(new)
+                self._cache(self.store.put_maps, new)
                 for image_id, method, _, _, m, _ in new:
                     out[(image_id, method, k)] = as_cached_map(m).astype(np.float32)
                 log.debug("computed %s for %d images of class %s", need, len(chunk), k)
         return out
+
+    def _cache(self, put, *args) -> None:
+        """Store computed maps; on a read-only or full disk the maps are still returned, just not cached."""
+        import sqlite3
+
+        from mikata.analysis.runstore import ReadOnlyRunError
+
+        try:
+            with self._db_lock:
+                put(*args)
+        except ReadOnlyRunError:
+            log.debug("read-only run: map computed, not cached")
+        except sqlite3.OperationalError as e:  # "database or disk is full", "attempt to write a readonly database"
+            log.warning("map computed but not cached (%s)", e)
 
     def _compute_batch(self, paths: list[Path], methods: list[str], cls: int, layer: str | None) -> dict[str, np.ndarray]:
         from mikata.attribution import explain
@@ -277,7 +289,7 @@ class MapService:
         return self._view(self._load(self._row(image_id)))
 
     def _view(self, x: torch.Tensor) -> np.ndarray:
-        from mikata.render import to_uint8_image
+        from mikata.display import to_uint8_image
 
         return to_uint8_image(self.preprocessing.denormalize(x)[0])  # (H, W, 3)
 
@@ -298,7 +310,7 @@ class MapService:
 
 def overlay_array(m: np.ndarray, view: np.ndarray, method: str, alpha: float = 0.5) -> np.ndarray:
     """A map blended over the model's view of its image, ``(H, W, 3)`` uint8 (how ``overlay_png`` draws)."""
-    from mikata.render import colorize, display_map
+    from mikata.display import colorize, display_map
 
     shown = display_map(m, saturate=method not in LAYER_MAP_METHODS)
     return (alpha * colorize(shown) + (1 - alpha) * view.astype(np.float64)).round().astype(np.uint8)

@@ -50,22 +50,29 @@ def image_files(store: RunStore, ids: Iterable[int]) -> dict[int, Path]:
     return files_inside(store.paths(ids, status="ok"), store.manifest.get("dataset_root"))
 
 
-def thumbnail(path: str | os.PathLike, size: int = 96) -> bytes:
+def thumbnail(path: str | os.PathLike, size: int = 96, quality: int = 85) -> bytes:
     """A PNG (small, lossless images) or JPEG (photos) no larger than ``size`` on its longer side.
 
-    Cached by (path, modification time, size): a grid page asks for the same thumbnails again.
+    A small gray image stays one channel (a third of the PNG bytes). The web app and the report
+    both make their thumbnails here. Cached by (path, modification time, size): a grid page asks
+    for the same thumbnails again.
     """
     st = os.stat(path)
-    return _thumbnail(str(path), st.st_mtime_ns, st.st_size, int(size))
+    return _thumbnail(str(path), st.st_mtime_ns, st.st_size, int(size), int(quality))
 
 
 @lru_cache(maxsize=4096)
-def _thumbnail(path: str, mtime_ns: int, nbytes: int, size: int) -> bytes:
+def _thumbnail(path: str, mtime_ns: int, nbytes: int, size: int, quality: int) -> bytes:
     from mikata.data.images import load_image
 
     img = load_image(path)
     img.thumbnail((size, size), Image.BILINEAR)
-    return encode(img, "PNG" if img.width * img.height <= 64 * 64 else "JPEG")
+    small = img.width * img.height <= 64 * 64
+    if small:
+        a = np.asarray(img)  # (h, w, 3)
+        if (a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all():
+            img = Image.fromarray(a[..., 0])
+    return encode(img, "PNG" if small else "JPEG", quality=quality)
 
 
 def encode(img: Image.Image | np.ndarray, fmt: str = "PNG", quality: int = 85) -> bytes:

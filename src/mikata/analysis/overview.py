@@ -17,16 +17,18 @@ Example:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
 
-from mikata.analysis.audit import (RunData, accuracy, class_histogram, class_like, confident_errors, confused_pairs,
-                                   confusion_matrix, exceptional_errors, label_issues, load_run, per_class_metrics,
-                                   project_2d, row_normalized, topk_accuracy)
+from mikata.analysis import overview_cache
+from mikata.analysis.audit import (RunData, accuracy, class_histogram, confused_pairs, confusion_matrix,
+                                   exceptional_errors, label_issues, per_class_metrics, project_2d, ranked_per_class,
+                                   row_normalized, topk_accuracy)
 from mikata.analysis.runstore import RunStore, RunStoreError
 from mikata.data.filenames import shown
+from mikata.analysis.sections import confident_first
 
 
 @dataclass
@@ -61,24 +63,26 @@ class Overview:
     classes: list[ClassView]
     label_issues: list[dict]            # audit.label_issues rows (with "id")
     exceptional: dict | None = None     # audit.exceptional_errors, when groups are given
-    _rows: dict[int, int] = field(default_factory=dict, repr=False)
 
     @property
     def class_names(self) -> list[str]:
         return self.data.class_names
 
     def row(self, image_id: int) -> int:
-        """The index in ``data`` of a store row id (KeyError for ids not in this overview)."""
-        if not self._rows:
-            self._rows.update({int(i): k for k, i in enumerate(self.data.ids)})
-        return self._rows[int(image_id)]
+        """The index in ``data`` of a store row id (KeyError for ids not in this overview).
+
+        ``data.ids`` is ascending: a binary search, no million-entry dict to build first.
+        """
+        ids = self.data.ids
+        k = int(np.searchsorted(ids, int(image_id)))
+        if k >= len(ids) or int(ids[k]) != int(image_id):
+            raise KeyError(image_id)
+        return k
 
     def cell(self, true: int, pred: int) -> np.ndarray:
         """Row ids of the images of class ``true`` predicted as ``pred``, most confident first."""
         d = self.data
-        rows = np.nonzero((d.labels == true) & (d.preds == pred))[0]
-        rows = rows[np.argsort(-d.probs[rows, pred], kind="stable")]
-        return d.ids[rows]
+        return d.ids[confident_first(d, np.nonzero((d.labels == true) & (d.preds == pred))[0])]
 
     def embedding_2d(self, method: str = "pca", max_points: int = 20000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """``(ids, xy)``: a 2-D projection of the embeddings, a seeded subsample of at most ``max_points``.
@@ -104,9 +108,10 @@ def overview(run: str | os.PathLike, n: int = 3, top_pairs: int = 10, top_issues
              split: str | None = None, groups: Mapping[str, str] | None = None) -> Overview:
     """Compute the overview of the committed rows of a run (consistent while a scan writes)."""
     with RunStore.open(run) as store:
-        version = store.version()
-        skipped = store.skipped()
-        d = load_run(store, split)
+        with store.snapshot():  # the version and the rows from one point in time
+            cached = overview_cache.run_data(store, split)
+            skipped = store.skipped()
+    d, version = cached.data, cached.version
     if not len(d):
         raise RunStoreError(f"{run} has no scanned images yet{f' in split {split!r}' if split else ''}")
     k = d.num_classes
@@ -115,17 +120,15 @@ def overview(run: str | os.PathLike, n: int = 3, top_pairs: int = 10, top_issues
     counts, imbalance = class_histogram(d.labels, k)
     present = np.nonzero(counts)[0].tolist()
     classes = []
-    for c in present:
-        most, least = class_like(d, c, n)
+    for c, (most, least, errors) in zip(present, ranked_per_class(d, present, n)):
         classes.append(ClassView(c, d.class_names[c], int(counts[c]), float(metrics["precision"][c]),
                                  float(metrics["recall"][c]), float(metrics["f1"][c]),
-                                 d.ids[most].tolist(), d.ids[least].tolist(),
-                                 d.ids[confident_errors(d, c, n)].tolist()))
+                                 d.ids[most].tolist(), d.ids[least].tolist(), d.ids[errors].tolist()))
     return Overview(
         run_dir=d.run_dir, version=version, data=d, skipped=skipped, accuracy=accuracy(d),
         top5_accuracy=topk_accuracy(d, 5), confusion=cm, confusion_normalized=row_normalized(cm),
         histogram=counts, imbalance=imbalance, present=present, confused_pairs=confused_pairs(cm, top_pairs),
-        classes=classes, label_issues=label_issues(d, top_issues),
+        classes=classes, label_issues=label_issues(d, top_issues, overview_cache.issue_ranking(cached, split)),
         exceptional=exceptional_errors(d, groups) if groups else None)
 
 

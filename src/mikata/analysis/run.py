@@ -164,9 +164,10 @@ class Run:
         """The stored images of these row ids, decoded as the model's input mode (PIL images)."""
         from mikata.analysis.media import image_files
         from mikata.data.images import load_image
+        from mikata.data.preprocessing import Preprocessing
 
         ids = [int(ids)] if isinstance(ids, (int, np.integer)) else [int(i) for i in ids]
-        mode = "L" if int(self._identity["in_channels"]) == 1 else "RGB"
+        mode = Preprocessing.from_identity(self._identity).mode
         with RunStore.open(self.path) as store:
             paths = image_files(store, ids)
         return [load_image(paths[i], mode) for i in ids]
@@ -233,7 +234,7 @@ class Run:
             reviews = {r["id"]: r for r in store.reviews()}
         review = [reviews.get(int(i)) for i in d.ids]
         frame = pd.DataFrame({
-            "id": d.ids, "path": d.paths, "split": d.splits,
+            "id": d.ids, "path": list(d.paths), "split": d.splits,
             "label": pd.Categorical.from_codes(d.labels, names), "predicted": pd.Categorical.from_codes(d.preds, names),
             "correct": d.labels == d.preds, "label_prob": label_p, "pred_prob": d.probs[rows, d.preds],
             "margin": label_p - others.max(1), "label_quality": quality,

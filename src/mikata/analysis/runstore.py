@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import time
@@ -29,6 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
+from urllib.parse import quote
 
 import numpy as np
 
@@ -36,6 +38,7 @@ from mikata.analysis.runlock import LOCK_NAME, RunLock
 from mikata.data.filenames import from_db, to_db
 from mikata.errors import MikataError
 
+log = logging.getLogger(__name__)
 VECTOR_KINDS = ("probs", "embed", "channels")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -85,6 +88,18 @@ class RunStoreError(MikataError):
     """A run directory that cannot be used for what was asked; the message says what to do."""
 
 
+class ReadOnlyRunError(RunStoreError):
+    """The run directory cannot be written (read-only disk or no rights): nothing can be stored in it."""
+
+
+class DamagedRunError(RunStoreError):
+    """A run whose files are damaged or inconsistent (truncated database, short vector file, bad manifest)."""
+
+    def __init__(self, what: str, run_dir: str | os.PathLike | None = None):
+        hint = f"`mikata check {run_dir}` lists every problem; " if run_dir else ""
+        super().__init__(f"{what}; {hint}scan again into a new --run directory (or restore the run from a copy)")
+
+
 @dataclass
 class Row:
     """One scanned (or skipped) image, as the scanner hands it to ``RunStore.append``."""
@@ -116,17 +131,33 @@ class RunStore:
             raise RunStoreError(f"{self.dir} is not a mikata run (no run.sqlite); create one with `mikata scan`")
         self.dir.mkdir(parents=True, exist_ok=True)
         # explicit transactions; one thread at a time, but it may be a writer thread (see scan)
+        self.read_only_media = False  # set when the run can be read but not written (read-only disk, no rights)
         self.db = sqlite3.connect(str(db), timeout=60, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA busy_timeout=60000")
-        if not readonly:
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.executescript(SCHEMA)
-        if not readonly or annotate:
-            self.db.executescript(ANNOTATION_SCHEMA)
-            # maps are a cache and reviews are small: in WAL mode NORMAL never corrupts the database,
-            # and it spares a viewer an fsync per cached map (~10 ms each on this machine)
-            self.db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            self.db.execute("PRAGMA busy_timeout=60000")
+            try:
+                self.db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # "file is not a database" here
+            except sqlite3.OperationalError:
+                if not readonly:
+                    raise
+                # a WAL database in a directory we cannot write (no -shm file can be made): read it as
+                # immutable, which needs no -shm; nobody can be writing to it there anyway
+                self.db.close()
+                self.db = sqlite3.connect(f"file:{quote(str(db))}?immutable=1", uri=True, timeout=60,
+                                          isolation_level=None, check_same_thread=False)
+                self.db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+                self.read_only_media = True
+            if not readonly:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+                self.db.executescript(SCHEMA)
+            elif not self._has_table("images"):
+                raise DamagedRunError(f"{db} has no images table", self.dir)
+            if not readonly or annotate:
+                self._annotation_tables()
+        except sqlite3.DatabaseError as e:
+            self.db.close()
+            raise DamagedRunError(f"{db} is damaged ({e})", self.dir) from e
         self._files: dict[str, object] = {}
         self._lock: RunLock | None = None  # held by the writer (create_or_resume) until close()
         self._manifest: dict | None = None
@@ -134,13 +165,33 @@ class RunStore:
 
     # ------------------------------------------------------------------ opening
     @classmethod
-    def open(cls, run_dir: str | os.PathLike, annotate: bool = False) -> "RunStore":
+    def open(cls, run_dir: str | os.PathLike, annotate: bool = False, validate: bool = True) -> "RunStore":
         """Open for reading; safe while another process is scanning into it.
 
         ``annotate=True`` also allows writing maps and reviews (never images or vectors), so a
-        viewer can cache and record while a scan appends.
+        viewer can cache and record while a scan appends. ``validate`` (cheap: the manifest, the
+        meta values and one ``stat`` per vector file) turns a damaged run into one
+        ``DamagedRunError`` here instead of a failure deep in whatever reads it first.
         """
-        return cls(run_dir, readonly=True, annotate=annotate)
+        store = cls(run_dir, readonly=True, annotate=annotate)
+        if validate:
+            try:
+                store.validate()
+            except BaseException:
+                store.close()
+                raise
+        return store
+
+    def validate(self) -> None:
+        """Raise ``DamagedRunError`` if the manifest, the meta values or a vector file's length are unusable."""
+        self.manifest  # noqa: B018 - parsed and checked on first use
+        n, dims = self.committed_vectors(), self.dims()
+        for kind, dim in dims.items():
+            path = self.dir / f"{kind}.f16"
+            have = path.stat().st_size // (2 * dim) if path.exists() else 0
+            if have < n:  # a writer appends before it commits: a shorter file is always damage
+                raise DamagedRunError(f"{path} holds {have} vectors but the database committed {n}"
+                                      + ("" if path.exists() else " (the file is missing)"), self.dir)
 
     @classmethod
     def create_or_resume(cls, run_dir: str | os.PathLike, manifest: dict) -> "RunStore":
@@ -200,7 +251,17 @@ class RunStore:
         return self._manifest
 
     def _read_manifest(self) -> dict:
-        return json.loads((self.dir / "manifest.json").read_text())
+        path = self.dir / "manifest.json"
+        try:
+            m = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError) as e:
+            raise DamagedRunError(f"{path} cannot be read as JSON ({e})", self.dir) from e
+        if not isinstance(m, dict) or not isinstance(m.get("identity"), dict):
+            raise DamagedRunError(f"{path} has no 'identity' object", self.dir)
+        classes = m["identity"].get("classes")
+        if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+            raise DamagedRunError(f"{path}: 'identity.classes' must be a non-empty list of class names", self.dir)
+        return m
 
     @property
     def identity(self) -> dict:
@@ -213,10 +274,28 @@ class RunStore:
 
     def committed_vectors(self) -> int:
         """How many vector rows are committed (the prefix of each .f16 file that readers may see)."""
-        return int(self.meta("vec_rows", "0"))
+        raw = self.meta("vec_rows", "0")
+        try:
+            n = int(raw)
+        except (TypeError, ValueError):
+            n = -1
+        if n < 0:
+            raise DamagedRunError(f"{self.dir / 'run.sqlite'}: the committed vector count {raw!r} is not a count",
+                                  self.dir)
+        return n
 
     def dims(self) -> dict[str, int]:
-        return json.loads(self.meta("dims", "{}"))
+        """kind -> values per vector, e.g. ``{"probs": 10, "embed": 256, "channels": 128}``."""
+        raw = self.meta("dims", "{}")
+        try:
+            d = json.loads(raw)
+        except (TypeError, ValueError, RecursionError):
+            d = None
+        if not isinstance(d, dict) or not all(isinstance(k, str) and k.isidentifier() and isinstance(v, int)
+                                              and not isinstance(v, bool) and v > 0 for k, v in d.items()):
+            raise DamagedRunError(f"{self.dir / 'run.sqlite'}: the vector dims {str(raw)[:80]!r} are not "
+                                  "{kind: count} JSON", self.dir)
+        return d
 
     def cam_shape(self) -> tuple[int, int] | None:
         """``(h, w)`` of the scan's Grad-CAMs; set once by the first batch that has them, then cached."""
@@ -326,7 +405,12 @@ class RunStore:
         n = self.committed_vectors() if n is None else n
         if n == 0:
             return np.zeros((0, dim), np.float16)
-        return np.memmap(self.dir / f"{kind}.f16", dtype=np.float16, mode="r", shape=(n, dim))
+        path = self.dir / f"{kind}.f16"
+        have = path.stat().st_size // (2 * dim) if path.exists() else 0
+        if have < n:
+            raise DamagedRunError(f"{path} holds {have} vectors but the database committed {n}"
+                                  + ("" if path.exists() else " (the file is missing)"), self.dir)
+        return np.memmap(path, dtype=np.float16, mode="r", shape=(n, dim))
 
     def skipped(self) -> list[tuple[str, str]]:
         """(path, reason) for every file that could not be used."""
@@ -346,16 +430,22 @@ class RunStore:
         return int(n), int(top), self.committed_vectors()
 
     def rows(self, status: str | None = None, split: str | None = None, columns: Sequence[str] = ROW_COLUMNS,
-             tuples: bool = False) -> list[dict] | list[tuple]:
-        """Stored rows in id order, optionally of one ``status`` and one ``split``.
+             tuples: bool = False, after_id: int = 0, limit: int | None = None) -> list[dict] | list[tuple]:
+        """Stored rows in id order, optionally of one ``status`` and one ``split``, with ``id > after_id``.
+
+        ``limit`` rows at most (read a big run in chunks: ``after_id`` = the last id of the previous
+        chunk); ``columns`` may also name ``"cam"`` (the raw float16 blob, for copying rows between runs).
 
         ``columns`` picks from ``ROW_COLUMNS``; ``tuples=True`` gives plain tuples in that order
         (what a reader of many rows wants: no dict per row). ``topk`` stays JSON text in tuples.
         """
-        bad = [c for c in columns if c not in ROW_COLUMNS]
+        bad = [c for c in columns if c not in ROW_COLUMNS + ("cam",)]
         if bad:
             raise RunStoreError(f"unknown row columns {bad}; a row has {list(ROW_COLUMNS)}")
         where, args = [], []
+        if after_id:  # rows committed since a reader last looked (ids only grow)
+            where.append("id > ?")
+            args.append(int(after_id))
         if status is not None:
             where.append("status=?")
             args.append(status)
@@ -363,7 +453,8 @@ class RunStore:
             where.append("split=?")
             args.append(split)
         q = f"SELECT {', '.join(columns)} FROM images" + (f" WHERE {' AND '.join(where)}" if where else "")
-        got = self.db.execute(q + " ORDER BY id", args).fetchall()
+        got = self.db.execute(q + " ORDER BY id" + (f" LIMIT {int(limit)}" if limit is not None else ""),
+                              args).fetchall()
         if "path" in columns:  # non-UTF-8 names come back as their bytes: to the str the file system takes
             k = list(columns).index("path")
             if any(isinstance(r[k], bytes) for r in got):
@@ -375,6 +466,17 @@ class RunStore:
             for row in out:
                 row["topk"] = json.loads(row["topk"]) if row["topk"] else []
         return out
+
+    def count_up_to(self, max_id: int, status: str | None = "ok", split: str | None = None) -> int:
+        """How many rows (of ``status``, ``split``) have ``id <= max_id``: did rows a reader saw go away?"""
+        q, args = "SELECT COUNT(*) FROM images WHERE id <= ?", [int(max_id)]
+        if status is not None:
+            q += " AND status=?"
+            args.append(status)
+        if split is not None:
+            q += " AND split=?"
+            args.append(split)
+        return int(self.db.execute(q, args).fetchone()[0])
 
     def ids(self, status: str | None = "ok") -> list[int]:
         """Row ids in order (of usable rows by default)."""
@@ -490,10 +592,34 @@ class RunStore:
             return None
         return dict(zip(("id", "path", "label", "pred", "verdict", "suggested", "updated"), r), path=from_db(r[1]))
 
+    def _annotation_tables(self) -> None:
+        """Create the maps/reviews tables if missing; on a read-only run, carry on without them.
+
+        A viewer of a read-only run still computes maps (they are just not cached) and is told
+        clearly that reviews cannot be saved (``_require_annotations``).
+        """
+        if self.read_only_media:
+            self.annotate = False
+            return
+        try:
+            self.db.executescript(ANNOTATION_SCHEMA)
+            # maps are a cache and reviews are small: in WAL mode NORMAL never corrupts the database,
+            # and it spares a viewer an fsync per cached map (~10 ms each on this machine)
+            self.db.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.OperationalError as e:
+            if self.readonly and ("readonly" in str(e) or "read-only" in str(e) or "unable to open" in str(e)):
+                self.read_only_media, self.annotate = True, False
+                log.info("%s is read-only: maps are computed but not cached, reviews cannot be saved", self.dir)
+            else:
+                raise
+
     def _has_table(self, name: str) -> bool:
         return self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone() is not None
 
     def _require_annotations(self) -> None:
+        if self.read_only_media:
+            raise ReadOnlyRunError(f"{self.dir} is read-only: maps cannot be cached and reviews cannot be saved "
+                                   "here; copy the run directory somewhere writable to record reviews")
         if not self.annotate:
             raise RunStoreError("open the run with RunStore.open(run, annotate=True) to store maps or reviews")
 

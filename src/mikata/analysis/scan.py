@@ -31,11 +31,13 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
+from mikata.analysis.merge import parse_shard, shard_of
 from mikata.analysis.runstore import RunStore, Row
 from mikata.data.datasets import ImageDataset, Sample, load_dataset, parse_fractions, split_dataset
 from mikata.data.image_stats import image_stats, thumbnails
 from mikata.data.images import load_image
-from mikata.errors import ImageDecodeError, MikataError
+from mikata.data.preprocessing import Preprocessing
+from mikata.errors import ChoiceError, ImageDecodeError, MikataError
 from mikata.hooks import capture, get_layer
 from mikata.models.handle import ModelHandle
 from mikata.models.run_model import weights_hash  # noqa: F401 - re-exported: mikata.analysis.scan.weights_hash
@@ -104,6 +106,85 @@ def run_batch(handle: ModelHandle, x: torch.Tensor, layer: str, embed_layer: str
     return _Outputs(probs, embed, channels, cams)
 
 
+# ------------------------------------------------------------------- one scan step: compute, commit
+VECTOR_COLUMNS = ("probs", "embed", "channels", "stats", "thumbs")  # the columns that go to the vector files
+
+
+def compute_columns(handle: ModelHandle, x: torch.Tensor | None, items: Sequence[tuple], layer: str,
+                    embed_layer: str | None, gradcam: bool, with_stats: bool = False) -> dict[str, np.ndarray]:
+    """One batch's results as fixed-width numpy columns, one row per item (skipped items: zeros).
+
+    ``x`` is the stacked ``(n_ok, C, H, W)`` batch of the decoded items, ``items`` the
+    ``(index, decoded, sha1, size, mtime_ns, reason, (width, height))`` of every item; ``with_stats``
+    adds the pixel statistics and thumbnails of dataset issues (``data.image_stats``). The local scan and each Ray
+    actor call this; ``commit`` stores what it returns, so both write the same rows and vectors.
+    Vectors are already float16 where the run stores float16 (half the bytes to ship).
+    """
+    n = len(items)
+    ok = np.array([bool(it[1]) for it in items], bool)
+    cols: dict[str, np.ndarray] = {
+        "index": np.array([it[0] for it in items], np.int64), "ok": ok,
+        "hash": np.array([it[2] or "" for it in items], dtype=object),
+        "size": np.array([it[3] for it in items], np.int64), "mtime": np.array([it[4] for it in items], np.int64),
+        "reason": np.array([it[5] or "" for it in items], dtype=object)}
+    if x is None:
+        return cols
+    device = next(handle.net.parameters(), torch.empty(0)).device
+    out = run_batch(handle, x.to(device), layer, embed_layer, gradcam)
+    probs = out.probs.float()  # (n_ok, K)
+    top = torch.topk(probs, min(TOP_K, probs.shape[1]), dim=1)
+
+    def full(a: np.ndarray) -> np.ndarray:  # (n_ok, ...) -> (n, ...), zeros where skipped
+        z = np.zeros((n,) + a.shape[1:], a.dtype)
+        z[ok] = a
+        return z
+
+    def f16(t: torch.Tensor) -> np.ndarray:
+        return np.clip(t.detach().float().cpu().numpy(), -65504, 65504).astype(np.float16)
+
+    cols.update(probs=full(probs.cpu().numpy()), top_i=full(top.indices.cpu().numpy()),
+                top_v=full(top.values.cpu().numpy()), embed=full(f16(out.embed)), channels=full(f16(out.channels)))
+    if with_stats:  # pixel statistics of the batch already decoded (dataset issues)
+        sizes = [it[6] for it in items if it[1]]
+        x01 = handle.preprocessing.denormalize(x)
+        cols.update(stats=full(f16(image_stats(x01, sizes))), thumbs=full(f16(thumbnails(x01))))
+    if out.cams is not None:
+        cols["cam"] = full(np.clip(out.cams.float().cpu().numpy(), 0, 65000).astype(np.float16))  # (n, h, w)
+    return cols
+
+
+def commit(store: RunStore, cols: Mapping[str, np.ndarray], todo: Sequence[tuple[Sample, str]],
+           replace: bool) -> tuple[int, list[tuple[str, str]]]:
+    """Store one batch of ``compute_columns`` through ``RunStore.append`` (one transaction).
+
+    ``todo[index]`` is the (sample, split) each column row belongs to. Returns the number of images
+    stored as ok and the (path, reason) of the skipped ones.
+    """
+    rows: list[Row] = []
+    skipped: list[tuple[str, str]] = []
+    ok = np.asarray(cols["ok"], bool)
+    have = "probs" in cols and ok.any()
+    if have:
+        top_i, top_v, probs = cols["top_i"].tolist(), cols["top_v"].tolist(), cols["probs"]
+    cam = cols.get("cam")
+    for r, i in enumerate(np.asarray(cols["index"]).tolist()):
+        sample, split_name = todo[i]
+        digest = cols["hash"][r] or None
+        size, mtime = int(cols["size"][r]), int(cols["mtime"][r])
+        if not ok[r]:
+            reason = str(cols["reason"][r])
+            rows.append(Row(sample.path, digest, size, mtime, sample.label, split_name, "skipped", reason))
+            skipped.append((sample.path, reason))
+            continue
+        rows.append(Row(sample.path, digest, size, mtime, sample.label, split_name, "ok", None,
+                        top_i[r][0], top_v[r][0], float(probs[r, sample.label]),
+                        [[c, round(v, 6)] for c, v in zip(top_i[r], top_v[r])],
+                        cam[r] if cam is not None else None))
+    vectors = {k: cols[k][ok] for k in VECTOR_COLUMNS if k in cols} if have else None
+    store.append(rows, vectors, replace)
+    return int(ok.sum()), skipped
+
+
 # ------------------------------------------------------------------------------------- the data side
 class _Files(torch.utils.data.Dataset):
     """Reads, hashes and preprocesses one file; a decode failure becomes a value, not an exception."""
@@ -116,22 +197,29 @@ class _Files(torch.utils.data.Dataset):
         return len(self.samples)
 
     def __getitem__(self, i: int):
-        path = self.samples[i].path
-        try:
-            with open(path, "rb") as f:
-                st = os.fstat(f.fileno())
-                size, mtime = st.st_size, st.st_mtime_ns
-                digest = hashlib.sha1(f.read()).hexdigest()
-        except OSError as e:
-            return i, None, None, 0, 0, f"cannot read the file ({e.strerror or e})", None
-        try:
-            img = load_image(path, self.preprocessing.mode)
-            x = self.preprocessing.preprocess([img])[0]  # (C, H, W)
-        except ImageDecodeError as e:
-            return i, None, digest, size, mtime, e.reason, None
-        except Exception as e:  # noqa: BLE001 - a file must never stop a scan; record why
-            return i, None, digest, size, mtime, f"cannot preprocess: {type(e).__name__}: {e}", None
-        return i, x, digest, size, mtime, None, img.size  # the decoded (width, height), for image_stats
+        return (i, *decode_file(self.preprocessing, self.samples[i].path))
+
+
+def decode_file(preprocessing: Preprocessing, path: str
+                ) -> tuple[torch.Tensor | None, str | None, int, int, str | None, tuple[int, int] | None]:
+    """``(x (C, H, W) or None, sha1, size, mtime_ns, reason, decoded (width, height))`` of one file:
+    mikata's decoder, and a failure as a value (the reason it is skipped), never an exception that
+    stops a scan. The local scan's loader workers and the Ray scan's decode tasks both call it."""
+    try:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            size, mtime = st.st_size, st.st_mtime_ns
+            digest = hashlib.sha1(f.read()).hexdigest()
+    except OSError as e:
+        return None, None, 0, 0, f"cannot read the file ({e.strerror or e})", None
+    try:
+        img = load_image(path, preprocessing.mode)
+        x = preprocessing.preprocess([img])[0]  # (C, H, W)
+    except ImageDecodeError as e:
+        return None, digest, size, mtime, e.reason, None
+    except Exception as e:  # noqa: BLE001 - a file must never stop a scan; record why
+        return None, digest, size, mtime, f"cannot preprocess: {type(e).__name__}: {e}", None
+    return x, digest, size, mtime, None, img.size  # the decoded (width, height), for image_stats
 
 
 def _collate(items):
@@ -200,12 +288,27 @@ def scan(
     seed: int = 0,
     class_map: Mapping[str, str] | None = None,
     progress: bool = True,
+    shard: tuple[int, int] | str | None = None,
+    engine: str = "local",
+    address: str | None = None,
+    actors: int | None = None,
+    gpus_per_actor: float = 0,
 ) -> ScanSummary:
     """Scan ``dataset`` (an ``ImageDataset``, a class folder, or a CSV manifest) into ``run_dir``.
 
     Resumable and incremental: finished batches are never recomputed, new files are added. A run
     directory made with other weights or preprocessing is refused (use a new ``run_dir``).
+    ``shard=(i, n)`` (or ``"i/n"``) scans only the ``i``-th of ``n`` contiguous slices of the file
+    list, into its own run; ``mikata merge`` combines the shard runs into the store one scan writes.
+    ``engine="ray"`` runs the same steps on Ray Data (``analysis.scan_ray``: ``address``, ``actors``,
+    ``gpus_per_actor``); the run it writes is the one the local scan writes.
     """
+    if engine not in ("local", "ray"):
+        raise ChoiceError("engine", engine, ["local", "ray"])
+    if engine == "ray":
+        from mikata.analysis.scan_ray import import_ray
+
+        import_ray()  # the missing extra is said before any work
     t0 = time.perf_counter()
     if not isinstance(dataset, ImageDataset):
         dataset = load_dataset(dataset, classes=handle.class_names, class_map=class_map, allow_empty=True)
@@ -222,7 +325,8 @@ def scan(
                  dataset.root, ", ".join(empty[:5]))
     if isinstance(fractions, str):
         fractions = parse_fractions(fractions)
-    chosen = select_samples(dataset, split, fractions, seed)
+    chosen = shard_of(select_samples(dataset, split, fractions, seed), parse_shard(shard) if isinstance(shard, str)
+                      else shard)
     layer = layer or handle.default_layer
     if layer is None:
         raise MikataError("this model has no default layer; pass --layer NAME (see `mikata layers MODEL`)")
@@ -230,6 +334,9 @@ def scan(
     embed_layer = handle.embedding_layer  # resolved once, at load
     store = RunStore.create_or_resume(run_dir, make_manifest(handle, dataset, layer, embed_layer, gradcam))
     try:
+        if engine == "ray":
+            return _scan_on_ray(store, handle, chosen, batch_size, layer, embed_layer, gradcam, progress, t0,
+                                address, actors, gpus_per_actor)
         return _scan_into(store, handle, chosen, batch_size, workers, layer, embed_layer, gradcam, progress, t0)
     finally:
         store.close()
@@ -245,18 +352,36 @@ def _unchanged(path: str, stored: tuple[int, int, str | None] | None) -> bool:
     return (st.st_size, st.st_mtime_ns) == (stored[0], stored[1])
 
 
+def _pending(store: RunStore, chosen: list[tuple[Sample, str]]) -> tuple[list[tuple[Sample, str]], bool]:
+    """The (sample, split) pairs a scan still has to compute, and whether the run holds rows already."""
+    done = store.done()
+    return [(s, n) for s, n in chosen if not _unchanged(s.path, done.get(s.path))], bool(done)
+
+
+def _scan_on_ray(store: RunStore, handle: ModelHandle, chosen: list[tuple[Sample, str]], batch_size: int,
+                 layer: str, embed_layer: str | None, gradcam: bool, progress: bool, t0: float,
+                 address: str | None, actors: int | None, gpus_per_actor: float) -> ScanSummary:
+    from mikata.analysis.scan_ray import scan_on_ray
+
+    todo, replace = _pending(store, chosen)
+    with_stats = "stats" in store.dims() or not store.committed_vectors()
+    computed, skipped_files = scan_on_ray(store, handle, todo, replace, with_stats, batch_size, layer, embed_layer, gradcam,
+                                          progress, address, actors, gpus_per_actor)
+    return ScanSummary(str(store.dir), len(chosen), computed, len(skipped_files), len(chosen) - len(todo),
+                       time.perf_counter() - t0, skipped_files)
+
+
 def _scan_into(store: RunStore, handle: ModelHandle, chosen: list[tuple[Sample, str]], batch_size: int,
                workers: int, layer: str, embed_layer: str | None, gradcam: bool, progress: bool,
                t0: float) -> ScanSummary:
     from tqdm import tqdm
 
-    done = store.done()
-    todo = [(s, n) for s, n in chosen if not _unchanged(s.path, done.get(s.path))]
+    todo, done = _pending(store, chosen)
     reused = len(chosen) - len(todo)
     loader = torch.utils.data.DataLoader(
         _Files(handle, [s for s, _ in todo]), batch_size=batch_size, shuffle=False, num_workers=workers,
         collate_fn=_collate, persistent_workers=False, prefetch_factor=4 if workers > 0 else None)
-    computed = skipped = 0
+    computed = 0
     skipped_files: list[tuple[str, str]] = []
     bar = tqdm(total=len(todo), unit="img", desc="scan", disable=not progress, dynamic_ncols=True, file=sys.stderr)
     # Batches are committed by a writer thread, so the model never waits for SQLite or the vector
@@ -265,10 +390,13 @@ def _scan_into(store: RunStore, handle: ModelHandle, chosen: list[tuple[Sample, 
     failed: list[BaseException] = []
 
     def write() -> None:
-        while (item := pending.get()) is not None:
+        nonlocal computed
+        while (cols := pending.get()) is not None:
             if not failed:
                 try:
-                    store.append(*item)
+                    k, skips = commit(store, cols, todo, bool(done))
+                    computed += k
+                    skipped_files.extend(skips)
                 except BaseException as e:  # noqa: BLE001 - handed to the main thread
                     failed.append(e)
 
@@ -280,37 +408,7 @@ def _scan_into(store: RunStore, handle: ModelHandle, chosen: list[tuple[Sample, 
         for x, items in loader:
             if failed:
                 raise failed[0]
-            out = run_batch(handle, x, layer, embed_layer, gradcam) if x is not None else None
-            rows: list[Row] = []
-            k = 0
-            if out is not None:  # per-batch tensors -> Python lists once, not per element
-                probs_np = out.probs.numpy()  # (n_ok, K)
-                top = torch.topk(out.probs, min(TOP_K, out.probs.shape[1]), dim=1)
-                top_i, top_v = top.indices.tolist(), top.values.tolist()
-                cams = np.clip(out.cams.numpy(), 0, 65000) if out.cams is not None else None  # (n_ok, h, w)
-            for i, decoded, digest, size, mtime, reason, _ in items:
-                sample, split_name = todo[i]
-                if not decoded:
-                    rows.append(Row(sample.path, digest, size, mtime, sample.label, split_name, "skipped", reason))
-                    skipped_files.append((sample.path, reason))
-                    continue
-                rows.append(Row(sample.path, digest, size, mtime, sample.label, split_name, "ok", None,
-                                top_i[k][0], top_v[k][0], float(probs_np[k, sample.label]),
-                                [[c, round(v, 6)] for c, v in zip(top_i[k], top_v[k])],
-                                cams[k] if cams is not None else None))
-                k += 1
-            vectors = None
-            if out is not None:
-                vectors = {"probs": out.probs.numpy(), "embed": out.embed.float().numpy(),
-                           "channels": out.channels.float().numpy()}
-                if with_stats:  # pixel statistics of the batch already decoded (dataset issues)
-                    sizes = [it[-1] for it in items if it[1]]
-                    x01 = handle.preprocessing.denormalize(x)
-                    vectors["stats"] = image_stats(x01, sizes).cpu().numpy()
-                    vectors["thumbs"] = thumbnails(x01).cpu().numpy()
-            pending.put((rows, vectors, bool(done)))
-            computed += k
-            skipped += len(items) - k
+            pending.put(compute_columns(handle, x, items, layer, embed_layer, gradcam, with_stats))
             bar.update(len(items))
     finally:
         pending.put(None)
@@ -320,5 +418,5 @@ def _scan_into(store: RunStore, handle: ModelHandle, chosen: list[tuple[Sample, 
         raise failed[0]
     if skipped_files:
         log.debug("%d files skipped (ScanSummary.skipped_files / RunStore.skipped() say why)", len(skipped_files))
-    return ScanSummary(str(store.dir), len(chosen), computed, skipped, reused, time.perf_counter() - t0,
+    return ScanSummary(str(store.dir), len(chosen), computed, len(skipped_files), reused, time.perf_counter() - t0,
                        skipped_files)

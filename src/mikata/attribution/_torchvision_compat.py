@@ -26,7 +26,7 @@ _SCHEMAS = [
 _lib = None
 
 
-def import_torchvision():
+def import_torchvision_declaring_ops():
     """Import torchvision, first declaring the operator schemas its broken extension would have."""
     global _lib
     try:

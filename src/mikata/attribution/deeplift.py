@@ -7,7 +7,13 @@ goes through ``_Rescale``, whose backward replaces the local derivative by the m
 layers (conv, eval-mode batch norm, linear, average pooling) pass multipliers unchanged. In-place
 ReLUs work (Captum's DeepLift fails on torchvision ResNet). A network whose forward runs no rectifier
 is refused (``RectifierError``): DeepLIFT-Rescale there would be a gradient x input under another name.
-Limitation: max pooling uses its ordinary gradient, not Captum's max-pool rescale rule.
+Max pooling uses its ordinary gradient: the default of the DeepLIFT authors' implementation
+(kundajelab/deeplift, ``MaxPoolDeepLiftMode.gradient``). Captum's DeepLift uses a rescaled max-pool
+rule instead (summation to delta then holds across the pool), so the two differ on networks with max
+pooling (SqueezeNet, VGG, GoogLeNet); completeness_delta shows the gap there. On ReLU6 networks
+(EfficientNet-Lite) Captum has no rule for ReLU6 and passes the plain gradient, which breaks
+summation to delta; ours applies the Rescale rule to ReLU6 as the paper defines it (tested against a
+slow reference on lite1/lite2 in tests/test_attribution_zoo.py).
 
 Example:
     >>> attrs = deeplift(handle, x, ids, baseline="black")[0]     # (N, C, H, W), target rank 0  # doctest: +SKIP
@@ -62,7 +68,7 @@ def deeplift(
             both = torch.cat([x, x0]).detach().requires_grad_(True)  # (2N, C, H, W)
             with seen:
                 logits = handle.model(both)
-            seen.require("deeplift")
+            seen.require("deeplift", handle.net)
             picked = logits[:n].gather(1, ids)  # (N, T)
             picked0 = logits[n:].gather(1, ids)
             attrs, deltas = [], []

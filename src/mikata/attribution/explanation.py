@@ -40,7 +40,7 @@ class Explanation(list):
     def figure(self, index: int = 0, top: int = 5, cmap: str = "jet", alpha: float = 0.5):
         """The matplotlib figure of image ``index``: input, top-k probabilities, one overlay per method."""
         from mikata.attribution.figure import draw_figure
-        from mikata.render import to_uint8_image
+        from mikata.display import to_uint8_image
 
         shown = to_uint8_image(self.handle.denormalize(self.x[index:index + 1])[0])
         return draw_figure(shown, list(self), self.probs[index], self.handle.class_names, index, top, cmap, alpha,
@@ -63,7 +63,7 @@ def _as_batch(handle: ModelHandle, images) -> tuple[torch.Tensor, list[str]]:
         x = images if images.dim() == 4 else images[None]  # (N, C, H, W)
         return x, [f"image {i}" for i in range(len(x))]
     items = [images] if isinstance(images, (str, os.PathLike, Image.Image)) else list(images)
-    mode = "L" if handle.in_channels == 1 else "RGB"
+    mode = handle.mode
     pils, titles = [], []
     for item in items:
         if isinstance(item, Image.Image):

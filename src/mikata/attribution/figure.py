@@ -16,7 +16,7 @@ from PIL import Image
 from mikata.attribution.engine import explain
 from mikata.attribution.result import Attribution
 from mikata.models.handle import ModelHandle
-from mikata.render import display_map, to_uint8_image
+from mikata.display import display_map, to_uint8_image
 
 
 #: Panels per row before the figure wraps: 6 panels of 3.1 in stay readable on a laptop screen and

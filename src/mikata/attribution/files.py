@@ -24,7 +24,7 @@ from mikata.data.images import load_image
 from mikata.data.filenames import shown
 from mikata.errors import ImageDecodeError
 from mikata.models.handle import ModelHandle
-from mikata.render import to_uint8_image
+from mikata.display import to_uint8_image
 
 log = logging.getLogger(__name__)
 

@@ -31,9 +31,9 @@ def _import_zennit() -> None:
     except RuntimeError as e:
         if "torchvision" not in str(e):
             raise
-        from mikata.attribution._torchvision_compat import import_torchvision
+        from mikata.attribution._torchvision_compat import import_torchvision_declaring_ops
 
-        import_torchvision()
+        import_torchvision_declaring_ops()
         import zennit  # noqa: F401
     except ImportError as e:
         raise MikataError(f"LRP needs the zennit package ({e}); pip install zennit") from e

@@ -33,7 +33,7 @@ class Pass:
     activation: torch.Tensor | None = None  # (N, C, h, w) at the layer, detached
     layer_grads: dict[str, list[torch.Tensor]] = field(default_factory=dict)  # mode -> T x (N, C, h, w)
     input_grads: dict[str, list[torch.Tensor]] = field(default_factory=dict)  # mode -> T x (N, C, H, W)
-    rectifiers: dict[str, int] = field(default_factory=dict)  # what the guided / deconv rules changed
+    rectifiers: dict[str, object] = field(default_factory=dict)  # what the guided / deconv rules changed
 
 
 def gradient_pass(
@@ -85,7 +85,7 @@ def gradient_pass(
             with seen:
                 logits = handle.model(xin)  # (N, K)
             if rules:  # refuse before any backward: without rectifiers a guided map is a plain gradient
-                seen.require(" / ".join(asked_by.get(m, f"the {m} backward") for m in modes if m != "plain"))
+                seen.require(" / ".join(asked_by.get(m, f"the {m} backward") for m in modes if m != "plain"), net)
             if isinstance(resolve, torch.Tensor):
                 labels, ids = [str(i) for i in range(resolve.shape[1])], resolve
             else:

@@ -97,13 +97,22 @@ class Rectifiers(TorchFunctionMode):
         return x.copy_(out)
 
     def info(self) -> dict:
-        """What ``Attribution.info`` reports: rectifier calls and activations the rule changed."""
-        return {"rectifier_calls": self.count, "rectifier_activations": self.elements}
+        """What ``Attribution.info`` reports: rectifier calls and activations the rule changed, and the
+        other activations the forward ran unchanged."""
+        out = {"rectifier_calls": self.count, "rectifier_activations": self.elements}
+        if self.others:  # activations the rule did not touch (e.g. MobileNetV3's hardswish): said, not hidden
+            out["other_activations"] = ", ".join(f"{k} x{v}" for k, v in sorted(self.others.items()))
+        return out
 
-    def require(self, method: str) -> None:
+    def require(self, method: str, net: object = None) -> None:
         """Raise ``RectifierError`` when the forward ran no rectifier (the method would be a plain gradient)."""
         if self.count:
             return
+        if isinstance(net, torch.jit.ScriptModule):
+            raise RectifierError(f"{method} needs to change how gradients cross the ReLUs, and a TorchScript model "
+                                 "runs them inside its compiled graph where mikata cannot reach them: load the "
+                                 "Python model (package.module:factory or a checkpoint), or use saliency, "
+                                 "grad-x-input or integrated-gradients")
         seen = ", ".join(sorted(self.others)) or "no ReLU, ReLU6 or hardtanh(0, max)"
         raise RectifierError(f"{method} needs ReLU-like activations (ReLU, ReLU6, hardtanh(0, max)); this model "
                              f"runs {seen}: use saliency, grad-x-input or integrated-gradients instead")

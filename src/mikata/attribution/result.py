@@ -15,7 +15,7 @@ class Attribution:
     ``maps`` are at input resolution ``(N, H, W)`` (layer maps upsampled bilinearly, pixel maps
     reduced over channels); ``raw`` is what the method computed before that: ``(N, h, w)`` at the
     layer for CAM methods, ``(N, C, H, W)`` for pixel methods. Nothing is normalized: use
-    ``mikata.render.normalize_map`` for display.
+    ``mikata.display.normalize_map`` for display.
 
     Example:
         >>> a = explain(handle, x, ["gradcam"])[0]                     # doctest: +SKIP

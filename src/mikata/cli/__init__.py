@@ -8,12 +8,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import sqlite3
 import sys
 
 from mikata import __version__
 
 COMMANDS = ["demo", "predict", "layers", "explain", "visualize", "activations", "filters", "samples", "train", "scan", "audit",
-            "report", "serve", "evaluate", "export", "units"]
+            "report", "serve", "evaluate", "export", "units", "check", "merge"]
+DISK_ERRNOS = {28, 122, 30}  # ENOSPC, EDQUOT, EROFS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +42,17 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except MikataError as e:
         print(f"mikata {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except sqlite3.DatabaseError as e:  # a run's database damaged in a way the first checks did not see
+        run = getattr(args, "run", None) or "RUN_DIR"
+        print(f"mikata {args.command}: error: the run's database cannot be read ({e}); `mikata check {run}` "
+              "lists the problems; scan again into a new --run directory", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.errno not in DISK_ERRNOS:
+            raise
+        print(f"mikata {args.command}: error: {e.strerror} ({e.filename or 'while writing'}); free space or use a "
+              "writable place, then run the same command again", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"mikata {args.command}: interrupted", file=sys.stderr)

@@ -29,6 +29,10 @@ def print_json(data: object) -> None:
     sys.stdout.write("\n")
 
 
+EXIT_CODES = ("exit status: 0 all good; 1 finished, but some items were skipped or failed (each named on stderr); "
+              "2 refused: bad arguments, or a file, model or run mikata would not use (one line says why)")
+
+
 def command_parser(sub, name: str, help: str, example: str) -> argparse.ArgumentParser:
-    return sub.add_parser(name, help=help, description=help, epilog=f"example:\n  {example}",
+    return sub.add_parser(name, help=help, description=help, epilog=f"example:\n  {example}\n\n{EXIT_CODES}",
                           formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -25,6 +25,9 @@ def register(sub) -> None:
                    help="a model spec (efficientnet-lite0, torchvision:NAME, a .safetensors checkpoint, ...) "
                         "followed by images, or a run directory made by `mikata scan`")
     p.add_argument("images", nargs="*", metavar="IMAGE", help="image files or folders (with a MODEL)")
+    p.add_argument("--model", default=None, metavar="SPEC",
+                   help="with a RUN_DIR: the model it was scanned with, when its recorded spec is code "
+                        "(package.module:factory) or not found beside the run; its weights must be the scanned ones")
     p.add_argument("--trust", action="store_true",
                    help="allow unpickling a whole model from a file (runs its code: only your own files)")
     p.add_argument("--methods", default=DEFAULT_METHODS, help=f"comma-separated methods (default {DEFAULT_METHODS})")
@@ -69,7 +72,7 @@ def run(args) -> int:
     if is_run:
         if args.images:
             raise MikataError("give either a run directory or a MODEL with images, not both")
-        handle, paths, identity = sample_run(args.source, args.images_limit, args.seed)
+        handle, paths, identity = sample_run(args.source, args.images_limit, args.seed, args.model, args.trust)
         out = args.out or os.path.join(args.source, "evaluate")
         model_name = identity["model_spec"]
     else:

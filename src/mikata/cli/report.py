@@ -60,4 +60,6 @@ def run(args) -> int:
             print(describe_cam_layer(r.cam_layer, r.map_size))
         print(f"wrote {r.path} ({r.bytes / 1e6:.1f} MB, {r.images:,} images, {r.maps} maps) "
               f"in {r.timings['total']:.1f} s; open it in a browser (works offline)")
-    return 0
+    maps_missing = not args.no_maps and any(n.startswith("attribution maps left out") for n in r.notes)
+    thumbs_missing = any("could not be read" in n for n in r.notes)
+    return 1 if maps_missing or thumbs_missing else 0  # written, but with maps or thumbnails missing

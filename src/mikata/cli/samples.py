@@ -38,4 +38,4 @@ def run(args) -> int:
                     "skipped": [{"path": p, "reason": r} for p, r in result.skipped]})
     else:
         print(out)
-    return 0
+    return 1 if result.skipped else 0  # finished, but some files could not be used

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import sys
 
+import errno
+import sqlite3
+
 from mikata.cli.common import add_model_argument, command_parser, load_model_from_args, print_json
+from mikata.errors import MikataError
 
 
 def register(sub) -> None:
     p = command_parser(sub, "scan", "Run a labeled image folder (or CSV manifest) through a model once and store "
                        "predictions, probabilities, embeddings and channel activations in a resumable run directory.",
-                       "mikata scan efficientnet-lite0 pets/ --run runs/pets --split test --split-fractions 0.6,0.2,0.2")
+                       "mikata scan efficientnet-lite0 pets/ --run runs/pets --split test --split-fractions 0.6,0.2,0.2\n"
+                       "  mikata scan model.safetensors photos/ --run runs/big --engine ray --address auto "
+                       "--gpus-per-actor 1")
     add_model_argument(p)
     p.add_argument("data", metavar="DATA_DIR", help="folder with one subfolder per class, or a path,label CSV")
     p.add_argument("--run", required=True, metavar="RUN_DIR",
@@ -26,6 +32,19 @@ def register(sub) -> None:
     p.add_argument("--gradcam", action="store_true", help="also store the predicted class's Grad-CAM per image")
     p.add_argument("--class-map", default=None, metavar="FOLDER=CLASS,...",
                    help="rename dataset folders to model classes, e.g. kitty=tabby,pup=beagle")
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="scan only the I-th of N slices of the file list (0/4 .. 3/4; one run per shard, e.g. a "
+                   "Slurm array), then combine them with `mikata merge RUN SHARD_RUN...`")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local (default: this process and its DataLoader workers) or ray (Ray Data: decode tasks and "
+                   "an actor pool; needs the [ray] extra)")
+    p.add_argument("--address", default=None, metavar="auto|ray://HOST:PORT",
+                   help="with --engine ray: the cluster to join (default: RAY_ADDRESS, else a local Ray instance "
+                   "sized to this machine that stops with the command)")
+    p.add_argument("--actors", type=int, default=None, help="with --engine ray: model actors (default: from the "
+                   "cluster's GPUs with --gpus-per-actor, else three quarters of its CPUs)")
+    p.add_argument("--gpus-per-actor", type=float, default=0, metavar="G",
+                   help="with --engine ray: GPUs per actor (0 = infer on CPUs)")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(func=run)
 
@@ -35,9 +54,18 @@ def run(args) -> int:
     from mikata.data.filenames import shown
 
     handle = load_model_from_args(args)
-    s = scan(handle, args.data, args.run, batch_size=args.batch_size, workers=args.workers, layer=args.layer,
-             gradcam=args.gradcam, split=args.split, fractions=args.split_fractions, seed=args.seed,
-             class_map=parse_class_map(args.class_map), progress=not args.quiet)
+    try:
+        s = scan(handle, args.data, args.run, batch_size=args.batch_size, workers=args.workers, layer=args.layer,
+                 gradcam=args.gradcam, split=args.split, fractions=args.split_fractions, seed=args.seed,
+                 class_map=parse_class_map(args.class_map), progress=not args.quiet,
+                 shard=args.shard, engine=args.engine, address=args.address, actors=args.actors,
+                 gpus_per_actor=args.gpus_per_actor)
+    except (OSError, sqlite3.OperationalError) as e:
+        full = isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT) or "disk is full" in str(e)
+        if not full:
+            raise
+        raise MikataError(f"the disk is full ({e}); {_committed(args.run)} rows are committed in {args.run} and safe: "
+                          "free some space and run the same command again, it resumes where it stopped") from e
     if args.json:
         print_json({"run": s.run_dir, "total": s.total, "computed": s.computed, "reused": s.reused,
                     "skipped": [{"path": p, "reason": r} for p, r in s.skipped_files], "seconds": round(s.seconds, 3)})
@@ -47,3 +75,13 @@ def run(args) -> int:
     for path, reason in s.skipped_files:
         print(f"mikata scan: skipped {shown(path)}: {reason}", file=sys.stderr)
     return 1 if s.skipped_files else 0  # finished, but some files could not be used (they are recorded)
+
+
+def _committed(run: str) -> int | str:
+    from mikata.analysis.runstore import RunStore
+
+    try:
+        with RunStore.open(run) as store:
+            return store.count()
+    except Exception:  # noqa: BLE001 - only for the message
+        return "the earlier"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from mikata.cli.common import command_parser, print_json
 
 
@@ -40,6 +42,7 @@ def run(args) -> int:
     import logging
 
     from mikata.data.datasets import parse_fractions
+    from mikata.data.filenames import shown
     from mikata.training import train
 
     progress = logging.getLogger().getEffectiveLevel() <= logging.INFO
@@ -57,6 +60,6 @@ def run(args) -> int:
         print(f"checkpoint: {result.checkpoint}\nprogress plot: {result.plot}\n"
               f"best epoch {result.best_epoch}/{result.epochs_run}: val accuracy {result.val_accuracy:.2%}, "
               f"test accuracy {test} ({result.seconds:.0f} s)")
-        if result.skipped:
-            print(f"skipped {len(result.skipped)} unreadable file(s)")
-    return 0
+    for path, reason in result.skipped:
+        print(f"mikata train: skipped {shown(path)}: {reason}", file=sys.stderr)
+    return 1 if result.skipped else 0  # finished, but some files could not be used

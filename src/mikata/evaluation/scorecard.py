@@ -321,15 +321,19 @@ def sample_paths(run_dir: str | os.PathLike, limit: int = 16, seed: int = 0) -> 
         return [str(image_file(store, ids[k])) for k in sorted(order)]
 
 
-def sample_run(run_dir: str, limit: int = 16, seed: int = 0) -> tuple[ModelHandle, list[str], dict]:
-    """The model a run was scanned with and a seeded sample of ``limit`` of its scanned image files."""
-    from mikata.models.run_model import load_run_model
+def sample_run(run_dir: str, limit: int = 16, seed: int = 0, model: str | None = None,
+               trust: bool = False) -> tuple[ModelHandle, list[str], dict]:
+    """The model a run was scanned with and a seeded sample of ``limit`` of its scanned image files.
+
+    ``model``: a spec the user typed, used instead of the run's recorded one (which may not name code).
+    """
     from mikata.analysis.runstore import RunStore
+    from mikata.models.run_model import load_run_model
 
     paths = sample_paths(run_dir, limit, seed)
     with RunStore.open(run_dir) as store:
         identity = dict(store.identity)
-    return load_run_model(identity, run_dir), paths, identity
+    return load_run_model(identity, run_dir, model, trust), paths, identity
 
 
 def write_scorecard(result: Evaluation, out_dir: str, figure: bool = True) -> str:

@@ -13,7 +13,7 @@ from mikata.featurevis.objectives import (
 )
 from mikata.featurevis.params import FourierImage, PixelImage, octave_sizes
 from mikata.featurevis.regularizers import blur_penalty, lp_norm, total_variation
-from mikata.featurevis.render import OPTIMIZERS, Rendering, RenderOptions, format_log, render
+from mikata.featurevis.optimize import OPTIMIZERS, Rendering, RenderOptions, format_log, render
 from mikata.featurevis.top_images import TopImages, top_activating_images
 from mikata.featurevis.units import (
     deepdream, load_start_image, visualize, visualize_channels, visualize_classes, visualize_neurons,

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from mikata.featurevis import objectives as O
-from mikata.featurevis.render import Rendering, RenderOptions, render
+from mikata.featurevis.optimize import Rendering, RenderOptions, render
 from mikata.hooks import get_layer
 from mikata.models.handle import ModelHandle
 

@@ -28,7 +28,7 @@ from mikata.errors import ChoiceError, MikataError
 from mikata.hooks import capture
 from mikata.inspect.figure import PNGRepr, captioned, figure_to_image
 from mikata.models.handle import ModelHandle
-from mikata.render import colorize, overlay as overlay_map, tile, to_uint8_image
+from mikata.display import colorize, overlay as overlay_map, tile, to_uint8_image
 
 log = logging.getLogger(__name__)
 

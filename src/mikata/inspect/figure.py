@@ -1,6 +1,6 @@
 """Small pieces the inspect views share: a caption strip, side-by-side panels, matplotlib to Pillow.
 
-The tiled grids themselves come from ``mikata.render.tile``; these helpers only frame them.
+The tiled grids themselves come from ``mikata.display.tile``; these helpers only frame them.
 
 Example:
     >>> framed = captioned(grid, "efficientnet-lite0 · head · top 16 channels")   # doctest: +SKIP

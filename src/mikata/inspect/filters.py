@@ -27,7 +27,7 @@ from torch import nn
 from mikata.errors import ChoiceError, MikataError
 from mikata.inspect.figure import PNGRepr, captioned
 from mikata.models.handle import ModelHandle
-from mikata.render import tile
+from mikata.display import tile
 
 GAP_COLOR = (70, 90, 150)  # between input-channel slices: clearly not a weight value on the gray scale
 

@@ -25,7 +25,7 @@ from PIL import Image
 from mikata.data.images import is_image_file, load_image
 from mikata.errors import ImageDecodeError, MikataError
 from mikata.inspect.figure import PNGRepr, captioned, figure_to_image, side_by_side
-from mikata.render import tile
+from mikata.display import tile
 
 log = logging.getLogger(__name__)
 

@@ -34,6 +34,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from mikata.analysis.attachments import featurevis_images, read_scorecard, scorecard_figure
+from mikata.analysis.sections import confusion_cells, confusion_view, scorecard_table
 
 from mikata.errors import MikataError
 
@@ -74,7 +75,7 @@ def _b64(data: bytes) -> str:
 
 def _thumbnails(run_dir: str, ids: Sequence[int], size: int, workers: int) -> tuple[dict[int, str], list[str]]:
     """id -> table entry for every image that still exists; a note for the ones that don't."""
-    from mikata.analysis.media import image_files
+    from mikata.analysis.media import image_files, thumbnail
     from mikata.analysis.runstore import RunStore
 
     with RunStore.open(run_dir) as store:
@@ -83,7 +84,7 @@ def _thumbnails(run_dir: str, ids: Sequence[int], size: int, workers: int) -> tu
 
     def one(item: tuple[int, Path]) -> tuple[int, str | None]:
         try:
-            return item[0], _b64(_thumbnail(item[1], size))
+            return item[0], _b64(thumbnail(item[1], size, quality=80))
         except Exception as e:  # a file changed since the scan: the report still gets written
             log.warning("no thumbnail for image %s: %s", item[0], e)
             return item[0], None
@@ -94,23 +95,6 @@ def _thumbnails(run_dir: str, ids: Sequence[int], size: int, workers: int) -> tu
     lost = missing + len(got) - len(table)
     notes = [f"{lost} images could not be read any more (moved or deleted since the scan): no thumbnails"] if lost else []
     return table, notes
-
-
-def _thumbnail(path: Path, size: int) -> bytes:
-    """Like ``media.thumbnail``, but a gray image stays one channel (a third of the bytes as PNG)."""
-    from PIL import Image
-
-    from mikata.analysis.media import encode
-    from mikata.data.images import load_image
-
-    img = load_image(path)
-    img.thumbnail((size, size), Image.BILINEAR)
-    small = img.width * img.height <= 64 * 64
-    if small:
-        a = np.asarray(img)
-        if (a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all():
-            img = Image.fromarray(a[..., 0])
-    return encode(img, "PNG" if small else "JPEG", quality=80)
 
 
 def _png_uri(a: np.ndarray, max_side: int = 160) -> str:
@@ -185,29 +169,19 @@ def units_section(run_dir: Path) -> dict | None:
 
 
 def scorecard(run_dir: Path) -> dict | None:
-    """``RUN_DIR/evaluate/scorecard.json`` (written by ``mikata evaluate``) with its figures embedded."""
+    """``RUN_DIR/evaluate/scorecard.json`` (written by ``mikata evaluate``) as ``sections.scorecard_table``,
+    its figures embedded."""
     card = read_scorecard(run_dir)
     if card is None:
         return None
-    metrics = [m if isinstance(m, dict) else {"name": str(m)} for m in card.get("metrics") or []]
-    table = card.get("table") or {}
-    methods = list(card.get("methods") or table.keys())
-    passes = card.get("passes") or {}
-    checks = sorted({c for v in passes.values() if isinstance(v, dict) for c in v})
+    out = scorecard_table(card)
     figures = []
-    for rel in card.get("figures") or []:
+    for rel in out["figures"]:
         f = scorecard_figure(run_dir, rel)
         if f is not None:
             figures.append({"title": str(rel), "uri": _file_uri(f)})
-
-    def cell(method: str, metric: str) -> str:
-        v = (table.get(method) or {}).get(metric)
-        return "–" if v is None else (f"{v:.4g}" if isinstance(v, (int, float)) else str(v))
-
-    rows = [{"method": m, "cells": [cell(m, x.get("name", "")) for x in metrics],
-             "passes": [(passes.get(m) or {}).get(c) for c in checks]} for m in methods]
-    return {"model": card.get("model"), "images": card.get("images"), "target": card.get("target"),
-            "created": card.get("created"), "metrics": metrics, "rows": rows, "checks": checks, "figures": figures}
+    out["figures"] = figures
+    return out
 
 
 # ------------------------------------------------------------------------------------------ report
@@ -241,19 +215,6 @@ def _load_quietly(service) -> None:
         log.debug("loading the run's model in the background failed: %s", e)
 
 
-def _all_cells(d) -> dict[str, list[int]]:
-    """``"t,p"`` -> the ids ``Overview.cell(t, p)`` lists (most confident first, ties in id order), in one sort."""
-    if not len(d):
-        return {}
-    pp = d.probs[np.arange(len(d)), d.preds]
-    order = np.lexsort((-pp, d.preds, d.labels))  # stable: equal probabilities keep id order
-    key = d.labels[order] * d.num_classes + d.preds[order]
-    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
-    ids = d.ids[order]
-    return {f"{int(key[a]) // d.num_classes},{int(key[a]) % d.num_classes}": ids[a:b].tolist()
-            for a, b in zip(starts, np.r_[starts[1:], len(order)])}
-
-
 def _topk(probs: np.ndarray, k: int) -> list[list]:
     k = min(k, probs.shape[0])
     top = np.argsort(-probs, kind="stable")[:k]
@@ -264,14 +225,18 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
                  groups: Mapping[str, str] | None = None, methods: Sequence[str] = DEFAULT_METHODS,
                  maps: bool = True, n: int = 3, top_issues: int = 50, thumb: int = 64, max_points: int = 5000,
                  map_classes: int = 30, max_matrix: int = 60, handle=None, workers: int | None = None,
-                 batch_size: int = 32, model: str | None = None) -> ReportResult:
+                 batch_size: int = 32, model: str | None = None, max_images: int = 50000,
+                 max_cell: int = 200) -> ReportResult:
     """Write the HTML report of a scanned run; returns where, how big and how long each stage took.
 
     ``methods``: attribution maps shown for each class's most and least class-like images (for
     that class), for at most ``map_classes`` classes (the lowest F1 first) — ``maps=False`` leaves
     them out (no model needed). ``thumb``: thumbnail size in pixels. ``max_points``: embedding
     points drawn. ``max_matrix``: most classes in the confusion matrix (those with the most errors
-    are kept). ``handle``: the model (default: loaded from the run's manifest, or from ``model``,
+    are kept). Runs of more than ``max_images`` images list ``max_cell`` images per
+    confusion cell, most confident first, and carry the thumbnails of the images they show, not of
+    every row (a million thumbnails would be ~400 MB of HTML): the counts stay exact, and `mikata
+    serve` lists every image. ``handle``: the model (default: loaded from the run's manifest, or from ``model``,
     a spec the user typed, when the manifest's cannot be used; see ``mikata.models.run_model``).
     """
     from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -331,9 +296,6 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
             service = None  # reported below, where the maps are made
 
     log.info("report of %s: %d images, %d classes; thumbnails...", run_dir, len(d), len(ov.present))
-    thumbs, more = _thumbnails(str(run_dir), d.ids.tolist(), thumb, workers)
-    notes += more
-    lap("thumbnails")
 
     overlays: dict[tuple[int, str, int], str] = {}
     views: dict[int, str] = {}
@@ -361,6 +323,9 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
             map_error = str(e)
             notes.append(f"attribution maps left out: {e}")
             overlays, views = {}, {}
+        finally:
+            if service is not None:
+                service.close()  # its SQLite connection
     elif maps and not methods:
         notes.append("attribution maps left out: no methods given")
     lap("maps")
@@ -387,21 +352,21 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
                      "(raise --map-classes for more)")
 
     # ---- confusion matrix (rows: true classes with images; columns: classes that occur at all)
-    shown_rows = list(ov.present)
-    shown_cols = sorted(set(ov.present) | set(np.unique(d.preds).tolist()))
     cm, cmn = ov.confusion, ov.confusion_normalized
-    if len(shown_cols) > max_matrix:  # e.g. 1000 ImageNet classes: the classes with the most errors
-        off = cm - np.diag(np.diag(cm))
-        errs = off.sum(0) + off.sum(1)
-        keep = set(np.argsort(-errs, kind="stable")[:max_matrix].tolist())
-        shown_rows = [c for c in shown_rows if c in keep]
-        shown_cols = [c for c in shown_cols if c in keep]
+    shown_rows, shown_cols = confusion_view(cm, ov.present, max_matrix)  # e.g. ImageNet: most errors
+    used = len(set(ov.present) | set(d.preds.tolist()))
+    if len(shown_cols) < used:
         notes.append(f"the confusion matrix shows the {len(shown_cols)} classes with the most errors "
-                     f"of {len(set(ov.present) | set(d.preds.tolist()))} (raise max_matrix for more)")
+                     f"of {used} (raise max_matrix for more)")
     matrix = [{"index": t, "name": names[t], "total": int(cm[t].sum()),
                "cells": [{"p": p, "count": int(cm[t, p]), "frac": float(cmn[t, p])} for p in shown_cols]}
               for t in shown_rows]
-    cells = _all_cells(d)
+    cells = {f"{t},{p}": ids.tolist() for (t, p), ids in confusion_cells(d).items()}
+    cut = {k: len(v) for k, v in cells.items() if len(v) > max_cell} if len(d) > max_images else {}
+    if cut:
+        cells = {k: v[:max_cell] for k, v in cells.items()}
+        notes.append(f"{len(cut)} confusion cells list their {max_cell} most confident images of up to "
+                     f"{max(cut.values()):,} (raise max_cell for more, or open the run with `mikata serve`)")
     lap("confusion")
 
     # ---- embedding scatter
@@ -416,6 +381,19 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
     except (RunStoreError, ValueError) as e:
         notes.append(f"embedding scatter left out: {e}")
     lap("embedding")
+
+    # ---- thumbnails: of every image the report can show (all of them in a run of ordinary size)
+    if len(d) <= max_images:
+        shown = d.ids.tolist()
+    else:
+        shown = sorted({int(i) for v in cells.values() for i in v}
+                       | {int(i) for c in ov.classes for i in c.most_class_like + c.least_class_like + c.confident_errors}
+                       | {int(i["id"]) for i in ov.label_issues}
+                       | ({int(i) for i in emb["ids"]} if emb else set())
+                       | ({int(d.ids[r]) for r in ov.exceptional["rows"][:max_cell]} if ov.exceptional else set()))
+    thumbs, more = _thumbnails(str(run_dir), shown, thumb, workers)
+    notes += more
+    lap("thumbnails")
 
     history = training_history(identity, run_dir)
     featurevis = featurevis_grids(run_dir)
@@ -439,14 +417,15 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
     ex = None
     if ov.exceptional is not None:
         ex = {"count": ov.exceptional["count"], "pairs": list(ov.exceptional["pairs"].items()),
-              "ids": [int(d.ids[r]) for r in ov.exceptional["rows"]]}
+              "ids": [int(d.ids[r]) for r in ov.exceptional["rows"][:max_cell if len(d) > max_images else None]]}
     wrong = d.labels != d.preds
     errors = int(wrong.sum())
+    keep = np.searchsorted(d.ids, np.asarray(shown, np.int64))  # rows of the shown ids (ids ascending)
     data = {
         "classes": names, "colors": colors,
-        "ids": d.ids.tolist(), "labels": d.labels.tolist(), "preds": d.preds.tolist(),
-        "pp": np.round(d.probs[np.arange(len(d)), d.preds], 3).tolist(),
-        "cells": cells, "emb": emb, "exceptional": ex["ids"] if ex else None,
+        "ids": d.ids[keep].tolist(), "labels": d.labels[keep].tolist(), "preds": d.preds[keep].tolist(),
+        "pp": np.round(d.probs[keep, d.preds[keep]], 3).tolist(),
+        "cells": cells, "cell_totals": cut, "emb": emb, "exceptional": ex["ids"] if ex else None,
         "pairs": [[a, b] for a, b, _, _ in ov.confused_pairs],
     }
     summary = {
@@ -456,6 +435,20 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
     }
     issues = [{**i, "label_prob": float(i["label_prob"]), "suggested_prob": float(i["suggested_prob"]),
                "name": os.path.basename(i["path"])} for i in ov.label_issues]
+    from mikata.analysis.issues import find_issues, issue_rows
+
+    found = find_issues(d)
+    dataset_issues = [{"type": t.name, "description": t.description, "threshold": t.threshold,
+                       "flagged": int(t.flag.sum()),
+                       "examples": [{"id": int(d.ids[r]), "name": os.path.basename(d.paths[r]), "score": float(t.score[r]),
+                                     "label": names[d.labels[r]], "pred": names[d.preds[r]]}
+                                    for r in issue_rows(found, t.name)[:12]]} for t in found.types.values()]
+    extra = sorted({e["id"] for t in dataset_issues for e in t["examples"]} - set(thumbs))
+    if extra:  # a capped report (a big run) has not made these thumbnails yet
+        more_thumbs, more = _thumbnails(str(run_dir), extra, thumb, workers)
+        thumbs.update(more_thumbs)
+        notes += more
+    lap("dataset issues")
     from mikata.data.filenames import shown_in_template
 
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"]),
@@ -466,7 +459,7 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
         split=split, summary=summary, classes=classes, methods=[method_titles.get(m, m) for m in methods],
         matrix=matrix, cols=[{"index": p, "name": names[p]} for p in shown_cols],
         pairs=[{"a": names[a], "b": names[b], "ia": a, "ib": b, "ab": ab, "ba": ba} for a, b, ab, ba in ov.confused_pairs],
-        issues=issues, exceptional=ex, charts=charts, history=history, featurevis=featurevis, units=units,
+        issues=issues, dataset_issues=dataset_issues, issue_notes=found.notes, exceptional=ex, charts=charts, history=history, featurevis=featurevis, units=units,
         scorecard=card_data, emb=emb, notes=notes, skipped=ov.skipped[:50], map_error=map_error,
         created=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         data_json=_json_script(data), thumbs_json=_json_script(thumbs),

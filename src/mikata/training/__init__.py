@@ -6,14 +6,12 @@ Example:
 """
 
 from mikata.training.augment import augment_batch
-from mikata.training.demo import DEMO_SETTINGS, demo_paths, train_demo_model
 from mikata.training.freeze import freeze_until, set_training_mode
-from mikata.training.loop import TrainResult, evaluate, plot_path, state_path, train
+from mikata.training.loop import TrainResult, evaluate_split, plot_path, state_path, train
 from mikata.training.options import Augment, TrainingError, TrainOptions, parse_augment
 from mikata.training.plot import plot_history
 from mikata.training.tensors import DecodedSplit, decode_split
 
-__all__ = ["Augment", "DEMO_SETTINGS", "demo_paths", "train_demo_model",
-           "DecodedSplit", "TrainOptions", "TrainResult", "TrainingError", "augment_batch", "decode_split",
-           "evaluate", "freeze_until", "parse_augment", "plot_history", "plot_path", "set_training_mode",
+__all__ = ["Augment", "DecodedSplit", "TrainOptions", "TrainResult", "TrainingError", "augment_batch", "decode_split",
+           "evaluate_split", "freeze_until", "parse_augment", "plot_history", "plot_path", "set_training_mode",
            "state_path", "train"]

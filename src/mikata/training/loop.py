@@ -184,7 +184,7 @@ def _train(data: str | os.PathLike, model: str | ModelHandle, out: Path, opts: T
                 t0 = time.perf_counter()
                 train_loss, train_acc = _train_epoch(net, forward, frozen, optimizer, train_set, opts, generator,
                                                      memory_format, f"epoch {epoch + 1}/{opts.epochs}", progress)
-                val_loss, val_acc = evaluate(handle, val_set, opts.batch_size * 2, memory_format, forward)
+                val_loss, val_acc = evaluate_split(handle, val_set, opts.batch_size * 2, memory_format, forward)
                 took = time.perf_counter() - t0
                 for key, value in zip(HISTORY_KEYS, (train_loss, train_acc, val_loss, val_acc, took)):
                     history[key].append(float(value))
@@ -217,7 +217,7 @@ def _train(data: str | os.PathLike, model: str | ModelHandle, out: Path, opts: T
         net.eval()
         test_acc = None
         if test_set is not None and len(test_set):
-            test_acc = evaluate(handle, test_set, opts.batch_size * 2, memory_format, forward)[1]
+            test_acc = evaluate_split(handle, test_set, opts.batch_size * 2, memory_format, forward)[1]
     net.to(memory_format=torch.contiguous_format)
     seconds = time.perf_counter() - start_time
     plot = plot_history(history, plot_path(out), title=f"{out.stem}: training progress")
@@ -315,7 +315,7 @@ def _train_epoch(net: nn.Module, forward: Callable[[torch.Tensor], torch.Tensor]
     return total_loss / max(seen, 1), correct / max(seen, 1)
 
 
-def evaluate(handle: ModelHandle, data: DecodedSplit, batch_size: int = 128,
+def evaluate_split(handle: ModelHandle, data: DecodedSplit, batch_size: int = 128,
              memory_format: torch.memory_format = torch.contiguous_format,
              forward: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of ``handle`` on a decoded split (eval mode, no gradients).

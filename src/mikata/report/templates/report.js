@@ -74,7 +74,10 @@
     var td = document.querySelector('td.cell[data-t="' + t + '"][data-p="' + p + '"]');
     if (td) td.classList.add("selected");
     var what = t === p ? D.classes[t] + " predicted correctly" : D.classes[t] + " predicted as " + D.classes[p];
-    showList(cellPanel, what + ": " + ids.length + " image" + (ids.length === 1 ? "" : "s") + ", most confident first", ids);
+    var total = (D.cell_totals && D.cell_totals[t + "," + p]) || ids.length;
+    var head = what + ": " + total + " image" + (total === 1 ? "" : "s") + ", most confident first";
+    if (total > ids.length) head += " (the first " + ids.length + " are in this report; `mikata serve` shows all)";
+    showList(cellPanel, head, ids);
     if (scroll) cellPanel.scrollIntoView({block: "nearest"});
   }
   document.querySelectorAll("td.cell").forEach(function (td) {

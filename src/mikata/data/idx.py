@@ -1,9 +1,10 @@
-"""Fashion-MNIST from the Debian package ``dataset-fashion-mnist``, written as a class-folder dataset.
+"""IDX files (the MNIST family's format) and the installed Fashion-MNIST, as a class-folder dataset.
 
-The package installs the four original IDX files under ``/usr/share/datasets/fashion-mnist``;
-this module parses them with numpy (no torchvision, no download) and writes a seeded subset,
-``N`` images per class, as PNG files in one folder per class: the layout ``mikata train`` and
-``mikata scan`` read.
+``read_idx`` parses any unsigned-byte IDX file (optionally gzipped) with numpy. The Debian package
+``dataset-fashion-mnist`` installs the four original IDX files under
+``/usr/share/datasets/fashion-mnist``; ``write_fashion_mnist`` writes a seeded subset, ``N`` images
+per class, as PNG files in one folder per class: the layout ``mikata train`` and ``mikata scan``
+read (no torchvision, no download). The demo and the benchmarks use it.
 
 Example:
     >>> root = write_fashion_mnist("demo/fashion-mnist", per_class=300, seed=0)   # doctest: +SKIP

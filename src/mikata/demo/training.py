@@ -18,7 +18,7 @@ import os
 import time
 from pathlib import Path
 
-from mikata.demo_data import write_fashion_mnist
+from mikata.data.idx import write_fashion_mnist
 
 log = logging.getLogger(__name__)
 

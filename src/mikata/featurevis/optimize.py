@@ -92,13 +92,13 @@ class Rendering:
         return buf.getvalue()
 
     def pil(self) -> list[Image.Image]:
-        from mikata.render import to_uint8_image
+        from mikata.display import to_uint8_image
 
         return [Image.fromarray(to_uint8_image(x)) for x in self.images]
 
     def grid(self, thumb: int = 128, cols: int | None = None) -> Image.Image:
         """A labelled tiled grid (like imtile)."""
-        from mikata.render import tile
+        from mikata.display import tile
 
         return tile(self.pil(), labels=self.labels, thumb=thumb, cols=cols)
 

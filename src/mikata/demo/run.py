@@ -44,11 +44,11 @@ def run_demo(out_dir: str | Path = "mikata-demo", quick: bool = False) -> DemoRe
     from mikata.analysis.overview import audit, format_audit
     from mikata.analysis.scan import scan
     from mikata.attribution.files import explain_files
+    from mikata.demo.training import DEMO_SETTINGS, demo_paths, train_demo_model
     from mikata.featurevis import RenderOptions, visualize_channels, visualize_classes
     from mikata.models import load_model
     from mikata.prediction import predict
     from mikata.report import write_report
-    from mikata.training.demo import DEMO_SETTINGS, demo_paths, train_demo_model
     from mikata.training.loop import plot_path
 
     start = time.perf_counter()

@@ -1,0 +1,282 @@
+"""Benchmark: big runs (70k and 1M rows) stay usable; merge cost; Ray scan vs local scan vs a plain loop.
+
+The runs: a REAL scan of the first ``--base`` Fashion-MNIST images (Debian dataset-fashion-mnist, as
+PNGs) with the real MNIST CNN of digit-recognizer-py is the source of every row. A run of N rows
+gives row i the image file ``fashion/<label>/<i>.png`` — one of the 70,000 real images, hard-linked
+under a new name past 70,000 — and the prediction, probabilities, top-k, embedding and channel
+vectors of a randomly chosen base row with the same label. So the rows are synthetic in one respect
+(their vectors are copied), while the files, the labels and the store's size are those of a real
+N-image scan: the audit, the report and the server do the work they would do on one.
+
+Measured (wall clock, this shared 2-core machine; noisy):
+- the first overview build of an N-row run (the persisted aggregates: ``overview_cache``) and the
+  next build from the cache, in a fresh process state (what `mikata serve` / `audit` pay on start);
+- `mikata audit` (the library call) and `mikata report` (capped) end to end;
+- dashboard / grid / class / image page p50 / p95 through the full ASGI stack (TestClient);
+- merge cost: ``merge_runs`` of K shards per million rows;
+- with ``--scan N``: the same N files scanned by a plain DataLoader loop, by ``scan`` (local) and by
+  ``scan(engine="ray")`` with 2 actors.
+
+    PYTHONPATH=src:tests python benchmarks/bench_scale.py --work /tmp/bench-scale --sizes 70000,1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+TOKEN = "bench-token"
+FASHION = 70000
+
+
+def base_run(work: Path, n: int) -> Path:
+    """A real scan of the first ``n`` Fashion-MNIST images with the MNIST CNN (cached)."""
+    from bench_scan import write_fashion_mnist
+    from test_scan_support import mnist_handle
+
+    from mikata.analysis.runstore import RunStore
+    from mikata.analysis.scan import scan
+
+    write_fashion_mnist(work / "fashion", FASHION)
+    run = work / f"base{n}"
+    if (run / "run.sqlite").exists():
+        with RunStore.open(run) as store:
+            if store.count() == n:
+                return run
+        shutil.rmtree(run)
+    sub = work / f"base{n}-files"
+    if not sub.exists():
+        src = write_fashion_mnist(work / "fashion", FASHION)[:n]
+        for p in src:
+            q = sub / p.parent.name / p.name
+            q.parent.mkdir(parents=True, exist_ok=True)
+            os.link(p, q)
+    t = time.perf_counter()
+    scan(mnist_handle(), sub, run, batch_size=256, workers=1, progress=False)
+    print(f"base: a real scan of {n} images in {time.perf_counter() - t:.1f} s", flush=True)
+    return run
+
+
+def build_run(work: Path, base: Path, n: int, seed: int = 0) -> Path:
+    """An ``n``-row run whose rows copy the base scan's results by label (see the module doc)."""
+    from bench_scan import write_fashion_mnist
+
+    from mikata.analysis.audit import load_run
+    from mikata.analysis.runstore import Row, RunStore
+
+    run = work / f"run{n}"
+    if (run / "run.sqlite").exists():
+        with RunStore.open(run) as store:
+            if store.count() == n:
+                return run
+        shutil.rmtree(run)
+    files = write_fashion_mnist(work / "fashion", FASHION)
+    root = work / "big"
+    demo = load_run(base)
+    with RunStore.open(base) as src:
+        manifest = src.manifest
+        vecs = {k: np.asarray(src.vectors(k)) for k in src.dims()}
+        topks = {i: src.image(int(i))["topk"] for i in demo.ids}
+    manifest = dict(manifest, dataset_root=str(root),
+                    note="benchmark run: real images, rows copied from a real scan by label")
+    by_label = {c: np.nonzero(demo.labels == c)[0] for c in range(demo.num_classes)}
+    rng = np.random.default_rng(seed)
+    store = RunStore.create_or_resume(run, manifest)
+    t0 = time.perf_counter()
+    chunk = 10000
+    for s in range(0, n, chunk):
+        rows, picks = [], []
+        for i in range(s, min(n, s + chunk)):
+            src_file = files[i % FASHION]
+            label = int(src_file.parent.name)
+            path = root / src_file.parent.name / f"{i:07d}.png"
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                os.link(src_file, path)
+            k = int(rng.choice(by_label[label]))
+            st = path.stat()
+            rows.append(Row(path=str(path), hash=None, size=st.st_size, mtime_ns=st.st_mtime_ns, label=label,
+                            split="test" if i % 5 == 0 else "train", pred=int(demo.preds[k]),
+                            pred_prob=float(demo.probs[k, demo.preds[k]]), label_prob=float(demo.probs[k, label]),
+                            topk=topks[demo.ids[k]]))
+            picks.append(demo.vec_rows[k])
+        store.append(rows, {kind: v[picks] for kind, v in vecs.items()}, replace=False)
+    store.close()
+    print(f"built {run}: {n} rows in {time.perf_counter() - t0:.1f} s", flush=True)
+    return run
+
+
+def percentiles(ms: list[float]) -> tuple[float, float]:
+    a = np.asarray(ms)
+    return float(np.percentile(a, 50)), float(np.percentile(a, 95))
+
+
+def bench_overview(run: Path) -> dict[str, float]:
+    """First build (no cache) and a build from the persisted cache, in seconds."""
+    from mikata.analysis import overview_cache
+    from mikata.analysis.overview import overview
+
+    overview_cache.clear(run)
+    t = time.perf_counter()
+    ov = overview(run)
+    first = time.perf_counter() - t
+    t = time.perf_counter()
+    ov2 = overview(run)
+    cached = time.perf_counter() - t
+    assert ov2.accuracy == ov.accuracy and (ov2.confusion == ov.confusion).all()
+    return {"first build s": first, "cached build s": cached}
+
+
+def bench_audit_report(run: Path, work: Path, full_audit: bool) -> dict[str, float]:
+    """`mikata audit` without and (``full_audit``) with the dataset issues (k-NN over every embedding:
+    ``benchmarks/bench_issues.py`` measures that part), and `mikata report` without maps."""
+    from mikata.analysis.overview import audit
+    from mikata.report import write_report
+
+    out = {}
+    t = time.perf_counter()
+    audit(run, dataset_issues=False)
+    out["audit (no dataset issues) s"] = time.perf_counter() - t
+    if full_audit:
+        t = time.perf_counter()
+        audit(run)
+        out["audit (with dataset issues) s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    r = write_report(run, work / f"{run.name}.html", maps=False)
+    out["report (no maps) s"] = time.perf_counter() - t
+    out["report MB"] = r.bytes / 1e6 if hasattr(r, "bytes") else (work / f"{run.name}.html").stat().st_size / 1e6
+    return out
+
+
+def bench_pages(run: Path, requests: int) -> dict[str, tuple[float, float]]:
+    from fastapi.testclient import TestClient
+
+    from mikata.server import create_app
+
+    app = create_app(run, token=TOKEN, port=8765)
+    client = TestClient(app, base_url="http://127.0.0.1:8765", headers={"authorization": f"token {TOKEN}"})
+    t = time.perf_counter()
+    ov = app.run.overview()
+    print(f"  server start: overview ready in {time.perf_counter() - t:.2f} s", flush=True)
+    cm = ov.confusion
+    big = int(np.argmax(np.diag(cm)))
+    off = cm.copy()
+    np.fill_diagonal(off, 0)
+    t_, p_ = np.unravel_index(np.argmax(off), off.shape)
+    some = int(ov.data.ids[len(ov.data) // 2])
+    paths = {"dashboard": "/", f"grid diagonal ({cm[big, big]})": f"/grid?true={big}&pred={big}",
+             f"grid off-diagonal ({cm[t_, p_]})": f"/grid?true={t_}&pred={p_}",
+             "grid all, page 20": "/grid?true=-1&pred=-1&page_no=20", "class page": f"/class/{big}",
+             "image page": f"/image/{some}", "api/embedding": "/api/embedding"}
+    out = {}
+    rng = np.random.default_rng(0)
+    for name, path in paths.items():
+        r = client.get(path)
+        assert r.status_code == 200, (path, r.status_code, r.text[:300])
+        times = []
+        for k in range(requests):
+            p = path
+            if name == "image page":  # a different image every time: nothing per-image cached
+                p = f"/image/{int(ov.data.ids[rng.integers(len(ov.data))])}"
+            t = time.perf_counter()
+            r = client.get(p)
+            times.append(1000 * (time.perf_counter() - t))
+            assert r.status_code == 200
+        out[name] = percentiles(times)
+    return out
+
+
+def bench_merge(work: Path, run: Path, shards: int) -> dict[str, float]:
+    """Split ``run`` into ``shards`` runs (untimed), then time ``merge_runs`` of them into a new run."""
+    from mikata.analysis.merge import merge_runs, split_run
+
+    parts = split_run(run, work / f"{run.name}-shards", shards)
+    out = work / f"{run.name}-merged"
+    shutil.rmtree(out, ignore_errors=True)
+    t = time.perf_counter()
+    merged = merge_runs(out, parts)
+    s = time.perf_counter() - t
+    return {"merge s": s, "rows": merged.rows, "s per million rows": s / merged.rows * 1e6,
+            "bytes per row": merged.bytes / max(merged.rows, 1)}
+
+
+def bench_engines(work: Path, n: int, batch_size: int = 64) -> dict[str, float]:
+    """Seconds to scan the same ``n`` files: a plain DataLoader loop, ``scan`` (local), ``scan(engine="ray")``
+    with 2 actors on a local Ray instance started by the call (its start-up included, as a user pays it)."""
+    import torch
+    from bench_scan import plain_loop
+    from test_scan_support import mnist_handle
+
+    from mikata.analysis.scan import scan
+
+    files = work / f"base{n}-files"
+    base_run(work, n)  # writes the files
+    paths = sorted(str(p) for p in files.glob("*/*.png"))
+    handle = mnist_handle()
+    out = {"plain loop s": plain_loop(handle, paths, batch_size, 1)}
+    for name, kwargs in (("local scan s", {"workers": 1}), ("ray scan (2 actors) s", {"engine": "ray", "actors": 2})):
+        run = work / f"engine-{name.split()[0]}"
+        shutil.rmtree(run, ignore_errors=True)
+        threads = torch.get_num_threads()
+        t = time.perf_counter()
+        scan(handle, files, run, batch_size=batch_size, progress=False, **kwargs)
+        out[name] = time.perf_counter() - t
+        torch.set_num_threads(threads)
+    out["ray / local"] = out["ray scan (2 actors) s"] / out["local scan s"]
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/bench-scale"))
+    ap.add_argument("--base", type=int, default=2000, help="images in the real base scan")
+    ap.add_argument("--sizes", default="70000,1000000")
+    ap.add_argument("--requests", type=int, default=30)
+    ap.add_argument("--shards", type=int, default=4)
+    ap.add_argument("--no-report", action="store_true")
+    ap.add_argument("--steps", default="overview,audit,pages,merge", help="which measurements, comma-separated")
+    ap.add_argument("--full-audit", action="store_true", help="also time `mikata audit` with its dataset issues")
+    ap.add_argument("--merge-sizes", default="70000", help="run sizes whose merge is timed (splitting a 1M run "
+                    "into shards first takes minutes)")
+    ap.add_argument("--engines", type=int, default=0, metavar="N",
+                    help="also time a plain loop, the local scan and the Ray scan on N real files")
+    args = ap.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    base = base_run(args.work, args.base)
+    for n in [int(s) for s in args.sizes.split(",")]:
+        run = build_run(args.work, base, n)
+        print(f"\n== {n:,} rows ({run})", flush=True)
+        steps = args.steps.split(",")
+        if "overview" in steps:
+            for k, v in bench_overview(run).items():
+                print(f"  {k:28s} {v:8.2f}", flush=True)
+        if "audit" in steps and not args.no_report:
+            for k, v in bench_audit_report(run, args.work, args.full_audit).items():
+                print(f"  {k:28s} {v:8.2f}", flush=True)
+        for k, (p50, p95) in (bench_pages(run, args.requests) if "pages" in steps else {}).items():
+            print(f"  {k:28s} p50 {p50:7.1f} ms   p95 {p95:7.1f} ms", flush=True)
+        if str(n) not in args.merge_sizes.split(",") or "merge" not in steps:
+            continue
+        m = bench_merge(args.work, run, args.shards)
+        print(f"  merge of {args.shards} shards: {m['merge s']:.1f} s for {m['rows']:,} rows = "
+              f"{m['s per million rows']:.1f} s per million rows; {m['bytes per row']:.0f} bytes per row on disk",
+              flush=True)
+
+
+    if args.engines:
+        print(f"\n== scanning {args.engines} real files, batch 64", flush=True)
+        for k, v in bench_engines(args.work, args.engines).items():
+            print(f"  {k:28s} {v:8.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,178 @@
+"""The costly parts of a run's overview, kept on disk per run version so big runs open fast.
+
+A 1,000,000-row run takes ~25 s to read its rows from SQLite and rank its label issues with
+cleanlab; the numbers only change when a scan commits. So ``run_data`` and ``issue_ranking``
+keep them in ``RUN_DIR/cache/overview-<split>.npz``, stamped with the ``RunStore.version()`` they
+were computed at:
+
+- same version: loaded as they are (a few arrays; ~0.1 s at 1M rows);
+- rows only appended since (every stored row still there, new ids above the cached largest): only
+  the new rows are read and concatenated; the label-issue ranking (it depends on every row) is
+  recomputed once for the new version and saved again;
+- anything else (rows replaced, a damaged or foreign file): rebuilt from the store.
+
+The cache is data, never code: plain arrays (``allow_pickle=False``), checked against the store.
+A run directory that cannot be written (someone else's run) simply gets no cache.
+
+Example:
+    >>> with RunStore.open("runs/big") as store:                       # doctest: +SKIP
+    ...     with store.snapshot():                                      # doctest: +SKIP
+    ...         cached = run_data(store)                                # doctest: +SKIP
+    >>> ranked = issue_ranking(cached)                                  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mikata.analysis.audit import RowPaths, RunData, check_consistent, fetch_rows, label_issue_ranking, read_probs
+from mikata.analysis.runstore import RunStore
+
+log = logging.getLogger(__name__)
+CACHE_DIR = "cache"
+FORMAT = 1
+
+
+def _path(run_dir: str | os.PathLike, split: str | None) -> Path:
+    key = "all" if split is None else "split-" + hashlib.sha1(split.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    return Path(run_dir) / CACHE_DIR / f"overview-{key}.npz"
+
+
+def _load(path: Path) -> dict[str, np.ndarray] | None:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            got = {k: z[k] for k in z.files}
+        if int(got["format"]) != FORMAT:
+            return None
+        n = len(got["ids"])
+        if any(len(got[k]) != n for k in ("labels", "preds", "split_codes", "vec_rows")):
+            return None
+        return got
+    except (OSError, KeyError, ValueError, EOFError) as e:  # absent, damaged or not ours: rebuild
+        if not isinstance(e, FileNotFoundError):
+            log.info("ignoring the overview cache %s (%s); rebuilding it", path, e)
+        return None
+
+
+def _save(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Written to a temporary file then renamed: readers see the old cache or the new one, whole."""
+    try:
+        path.parent.mkdir(exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".overview-", suffix=".npz")
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, format=np.int64(FORMAT), **arrays)
+        os.replace(tmp, path)
+    except OSError as e:
+        log.info("cannot write the overview cache in %s (%s); big runs will be read in full each time", path.parent, e)
+
+
+def clear(run_dir: str | os.PathLike) -> None:
+    """Drop every cached overview of a run (the next read rebuilds them)."""
+    shutil.rmtree(Path(run_dir) / CACHE_DIR, ignore_errors=True)
+
+
+@dataclass
+class CachedRun:
+    """The committed ok rows of a run at ``version``; ``ranking`` when the cache already had it."""
+
+    version: tuple[int, int, int]
+    data: RunData
+    ranking: np.ndarray | None = None
+
+
+def run_data(store: RunStore, split: str | None = None) -> CachedRun:
+    """The committed ok rows (and their version), from the cache when it is still good.
+
+    Call inside ``store.snapshot()`` so the version and the rows are from one point in time.
+    """
+    version = store.version()
+    classes = store.identity["classes"]
+    path = _path(store.dir, split)
+    cached = _load(path)
+    ids = labels = preds = vec_rows = None
+    split_names: list[str] = []
+    codes = np.zeros(0, np.int64)
+    if cached is not None:
+        old_version = tuple(int(v) for v in cached["version"])
+        n_old, top_old = len(cached["ids"]), int(cached["top_id"])
+        if old_version == version or _only_appended(store, split, n_old, top_old):
+            ids, labels, preds, vec_rows = (cached[k] for k in ("ids", "labels", "preds", "vec_rows"))
+            codes, split_names = cached["split_codes"], [str(s) for s in cached["split_names"]]
+            if old_version != version:
+                n_ids, n_labels, n_preds, n_splits, n_vec = fetch_rows(store, split, after_id=top_old)
+                new_codes, split_names = _codes(n_splits, split_names)
+                ids, labels, preds = np.concatenate([ids, n_ids]), np.concatenate([labels, n_labels]), \
+                    np.concatenate([preds, n_preds])
+                vec_rows, codes = np.concatenate([vec_rows, n_vec]), np.concatenate([codes, new_codes])
+            if len(vec_rows) and (vec_rows.max() >= version[2] or labels.max() >= len(classes)
+                                  or preds.max() >= len(classes) or labels.min() < 0):
+                ids = None  # inconsistent with the store: rebuild
+    from_cache = ids is not None
+    if ids is None:
+        ids, labels, preds, splits, vec_rows = fetch_rows(store, split)
+        check_consistent(store, labels, preds, vec_rows, version[2], classes)
+        codes, split_names = _codes(splits, [])
+    probs = read_probs(store, vec_rows, version[2], len(classes))
+    splits = np.asarray(split_names, dtype=str)[codes] if len(codes) else np.zeros(0, dtype=str)
+    d = RunData(ids, RowPaths(str(store.dir), ids), labels, preds, splits, vec_rows, probs, classes, str(store.dir))
+    ranking = None
+    if from_cache and tuple(int(v) for v in cached["version"]) == version and "ranking" in cached:
+        ranking = cached["ranking"]
+    if cached is None or tuple(int(v) for v in cached["version"]) != version or \
+            not np.array_equal(cached["ids"], ids):
+        _save(path, _arrays(version, d, codes, split_names, None))
+    return CachedRun(version, d, ranking)
+
+
+def issue_ranking(run: CachedRun, split: str | None = None) -> np.ndarray:
+    """``audit.label_issue_ranking``, computed once per run version and kept with the rows."""
+    d, version = run.data, run.version
+    ranking = run.ranking
+    if ranking is not None and (not len(ranking) or (ranking.min() >= 0 and ranking.max() < len(d))):
+        return ranking
+    ranking = label_issue_ranking(d)
+    path = _path(d.run_dir, split)
+    cached = _load(path)
+    if cached is not None and tuple(int(v) for v in cached["version"]) == version and \
+            np.array_equal(cached["ids"], d.ids):
+        cached.pop("format", None)
+        cached["ranking"] = ranking
+        _save(path, cached)
+    run.ranking = ranking
+    return ranking
+
+
+def _only_appended(store: RunStore, split: str | None, n_old: int, top_old: int) -> bool:
+    """True when every cached row is still stored as it was: no ok row at or below the old top id went away."""
+    return store.count_up_to(top_old, status="ok", split=split) == n_old
+
+
+def _codes(splits: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[str]]:
+    """Split names as small integer codes into ``names`` (extended with new names)."""
+    names = list(names)
+    index = {s: i for i, s in enumerate(names)}
+    uniq, inverse = np.unique(splits, return_inverse=True) if len(splits) else (np.zeros(0, str), np.zeros(0, np.int64))
+    for s in uniq.tolist():
+        if s not in index:
+            index[s] = len(names)
+            names.append(s)
+    lut = np.array([index[s] for s in uniq.tolist()], np.int64)
+    return (lut[inverse] if len(splits) else np.zeros(0, np.int64)), names
+
+
+def _arrays(version: tuple[int, int, int], d: RunData, codes: np.ndarray, split_names: list[str],
+            ranking: np.ndarray | None) -> dict[str, np.ndarray]:
+    out = {"version": np.asarray(version, np.int64), "ids": d.ids, "labels": d.labels, "preds": d.preds,
+           "vec_rows": d.vec_rows, "split_codes": codes, "split_names": np.asarray(split_names, dtype=str),
+           "top_id": np.int64(d.ids.max() if len(d.ids) else 0)}
+    if ranking is not None:
+        out["ranking"] = ranking
+    return out

@@ -1,0 +1,209 @@
+"""``scan(..., engine="ray")``: the same scan on Ray Data — CPU tasks decode, an actor pool infers.
+
+The file list still to scan (what the run does not hold yet, exactly as the local scan decides)
+becomes a Ray dataset partitioned by batch, so its blocks spread over the cluster (one block of
+thousands of small files would keep one actor busy and the rest idle). Then:
+
+- **decode**: ``map_batches`` CPU tasks run mikata's own decoder (``scan.decode_file``: sha1,
+  decode, preprocess; a bad file becomes a recorded reason, never an error);
+- **infer**: an actor pool (``--actors N``); each actor unpickles the model once, moves it to
+  its GPU when ``--gpus-per-actor`` > 0, sets torch's threads to its CPUs (more threads than CPUs
+  was 5x slower) and runs ``scan.compute_columns`` — the local scan's own function — returning
+  fixed-width columns (float16 vectors);
+- **commit**: the driver is the run's only writer: ``scan.commit`` appends each batch with the
+  RunStore commit protocol, exactly once per file (a batch Ray re-executes after a lost worker is
+  recognized by its indices and dropped). A killed driver loses only uncommitted batches; the
+  same command again scans only what is missing.
+
+Without ``address`` (and no ``RAY_ADDRESS``) a local Ray instance sized to the machine starts and
+stops with the call; with one, the call joins that cluster (``auto``, ``ray://HOST:PORT``).
+Actors reserve three quarters of the CPUs between them, so decode tasks always find a CPU (actors
+holding every CPU starve the read tasks and the job hangs).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from mikata.analysis.runstore import RunStore
+from mikata.analysis.scan import VECTOR_COLUMNS
+from mikata.data.datasets import Sample
+from mikata.errors import MikataError
+from mikata.models.handle import ModelHandle
+
+log = logging.getLogger(__name__)
+ACTOR_SHARE = 0.75  # of the cluster's CPUs reserved by the actor pool; the rest decodes
+
+
+class RayUnavailableError(MikataError):
+    """``engine="ray"`` without Ray Data installed, or a cluster that cannot be reached."""
+
+
+def import_ray():
+    """Ray and Ray Data, imported only for ``engine="ray"``; a clear message when the extra is missing."""
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError as e:
+        raise RayUnavailableError(
+            f"--engine ray needs Ray Data ({e.name or e} is not installed): pip install -c constraints.txt -e '.[ray]' "
+            "(or pip install 'ray[data]>=2.40' with torch pinned); without it, scan locally (--engine local)") from e
+    return ray
+
+
+def _connect(ray, address: str | None) -> bool:
+    """Join a running cluster (``address`` or ``RAY_ADDRESS``) or start a local one; True when we started it."""
+    if ray.is_initialized():
+        return False
+    kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    if address or os.environ.get("RAY_ADDRESS"):
+        try:
+            ray.init(address=address or None, **kwargs)
+        except Exception as e:  # noqa: BLE001 - ConnectionError, RuntimeError, ... from Ray's client
+            raise RayUnavailableError(f"cannot join the Ray cluster at {address or os.environ['RAY_ADDRESS']}: {e}; "
+                                      "check the address (ray status on the head node) or leave --address out "
+                                      "for a local instance") from e
+        return False
+    ray.init(num_cpus=os.cpu_count() or 1, **kwargs)
+    return True
+
+
+def _decode(row: dict[str, np.ndarray], preprocessing) -> dict[str, np.ndarray]:
+    """Ray CPU task: read, hash and preprocess one batch of files (one dataset row) with mikata's decoder."""
+    from mikata.analysis.scan import decode_file
+
+    shape = (preprocessing.in_channels, *preprocessing.input_size)
+    start, paths = int(row["start"][0]), list(row["paths"][0])
+    n = len(paths)
+    x = np.zeros((n, *shape), np.float32)  # (n, C, H, W), zeros where a file is skipped
+    ok = np.zeros(n, bool)
+    digest, reason = np.empty(n, dtype=object), np.empty(n, dtype=object)
+    size, mtime, wh = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros((n, 2), np.int64)
+    for r, path in enumerate(paths):
+        t, digest[r], size[r], mtime[r], why, dims = decode_file(preprocessing, str(path))
+        wh[r] = dims or (0, 0)
+        reason[r] = why or ""
+        digest[r] = digest[r] or ""
+        if t is not None:
+            x[r], ok[r] = t.numpy(), True
+    return {"i": np.arange(start, start + n, dtype=np.int64), "x": x, "ok": ok, "hash": digest, "size": size,
+            "mtime": mtime, "reason": reason, "wh": wh}
+
+
+class _Infer:
+    """Ray actor: the model loaded once, ``compute_columns`` per batch."""
+
+    def __init__(self, handle, layer: str, embed_layer: str | None, gradcam: bool, threads: int, gpu: bool,
+                 with_stats: bool):
+        import ray
+
+        torch.set_num_threads(max(1, threads))
+        if isinstance(handle, ray.ObjectRef):
+            handle = ray.get(handle)
+        if gpu:
+            device = torch.device("cuda")
+            handle = handle.to(device) if hasattr(handle, "to") else handle
+            handle.net.to(device)
+        self.handle, self.layer, self.embed_layer, self.gradcam = handle, layer, embed_layer, gradcam
+        self.with_stats = with_stats
+        self._empty: dict[str, np.ndarray] | None = None
+
+    def _columns(self, x: torch.Tensor | None, items: list[tuple]) -> dict[str, np.ndarray]:
+        from mikata.analysis.scan import compute_columns
+
+        return compute_columns(self.handle, x, items, self.layer, self.embed_layer, self.gradcam, self.with_stats)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        ok = np.asarray(batch["ok"], bool)
+        items = [(int(i), bool(k), h, int(s), int(m), r, (int(wh[0]), int(wh[1]))) for i, k, h, s, m, r, wh in
+                 zip(batch["i"], ok, batch["hash"], batch["size"], batch["mtime"], batch["reason"], batch["wh"])]
+        x = torch.from_numpy(np.ascontiguousarray(batch["x"][ok])) if ok.any() else None  # (n_ok, C, H, W)
+        cols = self._columns(x, items)
+        if "probs" not in cols:  # every file of the batch skipped: same columns, zeros (one schema for Ray)
+            cols.update({k: np.zeros((len(items),) + v.shape[1:], v.dtype) for k, v in self._shapes().items()})
+        cols["hash"] = np.asarray([h or "" for h in cols["hash"]], dtype=object)
+        return cols
+
+    def _shapes(self) -> dict[str, np.ndarray]:
+        if self._empty is None:
+            p = self.handle.preprocessing
+            x = torch.zeros((1, p.in_channels, *p.input_size))
+            got = self._columns(x, [(0, True, "", 0, 0, "", tuple(p.input_size[::-1]))])
+            self._empty = {k: v for k, v in got.items() if k in VECTOR_COLUMNS + ("top_i", "top_v", "cam")}
+        return self._empty
+
+
+def scan_on_ray(store: RunStore, handle: ModelHandle, todo: Sequence[tuple[Sample, str]], replace: bool,
+                with_stats: bool,
+                batch_size: int, layer: str, embed_layer: str | None, gradcam: bool, progress: bool,
+                address: str | None = None, actors: int | None = None, gpus_per_actor: float = 0,
+                ) -> tuple[int, list[tuple[str, str]]]:
+    """Scan ``todo`` into ``store`` on Ray Data; returns (images stored ok, skipped (path, reason))."""
+    from tqdm import tqdm
+
+    from mikata.analysis.scan import commit
+
+    ray = import_ray()
+    if not todo:
+        return 0, []
+    started = _connect(ray, address)
+    try:
+        cpus = float(ray.cluster_resources().get("CPU", 1))
+        gpus = float(ray.cluster_resources().get("GPU", 0))
+        if gpus_per_actor > 0 and gpus < gpus_per_actor:
+            raise RayUnavailableError(f"--gpus-per-actor {gpus_per_actor}: the cluster has {gpus:g} GPUs; "
+                                      "use 0 to infer on CPUs")
+        if actors is None:
+            actors = max(1, int(gpus // gpus_per_actor)) if gpus_per_actor > 0 else max(1, int(cpus * ACTOR_SHARE))
+        actor_cpus = max(0.25, cpus * ACTOR_SHARE / actors) if gpus_per_actor <= 0 else 1.0
+        decode_cpus = max(0.05, min(1.0, cpus * (1 - ACTOR_SHARE) / max(1, actors)))
+        threads = max(1, int(actor_cpus))
+        log.info("ray: %d actors x %.2f CPU (%d torch threads)%s, decode tasks %.2f CPU, %d images",
+                 actors, actor_cpus, threads, f", {gpus_per_actor:g} GPU each" if gpus_per_actor else "",
+                 decode_cpus, len(todo))
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False  # ours counts images/s; Ray's would print a line every few seconds
+        if not progress:
+            logging.getLogger("ray.data").setLevel(logging.WARNING)
+        # one dataset row (and block) per batch: blocks spread over the cluster, and every inference
+        # batch is exactly a local scan's batch (todo[kB:(k+1)B]), so the numbers are the same to the bit
+        paths = [str(s.path) for s, _ in todo]
+        batches = [{"start": k, "paths": paths[k:k + batch_size]} for k in range(0, len(paths), batch_size)]
+        ds = ray.data.from_items(batches, override_num_blocks=len(batches))
+        ds = ds.map_batches(_decode, fn_kwargs={"preprocessing": handle.preprocessing}, batch_size=1,
+                            batch_format="numpy", num_cpus=decode_cpus)
+        ds = ds.map_batches(_Infer, fn_constructor_kwargs={
+            "handle": ray.put(handle), "layer": layer, "embed_layer": embed_layer, "gradcam": gradcam,
+            "threads": threads, "gpu": gpus_per_actor > 0, "with_stats": with_stats}, batch_size=None, batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=actor_cpus, **({"num_gpus": gpus_per_actor} if gpus_per_actor > 0 else {}))
+        computed, skipped = 0, []
+        seen: set[int] = set()
+        t0 = time.perf_counter()
+        bar = tqdm(total=len(todo), unit="img", desc="scan (ray)", disable=not progress, dynamic_ncols=True,
+                   file=sys.stderr)
+        try:
+            for cols in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=2):
+                fresh = np.array([int(i) not in seen for i in cols["index"]], bool)
+                if not fresh.all():  # re-executed after a lost worker: those files are stored already
+                    cols = {k: v[fresh] for k, v in cols.items()}
+                if not len(cols["index"]):
+                    continue
+                k, skips = commit(store, cols, todo, replace)
+                seen.update(int(i) for i in cols["index"])
+                computed += k
+                skipped += skips
+                bar.update(len(cols["index"]))
+                bar.set_postfix_str(f"{len(seen) / max(time.perf_counter() - t0, 1e-9):.0f} images/s on the cluster")
+        finally:
+            bar.close()
+        return computed, skipped
+    finally:
+        if started:
+            ray.shutdown()

@@ -1,0 +1,147 @@
+"""HTML pages: dashboard, confusion-cell grids, a class's best and worst, an image, reviews,
+the embedding scatter, the feature-visualization gallery, the scorecard."""
+
+from __future__ import annotations
+
+import math
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse
+
+from mikata.analysis.media import UnknownImageError
+from mikata.analysis.sections import confusion_view
+from mikata.attribution import registry
+from mikata.server.routes.common import MAX_CONFUSION, PAGE, check_class, check_id, page, run_state
+
+router = APIRouter()
+GRID_METHODS = registry.names(grid=True)  # fast enough for 120 tiles (the registry says which)
+
+
+@router.get("/", response_class=HTMLResponse)
+def dashboard(request: Request):
+    state = run_state(request)
+    ov = state.overview()
+    rows, cols = confusion_view(ov.confusion, ov.present, MAX_CONFUSION)
+    return page(request, "dashboard.html", rows=rows, cols=cols, scorecard=state.scorecard(),
+                hist_max=int(ov.histogram.max()) if len(ov.histogram) else 1)
+
+
+@router.get("/grid", response_class=HTMLResponse)
+def grid(request: Request, true: int = -1, pred: int = -1, page_no: int = 0,
+         map_method: str = Query("", alias="map")):
+    state = run_state(request)
+    ov = state.overview()
+    d = ov.data
+    if true >= len(ov.class_names) or pred >= len(ov.class_names):
+        raise UnknownImageError("no such class")
+    ids = state.grid_ids(true, pred, ov)  # this overview: a scan may commit meanwhile
+    names = ov.class_names
+    title = (f"{names[true]} predicted as {names[pred]}" if true >= 0 and pred >= 0 else
+             ("all images labeled " + names[true] if true >= 0 else "all images")
+             + (f" predicted as {names[pred]}" if pred >= 0 else ""))
+    pages = max(1, math.ceil(len(ids) / PAGE))
+    page_no = min(max(page_no, 0), pages - 1)
+    shown = ids[page_no * PAGE:(page_no + 1) * PAGE]
+    tiles = []
+    for i in shown.tolist():
+        r = ov.row(i)
+        tiles.append({"id": i, "label": int(d.labels[r]), "pred": int(d.preds[r]),
+                      "prob": float(d.probs[r, d.preds[r]])})
+    return page(request, "grid.html", tiles=tiles, title=title, total=len(ids), sel_true=true, sel_pred=pred,
+                map_method=map_method if map_method in GRID_METHODS else "", grid_methods=GRID_METHODS,
+                page_no=page_no, pages=pages)
+
+
+@router.get("/class/{c:int}", response_class=HTMLResponse)
+def class_page(request: Request, c: int):
+    state = run_state(request)
+    ov = state.overview()
+    check_class(state, c)
+    view = next((v for v in ov.classes if v.index == c), None)
+    if view is None:
+        raise UnknownImageError(f"no images of class {c}")
+    d = ov.data
+
+    def tiles(ids, of_class: bool):  # P(this class), or P(predicted class) for the errors
+        return [{"id": i, "label": int(d.labels[r]), "pred": int(d.preds[r]),
+                 "prob": float(d.probs[r, c if of_class else d.preds[r]])} for i in ids for r in [ov.row(i)]]
+
+    return page(request, "class.html", view=view, most=tiles(view.most_class_like, True),
+                least=tiles(view.least_class_like, True), errors=tiles(view.confident_errors, False))
+
+
+@router.get("/image/{image_id:int}", response_class=HTMLResponse)
+def image_page(request: Request, image_id: int, method: str = "gradcam", cls: str = ""):
+    from mikata.analysis.maps import LAYER_MAP_METHODS
+
+    state = run_state(request)
+    methods = registry.names()  # every registered method, plug-ins included
+    row = state.image_row(check_id(image_id))
+    state.image_path(image_id)  # 404 for rows whose file is not servable (gone, or outside the data folder)
+    names = state.class_names
+    probs = row["probs"] or []
+    ranked = sorted(range(len(probs)), key=lambda c: -probs[c])[:10]
+    prev_id, next_id = state.neighbours(image_id)
+    review = state.review(image_id)
+    return page(request, "image.html", row=row, probs=probs, ranked=ranked, methods=methods,
+                layer_methods=LAYER_MAP_METHODS, method=method if method in methods else "gradcam",
+                cls=cls, prev_id=prev_id, next_id=next_id, review=review, class_count=len(names))
+
+
+@router.get("/reviews", response_class=HTMLResponse)
+def reviews_page(request: Request):
+    state = run_state(request)
+    ov = state.overview()
+    done = {r["id"]: r for r in state.reviews()}
+    return page(request, "reviews.html", issues=ov.label_issues, done=done,
+                reviewed=sorted(done.values(), key=lambda r: r["updated"], reverse=True),
+                name_index={n: i for i, n in enumerate(ov.class_names)})
+
+
+@router.get("/embedding", response_class=HTMLResponse)
+def embedding_page(request: Request):
+    return page(request, "embedding.html", has_plotly="plotly.min.js" in request.app.state.static,
+                has_embed=run_state(request).has_embeddings())
+
+
+@router.get("/featurevis", response_class=HTMLResponse)
+def featurevis_page(request: Request):
+    state = run_state(request)
+    root = state.run_dir / "featurevis"
+    files = [str(p.relative_to(root)) for p in state.featurevis_files()]
+    return page(request, "featurevis.html", files=files)
+
+
+@router.get("/scorecard", response_class=HTMLResponse)
+def scorecard_page(request: Request):
+    return page(request, "scorecard.html", scorecard=run_state(request).scorecard())
+
+
+@router.get("/issues", response_class=HTMLResponse)
+def issues_page(request: Request, type: str = "", cls: int = -1, page_no: int = 0):
+    """Dataset issues: a count per type, and the flagged images of one type (of one class), worst first;
+    for label issues, outliers and weak groups each tile shows the Grad-CAM of its prediction."""
+    from mikata.analysis.issues import EXPLAINED_BY_MAPS, issue_rows
+
+    state = run_state(request)
+    ov = state.overview()
+    found = state.issues()
+    summary = found.summary()
+    if not type:
+        type = next((t["type"] for t in summary if t["flagged"]), summary[0]["type"])
+    if cls != -1:
+        check_class(state, cls)
+    rows = issue_rows(found, type, None if cls < 0 else cls)  # ChoiceError (400) for an unknown type
+    pages = max(1, math.ceil(len(rows) / PAGE))
+    page_no = min(max(page_no, 0), pages - 1)
+    d, score = ov.data, found.types[type].score
+    tiles = [{"id": int(d.ids[r]), "label": int(d.labels[r]), "pred": int(d.preds[r]), "prob": float(score[r]),
+              "caption": f"{type} score {score[r]:.3f}"} for r in rows[page_no * PAGE:(page_no + 1) * PAGE].tolist()]
+    pairs = [p for p in found.pairs if type in ("near_duplicate", "exact_duplicate", "leak")
+             and (type != "leak" or p[4])][:60]
+    return page(request, "issues.html", summary=summary, type=type, sel_cls=cls, tiles=tiles, total=len(rows),
+                page_no=page_no, pages=pages, threshold=found.types[type].threshold,
+                map_method="gradcam" if type in EXPLAINED_BY_MAPS and "gradcam" in GRID_METHODS else "",
+                pairs=[(int(d.ids[i]), int(d.ids[j]), sim, kind, across) for i, j, sim, kind, across in pairs],
+                groups=[g for g in found.groups if g["flagged"]] if type == "underperforming_group" else [],
+                notes=found.notes)
