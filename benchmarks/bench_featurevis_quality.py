@@ -124,7 +124,7 @@ def main() -> None:
         images, seconds = render_lucent(lite0, classes, steps, first.size)
         rows.append(("lucent render_vis", steps, seconds / steps / len(classes), judge(judges, images, classes)))
         if args.save:
-            from mikata.featurevis.render import Rendering
+            from mikata.featurevis.optimize import Rendering
 
             Rendering(images, [lite0.class_names[c] for c in classes]).save(os.path.join(args.save, "lucent"))
     lucent_cost = rows[-1][2] if not args.no_lucent else None

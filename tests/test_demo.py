@@ -33,6 +33,14 @@ def test_quick_demo_writes_every_listed_output(tmp_path):
         assert "scorecard" in report.lower()
         assert "Feature visualization" in report and (tmp_path / "run" / "featurevis" / "classes" / "grid.png").is_file()
         assert "Confusion matrix" in report and "http://" not in report and "https://" not in report
+        assert 'id="units"' in report and (tmp_path / "run" / "units" / "units.png").is_file()
+        from PIL import Image
+        import numpy as np
+
+        cls_img = np.asarray(Image.open(tmp_path / "run" / "featurevis" / "classes" / "Sneaker.png").convert("RGB"))
+        assert (cls_img.max(-1) == cls_img.min(-1)).all()  # the model saw gray images only: gray class images
+        manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+        assert manifest["identity"]["layer"] == "blocks.4"  # 4x4 at the quick demo's 32 px, not the 1x1 head
         assert "mikata serve" in out.stderr + out.stdout
     except AssertionError as e:  # say what the demo printed: a rare failure here must be diagnosable from CI's log
         raise AssertionError(f"{e}\n--- demo stdout (tail) ---\n{out.stdout[-4000:]}\n"

@@ -189,3 +189,20 @@ def test_all_gray_tells_gray_training_images_from_colour(lite0):
     colour = torch.rand(4, 3, 32, 32, generator=g)
     norm = lite0.preprocessing.normalize
     assert all_gray(norm(gray).half(), lite0) and not all_gray(norm(colour).half(), lite0)
+
+
+def test_maco_fixes_the_magnitude_and_optimizes_only_the_phase(lite0):
+    """MACO: the logit image's spectrum magnitude is the fixed 1/f law times one contrast factor per
+    channel, whatever the phase; rendering with it raises the objective."""
+    from mikata.featurevis.params import MacoImage
+
+    g = torch.Generator().manual_seed(0)
+    m = MacoImage.random(2, 3, 32, 32, g, decorrelate=False)
+    with torch.no_grad():
+        m.phase += torch.randn(m.phase.shape, generator=g)
+        spec = torch.fft.rfftn(torch.logit(m()), dim=(-2, -1), norm="ortho").abs()  # (2, 3, 32, 17)
+    ratio = spec[..., 1:-1] / m.magnitude[:, 1:-1]  # columns 0 and W/2 must be Hermitian: irfft changes them
+    assert torch.allclose(ratio, ratio.mean((-2, -1), keepdim=True), rtol=1e-3)
+    assert m.params == [m.phase]
+    res = visualize_classes(lite0, [340], RenderOptions(param="maco", lr=0.2, **SMALL))
+    assert res.log[-1]["units"][0] > res.log[0]["units"][0]

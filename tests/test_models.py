@@ -97,6 +97,10 @@ def test_default_layer_rule_on_a_hand_made_net():
     assert at[16] == "2"   # 4x4 after two halvings: the last block itself
     assert at[8] == "1"    # the last block gives 2x2: the block before it (4x4), not "2.inner"
     assert at[4] == "0"    # only the stem keeps 4x4 ("1.inner" does too, but lies inside a block)
+    pooled = nn.Sequential(nn.Conv2d(1, 2, 3, stride=4), nn.AdaptiveAvgPool2d(2), nn.Flatten())
+    # at the sizes networks are designed for, a 2x2 map by design (VGG-style pooling) stays the choice
+    assert next(l.name for l in trace_layers(pooled, 1, (224, 224)) if l.is_default) == "1"
+    assert next(l.name for l in trace_layers(pooled, 1, (64, 64)) if l.is_default) == "0"
 
 
 def test_layers_of_torchvision_resnet18(resnet18):

@@ -132,3 +132,28 @@ def test_review_embedding_and_gallery_pages_in_a_real_browser(browser, live):
                            ".every(i => i.complete && i.naturalWidth > 0)")
     screenshot(page, "server-featurevis")
     assert page.problems == []
+
+
+def test_units_page_unit_then_image_in_a_real_browser(browser, live):
+    """Click a unit, see its top images with their maps; click an image, land on its page."""
+    from mikata.analysis.units import unit_examples
+    from mikata.featurevis import RenderOptions
+
+    res = unit_examples(live["run"], [4, 9], handle=mnist_handle(), k=3, options=RenderOptions(size=28, steps=4))
+    res.save()
+    page = new_page(browser)
+    page.goto(f"{live['url']}/units?token={TOKEN}")
+    page.wait_for_load_state("networkidle")
+    assert _all_images_loaded(page, ".unit-row img")
+    screenshot(page, "server-units")
+    page.click("#unit-1")
+    page.wait_for_url("**/units/1")
+    page.wait_for_function("() => Array.from(document.querySelectorAll('#unit-examples img'))"
+                           ".every(i => i.complete && i.naturalWidth > 0)")
+    shown = [int(x) for x in page.locator("#unit-examples a.tile").evaluate_all("els => els.map(e => e.dataset.id)")]
+    assert shown == [e.image_id for e in res.units[1][1]]
+    screenshot(page, "server-unit")
+    page.click(f'#unit-examples a.tile[data-id="{shown[0]}"]')
+    page.wait_for_url(f"**/image/{shown[0]}")
+    assert page.locator("h1").first.is_visible()
+    assert page.problems == []

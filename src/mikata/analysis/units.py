@@ -66,7 +66,7 @@ class UnitsResult:
 
     def grid(self, thumb: int = 112) -> Image.Image:
         """One row per unit: the synthetic image, then its examples with their activation maps."""
-        from mikata.render import tile, to_uint8_image
+        from mikata.display import tile, to_uint8_image
 
         k = max(len(ex) for _, ex in self.units)
         images, labels = [], []
@@ -84,7 +84,7 @@ class UnitsResult:
 
     def save(self, folder: str | os.PathLike | None = None) -> Path:
         """Write the files (see the module docstring); returns the path of ``units.json``."""
-        from mikata.render import to_uint8_image
+        from mikata.display import to_uint8_image
 
         out = Path(folder) if folder is not None else self.run_dir / UNITS_DIR
         out.mkdir(parents=True, exist_ok=True)
@@ -182,7 +182,7 @@ def _activation_maps(service, ids: list[int], layer: str) -> tuple[dict[int, tor
                                                                    tuple[int, int]]:
     """id -> ``(C, H, W)`` activations upsampled to the input, id -> the model's view ``(H, W, 3)``,
     and the layer's own map size ``(h, w)``."""
-    from mikata.render import to_uint8_image
+    from mikata.display import to_uint8_image
 
     act, x = _forward(service, ids, layer)  # (n, C, h, w), (n, C, H, W)
     up = F.interpolate(act, size=x.shape[-2:], mode="bilinear", align_corners=False)  # (n, C, H, W)
@@ -193,7 +193,7 @@ def _activation_maps(service, ids: list[int], layer: str) -> tuple[dict[int, tor
 
 def _overlay(m: torch.Tensor, view: np.ndarray, alpha: float = 0.5) -> np.ndarray:
     """Where in the image the channel fires: its map, min-max scaled, blended over the image."""
-    from mikata.render import colorize, display_map
+    from mikata.display import colorize, display_map
 
     shown = display_map(m.numpy())
     return (alpha * colorize(shown) + (1 - alpha) * view.astype(np.float64)).round().astype(np.uint8)

@@ -105,6 +105,15 @@ def run_demo(out_dir: str | Path = "mikata-demo", quick: bool = False, device: s
                       RenderOptions(size=32 if quick else 64, steps=4 if quick else 48, seed=0)).save(
         run_dir / "featurevis" / "classes")
     result.outputs.append(("fine-tuned class images", run_dir / "featurevis" / "classes" / "grid.png"))
+    # `mikata units`: channels of the scan's layer beside the test images that drive them (report + web app)
+    from mikata.analysis.units import unit_examples
+    from mikata.models.layers import cam_layer_size, describe_cam_layer
+
+    units = unit_examples(run_dir, range(2 if quick else 8), k=3 if quick else 6, handle=fine_tuned,
+                          options=RenderOptions(size=32 if quick else 64, steps=4 if quick else 48, seed=0))
+    result.outputs.append(("units beside their test images", units.save().parent / "units.png"))
+    log.info("  %s", describe_cam_layer(fine_tuned.default_layer, cam_layer_size(
+        fine_tuned.net, fine_tuned.in_channels, fine_tuned.input_size, fine_tuned.default_layer)))
 
     step("6/7 Which map to believe? Faithfulness and sanity checks of three methods on a sample of test images")
     card = evaluate_run(run_dir, fine_tuned, ["gradcam", "saliency", "guided-backprop"], 4 if quick else 8,

@@ -113,7 +113,48 @@ class FourierImage:
         return torch.sigmoid(t)  # (N, C, H, W) in [0, 1]
 
 
-PARAMETERIZATIONS = {"fourier": FourierImage, "pixel": PixelImage}
+class MacoImage:
+    """Magnitude-constrained Fourier (MACO, Fel et al. 2023): only the *phase* ``(N, C, H, W//2+1)``
+    is optimized; the magnitude is fixed to a natural-image power law (1/f), so the optimizer cannot
+    pour energy into the high frequencies that make an image adversarial rather than legible. The
+    spatial image is standardized per channel (fixed contrast), decorrelated, then squashed by a sigmoid.
+    ``from_image`` keeps an image's phase (its magnitude is replaced: octaves are approximate)."""
+
+    CONTRAST = 1.5  # standard deviations of the logit image: mid-grey +- a visible range
+
+    def __init__(self, phase: torch.Tensor, h: int, w: int, decorrelate: bool = True, decay_power: float = 1.0):
+        self.phase = phase.detach().clone().requires_grad_(True)  # (N, C, h, w//2+1)
+        self.h, self.w, self.decorrelate = h, w, decorrelate
+        self.magnitude = _spectrum_scale(h, w, decay_power)  # (h, w//2+1)
+        self.magnitude[0, 0] = 0.0  # no DC: the mean comes from the standardization
+        self.decay_power = decay_power
+
+    @classmethod
+    def random(cls, n: int, c: int, h: int, w: int, generator: torch.Generator, sd: float = 0.01,
+               decorrelate: bool = True, decay_power: float = 1.0) -> "MacoImage":
+        phase = (torch.rand(n, c, h, w // 2 + 1, generator=generator) * 2 - 1) * math.pi
+        return cls(phase, h, w, decorrelate, decay_power)
+
+    @classmethod
+    def from_image(cls, x01: torch.Tensor, decorrelate: bool = True, decay_power: float = 1.0) -> "MacoImage":
+        h, w = x01.shape[-2:]
+        t = _logit(x01)
+        t = _decorrelate(t, inverse=True) if decorrelate else t
+        return cls(torch.angle(torch.fft.rfftn(t, dim=(-2, -1), norm="ortho")), h, w, decorrelate, decay_power)
+
+    @property
+    def params(self) -> list[torch.Tensor]:
+        return [self.phase]
+
+    def __call__(self) -> torch.Tensor:
+        spec = torch.polar(self.magnitude.to(self.phase), self.phase)  # (N, C, h, w//2+1) complex
+        t = torch.fft.irfftn(spec, s=(self.h, self.w), dim=(-2, -1), norm="ortho")  # (N, C, H, W)
+        t = (t - t.mean((2, 3), keepdim=True)) / t.std((2, 3), keepdim=True).clamp_min(1e-8) * self.CONTRAST
+        t = _decorrelate(t) if self.decorrelate else t
+        return torch.sigmoid(t)  # (N, C, H, W) in [0, 1]
+
+
+PARAMETERIZATIONS = {"fourier": FourierImage, "pixel": PixelImage, "maco": MacoImage}
 
 
 def octave_sizes(size: tuple[int, int], octaves: int, octave_scale: float) -> list[tuple[int, int]]:

@@ -57,7 +57,8 @@ def trace_layers(net: nn.Module, in_channels: int, input_size: tuple[int, int]) 
     finally:
         net.train(was_training)
     containers = {n for n, m in net.named_modules() if isinstance(m, (nn.Sequential, nn.ModuleList, nn.ModuleDict))}
-    default = _default_from_trace(finished, shapes, containers | {""})
+    small = min(input_size) < SMALL_INPUT
+    default = _default_from_trace(finished, shapes, containers | {""}, MIN_MAP_CELLS if small else 1)
     return [
         LayerInfo(
             name=n, type=type(m).__name__, output_shape=shapes.get(n),
@@ -72,13 +73,18 @@ def trace_layers(net: nn.Module, in_channels: int, input_size: tuple[int, int]) 
 #: few blobs of four cells (the demo's 64 px lite0 head), and its deletion/insertion curves lose to a
 #: random order. Small inputs therefore take an earlier, finer layer.
 MIN_MAP_CELLS = 4
+#: Inputs at least this large are what the networks were designed for: there the last spatial layer
+#: stays the choice whatever its size (a network may pool to 2x2 on purpose); below, maps shrink with
+#: the input and the rule above applies.
+SMALL_INPUT = 224
 
 
 def _default_from_trace(finished: list[str], shapes: dict[str, tuple[int, ...]],
                         containers: set[str] | frozenset[str] = frozenset(),
                         min_cells: int = MIN_MAP_CELLS) -> str | None:
     """The default CAM layer: the last layer to finish whose output is a spatial map larger than 1x1,
-    unless that map is smaller than ``min_cells`` x ``min_cells`` (a small input): then the last layer
+    unless that map is smaller than ``min_cells`` x ``min_cells`` (``trace_layers`` asks for 4 below
+    ``SMALL_INPUT`` px, 1 otherwise): then the last layer
     to finish with at least that many cells per side, preferring a whole stage of the network, i.e. a
     layer all of whose ancestors are the model or containers (``nn.Sequential`` ...): ``blocks.10``,
     not the expansion convolution inside the next, downsampling block. ``containers``: the names of
