@@ -10,7 +10,7 @@ import pytest
 
 import mikata
 from mikata.cli import main
-from test_scan_support import mnist_handle, planted_run
+from test_scan_support import planted_run
 
 
 @pytest.fixture(scope="module")
