@@ -94,7 +94,7 @@ def run_data(store: RunStore, split: str | None = None) -> CachedRun:
     Call inside ``store.snapshot()`` so the version and the rows are from one point in time.
     """
     version = store.version()
-    classes = store.identity["classes"]
+    classes = store.classes
     path = _path(store.dir, split)
     cached = _load(path)
     ids = labels = preds = vec_rows = None

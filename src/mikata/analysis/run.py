@@ -40,13 +40,16 @@ class Run:
     """One run directory made by ``mikata scan``; ``split`` restricts every view to one split.
 
     ``model`` (a ``ModelHandle`` or a spec you type) is the model for maps when the run's own cannot
-    be found or must not be loaded from the run's manifest (code specs are never taken from files).
+    be found or must not be loaded from the run's manifest (code specs are never taken from files);
+    ``device`` is where maps are computed.
     """
 
-    def __init__(self, path: str | os.PathLike, split: str | None = None, model: "ModelHandle | str | None" = None):
+    def __init__(self, path: str | os.PathLike, split: str | None = None, model: "ModelHandle | str | None" = None,
+                 device: str | None = "cpu"):
         self.path = Path(path).expanduser().resolve()
         self.split = split
         self._model = model
+        self.device = device  # where maps are computed ("auto", "cuda", ...: see mikata.devices)
         RunStore.open(self.path).close()  # a clear RunStoreError for a directory that is not a run
         self._overview: Overview | None = None
 
@@ -183,11 +186,9 @@ class Run:
         from mikata.analysis.maps import MapService
 
         model = self._model
-        if isinstance(model, str):
-            from mikata.models.loading import load_model
-
-            model = load_model(model)
-        return MapService(self.path, handle=model)
+        if isinstance(model, str):  # a spec you typed: the service loads it and checks its weights hash
+            return MapService(self.path, model=model, device=self.device)
+        return MapService(self.path, handle=model, device=self.device)
 
     def map(self, image_id: int, method: str = "gradcam", cls: int | str | None = None,
             layer: str | None = None) -> np.ndarray:
@@ -266,11 +267,12 @@ def _fmt(v: object) -> str:
     return f"{v:.4f}" if isinstance(v, float) else html.escape(str(v))
 
 
-def open_run(path: str | os.PathLike, split: str | None = None, model: "ModelHandle | str | None" = None) -> Run:
+def open_run(path: str | os.PathLike, split: str | None = None, model: "ModelHandle | str | None" = None,
+             device: str | None = "cpu") -> Run:
     """Open a scanned run for a notebook: ``run.summary()``, ``run.confusion()``, ``run.to_pandas()``, ...
 
     Raises ``RunStoreError`` when ``path`` is not a run made by ``mikata scan``.
     """
     if not Path(path).expanduser().is_dir():
         raise RunStoreError(f"{path} is not a directory; pass a run directory made by `mikata scan`")
-    return Run(path, split, model)
+    return Run(path, split, model, device)

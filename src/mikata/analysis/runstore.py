@@ -268,6 +268,15 @@ class RunStore:
         """``manifest["identity"]``: model spec and weights hash, classes, preprocessing, scan layer."""
         return self.manifest["identity"]
 
+    @property
+    def classes(self) -> list[str]:
+        """The model's class names the run was scanned with (``DamagedRunError`` when the manifest lost them)."""
+        classes = self.identity.get("classes")
+        if classes is None:
+            raise DamagedRunError(f"{self.dir / 'manifest.json'} has no 'identity.classes', so its rows cannot be read",
+                                  self.dir)
+        return classes
+
     def meta(self, key: str, default: str | None = None) -> str | None:
         r = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return r[0] if r else default

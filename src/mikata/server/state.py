@@ -49,6 +49,7 @@ class RunState:
         self.run_dir = Path(run_dir).expanduser().resolve()
         self.store = RunStore.open(self.run_dir, annotate=True)  # also creates maps/reviews on old runs
         self.identity = self.store.manifest["identity"]
+        self.store.classes  # a manifest without its class names: one clear DamagedRunError now, not a 500 later
         self._db_lock = threading.Lock()  # one sqlite connection shared by the worker threads
         self.maps = MapService(self.run_dir, handle=handle, model=model, store=self.store,
                                lock=self._db_lock, device=device)  # one connection for the app; maps on device
