@@ -25,7 +25,7 @@ LAYERS: dict[str, int] = {
     "attribution": 1, "featurevis": 1, "inspect": 1, "prediction": 1,
     # 0 — models, data, hooks, display (images, overlays, grids, colormaps), errors
     # (the root package holds __version__ and a table of lazy names as strings: it imports nothing)
-    "models": 0, "data": 0, "hooks": 0, "display": 0, "errors": 0, "__init__": 0,
+    "models": 0, "data": 0, "hooks": 0, "display": 0, "errors": 0, "devices": 0, "__init__": 0,
 }
 # import edges that close a circle on purpose, each with why; keep this list short
 ALLOWED_CYCLE_EDGES = {
@@ -33,6 +33,9 @@ ALLOWED_CYCLE_EDGES = {
         "the registry imports the built-in methods' catalog on first lookup (lazy registration); the catalog "
         "and the methods import the registry's MethodSpec. Importing the catalog from attribution/__init__ "
         "instead would remove this edge.",
+    ("mikata.analysis.scan", "mikata.analysis.scan_ray"):
+        "scan(engine='ray') hands the work to scan_ray, which uses scan's compute/commit pieces; moving those "
+        "pieces to a module both import would remove this edge (to do).",
 }
 LAYER_NAMES = {3: "cli/server/report/demo", 2: "analysis/training/evaluation", 1: "attribution/featurevis/inspect",
                0: "models/data/hooks/display"}
