@@ -28,14 +28,7 @@ LAYERS: dict[str, int] = {
     "models": 0, "data": 0, "hooks": 0, "display": 0, "errors": 0, "devices": 0, "__init__": 0,
 }
 # import edges that close a circle on purpose, each with why; keep this list short
-ALLOWED_CYCLE_EDGES = {
-    ("mikata.attribution.registry", "mikata.attribution.catalog"):
-        "the registry imports the built-in methods' catalog on first lookup (lazy registration); the catalog "
-        "and the methods import the registry's MethodSpec. Importing the catalog from attribution/__init__ "
-        "instead would remove this edge.",
-    ("mikata.analysis.scan", "mikata.analysis.scan_ray"):
-        "scan(engine='ray') hands the work to scan_ray, which uses scan's compute/commit pieces; moving those "
-        "pieces to a module both import would remove this edge (to do).",
+ALLOWED_CYCLE_EDGES: dict[tuple[str, str], str] = {
 }
 LAYER_NAMES = {3: "cli/server/report/demo", 2: "analysis/training/evaluation", 1: "attribution/featurevis/inspect",
                0: "models/data/hooks/display"}

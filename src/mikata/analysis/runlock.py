@@ -8,6 +8,10 @@ place after release (removing it would let two writers lock two different inodes
 
 Readers never take the lock: SQLite's WAL mode lets them read while the writer appends.
 
+A forked child (a DataLoader worker) would share the lock's open file, and keep the run locked after
+its parent was killed until the child exits too; so every forked child closes its copy at once
+(``os.register_at_fork``), and only the writer itself holds the lock.
+
 Example:
     >>> with RunLock.acquire("runs/digits"):            # doctest: +SKIP
     ...     pass                                          # the only writer of runs/digits
@@ -23,6 +27,19 @@ from pathlib import Path
 from mikata.errors import MikataError
 
 LOCK_NAME = "writer.lock"
+_HELD: set[int] = set()  # lock fds of this process, closed in every forked child
+
+
+def _close_in_child() -> None:
+    for fd in list(_HELD):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_close_in_child)
 
 
 class RunLockedError(MikataError):
@@ -56,6 +73,7 @@ class RunLock:
                                  "or scan into another --run directory") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        _HELD.add(fd)
         return cls(path, fd)
 
     def release(self) -> None:
@@ -65,6 +83,7 @@ class RunLock:
             os.ftruncate(self._fd, 0)
         except OSError:  # a full or read-only disk must not keep the lock: closing releases it
             pass
+        _HELD.discard(self._fd)
         os.close(self._fd)
         self._fd = None
 

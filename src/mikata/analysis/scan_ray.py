@@ -4,13 +4,13 @@ The file list still to scan (what the run does not hold yet, exactly as the loca
 becomes a Ray dataset partitioned by batch, so its blocks spread over the cluster (one block of
 thousands of small files would keep one actor busy and the rest idle). Then:
 
-- **decode**: ``map_batches`` CPU tasks run mikata's own decoder (``scan.decode_file``: sha1,
+- **decode**: ``map_batches`` CPU tasks run mikata's own decoder (``scan_steps.decode_file``: sha1,
   decode, preprocess; a bad file becomes a recorded reason, never an error);
 - **infer**: an actor pool (``--actors N``); each actor unpickles the model once, moves it to
   its GPU when ``--gpus-per-actor`` > 0, sets torch's threads to its CPUs (more threads than CPUs
-  was 5x slower) and runs ``scan.compute_columns`` — the local scan's own function — returning
+  was 5x slower) and runs ``scan_steps.compute_columns`` — the local scan's own function — returning
   fixed-width columns (float16 vectors);
-- **commit**: the driver is the run's only writer: ``scan.commit`` appends each batch with the
+- **commit**: the driver is the run's only writer: ``scan_steps.commit`` appends each batch with the
   RunStore commit protocol, exactly once per file (a batch Ray re-executes after a lost worker is
   recognized by its indices and dropped). A killed driver loses only uncommitted batches; the
   same command again scans only what is missing.
@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from mikata.analysis.runstore import RunStore
-from mikata.analysis.scan import VECTOR_COLUMNS
+from mikata.analysis.scan_steps import VECTOR_COLUMNS
 from mikata.data.datasets import Sample
 from mikata.errors import MikataError
 from mikata.models.handle import ModelHandle
@@ -77,7 +77,7 @@ def _connect(ray, address: str | None) -> bool:
 
 def _decode(row: dict[str, np.ndarray], preprocessing) -> dict[str, np.ndarray]:
     """Ray CPU task: read, hash and preprocess one batch of files (one dataset row) with mikata's decoder."""
-    from mikata.analysis.scan import decode_file
+    from mikata.analysis.scan_steps import decode_file
 
     shape = (preprocessing.in_channels, *preprocessing.input_size)
     start, paths = int(row["start"][0]), list(row["paths"][0])
@@ -116,7 +116,7 @@ class _Infer:
         self._empty: dict[str, np.ndarray] | None = None
 
     def _columns(self, x: torch.Tensor | None, items: list[tuple]) -> dict[str, np.ndarray]:
-        from mikata.analysis.scan import compute_columns
+        from mikata.analysis.scan_steps import compute_columns
 
         return compute_columns(self.handle, x, items, self.layer, self.embed_layer, self.gradcam, self.with_stats)
 
@@ -148,7 +148,7 @@ def scan_on_ray(store: RunStore, handle: ModelHandle, todo: Sequence[tuple[Sampl
     """Scan ``todo`` into ``store`` on Ray Data; returns (images stored ok, skipped (path, reason))."""
     from tqdm import tqdm
 
-    from mikata.analysis.scan import commit
+    from mikata.analysis.scan_steps import commit
 
     ray = import_ray()
     if not todo:

@@ -5,6 +5,7 @@ Example:
     >>> maps = explain(handle, x, ["gradcam", "smoothgrad"], targets="top3")     # doctest: +SKIP
 """
 
+from mikata.attribution import catalog  # noqa: F401 - registers the built-in methods, before the engine reads them
 from mikata.attribution.engine import METHODS, NotSpatialError, explain
 from mikata.attribution.result import Attribution
 

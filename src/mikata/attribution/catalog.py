@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from mikata.attribution import cam, deeplift, gradients, integrated_gradients, lime, lrp, occlusion, scorecam
 from mikata.attribution import smoothgrad as sg
+from mikata.attribution import registry
 from mikata.attribution.registry import MethodSpec
 
 _CAM = (("plain", "layer"),)
@@ -53,3 +54,6 @@ BUILTIN: tuple[MethodSpec, ...] = (
     MethodSpec("lrp", "LRP", "gradient", lrp.run, signed=True, summary="Layer-wise Relevance Propagation (zennit)"),
     MethodSpec("lime", "LIME", "perturbation", lime.run, signed=True, summary="superpixel surrogate model"),
 )
+
+for _spec in BUILTIN:  # the package's __init__ imports this module first, so explain always sees them
+    registry.register(_spec, replace=True)

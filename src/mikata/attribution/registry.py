@@ -17,7 +17,6 @@ Example:
 
 from __future__ import annotations
 
-import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterator
@@ -112,27 +111,12 @@ class MethodSpec:
         return {k: tuple(sorted(v)) for k, v in out.items()}
 
 
-_SPECS: dict[str, MethodSpec] = {}
-_LOCK = threading.Lock()
-_LOADED = False
-
-
-def _builtins() -> None:
-    global _LOADED
-    if _LOADED:
-        return
-    with _LOCK:
-        if not _LOADED:
-            from mikata.attribution import catalog
-
-            for spec in catalog.BUILTIN:
-                _SPECS.setdefault(spec.name, spec)
-            _LOADED = True
+_SPECS: dict[str, MethodSpec] = {}  # the built-in methods are added by ``attribution.catalog`` when
+# ``mikata.attribution`` is imported (it always is before this module: it is the package's own)
 
 
 def register(spec: MethodSpec, replace: bool = False) -> MethodSpec:
     """Add ``spec`` to the registry (``replace=True`` to override a method of the same name)."""
-    _builtins()
     if spec.name in _SPECS and not replace:
         raise ValueError(f"method {spec.name!r} is already registered; pass replace=True to override it")
     _SPECS[spec.name] = spec
@@ -141,7 +125,6 @@ def register(spec: MethodSpec, replace: bool = False) -> MethodSpec:
 
 def unregister(name: str) -> None:
     """Remove a method (a plugin's, or a test's toy method)."""
-    _builtins()
     _SPECS.pop(name, None)
 
 
@@ -157,7 +140,6 @@ def registered(spec: MethodSpec) -> Iterator[MethodSpec]:
 
 def get(name: str) -> MethodSpec:
     """The spec of method ``name``; an unknown name raises ``ChoiceError`` listing every method."""
-    _builtins()
     check_choices("method", name, list(_SPECS))
     return _SPECS[name]
 
@@ -165,20 +147,17 @@ def get(name: str) -> MethodSpec:
 def names(kind: str | None = None, **flags: bool) -> tuple[str, ...]:
     """Method names in registry order, optionally only one ``kind`` and specs whose attributes equal
     ``flags`` (e.g. ``names(grid=True)``, ``names(layer_resolution=True)``)."""
-    _builtins()
     return tuple(s.name for s in _SPECS.values()
                  if (kind is None or s.kind == kind) and all(getattr(s, k) == v for k, v in flags.items()))
 
 
 def titles() -> dict[str, str]:
     """name -> display title for every method (report headings, app menus)."""
-    _builtins()
     return {s.name: s.title for s in _SPECS.values()}
 
 
 def method_listing() -> str:
     """One line per method (name first, then title, kind and what it is), for ``--methods list``."""
-    _builtins()
     width = max(len(s.name) for s in _SPECS.values())
     return "\n".join(f"{s.name:<{width}}  {s.title} ({s.kind}){': ' + s.summary if s.summary else ''}"
                      for s in _SPECS.values())
