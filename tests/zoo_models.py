@@ -17,7 +17,6 @@ from torchvision_compat import import_torchvision_declaring_ops as import_torchv
 CLASSES = 10
 
 
-NATIVE = {"inception_v3": 299}  # the input size each architecture was designed for (224 otherwise)
 SIZES = {"inception_v3": 80}  # Inception v3 needs at least 75 px; the others run at 64
 
 
@@ -32,10 +31,9 @@ def _seeded(build):
                     m.running_var.uniform_(0.5, 1.5)
         net.eval()
         size = (SIZES.get(build.__name__, 64),) * 2
-        # the default CAM layer as the loader chooses it at the architecture's own input size (at the
-        # small test size the last maps are 2x2, where the rule would step back to a finer stage)
-        native = (NATIVE.get(build.__name__, 224),) * 2
-        default = next((l.name for l in trace_layers(net, 3, native) if l.is_default), None)
+        # the default CAM layer as the loader chooses it at the test's small input size: the last stage
+        # whose map keeps >= 4x4 cells (at the architectures' own 224 / 299 px it is the last block)
+        default = next((l.name for l in trace_layers(net, 3, size) if l.is_default), None)
         return ModelHandle(net, [f"class_{i}" for i in range(CLASSES)], input_size=size, default_layer=default,
                            spec=f"zoo_models:{build.__name__}")
 

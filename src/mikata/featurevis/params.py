@@ -125,15 +125,17 @@ class MacoImage:
     def __init__(self, phase: torch.Tensor, h: int, w: int, decorrelate: bool = True, decay_power: float = 1.0):
         self.phase = phase.detach().clone().requires_grad_(True)  # (N, C, h, w//2+1)
         self.h, self.w, self.decorrelate = h, w, decorrelate
-        self.magnitude = _spectrum_scale(h, w, decay_power)  # (h, w//2+1)
+        self.magnitude = _spectrum_scale(h, w, decay_power).to(phase.device)  # (h, w//2+1)
         self.magnitude[0, 0] = 0.0  # no DC: the mean comes from the standardization
         self.decay_power = decay_power
 
     @classmethod
     def random(cls, n: int, c: int, h: int, w: int, generator: torch.Generator, sd: float = 0.01,
-               decorrelate: bool = True, decay_power: float = 1.0) -> "MacoImage":
+               decorrelate: bool = True, decay_power: float = 1.0,
+               device: torch.device | str = "cpu") -> "MacoImage":
+        """Drawn from ``generator`` (a CPU one gives the same start on every device), then moved."""
         phase = (torch.rand(n, c, h, w // 2 + 1, generator=generator) * 2 - 1) * math.pi
-        return cls(phase, h, w, decorrelate, decay_power)
+        return cls(phase.to(device), h, w, decorrelate, decay_power)
 
     @classmethod
     def from_image(cls, x01: torch.Tensor, decorrelate: bool = True, decay_power: float = 1.0) -> "MacoImage":
