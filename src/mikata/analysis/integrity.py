@@ -120,7 +120,7 @@ def _check_manifest(run: Path, report: CheckReport) -> list[str] | None:
 def _check_database(store: RunStore, report: CheckReport, classes: list[str] | None) -> None:
     add = report.problems.append
     report.checked.append("run.sqlite (quick_check)")
-    verdict = [r[0] for r in store.db.execute("PRAGMA quick_check").fetchall()]
+    verdict = store.quick_check()
     if verdict != ["ok"]:
         add(Problem(f"SQLite reports damage in run.sqlite: {'; '.join(verdict[:3])}", RESCAN))
         return
@@ -147,18 +147,14 @@ def _check_database(store: RunStore, report: CheckReport, classes: list[str] | N
                         "stale"))
     report.checked.append("each row's vector row")
     if dims:
-        bad = store.db.execute("SELECT COUNT(*) FROM images WHERE status='ok' AND (vec_row IS NULL OR vec_row < 0 "
-                               "OR vec_row >= ?)", (n,)).fetchone()[0]
+        bad, dup = store.vector_row_problems(n)
         if bad:
             add(Problem(f"{bad} scanned rows point outside the {n} committed vectors", RESCAN))
-        dup = store.db.execute("SELECT COUNT(*) - COUNT(DISTINCT vec_row) FROM images WHERE vec_row IS NOT NULL"
-                               ).fetchone()[0]
         if dup:
             add(Problem(f"{dup} rows share another row's vector (two writers interleaved?)", RESCAN))
     if classes is not None:
         report.checked.append("class ids against the manifest's classes")
-        hi = store.db.execute("SELECT MAX(MAX(COALESCE(label, -1)), MAX(COALESCE(pred, -1))), "
-                              "MIN(MIN(COALESCE(label, 0)), MIN(COALESCE(pred, 0))) FROM images").fetchone()
+        hi = store.class_id_range()
         if hi[0] is not None and (hi[0] >= len(classes) or hi[1] < 0):
             add(Problem(f"rows use class ids up to {hi[0]} but the manifest lists {len(classes)} classes", RESCAN))
         if "probs" in dims and dims["probs"] != len(classes):
@@ -168,8 +164,7 @@ def _check_database(store: RunStore, report: CheckReport, classes: list[str] | N
 def _check_files(store: RunStore, report: CheckReport, hashes: bool) -> None:
     report.checked.append("image files (size, mtime" + (", sha1)" if hashes else ")"))
     gone, changed = [], []
-    for p, size, mtime, digest in store.db.execute("SELECT path, size, mtime_ns, hash FROM images "
-                                                   "WHERE status='ok'"):
+    for p, size, mtime, digest in store.file_records():
         path = from_db(p)
         try:
             st = os.stat(path)

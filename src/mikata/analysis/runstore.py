@@ -622,6 +622,33 @@ class RunStore:
             else:
                 raise
 
+    # ------------------------------------------------------------- integrity (``mikata check``)
+    def quick_check(self) -> list[str]:
+        """SQLite's own ``PRAGMA quick_check``: ``["ok"]`` for an intact database, else the damage found."""
+        return [r[0] for r in self.db.execute("PRAGMA quick_check").fetchall()]
+
+    def data_version(self) -> int:
+        """SQLite's ``PRAGMA data_version``: changes when another connection commits (microseconds to ask)."""
+        return int(self.db.execute("PRAGMA data_version").fetchone()[0])
+
+    def vector_row_problems(self, committed: int) -> tuple[int, int]:
+        """``(rows pointing outside the committed vectors, rows sharing another row's vector)``."""
+        bad = self.db.execute("SELECT COUNT(*) FROM images WHERE status='ok' AND (vec_row IS NULL OR vec_row < 0 "
+                              "OR vec_row >= ?)", (committed,)).fetchone()[0]
+        dup = self.db.execute("SELECT COUNT(*) - COUNT(DISTINCT vec_row) FROM images WHERE vec_row IS NOT NULL"
+                              ).fetchone()[0]
+        return int(bad), int(dup)
+
+    def class_id_range(self) -> tuple[int | None, int | None]:
+        """``(largest, smallest)`` class id used by any row's label or prediction (``None`` for an empty run)."""
+        hi, lo = self.db.execute("SELECT MAX(MAX(COALESCE(label, -1)), MAX(COALESCE(pred, -1))), "
+                                 "MIN(MIN(COALESCE(label, 0)), MIN(COALESCE(pred, 0))) FROM images").fetchone()
+        return hi, lo
+
+    def file_records(self) -> Iterator[tuple[object, int, int, str | None]]:
+        """``(stored path, size, mtime_ns, sha1)`` of every scanned row; paths as stored (``data.filenames.from_db``)."""
+        yield from self.db.execute("SELECT path, size, mtime_ns, hash FROM images WHERE status='ok'")
+
     def _has_table(self, name: str) -> bool:
         return self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone() is not None
 

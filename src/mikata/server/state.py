@@ -84,7 +84,7 @@ class RunState:
         ``version()`` counts the rows (~0.1-0.5 s at 1M rows on this machine, on every request);
         SQLite's ``data_version`` says in microseconds whether anything was committed meanwhile."""
         with self._db_lock:
-            changes = self.store.db.execute("PRAGMA data_version").fetchone()[0]
+            changes = self.store.data_version()
             if self._version is not None and self._version[0] == changes:
                 return self._version[1]
             v = self.store.version()
