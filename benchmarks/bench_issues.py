@@ -10,7 +10,7 @@ Datalab and cleanvision, and the cost at 70k and 1M images.
    scores: Spearman rank correlation with ours), and the same files through cleanvision (flags:
    agreement per type).
 3. Cost of ``find_issues`` on runs of 70,000 and 1,000,000 rows whose vectors are the real scan's rows
-   repeated with small noise (the k-NN search dominates; exact below 200k, faiss HNSW above).
+   repeated with small noise (the k-NN search dominates; exact up to 50k, faiss HNSW above).
 
     PYTHONPATH=src python benchmarks/bench_issues.py --work /tmp/bench-issues [--skip-1m]
 """
@@ -201,7 +201,7 @@ def cost(run: Path, sizes: list[int]) -> None:
         knn(feats, 10)
         t_knn = time.perf_counter() - tic
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-        print(f"  {n:>9,} rows: PCA {t_pca:.1f} s, k-NN {t_knn:.1f} s ({'exact' if n <= 200_000 else 'faiss HNSW'}), "
+        print(f"  {n:>9,} rows: PCA {t_pca:.1f} s, k-NN {t_knn:.1f} s ({'exact' if n <= 50_000 else 'faiss HNSW'}), "
               f"peak RSS so far {peak:.2f} GB (the float16 embeddings alone: {big.nbytes / 2**30:.2f} GB)")
         del big, feats
 

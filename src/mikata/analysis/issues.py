@@ -70,7 +70,7 @@ DESCRIPTIONS = {
     "class_imbalance": "images of classes with far fewer images than the mean",
     "underperforming_group": "images in a group (embedding cluster or given group) where accuracy is much lower",
 }
-KNN_EXACT_MAX = 200_000  # above this many images the k-NN search is approximate (faiss HNSW)
+KNN_EXACT_MAX = 50_000  # above this many images the k-NN search is approximate (faiss HNSW)
 
 
 @dataclass
