@@ -37,12 +37,14 @@ def export_format(path: str | os.PathLike, fmt: str | None = None) -> str:
 
 
 def export_run(run: str | os.PathLike, out: str | os.PathLike, fmt: str | None = None, split: str | None = None,
-               maps_dir: str | os.PathLike | None = None, map_method: str = "gradcam", batch_size: int = 32) -> Path:
-    """Write one row per scanned image of ``run`` to ``out``; returns the path written."""
+               maps_dir: str | os.PathLike | None = None, map_method: str = "gradcam", batch_size: int = 32,
+               device: str | None = "cpu", model: str | None = None) -> Path:
+    """Write one row per scanned image of ``run`` to ``out``; returns the path written (``device``: where
+    the ``maps_dir`` maps are computed; ``model``: a spec you type for them, see ``Run``)."""
     from mikata.analysis.run import open_run
 
     fmt = export_format(out, fmt)
-    r = open_run(run, split)
+    r = open_run(run, split, model=model, device=device)
     frame = r.to_pandas()
     if maps_dir is not None:
         frame["map_path"] = _write_maps(r, frame, Path(maps_dir), map_method, batch_size)

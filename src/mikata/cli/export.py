@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mikata.cli.common import command_parser
+from mikata.cli.common import add_device_arguments, command_parser, device_from_args
 
 
 def register(sub) -> None:
@@ -18,6 +18,10 @@ def register(sub) -> None:
     p.add_argument("--maps", default=None, metavar="DIR",
                    help="also write each image's map of its predicted class as DIR/ID_METHOD_CLASS.npy")
     p.add_argument("--map-method", default="gradcam", help="the method for --maps (default gradcam)")
+    p.add_argument("--model", default=None, metavar="SPEC",
+                   help="the run's model for --maps, when its manifest names one mikata does not load on a file's "
+                        "word (a package.module:factory you type); its weights hash is still checked")
+    add_device_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -28,6 +32,7 @@ def run(args) -> int:
 
     fmt = args.format or (export_format(args.out) if args.out else "parquet")
     out = args.out or str(Path(args.run) / f"export.{fmt}")
-    written = export_run(args.run, out, fmt, split=args.split, maps_dir=args.maps, map_method=args.map_method)
+    written = export_run(args.run, out, fmt, split=args.split, maps_dir=args.maps, map_method=args.map_method,
+                         device=device_from_args(args) if args.maps else "cpu", model=args.model)
     print(written)
     return 0
