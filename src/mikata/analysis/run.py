@@ -102,7 +102,7 @@ class Run:
         from mikata.errors import ChoiceError
 
         if normalize not in ("row", None):
-            raise ChoiceError("normalize", normalize, ["row", "None"])
+            raise ChoiceError("normalize option", normalize, ["row", "None"])
         ov = self.overview
         p = ov.present
         matrix = ov.confusion_normalized if normalize == "row" else ov.confusion
