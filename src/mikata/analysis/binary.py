@@ -34,20 +34,25 @@ class CurveError(MikataError):
     """The curves cannot be drawn for this run (e.g. no images of one of the two sides)."""
 
 
+def resolve_class(names: list[str], positive: int | str) -> int:
+    """The id of a class given by name (case-insensitive; a name wins over an id) or by id."""
+    if isinstance(positive, (int, np.integer)) and 0 <= int(positive) < len(names):
+        return int(positive)
+    lowered = {n.lower(): i for i, n in enumerate(names)}
+    key = str(positive).strip().lower()
+    if key in lowered:
+        return lowered[key]
+    if key.isdigit() and 0 <= int(key) < len(names):
+        return int(key)
+    raise ChoiceError("positive class", positive, names)
+
+
 def positive_class(d: RunData, positive: int | str | None = None) -> int | None:
     """The class whose curves are drawn: ``positive`` (a name, case-insensitive, or an id), else the
     minority class of a two-class run (ties: class 1); None for a run of more classes without one."""
     names = d.class_names
     if positive is not None:
-        if isinstance(positive, (int, np.integer)) and 0 <= int(positive) < len(names):
-            return int(positive)
-        lowered = {n.lower(): i for i, n in enumerate(names)}
-        key = str(positive).strip().lower()
-        if key in lowered:
-            return lowered[key]
-        if key.isdigit() and 0 <= int(key) < len(names):
-            return int(key)
-        raise ChoiceError("positive class", positive, names)
+        return resolve_class(names, positive)
     if len(names) != 2:
         return None
     counts = np.bincount(d.labels, minlength=2)
@@ -66,9 +71,9 @@ class OperatingPoint:
 
     @property
     def precision(self) -> float:
-        """Of the images called positive, the share that are (1.0 when none is called: no false alarm)."""
+        """Of the images called positive, the share that are (NaN when none is called)."""
         called = self.tp + self.fp
-        return self.tp / called if called else 1.0
+        return self.tp / called if called else float("nan")
 
     @property
     def recall(self) -> float:
@@ -89,7 +94,7 @@ class OperatingPoint:
 
     def to_dict(self) -> dict:
         return {"threshold": round(float(self.threshold), 6), "tp": self.tp, "fp": self.fp, "fn": self.fn,
-                "tn": self.tn, "precision": round(self.precision, 6), "recall": _round(self.recall),
+                "tn": self.tn, "precision": _round(self.precision), "recall": _round(self.recall),
                 "fpr": _round(self.fpr), "f1": round(self.f1, 6)}
 
 
