@@ -196,6 +196,30 @@ def test_report_draws_both_curves_with_the_two_thresholds(run, data, tmp_path):
     assert cx == pytest.approx(left + w * at.fpr, abs=0.06) and cy == pytest.approx(top + h * (1 - at.recall), abs=0.06)
 
 
+def test_report_threshold_slider_in_a_real_browser(browser, run, data, tmp_path):
+    from browser_support import new_page
+
+    from mikata.report import write_report
+
+    out = tmp_path / "r.html"
+    write_report(run, out, maps=False)
+    page = new_page(browser)
+    page.goto(out.as_uri())
+    c = binary_curves(data)
+    for t in (0.2, 0.9):
+        page.locator("#threshold").fill(str(t))
+        p = c.at(t)
+        text = page.locator("#threshold-readout").text_content()
+        assert f"precision {100 * p.precision:.2f}% · recall {100 * p.recall:.2f}%" in text
+        assert f"positives called {p.tp}, missed {p.fn} · negatives called {p.fp}, passed {p.tn}" in text
+    ring = page.locator("#pr-chart circle.moving")
+    svg = page.locator("#pr-chart")
+    left, top, w, h = (float(svg.get_attribute(f"data-{k}")) for k in ("left", "top", "width", "height"))
+    assert float(ring.get_attribute("cx")) == pytest.approx(left + w * c.at(0.9).recall, abs=0.11)
+    assert float(ring.get_attribute("cy")) == pytest.approx(top + h * (1 - c.at(0.9).precision), abs=0.11)
+    assert page.problems == []
+
+
 # ------------------------------------------------------------------------------------ web app
 TOKEN = "binary-test-token"
 

@@ -429,7 +429,8 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
         from mikata.report.svg import operating_charts
 
         binary = {**curves.summary(threshold), "charts": operating_charts(curves, threshold),
-                  "threshold": threshold, "named": positive is not None}
+                  "threshold": threshold, "named": positive is not None,
+                  "table_json": _json_script(curves.threshold_table(1000))}  # the slider's 1,001 stops
     ex = None
     if ov.exceptional is not None:
         ex = {"count": ov.exceptional["count"], "pairs": list(ov.exceptional["pairs"].items()),
