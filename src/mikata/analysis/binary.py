@@ -266,8 +266,8 @@ def format_binary(summary: dict) -> list[str]:
     def area(v):
         return "–" if v is None else f"{v:.4f}"
 
-    lines = [f"\ntwo classes: positive class {pos!r} ({s['positives']} images), negative {neg!r} "
-             f"({s['negatives']}); an image is called {pos!r} when P({pos}) >= the threshold",
+    lines = [f"\noperating threshold: positive class {pos!r} ({s['positives']} images) against {neg!r} "
+             f"({s['negatives']}); an image is called {pos!r} when P({pos}) >= the threshold (--positive, --threshold)",
              f"  AUROC {area(s['auroc'])}   average precision {area(s['average_precision'])}"
              f"   (prevalence {pct(s['prevalence'])})"]
     for what, p in (("threshold", s["at_threshold"]), ("best-F1 threshold", s["best_f1"])):
