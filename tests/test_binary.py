@@ -175,7 +175,8 @@ def test_report_draws_both_curves_with_the_two_thresholds(run, data, tmp_path):
     html = out.read_text(encoding="utf-8")
     c = binary_curves(data)
     assert 'id="curves"' in html and 'id="top5"' not in html and "top-5 accuracy" not in html
-    assert f"AUROC {c.auroc:.3f}" in html and f"AP {c.average_precision:.3f}" in html
+    assert f"ROC · AUROC {c.auroc:.3f}" in html and f"precision-recall · AP {c.average_precision:.3f}" in html
+    assert "recall of 8 (TPR)" in html and "precision of 8" in html
     for chart in ("roc-chart", "pr-chart"):
         svg = re.search(rf'<svg id="{chart}".*?</svg>', html, re.S).group(0)
         assert svg.count('class="marker"') == 2 and "threshold 0.5" in svg and "best F1, threshold" in svg

@@ -197,19 +197,19 @@ def operating_charts(curves, threshold: float = 0.5, size: int = 300) -> dict[st
     left out when its curve is undefined: no positives, or no negatives for the ROC)."""
     pts = curves.curve_points()
     at, best = curves.at(threshold), curves.best_f1()
-    pos = curves.positive_name
+    pos = curves.positive_name if len(curves.positive_name) <= 22 else curves.positive_name[:21] + "…"
     out = {}
     if "roc" in pts:
         marks = [(at.fpr, at.recall, f"threshold {threshold:g}", DEFAULT_POINT_COLOR),
                  (best.fpr, best.recall, f"best F1, threshold {best.threshold:.3g}", BEST_POINT_COLOR)]
-        out["roc"] = curve_chart(pts["roc"]["fpr"], pts["roc"]["tpr"], title=f"ROC of {pos} · AUROC {curves.auroc:.3f}",
-                                 xlabel="false-positive rate", ylabel=f"recall (true-positive rate) of {pos}",
+        out["roc"] = curve_chart(pts["roc"]["fpr"], pts["roc"]["tpr"], title=f"ROC · AUROC {curves.auroc:.3f}",
+                                 xlabel="false-positive rate", ylabel=f"recall of {pos} (TPR)",
                                  markers=marks, diagonal=True, size=size, chart_id="roc-chart")
     if "pr" in pts:
         marks = [(at.recall, at.precision, f"threshold {threshold:g}", DEFAULT_POINT_COLOR),
                  (best.recall, best.precision, f"best F1, threshold {best.threshold:.3g}", BEST_POINT_COLOR)]
         out["pr"] = curve_chart(pts["pr"]["recall"], pts["pr"]["precision"],
-                                title=f"precision-recall of {pos} · AP {curves.average_precision:.3f}",
+                                title=f"precision-recall · AP {curves.average_precision:.3f}",
                                 xlabel=f"recall of {pos}", ylabel=f"precision of {pos}", markers=marks,
                                 baseline=curves.n_pos / max(1, curves.n_pos + curves.n_neg), size=size,
                                 chart_id="pr-chart", legend_left=True)
