@@ -23,6 +23,7 @@ import threading
 from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -35,6 +36,9 @@ from mikata.analysis.sections import confident_first, scorecard_table
 from mikata.data.filenames import shown
 from mikata.errors import ModelLoadError
 from mikata.models.handle import ModelHandle
+
+if TYPE_CHECKING:
+    from mikata.analysis.binary import Curves
 
 log = logging.getLogger(__name__)
 PER_CLASS = 12        # most / least class-like images kept per class
@@ -128,7 +132,7 @@ class RunState:
                 self._issues = (ov.version, find_issues(ov.data))
             return self._issues[1]
 
-    def curves(self):
+    def curves(self) -> "tuple[Curves | None, dict | None]":
         """``(Curves | None, data)``: the positive class's curves (None on a run of more than two classes
         without a ``positive`` class) and what the threshold slider reads — the areas, both curves
         thinned for drawing, the counts at 1,001 thresholds 0, 0.001, ..., 1 — cached per version."""
