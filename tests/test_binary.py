@@ -150,6 +150,13 @@ def test_audit_of_many_classes_keeps_top5_and_refuses_a_bare_threshold(tmp_path)
     scan(mnist_handle(), tmp_path / "digits", tmp_path / "run", batch_size=64, workers=0, progress=False)
     r = audit(tmp_path / "run", dataset_issues=False)
     assert r["top5_accuracy"] is not None and "binary" not in r and "top-5" in format_audit(r)
+    per_class = {c["class"]: c for c in r["per_class"]}
+    d = load_run(tmp_path / "run")
+    for c in ("0", "3", "9"):  # each class against the rest, as scikit-learn computes it
+        k = d.class_names.index(c)
+        assert per_class[c]["auroc"] == pytest.approx(roc_auc_score(d.labels == k, d.probs[:, k]), abs=1e-4)
+        assert per_class[c]["average_precision"] == pytest.approx(
+            average_precision_score(d.labels == k, d.probs[:, k]), abs=1e-4)
     one = audit(tmp_path / "run", dataset_issues=False, positive="3")["binary"]
     assert one["negative"] == "not 3" and one["positives"] == int((labels == 3).sum())
     with pytest.raises(CurveError, match="--threshold needs a two-class run or a --positive CLASS"):

@@ -255,6 +255,23 @@ def binary_curves(d: RunData, positive: int | str | None = None) -> Curves | Non
     return curves_from_scores(d.labels == c, d.probs[:, c], c, d.class_names)
 
 
+#: one-vs-rest areas are computed for runs of at most this many probabilities (one sort of N per class)
+ONE_VS_REST_MAX_CELLS = 20_000_000
+
+
+def one_vs_rest(d: RunData, max_cells: int = ONE_VS_REST_MAX_CELLS) -> dict[int, tuple[float, float]] | None:
+    """``{class id: (AUROC, average precision)}`` of each class with images against all the others,
+    from the stored probabilities (scikit-learn's one-vs-rest ``roc_auc_score`` /
+    ``average_precision_score`` per class); None above ``max_cells`` probabilities (K sorts of N)."""
+    if len(d) * d.num_classes > max_cells:
+        return None
+    out = {}
+    for c in np.nonzero(np.bincount(d.labels, minlength=d.num_classes))[0].tolist():
+        curves = curves_from_scores(d.labels == c, d.probs[:, c], c, d.class_names)
+        out[c] = (curves.auroc, curves.average_precision)
+    return out
+
+
 def format_binary(summary: dict) -> list[str]:
     """The lines ``mikata audit`` prints for ``Curves.summary()``: the areas, then the counts at the threshold."""
     s = summary

@@ -169,6 +169,13 @@ def audit(run: str | os.PathLike, groups: Mapping[str, str] | None = None, n: in
         "confident_errors": [{"path": d.paths[i], "predicted": names[d.preds[i]],
                               "prob": round(float(d.probs[i, d.preds[i]]), 4)} for i in rows(c.confident_errors)],
     } for c in ov.classes]
+    if d.num_classes > 2:  # each class against the rest (a two-class run has its curves under "binary")
+        from mikata.analysis.binary import one_vs_rest
+
+        areas = one_vs_rest(d) or {}
+        for entry, c in zip(per_class, ov.classes):
+            if c.index in areas:
+                entry["auroc"], entry["average_precision"] = (None if v != v else round(v, 4) for v in areas[c.index])
     cm = ov.confusion
     result = {
         "run": d.run_dir, "images": len(d), "skipped": [{"path": p, "reason": r} for p, r in ov.skipped],
