@@ -240,11 +240,13 @@ def _knn_faiss(x: np.ndarray, k: int, exact: bool = False) -> tuple[np.ndarray, 
 # ------------------------------------------------------------------------------------ issues
 def find_issues(run: str | os.PathLike | RunData, thresholds: Mapping[str, float] | None = None, k: int = 10,
                 split: str | None = None, groups: Sequence[str] | Mapping[str, str] | None = None,
-                min_group: int = 10, seed: int = 0) -> DatasetIssues:
+                min_group: int = 10, seed: int = 0, label_ranking: np.ndarray | None = None) -> DatasetIssues:
     """Score every image of a run for every issue type (see the module doc for the definitions).
 
     ``groups``: one group name per image (row order of the run's ``RunData``) or a path -> group
-    mapping; without it the groups are k-means clusters of the embedding.
+    mapping; without it the groups are k-means clusters of the embedding. ``label_ranking``:
+    ``Overview.label_ranking`` when the caller has it, so the flagged label errors are exactly the
+    overview's list (and cleanlab does not run twice).
     """
     th = check_thresholds(thresholds)
     d = run if isinstance(run, RunData) else load_run(run, split)
@@ -258,12 +260,12 @@ def find_issues(run: str | os.PathLike | RunData, thresholds: Mapping[str, float
         types[name] = IssueType(name, score, score < t if flag is None else np.asarray(flag, bool), t)
 
     # labels: the overview's own confident-learning list, so every view agrees
-    from mikata.analysis.audit import label_issues, label_quality
+    from mikata.analysis.audit import label_issue_ranking, label_quality
 
     quality = label_quality(d)
     if th["label"] is None:
         flagged = np.zeros(n, bool)
-        flagged[[i["row"] for i in label_issues(d)]] = True
+        flagged[label_issue_ranking(d) if label_ranking is None else np.asarray(label_ranking, np.int64)] = True
         add("label", quality, flagged)
     else:
         add("label", quality)
