@@ -32,7 +32,7 @@ def check_field(run_dir: str, name: str) -> str:
     """``name`` if the run has that field; a ``ChoiceError`` listing the run's fields otherwise."""
     names = field_names(run_dir)
     if name not in names:
-        raise ChoiceError("field (a manifest column stored by the scan)", name,
+        raise ChoiceError("field", name,
                           names or ["none: scan a CSV manifest with extra columns (path,label,cell_type)"])
     return name
 

@@ -577,8 +577,13 @@ class RunStore:
                                (int(image_id),)).fetchall()
 
     def set_review(self, image_id: int, verdict: str | None, suggested: int | None = None) -> None:
-        """Record whether a person found the stored label ``wrong`` or ``fine``; ``None`` clears it."""
+        """Record whether a person found the stored label ``wrong`` or ``fine``; ``None`` clears it.
+
+        Only a "wrong" verdict keeps ``suggested``: "fine" means the given label stands, so a class
+        proposed before (by the audit or the page's menu) is dropped rather than exported against it."""
         self._require_annotations()
+        if verdict != "wrong":
+            suggested = None
         if verdict is not None and verdict not in REVIEW_VERDICTS:
             raise RunStoreError(f"review verdict must be one of {REVIEW_VERDICTS}, not {verdict!r}")
         if self.image(image_id) is None:
