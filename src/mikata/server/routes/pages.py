@@ -132,12 +132,6 @@ def scorecard_page(request: Request):
     return page(request, "scorecard.html", scorecard=run_state(request).scorecard())
 
 
-def d_labels_match(ov, cls: int) -> np.ndarray:
-    """Which entries of ``ov.label_ranking`` are of class ``cls`` (all for -1)."""
-    ranked = ov.label_ranking
-    return np.ones(len(ranked), bool) if cls < 0 else ov.data.labels[ranked] == cls
-
-
 @router.get("/issues", response_class=HTMLResponse)
 def issues_page(request: Request, type: str = "", cls: int = -1, page_no: int = 0, where: str = ""):
     """Dataset issues: a count per type, and the flagged images of one type (of one class, of one field
@@ -154,8 +148,6 @@ def issues_page(request: Request, type: str = "", cls: int = -1, page_no: int = 
     if cls != -1:
         check_class(state, cls)
     rows = issue_rows(found, type, None if cls < 0 else cls)  # ChoiceError (400) for an unknown type
-    if type == "label" and found.types["label"].threshold is None and ov.label_ranking is not None:
-        rows = ov.label_ranking[d_labels_match(ov, cls)]  # the review queue's own order
     mask, where_text = state.field_mask(where, ov)
     if mask is not None:
         rows = rows[mask[rows]]
