@@ -275,3 +275,17 @@ def test_run_to_pandas_carries_the_fields(cells):
     assert set(df["cell_type"]) == {"plain", "inverted"}
     assert set(df.loc[df["path"].isin(cells["inverted"]), "cell_type"]) == {"inverted"}
     np.testing.assert_array_equal(df["cell_type"].to_numpy(), field_values(load_run(cells["run"]), "cell_type"))
+
+
+def test_shards_of_a_manifest_scan_merge_with_their_fields(cells, tmp_path):
+    from mikata.analysis.merge import merge_runs
+    from mikata.analysis.scan import scan
+
+    for i in range(2):
+        scan(cells["handle"], cells["manifest"], tmp_path / f"s{i}", batch_size=64, workers=0, progress=False,
+             fractions=(0.6, 0.2, 0.2), shard=(i, 2))
+    merge_runs(tmp_path / "all", [tmp_path / "s0", tmp_path / "s1"])
+    merged, one = load_run(tmp_path / "all"), load_run(cells["run"])
+    by_path = dict(zip(map(str, one.paths), field_values(one, "site")))
+    assert [by_path[str(p)] for p in merged.paths] == list(field_values(merged, "site"))
+    assert group_by(merged, "cell_type") == group_by(one, "cell_type")

@@ -649,6 +649,12 @@ class RunStore:
         return dict(self.db.execute("SELECT i.id, f.value FROM fields f JOIN images i ON i.path = f.path "
                                     "WHERE f.name=? AND i.status='ok'", (name,)).fetchall())
 
+    def field_rows(self) -> list[tuple[str, str, str]]:
+        """Every stored ``(path, field, value)`` (for ``mikata merge`` to carry a shard's fields over)."""
+        if not self._has_table("fields"):
+            return []
+        return [(from_db(p), n, v) for p, n, v in self.db.execute("SELECT path, name, value FROM fields")]
+
     def _annotation_tables(self) -> None:
         """Create the maps/reviews tables if missing; on a read-only run, carry on without them.
 
