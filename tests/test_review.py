@@ -141,6 +141,7 @@ def test_audit_report_and_app_show_the_same_count_and_order(cells, client, tmp_p
     queue = [int(x) for x in re.findall(r'class="review review-card[^"]*" data-id="(\d+)"', page)]
     assert queue == d.ids[ranking[:100]].tolist()
     assert f"showing 1–{min(100, total)} of {total}" in page or total <= 100
+    assert re.search(r'id="dash-issues">(\d+)<', client.get("/").text).group(1) == str(total)
     issues = client.get("/issues?type=label").text
     assert re.search(r'id="issue-total">(\d+)<', issues).group(1) == str(total)
     tiles = [int(x) for x in re.findall(r'class="review issue-item" data-id="(\d+)"', issues)]
@@ -240,10 +241,21 @@ def test_grid_and_issues_filter_by_a_field_value(cells, client):
     assert client.get("/grid?where=nonsense").status_code == 400
 
 
+def test_the_dashboard_has_a_table_per_field_linking_to_its_images(cells, client):
+    d = load_run(cells["run"])
+    page = client.get("/").text
+    assert page.count('class="field-section"') == 2
+    section = page[page.index('data-field="cell_type"'):page.index('data-field="site"')]
+    assert re.findall(r'<tr class="field-group" data-value="([^"]*)">', section) == ["inverted", "plain"]
+    assert 'href="/grid?where=0%3Ainverted"' in section
+    worst = group_by(d, "cell_type")[0]
+    assert f"<td class=\"num\">{worst['images']}</td><td class=\"num\">{worst['errors']}</td>" in section
+
+
 def test_field_values_from_the_file_are_escaped_never_markup(cells, client):
     from urllib.parse import quote
 
-    for path in ("/grid", "/issues", "/embedding"):
+    for path in ("/", "/grid", "/issues", "/embedding"):
         page = client.get(path).text
         assert "<img src=x" not in page, path
     grid = client.get("/grid").text
@@ -251,6 +263,10 @@ def test_field_values_from_the_file_are_escaped_never_markup(cells, client):
     hostile = client.get("/grid?where=" + quote("1:" + HOSTILE)).text
     n = sum(1 for i in range(300) if i % 7 == 0)
     assert len(re.findall(r'class="tile[^"]*" href="/image/\d+" data-id="\d+"', hostile)) == n
+    ids = _ids_by_path(cells["run"])
+    some = next(i for p, i in ids.items() if p.endswith("img_0007.png"))  # 7 % 7 == 0: the hostile site
+    image = client.get(f"/image/{some}").text
+    assert "site = &lt;img src=x" in image and "cell_type = " in image
     emb = client.get("/api/embedding").json()
     assert HOSTILE in emb["fields"]["site"]["values"]
     assert len(emb["fields"]["cell_type"]["codes"]) == len(emb["ids"])
@@ -271,7 +287,12 @@ def test_report_has_a_section_per_field_with_escaped_values(cells, tmp_path):
 def test_run_to_pandas_carries_the_fields(cells):
     from mikata.analysis.run import open_run
 
-    df = open_run(cells["run"]).to_pandas(dataset_issues=False)
+    run = open_run(cells["run"])
+    assert run.fields() == ["cell_type", "site"]
+    table = run.group_by("cell_type")
+    assert table["cell_type"].tolist() == ["inverted", "plain"] and table["images"].tolist() == [75, 225]
+    assert run.summary()["label_issues"] == len(label_issue_ranking(load_run(cells["run"])))
+    df = run.to_pandas(dataset_issues=False)
     assert set(df["cell_type"]) == {"plain", "inverted"}
     assert set(df.loc[df["path"].isin(cells["inverted"]), "cell_type"]) == {"inverted"}
     np.testing.assert_array_equal(df["cell_type"].to_numpy(), field_values(load_run(cells["run"]), "cell_type"))

@@ -87,7 +87,7 @@ class Run:
         ov = self.overview
         out = {"run": str(self.path), "images": len(ov.data), "skipped": len(ov.skipped),
                "accuracy": ov.accuracy, "classes": len(ov.present), "imbalance": ov.imbalance,
-               "label_issues": len(ov.label_issues)}
+               "label_issues": ov.label_issues_total}
         if ov.data.num_classes > 5:
             out["top5_accuracy"] = ov.top5_accuracy
         return out
@@ -204,6 +204,24 @@ class Run:
         from PIL import Image
 
         return Image.open(io.BytesIO(self.maps_service.overlay_png(int(image_id), method, cls, layer)))
+
+    def fields(self) -> list[str]:
+        """The run's per-image fields: the extra columns of the CSV manifest it was scanned from."""
+        with RunStore.open(self.path) as store:
+            return store.field_names()
+
+    def group_by(self, field: str) -> "pd.DataFrame":
+        """Images, errors, accuracy and per-class recall for each value of ``field``, lowest accuracy first
+        (``analysis.fields.group_by``, what ``mikata audit --group-by`` prints)."""
+        import pandas as pd
+
+        from mikata.analysis.fields import group_by
+
+        rows = []
+        for g in group_by(self.overview.data, field):
+            rows.append({field: g["value"], "images": g["images"], "errors": g["errors"], "accuracy": g["accuracy"],
+                         **{f"recall:{c['class']}": c["recall"] for c in g["per_class"]}})
+        return pd.DataFrame(rows)
 
     # ------------------------------------------------------------------------------- one table
     def issues(self, thresholds: dict[str, float] | None = None):

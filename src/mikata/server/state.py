@@ -143,6 +143,26 @@ class RunState:
             self._fields = (ov.version, values)
             return values
 
+    def field_groups(self, ov: Overview | None = None, max_values: int = 30) -> list[dict]:
+        """Per field ``analysis.fields.group_by`` (worst ``max_values`` values): the dashboard's tables."""
+        from mikata.analysis.fields import group_by
+
+        ov = ov or self.overview()
+        out = []
+        for k, (name, values) in enumerate(self.field_values(ov).items()):
+            groups = group_by(ov.data, name, values)
+            out.append({"index": k, "name": name, "groups": groups[:max_values], "count": len(groups)})
+        return out
+
+    def image_fields(self, image_id: int) -> list[tuple[str, str]]:
+        """``(field, value)`` of one image (the manifest's extra columns), for its page."""
+        ov = self.overview()
+        try:
+            r = ov.row(image_id)
+        except KeyError:
+            return []
+        return [(name, str(values[r])) for name, values in self.field_values(ov).items()]
+
     def field_choices(self, max_values: int = 200) -> list[tuple[int, str, list[tuple[str, int]]]]:
         """``(field index, field, [(value, images), ...])`` for the filter menus: the ``max_values``
         most frequent values of each field, most frequent first."""

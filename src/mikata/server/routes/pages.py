@@ -27,7 +27,7 @@ def dashboard(request: Request):
     ov = state.overview()
     rows, cols = confusion_view(ov.confusion, ov.present, MAX_CONFUSION)
     return page(request, "dashboard.html", rows=rows, cols=cols, scorecard=state.scorecard(),
-                hist_max=int(ov.histogram.max()) if len(ov.histogram) else 1)
+                hist_max=int(ov.histogram.max()) if len(ov.histogram) else 1, field_groups=state.field_groups(ov))
 
 
 @router.get("/grid", response_class=HTMLResponse)
@@ -90,7 +90,8 @@ def image_page(request: Request, image_id: int, method: str = "gradcam", cls: st
     review = state.review(image_id)
     return page(request, "image.html", row=row, probs=probs, ranked=ranked, methods=methods,
                 layer_methods=LAYER_MAP_METHODS, method=method if method in methods else "gradcam",
-                cls=cls, prev_id=prev_id, next_id=next_id, review=review, class_count=len(names))
+                cls=cls, prev_id=prev_id, next_id=next_id, review=review, class_count=len(names),
+                fields=state.image_fields(image_id))
 
 
 @router.get("/reviews", response_class=HTMLResponse)
