@@ -232,8 +232,14 @@ def test_grid_and_issues_filter_by_a_field_value(cells, client):
     d = load_run(cells["run"])
     kind = field_values(d, "cell_type")
     assert wrong == int(((kind == "inverted") & (d.labels != d.preds)).sum())
-    issues = client.get("/issues?type=underperforming_group&where=0:plain").text
-    assert 'id="issue-total">0<' in issues  # the weak group is the inverted one
+    def total(url: str) -> int:
+        return int(re.search(r'id="issue-total">(\d+)<', client.get(url).text).group(1))
+
+    weak = "/issues?type=underperforming_group"
+    assert total(weak + "&where=0:inverted") + total(weak + "&where=0:plain") == total(weak) > 0
+    shown = {int(x) for x in re.findall(r'class="review issue-item" data-id="(\d+)"',
+                                         client.get(weak + "&where=0:inverted").text)}
+    assert shown and shown <= inverted
     lab = client.get("/issues?type=label&where=0:inverted").text
     flagged = set(d.ids[label_issue_ranking(d)].tolist()) & inverted
     assert re.search(r'id="issue-total">(\d+)<', lab).group(1) == str(len(flagged))

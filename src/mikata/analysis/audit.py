@@ -297,8 +297,7 @@ def top_activating(channels: np.ndarray, channel: int, k: int = 9) -> list[int]:
     return top[np.argsort(-col[top], kind="stable")].tolist()
 
 
-def label_issues(d: RunData, top: int | None = None, ranked: np.ndarray | None = None,
-                 quality: np.ndarray | None = None) -> list[dict]:
+def label_issues(d: RunData, top: int | None = None, ranked: np.ndarray | None = None) -> list[dict]:
     """Suspected label errors, most suspicious first (confident learning), each with what the evidence is.
 
     Uses ``cleanlab.filter.find_label_issues`` on the stored probabilities. They must be
@@ -311,16 +310,13 @@ def label_issues(d: RunData, top: int | None = None, ranked: np.ndarray | None =
     ``model_class``/``model_prob`` (the model's top class and its probability), ``score`` (cleanlab's
     self-confidence label quality, lower is more suspicious), ``split``; ``suggested``/``suggested_prob``
     (the most probable class among those with images) stay for older callers. ``top`` cuts the list;
-    ``label_issue_count`` is the length of the uncut one.
+    the uncut one's length (``Overview.label_issues_total``) is the count every view shows.
     """
     present = np.unique(d.labels)
     if ranked is None:
         ranked = label_issue_ranking(d)
     rows = np.asarray(ranked[:top] if top else ranked, np.int64)
-    if quality is None:
-        quality = label_quality_of(d, rows)
-    else:
-        quality = quality[rows]
+    quality = label_quality_of(d, rows)
     out = []
     for i, q in zip(rows.tolist(), np.asarray(quality, np.float64).tolist()):
         suggested = int(present[int(np.argmax(d.probs[i, present]))])
@@ -330,11 +326,6 @@ def label_issues(d: RunData, top: int | None = None, ranked: np.ndarray | None =
                     "suggested_prob": float(d.probs[i, suggested]), "model_class": d.class_names[top1],
                     "model_prob": float(d.probs[i, top1]), "score": float(q), "split": str(d.splits[i])})
     return out
-
-
-def label_issue_count(d: RunData, ranked: np.ndarray | None = None) -> int:
-    """How many suspected label errors the run has in all: the one total every view shows beside its list."""
-    return int(len(label_issue_ranking(d) if ranked is None else ranked))
 
 
 def describe_label_issue(item: dict) -> str:

@@ -161,7 +161,7 @@ def issues_page(request: Request, type: str = "", cls: int = -1, page_no: int = 
         from mikata.analysis.audit import label_issues
 
         captions = {it["row"]: describe_label_issue(it)
-                    for it in label_issues(d, ranked=np.asarray(shown, np.int64), quality=None)}
+                    for it in label_issues(d, ranked=np.asarray(shown, np.int64))}
     else:
         captions = {r: f"{type} score {score[r]:.3f}" for r in shown}
     tiles = [{"id": int(d.ids[r]), "label": int(d.labels[r]), "pred": int(d.preds[r]), "prob": float(score[r]),
