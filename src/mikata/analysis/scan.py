@@ -142,7 +142,8 @@ def scan(
             raise MikataError(f"dataset classes {missing[:10]} are not classes of the model; pass a class mapping")
         index = {c: i for i, c in enumerate(handle.class_names)}
         dataset = ImageDataset(dataset.root, list(handle.class_names),
-                               [Sample(s.path, index[dataset.classes[s.label]]) for s in dataset.samples])
+                               [Sample(s.path, index[dataset.classes[s.label]], s.fields) for s in dataset.samples],
+                               list(dataset.fields))
     empty = [c for c, n in dataset.counts().items() if n == 0]
     if empty:
         log.info("%d of the model's %d classes have no images in %s (e.g. %s)", len(empty), handle.num_classes,
@@ -158,6 +159,8 @@ def scan(
     embed_layer = handle.embedding_layer  # resolved once, at load
     store = RunStore.create_or_resume(run_dir, make_manifest(handle, dataset, layer, embed_layer, gradcam))
     try:
+        if dataset.fields:  # a manifest's extra columns: stored before any batch, for every chosen image
+            store.set_fields(dataset.fields, ((s.path, n, v) for s, _ in chosen for n, v in s.fields))
         if engine == "ray":
             return _scan_on_ray(store, handle, chosen, batch_size, layer, embed_layer, gradcam, progress, t0,
                                 address, actors, gpus_per_actor)

@@ -68,6 +68,9 @@ class ReportResult:
 
 
 # ------------------------------------------------------------------------------------------ images
+ISSUE_THUMB = 160  # px: the suspected label errors' thumbnails, big enough to judge the label by eye
+
+
 def _b64(data: bytes) -> str:
     """A compact table entry: 'p' or 'j' (PNG / JPEG) then base64; the page adds the data: prefix."""
     return ("p" if data[:4] == b"\x89PNG" else "j") + base64.b64encode(data).decode("ascii")
@@ -226,7 +229,7 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
                  maps: bool = True, n: int = 3, top_issues: int = 50, thumb: int = 64, max_points: int = 5000,
                  map_classes: int = 30, max_matrix: int = 60, handle=None, workers: int | None = None,
                  batch_size: int = 32, model: str | None = None, max_images: int = 50000,
-                 max_cell: int = 200,
+                 max_cell: int = 200, max_field_values: int = 50,
                  device: str | None = "cpu", positive: int | str | None = None,
                  threshold: float = 0.5) -> ReportResult:
     """Write the HTML report of a scanned run; returns where, how big and how long each stage took.
@@ -242,7 +245,9 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
     a spec the user typed, when the manifest's cannot be used; see ``mikata.models.run_model``).
     Maps are computed on ``device``. A two-class run (or a ``positive`` class named on any run) gets
     its precision-recall and ROC curves, with the operating points at ``threshold`` and at the best
-    F1 marked (``positive``: default the minority class; see ``mikata.analysis.binary``).
+    F1 marked (``positive``: default the minority class; see ``mikata.analysis.binary``). A run
+    scanned from a CSV manifest with extra columns gets a section per column (``analysis.fields``):
+    accuracy, errors and per-class recall per value, worst first, at most ``max_field_values`` values.
     """
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
@@ -448,13 +453,26 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
     summary = {
         "images": len(d), "skipped": len(ov.skipped), "accuracy": ov.accuracy, "top5": ov.top5_accuracy,
         "errors": errors, "classes": len(ov.present), "imbalance": ov.imbalance,
-        "issues": len(ov.label_issues), "accuracy_repr": repr(ov.accuracy), "top5_repr": repr(ov.top5_accuracy),
+        "issues": ov.label_issues_total, "issues_listed": len(ov.label_issues), "accuracy_repr": repr(ov.accuracy), "top5_repr": repr(ov.top5_accuracy),
     }
     issues = [{**i, "label_prob": float(i["label_prob"]), "suggested_prob": float(i["suggested_prob"]),
                "name": os.path.basename(i["path"])} for i in ov.label_issues]
+    big, more = _thumbnails(str(run_dir), [i["id"] for i in issues], ISSUE_THUMB, workers)  # big enough to judge
+    notes += more
+    for i in issues:
+        t = big.get(int(i["id"]))
+        i["thumb_uri"] = ("data:image/png;base64," if t[0] == "p" else "data:image/jpeg;base64,") + t[1:] if t else ""
+    from mikata.analysis.fields import field_values, group_by
     from mikata.analysis.issues import find_issues, issue_rows
 
-    found = find_issues(d)
+    with RunStore.open(run_dir) as store:
+        field_names = store.field_names()
+    field_groups = []
+    for f in field_names:  # one section per manifest column: worst value first
+        groups = group_by(d, f, field_values(d, f))
+        field_groups.append({"name": f, "groups": groups[:max_field_values], "count": len(groups)})
+    lap("fields")
+    found = find_issues(d, label_ranking=ov.label_ranking)
     dataset_issues = [{"type": t.name, "description": t.description, "threshold": t.threshold,
                        "flagged": int(t.flag.sum()),
                        "examples": [{"id": int(d.ids[r]), "name": os.path.basename(d.paths[r]), "score": float(t.score[r]),
@@ -476,7 +494,7 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
         split=split, summary=summary, classes=classes, methods=[method_titles.get(m, m) for m in methods],
         matrix=matrix, cols=[{"index": p, "name": names[p]} for p in shown_cols],
         pairs=[{"a": names[a], "b": names[b], "ia": a, "ib": b, "ab": ab, "ba": ba} for a, b, ab, ba in ov.confused_pairs],
-        issues=issues, dataset_issues=dataset_issues, issue_notes=found.notes, exceptional=ex, charts=charts, history=history, featurevis=featurevis, units=units,
+        issues=issues, field_groups=field_groups, dataset_issues=dataset_issues, issue_notes=found.notes, exceptional=ex, charts=charts, history=history, featurevis=featurevis, units=units,
         scorecard=card_data, emb=emb, notes=notes, binary=binary, skipped=ov.skipped[:50], map_error=map_error,
         created=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         data_json=_json_script(data), thumbs_json=_json_script(thumbs),

@@ -71,6 +71,8 @@ async def api_review(request: Request, image_id: int):
         return PlainTextResponse(f"suggested must be a class id 0..{len(state.class_names) - 1}", status_code=400)
     from starlette.concurrency import run_in_threadpool
 
+    if verdict != "wrong":  # "fine" keeps the given label: no suggested class is stored or echoed
+        suggested = None
     await run_in_threadpool(state.set_review, check_id(image_id), verdict, suggested)
     return {"id": image_id, "verdict": verdict, "suggested": suggested}
 

@@ -46,20 +46,55 @@ function $$(sel, root) { return Array.from((root || document).querySelectorAll(s
 })();
 
 // ---------------------------------------------------------------------------- label reviews
+// One verdict = one POST /api/review/ID. "fine" keeps the given label: it never sends a suggested class.
+async function mikataReview(box, verdict) {
+  const sel = $("select.suggested", box);
+  const body = { verdict: verdict || null,
+                 suggested: verdict === "wrong" && sel && sel.value !== "" ? Number(sel.value) : null };
+  const out = $(".verdict", box);
+  const resp = await fetch("/api/review/" + box.dataset.id, {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+  });
+  if (!resp.ok) { if (out) { out.textContent = await resp.text(); out.className = "verdict error"; } return false; }
+  $$("button.mark", box).forEach((x) => x.classList.toggle("on", !!body.verdict && x.dataset.verdict === body.verdict));
+  if (verdict === "fine" && sel) sel.value = "";
+  box.classList.toggle("done", !!body.verdict);
+  box.dataset.verdict = body.verdict || "";
+  if (out) { out.className = "verdict"; out.textContent = body.verdict ? "saved: label " + body.verdict : "cleared"; }
+  return true;
+}
+
 $$(".review").forEach((box) => {
-  $$("button.mark", box).forEach((b) => b.addEventListener("click", async () => {
-    const sel = $("select.suggested", box);
-    const body = { verdict: b.dataset.verdict || null, suggested: sel && sel.value !== "" ? Number(sel.value) : null };
-    const out = $(".verdict", box);
-    const resp = await fetch("/api/review/" + box.dataset.id, {
-      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
-    });
-    if (!resp.ok) { out.textContent = await resp.text(); out.className = "verdict error"; return; }
-    $$("button.mark", box).forEach((x) => x.classList.toggle("on", x === b && !!body.verdict));
-    out.className = "verdict";
-    out.textContent = body.verdict ? "saved: label " + body.verdict : "cleared";
-  }));
+  $$("button.mark", box).forEach((b) => b.addEventListener("click", () => mikataReview(box, b.dataset.verdict)));
 });
+
+// The review queue (Label review page, label issues): j/k or arrows move, w / f give a verdict and move on.
+(function reviewQueue() {
+  const queue = $(".review-queue");
+  if (!queue) return;
+  const items = $$(".review", queue);
+  if (!items.length) return;
+  let at = 0;
+  function go(k) {
+    at = Math.max(0, Math.min(items.length - 1, k));
+    items.forEach((x, j) => x.classList.toggle("current", j === at));
+    items[at].focus({ preventScroll: true });
+    items[at].scrollIntoView({ block: "nearest" });
+  }
+  items.forEach((x, j) => x.addEventListener("click", () => { if (at !== j) go(j); }));
+  go(0);
+  document.addEventListener("keydown", async (e) => {
+    if (e.target.tagName === "SELECT" || e.target.tagName === "INPUT" || e.ctrlKey || e.metaKey || e.altKey) return;
+    const box = items[at];
+    if (e.key === "j" || e.key === "ArrowDown" || e.key === "ArrowRight") { e.preventDefault(); go(at + 1); }
+    else if (e.key === "k" || e.key === "ArrowUp" || e.key === "ArrowLeft") { e.preventDefault(); go(at - 1); }
+    else if (e.key === "w" || e.key === "f") {
+      e.preventDefault();
+      if (await mikataReview(box, e.key === "w" ? "wrong" : "fine")) go(at + 1);
+    } else if (e.key === "u") { e.preventDefault(); await mikataReview(box, null); }
+    else if (e.key === "o" || e.key === "Enter") { e.preventDefault(); location.href = "/image/" + box.dataset.id; }
+  });
+})();
 
 // ------------------------------------------------------------------------ embedding scatter
 // (plotly.min.js is loaded after this file, only on the embedding page: start once everything is loaded)
@@ -86,19 +121,36 @@ function mikataEmbedding() {
     info.textContent = ks.length ? ks.length + " selected" + (ks.length > 200 ? " (first 200 shown)" : "") : "Nothing selected.";
     ks.slice(0, 200).forEach((k) => grid.append(tile(data.ids[k], k)));
   }
+  // plotly reads trace names as its own little HTML: a class or field value is shown as text, never markup
+  function plain(s) { return String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;"); }
+  const MAX_GROUPS = 30;  // more distinct values than this: the largest ones, the rest as "other"
+  function groupsOf(key) {
+    if (key === "label" || key === "pred") return { names: data.classes, code: (k) => data[key][k] };
+    if (key === "correct") return { names: ["right", "wrong"], code: (k) => (data.label[k] === data.pred[k] ? 0 : 1) };
+    const f = data.fields[Object.keys(data.fields)[Number(key.split(":")[1])]];
+    const counts = f.values.map(() => 0);
+    f.codes.forEach((c) => counts[c]++);
+    const order = f.values.map((_, c) => c).sort((a, b) => counts[b] - counts[a]);
+    if (order.length <= MAX_GROUPS) return { names: f.values.map((v) => v === "" ? "(no value)" : v), code: (k) => f.codes[k] };
+    const keep = new Map(order.slice(0, MAX_GROUPS - 1).map((c, j) => [c, j]));
+    const names = order.slice(0, MAX_GROUPS - 1).map((c) => f.values[c] === "" ? "(no value)" : f.values[c]).concat(["other"]);
+    return { names: names, code: (k) => (keep.has(f.codes[k]) ? keep.get(f.codes[k]) : MAX_GROUPS - 1) };
+  }
   function draw() {
     const errorsOnly = $("#errorsonly").checked;
+    const groups = groupsOf($("#colorby") ? $("#colorby").value : "label");
     // SVG up to 5,000 points (works without WebGL); WebGL beyond
     const type = data.ids.length <= 5000 ? "scatter" : "scattergl";
-    const traces = data.classes.map((name, c) => ({ type: type, mode: "markers", name: name, x: [], y: [],
+    const traces = groups.names.map((name) => ({ type: type, mode: "markers", name: plain(name), x: [], y: [],
       customdata: [], text: [], hoverinfo: "text", marker: { size: 4, opacity: 0.7 } }));
     for (let k = 0; k < data.ids.length; k++) {
       if (errorsOnly && data.label[k] === data.pred[k]) continue;
-      const t = traces[data.label[k]];
+      const t = traces[groups.code(k)];
       t.x.push(data.x[k]); t.y.push(data.y[k]); t.customdata.push(k);
-      t.text.push("#" + data.ids[k] + " " + data.classes[data.label[k]] + " → " + data.classes[data.pred[k]]);
+      t.text.push(plain("#" + data.ids[k] + " " + data.classes[data.label[k]] + " → " + data.classes[data.pred[k]]));
     }
     const used = traces.filter((t) => t.x.length);
+    el.dataset.traces = JSON.stringify(used.map((t) => [t.name, t.x.length]));
     Plotly.react(el, used, { dragmode: "lasso", margin: { l: 40, r: 10, t: 10, b: 40 }, height: 560,
       legend: { itemsizing: "constant" }, xaxis: { title: "PC 1" }, yaxis: { title: "PC 2" } },
       { displaylogo: false, responsive: true });
@@ -110,6 +162,7 @@ function mikataEmbedding() {
     el.on("plotly_selected", (ev) => showSelection(ev ? ev.points : []));
     el.on("plotly_click", (ev) => showSelection(ev.points));
     $("#errorsonly").addEventListener("change", draw);
+    if ($("#colorby")) $("#colorby").addEventListener("change", draw);
   }).catch((e) => { info.textContent = "cannot load the embedding: " + e; info.className = "error"; });
 }
 
