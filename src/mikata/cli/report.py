@@ -50,7 +50,7 @@ def run(args) -> int:
     r = write_report(args.run, args.out, split=args.split, groups=groups, methods=methods, maps=not args.no_maps,
                      n=args.top, top_issues=args.issues, thumb=args.thumb, max_points=args.points,
                      map_classes=args.map_classes, model=args.model,
-                     device=None if args.no_maps else device_from_args(args))
+                     device=None if args.no_maps else device_from_args(args), progress=not args.quiet)
     if args.json:
         print_json(r.summary())
     else:

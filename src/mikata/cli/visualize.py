@@ -67,7 +67,7 @@ def run(args) -> int:
     opts = RenderOptions(size=args.size, steps=args.steps, octaves=args.octaves, octave_scale=args.octave_scale,
                          param=args.param, optimizer=args.optimizer, lr=args.lr, tv=args.tv, tv_beta=args.tv_beta,
                          lp=args.lp, lp_p=args.lp_p, blur=args.blur, jitter=args.jitter, seed=args.seed,
-                         verbose=args.verbose)
+                         verbose=args.verbose, progress=not args.quiet)
     try:
         opts.validate()
         channels = parse_channels(args.channels) if args.channels else None

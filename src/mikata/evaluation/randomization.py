@@ -200,9 +200,9 @@ def cascade(
     result = CascadeResult(stages=[_label(g) for g in groups])
     it = groups
     if progress:
-        from tqdm.auto import tqdm
+        from mikata.progress import progress as bar
 
-        it = tqdm(groups, desc="randomization cascade", leave=False, unit="stage")
+        it = bar(groups, desc=f"randomization cascade: {', '.join(methods)}", unit="stage", first="first stage")
     for group in it:
         for name in group:
             randomize_unit(net.get_submodule(name), gen)
