@@ -31,7 +31,7 @@ def run(args) -> int:
 
     from mikata.inspect import activation_grid
 
-    handle = load_model_from_args(args)
+    handle = load_model_from_args(args, layer=args.layer)
     grid = activation_grid(handle, args.image, args.layer, channels=args.channels, top=args.top,
                            shared_scale=args.shared_scale, overlay=args.overlay, thumb=args.thumb)
     out = Path(args.out)

@@ -53,7 +53,11 @@ def run(args) -> int:
 
     methods = check_methods([m for m in args.methods.split(",") if m.strip()])  # fail before loading the model
     target = args.target if "," not in args.target else [t.strip() for t in args.target.split(",")]
-    handle = load_model_from_args(args)
+    from mikata.models.precheck import check_at_least
+
+    for name in ("samples", "steps"):
+        check_at_least(name, getattr(args, name), 1)
+    handle = load_model_from_args(args, classes=target, layer=args.layer)
     summaries = explain_files(handle, args.images, methods, target, args.layer, args.out, _options(args),
                               args.cmap, args.alpha, args.top, progress=not args.quiet)
     if args.json:

@@ -25,7 +25,7 @@ def run(args) -> int:
 
     from mikata.inspect import filter_grid
 
-    handle = load_model_from_args(args)
+    handle = load_model_from_args(args, layer=args.layer)
     grid = filter_grid(handle, args.layer, max_filters=args.max_filters, max_inputs=args.max_inputs)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,10 @@ def run(args) -> int:
     from mikata.data.filenames import shown
     from mikata.prediction import predict
 
+    from mikata.models.precheck import check_at_least
+
+    check_at_least("top", args.top, 1)
+    check_at_least("batch-size", args.batch_size, 1)
     handle = load_model_from_args(args)
     results = predict(handle, args.images, top=args.top, batch_size=args.batch_size)
     failed = [r for r in results if r.error]

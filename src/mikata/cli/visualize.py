@@ -80,7 +80,8 @@ def run(args) -> int:
         raise MikataError("--channels, --neuron and --deepdream need --layer NAME; `mikata layers MODEL` lists them")
     if args.classes and args.image:
         logging.getLogger(__name__).warning("--image is used only with --channels, --neuron and --deepdream")
-    handle = load_model_from_args(args)
+    classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
+    handle = load_model_from_args(args, classes=classes, layer=args.layer)
     result = visualize(handle, layer=args.layer, channels=channels,
                        classes=[c for c in args.classes.split(",") if c.strip()] if args.classes else None,
                        neuron=neuron, deepdream=args.deepdream, image=args.image, options=opts, rectify=args.rectify)
