@@ -135,7 +135,6 @@ def evaluate(
     tic = time.perf_counter()
     with torch.inference_mode(), handle.autocast():
         logits = handle.model(x.to(handle.device)).float().to(x.device)
-    forward_s = time.perf_counter() - tic  # N images, one forward: the unit of the faithfulness estimate
     labels, ids = resolve_targets(handle, logits, targets)
     ids = ids[:, 0].clone()  # one target per image: the first rank asked for
     base_probs = torch.softmax(logits, 1).gather(1, ids.view(-1, 1))[:, 0].clone()
@@ -183,7 +182,8 @@ def evaluate(
         result.maps = original
         todo = [(c, m) for c, m in plan if c != "maps" and (c, m) not in done]
         if progress and todo:
-            est = _estimate(todo, map_seconds, forward_s, steps, stages, samples)
+            curve_s = _curve_seconds(handle, x, steps, budget_mb) if any(c == "faithfulness" for c, _ in todo) else 0.0
+            est = _estimate(todo, map_seconds, curve_s, _stage_count(handle, stages), samples)
             per_map = sum(map_seconds.values()) / max(1, n * len(methods))
             slowest = max(methods, key=lambda m: map_seconds[m])
             note(f"evaluate: {n} images x {len(methods)} methods x {len(saved_checks)} checks "
@@ -333,16 +333,39 @@ def _timed_maps(handle: ModelHandle, x: torch.Tensor, methods: Sequence[str], id
     return maps, took
 
 
-def _estimate(todo: Sequence[tuple[str, str]], map_seconds: dict[str, float], forward_s: float, steps: int,
-              stages: int, samples: int) -> float:
+def _curve_seconds(handle: ModelHandle, x: torch.Tensor, steps: int, budget_mb: float) -> float:
+    """Seconds one method's deletion + insertion curves should take: ``2 x steps x N`` perturbed
+    images in chunks sized as ``perturbation_curves`` sizes them, timed on one warm chunk."""
+    from mikata.attribution.batching import chunk_size
+
+    jobs = 2 * steps * x.shape[0]
+    size = min(jobs, chunk_size(x, budget_mb, with_grad=False, cap=64))
+    batch = x[torch.arange(size) % x.shape[0]].to(handle.device)  # (size, C, H, W)
+    with torch.inference_mode(), handle.autocast():
+        handle.model(batch[:2])  # warm-up (the first forward of a shape is slow)
+        t = time.perf_counter()
+        handle.model(batch)
+        took = time.perf_counter() - t
+    return took * math.ceil(jobs / size)
+
+
+def _stage_count(handle: ModelHandle, stages: int) -> int:
+    """How many cascade stages this network has for ``--stages`` (a small net has fewer units)."""
+    from mikata.evaluation.randomization import parametrized_units, stage_groups
+
+    return len(stage_groups(parametrized_units(handle.net), stages))
+
+
+def _estimate(todo: Sequence[tuple[str, str]], map_seconds: dict[str, float], curve_s: float, stages: int,
+              samples: int) -> float:
     """Seconds the remaining parts should take, from one measured map pass per method (N images)
-    and one measured forward of the N images: a cascade costs ``stages`` map passes, stability
-    ``samples``, random-logit one, faithfulness ``2 x steps`` forwards."""
+    and one timed chunk of perturbed images: a cascade costs ``stages`` map passes, stability
+    ``samples``, random-logit one; faithfulness ``curve_s`` per method and for the random order."""
     cost = {"randomization": stages, "random-logit": 1, "stability": samples}
     total = 0.0
     for check, method in todo:
         if check == "faithfulness":
-            total += 2 * steps * forward_s
+            total += curve_s
         else:
             total += cost.get(check, 0) * map_seconds.get(method, 0.0)
     return total
