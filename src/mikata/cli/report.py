@@ -46,7 +46,9 @@ def run(args) -> int:
             groups = load_groups(args.groups)
         except (OSError, ValueError) as e:
             raise ReportError(f"cannot read --groups {args.groups}: {e}") from e
-    methods = [m for m in args.methods.split(",") if m.strip()]
+    from mikata.attribution.engine import check_methods
+
+    methods = check_methods([m for m in args.methods.split(",") if m.strip()])  # before the run is opened
     r = write_report(args.run, args.out, split=args.split, groups=groups, methods=methods, maps=not args.no_maps,
                      n=args.top, top_issues=args.issues, thumb=args.thumb, max_points=args.points,
                      map_classes=args.map_classes, model=args.model,
