@@ -107,3 +107,25 @@ def test_the_iterator_form_counts_and_closes_when_abandoned():
     assert not P._active
     assert P.format_seconds(754) == "13 min" and P.format_rate(1.4, "map") == "1.4 s/map"
     assert P.format_rate(0.02, "img") == "50.0 img/s"
+
+
+def test_a_scan_and_the_frozen_feature_cache_name_their_work_in_plain_lines(tmp_path, capsys):
+    """Real long steps through the helper: stderr captured (not a terminal) gets plain, named lines."""
+    import torch
+
+    from mikata.analysis.scan import scan
+    from mikata.training.frozen_features import boundary_inputs
+    from test_scan_support import digit_images, mnist_handle, write_folder
+
+    images, labels = digit_images(24)
+    write_folder(tmp_path / "digits", images, labels)
+    handle = mnist_handle()
+    scan(handle, tmp_path / "digits", tmp_path / "run", batch_size=8, workers=0, progress=True)
+    x = torch.randn(40, 1, 28, 28)  # (N, C, H, W)
+    feats = boundary_inputs(handle, "conv_layers.3", x, batch_size=8, progress=True,
+                            desc="train: cache the frozen layers' output (train)")
+    assert feats.shape[0] == 40
+    err = capsys.readouterr().err
+    assert "\r" not in err and "\x1b" not in err
+    assert "scan: done, 24/24 img in " in err
+    assert "train: cache the frozen layers' output (train): done, 40/40 img in " in err
