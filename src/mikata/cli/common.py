@@ -48,25 +48,32 @@ def device_from_args(args: argparse.Namespace, announce: bool = True):
     return device
 
 
-def load_model_from_args(args: argparse.Namespace, classes=None, layer: str | None = None):
+def load_model_from_args(args: argparse.Namespace):
     """The command's model on its device; the device is checked first and announced once the model
-    has loaded (so a failure stays one line).
-
-    ``classes`` (names or ids the user typed; ``topK`` entries pass) are checked before the model is
-    built where its class names can be read without building it (a checkpoint's metadata, the
-    built-in models), else right after loading; ``layer`` right after loading — both before any
-    image is decoded."""
+    has loaded (so a failure stays one line)."""
     from mikata.models import load_model
-    from mikata.models.precheck import check_class_targets, check_layer, class_names_before_loading
 
-    device = device_from_args(args, announce=False)
-    check_class_targets(class_names_before_loading(args.model), classes)
     handle = load_model(args.model, trust=args.trust, architecture=getattr(args, "arch", None),
-                        device=device, precision=getattr(args, "precision", "auto"))
-    check_class_targets(handle.class_names, classes)
-    check_layer(handle.net, layer)
+                        device=device_from_args(args, announce=False), precision=getattr(args, "precision", "auto"))
     device_from_args(args)
     return handle
+
+
+def check_before_loading(args: argparse.Namespace, classes=None) -> None:
+    """Class names or ids the user typed (``topK`` entries pass), checked before the model is built
+    where its names can be read without building it: a checkpoint's metadata, the built-in models."""
+    from mikata.models.precheck import check_class_targets, class_names_before_loading
+
+    check_class_targets(class_names_before_loading(args.model), classes)
+
+
+def check_after_loading(handle, classes=None, layer: str | None = None) -> None:
+    """The same class check for models whose names only a built model knows, and ``layer``: right
+    after loading, before any image is decoded."""
+    from mikata.models.precheck import check_class_targets, check_layer
+
+    check_class_targets(handle.class_names, classes)
+    check_layer(handle.net, layer)
 
 
 def print_json(data: object) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from mikata.cli.common import add_model_argument, command_parser, load_model_from_args, print_json
+from mikata.cli.common import (add_model_argument, check_after_loading, check_before_loading, command_parser,
+                               load_model_from_args, print_json)
 
 DEFAULT_METHODS = "gradcam,guided-gradcam,smoothgrad"
 
@@ -57,7 +58,9 @@ def run(args) -> int:
 
     for name in ("samples", "steps"):
         check_at_least(name, getattr(args, name), 1)
-    handle = load_model_from_args(args, classes=target, layer=args.layer)
+    check_before_loading(args, target)
+    handle = load_model_from_args(args)
+    check_after_loading(handle, target, args.layer)
     summaries = explain_files(handle, args.images, methods, target, args.layer, args.out, _options(args),
                               args.cmap, args.alpha, args.top, progress=not args.quiet)
     if args.json:

@@ -60,7 +60,7 @@ def register(sub) -> None:
 def run(args) -> int:
     import logging
 
-    from mikata.cli.common import load_model_from_args
+    from mikata.cli.common import check_after_loading, check_before_loading, load_model_from_args
     from mikata.errors import MikataError
     from mikata.featurevis import RenderOptions, visualize
 
@@ -81,7 +81,9 @@ def run(args) -> int:
     if args.classes and args.image:
         logging.getLogger(__name__).warning("--image is used only with --channels, --neuron and --deepdream")
     classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
-    handle = load_model_from_args(args, classes=classes, layer=args.layer)
+    check_before_loading(args, classes)
+    handle = load_model_from_args(args)
+    check_after_loading(handle, classes, args.layer)  # before any optimization step
     result = visualize(handle, layer=args.layer, channels=channels,
                        classes=[c for c in args.classes.split(",") if c.strip()] if args.classes else None,
                        neuron=neuron, deepdream=args.deepdream, image=args.image, options=opts, rectify=args.rectify)
