@@ -105,6 +105,12 @@ def test_the_iterator_form_counts_and_closes_when_abandoned():
             break
     it.close()  # an abandoned generator closes its bar
     assert not P._active
+    assert out.getvalue().splitlines()[-1].startswith("units: stopped at 2/5 img after ")
+    out2 = io.StringIO()
+    with pytest.raises(KeyboardInterrupt), P.Progress(4, "evaluate", "part", file=out2) as bar:
+        bar.update(1)
+        raise KeyboardInterrupt
+    assert out2.getvalue().splitlines()[-1].startswith("evaluate: stopped at 1/4 part after ")
     assert P.format_seconds(754) == "13 min" and P.format_rate(1.4, "map") == "1.4 s/map"
     assert P.format_rate(0.02, "img") == "50.0 img/s"
 

@@ -180,8 +180,9 @@ class Progress:
     def label(self) -> str:
         return f"{self.desc}: {self._stage}" if self._stage and self.desc else (self._stage or self.desc)
 
-    def close(self) -> None:
-        """Finish: the bar is closed (a nested one disappears); plain mode says how long it took."""
+    def close(self, stopped: bool = False) -> None:
+        """Finish: the bar is closed (a nested one disappears); plain mode says how long it took, or
+        where it stopped (``stopped``: an exception or Ctrl-C ended the step, or it ended early)."""
         if self._closed or self._mode == "off":
             self._closed = True
             return
@@ -191,7 +192,9 @@ class Progress:
         elapsed = self._clock() - self._start
         if self._mode == "lines" and (self.depth == 0 or elapsed >= NESTED_DONE_S):
             done = f"{self.n:,}/{self.total:,}" if self.total else f"{self.n:,}"
-            self._write(f"{self.desc or 'progress'}: done, {done} {self.unit} in {format_seconds(elapsed)}"
+            early = stopped or (self.total is not None and self.n < self.total)
+            what = f"stopped at {done} {self.unit} after" if early else f"done, {done} {self.unit} in"
+            self._write(f"{self.desc or 'progress'}: {what} {format_seconds(elapsed)}"
                         + (f" ({self._postfix})" if self._postfix else ""))
         if self in _active:
             _active.remove(self)
@@ -199,8 +202,8 @@ class Progress:
     def __enter__(self) -> "Progress":
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, kind: object, *exc: object) -> None:
+        self.close(stopped=kind is not None)
 
     # ------------------------------------------------------------------ lines
     def _write(self, line: str) -> None:
