@@ -88,7 +88,12 @@ def test_a_bad_layer_fails_before_any_image_is_decoded(photos, monkeypatch, caps
             monkeypatch.setattr(mod, "load_image", refuse)
     monkeypatch.setattr(mikata.evaluation.scorecard, "load_images", refuse)
     img = str(photos["chelsea"])
-    for command in (["explain", "efficientnet-lite0", img, "--layer", "blocks.99"],
+    import mikata.analysis.scan
+
+    monkeypatch.setattr(mikata.analysis.scan, "scan", refuse)
+    for command in (["scan", "efficientnet-lite0", str(photos["chelsea"].parent), "--run", "/nonexistent/run",
+                     "--layer", "blocks.99"],
+                    ["explain", "efficientnet-lite0", img, "--layer", "blocks.99"],
                     ["evaluate", "efficientnet-lite0", img, "--layer", "blocks.99"],
                     ["activations", "efficientnet-lite0", img, "--layer", "blocks.99"]):
         assert main(command) == 2, command
@@ -103,6 +108,9 @@ def test_a_bad_layer_fails_before_any_image_is_decoded(photos, monkeypatch, caps
     (["explain", "efficientnet-lite0", "IMG", "--steps", "0"], "--steps must be at least 1"),
     (["predict", "efficientnet-lite0", "IMG", "--top", "0"], "--top must be at least 1"),
     (["report", "RUN", "--methods", "gradcam,gradcma"], "unknown method 'gradcma'"),
+    (["report", "RUN", "--top", "0"], "--top must be at least 1"),
+    (["scan", "efficientnet-lite0", "RUN", "--run", "RUN", "--batch-size", "0"], "--batch-size must be at least 1"),
+    (["scan", "efficientnet-lite0", "RUN", "--run", "RUN", "--class-map", "nonsense"], "--class-map"),
 ])
 def test_bad_counts_and_thresholds_fail_before_loading(command, message, photos, tmp_path, monkeypatch, capsys):
     _no_loading(monkeypatch)

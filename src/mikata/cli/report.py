@@ -48,7 +48,11 @@ def run(args) -> int:
             raise ReportError(f"cannot read --groups {args.groups}: {e}") from e
     from mikata.attribution.engine import check_methods
 
+    from mikata.models.precheck import check_at_least
+
     methods = check_methods([m for m in args.methods.split(",") if m.strip()])  # before the run is opened
+    for name, low in (("top", 1), ("issues", 0), ("map_classes", 0), ("thumb", 16), ("points", 1)):
+        check_at_least(name.replace("_", "-"), getattr(args, name), low)
     r = write_report(args.run, args.out, split=args.split, groups=groups, methods=methods, maps=not args.no_maps,
                      n=args.top, top_issues=args.issues, thumb=args.thumb, max_points=args.points,
                      map_classes=args.map_classes, model=args.model,
