@@ -168,11 +168,13 @@ def _label(group: list[str]) -> str:
 
 def compute_maps(handle: ModelHandle, x: torch.Tensor, methods: Sequence[str], ids: torch.Tensor,
                  layer: str | None, options: dict | None, budget_mb: float) -> dict[str, torch.Tensor]:
-    """``{method: (N, H, W)}`` for explicit class ids ``(N,)``: one ``explain`` call, passes shared."""
+    """``{method: (N, H, W)}`` on the CPU for explicit class ids ``(N,)``: one ``explain`` call, passes
+    shared. On the CPU because every comparison (Spearman, SSIM, sensitivity) runs there, against
+    original maps that may come from a saved evaluate part."""
     from mikata.attribution.engine import explain
 
     res = explain(handle, x, list(methods), targets=ids.view(-1, 1), layer=layer, options=options, budget_mb=budget_mb)
-    return {a.method: a.maps.float() for a in res}
+    return {a.method: a.maps.float().cpu() for a in res}
 
 
 def cascade(
