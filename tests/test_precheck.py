@@ -109,6 +109,7 @@ def test_a_bad_layer_fails_before_any_image_is_decoded(photos, monkeypatch, caps
     (["predict", "efficientnet-lite0", "IMG", "--top", "0"], "--top must be at least 1"),
     (["report", "RUN", "--methods", "gradcam,gradcma"], "unknown method 'gradcma'"),
     (["report", "RUN", "--top", "0"], "--top must be at least 1"),
+    (["report", "RUN", "--threshold", "1.5"], "--threshold must lie in 0.0..1.0"),
     (["scan", "efficientnet-lite0", "RUN", "--run", "RUN", "--batch-size", "0"], "--batch-size must be at least 1"),
     (["scan", "efficientnet-lite0", "RUN", "--run", "RUN", "--class-map", "nonsense"], "--class-map"),
 ])
