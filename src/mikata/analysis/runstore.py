@@ -569,6 +569,15 @@ class RunStore:
         with self._transaction():
             self.db.executemany("INSERT OR REPLACE INTO maps VALUES (?,?,?,?,?,?,?,?)", values)
 
+    def map_seconds(self, method: str, limit: int = 200) -> list[float]:
+        """How long cached maps of ``method`` took to compute, in seconds (up to ``limit``, the
+        latest rows first): what the app's "about N s" for the next one is based on."""
+        if not self._has_table("maps"):
+            return []
+        rows = self.db.execute("SELECT seconds FROM maps WHERE method=? AND seconds > 0 ORDER BY rowid DESC LIMIT ?",
+                               (method, int(limit))).fetchall()
+        return [float(r[0]) for r in rows]
+
     def map_keys(self, image_id: int) -> list[tuple[str, int, str]]:
         """``(method, class, layer)`` of every cached map of one image."""
         if not self._has_table("maps"):

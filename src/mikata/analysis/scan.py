@@ -21,7 +21,6 @@ import logging
 import os
 import platform
 import queue
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -201,7 +200,7 @@ def _scan_on_ray(store: RunStore, handle: ModelHandle, chosen: list[tuple[Sample
 def _scan_into(store: RunStore, handle: ModelHandle, chosen: list[tuple[Sample, str]], batch_size: int,
                workers: int, layer: str, embed_layer: str | None, gradcam: bool, progress: bool,
                t0: float) -> ScanSummary:
-    from tqdm import tqdm
+    from mikata.progress import Progress
 
     todo, done = _pending(store, chosen)
     reused = len(chosen) - len(todo)
@@ -213,7 +212,8 @@ def _scan_into(store: RunStore, handle: ModelHandle, chosen: list[tuple[Sample, 
         pin_memory=handle.device.type == "cuda")
     computed = 0
     skipped_files: list[tuple[str, str]] = []
-    bar = tqdm(total=len(todo), unit="img", desc="scan", disable=not progress, dynamic_ncols=True, file=sys.stderr)
+    bar = Progress(len(todo), "scan", "img", progress, first="first batch",
+                   plan=f"{len(todo):,} images to compute" + (f" ({reused:,} already in the run)" if reused else ""))
     # Batches are committed by a writer thread, so the model never waits for SQLite or the vector
     # files (both release the GIL). The commit protocol is unchanged: kill -9 loses only queued batches.
     pending: queue.Queue = queue.Queue(maxsize=8)

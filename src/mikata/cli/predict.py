@@ -24,8 +24,11 @@ def register(sub) -> None:
 def run(args) -> int:
     from mikata.data.filenames import shown
     from mikata.data.images import expand_image_paths
+    from mikata.models.precheck import check_at_least
     from mikata.prediction import predict
 
+    check_at_least("top", args.top, 1)
+    check_at_least("batch-size", args.batch_size, 1)
     paths = expand_image_paths(args.images, missing_ok=True)  # an empty folder fails before the model loads
     handle = load_model_from_args(args)
     results = predict(handle, paths, top=args.top, batch_size=args.batch_size)

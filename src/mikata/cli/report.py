@@ -51,11 +51,17 @@ def run(args) -> int:
             groups = load_groups(args.groups)
         except (OSError, ValueError) as e:
             raise ReportError(f"cannot read --groups {args.groups}: {e}") from e
-    methods = [m for m in args.methods.split(",") if m.strip()]
+    from mikata.attribution.engine import check_methods
+    from mikata.models.precheck import check_at_least, check_between
+
+    methods = check_methods([m for m in args.methods.split(",") if m.strip()])  # before the run is opened
+    for name, low in (("top", 1), ("issues", 0), ("map_classes", 0), ("thumb", 16), ("points", 1)):
+        check_at_least(name.replace("_", "-"), getattr(args, name), low)
+    check_between("threshold", args.threshold, 0.0, 1.0, "it is a probability of the positive class")
     r = write_report(args.run, args.out, split=args.split, groups=groups, methods=methods, maps=not args.no_maps,
                      n=args.top, top_issues=args.issues, thumb=args.thumb, max_points=args.points,
                      map_classes=args.map_classes, model=args.model, positive=args.positive, threshold=args.threshold,
-                     device=None if args.no_maps else device_from_args(args))
+                     device=None if args.no_maps else device_from_args(args), progress=not args.quiet)
     if args.json:
         print_json(r.summary())
     else:

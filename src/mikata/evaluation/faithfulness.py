@@ -224,6 +224,7 @@ def perturbation_curves(
     base_probs: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     progress: bool = False,
+    desc: str = "perturbation curves",
 ) -> dict[str, torch.Tensor]:
     """Deletion / insertion curves ``{mode: (N, steps + 1)}`` of target-class softmax probability.
 
@@ -290,7 +291,7 @@ def perturbation_curves(
             for (mode, i, k), v in zip(part, p.cpu().tolist()):
                 curves[mode][i, k] = v
 
-        for_chunks(len(jobs), size, run, device=device, progress=progress, desc="perturbation curves")
+        for_chunks(len(jobs), size, run, device=device, progress=progress, desc=desc)
     return curves
 
 

@@ -231,7 +231,7 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
                  batch_size: int = 32, model: str | None = None, max_images: int = 50000,
                  max_cell: int = 200, max_field_values: int = 50,
                  device: str | None = "cpu", positive: int | str | None = None,
-                 threshold: float = 0.5) -> ReportResult:
+                 threshold: float = 0.5, progress: bool = False) -> ReportResult:
     """Write the HTML report of a scanned run; returns where, how big and how long each stage took.
 
     ``methods``: attribution maps shown for each class's most and least class-like images (for
@@ -324,7 +324,11 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
         try:
             service = service or MapService(run_dir, handle=handle, model=model, device=device)
             got = {}
-            for c in sorted(with_maps):
+            from mikata.progress import progress as progress_bar
+
+            for c in progress_bar(sorted(with_maps), desc=f"report: {', '.join(methods)} maps", unit="class",
+                                  enabled=progress, first="first class",
+                                  plan=f"{len(wanted)} images of {len(with_maps)} classes x {len(methods)} methods"):
                 ids = [i for k, i in wanted if k == c]
                 if ids:
                     got.update(service.maps(ids, methods, c, batch_size=batch_size))

@@ -343,6 +343,9 @@ class RunState:
         with self._model_hint():
             return self.maps.overlay_png(image_id, method, cls, layer)
 
+    def map_estimate(self, image_id: int, method: str, cls: int | str | None, layer: str | None = None) -> dict:
+        return self.maps.estimate(image_id, method, cls, layer)
+
     @contextmanager
     def _model_hint(self):
         try:

@@ -9,14 +9,35 @@ function $$(sel, root) { return Array.from((root || document).querySelectorAll(s
   const form = $("#mapform");
   if (!form) return;
   const img = $("#overlay"), status = $("#mapstatus");
-  let shown = null;
+  let shown = null, ticker = null;
+  function secs(s) { return s < 10 ? s.toFixed(1) + " s" : s < 90 ? Math.round(s) + " s" : (s / 60).toFixed(1) + " min"; }
+  // While a map computes: which method, for which class, the seconds so far, and what to expect
+  // (the median of this method's earlier maps in the run, from /api/map-estimate).
+  function waiting(method, clsName, t0, est) {
+    const parts = ["computing " + method + " for " + clsName + ": " + secs((performance.now() - t0) / 1000) + " so far"];
+    if (est && est.cached) parts.push("cached, loading it");
+    else if (est && est.seconds !== null) {
+      parts.push("about " + secs(est.seconds) + " (median of " + est.measured + " earlier " + method + " map" +
+                 (est.measured === 1 ? "" : "s") + " in this run)");
+    } else if (est) parts.push("the first " + method + " map in this run: no estimate yet");
+    if (est && !est.cached && !est.model_loaded) parts.push("the model loads first");
+    return parts.join(" · ");
+  }
   async function show() {
     const id = form.dataset.id, method = $("#method").value, cls = $("#cls").value;
-    const key = method + "/" + cls;
-    status.textContent = "computing " + method + " for " + $("#cls").selectedOptions[0].textContent + " …";
-    status.className = "muted busy";
+    const key = method + "/" + cls, clsName = $("#cls").selectedOptions[0].textContent;
+    const query = "?method=" + encodeURIComponent(method) + "&cls=" + encodeURIComponent(cls);
     const t0 = performance.now();
-    const resp = await fetch("/map/" + id + ".png?method=" + encodeURIComponent(method) + "&cls=" + encodeURIComponent(cls));
+    let est = null;
+    status.textContent = waiting(method, clsName, t0, est);
+    status.className = "muted busy";
+    if (ticker) clearInterval(ticker);
+    ticker = setInterval(() => { status.textContent = waiting(method, clsName, t0, est); }, 1000);
+    fetch("/api/map-estimate/" + id + query).then((r) => r.ok ? r.json() : null)
+      .then((e) => { est = e; if (ticker) status.textContent = waiting(method, clsName, t0, est); }).catch(() => {});
+    const resp = await fetch("/map/" + id + ".png" + query);
+    clearInterval(ticker);
+    ticker = null;
     if (!resp.ok) {
       status.textContent = (await resp.text()) || ("error " + resp.status);
       status.className = "error";
