@@ -47,9 +47,10 @@ def register(sub) -> None:
     p.add_argument("--images-limit", type=int, default=16,
                    help="how many images (a seeded sample of a run; the first N files otherwise; default 16)")
     p.add_argument("--steps", type=int, default=50, help="deletion/insertion steps (default 50)")
-    p.add_argument("--fill", default="blur", choices=["blur", "mean", "zero", "auto", "road"],
-                   help="what removed regions become (default blur; auto = zero for deletion, blur for "
-                        "insertion as in RISE; road = ROAD noisy linear imputation, slow: use few --steps)")
+    p.add_argument("--fill", default="blur", type=fill_text,
+                   help="what removed regions become: blur, mean, zero, road, auto (zero for deletion, blur for "
+                        "insertion as in RISE), or one per curve, e.g. deletion=road,insertion=mean (default blur; "
+                        "road = ROAD noisy linear imputation, slow: use few --steps)")
     p.add_argument("--patch", type=int, default=None,
                    help="region side in pixels for deletion/insertion (default: a 14x14 grid; 1 = single pixels)")
     p.add_argument("--stages", type=int, default=8, help="randomization cascade stages (default 8)")
@@ -67,6 +68,19 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the scorecard JSON instead of the table")
     add_device_arguments(p, precision=True)
     p.set_defaults(func=run)
+
+
+def fill_text(text: str) -> str:
+    """``--fill``, checked while parsing (a typo exits 2 before the model loads)."""
+    import argparse
+
+    from mikata.evaluation.faithfulness import mode_fills
+
+    try:
+        mode_fills(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
 
 
 def run(args) -> int:

@@ -220,6 +220,9 @@ def evaluate(
                 aucs[name] = {mode: _mean(auc(v)) for mode, v in result.curves[name].items()}
             rd, ri = aucs["random"]["deletion"], aucs["random"]["insertion"]
             extra["baseline"] = {"deletion-auc": rd, "insertion-auc": ri}
+            ends = result.curves["random"]
+            extra["notes"] = fill_notes(fill, float(base_probs.mean()), float(ends["deletion"][:, -1].mean()),
+                                        float(ends["insertion"][:, 0].mean()))
             for m in methods:
                 d, i = aucs[m]["deletion"], aucs[m]["insertion"]
                 table[m].update({"deletion-auc": d, "insertion-auc": i, "deletion-vs-random": d - rd,
@@ -397,7 +400,24 @@ def format_scorecard(card: dict) -> str:
             p = card["passes"].get(m, {})
             lines.append(f"{m:<{width}}  " + "  ".join(f"{('pass' if p[c] else 'FAIL') if c in p else '-':>19}"
                                                        for c in checks))
+    lines += [f"note: {n}" for n in card.get("notes", [])]
     return "\n".join(lines)
+
+
+def fill_notes(fill: str, image_p: float, deleted_p: float, start_p: float) -> list[str]:
+    """Warnings when a curve cannot tell orders apart: its fully filled image still shows the class
+    (e.g. a blurred copy of an image with no fine detail). ``*_p``: mean target probability of the
+    images, of the fully deleted images and of the insertion's start."""
+    from mikata.evaluation.faithfulness import mode_fills
+
+    fills, notes = mode_fills(fill), []
+    for mode, p in (("deletion", deleted_p), ("insertion", start_p)):
+        if p >= 0.5 * image_p:
+            end = "ends" if mode == "deletion" else "starts"
+            notes.append(f"{mode} {end} at an image filled with {fills[mode]!r} that the model still gives p {p:.2f} "
+                         f"(the images: {image_p:.2f}): this curve can hardly tell a good order from a random one; "
+                         f"try --fill deletion=road,insertion=mean")
+    return notes
 
 
 def card_better(card: dict, name: str) -> str:
