@@ -60,10 +60,13 @@ def merge_runs(target: str | os.PathLike, shards: Sequence[str | os.PathLike], p
         with RunStore.open(s) as store:
             manifests.append(store.manifest)
     first = manifests[0]
+    from mikata.data.preprocessing import with_defaults
+
+    first_id = with_defaults(first.get("identity", {}))
     for s, m in zip(shards[1:], manifests[1:]):
-        if m.get("identity") != first.get("identity"):
-            diff = sorted(k for k in set(m.get("identity", {})) | set(first.get("identity", {}))
-                          if m.get("identity", {}).get(k) != first.get("identity", {}).get(k))
+        ident = with_defaults(m.get("identity", {}))
+        if ident != first_id:
+            diff = sorted(k for k in set(ident) | set(first_id) if ident.get(k) != first_id.get(k))
             raise RunStoreError(f"{s} was scanned with another model or setup than {shards[0]} (differs in: "
                                 f"{', '.join(diff)}); only shards of one scan can be merged")
     roots = {m.get("dataset_root") for m in manifests}

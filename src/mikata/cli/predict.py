@@ -13,7 +13,7 @@ def register(sub) -> None:
     add_model_argument(p, precision=True)
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     p.add_argument("--top", type=int, default=5, help="how many classes per image (default 5)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
 

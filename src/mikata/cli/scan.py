@@ -25,7 +25,7 @@ def register(sub) -> None:
     p.add_argument("--split-fractions", default=None, metavar="F,F,F",
                    help="per-class split fractions, e.g. 0.6,0.2,0.2 (train,val,test); each row records its split")
     p.add_argument("--seed", type=int, default=0, help="seed of the per-class split (default 0)")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
     p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes (default 2)")
     p.add_argument("--layer", default=None, help="layer whose per-channel mean activation (and Grad-CAM) is stored; "
                    "default: the model's default layer")

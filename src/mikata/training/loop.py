@@ -259,8 +259,11 @@ def _new_handle(model: str | ModelHandle, classes: list[str], opts: TrainOptions
         head = replace_head(net, len(classes), base.head_layer)
     metadata = {k: v for k, v in base.metadata.items() if k != "training"}
     metadata["head"] = head
+    pre = dataclasses.replace(base.preprocessing, input_size=tuple(size), crop_fraction=float(opts.crop),
+                              resize=opts.resize)
+    log.info("preprocessing: %s", pre.describe())
     return ModelHandle(net=net, class_names=list(classes), default_layer=base.default_layer, spec=str(out),
-                       metadata=metadata, preprocessing=dataclasses.replace(base.preprocessing, input_size=tuple(size)))
+                       metadata=metadata, preprocessing=pre)
 
 
 def _set_learning_rates(optimizer: torch.optim.Optimizer, opts: TrainOptions, epoch: int) -> None:
