@@ -258,15 +258,25 @@ def find_issues(run: str | os.PathLike | RunData, thresholds: Mapping[str, float
         types[name] = IssueType(name, score, score < t if flag is None else np.asarray(flag, bool), t)
 
     # labels: the overview's own confident-learning list, so every view agrees
-    from mikata.analysis.audit import label_issues, label_quality
+    from mikata.analysis.audit import label_issue_ranking, label_issues, label_quality, subset
+    from mikata.analysis.heldout import in_sample_rows
 
+    with RunStore.open(d.run_dir) as store:
+        trained = in_sample_rows(store.manifest, d.splits)  # rows the model trained on: never flagged
     quality = label_quality(d)
     if th["label"] is None:
         flagged = np.zeros(n, bool)
-        flagged[[i["row"] for i in label_issues(d)]] = True
+        if trained.any():
+            keep = np.flatnonzero(~trained)
+            flagged[keep[label_issue_ranking(subset(d, keep))] if len(keep) else []] = True
+        else:
+            flagged[[i["row"] for i in label_issues(d)]] = True
         add("label", quality, flagged)
     else:
-        add("label", quality)
+        add("label", quality, (np.clip(quality, 0, 1) < th["label"]) & ~trained)
+    if trained.any():
+        notes.append(f"label: {int(trained.sum())} rows the model was trained on are not searched for label errors "
+                     "(their probabilities are in-sample)")
 
     with RunStore.open(d.run_dir) as store:
         dims = store.dims()

@@ -24,8 +24,9 @@ import numpy as np
 
 from mikata.analysis import overview_cache
 from mikata.analysis.audit import (RunData, accuracy, class_histogram, confused_pairs, confusion_matrix,
-                                   exceptional_errors, label_issues, per_class_metrics, project_2d, ranked_per_class,
-                                   row_normalized, topk_accuracy)
+                                   exceptional_errors, label_issue_ranking, label_issues, per_class_metrics, project_2d,
+                                   ranked_per_class, row_normalized, subset, topk_accuracy)
+from mikata.analysis.heldout import in_sample_rows, label_scope_note, trained_rows_note
 from mikata.analysis.runstore import RunStore, RunStoreError
 from mikata.data.filenames import shown
 from mikata.analysis.sections import confident_first
@@ -63,6 +64,8 @@ class Overview:
     classes: list[ClassView]
     label_issues: list[dict]            # audit.label_issues rows (with "id")
     exceptional: dict | None = None     # audit.exceptional_errors, when groups are given
+    trained_rows: int = 0               # rows the model was trained on (in-sample; see analysis.heldout)
+    label_scope: dict | None = None     # {"used", "rows", "left_out": {why: n}}: which rows label_issues searched
 
     @property
     def class_names(self) -> list[str]:
@@ -111,9 +114,12 @@ def overview(run: str | os.PathLike, n: int = 3, top_pairs: int = 10, top_issues
         with store.snapshot():  # the version and the rows from one point in time
             cached = overview_cache.run_data(store, split)
             skipped = store.skipped()
+            manifest = store.manifest
     d, version = cached.data, cached.version
     if not len(d):
         raise RunStoreError(f"{run} has no scanned images yet{f' in split {split!r}' if split else ''}")
+    trained = in_sample_rows(manifest, d.splits)
+    ranked, scope = label_issue_search(cached, split, trained, len(skipped))
     k = d.num_classes
     cm = confusion_matrix(d.labels, d.preds, k)
     metrics = per_class_metrics(cm)
@@ -128,8 +134,29 @@ def overview(run: str | os.PathLike, n: int = 3, top_pairs: int = 10, top_issues
         run_dir=d.run_dir, version=version, data=d, skipped=skipped, accuracy=accuracy(d),
         top5_accuracy=topk_accuracy(d, 5), confusion=cm, confusion_normalized=row_normalized(cm),
         histogram=counts, imbalance=imbalance, present=present, confused_pairs=confused_pairs(cm, top_pairs),
-        classes=classes, label_issues=label_issues(d, top_issues, overview_cache.issue_ranking(cached, split)),
-        exceptional=exceptional_errors(d, groups) if groups else None)
+        classes=classes, label_issues=label_issues(d, top_issues, ranked),
+        exceptional=exceptional_errors(d, groups) if groups else None, trained_rows=int(trained.sum()),
+        label_scope=scope)
+
+
+def label_issue_search(cached: overview_cache.CachedRun, split: str | None, trained: np.ndarray,
+                       skipped: int) -> tuple[np.ndarray, dict]:
+    """The label-issue ranking over the out-of-sample rows only (rows of ``cached.data``), and which rows
+    it used: on its training images a model agrees with their labels, errors included, so those rows
+    would only hide issues. Nothing is left out silently: ``scope`` counts every row not searched."""
+    d = cached.data
+    scope = {"used": int(len(d) - trained.sum()), "rows": int(len(d) + skipped),
+             "left_out": {"rows the model was trained on (in-sample probabilities)": int(trained.sum()),
+                          "files that could not be read": int(skipped)}}
+    if not trained.any():
+        ranked = overview_cache.issue_ranking(cached, split)
+    else:
+        keep = np.flatnonzero(~trained)
+        ranked = keep[label_issue_ranking(subset(d, keep))] if len(keep) else np.zeros(0, np.int64)
+    if len(np.unique(d.labels[~trained])) < 2 and scope["used"]:
+        scope["left_out"]["rows searched but of a single class (confident learning needs two)"] = scope["used"]
+        scope["used"] = 0
+    return ranked, scope
 
 
 # ------------------------------------------------------------------------ mikata audit's output
@@ -168,6 +195,8 @@ def audit(run: str | os.PathLike, groups: Mapping[str, str] | None = None, n: in
                            for a, b, ab, ba in ov.confused_pairs],
         "per_class": per_class,
         "label_issues": ov.label_issues,
+        "trained_rows": ov.trained_rows, "trained_rows_note": trained_rows_note(ov.trained_rows, len(d)),
+        "label_scope": ov.label_scope, "label_scope_note": label_scope_note(ov.label_scope),
     }
     if ov.exceptional is not None:
         ex = ov.exceptional
@@ -189,6 +218,8 @@ def format_audit(r: dict, max_listed: int | None = None) -> str:
     out(f"run {r['run']}: {r['images']} images, {len(r['skipped'])} skipped")
     out(f"accuracy {r['accuracy']:.2%}   top-5 {r['top5_accuracy']:.2%}   "
         f"class imbalance {r['imbalance']:.2f}x (largest / smallest class)")
+    if r.get("trained_rows_note"):
+        out(f"WARNING: {r['trained_rows_note']}")
     out("\nper class                     images  precision  recall     F1")
     for c in sorted(r["per_class"], key=lambda c: c["recall"]):
         out(f"  {c['class'][:28]:28s} {c['images']:6d}  {c['precision']:9.2%}  {c['recall']:6.2%}  {c['f1']:5.2f}")
@@ -207,6 +238,8 @@ def format_audit(r: dict, max_listed: int | None = None) -> str:
         out("    least: " + "  ".join(f"{shown(i['path'])} ({i['prob']:.2f}, predicted {i['predicted']})"
                                      for i in c["least_class_like"]))
     out("\nsuspected label errors (confident learning; needs out-of-sample probabilities)")
+    if r.get("label_scope_note"):
+        out(f"  ({r['label_scope_note']})")
     for i in cut(r["label_issues"]):
         out(f"  {shown(i['path'])}  labeled {i['label']} ({i['label_prob']:.2f}) -> suggest {i['suggested']} "
             f"({i['suggested_prob']:.2f})")

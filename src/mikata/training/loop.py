@@ -33,7 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from mikata.data.datasets import DatasetError, load_dataset, split_dataset
+from mikata.data.datasets import DatasetError, ImageDataset, load_dataset, split_dataset
 from mikata.models.handle import ModelHandle
 from mikata.models.loading import load_model, replace_head, save_checkpoint
 from mikata.training.augment import augment_batch
@@ -80,7 +80,7 @@ def plot_path(out: str | os.PathLike) -> Path:
 
 
 def train(
-    data: str | os.PathLike,
+    data: "str | os.PathLike | ImageDataset",
     model: str | ModelHandle,
     out: str | os.PathLike,
     *,
@@ -119,18 +119,23 @@ def train(
         torch.set_num_threads(threads_before)
 
 
-def _train(data: str | os.PathLike, model: str | ModelHandle, out: Path, opts: TrainOptions, resume: bool,
+def _train(data: "str | os.PathLike | ImageDataset", model: str | ModelHandle, out: Path, opts: TrainOptions, resume: bool,
            progress: bool, on_epoch_end: Callable[[int, dict], None] | None,
            device: torch.device = torch.device("cpu")) -> TrainResult:
     start_time = time.perf_counter()
     if out.suffix != ".safetensors":
         raise TrainingError(f"--out {out}: the checkpoint must be a .safetensors file")
 
-    ds = load_dataset(data)
+    # an ImageDataset (e.g. the training folds of a cross-validation) is a subset, never "the folder"
+    ds = data if isinstance(data, ImageDataset) else load_dataset(data)
     if len(ds.classes) < 2:
         raise DatasetError(f"{ds.root} has only the class {ds.classes}; a classifier needs at least two class "
                            "subfolders, each holding that class's images")
     parts = split_dataset(ds, opts.split, seed=opts.seed)
+    from mikata.data.splits import record_split
+
+    source = None if isinstance(data, ImageDataset) else data
+    split_record = record_split(source, ds, parts, opts.split, opts.seed).to_dict()
     handle = _new_handle(model, ds.classes, opts, out).to(device)
     net = handle.net
 
@@ -203,7 +208,8 @@ def _train(data: str | os.PathLike, model: str | ModelHandle, out: Path, opts: T
                 else:
                     best["bad_epochs"] += 1
                 epoch_generator_state = generator.get_state()
-                _save_progress(handle, out, optimizer, epoch + 1, history, best, epoch_generator_state, opts)
+                _save_progress(handle, out, optimizer, epoch + 1, history, best, epoch_generator_state, opts,
+                               split_record)
                 plot_history(history, plot_path(out), title=f"{out.stem}: training progress")
                 if on_epoch_end is not None:
                     on_epoch_end(epoch + 1, history)
@@ -213,7 +219,7 @@ def _train(data: str | os.PathLike, model: str | ModelHandle, out: Path, opts: T
                     break
         except KeyboardInterrupt:
             done = len(history["val_accuracy"])
-            _save_progress(handle, out, optimizer, done, history, best, epoch_generator_state, opts)
+            _save_progress(handle, out, optimizer, done, history, best, epoch_generator_state, opts, split_record)
             log.warning("interrupted after %d complete epoch(s); checkpoint saved to %s; continue with --resume",
                         done, out)
             net.to(memory_format=torch.contiguous_format)
@@ -235,7 +241,7 @@ def _train(data: str | os.PathLike, model: str | ModelHandle, out: Path, opts: T
         "options": opts.to_dict(), "history": history, "data": str(ds.root), "counts": ds.counts(),
         "split_sizes": {k: len(v) for k, v in parts.items()}, "skipped_files": len(skipped),
         "best_epoch": result.best_epoch, "val_accuracy": result.val_accuracy, "test_accuracy": result.test_accuracy,
-        "seconds": round(seconds, 2), "plot": plot.name, "complete": True,
+        "seconds": round(seconds, 2), "plot": plot.name, "complete": True, "split_record": split_record,
     }
     save_checkpoint(handle, out)
     state_path(out).unlink(missing_ok=True)
@@ -356,10 +362,11 @@ def evaluate_split(handle: ModelHandle, data: DecodedSplit, batch_size: int = 12
 
 
 def _save_progress(handle: ModelHandle, out: Path, optimizer: torch.optim.Optimizer, epochs_done: int,
-                   history: dict, best: dict, generator_state: torch.Tensor, opts: TrainOptions) -> None:
+                   history: dict, best: dict, generator_state: torch.Tensor, opts: TrainOptions,
+                   split_record: dict | None = None) -> None:
     """Current weights to ``out`` (loadable at once), everything else needed to resume to the sidecar."""
     handle.metadata["training"] = {"options": opts.to_dict(), "history": history, "complete": False,
-                                   "epochs_done": epochs_done}
+                                   "epochs_done": epochs_done, "split_record": split_record}
     save_checkpoint(handle, out)
     state = {
         "format": STATE_FORMAT, "epoch": epochs_done, "optimizer": optimizer.state_dict(),
