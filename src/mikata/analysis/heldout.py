@@ -48,12 +48,13 @@ class ScanPlan:
 
 
 def select_samples(dataset: ImageDataset, split: str | None, fractions: Sequence[float] | None,
-                   seed: int) -> list[tuple[Sample, str]]:
-    """(sample, split name) pairs to scan: one split, every split, or the whole dataset."""
+                   seed: int, label: str = "") -> list[tuple[Sample, str]]:
+    """(sample, split name) pairs to scan: one split, every split, or the whole dataset (whose rows
+    get the split name ``label``, e.g. a cross-validation fold)."""
     if not fractions:
         if split and split != ALL:
             raise MikataError(f"--split {split} needs --split-fractions (e.g. 0.6,0.2,0.2) to know how to split")
-        return [(s, "") for s in dataset.samples]
+        return [(s, label) for s in dataset.samples]
     parts = split_dataset(dataset, fractions, seed)
     if split in (None, ALL):
         names = list(parts)
@@ -68,13 +69,13 @@ def select_samples(dataset: ImageDataset, split: str | None, fractions: Sequence
 
 
 def plan_scan(handle: ModelHandle, source: str | os.PathLike | None, dataset: ImageDataset, split: str | None,
-              fractions: Sequence[float] | None, seed: int | None) -> ScanPlan:
+              fractions: Sequence[float] | None, seed: int | None, label: str = "") -> ScanPlan:
     """What to scan (see the module doc); logs one line saying which split and why, loudly when the
     scan includes images the model was trained on."""
     rec = TrainingSplit.from_metadata(handle.metadata)
     where = source_identity(source) if source is not None else dataset.root
     if rec is None or rec.source != where:
-        chosen = select_samples(dataset, split, fractions, 0 if seed is None else seed)
+        chosen = select_samples(dataset, split, fractions, 0 if seed is None else seed, label)
         return ScanPlan(chosen, sorted({n for _, n in chosen}))
     if fractions is not None and (tuple(float(f) for f in fractions) != rec.fractions
                                   or (seed is not None and seed != rec.seed)) or \

@@ -77,7 +77,7 @@ def merge_runs(target: str | os.PathLike, shards: Sequence[str | os.PathLike], p
     with RunStore.create_or_resume(target, manifest) as out:
         done = out.done()
         for s in shards:
-            a, b = _copy(out, Path(s), done)
+            a, b = copy_rows(out, Path(s), done)
             added, already = added + a, already + b
             log.info("merged %s: %d rows added, %d already there", s, a, b)
         rows = out.count()
@@ -85,7 +85,9 @@ def merge_runs(target: str | os.PathLike, shards: Sequence[str | os.PathLike], p
     return MergeSummary(str(target), len(shards), added, already, rows, size, time.perf_counter() - t0)
 
 
-def _copy(out: RunStore, shard: Path, done: dict[str, tuple[int, int, str | None]]) -> tuple[int, int]:
+def copy_rows(out: RunStore, shard: Path, done: dict[str, tuple[int, int, str | None]]) -> tuple[int, int]:
+    """Copy every row of the run ``shard`` into ``out`` once (``done``: ``out.done()``, updated); returns
+    (rows added, rows already there). ``merge_runs`` and ``crossval`` use it."""
     added = already = 0
     with RunStore.open(shard) as src:
         with src.snapshot():

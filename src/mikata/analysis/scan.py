@@ -106,6 +106,7 @@ def scan(
     address: str | None = None,
     actors: int | None = None,
     gpus_per_actor: float = 0,
+    split_label: str = "",
 ) -> ScanSummary:
     """Scan ``dataset`` (an ``ImageDataset``, a class folder, or a CSV manifest) into ``run_dir``.
 
@@ -115,7 +116,8 @@ def scan(
     list, into its own run; ``mikata merge`` combines the shard runs into the store one scan writes.
     ``split``/``fractions``/``seed``: a checkpoint trained on this very data brings its own split and
     ``split=None`` then scans only its held-out images (``analysis.heldout``; ``"all"`` scans every
-    image, marking the training rows); for other data, ``seed`` defaults to 0.
+    image, marking the training rows); for other data, ``seed`` defaults to 0. ``split_label`` names the
+    split of every row of data that is not split (e.g. a cross-validation fold).
     ``engine="ray"`` runs the same steps on Ray Data (``analysis.scan_ray``: ``address``, ``actors``,
     ``gpus_per_actor``); the run it writes is the one the local scan writes.
     """
@@ -142,7 +144,7 @@ def scan(
                  dataset.root, ", ".join(empty[:5]))
     if isinstance(fractions, str):
         fractions = parse_fractions(fractions)
-    plan = plan_scan(handle, source, dataset, split, fractions, seed)
+    plan = plan_scan(handle, source, dataset, split, fractions, seed, split_label)
     chosen = shard_of(plan.chosen, parse_shard(shard) if isinstance(shard, str) else shard)
     layer = layer or handle.default_layer
     if layer is None:
