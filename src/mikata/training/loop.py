@@ -125,6 +125,8 @@ def _train(data: "str | os.PathLike | ImageDataset", model: str | ModelHandle, o
     start_time = time.perf_counter()
     if out.suffix != ".safetensors":
         raise TrainingError(f"--out {out}: the checkpoint must be a .safetensors file")
+    if resume:
+        check_resume_options(out, opts)  # before any data or model is read
 
     # an ImageDataset (e.g. the training folds of a cross-validation) is a subset, never "the folder"
     ds = data if isinstance(data, ImageDataset) else load_dataset(data)
@@ -379,9 +381,46 @@ def _save_progress(handle: ModelHandle, out: Path, optimizer: torch.optim.Optimi
     os.replace(tmp, state_path(out))
 
 
+# options that may change between an interrupted run and its --resume (more epochs, other threads)
+RESUMABLE_CHANGES = ("epochs", "workers", "threads", "early_stop", "cache_frozen", "channels_last")
+
+
+def check_resume_options(out: Path, opts: TrainOptions) -> None:
+    """Refuse a ``--resume`` whose options differ from the interrupted run's, naming each one (instead of
+    a shape mismatch deep in PyTorch, or a silently different run). Nothing to check without a checkpoint:
+    ``_restore`` then says there is nothing to resume."""
+    from mikata.models.loading import read_checkpoint_metadata
+
+    if not out.is_file():
+        return
+    meta = read_checkpoint_metadata(out)
+    old = dict(meta.get("training", {}).get("options") or {})
+    # what the model saw is the checkpoint's own preprocessing (older runs did not store crop/resize options)
+    old.update(crop=meta["crop_fraction"], resize=meta["resize"])
+    if old.get("input_size") is None and "input_size" in old:
+        old["input_size"] = None if opts.input_size is None else meta["input_size"][0]
+    new = opts.to_dict()
+    changed = [k for k in new if k in old and k not in RESUMABLE_CHANGES and old[k] != new[k]
+               and not (isinstance(new[k], float) and isinstance(old[k], (int, float)) and
+                        math.isclose(new[k], old[k], rel_tol=1e-9))]
+    if changed:
+        said = ", ".join(f"--{k.replace('_', '-')} {_shown(new[k])} (was {_shown(old[k])})" for k in changed)
+        raise TrainingError(f"cannot resume {out}: options differ from the interrupted run: {said}; rerun with "
+                            "the same options (only --epochs, --early-stop, --workers and --threads may change), "
+                            "or without --resume to start over")
+
+
+def _shown(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+    return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def _restore(out: Path, handle: ModelHandle, optimizer: torch.optim.Optimizer,
              generator: torch.Generator) -> tuple[int, dict, dict]:
     from safetensors.torch import load_file
+
+    from mikata.models.loading import read_checkpoint_metadata
 
     sidecar = state_path(out)
     if not sidecar.is_file() or not out.is_file():
@@ -390,6 +429,10 @@ def _restore(out: Path, handle: ModelHandle, optimizer: torch.optim.Optimizer,
     state = torch.load(sidecar, map_location="cpu", weights_only=True)
     if state.get("format") != STATE_FORMAT:
         raise TrainingError(f"{sidecar}: unknown training-state format {state.get('format')!r}")
+    arch = read_checkpoint_metadata(out).get("architecture")
+    if arch != handle.metadata.get("architecture"):
+        raise TrainingError(f"cannot resume {out}: it was fine-tuned from {arch}, but --model now gives "
+                            f"{handle.metadata.get('architecture')}; pass the same --model, or run without --resume")
     if state["classes"] != handle.class_names:
         raise TrainingError(f"{sidecar}: it was trained on classes {state['classes'][:10]}, but the dataset now has "
                             f"{handle.class_names[:10]}; run without --resume to start over")
