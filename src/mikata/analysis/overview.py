@@ -71,6 +71,16 @@ class Overview:
     def class_names(self) -> list[str]:
         return self.data.class_names
 
+    @property
+    def trained_note(self) -> str | None:
+        """"N of M rows were used to train this model; ..." when the run holds in-sample rows, else None."""
+        return trained_rows_note(self.trained_rows, len(self.data))
+
+    @property
+    def label_scope_note(self) -> str | None:
+        """Which rows the label-issue search used and why the others were left out."""
+        return label_scope_note(self.label_scope) if self.label_scope else None
+
     def row(self, image_id: int) -> int:
         """The index in ``data`` of a store row id (KeyError for ids not in this overview).
 

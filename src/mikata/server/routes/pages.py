@@ -93,7 +93,7 @@ def reviews_page(request: Request):
     state = run_state(request)
     ov = state.overview()
     done = {r["id"]: r for r in state.reviews()}
-    return page(request, "reviews.html", issues=ov.label_issues, done=done,
+    return page(request, "reviews.html", issues=ov.label_issues, done=done, scope_note=ov.label_scope_note,
                 reviewed=sorted(done.values(), key=lambda r: r["updated"], reverse=True),
                 name_index={n: i for i, n in enumerate(ov.class_names)})
 
