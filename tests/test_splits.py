@@ -117,12 +117,19 @@ def test_an_older_run_without_resize_still_checks_intact_and_resumes(scanned, mo
     assert s.reused == s.total
 
 
-def test_every_command_that_preprocesses_says_its_crop(model, caplog, capsys):
+def test_every_command_that_preprocesses_says_its_crop(model, scanned, caplog, capsys):
+    import argparse
+
     from mikata.cli import main
+    from mikata.cli.common import announce_run_preprocessing
 
     with caplog.at_level(logging.INFO):
-        assert main(["layers", model.spec]) == 0
-    assert "preprocessing: whole image, stretched to 32x32" in caplog.text
+        assert main(["layers", model.spec]) == 0  # every MODEL command: load_model_from_args
+    assert caplog.text.count("preprocessing: whole image, stretched to 32x32") == 1
+    caplog.clear()
+    with caplog.at_level(logging.INFO):  # report (with maps), serve and export --maps: the run's preprocessing
+        announce_run_preprocessing(argparse.Namespace(), str(scanned / "default"))
+    assert "preprocessing: whole image, stretched to 32x32 (bicubic)" in caplog.text
 
 
 # ------------------------------------------------------------------------------- 2. help defaults

@@ -36,6 +36,7 @@ import torch
 
 from mikata.analysis.audit import accuracy, load_run
 from mikata.analysis.merge import copy_rows
+from mikata.analysis.runlock import RunLock
 from mikata.analysis.runstore import RunStore
 from mikata.analysis.scan import scan
 from mikata.data.datasets import DatasetError, ImageDataset, load_dataset, split_dataset
@@ -87,9 +88,6 @@ def crossval(data: str | os.PathLike, model: str | ModelHandle, run_dir: str | o
     ``seed`` makes the folds, the heads and the batch order; ``val_fraction`` of each model's
     training folds is its validation split.
     """
-    from mikata.models.loading import load_model, read_checkpoint_metadata
-    from mikata.training import state_path, train
-
     t0 = time.perf_counter()
     if folds < 2:
         raise CrossvalError(f"--folds {folds}: cross-validation needs at least 2 folds (5 is usual)")
@@ -112,6 +110,24 @@ def crossval(data: str | os.PathLike, model: str | ModelHandle, run_dir: str | o
                        "options": {k: str(v) for k, v in sorted(train_options.items())},
                        "fold_files": [files_sha1(parts[n].samples) for n in names]})
 
+    with RunLock.acquire(work):  # one crossval per work folder: two would train the same fold twice
+        trained, reused, fold_acc, skipped, fold_runs, hashes, models = _folds(
+            ds, parts, names, work, model, device, progress, seed, val_fraction, scan_batch_size, scan_workers, layer,
+            train_options)
+        rows = combine_folds(run_dir, fold_runs, models, base_spec, hashes, seed)
+    total = accuracy(load_run(run_dir))
+    return CrossvalSummary(str(run_dir), str(work), folds, rows, total, fold_acc, trained, reused,
+                           list(dict.fromkeys(skipped)), time.perf_counter() - t0)
+
+
+def _folds(ds: ImageDataset, parts: dict[str, ImageDataset], names: list[str], work: Path, model: str | ModelHandle,
+           device, progress: bool, seed: int, val_fraction: float, scan_batch_size: int, scan_workers: int,
+           layer: str | None, train_options: dict) -> tuple:
+    """Train (or reuse, or resume) each fold's model and scan its held-out fold; the per-fold results."""
+    from mikata.models.loading import load_model, read_checkpoint_metadata
+    from mikata.training import state_path, train
+
+    folds = len(names)
     trained, reused, fold_acc, skipped = [], [], [], []
     fold_runs, hashes, models = [], [], []
     for i, name in enumerate(names, start=1):
@@ -139,11 +155,7 @@ def crossval(data: str | os.PathLike, model: str | ModelHandle, run_dir: str | o
         log.info("%s/%d: accuracy %.2f%% on its %d held-out images", name, folds, 100 * fold_acc[-1], s.total)
         fold_runs.append(fold_run)
         models.append(ckpt)
-
-    rows = combine_folds(run_dir, fold_runs, models, base_spec, hashes, seed)
-    total = accuracy(load_run(run_dir))
-    return CrossvalSummary(str(run_dir), str(work), folds, rows, total, fold_acc, trained, reused,
-                           list(dict.fromkeys(skipped)), time.perf_counter() - t0)
+    return trained, reused, fold_acc, skipped, fold_runs, hashes, models
 
 
 def combine_folds(run_dir: Path, fold_runs: list[Path], models: list[Path], base_spec: str, hashes: list[str],

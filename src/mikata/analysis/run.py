@@ -90,6 +90,8 @@ class Run:
                "label_issues": len(ov.label_issues)}
         if ov.data.num_classes > 5:
             out["top5_accuracy"] = ov.top5_accuracy
+        if ov.trained_rows:  # rows the model was trained on: not out-of-sample (analysis.heldout)
+            out["trained_rows"], out["trained_note"] = ov.trained_rows, ov.trained_note
         return out
 
     def confusion(self, normalize: str | None = "row") -> "pd.DataFrame":

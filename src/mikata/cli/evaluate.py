@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 
-from mikata.cli.common import add_device_arguments, command_parser, device_from_args, print_json
+from mikata.cli.common import (add_device_arguments, announce_preprocessing, command_parser, device_from_args,
+                               print_json)
 
 DEFAULT_METHODS = "gradcam,saliency,guided-backprop,integrated-gradients"
 DEFAULT_CHECKS = "faithfulness,randomization,random-logit,stability,localization"
@@ -92,6 +93,7 @@ def run(args) -> int:
         out = args.out or "evaluate"
         model_name = args.source
     device_from_args(args)  # announced once the model has loaded
+    announce_preprocessing(args, handle.preprocessing)
     x, sizes = load_images(handle, paths)
     masks = make_masks(handle, paths, sizes, args.boxes, args.masks)
     options = {}

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from mikata.cli.common import add_device_arguments, command_parser, device_from_args, print_json
+from mikata.cli.common import (add_device_arguments, announce_run_preprocessing, command_parser, device_from_args,
+                               print_json)
 
 
 def register(sub) -> None:
@@ -47,6 +48,8 @@ def run(args) -> int:
         except (OSError, ValueError) as e:
             raise ReportError(f"cannot read --groups {args.groups}: {e}") from e
     methods = [m for m in args.methods.split(",") if m.strip()]
+    if not args.no_maps:
+        announce_run_preprocessing(args, args.run)  # the maps redo the scan's preprocessing
     r = write_report(args.run, args.out, split=args.split, groups=groups, methods=methods, maps=not args.no_maps,
                      n=args.top, top_issues=args.issues, thumb=args.thumb, max_points=args.points,
                      map_classes=args.map_classes, model=args.model,
