@@ -54,7 +54,7 @@ class Overview:
     data: RunData
     skipped: list[tuple[str, str]]
     accuracy: float
-    top5_accuracy: float
+    top5_accuracy: float | None         # None with 5 classes or fewer (it would be 100% by definition)
     confusion: np.ndarray               # (K, K) counts, rows = true class
     confusion_normalized: np.ndarray    # (K, K) rows sum to 1 (recall on the diagonal)
     histogram: np.ndarray               # (K,) images per class
@@ -142,7 +142,7 @@ def overview(run: str | os.PathLike, n: int = 3, top_pairs: int = 10, top_issues
                                  d.ids[most].tolist(), d.ids[least].tolist(), d.ids[errors].tolist()))
     return Overview(
         run_dir=d.run_dir, version=version, data=d, skipped=skipped, accuracy=accuracy(d),
-        top5_accuracy=topk_accuracy(d, 5), confusion=cm, confusion_normalized=row_normalized(cm),
+        top5_accuracy=topk_accuracy(d, 5) if k > 5 else None, confusion=cm, confusion_normalized=row_normalized(cm),
         histogram=counts, imbalance=imbalance, present=present, confused_pairs=confused_pairs(cm, top_pairs),
         classes=classes, label_issues=label_issues(d, top_issues, ranked),
         exceptional=exceptional_errors(d, groups) if groups else None, trained_rows=int(trained.sum()),
@@ -172,13 +172,25 @@ def label_issue_search(cached: overview_cache.CachedRun, split: str | None, trai
 # ------------------------------------------------------------------------ mikata audit's output
 def audit(run: str | os.PathLike, groups: Mapping[str, str] | None = None, n: int = 3, top_pairs: int = 10,
           top_issues: int = 20, split: str | None = None, dataset_issues: bool = True,
-          thresholds: Mapping[str, float] | None = None) -> dict:
+          thresholds: Mapping[str, float] | None = None, positive: int | str | None = None,
+          threshold: float | None = None) -> dict:
     """Everything ``mikata audit`` prints, as JSON-ready data (the ``Overview``, with paths instead of ids).
 
     ``dataset_issues`` adds ``analysis.issues`` (outliers, duplicates and leaks, image quality, weak
-    groups; ``thresholds`` overrides its defaults).
+    groups; ``thresholds`` overrides its defaults). A two-class run (or any run with a ``positive``
+    class named) gets ``binary``: AUROC, average precision and the confusion counts at ``threshold``
+    (default 0.5) and at the best F1 (``analysis.binary``).
     """
+    from mikata.analysis.binary import DEFAULT_THRESHOLD, CurveError, binary_curves
+
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise CurveError(f"--threshold {threshold} is not a probability; give a value in [0, 1], e.g. 0.3")
     ov = overview(run, n=n, top_pairs=top_pairs, top_issues=top_issues, split=split, groups=groups)
+    curves = binary_curves(ov.data, positive)
+    if curves is None and threshold is not None:
+        raise CurveError(f"--threshold needs a two-class run or a --positive CLASS (this run has "
+                         f"{ov.data.num_classes} classes: {', '.join(ov.class_names[:10])}"
+                         f"{', ...' if ov.data.num_classes > 10 else ''})")
     d, names, present = ov.data, ov.class_names, ov.present
 
     def rows(ids):
@@ -194,6 +206,13 @@ def audit(run: str | os.PathLike, groups: Mapping[str, str] | None = None, n: in
         "confident_errors": [{"path": d.paths[i], "predicted": names[d.preds[i]],
                               "prob": round(float(d.probs[i, d.preds[i]]), 4)} for i in rows(c.confident_errors)],
     } for c in ov.classes]
+    if d.num_classes > 2:  # each class against the rest (a two-class run has its curves under "binary")
+        from mikata.analysis.binary import one_vs_rest
+
+        areas = one_vs_rest(d) or {}
+        for entry, c in zip(per_class, ov.classes):
+            if c.index in areas:
+                entry["auroc"], entry["average_precision"] = (None if v != v else round(v, 4) for v in areas[c.index])
     cm = ov.confusion
     result = {
         "run": d.run_dir, "images": len(d), "skipped": [{"path": p, "reason": r} for p, r in ov.skipped],
@@ -208,6 +227,8 @@ def audit(run: str | os.PathLike, groups: Mapping[str, str] | None = None, n: in
         "trained_rows": ov.trained_rows, "trained_rows_note": trained_rows_note(ov.trained_rows, len(d)),
         "label_scope": ov.label_scope, "label_scope_note": label_scope_note(ov.label_scope),
     }
+    if curves is not None:
+        result["binary"] = curves.summary(DEFAULT_THRESHOLD if threshold is None else threshold)
     if ov.exceptional is not None:
         ex = ov.exceptional
         result["exceptional_errors"] = {"count": ex["count"], "pairs": ex["pairs"], "images": [
@@ -226,13 +247,18 @@ def format_audit(r: dict, max_listed: int | None = None) -> str:
     out = lines.append
     cut = (lambda xs: xs[:max_listed]) if max_listed else (lambda xs: xs)
     out(f"run {r['run']}: {r['images']} images, {len(r['skipped'])} skipped")
-    out(f"accuracy {r['accuracy']:.2%}   top-5 {r['top5_accuracy']:.2%}   "
+    top5 = f"top-5 {r['top5_accuracy']:.2%}   " if r.get("top5_accuracy") is not None else ""
+    out(f"accuracy {r['accuracy']:.2%}   {top5}"
         f"class imbalance {r['imbalance']:.2f}x (largest / smallest class)")
     if r.get("trained_rows_note"):
         out(f"WARNING: {r['trained_rows_note']}")
     out("\nper class                     images  precision  recall     F1")
     for c in sorted(r["per_class"], key=lambda c: c["recall"]):
         out(f"  {c['class'][:28]:28s} {c['images']:6d}  {c['precision']:9.2%}  {c['recall']:6.2%}  {c['f1']:5.2f}")
+    if "binary" in r:
+        from mikata.analysis.binary import format_binary
+
+        lines += format_binary(r["binary"])
     out("\nmost confused pairs (a as b / b as a)")
     for p in cut(r["confused_pairs"]):
         out(f"  {p['a']} <-> {p['b']}: {p['a_as_b']} / {p['b_as_a']}")

@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # pandas and PIL are imported where they are used
     import pandas as pd
     from PIL import Image
 
+    from mikata.analysis.binary import Curves
     from mikata.analysis.maps import MapService
     from mikata.models.handle import ModelHandle
 
@@ -92,7 +93,21 @@ class Run:
             out["top5_accuracy"] = ov.top5_accuracy
         if ov.trained_rows:  # rows the model was trained on: not out-of-sample (analysis.heldout)
             out["trained_rows"], out["trained_note"] = ov.trained_rows, ov.trained_note
+        curves = self.curves() if ov.data.num_classes == 2 else None
+        if curves is not None:
+            out.update(positive=curves.positive_name, auroc=curves.auroc, average_precision=curves.average_precision)
         return out
+
+    def curves(self, positive: int | str | None = None) -> "Curves | None":
+        """The precision-recall and ROC curves of ``positive`` (default on a two-class run: the minority
+        class; on more classes, a named class gives its one-vs-rest curves, none gives None).
+
+        ``c.auroc``, ``c.average_precision``, ``c.roc()``, ``c.pr()``, ``c.at(0.3).recall``,
+        ``c.best_f1().threshold``: see ``mikata.analysis.binary``.
+        """
+        from mikata.analysis.binary import binary_curves
+
+        return binary_curves(self.overview.data, positive)
 
     def confusion(self, normalize: str | None = "row") -> "pd.DataFrame":
         """The confusion matrix over the classes that have images, rows = true class.
@@ -104,7 +119,7 @@ class Run:
         from mikata.errors import ChoiceError
 
         if normalize not in ("row", None):
-            raise ChoiceError("normalize", normalize, ["row", "None"])
+            raise ChoiceError("normalize option", normalize, ["row", "None"])
         ov = self.overview
         p = ov.present
         matrix = ov.confusion_normalized if normalize == "row" else ov.confusion

@@ -30,6 +30,11 @@ def register(sub) -> None:
     p.add_argument("--issues", type=int, default=50, help="suspected label errors to list (default 50)")
     p.add_argument("--thumb", type=int, default=64, help="thumbnail size in pixels (default 64)")
     p.add_argument("--points", type=int, default=5000, help="embedding points drawn at most (default 5000)")
+    p.add_argument("--positive", default=None, metavar="CLASS",
+                   help="the class whose precision-recall and ROC curves are drawn (default on a two-class run: the "
+                        "minority class; on more classes: its one-vs-rest curves)")
+    p.add_argument("--threshold", type=float, default=0.5, metavar="T",
+                   help="the operating threshold marked on the curves beside the best-F1 one (default 0.5)")
     p.add_argument("--json", action="store_true", help="print where the report went, its size and timings as JSON")
     add_device_arguments(p)
     p.set_defaults(func=run)
@@ -52,7 +57,7 @@ def run(args) -> int:
         announce_run_preprocessing(args, args.run)  # the maps redo the scan's preprocessing
     r = write_report(args.run, args.out, split=args.split, groups=groups, methods=methods, maps=not args.no_maps,
                      n=args.top, top_issues=args.issues, thumb=args.thumb, max_points=args.points,
-                     map_classes=args.map_classes, model=args.model,
+                     map_classes=args.map_classes, model=args.model, positive=args.positive, threshold=args.threshold,
                      device=None if args.no_maps else device_from_args(args))
     if args.json:
         print_json(r.summary())

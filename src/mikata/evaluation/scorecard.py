@@ -253,22 +253,11 @@ def card_better(card: dict, name: str) -> str:
 
 # ------------------------------------------------------------------------------ inputs and files
 def expand_images(paths: Sequence[str]) -> list[str]:
-    """Image files from files and folders (folders: their image files, recursively, sorted)."""
-    from mikata.data.images import is_image_file
-    from mikata.errors import ImageDecodeError
+    """Image files from files and folders (folders: their image files, recursively, sorted);
+    ``mikata.data.images.expand_image_paths``, which ``mikata predict`` uses too."""
+    from mikata.data.images import expand_image_paths
 
-    out: list[str] = []
-    for p in paths:
-        if os.path.isdir(p):
-            found = sorted(os.path.join(d, f) for d, _, files in os.walk(p) for f in files if is_image_file(f))
-            if not found:
-                raise MikataError(f"folder {p} holds no image files (.png, .jpg, ...)")
-            out += found
-        elif os.path.exists(p):
-            out.append(str(p))
-        else:
-            raise ImageDecodeError(str(p), "no such file or folder; give image files, folders of images or a run directory")
-    return out
+    return expand_image_paths(paths)
 
 
 def load_images(handle: ModelHandle, paths: Sequence[str]) -> tuple[torch.Tensor, list[tuple[int, int]]]:

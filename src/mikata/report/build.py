@@ -227,7 +227,8 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
                  map_classes: int = 30, max_matrix: int = 60, handle=None, workers: int | None = None,
                  batch_size: int = 32, model: str | None = None, max_images: int = 50000,
                  max_cell: int = 200,
-                 device: str | None = "cpu") -> ReportResult:
+                 device: str | None = "cpu", positive: int | str | None = None,
+                 threshold: float = 0.5) -> ReportResult:
     """Write the HTML report of a scanned run; returns where, how big and how long each stage took.
 
     ``methods``: attribution maps shown for each class's most and least class-like images (for
@@ -239,7 +240,9 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
     every row (a million thumbnails would be ~400 MB of HTML): the counts stay exact, and `mikata
     serve` lists every image. ``handle``: the model (default: loaded from the run's manifest, or from ``model``,
     a spec the user typed, when the manifest's cannot be used; see ``mikata.models.run_model``).
-    Maps are computed on ``device``.
+    Maps are computed on ``device``. A two-class run (or a ``positive`` class named on any run) gets
+    its precision-recall and ROC curves, with the operating points at ``threshold`` and at the best
+    F1 marked (``positive``: default the minority class; see ``mikata.analysis.binary``).
     """
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
@@ -273,8 +276,13 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
     workers = workers or min(4, os.cpu_count() or 1)
     notes: list[str] = []
 
+    if not 0.0 <= threshold <= 1.0:
+        raise ReportError(f"threshold {threshold} is not a probability; give a value in [0, 1]")
     ov = overview(run_dir, n=n, top_issues=top_issues, split=split, groups=groups)
     d = ov.data
+    from mikata.analysis.binary import binary_curves
+
+    curves = binary_curves(d, positive)  # ChoiceError for an unknown class, before any map is made
     with RunStore.open(run_dir) as store:
         manifest = store.manifest
     identity = manifest.get("identity", {})
@@ -416,6 +424,13 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
         acc = {k.replace("_", " "): history[k] for k in ("train_accuracy", "val_accuracy") if history.get(k)}
         charts["loss"] = line_chart(loss, title="loss") if loss else ""
         charts["accuracy"] = line_chart(acc, title="accuracy") if acc else ""
+    binary = None
+    if curves is not None:
+        from mikata.report.svg import operating_charts
+
+        binary = {**curves.summary(threshold), "charts": operating_charts(curves, threshold),
+                  "threshold": threshold, "named": positive is not None,
+                  "table_json": _json_script(curves.threshold_table(1000))}  # the slider's 1,001 stops
     ex = None
     if ov.exceptional is not None:
         ex = {"count": ov.exceptional["count"], "pairs": list(ov.exceptional["pairs"].items()),
@@ -463,7 +478,7 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
         matrix=matrix, cols=[{"index": p, "name": names[p]} for p in shown_cols],
         pairs=[{"a": names[a], "b": names[b], "ia": a, "ib": b, "ab": ab, "ba": ba} for a, b, ab, ba in ov.confused_pairs],
         issues=issues, dataset_issues=dataset_issues, issue_notes=found.notes, exceptional=ex, charts=charts, history=history, featurevis=featurevis, units=units,
-        scorecard=card_data, emb=emb, notes=notes, skipped=ov.skipped[:50], map_error=map_error,
+        scorecard=card_data, emb=emb, notes=notes, binary=binary, skipped=ov.skipped[:50], map_error=map_error,
         created=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         data_json=_json_script(data), thumbs_json=_json_script(thumbs),
         css=(TEMPLATES / "report.css").read_text(encoding="utf-8"),

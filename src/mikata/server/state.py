@@ -23,6 +23,7 @@ import threading
 from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -36,6 +37,9 @@ from mikata.data.filenames import shown
 from mikata.errors import ModelLoadError
 from mikata.models.handle import ModelHandle
 
+if TYPE_CHECKING:
+    from mikata.analysis.binary import Curves
+
 log = logging.getLogger(__name__)
 PER_CLASS = 12        # most / least class-like images kept per class
 ISSUES = 200          # suspected label errors listed for review
@@ -45,7 +49,9 @@ class RunState:
     """Per-run server state. Thread-safe: routes run in a thread pool."""
 
     def __init__(self, run_dir: str | os.PathLike, handle: ModelHandle | None = None, model: str | None = None,
-                 thumb_cache: int = 8192, device: str | None = "cpu"):
+                 thumb_cache: int = 8192, device: str | None = "cpu", positive: int | str | None = None):
+        """``positive``: the class whose precision-recall and ROC curves the dashboard shows (default on a
+        two-class run: the minority class; see ``analysis.binary``)."""
         self.run_dir = Path(run_dir).expanduser().resolve()
         self.store = RunStore.open(self.run_dir, annotate=True)  # also creates maps/reviews on old runs
         self.identity = self.store.manifest["identity"]
@@ -60,6 +66,11 @@ class RunState:
         self._emb_json: tuple[dict, bytes] | None = None
         self._version: tuple[int, tuple[int, int, int]] | None = None  # (data_version, RunStore.version())
         self._issues = None  # (version, DatasetIssues)
+        from mikata.analysis.binary import resolve_class
+
+        self.positive = None if positive is None else resolve_class(self.class_names, positive)  # ChoiceError now
+        self._curves = None  # (version, Curves | None, JSON-ready dict | None)
+        self._curves_lock = threading.Lock()
         self._issues_lock = threading.Lock()
         self._thumbs: OrderedDict[tuple[int, int], bytes] = OrderedDict()
         self._thumbs_max = thumb_cache
@@ -120,6 +131,20 @@ class RunState:
             if self._issues is None or self._issues[0] != ov.version:
                 self._issues = (ov.version, find_issues(ov.data))
             return self._issues[1]
+
+    def curves(self) -> "tuple[Curves | None, dict | None]":
+        """``(Curves | None, data)``: the positive class's curves (None on a run of more than two classes
+        without a ``positive`` class) and what the threshold slider reads — the areas, both curves
+        thinned for drawing, the counts at 1,001 thresholds 0, 0.001, ..., 1 — cached per version."""
+        from mikata.analysis.binary import binary_curves
+
+        ov = self.overview()
+        with self._curves_lock:
+            if self._curves is None or self._curves[0] != ov.version:
+                c = binary_curves(ov.data, self.positive)
+                data = None if c is None else {**c.summary(), **c.curve_points(), "table": c.threshold_table(1000)}
+                self._curves = (ov.version, c, data)
+            return self._curves[1], self._curves[2]
 
     def embedding(self, max_points: int = 20000) -> dict:
         """Scatter data ``{ids, x, y, label, pred}`` of a PCA projection, cached per version."""

@@ -32,6 +32,15 @@ def api_overview(request: Request):
             "accuracy": ov.accuracy, "classes": ov.class_names, "confusion": ov.confusion.tolist()}
 
 
+@router.get("/api/curves")
+def api_curves(request: Request):
+    """The positive class's curves and the counts at 1,001 thresholds (the dashboard's slider reads them)."""
+    _, data = run_state(request).curves()
+    if data is None:
+        raise UnknownImageError("no curves: this run has more than two classes and no --positive class")
+    return data
+
+
 @router.get("/api/embedding")
 def api_embedding(request: Request):
     state = run_state(request)

@@ -22,7 +22,14 @@ def dashboard(request: Request):
     state = run_state(request)
     ov = state.overview()
     rows, cols = confusion_view(ov.confusion, ov.present, MAX_CONFUSION)
-    return page(request, "dashboard.html", rows=rows, cols=cols, scorecard=state.scorecard(),
+    curves, binary = state.curves()
+    charts = None
+    if curves is not None:
+        from mikata.report.svg import operating_charts  # the report's own charts: the same curves in both
+
+        charts = operating_charts(curves)
+    return page(request, "dashboard.html", rows=rows, cols=cols, scorecard=state.scorecard(), binary=binary,
+                charts=charts, positive_named=state.positive is not None,
                 hist_max=int(ov.histogram.max()) if len(ov.histogram) else 1)
 
 

@@ -112,3 +112,43 @@ function mikataEmbedding() {
     $("#errorsonly").addEventListener("change", draw);
   }).catch((e) => { info.textContent = "cannot load the embedding: " + e; info.className = "error"; });
 }
+
+// ------------------------------------------------------------ dashboard: the operating threshold
+// The counts at 1,001 thresholds come from /api/curves once; moving the slider only looks them up
+// (no request, no reload) and moves the red ring on both curves to that operating point.
+(function thresholdSlider() {
+  const slider = $("#threshold");
+  if (!slider) return;
+  const out = $("#threshold-value");
+  let data = null;
+  const pct = (v) => (v === null || !isFinite(v)) ? "–" : (100 * v).toFixed(1) + "%";
+  function place(svgId, x, y) {
+    const svg = document.getElementById(svgId);
+    if (!svg) return;
+    const ring = svg.querySelector("circle.moving");
+    if (!isFinite(x) || !isFinite(y)) { ring.setAttribute("visibility", "hidden"); return; }
+    const d = svg.dataset;
+    ring.setAttribute("cx", (Number(d.left) + Number(d.width) * x).toFixed(1));
+    ring.setAttribute("cy", (Number(d.top) + Number(d.height) * (1 - y)).toFixed(1));
+    ring.setAttribute("visibility", "visible");
+  }
+  function update() {
+    const t = Number(slider.value);
+    out.textContent = t.toFixed(3);
+    if (!data) return;
+    const tb = data.table, i = Math.max(0, Math.min(tb.thresholds.length - 1, Math.round(t * (tb.thresholds.length - 1))));
+    const tp = tb.tp[i], fp = tb.fp[i], fn = tb.n_pos - tp, tn = tb.n_neg - fp;
+    const precision = tp + fp ? tp / (tp + fp) : NaN, recall = tb.n_pos ? tp / tb.n_pos : NaN;
+    const fpr = tb.n_neg ? fp / tb.n_neg : NaN, f1 = (2 * tp + fp + fn) ? 2 * tp / (2 * tp + fp + fn) : 0;
+    $("#th-tp").textContent = tp; $("#th-fp").textContent = fp; $("#th-fn").textContent = fn; $("#th-tn").textContent = tn;
+    $("#th-precision").textContent = pct(precision); $("#th-recall").textContent = pct(recall);
+    $("#th-f1").textContent = f1.toFixed(3); $("#th-fpr").textContent = pct(fpr);
+    place("roc-chart", fpr, recall);
+    place("pr-chart", recall, precision);
+    slider.dataset.ready = "1";
+  }
+  slider.addEventListener("input", update);
+  fetch("/api/curves").then((r) => r.ok ? r.json() : Promise.reject(r.statusText)).then((d) => {
+    data = d; update();
+  }).catch((e) => { out.textContent = "cannot load the curves: " + e; out.className = "error"; });
+})();
