@@ -37,6 +37,7 @@ _API = {
     "filters": ("mikata.inspect.filters", "filter_grid"),
     "train": ("mikata.training.loop", "train"),
     "scan": ("mikata.analysis.scan", "scan"),
+    "crossval": ("mikata.analysis.crossval", "crossval"),
     "open_run": ("mikata.analysis.run", "open_run"),
     "Run": ("mikata.analysis.run", "Run"),
     "export_run": ("mikata.analysis.export", "export_run"),

@@ -90,6 +90,14 @@ class RunData:
             return np.asarray(store.vectors(kind)[self.vec_rows], dtype=np.float32)
 
 
+def subset(d: RunData, rows: np.ndarray) -> RunData:
+    """The rows ``rows`` (indices into ``d``, ascending) of ``d`` as a ``RunData`` of their own."""
+    rows = np.asarray(rows, np.int64)
+    paths = RowPaths(d.run_dir, d.ids[rows]) if isinstance(d.paths, RowPaths) else [d.paths[i] for i in rows]
+    return RunData(d.ids[rows], paths, d.labels[rows], d.preds[rows], np.asarray(d.splits)[rows], d.vec_rows[rows],
+                   d.probs[rows], list(d.class_names), d.run_dir)
+
+
 def check_consistent(store: RunStore, labels: np.ndarray, preds: np.ndarray, vec_rows: np.ndarray, n_vec: int,
                      classes: list[str]) -> None:
     """Rows, vectors and classes must agree; a damaged run is one clear ``DamagedRunError``, not an IndexError.

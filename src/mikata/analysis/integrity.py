@@ -25,7 +25,10 @@ from pathlib import Path
 from mikata.analysis.runstore import DamagedRunError, RunStore, RunStoreError
 from mikata.data.filenames import from_db, shown
 
-PREPROCESSING_KEYS = ("input_size", "mean", "std", "crop_fraction", "interpolation", "in_channels")
+from mikata.data.preprocessing import FIELDS as PREPROCESSING_FIELDS, OPTIONAL_FIELDS, RESIZE_MODES
+
+# every preprocessing field but those older runs may lack (``resize``: they meant the shorter-side resize)
+PREPROCESSING_KEYS = tuple(k for k in PREPROCESSING_FIELDS if k not in OPTIONAL_FIELDS)
 
 
 @dataclass
@@ -110,6 +113,9 @@ def _check_manifest(run: Path, report: CheckReport) -> list[str] | None:
     missing = [k for k in ("model_spec", "weights_sha1", "classes", *PREPROCESSING_KEYS) if k not in ident]
     if missing:
         report.problems.append(Problem(f"{path}: identity lacks {missing}", RESCAN))
+    if ident.get("resize", OPTIONAL_FIELDS["resize"]) not in RESIZE_MODES:
+        report.problems.append(Problem(f"{path}: identity.resize is {ident.get('resize')!r}, not one of "
+                                       f"{list(RESIZE_MODES)}", RESCAN))
     classes = ident.get("classes")
     if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
         report.problems.append(Problem(f"{path}: identity.classes is not a list of class names", RESCAN))

@@ -273,17 +273,29 @@ def find_issues(run: str | os.PathLike | RunData, thresholds: Mapping[str, float
         types[name] = IssueType(name, score, score < t if flag is None else np.asarray(flag, bool), t)
 
     # labels: the overview's own confident-learning list, so every view agrees
-    from mikata.analysis.audit import label_issue_ranking, label_quality
+    from mikata.analysis.audit import label_issue_ranking, label_quality, subset
+    from mikata.analysis.heldout import in_sample_rows
 
+    with RunStore.open(d.run_dir) as store:
+        trained = in_sample_rows(store.manifest, d.splits)  # rows the model trained on: never flagged
     quality = label_quality(d)
     if th["label"] is None:
-        ranking = label_issue_ranking(d) if label_ranking is None else np.asarray(label_ranking, np.int64)
+        if label_ranking is not None:
+            ranking = np.asarray(label_ranking, np.int64)
+        elif trained.any():  # rank the held-out rows only: a trained-on row's label fits by construction
+            keep = np.flatnonzero(~trained)
+            ranking = keep[label_issue_ranking(subset(d, keep))] if len(keep) else np.zeros(0, np.int64)
+        else:
+            ranking = label_issue_ranking(d)
         flagged = np.zeros(n, bool)
         flagged[ranking] = True
         add("label", quality, flagged)
         types["label"].order = ranking  # the overview's order: the issues page and the review queue agree
     else:
-        add("label", quality)
+        add("label", quality, (np.clip(quality, 0, 1) < th["label"]) & ~trained)
+    if trained.any():
+        notes.append(f"label: {int(trained.sum())} rows the model was trained on are not searched for label errors "
+                     "(their probabilities are in-sample)")
 
     with RunStore.open(d.run_dir) as store:
         dims = store.dims()

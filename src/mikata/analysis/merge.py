@@ -60,10 +60,13 @@ def merge_runs(target: str | os.PathLike, shards: Sequence[str | os.PathLike], p
         with RunStore.open(s) as store:
             manifests.append(store.manifest)
     first = manifests[0]
+    from mikata.data.preprocessing import with_defaults
+
+    first_id = with_defaults(first.get("identity", {}))
     for s, m in zip(shards[1:], manifests[1:]):
-        if m.get("identity") != first.get("identity"):
-            diff = sorted(k for k in set(m.get("identity", {})) | set(first.get("identity", {}))
-                          if m.get("identity", {}).get(k) != first.get("identity", {}).get(k))
+        ident = with_defaults(m.get("identity", {}))
+        if ident != first_id:
+            diff = sorted(k for k in set(ident) | set(first_id) if ident.get(k) != first_id.get(k))
             raise RunStoreError(f"{s} was scanned with another model or setup than {shards[0]} (differs in: "
                                 f"{', '.join(diff)}); only shards of one scan can be merged")
     roots = {m.get("dataset_root") for m in manifests}
@@ -74,7 +77,7 @@ def merge_runs(target: str | os.PathLike, shards: Sequence[str | os.PathLike], p
     with RunStore.create_or_resume(target, manifest) as out:
         done = out.done()
         for s in shards:
-            a, b = _copy(out, Path(s), done)
+            a, b = copy_rows(out, Path(s), done)
             added, already = added + a, already + b
             with RunStore.open(s) as src:  # a manifest's extra columns (per-image fields) travel too
                 names, values = src.field_names(), src.field_rows()
@@ -86,7 +89,9 @@ def merge_runs(target: str | os.PathLike, shards: Sequence[str | os.PathLike], p
     return MergeSummary(str(target), len(shards), added, already, rows, size, time.perf_counter() - t0)
 
 
-def _copy(out: RunStore, shard: Path, done: dict[str, tuple[int, int, str | None]]) -> tuple[int, int]:
+def copy_rows(out: RunStore, shard: Path, done: dict[str, tuple[int, int, str | None]]) -> tuple[int, int]:
+    """Copy every row of the run ``shard`` into ``out`` once (``done``: ``out.done()``, updated); returns
+    (rows added, rows already there). ``merge_runs`` and ``crossval`` use it."""
     added = already = 0
     with RunStore.open(shard) as src:
         with src.snapshot():

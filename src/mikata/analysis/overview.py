@@ -24,8 +24,10 @@ import numpy as np
 
 from mikata.analysis import overview_cache
 from mikata.analysis.audit import (RunData, accuracy, class_histogram, confused_pairs, confusion_matrix,
-                                   describe_label_issue, exceptional_errors, label_issues, per_class_metrics, project_2d,
-                                   ranked_per_class, row_normalized, shown_of, topk_accuracy)
+                                   describe_label_issue, exceptional_errors, label_issue_ranking, label_issues,
+                                   per_class_metrics, project_2d, ranked_per_class, row_normalized, shown_of, subset,
+                                   topk_accuracy)
+from mikata.analysis.heldout import in_sample_rows, label_scope_note, trained_rows_note
 from mikata.analysis.runstore import RunStore, RunStoreError
 from mikata.data.filenames import shown
 from mikata.analysis.sections import confident_first
@@ -67,6 +69,8 @@ class Overview:
     label_ranking: np.ndarray | None = None  # (T,) rows of every suspected label error, most suspicious first
     split: str | None = None            # the split the rows are of (None: every split)
 
+    trained_rows: int = 0               # rows the model was trained on (in-sample; see analysis.heldout)
+    label_scope: dict | None = None     # {"used", "rows", "left_out": {why: n}}: which rows label_issues searched
     def __post_init__(self) -> None:
         if self.label_issues_total < 0:
             self.label_issues_total = len(self.label_issues)
@@ -84,6 +88,16 @@ class Overview:
     @property
     def class_names(self) -> list[str]:
         return self.data.class_names
+
+    @property
+    def trained_note(self) -> str | None:
+        """"N of M rows were used to train this model; ..." when the run holds in-sample rows, else None."""
+        return trained_rows_note(self.trained_rows, len(self.data))
+
+    @property
+    def label_scope_note(self) -> str | None:
+        """Which rows the label-issue search used and why the others were left out."""
+        return label_scope_note(self.label_scope) if self.label_scope else None
 
     def row(self, image_id: int) -> int:
         """The index in ``data`` of a store row id (KeyError for ids not in this overview).
@@ -128,9 +142,13 @@ def overview(run: str | os.PathLike, n: int = 3, top_pairs: int = 10, top_issues
         with store.snapshot():  # the version and the rows from one point in time
             cached = overview_cache.run_data(store, split)
             skipped = store.skipped()
+            manifest = store.manifest
     d, version = cached.data, cached.version
     if not len(d):
         raise RunStoreError(f"{run} has no scanned images yet{f' in split {split!r}' if split else ''}")
+    trained = in_sample_rows(manifest, d.splits)
+    # THE list of suspected label errors (out-of-sample rows only): every view's count and order come from it
+    ranking, scope = label_issue_search(cached, split, trained, len(skipped))
     k = d.num_classes
     cm = confusion_matrix(d.labels, d.preds, k)
     metrics = per_class_metrics(cm)
@@ -141,14 +159,34 @@ def overview(run: str | os.PathLike, n: int = 3, top_pairs: int = 10, top_issues
         classes.append(ClassView(c, d.class_names[c], int(counts[c]), float(metrics["precision"][c]),
                                  float(metrics["recall"][c]), float(metrics["f1"][c]),
                                  d.ids[most].tolist(), d.ids[least].tolist(), d.ids[errors].tolist()))
-    ranking = overview_cache.issue_ranking(cached, split)  # THE list of suspected label errors: every view's
-    return Overview(                                        # count and order come from it
+    return Overview(
         run_dir=d.run_dir, version=version, data=d, skipped=skipped, accuracy=accuracy(d),
         top5_accuracy=topk_accuracy(d, 5) if k > 5 else None, confusion=cm, confusion_normalized=row_normalized(cm),
         histogram=counts, imbalance=imbalance, present=present, confused_pairs=confused_pairs(cm, top_pairs),
         classes=classes, label_issues=label_issues(d, top_issues, ranking),
         exceptional=exceptional_errors(d, groups) if groups else None,
-        label_issues_total=int(len(ranking)), label_ranking=ranking, split=split)
+        label_issues_total=int(len(ranking)), label_ranking=ranking, split=split, trained_rows=int(trained.sum()),
+        label_scope=scope)
+
+
+def label_issue_search(cached: overview_cache.CachedRun, split: str | None, trained: np.ndarray,
+                       skipped: int) -> tuple[np.ndarray, dict]:
+    """The label-issue ranking over the out-of-sample rows only (rows of ``cached.data``), and which rows
+    it used: on its training images a model agrees with their labels, errors included, so those rows
+    would only hide issues. Nothing is left out silently: ``scope`` counts every row not searched."""
+    d = cached.data
+    scope = {"used": int(len(d) - trained.sum()), "rows": int(len(d) + skipped),
+             "left_out": {"rows the model was trained on (in-sample probabilities)": int(trained.sum()),
+                          "files that could not be read": int(skipped)}}
+    if not trained.any():
+        ranked = overview_cache.issue_ranking(cached, split)
+    else:
+        keep = np.flatnonzero(~trained)
+        ranked = keep[label_issue_ranking(subset(d, keep))] if len(keep) else np.zeros(0, np.int64)
+    if len(np.unique(d.labels[~trained])) < 2 and scope["used"]:
+        scope["left_out"]["rows searched but of a single class (confident learning needs two)"] = scope["used"]
+        scope["used"] = 0
+    return ranked, scope
 
 
 # ------------------------------------------------------------------------ mikata audit's output
@@ -212,6 +250,8 @@ def audit(run: str | os.PathLike, groups: Mapping[str, str] | None = None, n: in
         "per_class": per_class,
         "label_issues": ov.label_issues,
         "label_issues_total": ov.label_issues_total, "split": split,
+        "trained_rows": ov.trained_rows, "trained_rows_note": trained_rows_note(ov.trained_rows, len(d)),
+        "label_scope": ov.label_scope, "label_scope_note": label_scope_note(ov.label_scope),
     }
     if curves is not None:
         result["binary"] = curves.summary(DEFAULT_THRESHOLD if threshold is None else threshold)
@@ -241,6 +281,8 @@ def format_audit(r: dict, max_listed: int | None = None) -> str:
     top5 = f"top-5 {r['top5_accuracy']:.2%}   " if r.get("top5_accuracy") is not None else ""
     out(f"accuracy {r['accuracy']:.2%}   {top5}"
         f"class imbalance {r['imbalance']:.2f}x (largest / smallest class)")
+    if r.get("trained_rows_note"):
+        out(f"WARNING: {r['trained_rows_note']}")
     out("\nper class                     images  precision  recall     F1")
     for c in sorted(r["per_class"], key=lambda c: c["recall"]):
         out(f"  {c['class'][:28]:28s} {c['images']:6d}  {c['precision']:9.2%}  {c['recall']:6.2%}  {c['f1']:5.2f}")
@@ -267,6 +309,8 @@ def format_audit(r: dict, max_listed: int | None = None) -> str:
     out(f"\nsuspected label errors: {total} in {'split ' + r['split'] if r.get('split') else 'all splits'} "
         f"({shown_of(len(listed), total)}, most suspicious first; confident learning, needs out-of-sample "
         "probabilities: the model's view, not the truth)")
+    if r.get("label_scope_note"):
+        out(f"  ({r['label_scope_note']})")
     for i in listed:
         out(f"  {shown(i['path'])}  {describe_label_issue(i)}")
     if len(listed) < total:

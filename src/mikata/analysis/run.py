@@ -91,6 +91,8 @@ class Run:
                "label_issues": ov.label_issues_total}
         if ov.data.num_classes > 5:
             out["top5_accuracy"] = ov.top5_accuracy
+        if ov.trained_rows:  # rows the model was trained on: not out-of-sample (analysis.heldout)
+            out["trained_rows"], out["trained_note"] = ov.trained_rows, ov.trained_note
         curves = self.curves() if ov.data.num_classes == 2 else None
         if curves is not None:
             out.update(positive=curves.positive_name, auroc=curves.auroc, average_precision=curves.average_precision)

@@ -218,10 +218,13 @@ class RunStore:
         lock = RunLock.acquire(run_dir)  # one writer per run: a second scan is refused, naming the first's PID
         try:
             if mpath.exists():
+                from mikata.data.preprocessing import with_defaults
+
                 old = json.loads(mpath.read_text())
-                if old.get("identity") != manifest.get("identity"):
-                    diff = sorted(k for k in set(old.get("identity", {})) | set(manifest.get("identity", {}))
-                                  if old.get("identity", {}).get(k) != manifest.get("identity", {}).get(k))
+                # a run written before a preprocessing field existed meant that field's old behaviour
+                old_id, new_id = with_defaults(old.get("identity", {})), with_defaults(manifest.get("identity", {}))
+                if old_id != new_id:
+                    diff = sorted(k for k in set(old_id) | set(new_id) if old_id.get(k) != new_id.get(k))
                     raise RunStoreError(
                         f"{run_dir} holds a run of a different model or setup (differs in: {', '.join(diff)}); "
                         "pass a new --run directory to scan with this model")

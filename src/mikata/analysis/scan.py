@@ -29,6 +29,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
+from mikata.analysis.heldout import plan_scan, select_samples  # noqa: F401 - select_samples re-exported
 from mikata.analysis.merge import parse_shard, shard_of
 from mikata.analysis.runstore import RunStore
 from mikata.analysis.scan_steps import (  # noqa: F401 - the per-batch steps, re-exported under their old home
@@ -66,22 +67,8 @@ def parse_class_map(text: str | None) -> dict[str, str]:
     return {a.strip(): b.strip() for a, b in pairs}
 
 
-def select_samples(dataset: ImageDataset, split: str | None, fractions: Sequence[float] | None,
-                   seed: int) -> list[tuple[Sample, str]]:
-    """(sample, split name) pairs to scan: one split, every split, or the whole dataset."""
-    if not fractions:
-        if split:
-            raise MikataError(f"--split {split} needs --split-fractions (e.g. 0.6,0.2,0.2) to know how to split")
-        return [(s, "") for s in dataset.samples]
-    parts = split_dataset(dataset, fractions, seed)
-    if split and split not in parts:
-        raise MikataError(f"unknown split {split!r}; with {len(fractions)} fractions the splits are {list(parts)}")
-    names = [split] if split else list(parts)
-    return [(s, n) for n in names for s in parts[n].samples]
-
-
 def make_manifest(handle: ModelHandle, dataset: ImageDataset, layer: str, embed_layer: str | None,
-                  gradcam: bool) -> dict:
+                  gradcam: bool, trained_on: dict | None = None) -> dict:
     import mikata
 
     identity = {
@@ -90,7 +77,9 @@ def make_manifest(handle: ModelHandle, dataset: ImageDataset, layer: str, embed_
     }
     # default_layer: what the model's default layer was, so a viewer can tell without loading the model
     # whether a map asked for at "the default layer" is the scan's (kept out of identity: old runs lack it)
-    return {"format": "mikata-run/1", "identity": identity, "dataset_root": dataset.root,
+    # trained_on: the model was trained on this data; its rows of split "train" are in-sample (analysis.heldout)
+    extra = {"trained_on": trained_on} if trained_on else {}
+    return {"format": "mikata-run/1", "identity": identity, "dataset_root": dataset.root, **extra,
             "default_layer": handle.default_layer,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "versions": {"mikata": mikata.__version__, "torch": torch.__version__, "numpy": np.__version__,
@@ -108,7 +97,7 @@ def scan(
     gradcam: bool = False,
     split: str | None = None,
     fractions: Sequence[float] | str | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     class_map: Mapping[str, str] | None = None,
     progress: bool = True,
     shard: tuple[int, int] | str | None = None,
@@ -116,6 +105,7 @@ def scan(
     address: str | None = None,
     actors: int | None = None,
     gpus_per_actor: float = 0,
+    split_label: str = "",
 ) -> ScanSummary:
     """Scan ``dataset`` (an ``ImageDataset``, a class folder, or a CSV manifest) into ``run_dir``.
 
@@ -123,6 +113,10 @@ def scan(
     directory made with other weights or preprocessing is refused (use a new ``run_dir``).
     ``shard=(i, n)`` (or ``"i/n"``) scans only the ``i``-th of ``n`` contiguous slices of the file
     list, into its own run; ``mikata merge`` combines the shard runs into the store one scan writes.
+    ``split``/``fractions``/``seed``: a checkpoint trained on this very data brings its own split and
+    ``split=None`` then scans only its held-out images (``analysis.heldout``; ``"all"`` scans every
+    image, marking the training rows); for other data, ``seed`` defaults to 0. ``split_label`` names the
+    split of every row of data that is not split (e.g. a cross-validation fold).
     ``engine="ray"`` runs the same steps on Ray Data (``analysis.scan_ray``: ``address``, ``actors``,
     ``gpus_per_actor``); the run it writes is the one the local scan writes.
     """
@@ -133,6 +127,7 @@ def scan(
 
         import_ray()  # the missing extra is said before any work
     t0 = time.perf_counter()
+    source = None if isinstance(dataset, ImageDataset) else dataset
     if not isinstance(dataset, ImageDataset):
         dataset = load_dataset(dataset, classes=handle.class_names, class_map=class_map, allow_empty=True)
     elif list(dataset.classes) != list(handle.class_names):
@@ -149,14 +144,15 @@ def scan(
                  dataset.root, ", ".join(empty[:5]))
     if isinstance(fractions, str):
         fractions = parse_fractions(fractions)
-    chosen = shard_of(select_samples(dataset, split, fractions, seed), parse_shard(shard) if isinstance(shard, str)
-                      else shard)
+    plan = plan_scan(handle, source, dataset, split, fractions, seed, split_label)
+    chosen = shard_of(plan.chosen, parse_shard(shard) if isinstance(shard, str) else shard)
     layer = layer or handle.default_layer
     if layer is None:
         raise MikataError("this model has no default layer; pass --layer NAME (see `mikata layers MODEL`)")
     get_layer(handle.net, layer)  # a clear ChoiceError for an unknown name
     embed_layer = handle.embedding_layer  # resolved once, at load
-    store = RunStore.create_or_resume(run_dir, make_manifest(handle, dataset, layer, embed_layer, gradcam))
+    store = RunStore.create_or_resume(run_dir, make_manifest(handle, dataset, layer, embed_layer, gradcam,
+                                                                plan.trained_on))
     try:
         if dataset.fields:  # a manifest's extra columns: stored before any batch, for every chosen image
             store.set_fields(dataset.fields, ((s.path, n, v) for s, _ in chosen for n, v in s.fields))

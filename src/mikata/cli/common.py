@@ -56,6 +56,7 @@ def load_model_from_args(args: argparse.Namespace):
     handle = load_model(args.model, trust=args.trust, architecture=getattr(args, "arch", None),
                         device=device_from_args(args, announce=False), precision=getattr(args, "precision", "auto"))
     device_from_args(args)
+    announce_preprocessing(args, handle.preprocessing)
     return handle
 
 
@@ -76,6 +77,32 @@ def check_after_loading(handle, classes=None, layer: str | None = None) -> None:
     check_layer(handle.net, layer)
 
 
+def announce_preprocessing(args: argparse.Namespace, pre) -> None:
+    """One stderr line, once per command, saying what part of each image the model sees (crop or whole
+    image, resize, input size): a center crop hides the image's border, and users must be able to tell."""
+    if getattr(args, "_announced_preprocessing", False) or getattr(args, "json", False):
+        return
+    args._announced_preprocessing = True
+    log.info("preprocessing: %s", pre.describe())
+
+
+def announce_run_preprocessing(args: argparse.Namespace, run_dir: str) -> None:
+    """``announce_preprocessing`` for the preprocessing a run was scanned with (its manifest), for the
+    commands that redo it (maps in a report, the web app). Says nothing when the manifest cannot be
+    read: the command itself then reports the run's problem."""
+    import os
+
+    from mikata.data.preprocessing import Preprocessing
+
+    try:
+        with open(os.path.join(run_dir, "manifest.json"), encoding="utf-8") as f:
+            identity = json.load(f)["identity"]
+        pre = Preprocessing.from_identity(identity)
+    except Exception:  # noqa: BLE001 - only a log line; the command reports a damaged run itself
+        return
+    announce_preprocessing(args, pre)
+
+
 def print_json(data: object) -> None:
     json.dump(data, sys.stdout, indent=2)
     sys.stdout.write("\n")
@@ -85,6 +112,21 @@ EXIT_CODES = ("exit status: 0 all good; 1 finished, but some items were skipped 
               "2 refused: bad arguments, or a file, model or run mikata would not use (one line says why)")
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the description and example as written and adds "(default: X)" to every option whose
+    default means something (not None, False or an empty text) and whose help does not already say it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("default" in text.lower() or default is None or default is False or default == "" or
+                default is argparse.SUPPRESS or isinstance(action, (argparse._HelpAction, argparse._VersionAction))):
+            return text
+        if action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
+            text += " (default: %(default)s)"
+        return text
+
+
 def command_parser(sub, name: str, help: str, example: str) -> argparse.ArgumentParser:
     return sub.add_parser(name, help=help, description=help, epilog=f"example:\n  {example}\n\n{EXIT_CODES}",
-                          formatter_class=argparse.RawDescriptionHelpFormatter)
+                          formatter_class=HelpFormatter)

@@ -15,7 +15,8 @@ from __future__ import annotations
 import logging
 import os
 
-from mikata.cli.common import add_device_arguments, command_parser, device_from_args, print_json
+from mikata.cli.common import (add_device_arguments, announce_preprocessing, command_parser, device_from_args,
+                               print_json)
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,7 @@ def run(args) -> int:
     check_class_targets(handle.class_names, target)  # specs whose names only a built model knows
     check_layer(handle.net, args.layer)
     device_from_args(args)  # announced once the model has loaded
+    announce_preprocessing(args, handle.preprocessing)
     x, sizes = load_images(handle, paths)
     masks = make_masks(handle, paths, sizes, args.boxes, args.masks)
     options = {}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mikata.cli.common import add_device_arguments, command_parser, device_from_args
+from mikata.cli.common import add_device_arguments, announce_run_preprocessing, command_parser, device_from_args
 
 
 def register(sub) -> None:
@@ -32,6 +32,8 @@ def run(args) -> int:
 
     fmt = args.format or (export_format(args.out) if args.out else "parquet")
     out = args.out or str(Path(args.run) / f"export.{fmt}")
+    if args.maps:
+        announce_run_preprocessing(args, args.run)  # the maps redo the scan's preprocessing
     written = export_run(args.run, out, fmt, split=args.split, maps_dir=args.maps, map_method=args.map_method,
                          device=device_from_args(args) if args.maps else "cpu", model=args.model)
     print(written)

@@ -16,7 +16,7 @@ def register(sub) -> None:
                    help="image files or folders (a folder: its image files, recursively, sorted; as mikata evaluate)")
     p.add_argument("--top", type=int, default=5,
                    help="how many classes per image (default 5; a model with fewer classes lists all of them)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from mikata.cli.common import add_device_arguments, command_parser, device_from_args, print_json
+from mikata.cli.common import (add_device_arguments, announce_run_preprocessing, command_parser, device_from_args,
+                               print_json)
 
 
 def register(sub) -> None:
@@ -58,6 +59,8 @@ def run(args) -> int:
     for name, low in (("top", 1), ("issues", 0), ("map_classes", 0), ("thumb", 16), ("points", 1)):
         check_at_least(name.replace("_", "-"), getattr(args, name), low)
     check_between("threshold", args.threshold, 0.0, 1.0, "it is a probability of the positive class")
+    if not args.no_maps:
+        announce_run_preprocessing(args, args.run)  # the maps redo the scan's preprocessing
     r = write_report(args.run, args.out, split=args.split, groups=groups, methods=methods, maps=not args.no_maps,
                      n=args.top, top_issues=args.issues, thumb=args.thumb, max_points=args.points,
                      map_classes=args.map_classes, model=args.model, positive=args.positive, threshold=args.threshold,

@@ -21,11 +21,17 @@ def register(sub) -> None:
     p.add_argument("data", metavar="DATA_DIR", help="folder with one subfolder per class, or a path,label CSV")
     p.add_argument("--run", required=True, metavar="RUN_DIR",
                    help="run directory (created; rerun to resume or to add new images)")
-    p.add_argument("--split", default=None, help="scan only this split (train, val or test) of --split-fractions")
+    p.add_argument("--split", default=None, metavar="SPLIT",
+                   help="train, val, test, held-out (val+test) or all. A checkpoint from `mikata train` scanned "
+                        "on its own training folder brings its split: by default only its held-out images "
+                        "(val+test) are scanned; `all` scans everything and marks the rows it trained on. "
+                        "Other data: scan only this split of --split-fractions (default: every image)")
     p.add_argument("--split-fractions", default=None, metavar="F,F,F",
-                   help="per-class split fractions, e.g. 0.6,0.2,0.2 (train,val,test); each row records its split")
-    p.add_argument("--seed", type=int, default=0, help="seed of the per-class split (default 0)")
-    p.add_argument("--batch-size", type=int, default=64)
+                   help="per-class split fractions, e.g. 0.6,0.2,0.2 (train,val,test); each row records its split "
+                        "(default: the checkpoint's, when it was trained on this data)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of the per-class split (default: the checkpoint's when it was trained on this data, else 0)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
     p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes (default 2)")
     p.add_argument("--layer", default=None, help="layer whose per-channel mean activation (and Grad-CAM) is stored; "
                    "default: the model's default layer")

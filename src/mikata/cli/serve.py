@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mikata.cli.common import add_device_arguments, command_parser, device_from_args
+from mikata.cli.common import add_device_arguments, announce_run_preprocessing, command_parser, device_from_args
 
 
 def register(sub) -> None:
@@ -32,6 +32,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from mikata.server.launch import serve
 
+    announce_run_preprocessing(args, args.run)  # maps and the model's view of an image redo it
     serve(args.run, host=args.host, port=args.port, open_browser=args.browser, model=args.model,
           device=device_from_args(args), positive=args.positive)
     return 0

@@ -28,12 +28,25 @@ from PIL import Image
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 _RESAMPLE = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Image.NEAREST}
-FIELDS = ("input_size", "mean", "std", "crop_fraction", "interpolation", "in_channels")
+# How an image reaches ``input_size`` before the center crop:
+#   "shorter": the shorter side is scaled to ``size / crop_fraction`` and the aspect kept (ImageNet
+#              evaluation; a non-square image loses the ends of its longer side);
+#   "stretch": both sides are scaled to ``size / crop_fraction`` (the aspect changes, no pixel is lost
+#              at crop_fraction 1.0). Chosen over padding for fine-tuning: training and every later
+#              command use the same stretch, so the network learns the distorted shapes, and padding
+#              would add borders that exist in no image (attribution maps light up on their edges)
+#              while spending input pixels on nothing.
+RESIZE_MODES = ("shorter", "stretch")
+LEGACY_RESIZE = "shorter"  # what records written before ``resize`` existed meant
+FIELDS = ("input_size", "mean", "std", "crop_fraction", "interpolation", "in_channels", "resize")
+# fields a record may lack (written before they existed), with the behaviour it then had
+OPTIONAL_FIELDS = {"resize": LEGACY_RESIZE}
 
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """Resize the shorter side to ``size / crop_fraction``, center-crop ``input_size`` (h, w), normalize."""
+    """Resize to ``size / crop_fraction`` (the shorter side, or each side with ``resize="stretch"``),
+    center-crop ``input_size`` (h, w), normalize."""
 
     input_size: tuple[int, int] = (224, 224)
     mean: tuple[float, ...] = IMAGENET_MEAN
@@ -41,6 +54,7 @@ class Preprocessing:
     crop_fraction: float = 0.875
     interpolation: str = "bicubic"
     in_channels: int = 3
+    resize: str = LEGACY_RESIZE
 
     def __post_init__(self) -> None:
         # tuples whatever the caller passed (a manifest gives lists): frozen and hashable
@@ -51,6 +65,34 @@ class Preprocessing:
             from mikata.errors import ChoiceError
 
             raise ChoiceError("interpolation", self.interpolation, list(_RESAMPLE))
+        if self.resize not in RESIZE_MODES:
+            from mikata.errors import ChoiceError
+
+            raise ChoiceError("resize", self.resize, list(RESIZE_MODES))
+        if not 0.05 <= float(self.crop_fraction) <= 1:
+            from mikata.errors import MikataError
+
+            raise MikataError(f"crop fraction {self.crop_fraction}: give a number in 0.05..1 (1 = the whole image)")
+
+    def describe(self) -> str:
+        """One line for logs: what part of each image the model sees, e.g. "whole image, stretched to 64x64"."""
+        h, w = self.input_size
+        if self.resize == "stretch":
+            how = "whole image" if self.crop_fraction >= 1 else f"center {self.crop_fraction:g} of each side"
+            return f"{how}, stretched to {w}x{h} ({self.interpolation})"
+        how = "no crop" if self.crop_fraction >= 1 else f"center crop {self.crop_fraction:g}"
+        return f"shorter side to {round(max(h, w) / self.crop_fraction)} px, {how} to {w}x{h} ({self.interpolation})"
+
+    def geometry(self, width: int, height: int) -> tuple[int, int, int, int]:
+        """``(resized_w, resized_h, left, top)`` for an original image of ``width`` x ``height``: the
+        resize before the crop and the crop's corner, so boxes and masks can follow the pixels."""
+        h, w = self.input_size
+        if self.resize == "stretch":
+            size = (max(w, round(w / self.crop_fraction)), max(h, round(h / self.crop_fraction)))
+        else:
+            scale = max(h, w) / self.crop_fraction / min(width, height)
+            size = (max(w, round(width * scale)), max(h, round(height * scale)))
+        return size[0], size[1], (size[0] - w) // 2, (size[1] - h) // 2
 
     @property
     def mode(self) -> str:
@@ -87,13 +129,11 @@ class Preprocessing:
 
             img = to_8bit(img, self.mode)
         h, w = self.input_size
-        scale = max(h, w) / self.crop_fraction / min(img.size)
-        size = (max(w, round(img.width * scale)), max(h, round(img.height * scale)))
+        rw, rh, left, top = self.geometry(img.width, img.height)
         from mikata.data.images import check_resize_plan
 
-        check_resize_plan(img.width, img.height, size)  # ImageTooLargeError before Pillow allocates it
-        img = img.resize(size, _RESAMPLE[self.interpolation])
-        left, top = (img.width - w) // 2, (img.height - h) // 2
+        check_resize_plan(img.width, img.height, (rw, rh))  # ImageTooLargeError before Pillow allocates it
+        img = img.resize((rw, rh), _RESAMPLE[self.interpolation])
         img = img.crop((left, top, left + w, top + h))
         arr = np.asarray(img, dtype=np.float32) / 255.0
         arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)  # (C, H, W)
@@ -119,16 +159,24 @@ class Preprocessing:
         """JSON-ready fields, as a run's manifest and a checkpoint's metadata store them."""
         return {"input_size": list(self.input_size), "mean": list(self.mean), "std": list(self.std),
                 "crop_fraction": float(self.crop_fraction), "interpolation": self.interpolation,
-                "in_channels": int(self.in_channels)}
+                "in_channels": int(self.in_channels), "resize": self.resize}
 
     @classmethod
     def from_identity(cls, identity: Mapping[str, Any]) -> "Preprocessing":
-        """From a run manifest's ``identity`` (or any mapping holding the six fields)."""
-        missing = [k for k in FIELDS if k not in identity]
+        """From a run manifest's ``identity`` (or any mapping holding the fields; one written before
+        ``resize`` existed gets today's meaning of its record, the shorter-side resize)."""
+        missing = [k for k in FIELDS if k not in identity and k not in OPTIONAL_FIELDS]
         if missing:
             from mikata.errors import MikataError
 
             raise MikataError(f"the preprocessing record lacks {missing}; it was not written by mikata "
                               "(scan again into a new run directory)")
         return cls(tuple(identity["input_size"]), tuple(identity["mean"]), tuple(identity["std"]),
-                   float(identity["crop_fraction"]), str(identity["interpolation"]), int(identity["in_channels"]))
+                   float(identity["crop_fraction"]), str(identity["interpolation"]), int(identity["in_channels"]),
+                   str(identity.get("resize", LEGACY_RESIZE)))
+
+
+def with_defaults(identity: Mapping[str, Any]) -> dict[str, Any]:
+    """A run identity with the fields it may lack filled in as they meant when it was written, so an
+    older run compares equal to the same setup written today (resume, merge)."""
+    return {**OPTIONAL_FIELDS, **identity}

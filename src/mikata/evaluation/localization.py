@@ -59,23 +59,21 @@ def read_boxes(path: str | os.PathLike) -> dict[str, list[tuple[float, float, fl
     return out
 
 
-def _geometry(handle: ModelHandle, size: tuple[int, int]) -> tuple[float, int, int]:
-    """(scale, left, top) of ``ModelHandle.preprocess`` for an original image of ``size`` (w, h)."""
-    h, w = handle.input_size
-    scale = max(h, w) / handle.crop_fraction / min(size)
-    rw, rh = max(w, round(size[0] * scale)), max(h, round(size[1] * scale))
-    return rw / size[0], (rw - w) // 2, (rh - h) // 2
+def _geometry(handle: ModelHandle, size: tuple[int, int]) -> tuple[float, float, int, int]:
+    """(x scale, y scale, left, top) of ``ModelHandle.preprocess`` for an original image of ``size`` (w, h)."""
+    rw, rh, left, top = handle.preprocessing.geometry(*size)
+    return rw / size[0], rh / size[1], left, top
 
 
 def box_mask(handle: ModelHandle, size: tuple[int, int], boxes: list[tuple[float, float, float, float]]) -> torch.Tensor:
     """``(H, W)`` bool mask on the model's input grid of boxes given in original pixels ``size`` (w, h)."""
     h, w = handle.input_size
-    s, left, top = _geometry(handle, size)
+    sx, sy, left, top = _geometry(handle, size)
     mask = torch.zeros(h, w, dtype=torch.bool)
     cy = torch.arange(h).view(-1, 1) + 0.5  # pixel centers in crop coordinates
     cx = torch.arange(w).view(1, -1) + 0.5
     for x0, y0, x1, y1 in boxes:
-        mask |= ((cx + left) >= x0 * s) & ((cx + left) <= x1 * s) & ((cy + top) >= y0 * s) & ((cy + top) <= y1 * s)
+        mask |= ((cx + left) >= x0 * sx) & ((cx + left) <= x1 * sx) & ((cy + top) >= y0 * sy) & ((cy + top) <= y1 * sy)
     return mask
 
 
@@ -86,10 +84,8 @@ def mask_from_png(handle: ModelHandle, path: str | os.PathLike, size: tuple[int,
     if m.size != tuple(size):
         raise BoxesError(f"mask {path} is {m.size[0]}x{m.size[1]} but its image is {size[0]}x{size[1]}")
     h, w = handle.input_size
-    scale = max(h, w) / handle.crop_fraction / min(size)
-    rw, rh = max(w, round(size[0] * scale)), max(h, round(size[1] * scale))
+    rw, rh, left, top = handle.preprocessing.geometry(*size)
     m = m.resize((rw, rh), Image.NEAREST)
-    left, top = (rw - w) // 2, (rh - h) // 2
     arr = np.asarray(m.crop((left, top, left + w, top + h))) > 0
     return torch.from_numpy(arr.copy())
 

@@ -25,6 +25,7 @@ import re
 from pathlib import Path
 from typing import Iterable
 
+from mikata.data.preprocessing import LEGACY_RESIZE, RESIZE_MODES
 from mikata.errors import ModelLoadError
 
 # Largest input side a model may claim. 4096 px covers every classifier in use; a larger claim
@@ -117,6 +118,10 @@ def validate_checkpoint_metadata(path: str | Path, raw: str, fmt: str) -> dict:
     crop = meta.setdefault("crop_fraction", 0.875)
     if not isinstance(crop, (int, float)) or isinstance(crop, bool) or not 0.05 <= crop <= 1:
         raise CheckpointMetadataError(path, "crop_fraction", f"is {crop!r}; it must be a number in 0.05..1")
+    # a checkpoint written before ``resize`` existed was always read shorter-side-then-crop
+    resize = meta.setdefault("resize", LEGACY_RESIZE)
+    if resize not in RESIZE_MODES:
+        raise CheckpointMetadataError(path, "resize", f"is {resize!r}; known: {', '.join(RESIZE_MODES)}")
     interp = meta.setdefault("interpolation", "bicubic")
     if interp not in INTERPOLATIONS:
         raise CheckpointMetadataError(path, "interpolation", f"is {interp!r}; known: {', '.join(INTERPOLATIONS)}")

@@ -85,14 +85,14 @@ class ModelHandle:
                  mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD,
                  crop_fraction: float = 0.875, interpolation: str = "bicubic", in_channels: int = 3,
                  default_layer: str | None = None, spec: str = "", metadata: dict | None = None,
-                 preprocessing: Preprocessing | None = None, precision: str = "auto"):
-        """``preprocessing`` wins over the six loose fields (kept so that callers can pass them)."""
+                 preprocessing: Preprocessing | None = None, precision: str = "auto", resize: str = "shorter"):
+        """``preprocessing`` wins over the seven loose fields (kept so that callers can pass them)."""
         self.net = net
         self.class_names = list(class_names)
         from mikata.models.checkpoint_meta import check_input_size
 
         pre = preprocessing or Preprocessing(tuple(input_size), tuple(mean), tuple(std), crop_fraction,
-                                             interpolation, in_channels)
+                                             interpolation, in_channels, resize)
         # before the probe forward below: a claimed 100000x100000 input would allocate ~120 GB
         check_input_size(pre.input_size, f"{spec or 'model'} input_size")
         self.preprocessing = pre
@@ -182,7 +182,8 @@ class ModelHandle:
         return self.preprocessing.mode
 
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        """Resize (shorter side to size / crop_fraction), center-crop, normalize: ``(N, C, H, W)``."""
+        """Resize (shorter side, or each side stretched, to size / crop_fraction), center-crop, normalize:
+        ``(N, C, H, W)``."""
         return self.preprocessing.preprocess(images)
 
     def denormalize(self, x: torch.Tensor) -> torch.Tensor:

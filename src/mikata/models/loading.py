@@ -306,7 +306,7 @@ def save_checkpoint(handle: ModelHandle, path: str | Path, extra: dict | None = 
         "format": CHECKPOINT_FORMAT, "architecture": arch, "head": handle.metadata.get("head"),
         "class_names": handle.class_names, "input_size": list(handle.input_size), "mean": list(handle.mean),
         "std": list(handle.std), "crop_fraction": handle.crop_fraction, "interpolation": handle.interpolation,
-        "in_channels": handle.in_channels, "default_layer": handle.default_layer,
+        "resize": handle.preprocessing.resize, "in_channels": handle.in_channels, "default_layer": handle.default_layer,
         **{k: v for k, v in handle.metadata.items() if k not in ("architecture", "head")},
         **(extra or {}),
     }
@@ -361,7 +361,7 @@ def load_checkpoint(path: str | Path, architecture: str | None = None) -> ModelH
         raise ModelLoadError(f"{path}: weights do not fit architecture {architecture or arch}: {e}") from e
     keep = {k: v for k, v in meta.items() if k not in (
         "format", "class_names", "input_size", "mean", "std", "crop_fraction", "interpolation", "in_channels",
-        "default_layer")}
+        "default_layer", "resize")}
     size = tuple(meta["input_size"])
     # The base model's default layer may have no spatial map at the size this model was trained for
     # (e.g. 1x1 at 32 px): choose it again at the checkpoint's own input size.
@@ -370,4 +370,5 @@ def load_checkpoint(path: str | Path, architecture: str | None = None) -> ModelH
     return ModelHandle(
         net=net, class_names=meta["class_names"], input_size=size, mean=tuple(meta["mean"]),
         std=tuple(meta["std"]), crop_fraction=meta["crop_fraction"], interpolation=meta["interpolation"],
+        resize=meta["resize"],
         in_channels=meta["in_channels"], default_layer=default, spec=str(path), metadata=keep)

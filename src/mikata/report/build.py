@@ -458,6 +458,7 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
         "images": len(d), "skipped": len(ov.skipped), "accuracy": ov.accuracy, "top5": ov.top5_accuracy,
         "errors": errors, "classes": len(ov.present), "imbalance": ov.imbalance,
         "issues": ov.label_issues_total, "issues_listed": len(ov.label_issues), "accuracy_repr": repr(ov.accuracy), "top5_repr": repr(ov.top5_accuracy),
+        "trained_note": ov.trained_note, "label_scope_note": ov.label_scope_note,
     }
     issues = [{**i, "label_prob": float(i["label_prob"]), "suggested_prob": float(i["suggested_prob"]),
                "name": os.path.basename(i["path"])} for i in ov.label_issues]

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mikata.data.datasets import DatasetError, load_dataset, split_dataset
+from mikata.data.datasets import DatasetError, ImageDataset, load_dataset, split_dataset
 from mikata.models.handle import ModelHandle
 from mikata.models.loading import load_model, replace_head, save_checkpoint
 from mikata.training.augment import augment_batch
@@ -80,7 +80,7 @@ def plot_path(out: str | os.PathLike) -> Path:
 
 
 def train(
-    data: str | os.PathLike,
+    data: "str | os.PathLike | ImageDataset",
     model: str | ModelHandle,
     out: str | os.PathLike,
     *,
@@ -119,18 +119,25 @@ def train(
         torch.set_num_threads(threads_before)
 
 
-def _train(data: str | os.PathLike, model: str | ModelHandle, out: Path, opts: TrainOptions, resume: bool,
+def _train(data: "str | os.PathLike | ImageDataset", model: str | ModelHandle, out: Path, opts: TrainOptions, resume: bool,
            progress: bool, on_epoch_end: Callable[[int, dict], None] | None,
            device: torch.device = torch.device("cpu")) -> TrainResult:
     start_time = time.perf_counter()
     if out.suffix != ".safetensors":
         raise TrainingError(f"--out {out}: the checkpoint must be a .safetensors file")
+    if resume:
+        check_resume_options(out, opts)  # before any data or model is read
 
-    ds = load_dataset(data)
+    # an ImageDataset (e.g. the training folds of a cross-validation) is a subset, never "the folder"
+    ds = data if isinstance(data, ImageDataset) else load_dataset(data)
     if len(ds.classes) < 2:
         raise DatasetError(f"{ds.root} has only the class {ds.classes}; a classifier needs at least two class "
                            "subfolders, each holding that class's images")
     parts = split_dataset(ds, opts.split, seed=opts.seed)
+    from mikata.data.splits import record_split
+
+    source = None if isinstance(data, ImageDataset) else data
+    split_record = record_split(source, ds, parts, opts.split, opts.seed).to_dict()
     handle = _new_handle(model, ds.classes, opts, out).to(device)
     net = handle.net
 
@@ -209,7 +216,8 @@ def _train(data: str | os.PathLike, model: str | ModelHandle, out: Path, opts: T
                 else:
                     best["bad_epochs"] += 1
                 epoch_generator_state = generator.get_state()
-                _save_progress(handle, out, optimizer, epoch + 1, history, best, epoch_generator_state, opts)
+                _save_progress(handle, out, optimizer, epoch + 1, history, best, epoch_generator_state, opts,
+                               split_record)
                 plot_history(history, plot_path(out), title=f"{out.stem}: training progress")
                 epochs_bar.update(1)
                 epochs_bar.set_postfix(f"val acc {val_acc:.3f}")
@@ -221,7 +229,7 @@ def _train(data: str | os.PathLike, model: str | ModelHandle, out: Path, opts: T
                     break
         except KeyboardInterrupt:
             done = len(history["val_accuracy"])
-            _save_progress(handle, out, optimizer, done, history, best, epoch_generator_state, opts)
+            _save_progress(handle, out, optimizer, done, history, best, epoch_generator_state, opts, split_record)
             log.warning("interrupted after %d complete epoch(s); checkpoint saved to %s; continue with --resume",
                         done, out)
             net.to(memory_format=torch.contiguous_format)
@@ -245,7 +253,7 @@ def _train(data: str | os.PathLike, model: str | ModelHandle, out: Path, opts: T
         "options": opts.to_dict(), "history": history, "data": str(ds.root), "counts": ds.counts(),
         "split_sizes": {k: len(v) for k, v in parts.items()}, "skipped_files": len(skipped),
         "best_epoch": result.best_epoch, "val_accuracy": result.val_accuracy, "test_accuracy": result.test_accuracy,
-        "seconds": round(seconds, 2), "plot": plot.name, "complete": True,
+        "seconds": round(seconds, 2), "plot": plot.name, "complete": True, "split_record": split_record,
     }
     save_checkpoint(handle, out)
     state_path(out).unlink(missing_ok=True)
@@ -269,8 +277,11 @@ def _new_handle(model: str | ModelHandle, classes: list[str], opts: TrainOptions
         head = replace_head(net, len(classes), base.head_layer)
     metadata = {k: v for k, v in base.metadata.items() if k != "training"}
     metadata["head"] = head
+    pre = dataclasses.replace(base.preprocessing, input_size=tuple(size), crop_fraction=float(opts.crop),
+                              resize=opts.resize)
+    log.info("preprocessing: %s", pre.describe())
     return ModelHandle(net=net, class_names=list(classes), default_layer=base.default_layer, spec=str(out),
-                       metadata=metadata, preprocessing=dataclasses.replace(base.preprocessing, input_size=tuple(size)))
+                       metadata=metadata, preprocessing=pre)
 
 
 def _set_learning_rates(optimizer: torch.optim.Optimizer, opts: TrainOptions, epoch: int) -> None:
@@ -364,10 +375,11 @@ def evaluate_split(handle: ModelHandle, data: DecodedSplit, batch_size: int = 12
 
 
 def _save_progress(handle: ModelHandle, out: Path, optimizer: torch.optim.Optimizer, epochs_done: int,
-                   history: dict, best: dict, generator_state: torch.Tensor, opts: TrainOptions) -> None:
+                   history: dict, best: dict, generator_state: torch.Tensor, opts: TrainOptions,
+                   split_record: dict | None = None) -> None:
     """Current weights to ``out`` (loadable at once), everything else needed to resume to the sidecar."""
     handle.metadata["training"] = {"options": opts.to_dict(), "history": history, "complete": False,
-                                   "epochs_done": epochs_done}
+                                   "epochs_done": epochs_done, "split_record": split_record}
     save_checkpoint(handle, out)
     state = {
         "format": STATE_FORMAT, "epoch": epochs_done, "optimizer": optimizer.state_dict(),
@@ -380,9 +392,46 @@ def _save_progress(handle: ModelHandle, out: Path, optimizer: torch.optim.Optimi
     os.replace(tmp, state_path(out))
 
 
+# options that may change between an interrupted run and its --resume (more epochs, other threads)
+RESUMABLE_CHANGES = ("epochs", "workers", "threads", "early_stop", "cache_frozen", "channels_last")
+
+
+def check_resume_options(out: Path, opts: TrainOptions) -> None:
+    """Refuse a ``--resume`` whose options differ from the interrupted run's, naming each one (instead of
+    a shape mismatch deep in PyTorch, or a silently different run). Nothing to check without a checkpoint:
+    ``_restore`` then says there is nothing to resume."""
+    from mikata.models.loading import read_checkpoint_metadata
+
+    if not out.is_file():
+        return
+    meta = read_checkpoint_metadata(out)
+    old = dict(meta.get("training", {}).get("options") or {})
+    # what the model saw is the checkpoint's own preprocessing (older runs did not store crop/resize options)
+    old.update(crop=meta["crop_fraction"], resize=meta["resize"])
+    if old.get("input_size") is None and "input_size" in old:
+        old["input_size"] = None if opts.input_size is None else meta["input_size"][0]
+    new = opts.to_dict()
+    changed = [k for k in new if k in old and k not in RESUMABLE_CHANGES and old[k] != new[k]
+               and not (isinstance(new[k], float) and isinstance(old[k], (int, float)) and
+                        math.isclose(new[k], old[k], rel_tol=1e-9))]
+    if changed:
+        said = ", ".join(f"--{k.replace('_', '-')} {_shown(new[k])} (was {_shown(old[k])})" for k in changed)
+        raise TrainingError(f"cannot resume {out}: options differ from the interrupted run: {said}; rerun with "
+                            "the same options (only --epochs, --early-stop, --workers and --threads may change), "
+                            "or without --resume to start over")
+
+
+def _shown(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+    return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def _restore(out: Path, handle: ModelHandle, optimizer: torch.optim.Optimizer,
              generator: torch.Generator) -> tuple[int, dict, dict]:
     from safetensors.torch import load_file
+
+    from mikata.models.loading import read_checkpoint_metadata
 
     sidecar = state_path(out)
     if not sidecar.is_file() or not out.is_file():
@@ -391,6 +440,10 @@ def _restore(out: Path, handle: ModelHandle, optimizer: torch.optim.Optimizer,
     state = torch.load(sidecar, map_location="cpu", weights_only=True)
     if state.get("format") != STATE_FORMAT:
         raise TrainingError(f"{sidecar}: unknown training-state format {state.get('format')!r}")
+    arch = read_checkpoint_metadata(out).get("architecture")
+    if arch != handle.metadata.get("architecture"):
+        raise TrainingError(f"cannot resume {out}: it was fine-tuned from {arch}, but --model now gives "
+                            f"{handle.metadata.get('architecture')}; pass the same --model, or run without --resume")
     if state["classes"] != handle.class_names:
         raise TrainingError(f"{sidecar}: it was trained on classes {state['classes'][:10]}, but the dataset now has "
                             f"{handle.class_names[:10]}; run without --resume to start over")

@@ -92,6 +92,11 @@ class TrainOptions:
     channels_last: bool = True
     threads: int | None = None  # torch threads while training; 1 is fastest on a busy shared CPU
     cache_frozen: bool = True  # compute the frozen layers once per image when nothing is augmented
+    # What the fine-tuned model sees of each image (stored in the checkpoint, used by every command):
+    # the whole image by default (a base model's ImageNet center crop would hide the outer 6% of each
+    # side, where e.g. edge defects are); crop=0.875, resize="shorter" is ImageNet's evaluation crop.
+    crop: float = 1.0
+    resize: str = "stretch"
 
     def check(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -105,6 +110,12 @@ class TrainOptions:
         if len(self.split) < 2 or self.split[1] <= 0:
             raise TrainingError(f"--split {list(self.split)}: give train,val[,test] fractions with val > 0, "
                                 "e.g. 0.7,0.15,0.15")
+        from mikata.data.preprocessing import RESIZE_MODES
+
+        check_choices("resize", self.resize, RESIZE_MODES)
+        if not 0.05 <= self.crop <= 1:
+            raise TrainingError(f"--crop {self.crop}: give the fraction of each side the model sees, 0.05..1 "
+                                "(1 = the whole image; 0.875 = ImageNet's center crop)")
         if self.early_stop is not None and self.early_stop < 1:
             raise TrainingError(f"--early-stop {self.early_stop}: give a patience of at least 1 epoch")
 

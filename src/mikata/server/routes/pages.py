@@ -115,7 +115,7 @@ def reviews_page(request: Request, start: int = 0):
     files = state.file_names([i["id"] for i in items])
     return page(request, "reviews.html", issues=[{**i, "name": files.get(i["id"], ""),
                                                   "evidence": describe_label_issue(i)} for i in items],
-                done=done, total=total, start=start, page_size=REVIEW_PAGE,
+                done=done, total=total, start=start, page_size=REVIEW_PAGE, scope_note=ov.label_scope_note,
                 reviewed=sorted(done.values(), key=lambda r: r["updated"], reverse=True),
                 name_index={n: i for i, n in enumerate(ov.class_names)})
 

@@ -1,0 +1,134 @@
+"""Which images a scan takes, so that no number silently mixes training images with held-out ones.
+
+A checkpoint from ``mikata train`` records its split (``data.splits.TrainingSplit``). Scanning the
+SAME folder or CSV with it:
+
+- no ``split``: the held-out splits, val and test. Both are out-of-sample for the weights (no image
+  of them was in a gradient step); val only picked the kept epoch, which hardly moves per-image
+  probabilities, and it doubles the rows the label-issue search can use. Each row records its split,
+  so ``mikata audit RUN --split test`` still gives the untouched test number.
+- ``split="all"``: every image; the rows the model trained on get split ``train`` and the run's
+  manifest says so (``trained_on``), so audit, report and app state how many rows are in-sample and
+  keep them out of the label-issue search.
+- ``fractions``/``seed`` other than the checkpoint's are refused: they would call training images
+  held-out.
+
+Any other data (a model trained elsewhere, another folder) is scanned as before.
+
+Example:
+    >>> plan = plan_scan(handle, "digits/", dataset, split=None, fractions=None, seed=None)  # doctest: +SKIP
+    >>> plan.names, plan.trained_on["split"]                                                  # doctest: +SKIP
+    (['val', 'test'], 'train')
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Sequence
+
+from mikata.data.datasets import ImageDataset, Sample, split_dataset
+from mikata.data.splits import TRAIN, TrainingSplit, files_sha1, source_identity
+from mikata.errors import MikataError
+from mikata.models.handle import ModelHandle
+
+log = logging.getLogger(__name__)
+HELD_OUT = "held-out"  # every split but train
+ALL = "all"            # every split, training rows marked
+
+
+@dataclass
+class ScanPlan:
+    """The (sample, split name) pairs to scan, and the model's training split when it is this data."""
+
+    chosen: list[tuple[Sample, str]]
+    names: list[str]                   # the split names scanned ([""] when the data is not split)
+    trained_on: dict | None = None     # for the run's manifest: the checkpoint's split of this very data
+
+
+def select_samples(dataset: ImageDataset, split: str | None, fractions: Sequence[float] | None,
+                   seed: int, label: str = "") -> list[tuple[Sample, str]]:
+    """(sample, split name) pairs to scan: one split, every split, or the whole dataset (whose rows
+    get the split name ``label``, e.g. a cross-validation fold)."""
+    if not fractions:
+        if split and split != ALL:
+            raise MikataError(f"--split {split} needs --split-fractions (e.g. 0.6,0.2,0.2) to know how to split")
+        return [(s, label) for s in dataset.samples]
+    parts = split_dataset(dataset, fractions, seed)
+    if split in (None, ALL):
+        names = list(parts)
+    elif split == HELD_OUT:
+        names = [n for n in parts if n != TRAIN]
+    elif split in parts:
+        names = [split]
+    else:
+        raise MikataError(f"unknown split {split!r}; with {len(fractions)} fractions the splits are "
+                          f"{list(parts) + [HELD_OUT, ALL]}")
+    return [(s, n) for n in names for s in parts[n].samples]
+
+
+def plan_scan(handle: ModelHandle, source: str | os.PathLike | None, dataset: ImageDataset, split: str | None,
+              fractions: Sequence[float] | None, seed: int | None, label: str = "") -> ScanPlan:
+    """What to scan (see the module doc); logs one line saying which split and why, loudly when the
+    scan includes images the model was trained on."""
+    rec = TrainingSplit.from_metadata(handle.metadata)
+    where = source_identity(source) if source is not None else dataset.root
+    if rec is None or rec.source != where:
+        chosen = select_samples(dataset, split, fractions, 0 if seed is None else seed, label)
+        return ScanPlan(chosen, sorted({n for _, n in chosen}))
+    if fractions is not None and (tuple(float(f) for f in fractions) != rec.fractions
+                                  or (seed is not None and seed != rec.seed)) or \
+            fractions is None and seed is not None and seed != rec.seed:
+        raise MikataError(f"{handle.spec} was trained on {where} with the split {rec.describe()}; another split "
+                          "would call some of its training images held-out. Leave out --split-fractions and --seed "
+                          "(the checkpoint's split is used), or scan a copy of the model trained elsewhere")
+    parts = split_dataset(dataset, rec.fractions, rec.seed)
+    same = files_sha1(parts[TRAIN].samples) == rec.train_sha1 if TRAIN in parts else False
+    if not same:
+        log.warning("WARNING: %s changed since %s was trained on it (%d images now, %d then): the split recomputed "
+                    "from the checkpoint (%s) may differ from the one it trained on, so some 'held-out' rows may "
+                    "be training images", where, handle.spec, len(dataset), rec.files, rec.describe())
+    effective = HELD_OUT if split is None else split
+    chosen = select_samples(dataset, effective, rec.fractions, rec.seed)
+    names = [n for n in parts if any(c[1] == n for c in chosen)]
+    counts = {n: len(parts[n]) for n in names}
+    trained_on = {"split": TRAIN, **rec.to_dict(), "verified": same}
+    if TRAIN in names:
+        log.warning("WARNING: %d of the %d images scanned were used to train %s (their rows are marked split=train): "
+                    "their accuracy and label issues are not out-of-sample. `mikata audit RUN --split test` (or a "
+                    "scan without --split) keeps to held-out images; `mikata crossval` gives every image an "
+                    "out-of-sample prediction", counts[TRAIN], len(chosen), handle.spec)
+    else:
+        log.info("scanning the held-out split%s of %s: %s images (the model was trained on its %d train images; "
+                 "checkpoint split %s; --split all scans everything)", "s" if len(names) > 1 else "", where,
+                 " + ".join(f"{counts[n]} {n}" for n in names), len(parts.get(TRAIN, ())), rec.describe())
+    return ScanPlan(chosen, names, trained_on)
+
+
+# ------------------------------------------------------------------ reading a run: in-sample rows
+def in_sample_rows(manifest: dict, splits) -> "np.ndarray":
+    """``(N,)`` bool: the rows of a run whose image the scanned model was trained on (split ``train`` of
+    a run whose manifest says the model was trained on this data; see ``plan_scan``)."""
+    import numpy as np
+
+    splits = np.asarray(splits, dtype=str)
+    trained = manifest.get("trained_on") if isinstance(manifest, dict) else None
+    if not isinstance(trained, dict) or not isinstance(trained.get("split"), str):
+        return np.zeros(len(splits), bool)
+    return splits == trained["split"]
+
+
+def trained_rows_note(trained: int, rows: int) -> str | None:
+    """The sentence audit, report and app show when a run holds rows the model was trained on."""
+    if not trained:
+        return None
+    return (f"{trained} of {rows} rows were used to train this model; their accuracy and label issues are not "
+            "out-of-sample (they are left out of the label-issue search; `--split test` shows held-out rows only)")
+
+
+def label_scope_note(scope: dict) -> str:
+    """"label issues searched over U of M rows; left out: ..." for audit, report and app."""
+    text = f"label issues searched over {scope['used']} of {scope['rows']} scanned rows"
+    left = [f"{n} {why}" for why, n in scope.get("left_out", {}).items() if n]
+    return text + ("; left out: " + "; ".join(left) if left else "")

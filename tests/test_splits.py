@@ -1,0 +1,294 @@
+"""Honest splits (issue 22, items 1-2): fine-tuned models see the whole image, a checkpoint's scan of its
+own training folder keeps to held-out images (or marks the training rows), K-fold cross-validation
+gives every image an out-of-sample prediction, and resuming with changed options names them."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from test_train import write_digits
+
+from mikata.analysis.audit import load_run
+from mikata.analysis.runstore import RunStore
+from mikata.data.preprocessing import Preprocessing
+from mikata.errors import MikataError
+from mikata.training import state_path, train
+from mikata.training.options import TrainingError
+
+FAST = dict(epochs=1, batch_size=16, lr=0.02, input_size=32, freeze_until="blocks.11", threads=1)
+PER_CLASS = 12  # 4 classes: 8 train / 2 val / 2 test each with the default 0.7,0.15,0.15
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    return write_digits(tmp_path_factory.mktemp("digits"), per_class=PER_CLASS)
+
+
+@pytest.fixture(scope="module")
+def model(digits, tmp_path_factory, lite0):
+    out = tmp_path_factory.mktemp("model") / "digits.safetensors"
+    train(digits, lite0, out, progress=False, **FAST)
+    from mikata.models import load_model
+
+    return load_model(str(out))
+
+
+@pytest.fixture(scope="module")
+def scanned(model, digits, tmp_path_factory):
+    """The same checkpoint scanned on its own training folder: by default, and with split="all"."""
+    from mikata.analysis.scan import scan
+
+    base = tmp_path_factory.mktemp("runs")
+    scan(model, digits, base / "default", workers=0, progress=False)
+    scan(model, digits, base / "all", workers=0, progress=False, split="all")
+    return base
+
+
+# ------------------------------------------------------------------------------- 1. what is seen
+def _edge_image() -> Image.Image:
+    """40x20 gray image: black, with a white 2-px column at the left and right borders."""
+    a = np.zeros((20, 40), np.uint8)
+    a[:, :2] = a[:, -2:] = 255
+    return Image.fromarray(a)
+
+
+def test_whole_image_stretch_keeps_the_border_that_the_imagenet_crop_loses():
+    whole = Preprocessing((16, 16), (0.0,), (1.0,), crop_fraction=1.0, interpolation="bilinear", in_channels=1,
+                          resize="stretch")
+    imagenet = Preprocessing((16, 16), (0.0,), (1.0,), crop_fraction=0.875, interpolation="bilinear", in_channels=1)
+    x = whole.preprocess([_edge_image()])[0, 0]  # (16, 16)
+    y = imagenet.preprocess([_edge_image()])[0, 0]
+    assert x[:, 0].min() > 0.4 and x[:, -1].min() > 0.4  # both border columns reach the model
+    assert float(y[:, 0].max()) == 0.0 and float(y[:, -1].max()) == 0.0  # the shorter-side crop cut them off
+    assert whole.geometry(40, 20) == (16, 16, 0, 0)
+    assert "whole image, stretched to 16x16" in whole.describe()
+    assert "center crop 0.875" in imagenet.describe()
+
+
+def test_records_without_resize_keep_todays_shorter_side_behaviour(model, tmp_path):
+    ident = Preprocessing((32, 32), crop_fraction=0.875).to_dict()
+    assert ident["resize"] == "shorter"
+    old = {k: v for k, v in ident.items() if k != "resize"}
+    assert Preprocessing.from_identity(old).resize == "shorter"
+    # an older checkpoint (no "resize" in its metadata) loads as shorter-side-then-crop
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from mikata.models import load_model
+
+    with safe_open(model.spec, framework="pt") as f:
+        meta = json.loads(f.metadata()["mikata"])
+    meta.pop("resize")
+    old_ckpt = tmp_path / "old.safetensors"
+    save_file(load_file(model.spec), str(old_ckpt), metadata={"mikata": json.dumps(meta)})
+    assert load_model(str(old_ckpt)).preprocessing.resize == "shorter"
+
+
+def test_fine_tuning_defaults_to_the_whole_image_and_crop_is_asked_for(model):
+    assert model.crop_fraction == 1.0 and model.preprocessing.resize == "stretch"  # not the base's 0.875
+    assert model.metadata["training"]["options"]["crop"] == 1.0
+
+
+def test_an_older_run_without_resize_still_checks_intact_and_resumes(scanned, model, digits):
+    from mikata.analysis.integrity import check_run
+    from mikata.analysis.scan import scan
+
+    run = scanned / "default"
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["identity"]["resize"] == "stretch"
+    # what a run written before the field existed looks like, with a shorter-side model
+    legacy = scanned / "legacy"
+    import shutil
+
+    shutil.copytree(run, legacy)
+    import dataclasses
+
+    shorter = dataclasses.replace(model, preprocessing=dataclasses.replace(model.preprocessing, resize="shorter"))
+    m = json.loads((legacy / "manifest.json").read_text())
+    m["identity"].pop("resize")
+    (legacy / "manifest.json").write_text(json.dumps(m))
+    assert check_run(legacy).ok, check_run(legacy).format()
+    s = scan(shorter, digits, legacy, workers=0, progress=False)  # same setup: resumes, nothing refused
+    assert s.reused == s.total
+
+
+def test_every_command_that_preprocesses_says_its_crop(model, scanned, caplog, capsys):
+    import argparse
+
+    from mikata.cli import main
+    from mikata.cli.common import announce_run_preprocessing
+
+    with caplog.at_level(logging.INFO):
+        assert main(["layers", model.spec]) == 0  # every MODEL command: load_model_from_args
+    assert caplog.text.count("preprocessing: whole image, stretched to 32x32") == 1
+    caplog.clear()
+    with caplog.at_level(logging.INFO):  # report (with maps), serve and export --maps: the run's preprocessing
+        announce_run_preprocessing(argparse.Namespace(), str(scanned / "default"))
+    assert "preprocessing: whole image, stretched to 32x32 (bicubic)" in caplog.text
+
+
+# ------------------------------------------------------------------------------- 2. help defaults
+def test_every_command_help_shows_its_defaults():
+    import argparse
+
+    from mikata.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, p in sub.choices.items():
+        text = p.format_help()
+        assert "(default: None)" not in text and "(default: False)" not in text, name
+        for a in p._actions:
+            if a.option_strings and a.default not in (None, False, "", argparse.SUPPRESS) and \
+                    not isinstance(a, argparse._HelpAction):
+                assert a.help and "default" in p._get_formatter()._get_help_string(a).lower(), (name, a.dest)
+    train_help = sub.choices["train"].format_help()
+    assert "(default: 10)" in train_help and "(default: 0.7,0.15,0.15)" in train_help
+    assert "(default: 1.0)" in train_help and "(default: stretch)" in train_help
+
+
+# ------------------------------------------------------------------------------- 2. held-out scan
+def test_checkpoint_records_its_split(model, digits):
+    rec = model.metadata["training"]["split_record"]
+    assert rec["fractions"] == [0.7, 0.15, 0.15] and rec["seed"] == 0
+    assert rec["source"] == str(digits.resolve()) and rec["files"] == 4 * PER_CLASS
+    assert rec["sizes"] == {"train": 32, "val": 8, "test": 8} and len(rec["train_sha1"]) == 40
+
+
+def test_scan_of_the_training_folder_defaults_to_the_held_out_splits(scanned):
+    d = load_run(scanned / "default")
+    assert sorted(set(d.splits.tolist())) == ["test", "val"] and len(d) == 16
+    with RunStore.open(scanned / "default") as store:
+        assert store.manifest["trained_on"]["split"] == "train" and store.manifest["trained_on"]["verified"]
+    from mikata.analysis.overview import overview
+
+    ov = overview(scanned / "default")
+    assert ov.trained_rows == 0 and ov.trained_note is None
+    assert ov.label_scope["used"] == 16
+
+
+def test_split_all_marks_training_rows_warns_and_keeps_them_out_of_label_issues(scanned):
+    from mikata.analysis.issues import find_issues
+    from mikata.analysis.overview import audit, format_audit, overview
+
+    d = load_run(scanned / "all")
+    assert len(d) == 48 and int((d.splits == "train").sum()) == 32
+    ov = overview(scanned / "all")
+    assert ov.trained_rows == 32
+    assert "32 of 48 rows were used to train this model; their accuracy and label issues are not out-of-sample" \
+        in ov.trained_note
+    assert ov.label_scope["used"] == 16
+    assert ov.label_scope["left_out"]["rows the model was trained on (in-sample probabilities)"] == 32
+    assert all(d.splits[i["row"]] != "train" for i in ov.label_issues)
+    text = format_audit(audit(scanned / "all", dataset_issues=False))
+    assert "WARNING: 32 of 48 rows were used to train this model" in text
+    assert "label issues searched over 16 of 48 scanned rows; left out: 32 rows the model was trained on" in text
+    found = find_issues(scanned / "all")
+    assert not found.types["label"].flag[d.splits == "train"].any()
+
+
+def test_report_and_app_state_the_training_rows(scanned, model):
+    from fastapi.testclient import TestClient
+
+    from mikata.report import write_report
+    from mikata.server import create_app
+
+    r = write_report(scanned / "all", scanned / "all.html", maps=False)
+    html = r.path.read_text(encoding="utf-8")
+    assert 'id="trained-rows"' in html and "32 of 48 rows were used to train this model" in html
+    assert "label issues searched over 16 of 48 scanned rows" in html
+    app = create_app(scanned / "all", token="t0123456789abcdef", port=8799, handle=model)
+    client = TestClient(app, base_url="http://127.0.0.1:8799")
+    page = client.get("/?token=t0123456789abcdef")
+    assert page.status_code == 200 and "32 of 48 rows were used to train this model" in page.text
+    assert "label issues searched over 16 of 48" in client.get("/reviews").text
+
+
+def test_another_split_of_the_training_folder_is_refused(model, digits, tmp_path):
+    from mikata.analysis.scan import scan
+
+    with pytest.raises(MikataError, match="trained on .* with the split fractions 0.7,0.15,0.15, seed 0"):
+        scan(model, digits, tmp_path / "r", fractions=(0.5, 0.5), workers=0, progress=False)
+
+
+def test_other_data_scans_as_before(model, digits, tmp_path):
+    """A folder the model was not trained on: every image, no split, no in-sample rows."""
+    from mikata.analysis.scan import scan
+
+    other = tmp_path / "other"
+    for c in ("digit_0", "digit_1"):
+        (other / c).mkdir(parents=True)
+        for p in sorted((digits / c).glob("*.png"))[:3]:
+            (other / c / p.name).write_bytes(p.read_bytes())
+    s = scan(model, other, tmp_path / "r", workers=0, progress=False)
+    assert s.total == 6
+    with RunStore.open(tmp_path / "r") as store:
+        assert "trained_on" not in store.manifest
+
+
+# ------------------------------------------------------------------------------- 2. resume options
+def test_resume_with_changed_options_names_them(digits, tmp_path, lite0):
+    out = tmp_path / "r.safetensors"
+
+    def stop(epoch, history):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(digits, lite0, out, progress=False, on_epoch_end=stop, **dict(FAST, epochs=2))
+    assert state_path(out).is_file()
+    with pytest.raises(TrainingError, match=r"--lr 0.05 \(was 0.02\), --crop 0.875 \(was 1\)"):
+        train(digits, lite0, out, progress=False, resume=True, **dict(FAST, epochs=2, lr=0.05, crop=0.875))
+    resumed = train(digits, lite0, out, progress=False, resume=True, **dict(FAST, epochs=2, workers=1))
+    assert resumed.epochs_run == 2  # --workers may change
+
+
+# ------------------------------------------------------------------------------- 2. cross-validation
+def test_crossval_gives_every_row_an_out_of_sample_prediction_and_resumes_only_unfinished_folds(
+        digits, tmp_path, lite0):
+    from mikata.analysis.crossval import crossval
+    from mikata.analysis.overview import overview
+
+    run = tmp_path / "cv"
+    s = crossval(digits, lite0, run, folds=2, progress=False, scan_workers=0, **FAST)
+    assert s.rows == 4 * PER_CLASS and s.trained == [1, 2] and s.reused == [] and len(s.fold_accuracy) == 2
+    d = load_run(run)
+    assert sorted(set(d.splits.tolist())) == ["fold1", "fold2"] and len(set(d.paths)) == len(d)
+    assert int((d.splits == "fold1").sum()) == 2 * PER_CLASS
+    # each row's probabilities are those of the fold model that never trained on it
+    work = tmp_path / "cv.folds"
+    for fold in ("fold1", "fold2"):
+        f = load_run(work / f"{fold}-run")
+        by_path = dict(zip(d.paths, d.probs))
+        assert np.allclose(np.stack([by_path[p] for p in f.paths]), f.probs)
+    assert s.accuracy == pytest.approx(float((d.labels == d.preds).mean()))
+    with RunStore.open(run) as store:
+        assert store.manifest["crossval"]["folds"] == 2 and "trained_on" not in store.manifest
+    ov = overview(run)
+    assert ov.trained_rows == 0 and ov.label_scope["used"] == 4 * PER_CLASS
+    # killed after fold 1: only fold 2 runs again
+    first = (work / "fold1.safetensors").stat().st_mtime_ns
+    (work / "fold2.safetensors").unlink()
+    import shutil
+
+    shutil.rmtree(work / "fold2-run")
+    again = crossval(digits, lite0, run, folds=2, progress=False, scan_workers=0, **FAST)
+    assert again.trained == [2] and again.reused == [1] and again.rows == 4 * PER_CLASS
+    assert (work / "fold1.safetensors").stat().st_mtime_ns == first
+    with pytest.raises(MikataError, match="other settings"):
+        crossval(digits, lite0, run, folds=3, progress=False, scan_workers=0, **FAST)
+
+
+def test_crossval_cli_is_a_thin_command(digits, tmp_path, capsys):
+    from mikata.cli import main
+
+    rc = main(["crossval", str(digits), "--model", "efficientnet-lite0", "--folds", "2", "--run", str(tmp_path / "cv"),
+               "--input-size", "32", "--epochs", "1", "--freeze-until", "blocks.11", "--threads", "1",
+               "--batch-size", "16", "--scan-workers", "0", "--json"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["rows"] == 4 * PER_CLASS and out["folds"] == 2 and out["trained"] == [1, 2]
