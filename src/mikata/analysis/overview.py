@@ -309,12 +309,12 @@ def format_audit(r: dict, max_listed: int | None = None) -> str:
     out(f"\nsuspected label errors: {total} in {'split ' + r['split'] if r.get('split') else 'all splits'} "
         f"({shown_of(len(listed), total)}, most suspicious first; confident learning, needs out-of-sample "
         "probabilities: the model's view, not the truth)")
-    if r.get("label_scope_note"):
-        out(f"  ({r['label_scope_note']})")
     for i in listed:
         out(f"  {shown(i['path'])}  {describe_label_issue(i)}")
     if len(listed) < total:
         out(f"  … {total - len(listed)} more (--issues N lists more; the web app's Label review has them all)")
+    if r.get("label_scope_note"):
+        out(f"  ({r['label_scope_note']})")
     if r.get("groups"):
         from mikata.analysis.fields import format_groups
 
