@@ -41,10 +41,11 @@ def explain_files(
     layer: str | None = None,
     out_dir: str | os.PathLike = "explain",
     options: dict | None = None,
-    cmap: str = "jet",
+    cmap: str | None = None,
     alpha: float = 0.5,
     top: int = 5,
     progress: bool = True,
+    signed_cmap: str | None = None,
 ) -> list[dict]:
     """One summary dict per path (``error`` set for files that could not be decoded); also written
     as ``summary.json`` in ``out_dir``. Images are explained one at a time so a figure appears as
@@ -72,7 +73,7 @@ def explain_files(
         with torch.no_grad():
             probs = handle.model(x).float().softmax(1)[0].cpu()  # (K,)
         fig = draw_figure(to_uint8_image(handle.denormalize(x)[0]), attributions, probs, handle.class_names,
-                          0, top, cmap, alpha, title=shown(Path(path).name))
+                          0, top, cmap, alpha, title=shown(Path(path).name), signed_cmap=signed_cmap)
         fig_path = out / f"{stem}_explain.png"
         fig.savefig(fig_path)
         entry = {"path": path, "figure": str(fig_path), "top": [

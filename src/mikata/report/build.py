@@ -304,7 +304,8 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
     cam_layer, map_size = None, None
     map_error = None
     if with_maps:
-        from mikata.analysis.maps import MapService, overlay_array
+        from mikata.analysis.maps import MapService, map_scale_of
+        from mikata.display import overlay_scaled
 
         log.info("maps (%s) of the most / least class-like images of %d classes...", ", ".join(methods),
                  len(with_maps))
@@ -318,8 +319,9 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
             raw_views = service.model_views(sorted({i for _, i in wanted}))
             for i, v in raw_views.items():
                 views[i] = _png_uri(v)
-            for (i, m, k), a in got.items():
-                overlays[(i, m, k)] = _png_uri(overlay_array(a, raw_views[i], m))
+            for (i, m, k), a in got.items():  # colored as the web app and `mikata explain` color them
+                scale = map_scale_of(a, m)
+                overlays[(i, m, k)] = (_png_uri(overlay_scaled(raw_views[i], a, scale)), scale.note(names[k]))
             cam_layer, map_size = _cam_layer(service.handle, methods)
         except MikataError as e:
             map_error = str(e)
@@ -342,7 +344,7 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
                 "right": bool(d.labels[r] == d.preds[r]), "p_class": float(d.probs[r, c]),
                 "topk": [(names[k], p) for k, p in _topk(d.probs[r], 3)],
                 "view": views.get(int(i)),
-                "maps": [(method_titles.get(m, m), overlays[(int(i), m, c)]) for m in methods
+                "maps": [(method_titles.get(m, m), *overlays[(int(i), m, c)]) for m in methods
                          if (int(i), m, c) in overlays]}
 
     classes = [{"index": c.index, "name": c.name, "images": c.images, "precision": c.precision,
@@ -459,6 +461,7 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
     html = env.get_template("report.html.j2").render(
         title=f"mikata report — {run_dir.name}", run_dir=str(run_dir), manifest=manifest, identity=identity,
         split=split, summary=summary, classes=classes, methods=[method_titles.get(m, m) for m in methods],
+        map_legends=_map_legends(methods, method_titles) if overlays else [],
         matrix=matrix, cols=[{"index": p, "name": names[p]} for p in shown_cols],
         pairs=[{"a": names[a], "b": names[b], "ia": a, "ib": b, "ab": ab, "ba": ba} for a, b, ab, ba in ov.confused_pairs],
         issues=issues, dataset_issues=dataset_issues, issue_notes=found.notes, exceptional=ex, charts=charts, history=history, featurevis=featurevis, units=units,
@@ -477,6 +480,17 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
     timings["total"] = time.perf_counter() - t0
     return ReportResult(out_path.resolve(), len(d), len(thumbs), len(overlays), out_path.stat().st_size, timings, notes,
                         cam_layer, map_size)
+
+
+def _map_legends(methods: Sequence[str], method_titles: dict[str, str]) -> list[dict]:
+    """One legend per method of the galleries (``display.legend_of_kind``: each map scaled to itself)."""
+    from mikata.analysis.maps import LAYER_MAP_METHODS
+    from mikata.attribution.registry import signed_map
+    from mikata.display import legend_of_kind
+
+    return [{"title": method_titles.get(m, m),
+             **legend_of_kind(signed_map(m), saturate=m not in LAYER_MAP_METHODS, what="the row's class")}
+            for m in methods]
 
 
 def _cam_layer(handle, methods: Sequence[str]) -> tuple[str | None, tuple[int, int] | None]:

@@ -230,8 +230,13 @@ class RunState:
             return encode(self.maps.model_view(image_id))
 
     def overlay(self, image_id: int, method: str, cls: int | str | None, layer: str | None = None) -> bytes:
+        return self.overlay_with_legend(image_id, method, cls, layer)[0]
+
+    def overlay_with_legend(self, image_id: int, method: str, cls: int | str | None,
+                            layer: str | None = None) -> tuple[bytes, dict]:
+        """The map PNG and its legend (``MapService.overlay``): the page shows the two side by side."""
         with self._model_hint():
-            return self.maps.overlay_png(image_id, method, cls, layer)
+            return self.maps.overlay(image_id, method, cls, layer)
 
     @contextmanager
     def _model_hint(self):
