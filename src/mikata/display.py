@@ -239,7 +239,7 @@ def hatch(view: np.ndarray, period: int = 4) -> np.ndarray:
     faded = 0.35 * view.astype(np.float64) + 0.65 * 255.0
     yy, xx = np.mgrid[0:h, 0:w]
     stripe = ((xx + yy) % max(2, period)) == 0
-    faded[stripe] = 128.0
+    faded[stripe] = 185.0
     return faded.round().astype(np.uint8)
 
 

@@ -28,6 +28,7 @@ from mikata.analysis.audit import (RunData, accuracy, class_histogram, confused_
                                    row_normalized, topk_accuracy)
 from mikata.analysis.runstore import RunStore, RunStoreError
 from mikata.data.filenames import shown
+from mikata.formatting import percent
 from mikata.analysis.sections import confident_first
 
 
@@ -187,11 +188,12 @@ def format_audit(r: dict, max_listed: int | None = None) -> str:
     out = lines.append
     cut = (lambda xs: xs[:max_listed]) if max_listed else (lambda xs: xs)
     out(f"run {r['run']}: {r['images']} images, {len(r['skipped'])} skipped")
-    out(f"accuracy {r['accuracy']:.2%}   top-5 {r['top5_accuracy']:.2%}   "
+    out(f"accuracy {percent(r['accuracy'])}   top-5 {percent(r['top5_accuracy'])}   "
         f"class imbalance {r['imbalance']:.2f}x (largest / smallest class)")
     out("\nper class                     images  precision  recall     F1")
     for c in sorted(r["per_class"], key=lambda c: c["recall"]):
-        out(f"  {c['class'][:28]:28s} {c['images']:6d}  {c['precision']:9.2%}  {c['recall']:6.2%}  {c['f1']:5.2f}")
+        out(f"  {c['class'][:28]:28s} {c['images']:6d}  {percent(c['precision']):>9s}  {percent(c['recall']):>6s}  "
+            f"{c['f1']:5.2f}")
     out("\nmost confused pairs (a as b / b as a)")
     for p in cut(r["confused_pairs"]):
         out(f"  {p['a']} <-> {p['b']}: {p['a_as_b']} / {p['b_as_a']}")

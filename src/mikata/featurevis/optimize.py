@@ -103,15 +103,30 @@ class Rendering:
         return tile(self.pil(), labels=self.labels, thumb=thumb, cols=cols)
 
     def save(self, folder: str | os.PathLike, thumb: int = 128) -> list[Path]:
-        """Write ``grid.png`` and ``<label>.png`` per image; returns the paths written."""
+        """Write ``grid.png`` and ``<label>.png`` per image; returns those image paths.
+
+        Beside them: ``rendering.json`` (each image's file, its unit's label and final score, the options)
+        and ``log.txt`` (the per-iteration table), which the web app's gallery shows with the images.
+        """
+        import json
+        from dataclasses import asdict
+
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         paths = [folder / "grid.png"]
         self.grid(thumb).save(paths[0])
-        for label, img in zip(self.labels, self.pil()):
+        final = self.log[-1]["units"] if self.log else [None] * len(self.labels)
+        units = []
+        for label, img, score in zip(self.labels, self.pil(), final):
             safe = "".join(ch if ch.isalnum() or ch in "-_.@" else "_" for ch in label) or "unit"
             paths.append(folder / f"{safe}.png")
             img.save(paths[-1])
+            units.append({"file": paths[-1].name, "label": label, "score": score})
+        card = {"units": units, "seconds": round(self.seconds, 3),
+                "options": asdict(self.options) if self.options is not None else None}
+        (folder / "rendering.json").write_text(json.dumps(card, indent=1), encoding="utf-8")
+        if self.log:
+            (folder / "log.txt").write_text(format_log(self.log, self.labels) + "\n", encoding="utf-8")
         return paths
 
 

@@ -21,7 +21,6 @@ import base64
 import datetime as _dt
 import json
 import logging
-import math
 import os
 import threading
 import time
@@ -37,6 +36,7 @@ from mikata.analysis.attachments import featurevis_images, read_scorecard, score
 from mikata.analysis.sections import confusion_cells, confusion_view, scorecard_table
 
 from mikata.errors import MikataError
+from mikata.formatting import percent
 
 log = logging.getLogger(__name__)
 
@@ -457,7 +457,7 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
 
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"]),
                       finalize=shown_in_template)  # non-UTF-8 file names print as \xNN
-    env.filters["pct"] = lambda v: "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2%}"
+    env.filters["pct"] = percent  # as `mikata audit` prints them
     html = env.get_template("report.html.j2").render(
         title=f"mikata report — {run_dir.name}", run_dir=str(run_dir), manifest=manifest, identity=identity,
         split=split, summary=summary, classes=classes, methods=[method_titles.get(m, m) for m in methods],

@@ -32,6 +32,7 @@ from mikata.analysis.media import UnknownImageError
 from mikata.analysis.runstore import RunStoreError
 from mikata.attribution.engine import NotSpatialError
 from mikata.data.filenames import shown_in_template
+from mikata.formatting import percent
 from mikata.errors import ChoiceError, ImageDecodeError, MikataError, ModelLoadError
 from mikata.models.handle import ModelHandle
 from mikata.server.routes import ROUTERS
@@ -116,4 +117,5 @@ def _error_pages(app: FastAPI) -> None:
 
 
 def _pct(x: float) -> str:
-    return "–" if x != x else f"{100 * x:.1f}%"
+    """The app's percents: one decimal (compact cards), rounded as the audit and report round (``percent``)."""
+    return percent(x, 1)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mikata.analysis.attachments import featurevis_images, read_scorecard
+from mikata.analysis.attachments import featurevis_gallery, featurevis_images, featurevis_pngs, read_scorecard
 from mikata.analysis.maps import MapService
 from mikata.analysis.media import UnknownImageError, encode, image_file, thumbnail
 from mikata.analysis.overview import Overview, overview
@@ -39,6 +39,7 @@ from mikata.models.handle import ModelHandle
 log = logging.getLogger(__name__)
 PER_CLASS = 12        # most / least class-like images kept per class
 ISSUES = 200          # suspected label errors listed for review
+EMBEDDING_POINTS = 20000  # most points the embedding scatter draws (a seeded sample beyond)
 
 
 class RunState:
@@ -121,7 +122,7 @@ class RunState:
                 self._issues = (ov.version, find_issues(ov.data))
             return self._issues[1]
 
-    def embedding(self, max_points: int = 20000) -> dict:
+    def embedding(self, max_points: int = EMBEDDING_POINTS) -> dict:
         """Scatter data ``{ids, x, y, label, pred}`` of a PCA projection, cached per version."""
         ov = self.overview()
         with self._emb_lock:
@@ -135,7 +136,11 @@ class RunState:
             self._emb = (ov.version, data)
             return data
 
-    def embedding_json(self, max_points: int = 20000) -> bytes:
+    def embedding_points(self, max_points: int = EMBEDDING_POINTS) -> int:
+        """How many points ``embedding()`` draws (known before the projection is computed)."""
+        return min(len(self.overview().data), max_points)
+
+    def embedding_json(self, max_points: int = EMBEDDING_POINTS) -> bytes:
         """``embedding()`` as JSON bytes, encoded once per run version (20,000 points are ~0.4 s of
         ``json.dumps`` here: every request would pay it)."""
         data = self.embedding(max_points)
@@ -279,8 +284,15 @@ class RunState:
         """The run's feature-visualization images (``attachments.featurevis_images``), addressed by index."""
         return featurevis_images(self.run_dir)
 
+    def featurevis_gallery(self) -> list[dict]:
+        """``attachments.featurevis_gallery`` with each image as its index for ``featurevis_png``."""
+        index = {p: i for i, p in enumerate(featurevis_pngs(self.run_dir))}
+        return [{**e, "grid": index.get(e["grid"]), "units": [(index[p], label) for p, label in e["units"]]}
+                for e in featurevis_gallery(self.run_dir)]
+
     def featurevis_png(self, index: int) -> bytes:
-        files = self.featurevis_files()
+        """A PNG under RUN_DIR/featurevis/ by its index in ``attachments.featurevis_pngs`` (grids and units)."""
+        files = featurevis_pngs(self.run_dir)
         if not 0 <= index < len(files):
             raise UnknownImageError(f"no feature visualization {index}")
         return files[index].read_bytes()

@@ -204,7 +204,8 @@ def _train(data: str | os.PathLike, model: str | ModelHandle, out: Path, opts: T
                     best["bad_epochs"] += 1
                 epoch_generator_state = generator.get_state()
                 _save_progress(handle, out, optimizer, epoch + 1, history, best, epoch_generator_state, opts)
-                plot_history(history, plot_path(out), title=f"{out.stem}: training progress")
+                plot_history(history, plot_path(out), title=f"{out.stem}: training progress",
+                             best_epoch=best["epoch"])
                 if on_epoch_end is not None:
                     on_epoch_end(epoch + 1, history)
                 if opts.early_stop and best["bad_epochs"] >= opts.early_stop:
@@ -227,7 +228,7 @@ def _train(data: str | os.PathLike, model: str | ModelHandle, out: Path, opts: T
             test_acc = evaluate_split(handle, test_set, opts.batch_size * 2, memory_format, forward)[1]
     net.to(memory_format=torch.contiguous_format)
     seconds = time.perf_counter() - start_time
-    plot = plot_history(history, plot_path(out), title=f"{out.stem}: training progress")
+    plot = plot_history(history, plot_path(out), title=f"{out.stem}: training progress", best_epoch=int(best["epoch"]))
     result = TrainResult(out, plot, history, list(ds.classes), int(best["epoch"]), float(best["accuracy"]),
                          None if test_acc is None else float(test_acc), len(history["val_accuracy"]), stopped_early,
                          skipped, seconds)

@@ -112,16 +112,15 @@ def reviews_page(request: Request):
 
 @router.get("/embedding", response_class=HTMLResponse)
 def embedding_page(request: Request):
+    state = run_state(request)
     return page(request, "embedding.html", has_plotly="plotly.min.js" in request.app.state.static,
-                has_embed=run_state(request).has_embeddings())
+                has_embed=state.has_embeddings(), points=state.embedding_points())
 
 
 @router.get("/featurevis", response_class=HTMLResponse)
 def featurevis_page(request: Request):
     state = run_state(request)
-    root = state.run_dir / "featurevis"
-    files = [str(p.relative_to(root)) for p in state.featurevis_files()]
-    return page(request, "featurevis.html", files=files)
+    return page(request, "featurevis.html", entries=state.featurevis_gallery())
 
 
 @router.get("/scorecard", response_class=HTMLResponse)

@@ -136,12 +136,18 @@ function mikataEmbedding() {
       legend: { itemsizing: "constant" }, xaxis: { title: "PC 1" }, yaxis: { title: "PC 2" } },
       { displaylogo: false, responsive: true });
   }
+  const loading = $("#embloading");
   fetch("/api/embedding").then((r) => r.ok ? r.json() : Promise.reject(r.statusText)).then((d) => {
     data = d;
+    if (loading) loading.textContent = "drawing " + d.ids.length.toLocaleString("en") + " points…";
     draw();
+    if (loading) loading.hidden = true;
     if (d.ids.length < d.total) info.textContent = "Showing a sample of " + d.ids.length + " of " + d.total + " images. Nothing selected.";
     el.on("plotly_selected", (ev) => showSelection(ev ? ev.points : []));
     el.on("plotly_click", (ev) => showSelection(ev.points));
     $("#errorsonly").addEventListener("change", draw);
-  }).catch((e) => { info.textContent = "cannot load the embedding: " + e; info.className = "error"; });
+  }).catch((e) => {
+    if (loading) loading.hidden = true;
+    info.textContent = "cannot load the embedding: " + e; info.className = "error";
+  });
 }
