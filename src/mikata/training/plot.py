@@ -13,7 +13,16 @@ from pathlib import Path
 
 def plot_history(history: dict[str, list[float]], path: str | os.PathLike, title: str = "",
                  best_epoch: int | None = None) -> Path:
-    """Write a two-panel PNG (loss, accuracy) and return its path.
+    """Write ``history_figure`` as a PNG and return its path."""
+    fig = history_figure(history, title, best_epoch)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
+
+
+def history_figure(history: dict[str, list[float]], title: str = "", best_epoch: int | None = None):
+    """The two-panel matplotlib Figure (loss, accuracy per epoch, train and validation).
 
     ``best_epoch`` (1-based): the epoch whose weights were kept (the best validation accuracy): a
     dashed line and a ring on its validation points mark it in both panels, so a reader sees which
@@ -41,7 +50,4 @@ def plot_history(history: dict[str, list[float]], path: str | os.PathLike, title
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    return path
+    return fig
