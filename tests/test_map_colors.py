@@ -284,3 +284,12 @@ def test_one_percent_formatter_rounds_the_same_everywhere(app_run):
     text = format_audit(audit(run))
     assert f"accuracy {percent(acc)}" in text
     assert f'<div class="big">{percent(acc, 1)}</div>' in app_run["client"].get("/").text
+
+
+def test_explain_refuses_an_unknown_colormap_before_loading_the_model(tmp_path, capsys):
+    from mikata.cli import main
+
+    assert main(["explain", "efficientnet-lite0", str(tmp_path / "x.png"), "--signed-cmap", "rdbu",
+                 "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown signed colormap 'rdbu'" in err and "RdBu" in err

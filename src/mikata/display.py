@@ -179,6 +179,17 @@ class MapScale:
                 "stops": self.stops()}
 
 
+def check_colormap(name: str | None, kind: str = "colormap") -> str | None:
+    """``name`` if matplotlib knows it (None passes: the default), else ``ChoiceError`` listing them."""
+    if name is None:
+        return None
+    from matplotlib import colormaps
+
+    from mikata.errors import check_choices
+
+    return check_choices(kind, name, sorted(colormaps), hint="e.g. jet, viridis, magma; signed: bwr, RdBu_r, seismic")
+
+
 def map_scale(m: np.ndarray, signed: bool = False, saturate: bool = False, cmap: str | None = None,
               signed_cmap: str | None = None) -> MapScale:
     """The ``MapScale`` of one map: the one rule every picture of a map follows (see the module docstring).

@@ -24,7 +24,7 @@ from mikata.data.images import load_image
 from mikata.data.filenames import shown
 from mikata.errors import ImageDecodeError
 from mikata.models.handle import ModelHandle
-from mikata.display import to_uint8_image
+from mikata.display import check_colormap, to_uint8_image
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,8 @@ def explain_files(
     as ``summary.json`` in ``out_dir``. Images are explained one at a time so a figure appears as
     soon as it is ready; all methods and targets of an image share passes."""
     methods = check_methods(methods)
+    check_colormap(cmap)
+    check_colormap(signed_cmap, "signed colormap")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     mode = handle.mode

@@ -56,6 +56,10 @@ def run(args) -> int:
     from mikata.attribution.files import explain_files
 
     methods = check_methods([m for m in args.methods.split(",") if m.strip()])  # fail before loading the model
+    from mikata.display import check_colormap
+
+    check_colormap(args.cmap)
+    check_colormap(args.signed_cmap, "signed colormap")
     target = args.target if "," not in args.target else [t.strip() for t in args.target.split(",")]
     handle = load_model_from_args(args)
     summaries = explain_files(handle, args.images, methods, target, args.layer, args.out, _options(args),
