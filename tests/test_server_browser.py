@@ -153,6 +153,8 @@ def test_units_page_unit_then_image_in_a_real_browser(browser, live):
                            ".every(i => i.complete && i.naturalWidth > 0)")
     shown = [int(x) for x in page.locator("#unit-examples a.tile").evaluate_all("els => els.map(e => e.dataset.id)")]
     assert shown == [e.image_id for e in res.units[1][1]]
+    assert page.locator("#unitlegend").is_visible()  # the activation maps' colors say what they mean
+    assert page.locator("#unitlegend .legend-ticks span").all_inner_texts() == ["min", "max"]
     screenshot(page, "server-unit")
     page.click(f'#unit-examples a.tile[data-id="{shown[0]}"]')
     page.wait_for_url(f"**/image/{shown[0]}")
