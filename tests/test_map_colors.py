@@ -293,3 +293,22 @@ def test_explain_refuses_an_unknown_colormap_before_loading_the_model(tmp_path, 
                  "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "unknown signed colormap 'rdbu'" in err and "RdBu" in err
+
+
+def test_report_training_charts_mark_the_kept_epoch(tmp_path, mnist):
+    from mikata.models.loading import save_checkpoint
+    from mikata.report.build import training_best_epoch
+    from mikata.report.svg import line_chart
+
+    h = mnist_handle()
+    h.metadata["architecture"] = "test_scan_support:mnist_handle"  # as test_report saves it
+    ckpt = save_checkpoint(h, tmp_path / "m.safetensors",
+                           extra={"training": {"history": {"val_loss": [1.0, 0.5, 0.7]}, "best_epoch": 2}})
+    assert training_best_epoch({"model_spec": str(ckpt)}, tmp_path) == 2
+    plain = save_checkpoint(h, tmp_path / "plain.safetensors")
+    assert training_best_epoch({"model_spec": str(plain)}, tmp_path) is None
+    svg = line_chart({"val loss": [1.0, 0.5, 0.7]}, title="loss", mark=2, mark_label="kept: epoch 2")
+    assert svg.count('<g class="mark">') == 1 and "kept: epoch 2" in svg
+    xs = [float(v) for v in __import__("re").findall(r'<circle cx="([\d.]+)"', svg)]
+    assert f'x1="{xs[1]:.1f}" x2="{xs[1]:.1f}"' in svg  # on the second epoch's points
+    assert '<g class="mark">' not in line_chart({"val loss": [1.0, 0.5]}, mark=5)  # outside the epochs: none

@@ -142,6 +142,21 @@ def training_history(identity: dict, run_dir: str | os.PathLike) -> dict[str, li
     return {k: [float(v) for v in vs] for k, vs in history.items() if isinstance(vs, list)}
 
 
+def training_best_epoch(identity: dict, run_dir: str | os.PathLike) -> int | None:
+    """``metadata["training"]["best_epoch"]`` of the run's checkpoint (the epoch kept), else None."""
+    from mikata.models.loading import read_checkpoint_metadata
+    from mikata.models.run_model import run_model_spec
+
+    spec = run_model_spec(identity, run_dir)
+    if not spec.endswith(".safetensors") or not os.path.isfile(spec):
+        return None
+    try:
+        best = read_checkpoint_metadata(spec).get("training", {}).get("best_epoch")
+    except MikataError:
+        return None
+    return best if isinstance(best, int) and not isinstance(best, bool) and best > 0 else None
+
+
 def featurevis_grids(run_dir: Path) -> list[dict]:
     """The feature-visualization images of the run (``attachments.featurevis_images``) as titled data URIs."""
     folder = run_dir / "featurevis"
@@ -416,8 +431,10 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
     if history:
         loss = {k.replace("_", " "): history[k] for k in ("train_loss", "val_loss") if history.get(k)}
         acc = {k.replace("_", " "): history[k] for k in ("train_accuracy", "val_accuracy") if history.get(k)}
-        charts["loss"] = line_chart(loss, title="loss") if loss else ""
-        charts["accuracy"] = line_chart(acc, title="accuracy") if acc else ""
+        kept = training_best_epoch(identity, run_dir)  # the epoch whose weights the checkpoint holds
+        mark = {"mark": kept, "mark_label": f"kept: epoch {kept}"} if kept else {}
+        charts["loss"] = line_chart(loss, title="loss", **mark) if loss else ""
+        charts["accuracy"] = line_chart(acc, title="accuracy", **mark) if acc else ""
     ex = None
     if ov.exceptional is not None:
         ex = {"count": ov.exceptional["count"], "pairs": list(ov.exceptional["pairs"].items()),
