@@ -257,7 +257,10 @@ def test_featurevis_gallery_shows_each_unit_with_its_label_and_the_log(browser, 
     r = visualize_classes(live["app"].run.maps.handle, ["3", "8"], RenderOptions(size=28, steps=4, jitter=2, pad=2))
     folder = live["run"] / "featurevis" / "digits-classes"
     r.save(folder, thumb=56)
-    assert json.loads((folder / "rendering.json").read_text())["units"][0]["label"] == r.labels[0]
+    assert sorted(p.name for p in folder.iterdir()) == sorted(["grid.png"] + [f"{label}.png" for label in r.labels])
+    with Image.open(folder / "grid.png") as grid:  # labels and log ride in the grid's text chunks
+        assert json.loads(grid.info["mikata-rendering"])["units"][0]["label"] == r.labels[0]
+        assert grid.info["mikata-log"].startswith("iteration")
     page = new_page(browser)
     page.goto(f"{live['url']}/featurevis?token={TOKEN}")
     page.wait_for_function("() => Array.from(document.querySelectorAll('.gallery img'))"

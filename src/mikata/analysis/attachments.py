@@ -2,8 +2,8 @@
 
 - ``RUN_DIR/featurevis/**.png``: feature-visualization images (``mikata visualize ... --out
   RUN_DIR/featurevis/NAME``; the demo writes the fine-tuned classes there). A folder that holds a
-  ``grid.png`` (what ``mikata visualize`` writes beside one PNG per unit, its ``rendering.json`` of
-  labels and ``log.txt``) is shown by its grid alone in the report (``featurevis_images``); the web
+  ``grid.png`` (what ``mikata visualize`` writes beside one PNG per unit; its text chunks carry the
+  units' labels and the optimization log) is shown by its grid alone in the report (``featurevis_images``); the web
   app's gallery shows each unit's image with its label, and the log (``featurevis_gallery``).
 - ``RUN_DIR/evaluate/scorecard.json`` and its figures (``mikata evaluate RUN_DIR``).
 
@@ -48,30 +48,46 @@ def featurevis_pngs(run_dir: str | os.PathLike) -> list[Path]:
     return sorted(p for p in root.rglob("*.png") if _inside(root, p))
 
 
-def _rendering_labels(folder: Path) -> dict[str, str]:
-    """file name -> unit label from ``folder/rendering.json`` (data: only strings are taken); {} if absent."""
-    path = folder / "rendering.json"
-    if not _inside(folder, path):
-        return {}
-    try:
-        card = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        log.warning("ignoring unreadable %s: %s", path, e)
-        return {}
-    units = card.get("units") if isinstance(card, dict) else None
-    return {u["file"]: u["label"] for u in units or [] if isinstance(u, dict)
-            and isinstance(u.get("file"), str) and isinstance(u.get("label"), str)}
-
-
 MAX_LOG_CHARS = 200_000  # a log shown in a page: the first 200 kB (64 steps x 3 octaves is ~15 kB)
+
+
+def _png_text(path: Path, key: str) -> str | None:
+    """One text chunk of a PNG (written before its pixels, so the pixels are not decoded), or None."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            value = img.info.get(key)
+    except (OSError, ValueError) as e:  # a damaged PNG: the gallery still shows the rest
+        log.warning("cannot read %s: %s", path, e)
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _rendering(grid: Path) -> tuple[dict[str, str], str | None]:
+    """file name -> unit label, and the log, from ``grid.png``'s chunks (``Rendering.save``); data only:
+    strings are taken, anything else ignored."""
+    labels: dict[str, str] = {}
+    raw = _png_text(grid, "mikata-rendering")
+    try:
+        card = json.loads(raw) if raw else {}
+    except ValueError:
+        card = {}
+    units = card.get("units") if isinstance(card, dict) else None
+    for u in units if isinstance(units, list) else []:
+        if isinstance(u, dict) and isinstance(u.get("file"), str) and isinstance(u.get("label"), str):
+            labels[u["file"]] = u["label"]
+    text = _png_text(grid, "mikata-log")
+    return labels, (text[:MAX_LOG_CHARS] if text else None)
 
 
 def featurevis_gallery(run_dir: str | os.PathLike) -> list[dict]:
     """The web app's feature-visualization gallery, one entry per folder (and one per loose PNG).
 
     Each entry: ``title`` (the folder, relative), ``grid`` (its ``grid.png`` or None), ``units``
-    (``[(png, label)]``: each unit's image with its label, from ``rendering.json`` or the file's
-    name) and ``log`` (``log.txt``'s text, or None). Index the PNGs with ``featurevis_pngs``.
+    (``[(png, label)]``: each unit's image with its label, from the grid's ``mikata-rendering`` chunk,
+    the unit PNG's ``mikata-label``, or its file name) and ``log`` (the grid's ``mikata-log`` text, or
+    None). Index the PNGs with ``featurevis_pngs``.
     """
     root = Path(run_dir) / "featurevis"
     pngs = featurevis_pngs(run_dir)
@@ -85,14 +101,10 @@ def featurevis_gallery(run_dir: str | os.PathLike) -> list[dict]:
             out += [{"title": str(p.relative_to(root)), "grid": None, "units": [(p, p.stem)], "log": None}
                     for p in files]
             continue
-        labels = _rendering_labels(folder)
-        log_path = folder / "log.txt"
-        text = None
-        if _inside(folder, log_path):
-            with open(log_path, encoding="utf-8", errors="replace") as f:
-                text = f.read(MAX_LOG_CHARS)
+        labels, text = _rendering(grid)
         out.append({"title": str(folder.relative_to(root)) if folder != root else ".", "grid": grid,
-                    "units": [(p, labels.get(p.name, p.stem)) for p in files if p.name != "grid.png"],
+                    "units": [(p, labels.get(p.name) or _png_text(p, "mikata-label") or p.stem)
+                              for p in files if p.name != "grid.png"],
                     "log": text})
     return out
 
