@@ -312,3 +312,27 @@ def test_report_training_charts_mark_the_kept_epoch(tmp_path, mnist):
     xs = [float(v) for v in __import__("re").findall(r'<circle cx="([\d.]+)"', svg)]
     assert f'x1="{xs[1]:.1f}" x2="{xs[1]:.1f}"' in svg  # on the second epoch's points
     assert '<g class="mark">' not in line_chart({"val loss": [1.0, 0.5]}, mark=5)  # outside the epochs: none
+
+
+def test_featurevis_gallery_takes_labels_and_log_from_the_pngs_as_data_only(tmp_path):
+    from PIL.PngImagePlugin import PngInfo
+
+    from mikata.analysis.attachments import featurevis_gallery
+    from mikata.featurevis.optimize import Rendering
+
+    g = torch.Generator().manual_seed(0)
+    log = [{"level": 1, "iteration": i, "mean": 0.1 * i, "units": [0.1 * i, 0.2 * i], "size": [16, 16]}
+           for i in range(1, 4)]
+    Rendering(torch.rand(2, 3, 16, 16, generator=g), ["zebra", "castle"], log).save(tmp_path / "featurevis" / "a")
+    hostile = tmp_path / "featurevis" / "b"
+    hostile.mkdir()
+    info = PngInfo()
+    info.add_itxt("mikata-rendering", json.dumps({"units": [{"file": "0.png", "label": {"__import__": "os"}},
+                                                            {"file": 3, "label": "x"}]}))
+    Image.new("RGB", (8, 8)).save(hostile / "grid.png", pnginfo=info)
+    Image.new("RGB", (8, 8)).save(hostile / "0.png")
+    (hostile / "1.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    a, b = featurevis_gallery(tmp_path)
+    assert [label for _, label in a["units"]] == ["castle", "zebra"]  # sorted by file name
+    assert a["log"].splitlines()[0].startswith("iteration") and len(a["log"].splitlines()) == 2 + len(log)
+    assert [label for _, label in b["units"]] == ["0", "1"] and b["log"] is None  # non-strings ignored
