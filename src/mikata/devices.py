@@ -192,9 +192,9 @@ def for_chunks(total: int, size: int, fn: Callable[[int, int], None], *, device:
     done = 0
     bar = None
     if progress and total > 2 * size:
-        from tqdm.auto import tqdm
+        from mikata.progress import Progress
 
-        bar = tqdm(total=total, desc=desc, leave=False, unit="item")
+        bar = Progress(total=total, desc=desc, unit="item", first="first chunk")
     try:
         while done < total:
             stop = min(done + size, total)

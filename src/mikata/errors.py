@@ -36,10 +36,27 @@ class ChoiceError(MikataError, ValueError):
         msg = f"unknown {kind} {given!r}"
         if close:
             msg += f" (did you mean {', '.join(close)}?)"
-        msg += f"; valid {kind}s: {shown}"
+        msg += f"; valid {plural(kind)}: {shown}"
         if hint:
             msg += f". {hint}"
         super().__init__(msg)
+
+
+def plural(noun: str) -> str:
+    """The plural of the last word of an English noun phrase, for messages ("class" -> "classes").
+
+    Example:
+        >>> plural("class"), plural("positive class"), plural("layer"), plural("method in options")
+        ('classes', 'positive classes', 'layers', 'methods in options')
+    """
+    if " in " in noun:  # "method in options": the head noun takes the plural
+        head, rest = noun.split(" in ", 1)
+        return f"{plural(head)} in {rest}"
+    if noun.endswith(("s", "x", "z", "ch", "sh")):
+        return noun + "es"
+    if noun.endswith("y") and noun[-2:-1] not in "aeiou":
+        return noun[:-1] + "ies"
+    return noun + "s"
 
 
 def check_choices(kind: str, given: object, choices, hint: str = ""):

@@ -298,25 +298,47 @@ def top_activating(channels: np.ndarray, channel: int, k: int = 9) -> list[int]:
 
 
 def label_issues(d: RunData, top: int | None = None, ranked: np.ndarray | None = None) -> list[dict]:
-    """Suspected label errors, most suspicious first, each with a suggested label (confident learning).
+    """Suspected label errors, most suspicious first (confident learning), each with what the evidence is.
 
     Uses ``cleanlab.filter.find_label_issues`` on the stored probabilities. They must be
     out-of-sample: for a model trained on other data any split qualifies; for a model trained on
     this folder use only the split it did not train on (``load_run(run, split="test")``), or
     cross-validated probabilities — on training images a model agrees with its labels, errors included.
     ``ranked`` is ``label_issue_ranking(d)`` when it was computed before (it is cached per run version).
+
+    Each item says what the model did, not what the truth is: ``label_prob`` (P of the given label),
+    ``model_class``/``model_prob`` (the model's top class and its probability), ``score`` (cleanlab's
+    self-confidence label quality, lower is more suspicious), ``split``; ``suggested``/``suggested_prob``
+    (the most probable class among those with images) stay for older callers. ``top`` cuts the list;
+    the uncut one's length (``Overview.label_issues_total``) is the count every view shows.
     """
     present = np.unique(d.labels)
     if ranked is None:
         ranked = label_issue_ranking(d)
+    rows = np.asarray(ranked[:top] if top else ranked, np.int64)
+    quality = label_quality_of(d, rows)
     out = []
-    for i in ranked[:top] if top else ranked:
-        i = int(i)
+    for i, q in zip(rows.tolist(), np.asarray(quality, np.float64).tolist()):
         suggested = int(present[int(np.argmax(d.probs[i, present]))])
+        top1 = int(d.preds[i])
         out.append({"row": i, "id": int(d.ids[i]), "path": d.paths[i], "label": d.class_names[d.labels[i]],
                     "suggested": d.class_names[suggested], "label_prob": float(d.probs[i, d.labels[i]]),
-                    "suggested_prob": float(d.probs[i, suggested])})
+                    "suggested_prob": float(d.probs[i, suggested]), "model_class": d.class_names[top1],
+                    "model_prob": float(d.probs[i, top1]), "score": float(q), "split": str(d.splits[i])})
     return out
+
+
+def describe_label_issue(item: dict) -> str:
+    """One line that states the evidence without asserting a truth:
+    ``labelled A (p=0.00) · model says B (p=1.00) · issue score 0.00 · split test``."""
+    split = item.get("split") or "none"
+    return (f"labelled {item['label']} (p={item['label_prob']:.2f}) · model says {item['model_class']} "
+            f"(p={item['model_prob']:.2f}) · issue score {item['score']:.2f} · split {split}")
+
+
+def shown_of(shown: int, total: int) -> str:
+    """``"showing 20 of 76"`` where a list is cut, ``"all 76"`` where it is not."""
+    return f"showing {shown} of {total}" if shown < total else f"all {total}"
 
 
 def label_issue_ranking(d: RunData) -> np.ndarray:
@@ -337,15 +359,22 @@ def label_issue_ranking(d: RunData) -> np.ndarray:
 def label_quality(d: RunData) -> np.ndarray:
     """``(N,)`` cleanlab self-confidence label quality of every row (low = suspicious), over the classes
     that have images: the score behind ``label_issues``'s ranking, for every image."""
-    from cleanlab.rank import get_label_quality_scores
+    return label_quality_of(d, None)
 
+
+def label_quality_of(d: RunData, rows: np.ndarray | None) -> np.ndarray:
+    """``label_quality`` of the given rows only (all when ``rows`` is None): a few listed issues of a
+    million-row run need not score every row. Self-confidence is P(label) renormalized over those
+    classes (``cleanlab.rank.get_label_quality_scores(..., method="self_confidence")``, without its checks)."""
     present = np.unique(d.labels)
-    if len(present) < 2:
-        return np.ones(len(d))
-    col = {c: i for i, c in enumerate(present)}
-    probs = d.probs[:, present].astype(np.float64)
+    rows = np.arange(len(d)) if rows is None else np.asarray(rows, np.int64)
+    if len(present) < 2 or not len(rows):
+        return np.ones(len(rows))
+    col = np.full(d.num_classes, -1, np.int64)
+    col[present] = np.arange(len(present))
+    probs = d.probs[rows][:, present].astype(np.float64)  # (n, K')
     probs /= np.clip(probs.sum(1, keepdims=True), 1e-12, None)
-    return get_label_quality_scores(np.array([col[c] for c in d.labels]), probs, method="self_confidence")
+    return probs[np.arange(len(rows)), col[d.labels[rows]]]
 
 
 # -------------------------------------------------------------------------------------- embeddings

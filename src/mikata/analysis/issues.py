@@ -81,15 +81,23 @@ class IssueType:
     score: np.ndarray      # (N,) in [0, 1], lower is worse
     flag: np.ndarray       # (N,) bool
     threshold: float | None
+    order: np.ndarray | None = None  # (F,) the flagged rows, most severe first, when the method ranks them itself
 
     @property
     def description(self) -> str:
         return DESCRIPTIONS[self.name]
 
+    def ranked(self) -> np.ndarray:
+        """Row indices of every flagged image, most severe first: the method's own order (the label
+        issues' confident-learning ranking, which the review queue uses), else by ascending score."""
+        if self.order is not None:
+            return self.order
+        rows = np.nonzero(self.flag)[0]
+        return rows[np.argsort(self.score[rows], kind="stable")]
+
     def worst(self, n: int = 10) -> list[int]:
         """Row indices of the ``n`` flagged images with the lowest scores (most severe first)."""
-        rows = np.nonzero(self.flag)[0]
-        return rows[np.argsort(self.score[rows], kind="stable")][:n].tolist()
+        return self.ranked()[:n].tolist()
 
 
 @dataclass
@@ -118,9 +126,8 @@ def issue_rows(found: DatasetIssues, name: str, cls: int | None = None) -> np.nd
     report's and the web app's issue grids show."""
     if name not in found.types:
         raise ChoiceError("issue type", name, list(found.types))
-    t = found.types[name]
-    rows = np.nonzero(t.flag & ((found.data.labels == cls) if cls is not None else True))[0]
-    return rows[np.argsort(t.score[rows], kind="stable")]
+    rows = found.types[name].ranked()
+    return rows if cls is None else rows[found.data.labels[rows] == cls]
 
 
 # methods whose maps explain an issue: the evidence behind a label issue, an outlier, a weak group
@@ -246,11 +253,13 @@ def _knn_faiss(x: np.ndarray, k: int, exact: bool = False) -> tuple[np.ndarray, 
 # ------------------------------------------------------------------------------------ issues
 def find_issues(run: str | os.PathLike | RunData, thresholds: Mapping[str, float] | None = None, k: int = 10,
                 split: str | None = None, groups: Sequence[str] | Mapping[str, str] | None = None,
-                min_group: int = 10, seed: int = 0) -> DatasetIssues:
+                min_group: int = 10, seed: int = 0, label_ranking: np.ndarray | None = None) -> DatasetIssues:
     """Score every image of a run for every issue type (see the module doc for the definitions).
 
     ``groups``: one group name per image (row order of the run's ``RunData``) or a path -> group
-    mapping; without it the groups are k-means clusters of the embedding.
+    mapping; without it the groups are k-means clusters of the embedding. ``label_ranking``:
+    ``Overview.label_ranking`` when the caller has it, so the flagged label errors are exactly the
+    overview's list (and cleanlab does not run twice).
     """
     th = check_thresholds(thresholds)
     d = run if isinstance(run, RunData) else load_run(run, split)
@@ -264,13 +273,15 @@ def find_issues(run: str | os.PathLike | RunData, thresholds: Mapping[str, float
         types[name] = IssueType(name, score, score < t if flag is None else np.asarray(flag, bool), t)
 
     # labels: the overview's own confident-learning list, so every view agrees
-    from mikata.analysis.audit import label_issues, label_quality
+    from mikata.analysis.audit import label_issue_ranking, label_quality
 
     quality = label_quality(d)
     if th["label"] is None:
+        ranking = label_issue_ranking(d) if label_ranking is None else np.asarray(label_ranking, np.int64)
         flagged = np.zeros(n, bool)
-        flagged[[i["row"] for i in label_issues(d)]] = True
+        flagged[ranking] = True
         add("label", quality, flagged)
+        types["label"].order = ranking  # the overview's order: the issues page and the review queue agree
     else:
         add("label", quality)
 

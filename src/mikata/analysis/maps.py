@@ -297,6 +297,24 @@ class MapService:
 
         return to_uint8_image(self.preprocessing.denormalize(x)[0])  # (H, W, 3)
 
+    def estimate(self, image_id: int, method: str = "gradcam", cls: int | str | None = None,
+                 layer: str | None = None) -> dict:
+        """What asking for this map will cost, for the app to say while it computes: whether it is
+        cached, the median seconds of the method's maps computed before in this run (``None`` when it
+        is the first), how many that median is over, and whether the model must be loaded first."""
+        from mikata.attribution.engine import check_methods
+
+        method = check_methods([method])[0]
+        row = self._row(image_id)
+        k = self.class_index(cls, image_id, row)
+        with self._db_lock:
+            cached = self.store.get_map(int(row["id"]), method, k, layer or "") is not None
+            past = self.store.map_seconds(method)
+        cached = cached or self._scan_cam(row, method, k, layer) is not None
+        return {"method": method, "class": k, "cached": cached,
+                "seconds": float(np.median(past)) if past else None, "measured": len(past),
+                "model_loaded": self._handle is not None}
+
     def overlay_png(self, image_id: int, method: str = "gradcam", cls: int | str | None = None,
                     layer: str | None = None, alpha: float = 0.5) -> bytes:
         """PNG bytes of the map blended over the model's view of the image.

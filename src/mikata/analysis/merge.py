@@ -76,6 +76,10 @@ def merge_runs(target: str | os.PathLike, shards: Sequence[str | os.PathLike], p
         for s in shards:
             a, b = _copy(out, Path(s), done)
             added, already = added + a, already + b
+            with RunStore.open(s) as src:  # a manifest's extra columns (per-image fields) travel too
+                names, values = src.field_names(), src.field_rows()
+            if names:
+                out.set_fields(names, values)
             log.info("merged %s: %d rows added, %d already there", s, a, b)
         rows = out.count()
     size = sum(p.stat().st_size for p in target.iterdir() if p.is_file())

@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 
 from mikata.analysis import overview_cache
 from mikata.analysis.audit import (RunData, accuracy, class_histogram, confused_pairs, confusion_matrix,
-                                   exceptional_errors, label_issues, per_class_metrics, project_2d, ranked_per_class,
-                                   row_normalized, topk_accuracy)
+                                   describe_label_issue, exceptional_errors, label_issues, per_class_metrics, project_2d,
+                                   ranked_per_class, row_normalized, shown_of, topk_accuracy)
 from mikata.analysis.runstore import RunStore, RunStoreError
 from mikata.data.filenames import shown
 from mikata.formatting import percent
@@ -54,7 +54,7 @@ class Overview:
     data: RunData
     skipped: list[tuple[str, str]]
     accuracy: float
-    top5_accuracy: float
+    top5_accuracy: float | None         # None with 5 classes or fewer (it would be 100% by definition)
     confusion: np.ndarray               # (K, K) counts, rows = true class
     confusion_normalized: np.ndarray    # (K, K) rows sum to 1 (recall on the diagonal)
     histogram: np.ndarray               # (K,) images per class
@@ -62,8 +62,25 @@ class Overview:
     present: list[int]                  # classes that have images
     confused_pairs: list[tuple[int, int, int, int]]  # (a, b, a as b, b as a)
     classes: list[ClassView]
-    label_issues: list[dict]            # audit.label_issues rows (with "id")
+    label_issues: list[dict]            # audit.label_issues rows (with "id"), the first ``top_issues``
     exceptional: dict | None = None     # audit.exceptional_errors, when groups are given
+    label_issues_total: int = -1        # every suspected label error (``label_issues`` may be cut); see below
+    label_ranking: np.ndarray | None = None  # (T,) rows of every suspected label error, most suspicious first
+    split: str | None = None            # the split the rows are of (None: every split)
+
+    def __post_init__(self) -> None:
+        if self.label_issues_total < 0:
+            self.label_issues_total = len(self.label_issues)
+
+    def label_issue_page(self, start: int = 0, count: int | None = None) -> list[dict]:
+        """Items ``start .. start+count`` of the full ranked list of suspected label errors (the same
+        ranking the counts come from), so a view can page past the overview's first ``top_issues``."""
+        ranked = self.label_ranking if self.label_ranking is not None else np.asarray(
+            [i["row"] for i in self.label_issues], np.int64)
+        stop = len(ranked) if count is None else start + count
+        if stop <= len(self.label_issues):
+            return self.label_issues[start:stop]
+        return label_issues(self.data, ranked=ranked[start:stop])
 
     @property
     def class_names(self) -> list[str]:
@@ -125,24 +142,43 @@ def overview(run: str | os.PathLike, n: int = 3, top_pairs: int = 10, top_issues
         classes.append(ClassView(c, d.class_names[c], int(counts[c]), float(metrics["precision"][c]),
                                  float(metrics["recall"][c]), float(metrics["f1"][c]),
                                  d.ids[most].tolist(), d.ids[least].tolist(), d.ids[errors].tolist()))
-    return Overview(
+    ranking = overview_cache.issue_ranking(cached, split)  # THE list of suspected label errors: every view's
+    return Overview(                                        # count and order come from it
         run_dir=d.run_dir, version=version, data=d, skipped=skipped, accuracy=accuracy(d),
-        top5_accuracy=topk_accuracy(d, 5), confusion=cm, confusion_normalized=row_normalized(cm),
+        top5_accuracy=topk_accuracy(d, 5) if k > 5 else None, confusion=cm, confusion_normalized=row_normalized(cm),
         histogram=counts, imbalance=imbalance, present=present, confused_pairs=confused_pairs(cm, top_pairs),
-        classes=classes, label_issues=label_issues(d, top_issues, overview_cache.issue_ranking(cached, split)),
-        exceptional=exceptional_errors(d, groups) if groups else None)
+        classes=classes, label_issues=label_issues(d, top_issues, ranking),
+        exceptional=exceptional_errors(d, groups) if groups else None,
+        label_issues_total=int(len(ranking)), label_ranking=ranking, split=split)
 
 
 # ------------------------------------------------------------------------ mikata audit's output
 def audit(run: str | os.PathLike, groups: Mapping[str, str] | None = None, n: int = 3, top_pairs: int = 10,
           top_issues: int = 20, split: str | None = None, dataset_issues: bool = True,
-          thresholds: Mapping[str, float] | None = None) -> dict:
+          thresholds: Mapping[str, float] | None = None, positive: int | str | None = None,
+          threshold: float | None = None, group_by: Sequence[str] = ()) -> dict:
     """Everything ``mikata audit`` prints, as JSON-ready data (the ``Overview``, with paths instead of ids).
 
     ``dataset_issues`` adds ``analysis.issues`` (outliers, duplicates and leaks, image quality, weak
-    groups; ``thresholds`` overrides its defaults).
+    groups; ``thresholds`` overrides its defaults). A two-class run (or any run with a ``positive``
+    class named) gets ``binary``: AUROC, average precision and the confusion counts at ``threshold``
+    (default 0.5) and at the best F1 (``analysis.binary``). ``group_by`` names fields (a manifest's
+    extra columns, ``analysis.fields``): accuracy, errors and per-class recall per value, worst first;
+    the first one is also the grouping of the weak-group issue type.
     """
+    from mikata.analysis.binary import DEFAULT_THRESHOLD, CurveError, binary_curves
+    from mikata.analysis.fields import check_field, field_values, group_by as by_field
+
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise CurveError(f"--threshold {threshold} is not a probability; give a value in [0, 1], e.g. 0.3")
+    for name in group_by:  # an unknown column fails before any work
+        check_field(str(run), name)
     ov = overview(run, n=n, top_pairs=top_pairs, top_issues=top_issues, split=split, groups=groups)
+    curves = binary_curves(ov.data, positive)
+    if curves is None and threshold is not None:
+        raise CurveError(f"--threshold needs a two-class run or a --positive CLASS (this run has "
+                         f"{ov.data.num_classes} classes: {', '.join(ov.class_names[:10])}"
+                         f"{', ...' if ov.data.num_classes > 10 else ''})")
     d, names, present = ov.data, ov.class_names, ov.present
 
     def rows(ids):
@@ -158,6 +194,13 @@ def audit(run: str | os.PathLike, groups: Mapping[str, str] | None = None, n: in
         "confident_errors": [{"path": d.paths[i], "predicted": names[d.preds[i]],
                               "prob": round(float(d.probs[i, d.preds[i]]), 4)} for i in rows(c.confident_errors)],
     } for c in ov.classes]
+    if d.num_classes > 2:  # each class against the rest (a two-class run has its curves under "binary")
+        from mikata.analysis.binary import one_vs_rest
+
+        areas = one_vs_rest(d) or {}
+        for entry, c in zip(per_class, ov.classes):
+            if c.index in areas:
+                entry["auroc"], entry["average_precision"] = (None if v != v else round(v, 4) for v in areas[c.index])
     cm = ov.confusion
     result = {
         "run": d.run_dir, "images": len(d), "skipped": [{"path": p, "reason": r} for p, r in ov.skipped],
@@ -169,16 +212,24 @@ def audit(run: str | os.PathLike, groups: Mapping[str, str] | None = None, n: in
                            for a, b, ab, ba in ov.confused_pairs],
         "per_class": per_class,
         "label_issues": ov.label_issues,
+        "label_issues_total": ov.label_issues_total, "split": split,
     }
+    if curves is not None:
+        result["binary"] = curves.summary(DEFAULT_THRESHOLD if threshold is None else threshold)
     if ov.exceptional is not None:
         ex = ov.exceptional
         result["exceptional_errors"] = {"count": ex["count"], "pairs": ex["pairs"], "images": [
             {"path": d.paths[i], "label": names[d.labels[i]], "predicted": names[d.preds[i]],
              "prob": round(float(d.probs[i, d.preds[i]]), 4)} for i in ex["rows"][:top_issues]]}
+    values = {name: field_values(d, name) for name in group_by}
+    if group_by:
+        result["groups"] = {name: by_field(d, name, v) for name, v in values.items()}
+    groups_by = list(values[group_by[0]]) if group_by else None
     if dataset_issues:
         from mikata.analysis.issues import find_issues, issues_report
 
-        result["dataset_issues"] = issues_report(find_issues(d, thresholds), worst=n)
+        result["dataset_issues"] = issues_report(find_issues(d, thresholds, label_ranking=ov.label_ranking,
+                                                             groups=groups_by), worst=n)
     return result
 
 
@@ -188,12 +239,17 @@ def format_audit(r: dict, max_listed: int | None = None) -> str:
     out = lines.append
     cut = (lambda xs: xs[:max_listed]) if max_listed else (lambda xs: xs)
     out(f"run {r['run']}: {r['images']} images, {len(r['skipped'])} skipped")
-    out(f"accuracy {percent(r['accuracy'])}   top-5 {percent(r['top5_accuracy'])}   "
+    top5 = f"top-5 {percent(r['top5_accuracy'])}   " if r.get("top5_accuracy") is not None else ""
+    out(f"accuracy {percent(r['accuracy'])}   {top5}"
         f"class imbalance {r['imbalance']:.2f}x (largest / smallest class)")
     out("\nper class                     images  precision  recall     F1")
     for c in sorted(r["per_class"], key=lambda c: c["recall"]):
         out(f"  {c['class'][:28]:28s} {c['images']:6d}  {percent(c['precision']):>9s}  {percent(c['recall']):>6s}  "
             f"{c['f1']:5.2f}")
+    if "binary" in r:
+        from mikata.analysis.binary import format_binary
+
+        lines += format_binary(r["binary"])
     out("\nmost confused pairs (a as b / b as a)")
     for p in cut(r["confused_pairs"]):
         out(f"  {p['a']} <-> {p['b']}: {p['a_as_b']} / {p['b_as_a']}")
@@ -208,10 +264,19 @@ def format_audit(r: dict, max_listed: int | None = None) -> str:
         out("    most:  " + "  ".join(f"{shown(i['path'])} ({i['prob']:.2f})" for i in c["most_class_like"]))
         out("    least: " + "  ".join(f"{shown(i['path'])} ({i['prob']:.2f}, predicted {i['predicted']})"
                                      for i in c["least_class_like"]))
-    out("\nsuspected label errors (confident learning; needs out-of-sample probabilities)")
-    for i in cut(r["label_issues"]):
-        out(f"  {shown(i['path'])}  labeled {i['label']} ({i['label_prob']:.2f}) -> suggest {i['suggested']} "
-            f"({i['suggested_prob']:.2f})")
+    listed = cut(r["label_issues"])
+    total = r.get("label_issues_total", len(r["label_issues"]))
+    out(f"\nsuspected label errors: {total} in {'split ' + r['split'] if r.get('split') else 'all splits'} "
+        f"({shown_of(len(listed), total)}, most suspicious first; confident learning, needs out-of-sample "
+        "probabilities: the model's view, not the truth)")
+    for i in listed:
+        out(f"  {shown(i['path'])}  {describe_label_issue(i)}")
+    if len(listed) < total:
+        out(f"  … {total - len(listed)} more (--issues N lists more; the web app's Label review has them all)")
+    if r.get("groups"):
+        from mikata.analysis.fields import format_groups
+
+        lines += format_groups(r["groups"])
     if "dataset_issues" in r:
         from mikata.analysis.issues import format_issues
 

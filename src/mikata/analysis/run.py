@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # pandas and PIL are imported where they are used
     import pandas as pd
     from PIL import Image
 
+    from mikata.analysis.binary import Curves
     from mikata.analysis.maps import MapService
     from mikata.models.handle import ModelHandle
 
@@ -87,10 +88,24 @@ class Run:
         ov = self.overview
         out = {"run": str(self.path), "images": len(ov.data), "skipped": len(ov.skipped),
                "accuracy": ov.accuracy, "classes": len(ov.present), "imbalance": ov.imbalance,
-               "label_issues": len(ov.label_issues)}
+               "label_issues": ov.label_issues_total}
         if ov.data.num_classes > 5:
             out["top5_accuracy"] = ov.top5_accuracy
+        curves = self.curves() if ov.data.num_classes == 2 else None
+        if curves is not None:
+            out.update(positive=curves.positive_name, auroc=curves.auroc, average_precision=curves.average_precision)
         return out
+
+    def curves(self, positive: int | str | None = None) -> "Curves | None":
+        """The precision-recall and ROC curves of ``positive`` (default on a two-class run: the minority
+        class; on more classes, a named class gives its one-vs-rest curves, none gives None).
+
+        ``c.auroc``, ``c.average_precision``, ``c.roc()``, ``c.pr()``, ``c.at(0.3).recall``,
+        ``c.best_f1().threshold``: see ``mikata.analysis.binary``.
+        """
+        from mikata.analysis.binary import binary_curves
+
+        return binary_curves(self.overview.data, positive)
 
     def confusion(self, normalize: str | None = "row") -> "pd.DataFrame":
         """The confusion matrix over the classes that have images, rows = true class.
@@ -102,7 +117,7 @@ class Run:
         from mikata.errors import ChoiceError
 
         if normalize not in ("row", None):
-            raise ChoiceError("normalize", normalize, ["row", "None"])
+            raise ChoiceError("normalize option", normalize, ["row", "None"])
         ov = self.overview
         p = ov.present
         matrix = ov.confusion_normalized if normalize == "row" else ov.confusion
@@ -139,13 +154,16 @@ class Run:
         return self._image_table(rows)
 
     def label_issues(self) -> "pd.DataFrame":
-        """Suspected label errors (confident learning), most suspicious first, with a suggested label.
+        """Suspected label errors (confident learning), most suspicious first: the given label and its
+        probability, the model's top class and its probability, the issue score (lower is more
+        suspicious), the split, and the most probable class with images (``suggested``).
 
         The same list as ``mikata audit`` (which prints its top 20) and the report and web app.
         """
         import pandas as pd
 
-        cols = ["id", "path", "label", "suggested", "label_prob", "suggested_prob"]
+        cols = ["id", "path", "split", "label", "label_prob", "model_class", "model_prob", "score", "suggested",
+                "suggested_prob"]
         return pd.DataFrame([{k: i[k] for k in cols} for i in self.overview.label_issues], columns=cols)
 
     def _image_table(self, rows: Sequence[int], prob_of: int | None = None) -> "pd.DataFrame":
@@ -202,6 +220,24 @@ class Run:
 
         return Image.open(io.BytesIO(self.maps_service.overlay_png(int(image_id), method, cls, layer)))
 
+    def fields(self) -> list[str]:
+        """The run's per-image fields: the extra columns of the CSV manifest it was scanned from."""
+        with RunStore.open(self.path) as store:
+            return store.field_names()
+
+    def group_by(self, field: str) -> "pd.DataFrame":
+        """Images, errors, accuracy and per-class recall for each value of ``field``, lowest accuracy first
+        (``analysis.fields.group_by``, what ``mikata audit --group-by`` prints)."""
+        import pandas as pd
+
+        from mikata.analysis.fields import group_by
+
+        rows = []
+        for g in group_by(self.overview.data, field):
+            rows.append({field: g["value"], "images": g["images"], "errors": g["errors"], "accuracy": g["accuracy"],
+                         **{f"recall:{c['class']}": c["recall"] for c in g["per_class"]}})
+        return pd.DataFrame(rows)
+
     # ------------------------------------------------------------------------------- one table
     def issues(self, thresholds: dict[str, float] | None = None):
         """Every dataset issue type scored for every image (``analysis.issues.DatasetIssues``): outliers,
@@ -214,7 +250,9 @@ class Run:
         """One row per scanned image: id, path, split, label, prediction, correct, the label's and the
         predicted class's probability, margin (P(label) minus the largest other probability; negative
         means wrong), label quality (cleanlab's self-confidence: low = suspicious), whether it is a
-        suspected label error with its suggested label, any review from the web app, a ``TYPE_score``
+        suspected label error with its suggested label (none once a person marked the label fine), any review
+        from the web app (``review``, ``review_suggested``, and ``reviewed_label``: the given label for "fine",
+        the reviewer's class for "wrong"), a ``TYPE_score``
         and ``TYPE_issue`` column per dataset-issue type (``dataset_issues=False`` leaves them out), and
         one ``p:CLASS`` column per class.
         """
@@ -240,10 +278,22 @@ class Run:
             "correct": d.labels == d.preds, "label_prob": label_p, "pred_prob": d.probs[rows, d.preds],
             "margin": label_p - others.max(1), "label_quality": quality,
             "label_issue": [r in issues for r in range(n)],
-            "suggested": [issues[r]["suggested"] if r in issues else None for r in range(n)],
+            # a person's "fine" overrides the audit: such a row exports its given label and no suggestion
+            "suggested": [issues[r]["suggested"] if r in issues and not (review[r] and review[r]["verdict"] == "fine")
+                          else None for r in range(n)],
             "review": [r["verdict"] if r else None for r in review],
-            "review_suggested": [names[r["suggested"]] if r and r["suggested"] is not None else None for r in review],
+            "review_suggested": [names[r["suggested"]] if r and r["verdict"] == "wrong" and r["suggested"] is not None
+                                 else None for r in review],
+            "reviewed_label": [None if not r else names[d.labels[k]] if r["verdict"] == "fine" else
+                               (names[r["suggested"]] if r["suggested"] is not None else None)
+                               for k, r in enumerate(review)],
         })
+        from mikata.analysis.fields import field_values
+
+        with RunStore.open(self.path) as store:
+            fields = store.field_names()
+        for name in fields:  # a manifest's extra columns, as text (named field:NAME where a column has that name)
+            frame[name if name not in frame.columns else f"field:{name}"] = field_values(d, name)
         probs = pd.DataFrame(d.probs, columns=[f"p:{c}" for c in names])
         parts = [frame, probs]
         if dataset_issues:

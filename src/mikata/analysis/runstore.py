@@ -78,6 +78,16 @@ CREATE TABLE IF NOT EXISTS reviews (
 );
 """
 REVIEW_VERDICTS = ("wrong", "fine")
+# Per-image metadata from a CSV manifest's extra columns (``path,label,cell_type``): plain text values,
+# keyed by the image's stored path so a resumed or incremental scan keeps them. Written by the scan.
+FIELDS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS fields (
+    path TEXT NOT NULL,        -- images.path of the image (the same stored form)
+    name TEXT NOT NULL,        -- the manifest column
+    value TEXT NOT NULL,       -- its text in that row (data: never code)
+    PRIMARY KEY (name, path)
+);
+"""
 # the columns of a stored row that readers get (the Grad-CAM blob has its own reader, ``cam``)
 ROW_COLUMNS = ("id", "path", "hash", "size", "mtime_ns", "label", "split", "status", "reason", "pred", "pred_prob",
                "label_prob", "topk", "vec_row")
@@ -559,6 +569,15 @@ class RunStore:
         with self._transaction():
             self.db.executemany("INSERT OR REPLACE INTO maps VALUES (?,?,?,?,?,?,?,?)", values)
 
+    def map_seconds(self, method: str, limit: int = 200) -> list[float]:
+        """How long cached maps of ``method`` took to compute, in seconds (up to ``limit``, the
+        latest rows first): what the app's "about N s" for the next one is based on."""
+        if not self._has_table("maps"):
+            return []
+        rows = self.db.execute("SELECT seconds FROM maps WHERE method=? AND seconds > 0 ORDER BY rowid DESC LIMIT ?",
+                               (method, int(limit))).fetchall()
+        return [float(r[0]) for r in rows]
+
     def map_keys(self, image_id: int) -> list[tuple[str, int, str]]:
         """``(method, class, layer)`` of every cached map of one image."""
         if not self._has_table("maps"):
@@ -567,8 +586,13 @@ class RunStore:
                                (int(image_id),)).fetchall()
 
     def set_review(self, image_id: int, verdict: str | None, suggested: int | None = None) -> None:
-        """Record whether a person found the stored label ``wrong`` or ``fine``; ``None`` clears it."""
+        """Record whether a person found the stored label ``wrong`` or ``fine``; ``None`` clears it.
+
+        Only a "wrong" verdict keeps ``suggested``: "fine" means the given label stands, so a class
+        proposed before (by the audit or the page's menu) is dropped rather than exported against it."""
         self._require_annotations()
+        if verdict != "wrong":
+            suggested = None
         if verdict is not None and verdict not in REVIEW_VERDICTS:
             raise RunStoreError(f"review verdict must be one of {REVIEW_VERDICTS}, not {verdict!r}")
         if self.image(image_id) is None:
@@ -600,6 +624,45 @@ class RunStore:
         if r is None:
             return None
         return dict(zip(("id", "path", "label", "pred", "verdict", "suggested", "updated"), r), path=from_db(r[1]))
+
+    # ------------------------------------------------------------ per-image fields (manifest columns)
+    def set_fields(self, names: Sequence[str], values: Iterable[tuple[str, str, str]]) -> None:
+        """Store manifest columns: ``names`` in the manifest's order, ``(path, name, value)`` triples.
+
+        Writer only (the scan); values replace those of earlier scans of the same paths."""
+        if self.readonly:
+            raise RunStoreError("fields are written by the scan (RunStore.create_or_resume), not by a reader")
+        self.db.executescript(FIELDS_SCHEMA)
+        known = [n for n in json.loads(self.meta("fields", "[]")) if n not in names]
+        with self._transaction():
+            self.db.executemany("INSERT OR REPLACE INTO fields (path, name, value) VALUES (?,?,?)",
+                                ((to_db(p), str(n), str(v)) for p, n, v in values))
+            self._set("fields", json.dumps(known + list(names)))
+
+    def field_names(self) -> list[str]:
+        """The manifest columns stored for this run's images (none for a folder dataset or an old run)."""
+        try:
+            names = json.loads(self.meta("fields", "[]"))
+        except ValueError:
+            raise DamagedRunError(f"{self.dir / 'run.sqlite'}: the meta value 'fields' is not a JSON list",
+                                  self.dir) from None
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise DamagedRunError(f"{self.dir / 'run.sqlite'}: the meta value 'fields' is not a list of names",
+                                  self.dir)
+        return names if self._has_table("fields") else []
+
+    def field_values(self, name: str) -> dict[int, str]:
+        """Row id -> value of one field, for the ok rows that have it (one indexed join)."""
+        if not self._has_table("fields"):
+            return {}
+        return dict(self.db.execute("SELECT i.id, f.value FROM fields f JOIN images i ON i.path = f.path "
+                                    "WHERE f.name=? AND i.status='ok'", (name,)).fetchall())
+
+    def field_rows(self) -> list[tuple[str, str, str]]:
+        """Every stored ``(path, field, value)`` (for ``mikata merge`` to carry a shard's fields over)."""
+        if not self._has_table("fields"):
+            return []
+        return [(from_db(p), n, v) for p, n, v in self.db.execute("SELECT path, name, value FROM fields")]
 
     def _annotation_tables(self) -> None:
         """Create the maps/reviews tables if missing; on a read-only run, carry on without them.

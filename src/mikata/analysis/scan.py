@@ -21,7 +21,6 @@ import logging
 import os
 import platform
 import queue
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -142,7 +141,8 @@ def scan(
             raise MikataError(f"dataset classes {missing[:10]} are not classes of the model; pass a class mapping")
         index = {c: i for i, c in enumerate(handle.class_names)}
         dataset = ImageDataset(dataset.root, list(handle.class_names),
-                               [Sample(s.path, index[dataset.classes[s.label]]) for s in dataset.samples])
+                               [Sample(s.path, index[dataset.classes[s.label]], s.fields) for s in dataset.samples],
+                               list(dataset.fields))
     empty = [c for c, n in dataset.counts().items() if n == 0]
     if empty:
         log.info("%d of the model's %d classes have no images in %s (e.g. %s)", len(empty), handle.num_classes,
@@ -158,6 +158,8 @@ def scan(
     embed_layer = handle.embedding_layer  # resolved once, at load
     store = RunStore.create_or_resume(run_dir, make_manifest(handle, dataset, layer, embed_layer, gradcam))
     try:
+        if dataset.fields:  # a manifest's extra columns: stored before any batch, for every chosen image
+            store.set_fields(dataset.fields, ((s.path, n, v) for s, _ in chosen for n, v in s.fields))
         if engine == "ray":
             return _scan_on_ray(store, handle, chosen, batch_size, layer, embed_layer, gradcam, progress, t0,
                                 address, actors, gpus_per_actor)
@@ -198,7 +200,7 @@ def _scan_on_ray(store: RunStore, handle: ModelHandle, chosen: list[tuple[Sample
 def _scan_into(store: RunStore, handle: ModelHandle, chosen: list[tuple[Sample, str]], batch_size: int,
                workers: int, layer: str, embed_layer: str | None, gradcam: bool, progress: bool,
                t0: float) -> ScanSummary:
-    from tqdm import tqdm
+    from mikata.progress import Progress
 
     todo, done = _pending(store, chosen)
     reused = len(chosen) - len(todo)
@@ -210,7 +212,8 @@ def _scan_into(store: RunStore, handle: ModelHandle, chosen: list[tuple[Sample, 
         pin_memory=handle.device.type == "cuda")
     computed = 0
     skipped_files: list[tuple[str, str]] = []
-    bar = tqdm(total=len(todo), unit="img", desc="scan", disable=not progress, dynamic_ncols=True, file=sys.stderr)
+    bar = Progress(len(todo), "scan", "img", progress, first="first batch",
+                   plan=f"{len(todo):,} images to compute" + (f" ({reused:,} already in the run)" if reused else ""))
     # Batches are committed by a writer thread, so the model never waits for SQLite or the vector
     # files (both release the GIL). The commit protocol is unchanged: kill -9 loses only queued batches.
     pending: queue.Queue = queue.Queue(maxsize=8)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import time
 from typing import Sequence
 
@@ -146,7 +145,7 @@ def scan_on_ray(store: RunStore, handle: ModelHandle, todo: Sequence[tuple[Sampl
                 address: str | None = None, actors: int | None = None, gpus_per_actor: float = 0,
                 ) -> tuple[int, list[tuple[str, str]]]:
     """Scan ``todo`` into ``store`` on Ray Data; returns (images stored ok, skipped (path, reason))."""
-    from tqdm import tqdm
+    from mikata.progress import Progress
 
     from mikata.analysis.scan_steps import commit
 
@@ -186,8 +185,7 @@ def scan_on_ray(store: RunStore, handle: ModelHandle, todo: Sequence[tuple[Sampl
         computed, skipped = 0, []
         seen: set[int] = set()
         t0 = time.perf_counter()
-        bar = tqdm(total=len(todo), unit="img", desc="scan (ray)", disable=not progress, dynamic_ncols=True,
-                   file=sys.stderr)
+        bar = Progress(len(todo), f"scan (ray): {handle.spec}", "img", progress, first="first batch")
         try:
             for cols in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=2):
                 fresh = np.array([int(i) not in seen for i in cols["index"]], bool)
@@ -200,7 +198,7 @@ def scan_on_ray(store: RunStore, handle: ModelHandle, todo: Sequence[tuple[Sampl
                 computed += k
                 skipped += skips
                 bar.update(len(cols["index"]))
-                bar.set_postfix_str(f"{len(seen) / max(time.perf_counter() - t0, 1e-9):.0f} images/s on the cluster")
+                bar.set_postfix(f"{len(seen) / max(time.perf_counter() - t0, 1e-9):.0f} images/s on the cluster")
         finally:
             bar.close()
         return computed, skipped

@@ -101,13 +101,14 @@ class UnitsResult:
 
 
 def unit_examples(run_dir: str | os.PathLike, channels: Sequence[int], layer: str | None = None, k: int = 6,
-                  handle=None, model: str | None = None, options=None) -> UnitsResult:
+                  handle=None, model: str | None = None, options=None, progress: bool = False) -> UnitsResult:
     """Channels ``channels`` of ``layer`` (default: the layer the run was scanned at) with the ``k``
     scanned images whose spatial mean of the channel is highest, their activation maps, and the
     channel's synthetic image (``options``: ``RenderOptions``; default: the model's input size).
 
     ``handle``: the model (default: the run's own, checked against its weights hash, or ``model``,
-    a spec the user typed)."""
+    a spec the user typed). ``progress``: bars for the pass over the run's images (when the channel
+    means were not stored by the scan) and for the rendering."""
     from mikata.analysis.maps import MapService
     from mikata.featurevis import RenderOptions, visualize_channels
 
@@ -129,7 +130,7 @@ def unit_examples(run_dir: str | os.PathLike, channels: Sequence[int], layer: st
         if layer == scan_layer and "channels" in service.store.dims():
             means, source = _stored_means(service.store, rows), "scan"
         else:
-            means, source = _computed_means(service, [r[0] for r in rows], layer), "computed"
+            means, source = _computed_means(service, [r[0] for r in rows], layer, progress=progress), "computed"
         bad = [c for c in channels if not 0 <= c < means.shape[1]]
         if bad:
             raise ChoiceError(f"channel of {layer}", str(bad[0]), [f"0..{means.shape[1] - 1}"])
@@ -143,6 +144,10 @@ def unit_examples(run_dir: str | os.PathLike, channels: Sequence[int], layer: st
         acts, views, size = _activation_maps(service, ids, layer)
         overlays = [[_overlay(acts[e.image_id][c], views[e.image_id]) for e in ex] for c, ex in units]
         opts = options or RenderOptions(size=max(h.input_size), seed=0)
+        if progress and not opts.progress:
+            import dataclasses
+
+            opts = dataclasses.replace(opts, progress=True)
         synthetic = visualize_channels(h, layer, channels, opts).images  # (U, C, H, W)
     return UnitsResult(Path(run_dir), layer, source, size, units, synthetic, overlays)
 
@@ -152,12 +157,16 @@ def _stored_means(store, rows) -> np.ndarray:
     return np.asarray(vec[[r[3] for r in rows]], dtype=np.float32)  # (n, C)
 
 
-def _computed_means(service, ids: list[int], layer: str, batch: int = 64) -> np.ndarray:
+def _computed_means(service, ids: list[int], layer: str, batch: int = 64, progress: bool = False) -> np.ndarray:
     """Per-channel spatial means of ``layer`` for every usable image: one streamed pass."""
+    from mikata.progress import Progress
+
     out = []
-    for s in range(0, len(ids), batch):
-        act = _forward(service, ids[s:s + batch], layer)[0]  # (n, C, h, w)
-        out.append(act.mean(dim=(2, 3)).numpy())
+    with Progress(len(ids), f"units: channel means of {layer}", "img", progress, first="first batch") as bar:
+        for s in range(0, len(ids), batch):
+            act = _forward(service, ids[s:s + batch], layer)[0]  # (n, C, h, w)
+            out.append(act.mean(dim=(2, 3)).numpy())
+            bar.update(len(ids[s:s + batch]))
     return np.concatenate(out).astype(np.float32)  # (N, C)
 
 

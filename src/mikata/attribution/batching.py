@@ -39,11 +39,12 @@ def chunk_size(x: torch.Tensor, budget_mb: float = DEFAULT_BUDGET_MB, with_grad:
 
 
 def chunks(total: int, size: int, progress: bool = False, desc: str = "") -> Iterator[tuple[int, int]]:
-    """``(start, stop)`` ranges covering ``range(total)``; a tqdm bar when ``progress`` and >2 chunks."""
+    """``(start, stop)`` ranges covering ``range(total)``; a progress bar (``mikata.progress``) when
+    ``progress`` and >2 chunks."""
     ranges = [(s, min(s + size, total)) for s in range(0, total, size)]
     if progress and len(ranges) > 2:
-        from tqdm.auto import tqdm
+        from mikata.progress import progress as bar
 
-        yield from tqdm(ranges, desc=desc, leave=False, unit="batch")
+        yield from bar(ranges, desc=desc, unit="batch")
     else:
         yield from ranges

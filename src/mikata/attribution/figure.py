@@ -83,7 +83,7 @@ def draw_figure(
     ax.barh(range(len(p))[::-1], p.tolist(), color="tab:blue")
     ax.set_yticks(range(len(p))[::-1], [class_names[i][:18] for i in ids.tolist()], fontsize=8)
     ax.set_xlim(0, 1)
-    ax.set_title("top-%d probability" % len(p), fontsize=9)
+    ax.set_title("top-%d probability" % len(p) if len(p) < probs.numel() else "probabilities", fontsize=9)
     ax.tick_params(axis="x", labelsize=7)
     h, w = image.shape[:2]
     for a in attributions:

@@ -59,9 +59,9 @@ def explain_files(
     summaries = []
     items = [str(p) for p in paths]
     if progress and len(items) > 1:
-        from tqdm.auto import tqdm
+        from mikata.progress import progress as bar
 
-        items = tqdm(items, desc="explain", unit="image")
+        items = bar(items, desc=f"explain: {', '.join(methods)}", unit="image", first="first image")
     for path in items:
         stem = _safe(Path(path).stem)
         try:

@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _printable_stdout()
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
+    from mikata.progress import set_quiet
+
+    set_quiet(args.quiet)  # every bar, progress line and estimate respects --quiet
     try:
         return int(args.func(args) or 0)
     except MikataError as e:

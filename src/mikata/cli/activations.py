@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mikata.cli.common import add_model_argument, command_parser, load_model_from_args, print_json
+from mikata.cli.common import add_model_argument, check_after_loading, command_parser, load_model_from_args, print_json
 
 
 def register(sub) -> None:
@@ -32,6 +32,7 @@ def run(args) -> int:
     from mikata.inspect import activation_grid
 
     handle = load_model_from_args(args)
+    check_after_loading(handle, layer=args.layer)  # before the image is decoded
     grid = activation_grid(handle, args.image, args.layer, channels=args.channels, top=args.top,
                            shared_scale=args.shared_scale, overlay=args.overlay, thumb=args.thumb)
     out = Path(args.out)

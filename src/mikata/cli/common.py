@@ -59,6 +59,23 @@ def load_model_from_args(args: argparse.Namespace):
     return handle
 
 
+def check_before_loading(args: argparse.Namespace, classes=None) -> None:
+    """Class names or ids the user typed (``topK`` entries pass), checked before the model is built
+    where its names can be read without building it: a checkpoint's metadata, the built-in models."""
+    from mikata.models.precheck import check_class_targets, class_names_before_loading
+
+    check_class_targets(class_names_before_loading(args.model), classes)
+
+
+def check_after_loading(handle, classes=None, layer: str | None = None) -> None:
+    """The same class check for models whose names only a built model knows, and ``layer``: right
+    after loading, before any image is decoded."""
+    from mikata.models.precheck import check_class_targets, check_layer
+
+    check_class_targets(handle.class_names, classes)
+    check_layer(handle.net, layer)
+
+
 def print_json(data: object) -> None:
     json.dump(data, sys.stdout, indent=2)
     sys.stdout.write("\n")

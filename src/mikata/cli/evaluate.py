@@ -3,13 +3,21 @@
 Deletion/insertion AUC against a random order, the model-randomization cascade and the random-logit
 sanity checks, max-sensitivity, and the pointing game / energy inside boxes or masks when given.
 Prints a scorecard (method x metric, pass/fail per check) and writes scorecard.json + evaluate.png.
+
+Long runs survive interruption: each finished (method, check) part is saved in OUT/parts as it
+completes, and the same command run again reuses what was finished with the same model, images and
+options (and says so); ``--restart`` recomputes everything. Every argument (methods, checks, class,
+layer, counts, radius, boxes/masks paths) is checked before the model loads or an image decodes.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 
 from mikata.cli.common import add_device_arguments, command_parser, device_from_args, print_json
+
+log = logging.getLogger(__name__)
 
 DEFAULT_METHODS = "gradcam,saliency,guided-backprop,integrated-gradients"
 DEFAULT_CHECKS = "faithfulness,randomization,random-logit,stability,localization"
@@ -51,6 +59,11 @@ def register(sub) -> None:
     p.add_argument("--boxes", default=None, help="CSV rows file,x0,y0,x1,y1 in original image pixels")
     p.add_argument("--masks", default=None, help="folder of mask PNGs named <image stem>.png (non-zero = object)")
     p.add_argument("--seed", type=int, default=0, help="seed for the random order, noise and classes (default 0)")
+    p.add_argument("--restart", action="store_true",
+                   help="recompute everything: delete the parts saved by earlier runs in OUT/parts (by default "
+                        "each finished (method, check) part is saved there as it completes, and running the same "
+                        "command again, e.g. after Ctrl-C, reuses the parts made with the same model, images and "
+                        "options)")
     p.add_argument("--json", action="store_true", help="print the scorecard JSON instead of the table")
     add_device_arguments(p, precision=True)
     p.set_defaults(func=run)
@@ -62,17 +75,29 @@ def run(args) -> int:
     from mikata.evaluation.scorecard import (check_checks, evaluate, expand_images, format_scorecard, load_images,
                                            make_masks, sample_run, write_scorecard)
 
-    methods = check_methods([m for m in args.methods.split(",") if m.strip()])  # fail before loading anything
+    from mikata.models.precheck import (check_at_least, check_between, check_class_targets, check_layer,
+                                        class_names_before_loading)
+
+    # every argument is checked before anything loads or decodes: a typo costs a second, not the run
+    methods = check_methods([m for m in args.methods.split(",") if m.strip()])
     checks = check_checks([c for c in args.checks.split(",") if c.strip()])
     if not methods:
         raise MikataError("no methods given; e.g. --methods gradcam,saliency")
-    for name in ("steps", "stages", "samples", "images_limit"):
-        if getattr(args, name) < 1:
-            raise MikataError(f"--{name.replace('_', '-')} must be at least 1")
+    for name in ("steps", "stages", "samples", "images_limit", "ig_steps", "patch"):
+        check_at_least(name.replace("_", "-"), getattr(args, name), 1)
+    check_between("radius", args.radius, 0.0, 1.0, "it is a fraction of the pixel range")
+    for flag, path in (("boxes", args.boxes), ("masks", args.masks)):
+        if path and not os.path.exists(path):
+            raise MikataError(f"--{flag} {path}: no such file or folder")
+    target = args.target if not args.target.strip().isdigit() else int(args.target)
     is_run = os.path.isdir(args.source) and os.path.exists(os.path.join(args.source, "run.sqlite"))
     if is_run:
         if args.images:
             raise MikataError("give either a run directory or a MODEL with images, not both")
+        from mikata.analysis.runstore import RunStore
+
+        with RunStore.open(args.source) as store:
+            check_class_targets(store.identity.get("classes"), target)  # the run knows its model's classes
         handle, paths, identity = sample_run(args.source, args.images_limit, args.seed, args.model, args.trust,
                                              device=device_from_args(args, announce=False))
         handle.precision = args.precision
@@ -85,22 +110,37 @@ def run(args) -> int:
                                   "give a MODEL then the images, e.g. mikata evaluate efficientnet-lite0 photos/")
             raise MikataError("give images after the model, e.g. mikata evaluate efficientnet-lite0 photos/")
         paths = expand_images(args.images)[: args.images_limit]  # missing files fail before the model loads
+        check_class_targets(class_names_before_loading(args.source), target)
         from mikata.models import load_model
 
         handle = load_model(args.source, trust=args.trust, device=device_from_args(args, announce=False),
                             precision=args.precision)
         out = args.out or "evaluate"
         model_name = args.source
+    check_class_targets(handle.class_names, target)  # specs whose names only a built model knows
+    check_layer(handle.net, args.layer)
     device_from_args(args)  # announced once the model has loaded
     x, sizes = load_images(handle, paths)
     masks = make_masks(handle, paths, sizes, args.boxes, args.masks)
     options = {}
     if "integrated-gradients" in methods:
         options["integrated-gradients"] = {"seed": args.seed, **({"steps": args.ig_steps} if args.ig_steps else {})}
-    target = args.target if not args.target.strip().isdigit() else int(args.target)
-    result = evaluate(handle, x, methods, target, args.layer, options, checks, steps=args.steps, fill=args.fill,
-                      patch=args.patch, stages=args.stages, samples=args.samples, radius=args.radius, masks=masks,
-                      seed=args.seed, model_name=model_name, progress=not args.quiet)
+    parts = os.path.join(out, "parts")
+    if args.restart:
+        from mikata.evaluation.parts import PartStore
+
+        gone = PartStore(parts, {}).clear()
+        if gone:
+            log.info("--restart: deleted %d saved part(s) in %s", gone, parts)
+    try:
+        result = evaluate(handle, x, methods, target, args.layer, options, checks, steps=args.steps, fill=args.fill,
+                          patch=args.patch, stages=args.stages, samples=args.samples, radius=args.radius,
+                          masks=masks, seed=args.seed, model_name=model_name, progress=not args.quiet,
+                          parts_dir=parts)
+    except KeyboardInterrupt:
+        log.warning("interrupted: every finished part is saved in %s; run the same command again to continue "
+                    "where it stopped", parts)
+        raise
     path = write_scorecard(result, out)
     if args.json:
         print_json(result.card)

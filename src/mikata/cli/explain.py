@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from mikata.cli.common import add_model_argument, command_parser, load_model_from_args, print_json
+from mikata.cli.common import (add_model_argument, check_after_loading, check_before_loading, command_parser,
+                               load_model_from_args, print_json)
 
 DEFAULT_METHODS = "gradcam,guided-gradcam,smoothgrad"
 
@@ -61,7 +62,13 @@ def run(args) -> int:
     check_colormap(args.cmap)
     check_colormap(args.signed_cmap, "signed colormap")
     target = args.target if "," not in args.target else [t.strip() for t in args.target.split(",")]
+    from mikata.models.precheck import check_at_least
+
+    for name in ("samples", "steps"):
+        check_at_least(name, getattr(args, name), 1)
+    check_before_loading(args, target)
     handle = load_model_from_args(args)
+    check_after_loading(handle, target, args.layer)
     summaries = explain_files(handle, args.images, methods, target, args.layer, args.out, _options(args),
                               args.cmap, args.alpha, args.top, progress=not args.quiet,
                               signed_cmap=args.signed_cmap)

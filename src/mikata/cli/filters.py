@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mikata.cli.common import add_model_argument, command_parser, load_model_from_args
+from mikata.cli.common import add_model_argument, check_after_loading, command_parser, load_model_from_args
 
 
 def register(sub) -> None:
@@ -26,6 +26,7 @@ def run(args) -> int:
     from mikata.inspect import filter_grid
 
     handle = load_model_from_args(args)
+    check_after_loading(handle, layer=args.layer)
     grid = filter_grid(handle, args.layer, max_filters=args.max_filters, max_inputs=args.max_inputs)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

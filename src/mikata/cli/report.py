@@ -29,6 +29,11 @@ def register(sub) -> None:
     p.add_argument("--issues", type=int, default=50, help="suspected label errors to list (default 50)")
     p.add_argument("--thumb", type=int, default=64, help="thumbnail size in pixels (default 64)")
     p.add_argument("--points", type=int, default=5000, help="embedding points drawn at most (default 5000)")
+    p.add_argument("--positive", default=None, metavar="CLASS",
+                   help="the class whose precision-recall and ROC curves are drawn (default on a two-class run: the "
+                        "minority class; on more classes: its one-vs-rest curves)")
+    p.add_argument("--threshold", type=float, default=0.5, metavar="T",
+                   help="the operating threshold marked on the curves beside the best-F1 one (default 0.5)")
     p.add_argument("--json", action="store_true", help="print where the report went, its size and timings as JSON")
     add_device_arguments(p)
     p.set_defaults(func=run)
@@ -46,11 +51,17 @@ def run(args) -> int:
             groups = load_groups(args.groups)
         except (OSError, ValueError) as e:
             raise ReportError(f"cannot read --groups {args.groups}: {e}") from e
-    methods = [m for m in args.methods.split(",") if m.strip()]
+    from mikata.attribution.engine import check_methods
+    from mikata.models.precheck import check_at_least, check_between
+
+    methods = check_methods([m for m in args.methods.split(",") if m.strip()])  # before the run is opened
+    for name, low in (("top", 1), ("issues", 0), ("map_classes", 0), ("thumb", 16), ("points", 1)):
+        check_at_least(name.replace("_", "-"), getattr(args, name), low)
+    check_between("threshold", args.threshold, 0.0, 1.0, "it is a probability of the positive class")
     r = write_report(args.run, args.out, split=args.split, groups=groups, methods=methods, maps=not args.no_maps,
                      n=args.top, top_issues=args.issues, thumb=args.thumb, max_points=args.points,
-                     map_classes=args.map_classes, model=args.model,
-                     device=None if args.no_maps else device_from_args(args))
+                     map_classes=args.map_classes, model=args.model, positive=args.positive, threshold=args.threshold,
+                     device=None if args.no_maps else device_from_args(args), progress=not args.quiet)
     if args.json:
         print_json(r.summary())
     else:

@@ -53,11 +53,17 @@ def run(args) -> int:
     from mikata.analysis.scan import parse_class_map, scan
     from mikata.data.filenames import shown
 
+    from mikata.cli.common import check_after_loading
+    from mikata.models.precheck import check_at_least
+
+    check_at_least("batch-size", args.batch_size, 1)  # every argument before the model loads
+    class_map = parse_class_map(args.class_map)
     handle = load_model_from_args(args)
+    check_after_loading(handle, layer=args.layer)
     try:
         s = scan(handle, args.data, args.run, batch_size=args.batch_size, workers=args.workers, layer=args.layer,
                  gradcam=args.gradcam, split=args.split, fractions=args.split_fractions, seed=args.seed,
-                 class_map=parse_class_map(args.class_map), progress=not args.quiet,
+                 class_map=class_map, progress=not args.quiet,
                  shard=args.shard, engine=args.engine, address=args.address, actors=args.actors,
                  gpus_per_actor=args.gpus_per_actor)
     except (OSError, sqlite3.OperationalError) as e:

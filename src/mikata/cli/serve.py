@@ -19,6 +19,9 @@ def register(sub) -> None:
     p.add_argument("--model", default=None,
                    help="the model the run was scanned with, if its stored spec does not resolve from here "
                         "(its weights must be the same)")
+    p.add_argument("--positive", default=None, metavar="CLASS",
+                   help="the class whose precision-recall and ROC curves the dashboard shows with a threshold slider "
+                        "(default on a two-class run: the minority class; on more classes: its one-vs-rest curves)")
     add_device_arguments(p)
     browser = p.add_mutually_exclusive_group()
     browser.add_argument("--browser", dest="browser", action="store_true", help="open the URL in a web browser")
@@ -30,5 +33,5 @@ def run(args) -> int:
     from mikata.server.launch import serve
 
     serve(args.run, host=args.host, port=args.port, open_browser=args.browser, model=args.model,
-          device=device_from_args(args))
+          device=device_from_args(args), positive=args.positive)
     return 0

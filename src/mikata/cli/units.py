@@ -42,7 +42,8 @@ def run(args) -> int:
         with RunStore.open(args.run) as store:
             size = args.size or max(store.manifest["identity"]["input_size"])
         options = RenderOptions(size=size, steps=args.steps, seed=args.seed)
-    result = unit_examples(args.run, channels, args.layer, args.top, model=args.model, options=options)
+    result = unit_examples(args.run, channels, args.layer, args.top, model=args.model, options=options,
+                           progress=not args.quiet)
     path = result.save()
     if args.json:
         print_json({**result.summary(), "json": str(path), "grid": str(path.parent / "units.png")})

@@ -60,14 +60,14 @@ def register(sub) -> None:
 def run(args) -> int:
     import logging
 
-    from mikata.cli.common import load_model_from_args
+    from mikata.cli.common import check_after_loading, check_before_loading, load_model_from_args
     from mikata.errors import MikataError
     from mikata.featurevis import RenderOptions, visualize
 
     opts = RenderOptions(size=args.size, steps=args.steps, octaves=args.octaves, octave_scale=args.octave_scale,
                          param=args.param, optimizer=args.optimizer, lr=args.lr, tv=args.tv, tv_beta=args.tv_beta,
                          lp=args.lp, lp_p=args.lp_p, blur=args.blur, jitter=args.jitter, seed=args.seed,
-                         verbose=args.verbose)
+                         verbose=args.verbose, progress=not args.quiet)
     try:
         opts.validate()
         channels = parse_channels(args.channels) if args.channels else None
@@ -80,7 +80,10 @@ def run(args) -> int:
         raise MikataError("--channels, --neuron and --deepdream need --layer NAME; `mikata layers MODEL` lists them")
     if args.classes and args.image:
         logging.getLogger(__name__).warning("--image is used only with --channels, --neuron and --deepdream")
+    classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
+    check_before_loading(args, classes)
     handle = load_model_from_args(args)
+    check_after_loading(handle, classes, args.layer)  # before any optimization step
     result = visualize(handle, layer=args.layer, channels=channels,
                        classes=[c for c in args.classes.split(",") if c.strip()] if args.classes else None,
                        neuron=neuron, deepdream=args.deepdream, image=args.image, options=opts, rectify=args.rectify)

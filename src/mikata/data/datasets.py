@@ -2,7 +2,9 @@
 
 A folder dataset has one subfolder per class; images may sit deeper inside a class folder
 (``cats/indoor/1.jpg`` is a cat). A manifest is a CSV with ``path,label`` columns (paths relative
-to the CSV's folder unless absolute). Splits are per class, like MATLAB's splitEachLabel, and
+to the CSV's folder unless absolute); with a header row, any further columns (``path,label,cell_type``)
+are per-image **fields**: text the scan stores, which the audit, the report and the web app group,
+filter and colour by. Field values are data, never code. Splits are per class, like MATLAB's splitEachLabel, and
 depend only on the seed and the file list, never on the order the filesystem returns.
 
 Example:
@@ -35,6 +37,7 @@ class DatasetError(MikataError):
 class Sample:
     path: str  # absolute path
     label: int  # index into ImageDataset.classes
+    fields: tuple[tuple[str, str], ...] = ()  # (column, value) of a manifest's extra columns
 
 
 @dataclass
@@ -42,6 +45,7 @@ class ImageDataset:
     root: str
     classes: list[str]
     samples: list[Sample] = field(default_factory=list)
+    fields: list[str] = field(default_factory=list)  # a manifest's extra column names, in its order
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -52,7 +56,7 @@ class ImageDataset:
         return {name: c.get(i, 0) for i, name in enumerate(self.classes)}
 
     def subset(self, samples: Iterable[Sample]) -> "ImageDataset":
-        return ImageDataset(self.root, list(self.classes), list(samples))
+        return ImageDataset(self.root, list(self.classes), list(samples), list(self.fields))
 
 
 def folder_dataset(root: str | os.PathLike, classes: Sequence[str] | None = None,
@@ -95,13 +99,15 @@ def folder_dataset(root: str | os.PathLike, classes: Sequence[str] | None = None
 
 def manifest_dataset(csv_path: str | os.PathLike, classes: Sequence[str] | None = None,
                      allow_empty: bool = False) -> ImageDataset:
-    """Read a ``path,label`` CSV (a header row is optional)."""
+    """Read a ``path,label`` CSV (a header row is optional; with one, extra columns become fields)."""
     csv_path = Path(csv_path).expanduser().resolve()
     if not csv_path.is_file():
         raise DatasetError(f"manifest {csv_path} does not exist")
     with open(csv_path, newline="", encoding="utf-8") as f:
         rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
+    names: list[str] = []
     if rows and [c.strip().lower() for c in rows[0][:2]] == ["path", "label"]:
+        names = manifest_fields(csv_path, rows[0][2:])
         rows = rows[1:]
     bad = [i + 1 for i, r in enumerate(rows) if len(r) < 2]
     if bad:
@@ -114,10 +120,24 @@ def manifest_dataset(csv_path: str | os.PathLike, classes: Sequence[str] | None 
     if unknown:
         raise DatasetError(f"{csv_path}: labels {unknown[:10]} are not among the classes {list(classes)[:10]}")
     base = csv_path.parent
-    samples = [Sample(str((base / r[0].strip()).resolve()), index[l.lower()]) for r, l in zip(rows, labels)]
-    ds = ImageDataset(str(base), list(classes), samples)
+    samples = [Sample(str((base / r[0].strip()).resolve()), index[l.lower()],
+                      tuple((n, r[2 + k].strip() if 2 + k < len(r) else "") for k, n in enumerate(names)))
+               for r, l in zip(rows, labels)]
+    ds = ImageDataset(str(base), list(classes), samples, names)
     _check_nonempty(ds, allow_empty, f"manifest {csv_path}")
     return ds
+
+
+def manifest_fields(csv_path: Path, header: Sequence[str]) -> list[str]:
+    """The extra column names of a manifest's header: non-empty, distinct, not ``path``/``label``."""
+    names = [h.strip() for h in header]
+    if any(not n for n in names):
+        raise DatasetError(f"{csv_path}: the header has an empty column name after path,label; name every column")
+    lower = [n.lower() for n in names]
+    dup = sorted({n for n in lower if lower.count(n) > 1 or n in ("path", "label")})
+    if dup:
+        raise DatasetError(f"{csv_path}: the header repeats the columns {dup}; give each column its own name")
+    return names
 
 
 def load_dataset(source: str | os.PathLike, classes: Sequence[str] | None = None,

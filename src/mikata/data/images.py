@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -131,3 +132,28 @@ def check_resize_plan(width: int, height: int, target: tuple[int, int],
 
 def is_image_file(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def expand_image_paths(paths: "Sequence[str | os.PathLike]", missing_ok: bool = False) -> list[str]:
+    """Image files from files and folders, in order: a folder gives its image files (by extension),
+    recursively, sorted. What ``predict``, ``explain``-like commands and ``evaluate`` accept alike.
+
+    A folder without images is an error (``MikataError``): the user meant something else. A file
+    that does not exist is an ``ImageDecodeError``, unless ``missing_ok`` (then it is kept, and the
+    caller reports it as that file's own failure).
+    """
+    from mikata.errors import MikataError
+
+    out: list[str] = []
+    for p in paths:
+        p = os.fspath(p)
+        if os.path.isdir(p):
+            found = sorted(os.path.join(d, f) for d, _, files in os.walk(p) for f in files if is_image_file(f))
+            if not found:
+                raise MikataError(f"folder {p} holds no image files ({', '.join(sorted(IMAGE_EXTENSIONS)[:4])}, ...)")
+            out += found
+        elif os.path.exists(p) or missing_ok:
+            out.append(p)
+        else:
+            raise ImageDecodeError(p, "no such file or folder; give image files, folders of images or a run directory")
+    return out

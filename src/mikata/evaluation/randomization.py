@@ -168,11 +168,13 @@ def _label(group: list[str]) -> str:
 
 def compute_maps(handle: ModelHandle, x: torch.Tensor, methods: Sequence[str], ids: torch.Tensor,
                  layer: str | None, options: dict | None, budget_mb: float) -> dict[str, torch.Tensor]:
-    """``{method: (N, H, W)}`` for explicit class ids ``(N,)``: one ``explain`` call, passes shared."""
+    """``{method: (N, H, W)}`` on the CPU for explicit class ids ``(N,)``: one ``explain`` call, passes
+    shared. On the CPU because every comparison (Spearman, SSIM, sensitivity) runs there, against
+    original maps that may come from a saved evaluate part."""
     from mikata.attribution.engine import explain
 
     res = explain(handle, x, list(methods), targets=ids.view(-1, 1), layer=layer, options=options, budget_mb=budget_mb)
-    return {a.method: a.maps.float() for a in res}
+    return {a.method: a.maps.float().cpu() for a in res}
 
 
 def cascade(
@@ -200,9 +202,9 @@ def cascade(
     result = CascadeResult(stages=[_label(g) for g in groups])
     it = groups
     if progress:
-        from tqdm.auto import tqdm
+        from mikata.progress import progress as bar
 
-        it = tqdm(groups, desc="randomization cascade", leave=False, unit="stage")
+        it = bar(groups, desc=f"randomization cascade: {', '.join(methods)}", unit="stage", first="first stage")
     for group in it:
         for name in group:
             randomize_unit(net.get_submodule(name), gen)

@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -36,6 +37,8 @@ from mikata.attribution.engine import check_methods
 from mikata.attribution.targets import TargetSpec, resolve_targets
 from mikata.errors import MikataError
 from mikata.models.handle import ModelHandle
+
+log = logging.getLogger(__name__)
 
 CHECKS = ("faithfulness", "randomization", "random-logit", "stability", "localization")
 PASS_THRESHOLD = 0.5
@@ -107,15 +110,18 @@ def evaluate(
     model_name: str | None = None,
     budget_mb: float = DEFAULT_BUDGET_MB,
     progress: bool = False,
+    parts_dir: str | os.PathLike | None = None,
 ) -> Evaluation:
     """Run the chosen ``checks`` for ``methods`` on preprocessed images ``x`` ``(N, C, H, W)``.
 
     ``masks`` ``(N, H, W)`` bool (object pixels) enables localization; without it that check is skipped.
+    ``parts_dir``: where each finished part (a method's maps, a (check, method) pair, the random
+    order's curves) is saved as it completes; a later call with the same model, images and options
+    loads them instead of computing them again (see ``mikata.evaluation.parts``). Every check runs
+    one method at a time, so an interruption loses at most the part in progress.
     """
-    from mikata.evaluation.faithfulness import auc, perturbation_curves
-    from mikata.evaluation.localization import energy_inside, pointing_game
-    from mikata.evaluation.randomization import cascade, compute_maps, random_logit
-    from mikata.evaluation.stability import max_sensitivity
+    from mikata.evaluation.parts import PartStore
+    from mikata.progress import Progress, format_rate, format_seconds, note
 
     methods = check_methods(methods)
     checks = check_checks(checks)
@@ -124,6 +130,7 @@ def evaluate(
     if x.dim() != 4 or x.shape[0] == 0:
         raise MikataError("no images to evaluate")
     x = x.detach().float()  # stays where it is: every check moves it to handle.device for its passes
+    n = int(x.shape[0])
     seconds: dict[str, float] = {}
     tic = time.perf_counter()
     with torch.inference_mode(), handle.autocast():
@@ -131,70 +138,154 @@ def evaluate(
     labels, ids = resolve_targets(handle, logits, targets)
     ids = ids[:, 0].clone()  # one target per image: the first rank asked for
     base_probs = torch.softmax(logits, 1).gather(1, ids.view(-1, 1))[:, 0].clone()
-    original = compute_maps(handle, x, methods, ids, layer, options, budget_mb)
-    seconds["maps"] = time.perf_counter() - tic
+    per_method = options or {}
+    options = options or None
+    store = PartStore(parts_dir, _common_key(handle, x, ids, layer) if parts_dir is not None else {})
+    settings = {"maps": {}, "faithfulness": {"steps": steps, "fill": fill, "patch": patch, "seed": seed},
+                "randomization": {"stages": stages, "seed": seed}, "random-logit": {"seed": seed},
+                "stability": {"samples": samples, "radius": radius, "seed": seed}}
+
+    def part_settings(check: str, method: str) -> dict:
+        return {**settings[check], "options": per_method.get(method)}
+
+    saved_checks = [c for c in checks if c != "localization"]
+    plan = [("maps", m) for m in methods] + [(c, m) for c in saved_checks
+                                             for m in ([*methods, "random"] if c == "faithfulness" else methods)]
+    done = [(c, m) for c, m in plan if store.has(c, m, part_settings(c, m))]
+    if done:
+        log.info("evaluate: %d of %d parts already done in %s (same model, images and options), reused: %s",
+                 len(done), len(plan), store.folder, ", ".join(f"{m} {c}" for c, m in done))
+    bar = Progress(len(plan), "evaluate", "part", progress, estimate=False)
     table: dict[str, dict[str, float | None]] = {m: {} for m in methods}
     passes: dict[str, dict[str, bool]] = {m: {} for m in methods}
-    result = Evaluation(card={}, maps=original)
+    result = Evaluation(card={})
     extra: dict = {}
-
-    if "faithfulness" in checks:
-        tic = time.perf_counter()
-        gen = torch.Generator().manual_seed(seed)
-        random_maps = torch.rand(original[methods[0]].shape, generator=gen)
-        rows = {**{m: original[m] for m in methods}, "random": random_maps}
-        aucs = {}
-        for name, maps in rows.items():
-            c = perturbation_curves(handle, x, maps, ids, steps=steps, fill=fill, patch=patch, budget_mb=budget_mb,
-                                    base_probs=base_probs, generator=torch.Generator().manual_seed(seed),
-                                    progress=progress)
-            result.curves[name] = c
-            aucs[name] = {mode: _mean(auc(v)) for mode, v in c.items()}
-        rd, ri = aucs["random"]["deletion"], aucs["random"]["insertion"]
-        extra["baseline"] = {"deletion-auc": rd, "insertion-auc": ri}
+    with bar:
+        # ---- the original maps: every check compares against them
+        original: dict[str, torch.Tensor] = {}
+        map_seconds: dict[str, float] = {}
         for m in methods:
-            d, i = aucs[m]["deletion"], aucs[m]["insertion"]
-            table[m].update({"deletion-auc": d, "insertion-auc": i, "deletion-vs-random": d - rd,
-                             "insertion-vs-random": i - ri})
-            passes[m]["deletion<random"] = bool(d < rd)
-            passes[m]["insertion>random"] = bool(i > ri)
-        seconds["faithfulness"] = time.perf_counter() - tic
+            got = store.load("maps", m, part_settings("maps", m))
+            if got is not None and tuple(got.get("maps", torch.empty(0)).shape[:1]) == (n,):
+                original[m], map_seconds[m] = got["maps"].float(), float(got.get("seconds", 0.0))
+                bar.update(1)
+        missing = [m for m in methods if m not in original]
+        if missing:
+            bar.set_stage(f"{', '.join(missing)} maps of {n} images")
+            tic = time.perf_counter()
+            fresh, took = _timed_maps(handle, x, missing, ids, layer, options, budget_mb)
+            for m in missing:
+                original[m], map_seconds[m] = fresh[m], took[m]
+                store.save("maps", m, part_settings("maps", m), {"maps": fresh[m], "seconds": took[m]})
+                bar.update(1)
+            seconds["maps"] = time.perf_counter() - tic
+        result.maps = original
+        todo = [(c, m) for c, m in plan if c != "maps" and (c, m) not in done]
+        if progress and todo:
+            curve_s = _curve_seconds(handle, x, steps, budget_mb) if any(c == "faithfulness" for c, _ in todo) else 0.0
+            est = _estimate(todo, map_seconds, curve_s, _stage_count(handle, stages), samples)
+            per_map = sum(map_seconds.values()) / max(1, n * len(methods))
+            slowest = max(methods, key=lambda m: map_seconds[m])
+            note(f"evaluate: {n} images x {len(methods)} methods x {len(saved_checks)} checks "
+                 f"({len(todo)} parts to compute{f', {len(done)} reused' if done else ''}); about "
+                 f"{format_seconds(est)} at {format_rate(per_map, 'map')} (measured on the first maps; "
+                 f"slowest {slowest} {format_rate(map_seconds[slowest] / n, 'map')})")
 
-    if "randomization" in checks:
-        tic = time.perf_counter()
-        res = cascade(handle, x, methods, ids, stages=stages, layer=layer, options=options, original=original,
-                      seed=seed, budget_mb=budget_mb, progress=progress)
-        result.cascade = res
-        half = max(1, math.ceil(len(res.stages) / 2))
-        extra["cascade"] = {"stages": res.stages,
-                            "spearman": {m: [_mean(s) for s in res.spearman[m]] for m in methods},
-                            "ssim": {m: [_mean(s) for s in res.ssim[m]] for m in methods},
-                            "top_half_stages": half}
-        for m in methods:
-            table[m]["randomization-spearman"] = _mean(res.spearman[m])
-            table[m]["randomization-ssim"] = _mean(res.ssim[m])
-            passes[m]["model-randomization"] = bool(_mean(res.spearman[m][:half]) < PASS_THRESHOLD)
-        seconds["randomization"] = time.perf_counter() - tic
+        def run_part(check: str, method: str, compute) -> dict:
+            got = store.load(check, method, part_settings(check, method))
+            if got is None:
+                bar.set_stage(f"{method} {check}" + (f", {n} images" if n > 1 else ""))
+                t = time.perf_counter()
+                got = compute()
+                got["seconds"] = time.perf_counter() - t
+                store.save(check, method, part_settings(check, method), got)
+                seconds[check] = seconds.get(check, 0.0) + got["seconds"]
+            bar.update(1)
+            return got
 
-    if "random-logit" in checks:
-        tic = time.perf_counter()
-        other, sims = random_logit(handle, x, methods, ids, layer=layer, options=options, original=original,
-                                   seed=seed, budget_mb=budget_mb)
-        for m in methods:
-            table[m]["random-logit-spearman"] = _mean(sims[m][0])
-            table[m]["random-logit-ssim"] = _mean(sims[m][1])
-            passes[m]["random-logit"] = bool(_mean(sims[m][0]) < PASS_THRESHOLD)
-        seconds["random-logit"] = time.perf_counter() - tic
+        if "faithfulness" in checks:
+            from mikata.evaluation.faithfulness import auc, perturbation_curves
 
-    if "stability" in checks:
-        tic = time.perf_counter()
-        ms = max_sensitivity(handle, x, methods, ids, samples=samples, radius=radius, layer=layer, options=options,
-                             original=original, seed=seed, budget_mb=budget_mb, progress=progress)
-        for m in methods:
-            table[m]["max-sensitivity"] = _mean(ms[m])
-        seconds["stability"] = time.perf_counter() - tic
+            def curves(maps: torch.Tensor, name: str):
+                return lambda: dict(perturbation_curves(
+                    handle, x, maps, ids, steps=steps, fill=fill, patch=patch, budget_mb=budget_mb,
+                    base_probs=base_probs, generator=torch.Generator().manual_seed(seed), progress=progress,
+                    desc=f"evaluate: {name} deletion/insertion curves, {n} images"))
+
+            random_maps = torch.rand(original[methods[0]].shape, generator=torch.Generator().manual_seed(seed))
+            aucs = {}
+            for name in [*methods, "random"]:
+                c = run_part("faithfulness", name, curves(random_maps if name == "random" else original[name], name))
+                result.curves[name] = {mode: c[mode] for mode in ("deletion", "insertion")}
+                aucs[name] = {mode: _mean(auc(v)) for mode, v in result.curves[name].items()}
+            rd, ri = aucs["random"]["deletion"], aucs["random"]["insertion"]
+            extra["baseline"] = {"deletion-auc": rd, "insertion-auc": ri}
+            for m in methods:
+                d, i = aucs[m]["deletion"], aucs[m]["insertion"]
+                table[m].update({"deletion-auc": d, "insertion-auc": i, "deletion-vs-random": d - rd,
+                                 "insertion-vs-random": i - ri})
+                passes[m]["deletion<random"] = bool(d < rd)
+                passes[m]["insertion>random"] = bool(i > ri)
+
+        if "randomization" in checks:
+            from mikata.evaluation.randomization import CascadeResult, cascade
+
+            def one_cascade(m: str):
+                def go() -> dict:
+                    res = cascade(handle, x, [m], ids, stages=stages, layer=layer, options=options,
+                                  original={m: original[m]}, seed=seed, budget_mb=budget_mb, progress=progress)
+                    return {"stages": list(res.stages), "spearman": res.spearman[m], "ssim": res.ssim[m]}
+                return go
+
+            res = CascadeResult(stages=[])
+            for m in methods:
+                got = run_part("randomization", m, one_cascade(m))
+                res.stages = list(got["stages"])
+                res.spearman[m], res.ssim[m] = got["spearman"], got["ssim"]
+            result.cascade = res
+            half = max(1, math.ceil(len(res.stages) / 2))
+            extra["cascade"] = {"stages": res.stages,
+                                "spearman": {m: [_mean(s) for s in res.spearman[m]] for m in methods},
+                                "ssim": {m: [_mean(s) for s in res.ssim[m]] for m in methods},
+                                "top_half_stages": half}
+            for m in methods:
+                table[m]["randomization-spearman"] = _mean(res.spearman[m])
+                table[m]["randomization-ssim"] = _mean(res.ssim[m])
+                passes[m]["model-randomization"] = bool(_mean(res.spearman[m][:half]) < PASS_THRESHOLD)
+
+        if "random-logit" in checks:
+            from mikata.evaluation.randomization import random_logit
+
+            def one_logit(m: str):
+                def go() -> dict:
+                    other, sims = random_logit(handle, x, [m], ids, layer=layer, options=options,
+                                               original={m: original[m]}, seed=seed, budget_mb=budget_mb)
+                    return {"other": other, "spearman": sims[m][0], "ssim": sims[m][1]}
+                return go
+
+            for m in methods:
+                got = run_part("random-logit", m, one_logit(m))
+                table[m]["random-logit-spearman"] = _mean(got["spearman"])
+                table[m]["random-logit-ssim"] = _mean(got["ssim"])
+                passes[m]["random-logit"] = bool(_mean(got["spearman"]) < PASS_THRESHOLD)
+
+        if "stability" in checks:
+            from mikata.evaluation.stability import max_sensitivity
+
+            def one_stability(m: str):
+                def go() -> dict:
+                    ms = max_sensitivity(handle, x, [m], ids, samples=samples, radius=radius, layer=layer,
+                                         options=options, original={m: original[m]}, seed=seed,
+                                         budget_mb=budget_mb, progress=progress)
+                    return {"max_sensitivity": ms[m]}
+                return go
+
+            for m in methods:
+                table[m]["max-sensitivity"] = _mean(run_part("stability", m, one_stability(m))["max_sensitivity"])
 
     if "localization" in checks:
+        from mikata.evaluation.localization import energy_inside, pointing_game
+
         tic = time.perf_counter()
         for m in methods:
             table[m]["pointing-game"] = _mean(pointing_game(original[m], masks))
@@ -203,7 +294,7 @@ def evaluate(
 
     names = [k for c in checks for k in CHECK_METRICS[c]]
     result.card = {
-        "model": model_name or handle.spec, "images": int(x.shape[0]),
+        "model": model_name or handle.spec, "images": n,
         "target": str(targets) if not isinstance(targets, torch.Tensor) else "given", "methods": list(methods),
         "metrics": [{"name": k, "better": METRICS[k][0], "description": METRICS[k][1]} for k in names],
         "table": {m: {k: table[m].get(k) for k in names} for m in methods},
@@ -214,8 +305,70 @@ def evaluate(
                      "samples": samples, "radius": radius, "seed": seed, "layer": layer,
                      "pass_threshold_spearman": PASS_THRESHOLD},
         "seconds": {k: round(v, 3) for k, v in seconds.items()},
+        "parts": {"total": len(plan), "reused": len(done)},
     }
     return result
+
+
+def _common_key(handle: ModelHandle, x: torch.Tensor, ids: torch.Tensor, layer: str | None) -> dict:
+    """What every saved part depends on: the weights, the images as the model sees them, the
+    target classes, the layer, where and at which precision it ran."""
+    from mikata.evaluation.parts import tensor_digest
+    from mikata.models.run_model import weights_hash
+
+    return {"weights": weights_hash(handle.net), "images": tensor_digest(x), "targets": tensor_digest(ids),
+            "layer": layer, "device": handle.device.type, "precision": handle.precision}
+
+
+def _timed_maps(handle: ModelHandle, x: torch.Tensor, methods: Sequence[str], ids: torch.Tensor, layer: str | None,
+                options: dict | None, budget_mb: float) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    """``{method: (N, H, W)}`` on the CPU (one ``explain`` call, passes shared) and each method's
+    seconds (its own work plus any shared pass it used), for the estimate and later resumes."""
+    from mikata.attribution.engine import explain
+
+    res = explain(handle, x, list(methods), targets=ids.view(-1, 1), layer=layer, options=options,
+                  budget_mb=budget_mb)
+    maps = {a.method: a.maps.float().cpu() for a in res}
+    took = {a.method: float(a.timings.get("method", 0.0) + a.timings.get("shared_pass", 0.0)) for a in res}
+    return maps, took
+
+
+def _curve_seconds(handle: ModelHandle, x: torch.Tensor, steps: int, budget_mb: float) -> float:
+    """Seconds one method's deletion + insertion curves should take: ``2 x steps x N`` perturbed
+    images in chunks sized as ``perturbation_curves`` sizes them, timed on one warm chunk."""
+    from mikata.attribution.batching import chunk_size
+
+    jobs = 2 * steps * x.shape[0]
+    size = min(jobs, chunk_size(x, budget_mb, with_grad=False, cap=64))
+    batch = x[torch.arange(size) % x.shape[0]].to(handle.device)  # (size, C, H, W)
+    with torch.inference_mode(), handle.autocast():
+        handle.model(batch[:2])  # warm-up (the first forward of a shape is slow)
+        t = time.perf_counter()
+        handle.model(batch)
+        took = time.perf_counter() - t
+    return took * math.ceil(jobs / size)
+
+
+def _stage_count(handle: ModelHandle, stages: int) -> int:
+    """How many cascade stages this network has for ``--stages`` (a small net has fewer units)."""
+    from mikata.evaluation.randomization import parametrized_units, stage_groups
+
+    return len(stage_groups(parametrized_units(handle.net), stages))
+
+
+def _estimate(todo: Sequence[tuple[str, str]], map_seconds: dict[str, float], curve_s: float, stages: int,
+              samples: int) -> float:
+    """Seconds the remaining parts should take, from one measured map pass per method (N images)
+    and one timed chunk of perturbed images: a cascade costs ``stages`` map passes, stability
+    ``samples``, random-logit one; faithfulness ``curve_s`` per method and for the random order."""
+    cost = {"randomization": stages, "random-logit": 1, "stability": samples}
+    total = 0.0
+    for check, method in todo:
+        if check == "faithfulness":
+            total += curve_s
+        else:
+            total += cost.get(check, 0) * map_seconds.get(method, 0.0)
+    return total
 
 
 def format_scorecard(card: dict) -> str:
@@ -253,22 +406,11 @@ def card_better(card: dict, name: str) -> str:
 
 # ------------------------------------------------------------------------------ inputs and files
 def expand_images(paths: Sequence[str]) -> list[str]:
-    """Image files from files and folders (folders: their image files, recursively, sorted)."""
-    from mikata.data.images import is_image_file
-    from mikata.errors import ImageDecodeError
+    """Image files from files and folders (folders: their image files, recursively, sorted);
+    ``mikata.data.images.expand_image_paths``, which ``mikata predict`` uses too."""
+    from mikata.data.images import expand_image_paths
 
-    out: list[str] = []
-    for p in paths:
-        if os.path.isdir(p):
-            found = sorted(os.path.join(d, f) for d, _, files in os.walk(p) for f in files if is_image_file(f))
-            if not found:
-                raise MikataError(f"folder {p} holds no image files (.png, .jpg, ...)")
-            out += found
-        elif os.path.exists(p):
-            out.append(str(p))
-        else:
-            raise ImageDecodeError(str(p), "no such file or folder; give image files, folders of images or a run directory")
-    return out
+    return expand_image_paths(paths)
 
 
 def load_images(handle: ModelHandle, paths: Sequence[str]) -> tuple[torch.Tensor, list[tuple[int, int]]]:

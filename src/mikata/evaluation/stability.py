@@ -61,9 +61,9 @@ def max_sensitivity(
     worst = {m: torch.full((x.shape[0],), float("-inf"), dtype=torch.float64) for m in methods}
     it = noise
     if progress and len(noise) > 2:
-        from tqdm.auto import tqdm
+        from mikata.progress import progress as bar
 
-        it = tqdm(noise, desc="max-sensitivity", leave=False, unit="sample")
+        it = bar(noise, desc=f"max-sensitivity: {', '.join(methods)}", unit="noisy copy", first="first copy")
     for delta in it:
         maps = compute_maps(handle, x + delta, methods, ids, layer, options, budget_mb)
         for m in methods:

@@ -57,6 +57,7 @@ class RenderOptions:
     blur: float = 0.0  # blur-penalty weight
     seed: int = 0
     verbose: bool = False
+    progress: bool = False  # a bar over the optimization steps (mikata.progress), with an estimate
     # one gray channel shown to the model as three: None = when the model was trained on gray images
     # (its checkpoint says so), so a Fashion-MNIST model's class images are never painted in colours
     # it never saw; True / False force it
@@ -206,7 +207,12 @@ def render(
     rows: list[dict] = []
     t0 = time.perf_counter()
     net = handle.net
-    with preserved(net):
+    from mikata.progress import Progress
+
+    bar = Progress(opt.steps * len(sizes), f"visualize: {objective.name} ({n} image{'s' if n != 1 else ''})",
+                   "step", opt.progress, first="first step",
+                   plan=f"{n} image(s) x {len(sizes)} octave(s) x {opt.steps} steps at {sizes[-1][0]}x{sizes[-1][1]} px")
+    with preserved(net), bar:
         net.eval()
         for p in net.parameters():
             p.requires_grad_(False)  # no weight gradients: only the image is optimized
@@ -227,6 +233,7 @@ def render(
                     (penalty - score).sum().backward()
                     optimizer.step()
                     units = score.detach().tolist()
+                    bar.update(1)
                     rows.append({"level": level + 1, "iteration": it, "mean": float(np.mean(units)),
                                  "units": units, "size": list(hw)})
         with torch.no_grad():

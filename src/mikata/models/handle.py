@@ -115,6 +115,13 @@ class ModelHandle:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    def __repr__(self) -> str:
+        """One line a person can read in a notebook: not the whole network (``handle.net`` prints that)."""
+        names = ", ".join(self.class_names[:3]) + (", …" if self.num_classes > 3 else "")
+        return (f"ModelHandle({self.spec or type(self.net).__name__!r}, {self.num_classes} classes ({names}), "
+                f"input {describe_preprocessing(self.preprocessing)}, default layer {self.default_layer!r}, "
+                f"device {self.device})")
+
     # ------------------------------------------------------------------ device
     @property
     def device(self) -> torch.device:
@@ -195,6 +202,15 @@ class ModelHandle:
         if key in lowered:
             return lowered[key]
         raise ChoiceError("class", target, self.class_names)
+
+
+def describe_preprocessing(pre: Preprocessing) -> str:
+    """``"224x224 RGB, resize + center crop 0.875, bicubic, mean (0.485, ...) std (...)"``: how pixels reach the model."""
+    h, w = pre.input_size
+    crop = "resize (no crop)" if pre.crop_fraction >= 1.0 else f"resize + center crop {pre.crop_fraction:g}"
+    stats = "ImageNet mean/std" if (tuple(pre.mean), tuple(pre.std)) == (IMAGENET_MEAN, IMAGENET_STD) else \
+        f"mean {tuple(round(m, 4) for m in pre.mean)} std {tuple(round(s, 4) for s in pre.std)}"
+    return f"{h}x{w} {'grayscale' if pre.mode == 'L' else 'RGB'}, {crop}, {pre.interpolation}, {stats}"
 
 
 @dataclass

@@ -68,6 +68,9 @@ class ReportResult:
 
 
 # ------------------------------------------------------------------------------------------ images
+ISSUE_THUMB = 160  # px: the suspected label errors' thumbnails, big enough to judge the label by eye
+
+
 def _b64(data: bytes) -> str:
     """A compact table entry: 'p' or 'j' (PNG / JPEG) then base64; the page adds the data: prefix."""
     return ("p" if data[:4] == b"\x89PNG" else "j") + base64.b64encode(data).decode("ascii")
@@ -241,8 +244,9 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
                  maps: bool = True, n: int = 3, top_issues: int = 50, thumb: int = 64, max_points: int = 5000,
                  map_classes: int = 30, max_matrix: int = 60, handle=None, workers: int | None = None,
                  batch_size: int = 32, model: str | None = None, max_images: int = 50000,
-                 max_cell: int = 200,
-                 device: str | None = "cpu") -> ReportResult:
+                 max_cell: int = 200, max_field_values: int = 50,
+                 device: str | None = "cpu", positive: int | str | None = None,
+                 threshold: float = 0.5, progress: bool = False) -> ReportResult:
     """Write the HTML report of a scanned run; returns where, how big and how long each stage took.
 
     ``methods``: attribution maps shown for each class's most and least class-like images (for
@@ -254,7 +258,11 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
     every row (a million thumbnails would be ~400 MB of HTML): the counts stay exact, and `mikata
     serve` lists every image. ``handle``: the model (default: loaded from the run's manifest, or from ``model``,
     a spec the user typed, when the manifest's cannot be used; see ``mikata.models.run_model``).
-    Maps are computed on ``device``.
+    Maps are computed on ``device``. A two-class run (or a ``positive`` class named on any run) gets
+    its precision-recall and ROC curves, with the operating points at ``threshold`` and at the best
+    F1 marked (``positive``: default the minority class; see ``mikata.analysis.binary``). A run
+    scanned from a CSV manifest with extra columns gets a section per column (``analysis.fields``):
+    accuracy, errors and per-class recall per value, worst first, at most ``max_field_values`` values.
     """
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
@@ -288,8 +296,13 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
     workers = workers or min(4, os.cpu_count() or 1)
     notes: list[str] = []
 
+    if not 0.0 <= threshold <= 1.0:
+        raise ReportError(f"threshold {threshold} is not a probability; give a value in [0, 1]")
     ov = overview(run_dir, n=n, top_issues=top_issues, split=split, groups=groups)
     d = ov.data
+    from mikata.analysis.binary import binary_curves
+
+    curves = binary_curves(d, positive)  # ChoiceError for an unknown class, before any map is made
     with RunStore.open(run_dir) as store:
         manifest = store.manifest
     identity = manifest.get("identity", {})
@@ -327,7 +340,11 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
         try:
             service = service or MapService(run_dir, handle=handle, model=model, device=device)
             got = {}
-            for c in sorted(with_maps):
+            from mikata.progress import progress as progress_bar
+
+            for c in progress_bar(sorted(with_maps), desc=f"report: {', '.join(methods)} maps", unit="class",
+                                  enabled=progress, first="first class",
+                                  plan=f"{len(wanted)} images of {len(with_maps)} classes x {len(methods)} methods"):
                 ids = [i for k, i in wanted if k == c]
                 if ids:
                     got.update(service.maps(ids, methods, c, batch_size=batch_size))
@@ -435,6 +452,13 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
         mark = {"mark": kept, "mark_label": f"kept: epoch {kept}"} if kept else {}
         charts["loss"] = line_chart(loss, title="loss", **mark) if loss else ""
         charts["accuracy"] = line_chart(acc, title="accuracy", **mark) if acc else ""
+    binary = None
+    if curves is not None:
+        from mikata.report.svg import operating_charts
+
+        binary = {**curves.summary(threshold), "charts": operating_charts(curves, threshold),
+                  "threshold": threshold, "named": positive is not None,
+                  "table_json": _json_script(curves.threshold_table(1000))}  # the slider's 1,001 stops
     ex = None
     if ov.exceptional is not None:
         ex = {"count": ov.exceptional["count"], "pairs": list(ov.exceptional["pairs"].items()),
@@ -452,13 +476,26 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
     summary = {
         "images": len(d), "skipped": len(ov.skipped), "accuracy": ov.accuracy, "top5": ov.top5_accuracy,
         "errors": errors, "classes": len(ov.present), "imbalance": ov.imbalance,
-        "issues": len(ov.label_issues), "accuracy_repr": repr(ov.accuracy), "top5_repr": repr(ov.top5_accuracy),
+        "issues": ov.label_issues_total, "issues_listed": len(ov.label_issues), "accuracy_repr": repr(ov.accuracy), "top5_repr": repr(ov.top5_accuracy),
     }
     issues = [{**i, "label_prob": float(i["label_prob"]), "suggested_prob": float(i["suggested_prob"]),
                "name": os.path.basename(i["path"])} for i in ov.label_issues]
+    big, more = _thumbnails(str(run_dir), [i["id"] for i in issues], ISSUE_THUMB, workers)  # big enough to judge
+    notes += more
+    for i in issues:
+        t = big.get(int(i["id"]))
+        i["thumb_uri"] = ("data:image/png;base64," if t[0] == "p" else "data:image/jpeg;base64,") + t[1:] if t else ""
+    from mikata.analysis.fields import field_values, group_by
     from mikata.analysis.issues import find_issues, issue_rows
 
-    found = find_issues(d)
+    with RunStore.open(run_dir) as store:
+        field_names = store.field_names()
+    field_groups = []
+    for f in field_names:  # one section per manifest column: worst value first
+        groups = group_by(d, f, field_values(d, f))
+        field_groups.append({"name": f, "groups": groups[:max_field_values], "count": len(groups)})
+    lap("fields")
+    found = find_issues(d, label_ranking=ov.label_ranking)
     dataset_issues = [{"type": t.name, "description": t.description, "threshold": t.threshold,
                        "flagged": int(t.flag.sum()),
                        "examples": [{"id": int(d.ids[r]), "name": os.path.basename(d.paths[r]), "score": float(t.score[r]),
@@ -481,8 +518,8 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
         map_legends=_map_legends(methods, method_titles) if overlays else [],
         matrix=matrix, cols=[{"index": p, "name": names[p]} for p in shown_cols],
         pairs=[{"a": names[a], "b": names[b], "ia": a, "ib": b, "ab": ab, "ba": ba} for a, b, ab, ba in ov.confused_pairs],
-        issues=issues, dataset_issues=dataset_issues, issue_notes=found.notes, exceptional=ex, charts=charts, history=history, featurevis=featurevis, units=units,
-        scorecard=card_data, emb=emb, notes=notes, skipped=ov.skipped[:50], map_error=map_error,
+        issues=issues, field_groups=field_groups, dataset_issues=dataset_issues, issue_notes=found.notes, exceptional=ex, charts=charts, history=history, featurevis=featurevis, units=units,
+        scorecard=card_data, emb=emb, notes=notes, binary=binary, skipped=ov.skipped[:50], map_error=map_error,
         created=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         data_json=_json_script(data), thumbs_json=_json_script(thumbs),
         css=(TEMPLATES / "report.css").read_text(encoding="utf-8"),

@@ -132,3 +132,92 @@ def line_chart(series: Mapping[str, Sequence[float]], title: str = "", xlabel: s
                      f'fill="#2ca02c">{escape(mark_label)}</text></g>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def curve_chart(x: Sequence[float], y: Sequence[float], title: str = "", xlabel: str = "", ylabel: str = "",
+                markers: Sequence[tuple[float, float, str, str]] = (), diagonal: bool = False,
+                baseline: float | None = None, size: int = 300, color: str = "#1f77b4",
+                chart_id: str | None = None, legend_left: bool = False) -> str:
+    """A curve in the unit square (ROC, precision-recall) with labelled point ``markers``
+    ``(x, y, label, color)``; ``diagonal`` draws the chance line y = x, ``baseline`` a chance level
+    y = b (a PR curve's prevalence). The legend sits bottom right (``legend_left``: bottom left), where
+    a ROC (a PR) curve of a useful classifier leaves room.
+
+    The ``<svg>`` carries its plot box as ``data-left/top/width/height`` (both axes run 0..1), so a
+    page's script can move a marker (``circle.moving``, hidden until moved) to any operating point.
+    """
+    left, right, top, bottom = 46, 12, 30 if title else 10, 38
+    pw, ph = size - left - right, size - top - bottom
+
+    def px(v: float) -> float:
+        return left + pw * min(max(float(v), 0.0), 1.0)
+
+    def py(v: float) -> float:
+        return top + ph * (1 - min(max(float(v), 0.0), 1.0))
+
+    ident = f' id="{escape(chart_id)}"' if chart_id else ""
+    parts = [f'<svg{ident} class="chart curve-chart" width="{size}" height="{size}" viewBox="0 0 {size} {size}" '
+             f'role="img" aria-label="{escape(title)}" data-left="{left}" data-top="{top}" data-width="{pw}" '
+             f'data-height="{ph}">']
+    if title:
+        parts.append(f'<text x="{left}" y="16" class="chart-title">{escape(title)}</text>')
+    for t in (0.0, 0.25, 0.5, 0.75, 1.0):
+        parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{py(t):.1f}" y2="{py(t):.1f}" class="grid"/>')
+        parts.append(f'<text x="{left - 5}" y="{py(t) + 4:.1f}" text-anchor="end" class="tick">{_fmt(t)}</text>')
+        parts.append(f'<text x="{px(t):.1f}" y="{top + ph + 14}" text-anchor="middle" class="tick">{_fmt(t)}</text>')
+    parts.append(f'<text x="{left + pw / 2:.1f}" y="{size - 6}" text-anchor="middle" class="tick">{escape(xlabel)}</text>')
+    parts.append(f'<text transform="translate(12,{top + ph / 2:.1f}) rotate(-90)" text-anchor="middle" '
+                 f'class="tick">{escape(ylabel)}</text>')
+    parts.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" class="frame"/>')
+    if diagonal:
+        parts.append(f'<line x1="{px(0)}" y1="{py(0)}" x2="{px(1)}" y2="{py(1)}" stroke="#9aa3b2" '
+                     'stroke-dasharray="4 3"><title>chance</title></line>')
+    if baseline is not None and math.isfinite(baseline):
+        parts.append(f'<line x1="{px(0)}" y1="{py(baseline):.1f}" x2="{px(1)}" y2="{py(baseline):.1f}" '
+                     f'stroke="#9aa3b2" stroke-dasharray="4 3"><title>chance (prevalence {baseline:.3f})</title></line>')
+    pts = " ".join(f"{px(a):.1f},{py(b):.1f}" for a, b in zip(x, y) if math.isfinite(a) and math.isfinite(b))
+    parts.append(f'<polyline class="curve" points="{pts}" fill="none" stroke="{color}" stroke-width="2"/>')
+    for mx, my, label, mcolor in markers:
+        if not (math.isfinite(mx) and math.isfinite(my)):
+            continue
+        parts.append(f'<circle class="marker" cx="{px(mx):.1f}" cy="{py(my):.1f}" r="5" fill="{mcolor}" '
+                     f'stroke="#fff" stroke-width="1.5"><title>{escape(label)}</title></circle>')
+    parts.append('<circle class="moving" cx="0" cy="0" r="6" fill="none" stroke="#d62728" stroke-width="2.5" '
+                 'visibility="hidden"/>')
+    ly = top + ph - 8 - 14 * len(markers)
+    lx = left + 10 if legend_left else left + pw - 150
+    for i, (_, _, label, mcolor) in enumerate(markers):  # the legend, inside the frame
+        y0 = ly + 14 * i
+        parts.append(f'<circle cx="{lx}" cy="{y0 + 4}" r="4" fill="{mcolor}"/>'
+                     f'<text x="{lx + 8}" y="{y0 + 8}" class="tick">{escape(label)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+#: colours of the two fixed operating points on the curves (the moving one is red)
+DEFAULT_POINT_COLOR, BEST_POINT_COLOR = "#1d2330", "#2ca02c"
+
+
+def operating_charts(curves, threshold: float = 0.5, size: int = 300) -> dict[str, str]:
+    """The ROC and precision-recall charts of a ``mikata.analysis.binary.Curves``, each marking the
+    operating points at ``threshold`` and at the best F1: ``{"roc": svg, "pr": svg}`` (a chart is
+    left out when its curve is undefined: no positives, or no negatives for the ROC)."""
+    pts = curves.curve_points()
+    at, best = curves.at(threshold), curves.best_f1()
+    pos = curves.positive_name if len(curves.positive_name) <= 22 else curves.positive_name[:21] + "…"
+    out = {}
+    if "roc" in pts:
+        marks = [(at.fpr, at.recall, f"threshold {threshold:g}", DEFAULT_POINT_COLOR),
+                 (best.fpr, best.recall, f"best F1, threshold {best.threshold:.3g}", BEST_POINT_COLOR)]
+        out["roc"] = curve_chart(pts["roc"]["fpr"], pts["roc"]["tpr"], title=f"ROC · AUROC {curves.auroc:.3f}",
+                                 xlabel="false-positive rate", ylabel=f"recall of {pos} (TPR)",
+                                 markers=marks, diagonal=True, size=size, chart_id="roc-chart")
+    if "pr" in pts:
+        marks = [(at.recall, at.precision, f"threshold {threshold:g}", DEFAULT_POINT_COLOR),
+                 (best.recall, best.precision, f"best F1, threshold {best.threshold:.3g}", BEST_POINT_COLOR)]
+        out["pr"] = curve_chart(pts["pr"]["recall"], pts["pr"]["precision"],
+                                title=f"precision-recall · AP {curves.average_precision:.3f}",
+                                xlabel=f"recall of {pos}", ylabel=f"precision of {pos}", markers=marks,
+                                baseline=curves.n_pos / max(1, curves.n_pos + curves.n_neg), size=size,
+                                chart_id="pr-chart", legend_left=True)
+    return out

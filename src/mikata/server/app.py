@@ -59,18 +59,18 @@ def _static_files() -> dict[str, tuple[Path, str]]:
 
 def create_app(run_dir: str | os.PathLike, token: str | None = None, host: str = "127.0.0.1",
                port: int | None = None, handle: ModelHandle | None = None, model: str | None = None,
-               state: RunState | None = None, device: str | None = "cpu"):
+               state: RunState | None = None, device: str | None = "cpu", positive: int | str | None = None):
     """The ASGI app for one run, wrapped in the token/Host gate. ``app.state.run`` is the ``RunState``.
 
     ``port=None`` accepts the allowed host names without a port (for in-process tests only).
     """
-    state = state or RunState(run_dir, handle=handle, model=model, device=device)
+    state = state or RunState(run_dir, handle=handle, model=model, device=device, positive=positive)
     token = token or new_token()
     app = FastAPI(title="mikata", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.run = state
     app.state.token = token
     templates = Jinja2Templates(directory=str(HERE / "templates"))
-    templates.env.globals.update(version=__version__, run_name=state.run_dir.name, fmt_pct=_pct, zip=zip)
+    templates.env.globals.update(version=__version__, run_name=state.run_dir.name, fmt_pct=_pct, fmt_area=_area, zip=zip)
     templates.env.finalize = shown_in_template  # non-UTF-8 file names print as \xNN, not a 500
     app.state.templates = templates
     app.state.static = _static_files()
@@ -119,3 +119,8 @@ def _error_pages(app: FastAPI) -> None:
 def _pct(x: float) -> str:
     """The app's percents: one decimal (compact cards), rounded as the audit and report round (``percent``)."""
     return percent(x, 1)
+
+
+def _area(x: float | None) -> str:
+    """An AUROC or an average precision (None when undefined, e.g. no images of one class)."""
+    return "–" if x is None or x != x else f"{x:.3f}"

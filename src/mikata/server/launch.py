@@ -75,7 +75,8 @@ def url_for(host: str, port: int, token: str) -> str:
 
 
 def serve(run_dir: str | os.PathLike, host: str = "127.0.0.1", port: int = 8765, open_browser: bool = False,
-          model: str | None = None, token: str | None = None, device: str | None = "cpu") -> None:
+          model: str | None = None, token: str | None = None, device: str | None = "cpu",
+          positive: str | None = None) -> None:
     """Serve one run until interrupted; prints the URL to open. Maps are computed on ``device``."""
     import uvicorn
 
@@ -88,7 +89,7 @@ def serve(run_dir: str | os.PathLike, host: str = "127.0.0.1", port: int = 8765,
     sock = bind_socket(host, port)
     port = sock.getsockname()[1]
     token = token or new_token()
-    app = create_app(run_dir, token=token, host=host, port=port, model=model, device=device)
+    app = create_app(run_dir, token=token, host=host, port=port, model=model, device=device, positive=positive)
     app.run.overview()  # fail now, with the error, not on the first page load
     threading.Thread(target=_load_model, args=(app.run,), daemon=True).start()  # the first map comes sooner
     url = url_for(host, port, token)

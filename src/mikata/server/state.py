@@ -23,6 +23,7 @@ import threading
 from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -36,6 +37,9 @@ from mikata.data.filenames import shown
 from mikata.errors import ModelLoadError
 from mikata.models.handle import ModelHandle
 
+if TYPE_CHECKING:
+    from mikata.analysis.binary import Curves
+
 log = logging.getLogger(__name__)
 PER_CLASS = 12        # most / least class-like images kept per class
 ISSUES = 200          # suspected label errors listed for review
@@ -46,7 +50,9 @@ class RunState:
     """Per-run server state. Thread-safe: routes run in a thread pool."""
 
     def __init__(self, run_dir: str | os.PathLike, handle: ModelHandle | None = None, model: str | None = None,
-                 thumb_cache: int = 8192, device: str | None = "cpu"):
+                 thumb_cache: int = 8192, device: str | None = "cpu", positive: int | str | None = None):
+        """``positive``: the class whose precision-recall and ROC curves the dashboard shows (default on a
+        two-class run: the minority class; see ``analysis.binary``)."""
         self.run_dir = Path(run_dir).expanduser().resolve()
         self.store = RunStore.open(self.run_dir, annotate=True)  # also creates maps/reviews on old runs
         self.identity = self.store.manifest["identity"]
@@ -61,12 +67,19 @@ class RunState:
         self._emb_json: tuple[dict, bytes] | None = None
         self._version: tuple[int, tuple[int, int, int]] | None = None  # (data_version, RunStore.version())
         self._issues = None  # (version, DatasetIssues)
+        from mikata.analysis.binary import resolve_class
+
+        self.positive = None if positive is None else resolve_class(self.class_names, positive)  # ChoiceError now
+        self._curves = None  # (version, Curves | None, JSON-ready dict | None)
+        self._curves_lock = threading.Lock()
         self._issues_lock = threading.Lock()
         self._thumbs: OrderedDict[tuple[int, int], bytes] = OrderedDict()
         self._thumbs_max = thumb_cache
         self._grids: OrderedDict[tuple, np.ndarray] = OrderedDict()  # (version, true, pred) -> sorted ids
         self._grid_lock = threading.Lock()
         self._thumb_lock = threading.Lock()
+        self._fields: tuple[tuple, dict[str, np.ndarray]] | None = None  # (version, {field: (N,) values})
+        self._fields_lock = threading.Lock()
         self.overview_builds = 0
         self.last_build_seconds = 0.0
 
@@ -113,26 +126,117 @@ class RunState:
             return ov
 
     def issues(self):
-        """The run's dataset issues (``analysis.issues``) over the overview's rows, cached per version."""
+        """The run's dataset issues (``analysis.issues``) over the overview's rows, cached per version;
+        the label issues are the overview's own list (one count everywhere)."""
         from mikata.analysis.issues import find_issues
 
         ov = self.overview()
         with self._issues_lock:
             if self._issues is None or self._issues[0] != ov.version:
-                self._issues = (ov.version, find_issues(ov.data))
+                self._issues = (ov.version, find_issues(ov.data, label_ranking=ov.label_ranking))
             return self._issues[1]
 
+    # ------------------------------------------------------ per-image fields (manifest columns)
+    def field_names(self) -> list[str]:
+        with self._db_lock:
+            return self.store.field_names()
+
+    def field_values(self, ov: Overview | None = None) -> dict[str, np.ndarray]:
+        """``{field: (N,) values in the overview's row order}``, read once per run version."""
+        ov = ov or self.overview()
+        with self._fields_lock:
+            if self._fields is not None and self._fields[0] == ov.version:
+                return self._fields[1]
+            with self._db_lock:
+                names = self.store.field_names()
+                by_id = {n: self.store.field_values(n) for n in names}
+            ids = ov.data.ids.tolist()
+            values = {n: np.array([m.get(i, "") for i in ids], dtype=object) for n, m in by_id.items()}
+            self._fields = (ov.version, values)
+            return values
+
+    def field_groups(self, ov: Overview | None = None, max_values: int = 30) -> list[dict]:
+        """Per field ``analysis.fields.group_by`` (worst ``max_values`` values): the dashboard's tables."""
+        from mikata.analysis.fields import group_by
+
+        ov = ov or self.overview()
+        out = []
+        for k, (name, values) in enumerate(self.field_values(ov).items()):
+            groups = group_by(ov.data, name, values)
+            out.append({"index": k, "name": name, "groups": groups[:max_values], "count": len(groups)})
+        return out
+
+    def image_fields(self, image_id: int) -> list[tuple[str, str]]:
+        """``(field, value)`` of one image (the manifest's extra columns), for its page."""
+        ov = self.overview()
+        try:
+            r = ov.row(image_id)
+        except KeyError:
+            return []
+        return [(name, str(values[r])) for name, values in self.field_values(ov).items()]
+
+    def field_choices(self, max_values: int = 200) -> list[tuple[int, str, list[tuple[str, int]]]]:
+        """``(field index, field, [(value, images), ...])`` for the filter menus: the ``max_values``
+        most frequent values of each field, most frequent first."""
+        out = []
+        for k, (name, values) in enumerate(self.field_values().items()):
+            uniq, counts = np.unique(values.astype(str), return_counts=True) if len(values) else ([], [])
+            order = sorted(range(len(uniq)), key=lambda j: (-int(counts[j]), str(uniq[j])))[:max_values]
+            out.append((k, name, [(str(uniq[j]), int(counts[j])) for j in order]))
+        return out
+
+    def field_mask(self, where: str, ov: Overview | None = None) -> tuple[np.ndarray | None, str]:
+        """The rows whose field matches ``where`` (``"K:VALUE"``: field number K of ``field_names()``
+        equals VALUE), and a description; ``(None, "")`` for an empty filter. An unknown field is a
+        ``ChoiceError`` (400). The field is named by number so any column name or value survives a URL."""
+        if not where:
+            return None, ""
+        from mikata.errors import ChoiceError
+
+        values = self.field_values(ov)
+        names = list(values)
+        k, sep, value = where.partition(":")
+        if not sep or not k.isdigit() or int(k) >= len(names):
+            raise ChoiceError("field filter", where,
+                              [f"{i}:VALUE ({n})" for i, n in enumerate(names)] or ["none: this run has no fields"])
+        name = names[int(k)]
+        return values[name] == value, f"{name} = {value}"
+
+    def file_names(self, ids) -> dict[int, str]:
+        """id -> the file's name (not its folder), for captions under thumbnails (one query)."""
+        with self._db_lock:
+            paths = self.store.paths([int(i) for i in ids])
+        return {i: shown(os.path.basename(p)) for i, p in paths.items()}
+    def curves(self) -> "tuple[Curves | None, dict | None]":
+        """``(Curves | None, data)``: the positive class's curves (None on a run of more than two classes
+        without a ``positive`` class) and what the threshold slider reads — the areas, both curves
+        thinned for drawing, the counts at 1,001 thresholds 0, 0.001, ..., 1 — cached per version."""
+        from mikata.analysis.binary import binary_curves
+
+        ov = self.overview()
+        with self._curves_lock:
+            if self._curves is None or self._curves[0] != ov.version:
+                c = binary_curves(ov.data, self.positive)
+                data = None if c is None else {**c.summary(), **c.curve_points(), "table": c.threshold_table(1000)}
+                self._curves = (ov.version, c, data)
+            return self._curves[1], self._curves[2]
+
     def embedding(self, max_points: int = EMBEDDING_POINTS) -> dict:
-        """Scatter data ``{ids, x, y, label, pred}`` of a PCA projection, cached per version."""
+        """Scatter data ``{ids, x, y, label, pred, fields}`` of a PCA projection, cached per version
+        (``fields``: per manifest column its distinct ``values`` and each point's ``codes`` into them)."""
         ov = self.overview()
         with self._emb_lock:
             if self._emb is not None and self._emb[0] == ov.version:
                 return self._emb[1]
             ids, xy = ov.embedding_2d("pca", max_points=max_points)
             rows = np.array([ov.row(i) for i in ids], dtype=np.int64)
+            fields = {}
+            for name, values in self.field_values(ov).items():  # colour by a manifest column: values + codes
+                uniq, codes = np.unique(values[rows].astype(str), return_inverse=True)
+                fields[name] = {"values": uniq.tolist(), "codes": codes.tolist()}
             data = {"ids": ids.tolist(), "x": np.round(xy[:, 0], 4).tolist(), "y": np.round(xy[:, 1], 4).tolist(),
                     "label": ov.data.labels[rows].tolist(), "pred": ov.data.preds[rows].tolist(),
-                    "classes": ov.class_names, "total": len(ov.data)}
+                    "classes": ov.class_names, "total": len(ov.data), "fields": fields}
             self._emb = (ov.version, data)
             return data
 
@@ -150,9 +254,15 @@ class RunState:
                                                    separators=(",", ":")).encode("utf-8"))
             return self._emb_json[1]
 
-    def grid_ids(self, true: int = -1, pred: int = -1, ov: Overview | None = None) -> np.ndarray:
-        """Row ids labeled ``true`` and predicted ``pred`` (-1: any), most confident prediction first."""
+    def grid_ids(self, true: int = -1, pred: int = -1, ov: Overview | None = None, where: str = "") -> np.ndarray:
+        """Row ids labeled ``true`` and predicted ``pred`` (-1: any), most confident prediction first;
+        ``where`` (``field_mask``) keeps only the images with that field value."""
         ov = ov or self.overview()
+        if where:
+            mask, _ = self.field_mask(where, ov)
+            ids = self.grid_ids(true, pred, ov)
+            keep = mask[np.searchsorted(ov.data.ids, ids)] if len(ids) else np.zeros(0, bool)
+            return ids[keep]
         key = (ov.version, int(true), int(pred))
         with self._grid_lock:  # a big cell is sorted once per run version, not once per page
             got = self._grids.get(key)
@@ -243,6 +353,9 @@ class RunState:
         with self._model_hint():
             return self.maps.overlay(image_id, method, cls, layer)
 
+    def map_estimate(self, image_id: int, method: str, cls: int | str | None, layer: str | None = None) -> dict:
+        return self.maps.estimate(image_id, method, cls, layer)
+
     @contextmanager
     def _model_hint(self):
         try:
@@ -253,6 +366,9 @@ class RunState:
 
     # ---------------------------------------------------------------- reviews
     def set_review(self, image_id: int, verdict: str | None, suggested: int | None) -> None:
+        """Store a verdict; a "fine" verdict keeps the given label, so it never carries a suggested class."""
+        if verdict != "wrong":
+            suggested = None
         with self._db_lock:
             if self.store.image(image_id) is None:
                 raise UnknownImageError(f"no image with id {image_id}")
@@ -268,15 +384,19 @@ class RunState:
             return self.store.review(image_id)
 
     def reviews_csv(self) -> str:
-        """Every review as CSV: id, path, label, predicted, verdict, suggested (class names), updated."""
+        """Every review as CSV: id, path, label, predicted, verdict, suggested (class names), updated, and
+        reviewed_label: the given label for "fine", the reviewer's class for "wrong" (empty if none chosen).
+        A "fine" row never carries a suggested class."""
         names = self.class_names
         name = lambda c: names[c] if c is not None and 0 <= c < len(names) else ""  # noqa: E731
         out = io.StringIO()
         w = csv.writer(out)
-        w.writerow(["id", "path", "label", "predicted", "verdict", "suggested", "updated"])
+        w.writerow(["id", "path", "label", "predicted", "verdict", "suggested", "updated", "reviewed_label"])
         for r in self.reviews():
-            w.writerow([r["id"], shown(r["path"]), name(r["label"]), name(r["pred"]), r["verdict"], name(r["suggested"]),
-                        r["updated"]])
+            fine = r["verdict"] == "fine"
+            suggested = "" if fine else name(r["suggested"])
+            w.writerow([r["id"], shown(r["path"]), name(r["label"]), name(r["pred"]), r["verdict"], suggested,
+                        r["updated"], name(r["label"]) if fine else suggested])
         return out.getvalue()
 
     # ------------------------------------------------------ files of the run

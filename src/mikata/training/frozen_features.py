@@ -29,19 +29,26 @@ STAND_IN_PIXELS = 8
 
 
 def boundary_inputs(handle: ModelHandle, layer: str, x: torch.Tensor, batch_size: int = 128,
-                    memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
+                    memory_format: torch.memory_format = torch.contiguous_format, progress: bool = False,
+                    desc: str = "cache the frozen layers' output") -> torch.Tensor:
     """The input of ``layer`` for every image of ``x`` ``(N, C, H, W)``, in eval mode: ``(N, ...)``.
 
     Batches run on ``handle.device``; the features are kept where ``x`` is (CPU memory, usually).
+    ``progress``: a bar counting images with an estimate after the first batch (on a large dataset
+    this pass takes minutes).
     """
+    from mikata.progress import Progress
+
     out = []
     was_training = handle.net.training
     handle.net.eval()
-    with torch.inference_mode(), capture(handle.net, [layer], inputs=True) as rec:
+    with torch.inference_mode(), capture(handle.net, [layer], inputs=True) as rec, \
+            Progress(len(x), desc, "img", progress and len(x) > batch_size, first="first batch") as bar:
         for i in range(0, len(x), batch_size):
             xb = x[i:i + batch_size].to(handle.device, non_blocking=True).float()
             handle.model(xb.contiguous(memory_format=memory_format))
             out.append(rec.inputs[layer].to(x.device, copy=True))
+            bar.update(len(xb))
     handle.net.train(was_training)
     return torch.cat(out) if out else x.new_empty(0)
 

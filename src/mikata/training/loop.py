@@ -31,12 +31,12 @@ from typing import Callable
 import torch
 from torch import nn
 from torch.nn import functional as F
-from tqdm.auto import tqdm
 
 from mikata.data.datasets import DatasetError, load_dataset, split_dataset
 from mikata.models.handle import ModelHandle
 from mikata.models.loading import load_model, replace_head, save_checkpoint
 from mikata.training.augment import augment_batch
+from mikata.progress import Progress
 from mikata.training.frozen_features import boundary_inputs, check_shortcut, started_at
 from mikata.training.freeze import freeze_until, set_training_mode, trainable_parameters
 from mikata.training.options import TrainingError, TrainOptions, parse_augment
@@ -172,25 +172,31 @@ def _train(data: str | os.PathLike, model: str | ModelHandle, out: Path, opts: T
         if _can_cache(handle, opts, train_set):
             # The frozen part is the same every epoch: run it once per image, then train the rest only.
             log.info("computing the frozen layers' output once (input of %s)", opts.freeze_until)
-            def features(s: DecodedSplit | None) -> DecodedSplit | None:
+            def features(s: DecodedSplit | None, name: str) -> DecodedSplit | None:
                 if s is None:
                     return None
-                x = boundary_inputs(handle, opts.freeze_until, s.x, opts.batch_size * 2)  # (N, C', h, w)
+                x = boundary_inputs(handle, opts.freeze_until, s.x, opts.batch_size * 2,
+                                    progress=progress, desc=f"train: cache the frozen layers' output ({name})")
+                # (N, C', h, w)
                 return DecodedSplit(x, s.y, s.skipped)
 
-            train_set, val_set, test_set = features(train_set), features(val_set), features(test_set)
+            train_set, val_set, test_set = features(train_set, "train"), features(val_set, "val"), \
+                features(test_set, "test")
             feed = stack.enter_context(started_at(net, opts.freeze_until))
             forward = lambda x: feed(handle.model, x)  # noqa: E731
         net.to(memory_format=memory_format)
 
         epoch, epoch_generator_state, stopped_early = start_epoch, generator.get_state(), False
+        epochs_bar = Progress(opts.epochs - start_epoch, f"train: {len(train_set):,} images", "epoch", progress,
+                              plan=f"{opts.epochs - start_epoch} epoch(s) of {len(train_set):,} images",
+                              first="first epoch")
         try:
             for epoch in range(start_epoch, opts.epochs):
                 epoch_generator_state = generator.get_state()
                 _set_learning_rates(optimizer, opts, epoch)
                 t0 = time.perf_counter()
                 train_loss, train_acc = _train_epoch(net, forward, frozen, optimizer, train_set, opts, generator,
-                                                     memory_format, f"epoch {epoch + 1}/{opts.epochs}", progress)
+                                                     memory_format, f"train: epoch {epoch + 1}/{opts.epochs}", progress)
                 val_loss, val_acc = evaluate_split(handle, val_set, opts.batch_size * 2, memory_format, forward)
                 took = time.perf_counter() - t0
                 for key, value in zip(HISTORY_KEYS, (train_loss, train_acc, val_loss, val_acc, took)):
@@ -206,6 +212,8 @@ def _train(data: str | os.PathLike, model: str | ModelHandle, out: Path, opts: T
                 _save_progress(handle, out, optimizer, epoch + 1, history, best, epoch_generator_state, opts)
                 plot_history(history, plot_path(out), title=f"{out.stem}: training progress",
                              best_epoch=best["epoch"])
+                epochs_bar.update(1)
+                epochs_bar.set_postfix(f"val acc {val_acc:.3f}")
                 if on_epoch_end is not None:
                     on_epoch_end(epoch + 1, history)
                 if opts.early_stop and best["bad_epochs"] >= opts.early_stop:
@@ -219,6 +227,8 @@ def _train(data: str | os.PathLike, model: str | ModelHandle, out: Path, opts: T
                         done, out)
             net.to(memory_format=torch.contiguous_format)
             raise
+        finally:
+            epochs_bar.close()
 
         if best["state"] is not None:
             net.load_state_dict(best["state"])
@@ -306,10 +316,10 @@ def _train_epoch(net: nn.Module, forward: Callable[[torch.Tensor], torch.Tensor]
     # Dropout draws from the global RNG: fork it and seed it from our generator.
     dropout_seed = int(torch.randint(0, 2**62, (1,), generator=generator))
     total_loss, correct, seen = 0.0, 0, 0
-    with torch.random.fork_rng(devices=[]), tqdm(batches, desc=desc, unit="batch", disable=not progress,
-                                                 leave=False) as bar:
+    with torch.random.fork_rng(devices=[]), Progress(len(batches), desc, "batch", progress,
+                                                     first="first batch") as bar:
         torch.manual_seed(dropout_seed)
-        for idx in bar:
+        for idx in batches:
             x = augment_batch(data.x[idx].float(), opts.augment, generator)  # (B, C, H, W), on the CPU
             x = x.to(device, non_blocking=True)
             x = x.contiguous(memory_format=memory_format) if x.dim() == 4 else x
@@ -322,7 +332,8 @@ def _train_epoch(net: nn.Module, forward: Callable[[torch.Tensor], torch.Tensor]
             total_loss += loss.item() * len(idx)
             correct += int((logits.argmax(1) == y).sum())
             seen += len(idx)
-            bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
+            bar.update(1)
+            bar.set_postfix(f"loss {total_loss / seen:.3f}, acc {correct / seen:.3f}")
     net.eval()
     return total_loss / max(seen, 1), correct / max(seen, 1)
 

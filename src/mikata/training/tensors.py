@@ -16,12 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
 
 from mikata.data.datasets import ImageDataset
 from mikata.data.images import load_image
 from mikata.errors import ImageDecodeError
 from mikata.models.handle import ModelHandle
+from mikata.progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +49,8 @@ def decode_split(ds: ImageDataset, handle: ModelHandle, workers: int = 2, name: 
 
     paths = [s.path for s in ds.samples]
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        results = list(tqdm(pool.map(one, paths), total=len(paths), desc=f"decode {name}", unit="img",
-                            disable=not progress, leave=False))
+        results = list(progress_bar(pool.map(one, paths), total=len(paths), desc=f"train: decode the {name} split",
+                                    unit="img", enabled=progress, first="first image"))
     keep = [i for i, r in enumerate(results) if isinstance(r, torch.Tensor)]
     skipped = [(paths[i], r) for i, r in enumerate(results) if not isinstance(r, torch.Tensor)]
     if skipped:

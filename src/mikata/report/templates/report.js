@@ -174,3 +174,35 @@
   window.mikataRenderMs = performance.now();
   document.documentElement.dataset.ready = "1";
 })();
+
+/* the operating threshold of a two-class run: the counts at 1,001 thresholds are embedded (mk-threshold);
+   moving the slider looks them up and moves the ring on both curves */
+(function () {
+  "use strict";
+  var slider = document.getElementById("threshold"), src = document.getElementById("mk-threshold");
+  if (!slider || !src) return;
+  var tb = JSON.parse(src.textContent), out = document.getElementById("threshold-value");
+  var readout = document.getElementById("threshold-readout");
+  function pct(v) { return isFinite(v) ? (100 * v).toFixed(2) + "%" : "–"; }
+  function place(id, x, y) {
+    var svg = document.getElementById(id);
+    if (!svg) return;
+    var ring = svg.querySelector("circle.moving"), d = svg.dataset;
+    if (!isFinite(x) || !isFinite(y)) { ring.setAttribute("visibility", "hidden"); return; }
+    ring.setAttribute("cx", (+d.left + +d.width * x).toFixed(1));
+    ring.setAttribute("cy", (+d.top + +d.height * (1 - y)).toFixed(1));
+    ring.setAttribute("visibility", "visible");
+  }
+  function update() {
+    var t = +slider.value, i = Math.max(0, Math.min(tb.thresholds.length - 1, Math.round(t * (tb.thresholds.length - 1))));
+    var tp = tb.tp[i], fp = tb.fp[i], fn = tb.n_pos - tp, tn = tb.n_neg - fp;
+    var precision = tp + fp ? tp / (tp + fp) : NaN, recall = tb.n_pos ? tp / tb.n_pos : NaN, fpr = tb.n_neg ? fp / tb.n_neg : NaN;
+    out.textContent = t.toFixed(3);
+    readout.textContent = "precision " + pct(precision) + " · recall " + pct(recall) + " · false-positive rate " + pct(fpr) +
+      " · positives called " + tp + ", missed " + fn + " · negatives called " + fp + ", passed " + tn;
+    place("roc-chart", fpr, recall);
+    place("pr-chart", recall, precision);
+  }
+  slider.addEventListener("input", update);
+  update();
+})();

@@ -32,6 +32,15 @@ def api_overview(request: Request):
             "accuracy": ov.accuracy, "classes": ov.class_names, "confusion": ov.confusion.tolist()}
 
 
+@router.get("/api/curves")
+def api_curves(request: Request):
+    """The positive class's curves and the counts at 1,001 thresholds (the dashboard's slider reads them)."""
+    _, data = run_state(request).curves()
+    if data is None:
+        raise UnknownImageError("no curves: this run has more than two classes and no --positive class")
+    return data
+
+
 @router.get("/api/embedding")
 def api_embedding(request: Request):
     state = run_state(request)
@@ -62,6 +71,8 @@ async def api_review(request: Request, image_id: int):
         return PlainTextResponse(f"suggested must be a class id 0..{len(state.class_names) - 1}", status_code=400)
     from starlette.concurrency import run_in_threadpool
 
+    if verdict != "wrong":  # "fine" keeps the given label: no suggested class is stored or echoed
+        suggested = None
     await run_in_threadpool(state.set_review, check_id(image_id), verdict, suggested)
     return {"id": image_id, "verdict": verdict, "suggested": suggested}
 

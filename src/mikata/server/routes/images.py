@@ -43,6 +43,13 @@ def map_png(request: Request, image_id: int, method: str = "gradcam", cls: str =
     return response
 
 
+@router.get("/api/map-estimate/{image_id:int}")
+def map_estimate(request: Request, image_id: int, method: str = "gradcam", cls: str = "", layer: str = ""):
+    """What /map/{id}.png will cost: cached or not, the median seconds of this method's earlier maps,
+    whether the model loads first — so the page says more than "computing…" while it waits."""
+    return run_state(request).map_estimate(check_id(image_id), method, cls or None, layer or None)
+
+
 @router.get("/featurevis/{index:int}.png")
 def featurevis_png(request: Request, index: int):
     return image_response(run_state(request).featurevis_png(index))

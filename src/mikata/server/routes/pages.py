@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
+from mikata.analysis.audit import describe_label_issue
 from mikata.analysis.media import UnknownImageError
 from mikata.analysis.sections import confusion_view
 from mikata.attribution import registry
@@ -15,6 +18,7 @@ from mikata.server.routes.common import MAX_CONFUSION, PAGE, check_class, check_
 
 router = APIRouter()
 GRID_METHODS = registry.names(grid=True)  # fast enough for 120 tiles (the registry says which)
+REVIEW_PAGE = 100  # suspected label errors per review page (the headline always gives the total)
 
 
 def tiles_legend(method: str) -> dict | None:
@@ -33,19 +37,27 @@ def dashboard(request: Request):
     state = run_state(request)
     ov = state.overview()
     rows, cols = confusion_view(ov.confusion, ov.present, MAX_CONFUSION)
-    return page(request, "dashboard.html", rows=rows, cols=cols, scorecard=state.scorecard(),
-                hist_max=int(ov.histogram.max()) if len(ov.histogram) else 1)
+    curves, binary = state.curves()
+    charts = None
+    if curves is not None:
+        from mikata.report.svg import operating_charts  # the report's own charts: the same curves in both
+
+        charts = operating_charts(curves)
+    return page(request, "dashboard.html", rows=rows, cols=cols, scorecard=state.scorecard(), binary=binary,
+                charts=charts, positive_named=state.positive is not None,
+                hist_max=int(ov.histogram.max()) if len(ov.histogram) else 1, field_groups=state.field_groups(ov))
 
 
 @router.get("/grid", response_class=HTMLResponse)
 def grid(request: Request, true: int = -1, pred: int = -1, page_no: int = 0,
-         map_method: str = Query("", alias="map")):
+         map_method: str = Query("", alias="map"), where: str = ""):
     state = run_state(request)
     ov = state.overview()
     d = ov.data
     if true >= len(ov.class_names) or pred >= len(ov.class_names):
         raise UnknownImageError("no such class")
-    ids = state.grid_ids(true, pred, ov)  # this overview: a scan may commit meanwhile
+    ids = state.grid_ids(true, pred, ov, where)  # this overview: a scan may commit meanwhile
+    _, where_text = state.field_mask(where, ov)
     names = ov.class_names
     title = (f"{names[true]} predicted as {names[pred]}" if true >= 0 and pred >= 0 else
              ("all images labeled " + names[true] if true >= 0 else "all images")
@@ -60,7 +72,7 @@ def grid(request: Request, true: int = -1, pred: int = -1, page_no: int = 0,
                       "prob": float(d.probs[r, d.preds[r]])})
     return page(request, "grid.html", tiles=tiles, title=title, total=len(ids), sel_true=true, sel_pred=pred,
                 map_method=map_method if map_method in GRID_METHODS else "", grid_methods=GRID_METHODS,
-                page_no=page_no, pages=pages,
+                page_no=page_no, pages=pages, where=where, where_text=where_text, fields=state.field_choices(),
                 map_legend_data=tiles_legend(map_method if map_method in GRID_METHODS else ""))
 
 
@@ -97,15 +109,25 @@ def image_page(request: Request, image_id: int, method: str = "gradcam", cls: st
     review = state.review(image_id)
     return page(request, "image.html", row=row, probs=probs, ranked=ranked, methods=methods,
                 layer_methods=LAYER_MAP_METHODS, method=method if method in methods else "gradcam",
-                cls=cls, prev_id=prev_id, next_id=next_id, review=review, class_count=len(names))
+                cls=cls, prev_id=prev_id, next_id=next_id, review=review, class_count=len(names),
+                fields=state.image_fields(image_id))
 
 
 @router.get("/reviews", response_class=HTMLResponse)
-def reviews_page(request: Request):
+def reviews_page(request: Request, start: int = 0):
+    """The review queue: the suspected label errors in the overview's order, REVIEW_PAGE at a time,
+    each with the evidence (label and model probabilities, issue score, split) and a big thumbnail;
+    j/k move, w / f give a verdict and move on (``app.js``)."""
     state = run_state(request)
     ov = state.overview()
+    total = ov.label_issues_total
+    start = min(max(start, 0), max(total - 1, 0))
+    items = ov.label_issue_page(start, REVIEW_PAGE)
     done = {r["id"]: r for r in state.reviews()}
-    return page(request, "reviews.html", issues=ov.label_issues, done=done,
+    files = state.file_names([i["id"] for i in items])
+    return page(request, "reviews.html", issues=[{**i, "name": files.get(i["id"], ""),
+                                                  "evidence": describe_label_issue(i)} for i in items],
+                done=done, total=total, start=start, page_size=REVIEW_PAGE,
                 reviewed=sorted(done.values(), key=lambda r: r["updated"], reverse=True),
                 name_index={n: i for i, n in enumerate(ov.class_names)})
 
@@ -114,7 +136,8 @@ def reviews_page(request: Request):
 def embedding_page(request: Request):
     state = run_state(request)
     return page(request, "embedding.html", has_plotly="plotly.min.js" in request.app.state.static,
-                has_embed=state.has_embeddings(), points=state.embedding_points())
+                has_embed=state.has_embeddings(), fields=state.field_names(),
+                points=state.embedding_points())
 
 
 @router.get("/featurevis", response_class=HTMLResponse)
@@ -129,9 +152,10 @@ def scorecard_page(request: Request):
 
 
 @router.get("/issues", response_class=HTMLResponse)
-def issues_page(request: Request, type: str = "", cls: int = -1, page_no: int = 0):
-    """Dataset issues: a count per type, and the flagged images of one type (of one class), worst first;
-    for label issues, outliers and weak groups each tile shows the Grad-CAM of its prediction."""
+def issues_page(request: Request, type: str = "", cls: int = -1, page_no: int = 0, where: str = ""):
+    """Dataset issues: a count per type, and the flagged images of one type (of one class, of one field
+    value), worst first; for label issues, outliers and weak groups each tile shows the Grad-CAM of its
+    prediction."""
     from mikata.analysis.issues import EXPLAINED_BY_MAPS, issue_rows
 
     state = run_state(request)
@@ -143,11 +167,23 @@ def issues_page(request: Request, type: str = "", cls: int = -1, page_no: int = 
     if cls != -1:
         check_class(state, cls)
     rows = issue_rows(found, type, None if cls < 0 else cls)  # ChoiceError (400) for an unknown type
+    mask, where_text = state.field_mask(where, ov)
+    if mask is not None:
+        rows = rows[mask[rows]]
     pages = max(1, math.ceil(len(rows) / PAGE))
     page_no = min(max(page_no, 0), pages - 1)
     d, score = ov.data, found.types[type].score
+    shown = rows[page_no * PAGE:(page_no + 1) * PAGE].tolist()
+    files = state.file_names([int(d.ids[r]) for r in shown])
+    if type == "label":
+        from mikata.analysis.audit import label_issues
+
+        captions = {it["row"]: describe_label_issue(it)
+                    for it in label_issues(d, ranked=np.asarray(shown, np.int64))}
+    else:
+        captions = {r: f"{type} score {score[r]:.3f}" for r in shown}
     tiles = [{"id": int(d.ids[r]), "label": int(d.labels[r]), "pred": int(d.preds[r]), "prob": float(score[r]),
-              "caption": f"{type} score {score[r]:.3f}"} for r in rows[page_no * PAGE:(page_no + 1) * PAGE].tolist()]
+              "caption": captions[r], "name": files.get(int(d.ids[r]), "")} for r in shown]
     pairs = [p for p in found.pairs if type in ("near_duplicate", "exact_duplicate", "leak")
              and (type != "leak" or p[4])][:60]
     map_method = "gradcam" if type in EXPLAINED_BY_MAPS and "gradcam" in GRID_METHODS else ""
@@ -156,4 +192,5 @@ def issues_page(request: Request, type: str = "", cls: int = -1, page_no: int = 
                 map_method=map_method, map_legend_data=tiles_legend(map_method),
                 pairs=[(int(d.ids[i]), int(d.ids[j]), sim, kind, across) for i, j, sim, kind, across in pairs],
                 groups=[g for g in found.groups if g["flagged"]] if type == "underperforming_group" else [],
-                notes=found.notes)
+                notes=found.notes, where=where, where_text=where_text, fields=state.field_choices(),
+                flagged_total=int(found.types[type].flag.sum()))

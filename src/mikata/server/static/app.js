@@ -9,14 +9,35 @@ function $$(sel, root) { return Array.from((root || document).querySelectorAll(s
   const form = $("#mapform");
   if (!form) return;
   const img = $("#overlay"), status = $("#mapstatus");
-  let shown = null;
+  let shown = null, ticker = null;
+  function secs(s) { return s < 10 ? s.toFixed(1) + " s" : s < 90 ? Math.round(s) + " s" : (s / 60).toFixed(1) + " min"; }
+  // While a map computes: which method, for which class, the seconds so far, and what to expect
+  // (the median of this method's earlier maps in the run, from /api/map-estimate).
+  function waiting(method, clsName, t0, est) {
+    const parts = ["computing " + method + " for " + clsName + ": " + secs((performance.now() - t0) / 1000) + " so far"];
+    if (est && est.cached) parts.push("cached, loading it");
+    else if (est && est.seconds !== null) {
+      parts.push("about " + secs(est.seconds) + " (median of " + est.measured + " earlier " + method + " map" +
+                 (est.measured === 1 ? "" : "s") + " in this run)");
+    } else if (est) parts.push("the first " + method + " map in this run: no estimate yet");
+    if (est && !est.cached && !est.model_loaded) parts.push("the model loads first");
+    return parts.join(" · ");
+  }
   async function show() {
     const id = form.dataset.id, method = $("#method").value, cls = $("#cls").value;
-    const key = method + "/" + cls;
-    status.textContent = "computing " + method + " for " + $("#cls").selectedOptions[0].textContent + " …";
-    status.className = "muted busy";
+    const key = method + "/" + cls, clsName = $("#cls").selectedOptions[0].textContent;
+    const query = "?method=" + encodeURIComponent(method) + "&cls=" + encodeURIComponent(cls);
     const t0 = performance.now();
-    const resp = await fetch("/map/" + id + ".png?method=" + encodeURIComponent(method) + "&cls=" + encodeURIComponent(cls));
+    let est = null;
+    status.textContent = waiting(method, clsName, t0, est);
+    status.className = "muted busy";
+    if (ticker) clearInterval(ticker);
+    ticker = setInterval(() => { status.textContent = waiting(method, clsName, t0, est); }, 1000);
+    fetch("/api/map-estimate/" + id + query).then((r) => r.ok ? r.json() : null)
+      .then((e) => { est = e; if (ticker) status.textContent = waiting(method, clsName, t0, est); }).catch(() => {});
+    const resp = await fetch("/map/" + id + ".png" + query);
+    clearInterval(ticker);
+    ticker = null;
     if (!resp.ok) {
       status.textContent = (await resp.text()) || ("error " + resp.status);
       status.className = "error";
@@ -79,20 +100,55 @@ function drawLegend(el, legend) {
 }
 
 // ---------------------------------------------------------------------------- label reviews
+// One verdict = one POST /api/review/ID. "fine" keeps the given label: it never sends a suggested class.
+async function mikataReview(box, verdict) {
+  const sel = $("select.suggested", box);
+  const body = { verdict: verdict || null,
+                 suggested: verdict === "wrong" && sel && sel.value !== "" ? Number(sel.value) : null };
+  const out = $(".verdict", box);
+  const resp = await fetch("/api/review/" + box.dataset.id, {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+  });
+  if (!resp.ok) { if (out) { out.textContent = await resp.text(); out.className = "verdict error"; } return false; }
+  $$("button.mark", box).forEach((x) => x.classList.toggle("on", !!body.verdict && x.dataset.verdict === body.verdict));
+  if (verdict === "fine" && sel) sel.value = "";
+  box.classList.toggle("done", !!body.verdict);
+  box.dataset.verdict = body.verdict || "";
+  if (out) { out.className = "verdict"; out.textContent = body.verdict ? "saved: label " + body.verdict : "cleared"; }
+  return true;
+}
+
 $$(".review").forEach((box) => {
-  $$("button.mark", box).forEach((b) => b.addEventListener("click", async () => {
-    const sel = $("select.suggested", box);
-    const body = { verdict: b.dataset.verdict || null, suggested: sel && sel.value !== "" ? Number(sel.value) : null };
-    const out = $(".verdict", box);
-    const resp = await fetch("/api/review/" + box.dataset.id, {
-      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
-    });
-    if (!resp.ok) { out.textContent = await resp.text(); out.className = "verdict error"; return; }
-    $$("button.mark", box).forEach((x) => x.classList.toggle("on", x === b && !!body.verdict));
-    out.className = "verdict";
-    out.textContent = body.verdict ? "saved: label " + body.verdict : "cleared";
-  }));
+  $$("button.mark", box).forEach((b) => b.addEventListener("click", () => mikataReview(box, b.dataset.verdict)));
 });
+
+// The review queue (Label review page, label issues): j/k or arrows move, w / f give a verdict and move on.
+(function reviewQueue() {
+  const queue = $(".review-queue");
+  if (!queue) return;
+  const items = $$(".review", queue);
+  if (!items.length) return;
+  let at = 0;
+  function go(k) {
+    at = Math.max(0, Math.min(items.length - 1, k));
+    items.forEach((x, j) => x.classList.toggle("current", j === at));
+    items[at].focus({ preventScroll: true });
+    items[at].scrollIntoView({ block: "nearest" });
+  }
+  items.forEach((x, j) => x.addEventListener("click", () => { if (at !== j) go(j); }));
+  go(0);
+  document.addEventListener("keydown", async (e) => {
+    if (e.target.tagName === "SELECT" || e.target.tagName === "INPUT" || e.ctrlKey || e.metaKey || e.altKey) return;
+    const box = items[at];
+    if (e.key === "j" || e.key === "ArrowDown" || e.key === "ArrowRight") { e.preventDefault(); go(at + 1); }
+    else if (e.key === "k" || e.key === "ArrowUp" || e.key === "ArrowLeft") { e.preventDefault(); go(at - 1); }
+    else if (e.key === "w" || e.key === "f") {
+      e.preventDefault();
+      if (await mikataReview(box, e.key === "w" ? "wrong" : "fine")) go(at + 1);
+    } else if (e.key === "u") { e.preventDefault(); await mikataReview(box, null); }
+    else if (e.key === "o" || e.key === "Enter") { e.preventDefault(); location.href = "/image/" + box.dataset.id; }
+  });
+})();
 
 // ------------------------------------------------------------------------ embedding scatter
 // (plotly.min.js is loaded after this file, only on the embedding page: start once everything is loaded)
@@ -119,19 +175,36 @@ function mikataEmbedding() {
     info.textContent = ks.length ? ks.length + " selected" + (ks.length > 200 ? " (first 200 shown)" : "") : "Nothing selected.";
     ks.slice(0, 200).forEach((k) => grid.append(tile(data.ids[k], k)));
   }
+  // plotly reads trace names as its own little HTML: a class or field value is shown as text, never markup
+  function plain(s) { return String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;"); }
+  const MAX_GROUPS = 30;  // more distinct values than this: the largest ones, the rest as "other"
+  function groupsOf(key) {
+    if (key === "label" || key === "pred") return { names: data.classes, code: (k) => data[key][k] };
+    if (key === "correct") return { names: ["right", "wrong"], code: (k) => (data.label[k] === data.pred[k] ? 0 : 1) };
+    const f = data.fields[Object.keys(data.fields)[Number(key.split(":")[1])]];
+    const counts = f.values.map(() => 0);
+    f.codes.forEach((c) => counts[c]++);
+    const order = f.values.map((_, c) => c).sort((a, b) => counts[b] - counts[a]);
+    if (order.length <= MAX_GROUPS) return { names: f.values.map((v) => v === "" ? "(no value)" : v), code: (k) => f.codes[k] };
+    const keep = new Map(order.slice(0, MAX_GROUPS - 1).map((c, j) => [c, j]));
+    const names = order.slice(0, MAX_GROUPS - 1).map((c) => f.values[c] === "" ? "(no value)" : f.values[c]).concat(["other"]);
+    return { names: names, code: (k) => (keep.has(f.codes[k]) ? keep.get(f.codes[k]) : MAX_GROUPS - 1) };
+  }
   function draw() {
     const errorsOnly = $("#errorsonly").checked;
+    const groups = groupsOf($("#colorby") ? $("#colorby").value : "label");
     // SVG up to 5,000 points (works without WebGL); WebGL beyond
     const type = data.ids.length <= 5000 ? "scatter" : "scattergl";
-    const traces = data.classes.map((name, c) => ({ type: type, mode: "markers", name: name, x: [], y: [],
+    const traces = groups.names.map((name) => ({ type: type, mode: "markers", name: plain(name), x: [], y: [],
       customdata: [], text: [], hoverinfo: "text", marker: { size: 4, opacity: 0.7 } }));
     for (let k = 0; k < data.ids.length; k++) {
       if (errorsOnly && data.label[k] === data.pred[k]) continue;
-      const t = traces[data.label[k]];
+      const t = traces[groups.code(k)];
       t.x.push(data.x[k]); t.y.push(data.y[k]); t.customdata.push(k);
-      t.text.push("#" + data.ids[k] + " " + data.classes[data.label[k]] + " → " + data.classes[data.pred[k]]);
+      t.text.push(plain("#" + data.ids[k] + " " + data.classes[data.label[k]] + " → " + data.classes[data.pred[k]]));
     }
     const used = traces.filter((t) => t.x.length);
+    el.dataset.traces = JSON.stringify(used.map((t) => [t.name, t.x.length]));
     Plotly.react(el, used, { dragmode: "lasso", margin: { l: 40, r: 10, t: 10, b: 40 }, height: 560,
       legend: { itemsizing: "constant" }, xaxis: { title: "PC 1" }, yaxis: { title: "PC 2" } },
       { displaylogo: false, responsive: true });
@@ -146,8 +219,49 @@ function mikataEmbedding() {
     el.on("plotly_selected", (ev) => showSelection(ev ? ev.points : []));
     el.on("plotly_click", (ev) => showSelection(ev.points));
     $("#errorsonly").addEventListener("change", draw);
+    if ($("#colorby")) $("#colorby").addEventListener("change", draw);
   }).catch((e) => {
     if (loading) loading.hidden = true;
     info.textContent = "cannot load the embedding: " + e; info.className = "error";
   });
 }
+
+// ------------------------------------------------------------ dashboard: the operating threshold
+// The counts at 1,001 thresholds come from /api/curves once; moving the slider only looks them up
+// (no request, no reload) and moves the red ring on both curves to that operating point.
+(function thresholdSlider() {
+  const slider = $("#threshold");
+  if (!slider) return;
+  const out = $("#threshold-value");
+  let data = null;
+  const pct = (v) => (v === null || !isFinite(v)) ? "–" : (100 * v).toFixed(1) + "%";
+  function place(svgId, x, y) {
+    const svg = document.getElementById(svgId);
+    if (!svg) return;
+    const ring = svg.querySelector("circle.moving");
+    if (!isFinite(x) || !isFinite(y)) { ring.setAttribute("visibility", "hidden"); return; }
+    const d = svg.dataset;
+    ring.setAttribute("cx", (Number(d.left) + Number(d.width) * x).toFixed(1));
+    ring.setAttribute("cy", (Number(d.top) + Number(d.height) * (1 - y)).toFixed(1));
+    ring.setAttribute("visibility", "visible");
+  }
+  function update() {
+    const t = Number(slider.value);
+    out.textContent = t.toFixed(3);
+    if (!data) return;
+    const tb = data.table, i = Math.max(0, Math.min(tb.thresholds.length - 1, Math.round(t * (tb.thresholds.length - 1))));
+    const tp = tb.tp[i], fp = tb.fp[i], fn = tb.n_pos - tp, tn = tb.n_neg - fp;
+    const precision = tp + fp ? tp / (tp + fp) : NaN, recall = tb.n_pos ? tp / tb.n_pos : NaN;
+    const fpr = tb.n_neg ? fp / tb.n_neg : NaN, f1 = (2 * tp + fp + fn) ? 2 * tp / (2 * tp + fp + fn) : 0;
+    $("#th-tp").textContent = tp; $("#th-fp").textContent = fp; $("#th-fn").textContent = fn; $("#th-tn").textContent = tn;
+    $("#th-precision").textContent = pct(precision); $("#th-recall").textContent = pct(recall);
+    $("#th-f1").textContent = f1.toFixed(3); $("#th-fpr").textContent = pct(fpr);
+    place("roc-chart", fpr, recall);
+    place("pr-chart", recall, precision);
+    slider.dataset.ready = "1";
+  }
+  slider.addEventListener("input", update);
+  fetch("/api/curves").then((r) => r.ok ? r.json() : Promise.reject(r.statusText)).then((d) => {
+    data = d; update();
+  }).catch((e) => { out.textContent = "cannot load the curves: " + e; out.className = "error"; });
+})();
