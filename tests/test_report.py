@@ -237,3 +237,42 @@ def test_report_of_a_plain_run_leaves_optional_sections_out(tmp_path):
     kept = {int(c["data-t"]) for c in p.cells}
     assert len(p.cells) == 16 and min(errs[list(kept)]) >= np.sort(errs)[-4]
     assert any("the 4 classes with the most errors" in n for n in r.notes)
+
+
+def test_a_wide_scorecard_stays_inside_its_card_in_chromium(report_run, tmp_path, browser):
+    """Every metric and check of `mikata evaluate` for six methods: the table's headers wrap and what is
+    still too wide scrolls inside the scorecard's card instead of running out of it (seen at 1000 px)."""
+    import shutil
+
+    from browser_support import new_page
+    from mikata.evaluation.scorecard import CHECK_METRICS, METRICS
+    from mikata.report import write_report
+
+    run = tmp_path / "run"
+    shutil.copytree(report_run["run"], run)
+    methods = ["gradcam", "guided-gradcam", "integrated-gradients", "smoothgrad", "deeplift", "occlusion"]
+    rng = np.random.default_rng(0)
+    (run / "evaluate" / "scorecard.json").write_text(json.dumps({
+        "model": str(report_run["ckpt"]), "images": 20, "target": "top1", "methods": methods,
+        "metrics": [{"name": k, "better": b, "description": d} for k, (b, d) in METRICS.items()],
+        "table": {m: {k: float(rng.uniform(-1, 1)) for k in METRICS} for m in methods},
+        "passes": {m: {c: bool(rng.integers(2)) for c in CHECK_METRICS} for m in methods},
+        "figures": [], "created": "2026-11-23T12:00:00Z"}))
+    out = tmp_path / "wide.html"
+    write_report(run, out, maps=False, handle=report_run["handle"])
+    page = new_page(browser, width=1000, height=800)
+    page.goto(out.as_uri(), wait_until="load")
+    page.wait_for_function("document.documentElement.dataset.ready === '1'", timeout=10000)
+    box = page.evaluate("""() => { const s = document.querySelector('#scorecard'), t = document.querySelector('#scorecard-table');
+        const sb = s.getBoundingClientRect(), tb = t.getBoundingClientRect();
+        return {section: [sb.left, sb.right], wrap: [tb.left, tb.right], overflow: s.scrollWidth - s.clientWidth,
+                columns: t.querySelectorAll('thead th').length}; }""")
+    assert box["columns"] == 1 + len(METRICS) + len(CHECK_METRICS)
+    assert box["overflow"] <= 0  # nothing sticks out of the card
+    assert box["section"][0] <= box["wrap"][0] and box["wrap"][1] <= box["section"][1]
+    from browser_support import ARTIFACTS
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.evaluate("() => { document.querySelector('header.top').style.position = 'static'; }")  # not over the card
+    page.locator("#scorecard").screenshot(path=str(ARTIFACTS / "report-scorecard-wide.png"))
+    assert page.problems == []

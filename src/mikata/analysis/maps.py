@@ -34,6 +34,7 @@ from mikata.analysis.media import UnknownImageError, encode, image_file
 from mikata.analysis.runstore import RunStore, as_cached_map
 from mikata.attribution import registry
 from mikata.data.preprocessing import Preprocessing
+from mikata.display import MapScale, overlay_scaled
 from mikata.models.handle import ModelHandle
 from mikata.models.run_model import load_run_model
 
@@ -320,18 +321,38 @@ class MapService:
 
         One row lookup and at most one decode: the image decoded for a new map is the view too.
         """
+        return self.overlay(image_id, method, cls, layer, alpha)[0]
+
+    def overlay(self, image_id: int, method: str = "gradcam", cls: int | str | None = None,
+                layer: str | None = None, alpha: float = 0.5) -> tuple[bytes, dict]:
+        """``overlay_png`` and the map's legend (``MapScale.legend``: its colors, values and what they
+        mean, or why nothing is drawn), from the same map."""
         from mikata.attribution.engine import check_methods
 
         method = check_methods([method])[0]
         row = self._row(image_id)
-        m, x = self._map(row, method, self.class_index(cls, image_id, row), layer)
+        k = self.class_index(cls, image_id, row)
+        m, x = self._map(row, method, k, layer)
         view = self._view(x if x is not None else self._load(row))
-        return encode(overlay_array(m, view, method, alpha))
+        scale = self.scale(m, method)
+        legend = {"method": method, "class": self.identity["classes"][k], "class_id": k,
+                  **scale.legend(self.identity["classes"][k])}
+        return encode(overlay_scaled(view, m, scale, alpha)), legend
+
+    def scale(self, m: np.ndarray, method: str) -> MapScale:
+        """How this service's map of ``method`` is colored (with the service's options for it)."""
+        return map_scale_of(m, method, self.options.get(method))
 
 
-def overlay_array(m: np.ndarray, view: np.ndarray, method: str, alpha: float = 0.5) -> np.ndarray:
+def map_scale_of(m: np.ndarray, method: str, options: dict | None = None) -> MapScale:
+    """The ``display.MapScale`` of a map of ``method``: signed (diverging around zero) when the registry
+    says so, saturated when it is a pixel-level map. The report and the web app color maps by it."""
+    from mikata.display import map_scale
+
+    return map_scale(m, registry.signed_map(method, options), saturate=method not in LAYER_MAP_METHODS)
+
+
+def overlay_array(m: np.ndarray, view: np.ndarray, method: str, alpha: float = 0.5,
+                  options: dict | None = None) -> np.ndarray:
     """A map blended over the model's view of its image, ``(H, W, 3)`` uint8 (how ``overlay_png`` draws)."""
-    from mikata.display import colorize, display_map
-
-    shown = display_map(m, saturate=method not in LAYER_MAP_METHODS)
-    return (alpha * colorize(shown) + (1 - alpha) * view.astype(np.float64)).round().astype(np.uint8)
+    return overlay_scaled(view, m, map_scale_of(m, method, options), alpha)

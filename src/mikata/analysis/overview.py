@@ -30,6 +30,7 @@ from mikata.analysis.audit import (RunData, accuracy, class_histogram, confused_
 from mikata.analysis.heldout import in_sample_rows, label_scope_note, trained_rows_note
 from mikata.analysis.runstore import RunStore, RunStoreError
 from mikata.data.filenames import shown
+from mikata.formatting import percent
 from mikata.analysis.sections import confident_first
 
 
@@ -278,14 +279,15 @@ def format_audit(r: dict, max_listed: int | None = None) -> str:
     out = lines.append
     cut = (lambda xs: xs[:max_listed]) if max_listed else (lambda xs: xs)
     out(f"run {r['run']}: {r['images']} images, {len(r['skipped'])} skipped")
-    top5 = f"top-5 {r['top5_accuracy']:.2%}   " if r.get("top5_accuracy") is not None else ""
-    out(f"accuracy {r['accuracy']:.2%}   {top5}"
+    top5 = f"top-5 {percent(r['top5_accuracy'])}   " if r.get("top5_accuracy") is not None else ""
+    out(f"accuracy {percent(r['accuracy'])}   {top5}"
         f"class imbalance {r['imbalance']:.2f}x (largest / smallest class)")
     if r.get("trained_rows_note"):
         out(f"WARNING: {r['trained_rows_note']}")
     out("\nper class                     images  precision  recall     F1")
     for c in sorted(r["per_class"], key=lambda c: c["recall"]):
-        out(f"  {c['class'][:28]:28s} {c['images']:6d}  {c['precision']:9.2%}  {c['recall']:6.2%}  {c['f1']:5.2f}")
+        out(f"  {c['class'][:28]:28s} {c['images']:6d}  {percent(c['precision']):>9s}  {percent(c['recall']):>6s}  "
+            f"{c['f1']:5.2f}")
     if "binary" in r:
         from mikata.analysis.binary import format_binary
 

@@ -151,6 +151,7 @@ def _explain(handle: ModelHandle, images: torch.Tensor, methods: list[str], targ
             timings = {"method": elapsed / len(raws), "shared_pass": shared_s if s.uses_shared else 0.0}
             results.append(Attribution(s.name, shared.labels[k], ids[:, k].tolist(), maps.detach(), raw.detach(),
                                        layer if s.layer_needed(opts) else None, timings,
-                                       {key: (v[k] if isinstance(v, list) else v) for key, v in info.items()}))
+                                       {key: (v[k] if isinstance(v, list) else v) for key, v in info.items()},
+                                       s.is_signed(opts)))
     return results
 

@@ -37,7 +37,7 @@ class Explanation(list):
         self.probs = probs  # (N, K) softmax, on the CPU
         self.titles = list(titles)
 
-    def figure(self, index: int = 0, top: int = 5, cmap: str = "jet", alpha: float = 0.5):
+    def figure(self, index: int = 0, top: int = 5, cmap: str | None = None, alpha: float = 0.5):
         """The matplotlib figure of image ``index``: input, top-k probabilities, one overlay per method."""
         from mikata.attribution.figure import draw_figure
         from mikata.display import to_uint8_image

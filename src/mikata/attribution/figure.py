@@ -16,7 +16,7 @@ from PIL import Image
 from mikata.attribution.engine import explain
 from mikata.attribution.result import Attribution
 from mikata.models.handle import ModelHandle
-from mikata.display import display_map, to_uint8_image
+from mikata.display import colorbar, hatch, map_scale, to_uint8_image
 
 
 #: Panels per row before the figure wraps: 6 panels of 3.1 in stay readable on a laptop screen and
@@ -50,17 +50,22 @@ def draw_figure(
     class_names: Sequence[str],
     index: int = 0,
     top: int = 5,
-    cmap: str = "jet",
+    cmap: str | None = None,
     alpha: float = 0.5,
     title: str = "",
     max_columns: int = MAX_COLUMNS,
+    signed_cmap: str | None = None,
 ):
     """A matplotlib Figure for image ``index`` of the batch the attributions were computed on.
 
     ``image``: ``(H, W, 3)`` uint8 as shown to people; ``probs``: that image's softmax ``(K,)``.
-    Panels wrap into rows of at most ``max_columns`` (see ``figure_layout``); maps are min-max scaled
-    for display only (pixel maps also saturate their top 0.5%); the attributions are never changed.
-    Only the panels drawn get axes, so ``fig.axes`` is: input, bars, then each overlay and its colorbar.
+    Panels wrap into rows of at most ``max_columns`` (see ``figure_layout``). Each map is colored by
+    ``mikata.display.map_scale``, as the report and the web app color it: unsigned maps from 0 to their
+    max in ``cmap`` (default jet), signed ones (``Attribution.signed``) in ``signed_cmap`` (default bwr)
+    from ``-max|v|`` through a white 0 to ``+max|v|``; pixel maps clip their top 0.5%; the colorbar's
+    ticks are the map's own values. An all-zero map is drawn hatched with a note saying so (e.g. "no
+    positive evidence for cat: the map is all zero"). The attributions are never changed. Only the
+    panels drawn get axes, so ``fig.axes`` is: input, bars, then each overlay and its colorbar.
     """
     from matplotlib.figure import Figure
 
@@ -88,13 +93,26 @@ def draw_figure(
             heat = np.asarray(Image.fromarray(heat.astype(np.float32), mode="F").resize((w, h), Image.BILINEAR))
         ax = fig.add_subplot(grid[r, c])
         ax.set_axis_off()
-        ax.imshow(image)
-        shown = display_map(heat, saturate=a.raw.dim() == 4)
-        im = ax.imshow(shown, cmap=cmap, alpha=alpha, vmin=0, vmax=1)
-        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02).ax.tick_params(labelsize=6)
+        scale = map_scale(heat, a.signed, saturate=a.raw.dim() == 4, cmap=cmap, signed_cmap=signed_cmap)
         name = class_names[a.targets[index]][:20]
-        ax.set_title(f"{a.method}\n{a.target_spec}: {name}", fontsize=8)
+        if scale.empty is not None:  # nothing to color: say so instead of a flat blue image
+            ax.imshow(hatch(image))
+            ax.text(0.5, 0.5, "\n".join(_wrap(scale.note(name) or "", 22)), transform=ax.transAxes, ha="center",
+                    va="center", fontsize=7, bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "gray"})
+            colorbar(ax, fig, scale).ax.set_visible(False)  # keeps the axes order: overlay, colorbar
+        else:
+            ax.imshow(image)
+            im = ax.imshow(scale.unit(heat), cmap=scale.cmap, alpha=alpha, vmin=0, vmax=1)
+            colorbar(ax, fig, scale, im)
+        ax.set_title(f"{a.method}{' (signed)' if a.signed else ''}\n{a.target_spec}: {name}", fontsize=8)
     return fig
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    """``text`` in lines of about ``width`` characters, broken at spaces (a note inside a panel)."""
+    import textwrap
+
+    return textwrap.wrap(text, width) or [text]
 
 
 def explain_figure(
@@ -105,7 +123,7 @@ def explain_figure(
     layer: str | None = None,
     options: dict | None = None,
     top: int = 5,
-    cmap: str = "jet",
+    cmap: str | None = None,
     alpha: float = 0.5,
     title: str = "",
 ):

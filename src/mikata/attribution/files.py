@@ -24,7 +24,7 @@ from mikata.data.images import load_image
 from mikata.data.filenames import shown
 from mikata.errors import ImageDecodeError
 from mikata.models.handle import ModelHandle
-from mikata.display import to_uint8_image
+from mikata.display import check_colormap, to_uint8_image
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +41,18 @@ def explain_files(
     layer: str | None = None,
     out_dir: str | os.PathLike = "explain",
     options: dict | None = None,
-    cmap: str = "jet",
+    cmap: str | None = None,
     alpha: float = 0.5,
     top: int = 5,
     progress: bool = True,
+    signed_cmap: str | None = None,
 ) -> list[dict]:
     """One summary dict per path (``error`` set for files that could not be decoded); also written
     as ``summary.json`` in ``out_dir``. Images are explained one at a time so a figure appears as
     soon as it is ready; all methods and targets of an image share passes."""
     methods = check_methods(methods)
+    check_colormap(cmap)
+    check_colormap(signed_cmap, "signed colormap")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     mode = handle.mode
@@ -72,7 +75,7 @@ def explain_files(
         with torch.no_grad():
             probs = handle.model(x).float().softmax(1)[0].cpu()  # (K,)
         fig = draw_figure(to_uint8_image(handle.denormalize(x)[0]), attributions, probs, handle.class_names,
-                          0, top, cmap, alpha, title=shown(Path(path).name))
+                          0, top, cmap, alpha, title=shown(Path(path).name), signed_cmap=signed_cmap)
         fig_path = out / f"{stem}_explain.png"
         fig.savefig(fig_path)
         entry = {"path": path, "figure": str(fig_path), "top": [

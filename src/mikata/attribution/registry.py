@@ -63,7 +63,8 @@ class MethodSpec:
     for wrappers such as SmoothGrad); ``reduce``: how an ``(N, C, H, W)`` raw map becomes ``(N, H, W)``
     (or a function of the options); ``layer_resolution``: maps live at the layer's resolution (shown
     unsaturated); ``grid``: fast enough for a grid of ~120 tiles in the web app; ``signed``: the map's
-    sign means something; ``rectifiers``: defined only for ReLU-like networks (refused on others).
+    sign means something, so it is drawn in a diverging colormap centred on zero (a bool, or a function
+    of the options, for wrappers such as SmoothGrad: see ``signed_map``); ``rectifiers``: defined only for ReLU-like networks (refused on others).
     """
 
     name: str
@@ -75,7 +76,7 @@ class MethodSpec:
     reduce: str | Callable[[dict], str] = "sum"
     layer_resolution: bool = False
     grid: bool = False
-    signed: bool = False
+    signed: bool | Callable[[dict], bool] = False
     rectifiers: bool = False
     summary: str = ""
 
@@ -90,6 +91,13 @@ class MethodSpec:
     def layer_needed(self, options: dict | None = None) -> bool:
         """Whether this call (with ``options``) needs a CAM layer."""
         return self.needs_layer(options or {}) if callable(self.needs_layer) else bool(self.needs_layer)
+
+    def is_signed(self, options: dict | None = None) -> bool:
+        """Whether this call's maps (with ``options``) are signed (drawn diverging around zero); a
+        ``reduce`` option other than "sum" (maxabs, abssum) makes any map a magnitude."""
+        if (options or {}).get("reduce", "sum") != "sum":
+            return False
+        return self.signed(options or {}) if callable(self.signed) else bool(self.signed)
 
     def reduction(self, options: dict | None = None) -> str:
         """The channel reduction for this call: ``options["reduce"]`` wins over the spec's."""
@@ -149,6 +157,12 @@ def names(kind: str | None = None, **flags: bool) -> tuple[str, ...]:
     ``flags`` (e.g. ``names(grid=True)``, ``names(layer_resolution=True)``)."""
     return tuple(s.name for s in _SPECS.values()
                  if (kind is None or s.kind == kind) and all(getattr(s, k) == v for k, v in flags.items()))
+
+
+def signed_map(name: str, options: dict | None = None) -> bool:
+    """Whether method ``name``'s map (with ``options``) is signed: every picture of a map asks this
+    (``mikata.display.map_scale`` then draws it diverging around a white zero, or sequential from 0)."""
+    return get(name).is_signed(options)
 
 
 def titles() -> dict[str, str]:

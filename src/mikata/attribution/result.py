@@ -31,13 +31,14 @@ class Attribution:
     layer: str | None = None
     timings: dict[str, float] = field(default_factory=dict)  # seconds
     info: dict = field(default_factory=dict)  # method extras, e.g. IG completeness delta
+    signed: bool = False  # the sign means something (registry ``signed_map``): drawn diverging around zero
 
     def summary(self, class_names: list[str] | None = None) -> dict:
         """A JSON-ready description (no arrays)."""
         return {
             "method": self.method, "target": self.target_spec, "layer": self.layer,
             "targets": [{"id": t, "name": class_names[t] if class_names else None} for t in self.targets],
-            "raw_shape": list(self.raw.shape), "timings_s": self.timings,
+            "raw_shape": list(self.raw.shape), "timings_s": self.timings, "signed": self.signed,
             "info": {k: v for k, v in self.info.items() if isinstance(v, (int, float, str, list, bool))},
         }
 

@@ -121,6 +121,19 @@ def reduction(options: dict) -> str:
     return base_spec(options.get("base", "saliency")).reduction({})
 
 
+def signed(variant: str):
+    """A registry ``signed`` for one variant: the mean of a signed, sum-reduced base map keeps its sign
+    (SmoothGrad of Gradient x Input); squares and variances never do."""
+
+    def is_signed(options: dict) -> bool:
+        if variant != "smoothgrad":
+            return False
+        spec = base_spec(options.get("base", "saliency"))
+        return spec.is_signed(options.get("base_options")) and spec.reduction({}) == "sum"
+
+    return is_signed
+
+
 def needs_layer(options: dict) -> bool:
     """SmoothGrad needs a CAM layer when its base does."""
     return base_spec(options.get("base", "saliency")).layer_needed(options.get("base_options"))

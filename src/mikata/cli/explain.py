@@ -23,7 +23,11 @@ def register(sub) -> None:
                    help="top1, top3, ... (per image), or a class id or name; several with commas")
     p.add_argument("--layer", default=None, help="layer for CAM methods (default: the model's; see `mikata layers`)")
     p.add_argument("--out", default="explain", help="output folder (default ./explain)")
-    p.add_argument("--cmap", default="jet", help="matplotlib colormap for overlays (default jet)")
+    p.add_argument("--cmap", default=None,
+                   help="matplotlib colormap for unsigned maps, 0 to max (default jet)")
+    p.add_argument("--signed-cmap", default=None,
+                   help="diverging colormap for signed maps (integrated-gradients, deeplift, lrp, ...), "
+                        "-max|v| .. 0 .. +max|v| (default bwr: zero is white)")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity (default 0.5)")
     p.add_argument("--top", type=int, default=5, help="classes in the probability chart (default 5)")
     p.add_argument("--samples", type=int, default=None, help="samples for smoothgrad / vargrad / lime")
@@ -53,6 +57,10 @@ def run(args) -> int:
     from mikata.attribution.files import explain_files
 
     methods = check_methods([m for m in args.methods.split(",") if m.strip()])  # fail before loading the model
+    from mikata.display import check_colormap
+
+    check_colormap(args.cmap)
+    check_colormap(args.signed_cmap, "signed colormap")
     target = args.target if "," not in args.target else [t.strip() for t in args.target.split(",")]
     from mikata.models.precheck import check_at_least
 
@@ -62,7 +70,8 @@ def run(args) -> int:
     handle = load_model_from_args(args)
     check_after_loading(handle, target, args.layer)
     summaries = explain_files(handle, args.images, methods, target, args.layer, args.out, _options(args),
-                              args.cmap, args.alpha, args.top, progress=not args.quiet)
+                              args.cmap, args.alpha, args.top, progress=not args.quiet,
+                              signed_cmap=args.signed_cmap)
     if args.json:
         print_json(summaries)
     else:

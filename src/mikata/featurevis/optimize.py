@@ -104,15 +104,36 @@ class Rendering:
         return tile(self.pil(), labels=self.labels, thumb=thumb, cols=cols)
 
     def save(self, folder: str | os.PathLike, thumb: int = 128) -> list[Path]:
-        """Write ``grid.png`` and ``<label>.png`` per image; returns the paths written."""
+        """Write ``grid.png`` and ``<label>.png`` per image; returns the paths written.
+
+        The PNGs carry what a gallery needs as text chunks (no extra files): ``grid.png`` has
+        ``mikata-rendering`` (JSON: each image's file, its unit's label and final score, the options)
+        and ``mikata-log`` (the per-iteration table); each unit's PNG has its ``mikata-label``. The web
+        app's feature-vis gallery reads them (``analysis.attachments.featurevis_gallery``).
+        """
+        import json
+        from dataclasses import asdict
+
+        from PIL.PngImagePlugin import PngInfo
+
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        paths = [folder / "grid.png"]
-        self.grid(thumb).save(paths[0])
-        for label, img in zip(self.labels, self.pil()):
+        final = self.log[-1]["units"] if self.log else [None] * len(self.labels)
+        paths, units = [folder / "grid.png"], []
+        for label, img, score in zip(self.labels, self.pil(), final):
             safe = "".join(ch if ch.isalnum() or ch in "-_.@" else "_" for ch in label) or "unit"
             paths.append(folder / f"{safe}.png")
-            img.save(paths[-1])
+            info = PngInfo()
+            info.add_itxt("mikata-label", label)
+            img.save(paths[-1], pnginfo=info)
+            units.append({"file": paths[-1].name, "label": label, "score": score})
+        info = PngInfo()
+        info.add_itxt("mikata-rendering", json.dumps({"units": units, "seconds": round(self.seconds, 3),
+                                                      "options": asdict(self.options) if self.options else None}),
+                      zip=True)
+        if self.log:
+            info.add_itxt("mikata-log", format_log(self.log, self.labels), zip=True)
+        self.grid(thumb).save(paths[0], pnginfo=info)
         return paths
 
 

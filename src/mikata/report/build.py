@@ -21,7 +21,6 @@ import base64
 import datetime as _dt
 import json
 import logging
-import math
 import os
 import threading
 import time
@@ -37,6 +36,7 @@ from mikata.analysis.attachments import featurevis_images, read_scorecard, score
 from mikata.analysis.sections import confusion_cells, confusion_view, scorecard_table
 
 from mikata.errors import MikataError
+from mikata.formatting import percent
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +143,21 @@ def training_history(identity: dict, run_dir: str | os.PathLike) -> dict[str, li
     if not isinstance(history, dict) or not any(history.get(k) for k in ("train_loss", "val_loss")):
         return None
     return {k: [float(v) for v in vs] for k, vs in history.items() if isinstance(vs, list)}
+
+
+def training_best_epoch(identity: dict, run_dir: str | os.PathLike) -> int | None:
+    """``metadata["training"]["best_epoch"]`` of the run's checkpoint (the epoch kept), else None."""
+    from mikata.models.loading import read_checkpoint_metadata
+    from mikata.models.run_model import run_model_spec
+
+    spec = run_model_spec(identity, run_dir)
+    if not spec.endswith(".safetensors") or not os.path.isfile(spec):
+        return None
+    try:
+        best = read_checkpoint_metadata(spec).get("training", {}).get("best_epoch")
+    except MikataError:
+        return None
+    return best if isinstance(best, int) and not isinstance(best, bool) and best > 0 else None
 
 
 def featurevis_grids(run_dir: Path) -> list[dict]:
@@ -317,7 +332,8 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
     cam_layer, map_size = None, None
     map_error = None
     if with_maps:
-        from mikata.analysis.maps import MapService, overlay_array
+        from mikata.analysis.maps import MapService, map_scale_of
+        from mikata.display import overlay_scaled
 
         log.info("maps (%s) of the most / least class-like images of %d classes...", ", ".join(methods),
                  len(with_maps))
@@ -335,8 +351,9 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
             raw_views = service.model_views(sorted({i for _, i in wanted}))
             for i, v in raw_views.items():
                 views[i] = _png_uri(v)
-            for (i, m, k), a in got.items():
-                overlays[(i, m, k)] = _png_uri(overlay_array(a, raw_views[i], m))
+            for (i, m, k), a in got.items():  # colored as the web app and `mikata explain` color them
+                scale = map_scale_of(a, m)
+                overlays[(i, m, k)] = (_png_uri(overlay_scaled(raw_views[i], a, scale)), scale.note(names[k]))
             cam_layer, map_size = _cam_layer(service.handle, methods)
         except MikataError as e:
             map_error = str(e)
@@ -359,7 +376,7 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
                 "right": bool(d.labels[r] == d.preds[r]), "p_class": float(d.probs[r, c]),
                 "topk": [(names[k], p) for k, p in _topk(d.probs[r], 3)],
                 "view": views.get(int(i)),
-                "maps": [(method_titles.get(m, m), overlays[(int(i), m, c)]) for m in methods
+                "maps": [(method_titles.get(m, m), *overlays[(int(i), m, c)]) for m in methods
                          if (int(i), m, c) in overlays]}
 
     classes = [{"index": c.index, "name": c.name, "images": c.images, "precision": c.precision,
@@ -431,8 +448,10 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
     if history:
         loss = {k.replace("_", " "): history[k] for k in ("train_loss", "val_loss") if history.get(k)}
         acc = {k.replace("_", " "): history[k] for k in ("train_accuracy", "val_accuracy") if history.get(k)}
-        charts["loss"] = line_chart(loss, title="loss") if loss else ""
-        charts["accuracy"] = line_chart(acc, title="accuracy") if acc else ""
+        kept = training_best_epoch(identity, run_dir)  # the epoch whose weights the checkpoint holds
+        mark = {"mark": kept, "mark_label": f"kept: epoch {kept}"} if kept else {}
+        charts["loss"] = line_chart(loss, title="loss", **mark) if loss else ""
+        charts["accuracy"] = line_chart(acc, title="accuracy", **mark) if acc else ""
     binary = None
     if curves is not None:
         from mikata.report.svg import operating_charts
@@ -493,10 +512,11 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
 
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"]),
                       finalize=shown_in_template)  # non-UTF-8 file names print as \xNN
-    env.filters["pct"] = lambda v: "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2%}"
+    env.filters["pct"] = percent  # as `mikata audit` prints them
     html = env.get_template("report.html.j2").render(
         title=f"mikata report — {run_dir.name}", run_dir=str(run_dir), manifest=manifest, identity=identity,
         split=split, summary=summary, classes=classes, methods=[method_titles.get(m, m) for m in methods],
+        map_legends=_map_legends(methods, method_titles) if overlays else [],
         matrix=matrix, cols=[{"index": p, "name": names[p]} for p in shown_cols],
         pairs=[{"a": names[a], "b": names[b], "ia": a, "ib": b, "ab": ab, "ba": ba} for a, b, ab, ba in ov.confused_pairs],
         issues=issues, field_groups=field_groups, dataset_issues=dataset_issues, issue_notes=found.notes, exceptional=ex, charts=charts, history=history, featurevis=featurevis, units=units,
@@ -515,6 +535,17 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
     timings["total"] = time.perf_counter() - t0
     return ReportResult(out_path.resolve(), len(d), len(thumbs), len(overlays), out_path.stat().st_size, timings, notes,
                         cam_layer, map_size)
+
+
+def _map_legends(methods: Sequence[str], method_titles: dict[str, str]) -> list[dict]:
+    """One legend per method of the galleries (``display.legend_of_kind``: each map scaled to itself)."""
+    from mikata.analysis.maps import LAYER_MAP_METHODS
+    from mikata.attribution.registry import signed_map
+    from mikata.display import legend_of_kind
+
+    return [{"title": method_titles.get(m, m),
+             **legend_of_kind(signed_map(m), saturate=m not in LAYER_MAP_METHODS, what="the row's class")}
+            for m in methods]
 
 
 def _cam_layer(handle, methods: Sequence[str]) -> tuple[str | None, tuple[int, int] | None]:

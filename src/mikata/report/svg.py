@@ -76,8 +76,10 @@ def bar_chart(labels: Sequence[str], values: Sequence[float], title: str = "", w
 
 def line_chart(series: Mapping[str, Sequence[float]], title: str = "", xlabel: str = "epoch",
                width: int = 440, height: int = 260, colors: Sequence[str] | None = None,
-               x_start: int = 1) -> str:
-    """Lines (with point markers) over a shared x axis ``x_start, x_start + 1, ...``; legend on top."""
+               x_start: int = 1, mark: int | None = None, mark_label: str = "") -> str:
+    """Lines (with point markers) over a shared x axis ``x_start, x_start + 1, ...``; legend on top.
+
+    ``mark``: an x value (e.g. the kept epoch) drawn as a dashed vertical line labelled ``mark_label``."""
     series = {k: [float(v) for v in vs] for k, vs in series.items() if len(vs)}
     colors = list(colors or PALETTE)
     left, right, top, bottom = 48, 12, 44 if title else 26, 34
@@ -123,6 +125,11 @@ def line_chart(series: Mapping[str, Sequence[float]], title: str = "", xlabel: s
         parts.append(f'<rect x="{lx}" y="{ly - 8}" width="12" height="4" fill="{c}"/>'
                      f'<text x="{lx + 16}" y="{ly - 3}" class="tick">{escape(name)}</text>')
         lx += 28 + 7 * len(name)
+    if mark is not None and 0 <= mark - x_start < n:
+        x = px(mark - x_start)
+        parts.append(f'<g class="mark"><line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + ph}" stroke="#2ca02c" '
+                     f'stroke-width="1.5" stroke-dasharray="4 3"/><text x="{x + 4:.1f}" y="{top + 12}" class="tick" '
+                     f'fill="#2ca02c">{escape(mark_label)}</text></g>')
     parts.append("</svg>")
     return "".join(parts)
 

@@ -32,6 +32,7 @@ from mikata.analysis.media import UnknownImageError
 from mikata.analysis.runstore import RunStoreError
 from mikata.attribution.engine import NotSpatialError
 from mikata.data.filenames import shown_in_template
+from mikata.formatting import percent
 from mikata.errors import ChoiceError, ImageDecodeError, MikataError, ModelLoadError
 from mikata.models.handle import ModelHandle
 from mikata.server.routes import ROUTERS
@@ -115,8 +116,9 @@ def _error_pages(app: FastAPI) -> None:
         return PlainTextResponse(str(exc), status_code=400 if isinstance(exc, RunStoreError) else 500)
 
 
-def _pct(x: float | None) -> str:
-    return "–" if x is None or x != x else f"{100 * x:.1f}%"
+def _pct(x: float) -> str:
+    """The app's percents: one decimal (compact cards), rounded as the audit and report round (``percent``)."""
+    return percent(x, 1)
 
 
 def _area(x: float | None) -> str:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mikata.analysis.attachments import featurevis_images, read_scorecard
+from mikata.analysis.attachments import featurevis_gallery, featurevis_images, featurevis_pngs, read_scorecard
 from mikata.analysis.maps import MapService
 from mikata.analysis.media import UnknownImageError, encode, image_file, thumbnail
 from mikata.analysis.overview import Overview, overview
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 PER_CLASS = 12        # most / least class-like images kept per class
 ISSUES = 200          # suspected label errors listed for review
+EMBEDDING_POINTS = 20000  # most points the embedding scatter draws (a seeded sample beyond)
 
 
 class RunState:
@@ -220,7 +221,7 @@ class RunState:
                 self._curves = (ov.version, c, data)
             return self._curves[1], self._curves[2]
 
-    def embedding(self, max_points: int = 20000) -> dict:
+    def embedding(self, max_points: int = EMBEDDING_POINTS) -> dict:
         """Scatter data ``{ids, x, y, label, pred, fields}`` of a PCA projection, cached per version
         (``fields``: per manifest column its distinct ``values`` and each point's ``codes`` into them)."""
         ov = self.overview()
@@ -239,7 +240,11 @@ class RunState:
             self._emb = (ov.version, data)
             return data
 
-    def embedding_json(self, max_points: int = 20000) -> bytes:
+    def embedding_points(self, max_points: int = EMBEDDING_POINTS) -> int:
+        """How many points ``embedding()`` draws (known before the projection is computed)."""
+        return min(len(self.overview().data), max_points)
+
+    def embedding_json(self, max_points: int = EMBEDDING_POINTS) -> bytes:
         """``embedding()`` as JSON bytes, encoded once per run version (20,000 points are ~0.4 s of
         ``json.dumps`` here: every request would pay it)."""
         data = self.embedding(max_points)
@@ -340,8 +345,13 @@ class RunState:
             return encode(self.maps.model_view(image_id))
 
     def overlay(self, image_id: int, method: str, cls: int | str | None, layer: str | None = None) -> bytes:
+        return self.overlay_with_legend(image_id, method, cls, layer)[0]
+
+    def overlay_with_legend(self, image_id: int, method: str, cls: int | str | None,
+                            layer: str | None = None) -> tuple[bytes, dict]:
+        """The map PNG and its legend (``MapService.overlay``): the page shows the two side by side."""
         with self._model_hint():
-            return self.maps.overlay_png(image_id, method, cls, layer)
+            return self.maps.overlay(image_id, method, cls, layer)
 
     def map_estimate(self, image_id: int, method: str, cls: int | str | None, layer: str | None = None) -> dict:
         return self.maps.estimate(image_id, method, cls, layer)
@@ -394,8 +404,15 @@ class RunState:
         """The run's feature-visualization images (``attachments.featurevis_images``), addressed by index."""
         return featurevis_images(self.run_dir)
 
+    def featurevis_gallery(self) -> list[dict]:
+        """``attachments.featurevis_gallery`` with each image as its index for ``featurevis_png``."""
+        index = {p: i for i, p in enumerate(featurevis_pngs(self.run_dir))}
+        return [{**e, "grid": index.get(e["grid"]), "units": [(index[p], label) for p, label in e["units"]]}
+                for e in featurevis_gallery(self.run_dir)]
+
     def featurevis_png(self, index: int) -> bytes:
-        files = self.featurevis_files()
+        """A PNG under RUN_DIR/featurevis/ by its index in ``attachments.featurevis_pngs`` (grids and units)."""
+        files = featurevis_pngs(self.run_dir)
         if not 0 <= index < len(files):
             raise UnknownImageError(f"no feature visualization {index}")
         return files[index].read_bytes()

@@ -218,7 +218,8 @@ def _train(data: "str | os.PathLike | ImageDataset", model: str | ModelHandle, o
                 epoch_generator_state = generator.get_state()
                 _save_progress(handle, out, optimizer, epoch + 1, history, best, epoch_generator_state, opts,
                                split_record)
-                plot_history(history, plot_path(out), title=f"{out.stem}: training progress")
+                plot_history(history, plot_path(out), title=f"{out.stem}: training progress",
+                             best_epoch=best["epoch"])
                 epochs_bar.update(1)
                 epochs_bar.set_postfix(f"val acc {val_acc:.3f}")
                 if on_epoch_end is not None:
@@ -245,7 +246,7 @@ def _train(data: "str | os.PathLike | ImageDataset", model: str | ModelHandle, o
             test_acc = evaluate_split(handle, test_set, opts.batch_size * 2, memory_format, forward)[1]
     net.to(memory_format=torch.contiguous_format)
     seconds = time.perf_counter() - start_time
-    plot = plot_history(history, plot_path(out), title=f"{out.stem}: training progress")
+    plot = plot_history(history, plot_path(out), title=f"{out.stem}: training progress", best_epoch=int(best["epoch"]))
     result = TrainResult(out, plot, history, list(ds.classes), int(best["epoch"]), float(best["accuracy"]),
                          None if test_acc is None else float(test_acc), len(history["val_accuracy"]), stopped_early,
                          skipped, seconds)

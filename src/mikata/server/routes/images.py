@@ -4,6 +4,8 @@ from a request never reaches the file system."""
 
 from __future__ import annotations
 
+import json
+
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
@@ -31,8 +33,14 @@ def model_view(request: Request, image_id: int):
 
 @router.get("/map/{image_id:int}.png")
 def map_png(request: Request, image_id: int, method: str = "gradcam", cls: str = "", layer: str = ""):
+    """The overlay; its legend (``display.MapScale.legend``: colors, values, meaning, or why the map is
+    empty) rides along as JSON in the ``X-Map-Legend`` header, so the page's legend is this map's."""
     # an unknown, skipped or unservable id is a 404 before any model is loaded (MapService checks)
-    return image_response(run_state(request).overlay(check_id(image_id), method, cls or None, layer or None))
+    png, legend = run_state(request).overlay_with_legend(check_id(image_id), method, cls or None, layer or None)
+    response = image_response(png)
+    response.headers["x-map-legend"] = json.dumps(legend, ensure_ascii=True, allow_nan=False,
+                                                  separators=(",", ":"))
+    return response
 
 
 @router.get("/api/map-estimate/{image_id:int}")

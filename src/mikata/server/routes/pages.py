@@ -21,6 +21,17 @@ GRID_METHODS = registry.names(grid=True)  # fast enough for 120 tiles (the regis
 REVIEW_PAGE = 100  # suspected label errors per review page (the headline always gives the total)
 
 
+def tiles_legend(method: str) -> dict | None:
+    """The legend of a page of map tiles of ``method`` (each tile scaled to its own map), or None."""
+    if not method:
+        return None
+    from mikata.analysis.maps import LAYER_MAP_METHODS
+    from mikata.display import legend_of_kind
+
+    return legend_of_kind(registry.signed_map(method), saturate=method not in LAYER_MAP_METHODS,
+                          what="the predicted class")
+
+
 @router.get("/", response_class=HTMLResponse)
 def dashboard(request: Request):
     state = run_state(request)
@@ -61,7 +72,8 @@ def grid(request: Request, true: int = -1, pred: int = -1, page_no: int = 0,
                       "prob": float(d.probs[r, d.preds[r]])})
     return page(request, "grid.html", tiles=tiles, title=title, total=len(ids), sel_true=true, sel_pred=pred,
                 map_method=map_method if map_method in GRID_METHODS else "", grid_methods=GRID_METHODS,
-                page_no=page_no, pages=pages, where=where, where_text=where_text, fields=state.field_choices())
+                page_no=page_no, pages=pages, where=where, where_text=where_text, fields=state.field_choices(),
+                map_legend_data=tiles_legend(map_method if map_method in GRID_METHODS else ""))
 
 
 @router.get("/class/{c:int}", response_class=HTMLResponse)
@@ -124,15 +136,14 @@ def reviews_page(request: Request, start: int = 0):
 def embedding_page(request: Request):
     state = run_state(request)
     return page(request, "embedding.html", has_plotly="plotly.min.js" in request.app.state.static,
-                has_embed=state.has_embeddings(), fields=state.field_names())
+                has_embed=state.has_embeddings(), fields=state.field_names(),
+                points=state.embedding_points())
 
 
 @router.get("/featurevis", response_class=HTMLResponse)
 def featurevis_page(request: Request):
     state = run_state(request)
-    root = state.run_dir / "featurevis"
-    files = [str(p.relative_to(root)) for p in state.featurevis_files()]
-    return page(request, "featurevis.html", files=files)
+    return page(request, "featurevis.html", entries=state.featurevis_gallery())
 
 
 @router.get("/scorecard", response_class=HTMLResponse)
@@ -175,9 +186,10 @@ def issues_page(request: Request, type: str = "", cls: int = -1, page_no: int = 
               "caption": captions[r], "name": files.get(int(d.ids[r]), "")} for r in shown]
     pairs = [p for p in found.pairs if type in ("near_duplicate", "exact_duplicate", "leak")
              and (type != "leak" or p[4])][:60]
+    map_method = "gradcam" if type in EXPLAINED_BY_MAPS and "gradcam" in GRID_METHODS else ""
     return page(request, "issues.html", summary=summary, type=type, sel_cls=cls, tiles=tiles, total=len(rows),
                 page_no=page_no, pages=pages, threshold=found.types[type].threshold,
-                map_method="gradcam" if type in EXPLAINED_BY_MAPS and "gradcam" in GRID_METHODS else "",
+                map_method=map_method, map_legend_data=tiles_legend(map_method),
                 pairs=[(int(d.ids[i]), int(d.ids[j]), sim, kind, across) for i, j, sim, kind, across in pairs],
                 groups=[g for g in found.groups if g["flagged"]] if type == "underperforming_group" else [],
                 notes=found.notes, where=where, where_text=where_text, fields=state.field_choices(),

@@ -40,7 +40,12 @@ def units_page(request: Request):
 
 @router.get("/units/{j:int}", response_class=HTMLResponse)
 def unit_page(request: Request, j: int):
-    return page(request, "unit.html", units=_card(request), unit=_unit(request, j), index=j)
+    from mikata.display import legend_of_kind
+
+    legend = {**legend_of_kind(False), "ticks": [[0.0, "min"], [1.0, "max"]],  # as analysis.units draws them
+              "text": "each image's activation map of this channel, from its own min (blue) to its max (red): "
+                      "where the channel fires most"}
+    return page(request, "unit.html", units=_card(request), unit=_unit(request, j), index=j, map_legend_data=legend)
 
 
 @router.get("/units/{j:int}/synthetic.png")

@@ -44,11 +44,13 @@ function $$(sel, root) { return Array.from((root || document).querySelectorAll(s
       return;
     }
     const blob = await resp.blob();
+    const legend = JSON.parse(resp.headers.get("x-map-legend") || "null");
     if (shown) URL.revokeObjectURL(shown);
     shown = URL.createObjectURL(blob);
     img.onload = () => {
       img.hidden = false;
       img.dataset.key = key;
+      drawLegend($("#maplegend"), legend);
       status.textContent = method + " · " + $("#cls").selectedOptions[0].textContent + " · " +
         Math.round(performance.now() - t0) + " ms";
       status.className = "muted";
@@ -65,6 +67,37 @@ function $$(sel, root) { return Array.from((root || document).querySelectorAll(s
     if (e.key === "ArrowRight" && $("#next")) location.href = $("#next").href;
   });
 })();
+
+// --------------------------------------------------------------- a map's legend (see _legend.html)
+// legend: display.MapScale.legend() from the X-Map-Legend header: its colormap's stops, tick labels,
+// one line of meaning, or a note when the map is empty ("no positive evidence for X: the map is all zero").
+function drawLegend(el, legend) {
+  if (!el) return;
+  el.replaceChildren();
+  el.hidden = !legend;
+  if (!legend) return;
+  el.className = "maplegend" + (legend.signed ? " signed" : "") + (legend.note ? " empty" : "");
+  el.dataset.cmap = legend.cmap;
+  if (legend.note) {
+    const p = document.createElement("p");
+    p.className = "legend-note"; p.textContent = legend.note;
+    el.append(p);
+    return;
+  }
+  const bar = document.createElement("div");
+  bar.className = "legend-bar";
+  bar.style.background = "linear-gradient(to right, " + legend.stops.join(", ") + ")";
+  const ticks = document.createElement("div");
+  ticks.className = "legend-ticks";
+  legend.ticks.forEach(([pos, label]) => {
+    const s = document.createElement("span");
+    s.style.left = (100 * pos) + "%"; s.textContent = label;
+    ticks.append(s);
+  });
+  const text = document.createElement("p");
+  text.className = "legend-text"; text.textContent = legend.text;
+  el.append(bar, ticks, text);
+}
 
 // ---------------------------------------------------------------------------- label reviews
 // One verdict = one POST /api/review/ID. "fine" keeps the given label: it never sends a suggested class.
@@ -176,15 +209,21 @@ function mikataEmbedding() {
       legend: { itemsizing: "constant" }, xaxis: { title: "PC 1" }, yaxis: { title: "PC 2" } },
       { displaylogo: false, responsive: true });
   }
+  const loading = $("#embloading");
   fetch("/api/embedding").then((r) => r.ok ? r.json() : Promise.reject(r.statusText)).then((d) => {
     data = d;
+    if (loading) loading.textContent = "drawing " + d.ids.length.toLocaleString("en") + " points…";
     draw();
+    if (loading) loading.hidden = true;
     if (d.ids.length < d.total) info.textContent = "Showing a sample of " + d.ids.length + " of " + d.total + " images. Nothing selected.";
     el.on("plotly_selected", (ev) => showSelection(ev ? ev.points : []));
     el.on("plotly_click", (ev) => showSelection(ev.points));
     $("#errorsonly").addEventListener("change", draw);
     if ($("#colorby")) $("#colorby").addEventListener("change", draw);
-  }).catch((e) => { info.textContent = "cannot load the embedding: " + e; info.className = "error"; });
+  }).catch((e) => {
+    if (loading) loading.hidden = true;
+    info.textContent = "cannot load the embedding: " + e; info.className = "error";
+  });
 }
 
 // ------------------------------------------------------------ dashboard: the operating threshold
