@@ -5,6 +5,7 @@ are refused to pages of other sites or other localhost ports."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import re
 
@@ -43,7 +44,10 @@ def _redirect(app: Gate, raw_path: bytes) -> str:
 
     scope = {"type": "http", "method": "GET", "path": raw_path.decode("latin-1"), "raw_path": raw_path,
              "query_string": f"token={TOKEN}".encode(), "headers": [(b"host", b"127.0.0.1:8765")]}
-    asyncio.run(app(scope, receive, send))
+    # a thread of its own: once the session's Chromium fixture has started, Playwright's sync API keeps
+    # an event loop running in this thread, and asyncio.run refuses to nest in it
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, app(scope, receive, send)).result()
     assert sent[0]["status"] == 303
     return dict(sent[0]["headers"])[b"location"].decode("latin-1")
 
