@@ -231,6 +231,48 @@ def test_other_data_scans_as_before(model, digits, tmp_path):
         assert "trained_on" not in store.manifest
 
 
+def test_a_copy_of_the_dataset_elsewhere_splits_the_same_and_keeps_its_held_out_scan(model, digits, tmp_path):
+    """The split hashes each file's path inside the folder, so it does not depend on where the folder
+    lies (it did: a pytest tmp folder's number changed which digits trained); a scan of a moved copy
+    with the checkpoint still keeps to the held-out images."""
+    import shutil
+
+    from mikata.analysis.scan import scan
+    from mikata.data.datasets import folder_dataset, split_dataset
+
+    copy = shutil.copytree(digits, tmp_path / "deeper" / "copy")
+    here, there = split_dataset(folder_dataset(digits)), split_dataset(folder_dataset(copy))
+    for name in ("train", "val", "test"):
+        assert [p.rsplit("/", 2)[-2:] for p in (s.path for s in here[name].samples)] == \
+               [p.rsplit("/", 2)[-2:] for p in (s.path for s in there[name].samples)]
+    scan(model, copy, tmp_path / "r", workers=0, progress=False)
+    d = load_run(tmp_path / "r")
+    assert sorted(set(d.splits.tolist())) == ["test", "val"] and len(d) == 16
+    # one image fewer: not the training data any more, so it scans as other data (every image)
+    next((copy / "digit_0").glob("*.png")).unlink()
+    assert scan(model, copy, tmp_path / "r2", workers=0, progress=False).total == 4 * PER_CLASS - 1
+
+
+def test_a_checkpoint_from_before_relative_keys_recomputes_its_absolute_split(model, digits):
+    """Records without "keys" hashed absolute paths: their split is recomputed that way and verifies."""
+    from mikata.analysis.heldout import plan_scan
+    from mikata.data.datasets import folder_dataset, split_dataset
+    from mikata.data.splits import TrainingSplit, files_sha1
+
+    ds = folder_dataset(digits)
+    parts = split_dataset(ds, (0.7, 0.15, 0.15), 0, keys="absolute")
+    rec = dict(model.metadata["training"]["split_record"], train_sha1=files_sha1(parts["train"], "absolute"))
+    rec.pop("keys")
+    assert TrainingSplit.from_metadata({"training": {"split_record": rec}}).keys == "absolute"
+    import dataclasses
+
+    old = dataclasses.replace(model, metadata={**model.metadata, "training": {"split_record": rec}})
+    plan = plan_scan(old, digits, ds, split=None, fractions=None, seed=None)
+    assert plan.trained_on["verified"] and plan.names == ["val", "test"]
+    held = {s.path for s, _ in plan.chosen}
+    assert held == {s.path for n in ("val", "test") for s in parts[n].samples}
+
+
 # ------------------------------------------------------------------------------- 2. resume options
 def test_resume_with_changed_options_names_them(digits, tmp_path, lite0):
     out = tmp_path / "r.safetensors"

@@ -16,7 +16,7 @@ from mikata.training.frozen_features import check_shortcut
 from mikata.training.options import TrainingError
 
 DIGITS = (0, 1, 3, 7)
-FAST = dict(epochs=3, batch_size=16, lr=0.02, input_size=32, freeze_until="blocks.11", threads=1)
+FAST = dict(epochs=3, batch_size=16, lr=0.01, input_size=32, freeze_until="blocks.11", threads=1)
 
 
 def write_digits(root, per_class: int = 40, classes=DIGITS):

@@ -45,7 +45,7 @@ from mikata.errors import MikataError
 from mikata.models.handle import ModelHandle
 
 log = logging.getLogger(__name__)
-PLAN_FORMAT = "mikata-crossval/1"
+PLAN_FORMAT = "mikata-crossval/2"  # 2: folds hash paths inside the folder
 
 
 class CrossvalError(MikataError):
@@ -108,7 +108,7 @@ def crossval(data: str | os.PathLike, model: str | ModelHandle, run_dir: str | o
     _check_plan(work, {"format": PLAN_FORMAT, "data": source_identity(data), "folds": folds, "seed": seed,
                        "val_fraction": val_fraction, "model": base_spec,
                        "options": {k: str(v) for k, v in sorted(train_options.items())},
-                       "fold_files": [files_sha1(parts[n].samples) for n in names]})
+                       "fold_files": [files_sha1(parts[n]) for n in names]})
 
     with RunLock.acquire(work):  # one crossval per work folder: two would train the same fold twice
         trained, reused, fold_acc, skipped, fold_runs, hashes, models = _folds(

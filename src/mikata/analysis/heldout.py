@@ -1,7 +1,7 @@
 """Which images a scan takes, so that no number silently mixes training images with held-out ones.
 
 A checkpoint from ``mikata train`` records its split (``data.splits.TrainingSplit``). Scanning the
-SAME folder or CSV with it:
+SAME folder or CSV with it, or a moved or copied folder holding exactly the files it trained on:
 
 - no ``split``: the held-out splits, val and test. Both are out-of-sample for the weights (no image
   of them was in a gradient step); val only picked the kept epoch, which hardly moves per-image
@@ -48,14 +48,14 @@ class ScanPlan:
 
 
 def select_samples(dataset: ImageDataset, split: str | None, fractions: Sequence[float] | None,
-                   seed: int, label: str = "") -> list[tuple[Sample, str]]:
+                   seed: int, label: str = "", keys: str = "relative") -> list[tuple[Sample, str]]:
     """(sample, split name) pairs to scan: one split, every split, or the whole dataset (whose rows
     get the split name ``label``, e.g. a cross-validation fold)."""
     if not fractions:
         if split and split != ALL:
             raise MikataError(f"--split {split} needs --split-fractions (e.g. 0.6,0.2,0.2) to know how to split")
         return [(s, label) for s in dataset.samples]
-    parts = split_dataset(dataset, fractions, seed)
+    parts = split_dataset(dataset, fractions, seed, keys=keys)
     if split in (None, ALL):
         names = list(parts)
     elif split == HELD_OUT:
@@ -74,23 +74,26 @@ def plan_scan(handle: ModelHandle, source: str | os.PathLike | None, dataset: Im
     scan includes images the model was trained on."""
     rec = TrainingSplit.from_metadata(handle.metadata)
     where = source_identity(source) if source is not None else dataset.root
-    if rec is None or rec.source != where:
+    if rec is None or rec.source != where and not _copy_of_training_data(dataset, rec):
         chosen = select_samples(dataset, split, fractions, 0 if seed is None else seed, label)
         return ScanPlan(chosen, sorted({n for _, n in chosen}))
+    if rec.source != where:
+        log.info("%s holds the very files %s was trained on in %s (moved or copied): using the checkpoint's split",
+                 where, handle.spec, rec.source)
     if fractions is not None and (tuple(float(f) for f in fractions) != rec.fractions
                                   or (seed is not None and seed != rec.seed)) or \
             fractions is None and seed is not None and seed != rec.seed:
         raise MikataError(f"{handle.spec} was trained on {where} with the split {rec.describe()}; another split "
                           "would call some of its training images held-out. Leave out --split-fractions and --seed "
                           "(the checkpoint's split is used), or scan a copy of the model trained elsewhere")
-    parts = split_dataset(dataset, rec.fractions, rec.seed)
-    same = files_sha1(parts[TRAIN].samples) == rec.train_sha1 if TRAIN in parts else False
+    parts = split_dataset(dataset, rec.fractions, rec.seed, keys=rec.keys)
+    same = files_sha1(parts[TRAIN], rec.keys) == rec.train_sha1 if TRAIN in parts else False
     if not same:
         log.warning("WARNING: %s changed since %s was trained on it (%d images now, %d then): the split recomputed "
                     "from the checkpoint (%s) may differ from the one it trained on, so some 'held-out' rows may "
                     "be training images", where, handle.spec, len(dataset), rec.files, rec.describe())
     effective = HELD_OUT if split is None else split
-    chosen = select_samples(dataset, effective, rec.fractions, rec.seed)
+    chosen = select_samples(dataset, effective, rec.fractions, rec.seed, keys=rec.keys)
     names = [n for n in parts if any(c[1] == n for c in chosen)]
     counts = {n: len(parts[n]) for n in names}
     trained_on = {"split": TRAIN, **rec.to_dict(), "verified": same}
@@ -104,6 +107,15 @@ def plan_scan(handle: ModelHandle, source: str | os.PathLike | None, dataset: Im
                  "checkpoint split %s; --split all scans everything)", "s" if len(names) > 1 else "", where,
                  " + ".join(f"{counts[n]} {n}" for n in names), len(parts.get(TRAIN, ())), rec.describe())
     return ScanPlan(chosen, names, trained_on)
+
+
+def _copy_of_training_data(dataset: ImageDataset, rec: TrainingSplit) -> bool:
+    """Whether ``dataset``, read from another folder than the checkpoint's, holds exactly the files (same
+    paths inside the folder, same labels) the model was trained on: a moved or copied dataset."""
+    if rec.keys != "relative" or len(dataset) != rec.files:
+        return False
+    parts = split_dataset(dataset, rec.fractions, rec.seed)
+    return TRAIN in parts and files_sha1(parts[TRAIN]) == rec.train_sha1
 
 
 # ------------------------------------------------------------------ reading a run: in-sample rows

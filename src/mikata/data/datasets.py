@@ -5,7 +5,8 @@ A folder dataset has one subfolder per class; images may sit deeper inside a cla
 to the CSV's folder unless absolute); with a header row, any further columns (``path,label,cell_type``)
 are per-image **fields**: text the scan stores, which the audit, the report and the web app group,
 filter and colour by. Field values are data, never code. Splits are per class, like MATLAB's splitEachLabel, and
-depend only on the seed and the file list, never on the order the filesystem returns.
+depend only on the seed and the file list (each file's path inside the dataset's folder), never on the order the
+filesystem returns or on where the folder lies: a copy of a dataset elsewhere splits the same way.
 
 Example:
     >>> ds = folder_dataset("flowers/")                           # doctest: +SKIP
@@ -157,17 +158,32 @@ def _check_nonempty(ds: ImageDataset, allow_empty: bool, what: str) -> None:
         raise DatasetError(f"{what}: classes without images: {shown}; add images or remove those classes")
 
 
-def _rank(seed: int, path: str) -> str:
+SPLIT_KEYS = ("relative", "absolute")  # what a split hashes per file; "absolute": checkpoints before 2026-12
+
+
+def sample_key(ds: ImageDataset, s: Sample, keys: str = "relative") -> str:
+    """What identifies ``s`` for splits and split checks: its path inside ``ds.root`` (POSIX separators), so
+    the same files split the same way wherever the folder lies; ``keys="absolute"``: its absolute path."""
+    if keys == "absolute":
+        return s.path
+    try:
+        return Path(os.path.relpath(s.path, ds.root)).as_posix()
+    except ValueError:  # Windows: another drive than the dataset's folder
+        return s.path
+
+
+def _rank(seed: int, key: str) -> str:
     # surrogateescape: a non-UTF-8 file name hashes as its bytes (valid names hash as before)
-    return hashlib.sha1(f"{seed}:{path}".encode("utf-8", "surrogateescape")).hexdigest()
+    return hashlib.sha1(f"{seed}:{key}".encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def split_dataset(ds: ImageDataset, fractions: Sequence[float] = (0.6, 0.2, 0.2), seed: int = 0,
-                  names: Sequence[str] = SPLIT_NAMES) -> dict[str, ImageDataset]:
+                  names: Sequence[str] = SPLIT_NAMES, keys: str = "relative") -> dict[str, ImageDataset]:
     """Per-class split into ``names`` by ``fractions`` (summing to at most 1), deterministic in ``seed``.
 
-    Each class is ordered by a seeded hash of its file paths, so adding images to one class never
-    moves images of another class between splits.
+    Each class is ordered by a seeded hash of its files' ``sample_key`` (path inside the dataset's folder),
+    so adding images to one class never moves images of another class between splits, and moving or
+    copying the folder moves none. ``keys="absolute"`` recomputes the splits of older checkpoints.
     """
     if not fractions or any(f < 0 for f in fractions) or sum(fractions) > 1 + 1e-9:
         raise DatasetError(f"split fractions {list(fractions)} must be non-negative and sum to at most 1")
@@ -178,7 +194,7 @@ def split_dataset(ds: ImageDataset, fractions: Sequence[float] = (0.6, 0.2, 0.2)
         by_class.setdefault(s.label, []).append(s)
     parts: dict[str, list[Sample]] = {n: [] for n in names[:len(fractions)]}
     for label in sorted(by_class):
-        items = sorted(by_class[label], key=lambda s: _rank(seed, s.path))
+        items = sorted(by_class[label], key=lambda s: _rank(seed, sample_key(ds, s, keys)))
         bounds, acc = [], 0.0
         for f in fractions:
             acc += f

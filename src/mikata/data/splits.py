@@ -1,13 +1,14 @@
 """The split a model was trained with, as a checkpoint records it, and the held-out part of a dataset.
 
 ``mikata train`` writes a ``TrainingSplit`` into the checkpoint (fractions, seed, the folder or CSV
-it read, how many files, and a sha1 of the training files' paths). ``mikata scan`` of the SAME data
-then recomputes that split (``split_dataset`` is deterministic in the seed and the file list) and
+it read, how many files, and a sha1 of the training files' paths inside that folder). ``mikata scan`` of
+the SAME data (that folder, or a copy of it elsewhere whose training files hash alike) then recomputes
+that split (``split_dataset`` is deterministic in the seed and the file list) and
 scans only what the model never trained on, or, when asked for everything, marks the rows it did
 train on — so no accuracy or label-issue list silently mixes in-sample and out-of-sample images.
 
 Example:
-    >>> rec = TrainingSplit((0.7, 0.15, 0.15), 0, "/data/digits", 120, "ab12", {"train": 84})
+    >>> rec = TrainingSplit((0.7, 0.15, 0.15), 0, "/data/digits", 120, "ab12", {"train": 84}, "relative")
     >>> TrainingSplit.from_metadata({"training": {"split_record": rec.to_dict()}}) == rec
     True
 """
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from mikata.data.datasets import ImageDataset, Sample
+from mikata.data.datasets import SPLIT_KEYS, ImageDataset, sample_key
 
 TRAIN = "train"  # the split name of the rows a model was trained on
 
@@ -31,11 +32,12 @@ def source_identity(source: str | os.PathLike) -> str:
     return str(Path(source).expanduser().resolve())
 
 
-def files_sha1(samples: Sequence[Sample]) -> str:
-    """sha1 of the sorted ``path<TAB>label`` lines: equal exactly when the same files carry the same labels."""
+def files_sha1(part: ImageDataset, keys: str = "relative") -> str:
+    """sha1 of the sorted ``key<TAB>label`` lines (``sample_key``: the path inside the dataset's folder):
+    equal exactly when the same files carry the same labels, wherever the folder lies."""
     h = hashlib.sha1()
-    for s in sorted(samples, key=lambda s: s.path):
-        h.update(f"{s.path}\t{s.label}\n".encode("utf-8", "surrogateescape"))
+    for key, label in sorted((sample_key(part, s, keys), s.label) for s in part.samples):
+        h.update(f"{key}\t{label}\n".encode("utf-8", "surrogateescape"))
     return h.hexdigest()
 
 
@@ -49,10 +51,11 @@ class TrainingSplit:
     files: int           # images in the dataset when it was split
     train_sha1: str      # files_sha1 of the training split
     sizes: Mapping[str, int] = field(default_factory=dict)  # images per split
+    keys: str = "absolute"  # what the split hashed per file (datasets.SPLIT_KEYS); records before 2026-12: absolute
 
     def to_dict(self) -> dict[str, Any]:
         return {"fractions": list(self.fractions), "seed": self.seed, "source": self.source, "files": self.files,
-                "train_sha1": self.train_sha1, "sizes": dict(self.sizes)}
+                "train_sha1": self.train_sha1, "sizes": dict(self.sizes), "keys": self.keys}
 
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, Any]) -> "TrainingSplit | None":
@@ -71,7 +74,10 @@ class TrainingSplit:
             sizes = {str(k): int(v) for k, v in dict(rec.get("sizes") or {}).items()}
         except (KeyError, TypeError, ValueError):
             return None
-        return cls(fractions, seed, rec["source"], files, rec["train_sha1"], sizes)
+        keys = rec.get("keys", "absolute")
+        if keys not in SPLIT_KEYS:
+            return None
+        return cls(fractions, seed, rec["source"], files, rec["train_sha1"], sizes, keys)
 
     def describe(self) -> str:
         return f"fractions {','.join(f'{f:g}' for f in self.fractions)}, seed {self.seed}"
@@ -83,4 +89,4 @@ def record_split(source: str | os.PathLike | None, dataset: ImageDataset, parts:
     as a subset in memory (e.g. cross-validation folds), which no folder on disk is "the same data" as."""
     where = source_identity(source) if source is not None else f"{dataset.root} (a subset of {len(dataset)} images)"
     return TrainingSplit(tuple(float(f) for f in fractions), int(seed), where, len(dataset),
-                         files_sha1(parts[TRAIN].samples), {k: len(v) for k, v in parts.items()})
+                         files_sha1(parts[TRAIN]), {k: len(v) for k, v in parts.items()}, "relative")
