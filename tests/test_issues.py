@@ -124,6 +124,20 @@ def test_each_issue_type_finds_what_was_planted(planted):
     auroc = roc_auc_score(is_photo, -issues.types["outlier"].score)
     print("outlier AUROC", round(auroc, 3))
     assert auroc >= 0.8
+    # an image of odd size or aspect is flagged for its geometry, never again as an outlier
+    geometry = issues.types["odd_size"].flag | issues.types["odd_aspect"].flag
+    assert not (issues.types["outlier"].flag & geometry).any()
+    assert any(n.startswith("outlier: ") and "odd size or aspect" in n for n in issues.notes), issues.notes
+    # far in pixels too: capping the embedding's k-NN z by the thumbnails' ranks the photos above the
+    # digits that only the CNN's embedding puts far away (stretched, inverted, odd 8x8 digits)
+    from mikata.analysis.issues import embedding_features, embedding_outlier_z
+    from mikata.analysis.runstore import RunStore
+
+    with RunStore.open(planted["run"]) as store:
+        emb = np.asarray(store.vectors("embed")[d.vec_rows])
+    embedding_only = roc_auc_score(is_photo, embedding_outlier_z(embedding_features(emb), 10))
+    print("outlier AUROC of the embedding half alone", round(embedding_only, 3))
+    assert auroc >= embedding_only + 0.02
     for name, goal in (("exact_duplicate", 0.9), ("near_duplicate", 0.9), ("leak", 0.9),
                        ("dark", 0.8), ("light", 0.8), ("blurry", 0.8), ("odd_size", 0.8), ("odd_aspect", 0.8),
                        ("low_information", 0.8)):

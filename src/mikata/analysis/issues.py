@@ -11,8 +11,11 @@ type                   score                                                    
 label                  cleanlab's self-confidence label quality; flagged by           (cleanlab)
                        confident learning (``find_label_issues``) unless a threshold
                        is given
-outlier                ``1 / (1 + z)``, z = robust z-score (median, MAD) of the mean      0.3
-                       cosine distance to the k nearest neighbours in embedding space
+outlier                ``1 / (1 + z)``, z = the smaller of two robust z-scores (median,   0.3
+                       MAD): of the mean cosine distance to the k nearest neighbours in
+                       embedding space, and of the near-duplicate distance below (far
+                       in what the model sees AND in pixels); odd size or aspect
+                       explains it instead (not flagged)
 near_duplicate         1 - the pixel correlation with the most similar other image    0.003
                        (16 x 16 grey thumbnails, blind to brightness and contrast)
 exact_duplicate        0 when another file has the same bytes (sha1), else 1          0.5
@@ -169,8 +172,8 @@ def embedding_features(emb: np.ndarray, dims: int = 128, seed: int = 0, fit_rows
     The projection is not centred (a truncated SVD, not a PCA): centring and normalizing again
     removes the direction every in-distribution image shares and inflates the differences between
     them. Measured on the planted Fashion-MNIST case (lite0 at 64 px, ``bench_issues.py``), the
-    outlier AUROC is 0.997 uncentred against 0.988 with PCA; on the digits test with the MNIST CNN,
-    0.83 against 0.82. Works chunk by chunk, so a million float16 embeddings never become one
+    embedding-only outlier AUROC is 0.997 uncentred against 0.988 with PCA; on the digits test with
+    the MNIST CNN, 0.83 against 0.82. Works chunk by chunk, so a million float16 embeddings never become one
     float32 copy.
     """
     def unit(a: np.ndarray) -> np.ndarray:
@@ -304,19 +307,9 @@ def find_issues(run: str | os.PathLike | RunData, thresholds: Mapping[str, float
         thumbs = np.asarray(store.vectors("thumbs")[d.vec_rows], np.float32) if "thumbs" in dims and n else None
         hashes = [r[0] for r in store.rows(status="ok", split=split, columns=("hash",), tuples=True)]
 
-    # outliers: k nearest neighbours in embedding space, a robust z-score of the mean distance
-    pairs: dict[tuple[int, int], tuple[float, str]] = {}
-    feats = None
-    if emb is not None and n > 2:
-        feats = embedding_features(emb, seed=seed)
-        dist, _ = knn(feats, k)
-        mean_d = dist.mean(1).astype(np.float64)
-        med = float(np.median(mean_d))
-        mad = max(1.4826 * float(np.median(np.abs(mean_d - med))), 1e-9)
-        add("outlier", 1.0 / (1.0 + np.maximum((mean_d - med) / mad, 0.0)))
-    else:
-        notes.append("no embeddings in this run: outliers and embedding groups are not computed")
     # near duplicates: brightness- and contrast-blind pixel thumbnails (what a person calls "the same picture")
+    pairs: dict[tuple[int, int], tuple[float, str]] = {}
+    near = None
     if thumbs is not None and n > 1:
         tdist, tidx = knn(np.ascontiguousarray(thumbs / np.clip(np.linalg.norm(thumbs, axis=1, keepdims=True),
                                                                 1e-12, None)), 1)
@@ -327,6 +320,17 @@ def find_issues(run: str | os.PathLike | RunData, thresholds: Mapping[str, float
             pairs.setdefault((min(i, j), max(i, j)), (1.0 - float(near[i]), "near"))
     else:
         notes.append("no thumbnails in this run (scanned before mikata stored them): near duplicates are not computed")
+
+    # outliers: far from every other image in what the model sees (embedding k-NN) and in its pixels
+    feats = None
+    if emb is not None and n > 2:
+        feats = embedding_features(emb, seed=seed)
+        z = embedding_outlier_z(feats, k)
+        if near is not None:
+            z = np.minimum(z, _robust_z(near))
+        add("outlier", 1.0 / (1.0 + np.maximum(z, 0.0)))
+    else:
+        notes.append("no embeddings in this run: outliers and embedding groups are not computed")
 
     # exact duplicates: the same bytes
     exact = np.ones(n)
@@ -365,6 +369,7 @@ def find_issues(run: str | os.PathLike | RunData, thresholds: Mapping[str, float
         add("odd_size", np.minimum(side / med, med / side))
         w, h = np.clip(col["width"], 1, None), np.clip(col["height"], 1, None)
         add("odd_aspect", np.minimum(w, h) / np.maximum(w, h))
+        _explain_outliers(types, notes)
     else:
         notes.append("no pixel statistics in this run (scanned before mikata stored them): rescan into a new run "
                      "for dark / light / blurry / low-information / size checks")
@@ -397,6 +402,36 @@ def find_issues(run: str | os.PathLike | RunData, thresholds: Mapping[str, float
     add("underperforming_group", ratio, flag)
     group_list.sort(key=lambda g: g["ratio"])
     return DatasetIssues(d, types, out_pairs, group_list, notes)
+
+
+def _explain_outliers(types: dict[str, IssueType], notes: list[str]) -> None:
+    """An image of odd size or aspect is seen by the model through a crop or a large resize, which
+    alone moves it away from the rest in embedding space: it is flagged for its geometry, not again as
+    an outlier, so the outlier flag keeps the images whose content is foreign (a photo among garments).
+    Their outlier score is kept; the note counts them."""
+    if "outlier" not in types:
+        return
+    geometry = types["odd_size"].flag | types["odd_aspect"].flag
+    explained = types["outlier"].flag & geometry
+    if explained.any():
+        types["outlier"].flag = types["outlier"].flag & ~geometry
+        notes.append(f"outlier: {int(explained.sum())} more images are far from the rest and flagged for their odd "
+                     "size or aspect instead (the model sees them cropped or heavily resized)")
+
+
+def embedding_outlier_z(feats: np.ndarray, k: int) -> np.ndarray:
+    """``(N,)`` robust z-score of each row's mean cosine distance to its ``k`` nearest other rows (the
+    k-NN definition cleanlab's ``OutOfDistribution`` uses on features); the outlier score caps it by
+    the pixel thumbnails' nearest-neighbour z."""
+    dist, _ = knn(feats, k)
+    return _robust_z(dist.mean(1))
+
+
+def _robust_z(v: np.ndarray) -> np.ndarray:
+    """(v - median) / (1.4826 MAD): a z-score that the outliers themselves do not inflate."""
+    v = np.asarray(v, np.float64)
+    med = float(np.median(v))
+    return (v - med) / max(1.4826 * float(np.median(np.abs(v - med))), 1e-9)
 
 
 def _groups(d: RunData, feats: np.ndarray | None, groups, seed: int) -> tuple[np.ndarray, list[str]]:
