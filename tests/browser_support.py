@@ -13,9 +13,13 @@ Example (in a test):
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import threading
+import time
 from pathlib import Path
+from typing import Any, Callable, Iterator
 
 CHROMIUM = os.environ.get("MIKATA_CHROMIUM", "/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -52,3 +56,30 @@ def screenshot(page, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+@contextlib.contextmanager
+def live_server(make_app: Callable[[int], Any]) -> Iterator[tuple[str, Any]]:
+    """A real uvicorn server on a free loopback port, in a daemon thread: ``make_app(port)`` builds the
+    ASGI app (``create_app`` wants the port it is served on). Yields ``(url, app)``; stops on exit."""
+    import uvicorn
+
+    from mikata.server.launch import bind_socket
+
+    sock = bind_socket("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    app = make_app(port)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not server.started and time.time() < deadline and thread.is_alive():
+        time.sleep(0.05)
+    try:
+        if not server.started:
+            raise RuntimeError("the test server did not start within 20 s")
+        yield f"http://127.0.0.1:{port}", app
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()

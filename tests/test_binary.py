@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-import time
 
 import numpy as np
 import pytest
@@ -234,25 +232,11 @@ TOKEN = "binary-test-token"
 
 @pytest.fixture(scope="module")
 def live(run):
-    import uvicorn
-
+    from browser_support import live_server
     from mikata.server import create_app
-    from mikata.server.launch import bind_socket
 
-    sock = bind_socket("127.0.0.1", 0)
-    port = sock.getsockname()[1]
-    app = create_app(run, token=TOKEN, port=port, handle=two_class_handle())
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    yield {"url": f"http://127.0.0.1:{port}", "app": app}
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    with live_server(lambda port: create_app(run, token=TOKEN, port=port, handle=two_class_handle())) as (url, app):
+        yield {"url": url, "app": app}
 
 
 def test_api_curves_and_dashboard(run, data):

@@ -9,12 +9,10 @@ error, and the HTML in the manifest never runs.
 
 from __future__ import annotations
 
-import threading
-import time
 
 import pytest
 
-from browser_support import new_page, screenshot
+from browser_support import live_server, new_page, screenshot
 from mikata.analysis.audit import label_issue_ranking, load_run
 from mikata.analysis.fields import field_values
 from mikata.analysis.runstore import RunStore
@@ -25,26 +23,11 @@ TOKEN = "review-browser-token"
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
-    import uvicorn
-
     from mikata.server import create_app
-    from mikata.server.launch import bind_socket
 
     cells = cells_run(tmp_path_factory.mktemp("review-browser"))
-    sock = bind_socket("127.0.0.1", 0)
-    port = sock.getsockname()[1]
-    app = create_app(cells["run"], token=TOKEN, port=port, handle=cells["handle"])
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    yield {**cells, "url": f"http://127.0.0.1:{port}", "app": app}
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    with live_server(lambda port: create_app(cells["run"], token=TOKEN, port=port, handle=cells["handle"])) as (url, app):
+        yield {**cells, "url": url, "app": app}
 
 
 def _reviews(run) -> dict[int, tuple[str, int | None]]:

@@ -9,14 +9,12 @@ test artifacts; no page may log a console error or fail a request.
 from __future__ import annotations
 
 import json
-import threading
-import time
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from browser_support import new_page, screenshot
+from browser_support import live_server, new_page, screenshot
 from mikata.analysis.overview import overview
 from mikata.analysis.runstore import RunStore
 from test_scan_support import digit_images, mnist_handle, write_folder
@@ -26,11 +24,8 @@ TOKEN = "browser-test-token-42"
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
-    import uvicorn
-
     from mikata.analysis.scan import scan
     from mikata.server import create_app
-    from mikata.server.launch import bind_socket
 
     base = tmp_path_factory.mktemp("browser")
     images, labels = digit_images(120)
@@ -41,20 +36,8 @@ def live(tmp_path_factory):
     fv.mkdir()
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 255, (64, 128, 3), dtype=np.uint8)).save(fv / "classes.png")
-    sock = bind_socket("127.0.0.1", 0)
-    port = sock.getsockname()[1]
-    app = create_app(base / "run", token=TOKEN, port=port, handle=handle)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    yield {"url": f"http://127.0.0.1:{port}", "run": base / "run", "app": app}
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    with live_server(lambda port: create_app(base / "run", token=TOKEN, port=port, handle=handle)) as (url, app):
+        yield {"url": url, "run": base / "run", "app": app}
 
 
 def _all_images_loaded(page, selector: str) -> bool:

@@ -5,7 +5,6 @@ waits (checked in Chromium with a deliberately slow map)."""
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
@@ -54,32 +53,24 @@ def test_the_estimate_follows_the_runs_own_timings(run):
 
 
 def test_the_image_page_says_what_it_computes_while_it_waits(run, browser):
-    import uvicorn
-
-    from browser_support import new_page, screenshot
+    from browser_support import live_server, new_page, screenshot
     from mikata.server import create_app
-    from mikata.server.launch import bind_socket
 
-    sock = bind_socket("127.0.0.1", 0)
-    port = sock.getsockname()[1]
-    app = create_app(run["run"], token=TOKEN, port=port, handle=run["handle"])
-    real = app.run.maps._compute
+    def slow_app(port: int):
+        app = create_app(run["run"], token=TOKEN, port=port, handle=run["handle"])
+        real = app.run.maps._compute
 
-    def slow(*args):
-        time.sleep(2.5)  # long enough to see the status tick
-        return real(*args)
+        def slow(*args):
+            time.sleep(2.5)  # long enough to see the status tick
+            return real(*args)
 
-    app.run.maps._compute = slow
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    try:
+        app.run.maps._compute = slow
+        return app
+
+    with live_server(slow_app) as (url, _):
         ids = [int(i) for i in overview(run["run"]).data.ids[2:4]]
         page = new_page(browser)
-        page.goto(f"http://127.0.0.1:{port}/image/{ids[0]}?token={TOKEN}")
+        page.goto(f"{url}/image/{ids[0]}?token={TOKEN}")
         page.select_option("#method", "saliency")
         page.click("#showmap")
         page.wait_for_function("() => document.querySelector('#mapstatus').textContent.includes('so far')")
@@ -88,7 +79,7 @@ def test_the_image_page_says_what_it_computes_while_it_waits(run, browser):
         page.wait_for_function("() => !document.querySelector('#overlay').hidden", timeout=30000)
         assert "saliency" in page.text_content("#mapstatus") and "so far" not in page.text_content("#mapstatus")
         # a second image: now the run has a measured saliency map, so the page gives an estimate
-        page.goto(f"http://127.0.0.1:{port}/image/{ids[1]}")
+        page.goto(f"{url}/image/{ids[1]}")
         page.select_option("#method", "saliency")
         page.click("#showmap")
         page.wait_for_function("() => document.querySelector('#mapstatus').textContent.includes('about')")
@@ -97,7 +88,3 @@ def test_the_image_page_says_what_it_computes_while_it_waits(run, browser):
         screenshot(page, "map-estimate-waiting")
         page.wait_for_function("() => !document.querySelector('#overlay').hidden", timeout=30000)
         assert not page.problems, page.problems
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
