@@ -9,7 +9,6 @@ error, and the HTML in the manifest never runs.
 
 from __future__ import annotations
 
-
 import pytest
 
 from browser_support import live_server, new_page, screenshot
@@ -26,7 +25,10 @@ def live(tmp_path_factory):
     from mikata.server import create_app
 
     cells = cells_run(tmp_path_factory.mktemp("review-browser"))
-    with live_server(lambda port: create_app(cells["run"], token=TOKEN, port=port, handle=cells["handle"])) as (url, app):
+    def make_app(port: int):
+        return create_app(cells["run"], token=TOKEN, port=port, handle=cells["handle"])
+
+    with live_server(make_app) as (url, app):
         yield {**cells, "url": url, "app": app}
 
 

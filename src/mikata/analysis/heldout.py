@@ -74,7 +74,7 @@ def plan_scan(handle: ModelHandle, source: str | os.PathLike | None, dataset: Im
     scan includes images the model was trained on."""
     rec = TrainingSplit.from_metadata(handle.metadata)
     where = source_identity(source) if source is not None else dataset.root
-    if rec is None or rec.source != where and not _copy_of_training_data(dataset, rec):
+    if rec is None or (rec.source != where and not _copy_of_training_data(dataset, rec)):
         chosen = select_samples(dataset, split, fractions, 0 if seed is None else seed, label)
         return ScanPlan(chosen, sorted({n for _, n in chosen}))
     if rec.source != where:
