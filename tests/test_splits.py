@@ -192,6 +192,22 @@ def test_split_all_marks_training_rows_warns_and_keeps_them_out_of_label_issues(
     assert not found.types["label"].flag[d.splits == "train"].any()
 
 
+def test_the_held_out_label_ranking_is_cached_with_the_run(scanned, monkeypatch):
+    """A run with training rows ranks its held-out rows once per run version, not on every open."""
+    from mikata.analysis import overview_cache
+    from mikata.analysis.overview import overview
+
+    first = overview(scanned / "all").label_ranking
+
+    def fail(d):
+        raise AssertionError("the label-issue ranking was recomputed")
+
+    monkeypatch.setattr(overview_cache, "label_issue_ranking", fail)
+    again = overview(scanned / "all")
+    assert np.array_equal(again.label_ranking, first)
+    assert all(again.data.splits[i] != "train" for i in again.label_ranking)
+
+
 def test_report_and_app_state_the_training_rows(scanned, model):
     from fastapi.testclient import TestClient
 

@@ -276,8 +276,9 @@ def find_issues(run: str | os.PathLike | RunData, thresholds: Mapping[str, float
         types[name] = IssueType(name, score, score < t if flag is None else np.asarray(flag, bool), t)
 
     # labels: the overview's own confident-learning list, so every view agrees
-    from mikata.analysis.audit import label_issue_ranking, label_quality, subset
+    from mikata.analysis.audit import label_quality
     from mikata.analysis.heldout import in_sample_rows
+    from mikata.analysis.overview_cache import ranking_without
 
     with RunStore.open(d.run_dir) as store:
         trained = in_sample_rows(store.manifest, d.splits)  # rows the model trained on: never flagged
@@ -285,11 +286,8 @@ def find_issues(run: str | os.PathLike | RunData, thresholds: Mapping[str, float
     if th["label"] is None:
         if label_ranking is not None:
             ranking = np.asarray(label_ranking, np.int64)
-        elif trained.any():  # rank the held-out rows only: a trained-on row's label fits by construction
-            keep = np.flatnonzero(~trained)
-            ranking = keep[label_issue_ranking(subset(d, keep))] if len(keep) else np.zeros(0, np.int64)
-        else:
-            ranking = label_issue_ranking(d)
+        else:  # the held-out rows only: a trained-on row's label fits by construction
+            ranking = ranking_without(d, trained)
         flagged = np.zeros(n, bool)
         flagged[ranking] = True
         add("label", quality, flagged)

@@ -24,9 +24,8 @@ import numpy as np
 
 from mikata.analysis import overview_cache
 from mikata.analysis.audit import (RunData, accuracy, class_histogram, confused_pairs, confusion_matrix,
-                                   describe_label_issue, exceptional_errors, label_issue_ranking, label_issues,
-                                   per_class_metrics, project_2d, ranked_per_class, row_normalized, shown_of, subset,
-                                   topk_accuracy)
+                                   describe_label_issue, exceptional_errors, label_issues, per_class_metrics,
+                                   project_2d, ranked_per_class, row_normalized, shown_of, topk_accuracy)
 from mikata.analysis.heldout import in_sample_rows, label_scope_note, trained_rows_note
 from mikata.analysis.runstore import RunStore, RunStoreError
 from mikata.data.filenames import shown
@@ -179,11 +178,7 @@ def label_issue_search(cached: overview_cache.CachedRun, split: str | None, trai
     scope = {"used": int(len(d) - trained.sum()), "rows": int(len(d) + skipped),
              "left_out": {"rows the model was trained on (in-sample probabilities)": int(trained.sum()),
                           "files that could not be read": int(skipped)}}
-    if not trained.any():
-        ranked = overview_cache.issue_ranking(cached, split)
-    else:
-        keep = np.flatnonzero(~trained)
-        ranked = keep[label_issue_ranking(subset(d, keep))] if len(keep) else np.zeros(0, np.int64)
+    ranked = overview_cache.issue_ranking(cached, split, trained)
     if len(np.unique(d.labels[~trained])) < 2 and scope["used"]:
         scope["left_out"]["rows searched but of a single class (confident learning needs two)"] = scope["used"]
         scope["used"] = 0

@@ -33,7 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mikata.analysis.audit import RowPaths, RunData, check_consistent, fetch_rows, label_issue_ranking, read_probs
+from mikata.analysis.audit import (RowPaths, RunData, check_consistent, fetch_rows, label_issue_ranking, read_probs,
+                                   subset)
 from mikata.analysis.runstore import RunStore
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ class CachedRun:
     version: tuple[int, int, int]
     data: RunData
     ranking: np.ndarray | None = None
+    ranking_scope: str = ""  # which rows ``ranking`` left out: "" none, else ``_scope`` of the mask
 
 
 def run_data(store: RunStore, split: str | None = None) -> CachedRun:
@@ -123,31 +125,49 @@ def run_data(store: RunStore, split: str | None = None) -> CachedRun:
     probs = read_probs(store, vec_rows, version[2], len(classes))
     splits = np.asarray(split_names, dtype=str)[codes] if len(codes) else np.zeros(0, dtype=str)
     d = RunData(ids, RowPaths(str(store.dir), ids), labels, preds, splits, vec_rows, probs, classes, str(store.dir))
-    ranking = None
+    ranking, scope = None, ""
     if from_cache and tuple(int(v) for v in cached["version"]) == version and "ranking" in cached:
-        ranking = cached["ranking"]
+        ranking, scope = cached["ranking"], str(cached.get("ranking_scope", ""))
     if cached is None or tuple(int(v) for v in cached["version"]) != version or \
             not np.array_equal(cached["ids"], ids):
         _save(path, _arrays(version, d, codes, split_names, None))
-    return CachedRun(version, d, ranking)
+    return CachedRun(version, d, ranking, scope)
 
 
-def issue_ranking(run: CachedRun, split: str | None = None) -> np.ndarray:
-    """``audit.label_issue_ranking``, computed once per run version and kept with the rows."""
+def issue_ranking(run: CachedRun, split: str | None = None, exclude: np.ndarray | None = None) -> np.ndarray:
+    """``audit.label_issue_ranking`` over the rows not in ``exclude`` (``(N,)`` bool: the rows the model
+    was trained on), computed once per run version and kept with the rows."""
     d, version = run.data, run.version
+    scope = _scope(exclude)
     ranking = run.ranking
-    if ranking is not None and (not len(ranking) or (ranking.min() >= 0 and ranking.max() < len(d))):
+    if ranking is not None and run.ranking_scope == scope and \
+            (not len(ranking) or (ranking.min() >= 0 and ranking.max() < len(d))):
         return ranking
-    ranking = label_issue_ranking(d)
+    ranking = ranking_without(d, exclude)
     path = _path(d.run_dir, split)
     cached = _load(path)
     if cached is not None and tuple(int(v) for v in cached["version"]) == version and \
             np.array_equal(cached["ids"], d.ids):
         cached.pop("format", None)
-        cached["ranking"] = ranking
+        cached["ranking"], cached["ranking_scope"] = ranking, np.asarray(scope)
         _save(path, cached)
-    run.ranking = ranking
+    run.ranking, run.ranking_scope = ranking, scope
     return ranking
+
+
+def ranking_without(d: RunData, exclude: np.ndarray | None) -> np.ndarray:
+    """Row indices of ``d``'s suspected label errors, most suspicious first, searched over the rows not in
+    ``exclude``: on its training images a model agrees with their labels, errors included."""
+    if exclude is None or not exclude.any():
+        return label_issue_ranking(d)
+    keep = np.flatnonzero(~exclude)
+    return keep[label_issue_ranking(subset(d, keep))] if len(keep) else np.zeros(0, np.int64)
+
+
+def _scope(exclude: np.ndarray | None) -> str:
+    if exclude is None or not exclude.any():
+        return ""
+    return hashlib.sha1(np.packbits(np.asarray(exclude, bool)).tobytes()).hexdigest()
 
 
 def _only_appended(store: RunStore, split: str | None, n_old: int, top_old: int) -> bool:
