@@ -43,6 +43,21 @@ def test_max_sensitivity_matches_quantus(lite0, photos, torchvision):
     assert (ours > 0).all()
 
 
+def test_an_all_zero_map_has_undefined_sensitivity_and_is_left_out_of_the_mean():
+    """Guided Backprop's map can be all zero (no positive evidence): its relative change is undefined,
+    and one such image must neither make the mean infinite nor break the scorecard's JSON."""
+    from mikata.evaluation.scorecard import _mean
+    from mikata.evaluation.stability import sensitivity_ratio
+
+    original = torch.zeros(3, 4, 4)
+    original[1] = 1.0
+    perturbed = original + 0.5
+    perturbed[2] = 0.0
+    r = sensitivity_ratio(original, perturbed)
+    assert torch.isnan(r[0]) and r[1] == pytest.approx(0.5) and torch.isnan(r[2])
+    assert _mean(r) == pytest.approx(0.5) and _mean(r[[0, 2]]) is None
+
+
 def test_pointing_game_and_energy_match_quantus(torchvision):
     import quantus
 

@@ -221,8 +221,9 @@ def evaluate(
             rd, ri = aucs["random"]["deletion"], aucs["random"]["insertion"]
             extra["baseline"] = {"deletion-auc": rd, "insertion-auc": ri}
             ends = result.curves["random"]
-            extra["notes"] = fill_notes(fill, float(base_probs.mean()), float(ends["deletion"][:, -1].mean()),
-                                        float(ends["insertion"][:, 0].mean()))
+            extra.setdefault("notes", []).extend(fill_notes(fill, float(base_probs.mean()),
+                                                            float(ends["deletion"][:, -1].mean()),
+                                                            float(ends["insertion"][:, 0].mean())))
             for m in methods:
                 d, i = aucs[m]["deletion"], aucs[m]["insertion"]
                 table[m].update({"deletion-auc": d, "insertion-auc": i, "deletion-vs-random": d - rd,
@@ -284,7 +285,13 @@ def evaluate(
                 return go
 
             for m in methods:
-                table[m]["max-sensitivity"] = _mean(run_part("stability", m, one_stability(m))["max_sensitivity"])
+                ms = torch.as_tensor(run_part("stability", m, one_stability(m))["max_sensitivity"])
+                table[m]["max-sensitivity"] = _mean(ms)
+                undefined = int(torch.isnan(ms.double()).sum())
+                if undefined:
+                    extra.setdefault("notes", []).append(
+                        f"max-sensitivity of {m}: its map is all zero on {undefined} of {len(ms)} images, which are left "
+                        "out of its mean (the relative change of an all-zero map is undefined)")
 
     if "localization" in checks:
         from mikata.evaluation.localization import energy_inside, pointing_game

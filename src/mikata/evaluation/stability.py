@@ -29,10 +29,12 @@ def noise_batches(x: torch.Tensor, std: Sequence[float], samples: int, radius: f
 
 
 def sensitivity_ratio(original: torch.Tensor, perturbed: torch.Tensor) -> torch.Tensor:
-    """``||perturbed − original|| / ||original||`` per image (Frobenius over the map): ``(N,)``."""
+    """``||perturbed − original|| / ||original||`` per image (Frobenius over the map): ``(N,)``; NaN
+    where the original map is all zero (a relative change of nothing is undefined, not infinite)."""
     n = original.shape[0]
     a, b = original.reshape(n, -1).double(), perturbed.reshape(n, -1).double()
-    return (b - a).norm(dim=1) / a.norm(dim=1)
+    norm = a.norm(dim=1)
+    return torch.where(norm > 0, (b - a).norm(dim=1) / norm.clamp_min(1e-300), torch.nan)
 
 
 def max_sensitivity(
