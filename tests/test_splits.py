@@ -225,6 +225,27 @@ def test_report_and_app_state_the_training_rows(scanned, model):
     assert "label issues searched over 16 of 48" in client.get("/reviews").text
 
 
+def test_the_app_shows_one_split_and_an_unknown_split_names_the_runs_splits(scanned, model, capsys):
+    """`mikata serve RUN --split test`: every page keeps to the held-out test rows of a --split all run."""
+    from fastapi.testclient import TestClient
+
+    from mikata.analysis.overview import overview
+    from mikata.analysis.runstore import RunStoreError
+    from mikata.cli import main
+    from mikata.server import create_app
+
+    app = create_app(scanned / "all", token="t0123456789abcdef", port=8799, handle=model, split="test")
+    client = TestClient(app, base_url="http://127.0.0.1:8799")
+    page = client.get("/?token=t0123456789abcdef")
+    assert page.status_code == 200 and 'split <b id="run-split">test</b> · 8 images' in page.text
+    assert "were used to train this model" not in page.text  # no training rows among the test rows
+    assert sorted(set(app.run.overview().data.splits.tolist())) == ["test"]
+    with pytest.raises(RunStoreError, match=r"no images in split 'tset'; its splits are 'test', 'train', 'val'"):
+        overview(scanned / "all", split="tset")
+    assert main(["audit", str(scanned / "all"), "--split", "tset"]) == 2
+    assert "its splits are 'test', 'train', 'val'" in capsys.readouterr().err
+
+
 def test_another_split_of_the_training_folder_is_refused(model, digits, tmp_path):
     from mikata.analysis.scan import scan
 

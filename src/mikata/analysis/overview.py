@@ -143,8 +143,13 @@ def overview(run: str | os.PathLike, n: int = 3, top_pairs: int = 10, top_issues
             cached = overview_cache.run_data(store, split)
             skipped = store.skipped()
             manifest = store.manifest
+            splits = store.split_names() if split and not len(cached.data) else []
     d, version = cached.data, cached.version
     if not len(d):
+        if splits:
+            named = ", ".join(repr(s) if s else "'' (rows scanned without a split)" for s in splits)
+            raise RunStoreError(f"{run} has no images in split {split!r}; its splits are {named} "
+                                "(or leave out --split for every row)")
         raise RunStoreError(f"{run} has no scanned images yet{f' in split {split!r}' if split else ''}")
     trained = in_sample_rows(manifest, d.splits)
     # THE list of suspected label errors (out-of-sample rows only): every view's count and order come from it

@@ -414,6 +414,10 @@ class RunStore:
         finally:
             self.db.execute("COMMIT")
 
+    def split_names(self) -> list[str]:
+        """The split names of the scanned (ok) rows, sorted; ``""`` for rows scanned without a split."""
+        return [r[0] for r in self.db.execute("SELECT DISTINCT split FROM images WHERE status='ok' ORDER BY split")]
+
     def count(self, status: str | None = None) -> int:
         if status is None:
             return self.db.execute("SELECT COUNT(*) FROM images").fetchone()[0]

@@ -22,6 +22,8 @@ def register(sub) -> None:
     p.add_argument("--positive", default=None, metavar="CLASS",
                    help="the class whose precision-recall and ROC curves the dashboard shows with a threshold slider "
                         "(default on a two-class run: the minority class; on more classes: its one-vs-rest curves)")
+    p.add_argument("--split", default=None,
+                   help="show only the rows of this split (e.g. test), as `mikata audit --split` does")
     add_device_arguments(p)
     browser = p.add_mutually_exclusive_group()
     browser.add_argument("--browser", dest="browser", action="store_true", help="open the URL in a web browser")
@@ -34,5 +36,5 @@ def run(args) -> int:
 
     announce_run_preprocessing(args, args.run)  # maps and the model's view of an image redo it
     serve(args.run, host=args.host, port=args.port, open_browser=args.browser, model=args.model,
-          device=device_from_args(args), positive=args.positive)
+          device=device_from_args(args), positive=args.positive, split=args.split)
     return 0

@@ -59,12 +59,14 @@ def _static_files() -> dict[str, tuple[Path, str]]:
 
 def create_app(run_dir: str | os.PathLike, token: str | None = None, host: str = "127.0.0.1",
                port: int | None = None, handle: ModelHandle | None = None, model: str | None = None,
-               state: RunState | None = None, device: str | None = "cpu", positive: int | str | None = None):
-    """The ASGI app for one run, wrapped in the token/Host gate. ``app.state.run`` is the ``RunState``.
+               state: RunState | None = None, device: str | None = "cpu", positive: int | str | None = None,
+               split: str | None = None):
+    """The ASGI app for one run, wrapped in the token/Host gate. ``app.state.run`` is the ``RunState``
+    (``split``: its pages show only that split's rows).
 
     ``port=None`` accepts the allowed host names without a port (for in-process tests only).
     """
-    state = state or RunState(run_dir, handle=handle, model=model, device=device, positive=positive)
+    state = state or RunState(run_dir, handle=handle, model=model, device=device, positive=positive, split=split)
     token = token or new_token()
     app = FastAPI(title="mikata", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.run = state

@@ -76,8 +76,9 @@ def url_for(host: str, port: int, token: str) -> str:
 
 def serve(run_dir: str | os.PathLike, host: str = "127.0.0.1", port: int = 8765, open_browser: bool = False,
           model: str | None = None, token: str | None = None, device: str | None = "cpu",
-          positive: str | None = None) -> None:
-    """Serve one run until interrupted; prints the URL to open. Maps are computed on ``device``."""
+          positive: str | None = None, split: str | None = None) -> None:
+    """Serve one run until interrupted; prints the URL to open. Maps are computed on ``device``;
+    ``split``: only that split's rows."""
     import uvicorn
 
     from mikata.server.app import create_app
@@ -89,7 +90,8 @@ def serve(run_dir: str | os.PathLike, host: str = "127.0.0.1", port: int = 8765,
     sock = bind_socket(host, port)
     port = sock.getsockname()[1]
     token = token or new_token()
-    app = create_app(run_dir, token=token, host=host, port=port, model=model, device=device, positive=positive)
+    app = create_app(run_dir, token=token, host=host, port=port, model=model, device=device, positive=positive,
+                     split=split)
     app.run.overview()  # fail now, with the error, not on the first page load
     threading.Thread(target=_load_model, args=(app.run,), daemon=True).start()  # the first map comes sooner
     url = url_for(host, port, token)

@@ -50,10 +50,13 @@ class RunState:
     """Per-run server state. Thread-safe: routes run in a thread pool."""
 
     def __init__(self, run_dir: str | os.PathLike, handle: ModelHandle | None = None, model: str | None = None,
-                 thumb_cache: int = 8192, device: str | None = "cpu", positive: int | str | None = None):
+                 thumb_cache: int = 8192, device: str | None = "cpu", positive: int | str | None = None,
+                 split: str | None = None):
         """``positive``: the class whose precision-recall and ROC curves the dashboard shows (default on a
-        two-class run: the minority class; see ``analysis.binary``)."""
+        two-class run: the minority class; see ``analysis.binary``). ``split``: every page shows only the
+        rows of that split (e.g. ``test``), as ``mikata audit --split`` does."""
         self.run_dir = Path(run_dir).expanduser().resolve()
+        self.split = split or None
         self.store = RunStore.open(self.run_dir, annotate=True)  # also creates maps/reviews on old runs
         self.identity = self.store.manifest["identity"]
         self.store.classes  # a manifest without its class names: one clear DamagedRunError now, not a 500 later
@@ -118,7 +121,7 @@ class RunState:
             import time
 
             start = time.perf_counter()
-            ov = overview(self.run_dir, n=PER_CLASS, top_issues=ISSUES)
+            ov = overview(self.run_dir, n=PER_CLASS, top_issues=ISSUES, split=self.split)
             self.last_build_seconds = time.perf_counter() - start
             self.overview_builds += 1
             log.info("overview of %d images built in %.2f s", len(ov.data), self.last_build_seconds)
