@@ -358,6 +358,22 @@ def test_crossval_gives_every_row_an_out_of_sample_prediction_and_resumes_only_u
     again = crossval(digits, lite0, run, folds=2, progress=False, scan_workers=0, **FAST)
     assert again.trained == [2] and again.reused == [1] and again.rows == 4 * PER_CLASS
     assert (work / "fold1.safetensors").stat().st_mtime_ns == first
+    # maps on demand: each row's map comes from the fold model that made its prediction
+    from mikata.analysis.maps import MapService
+    from mikata.attribution import explain
+    from mikata.models import load_model
+
+    d = load_run(run)
+    with MapService(run) as service:
+        for fold in ("fold1", "fold2"):
+            i = int(d.ids[d.splits == fold][0])
+            got = service.maps([i], ["gradcam"], classes=[0])[(i, "gradcam", 0)]
+            assert np.allclose(service.map(i, "gradcam", 0), got)  # the cached one
+            h = load_model(str(work / f"{fold}.safetensors"))
+            row = service.store.image(i)
+            want = explain(h, h.preprocessing.load([row["path"]]), ["gradcam"], targets=[0])[0].maps[0].numpy()
+            assert np.allclose(got, want, atol=1e-3 * max(1e-6, float(np.abs(want).max()))), fold
+        assert set(service._fold_handles) == {"fold1", "fold2"}
     with pytest.raises(MikataError, match="other settings"):
         crossval(digits, lite0, run, folds=3, progress=False, scan_workers=0, **FAST)
 

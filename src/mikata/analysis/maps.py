@@ -36,7 +36,7 @@ from mikata.attribution import registry
 from mikata.data.preprocessing import Preprocessing
 from mikata.display import MapScale, overlay_scaled
 from mikata.models.handle import ModelHandle
-from mikata.models.run_model import load_run_model
+from mikata.models.run_model import RunModelError, fold_models, load_run_model
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,9 @@ class MapService:
         with self._db_lock:
             manifest = self.store.manifest  # read once, here
         self.identity = manifest["identity"]
+        # a cross-validation run: fold name -> (checkpoint spec, weights sha1) of the model that made its rows
+        self._folds = fold_models(manifest) if handle is None and model is None else {}
+        self._fold_handles: dict[str, ModelHandle] = {}
         # the layer the model's default resolved to when the run was scanned (None on older runs)
         self._scan_default_layer = manifest.get("default_layer")
         self._handle = handle
@@ -99,6 +102,28 @@ class MapService:
                     self._handle = load_run_model(self.identity, self.run_dir, self.model, self.trust,
                                                   device=self.device)
         return self._handle
+
+    def handle_for(self, row: dict | None = None) -> ModelHandle:
+        """The model that made ``row``'s prediction: the run's model, or on a cross-validation run the
+        fold model that never trained on the row (its split names the fold; ``row=None``: the first
+        fold's, for what all folds share: layers, preprocessing). Each is loaded once, checked against
+        the weights hash the run recorded."""
+        if not self._folds:
+            return self.handle
+        name = next(iter(self._folds)) if row is None else str(row.get("split") or "")
+        if name not in self._folds:
+            raise RunModelError(f"image {row.get('id')} has split {name!r}, which names none of this "
+                                f"cross-validation run's fold models ({', '.join(self._folds)})")
+        with self._model_lock:
+            if name not in self._fold_handles:
+                spec, sha1 = self._folds[name]
+                self._fold_handles[name] = load_run_model({"model_spec": spec, "weights_sha1": sha1}, self.run_dir,
+                                                          device=self.device)
+            return self._fold_handles[name]
+
+    @property
+    def model_loaded(self) -> bool:
+        return self._handle is not None or bool(self._fold_handles)
 
     # ------------------------------------------------------------------- rows
     def _row(self, image_id: int) -> dict:
@@ -178,10 +203,10 @@ class MapService:
                 return cached, x
             if x is None:
                 path = image_file(self.store, row["id"], row=row)  # refused before any model is loaded
-                h = self.handle
+                h = self.handle_for(row)
                 x = h.preprocessing.load([path])  # (1, C, H, W), the pixels explain sees
             else:
-                h = self.handle
+                h = self.handle_for(row)
             start = time.perf_counter()
             m = as_cached_map(self._compute(x, method, k, layer, h)).astype(np.float32)  # as cached
             seconds = time.perf_counter() - start
@@ -210,7 +235,7 @@ class MapService:
             raise ValueError(f"classes has {len(per_image)} entries for {len(ids)} images")
         layer_key = layer or ""
         out: dict[tuple[int, str, int], np.ndarray] = {}
-        missing: dict[int, dict[int, list[str]]] = {}  # class -> image id -> methods to compute
+        missing: dict[tuple[str, int], dict[int, list[str]]] = {}  # (fold, class) -> image id -> methods to compute
         rows: dict[int, dict] = {}
         for image_id, cls in zip(ids, per_image):
             row = rows.get(image_id) or rows.setdefault(image_id, self._row(image_id))
@@ -223,17 +248,19 @@ class MapService:
                 if cached is not None:
                     out[(image_id, method, k)] = cached
                 else:
-                    missing.setdefault(k, {}).setdefault(image_id, [])
-                    if method not in missing[k][image_id]:
-                        missing[k][image_id].append(method)
+                    todo = missing.setdefault((str(row.get("split") or "") if self._folds else "", k), {})
+                    todo.setdefault(image_id, [])
+                    if method not in todo[image_id]:
+                        todo[image_id].append(method)
         paths = {i: image_file(self.store, i, row=rows[i]) for todo in missing.values() for i in todo}
-        for k, todo in missing.items():
+        for (_, k), todo in missing.items():
+            h = self.handle_for(rows[next(iter(todo))])  # the fold's model (every image of ``todo`` shares it)
             need = [m for m in methods if any(m in ms for ms in todo.values())]
             order = list(todo)
             for start in range(0, len(order), max(1, batch_size)):
                 chunk = order[start:start + batch_size]
                 tic = time.perf_counter()
-                got = self._compute_batch([paths[i] for i in chunk], need, k, layer)  # method -> (n, H, W)
+                got = self._compute_batch([paths[i] for i in chunk], need, k, layer, h)  # method -> (n, H, W)
                 seconds = (time.perf_counter() - tic) / max(1, len(chunk) * len(need))
                 new = [(image_id, method, k, layer_key, got[method][j], seconds)
                        for j, image_id in enumerate(chunk) for method in todo[image_id]]
@@ -257,10 +284,10 @@ class MapService:
         except sqlite3.OperationalError as e:  # "database or disk is full", "attempt to write a readonly database"
             log.warning("map computed but not cached (%s)", e)
 
-    def _compute_batch(self, paths: list[Path], methods: list[str], cls: int, layer: str | None) -> dict[str, np.ndarray]:
+    def _compute_batch(self, paths: list[Path], methods: list[str], cls: int, layer: str | None,
+                       h: ModelHandle) -> dict[str, np.ndarray]:
         from mikata.attribution import explain
 
-        h = self.handle
         x = h.preprocessing.load(paths)  # (n, C, H, W)
         options = {m: self.options[m] for m in methods if m in self.options} or None
         with self._model_lock:
@@ -313,7 +340,7 @@ class MapService:
         cached = cached or self._scan_cam(row, method, k, layer) is not None
         return {"method": method, "class": k, "cached": cached,
                 "seconds": float(np.median(past)) if past else None, "measured": len(past),
-                "model_loaded": self._handle is not None}
+                "model_loaded": self.model_loaded}
 
     def overlay_png(self, image_id: int, method: str = "gradcam", cls: int | str | None = None,
                     layer: str | None = None, alpha: float = 0.5) -> bytes:

@@ -71,6 +71,21 @@ def run_model_spec(identity: dict, run_dir: str | os.PathLike | None = None, mod
     return spec
 
 
+def fold_models(manifest: dict) -> dict[str, tuple[str, str]]:
+    """A cross-validation run's fold models, ``{"fold1": (checkpoint spec, weights sha1), ...}`` (rows
+    record their fold as their split), or ``{}`` for any other run. Read from the manifest: data, not
+    code; each spec still passes ``check_recorded_spec`` and the weights hash when it is loaded."""
+    cv = manifest.get("crossval") if isinstance(manifest, dict) else None
+    if not isinstance(cv, dict):
+        return {}
+    specs, hashes = cv.get("fold_models"), cv.get("fold_weights_sha1")
+    if not (isinstance(specs, list) and isinstance(hashes, list) and 0 < len(specs) == len(hashes) <= 1000
+            and all(isinstance(v, str) for v in specs + hashes)):
+        raise RunModelError("the run's manifest says it is a cross-validation run but its fold models are not "
+                            "a list of checkpoints with their weights hashes; pass --model SPEC")
+    return {f"fold{i + 1}": (spec, sha1) for i, (spec, sha1) in enumerate(zip(specs, hashes))}  # crossval.fold_names
+
+
 def check_recorded_spec(spec: str) -> None:
     """Refuse a spec read from a manifest that could run code: only closed names and ``.safetensors``."""
     if _closed_name(spec) or spec.endswith(".safetensors"):

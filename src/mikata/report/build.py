@@ -228,7 +228,7 @@ def _maps_missing(run_dir: Path, wanted: list[tuple[int, int]], methods: Sequenc
 
 def _load_quietly(service) -> None:
     try:
-        service.handle
+        service.handle_for()
     except Exception as e:  # the maps stage asks again and reports the error properly
         log.debug("loading the run's model in the background failed: %s", e)
 
@@ -354,7 +354,7 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
             for (i, m, k), a in got.items():  # colored as the web app and `mikata explain` color them
                 scale = map_scale_of(a, m)
                 overlays[(i, m, k)] = (_png_uri(overlay_scaled(raw_views[i], a, scale)), scale.note(names[k]))
-            cam_layer, map_size = _cam_layer(service.handle, methods)
+            cam_layer, map_size = _cam_layer(service.handle_for(), methods)
         except MikataError as e:
             map_error = str(e)
             notes.append(f"attribution maps left out: {e}")

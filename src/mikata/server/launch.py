@@ -63,7 +63,7 @@ def exposure_warning(host: str) -> str | None:
 def _load_model(state) -> None:
     """Load the run's model in the background; if it cannot be loaded, say so now, not on the first map."""
     try:
-        state.maps.handle
+        state.maps.handle_for()
     except MikataError as e:
         log.warning("warning: attribution maps will not work: %s; restart with `mikata serve %s --model PATH`",
                     e, state.run_dir)
