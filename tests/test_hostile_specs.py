@@ -89,6 +89,34 @@ def test_a_run_manifest_naming_code_or_a_pickle_is_refused(run, tmp_path, monkey
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("fold_models", [["hostile_mod:make", "os:system"], ["evil.pt", "evil.pt"], "hostile_mod:make",
+                                         [{"spec": "x"}, 1]])
+def test_a_crossval_record_naming_code_or_garbage_is_refused_and_the_app_still_opens(run, tmp_path, monkeypatch,
+                                                                                        fold_models):
+    """A cross-validation run's fold models come from its manifest: the same checks as any run model."""
+    from fastapi.testclient import TestClient
+
+    from mikata.analysis.maps import MapService
+    from mikata.models.run_model import RunModelError
+    from mikata.server import create_app
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    marker = plant_module(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (copy / "evil.pt").write_bytes(b"\x80\x04K\x01.")
+    m = json.loads((copy / "manifest.json").read_text())
+    m["crossval"] = {"folds": 2, "fold_models": fold_models, "fold_weights_sha1": ["0" * 40, "0" * 40]}
+    (copy / "manifest.json").write_text(json.dumps(m))
+    with MapService(copy) as service, pytest.raises(RunModelError):
+        service.handle_for()
+    app = create_app(copy, token="t" * 32, port=8765)
+    c = TestClient(app, base_url="http://127.0.0.1:8765")
+    assert c.get("/?token=" + "t" * 32).status_code == 200
+    assert c.get("/map/1.png", headers={"sec-fetch-site": "same-origin"}).status_code == 409
+    assert not marker.exists()
+
+
 def test_report_and_serve_of_a_hostile_run_leave_maps_out_and_run_nothing(run, tmp_path, monkeypatch):
     from fastapi.testclient import TestClient
 

@@ -64,7 +64,13 @@ class MapService:
             manifest = self.store.manifest  # read once, here
         self.identity = manifest["identity"]
         # a cross-validation run: fold name -> (checkpoint spec, weights sha1) of the model that made its rows
-        self._folds = fold_models(manifest) if handle is None and model is None else {}
+        self._folds: dict[str, tuple[str, str]] = {}
+        self._folds_error: RunModelError | None = None  # a damaged crossval record: maps fail, the rest works
+        if handle is None and model is None:
+            try:
+                self._folds = fold_models(manifest)
+            except RunModelError as e:
+                self._folds_error = e
         self._fold_handles: dict[str, ModelHandle] = {}
         # the layer the model's default resolved to when the run was scanned (None on older runs)
         self._scan_default_layer = manifest.get("default_layer")
@@ -108,6 +114,8 @@ class MapService:
         fold model that never trained on the row (its split names the fold; ``row=None``: the first
         fold's, for what all folds share: layers, preprocessing). Each is loaded once, checked against
         the weights hash the run recorded."""
+        if self._folds_error is not None:
+            raise self._folds_error
         if not self._folds:
             return self.handle
         name = next(iter(self._folds)) if row is None else str(row.get("split") or "")
