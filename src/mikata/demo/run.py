@@ -138,11 +138,13 @@ def run_demo(out_dir: str | Path = "mikata-demo", quick: bool = False, device: s
 
 def evaluate_run(run_dir: Path, handle, methods: list[str], images: int, **settings) -> dict:
     """``mikata evaluate RUN_DIR``: the scorecard of ``methods`` on a seeded sample of the run, printed
-    and written to ``RUN_DIR/evaluate/`` (where the report and the web app find it)."""
+    and written to ``RUN_DIR/evaluate/`` (where the report and the web app find it). Its finished parts
+    are kept in ``RUN_DIR/evaluate/parts/``, as the command keeps them: a second demo reuses them."""
     from mikata.evaluation.scorecard import evaluate, format_scorecard, load_images, sample_paths, write_scorecard
 
     x, _ = load_images(handle, sample_paths(run_dir, images))
-    res = evaluate(handle, x, methods, model_name=handle.spec or None, **settings)
+    res = evaluate(handle, x, methods, model_name=handle.spec or None, parts_dir=run_dir / "evaluate" / "parts",
+                   **settings)
     print(format_scorecard(res.card), flush=True)
     write_scorecard(res, str(run_dir / "evaluate"))
     return res.card
