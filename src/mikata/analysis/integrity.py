@@ -15,15 +15,17 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mikata.analysis.layout import RunLayout, UnsafeRunFileError
+from mikata.analysis.run_format import RunFormatError, migrate_manifest
 from mikata.analysis.runstore import DamagedRunError, RunStore, RunStoreError
 from mikata.data.filenames import from_db, shown
+from mikata.data.files import UnreadableFileError, file_digest
 
 from mikata.data.preprocessing import FIELDS as PREPROCESSING_FIELDS, OPTIONAL_FIELDS, RESIZE_MODES
 
@@ -76,13 +78,19 @@ RESCAN = "scan again into a new --run directory (or restore the run from a copy)
 
 def check_run(run_dir: str | os.PathLike, hashes: bool = False) -> CheckReport:
     """Check everything in ``run_dir`` that can be checked without the model; see the module doc."""
-    run = Path(run_dir).expanduser().resolve()
+    layout = RunLayout(run_dir)
+    run = layout.dir
     report = CheckReport(str(run))
     add = report.problems.append
-    if not (run / "run.sqlite").is_file():
+    try:
+        layout.check_database()
+    except UnsafeRunFileError as e:
+        add(Problem(str(e).split(";")[0], "remove it, or restore the run from a copy"))
+        return report
+    if not layout.database.is_file():
         add(Problem(f"{run} has no run.sqlite", "give the directory that `mikata scan --run` made"))
         return report
-    classes = _check_manifest(run, report)
+    classes = _check_manifest(layout, report)
     try:
         store = RunStore.open(run, validate=False)  # every problem is listed below, not just the first
     except DamagedRunError as e:
@@ -93,22 +101,32 @@ def check_run(run_dir: str | os.PathLike, hashes: bool = False) -> CheckReport:
         _check_files(store, report, hashes)
     except (sqlite3.DatabaseError, RunStoreError) as e:
         add(Problem(f"reading run.sqlite failed: {str(e).split(';')[0]}", RESCAN))
+    except UnsafeRunFileError as e:
+        add(Problem(str(e).split(";")[0], "remove it, or restore the run from a copy"))
     finally:
         store.close()
     return report
 
 
-def _check_manifest(run: Path, report: CheckReport) -> list[str] | None:
-    path = run / "manifest.json"
+def _check_manifest(layout: RunLayout, report: CheckReport) -> list[str] | None:
+    path = layout.manifest
     report.checked.append("manifest.json")
     try:
-        m = json.loads(path.read_text(encoding="utf-8"))
+        m = json.loads(layout.read_text(path))
+    except UnsafeRunFileError as e:
+        report.problems.append(Problem(str(e).split(";")[0], "remove it, or restore the run from a copy"))
+        return None
     except (OSError, ValueError, RecursionError) as e:
         report.problems.append(Problem(f"{path} is not readable JSON ({e})", RESCAN))
         return None
     ident = m.get("identity") if isinstance(m, dict) else None
     if not isinstance(ident, dict):
         report.problems.append(Problem(f"{path} has no 'identity' object", RESCAN))
+        return None
+    try:
+        migrate_manifest(m, path)
+    except RunFormatError as e:
+        report.problems.append(Problem(str(e).split(";")[0], str(e).split("; ", 1)[-1]))
         return None
     missing = [k for k in ("model_spec", "weights_sha1", "classes", *PREPROCESSING_KEYS) if k not in ident]
     if missing:
@@ -139,8 +157,12 @@ def _check_database(store: RunStore, report: CheckReport, classes: list[str] | N
     report.rows, report.ok_rows = store.count(), store.count("ok")
     report.checked.append("vector files against the committed count")
     for kind in sorted(dims):
-        p = store.dir / f"{kind}.f16"
-        size = p.stat().st_size if p.exists() else None
+        p = store.layout.vector(kind)
+        try:
+            size = p.stat().st_size if store.layout.check_file(p) else None
+        except UnsafeRunFileError as e:
+            add(Problem(str(e).split(";")[0], RESCAN))
+            continue
         want = n * dims[kind] * 2
         if size is None:
             add(Problem(f"{p.name} is missing ({n} vector rows committed)", RESCAN))
@@ -190,9 +212,10 @@ def _check_files(store: RunStore, report: CheckReport, hashes: bool) -> None:
                                        "scan again into this run: changed files are recomputed", "stale"))
 
 
-def _sha1(path: str) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def _sha1(path: str) -> str | None:
+    """The file's sha1, or None when it is no longer a readable regular file (a FIFO, a device, a
+    directory, too large): then it is "changed", never a hang or a traceback."""
+    try:
+        return file_digest(path)[0]
+    except UnreadableFileError:
+        return None

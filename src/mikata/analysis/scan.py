@@ -31,9 +31,11 @@ import torch
 
 from mikata.analysis.heldout import plan_scan, select_samples  # noqa: F401 - select_samples re-exported
 from mikata.analysis.merge import parse_shard, shard_of
+from mikata.analysis.run_format import FORMAT as RUN_FORMAT
 from mikata.analysis.runstore import RunStore
 from mikata.analysis.scan_steps import (  # noqa: F401 - the per-batch steps, re-exported under their old home
     TOP_K, VECTOR_COLUMNS, _collate, _Files, _Outputs, commit, compute_columns, decode_file, run_batch)
+from mikata.data.paths import data_roots
 from mikata.data.datasets import ImageDataset, Sample, load_dataset, parse_fractions
 from mikata.errors import ChoiceError, MikataError
 from mikata.hooks import get_layer
@@ -79,7 +81,9 @@ def make_manifest(handle: ModelHandle, dataset: ImageDataset, layer: str, embed_
     # whether a map asked for at "the default layer" is the scan's (kept out of identity: old runs lack it)
     # trained_on: the model was trained on this data; its rows of split "train" are in-sample (analysis.heldout)
     extra = {"trained_on": trained_on} if trained_on else {}
-    return {"format": "mikata-run/1", "identity": identity, "dataset_root": dataset.root, **extra,
+    # data_roots: the folders the app and report may serve this run's images from (data.paths)
+    roots = data_roots(dataset.root, (s.path for s in dataset.samples))
+    return {"format": RUN_FORMAT, "identity": identity, "dataset_root": dataset.root, "data_roots": roots, **extra,
             "default_layer": handle.default_layer,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "versions": {"mikata": mikata.__version__, "torch": torch.__version__, "numpy": np.__version__,

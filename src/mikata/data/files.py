@@ -1,0 +1,79 @@
+"""Reading a data file's bytes safely: regular files only, a size limit, hashed in chunks.
+
+A dataset folder or manifest may name things that are not image files: a FIFO named ``x.png``
+(reading it waits forever), a link to ``/dev/zero`` or ``/dev/urandom`` (endless bytes), a sparse
+5 GB file, a directory, or a file in a system folder (``/etc/passwd``). ``file_digest`` opens the
+path without blocking, checks what it is with ``fstat`` on the open file (no race between check
+and read), refuses anything but a regular file of at most ``MAX_FILE_BYTES``, and hashes it in
+1 MiB reads, so memory stays flat whatever the size. A refusal is an ``UnreadableFileError`` whose
+``reason`` the scan records as the row's skip reason; the other images are kept.
+
+Why 1 GiB: mikata decodes at most ``images.MAX_PIXELS`` (89.5 M) pixels, and even an uncompressed
+16-bit RGBA image of that size (8 bytes a pixel) is 716 MB. A larger file cannot hold an image
+mikata would decode, so reading it would only cost time (a 5 GB file is ~10 s of hashing).
+
+Example:
+    >>> digest, size, mtime_ns = file_digest("cats/1.png")          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+
+from mikata.data.paths import system_folder
+from mikata.errors import MikataError
+
+MAX_FILE_BYTES = 1 << 30
+CHUNK_BYTES = 1 << 20
+
+
+class UnreadableFileError(MikataError, OSError):
+    """A data file mikata will not read; ``reason`` says why in a few words (a scan's skip reason)."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path, self.reason = str(path), reason
+        super().__init__(f"{path}: {reason}")
+
+
+def _what(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def file_digest(path: str | os.PathLike, max_bytes: int = MAX_FILE_BYTES) -> tuple[str, int, int]:
+    """``(sha1 hex, size, mtime_ns)`` of a regular data file; ``UnreadableFileError`` for anything else."""
+    folder = system_folder(path)
+    if folder:
+        raise UnreadableFileError(path, f"lies in the system folder {folder}; mikata reads no data files there")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO opens at once instead of waiting
+    except OSError as e:
+        raise UnreadableFileError(path, f"cannot read the file ({e.strerror or e})") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UnreadableFileError(path, f"{_what(st.st_mode)}, not an image file")
+        if st.st_size > max_bytes:
+            raise UnreadableFileError(path, f"{st.st_size / 2**30:.1f} GiB is over the {max_bytes / 2**30:g} GiB "
+                                            "limit for one image file")
+        os.set_blocking(fd, True)
+        h = hashlib.sha1()
+        read = 0
+        try:
+            while block := f.read(CHUNK_BYTES):
+                read += len(block)
+                if read > max_bytes:  # grew while being read
+                    raise UnreadableFileError(path, f"grew past the {max_bytes / 2**30:g} GiB limit while read")
+                h.update(block)
+        except OSError as e:
+            raise UnreadableFileError(path, f"cannot read the file ({e.strerror or e})") from None
+    return h.hexdigest(), st.st_size, st.st_mtime_ns
