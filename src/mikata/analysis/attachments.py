@@ -7,8 +7,10 @@
   app's gallery shows each unit's image with its label, and the log (``featurevis_gallery``).
 - ``RUN_DIR/evaluate/scorecard.json`` and its figures (``mikata evaluate RUN_DIR``).
 
-Every path returned lies inside its folder after resolving links, so a symlink planted in a run
-cannot make the report or the server read a file elsewhere.
+Each folder counts only if it is a real folder inside the run (``RunLayout.folder``: a link named
+``featurevis`` or ``evaluate`` pointing elsewhere is treated as absent), and every path returned lies
+inside its folder after resolving links, so a symlink planted in a run cannot make the report or the
+server read a file elsewhere.
 
 Example:
     >>> featurevis_images("runs/fashion")                 # doctest: +SKIP
@@ -22,18 +24,27 @@ import logging
 import os
 from pathlib import Path
 
+from mikata.analysis.layout import EVALUATE, FEATUREVIS, SCORECARD, RunLayout
+
 log = logging.getLogger(__name__)
 
 
-def _inside(root: Path, path: Path) -> bool:
+def _inside(root: Path | None, path: Path) -> bool:
+    if root is None:
+        return False
     real_root, real = os.path.realpath(root), os.path.realpath(path)
     return os.path.commonpath([real_root, real]) == real_root and os.path.isfile(real)
 
 
+def run_folder(run_dir: str | os.PathLike, name: str) -> Path | None:
+    """``RUN_DIR/name`` if it is a real folder inside the run (not a link, not resolving elsewhere), else None."""
+    return RunLayout(run_dir).folder(name)
+
+
 def featurevis_images(run_dir: str | os.PathLike) -> list[Path]:
     """The PNGs under ``RUN_DIR/featurevis/`` to show, sorted (a folder with a ``grid.png``: just the grid)."""
-    root = Path(run_dir) / "featurevis"
-    if not root.is_dir():
+    root = run_folder(run_dir, FEATUREVIS)
+    if root is None:
         return []
     pngs = sorted(p for p in root.rglob("*.png") if _inside(root, p))
     gridded = {p.parent for p in pngs if p.name == "grid.png"}
@@ -42,8 +53,8 @@ def featurevis_images(run_dir: str | os.PathLike) -> list[Path]:
 
 def featurevis_pngs(run_dir: str | os.PathLike) -> list[Path]:
     """Every PNG under ``RUN_DIR/featurevis/`` (grids and unit images), sorted: what the web app serves by index."""
-    root = Path(run_dir) / "featurevis"
-    if not root.is_dir():
+    root = run_folder(run_dir, FEATUREVIS)
+    if root is None:
         return []
     return sorted(p for p in root.rglob("*.png") if _inside(root, p))
 
@@ -89,7 +100,7 @@ def featurevis_gallery(run_dir: str | os.PathLike) -> list[dict]:
     the unit PNG's ``mikata-label``, or its file name) and ``log`` (the grid's ``mikata-log`` text, or
     None). Index the PNGs with ``featurevis_pngs``.
     """
-    root = Path(run_dir) / "featurevis"
+    root = RunLayout(run_dir).featurevis
     pngs = featurevis_pngs(run_dir)
     folders: dict[Path, list[Path]] = {}
     for p in pngs:
@@ -111,8 +122,9 @@ def featurevis_gallery(run_dir: str | os.PathLike) -> list[dict]:
 
 def read_scorecard(run_dir: str | os.PathLike) -> dict | None:
     """``RUN_DIR/evaluate/scorecard.json`` as a dict; None when absent or unreadable (with a warning)."""
-    path = Path(run_dir) / "evaluate" / "scorecard.json"
-    if not path.is_file():
+    root = run_folder(run_dir, EVALUATE)
+    path = RunLayout(run_dir).scorecard
+    if not _inside(root, path):
         return None
     try:
         card = json.loads(path.read_text(encoding="utf-8"))
@@ -124,6 +136,8 @@ def read_scorecard(run_dir: str | os.PathLike) -> dict | None:
 
 def scorecard_figure(run_dir: str | os.PathLike, name: str) -> Path | None:
     """One of the scorecard's ``figures`` (a PNG path relative to ``RUN_DIR/evaluate``), if it is there."""
-    root = Path(run_dir) / "evaluate"
+    root = run_folder(run_dir, EVALUATE)
+    if root is None:
+        return None
     path = root / str(name)
     return path if str(name).endswith(".png") and _inside(root, path) else None

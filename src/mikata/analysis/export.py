@@ -17,6 +17,7 @@ import json
 import os
 from pathlib import Path
 
+from mikata.analysis.layout import RunLayout, output_path
 from mikata.errors import ChoiceError, MikataError
 
 FORMATS = ("parquet", "csv", "json")
@@ -44,18 +45,22 @@ def export_run(run: str | os.PathLike, out: str | os.PathLike, fmt: str | None =
     from mikata.analysis.run import open_run
 
     fmt = export_format(out, fmt)
+    target = Path(out).expanduser()
+    RunLayout(target.parent).check_file(target.parent.resolve() / target.name,  # before any work
+                                        "remove it, or pass --out with another file")
     r = open_run(run, split, model=model, device=device)
     frame = r.to_pandas()
     if maps_dir is not None:
         frame["map_path"] = _write_maps(r, frame, Path(maps_dir), map_method, batch_size)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "parquet":
-        _parquet(frame, out, r)
-    elif fmt == "csv":
-        frame.to_csv(out, index=False)
-    else:
-        frame.to_json(out, orient="records", lines=True, force_ascii=False)
+    with output_path(out) as tmp:  # whole, through a temporary file; a link at ``out`` is refused, never followed
+        if fmt == "parquet":
+            _parquet(frame, tmp, r)
+        elif fmt == "csv":
+            frame.to_csv(tmp, index=False)
+        else:
+            frame.to_json(tmp, orient="records", lines=True, force_ascii=False)
     return out
 
 

@@ -105,7 +105,7 @@ def run(args) -> int:
         if path and not os.path.exists(path):
             raise MikataError(f"--{flag} {path}: no such file or folder")
     target = args.target if not args.target.strip().isdigit() else int(args.target)
-    is_run = os.path.isdir(args.source) and os.path.exists(os.path.join(args.source, "run.sqlite"))
+    is_run = os.path.isdir(args.source) and os.path.lexists(os.path.join(args.source, "run.sqlite"))
     if is_run:
         if args.images:
             raise MikataError("give either a run directory or a MODEL with images, not both")
@@ -116,7 +116,13 @@ def run(args) -> int:
         handle, paths, identity = sample_run(args.source, args.images_limit, args.seed, args.model, args.trust,
                                              device=device_from_args(args, announce=False))
         handle.precision = args.precision
-        out = args.out or os.path.join(args.source, "evaluate")
+        if args.out:
+            out = args.out
+        else:  # the run's own evaluate/ folder: refused if it is a link or not a folder (analysis.layout)
+            from mikata.analysis.layout import EVALUATE, PARTS, RunLayout
+
+            out = str(RunLayout(args.source).writable_folder(EVALUATE))
+            RunLayout(args.source).writable_folder(f"{EVALUATE}/{PARTS}")
         model_name = identity["model_spec"]
     else:
         if not args.images:

@@ -33,6 +33,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from mikata.analysis.attachments import featurevis_images, read_scorecard, scorecard_figure
+from mikata.analysis.layout import RunLayout, write_output
 from mikata.analysis.sections import confusion_cells, confusion_view, scorecard_table
 
 from mikata.errors import MikataError
@@ -162,7 +163,7 @@ def training_best_epoch(identity: dict, run_dir: str | os.PathLike) -> int | Non
 
 def featurevis_grids(run_dir: Path) -> list[dict]:
     """The feature-visualization images of the run (``attachments.featurevis_images``) as titled data URIs."""
-    folder = run_dir / "featurevis"
+    folder = RunLayout(run_dir).featurevis
     out = []
     for p in featurevis_images(run_dir):
         try:
@@ -278,13 +279,18 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
         timings[name] = now - tic
         tic = now
 
-    run_dir = Path(run).expanduser().resolve()
-    if not (run_dir / "run.sqlite").is_file():
+    layout = RunLayout(run)
+    run_dir = layout.dir
+    layout.check_database()
+    if not layout.database.is_file():
         raise ReportError(f"{run} is not a mikata run directory (no run.sqlite inside); "
                           "make one with `mikata scan MODEL DATA_DIR --run RUN_DIR`")
-    out_path = Path(out).expanduser() if out is not None else run_dir / "report.html"
-    if out_path.is_dir():
+    out_path = Path(out).expanduser() if out is not None else layout.report
+    if out_path.is_dir() and not out_path.is_symlink():
         raise ReportError(f"--out {out_path} is a directory; give a file name such as {out_path / 'report.html'}")
+    # a link at the output's name is refused before any work (it is never written through)
+    RunLayout(out_path.parent).check_file(out_path.parent.resolve() / out_path.name,
+                                          "remove it, or pass --out with another file")
     if thumb < 16 or thumb > 256:
         raise ReportError(f"thumbnail size {thumb} px is out of range; use 16..256 (64-96 keeps the file small)")
     if maps:
@@ -528,7 +534,7 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
     lap("render")
     try:
         out_path.parent.mkdir(parents=True, exist_ok=True)
-        out_path.write_text(html, encoding="utf-8")
+        write_output(out_path, html)  # whole, through a temporary file; never through a link
     except OSError as e:
         raise ReportError(f"cannot write {out_path}: {e.strerror or e}; choose another --out") from e
     lap("write")

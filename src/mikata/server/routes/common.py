@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
 
+from mikata.analysis.layout import UNITS, UNITS_CARD, RunLayout
 from mikata.analysis.media import UnknownImageError, mime_type
 from mikata.server.state import RunState
 
@@ -25,7 +26,7 @@ def page(request: Request, name: str, **ctx) -> HTMLResponse:
     return request.app.state.templates.TemplateResponse(
         request, name, {"ov": ov, "names": ov.class_names, "has_featurevis": bool(state.featurevis_files()),
                         "has_scorecard": state.scorecard() is not None,
-                        "has_units": (state.run_dir / "units" / "units.json").is_file(), **ctx})
+                        "has_units": _has_units(state), **ctx})
 
 
 def image_response(data: bytes, cacheable: bool = True) -> Response:
@@ -44,3 +45,9 @@ def check_class(state: RunState, c: int) -> int:
     if not 0 <= c < len(state.class_names):
         raise UnknownImageError(f"no class {c}")
     return c
+
+
+def _has_units(state: RunState) -> bool:
+    """``RUN_DIR/units/units.json`` exists in a real folder of the run (a link named units/ counts as absent)."""
+    folder = RunLayout(state.run_dir).folder(UNITS)
+    return folder is not None and (folder / UNITS_CARD).is_file()
