@@ -84,7 +84,10 @@ def _thumbnails(run_dir: str, ids: Sequence[int], size: int, workers: int) -> tu
 
     with RunStore.open(run_dir) as store:
         files = image_files(store, ids)
-    missing = len(set(int(i) for i in ids)) - len(files)
+        unserved = [p for i, p in store.paths(set(int(i) for i in ids) - set(files)).items()]
+    # files that exist but lie outside the run's data folders (data.paths) are not gone: say which is which
+    outside = sum(1 for p in unserved if os.path.isfile(p))
+    missing = len(unserved) - outside
 
     def one(item: tuple[int, Path]) -> tuple[int, str | None]:
         try:
@@ -98,6 +101,9 @@ def _thumbnails(run_dir: str, ids: Sequence[int], size: int, workers: int) -> tu
     table = {i: t for i, t in got.items() if t is not None}
     lost = missing + len(got) - len(table)
     notes = [f"{lost} images could not be read any more (moved or deleted since the scan): no thumbnails"] if lost else []
+    if outside:
+        notes.append(f"{outside} images lie outside the run's data folders (manifest 'data_roots'), so they are "
+                     "not shown; scan them from a manifest or folder that contains them")
     return table, notes
 
 
