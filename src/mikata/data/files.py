@@ -58,14 +58,15 @@ def file_digest(path: str | os.PathLike, max_bytes: int = MAX_FILE_BYTES) -> tup
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO opens at once instead of waiting
     except OSError as e:
         raise UnreadableFileError(path, f"cannot read the file ({e.strerror or e})") from None
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(fd)
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_size > max_bytes:
+        os.close(fd)
         if not stat.S_ISREG(st.st_mode):
             raise UnreadableFileError(path, f"{_what(st.st_mode)}, not an image file")
-        if st.st_size > max_bytes:
-            raise UnreadableFileError(path, f"{st.st_size / 2**30:.1f} GiB is over the {max_bytes / 2**30:g} GiB "
-                                            "limit for one image file")
-        os.set_blocking(fd, True)
+        raise UnreadableFileError(path, f"{st.st_size / 2**30:.1f} GiB is over the {max_bytes / 2**30:g} GiB "
+                                        "limit for one image file")
+    os.set_blocking(fd, True)
+    with os.fdopen(fd, "rb") as f:
         h = hashlib.sha1()
         read = 0
         try:
