@@ -35,8 +35,8 @@ from mikata.analysis.run_format import FORMAT as RUN_FORMAT
 from mikata.analysis.runstore import RunStore
 from mikata.analysis.scan_steps import (  # noqa: F401 - the per-batch steps, re-exported under their old home
     TOP_K, VECTOR_COLUMNS, _collate, _Files, _Outputs, commit, compute_columns, decode_file, run_batch)
-from mikata.data.paths import data_roots
 from mikata.data.datasets import ImageDataset, Sample, load_dataset, parse_fractions
+from mikata.data.paths import data_roots
 from mikata.errors import ChoiceError, MikataError
 from mikata.hooks import get_layer
 from mikata.models.handle import ModelHandle
