@@ -469,3 +469,123 @@ def test_the_database_is_untouched_by_a_refused_open(run):
     with pytest.raises(RunFormatError):
         RunStore.open(run, annotate=True)
     assert sqlite3.connect(run / "run.sqlite").execute("SELECT COUNT(*) FROM images").fetchone()[0] == before
+
+
+# ---------------------------------------------------------------------------- the widened zoo
+def test_a_report_html_hard_linked_to_a_user_file_leaves_it_untouched(run, user_file, capsys):
+    os.link(user_file, run / "report.html")
+    code, _ = _cli(capsys, "report", str(run), "--no-maps")
+    assert code == 0  # the report replaces the name; the user's file (the other name) keeps its bytes
+    assert user_file.read_bytes() == USER_BYTES and (run / "report.html").read_bytes() != USER_BYTES
+
+
+def test_an_embed_file_hard_linked_to_a_user_file_is_refused_on_resume(run, tmp_path):
+    user = tmp_path / "vectors.bin"
+    os.link(run / "embed.f16", user)
+    with open(user, "ab") as f:
+        f.write(b"\x02" * 5000)  # uncommitted bytes a resume would truncate
+    before = user.read_bytes()
+    with pytest.raises(UnsafeRunFileError, match=r"embed\.f16 has 2 hard links"):
+        _scan_again(run)
+    assert user.read_bytes() == before
+
+
+def test_export_refuses_an_out_file_that_is_a_link(run, user_file, tmp_path, capsys):
+    link = tmp_path / "table.csv"
+    link.symlink_to(user_file)
+    code, err = _cli(capsys, "export", str(run), "--out", str(link))
+    assert code == 2 and "table.csv is a symbolic link" in err
+    assert user_file.read_bytes() == USER_BYTES
+
+
+def test_a_writer_lock_that_is_a_directory_is_refused(run):
+    (run / "writer.lock").unlink()
+    (run / "writer.lock").mkdir()
+    with pytest.raises(UnsafeRunFileError, match=r"writer\.lock is a directory"):
+        _scan_again(run)
+
+
+@pytest.mark.parametrize("name", ["manifest.json", "run.sqlite"])
+def test_a_fifo_in_place_of_a_run_file_is_refused_without_waiting(run, name):
+    (run / name).unlink()
+    os.mkfifo(run / name)
+    with pytest.raises(UnsafeRunFileError, match=rf"{name.replace('.', chr(92) + '.')} is a named pipe"):
+        RunStore.open(run)
+
+
+def test_check_names_a_fifo_manifest_without_waiting(run):
+    from mikata.analysis.integrity import check_run
+
+    (run / "manifest.json").unlink()
+    os.mkfifo(run / "manifest.json")
+    report = check_run(run)
+    assert not report.ok and any("manifest.json is a named pipe" in p.what for p in report.problems)
+
+
+def test_a_fifo_scorecard_units_card_and_png_are_skipped_without_waiting(run):
+    from mikata.analysis.attachments import featurevis_pngs, read_scorecard
+    from mikata.analysis.units import read_units
+
+    for folder in ("evaluate", "units", "featurevis"):
+        (run / folder).mkdir()
+    os.mkfifo(run / "evaluate" / "scorecard.json")
+    os.mkfifo(run / "units" / "units.json")
+    os.mkfifo(run / "featurevis" / "grid.png")
+    assert read_scorecard(run) is None and read_units(run) is None and featurevis_pngs(run) == []
+
+
+def test_a_fifo_overview_cache_is_rebuilt_without_waiting(run):
+    from mikata.analysis.overview import audit
+
+    (run / "cache").mkdir()
+    os.mkfifo(run / "cache" / "overview-all.npz")
+    assert audit(run, n=2)["images"] == 12
+
+
+def test_a_featurevis_name_that_is_a_file_is_absent(run):
+    from mikata.analysis.attachments import featurevis_gallery
+
+    (run / "featurevis").write_bytes(b"\x89PNG")
+    assert featurevis_gallery(run) == []
+
+
+def test_a_scorecard_figure_that_climbs_out_is_refused(run, outside):
+    from mikata.analysis.attachments import scorecard_figure
+
+    (run / "evaluate").mkdir()
+    rel = os.path.relpath(outside / "holiday.png", run / "evaluate")
+    assert scorecard_figure(run, rel) is None
+    assert scorecard_figure(run, "/etc/hostname.png") is None
+
+
+def test_check_of_an_older_format_run_is_clean(run):
+    from mikata.analysis.integrity import check_run
+
+    _set_manifest(run, format="mikata-run/1", data_roots=None)
+    report = check_run(run)
+    assert report.ok, report.format()
+
+
+def test_migrating_a_current_manifest_changes_nothing(run):
+    m = json.loads((run / "manifest.json").read_text())
+    assert migrate_manifest(m) == m
+
+
+@pytest.mark.parametrize("fmt", [["mikata-run/2"], {"v": 2}, 2.0, True])
+def test_a_format_that_is_not_text_is_refused(fmt):
+    with pytest.raises(RunFormatError, match="not a mikata run format"):
+        migrate_manifest({"format": fmt, "identity": {"classes": ["a"]}})
+
+
+def test_a_merge_of_a_format_1_shard_writes_the_current_format(run, tmp_path):
+    from mikata.analysis.merge import merge_runs
+
+    old = tmp_path / "old"
+    shutil.copytree(run, old)
+    _set_manifest(old, format="mikata-run/1", data_roots=None)
+    merge_runs(tmp_path / "merged", [old])
+    m = json.loads((tmp_path / "merged" / "manifest.json").read_text())
+    assert m["format"] == FORMAT and m["data_roots"] == [json.loads((run / "manifest.json").read_text())
+                                                       ["dataset_root"]]
+    with RunStore.open(tmp_path / "merged") as store:
+        assert store.count() == 12

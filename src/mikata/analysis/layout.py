@@ -208,13 +208,17 @@ class RunLayout:
         try:
             fd = os.open(path, fl, mode)
         except OSError as e:
-            if e.errno == errno.ELOOP:
+            if e.errno in (errno.ELOOP, errno.EISDIR):  # a link at the name, or a directory opened for writing
                 raise refuse(path, os.lstat(path).st_mode) from None
             raise
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise refuse(path, st.st_mode)
+            if flags & (os.O_RDWR | os.O_WRONLY) and st.st_nlink > 1:  # a hard link shares its bytes with another name
+                raise UnsafeRunFileError(f"{path} has {st.st_nlink} hard links; mikata does not write a file it "
+                                         "shares with another name: copy the run with `cp -r` (not `cp -al`), or "
+                                         "remove that file")
             os.set_blocking(fd, True)
         except BaseException:
             os.close(fd)
