@@ -479,3 +479,133 @@ def test_data_roots_leave_out_system_folders(tmp_path):
 def test_data_roots_of_a_csv_in_a_broad_folder_are_its_images_folders(tmp_path):
     (tmp_path / "p").mkdir()
     assert data_roots("/tmp", [str(tmp_path / "p" / "1.png")]) == [os.path.realpath(tmp_path / "p")]
+
+
+# ---------------------------------------------------------------------------------- the widened zoo
+SPEC = "test_scan_support:mnist_handle"
+
+
+def test_the_scan_command_exits_1_naming_each_special_file(tmp_path, capsys):
+    _digits(tmp_path / "data", 4)
+    _special_files(tmp_path / "data" / "0")
+    code = main(["scan", SPEC, str(tmp_path / "data"), "--run", str(tmp_path / "run"), "--workers", "0"])
+    err = capsys.readouterr().err
+    assert code == 1
+    for name in ("fifo.png", "zero.png", "urandom.png", "sparse.png", "empty.png"):
+        assert name in err, name
+
+
+@pytest.mark.parametrize("command", ["scan", "train"])
+def test_scan_and_train_refuse_a_latin1_manifest_in_one_line(images, tmp_path, capsys, command):
+    base = images[0].parents[1]
+    m = base / f"latin1-{command}.csv"
+    m.write_bytes(("path,label,site\n" + "\n".join(f"{r},Zürich" for r in _rows(images, base)) + "\n")
+                  .encode("latin-1"))
+    argv = (["scan", SPEC, str(m), "--run", str(tmp_path / "run")] if command == "scan" else
+            ["train", str(m), "--model", SPEC, "--out", str(tmp_path / "m.safetensors"), "--epochs", "1"])
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "is not UTF-8" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_a_crlf_manifest_with_an_upper_case_header_and_bom_reads(images):
+    base = images[0].parents[1]
+    m = base / "crlf.csv"
+    m.write_bytes(b"\xef\xbb\xbf" + ("Path,Label\r\n" + "\r\n".join(_rows(images, base)) + "\r\n").encode())
+    ds = manifest_dataset(m, [str(i) for i in range(10)], allow_empty=True)
+    assert len(ds) == N_GOOD and ds.samples[0].path == str(images[0])
+
+
+@pytest.mark.parametrize("content", [b"", b"\xef\xbb\xbf", b"\xef\xbb\xbfpath,label\r\n", b"\n\n,\n"])
+def test_an_empty_manifest_says_it_has_no_images(tmp_path, content):
+    m = tmp_path / "m.csv"
+    m.write_bytes(content)
+    with pytest.raises(DatasetError, match="has no image files"):
+        manifest_dataset(m)
+
+
+def test_a_manifest_over_the_size_limit_is_refused(images, monkeypatch):
+    import mikata.data.datasets as datasets
+
+    base = images[0].parents[1]
+    m = _bom_manifest(images, base / "big.csv", "utf-8")
+    monkeypatch.setattr(datasets, "MAX_MANIFEST_BYTES", 10)
+    with pytest.raises(DatasetError, match="over the 1 GiB a manifest may have"):
+        manifest_dataset(m)
+
+
+def test_a_manifest_that_is_a_directory_is_refused(tmp_path):
+    (tmp_path / "m.csv").mkdir()
+    with pytest.raises(DatasetError, match="not a regular file"):
+        manifest_dataset(tmp_path / "m.csv")
+
+
+def test_a_file_at_exactly_the_limit_is_read(tmp_path):
+    p = tmp_path / "x.png"
+    p.write_bytes(b"z" * 1000)
+    assert file_digest(p, max_bytes=1000)[1] == 1000
+
+
+def test_a_manifest_row_naming_its_own_folder_is_a_skip(images, tmp_path):
+    base = images[0].parents[1]
+    m = base / "dot.csv"
+    m.write_text("path,label\n" + "\n".join(_rows(images, base)) + "\n.,0\n")
+    s = _scan(m, tmp_path / "run")
+    assert s.computed == N_GOOD and s.skipped == 1 and "a directory" in s.skipped_files[0][1]
+
+
+def test_a_file_listed_under_a_link_and_its_own_name_is_one_sample(images, tmp_path):
+    base = images[0].parents[1]
+    alias = base / "alias.png"
+    if not alias.exists():
+        alias.symlink_to(images[0])
+    m = base / "alias.csv"
+    m.write_text(f"path,label\n{images[0]},{images[0].parent.name}\nalias.png,{images[0].parent.name}\n")
+    ds = manifest_dataset(m, [str(i) for i in range(10)], allow_empty=True)
+    assert [s.path for s in ds.samples] == [str(images[0])]
+
+
+def test_check_hashes_calls_a_sparse_5gb_replacement_changed_quickly(zoo, tmp_path):
+    import time
+
+    from mikata.analysis.integrity import check_run
+
+    run = tmp_path / "run"
+    shutil.copytree(zoo["base"] / "run", run)
+    data = tmp_path / "data"
+    shutil.copytree(zoo["base"] / "data", data, symlinks=True, ignore=shutil.ignore_patterns("fifo.png", "sparse.png"))
+    con = sqlite3.connect(run / "run.sqlite")
+    paths = [p for (p,) in con.execute("SELECT path FROM images WHERE status='ok' ORDER BY id")]
+    with con:
+        for p in paths:
+            con.execute("UPDATE images SET path=? WHERE path=?", (str(data / Path(p).relative_to(zoo["base"] / "data")), p))
+    con.close()
+    target = data / Path(paths[0]).relative_to(zoo["base"] / "data")
+    target.unlink()
+    with open(target, "wb") as f:
+        f.truncate(5 * 2**30)
+    t0 = time.perf_counter()
+    report = check_run(run, hashes=True)
+    assert time.perf_counter() - t0 < 30  # refused by size, never read
+    assert any(p.what.startswith("1 image files changed") for p in report.problems)
+
+
+def test_an_image_replaced_by_a_link_to_etc_is_not_served(outside_run, tmp_path):
+    run = _copy_run(outside_run / "run", tmp_path / "run")
+    with RunStore.open(run) as store:
+        first = image_file(store, 1)
+    data = tmp_path / "d"
+    shutil.copytree(first.parent, data)
+    con = sqlite3.connect(run / "run.sqlite")
+    with con:
+        con.execute("UPDATE images SET path=? WHERE id=1", (str(data / first.name),))
+    con.close()
+    m = json.loads((run / "manifest.json").read_text())
+    m["data_roots"] = [str(data)]
+    (run / "manifest.json").write_text(json.dumps(m))
+    (data / first.name).unlink()
+    (data / first.name).symlink_to("/etc/hostname")
+    with RunStore.open(run) as store:
+        with pytest.raises(UnknownImageError, match="outside the dataset's folders"):
+            image_file(store, 1)
