@@ -19,18 +19,13 @@ import json
 import os
 import sqlite3
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from mikata.analysis.layout import RunLayout, UnsafeRunFileError
 from mikata.analysis.run_format import RunFormatError, migrate_manifest
 from mikata.analysis.runstore import DamagedRunError, RunStore, RunStoreError
 from mikata.data.filenames import from_db, shown
 from mikata.data.files import UnreadableFileError, file_digest
-
-from mikata.data.preprocessing import FIELDS as PREPROCESSING_FIELDS, OPTIONAL_FIELDS, RESIZE_MODES
-
-# every preprocessing field but those older runs may lack (``resize``: they meant the shorter-side resize)
-PREPROCESSING_KEYS = tuple(k for k in PREPROCESSING_FIELDS if k not in OPTIONAL_FIELDS)
+from mikata.data.preprocessing import FIELDS as PREPROCESSING_FIELDS, RESIZE_MODES
 
 
 @dataclass
@@ -123,15 +118,15 @@ def _check_manifest(layout: RunLayout, report: CheckReport) -> list[str] | None:
     if not isinstance(ident, dict):
         report.problems.append(Problem(f"{path} has no 'identity' object", RESCAN))
         return None
-    try:
-        migrate_manifest(m, path)
+    try:  # an older run is checked as the current format it migrates to (analysis.run_format)
+        ident = migrate_manifest(m, path)["identity"]
     except RunFormatError as e:
         report.problems.append(Problem(str(e).split(";")[0], str(e).split("; ", 1)[-1]))
         return None
-    missing = [k for k in ("model_spec", "weights_sha1", "classes", *PREPROCESSING_KEYS) if k not in ident]
+    missing = [k for k in ("model_spec", "weights_sha1", "classes", *PREPROCESSING_FIELDS) if k not in ident]
     if missing:
         report.problems.append(Problem(f"{path}: identity lacks {missing}", RESCAN))
-    if ident.get("resize", OPTIONAL_FIELDS["resize"]) not in RESIZE_MODES:
+    if ident.get("resize") not in RESIZE_MODES:
         report.problems.append(Problem(f"{path}: identity.resize is {ident.get('resize')!r}, not one of "
                                        f"{list(RESIZE_MODES)}", RESCAN))
     classes = ident.get("classes")

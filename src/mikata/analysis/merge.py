@@ -27,6 +27,7 @@ from typing import Sequence
 
 import numpy as np
 
+from mikata.analysis.layout import RunLayout
 from mikata.analysis.runstore import ROW_COLUMNS, Row, RunStore, RunStoreError
 
 log = logging.getLogger(__name__)
@@ -166,7 +167,7 @@ def split_run(run: str | os.PathLike, out_dir: str | os.PathLike, n: int) -> lis
     for i in range(n):
         part = out_dir / f"shard{i}"
         mine = shard_of(ids, (i, n))
-        if (part / "run.sqlite").exists():
+        if RunLayout(part).database.exists():
             with RunStore.open(part) as p:
                 if p.count() == len(mine):
                     parts.append(part)
