@@ -48,9 +48,10 @@ def _under(real: str, folder: str) -> bool:
     return real == folder or real.startswith(folder.rstrip("/") + "/")
 
 
-def system_folder(path: str | os.PathLike) -> str | None:
-    """The system folder ``path`` resolves into (``/etc``, ``/dev``, ...), or None for an ordinary place."""
-    real = os.path.realpath(path)
+def system_folder(path: str | os.PathLike, resolved: bool = False) -> str | None:
+    """The system folder ``path`` resolves into (``/etc``, ``/dev``, ...), or None for an ordinary place
+    (``resolved``: ``path`` is already free of links)."""
+    real = str(path) if resolved else os.path.realpath(path)
     return next((f for f in SYSTEM_FOLDERS if _under(real, f)), None)
 
 
