@@ -143,6 +143,8 @@ class RunStore:
             raise RunStoreError(f"{self.dir} is not a mikata run (no run.sqlite); create one with `mikata scan`")
         self.dir.mkdir(parents=True, exist_ok=True)
         self.layout.check_database()  # SQLite would follow a link at run.sqlite or its -wal/-shm files
+        if readonly and annotate:  # no tables are added to a run of a format this mikata does not read
+            _refuse_newer_format(self.layout)
         # explicit transactions; one thread at a time, but it may be a writer thread (see scan)
         self.read_only_media = False  # set when the run can be read but not written (read-only disk, no rights)
         self.db = sqlite3.connect(str(db), timeout=60, isolation_level=None, check_same_thread=False)
@@ -741,6 +743,18 @@ class RunStore:
                                    "here; copy the run directory somewhere writable to record reviews")
         if not self.annotate:
             raise RunStoreError("open the run with RunStore.open(run, annotate=True) to store maps or reviews")
+
+
+def _refuse_newer_format(layout: RunLayout) -> None:
+    """``RunFormatError`` if the manifest names a format this mikata does not read (a damaged manifest is
+    left to ``validate``, which says so in its own words)."""
+    from mikata.analysis.run_format import format_version
+
+    try:
+        raw = _parse_manifest(layout)
+    except DamagedRunError:
+        return
+    format_version(raw, layout.manifest)
 
 
 def _parse_manifest(layout: RunLayout) -> dict:
