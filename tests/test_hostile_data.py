@@ -609,3 +609,18 @@ def test_an_image_replaced_by_a_link_to_etc_is_not_served(outside_run, tmp_path)
     with RunStore.open(run) as store:
         with pytest.raises(UnknownImageError, match="outside the dataset's folders"):
             image_file(store, 1)
+
+
+def test_the_app_serves_image_pages_of_images_outside_the_csv_folder(outside_run):
+    from fastapi.testclient import TestClient
+    from test_scan_support import mnist_handle
+
+    from mikata.server import create_app
+
+    token = "t" * 48
+    c = TestClient(create_app(outside_run / "run", token=token, port=8765, handle=mnist_handle()),
+                   base_url="http://127.0.0.1:8765")
+    assert c.get(f"/?token={token}").status_code == 200
+    for i in range(1, 7):
+        for route in (f"/img/{i}", f"/thumb/{i}", f"/image/{i}"):
+            assert c.get(route).status_code == 200, route
