@@ -593,3 +593,11 @@ def test_a_merge_of_a_format_1_shard_writes_the_current_format(run, tmp_path):
                                                        ["dataset_root"]]
     with RunStore.open(tmp_path / "merged") as store:
         assert store.count() == 12
+
+
+def test_a_run_folder_name_never_climbs_out(run):
+    lay = RunLayout(run)
+    assert lay.folder("../") is None and lay.folder("featurevis/../../x") is None and lay.folder("/etc") is None
+    with pytest.raises(ValueError):
+        lay.writable_folder("../escaped")
+    assert not (run.parent / "escaped").exists()

@@ -47,7 +47,6 @@ UNITS = "units"                   # mikata units: units.json and its PNGs
 UNITS_CARD = "units.json"
 CACHE = "cache"                   # overview caches (rebuilt when absent)
 CROSSVAL = "crossval.json"        # a cross-validation work folder's plan
-FOLDERS = (FEATUREVIS, EVALUATE, UNITS, CACHE)
 
 
 class UnsafeRunFileError(MikataError):
@@ -166,6 +165,8 @@ class RunLayout:
             rel = path.relative_to(self.dir)
         except ValueError:
             return None
+        if ".." in rel.parts:
+            return None
         cur = self.dir
         for part in rel.parts:  # every component a real directory, none a link
             cur = cur / part
@@ -181,7 +182,9 @@ class RunLayout:
     def writable_folder(self, name_or_path: str | os.PathLike) -> Path:
         """A folder of the run for writing, created if absent; refuses a link or anything not a folder."""
         path = self.dir / name_or_path
-        rel = path.relative_to(self.dir)
+        rel = path.relative_to(self.dir)  # ValueError for a path elsewhere: a programming error
+        if ".." in rel.parts:
+            raise ValueError(f"{name_or_path}: a run folder's name has no '..'")
         cur = self.dir
         for part in rel.parts:
             cur = cur / part
@@ -193,13 +196,6 @@ class RunLayout:
             if not stat.S_ISDIR(st.st_mode):
                 raise refuse(cur, st.st_mode, "remove it, or write elsewhere (--out DIR)")
         return path
-
-    def inside(self, root: Path | None, path: Path) -> bool:
-        """``path`` is a regular file whose resolved path lies inside the run folder ``root`` (from ``folder``)."""
-        if root is None:
-            return False
-        real_root, real = os.path.realpath(root), os.path.realpath(path)
-        return os.path.commonpath([real_root, real]) == real_root and os.path.isfile(real)
 
     # ---------------------------------------------------------------- opening
     def open_fd(self, path: Path, flags: int, create: bool = False, mode: int = 0o644) -> int:
