@@ -601,3 +601,13 @@ def test_a_run_folder_name_never_climbs_out(run):
     with pytest.raises(ValueError):
         lay.writable_folder("../escaped")
     assert not (run.parent / "escaped").exists()
+
+
+@pytest.mark.parametrize("roots", [["/"], ["/etc"], ["/definitely/not/here"]])
+def test_check_says_when_a_data_root_cannot_serve_images(run, roots):
+    from mikata.analysis.integrity import check_run
+
+    _set_manifest(run, data_roots=roots)
+    report = check_run(run)
+    problems = [p for p in report.problems if "may not serve images" in p.what]
+    assert len(problems) == 1 and problems[0].severity == "stale" and str(roots[0]) in problems[0].what

@@ -25,6 +25,7 @@ from mikata.analysis.run_format import RunFormatError, migrate_manifest
 from mikata.analysis.runstore import DamagedRunError, RunStore, RunStoreError
 from mikata.data.filenames import from_db, shown
 from mikata.data.files import UnreadableFileError, file_digest
+from mikata.data.paths import servable_root
 from mikata.data.preprocessing import FIELDS as PREPROCESSING_FIELDS, RESIZE_MODES
 
 
@@ -119,10 +120,18 @@ def _check_manifest(layout: RunLayout, report: CheckReport) -> list[str] | None:
         report.problems.append(Problem(f"{path} has no 'identity' object", RESCAN))
         return None
     try:  # an older run is checked as the current format it migrates to (analysis.run_format)
-        ident = migrate_manifest(m, path)["identity"]
+        migrated = migrate_manifest(m, path)
     except RunFormatError as e:
         report.problems.append(Problem(str(e).split(";")[0], str(e).split("; ", 1)[-1]))
         return None
+    ident = migrated["identity"]
+    report.checked.append("data roots (the folders images are served from)")
+    refused = [r for r in migrated["data_roots"] if servable_root(r) is None]
+    if refused:
+        report.problems.append(Problem(
+            f"{path}: data_roots {refused[:3]} may not serve images (missing, too broad, a home or a system "
+            "folder): the app and the report show no images from there",
+            "scan from a folder or manifest inside the data's own folder", "stale"))
     missing = [k for k in ("model_spec", "weights_sha1", "classes", *PREPROCESSING_FIELDS) if k not in ident]
     if missing:
         report.problems.append(Problem(f"{path}: identity lacks {missing}", RESCAN))
