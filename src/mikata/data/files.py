@@ -70,6 +70,9 @@ def file_digest(path: str | os.PathLike, max_bytes: int = MAX_FILE_BYTES) -> tup
     def in_system(folder: str) -> UnreadableFileError:
         return refuse(f"lies in the system folder {folder}; mikata reads no data files there")
 
+    folder = system_folder(os.path.abspath(path), resolved=True)  # as written: no file system call
+    if folder:
+        raise in_system(folder)
     try:  # what the name is, before anything is opened (opening a device or a FIFO can have effects)
         st = os.lstat(path)
         if stat.S_ISLNK(st.st_mode):
