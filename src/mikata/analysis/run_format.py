@@ -15,8 +15,11 @@ The history:
   folders whose files the run may serve (see ``data.paths.serving_roots``); ``default_layer``
   is always present (``None`` when unknown).
 
-Tables that older runs lack (``maps``, ``reviews``, ``fields``) are a database matter: the writer
-and an annotating reader create them (``RunStore``), and plain readers treat them as empty.
+What a migration cannot fill in, because an older *scan* never computed it, stays optional and is
+asked for by name: vector kinds (``stats`` and ``thumbs``, the pixel statistics and thumbnails of
+dataset issues: ``RunStore.has_vectors``; a resumed scan of such a run keeps its files aligned by
+not adding them) and tables (``maps``, ``reviews``, ``fields``: the writer and an annotating reader
+create them, plain readers treat them as empty).
 
 Example:
     >>> migrate_manifest({"format": "mikata-run/1", "identity": {"classes": ["a"]}, "dataset_root": "/d"})["format"]

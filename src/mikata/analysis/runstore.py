@@ -328,6 +328,11 @@ class RunStore:
                                   "{kind: count} JSON", self.dir)
         return d
 
+    def has_vectors(self, kind: str) -> bool:
+        """Whether the run stores ``kind`` vectors. Runs scanned before a kind existed lack it (``stats``,
+        ``thumbs``: see ``analysis.run_format``); readers then leave that analysis out with a note."""
+        return kind in self.dims()
+
     def cam_shape(self) -> tuple[int, int] | None:
         """``(h, w)`` of the scan's Grad-CAMs; set once by the first batch that has them, then cached."""
         if self._cam_shape is None:

@@ -190,7 +190,7 @@ def _scan_on_ray(store: RunStore, handle: ModelHandle, chosen: list[tuple[Sample
     from mikata.analysis.scan_ray import scan_on_ray
 
     todo, replace = _pending(store, chosen)
-    with_stats = "stats" in store.dims() or not store.committed_vectors()
+    with_stats = store.has_vectors("stats") or not store.committed_vectors()
     computed, skipped_files = scan_on_ray(store, handle, todo, replace, with_stats, batch_size, layer, embed_layer, gradcam,
                                           progress, address, actors, gpus_per_actor)
     return ScanSummary(str(store.dir), len(chosen), computed, len(skipped_files), len(chosen) - len(todo),
@@ -231,7 +231,7 @@ def _scan_into(store: RunStore, handle: ModelHandle, chosen: list[tuple[Sample, 
                     failed.append(e)
 
     # a run scanned before image statistics existed keeps its vector files aligned: no stats for it
-    with_stats = "stats" in store.dims() or not store.committed_vectors()
+    with_stats = store.has_vectors("stats") or not store.committed_vectors()
     writer = threading.Thread(target=write, name="mikata-scan-writer", daemon=True)
     writer.start()
     try:
