@@ -265,3 +265,54 @@ function mikataEmbedding() {
     data = d; update();
   }).catch((e) => { out.textContent = "cannot load the curves: " + e; out.className = "error"; });
 })();
+
+// ---------------------------------------------------------------------------- concepts
+// A concept's review: one POST /api/concept-review/CLASS/K with {"verdict": "object"|"artefact"|null}.
+$$(".concept-review").forEach((box) => {
+  const out = $(".verdict", box);
+  $$("button.cmark", box).forEach((b) => b.addEventListener("click", async () => {
+    const verdict = b.dataset.verdict || null;
+    const resp = await fetch("/api/concept-review/" + box.dataset.class + "/" + box.dataset.k, {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ verdict: verdict }),
+    });
+    if (!resp.ok) { out.textContent = await resp.text(); out.className = "verdict error"; return; }
+    $$("button.cmark", box).forEach((x) => x.classList.toggle("on", !!verdict && x.dataset.verdict === verdict));
+    out.className = "verdict";
+    out.textContent = verdict ? "saved: " + verdict : "cleared";
+  }));
+});
+
+// The image page: its prediction split over the predicted class's concepts, computed on demand with the model.
+(function decomposition() {
+  const box = $("#decomposition");
+  if (!box) return;
+  const status = $(".status", box), list = $(".shares", box);
+  const t0 = performance.now();
+  const ticker = setInterval(() => {
+    status.textContent = "computing the concept decomposition: " + ((performance.now() - t0) / 1000).toFixed(1) +
+      " s so far (the model loads first on the first image)";
+  }, 500);
+  fetch("/map/concepts/decomposition/" + box.dataset.id).then(async (r) => {
+    clearInterval(ticker);
+    if (!r.ok) { status.textContent = (await r.text()) || ("error " + r.status); status.className = "error"; return; }
+    const d = await r.json();
+    status.textContent = d.text;
+    status.className = "decomposition-text";
+    (d.shares || []).forEach(([name, share, c, k]) => {
+      const row = document.createElement("div");
+      row.className = "share";
+      const a = document.createElement("a");
+      a.href = "/concepts/" + c + "/" + k;
+      a.textContent = name;
+      const bar = document.createElement("div");
+      bar.className = "bar";
+      bar.style.width = Math.round(100 * share) + "%";
+      const cell = document.createElement("div");
+      cell.append(bar);
+      const val = document.createElement("span");
+      val.textContent = Math.round(100 * share) + "%";
+      row.append(a, cell, val);
+      list.append(row);
+    });
+  }).catch((e) => { clearInterval(ticker); status.textContent = String(e); status.className = "error"; });
+})();
