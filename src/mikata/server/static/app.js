@@ -294,10 +294,10 @@ $$(".concept-review").forEach((box) => {
   }, 500);
   fetch("/map/concepts/decomposition/" + box.dataset.id).then(async (r) => {
     clearInterval(ticker);
-    if (!r.ok) { status.textContent = (await r.text()) || ("error " + r.status); status.className = "error"; return; }
+    if (!r.ok) { status.textContent = (await r.text()) || ("error " + r.status); status.className = "status error"; return; }
     const d = await r.json();
     status.textContent = d.text;
-    status.className = "decomposition-text";
+    status.className = "status decomposition-text";
     (d.shares || []).forEach(([name, share, c, k]) => {
       const row = document.createElement("div");
       row.className = "share";
@@ -314,5 +314,5 @@ $$(".concept-review").forEach((box) => {
       row.append(a, cell, val);
       list.append(row);
     });
-  }).catch((e) => { clearInterval(ticker); status.textContent = String(e); status.className = "error"; });
+  }).catch((e) => { clearInterval(ticker); status.textContent = String(e); status.className = "status error"; });
 })();
