@@ -110,6 +110,7 @@ def _strategies(raw: Any) -> list[dict]:
         shares = s.get("concepts") if isinstance(s.get("concepts"), dict) else {}
         out.append({"strategy": int(_num(s.get("strategy"), len(out))), "size": int(_num(s.get("size"), 0)),
                     "accuracy": _num(s.get("accuracy")), "exemplars": ids,
+                    "clever_hans": s.get("clever_hans") is True, "tightness": _num(s.get("tightness")),
                     "concepts": sorted(((str(k), v) for k, v in ((k, _num(v)) for k, v in shares.items())
                                         if v is not None), key=lambda kv: -kv[1])})
     return out
