@@ -1,34 +1,22 @@
-"""Concepts of a scanned run (issue 28): the atlas stored under ``RUN/concepts/``.
+"""Concepts over a whole scanned dataset: per class, a factorization of the layer's activations into
+concepts (CRAFT / DFF style NMF), their importance for the class logit, where they sit, exemplars,
+strategies (SpRAy), concepts over-present in errors, concept-defined slices, suspected shortcuts with a
+deletion test, and user-defined concepts (TCAV). Stored in the run (``RUN/concepts/``).
 
-This branch only reads a stored atlas (``load_atlas``); computing one is branch ``concepts``'s
-``compute_atlas``. ``surface`` shapes the atlas for the report, the web app and the demo.
+Example:
+    >>> atlas = compute_atlas("runs/fashion", per_class=5, sample=300)    # doctest: +SKIP
+    >>> atlas.to_json()["classes"]["Coat"][0]                            # doctest: +SKIP
+    >>> concept_heatmap("runs/fashion", 812, "Coat/0").shape               # doctest: +SKIP
+
+Pure math lives in ``nmf``, ``importance``, ``strategies`` and ``describe`` (torch / numpy only).
 """
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
+from mikata.concepts.atlas import Atlas, load_atlas
+from mikata.concepts.compute import compute_atlas
+from mikata.concepts.ondemand import concept_heatmap, concept_images, concept_location_map, image_decomposition
+from mikata.concepts.reviews import CONCEPT_VERDICTS, concept_reviews, set_concept_review
 
-
-class Atlas:
-    """A stored atlas: ``to_json()`` is the stable JSON of ``mikata concepts --json``."""
-
-    def __init__(self, data: dict):
-        self._data = data
-
-    def to_json(self) -> dict:
-        return self._data
-
-
-def load_atlas(run_dir: str | os.PathLike) -> Atlas | None:
-    """The atlas in ``RUN/concepts/atlas.json``, or None when there is none (or it is not a JSON object)."""
-    path = Path(run_dir) / "concepts" / "atlas.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return Atlas(data) if isinstance(data, dict) and isinstance(data.get("classes"), dict) else None
-
-
-__all__ = ["Atlas", "load_atlas"]
+__all__ = ["Atlas", "compute_atlas", "load_atlas", "concept_heatmap", "image_decomposition", "concept_images",
+           "concept_location_map", "set_concept_review", "concept_reviews", "CONCEPT_VERDICTS"]
