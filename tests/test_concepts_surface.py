@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mikata.concepts.surface import (concept_index, crop_box, decomposition_text, find_concept, location_heat,
-                                     shape_atlas)
+from mikata.concepts.surface import (concept_index, crop_box, decomposition_text, find_concept, shape_atlas)
 
 
 def _atlas() -> dict:
@@ -21,9 +20,10 @@ def _atlas() -> dict:
             "strategies": {"Coat": [{"strategy": 0, "size": 12, "accuracy": 0.5, "exemplars": [3, True, "7"],
                                      "concepts": {"Coat/1": 0.2, "Coat/0": 0.8}, "clever_hans": True}]},
             "errors": {"per_class": {"Coat": [{"concept": "Coat/1", "with": {"images": 40, "accuracy": 0.9},
-                                               "without": {"images": 20, "accuracy": 0.4}}]},
-                       "pairs": [{"true": "Coat", "pred": "Shirt", "images": 7, "concepts": [{"concept": "Coat/1"}]},
-                                 {"true": "Coat", "pred": "Nope", "images": 1, "concepts": []}]},
+                                               "without": {"images": 20, "accuracy": 0.4}, "over_present": True}]},
+                       "pairs": [{"true": "Coat", "pred": "Shirt", "errors": 7,
+                                  "concepts": [{"concept": "Coat/1", "in_errors": 0.8, "in_correct": 0.3, "over_present": True}]},
+                                 {"true": "Coat", "pred": "Nope", "errors": 1, "concepts": []}]},
             "slices": [{"class": "Coat", "concept": "Coat/1", "present": False, "images": 20, "accuracy": 0.4},
                        {"class": "Ghost", "concept": "Ghost/0", "present": True, "images": 3, "accuracy": 0.0}]}
 
@@ -44,7 +44,10 @@ def test_classes_in_run_order_concepts_by_importance_with_their_error_numbers():
     assert coat["strategies"][0]["exemplars"] == [3]  # True and "7" are not ids
     assert coat["strategies"][0]["concepts"] == [("Coat/0", 0.8), ("Coat/1", 0.2)]
     assert coat["strategies"][0]["clever_hans"] is True
-    assert [(p["true"], p["pred"], p["ti"], p["pi"]) for p in view["pairs"]] == [("Coat", "Shirt", 1, 0)]
+    assert [(p["true"], p["pred"], p["ti"], p["pi"], p["errors"]) for p in view["pairs"]] == [("Coat", "Shirt", 1, 0, 7)]
+    assert view["pairs"][0]["concepts"] == [{"concept": "Coat/1", "k": 1, "in_errors": 0.8, "in_correct": 0.3,
+                                             "over_present": True}]
+    assert c1["over_present"] is True and find_concept(view, 1, 0)[1]["over_present"] is False
     with pytest.raises(KeyError):
         find_concept(view, 0, 0)
     with pytest.raises(KeyError):
@@ -66,19 +69,6 @@ def test_concept_numbers_and_the_decomposition_sentence():
     shares = [("Coat/0", 0.24), ("Coat/2", 0.61), ("Coat/1", 0.1), ("Coat/3", 0.05)]
     assert decomposition_text("Coat", shares, top=2) == "Coat: 61% concept 2, 24% concept 0, …"
     assert decomposition_text("Coat", shares[:2]) == "Coat: 61% concept 2, 24% concept 0"
-
-
-def test_location_heat_peaks_at_the_center_with_the_stated_spread():
-    heat = location_heat([0.25, 0.75], 0.1, size=100)
-    y, x = np.unravel_index(np.argmax(heat), heat.shape)
-    assert (x, y) in {(24, 74), (25, 75), (24, 75), (25, 74)} and heat.max() == pytest.approx(1.0)
-    # a Gaussian of the pixel centers' distance: one standard deviation (0.1 of the side) away, exp(-1/2)
-    g = lambda px, c: np.exp(-0.5 * (((px + 0.5) / 100 - c) / 0.1) ** 2)  # noqa: E731
-    assert heat[74, 34] / heat[74, 24] == pytest.approx(g(34, 0.25) / g(24, 0.25), rel=1e-4)
-    assert heat[95, 24] / heat[75, 24] == pytest.approx(g(95, 0.75) / g(75, 0.75), rel=1e-4)
-    wide = location_heat([0.5, 0.5], 0.4, size=100)
-    assert (wide > 0.5).sum() > (location_heat([0.5, 0.5], 0.1, size=100) > 0.5).sum()
-    assert not location_heat(None, None).any()
 
 
 def test_crop_boxes_stay_inside_the_image_and_are_never_empty():

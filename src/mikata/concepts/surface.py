@@ -7,8 +7,7 @@ behind an exemplar are reached by the row id only (``media.image_file``): a path
 never opens a file.
 
 ``exemplar_overlay`` crops an exemplar's box out of the original image and lays the concept's heatmap
-over it; ``location_heat`` draws where a concept sits on average from the atlas's location (a
-Gaussian at its mean center with its spread, both normalized to the image).
+over it; ``location_image`` draws where a concept sits on average.
 
 Example:
     >>> view = atlas_view("runs/fashion", ["T-shirt", "Trouser"])      # doctest: +SKIP
@@ -50,7 +49,8 @@ def _split(entry: Any) -> dict | None:
 
 
 def _errors_by_concept(errors: Any) -> dict[str, dict]:
-    """concept -> {"with": {images, accuracy}, "without": {...}, "errors_with", "correct_with"}."""
+    """concept -> {"with": {images, accuracy}, "without": {...}, "errors_with", "correct_with", "in_errors",
+    "in_correct", "over_present"} (``describe.concept_errors``)."""
     out: dict[str, dict] = {}
     per_class = errors.get("per_class", {}) if isinstance(errors, dict) else {}
     for rows in per_class.values() if isinstance(per_class, dict) else []:
@@ -58,22 +58,27 @@ def _errors_by_concept(errors: Any) -> dict[str, dict]:
             if isinstance(r, dict) and isinstance(r.get("concept"), str):
                 out[r["concept"]] = {"with": _split(r.get("with")), "without": _split(r.get("without")),
                                      "errors_with": _num(r.get("errors_with")),
-                                     "correct_with": _num(r.get("correct_with"))}
+                                     "correct_with": _num(r.get("correct_with")),
+                                     "in_errors": _num(r.get("in_errors")), "in_correct": _num(r.get("in_correct")),
+                                     "over_present": r.get("over_present") is True}
     return out
 
 
 def _pairs(errors: Any, names: Sequence[str]) -> list[dict]:
-    """Confused pairs with the concepts over-present in their errors, as the atlas lists them."""
+    """Confused pairs (true class, the class its images were taken for) with the true class's concepts that are
+    significantly more present in those errors than in its correct images (``describe.pair_errors``)."""
     pairs = errors.get("pairs", []) if isinstance(errors, dict) else []
     out = []
     for p in pairs if isinstance(pairs, list) else []:
         if not isinstance(p, dict) or p.get("true") not in names or p.get("pred") not in names:
             continue
-        concepts = [c for c in p.get("concepts", []) if isinstance(c, dict) and isinstance(c.get("concept"), str)]
+        rows = [c for c in p.get("concepts", []) if isinstance(c, dict) and isinstance(c.get("concept"), str)]
         out.append({"true": p["true"], "pred": p["pred"], "ti": list(names).index(p["true"]),
-                    "pi": list(names).index(p["pred"]), "images": int(_num(p.get("images"), 0)),
-                    "concepts": [{"concept": c["concept"], "with": _split(c.get("with")),
-                                  "without": _split(c.get("without"))} for c in concepts]})
+                    "pi": list(names).index(p["pred"]), "errors": int(_num(p.get("errors"), 0)),
+                    "concepts": [{"concept": c["concept"], "k": concept_index(c["concept"], j),
+                                  "in_errors": _num(c.get("in_errors")), "in_correct": _num(c.get("in_correct")),
+                                  "over_present": c.get("over_present") is True} for j, c in enumerate(rows)]})
+    out.sort(key=lambda p: -p["errors"])
     return out
 
 
@@ -97,7 +102,8 @@ def _concept(raw: dict, position: int, errors: dict[str, dict]) -> dict:
                                                        "mean_drop": _num(deletion.get("mean_drop")),
                                                        "images": int(_num(deletion.get("images"), 0))},
             "shortcut": raw.get("shortcut") is True, "evidence": str(raw.get("evidence") or ""),
-            **{"with": None, "without": None, "errors_with": None, "correct_with": None},
+            **{"with": None, "without": None, "errors_with": None, "correct_with": None, "in_errors": None,
+               "in_correct": None, "over_present": False},
             **errors.get(name, {})}
 
 
@@ -122,8 +128,8 @@ def _slices(raw: Any, names: Sequence[str]) -> list[dict]:
         if isinstance(s, dict) and s.get("class") in names and isinstance(s.get("concept"), str):
             out.append({"class": s["class"], "ci": list(names).index(s["class"]), "concept": s["concept"],
                         "present": s.get("present") is True, "images": int(_num(s.get("images"), 0)),
-                        "accuracy": _num(s.get("accuracy")),
-                        "class_accuracy": _num(s.get("class_accuracy"))})
+                        "accuracy": _num(s.get("accuracy")), "gap": _num(s.get("gap")),
+                        "text": str(s.get("text") or "")})
     return out
 
 
@@ -176,31 +182,18 @@ def find_concept(view: dict, c: int, k: int) -> tuple[dict, dict]:
 
 
 # ------------------------------------------------------------------------------------------- pictures
-def location_heat(center: Sequence[float] | None, spread: float | None, size: int = 64) -> np.ndarray:
-    """``(size, size)`` in [0, 1]: a Gaussian at ``center`` (x, y in [0, 1]) whose standard deviation is
-    ``spread`` (a fraction of the image side), the atlas's summary of where a concept sits on average."""
-    if center is None:
-        return np.zeros((size, size), np.float32)
-    s = max(float(spread if spread is not None else 0.25), 1.0 / size)
-    ax = (np.arange(size, dtype=np.float32) + 0.5) / size
-    gx = np.exp(-0.5 * ((ax - float(center[0])) / s) ** 2)
-    gy = np.exp(-0.5 * ((ax - float(center[1])) / s) ** 2)
-    heat = np.outer(gy, gx)
-    return (heat / max(float(heat.max()), 1e-12)).astype(np.float32)
+def location_image(run_dir: str | os.PathLike, concept: str, size: int = 96) -> np.ndarray:
+    """Where ``concept`` sits on average (``concepts.concept_location_map``: the mean of its normalized maps over
+    the images that have it, on the layer's grid over the model's input), colored from 0 (blue) to 1 (red)
+    and resized to ``size`` px as ``(size, size, 3)`` uint8."""
+    from PIL import Image
 
-
-def location_image(center: Sequence[float] | None, spread: float | None, size: int = 96) -> np.ndarray:
-    """``location_heat`` colored (``display.colorize``, low blue, high red) as ``(size, size, 3)`` uint8,
-    with the mean center marked by a white cross."""
+    from mikata.concepts import concept_location_map
     from mikata.display import SEQUENTIAL, colorize
 
-    rgb = colorize(location_heat(center, spread, size), SEQUENTIAL).copy()
-    if center is not None:
-        x = min(size - 1, max(0, int(float(center[0]) * size)))
-        y = min(size - 1, max(0, int(float(center[1]) * size)))
-        rgb[y, max(0, x - 3):x + 4] = 255
-        rgb[max(0, y - 3):y + 4, x] = 255
-    return rgb
+    grid = np.clip(np.nan_to_num(np.asarray(concept_location_map(run_dir, concept), np.float32)), 0, 1)
+    up = np.asarray(Image.fromarray(grid, mode="F").resize((size, size), Image.BILINEAR))
+    return colorize(up, SEQUENTIAL, 0.0, 1.0)
 
 
 def original_image(run_dir: str | os.PathLike, image_id: int) -> np.ndarray:

@@ -37,7 +37,7 @@ def importance_chart(concepts: Sequence[dict], title: str) -> str:
     from mikata.report.svg import bar_chart
 
     labels = [f"concept {c['k']}" + (" (shortcut?)" if c["shortcut"] else "") for c in concepts]
-    return bar_chart(labels, [max(0.0, c["importance"]) for c in concepts], title=title, width=460,
+    return bar_chart(labels, [c["importance"] for c in concepts], title=title, width=460,  # a negative one: no bar
                      color=[SHORTCUT_COLOR if c["shortcut"] else CONCEPT_COLOR for c in concepts],
                      value_format="{:.3f}")
 
@@ -66,7 +66,11 @@ def concepts_section(run_dir: str | os.PathLike, class_names: Sequence[str], *, 
     for cls in view["classes"]:
         cls["chart"] = importance_chart(cls["concepts"], f"{cls['name']}: importance of each concept")
         for c in cls["concepts"]:
-            c["location_uri"] = _uri(location_image(c["center"], c["spread"]))
+            try:
+                c["location_uri"] = _uri(location_image(run_dir, c["concept"]))
+            except MikataError as e2:
+                c["location_uri"] = None
+                log.warning("no location map of %s: %s", c["concept"], e2)
             figures = []
             for e in c["exemplars"][:exemplars]:
                 try:

@@ -75,11 +75,13 @@ class ConceptPages:
             raise UnknownImageError(str(e.args[0])) from None
 
     def concept_images(self, c: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The class's images with the concept (ids, presence), strongest first (``concepts.concept_images``)."""
+        """The class's sampled images that have the concept (ids, strength), strongest first
+        (``concepts.concept_images``: the same presence rule as the accuracy with and without it)."""
         from mikata.concepts import concept_images
 
         _, concept = self.concept(c, k)
-        return concept_images(self.state.run_dir, concept["concept"])
+        ids, strength, present = concept_images(self.state.run_dir, concept["concept"])
+        return ids[present], strength[present]
 
     # ------------------------------------------------------------------ pictures
     def _cached(self, key: tuple, make) -> bytes:
@@ -142,7 +144,7 @@ class ConceptPages:
 
         _, concept = self.concept(c, k)
         return self._cached(("location", self._key(), c, k),
-                            lambda: encode(location_image(concept["center"], concept["spread"], 128)))
+                            lambda: encode(location_image(self.state.run_dir, concept["concept"], 128)))
 
     def decomposition(self, image_id: int) -> dict:
         """The concept decomposition of an image's prediction: ``{"class", "text", "shares": [[concept, share,
