@@ -148,7 +148,7 @@ class ConceptPages:
 
     def decomposition(self, image_id: int) -> dict:
         """The concept decomposition of an image's prediction: ``{"class", "text", "shares": [[concept, share,
-        class index, k], ...]}`` (``concepts.image_decomposition``), or ``{"shares": []}`` with a reason when the
+        class index, k, suspected shortcut], ...]}`` (``concepts.image_decomposition``), or ``{"shares": []}`` with a reason when the
         atlas has no concepts of the predicted class."""
         from mikata.concepts import image_decomposition
         from mikata.concepts.surface import concept_index, decomposition_text
@@ -161,8 +161,10 @@ class ConceptPages:
             return {"class": name, "shares": [], "text": f"no concepts of {name} in this run's atlas"}
         shares = image_decomposition(self.state.run_dir, image_id, model=self._handle(), device=self.state.maps.device)
         ranked = sorted(((str(cn), float(s)) for cn, s in shares), key=lambda kv: -kv[1])
+        suspects = {x["concept"] for x in view["shortcuts"]}
         return {"class": name, "class_index": pred, "text": decomposition_text(name, ranked),
-                "shares": [[cn, round(s, 4), pred, concept_index(cn, j)] for j, (cn, s) in enumerate(ranked)]}
+                "shares": [[cn, round(s, 4), pred, concept_index(cn, j), cn in suspects]
+                           for j, (cn, s) in enumerate(ranked)]}
 
     # ------------------------------------------------------------------ reviews
     def reviews(self) -> dict[str, dict]:
