@@ -75,3 +75,12 @@ def test_crop_boxes_stay_inside_the_image_and_are_never_empty():
     assert crop_box((28, 28, 3), [2, 3, 20, 24]) == (2, 3, 20, 24)
     assert crop_box((28, 30, 3), [-5, -5, 99, 99]) == (0, 0, 30, 28)
     assert crop_box((28, 28, 3), [10, 10, 10, 5]) == (10, 10, 11, 11)
+
+
+def test_user_defined_concepts_keep_their_test_results():
+    doc = {"layer": "x", "classes": {}, "tcav": {"stripes": {"classes": {
+        "Coat": {"score": 0.8, "random_mean": 0.5, "p_value": 0.001, "significant": True, "images": 30},
+        "Ghost": {"score": 0.1}}}}}
+    view = shape_atlas(doc, ["Coat"])
+    assert view["tcav"] == [{"concept": "stripes", "classes": [{"class": "Coat", "score": 0.8, "random": 0.5,
+                                                                "p_value": 0.001, "significant": True, "images": 30}]}]

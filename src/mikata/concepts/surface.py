@@ -148,12 +148,27 @@ def shape_atlas(data: dict, class_names: Sequence[str]) -> dict:
             continue
         concepts = [_concept(r, j, errors) for j, r in enumerate(raw) if isinstance(r, dict)]
         concepts.sort(key=lambda x: -x["importance"])
-        classes.append({"index": c, "name": name, "concepts": concepts,
+        residual = data.get("residual") if isinstance(data.get("residual"), dict) else {}
+        classes.append({"index": c, "name": name, "concepts": concepts, "residual": _num(residual.get(name)),
                         "strategies": _strategies(raw_strategies.get(name)),
                         "slices": [s for s in slices if s["ci"] == c]})
     shortcuts = [{"class": cl["name"], "ci": cl["index"], **x} for cl in classes for x in cl["concepts"] if x["shortcut"]]
     return {"layer": str(data.get("layer", "")), "classes": classes, "shortcuts": shortcuts, "slices": slices,
-            "pairs": _pairs(data.get("errors"), names)}
+            "pairs": _pairs(data.get("errors"), names), "tcav": _tcav(data.get("tcav"), names)}
+
+
+def _tcav(raw: Any, names: Sequence[str]) -> list[dict]:
+    """Concepts the user defined by examples (``--define NAME=DIR``): per class the TCAV score, the random
+    vectors' mean score, the t-test's p-value and whether it is significant."""
+    out = []
+    for concept, entry in raw.items() if isinstance(raw, dict) else []:
+        per = entry.get("classes") if isinstance(entry, dict) and isinstance(entry.get("classes"), dict) else {}
+        rows = [{"class": cls, "score": _num(v.get("score")), "random": _num(v.get("random_mean")),
+                 "p_value": _num(v.get("p_value")), "significant": v.get("significant") is True,
+                 "images": int(_num(v.get("images"), 0))}
+                for cls, v in per.items() if cls in names and isinstance(v, dict)]
+        out.append({"concept": str(concept), "classes": rows})
+    return out
 
 
 def atlas_json(run_dir: str | os.PathLike) -> dict | None:
