@@ -19,7 +19,7 @@ from concepts_ui_support import HOSTILE, concept_run
 def made(tmp_path_factory):
     from mikata.report import write_report
 
-    got = concept_run(tmp_path_factory.mktemp("concepts-report"))
+    got = concept_run(tmp_path_factory.mktemp("concepts-report"), define=True)
     out = got["run"].parent / "report.html"
     result = write_report(got["run"], out, handle=got["handle"], methods=["gradcam"], map_classes=1)
     return {**got, "result": result, "html": out.read_text(encoding="utf-8"), "json": got["atlas"].to_json()}
@@ -83,6 +83,15 @@ def test_strategies_slices_and_pairs_as_the_atlas_lists_them(made):
     if pairs:
         table = re.search(r'id="concept-pairs">(.*?)</table>', sec, re.S).group(1)
         assert table.count("<tr><td>") == len(pairs)
+
+
+def test_user_defined_concepts_with_their_test(made):
+    sec, doc = _section(made["html"]), made["json"]
+    table = re.search(r'id="concept-tcav">(.*?)</table>', sec, re.S).group(1)
+    rows = doc["tcav"]["loops"]["classes"]
+    assert table.count("<tr><td>loops</td>") == len(rows) > 0
+    for cls, r in rows.items():
+        assert f'<td>{cls}</td><td class="num">{r["score"]:.2f}</td>' in table
 
 
 def test_atlas_text_is_escaped(made, monkeypatch, tmp_path):
