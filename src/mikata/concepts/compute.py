@@ -31,10 +31,10 @@ import torch
 
 from mikata.concepts import describe as D
 from mikata.concepts import store as S
-from mikata.errors import ChoiceError, ImageDecodeError, MikataError
+from mikata.concepts.passes import BATCH, decode_images, geometries, layer_pass
+from mikata.errors import ChoiceError, MikataError
 
 log = logging.getLogger(__name__)
-BATCH = 32
 MAX_PER_CLASS = 50
 TOP_EXEMPLARS = 6
 
@@ -168,74 +168,6 @@ def _check_layer(h, layer: str | None) -> str:
     return layer
 
 
-def _decode(service, ids: Sequence[int], paths: dict[int, Path] | None = None):
-    """The run's preprocessing of these images: ``(n, C, H, W)``, their original sizes ``(n, 2)`` and the ids
-    kept (an image that cannot be decoded any more is left out with a warning)."""
-    from mikata.analysis.media import image_files
-    from mikata.data.images import load_image
-
-    pre = service.preprocessing
-    files = paths if paths is not None else image_files(service.store, ids)
-    images, sizes, kept = [], [], []
-    for i in ids:
-        f = files.get(int(i))
-        if f is None:
-            log.warning("concepts: image %s is no longer inside the dataset root; left out", i)
-            continue
-        try:
-            img = load_image(f, pre.mode)
-            images.append(pre.preprocess([img])[0])
-        except ImageDecodeError as e:
-            log.warning("concepts: %s; left out", e)
-            continue
-        sizes.append((img.width, img.height))
-        kept.append(int(i))
-    if not images:
-        return None, np.zeros((0, 2), np.int64), []
-    return torch.stack(images), np.array(sizes, np.int64), kept
-
-
-def _geometries(pre, sizes: np.ndarray) -> list[D.Geometry]:
-    h, w = pre.input_size
-    out = []
-    for width, height in sizes:
-        rw, rh, left, top = pre.geometry(int(width), int(height))
-        out.append(D.Geometry(int(width), int(height), rw, rh, left, top, w, h))
-    return out
-
-
-def _layer_pass(service, ids: Sequence[int], cls: int, layer: str, grads: bool = True):
-    """Activations ``(n, h, w, C)``, gradients of the class logit (or None), P(class) ``(n,)``, the live
-    predictions ``(n,)``, original sizes and the ids kept, batch by batch on the model's device."""
-    from mikata.attribution.passes import gradient_pass
-
-    h = service.handle
-    acts, gs, probs, live, sizes, kept = [], [], [], [], [], []
-    for s in range(0, len(ids), BATCH):
-        x, sz, k = _decode(service, ids[s:s + BATCH])
-        if x is None:
-            continue
-        x = x.to(h.device)
-        target = torch.full((x.shape[0], 1), int(cls), dtype=torch.long, device=x.device)
-        p = gradient_pass(h, x, target, layer=layer, modes={"plain": ("layer",)} if grads else {})
-        a = p.activation
-        if a is None or a.dim() != 4:
-            raise MikataError(f"layer {layer} gives shape {None if a is None else tuple(a.shape)}, not a (C, h, w) "
-                              "map per image; pick a convolutional layer (`mikata layers MODEL` lists them)")
-        acts.append(a.float().permute(0, 2, 3, 1).cpu())  # (n, h, w, C)
-        if grads:
-            gs.append(p.layer_grads["plain"][0].float().permute(0, 2, 3, 1).cpu())
-        pr = torch.softmax(p.logits.float(), 1)
-        probs.append(pr[:, cls].cpu())
-        live.append(pr.argmax(1).cpu())
-        sizes.append(sz)
-        kept += k
-    if not kept:
-        return None
-    return (torch.cat(acts), torch.cat(gs) if grads else None, torch.cat(probs).numpy(), torch.cat(live).numpy(),
-            np.concatenate(sizes), np.array(kept, np.int64))
-
-
 def _sample(ids: np.ndarray, n: int, seed: int, cls: int) -> np.ndarray:
     if len(ids) <= n:
         return ids
@@ -252,7 +184,7 @@ def _class_part(service, c: int, ids: np.ndarray, labels: np.ndarray, preds: np.
 
     cname = names[c]
     chosen = _sample(ids, opts.sample, opts.seed, c)
-    got = _layer_pass(service, chosen.tolist(), c, opts.layer)
+    got = layer_pass(service, chosen.tolist(), c, opts.layer)
     if got is None:
         raise MikataError(f"none of the images of class {cname} can be decoded any more; scan the run again")
     A, G, prob, live, sizes, kept = got  # (n, h, w, C) x2, (n,), (n,), (n, 2), (n,)
@@ -272,7 +204,7 @@ def _class_part(service, c: int, ids: np.ndarray, labels: np.ndarray, preds: np.
     strength = D.strengths(Ug)
     thresholds = D.presence_threshold(strength)
     has = D.present(strength, thresholds)
-    geos = _geometries(service.preprocessing, sizes)
+    geos = geometries(service.preprocessing, sizes)
     correct = lab == prd
     cnames = [f"{cname}/{j}" for j in range(k)]
     denom = float(total.mean())
@@ -324,7 +256,7 @@ def _deletion(service, c: int, kept: list[int], U: np.ndarray, has: np.ndarray, 
     need = sorted({int(i) for rows in chosen.values() for i in rows})
     cache: dict[int, torch.Tensor] = {}
     if need:
-        x, _, got = _decode(service, [kept[i] for i in need])
+        x, _, got = decode_images(service, [kept[i] for i in need])
         if x is not None:
             where = {kid: r for r, kid in enumerate(got)}
             cache = {i: x[where[kept[i]]] for i in need if kept[i] in where}

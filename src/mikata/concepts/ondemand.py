@@ -36,7 +36,7 @@ def _service(run_dir, model, device):
 def _grid_coefficients(atlas: Atlas, c: int, image_id: int, service, grads: bool = False):
     """``U`` ``(h, w, k)`` of one image for class ``c``'s concepts (and its contributions ``(k,)`` when
     ``grads``), plus its original size: stored when the atlas sampled it, else projected."""
-    from mikata.concepts.compute import _layer_pass
+    from mikata.concepts.passes import layer_pass
     from mikata.concepts.importance import contributions
     from mikata.concepts.nmf import nnls_project
 
@@ -47,7 +47,7 @@ def _grid_coefficients(atlas: Atlas, c: int, image_id: int, service, grads: bool
         return a["U"][i], (a["contrib"][i] if grads else None), tuple(int(v) for v in a["sizes"][i])
     if service is None:
         return None
-    got = _layer_pass(service, [int(image_id)], c, atlas.layer, grads=grads)
+    got = layer_pass(service, [int(image_id)], c, atlas.layer, grads=grads)
     if got is None:
         raise MikataError(f"image {image_id} cannot be decoded any more")
     A, G, _, _, sizes, _ = got  # (1, h, w, C)

@@ -45,7 +45,7 @@ def logistic_direction(pos: torch.Tensor, neg: torch.Tensor, steps: int = 300, l
 
 def _activations(service, ids_or_files, layer: str, files: bool = False) -> torch.Tensor:
     """Flattened layer activations ``(m, h*w*C)`` (position-major, as the class passes flatten gradients)."""
-    from mikata.concepts.compute import BATCH, _decode
+    from mikata.concepts.passes import BATCH, decode_images
     from mikata.attribution.passes import gradient_pass
 
     h = service.handle
@@ -53,9 +53,9 @@ def _activations(service, ids_or_files, layer: str, files: bool = False) -> torc
     for s in range(0, len(ids_or_files), BATCH):
         chunk = ids_or_files[s:s + BATCH]
         if files:
-            x, _, _ = _decode(service, list(range(len(chunk))), {i: f for i, f in enumerate(chunk)})
+            x, _, _ = decode_images(service, list(range(len(chunk))), {i: f for i, f in enumerate(chunk)})
         else:
-            x, _, _ = _decode(service, chunk)
+            x, _, _ = decode_images(service, chunk)
         if x is None:
             continue
         p = gradient_pass(h, x.to(h.device), torch.zeros((x.shape[0], 1), dtype=torch.long, device=h.device),
