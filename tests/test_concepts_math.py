@@ -120,3 +120,14 @@ def test_presence_rule_and_slices_rank_the_worst_first():
     e = D.concept_errors("Coat/0", has[:, 0], correct)
     assert e["with"] == {"images": 10, "accuracy": 1.0} and e["without"] == {"images": 10, "accuracy": 0.5}
     assert e["errors_with"] == 0 and e["correct_with"] == 10
+
+
+def test_a_signed_layer_is_split_by_sign_and_keeps_gradient_times_activation():
+    from mikata.concepts.nmf import split_gradient, split_sign
+
+    g = torch.Generator().manual_seed(4)
+    A, G = torch.randn(3, 5, 6, generator=g), torch.randn(3, 5, 6, generator=g)
+    As, Gs = split_sign(A), split_gradient(G)
+    assert As.shape == (3, 5, 12) and bool((As >= 0).all())
+    assert torch.allclose((As * Gs).sum(-1), (A * G).sum(-1), atol=1e-6)
+    assert torch.equal(As[..., :6] - As[..., 6:], A)

@@ -4,7 +4,10 @@ For each class, a seeded sample of up to ``sample`` of the images labeled with i
 once, forward and backward to the layer (``attribution.passes.gradient_pass``: hooks from ``mikata.hooks``,
 parameters frozen, nothing below the layer differentiated), on the user's device. Their non-negative
 activations, one row per position (N·h·w, C), are factorized into ``per_class`` concepts (``nmf``);
-the gradients of the class logit split the evidence over the concepts (``importance``). Why a sample and
+the gradients of the class logit split the evidence over the concepts (``importance``). A layer whose
+negative activations carry evidence (an MBConv linear bottleneck) is factorized sign-split
+(``nmf.split_sign``: ``[A⁺, A⁻]``, exact); one whose negatives carry none (a conv before its ReLU, where the
+gradient is 0) is clamped at 0. Why a sample and
 not the whole class: the factorization needs every row at once for an exact HALS sweep, and a seeded
 sample of a few hundred images (thousands of positions) already pins down a handful of directions; the
 memory is bounded by ``sample`` x positions x channels whatever the run's size, so a 1M-row run costs what
@@ -37,6 +40,7 @@ from mikata.errors import ChoiceError, MikataError
 log = logging.getLogger(__name__)
 MAX_PER_CLASS = 50
 TOP_EXEMPLARS = 6
+NEGATIVE_EVIDENCE = 0.1  # share of |gradient x activation| in negative activations above which a layer is sign-split
 
 
 @dataclass
@@ -168,6 +172,13 @@ def _check_layer(h, layer: str | None) -> str:
     return layer
 
 
+def negative_evidence(A: torch.Tensor, G: torch.Tensor) -> float:
+    """Share of the absolute gradient × activation that sits in negative activations (0 for a non-negative layer)."""
+    neg = float((G * A.clamp_max(0)).sum().abs())
+    pos = float((G * A.clamp_min(0)).sum().abs())
+    return neg / (neg + pos) if neg + pos > 0 else 0.0
+
+
 def _sample(ids: np.ndarray, n: int, seed: int, cls: int) -> np.ndarray:
     if len(ids) <= n:
         return ids
@@ -179,7 +190,7 @@ def _class_part(service, c: int, ids: np.ndarray, labels: np.ndarray, preds: np.
                 opts: Options, key: str, cavs: dict, names: list[str]) -> dict:
     from mikata.concepts import shortcuts
     from mikata.concepts.importance import contributions, shares
-    from mikata.concepts.nmf import nmf
+    from mikata.concepts.nmf import nmf, split_gradient, split_sign
     from mikata.concepts.strategies import strategies
 
     cname = names[c]
@@ -189,12 +200,18 @@ def _class_part(service, c: int, ids: np.ndarray, labels: np.ndarray, preds: np.
         raise MikataError(f"none of the images of class {cname} can be decoded any more; scan the run again")
     A, G, prob, live, sizes, kept = got  # (n, h, w, C) x2, (n,), (n,), (n, 2), (n,)
     n, gh, gw, C = A.shape
+    G_layer = G  # the layer's own channels, for TCAV
     pos = {int(i): j for j, i in enumerate(ids)}
     lab = np.array([labels[pos[int(i)]] for i in kept])
     prd = np.array([preds[pos[int(i)]] for i in kept])
+    if negative_evidence(A, G) > NEGATIVE_EVIDENCE:  # negative activations carry evidence: factorize [A⁺, A⁻]
+        A, G = split_sign(A), split_gradient(G)
+        C = A.shape[-1]
+    else:  # none, or none that matters (a pre-ReLU layer: the gradient is 0 where the ReLU cuts)
+        A = A.clamp_min(0)
     k = min(opts.per_class, C, n * gh * gw)
     dev = service.handle.device
-    U, W = nmf(A.clamp_min(0).reshape(-1, C).to(dev), k, seed=opts.seed)
+    U, W = nmf(A.reshape(-1, C).to(dev), k, seed=opts.seed)
     U, W = U.cpu().reshape(n, gh * gw, k), W.cpu()
     per, residual = contributions(U, W, G.reshape(n, -1, C), A.reshape(n, -1, C))
     order = torch.argsort(per.mean(0), descending=True, stable=True)  # concept 0 = the most important
@@ -234,7 +251,7 @@ def _class_part(service, c: int, ids: np.ndarray, labels: np.ndarray, preds: np.
     if cavs:
         from mikata.concepts.tcav import class_scores
 
-        part["tcav"] = {name: class_scores(cav, G.reshape(n, -1)) for name, cav in cavs.items()}
+        part["tcav"] = {name: class_scores(cav, G_layer.reshape(n, -1)) for name, cav in cavs.items()}
     part["_arrays"] = {"ids": np.array(kept, np.int64), "W": W.numpy().astype(np.float32),
                        "U": Ug.astype(np.float32), "contrib": per.numpy().astype(np.float32),
                        "residual": residual.numpy().astype(np.float32), "total": total.numpy().astype(np.float32),

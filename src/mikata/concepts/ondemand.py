@@ -38,7 +38,7 @@ def _grid_coefficients(atlas: Atlas, c: int, image_id: int, service, grads: bool
     ``grads``), plus its original size: stored when the atlas sampled it, else projected."""
     from mikata.concepts.passes import layer_pass
     from mikata.concepts.importance import contributions
-    from mikata.concepts.nmf import nnls_project
+    from mikata.concepts.nmf import nnls_project, split_gradient, split_sign
 
     a = atlas.arrays(c)
     where = np.nonzero(a["ids"] == int(image_id))[0]
@@ -51,8 +51,10 @@ def _grid_coefficients(atlas: Atlas, c: int, image_id: int, service, grads: bool
     if got is None:
         raise MikataError(f"image {image_id} cannot be decoded any more")
     A, G, _, _, sizes, _ = got  # (1, h, w, C)
-    _, gh, gw, C = A.shape
     W = torch.from_numpy(a["W"])
+    if W.shape[1] == 2 * A.shape[-1]:  # the class was factorized sign-split (nmf.split_sign)
+        A, G = split_sign(A), (split_gradient(G) if G is not None else None)
+    _, gh, gw, C = A.shape
     U = nnls_project(A.reshape(-1, C), W).reshape(1, gh * gw, -1)  # (1, s, k)
     per = contributions(U, W, G.reshape(1, -1, C), A.reshape(1, -1, C))[0][0].numpy() if grads else None
     return U.reshape(gh, gw, -1).numpy(), per, (int(sizes[0][0]), int(sizes[0][1]))
