@@ -126,37 +126,35 @@ def compute_atlas(run_dir: str | os.PathLike, *, layer: str | None = None, class
     with MapService(run_dir, handle=handle, model=spec, device=device or "cpu") as service:
         names = list(service.identity["classes"])
         wanted = resolve_classes(names, classes)
-        rows = service.store.rows(status="ok", columns=("id", "label", "pred", "path"), tuples=True)
-        if not rows:
+        ids, labels, preds = _row_arrays(service.store)
+        if not len(ids):
             raise MikataError(f"{run_dir} holds no scanned images; run `mikata scan` first")
         h = service.handle
         layer = _check_layer(h, layer or service.identity.get("layer") or h.default_layer)
         opts = Options(layer, int(per_class), int(sample), int(seed), int(deletion_images), files)
         version = service.store.version()
         key = S.make_key(version, service.identity.get("weights_sha1"), opts.as_dict())
-        ids = np.array([r[0] for r in rows], np.int64)
-        labels = np.array([-1 if r[1] is None else r[1] for r in rows], np.int64)
-        preds = np.array([-1 if r[2] is None else r[2] for r in rows], np.int64)
-        paths = {int(r[0]): str(r[3]) for r in rows}
         todo = [c for c in wanted if (labels == c).any()]
         if not todo:
             raise MikataError(f"no scanned image is labeled {', '.join(names[c] for c in wanted)}; "
                               "pick classes that have images (`mikata audit` lists them)")
         cavs = _cavs(service, opts, ids, progress) if files else {}
         parts: dict[int, dict] = {}
-        with Progress(len(todo), f"concepts of {layer}", "class", progress) as bar:
+        sizes = {c: min(int((labels == c).sum()), opts.sample) for c in todo}
+        with Progress(sum(sizes.values()), f"concepts of {layer} ({len(todo)} classes)", "img", progress,
+                      first="first class") as bar:
             for c in todo:
                 jpath, npath = S.class_paths(run_dir, c)
                 part = S.read_json(jpath)
                 if part is None or part.get("key") != key or S.read_arrays(npath) is None:
                     part = _class_part(service, c, ids[labels == c], labels[labels == c], preds[labels == c],
-                                       paths, opts, key, cavs, names)
+                                       opts, key, cavs, names, bar.update)
                     S.write_arrays(npath, part.pop("_arrays"))
                     S.write_json(jpath, part)
                 else:
                     log.debug("concepts of class %s: kept from a previous computation", names[c])
+                    bar.update(sizes[c])
                 parts[c] = part
-                bar.update(1)
         doc = _assemble(parts, names, layer, key, version, opts)
         S.write_json(S.folder(run_dir) / "atlas.json", doc)
     return Atlas(Path(run_dir), doc)
@@ -186,8 +184,23 @@ def _sample(ids: np.ndarray, n: int, seed: int, cls: int) -> np.ndarray:
     return np.sort(rng.choice(ids, size=n, replace=False))
 
 
-def _class_part(service, c: int, ids: np.ndarray, labels: np.ndarray, preds: np.ndarray, paths: dict[int, str],
-                opts: Options, key: str, cavs: dict, names: list[str]) -> dict:
+def _row_arrays(store, chunk: int = 100_000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ids, labels and predictions of every usable row (``-1`` where missing), read in chunks: three int64
+    arrays, whatever the run's size (no row objects are kept)."""
+    parts, last = [], 0
+    while True:
+        rows = store.rows(status="ok", columns=("id", "label", "pred"), tuples=True, after_id=last, limit=chunk)
+        if not rows:
+            break
+        parts.append(np.array([[r[0], -1 if r[1] is None else r[1], -1 if r[2] is None else r[2]] for r in rows],
+                              np.int64))
+        last = int(rows[-1][0])
+    table = np.concatenate(parts) if parts else np.zeros((0, 3), np.int64)
+    return table[:, 0], table[:, 1], table[:, 2]
+
+
+def _class_part(service, c: int, ids: np.ndarray, labels: np.ndarray, preds: np.ndarray, opts: Options, key: str,
+                cavs: dict, names: list[str], advance=None) -> dict:
     from mikata.concepts import shortcuts
     from mikata.concepts.importance import contributions, shares
     from mikata.concepts.nmf import nmf, split_gradient, split_sign
@@ -195,7 +208,7 @@ def _class_part(service, c: int, ids: np.ndarray, labels: np.ndarray, preds: np.
 
     cname = names[c]
     chosen = _sample(ids, opts.sample, opts.seed, c)
-    got = layer_pass(service, chosen.tolist(), c, opts.layer)
+    got = layer_pass(service, chosen.tolist(), c, opts.layer, advance=advance)
     if got is None:
         raise MikataError(f"none of the images of class {cname} can be decoded any more; scan the run again")
     A, G, prob, live, sizes, kept = got  # (n, h, w, C) x2, (n,), (n,), (n, 2), (n,)
@@ -228,11 +241,12 @@ def _class_part(service, c: int, ids: np.ndarray, labels: np.ndarray, preds: np.
     if denom <= 1e-12:  # a class with no net positive evidence: shares of the absolute evidence
         denom = float((per.abs().sum(1) + residual.abs()).mean()) or 1.0
     deletion = _deletion(service, c, kept, Ug, has, strength, prob, live, opts.deletion_images)
+    paths = service.store.paths([int(kept[i]) for i in np.unique(np.argsort(-strength, 0, kind="stable")[:TOP_EXEMPLARS])])
     concepts = []
     for j in range(k):
         center, spread, ar = D.location(Ug, j, has[:, j], geos)
         best = np.argsort(-strength[:, j], kind="stable")[:TOP_EXEMPLARS]
-        exemplars = [{"id": int(kept[i]), "path": paths.get(int(kept[i]), ""),
+        exemplars = [{"id": int(kept[i]), "path": str(paths.get(int(kept[i]), "")),
                       "box": D.region_box(Ug[i, :, :, j], geos[i])} for i in best if strength[i, j] > 0]
         entry = {"concept": cnames[j], "importance": float(per[:, j].mean()) / denom,
                  "presence": float(has[:, j].mean()), "exemplars": exemplars,

@@ -54,15 +54,18 @@ def geometries(pre, sizes: np.ndarray) -> list[D.Geometry]:
     return out
 
 
-def layer_pass(service, ids: Sequence[int], cls: int, layer: str, grads: bool = True):
+def layer_pass(service, ids: Sequence[int], cls: int, layer: str, grads: bool = True, advance=None):
     """Activations ``(n, h, w, C)``, gradients of the class logit (or None), P(class) ``(n,)``, the live
-    predictions ``(n,)``, original sizes and the ids kept, batch by batch on the model's device."""
+    predictions ``(n,)``, original sizes and the ids kept, batch by batch on the model's device
+    (``advance(images)`` after each batch: a progress bar's ``update``)."""
     from mikata.attribution.passes import gradient_pass
 
     h = service.handle
     acts, gs, probs, live, sizes, kept = [], [], [], [], [], []
     for s in range(0, len(ids), BATCH):
         x, sz, k = decode_images(service, ids[s:s + BATCH])
+        if advance is not None:
+            advance(len(ids[s:s + BATCH]))
         if x is None:
             continue
         x = x.to(h.device)
