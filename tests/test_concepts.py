@@ -233,3 +233,12 @@ def test_cli_json_and_refusals(tmp_path, handle, capsys):
     assert isinstance(json.loads(capsys.readouterr().out)["shortcuts"], list)
     assert main(args + ["--per-class", "2", "--classes", "cool"]) == 0
     assert "cool/0" in capsys.readouterr().out
+
+
+def test_a_layer_without_a_map_is_refused_and_leaves_no_hook(run, handle):
+    with pytest.raises(MikataError, match="convolutional layer"):
+        compute_atlas(run, model=handle, layer="flat", per_class=2, sample=4, progress=False)
+    for m in handle.net.modules():
+        assert not m._forward_hooks and not m._backward_hooks and not m._forward_pre_hooks
+    assert not any(p.requires_grad is False for p in handle.net.parameters())  # put back as they were
+    assert not handle.net.training
