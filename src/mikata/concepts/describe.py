@@ -82,9 +82,12 @@ def region_box(m: np.ndarray, geo: Geometry) -> list[int]:
 
 
 def centroid(m: np.ndarray, geo: Geometry) -> tuple[float, float]:
-    """Where the grid map ``m`` ``(h, w)`` sits: its mass-weighted center, normalized to [0, 1] over the
-    ORIGINAL image."""
+    """Where the grid map ``m`` ``(h, w)`` sits: the mass-weighted center of its region (the cells reaching
+    ``REGION_FRACTION`` of its maximum, as the boxes), normalized to [0, 1] over the ORIGINAL image. Only the
+    region weighs in: the small coefficients a concept has everywhere would pull every center to the middle."""
     h, w = m.shape
+    peak = float(m.max())
+    m = np.where(m >= REGION_FRACTION * peak, m, 0.0) if peak > 0 else m
     mass = float(m.sum())
     ys, xs = (np.arange(h) + 0.5) / h, (np.arange(w) + 0.5) / w
     cy = float((m.sum(1) * ys).sum() / mass) if mass > 0 else 0.5
