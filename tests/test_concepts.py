@@ -242,3 +242,16 @@ def test_a_layer_without_a_map_is_refused_and_leaves_no_hook(run, handle):
         assert not m._forward_hooks and not m._backward_hooks and not m._forward_pre_hooks
     assert not any(p.requires_grad is False for p in handle.net.parameters())  # put back as they were
     assert not handle.net.training
+
+
+def test_an_image_that_no_longer_decodes_is_left_out_and_the_cli_says_1(tmp_path, capsys):
+    from mikata.cli import main
+
+    run = mix_run(tmp_path, per_class=6)
+    (tmp_path / "data" / "cool" / "002.png").write_bytes(b"not a png any more")
+    rc = main(["concepts", str(run), "--model", "concepts_support:mix_handle", "--device", "cpu", "--per-class", "2",
+               "--json"])
+    captured = capsys.readouterr()
+    assert rc == 1 and "1 sampled images could not be decoded" in captured.err
+    doc = json.loads(captured.out)
+    assert sum(s["size"] for s in doc["strategies"]["cool"]) == 5

@@ -87,6 +87,11 @@ class Atlas:
         a = self.arrays(cls)
         return present(a["strength"], a["thresholds"])
 
+    @property
+    def skipped(self) -> int:
+        """Sampled images that could not be decoded any more and were left out (each was logged)."""
+        return int(sum(self.doc.get("skipped", {}).values()))
+
     def shortcuts(self) -> list[dict]:
         """Suspected shortcuts, most important first: ``{"class", "concept", "importance", "flip_rate",
         "mean_drop", "evidence"}``."""

@@ -256,6 +256,7 @@ def _class_part(service, c: int, ids: np.ndarray, labels: np.ndarray, preds: np.
         concepts.append(entry)
     sh = shares(per).numpy()
     part = {"key": key, "class": cname, "class_id": c, "images": int(n), "sampled_from": int(len(ids)),
+            "skipped": int(len(chosen) - n),
             "grid": [gh, gw], "residual": float(residual.mean()) / denom, "accuracy": float(correct.mean()),
             "concepts": concepts,
             "strategies": strategies(sh, correct, np.array(kept), cnames, seed=opts.seed),
@@ -333,6 +334,7 @@ def _assemble(parts: dict[int, dict], names: list[str], layer: str, key: str, ve
            "slices": slices,
            "residual": {names[c]: p["residual"] for c, p in parts.items()},
            "images": {names[c]: p["images"] for c, p in parts.items()},
+           "skipped": {names[c]: p.get("skipped", 0) for c, p in parts.items()},
            "class_ids": {names[c]: c for c in parts}}
     if any("tcav" in p for p in parts.values()):
         doc["tcav"] = {}
