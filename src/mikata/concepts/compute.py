@@ -242,9 +242,10 @@ def _class_part(service, c: int, ids: np.ndarray, labels: np.ndarray, preds: np.
         denom = float((per.abs().sum(1) + residual.abs()).mean()) or 1.0
     deletion = _deletion(service, c, kept, Ug, has, strength, prob, live, opts.deletion_images)
     paths = service.store.paths([int(kept[i]) for i in np.unique(np.argsort(-strength, 0, kind="stable")[:TOP_EXEMPLARS])])
-    concepts = []
+    concepts, off_center = [], []
     for j in range(k):
-        center, spread, ar = D.location(Ug, j, has[:, j], geos)
+        center, spread, ar, off = D.location(Ug, j, has[:, j], geos)
+        off_center.append(round(off, 4))
         best = np.argsort(-strength[:, j], kind="stable")[:TOP_EXEMPLARS]
         exemplars = [{"id": int(kept[i]), "path": str(paths.get(int(kept[i]), "")),
                       "box": D.region_box(Ug[i, :, :, j], geos[i])} for i in best if strength[i, j] > 0]
@@ -252,12 +253,13 @@ def _class_part(service, c: int, ids: np.ndarray, labels: np.ndarray, preds: np.
                  "presence": float(has[:, j].mean()), "exemplars": exemplars,
                  "location": {"center": center, "spread": round(spread, 4)}, "area": round(ar, 4),
                  "deletion": deletion[j]}
-        entry["shortcut"], entry["evidence"] = shortcuts.suspect(entry, cname)
+        entry["shortcut"], entry["evidence"] = shortcuts.suspect(entry, cname, off)
         concepts.append(entry)
     sh = shares(per).numpy()
     part = {"key": key, "class": cname, "class_id": c, "images": int(n), "sampled_from": int(len(ids)),
             "skipped": int(len(chosen) - n),
             "grid": [gh, gw], "residual": float(residual.mean()) / denom, "accuracy": float(correct.mean()),
+            "off_center": off_center,
             "concepts": concepts,
             "strategies": strategies(sh, correct, np.array(kept), cnames, seed=opts.seed),
             "errors": [D.concept_errors(cnames[j], has[:, j], correct) for j in range(k)],
@@ -333,6 +335,7 @@ def _assemble(parts: dict[int, dict], names: list[str], layer: str, key: str, ve
                       "pairs": [q for p in parts.values() for q in p["pairs"]]},
            "slices": slices,
            "residual": {names[c]: p["residual"] for c, p in parts.items()},
+           "off_center": {names[c]: p["off_center"] for c, p in parts.items()},
            "images": {names[c]: p["images"] for c, p in parts.items()},
            "skipped": {names[c]: p.get("skipped", 0) for c, p in parts.items()},
            "class_ids": {names[c]: c for c in parts}}

@@ -102,17 +102,20 @@ def area(m: np.ndarray) -> float:
     return float((m >= REGION_FRACTION * peak).mean()) if peak > 0 else 0.0
 
 
-def location(U: np.ndarray, k: int, has: np.ndarray, geos: list[Geometry]) -> tuple[list[float], float, float]:
-    """``(center [x, y], spread, area)`` of concept ``k`` over the images that have it: the mean of their
-    centroids, the mean distance of a centroid from that mean (0 = always at the same place), and the
-    mean share of the image the concept covers."""
+def location(U: np.ndarray, k: int, has: np.ndarray, geos: list[Geometry]) -> tuple[list[float], float, float, float]:
+    """``(center [x, y], spread, area, off_center)`` of concept ``k`` over the images that have it: the mean of
+    their centroids, the mean distance of a centroid from that mean (0 = always at the same place), the mean
+    share of the image the concept covers, and the mean distance of a centroid from the image's center (a
+    patch placed anywhere is off-center in each image though its mean center is central)."""
     rows = np.nonzero(has)[0]
     if rows.size == 0:
-        return [0.5, 0.5], 0.0, 0.0
+        return [0.5, 0.5], 0.0, 0.0, 0.0
     cents = np.array([centroid(U[i, :, :, k], geos[i]) for i in rows])  # (m, 2)
     center = cents.mean(0)
     spread = float(np.linalg.norm(cents - center, axis=1).mean())
-    return [round(float(center[0]), 4), round(float(center[1]), 4)], spread, float(np.mean([area(U[i, :, :, k]) for i in rows]))
+    off = float(np.linalg.norm(cents - 0.5, axis=1).mean())
+    return ([round(float(center[0]), 4), round(float(center[1]), 4)], spread,
+            float(np.mean([area(U[i, :, :, k]) for i in rows])), off)
 
 
 def location_map(U: np.ndarray, k: int, has: np.ndarray) -> np.ndarray:
