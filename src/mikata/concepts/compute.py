@@ -217,7 +217,8 @@ def _class_part(service, c: int, ids: np.ndarray, labels: np.ndarray, preds: np.
     pos = {int(i): j for j, i in enumerate(ids)}
     lab = np.array([labels[pos[int(i)]] for i in kept])
     prd = np.array([preds[pos[int(i)]] for i in kept])
-    if negative_evidence(A, G) > NEGATIVE_EVIDENCE:  # negative activations carry evidence: factorize [A⁺, A⁻]
+    split = negative_evidence(A, G) > NEGATIVE_EVIDENCE
+    if split:  # negative activations carry evidence: factorize [A⁺, A⁻]
         A, G = split_sign(A), split_gradient(G)
         C = A.shape[-1]
     else:  # none, or none that matters (a pre-ReLU layer: the gradient is 0 where the ReLU cuts)
@@ -240,7 +241,9 @@ def _class_part(service, c: int, ids: np.ndarray, labels: np.ndarray, preds: np.
     denom = float(total.mean())
     if denom <= 1e-12:  # a class with no net positive evidence: shares of the absolute evidence
         denom = float((per.abs().sum(1) + residual.abs()).mean()) or 1.0
-    deletion = _deletion(service, c, kept, Ug, has, strength, prob, live, opts.deletion_images)
+    layer_dirs = W[:, : W.shape[1] // 2] - W[:, W.shape[1] // 2:] if split else W  # (k, C): in the layer's channels
+    deletion, removal = _deletion(service, c, kept, Ug, has, strength, prob, live, opts.deletion_images, opts.layer,
+                                  layer_dirs)
     paths = service.store.paths([int(kept[i]) for i in np.unique(np.argsort(-strength, 0, kind="stable")[:TOP_EXEMPLARS])])
     concepts, off_center = [], []
     for j in range(k):
@@ -253,13 +256,13 @@ def _class_part(service, c: int, ids: np.ndarray, labels: np.ndarray, preds: np.
                  "presence": float(has[:, j].mean()), "exemplars": exemplars,
                  "location": {"center": center, "spread": round(spread, 4)}, "area": round(ar, 4),
                  "deletion": deletion[j]}
-        entry["shortcut"], entry["evidence"] = shortcuts.suspect(entry, cname, off)
+        entry["shortcut"], entry["evidence"] = shortcuts.suspect(entry, cname, off, removal[j])
         concepts.append(entry)
     sh = shares(per).numpy()
     part = {"key": key, "class": cname, "class_id": c, "images": int(n), "sampled_from": int(len(ids)),
             "skipped": int(len(chosen) - n),
             "grid": [gh, gw], "residual": float(residual.mean()) / denom, "accuracy": float(correct.mean()),
-            "off_center": off_center,
+            "off_center": off_center, "deletion_direction": removal,
             "concepts": concepts,
             "strategies": strategies(sh, correct, np.array(kept), cnames, seed=opts.seed),
             "errors": [D.concept_errors(cnames[j], has[:, j], correct) for j in range(k)],
@@ -279,13 +282,24 @@ def _class_part(service, c: int, ids: np.ndarray, labels: np.ndarray, preds: np.
 
 
 def _deletion(service, c: int, kept: list[int], U: np.ndarray, has: np.ndarray, strength: np.ndarray,
-              prob: np.ndarray, live: np.ndarray, limit: int) -> list[dict]:
-    """Per concept: on up to ``limit`` images that have it (strongest first), its region (where its map,
-    upsampled to the input, reaches half its maximum) filled with the image's mean colour; how often the
-    prediction of the class flips away and how much P(class) drops on average."""
+              prob: np.ndarray, live: np.ndarray, limit: int, layer: str,
+              directions: torch.Tensor) -> tuple[list[dict], list[dict]]:
+    """Two deletion tests per concept, on the same up to ``limit`` images that have it (strongest first):
+
+    - region: where its map, upsampled to the input, reaches half its maximum, filled with the image's mean
+      colour (what a person can see: "this place of the image");
+    - direction: its component ``U_k ⊗ d_k`` removed from the layer's activations at every position, the rest
+      of the network run from there (``d_k``: its direction in the layer's channels; catches what a region
+      cannot: a frame split over positions, a global brightness shift).
+
+    Each gives how often the prediction of the class flips away (among the images predicted as the class)
+    and how much P(class) drops on average."""
+    from mikata.hooks import attached, get_layer
+
     h = service.handle
     H, Wd = service.preprocessing.input_size
     k = U.shape[-1]
+    module = get_layer(h.net, layer)
     chosen = {j: [i for i in np.argsort(-strength[:, j], kind="stable") if has[i, j]][:limit] for j in range(k)}
     need = sorted({int(i) for rows in chosen.values() for i in rows})
     cache: dict[int, torch.Tensor] = {}
@@ -294,13 +308,19 @@ def _deletion(service, c: int, kept: list[int], U: np.ndarray, has: np.ndarray, 
         if x is not None:
             where = {kid: r for r, kid in enumerate(got)}
             cache = {i: x[where[kept[i]]] for i in need if kept[i] in where}
-    out = []
+
+    def probs(x: torch.Tensor, hooks=()) -> torch.Tensor:
+        with attached(hooks), torch.inference_mode():
+            return torch.softmax(h.model(x.to(h.device)).float(), 1).cpu()
+
+    region, direction = [], []
     for j in range(k):
         rows = [i for i in chosen[j] if i in cache]
         if not rows:
-            out.append({"flip_rate": 0.0, "mean_drop": 0.0, "images": 0})
+            region.append({"flip_rate": 0.0, "mean_drop": 0.0, "images": 0})
+            direction.append({"flip_rate": 0.0, "mean_drop": 0.0, "images": 0})
             continue
-        after = []
+        filled, removed = [], []
         for s in range(0, len(rows), BATCH):
             part = rows[s:s + BATCH]
             x = torch.stack([cache[i] for i in part])  # (b, C, H, W)
@@ -308,16 +328,20 @@ def _deletion(service, c: int, kept: list[int], U: np.ndarray, has: np.ndarray, 
             peak = masks.flatten(1).amax(1).clamp_min(1e-12)[:, None, None]
             m = (masks >= D.REGION_FRACTION * peak).float()[:, None]  # (b, 1, H, W)
             fill = x.mean((2, 3), keepdim=True)  # (b, C, 1, 1): each image's mean colour
-            x = (x * (1 - m) + fill * m).to(h.device)
-            with torch.inference_mode():
-                after.append(torch.softmax(h.model(x).float(), 1).cpu())
-        pa = torch.cat(after).numpy()  # (b, K)
-        before = prob[rows]
-        was = live[rows] == c
-        flips = was & (pa.argmax(1) != c)
-        out.append({"flip_rate": float(flips.sum() / was.sum()) if was.any() else 0.0,
-                    "mean_drop": float((before - pa[:, c]).mean()), "images": len(rows)})
-    return out
+            filled.append(probs(x * (1 - m) + fill * m))
+            delta = torch.from_numpy(U[part, :, :, j])[:, None] * directions[j][None, :, None, None]  # (b, C, h, w)
+
+            def remove(mod, args, out, delta=delta):
+                return out - delta.to(out.device, out.dtype)
+
+            removed.append(probs(x, [(module, "forward", remove)]))
+        for out, after in ((region, filled), (direction, removed)):
+            pa = torch.cat(after).numpy()  # (b, K)
+            was = live[rows] == c
+            flips = was & (pa.argmax(1) != c)
+            out.append({"flip_rate": float(flips.sum() / was.sum()) if was.any() else 0.0,
+                        "mean_drop": float((prob[rows] - pa[:, c]).mean()), "images": len(rows)})
+    return region, direction
 
 
 def _cavs(service, opts: Options, ids: np.ndarray, progress: bool) -> dict:
@@ -336,6 +360,7 @@ def _assemble(parts: dict[int, dict], names: list[str], layer: str, key: str, ve
            "slices": slices,
            "residual": {names[c]: p["residual"] for c, p in parts.items()},
            "off_center": {names[c]: p["off_center"] for c, p in parts.items()},
+           "deletion_direction": {names[c]: p["deletion_direction"] for c, p in parts.items()},
            "images": {names[c]: p["images"] for c, p in parts.items()},
            "skipped": {names[c]: p.get("skipped", 0) for c, p in parts.items()},
            "class_ids": {names[c]: c for c in parts}}

@@ -25,9 +25,11 @@ FIXED, OFF_CENTER = 0.08, 0.2
 USED_FLIP, USED_DROP = 0.7, 0.65
 
 
-def suspect(c: dict, cls: str, off: float) -> tuple[bool, str]:
+def suspect(c: dict, cls: str, off: float, removal: dict | None = None) -> tuple[bool, str]:
     """``(suspected shortcut, evidence sentence)`` for one concept entry of the atlas; ``off``: the mean
-    distance of its center from the image's center, image by image (``describe.location``)."""
+    distance of its center from the image's center, image by image (``describe.location``); ``removal``: the
+    direction-removal deletion test (reported in the sentence; the rule uses the region test, which is what
+    tells a place in the image)."""
     imp, area, spread = c["importance"], c["area"], c["location"]["spread"]
     cx, cy = c["location"]["center"]
     d = c["deletion"]
@@ -43,6 +45,9 @@ def suspect(c: dict, cls: str, off: float) -> tuple[bool, str]:
     if d["images"]:
         text += (f"filling its region with the mean colour on {d['images']} images that have it flips "
                  f"{round(100 * d['flip_rate'])}% of the {cls} predictions and drops P({cls}) by {d['mean_drop']:.2f}.")
+        if removal and removal.get("images"):
+            text = text[:-1] + (f"; removing its direction from the layer's activations flips "
+                                f"{round(100 * removal['flip_rate'])}% and drops P({cls}) by {removal['mean_drop']:.2f}.")
     else:
         text += "no image has it strongly enough for a deletion test."
     flagged = important and used and away and (compact or fixed)
