@@ -24,11 +24,12 @@ import torch
 EPS = 1e-10
 
 
-def nmf(A: torch.Tensor, k: int, *, iters: int = 200, tol: float = 1e-5, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def nmf(A: torch.Tensor, k: int, *, iters: int = 500, tol: float = 1e-4, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """``U (M, k) ≥ 0``, ``W (k, C) ≥ 0`` with ``A ≈ U W`` (Frobenius); rows of ``W`` unit length.
 
     ``A`` must be non-negative. Initialized by NNDSVD-style positive parts of the leading singular
-    vectors (deterministic up to ``seed``, which only fills components the SVD leaves empty)."""
+    vectors (deterministic up to ``seed``, which only fills components the SVD leaves empty). Stops after
+    ``iters`` sweeps or when a sweep lowers the relative error by less than ``tol`` of its value."""
     if A.dim() != 2:
         raise ValueError(f"nmf needs a (rows, channels) matrix, got shape {tuple(A.shape)}")
     if k < 1:
@@ -43,7 +44,7 @@ def nmf(A: torch.Tensor, k: int, *, iters: int = 200, tol: float = 1e-5, seed: i
         W = _hals_rows(A.T @ U, U.T @ U, W)  # (k, C)
         U = _hals_rows(A @ W.T, W @ W.T, U.T).T  # (M, k)
         err = _relative_error(A, U, W, norm_a)
-        if prev is not None and abs(prev - err) < tol:
+        if prev is not None and abs(prev - err) <= tol * err:  # the fit improves by less than tol of itself
             break
         prev = err
     return _unit_rows(U, W)
@@ -113,3 +114,18 @@ def _relative_error(A: torch.Tensor, U: torch.Tensor, W: torch.Tensor, norm_a: f
 def _unit_rows(U: torch.Tensor, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     norms = W.norm(dim=1).clamp_min(EPS)  # (k,)
     return U * norms[None, :], W / norms[:, None]
+
+
+def split_sign(A: torch.Tensor) -> torch.Tensor:
+    """A signed activation ``(..., C)`` as ``(..., 2C)`` non-negative channels ``[relu(A), relu(-A)]``.
+
+    Layers without a rectifier after them (the linear bottleneck of an MBConv block, a pre-ReLU conv) have
+    negative activations that NMF cannot hold; splitting each channel by sign keeps the factorization
+    exact and non-negative, and the gradient ``[G, -G]`` (``split_gradient``) leaves gradient × activation
+    unchanged: ``[G, -G] · [A⁺, A⁻] = G · A``."""
+    return torch.cat([A.clamp_min(0), (-A).clamp_min(0)], dim=-1)
+
+
+def split_gradient(G: torch.Tensor) -> torch.Tensor:
+    """The gradient for ``split_sign``'s channels: ``(..., 2C)`` = ``[G, -G]``."""
+    return torch.cat([G, -G], dim=-1)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-MIN_SILHOUETTE = 0.25
+MIN_SILHOUETTE = 0.5  # a uniform cloud split by k-means scores 0.35-0.45: below this, one strategy
 SMALL_SHARE, TIGHT_RATIO = 0.2, 0.6
 
 
