@@ -19,7 +19,7 @@ from concepts_ui_support import HOSTILE, concept_run
 def made(tmp_path_factory):
     from mikata.report import write_report
 
-    got = concept_run(tmp_path_factory.mktemp("concepts-report"), define=True)
+    got = concept_run(tmp_path_factory.mktemp("concepts-report"))
     out = got["run"].parent / "report.html"
     result = write_report(got["run"], out, handle=got["handle"], methods=["gradcam"], map_classes=1)
     return {**got, "result": result, "html": out.read_text(encoding="utf-8"), "json": got["atlas"].to_json()}
@@ -85,27 +85,26 @@ def test_strategies_slices_and_pairs_as_the_atlas_lists_them(made):
         assert table.count("<tr><td>") == len(pairs)
 
 
-def test_user_defined_concepts_with_their_test(made):
-    sec, doc = _section(made["html"]), made["json"]
-    table = re.search(r'id="concept-tcav">(.*?)</table>', sec, re.S).group(1)
-    rows = doc["tcav"]["loops"]["classes"]
-    assert table.count("<tr><td>loops</td>") == len(rows) > 0
-    for cls, r in rows.items():
-        assert f'<td>{cls}</td><td class="num">{r["score"]:.2f}</td>' in table
-
-
-def test_atlas_text_is_escaped(made, monkeypatch, tmp_path):
+def test_atlas_text_is_escaped_and_defined_concepts_listed(made, monkeypatch, tmp_path):
     import mikata.concepts.surface as surface
     from mikata.report import write_report
 
     doc = json.loads(json.dumps(made["json"]))
     doc["classes"]["3"][0]["evidence"] = HOSTILE
     doc["classes"]["3"][0]["shortcut"] = True
+    # a concept defined by examples (TCAV), as compute_atlas(defines=...) stores it, with a hostile name
+    doc["tcav"] = {HOSTILE: {"classes": {"3": {"score": 0.81, "score_std": 0.1, "random_mean": 0.52, "p_value": 0.0004,
+                                               "significant": True, "examples": 12, "images": 13},
+                                         "5": {"score": 0.4, "score_std": 0.2, "random_mean": 0.45, "p_value": 0.6,
+                                               "significant": False, "examples": 12, "images": 13}}}}
     monkeypatch.setattr(surface, "atlas_json", lambda run_dir: doc)
     write_report(made["run"], tmp_path / "r.html", handle=made["handle"], maps=False)
     html = (tmp_path / "r.html").read_text(encoding="utf-8")
     assert HOSTILE not in html and "&lt;script&gt;alert(" in html
     assert 'id="concept-shortcuts"' in html
+    tcav = re.search(r'id="concept-tcav">(.*?)</table>', html, re.S).group(1)
+    assert '<td>3</td><td class="num">0.81</td><td class="num">0.52</td><td class="num">0.0004</td><td>significant</td>' in tcav
+    assert '<td>5</td><td class="num">0.40</td><td class="num">0.45</td><td class="num">0.6</td><td>not significant</td>' in tcav
 
 
 def test_without_a_model_the_crops_stay_and_a_note_says_why(made, tmp_path):
