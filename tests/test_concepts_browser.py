@@ -63,6 +63,9 @@ def test_concepts_class_concept_review_then_image_decomposition(browser, live):
     top, k = round(100 * shares[0][1]), shares[0][0].rsplit("/", 1)[1]
     assert text.startswith(f"{name}: {top}% concept {k}")  # "Coat: 61% concept 2, ..."
     assert page.locator("#decomposition .share").count() == len(shares)
+    page.click("#decomposition .share a.conceptmap >> nth=0")  # its heatmap over this image, in the map panel
+    page.wait_for_function("document.querySelector('#overlay').dataset.key === " + repr("concept/" + shares[0][0]))
+    assert _images_loaded(page, "#overlay") and page.locator("#overlay").is_visible()
     page.click("#decomposition .share a >> nth=0")
     assert page.url.endswith(f"/concepts/{pred}/{k}")
     screenshot(page, "concepts-after-decomposition")

@@ -282,6 +282,24 @@ $$(".concept-review").forEach((box) => {
   }));
 });
 
+// A concept's heatmap over the image, shown where the attribution map goes (its own legend: 0 .. its peak).
+function conceptMap(id, c, k, name) {
+  const img = $("#overlay"), status = $("#mapstatus"), legend = $("#maplegend");
+  const t0 = performance.now();
+  status.textContent = "computing the heatmap of " + name + "…";
+  status.className = "muted busy";
+  img.onerror = () => { status.textContent = "no heatmap of " + name + " (see the server log)"; status.className = "error"; };
+  img.onload = () => {
+    img.hidden = false;
+    img.dataset.key = "concept/" + name;
+    if (legend) legend.hidden = true;
+    status.textContent = name + " over this image (blue 0 → red: the concept's peak in the image) · " +
+      Math.round(performance.now() - t0) + " ms";
+    status.className = "muted";
+  };
+  img.src = "/map/concepts/" + c + "/" + k + "/image/" + id + ".png";
+}
+
 // The image page: its prediction split over the predicted class's concepts, computed on demand with the model.
 (function decomposition() {
   const box = $("#decomposition");
@@ -312,7 +330,12 @@ $$(".concept-review").forEach((box) => {
       cell.append(bar);
       const val = document.createElement("span");
       val.textContent = Math.round(100 * share) + "%";
-      row.append(a, cell, val);
+      const show = document.createElement("a");  // the concept's heatmap over this image, in the map panel
+      show.href = "#";
+      show.className = "conceptmap";
+      show.textContent = "map";
+      show.addEventListener("click", (e) => { e.preventDefault(); conceptMap(box.dataset.id, c, k, name); });
+      row.append(a, cell, val, show);
       list.append(row);
     });
   }).catch((e) => { clearInterval(ticker); status.textContent = String(e); status.className = "status error"; });
