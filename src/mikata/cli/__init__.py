@@ -57,7 +57,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mikata {args.command}: error: {e.strerror} ({e.filename or 'while writing'}); free space or use a "
               "writable place, then run the same command again", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        from mikata.errors import Interrupted
+
+        if isinstance(e, Interrupted):  # SIGINT or SIGTERM under interrupt_on_signals: 128 + the signal number
+            said = str(e) or "nothing was saved yet; run the same command again"
+            print(f"mikata {args.command}: interrupted by {e.signal_name}: {said}", file=sys.stderr)
+            return e.exit_code
         print(f"mikata {args.command}: interrupted", file=sys.stderr)
         return 130
 

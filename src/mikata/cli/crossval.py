@@ -36,10 +36,13 @@ def run(args) -> int:
     from mikata.analysis.crossval import crossval
     from mikata.data.filenames import shown
 
+    from mikata.errors import interrupt_on_signals
+
     progress = logging.getLogger().getEffectiveLevel() <= logging.INFO
-    s = crossval(args.data, args.model, args.run, folds=args.folds, work_dir=args.work, seed=args.seed,
-                 val_fraction=args.val_fraction, progress=progress, device=device_from_args(args),
-                 scan_batch_size=args.batch_size * 2, scan_workers=args.scan_workers, **training_options(args))
+    with interrupt_on_signals():  # SIGINT/SIGTERM: finished folds and epochs are kept, exit 130/143 with one line
+        s = crossval(args.data, args.model, args.run, folds=args.folds, work_dir=args.work, seed=args.seed,
+                     val_fraction=args.val_fraction, progress=progress, device=device_from_args(args),
+                     scan_batch_size=args.batch_size * 2, scan_workers=args.scan_workers, **training_options(args))
     if args.json:
         print_json(s.to_dict())
     else:

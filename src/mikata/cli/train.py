@@ -71,10 +71,13 @@ def run(args) -> int:
     from mikata.data.filenames import shown
     from mikata.training import train
 
+    from mikata.errors import interrupt_on_signals
+
     progress = logging.getLogger().getEffectiveLevel() <= logging.INFO
-    result = train(args.data, args.model, args.out, resume=args.resume, progress=progress,
-                   split=parse_fractions(args.split), seed=args.seed, device=device_from_args(args),
-                   **training_options(args))
+    with interrupt_on_signals():  # SIGINT/SIGTERM: the last finished epoch is kept, exit 130/143 with one line
+        result = train(args.data, args.model, args.out, resume=args.resume, progress=progress,
+                       split=parse_fractions(args.split), seed=args.seed, device=device_from_args(args),
+                       **training_options(args))
     if args.json:
         print_json(result.to_dict())
     else:
