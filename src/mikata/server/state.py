@@ -294,9 +294,10 @@ class RunState:
     def image_row(self, image_id: int) -> dict:
         """The stored row of a scanned image with its full probability vector; UnknownImageError otherwise."""
         with self._db_lock:
-            row = self.store.image(image_id)
+            row = self.store.image(image_id, cam=True)  # the Grad-CAM too: a damaged one is named on the page
         if row is None or row["status"] != "ok":
             raise UnknownImageError(f"no scanned image with id {image_id}")
+        row.pop("cam", None)
         ov = self.overview()
         try:
             r = ov.row(image_id)
