@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mikata.analysis.attachments import featurevis_gallery, featurevis_images, featurevis_pngs, read_scorecard
+from mikata.analysis.attachments import attachment_notes, featurevis_gallery, featurevis_images, featurevis_pngs, read_scorecard
 from mikata.analysis.maps import MapService
 from mikata.analysis.media import UnknownImageError, encode, image_file, thumbnail
 from mikata.analysis.overview import Overview, overview
@@ -420,6 +420,10 @@ class RunState:
         if not 0 <= index < len(files):
             raise UnknownImageError(f"no feature visualization {index}")
         return files[index].read_bytes()
+
+    def attachment_notes(self) -> list[str]:
+        """``attachments.attachment_notes``: one line per attachment that is there but refused."""
+        return attachment_notes(self.run_dir)
 
     def scorecard(self) -> dict | None:
         """RUN_DIR/evaluate/scorecard.json (written by `mikata evaluate`) as the report's table too
