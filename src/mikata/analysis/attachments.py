@@ -158,7 +158,7 @@ def load_scorecard(run_dir: str | os.PathLike) -> tuple[dict | None, str | None]
     try:
         card = read_json(path, SCORECARD_SCHEMA)
     except SchemaError as e:
-        log.warning("ignoring the scorecard %s: %s", path, e)
+        log.warning("ignoring the unreadable scorecard %s: %s", path, e)
         return None, (f"evaluate/{e}: the attribution scorecard is left out; run `mikata evaluate` on the run "
                       "again to rewrite it")
     if not isinstance(card, dict):
