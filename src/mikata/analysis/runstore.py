@@ -622,13 +622,20 @@ class RunStore:
             raise RunStoreError(f"review verdict must be one of {REVIEW_VERDICTS}, not {verdict!r}")
         if self.image(image_id) is None:
             raise RunStoreError(f"no image with id {image_id} in this run")
-        with self._transaction():
-            if verdict is None:
-                self.db.execute("DELETE FROM reviews WHERE image_id=?", (int(image_id),))
-            else:
-                self.db.execute("INSERT OR REPLACE INTO reviews VALUES (?,?,?,?)",
-                                (int(image_id), verdict, suggested,
-                                 time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
+        try:
+            with self._transaction():
+                if verdict is None:
+                    self.db.execute("DELETE FROM reviews WHERE image_id=?", (int(image_id),))
+                else:
+                    self.db.execute("INSERT OR REPLACE INTO reviews VALUES (?,?,?,?)",
+                                    (int(image_id), verdict, suggested,
+                                     time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
+        except sqlite3.OperationalError as e:
+            # a read-only mount that SQLite opened (its -wal/-shm files were there) refuses only at the write
+            if "readonly" not in str(e) and "read-only" not in str(e):
+                raise
+            self.read_only_media = True
+            self._require_annotations()
 
     def reviews(self) -> list[dict]:
         """Every review with its image's path and labels, oldest id first."""

@@ -317,6 +317,24 @@ def save_checkpoint(handle: ModelHandle, path: str | Path, extra: dict | None = 
     return path
 
 
+def check_weight_values(path: str | Path, state: dict, net: nn.Module) -> None:
+    """Refuse weights that would load but predict nonsense: a tensor stored as an integer or bool type where the
+    model holds floating-point values (``load_state_dict`` would cast it silently), or holding NaN/inf."""
+    own = {**dict(net.named_parameters()), **dict(net.named_buffers())}
+    for name, tensor in state.items():
+        target = own.get(name)
+        if target is None or not target.dtype.is_floating_point:
+            continue  # an unknown name is load_state_dict's error; integer buffers (counters) stay integers
+        if not tensor.dtype.is_floating_point:
+            raise ModelLoadError(f"{path}: tensor {name!r} is stored as {str(tensor.dtype).replace('torch.', '')}, "
+                                 "but the model's weights are floating point; this is not a trained checkpoint: "
+                                 "save the model again with mikata (or safetensors from float weights)")
+        bad = int((~torch.isfinite(tensor)).sum())
+        if bad:
+            raise ModelLoadError(f"{path}: tensor {name!r} holds {bad} NaN/inf value(s) of {tensor.numel()}; the "
+                                 "training diverged or the file is damaged: use an earlier checkpoint")
+
+
 def read_checkpoint_metadata(path: str | Path) -> dict:
     """The checkpoint's ``mikata`` metadata, checked field by field (``CheckpointMetadataError`` names the field)."""
     from safetensors import safe_open
@@ -355,6 +373,7 @@ def load_checkpoint(path: str | Path, architecture: str | None = None) -> ModelH
     if meta.get("head"):
         replace_head(net, len(meta["class_names"]), str(meta["head"]))  # the Linear the trainer replaced
     state = load_file(str(path))
+    check_weight_values(path, state, net)
     try:
         net.load_state_dict(state)
     except RuntimeError as e:
