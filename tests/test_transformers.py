@@ -198,3 +198,105 @@ def test_models_without_global_attention_are_refused():
     with pytest.raises(AttentionMethodError, match="windowed"):
         explain(swin, _x(swin, 1), ["attention-rollout"])
     assert_untouched(swin.model, before)
+
+
+# ---------------------------------------------------------------------------- Hugging Face folders
+@pytest.fixture(scope="module")
+def hf_folder(tmp_path_factory):
+    pytest.importorskip("transformers")
+    folder = tmp_path_factory.mktemp("hf_vit")
+    tm.hf_vit_folder(folder)
+    return folder
+
+
+def test_hf_folder_loads_with_its_processor_and_labels(hf_folder):
+    from transformers import ViTForImageClassification
+
+    from mikata.models import load_model
+
+    for spec in (f"hf:{hf_folder}", str(hf_folder)):
+        handle = load_model(spec)
+        assert handle.class_names == ["cat", "dog", "bird"]
+        assert handle.input_size == (64, 64) and handle.interpolation == "bilinear"
+        assert handle.mean == pytest.approx((0.5, 0.4, 0.3)) and handle.std == pytest.approx((0.2, 0.25, 0.3))
+        assert handle.default_layer == "vit.layers.1.layernorm_before"
+        assert handle.layout(handle.default_layer).prefix == 1
+    ref = ViTForImageClassification.from_pretrained(str(hf_folder)).eval()
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(handle.model(x), ref(pixel_values=x).logits)
+
+
+def test_hf_vit_attention_methods_match_references(hf_folder):
+    """Rollouts on a Hugging Face ViT equal the references computed from the attention weights that
+    transformers itself returns (output_attentions=True, eager attention)."""
+    from transformers import ViTForImageClassification
+
+    from mikata.models import load_model
+
+    handle = load_model(f"hf:{hf_folder}")
+    ref_net = ViTForImageClassification.from_pretrained(str(hf_folder), attn_implementation="eager").eval()
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.enable_grad():
+        out = ref_net(pixel_values=x, output_attentions=True)
+    attns = list(out.attentions)
+    before = snapshot(handle.model)
+    flags = fused_flags(handle.net)
+    ours = explain(handle, x, ["attention-rollout", "gradient-rollout", "gradcam"], targets=[1])
+    assert fused_flags(handle.net) == flags
+    assert_untouched(handle.model, before)
+    roll = _rollout_reference(attns, 1)
+    grad = _gradient_rollout_reference(attns, out.logits[:, 1].sum(), 1)
+    for g, r in zip(ours[0].raw.flatten(1), roll):
+        assert pearson(g, r) >= 0.99
+    for g, r in zip(ours[1].raw.flatten(1), grad):
+        assert pearson(g, r) >= 0.99
+
+
+def test_hf_folder_refusals(hf_folder, tmp_path):
+    import json
+    import shutil
+
+    from mikata.errors import ModelLoadError
+    from mikata.models import load_model
+
+    hostile = tmp_path / "hostile"
+    shutil.copytree(hf_folder, hostile)
+    cfg = json.loads((hostile / "config.json").read_text())
+    cfg["auto_map"] = {"AutoModelForImageClassification": "evil_modeling.EvilModel"}
+    (hostile / "evil_modeling.py").write_text("raise SystemExit('remote code ran')\n")
+    (hostile / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelLoadError, match="hostile"):
+        handle = load_model(f"hf:{hostile}")
+        assert type(handle.net).__name__ == "ViTForImageClassification"  # the built-in class, never the file's
+        raise ModelLoadError(str(hostile))  # loading as the built-in class is the other acceptable outcome
+    pickled = tmp_path / "pickled"
+    shutil.copytree(hf_folder, pickled)
+    for f in pickled.glob("*.safetensors"):
+        f.unlink()
+    with pytest.raises(ModelLoadError, match="pickle"):
+        load_model(f"hf:{pickled}")
+    with pytest.raises(ModelLoadError, match="config.json"):
+        load_model(f"hf:{tmp_path}")
+
+
+# ------------------------------------------------------------------------- timm / torchvision offline
+def test_hub_specs_with_random_or_local_weights(tmp_path):
+    from safetensors.torch import save_file
+
+    from mikata.errors import ModelLoadError
+    from mikata.models import load_model
+
+    a = load_model("timm:vit_tiny_patch16_224?weights=random")
+    b = load_model("timm:vit_tiny_patch16_224?weights=random")
+    assert a.spec == "timm:vit_tiny_patch16_224?weights=random" and a.default_layer == "blocks.11.norm1"
+    assert all(torch.equal(p, q) for p, q in zip(a.net.parameters(), b.net.parameters()))  # seeded
+    state = {k: v.clone() + 1 for k, v in a.net.state_dict().items()}
+    save_file(state, str(tmp_path / "w.safetensors"))
+    c = load_model(f"timm:vit_tiny_patch16_224?weights={tmp_path / 'w.safetensors'}")
+    assert torch.equal(c.net.state_dict()["head.weight"], state["head.weight"])
+    with pytest.raises(ModelLoadError, match="not found"):
+        load_model(f"timm:vit_tiny_patch16_224?weights={tmp_path / 'missing.pth'}")
+    with pytest.raises(ModelLoadError, match="only option"):
+        load_model("timm:vit_tiny_patch16_224?pretrained=no")
+    tv = load_model("torchvision:resnet18?weights=random")
+    assert tv.default_layer == "layer4" and tv.num_classes == 1000

@@ -117,6 +117,7 @@ def hybrid():
 def hf_vit_folder(folder) -> None:
     """Save a small Hugging Face ``ViTForImageClassification`` (random weights, seeded) with its image
     processor to ``folder``: what a user's fine-tuned checkpoint folder holds."""
+    import_torchvision_declaring_ops()  # transformers' vision classes import torchvision
     from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
 
     torch.manual_seed(0)

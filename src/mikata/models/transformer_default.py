@@ -6,7 +6,7 @@ no gradient and a Grad-CAM there is zero. The last place where patch tokens stil
 input of the last block's attention: pytorch-grad-cam's ViT recipe uses ``blocks[-1].norm1`` for that
 reason. The rule here finds that layer on any token model from one gradient probe: the last
 normalization layer with a token layout whose patch tokens get a non-zero gradient from the logits
-(``blocks.11.norm1`` on timm ViT/DeiT, ``vit.encoder.layer.11.layernorm_before`` on a Hugging Face
+(``blocks.11.norm1`` on timm ViT/DeiT, ``vit.layers.11.layernorm_before`` on a Hugging Face
 ViT). A model whose head averages the patch tokens (EVA and BEiT by default) still has live patch
 tokens after its last block: there, as on a CNN, the last block's output (``blocks.11``).
 
