@@ -177,7 +177,7 @@ def _forward(service, ids: list[int], layer: str) -> tuple[torch.Tensor, torch.T
 
     h = service.handle
     x = h.preprocessing.load([image_file(service.store, i) for i in ids])  # (n, C, H, W)
-    with preserved(h.net), torch.inference_mode(), capture(h.net, [layer]) as rec:
+    with preserved(h.net), torch.inference_mode(), capture(h.net, [layer], layouts=h.layouts_for([layer])) as rec:
         h.net.eval()
         h.net(x)
         act = rec.activations[layer]

@@ -59,8 +59,11 @@ def gradient_pass(
     state = RuleState()
     grab: dict[str, torch.Tensor] = {}
     hooks = []
+    view = _identity
     if layer is not None:
         module = get_layer(net, layer)
+        if handle.layout(layer).kind in ("nhwc", "tokens"):  # tokens / channels-last seen as (N, C, h, w)
+            view = handle.layout(layer).to_nchw
 
         def keep(mod, args, out):
             t = _first_tensor(out)
@@ -91,7 +94,7 @@ def gradient_pass(
             else:
                 labels, ids = resolve(logits.detach())
             act = grab.get("act")
-            out = Pass(logits.detach(), ids, labels, None if act is None else act.detach(),
+            out = Pass(logits.detach(), ids, labels, None if act is None else view(act.detach()),
                        rectifiers=seen.info() if rules else {})
             picked = logits.gather(1, ids)  # (N, T)
             jobs = [(mode, t) for mode in modes for t in range(ids.shape[1])]
@@ -105,8 +108,12 @@ def gradient_pass(
                 grads = torch.autograd.grad(picked[:, t].sum(), leaves, retain_graph=j < len(jobs) - 1)
                 gi = 0
                 if "layer" in modes[mode]:
-                    out.layer_grads.setdefault(mode, []).append(grads[gi])
+                    out.layer_grads.setdefault(mode, []).append(view(grads[gi]))
                     gi += 1
                 if "input" in modes[mode]:
                     out.input_grads.setdefault(mode, []).append(grads[gi])
     return out
+
+
+def _identity(t: torch.Tensor) -> torch.Tensor:
+    return t
