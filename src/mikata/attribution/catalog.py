@@ -6,7 +6,7 @@ Order is the order ``mikata explain --methods list`` shows. Adding a method: a m
 
 from __future__ import annotations
 
-from mikata.attribution import cam, deeplift, gradients, integrated_gradients, lime, lrp, occlusion, scorecam
+from mikata.attribution import attnlrp, cam, deeplift, gradients, integrated_gradients, lime, lrp, occlusion, scorecam
 from mikata.attribution import smoothgrad as sg
 from mikata.attribution import registry
 from mikata.attribution.registry import MethodSpec
@@ -55,6 +55,8 @@ BUILTIN: tuple[MethodSpec, ...] = (
     MethodSpec("occlusion", "Occlusion", "perturbation", occlusion.run, signed=True,
                summary="logit drop under a sliding window"),
     MethodSpec("lrp", "LRP", "gradient", lrp.run, signed=True, summary="Layer-wise Relevance Propagation (zennit)"),
+    MethodSpec("attnlrp", "AttnLRP", "gradient", attnlrp.run, signed=True,
+               summary="LRP through softmax attention, layer norm and matrix products (Achtibat et al. 2024)"),
     MethodSpec("lime", "LIME", "perturbation", lime.run, signed=True, summary="superpixel surrogate model"),
 )
 
