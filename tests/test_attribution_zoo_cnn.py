@@ -99,6 +99,7 @@ def test_lrp_refuses_where_relevance_is_not_conserved(name, torchvision):
         explain(handle, x, ["lrp"])
     msg = str(info.value)
     assert "not conserved" in msg and type(handle.net).__name__ in msg and "model is unchanged" in msg
+    assert ("use attnlrp" in msg) == ("vit" in name)  # the transformers (MobileViT has attention blocks)
     assert_untouched(handle.model, before)
     assert torch.isfinite(explain(handle, x, ["grad-x-input"])[0].raw).all()  # the suggested method runs
 
@@ -110,7 +111,7 @@ def test_lrp_on_torchvision_vit_refuses_instead_of_a_hook_error(torchvision):
                                                hidden_dim=32, mlp_dim=64, num_classes=10).eval()
     handle = ModelHandle(net, [str(i) for i in range(10)], input_size=(32, 32))
     before = snapshot(handle.model)
-    with pytest.raises(LRPUnsupportedError, match="VisionTransformer.*zennit failed.*model is unchanged"):
+    with pytest.raises(LRPUnsupportedError, match="VisionTransformer.*zennit failed.*model is unchanged; use attnlrp"):
         explain(handle, _x(32), ["lrp"])
     assert_untouched(handle.model, before)
 

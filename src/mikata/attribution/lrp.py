@@ -87,14 +87,18 @@ class LRPUnsupportedError(MikataError, ValueError):
     """zennit's rules or canonizers do not fit this architecture, so LRP's answer would be wrong."""
 
 
-_INSTEAD = "The model is unchanged; use deeplift, integrated-gradients or grad-x-input instead"
+def _instead(handle: ModelHandle) -> str:
+    from mikata.models.attention import attention_sites
+
+    first = "attnlrp (LRP for transformers), " if attention_sites(handle.net) else ""
+    return f"The model is unchanged; use {first}deeplift, integrated-gradients or grad-x-input instead"
 
 
 def _refusal(handle: ModelHandle, why: str) -> LRPUnsupportedError:
     return LRPUnsupportedError(
         f"LRP cannot run on {type(handle.net).__name__}: {why}. zennit fits plain CNNs: its batch-norm canonizer "
         "merges a batch norm into the convolution before it in module order, which is wrong where a batch norm reads "
-        "a concatenation or a sum (DenseNet), and its hooks need every module to return one tensor. " + _INSTEAD)
+        "a concatenation or a sum (DenseNet), and its hooks need every module to return one tensor. " + _instead(handle))
 
 
 def _not_conserved(handle: ModelHandle, rule: str, total: float) -> LRPUnsupportedError:
@@ -103,7 +107,7 @@ def _not_conserved(handle: ModelHandle, rule: str, total: float) -> LRPUnsupport
         f"LRP ({rule}) cannot run on {type(handle.net).__name__}: relevance is not conserved (with the biases left "
         f"out it must sum to 1 at the pixels and {what}), because the network computes something zennit's rules "
         "do not cover (a residual addition or a gate outside a module, a layer scale, an activation called as a "
-        f"function): such a map would be wrong by that factor. {_INSTEAD}")
+        f"function): such a map would be wrong by that factor. {_instead(handle)}")
 
 
 def _backward(model: torch.nn.Module, x: torch.Tensor, ids: torch.Tensor,
