@@ -196,9 +196,10 @@ def test_attnlrp_conserves_relevance_on_timm_vit_and_deit(name, torchvision):
 
 def test_attnlrp_refuses_a_cnn_and_fused_torch_attention(torchvision):
     from mikata.models import load_model
+    from mikata.models.attention import NoAttentionError
 
     cnn = load_model("zoo_models:resnet50")
-    with pytest.raises(LRPUnsupportedError, match="no attention layer.*use lrp"):
+    with pytest.raises(NoAttentionError, match="no attention layer.*use lrp"):
         explain(cnn, torch.randn(1, 3, 64, 64), ["attnlrp"])
     torch.manual_seed(0)
     net = torchvision.models.VisionTransformer(image_size=32, patch_size=16, num_layers=1, num_heads=2,

@@ -286,11 +286,11 @@ def attnlrp(handle: ModelHandle, x: torch.Tensor, ids: torch.Tensor, check: bool
     rules and the constant tokens (class, register) absorbed: 1 where every operation has a rule; and
     ``absorbed``, those two.
     """
-    from mikata.models.attention import attention_sites
+    from mikata.models.attention import NoAttentionError, attention_sites
 
-    if not attention_sites(handle.net):
-        raise _refuse(handle, "it has no attention layer (timm attention or nn.MultiheadAttention); AttnLRP is LRP "
-                              "for transformers - use lrp on a CNN")
+    if not attention_sites(handle.net):  # as the rollouts refuse a CNN
+        raise NoAttentionError(f"AttnLRP cannot run on {type(handle.net).__name__}: it has no attention layer (timm "
+                               "attention or nn.MultiheadAttention); AttnLRP is LRP for transformers - use lrp on a CNN")
     with preserved(handle.net, values=True):
         for p in handle.net.parameters():
             p.requires_grad_(False)

@@ -127,10 +127,11 @@ def _explain(handle: ModelHandle, images: torch.Tensor, methods: list[str], targ
         for mode, where in s.backwards:
             modes.setdefault(mode, set()).add(where)
             asked_by.setdefault(mode, []).append(s.name)
+    attention = max((s.attention for s in specs), key=("", "probs", "grads").index)
     tic = time.perf_counter()
     shared = gradient_pass(handle, x, lambda logits: resolve_targets(handle, logits, targets), layer,
                            {k: tuple(sorted(v)) for k, v in modes.items()},
-                           asked_by={k: ", ".join(v) for k, v in asked_by.items()})
+                           asked_by={k: ", ".join(v) for k, v in asked_by.items()}, attention=attention)
     shared_s = time.perf_counter() - tic
     if layer is not None and (shared.activation is None or shared.activation.dim() != 4
                               or shared.activation.shape[-1] * shared.activation.shape[-2] <= 1):

@@ -71,6 +71,8 @@ class Pass:
     layer_grads: dict[str, list[torch.Tensor]] = field(default_factory=dict)  # mode -> T x (N, C, h, w)
     input_grads: dict[str, list[torch.Tensor]] = field(default_factory=dict)  # mode -> T x (N, C, H, W)
     rectifiers: dict[str, object] = field(default_factory=dict)  # what the guided / deconv rules changed
+    attention: list[torch.Tensor] = field(default_factory=list)  # per block (N, heads, T, T), detached
+    attention_grads: list[list[torch.Tensor]] = field(default_factory=list)  # per target rank, per block
 
 
 def gradient_pass(
@@ -80,6 +82,7 @@ def gradient_pass(
     layer: str | None = None,
     modes: dict[str, tuple[str, ...]] | None = None,
     asked_by: dict[str, str] | None = None,
+    attention: str = "",
 ) -> Pass:
     """Forward ``x`` ``(N, C, H, W)`` once; backward once per mode and target rank.
 
@@ -87,10 +90,16 @@ def gradient_pass(
     ``modes`` maps "plain" / "guided" / "deconv" to what that backward must reach: "layer" and/or
     "input". An empty ``modes`` gives a forward only (logits, activation). ``asked_by`` names the
     method behind each rule mode for the ``RectifierError`` raised when the forward ran no rectifier.
+    ``attention``: "probs" records every attention block's probabilities (fused attention off for the
+    forward, ``models.attention``); "grads" also takes, per target rank, their gradients (the backward
+    stops at the first block's attention). A model without attention raises ``NoAttentionError``.
     """
+    from mikata.models.attention import capture_attention
+
     modes = modes or {}
     asked_by = asked_by or {}
     want_input = any("input" in w for w in modes.values())
+    attn_grads = attention == "grads"
     rules = any(m != "plain" for m in modes)
     net = handle.net
     state = RuleState()
@@ -121,9 +130,11 @@ def gradient_pass(
     with preserved(net):
         for p in net.parameters():
             p.requires_grad_(False)
-        grad_enabled = torch.enable_grad() if modes else torch.no_grad()
-        with attached(hooks), grad_enabled:
-            xin = x.detach().requires_grad_(want_input) if modes else x
+        grad_enabled = torch.enable_grad() if modes or attn_grads else torch.no_grad()
+        attn = capture_attention(net, detach=not attn_grads) if attention else nullcontext()
+        with attached(hooks), grad_enabled, attn as arec:
+            # the attention probabilities need a graph to differentiate: rooted at the input
+            xin = x.detach().requires_grad_(want_input or attn_grads) if modes or attn_grads else x
             with seen:
                 logits = handle.model(xin)  # (N, K)
             if "several" in grab:
@@ -137,8 +148,15 @@ def gradient_pass(
             act = grab.get("act")
             out = Pass(logits.detach(), ids, labels, None if act is None else view(act.detach()),
                        rectifiers=seen.info() if rules else {})
+            if arec is not None:
+                out.attention = [a.detach() for a in arec.probs]
             picked = logits.gather(1, ids)  # (N, T)
             jobs = [(mode, t) for mode in modes for t in range(ids.shape[1])]
+            if attn_grads:  # first: the later jobs free the graph
+                for t in range(ids.shape[1]):
+                    g = torch.autograd.grad(picked[:, t].sum(), arec.probs, retain_graph=True, allow_unused=True)
+                    out.attention_grads.append([torch.zeros_like(a) if gi is None else gi.detach()
+                                                for a, gi in zip(arec.probs, g)])
             for j, (mode, t) in enumerate(jobs):
                 state.mode = mode
                 leaves = []

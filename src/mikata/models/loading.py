@@ -4,6 +4,10 @@ Specs:
     efficientnet-lite0 | -lite1 | -lite2   built in, real ImageNet weights from PyPI packages
     torchvision:NAME                        e.g. torchvision:resnet18 (its own preprocessing)
     timm:NAME                               e.g. timm:tf_efficientnet_lite0
+    ...NAME?weights=random | ?weights=FILE  torchvision/timm without a download: random weights
+                                            (seeded) or a local state dict (.safetensors, or .pth read
+                                            with weights_only)
+    hf:PATH, or a folder with config.json   a local Hugging Face image classifier (transformers)
     PATH.safetensors                        a mikata checkpoint (weights + JSON metadata)
     PATH.pt / .pth / .ts                    TorchScript; a pickled whole model only with trust=True
     package.module:factory                  a function returning an nn.Module (or a ModelHandle)
@@ -42,11 +46,13 @@ from mikata.models.checkpoint_meta import (
 )
 from mikata.models.efficientnet_lite import VARIANTS, LitePreprocessing, build_efficientnet_lite, load_packaged_weights
 from mikata.models.handle import IMAGENET_MEAN, IMAGENET_STD, ModelHandle
+from mikata.models.huggingface import is_hf_folder, load_hf
 from mikata.models.layers import trace_layers
 
 CHECKPOINT_FORMAT = "mikata-checkpoint/1"
-SPEC_FORMS = ("efficientnet-lite0|1|2, torchvision:NAME, timm:NAME, a .safetensors checkpoint, "
-              "a TorchScript .pt/.ts file, or package.module:factory")
+SPEC_FORMS = ("efficientnet-lite0|1|2, torchvision:NAME, timm:NAME (add ?weights=random or ?weights=FILE to "
+              "skip the download), hf:FOLDER, a .safetensors checkpoint, a TorchScript .pt/.ts file, or "
+              "package.module:factory")
 
 
 @lru_cache(maxsize=1)
@@ -89,10 +95,10 @@ def load_model(
     path = Path(spec)
     if spec in VARIANTS:
         handle = _builtin(spec, pretrained)
-    elif spec.startswith("torchvision:"):
-        handle = _torchvision(spec.split(":", 1)[1], pretrained)
-    elif spec.startswith("timm:"):
-        handle = _timm(spec.split(":", 1)[1], pretrained)
+    elif spec.startswith(("torchvision:", "timm:")):
+        handle = _hub(spec, pretrained)
+    elif spec.startswith("hf:") or is_hf_folder(path):
+        handle = _hf(Path(spec[3:] if spec.startswith("hf:") else spec), trust)
     elif path.suffix == ".safetensors":
         handle = load_checkpoint(path, architecture=architecture)
     elif path.suffix in (".pt", ".pth", ".ts", ".pt2", ".jit") or path.is_file():
@@ -215,6 +221,72 @@ def _timm(name: str, pretrained: bool) -> ModelHandle:
     return _finish(net, f"timm:{name}", input_size=size, mean=tuple(cfg["mean"]), std=tuple(cfg["std"]),
                    crop_fraction=float(cfg.get("crop_pct", 0.875)), interpolation=cfg.get("interpolation", "bicubic"),
                    in_channels=int(cfg["input_size"][0]), metadata={"architecture": f"timm:{name}"})
+
+
+def split_weights(spec: str) -> tuple[str, str | None]:
+    """``("timm:NAME", "random" | FILE | None)`` from ``timm:NAME?weights=...``; other queries are refused."""
+    base, sep, query = spec.partition("?")
+    if not sep:
+        return spec, None
+    key, eq, value = query.partition("=")
+    if key != "weights" or not eq or not value:
+        raise ModelLoadError(f"{spec!r}: the only option after '?' is weights=random or weights=FILE "
+                             "(a local .safetensors / .pth state dict)")
+    return base, value
+
+
+def _hub(spec: str, pretrained: bool) -> ModelHandle:
+    """torchvision:NAME / timm:NAME, optionally ?weights=random|FILE (no download then)."""
+    base, weights = split_weights(spec)
+    kind, name = base.split(":", 1)
+    build = _torchvision if kind == "torchvision" else _timm
+    if weights is None:
+        try:
+            return build(name, pretrained)
+        except ModelLoadError:
+            raise
+        except Exception as e:  # no network, hub errors: one line saying how to go on offline
+            first = str(e).splitlines()[0] if str(e) else ""
+            raise ModelLoadError(f"{base}: could not get the pretrained weights ({type(e).__name__}: {first[:200]}); "
+                                 f"offline, use {base}?weights=random (random weights) or {base}?weights=FILE "
+                                 "(a local state dict)") from e
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # random weights are the same every time: a scan of them can be resumed
+        handle = build(name, False)
+    handle.spec = spec
+    if weights != "random":
+        _load_state(handle, Path(weights), base)
+    return handle
+
+
+def _load_state(handle: ModelHandle, path: Path, base: str) -> None:
+    """A local state dict into ``handle.net`` (safetensors, or a .pth read with ``weights_only``)."""
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: weights file not found (from {base}?weights={path}); give an existing "
+                             ".safetensors or .pth state dict, or ?weights=random")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ModelLoadError(f"{path}: not a readable state dict ({type(e).__name__}); save one with "
+                             "torch.save(model.state_dict(), ...) or safetensors") from e
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ModelLoadError(f"{path}: holds a {type(state).__name__}, not a state dict")
+    try:
+        handle.net.load_state_dict(state)
+    except RuntimeError as e:
+        raise ModelLoadError(f"{path}: weights do not fit {base}: {str(e).splitlines()[0]}") from e
+
+
+def _hf(path: Path, trust: bool) -> ModelHandle:
+    net, pixels, names = load_hf(path, trust)
+    return _finish(net, f"hf:{path}", names, metadata={}, **pixels)
 
 
 # ------------------------------------------------------------------------------------------ files

@@ -6,8 +6,9 @@ no gradient and a Grad-CAM there is zero. The last place where patch tokens stil
 input of the last block's attention: pytorch-grad-cam's ViT recipe uses ``blocks[-1].norm1`` for that
 reason. The rule here finds that layer on any token model from one gradient probe: the last
 normalization layer with a token layout whose patch tokens get a non-zero gradient from the logits
-(``blocks.11.norm1`` on timm ViT/DeiT/EVA, ``vit.encoder.layer.11.layernorm_before`` on a Hugging
-Face ViT, the final ``norm`` on a model that averages its tokens).
+(``blocks.11.norm1`` on timm ViT/DeiT, ``vit.layers.11.layernorm_before`` on a Hugging Face
+ViT). A model whose head averages the patch tokens (EVA and BEiT by default) still has live patch
+tokens after its last block: there, as on a CNN, the last block's output (``blocks.11``).
 
 Channels-last (Swin, whose last map is channels-last even though its blocks' MLPs see tokens): the
 last stage, i.e. the last channels-last layer that is not a single ``LayerNorm``/``Linear`` (the
@@ -34,8 +35,11 @@ def transformer_default(net: nn.Module, in_channels: int, input_size: tuple[int,
     tokens = [n for n in maps if layouts[n].kind == "tokens"]
     if maps and layouts[maps[-1]].kind == "tokens":
         live = _patch_gradients(net, in_channels, input_size, tokens, layouts)
-        norms = [n for n in tokens if live.get(n) and _is_norm(modules[n])]
         alive = [n for n in tokens if live.get(n)]
+        if live.get(tokens[-1]):  # the head reads every patch token (mean pooling): the last block's output
+            blocks = [n for n in alive if isinstance(modules.get(n.rpartition(".")[0]), (nn.Sequential, nn.ModuleList))]
+            return (blocks or alive)[-1]
+        norms = [n for n in alive if _is_norm(modules[n])]
         return (norms or alive or [None])[-1]
     stages = [n for n in maps if layouts[n].kind == "nhwc" and not isinstance(modules[n], _LAST_DIM)]
     if not stages:
