@@ -242,6 +242,44 @@ def fmt_row(r):
             f"| {floor_label:22} | {peer_s} | {ratio} | {peer_label} |")
 
 
+def bench_attnlrp(batches, repeats):
+    """AttnLRP against its floor, one forward + one backward to the input (no weight gradients, fused attention
+    off as AttnLRP needs), on timm ViT-Tiny with random weights at 224 px; and without its conservation probe
+    (one more forward + backward of the first image), so the check's share shows."""
+    from torchvision_compat import import_torchvision_declaring_ops
+
+    import_torchvision_declaring_ops()
+    import timm
+
+    from mikata.attribution import explain
+    from mikata.attribution.attnlrp import attnlrp
+    from mikata.hooks import preserved
+    from mikata.models.attention import unfused
+    from mikata.models.handle import ModelHandle
+
+    torch.manual_seed(0)
+    net = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=1000).eval()
+    handle = ModelHandle(net, [str(i) for i in range(1000)], spec="timm:vit_tiny_patch16_224")
+    print("| model | N | ours ms | floor ms (fwd+bwd to input, unfused) | ours/floor | without probe ms | /floor |")
+    print("|---|---|---|---|---|---|---|")
+    for batch in batches:
+        x = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+        ids = handle.model(x).argmax(1, keepdim=True).detach()
+
+        def floor():
+            with preserved(net), unfused(net), torch.enable_grad():
+                for p in net.parameters():
+                    p.requires_grad_(False)
+                xin = x.detach().requires_grad_(True)
+                torch.autograd.grad(handle.model(xin).gather(1, ids).sum(), xin)
+
+        ours = timeit(lambda: explain(handle, x, ["attnlrp"]), repeats)
+        bare = timeit(lambda: attnlrp(handle, x, ids, check=False), repeats)
+        f = timeit(floor, repeats)
+        print(f"| vit_tiny | {batch} | {ours * 1000:.0f} | {f * 1000:.0f} | {ours / f:.2f} | {bare * 1000:.0f} "
+              f"| {bare / f:.2f} |", flush=True)
+
+
 def ig_rss_child():
     from mikata.attribution import explain
     from mikata.models import load_model
@@ -260,9 +298,14 @@ def main():
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--no-rss", action="store_true", help="skip the IG peak-RSS child process")
     parser.add_argument("--ig-rss-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--attnlrp", action="store_true", help="only AttnLRP vs its floor on ViT-Tiny")
     args = parser.parse_args()
     if args.ig_rss_child:
         ig_rss_child()
+        return
+    if args.attnlrp:
+        torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+        bench_attnlrp([int(b) for b in (args.batches or "1,4").split(",")], args.repeats or 3)
         return
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     from mikata.models import load_model

@@ -6,7 +6,7 @@ Order is the order ``mikata explain --methods list`` shows. Adding a method: a m
 
 from __future__ import annotations
 
-from mikata.attribution import attention_rollout, gradient_rollout
+from mikata.attribution import attention_rollout, attnlrp, gradient_rollout
 from mikata.attribution import cam, deeplift, gradients, integrated_gradients, lime, lrp, occlusion, scorecam
 from mikata.attribution import smoothgrad as sg
 from mikata.attribution import registry
@@ -63,6 +63,9 @@ BUILTIN: tuple[MethodSpec, ...] = (
     MethodSpec("gradient-rollout", "Gradient rollout", "attention", gradient_rollout.run, layer_resolution=True,
                attention="grads", summary="gradient-weighted attention rollout, class specific (Chefer, Gur & "
                "Wolf 2021); transformers only"),
+    MethodSpec("attnlrp", "AttnLRP", "attention", attnlrp.run, signed=True,
+               summary="LRP through softmax attention, layer norm and matrix products (Achtibat et al. 2024); "
+               "transformers only"),
 )
 
 for _spec in BUILTIN:  # the package's __init__ imports this module first, so explain always sees them

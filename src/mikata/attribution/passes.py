@@ -21,8 +21,45 @@ from typing import Callable
 import torch
 
 from mikata.attribution.relu_rules import RuleState, rule_mode
+from mikata.errors import MikataError
 from mikata.hooks import _first_tensor, attached, get_layer, preserved
 from mikata.models.handle import ModelHandle
+
+
+class LayerOutputError(MikataError, ValueError):
+    """The layer returns several tensors (a list of branches), so no single map can be read from it."""
+
+
+def several_outputs_error(handle: ModelHandle, layer: str | None, out: list | tuple) -> LayerOutputError:
+    """The refusal for a layer returning ``out`` (several tensors), naming layers that give one map."""
+    shapes = ", ".join("x".join(map(str, o.shape[1:])) for o in out if isinstance(o, torch.Tensor))
+    good = single_map_layers(handle, layer or "")
+    hint = f"; layers inside it that give one map: {', '.join(good[:4])}" if good else ""
+    return LayerOutputError(
+        f"layer {layer!r} returns a {type(out).__name__} of {len(out)} tensors ({shapes}: one per branch), not one "
+        f"map, so CAM methods cannot use it without picking a branch for you; pass --layer with a layer that "
+        f"returns one tensor{hint} (see `mikata layers`)")
+
+
+def single_map_layers(handle: ModelHandle, prefix: str) -> list[str]:
+    """Layers under ``prefix`` (or anywhere, when none is) whose output is one ``(N, C, h, w)`` tensor with
+    more than one cell, from a module that runs once: the shallowest first (a branch, not a convolution deep inside it), finer maps first."""
+    found: dict[str, int] = {}  # name -> cells of its map
+    calls: dict[str, int] = {}
+
+    def make(name: str):
+        def hook(mod, args, out):
+            calls[name] = calls.get(name, 0) + 1
+            if isinstance(out, torch.Tensor) and out.dim() == 4 and out.shape[-1] * out.shape[-2] > 1:
+                found[name] = out.shape[-1] * out.shape[-2]
+        return hook
+
+    named = [(n, m) for n, m in handle.net.named_modules() if n]
+    inside = [(n, m) for n, m in named if n.startswith(prefix + ".")] if prefix else []
+    with torch.inference_mode(), attached([(m, "forward", make(n)) for n, m in inside or named]):
+        handle.model(torch.zeros(1, handle.in_channels, *handle.input_size, device=handle.device))
+    once = [n for n in found if calls[n] == 1]  # a module reused on every branch has no single map
+    return sorted(once, key=lambda n: (n.count("."), -found[n]))
 
 
 @dataclass
@@ -78,6 +115,8 @@ def gradient_pass(
             t = _first_tensor(out)
             if t is None or not isinstance(out, torch.Tensor):
                 grab["act"] = t
+                if isinstance(out, (list, tuple)) and sum(isinstance(o, torch.Tensor) for o in out) > 1:
+                    grab["several"] = out  # refused after the forward: one branch must not be picked silently
                 return None
             if not modes:  # forward only: keep a copy, an in-place op after the layer would overwrite an alias
                 grab["act"] = t.detach().clone()
@@ -98,6 +137,8 @@ def gradient_pass(
             xin = x.detach().requires_grad_(want_input or attn_grads) if modes or attn_grads else x
             with seen:
                 logits = handle.model(xin)  # (N, K)
+            if "several" in grab:
+                raise several_outputs_error(handle, layer, grab["several"])
             if rules:  # refuse before any backward: without rectifiers a guided map is a plain gradient
                 seen.require(" / ".join(asked_by.get(m, f"the {m} backward") for m in modes if m != "plain"), net)
             if isinstance(resolve, torch.Tensor):

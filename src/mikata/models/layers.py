@@ -48,6 +48,7 @@ def trace_layers(net: nn.Module, in_channels: int, input_size: tuple[int, int],
                              "model as an nn.Module (a mikata checkpoint or package.module:factory) for this")
     shapes: dict[str, tuple[int, ...]] = {}
     per_image: dict[str, bool] = {}
+    in_cells: dict[str, int] = {}  # h * w of a 4-D input: a pool whose output has more cells upsamples
     calls: dict[str, int] = {}
     finished: list[str] = []
     named = [(n, m) for n, m in net.named_modules() if n]
@@ -58,6 +59,9 @@ def trace_layers(net: nn.Module, in_channels: int, input_size: tuple[int, int],
             if t is not None:
                 shapes[name] = tuple(t.shape[1:])
                 per_image[name] = t.dim() > 0 and t.shape[0] == 1  # not Swin's (windows, ...) batches
+            i = _first_tensor(args)
+            if i is not None and i.dim() == 4:
+                in_cells[name] = i.shape[-2] * i.shape[-1]
             calls[name] = calls.get(name, 0) + 1
             finished.append(name)
         return hook
@@ -77,7 +81,8 @@ def trace_layers(net: nn.Module, in_channels: int, input_size: tuple[int, int],
                              input_size)
     containers = {n for n, m in net.named_modules() if isinstance(m, (nn.Sequential, nn.ModuleList, nn.ModuleDict))}
     small = min(input_size) < SMALL_INPUT
-    grids = {n: l.grid for n, l in layouts.items() if l.spatial and l.grid is not None}
+    grids = {n: l.grid for n, l in layouts.items() if l.spatial and l.grid is not None
+             and not _upsamples(modules[n], l.grid, in_cells.get(n))}
     default = _default_from_trace(finished, grids, containers | {""}, MIN_MAP_CELLS if small else 1) \
         if choose_default else None
     if default is not None and layouts[default].kind != "nchw":
@@ -92,6 +97,16 @@ def trace_layers(net: nn.Module, in_channels: int, input_size: tuple[int, int],
         )
         for n, m in named
     ]
+
+
+_RESAMPLERS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Upsample)
+
+
+def _upsamples(module: nn.Module, grid: tuple[int, int], in_cells: int | None) -> bool:
+    """A pool or resize that makes more cells than it reads (VGG's ``AdaptiveAvgPool2d(7)`` on a 3x3 map at
+    112 px) repeats its input: a CAM there claims a resolution the network does not have, so it is never
+    the default layer (the layer before it is)."""
+    return isinstance(module, _RESAMPLERS) and in_cells is not None and grid[0] * grid[1] > in_cells
 
 
 #: A CAM map needs at least this many cells per side to say *where*: at 2x2 every map is one of a
