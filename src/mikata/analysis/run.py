@@ -252,7 +252,14 @@ class Run:
         """Where ``concept`` ("Coat/2") is in image ``image_id``: ``(H, W)`` over the original image."""
         from mikata.concepts import concept_heatmap
 
-        return concept_heatmap(self.path, int(image_id), concept, model=self._model, device=self.device)
+        return concept_heatmap(self.path, int(image_id), concept, model=self._concepts_model(), device=self.device)
+
+    def _concepts_model(self) -> "ModelHandle | str | None":
+        """The model concepts use for images the atlas did not sample: the handle or spec this Run was given."""
+        source = getattr(self, "source", None)  # a ModelSource where the Run keeps one
+        if source is not None:
+            return source.handle if source.handle is not None else source.spec
+        return self._model
 
     def strategies(self, cls: int | str) -> "pd.DataFrame":
         """The class's strategies (images clustered by how the model recognises them): size, accuracy,
