@@ -222,6 +222,52 @@ class Run:
 
         return Image.open(io.BytesIO(self.maps_service.overlay_png(int(image_id), method, cls, layer)))
 
+    # ------------------------------------------------------------------------------- concepts
+    def concepts(self) -> "pd.DataFrame":
+        """One row per concept of the run's concept atlas (``mikata concepts``): class, concept, importance
+        (share of the class's evidence), presence, center, spread, area, the deletion test, whether it is a
+        suspected shortcut, the evidence sentence and a person's review. Raises when there is no current atlas."""
+        import pandas as pd
+
+        from mikata.concepts.ondemand import _atlas
+        from mikata.concepts.reviews import concept_reviews
+
+        atlas = _atlas(self.path)
+        reviews = concept_reviews(self.path)
+        rows = []
+        for cls, entries in atlas.doc["classes"].items():
+            for e in entries:
+                rows.append({"class": cls, "concept": e["concept"], "importance": e["importance"],
+                             "presence": e["presence"], "center_x": e["location"]["center"][0],
+                             "center_y": e["location"]["center"][1], "spread": e["location"]["spread"],
+                             "area": e["area"], "flip_rate": e["deletion"]["flip_rate"],
+                             "mean_drop": e["deletion"]["mean_drop"], "deletion_images": e["deletion"]["images"],
+                             "shortcut": e["shortcut"], "evidence": e["evidence"],
+                             "review": reviews.get(e["concept"], {}).get("verdict"),
+                             "exemplars": [x["id"] for x in e["exemplars"]]})
+        return pd.DataFrame(rows)
+
+    def concept_map(self, image_id: int, concept: str) -> np.ndarray:
+        """Where ``concept`` ("Coat/2") is in image ``image_id``: ``(H, W)`` over the original image."""
+        from mikata.concepts import concept_heatmap
+
+        return concept_heatmap(self.path, int(image_id), concept, model=self._model, device=self.device)
+
+    def strategies(self, cls: int | str) -> "pd.DataFrame":
+        """The class's strategies (images clustered by how the model recognises them): size, accuracy,
+        tightness, whether it is a Clever-Hans candidate, exemplar ids and the mean share of each concept."""
+        import pandas as pd
+
+        from mikata.concepts.ondemand import _atlas
+
+        atlas = _atlas(self.path)
+        name = atlas._name(atlas.class_id(cls if not isinstance(cls, str) else self.class_names[self._class(cls)]))
+        rows = [{"strategy": s["strategy"], "size": s["size"], "accuracy": s["accuracy"],
+                 "tightness": s.get("tightness"), "clever_hans": s.get("clever_hans", False),
+                 "exemplars": s["exemplars"], **{f"share:{k}": v for k, v in s["concepts"].items()}}
+                for s in atlas.doc["strategies"][name]]
+        return pd.DataFrame(rows)
+
     def fields(self) -> list[str]:
         """The run's per-image fields: the extra columns of the CSV manifest it was scanned from."""
         with RunStore.open(self.path) as store:

@@ -76,8 +76,14 @@ CREATE TABLE IF NOT EXISTS reviews (
     suggested INTEGER,         -- the class the reviewer (or the audit) proposes instead
     updated TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS concept_reviews (
+    concept TEXT PRIMARY KEY,  -- "CLASS/k" of the run's concept atlas
+    verdict TEXT NOT NULL CHECK (verdict IN ('object', 'artefact')),  -- what a person judged the concept to be
+    updated TEXT NOT NULL
+);
 """
 REVIEW_VERDICTS = ("wrong", "fine")
+CONCEPT_VERDICTS = ("object", "artefact")
 # Per-image metadata from a CSV manifest's extra columns (``path,label,cell_type``): plain text values,
 # keyed by the image's stored path so a resumed or incremental scan keeps them. Written by the scan.
 FIELDS_SCHEMA = """
@@ -631,6 +637,26 @@ class RunStore:
         if r is None:
             return None
         return dict(zip(("id", "path", "label", "pred", "verdict", "suggested", "updated"), r), path=from_db(r[1]))
+
+    def set_concept_review(self, concept: str, verdict: str | None) -> None:
+        """Record whether a person judged a concept (``"CLASS/k"``) to be the ``object`` or an ``artefact``
+        (a shortcut); ``None`` clears it. Kept beside the label reviews, in the same annotation tables."""
+        self._require_annotations()
+        if verdict is not None and verdict not in CONCEPT_VERDICTS:
+            raise RunStoreError(f"concept verdict must be one of {CONCEPT_VERDICTS}, not {verdict!r}")
+        with self._transaction():
+            if verdict is None:
+                self.db.execute("DELETE FROM concept_reviews WHERE concept=?", (str(concept),))
+            else:
+                self.db.execute("INSERT OR REPLACE INTO concept_reviews VALUES (?,?,?)",
+                                (str(concept), verdict, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
+
+    def concept_reviews(self) -> dict[str, dict]:
+        """``{concept: {"verdict", "updated"}}`` for every reviewed concept."""
+        if not self._has_table("concept_reviews"):
+            return {}
+        return {c: {"verdict": v, "updated": u}
+                for c, v, u in self.db.execute("SELECT concept, verdict, updated FROM concept_reviews ORDER BY concept")}
 
     # ------------------------------------------------------------ per-image fields (manifest columns)
     def set_fields(self, names: Sequence[str], values: Iterable[tuple[str, str, str]]) -> None:
