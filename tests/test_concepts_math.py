@@ -120,3 +120,27 @@ def test_presence_rule_and_slices_rank_the_worst_first():
     e = D.concept_errors("Coat/0", has[:, 0], correct)
     assert e["with"] == {"images": 10, "accuracy": 1.0} and e["without"] == {"images": 10, "accuracy": 0.5}
     assert e["errors_with"] == 0 and e["correct_with"] == 10
+
+
+def test_a_signed_layer_is_split_by_sign_and_keeps_gradient_times_activation():
+    from mikata.concepts.nmf import split_gradient, split_sign
+
+    g = torch.Generator().manual_seed(4)
+    A, G = torch.randn(3, 5, 6, generator=g), torch.randn(3, 5, 6, generator=g)
+    As, Gs = split_sign(A), split_gradient(G)
+    assert As.shape == (3, 5, 12) and bool((As >= 0).all())
+    assert torch.allclose((As * Gs).sum(-1), (A * G).sum(-1), atol=1e-6)
+    assert torch.equal(As[..., :6] - As[..., 6:], A)
+
+
+def test_concept_vectors_point_from_random_towards_the_examples():
+    from mikata.concepts.tcav import logistic_directions
+
+    g = torch.Generator().manual_seed(5)
+    direction = torch.zeros(40)
+    direction[3] = 1.0
+    pos = torch.randn(30, 40, generator=g) + 2 * direction
+    negs = torch.randn(4, 30, 40, generator=g)
+    v = logistic_directions(pos, negs)
+    assert v.shape == (4, 40) and torch.allclose(v.norm(dim=1), torch.ones(4))
+    assert bool((v[:, 3] > 0.5).all()) and int(v.abs().argmax(1).eq(3).sum()) == 4

@@ -4,7 +4,10 @@ For each class, a seeded sample of up to ``sample`` of the images labeled with i
 once, forward and backward to the layer (``attribution.passes.gradient_pass``: hooks from ``mikata.hooks``,
 parameters frozen, nothing below the layer differentiated), on the user's device. Their non-negative
 activations, one row per position (N·h·w, C), are factorized into ``per_class`` concepts (``nmf``);
-the gradients of the class logit split the evidence over the concepts (``importance``). Why a sample and
+the gradients of the class logit split the evidence over the concepts (``importance``). A layer whose
+negative activations carry evidence (an MBConv linear bottleneck) is factorized sign-split
+(``nmf.split_sign``: ``[A⁺, A⁻]``, exact); one whose negatives carry none (a conv before its ReLU, where the
+gradient is 0) is clamped at 0. Why a sample and
 not the whole class: the factorization needs every row at once for an exact HALS sweep, and a seeded
 sample of a few hundred images (thousands of positions) already pins down a handful of directions; the
 memory is bounded by ``sample`` x positions x channels whatever the run's size, so a 1M-row run costs what
@@ -31,12 +34,13 @@ import torch
 
 from mikata.concepts import describe as D
 from mikata.concepts import store as S
-from mikata.errors import ChoiceError, ImageDecodeError, MikataError
+from mikata.concepts.passes import BATCH, decode_images, geometries, layer_pass
+from mikata.errors import ChoiceError, MikataError
 
 log = logging.getLogger(__name__)
-BATCH = 32
 MAX_PER_CLASS = 50
 TOP_EXEMPLARS = 6
+NEGATIVE_EVIDENCE = 0.1  # share of |gradient x activation| in negative activations above which a layer is sign-split
 
 
 @dataclass
@@ -122,37 +126,35 @@ def compute_atlas(run_dir: str | os.PathLike, *, layer: str | None = None, class
     with MapService(run_dir, handle=handle, model=spec, device=device or "cpu") as service:
         names = list(service.identity["classes"])
         wanted = resolve_classes(names, classes)
-        rows = service.store.rows(status="ok", columns=("id", "label", "pred", "path"), tuples=True)
-        if not rows:
+        ids, labels, preds = _row_arrays(service.store)
+        if not len(ids):
             raise MikataError(f"{run_dir} holds no scanned images; run `mikata scan` first")
         h = service.handle
         layer = _check_layer(h, layer or service.identity.get("layer") or h.default_layer)
         opts = Options(layer, int(per_class), int(sample), int(seed), int(deletion_images), files)
         version = service.store.version()
         key = S.make_key(version, service.identity.get("weights_sha1"), opts.as_dict())
-        ids = np.array([r[0] for r in rows], np.int64)
-        labels = np.array([-1 if r[1] is None else r[1] for r in rows], np.int64)
-        preds = np.array([-1 if r[2] is None else r[2] for r in rows], np.int64)
-        paths = {int(r[0]): str(r[3]) for r in rows}
         todo = [c for c in wanted if (labels == c).any()]
         if not todo:
             raise MikataError(f"no scanned image is labeled {', '.join(names[c] for c in wanted)}; "
                               "pick classes that have images (`mikata audit` lists them)")
         cavs = _cavs(service, opts, ids, progress) if files else {}
         parts: dict[int, dict] = {}
-        with Progress(len(todo), f"concepts of {layer}", "class", progress) as bar:
+        sizes = {c: min(int((labels == c).sum()), opts.sample) for c in todo}
+        with Progress(sum(sizes.values()), f"concepts of {layer} ({len(todo)} classes)", "img", progress,
+                      first="first class") as bar:
             for c in todo:
                 jpath, npath = S.class_paths(run_dir, c)
                 part = S.read_json(jpath)
                 if part is None or part.get("key") != key or S.read_arrays(npath) is None:
                     part = _class_part(service, c, ids[labels == c], labels[labels == c], preds[labels == c],
-                                       paths, opts, key, cavs, names)
+                                       opts, key, cavs, names, bar.update)
                     S.write_arrays(npath, part.pop("_arrays"))
                     S.write_json(jpath, part)
                 else:
                     log.debug("concepts of class %s: kept from a previous computation", names[c])
+                    bar.update(sizes[c])
                 parts[c] = part
-                bar.update(1)
         doc = _assemble(parts, names, layer, key, version, opts)
         S.write_json(S.folder(run_dir) / "atlas.json", doc)
     return Atlas(Path(run_dir), doc)
@@ -168,72 +170,11 @@ def _check_layer(h, layer: str | None) -> str:
     return layer
 
 
-def _decode(service, ids: Sequence[int], paths: dict[int, Path] | None = None):
-    """The run's preprocessing of these images: ``(n, C, H, W)``, their original sizes ``(n, 2)`` and the ids
-    kept (an image that cannot be decoded any more is left out with a warning)."""
-    from mikata.analysis.media import image_files
-    from mikata.data.images import load_image
-
-    pre = service.preprocessing
-    files = paths if paths is not None else image_files(service.store, ids)
-    images, sizes, kept = [], [], []
-    for i in ids:
-        f = files.get(int(i))
-        if f is None:
-            log.warning("concepts: image %s is no longer inside the dataset root; left out", i)
-            continue
-        try:
-            img = load_image(f, pre.mode)
-            images.append(pre.preprocess([img])[0])
-        except ImageDecodeError as e:
-            log.warning("concepts: %s; left out", e)
-            continue
-        sizes.append((img.width, img.height))
-        kept.append(int(i))
-    if not images:
-        return None, np.zeros((0, 2), np.int64), []
-    return torch.stack(images), np.array(sizes, np.int64), kept
-
-
-def _geometries(pre, sizes: np.ndarray) -> list[D.Geometry]:
-    h, w = pre.input_size
-    out = []
-    for width, height in sizes:
-        rw, rh, left, top = pre.geometry(int(width), int(height))
-        out.append(D.Geometry(int(width), int(height), rw, rh, left, top, w, h))
-    return out
-
-
-def _layer_pass(service, ids: Sequence[int], cls: int, layer: str, grads: bool = True):
-    """Activations ``(n, h, w, C)``, gradients of the class logit (or None), P(class) ``(n,)``, the live
-    predictions ``(n,)``, original sizes and the ids kept, batch by batch on the model's device."""
-    from mikata.attribution.passes import gradient_pass
-
-    h = service.handle
-    acts, gs, probs, live, sizes, kept = [], [], [], [], [], []
-    for s in range(0, len(ids), BATCH):
-        x, sz, k = _decode(service, ids[s:s + BATCH])
-        if x is None:
-            continue
-        x = x.to(h.device)
-        target = torch.full((x.shape[0], 1), int(cls), dtype=torch.long, device=x.device)
-        p = gradient_pass(h, x, target, layer=layer, modes={"plain": ("layer",)} if grads else {})
-        a = p.activation
-        if a is None or a.dim() != 4:
-            raise MikataError(f"layer {layer} gives shape {None if a is None else tuple(a.shape)}, not a (C, h, w) "
-                              "map per image; pick a convolutional layer (`mikata layers MODEL` lists them)")
-        acts.append(a.float().permute(0, 2, 3, 1).cpu())  # (n, h, w, C)
-        if grads:
-            gs.append(p.layer_grads["plain"][0].float().permute(0, 2, 3, 1).cpu())
-        pr = torch.softmax(p.logits.float(), 1)
-        probs.append(pr[:, cls].cpu())
-        live.append(pr.argmax(1).cpu())
-        sizes.append(sz)
-        kept += k
-    if not kept:
-        return None
-    return (torch.cat(acts), torch.cat(gs) if grads else None, torch.cat(probs).numpy(), torch.cat(live).numpy(),
-            np.concatenate(sizes), np.array(kept, np.int64))
+def negative_evidence(A: torch.Tensor, G: torch.Tensor) -> float:
+    """Share of the absolute gradient × activation that sits in negative activations (0 for a non-negative layer)."""
+    neg = float((G * A.clamp_max(0)).sum().abs())
+    pos = float((G * A.clamp_min(0)).sum().abs())
+    return neg / (neg + pos) if neg + pos > 0 else 0.0
 
 
 def _sample(ids: np.ndarray, n: int, seed: int, cls: int) -> np.ndarray:
@@ -243,26 +184,47 @@ def _sample(ids: np.ndarray, n: int, seed: int, cls: int) -> np.ndarray:
     return np.sort(rng.choice(ids, size=n, replace=False))
 
 
-def _class_part(service, c: int, ids: np.ndarray, labels: np.ndarray, preds: np.ndarray, paths: dict[int, str],
-                opts: Options, key: str, cavs: dict, names: list[str]) -> dict:
+def _row_arrays(store, chunk: int = 100_000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ids, labels and predictions of every usable row (``-1`` where missing), read in chunks: three int64
+    arrays, whatever the run's size (no row objects are kept)."""
+    parts, last = [], 0
+    while True:
+        rows = store.rows(status="ok", columns=("id", "label", "pred"), tuples=True, after_id=last, limit=chunk)
+        if not rows:
+            break
+        parts.append(np.array([[r[0], -1 if r[1] is None else r[1], -1 if r[2] is None else r[2]] for r in rows],
+                              np.int64))
+        last = int(rows[-1][0])
+    table = np.concatenate(parts) if parts else np.zeros((0, 3), np.int64)
+    return table[:, 0], table[:, 1], table[:, 2]
+
+
+def _class_part(service, c: int, ids: np.ndarray, labels: np.ndarray, preds: np.ndarray, opts: Options, key: str,
+                cavs: dict, names: list[str], advance=None) -> dict:
     from mikata.concepts import shortcuts
     from mikata.concepts.importance import contributions, shares
-    from mikata.concepts.nmf import nmf
+    from mikata.concepts.nmf import nmf, split_gradient, split_sign
     from mikata.concepts.strategies import strategies
 
     cname = names[c]
     chosen = _sample(ids, opts.sample, opts.seed, c)
-    got = _layer_pass(service, chosen.tolist(), c, opts.layer)
+    got = layer_pass(service, chosen.tolist(), c, opts.layer, advance=advance)
     if got is None:
         raise MikataError(f"none of the images of class {cname} can be decoded any more; scan the run again")
     A, G, prob, live, sizes, kept = got  # (n, h, w, C) x2, (n,), (n,), (n, 2), (n,)
     n, gh, gw, C = A.shape
+    G_layer = G  # the layer's own channels, for TCAV
     pos = {int(i): j for j, i in enumerate(ids)}
     lab = np.array([labels[pos[int(i)]] for i in kept])
     prd = np.array([preds[pos[int(i)]] for i in kept])
+    if negative_evidence(A, G) > NEGATIVE_EVIDENCE:  # negative activations carry evidence: factorize [A⁺, A⁻]
+        A, G = split_sign(A), split_gradient(G)
+        C = A.shape[-1]
+    else:  # none, or none that matters (a pre-ReLU layer: the gradient is 0 where the ReLU cuts)
+        A = A.clamp_min(0)
     k = min(opts.per_class, C, n * gh * gw)
     dev = service.handle.device
-    U, W = nmf(A.clamp_min(0).reshape(-1, C).to(dev), k, seed=opts.seed)
+    U, W = nmf(A.reshape(-1, C).to(dev), k, seed=opts.seed)
     U, W = U.cpu().reshape(n, gh * gw, k), W.cpu()
     per, residual = contributions(U, W, G.reshape(n, -1, C), A.reshape(n, -1, C))
     order = torch.argsort(per.mean(0), descending=True, stable=True)  # concept 0 = the most important
@@ -272,18 +234,19 @@ def _class_part(service, c: int, ids: np.ndarray, labels: np.ndarray, preds: np.
     strength = D.strengths(Ug)
     thresholds = D.presence_threshold(strength)
     has = D.present(strength, thresholds)
-    geos = _geometries(service.preprocessing, sizes)
+    geos = geometries(service.preprocessing, sizes)
     correct = lab == prd
     cnames = [f"{cname}/{j}" for j in range(k)]
     denom = float(total.mean())
     if denom <= 1e-12:  # a class with no net positive evidence: shares of the absolute evidence
         denom = float((per.abs().sum(1) + residual.abs()).mean()) or 1.0
     deletion = _deletion(service, c, kept, Ug, has, strength, prob, live, opts.deletion_images)
+    paths = service.store.paths([int(kept[i]) for i in np.unique(np.argsort(-strength, 0, kind="stable")[:TOP_EXEMPLARS])])
     concepts = []
     for j in range(k):
         center, spread, ar = D.location(Ug, j, has[:, j], geos)
         best = np.argsort(-strength[:, j], kind="stable")[:TOP_EXEMPLARS]
-        exemplars = [{"id": int(kept[i]), "path": paths.get(int(kept[i]), ""),
+        exemplars = [{"id": int(kept[i]), "path": str(paths.get(int(kept[i]), "")),
                       "box": D.region_box(Ug[i, :, :, j], geos[i])} for i in best if strength[i, j] > 0]
         entry = {"concept": cnames[j], "importance": float(per[:, j].mean()) / denom,
                  "presence": float(has[:, j].mean()), "exemplars": exemplars,
@@ -302,7 +265,7 @@ def _class_part(service, c: int, ids: np.ndarray, labels: np.ndarray, preds: np.
     if cavs:
         from mikata.concepts.tcav import class_scores
 
-        part["tcav"] = {name: class_scores(cav, G.reshape(n, -1)) for name, cav in cavs.items()}
+        part["tcav"] = {name: class_scores(cav, G_layer.reshape(n, -1)) for name, cav in cavs.items()}
     part["_arrays"] = {"ids": np.array(kept, np.int64), "W": W.numpy().astype(np.float32),
                        "U": Ug.astype(np.float32), "contrib": per.numpy().astype(np.float32),
                        "residual": residual.numpy().astype(np.float32), "total": total.numpy().astype(np.float32),
@@ -324,7 +287,7 @@ def _deletion(service, c: int, kept: list[int], U: np.ndarray, has: np.ndarray, 
     need = sorted({int(i) for rows in chosen.values() for i in rows})
     cache: dict[int, torch.Tensor] = {}
     if need:
-        x, _, got = _decode(service, [kept[i] for i in need])
+        x, _, got = decode_images(service, [kept[i] for i in need])
         if x is not None:
             where = {kid: r for r, kid in enumerate(got)}
             cache = {i: x[where[kept[i]]] for i in need if kept[i] in where}

@@ -114,3 +114,18 @@ def _relative_error(A: torch.Tensor, U: torch.Tensor, W: torch.Tensor, norm_a: f
 def _unit_rows(U: torch.Tensor, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     norms = W.norm(dim=1).clamp_min(EPS)  # (k,)
     return U * norms[None, :], W / norms[:, None]
+
+
+def split_sign(A: torch.Tensor) -> torch.Tensor:
+    """A signed activation ``(..., C)`` as ``(..., 2C)`` non-negative channels ``[relu(A), relu(-A)]``.
+
+    Layers without a rectifier after them (the linear bottleneck of an MBConv block, a pre-ReLU conv) have
+    negative activations that NMF cannot hold; splitting each channel by sign keeps the factorization
+    exact and non-negative, and the gradient ``[G, -G]`` (``split_gradient``) leaves gradient × activation
+    unchanged: ``[G, -G] · [A⁺, A⁻] = G · A``."""
+    return torch.cat([A.clamp_min(0), (-A).clamp_min(0)], dim=-1)
+
+
+def split_gradient(G: torch.Tensor) -> torch.Tensor:
+    """The gradient for ``split_sign``'s channels: ``(..., 2C)`` = ``[G, -G]``."""
+    return torch.cat([G, -G], dim=-1)

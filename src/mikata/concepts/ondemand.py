@@ -36,9 +36,9 @@ def _service(run_dir, model, device):
 def _grid_coefficients(atlas: Atlas, c: int, image_id: int, service, grads: bool = False):
     """``U`` ``(h, w, k)`` of one image for class ``c``'s concepts (and its contributions ``(k,)`` when
     ``grads``), plus its original size: stored when the atlas sampled it, else projected."""
-    from mikata.concepts.compute import _layer_pass
+    from mikata.concepts.passes import layer_pass
     from mikata.concepts.importance import contributions
-    from mikata.concepts.nmf import nnls_project
+    from mikata.concepts.nmf import nnls_project, split_gradient, split_sign
 
     a = atlas.arrays(c)
     where = np.nonzero(a["ids"] == int(image_id))[0]
@@ -47,12 +47,14 @@ def _grid_coefficients(atlas: Atlas, c: int, image_id: int, service, grads: bool
         return a["U"][i], (a["contrib"][i] if grads else None), tuple(int(v) for v in a["sizes"][i])
     if service is None:
         return None
-    got = _layer_pass(service, [int(image_id)], c, atlas.layer, grads=grads)
+    got = layer_pass(service, [int(image_id)], c, atlas.layer, grads=grads)
     if got is None:
         raise MikataError(f"image {image_id} cannot be decoded any more")
     A, G, _, _, sizes, _ = got  # (1, h, w, C)
-    _, gh, gw, C = A.shape
     W = torch.from_numpy(a["W"])
+    if W.shape[1] == 2 * A.shape[-1]:  # the class was factorized sign-split (nmf.split_sign)
+        A, G = split_sign(A), (split_gradient(G) if G is not None else None)
+    _, gh, gw, C = A.shape
     U = nnls_project(A.reshape(-1, C), W).reshape(1, gh * gw, -1)  # (1, s, k)
     per = contributions(U, W, G.reshape(1, -1, C), A.reshape(1, -1, C))[0][0].numpy() if grads else None
     return U.reshape(gh, gw, -1).numpy(), per, (int(sizes[0][0]), int(sizes[0][1]))

@@ -1,6 +1,6 @@
 """Concepts a user defines by examples (TCAV, Kim et al. 2018).
 
-A concept vector (CAV) is the normal of a linear classifier (logistic regression, torch) that separates
+A concept vector (CAV) is the normal of a linear classifier (L2-regularized logistic regression, torch) that separates
 the layer activations of the user's example images from those of random images of the run. The TCAV score
 of a class is the fraction of its images whose class-logit gradient at the layer points along the CAV
 (positive directional derivative). As in the paper, ``RANDOM_SETS`` CAVs are trained against different
@@ -20,32 +20,31 @@ RANDOM_SETS = 10
 MAX_EXAMPLES = 100
 
 
-def logistic_direction(pos: torch.Tensor, neg: torch.Tensor, steps: int = 300, l2: float = 1e-3, seed: int = 0) -> torch.Tensor:
-    """Unit normal ``(D,)`` of a logistic-regression boundary between ``pos`` ``(m, D)`` and ``neg`` ``(m', D)``
-    (features standardized by their joint scale; L-BFGS), pointing towards ``pos``."""
-    X = torch.cat([pos, neg]).double()
-    y = torch.cat([torch.ones(len(pos)), torch.zeros(len(neg))]).double()
-    scale = X.std() + 1e-12
-    mu = X.mean(0)
-    Xs = (X - mu) / scale
-    w = torch.zeros(X.shape[1], dtype=torch.float64, requires_grad=True)
-    b = torch.zeros(1, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], max_iter=steps, line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(Xs @ w + b, y) + l2 * (w * w).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
+def logistic_directions(pos: torch.Tensor, negs: torch.Tensor, steps: int = 100, l2: float = 1e-2) -> torch.Tensor:
+    """Unit normals ``(R, D)`` of ``R`` L2-regularized logistic-regression boundaries, each between ``pos``
+    ``(m, D)`` and one set ``negs[r]`` ``(m', D)`` (features centered and scaled by each problem's spread;
+    full-batch Adam, all R problems in one batched optimization, deterministic), pointing towards ``pos``."""
+    R = negs.shape[0]
+    X = torch.cat([pos.float()[None].expand(R, -1, -1), negs.float()], dim=1)  # (R, m + m', D)
+    y = torch.cat([torch.ones(len(pos)), torch.zeros(negs.shape[1])])[None].expand(R, -1)
+    Xs = (X - X.mean(1, keepdim=True)) / (X.flatten(1).std(1)[:, None, None] + 1e-12)
+    w = torch.zeros(R, X.shape[2], requires_grad=True)
+    b = torch.zeros(R, 1, requires_grad=True)
+    opt = torch.optim.Adam([w, b], lr=0.1)
+    with torch.enable_grad():
+        for _ in range(steps):
+            opt.zero_grad()
+            logits = torch.einsum("rnd,rd->rn", Xs, w) + b
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none").mean(1).sum()
+            (loss + l2 * (w * w).sum()).backward()
+            opt.step()
     v = w.detach()
-    return (v / (v.norm() + 1e-12)).float()
+    return v / (v.norm(dim=1, keepdim=True) + 1e-12)
 
 
 def _activations(service, ids_or_files, layer: str, files: bool = False) -> torch.Tensor:
     """Flattened layer activations ``(m, h*w*C)`` (position-major, as the class passes flatten gradients)."""
-    from mikata.concepts.compute import BATCH, _decode
+    from mikata.concepts.passes import BATCH, decode_images
     from mikata.attribution.passes import gradient_pass
 
     h = service.handle
@@ -53,9 +52,9 @@ def _activations(service, ids_or_files, layer: str, files: bool = False) -> torc
     for s in range(0, len(ids_or_files), BATCH):
         chunk = ids_or_files[s:s + BATCH]
         if files:
-            x, _, _ = _decode(service, list(range(len(chunk))), {i: f for i, f in enumerate(chunk)})
+            x, _, _ = decode_images(service, list(range(len(chunk))), {i: f for i, f in enumerate(chunk)})
         else:
-            x, _, _ = _decode(service, chunk)
+            x, _, _ = decode_images(service, chunk)
         if x is None:
             continue
         p = gradient_pass(h, x.to(h.device), torch.zeros((x.shape[0], 1), dtype=torch.long, device=h.device),
@@ -81,8 +80,8 @@ def train_cavs(service, opts, ids: np.ndarray, progress: bool) -> dict:
                 pool = np.concatenate([pool, rng.choice(ids, size=need - len(pool), replace=True)])
             neg = _activations(service, pool[:need].tolist(), opts.layer)
             sets = [neg[r * m:(r + 1) * m] for r in range(RANDOM_SETS + 1)]
-            concept = torch.stack([logistic_direction(pos, sets[r + 1], seed=r) for r in range(RANDOM_SETS)])
-            random = torch.stack([logistic_direction(sets[0], sets[r + 1], seed=r) for r in range(RANDOM_SETS)])
+            concept = logistic_directions(pos, torch.stack(sets[1:]))  # the concept against each random set
+            random = logistic_directions(sets[0], torch.stack(sets[1:]))  # a random set against the others
             out[name] = {"concept": concept, "random": random, "examples": m}
             bar.update(1)
     return out
