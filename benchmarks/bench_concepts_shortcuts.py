@@ -144,14 +144,13 @@ def box_hit(mask: np.ndarray | None, box: list[float]) -> bool:
     return bool(holds or mostly)
 
 
-def heat_share(case: PlantedCase, run: Path, ids_rels: list[tuple[int, str]], concept: str) -> float | None:
-    """Mean share of the concept heatmap's mass on the artefact, over the planted exemplars, divided by the
-    share a uniform map would put there (1 = no preference, 10 = ten times denser on the artefact)."""
-    try:
-        from mikata.concepts import concept_heatmap
-    except ImportError:
-        return None
-    ratios = []
+def heat_share(case: PlantedCase, run: Path, ids_rels: list[tuple[int, str]], concept: str
+               ) -> tuple[float, float] | None:
+    """Over the planted exemplars: the mean share of the concept heatmap's mass on the artefact's pixels,
+    and the mean share a uniform map would put there (the artefact's fraction of the image)."""
+    from mikata.concepts import concept_heatmap
+
+    shares, bases = [], []
     for image_id, rel in ids_rels:
         mask = artefact_of(case, rel)
         if mask is None:
@@ -164,8 +163,50 @@ def heat_share(case: PlantedCase, run: Path, ids_rels: list[tuple[int, str]], co
             heat = np.clip(heat, 0, None)
         if heat.sum() <= 0:
             continue
-        ratios.append(float((heat * mask).sum() / heat.sum()) / float(mask.mean()))
-    return float(np.mean(ratios)) if ratios else None
+        shares.append(float((heat * mask).sum() / heat.sum()))
+        bases.append(float(mask.mean()))
+    return (float(np.mean(shares)), float(np.mean(bases))) if shares else None
+
+
+def direction_deletion(run: Path, ckpt: Path, cls: str, concept: str, images: int = 32) -> dict:
+    """An independent deletion check that also reaches distributed and global artefacts: on up to ``images``
+    of the class's sampled images that have the concept and are predicted as the class, subtract the
+    concept's part ``U_k(s) W_k`` from the layer's activations at EVERY position and finish the forward;
+    the flip rate and mean drop of P(class). (The library fills one region with the mean colour instead.)"""
+    import torch
+
+    from mikata.analysis.runstore import RunStore
+    from mikata.concepts import load_atlas
+    from mikata.hooks import attached, get_layer
+    from mikata.models.loading import load_model
+
+    atlas = load_atlas(run)
+    c, k, _ = atlas.concept(concept)
+    a = atlas.arrays(c)
+    has = atlas.present(c)[:, k] & (a["preds"] == c)
+    rows = np.flatnonzero(has)[:images]
+    if rows.size == 0:
+        return {"flip_rate": 0.0, "mean_drop": 0.0, "images": 0}
+    handle = load_model(str(ckpt))
+    with RunStore.open(run) as store:
+        paths = store.paths([int(i) for i in a["ids"][rows]])
+    x = handle.preprocessing.load([paths[int(i)] for i in a["ids"][rows]])
+    W = torch.from_numpy(a["W"][k]).float()  # (C,) or (2C,) when the class was factorized sign-split
+    U = torch.from_numpy(a["U"][rows][..., k]).float()  # (n, h, w)
+
+    def remove(module, args, out):
+        C = out.shape[1]
+        w = W[:C] - W[C:] if W.numel() == 2 * C else W
+        return out - U[:, None] * w[None, :, None, None]  # (n, C, h, w)
+
+    net = handle.net.eval()
+    with torch.no_grad():
+        before = torch.softmax(net(x), 1)[:, c]
+        with attached([(get_layer(net, atlas.layer), "forward", remove)]):
+            after_logits = net(x)
+    after = torch.softmax(after_logits, 1)
+    flips = (after.argmax(1) != c).float().mean().item()
+    return {"flip_rate": flips, "mean_drop": float((before - after[:, c]).mean()), "images": int(rows.size)}
 
 
 def concepts_json(run: Path, args: list[str]) -> tuple[dict, float]:
@@ -178,7 +219,7 @@ def concepts_json(run: Path, args: list[str]) -> tuple[dict, float]:
         raise SystemExit(f"mikata concepts {run} printed no JSON: {out.stdout[-500:]} {out.stderr[-1500:]}")
 
 
-def score(case: PlantedCase, runs: dict[str, Path], concept_args: list[str]) -> dict:
+def score(case: PlantedCase, runs: dict[str, Path], concept_args: list[str], ckpt: Path) -> dict:
     """Found, rank, flag, boxes, flip rate on the planted run; shortcut flags on the clean twin."""
     atlas, seconds = concepts_json(runs["planted"], concept_args)
     twin, twin_seconds = concepts_json(runs["clean"], concept_args)
@@ -188,31 +229,38 @@ def score(case: PlantedCase, runs: dict[str, Path], concept_args: list[str]) -> 
     for rank, c in enumerate(concepts, 1):
         ex = [(int(e["id"]), _rel(e["path"]), e["box"]) for e in c["exemplars"]]
         hits = [box_hit(artefact_of(case, rel), box) for _, rel, box in ex]
+        heat = heat_share(case, runs["planted"], [(i, r) for i, r, _ in ex], c["concept"]) if located else None
         rows.append({"concept": c["concept"], "rank": rank, "importance": c["importance"],
                      "presence": c["presence"], "shortcut": bool(c["shortcut"]),
                      "box_hits": float(np.mean(hits)) if hits else 0.0,
-                     "heat_ratio": heat_share(case, runs["planted"], [(i, r) for i, r, _ in ex], c["concept"])
-                     if located else None,
+                     "heat_share": heat[0] if heat else None, "heat_base": heat[1] if heat else None,
+                     "direction_deletion": direction_deletion(runs["planted"], ckpt, case.target, c["concept"]),
                      "flip_rate": c["deletion"]["flip_rate"], "mean_drop": c["deletion"]["mean_drop"],
                      "deleted_on": c["deletion"]["images"], "location": c["location"], "area": c["area"],
                      "evidence": c["evidence"]})
-    on_artefact = [r for r in rows if (r["box_hits"] >= 0.5 if located else True)]
-    best = next((r for r in on_artefact if r["shortcut"]), on_artefact[0] if on_artefact else None)
-    found = bool(best and best["shortcut"] and best["rank"] <= TOP
-                 and (located or best["flip_rate"] >= 0.3))
+    for r in rows:  # on the artefact: its exemplar boxes, or its heatmap's mass (big artefacts: border, background)
+        mostly = r["heat_share"] is not None and r["heat_share"] >= r["heat_base"] + 0.5 * (1 - r["heat_base"])
+        r["on_artefact"] = bool(r["box_hits"] >= 0.5 or mostly) if located else None
+    candidates = [r for r in rows[:TOP] if r["on_artefact"] in (True, None)]
+    # the artefact's concept: on it (located kinds) or, for a global artefact, the one whose direction deletion
+    # flips the most; a flagged one first
+    candidates.sort(key=lambda r: (not r["shortcut"], -r["direction_deletion"]["flip_rate"] if not located else r["rank"]))
+    best = candidates[0] if candidates else None
+    used = bool(best and (best["flip_rate"] >= 0.3 or best["mean_drop"] >= 0.3))
+    found = bool(best and best["shortcut"] and used)
     alarms = [c["concept"] for c in twin["classes"].get(case.target, []) if c["shortcut"]]
     other_planted = [c["concept"] for k, cs in atlas["classes"].items() if k != case.target for c in cs
                      if c["shortcut"]]
     other_clean = [c["concept"] for k, cs in twin["classes"].items() if k != case.target for c in cs
                    if c["shortcut"]]
-    return {"found": found, "best": best, "concepts": rows, "twin_alarms": alarms,
+    return {"found": found, "named_and_flagged": bool(best and best["shortcut"]), "best": best, "concepts": rows, "twin_alarms": alarms,
             "other_class_flags_planted": other_planted, "other_class_flags_clean": other_clean,
             "layer": atlas.get("layer"), "seconds": seconds, "twin_seconds": twin_seconds}
 
 
 def print_table(table: list[dict]) -> None:
-    print(f"\n{'kind':<11} {'class':<12} {'uses it':>14} {'found':>5} {'rank':>4} {'flag':>5} {'boxes':>5} "
-          f"{'heat':>5} {'flip':>5} {'drop':>5} {'twin alarms':>11} {'other flags p/c':>15}")
+    print(f"\n{'kind':<11} {'class':<12} {'uses it':>11} {'found':>5} {'rank':>4} {'flag':>5} {'boxes':>5} "
+          f"{'heat':>9} {'flip':>5} {'drop':>5} {'dir flip':>8} {'twin alarms':>11} {'other flags p/c':>15}")
     for row in table:
         u, s = row["usage"], row.get("score")
         uses = f"{u['planted']:.2f}->{u['removed']:.2f}"
@@ -220,10 +268,11 @@ def print_table(table: list[dict]) -> None:
             print(f"{row['kind']:<11} {row['target']:<12} {uses:>14}")
             continue
         b = s["best"] or {}
-        heat = f"{b['heat_ratio']:.1f}" if b.get("heat_ratio") is not None else "n/a"
-        print(f"{row['kind']:<11} {row['target']:<12} {uses:>14} {'yes' if s['found'] else 'no':>5} "
-              f"{b.get('rank', '-'):>4} {str(b.get('shortcut', '-')):>5} {b.get('box_hits', 0):>5.2f} {heat:>5} "
-              f"{b.get('flip_rate', 0):>5.2f} {b.get('mean_drop', 0):>5.2f} {len(s['twin_alarms']):>11} "
+        heat = f"{b['heat_share']:.2f}/{b['heat_base']:.2f}" if b.get("heat_share") is not None else "n/a"
+        dflip = b["direction_deletion"]["flip_rate"] if b else 0.0
+        print(f"{row['kind']:<11} {row['target']:<12} {uses:>11} {'yes' if s['found'] else 'no':>5} "
+              f"{b.get('rank', '-'):>4} {str(b.get('shortcut', '-')):>5} {b.get('box_hits', 0):>5.2f} {heat:>9} "
+              f"{b.get('flip_rate', 0):>5.2f} {b.get('mean_drop', 0):>5.2f} {dflip:>8.2f} {len(s['twin_alarms']):>11} "
               f"{len(s['other_class_flags_planted']):>7}/{len(s['other_class_flags_clean'])}")
     scored = [r for r in table if r.get("score")]
     if scored:
@@ -252,7 +301,7 @@ def main() -> None:
         runs = scan(args.out, case, models)
         row = {"kind": kind, "target": case.target, "usage": usage(case, runs)}
         if args.stage in ("concepts", "all"):
-            row["score"] = score(case, runs, args.concept_args.split())
+            row["score"] = score(case, runs, args.concept_args.split(), models["planted"])
         print(json.dumps(row, default=str), flush=True)
         table.append(row)
     print_table(table)
