@@ -138,3 +138,19 @@ def _check(doc: dict) -> None:
             float(e["importance"]), float(e["presence"]), float(e["area"]), bool(e["shortcut"]), str(e["evidence"])
             [int(x["id"]) for x in e["exemplars"]]
             [float(v) for v in e["location"]["center"]]
+
+
+def shortcuts_section(run_dir: str | os.PathLike) -> dict:
+    """``{"shortcuts": Atlas.shortcuts()}`` for ``mikata audit`` when the run has a current atlas (of the whole
+    run, every split), else ``{}``."""
+    atlas = load_atlas(run_dir)
+    return {} if atlas is None else {"shortcuts": atlas.shortcuts()}
+
+
+def format_shortcuts(result: dict, max_listed: int | None = None) -> list[str]:
+    """The audit's text lines for its ``shortcuts`` (none when the run has no concepts)."""
+    if "shortcuts" not in result:
+        return []
+    items = result["shortcuts"]
+    lines = [f"\nsuspected shortcuts (mikata concepts; evidence for a person to judge, not a verdict): {len(items)}"]
+    return lines + [f"  {s['evidence']}" for s in (items[:max_listed] if max_listed else items)]
