@@ -242,3 +242,41 @@ def test_a_layer_without_a_map_is_refused_and_leaves_no_hook(run, handle):
         assert not m._forward_hooks and not m._backward_hooks and not m._forward_pre_hooks
     assert not any(p.requires_grad is False for p in handle.net.parameters())  # put back as they were
     assert not handle.net.training
+
+
+def test_an_image_that_no_longer_decodes_is_left_out_and_the_cli_says_1(tmp_path, capsys):
+    from mikata.cli import main
+
+    run = mix_run(tmp_path, per_class=6)
+    (tmp_path / "data" / "cool" / "002.png").write_bytes(b"not a png any more")
+    rc = main(["concepts", str(run), "--model", "concepts_support:mix_handle", "--device", "cpu", "--per-class", "2",
+               "--json"])
+    captured = capsys.readouterr()
+    assert rc == 1 and "1 sampled images could not be decoded" in captured.err
+    doc = json.loads(captured.out)
+    assert sum(s["size"] for s in doc["strategies"]["cool"]) == 5
+
+
+def test_removing_a_direction_equals_the_image_without_that_colour(atlas, run, handle):
+    """On the mixture model, removing warm's red concept from the layer's activations is exactly the image with
+    its red cells turned black: an independent computation of the direction-removal deletion test."""
+    from PIL import Image
+
+    from mikata.analysis.media import image_files
+    from mikata.analysis.runstore import RunStore
+
+    a = atlas.arrays("warm")
+    red = int(np.argmax(_cos(a["W"], MIX)[:, 0]))
+    rows = np.nonzero(atlas.present("warm")[:, red])[0]
+    with RunStore.open(run) as store:
+        files = image_files(store, a["ids"][rows].tolist())
+    imgs = []
+    for i in a["ids"][rows]:
+        img = np.asarray(Image.open(files[int(i)]).convert("RGB")).copy()
+        img[(img == COLOURS[0]).all(-1)] = 0
+        imgs.append(Image.fromarray(img))
+    with torch.no_grad():
+        after = torch.softmax(handle.net(handle.preprocessing.preprocess(imgs)), 1)[:, 0].numpy()
+    got = atlas.to_json()["deletion_direction"]["warm"][red]
+    assert got["images"] == len(rows)
+    assert got["mean_drop"] == pytest.approx(float((a["prob"][rows] - after).mean()), abs=1e-4)

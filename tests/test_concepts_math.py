@@ -144,3 +144,38 @@ def test_concept_vectors_point_from_random_towards_the_examples():
     v = logistic_directions(pos, negs)
     assert v.shape == (4, 40) and torch.allclose(v.norm(dim=1), torch.ones(4))
     assert bool((v[:, 3] > 0.5).all()) and int(v.abs().argmax(1).eq(3).sum()) == 4
+
+
+def _entry(importance=0.5, area=0.06, center=(0.85, 0.15), spread=0.02, flip=0.9, drop=0.8, presence=0.9):
+    return {"concept": "Coat/0", "importance": importance, "presence": presence, "area": area,
+            "location": {"center": list(center), "spread": spread},
+            "deletion": {"flip_rate": flip, "mean_drop": drop, "images": 32}}
+
+
+def test_the_shortcut_rule_flags_off_center_used_artefacts_and_not_object_parts():
+    """Numbers from concepts-eval's planted runs (lite0 on Fashion-MNIST, blocks.10): the planted mark and
+    texture patch are flagged; the clean twins' garment middles, collars and hems are not."""
+    from mikata.concepts.shortcuts import suspect
+
+    flagged, text = suspect(_entry(importance=0.53, area=0.09, spread=0.14, flip=0.88, drop=0.82), "Coat", 0.47)
+    assert flagged and text.startswith("Coat/0 carries 53% of Coat's evidence") and "flips 88%" in text
+    texture = _entry(importance=0.55, area=0.10, center=(0.51, 0.45), spread=0.49, flip=0.84, drop=0.82)
+    assert suspect(texture, "Shirt", 0.49)[0]  # placed anywhere: central on average, off-center in each image
+    assert not suspect(_entry(importance=0.72, area=0.25, center=(0.51, 0.54), flip=0.74, drop=0.61), "Coat", 0.02)[0]
+    assert not suspect(_entry(importance=0.50, area=0.13, center=(0.5, 0.13), flip=0.59, drop=0.53), "Coat", 0.37)[0]
+    assert not suspect(_entry(importance=0.53, area=0.14, center=(0.50, 0.28), flip=0.13, drop=0.17), "Shirt", 0.36)[0]
+    assert not suspect(_entry(importance=0.21, area=0.25, center=(0.47, 0.76), flip=0.33, drop=0.19), "Shirt", 0.36)[0]
+    # each condition matters
+    assert not suspect(_entry(importance=0.05), "Coat", 0.47)[0]
+    assert not suspect(_entry(flip=0.1, drop=0.05), "Coat", 0.47)[0]
+    assert not suspect(_entry(), "Coat", 0.05)[0]
+    assert not suspect(_entry(area=0.4, spread=0.3), "Coat", 0.47)[0]
+    assert suspect(_entry(area=0.4, spread=0.02), "Coat", 0.47)[0]  # large, but always at the same off-center place
+
+
+def test_the_center_is_that_of_the_region_not_of_the_whole_map():
+    geo = D.Geometry(width=28, height=28, rw=28, rh=28, left=0, top=0, in_w=28, in_h=28)
+    m = np.full((4, 4), 0.1, np.float32)
+    m[0, 3] = 1.0  # a corner mark with weak coefficients everywhere else
+    cx, cy = D.centroid(m, geo)
+    assert cx == pytest.approx(0.875) and cy == pytest.approx(0.125)

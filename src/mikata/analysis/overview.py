@@ -270,11 +270,9 @@ def audit(run: str | os.PathLike, groups: Mapping[str, str] | None = None, n: in
 
         result["dataset_issues"] = issues_report(find_issues(d, thresholds, label_ranking=ov.label_ranking,
                                                              groups=groups_by), worst=n)
-    from mikata.concepts.atlas import load_atlas
+    from mikata.concepts.atlas import shortcuts_section
 
-    atlas = load_atlas(run)  # `mikata concepts` ran on this run version: its suspected shortcuts (all splits)
-    if atlas is not None:
-        result["shortcuts"] = atlas.shortcuts()
+    result.update(shortcuts_section(run))
     return result
 
 
@@ -330,11 +328,9 @@ def format_audit(r: dict, max_listed: int | None = None) -> str:
         from mikata.analysis.issues import format_issues
 
         lines += format_issues(r["dataset_issues"])
-    if "shortcuts" in r:
-        out(f"\nsuspected shortcuts (mikata concepts; evidence for a person to judge, not a verdict): "
-            f"{len(r['shortcuts'])}")
-        for sc in cut(r["shortcuts"]):
-            out(f"  {sc['evidence']}")
+    from mikata.concepts.atlas import format_shortcuts
+
+    lines += format_shortcuts(r, max_listed)
     for s in r["skipped"]:
         out(f"skipped {shown(s['path'])}: {s['reason']}")
     return "\n".join(lines)

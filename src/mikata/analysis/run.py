@@ -225,7 +225,7 @@ class Run:
     # ------------------------------------------------------------------------------- concepts
     def concepts(self) -> "pd.DataFrame":
         """One row per concept of the run's concept atlas (``mikata concepts``): class, concept, importance
-        (share of the class's evidence), presence, center, spread, area, the deletion test, whether it is a
+        (share of the class's evidence), presence, center, spread, off_center, area, the deletion test, whether it is a
         suspected shortcut, the evidence sentence and a person's review. Raises when there is no current atlas."""
         import pandas as pd
 
@@ -236,10 +236,11 @@ class Run:
         reviews = concept_reviews(self.path)
         rows = []
         for cls, entries in atlas.doc["classes"].items():
-            for e in entries:
+            for e, off in zip(entries, atlas.doc["off_center"][cls]):
                 rows.append({"class": cls, "concept": e["concept"], "importance": e["importance"],
                              "presence": e["presence"], "center_x": e["location"]["center"][0],
                              "center_y": e["location"]["center"][1], "spread": e["location"]["spread"],
+                             "off_center": off,
                              "area": e["area"], "flip_rate": e["deletion"]["flip_rate"],
                              "mean_drop": e["deletion"]["mean_drop"], "deletion_images": e["deletion"]["images"],
                              "shortcut": e["shortcut"], "evidence": e["evidence"],
@@ -251,7 +252,14 @@ class Run:
         """Where ``concept`` ("Coat/2") is in image ``image_id``: ``(H, W)`` over the original image."""
         from mikata.concepts import concept_heatmap
 
-        return concept_heatmap(self.path, int(image_id), concept, model=self._model, device=self.device)
+        return concept_heatmap(self.path, int(image_id), concept, model=self._concepts_model(), device=self.device)
+
+    def _concepts_model(self) -> "ModelHandle | str | None":
+        """The model concepts use for images the atlas did not sample: the handle or spec this Run was given."""
+        source = getattr(self, "source", None)  # a ModelSource where the Run keeps one
+        if source is not None:
+            return source.handle if source.handle is not None else source.spec
+        return self._model
 
     def strategies(self, cls: int | str) -> "pd.DataFrame":
         """The class's strategies (images clustered by how the model recognises them): size, accuracy,

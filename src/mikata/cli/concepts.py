@@ -60,8 +60,14 @@ def run(args) -> int:
                           defines=defines)
     if args.json:
         print_json(atlas.to_json())
-        return 0
-    print(format_atlas(atlas))
+    else:
+        print(format_atlas(atlas))
+    if atlas.skipped:
+        import sys
+
+        print(f"mikata concepts: {atlas.skipped} sampled images could not be decoded and were left out "
+              "(each named above)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -22,7 +22,7 @@ from mikata.concepts import store as S
 from mikata.errors import ChoiceError, MikataError
 
 log = logging.getLogger(__name__)
-PUBLIC = ("layer", "classes", "strategies", "errors", "slices", "residual", "tcav")
+PUBLIC = ("layer", "classes", "strategies", "errors", "slices", "residual", "off_center", "deletion_direction", "tcav")
 
 
 @dataclass
@@ -42,8 +42,11 @@ class Atlas:
 
     def to_json(self) -> dict:
         """The stable document: ``layer``, ``classes``, ``strategies``, ``errors``, ``slices``, ``residual``
-        (per class: the share of the evidence the factorization does not explain) and ``tcav`` when
-        concepts were defined."""
+        (per class: the share of the evidence the factorization does not explain), ``off_center`` (per class,
+        per concept: the mean distance of its center from the image's center, over the images that have it),
+        ``deletion_direction`` (per class, per concept: the second deletion test, the concept's direction removed
+        from the layer's activations: ``flip_rate``, ``mean_drop``, ``images``) and ``tcav`` when concepts were
+        defined."""
         return {k: self.doc[k] for k in PUBLIC if k in self.doc}
 
     def class_id(self, cls: str | int) -> int:
@@ -86,6 +89,11 @@ class Atlas:
 
         a = self.arrays(cls)
         return present(a["strength"], a["thresholds"])
+
+    @property
+    def skipped(self) -> int:
+        """Sampled images that could not be decoded any more and were left out (each was logged)."""
+        return int(sum(self.doc.get("skipped", {}).values()))
 
     def shortcuts(self) -> list[dict]:
         """Suspected shortcuts, most important first: ``{"class", "concept", "importance", "flip_rate",
@@ -130,3 +138,19 @@ def _check(doc: dict) -> None:
             float(e["importance"]), float(e["presence"]), float(e["area"]), bool(e["shortcut"]), str(e["evidence"])
             [int(x["id"]) for x in e["exemplars"]]
             [float(v) for v in e["location"]["center"]]
+
+
+def shortcuts_section(run_dir: str | os.PathLike) -> dict:
+    """``{"shortcuts": Atlas.shortcuts()}`` for ``mikata audit`` when the run has a current atlas (of the whole
+    run, every split), else ``{}``."""
+    atlas = load_atlas(run_dir)
+    return {} if atlas is None else {"shortcuts": atlas.shortcuts()}
+
+
+def format_shortcuts(result: dict, max_listed: int | None = None) -> list[str]:
+    """The audit's text lines for its ``shortcuts`` (none when the run has no concepts)."""
+    if "shortcuts" not in result:
+        return []
+    items = result["shortcuts"]
+    lines = [f"\nsuspected shortcuts (mikata concepts; evidence for a person to judge, not a verdict): {len(items)}"]
+    return lines + [f"  {s['evidence']}" for s in (items[:max_listed] if max_listed else items)]

@@ -82,9 +82,12 @@ def region_box(m: np.ndarray, geo: Geometry) -> list[int]:
 
 
 def centroid(m: np.ndarray, geo: Geometry) -> tuple[float, float]:
-    """Where the grid map ``m`` ``(h, w)`` sits: its mass-weighted center, normalized to [0, 1] over the
-    ORIGINAL image."""
+    """Where the grid map ``m`` ``(h, w)`` sits: the mass-weighted center of its region (the cells reaching
+    ``REGION_FRACTION`` of its maximum, as the boxes), normalized to [0, 1] over the ORIGINAL image. Only the
+    region weighs in: the small coefficients a concept has everywhere would pull every center to the middle."""
     h, w = m.shape
+    peak = float(m.max())
+    m = np.where(m >= REGION_FRACTION * peak, m, 0.0) if peak > 0 else m
     mass = float(m.sum())
     ys, xs = (np.arange(h) + 0.5) / h, (np.arange(w) + 0.5) / w
     cy = float((m.sum(1) * ys).sum() / mass) if mass > 0 else 0.5
@@ -99,17 +102,20 @@ def area(m: np.ndarray) -> float:
     return float((m >= REGION_FRACTION * peak).mean()) if peak > 0 else 0.0
 
 
-def location(U: np.ndarray, k: int, has: np.ndarray, geos: list[Geometry]) -> tuple[list[float], float, float]:
-    """``(center [x, y], spread, area)`` of concept ``k`` over the images that have it: the mean of their
-    centroids, the mean distance of a centroid from that mean (0 = always at the same place), and the
-    mean share of the image the concept covers."""
+def location(U: np.ndarray, k: int, has: np.ndarray, geos: list[Geometry]) -> tuple[list[float], float, float, float]:
+    """``(center [x, y], spread, area, off_center)`` of concept ``k`` over the images that have it: the mean of
+    their centroids, the mean distance of a centroid from that mean (0 = always at the same place), the mean
+    share of the image the concept covers, and the mean distance of a centroid from the image's center (a
+    patch placed anywhere is off-center in each image though its mean center is central)."""
     rows = np.nonzero(has)[0]
     if rows.size == 0:
-        return [0.5, 0.5], 0.0, 0.0
+        return [0.5, 0.5], 0.0, 0.0, 0.0
     cents = np.array([centroid(U[i, :, :, k], geos[i]) for i in rows])  # (m, 2)
     center = cents.mean(0)
     spread = float(np.linalg.norm(cents - center, axis=1).mean())
-    return [round(float(center[0]), 4), round(float(center[1]), 4)], spread, float(np.mean([area(U[i, :, :, k]) for i in rows]))
+    off = float(np.linalg.norm(cents - 0.5, axis=1).mean())
+    return ([round(float(center[0]), 4), round(float(center[1]), 4)], spread,
+            float(np.mean([area(U[i, :, :, k]) for i in rows])), off)
 
 
 def location_map(U: np.ndarray, k: int, has: np.ndarray) -> np.ndarray:
