@@ -6,6 +6,12 @@ machine are noisy: read the ratios, which are measured back to back in this proc
 
     PYTHONPATH=src python benchmarks/bench_attribution.py --quick        # batch 1 and 4, fewer methods
     PYTHONPATH=src python benchmarks/bench_attribution.py                # batch 1 and 16, all methods
+    PYTHONPATH=src python benchmarks/bench_attribution.py --models vit --quick --no-rss   # a ViT, attention methods
+
+The ``vit`` model (timm vit_tiny_patch16_224, random weights) times the attention methods against their
+floors: attention-rollout against one forward (the model's own, fused-attention forward: ours runs the
+unfused one, which is what materializes the attention), gradient-rollout against one forward plus one
+backward to the input (ours stops at the first block's attention).
 """
 
 from __future__ import annotations
@@ -86,8 +92,11 @@ def peers(handle, x, layer_module, target, quick):
     tl = target.tolist()
     pgc_targets = [ClassifierOutputTarget(t) for t in tl]
 
+    layout = handle.layout(handle.default_layer)
+    reshape = layout.to_nchw if layout.kind in ("tokens", "nhwc") else None  # grad-cam's reshape_transform
+
     def pgc_call(cls):
-        cam = getattr(pgc, cls)(model=m, target_layers=[layer_module])
+        cam = getattr(pgc, cls)(model=m, target_layers=[layer_module], reshape_transform=reshape)
         return lambda: cam(input_tensor=x, targets=pgc_targets)
 
     def zennit_lrp():
@@ -147,6 +156,8 @@ def floor_of(method, f, n_windows, channels):
         return 2 * f["input"], "fwd+bwd to input, 2N"
     if method == "occlusion":
         return n_windows * f["forward"], f"{n_windows} forwards"
+    if method == "attention-rollout":
+        return f["forward"], "forward (fused attention)"
     return f["input"], "fwd+bwd to input"
 
 
@@ -165,9 +176,9 @@ def bench_model(name, handle, batch, quick, repeats, rows):
     with torch.no_grad():
         from mikata.hooks import capture
 
-        with capture(handle.net, [layer]) as rec:
+        with capture(handle.net, [layer], layouts=handle.layouts_for([layer])) as rec:
             handle.model(x[:1])
-        channels = rec.activations[layer].shape[1]
+        channels = rec.activations[layer].shape[1]  # (1, C, h, w) whatever the layer's layout
     methods = ["gradcam", "gradcam++", "layercam", "xgradcam", "eigencam", "saliency", "grad-x-input",
                "guided-backprop", "deconv", "guided-gradcam", "smoothgrad", "integrated-gradients", "deeplift",
                "occlusion", "lrp"]
@@ -176,6 +187,8 @@ def bench_model(name, handle, batch, quick, repeats, rows):
                    "integrated-gradients", "deeplift", "occlusion", "lrp"]
     elif batch == 1:
         methods.append("scorecam")
+    if name == "vit":  # GELU network: no rectifier methods; the attention methods beside a CAM and a gradient
+        methods = ["gradcam", "attention-rollout", "gradient-rollout", "saliency"]
     peer_calls = peers(handle, x, get_layer(handle.net, layer), target, quick)
     for method in methods:
         ours = timeit(lambda: explain(handle, x, [method], targets="top1", options={method: OPTIONS.get(method, {})}),
@@ -307,6 +320,11 @@ def main():
             import_torchvision_declaring_ops()
             torch.manual_seed(0)
             handles[name] = load_model("torchvision:resnet18", pretrained=False)
+        elif name == "vit":
+            from torchvision_compat import import_torchvision_declaring_ops
+
+            import_torchvision_declaring_ops()
+            handles[name] = load_model("timm:vit_tiny_patch16_224?weights=random")
         else:
             handles[name] = load_model("efficientnet-lite0")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}")
@@ -321,6 +339,8 @@ def main():
     print("|---|---|---|---|---|---|")
     for name, handle in handles.items():
         for batch in batches:
+            if name == "vit":  # the combined figure uses guided methods, which a GELU network refuses
+                continue
             ours, theirs = combined(name, handle, batch, repeats)
             print(f"| {name} | {batch} | gradcam+guided-backprop+guided-gradcam+saliency+smoothgrad(16) "
                   f"| {ours * 1000:.0f} | {theirs * 1000:.0f} | {ours / theirs:.2f} |", flush=True)

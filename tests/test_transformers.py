@@ -300,3 +300,26 @@ def test_hub_specs_with_random_or_local_weights(tmp_path):
         load_model("timm:vit_tiny_patch16_224?pretrained=no")
     tv = load_model("torchvision:resnet18?weights=random")
     assert tv.default_layer == "layer4" and tv.num_classes == 1000
+
+
+# ------------------------------------------------------------------------------- evaluate on a ViT
+def test_evaluate_scores_attention_methods_beside_cam_and_gradients(photos, tmp_path, capsys):
+    """`mikata evaluate` on a ViT: the attention methods get the same scorecard rows (deletion / insertion
+    against the random order, model randomization, random logit) as Grad-CAM and saliency."""
+    import json
+
+    from mikata.cli import main
+
+    methods = ["gradcam", "attention-rollout", "gradient-rollout", "saliency"]
+    out = tmp_path / "ev"
+    code = main(["-q", "evaluate", "transformer_models:vit", str(photos["chelsea"]), str(photos["coffee"]),
+                 "--methods", ",".join(methods), "--checks", "faithfulness,randomization,random-logit",
+                 "--out", str(out), "--steps", "4", "--stages", "2", "--seed", "1"])
+    assert code == 0
+    card = json.loads((out / "scorecard.json").read_text())
+    assert card["methods"] == methods and card["images"] == 2
+    for m in methods:
+        assert set(card["passes"][m]) == {"deletion<random", "insertion>random", "model-randomization", "random-logit"}
+        assert card["table"][m]["deletion-auc"] is not None
+    # attention rollout is class independent: a random logit cannot change its map
+    assert card["passes"]["attention-rollout"]["random-logit"] in (False, None)

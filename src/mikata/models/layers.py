@@ -156,17 +156,20 @@ def spatial_layers(layers: list[LayerInfo]) -> list[str]:
 
 
 def format_layer_table(layers: list[LayerInfo], max_depth: int | None = None) -> str:
+    """The table ``mikata layers`` prints; the "map" column is the (h x w) grid a CAM method gets from the
+    layer, with the layout it is read from (tokens: extra tokens + patches; channels-last), "-" if none."""
     rows = [l for l in layers if max_depth is None or l.depth <= max_depth]
-    header = ("layer", "type", "output", "params", "")
+    header = ("layer", "type", "output", "map", "params", "")
     body = [(
         "  " * l.depth + l.name, l.type,
-        "x".join(map(str, l.output_shape)) if l.output_shape else "-",
+        "x".join(map(str, l.output_shape)) if l.output_shape else "-", l.layout.describe(),
         f"{l.parameters:,}", "<- default target layer" if l.is_default else ("" if l.calls <= 1 else f"called {l.calls}x"),
     ) for l in rows]
-    widths = [max(len(r[i]) for r in [header, *body]) for i in range(4)]
+    widths = [max(len(r[i]) for r in [header, *body]) for i in range(5)]
     lines = []
     for r in [header, *body]:
-        lines.append(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]:>{widths[3]}}  {r[4]}".rstrip())
+        lines.append(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]:<{widths[3]}}  "
+                     f"{r[4]:>{widths[4]}}  {r[5]}".rstrip())
     return "\n".join(lines)
 
 

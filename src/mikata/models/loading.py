@@ -96,7 +96,7 @@ def load_model(
     if spec in VARIANTS:
         handle = _builtin(spec, pretrained)
     elif spec.startswith(("torchvision:", "timm:")):
-        handle = _hub(spec, pretrained)
+        handle = _hub(spec, pretrained, _size(input_size))
     elif spec.startswith("hf:") or is_hf_folder(path):
         handle = _hf(Path(spec[3:] if spec.startswith("hf:") else spec), trust)
     elif path.suffix == ".safetensors":
@@ -206,18 +206,28 @@ def _torchvision(name: str, pretrained: bool) -> ModelHandle:
     return _finish(net, f"torchvision:{name}", class_names, metadata={"architecture": f"torchvision:{name}"}, **kw)
 
 
-def _timm(name: str, pretrained: bool) -> ModelHandle:
+def _timm(name: str, pretrained: bool, input_size: tuple[int, int] | None = None) -> ModelHandle:
+    """A timm model; ``input_size``: built for that size where the architecture takes one (``img_size``:
+    ViT, DeiT, Swin, EVA... whose position embeddings or windows depend on it; timm resamples
+    pretrained position embeddings), else the size only changes the preprocessing."""
     import_torchvision()  # timm imports torchvision; give its clear message first
     import timm
     from timm.data import resolve_data_config
 
     check_registered_name("timm", name, timm.list_models())
     try:
-        net = timm.create_model(name, pretrained=pretrained)
-    except RuntimeError as e:
+        net = None
+        if input_size is not None:
+            try:
+                net = timm.create_model(name, pretrained=pretrained, img_size=tuple(input_size))
+            except TypeError:  # a CNN: no img_size argument, any input size works
+                net = None
+        if net is None:
+            net = timm.create_model(name, pretrained=pretrained)
+    except (RuntimeError, AssertionError, ValueError) as e:
         raise ModelLoadError(f"timm could not create {name!r}: {e}") from e
     cfg = resolve_data_config({}, model=net)
-    size = tuple(cfg["input_size"][1:])
+    size = tuple(input_size) if input_size is not None else tuple(cfg["input_size"][1:])
     return _finish(net, f"timm:{name}", input_size=size, mean=tuple(cfg["mean"]), std=tuple(cfg["std"]),
                    crop_fraction=float(cfg.get("crop_pct", 0.875)), interpolation=cfg.get("interpolation", "bicubic"),
                    in_channels=int(cfg["input_size"][0]), metadata={"architecture": f"timm:{name}"})
@@ -235,11 +245,21 @@ def split_weights(spec: str) -> tuple[str, str | None]:
     return base, value
 
 
-def _hub(spec: str, pretrained: bool) -> ModelHandle:
+def _size(input_size: int | tuple[int, int] | None) -> tuple[int, int] | None:
+    if input_size is None:
+        return None
+    return check_input_size((input_size, input_size) if isinstance(input_size, int) else tuple(input_size), "input_size")
+
+
+def _hub(spec: str, pretrained: bool, input_size: tuple[int, int] | None = None) -> ModelHandle:
     """torchvision:NAME / timm:NAME, optionally ?weights=random|FILE (no download then)."""
     base, weights = split_weights(spec)
     kind, name = base.split(":", 1)
-    build = _torchvision if kind == "torchvision" else _timm
+
+    def build(name: str, pretrained: bool) -> ModelHandle:
+        if kind == "torchvision":
+            return _torchvision(name, pretrained)
+        return _timm(name, pretrained, input_size)
     if weights is None:
         try:
             return build(name, pretrained)
@@ -331,9 +351,10 @@ def _factory(spec: str) -> ModelHandle:
 
 
 # ------------------------------------------------------------------------------------ checkpoints
-def build_architecture(arch: str, allow_code: bool = False) -> ModelHandle:
+def build_architecture(arch: str, allow_code: bool = False, input_size: tuple[int, int] | None = None) -> ModelHandle:
     """The architecture behind a spec, with random weights (never downloads).
 
+    ``input_size``: for timm architectures whose shape depends on it (a ViT's position embedding).
     Only the closed set (built-in variants, ``torchvision:NAME``, ``timm:NAME``) unless
     ``allow_code``: a ``package.module:factory`` imports and calls code, so it is built only when
     the caller typed it (never when it was read from a file).
@@ -343,7 +364,7 @@ def build_architecture(arch: str, allow_code: bool = False) -> ModelHandle:
     if arch.startswith("torchvision:"):
         return _torchvision(arch.split(":", 1)[1], pretrained=False)
     if arch.startswith("timm:"):
-        return _timm(arch.split(":", 1)[1], pretrained=False)
+        return _timm(arch.split(":", 1)[1], pretrained=False, input_size=input_size)
     if allow_code and is_code_spec(arch):
         return _factory(arch)
     raise ModelLoadError(f"architecture {arch!r} is not one mikata builds from data; use one of "
@@ -389,6 +410,24 @@ def save_checkpoint(handle: ModelHandle, path: str | Path, extra: dict | None = 
     return path
 
 
+def check_weight_values(path: str | Path, state: dict, net: nn.Module) -> None:
+    """Refuse weights that would load but predict nonsense: a tensor stored as an integer or bool type where the
+    model holds floating-point values (``load_state_dict`` would cast it silently), or holding NaN/inf."""
+    own = {**dict(net.named_parameters()), **dict(net.named_buffers())}
+    for name, tensor in state.items():
+        target = own.get(name)
+        if target is None or not target.dtype.is_floating_point:
+            continue  # an unknown name is load_state_dict's error; integer buffers (counters) stay integers
+        if not tensor.dtype.is_floating_point:
+            raise ModelLoadError(f"{path}: tensor {name!r} is stored as {str(tensor.dtype).replace('torch.', '')}, "
+                                 "but the model's weights are floating point; this is not a trained checkpoint: "
+                                 "save the model again with mikata (or safetensors from float weights)")
+        bad = int((~torch.isfinite(tensor)).sum())
+        if bad:
+            raise ModelLoadError(f"{path}: tensor {name!r} holds {bad} NaN/inf value(s) of {tensor.numel()}; the "
+                                 "training diverged or the file is damaged: use an earlier checkpoint")
+
+
 def read_checkpoint_metadata(path: str | Path) -> dict:
     """The checkpoint's ``mikata`` metadata, checked field by field (``CheckpointMetadataError`` names the field)."""
     from safetensors import safe_open
@@ -416,17 +455,18 @@ def load_checkpoint(path: str | Path, architecture: str | None = None) -> ModelH
     meta = read_checkpoint_metadata(path)
     arch = meta["architecture"]
     if architecture is not None:
-        net = build_architecture(str(architecture), allow_code=True).net
+        net = build_architecture(str(architecture), allow_code=True, input_size=tuple(meta["input_size"])).net
     elif is_code_spec(arch) and not (arch in VARIANTS or arch.startswith(("torchvision:", "timm:"))):
         raise ModelLoadError(
             f"{path}: field 'architecture' names code to import and call ({arch!r}); mikata never runs code "
             f"named inside a file. If you wrote that factory, name it yourself: --arch {arch} "
             f"(Python: load_model(path, architecture={arch!r}))")
     else:
-        net = build_architecture(arch).net
+        net = build_architecture(arch, input_size=tuple(meta["input_size"])).net
     if meta.get("head"):
         replace_head(net, len(meta["class_names"]), str(meta["head"]))  # the Linear the trainer replaced
     state = load_file(str(path))
+    check_weight_values(path, state, net)
     try:
         net.load_state_dict(state)
     except RuntimeError as e:

@@ -32,7 +32,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from mikata.analysis.attachments import featurevis_images, read_scorecard, scorecard_figure
+from mikata.analysis.attachments import attachment_notes, featurevis_images, read_scorecard, scorecard_figure
 from mikata.analysis.sections import confusion_cells, confusion_view, scorecard_table
 
 from mikata.errors import MikataError
@@ -435,6 +435,7 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
     featurevis = featurevis_grids(run_dir)
     card_data = scorecard(run_dir)
     units = units_section(run_dir)
+    notes += attachment_notes(run_dir)  # a refused attachment: its section is left out, and this says why
     lap("extras")
 
     from mikata.report.svg import bar_chart, class_colors, line_chart
