@@ -46,6 +46,8 @@ PARTS = "parts"                   # evaluate/parts: finished pieces of an evalua
 UNITS = "units"                   # mikata units: units.json and its PNGs
 UNITS_CARD = "units.json"
 CACHE = "cache"                   # overview caches (rebuilt when absent)
+CONCEPTS = "concepts"             # mikata concepts: atlas.json and its arrays
+CONCEPT_ATLAS = "atlas.json"
 CROSSVAL = "crossval.json"        # a cross-validation work folder's plan
 
 

@@ -270,6 +270,9 @@ def audit(run: str | os.PathLike, groups: Mapping[str, str] | None = None, n: in
 
         result["dataset_issues"] = issues_report(find_issues(d, thresholds, label_ranking=ov.label_ranking,
                                                              groups=groups_by), worst=n)
+    from mikata.concepts.atlas import shortcuts_section
+
+    result.update(shortcuts_section(run))
     return result
 
 
@@ -325,6 +328,9 @@ def format_audit(r: dict, max_listed: int | None = None) -> str:
         from mikata.analysis.issues import format_issues
 
         lines += format_issues(r["dataset_issues"])
+    from mikata.concepts.atlas import format_shortcuts
+
+    lines += format_shortcuts(r, max_listed)
     for s in r["skipped"]:
         out(f"skipped {shown(s['path'])}: {s['reason']}")
     return "\n".join(lines)
