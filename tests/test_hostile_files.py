@@ -611,3 +611,24 @@ def test_check_says_when_a_data_root_cannot_serve_images(run, roots):
     report = check_run(run)
     problems = [p for p in report.problems if "may not serve images" in p.what]
     assert len(problems) == 1 and problems[0].severity == "stale" and str(roots[0]) in problems[0].what
+
+
+def test_a_concepts_folder_linked_outside_is_neither_read_nor_written(run, tmp_path):
+    from mikata.concepts import store as S
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "atlas.json").write_text(json.dumps({"key": "x", "planted": True}))
+    _plant(run, "concepts", elsewhere)
+    assert S.read_json(S.folder(run) / "atlas.json") is None
+    with pytest.raises(UnsafeRunFileError, match=r"concepts is a symbolic link"):
+        S.write_json(S.folder(run) / "atlas.json", {"key": "y"})
+    assert json.loads((elsewhere / "atlas.json").read_text())["planted"] is True
+
+
+def test_concept_files_are_written_whole_in_a_real_folder(run):
+    from mikata.concepts import store as S
+
+    S.write_json(S.folder(run) / "atlas.json", {"key": "k"})
+    assert S.read_json(S.folder(run) / "atlas.json") == {"key": "k"}
+    assert [p.name for p in (run / "concepts").iterdir()] == ["atlas.json"]
