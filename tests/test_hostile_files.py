@@ -158,7 +158,7 @@ def test_a_vector_file_replaced_by_a_directory_is_refused_not_a_traceback(run, c
     (run / "probs.f16").unlink()
     (run / "probs.f16").mkdir()
     code, err = _cli(capsys, "audit", str(run))
-    assert code == 2 and "probs.f16 is a directory" in err
+    assert code == 2 and "probs.f16 is not a regular file (a directory)" in err
 
 
 def test_a_database_linked_elsewhere_is_refused_and_left_alone(run, tmp_path):
