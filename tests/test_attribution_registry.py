@@ -76,7 +76,8 @@ def test_derived_tables_match_the_registry():
     from mikata.attribution import engine
 
     assert engine.METHODS == registry.names()
-    assert set(LAYER_MAP_METHODS) == {"gradcam", "gradcam++", "layercam", "xgradcam", "eigencam", "scorecam"}
+    assert set(LAYER_MAP_METHODS) == {"gradcam", "gradcam++", "layercam", "xgradcam", "eigencam", "scorecam",
+                                      "attention-rollout", "gradient-rollout"}  # the last two: at the patch grid
     assert set(registry.names(grid=True)) == {"gradcam", "gradcam++", "layercam", "saliency", "guided-gradcam"}
     assert engine.PIXEL_GRADIENT["guided-backprop"] == ("guided", "maxabs")
     assert set(registry.names(kind="sampling")) == {"smoothgrad", "smoothgrad-squared", "vargrad",

@@ -329,7 +329,8 @@ class Run:
             reviews = {r["id"]: r for r in store.reviews()}
         review = [reviews.get(int(i)) for i in d.ids]
         frame = pd.DataFrame({
-            "id": d.ids, "path": list(d.paths), "split": d.splits,
+            # object dtype: a non-UTF-8 name stays the str that opens the file (an Arrow string column refuses it)
+            "id": d.ids, "path": pd.Series(list(d.paths), dtype=object), "split": d.splits,
             "label": pd.Categorical.from_codes(d.labels, names), "predicted": pd.Categorical.from_codes(d.preds, names),
             "correct": d.labels == d.preds, "label_prob": label_p, "pred_prob": d.probs[rows, d.preds],
             "margin": label_p - others.max(1), "label_quality": quality,
@@ -348,15 +349,25 @@ class Run:
 
         with RunStore.open(self.path) as store:
             fields = store.field_names()
-        for name in fields:  # a manifest's extra columns, as text (named field:NAME where a column has that name)
-            frame[name if name not in frame.columns else f"field:{name}"] = field_values(d, name)
         probs = pd.DataFrame(d.probs, columns=[f"p:{c}" for c in names])
-        parts = [frame, probs]
+        parts = [probs]
         if dataset_issues:
             from mikata.analysis.issues import find_issues
 
-            parts.insert(1, pd.DataFrame(find_issues(d).columns()).drop(columns=["label_score", "label_issue"]))
-        return pd.concat(parts, axis=1)
+            parts.insert(0, pd.DataFrame(find_issues(d).columns()).drop(columns=["label_score", "label_issue"]))
+        # A manifest's extra columns, as text. One named like a column of the table (``id``, ``p:cat``,
+        # ``outlier_score``, ``map_path``) or like another field's column gets the prefix ``field:`` until it
+        # is unique, so no table has two columns of one name (CSV headers, Parquet).
+        taken = {*frame.columns, *(c for part in parts for c in part.columns), "map_path"}
+        extra = {}
+        for name in fields:
+            column = name
+            while column in taken:
+                column = f"field:{column}"
+            taken.add(column)
+            extra[column] = field_values(d, name)
+        frame = pd.concat([frame, pd.DataFrame(extra, index=frame.index)], axis=1) if extra else frame
+        return pd.concat([frame, *parts], axis=1)
 
     # ---------------------------------------------------------------------------------- Jupyter
     def _repr_html_(self) -> str:
