@@ -167,7 +167,7 @@ print(json.dumps({"seconds": seconds, "peak_rss_mb": resource.getrusage(resource
 def measure_memory(run: Path, sample: int, device: str) -> dict:
     shutil.rmtree(run / "concepts", ignore_errors=True)
     out = subprocess.run([sys.executable, "-c", MEASURE, str(run), str(sample), device], text=True,
-                         capture_output=True, env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
+                         capture_output=True, check=False, env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
     if out.returncode != 0:
         raise SystemExit(f"compute_atlas on {run} failed: {out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])

@@ -209,10 +209,11 @@ def _check_values(store: RunStore, report: CheckReport, n: int, dims: dict[str, 
 def value_problems(store: RunStore, classes: int | None) -> dict[str, int]:
     """What is wrong with the stored values of the scanned rows: description -> number of rows."""
     found: dict[str, int] = {}
-    bad = store.db.execute(
-        "SELECT COUNT(*) FROM images WHERE status='ok' AND (pred IS NULL OR typeof(pred) != 'integer')").fetchone()[0]
-    if bad:
-        found["scanned rows have no prediction (pred is missing or not a class id)"] = int(bad)
+    for col, what in (("pred", "prediction"), ("label", "label")):
+        bad = store.db.execute(f"SELECT COUNT(*) FROM images WHERE status='ok' AND ({col} IS NULL OR "
+                               f"typeof({col}) != 'integer')").fetchone()[0]
+        if bad:
+            found[f"scanned rows have no {what} ({col} is missing or not a class id)"] = int(bad)
     for col, extra in (("pred_prob", ""), ("label_prob", " AND label IS NOT NULL")):
         bad = store.db.execute(
             f"SELECT COUNT(*) FROM images WHERE status='ok'{extra} AND ({col} IS NULL OR typeof({col}) NOT IN "

@@ -310,6 +310,9 @@ def find_issues(run: str | os.PathLike | RunData, thresholds: Mapping[str, float
         stats = np.asarray(store.vectors("stats")[d.vec_rows], np.float32) if "stats" in dims and n else None
         thumbs = np.asarray(store.vectors("thumbs")[d.vec_rows], np.float32) if "thumbs" in dims and n else None
         hashes = [r[0] for r in store.rows(status="ok", split=split, columns=("hash",), tuples=True)]
+    # damaged (NaN/inf) vectors, which `mikata check` names, count as zeros here rather than failing every search
+    emb, stats, thumbs = (None if a is None else np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
+                          for a in (emb, stats, thumbs))
 
     # near duplicates: brightness- and contrast-blind pixel thumbnails (what a person calls "the same picture")
     pairs: dict[tuple[int, int], tuple[float, str]] = {}

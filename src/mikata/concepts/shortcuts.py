@@ -23,6 +23,7 @@ IMPORTANT = 0.15
 COMPACT = 0.15  # on a 4x4 grid one cell is 6%: the middle of a garment is 4 cells, 25%
 FIXED, OFF_CENTER = 0.08, 0.2
 USED_FLIP, USED_DROP = 0.7, 0.65
+TESTED_IMPORTANCE = 0.05  # below this share of the evidence a concept gets no deletion test (compute.py)
 
 
 def suspect(c: dict, cls: str, off: float, removal: dict | None = None) -> tuple[bool, str]:
@@ -48,6 +49,8 @@ def suspect(c: dict, cls: str, off: float, removal: dict | None = None) -> tuple
         if removal and removal.get("images"):
             text = text[:-1] + (f"; removing its direction from the layer's activations flips "
                                 f"{round(100 * removal['flip_rate'])}% and drops P({cls}) by {removal['mean_drop']:.2f}.")
+    elif imp < TESTED_IMPORTANCE:
+        text += f"not deletion-tested: it carries under {round(100 * TESTED_IMPORTANCE)}% of the evidence."
     else:
         text += "no image has it strongly enough for a deletion test."
     flagged = important and used and away and (compact or fixed)
