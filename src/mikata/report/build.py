@@ -3,7 +3,8 @@
 Everything comes from ``overview()`` (the same numbers ``mikata audit`` prints and ``mikata
 serve`` shows), the run's cached attribution maps (``MapService.maps``, computed in batches when
 missing) and, when present, the training history inside the run's checkpoint, feature-visualization
-grids under ``RUN_DIR/featurevis/`` and the scorecard of ``mikata evaluate``.
+grids under ``RUN_DIR/featurevis/``, the scorecard of ``mikata evaluate`` and the concept atlas of
+``mikata concepts`` (``report.concepts``).
 
 The file opens offline: charts are inline SVG drawn here, images are ``data:`` URIs, and each
 image's thumbnail is embedded once, in a JSON table (id -> image) that the page's small script
