@@ -18,19 +18,22 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
 from mikata.analysis import overview_cache
 from mikata.analysis.audit import (RunData, accuracy, class_histogram, confused_pairs, confusion_matrix,
                                    describe_label_issue, exceptional_errors, label_issues, per_class_metrics,
-                                   project_2d, ranked_per_class, row_normalized, shown_of, topk_accuracy)
+                                   project_2d, ranked_per_class, row_normalized, shown_of, subset, topk_accuracy)
 from mikata.analysis.heldout import in_sample_rows, label_scope_note, trained_rows_note
 from mikata.analysis.runstore import RunStore, RunStoreError
 from mikata.data.filenames import shown
 from mikata.formatting import percent
 from mikata.analysis.sections import confident_first
+
+if TYPE_CHECKING:
+    from mikata.analysis.view import RunView
 
 
 @dataclass
@@ -137,23 +140,48 @@ class Overview:
 
 def overview(run: str | os.PathLike, n: int = 3, top_pairs: int = 10, top_issues: int | None = 50,
              split: str | None = None, groups: Mapping[str, str] | None = None) -> Overview:
-    """Compute the overview of the committed rows of a run (consistent while a scan writes)."""
+    """Compute the overview of the committed rows of a run (consistent while a scan writes); ``split``:
+    of that split's rows only, with the whole run's label-issue search (see ``overview_of``)."""
     with RunStore.open(run) as store:
         with store.snapshot():  # the version and the rows from one point in time
-            cached = overview_cache.run_data(store, split)
+            cached = overview_cache.run_data(store)
             skipped = store.skipped()
             manifest = store.manifest
-            splits = store.split_names() if split and not len(cached.data) else []
-    d, version = cached.data, cached.version
+    rows = None if split is None else np.flatnonzero(cached.data.splits == split)
+    return overview_of(cached, rows, skipped, manifest, n=n, top_pairs=top_pairs, top_issues=top_issues,
+                       split=split, groups=groups)
+
+
+def overview_of(cached: overview_cache.CachedRun, rows: np.ndarray | None, skipped: list[tuple[str, str]],
+                manifest: dict, n: int = 3, top_pairs: int = 10, top_issues: int | None = 50,
+                split: str | None = None, groups: Mapping[str, str] | None = None,
+                selection: str = "") -> Overview:
+    """The overview of rows ``rows`` (ascending indices into ``cached.data``, the run's committed rows;
+    None: all of them). The suspected label errors are the whole run's search (every out-of-sample row
+    informs confident learning's per-class thresholds), restricted to the rows: every view of a split
+    flags exactly the rows the whole run flags. ``selection`` describes the rows for the error of an
+    empty selection."""
+    whole = cached.data
+    d = whole if rows is None else subset(whole, rows)
     if not len(d):
-        if splits:
-            named = ", ".join(repr(s) if s else "'' (rows scanned without a split)" for s in splits)
-            raise RunStoreError(f"{run} has no images in split {split!r}; its splits are {named} "
+        if split and len(whole):
+            named = ", ".join(repr(s) if s else "'' (rows scanned without a split)" for s in _split_names(whole))
+            raise RunStoreError(f"{whole.run_dir} has no images in split {split!r}; its splits are {named} "
                                 "(or leave out --split for every row)")
-        raise RunStoreError(f"{run} has no scanned images yet{f' in split {split!r}' if split else ''}")
-    trained = in_sample_rows(manifest, d.splits)
+        if len(whole) and selection:
+            raise RunStoreError(f"{whole.run_dir} has no images {selection}; widen the selection")
+        raise RunStoreError(f"{whole.run_dir} has no scanned images yet{f' in split {split!r}' if split else ''}")
+    trained_whole = in_sample_rows(manifest, whole.splits)
     # THE list of suspected label errors (out-of-sample rows only): every view's count and order come from it
-    ranking, scope = label_issue_search(cached, split, trained, len(skipped))
+    ranking, scope = label_issue_search(cached, None, trained_whole, len(skipped))
+    trained = trained_whole
+    if rows is not None:
+        pos = np.full(len(whole), -1, np.int64)
+        pos[rows] = np.arange(len(rows))
+        ranking = pos[ranking]
+        ranking = ranking[ranking >= 0]
+        trained = trained_whole[rows]
+        scope = _view_scope(scope, d, trained, len(skipped))
     k = d.num_classes
     cm = confusion_matrix(d.labels, d.preds, k)
     metrics = per_class_metrics(cm)
@@ -165,13 +193,29 @@ def overview(run: str | os.PathLike, n: int = 3, top_pairs: int = 10, top_issues
                                  float(metrics["recall"][c]), float(metrics["f1"][c]),
                                  d.ids[most].tolist(), d.ids[least].tolist(), d.ids[errors].tolist()))
     return Overview(
-        run_dir=d.run_dir, version=version, data=d, skipped=skipped, accuracy=accuracy(d),
+        run_dir=d.run_dir, version=cached.version, data=d, skipped=skipped, accuracy=accuracy(d),
         top5_accuracy=topk_accuracy(d, 5) if k > 5 else None, confusion=cm, confusion_normalized=row_normalized(cm),
         histogram=counts, imbalance=imbalance, present=present, confused_pairs=confused_pairs(cm, top_pairs),
         classes=classes, label_issues=label_issues(d, top_issues, ranking),
         exceptional=exceptional_errors(d, groups) if groups else None,
         label_issues_total=int(len(ranking)), label_ranking=ranking, split=split, trained_rows=int(trained.sum()),
         label_scope=scope)
+
+
+def _split_names(d: RunData) -> list[str]:
+    return sorted(set(np.asarray(d.splits).tolist()))
+
+
+def _view_scope(whole_scope: dict, d: RunData, trained: np.ndarray, skipped: int) -> dict:
+    """``label_issue_search``'s scope counted over a selection's rows (the search itself ran on the whole run)."""
+    scope = {"used": int(len(d) - trained.sum()), "rows": int(len(d) + skipped),
+             "left_out": {"rows the model was trained on (in-sample probabilities)": int(trained.sum()),
+                          "files that could not be read": int(skipped)}}
+    single = "rows searched but of a single class (confident learning needs two)"
+    if single in whole_scope["left_out"] and scope["used"]:
+        scope["left_out"][single] = scope["used"]
+        scope["used"] = 0
+    return scope
 
 
 def label_issue_search(cached: overview_cache.CachedRun, split: str | None, trained: np.ndarray,
@@ -191,7 +235,7 @@ def label_issue_search(cached: overview_cache.CachedRun, split: str | None, trai
 
 
 # ------------------------------------------------------------------------ mikata audit's output
-def audit(run: str | os.PathLike, groups: Mapping[str, str] | None = None, n: int = 3, top_pairs: int = 10,
+def audit(run: "str | os.PathLike | RunView", groups: Mapping[str, str] | None = None, n: int = 3, top_pairs: int = 10,
           top_issues: int = 20, split: str | None = None, dataset_issues: bool = True,
           thresholds: Mapping[str, float] | None = None, positive: int | str | None = None,
           threshold: float | None = None, group_by: Sequence[str] = ()) -> dict:
@@ -204,14 +248,32 @@ def audit(run: str | os.PathLike, groups: Mapping[str, str] | None = None, n: in
     extra columns, ``analysis.fields``): accuracy, errors and per-class recall per value, worst first;
     the first one is also the grouping of the weak-group issue type.
     """
-    from mikata.analysis.binary import DEFAULT_THRESHOLD, CurveError, binary_curves
-    from mikata.analysis.fields import check_field, field_values, group_by as by_field
+    from mikata.analysis.binary import CurveError
+    from mikata.analysis.view import as_view
 
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise CurveError(f"--threshold {threshold} is not a probability; give a value in [0, 1], e.g. 0.3")
+    view = as_view(run, split)
+    try:
+        return _audit(view, groups, n, top_pairs, top_issues, dataset_issues, thresholds, positive, threshold,
+                      group_by)
+    finally:
+        if view is not run:
+            view.close()
+
+
+def _audit(view: "RunView", groups: Mapping[str, str] | None, n: int, top_pairs: int, top_issues: int,
+           dataset_issues: bool, thresholds: Mapping[str, float] | None, positive: int | str | None,
+           threshold: float | None, group_by: Sequence[str]) -> dict:
+    """``audit`` over a view: its stages are the overview, the curves, the per-class table, the fields
+    and the dataset issues, each read from the view."""
+    from mikata.analysis.binary import DEFAULT_THRESHOLD, CurveError, binary_curves
+    from mikata.analysis.fields import check_field, field_values, group_by as by_field
+
+    split = view.split
     for name in group_by:  # an unknown column fails before any work
-        check_field(str(run), name)
-    ov = overview(run, n=n, top_pairs=top_pairs, top_issues=top_issues, split=split, groups=groups)
+        check_field(str(view.run_dir), name)
+    ov = view.overview(n=n, top_pairs=top_pairs, top_issues=top_issues, groups=groups)
     curves = binary_curves(ov.data, positive)
     if curves is None and threshold is not None:
         raise CurveError(f"--threshold needs a two-class run or a --positive CLASS (this run has "
@@ -264,12 +326,12 @@ def audit(run: str | os.PathLike, groups: Mapping[str, str] | None = None, n: in
     values = {name: field_values(d, name) for name in group_by}
     if group_by:
         result["groups"] = {name: by_field(d, name, v) for name, v in values.items()}
-    groups_by = list(values[group_by[0]]) if group_by else None
     if dataset_issues:
-        from mikata.analysis.issues import find_issues, issues_report
+        from mikata.analysis.issues import issues_report
 
-        result["dataset_issues"] = issues_report(find_issues(d, thresholds, label_ranking=ov.label_ranking,
-                                                             groups=groups_by), worst=n)
+        # the weak-group type groups the whole run by the first field, as every other view does
+        result["dataset_issues"] = issues_report(view.issues(thresholds, groups=group_by[0] if group_by else None),
+                                                 worst=n)
     return result
 
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from mikata.analysis.overview import Overview, overview
+from mikata.analysis.overview import Overview
 from mikata.analysis.runstore import RunStore, RunStoreError
 
 if TYPE_CHECKING:  # pandas and PIL are imported where they are used
@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # pandas and PIL are imported where they are used
 
     from mikata.analysis.binary import Curves
     from mikata.analysis.maps import MapService
+    from mikata.analysis.view import RunView
     from mikata.models.handle import ModelHandle
 
 
@@ -45,14 +46,16 @@ class Run:
     ``device`` is where maps are computed.
     """
 
-    def __init__(self, path: str | os.PathLike, split: str | None = None, model: "ModelHandle | str | None" = None,
-                 device: str | None = "cpu"):
-        self.path = Path(path).expanduser().resolve()
-        self.split = split
+    def __init__(self, path: "str | os.PathLike | RunView", split: str | None = None,
+                 model: "ModelHandle | str | None" = None, device: str | None = "cpu"):
+        from mikata.analysis.view import RunView, as_view
+
+        # the run and its row selection: every table below reads it (a RunStoreError for a non-run)
+        self.view = as_view(path if isinstance(path, RunView) else Path(path).expanduser().resolve(), split)
+        self.path = self.view.run_dir
+        self.split = self.view.split
         self._model = model
         self.device = device  # where maps are computed ("auto", "cuda", ...: see mikata.devices)
-        RunStore.open(self.path).close()  # a clear RunStoreError for a directory that is not a run
-        self._overview: Overview | None = None
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}{f', split={self.split!r}' if self.split else ''})"
@@ -61,11 +64,7 @@ class Run:
     @property
     def overview(self) -> Overview:
         """The run's ``Overview`` (recomputed when a scan has committed rows since the last read)."""
-        with RunStore.open(self.path) as store:
-            version = store.version()
-        if self._overview is None or self._overview.version != version:
-            self._overview = overview(self.path, top_issues=None, split=self.split)
-        return self._overview
+        return self.view.overview(top_issues=None)
 
     @property
     def class_names(self) -> list[str]:
@@ -105,9 +104,7 @@ class Run:
         ``c.auroc``, ``c.average_precision``, ``c.roc()``, ``c.pr()``, ``c.at(0.3).recall``,
         ``c.best_f1().threshold``: see ``mikata.analysis.binary``.
         """
-        from mikata.analysis.binary import binary_curves
-
-        return binary_curves(self.overview.data, positive)
+        return self.view.curves(positive)
 
     def confusion(self, normalize: str | None = "row") -> "pd.DataFrame":
         """The confusion matrix over the classes that have images, rows = true class.
@@ -224,8 +221,7 @@ class Run:
 
     def fields(self) -> list[str]:
         """The run's per-image fields: the extra columns of the CSV manifest it was scanned from."""
-        with RunStore.open(self.path) as store:
-            return store.field_names()
+        return self.view.field_names()
 
     def group_by(self, field: str) -> "pd.DataFrame":
         """Images, errors, accuracy and per-class recall for each value of ``field``, lowest accuracy first
@@ -244,9 +240,7 @@ class Run:
     def issues(self, thresholds: dict[str, float] | None = None):
         """Every dataset issue type scored for every image (``analysis.issues.DatasetIssues``): outliers,
         duplicates and leaks, image quality, class imbalance, weak groups, label issues."""
-        from mikata.analysis.issues import find_issues
-
-        return find_issues(self.overview.data, thresholds)
+        return self.view.issues(thresholds)
 
     def to_pandas(self, dataset_issues: bool = True) -> "pd.DataFrame":
         """One row per scanned image: id, path, split, label, prediction, correct, the label's and the
@@ -290,18 +284,12 @@ class Run:
                                (names[r["suggested"]] if r["suggested"] is not None else None)
                                for k, r in enumerate(review)],
         })
-        from mikata.analysis.fields import field_values
-
-        with RunStore.open(self.path) as store:
-            fields = store.field_names()
-        for name in fields:  # a manifest's extra columns, as text (named field:NAME where a column has that name)
-            frame[name if name not in frame.columns else f"field:{name}"] = field_values(d, name)
+        for name, values in self.view.field_values().items():  # a manifest's extra columns, as text
+            frame[name if name not in frame.columns else f"field:{name}"] = values  # field:NAME on a clash
         probs = pd.DataFrame(d.probs, columns=[f"p:{c}" for c in names])
         parts = [frame, probs]
         if dataset_issues:
-            from mikata.analysis.issues import find_issues
-
-            parts.insert(1, pd.DataFrame(find_issues(d).columns()).drop(columns=["label_score", "label_issue"]))
+            parts.insert(1, pd.DataFrame(self.view.issues().columns()).drop(columns=["label_score", "label_issue"]))
         return pd.concat(parts, axis=1)
 
     # ---------------------------------------------------------------------------------- Jupyter

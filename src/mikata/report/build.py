@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
@@ -37,6 +37,9 @@ from mikata.analysis.sections import confusion_cells, confusion_view, scorecard_
 
 from mikata.errors import MikataError
 from mikata.formatting import percent
+
+if TYPE_CHECKING:
+    from mikata.analysis.view import RunView
 
 log = logging.getLogger(__name__)
 
@@ -239,7 +242,7 @@ def _topk(probs: np.ndarray, k: int) -> list[list]:
     return [[int(c), round(float(probs[c]), 4)] for c in top]
 
 
-def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *, split: str | None = None,
+def write_report(run: "str | os.PathLike | RunView", out: str | os.PathLike | None = None, *, split: str | None = None,
                  groups: Mapping[str, str] | None = None, methods: Sequence[str] = DEFAULT_METHODS,
                  maps: bool = True, n: int = 3, top_issues: int = 50, thumb: int = 64, max_points: int = 5000,
                  map_classes: int = 30, max_matrix: int = 60, handle=None, workers: int | None = None,
@@ -266,7 +269,6 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
     """
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-    from mikata.analysis.overview import overview
     from mikata.analysis.runstore import RunStore, RunStoreError
 
     timings: dict[str, float] = {}
@@ -278,7 +280,9 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
         timings[name] = now - tic
         tic = now
 
-    run_dir = Path(run).expanduser().resolve()
+    from mikata.analysis.view import RunView, as_view
+
+    run_dir = run.run_dir if isinstance(run, RunView) else Path(run).expanduser().resolve()
     if not (run_dir / "run.sqlite").is_file():
         raise ReportError(f"{run} is not a mikata run directory (no run.sqlite inside); "
                           "make one with `mikata scan MODEL DATA_DIR --run RUN_DIR`")
@@ -298,7 +302,9 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
 
     if not 0.0 <= threshold <= 1.0:
         raise ReportError(f"threshold {threshold} is not a probability; give a value in [0, 1]")
-    ov = overview(run_dir, n=n, top_issues=top_issues, split=split, groups=groups)
+    view = as_view(run if isinstance(run, RunView) else run_dir, split)
+    split = view.split
+    ov = view.overview(n=n, top_issues=top_issues, groups=groups)
     d = ov.data
     from mikata.analysis.binary import binary_curves
 
@@ -486,17 +492,15 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
     for i in issues:
         t = big.get(int(i["id"]))
         i["thumb_uri"] = ("data:image/png;base64," if t[0] == "p" else "data:image/jpeg;base64,") + t[1:] if t else ""
-    from mikata.analysis.fields import field_values, group_by
-    from mikata.analysis.issues import find_issues, issue_rows
+    from mikata.analysis.fields import group_by
+    from mikata.analysis.issues import issue_rows
 
-    with RunStore.open(run_dir) as store:
-        field_names = store.field_names()
     field_groups = []
-    for f in field_names:  # one section per manifest column: worst value first
-        groups = group_by(d, f, field_values(d, f))
+    for f, values in view.field_values().items():  # one section per manifest column: worst value first
+        groups = group_by(d, f, values)
         field_groups.append({"name": f, "groups": groups[:max_field_values], "count": len(groups)})
     lap("fields")
-    found = find_issues(d, label_ranking=ov.label_ranking)
+    found = view.issues()  # the whole run's flags of the view's rows
     dataset_issues = [{"type": t.name, "description": t.description, "threshold": t.threshold,
                        "flagged": int(t.flag.sum()),
                        "examples": [{"id": int(d.ids[r]), "name": os.path.basename(d.paths[r]), "score": float(t.score[r]),
