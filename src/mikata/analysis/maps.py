@@ -37,6 +37,7 @@ from mikata.data.preprocessing import Preprocessing
 from mikata.display import MapScale, overlay_scaled
 from mikata.models.handle import ModelHandle
 from mikata.models.run_model import RunModelError, fold_models, load_run_model
+from mikata.models.source import ModelSource
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,12 @@ class MapService:
     def __init__(self, run_dir: str | os.PathLike, handle: ModelHandle | None = None,
                  options: dict[str, dict] | None = None, model: str | None = None, trust: bool = False,
                  store: RunStore | None = None, lock: threading.Lock | None = None,
-                 device: str | None = "cpu"):
+                 device: str | None = "cpu", source: ModelSource | None = None):
+        """``source``: the model (``ModelSource``: handle or typed spec, trust, device, fold models); the
+        loose ``handle``/``model``/``trust``/``device`` arguments build one when it is not given."""
+        source = source or ModelSource(handle=handle, spec=model, trust=trust, device=device)
+        handle, model, trust, device = source.handle, source.spec, source.trust, source.device
+        self.source = source
         self.run_dir = Path(run_dir).expanduser().resolve()
         self._own_store = store is None
         self.store = store if store is not None else RunStore.open(self.run_dir, annotate=True)  # + cache tables
@@ -66,7 +72,7 @@ class MapService:
         # a cross-validation run: fold name -> (checkpoint spec, weights sha1) of the model that made its rows
         self._folds: dict[str, tuple[str, str]] = {}
         self._folds_error: RunModelError | None = None  # a damaged crossval record: maps fail, the rest works
-        if handle is None and model is None:
+        if not source.given and source.folds:
             try:
                 self._folds = fold_models(manifest)
             except RunModelError as e:

@@ -36,26 +36,28 @@ if TYPE_CHECKING:  # pandas and PIL are imported where they are used
     from mikata.analysis.maps import MapService
     from mikata.analysis.view import RunView
     from mikata.models.handle import ModelHandle
+    from mikata.models.source import ModelSource
 
 
 class Run:
     """One run directory made by ``mikata scan``; ``split`` restricts every view to one split.
 
-    ``model`` (a ``ModelHandle`` or a spec you type) is the model for maps when the run's own cannot
-    be found or must not be loaded from the run's manifest (code specs are never taken from files);
-    ``device`` is where maps are computed.
+    ``model`` (a ``ModelHandle``, a spec you type, or a ``ModelSource``) is the model for maps when the
+    run's own cannot be found or must not be loaded from the run's manifest (code specs are never taken
+    from files); ``device`` is where maps are computed. ``path`` may be a ``RunView`` (its selection).
     """
 
     def __init__(self, path: "str | os.PathLike | RunView", split: str | None = None,
-                 model: "ModelHandle | str | None" = None, device: str | None = "cpu"):
+                 model: "ModelHandle | str | ModelSource | None" = None, device: str | None = "cpu"):
         from mikata.analysis.view import RunView, as_view
+        from mikata.models.source import ModelSource
 
         # the run and its row selection: every table below reads it (a RunStoreError for a non-run)
         self.view = as_view(path if isinstance(path, RunView) else Path(path).expanduser().resolve(), split)
         self.path = self.view.run_dir
         self.split = self.view.split
-        self._model = model
-        self.device = device  # where maps are computed ("auto", "cuda", ...: see mikata.devices)
+        self.source = ModelSource.of(model, device=device)  # the model for maps and where they are computed
+        self.device = self.source.device
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}{f', split={self.split!r}' if self.split else ''})"
@@ -202,10 +204,7 @@ class Run:
         """The run's ``MapService`` (loads the run's model on the first map that is not cached)."""
         from mikata.analysis.maps import MapService
 
-        model = self._model
-        if isinstance(model, str):  # a spec you typed: the service loads it and checks its weights hash
-            return MapService(self.path, model=model, device=self.device)
-        return MapService(self.path, handle=model, device=self.device)
+        return MapService(self.path, source=self.source)  # a typed spec is loaded and its weights hash checked
 
     def map(self, image_id: int, method: str = "gradcam", cls: int | str | None = None,
             layer: str | None = None) -> np.ndarray:
@@ -307,12 +306,14 @@ def _fmt(v: object) -> str:
     return f"{v:.4f}" if isinstance(v, float) else html.escape(str(v))
 
 
-def open_run(path: str | os.PathLike, split: str | None = None, model: "ModelHandle | str | None" = None,
-             device: str | None = "cpu") -> Run:
+def open_run(path: "str | os.PathLike | RunView", split: str | None = None,
+             model: "ModelHandle | str | ModelSource | None" = None, device: str | None = "cpu") -> Run:
     """Open a scanned run for a notebook: ``run.summary()``, ``run.confusion()``, ``run.to_pandas()``, ...
 
     Raises ``RunStoreError`` when ``path`` is not a run made by ``mikata scan``.
     """
-    if not Path(path).expanduser().is_dir():
+    from mikata.analysis.view import RunView
+
+    if not isinstance(path, RunView) and not Path(path).expanduser().is_dir():
         raise RunStoreError(f"{path} is not a directory; pass a run directory made by `mikata scan`")
     return Run(path, split, model, device)

@@ -43,7 +43,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from mikata.analysis.audit import load_groups
     from mikata.analysis.issues import parse_thresholds
-    from mikata.analysis.overview import audit, format_audit
+    from mikata.analysis.audit_summary import audit, format_audit
 
     thresholds = parse_thresholds(args.thresholds)  # before any work: a typo fails at once
     groups = load_groups(args.groups) if args.groups else None

@@ -40,6 +40,7 @@ from mikata.formatting import percent
 
 if TYPE_CHECKING:
     from mikata.analysis.view import RunView
+    from mikata.models.source import ModelSource
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +250,8 @@ def write_report(run: "str | os.PathLike | RunView", out: str | os.PathLike | No
                  batch_size: int = 32, model: str | None = None, max_images: int = 50000,
                  max_cell: int = 200, max_field_values: int = 50,
                  device: str | None = "cpu", positive: int | str | None = None,
-                 threshold: float = 0.5, progress: bool = False) -> ReportResult:
+                 threshold: float = 0.5, progress: bool = False,
+                 source: "ModelSource | None" = None) -> ReportResult:
     """Write the HTML report of a scanned run; returns where, how big and how long each stage took.
 
     ``methods``: attribution maps shown for each class's most and least class-like images (for
@@ -261,7 +263,8 @@ def write_report(run: "str | os.PathLike | RunView", out: str | os.PathLike | No
     every row (a million thumbnails would be ~400 MB of HTML): the counts stay exact, and `mikata
     serve` lists every image. ``handle``: the model (default: loaded from the run's manifest, or from ``model``,
     a spec the user typed, when the manifest's cannot be used; see ``mikata.models.run_model``).
-    Maps are computed on ``device``. A two-class run (or a ``positive`` class named on any run) gets
+    Maps are computed on ``device``; ``source`` (a ``ModelSource``) says all of that in one object.
+    ``run`` may be a ``RunView`` (its selection is the report's rows). A two-class run (or a ``positive`` class named on any run) gets
     its precision-recall and ROC curves, with the operating points at ``threshold`` and at the best
     F1 marked (``positive``: default the minority class; see ``mikata.analysis.binary``). A run
     scanned from a CSV manifest with extra columns gets a section per column (``analysis.fields``):
@@ -297,6 +300,10 @@ def write_report(run: "str | os.PathLike | RunView", out: str | os.PathLike | No
         methods = check_methods(list(methods))  # ChoiceError before any work
     else:
         methods = []
+    from mikata.models.source import ModelSource
+
+    source = source or ModelSource(handle=handle, spec=model, device=device)
+    handle = source.handle
     workers = workers or min(4, os.cpu_count() or 1)
     notes: list[str] = []
 
@@ -326,7 +333,7 @@ def write_report(run: "str | os.PathLike | RunView", out: str | os.PathLike | No
         from mikata.analysis.maps import MapService
 
         try:
-            service = MapService(run_dir, model=model, device=device)
+            service = MapService(run_dir, source=source)
             threading.Thread(target=_load_quietly, args=(service,), daemon=True).start()
         except MikataError:
             service = None  # reported below, where the maps are made
@@ -344,7 +351,7 @@ def write_report(run: "str | os.PathLike | RunView", out: str | os.PathLike | No
         log.info("maps (%s) of the most / least class-like images of %d classes...", ", ".join(methods),
                  len(with_maps))
         try:
-            service = service or MapService(run_dir, handle=handle, model=model, device=device)
+            service = service or MapService(run_dir, source=source)
             got = {}
             from mikata.progress import progress as progress_bar
 

@@ -37,6 +37,7 @@ from mikata.analysis.view import RunView
 from mikata.data.filenames import shown
 from mikata.errors import ModelLoadError
 from mikata.models.handle import ModelHandle
+from mikata.models.source import ModelSource
 
 if TYPE_CHECKING:
     from mikata.analysis.binary import Curves
@@ -52,18 +53,20 @@ class RunState:
 
     def __init__(self, run_dir: str | os.PathLike, handle: ModelHandle | None = None, model: str | None = None,
                  thumb_cache: int = 8192, device: str | None = "cpu", positive: int | str | None = None,
-                 split: str | None = None):
+                 split: str | None = None, source: ModelSource | None = None):
         """``positive``: the class whose precision-recall and ROC curves the dashboard shows (default on a
         two-class run: the minority class; see ``analysis.binary``). ``split``: every page shows only the
-        rows of that split (e.g. ``test``), as ``mikata audit --split`` does."""
+        rows of that split (e.g. ``test``), as ``mikata audit --split`` does. ``source``: the model for
+        maps (``ModelSource``; built from ``handle``/``model``/``device`` when not given)."""
+        source = source or ModelSource(handle=handle, spec=model, device=device)
         self.run_dir = Path(run_dir).expanduser().resolve()
         self.split = split or None
         self.store = RunStore.open(self.run_dir, annotate=True)  # also creates maps/reviews on old runs
         self.identity = self.store.manifest["identity"]
         self.store.classes  # a manifest without its class names: one clear DamagedRunError now, not a 500 later
         self._db_lock = threading.Lock()  # one sqlite connection shared by the worker threads
-        self.maps = MapService(self.run_dir, handle=handle, model=model, store=self.store,
-                               lock=self._db_lock, device=device)  # one connection for the app; maps on device
+        self.maps = MapService(self.run_dir, store=self.store, lock=self._db_lock,
+                               source=source)  # one connection for the app; maps on the source's device
         # the run and its row selection: overview, issues, curves, fields, embedding, cached per version
         self.view = RunView(self.run_dir, split=self.split, store=self.store, lock=self._db_lock)
         from mikata.analysis.binary import resolve_class
