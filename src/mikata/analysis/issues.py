@@ -48,8 +48,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from mikata.analysis.audit import RunData, load_run, subset
-from mikata.analysis.issue_registry import (IssueContext, IssueTypeSpec, Scored, default_thresholds, issue_type,
-                                            issue_type_names, issue_type_specs, register_issue_type)
+from mikata.analysis.issue_registry import (IssueContext, IssueTypeSpec, Scored, default_thresholds, issue_type_names, issue_type_specs, register_issue_type)
 from mikata.analysis.runstore import RunStore
 from mikata.data.image_stats import ENTROPY_BINS, STAT_COLUMNS
 from mikata.errors import ChoiceError
@@ -66,10 +65,7 @@ class IssueType:
     flag: np.ndarray       # (N,) bool
     threshold: float | None
     order: np.ndarray | None = None  # (F,) the flagged rows, most severe first, when the method ranks them itself
-
-    @property
-    def description(self) -> str:
-        return issue_type(self.name).description
+    description: str = ""            # the registry's description of the type
 
     def ranked(self) -> np.ndarray:
         """Row indices of every flagged image, most severe first: the method's own order (the label
@@ -91,7 +87,7 @@ class IssueType:
             pos[rows] = np.arange(len(rows))
             order = pos[self.order]
             order = order[order >= 0]
-        return IssueType(self.name, self.score[rows], self.flag[rows], self.threshold, order)
+        return IssueType(self.name, self.score[rows], self.flag[rows], self.threshold, order, self.description)
 
 
 @dataclass
@@ -326,7 +322,8 @@ def score_issues(d: RunData, th: Mapping[str, float | None], k: int = 10,
         score = np.clip(np.asarray(got.score, dtype=np.float64), 0.0, 1.0) + 0.0  # + 0.0: no negative zeros
         t = th.get(spec.name)
         flag = np.asarray(got.flag, bool) if got.flag is not None else score < t
-        types[spec.name] = IssueType(spec.name, score, flag, t, None if got.order is None else np.asarray(got.order))
+        types[spec.name] = IssueType(spec.name, score, flag, t, None if got.order is None else np.asarray(got.order),
+                                     spec.description)
         ctx.scored[spec.name], ctx.flags[spec.name] = got, flag
     for spec in specs:
         if spec.refine is not None and spec.name in types:

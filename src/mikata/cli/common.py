@@ -112,12 +112,26 @@ EXIT_CODES = ("exit status: 0 all good; 1 finished, but some items were skipped 
               "2 refused: bad arguments, or a file, model or run mikata would not use (one line says why)")
 
 
+class LazyHelp(str):
+    """A help text finished only when help is printed: it lists a registry (issue types, checks) whose
+    modules are too costly to import on every start of the command line. ``str(self)`` is the text
+    without the listing."""
+
+    def __new__(cls, text: str, render):
+        obj = super().__new__(cls, text)
+        obj._render = render
+        return obj
+
+    def render(self) -> str:
+        return self._render()
+
+
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Keeps the description and example as written and adds "(default: X)" to every option whose
     default means something (not None, False or an empty text) and whose help does not already say it."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
+        text = action.help.render() if isinstance(action.help, LazyHelp) else (action.help or "")
         default = action.default
         if ("default" in text.lower() or default is None or default is False or default == "" or
                 default is argparse.SUPPRESS or isinstance(action, (argparse._HelpAction, argparse._VersionAction))):
