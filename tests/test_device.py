@@ -252,7 +252,7 @@ def test_every_command_runs_with_device_cpu(folder, photos, tmp_path, capsys, mo
     assert main(["predict", SPEC, img, "--json", *d, "--precision", "fp32"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["top"][0]["class"] in "abcd"
     assert main(["layers", SPEC, *d]) == 0 and "1,152 parameters" in capsys.readouterr().out
-    from mikata.attribution.engine import METHODS
+    from mikata.attribution import METHODS
 
     assert main(["explain", SPEC, img, "--methods", ",".join(METHODS), "--samples", "3", "--steps", "3",
                  "--out", str(tmp_path / "ex"), "--json", *d]) == 0

@@ -392,8 +392,3 @@ def map_scale_of(m: np.ndarray, method: str, options: dict | None = None) -> Map
 
     return map_scale(m, registry.signed_map(method, options), saturate=method not in LAYER_MAP_METHODS)
 
-
-def overlay_array(m: np.ndarray, view: np.ndarray, method: str, alpha: float = 0.5,
-                  options: dict | None = None) -> np.ndarray:
-    """A map blended over the model's view of its image, ``(H, W, 3)`` uint8 (how ``overlay_png`` draws)."""
-    return overlay_scaled(view, m, map_scale_of(m, method, options), alpha)
