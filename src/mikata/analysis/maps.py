@@ -159,17 +159,9 @@ class MapService:
             if row["pred"] is None:
                 raise UnknownImageError(f"no scanned image with id {image_id} in this run")
             return int(row["pred"])
-        from mikata.errors import ChoiceError
+        from mikata.models.classes import class_index
 
-        classes = self.identity["classes"]
-        if isinstance(cls, (int, np.integer)) or (isinstance(cls, str) and cls.strip().isdigit()):
-            if not 0 <= int(cls) < len(classes):
-                raise ChoiceError("class id", cls, [f"0..{len(classes) - 1}"])
-            return int(cls)
-        lower = {c.lower(): i for i, c in enumerate(classes)}
-        if str(cls).lower() not in lower:
-            raise ChoiceError("class", cls, classes)
-        return lower[str(cls).lower()]
+        return class_index(self.identity["classes"], cls)
 
     def _scan_cam(self, row: dict, method: str, cls: int, layer: str | None) -> np.ndarray | None:
         """The scan's stored Grad-CAM as this map, when it is the same map: ``(H, W)`` float32 or None.

@@ -73,15 +73,9 @@ class Run:
         return list(self.overview.class_names)
 
     def _class(self, cls: int | str) -> int:
-        from mikata.errors import ChoiceError
+        from mikata.models.classes import class_index
 
-        names = self.class_names
-        if isinstance(cls, (int, np.integer)) and 0 <= int(cls) < len(names):
-            return int(cls)
-        lower = {n.lower(): i for i, n in enumerate(names)}
-        if str(cls).lower() in lower:
-            return lower[str(cls).lower()]
-        raise ChoiceError("class", cls, names)
+        return class_index(self.class_names, cls)
 
     def summary(self) -> dict:
         """Images, skipped files, accuracy, top-5 accuracy (only where there are more than 5 classes),

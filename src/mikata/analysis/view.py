@@ -131,15 +131,9 @@ class RunView:
                        classes if classes is not None else s.classes, ids if ids is not None else s.ids)
 
     def _class(self, cls: int | str) -> int:
-        from mikata.errors import ChoiceError
+        from mikata.models.classes import class_index
 
-        names = self.class_names
-        if isinstance(cls, (int, np.integer)) and 0 <= int(cls) < len(names):
-            return int(cls)
-        lower = {n.lower(): i for i, n in enumerate(names)}
-        if str(cls).lower() in lower:
-            return lower[str(cls).lower()]
-        raise ChoiceError("class", cls, names)
+        return class_index(self.class_names, cls)
 
     # ------------------------------------------------------------------------------- versioning
     def version(self) -> tuple[int, int, int]:
