@@ -6,6 +6,12 @@ machine are noisy: read the ratios, which are measured back to back in this proc
 
     PYTHONPATH=src python benchmarks/bench_attribution.py --quick        # batch 1 and 4, fewer methods
     PYTHONPATH=src python benchmarks/bench_attribution.py                # batch 1 and 16, all methods
+    PYTHONPATH=src python benchmarks/bench_attribution.py --models vit --quick --no-rss   # a ViT, attention methods
+
+The ``vit`` model (timm vit_tiny_patch16_224, random weights) times the attention methods against their
+floors: attention-rollout against one forward (the model's own, fused-attention forward: ours runs the
+unfused one, which is what materializes the attention), gradient-rollout against one forward plus one
+backward to the input (ours stops at the first block's attention).
 """
 
 from __future__ import annotations
@@ -86,8 +92,11 @@ def peers(handle, x, layer_module, target, quick):
     tl = target.tolist()
     pgc_targets = [ClassifierOutputTarget(t) for t in tl]
 
+    layout = handle.layout(handle.default_layer)
+    reshape = layout.to_nchw if layout.kind in ("tokens", "nhwc") else None  # grad-cam's reshape_transform
+
     def pgc_call(cls):
-        cam = getattr(pgc, cls)(model=m, target_layers=[layer_module])
+        cam = getattr(pgc, cls)(model=m, target_layers=[layer_module], reshape_transform=reshape)
         return lambda: cam(input_tensor=x, targets=pgc_targets)
 
     def zennit_lrp():
@@ -147,6 +156,8 @@ def floor_of(method, f, n_windows, channels):
         return 2 * f["input"], "fwd+bwd to input, 2N"
     if method == "occlusion":
         return n_windows * f["forward"], f"{n_windows} forwards"
+    if method == "attention-rollout":
+        return f["forward"], "forward (fused attention)"
     return f["input"], "fwd+bwd to input"
 
 
@@ -165,9 +176,9 @@ def bench_model(name, handle, batch, quick, repeats, rows):
     with torch.no_grad():
         from mikata.hooks import capture
 
-        with capture(handle.net, [layer]) as rec:
+        with capture(handle.net, [layer], layouts=handle.layouts_for([layer])) as rec:
             handle.model(x[:1])
-        channels = rec.activations[layer].shape[1]
+        channels = rec.activations[layer].shape[1]  # (1, C, h, w) whatever the layer's layout
     methods = ["gradcam", "gradcam++", "layercam", "xgradcam", "eigencam", "saliency", "grad-x-input",
                "guided-backprop", "deconv", "guided-gradcam", "smoothgrad", "integrated-gradients", "deeplift",
                "occlusion", "lrp"]
@@ -176,6 +187,8 @@ def bench_model(name, handle, batch, quick, repeats, rows):
                    "integrated-gradients", "deeplift", "occlusion", "lrp"]
     elif batch == 1:
         methods.append("scorecam")
+    if name == "vit":  # GELU network: no rectifier methods; the attention methods beside a CAM and a gradient
+        methods = ["gradcam", "attention-rollout", "gradient-rollout", "saliency"]
     peer_calls = peers(handle, x, get_layer(handle.net, layer), target, quick)
     for method in methods:
         ours = timeit(lambda: explain(handle, x, [method], targets="top1", options={method: OPTIONS.get(method, {})}),
@@ -229,6 +242,44 @@ def fmt_row(r):
             f"| {floor_label:22} | {peer_s} | {ratio} | {peer_label} |")
 
 
+def bench_attnlrp(batches, repeats):
+    """AttnLRP against its floor, one forward + one backward to the input (no weight gradients, fused attention
+    off as AttnLRP needs), on timm ViT-Tiny with random weights at 224 px; and without its conservation probe
+    (one more forward + backward of the first image), so the check's share shows."""
+    from torchvision_compat import import_torchvision_declaring_ops
+
+    import_torchvision_declaring_ops()
+    import timm
+
+    from mikata.attribution import explain
+    from mikata.attribution.attnlrp import attnlrp
+    from mikata.hooks import preserved
+    from mikata.models.attention import unfused
+    from mikata.models.handle import ModelHandle
+
+    torch.manual_seed(0)
+    net = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=1000).eval()
+    handle = ModelHandle(net, [str(i) for i in range(1000)], spec="timm:vit_tiny_patch16_224")
+    print("| model | N | ours ms | floor ms (fwd+bwd to input, unfused) | ours/floor | without probe ms | /floor |")
+    print("|---|---|---|---|---|---|---|")
+    for batch in batches:
+        x = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+        ids = handle.model(x).argmax(1, keepdim=True).detach()
+
+        def floor():
+            with preserved(net), unfused(net), torch.enable_grad():
+                for p in net.parameters():
+                    p.requires_grad_(False)
+                xin = x.detach().requires_grad_(True)
+                torch.autograd.grad(handle.model(xin).gather(1, ids).sum(), xin)
+
+        ours = timeit(lambda: explain(handle, x, ["attnlrp"]), repeats)
+        bare = timeit(lambda: attnlrp(handle, x, ids, check=False), repeats)
+        f = timeit(floor, repeats)
+        print(f"| vit_tiny | {batch} | {ours * 1000:.0f} | {f * 1000:.0f} | {ours / f:.2f} | {bare * 1000:.0f} "
+              f"| {bare / f:.2f} |", flush=True)
+
+
 def ig_rss_child():
     from mikata.attribution import explain
     from mikata.models import load_model
@@ -247,9 +298,14 @@ def main():
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--no-rss", action="store_true", help="skip the IG peak-RSS child process")
     parser.add_argument("--ig-rss-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--attnlrp", action="store_true", help="only AttnLRP vs its floor on ViT-Tiny")
     args = parser.parse_args()
     if args.ig_rss_child:
         ig_rss_child()
+        return
+    if args.attnlrp:
+        torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+        bench_attnlrp([int(b) for b in (args.batches or "1,4").split(",")], args.repeats or 3)
         return
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     from mikata.models import load_model
@@ -264,6 +320,11 @@ def main():
             import_torchvision_declaring_ops()
             torch.manual_seed(0)
             handles[name] = load_model("torchvision:resnet18", pretrained=False)
+        elif name == "vit":
+            from torchvision_compat import import_torchvision_declaring_ops
+
+            import_torchvision_declaring_ops()
+            handles[name] = load_model("timm:vit_tiny_patch16_224?weights=random")
         else:
             handles[name] = load_model("efficientnet-lite0")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}")
@@ -278,6 +339,8 @@ def main():
     print("|---|---|---|---|---|---|")
     for name, handle in handles.items():
         for batch in batches:
+            if name == "vit":  # the combined figure uses guided methods, which a GELU network refuses
+                continue
             ours, theirs = combined(name, handle, batch, repeats)
             print(f"| {name} | {batch} | gradcam+guided-backprop+guided-gradcam+saliency+smoothgrad(16) "
                   f"| {ours * 1000:.0f} | {theirs * 1000:.0f} | {ours / theirs:.2f} |", flush=True)

@@ -6,12 +6,14 @@ own SVD sign), rectifiers patched in ``torch.nn.functional`` (Guided Backprop, D
 Captum's DeepLift and GuidedBackprop (for the disagreements the issue saw), zennit (LRP).
 
     PYTHONPATH=src python benchmarks/zoo_table.py [--models googlenet,convnext]
+    PYTHONPATH=src python benchmarks/zoo_table.py --lrp [resnet18,vit_tiny_patch16_224]   # LRP / AttnLRP
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 import warnings
@@ -27,10 +29,58 @@ MODELS = ("googlenet", "squeezenet1_1", "densenet", "mobilenet_v3_large", "convn
           "vgg16", "efficientnet_b0")
 
 
+#: timm / torchvision architectures for the LRP table (random weights, batch norms randomized, seeded).
+LRP_MODELS = ("tv:resnet18", "resnet18", "resnet50", "regnetx_002", "ghostnet_100", "hrnet_w18_small", "rexnet_100",
+              "mobilevit_xxs", "efficientformer_l1", "vit_tiny_patch16_224", "deit_tiny_distilled_patch16_224",
+              "swin_tiny_patch4_window7_224")
+
+
+def lrp_table(names: list[str]) -> None:
+    """LRP and AttnLRP per architecture: the conservation figure (bias-free relevance at the pixels, plus what
+    the softmax rules and constant tokens absorbed for AttnLRP: 1 when every operation has a rule) or the
+    refusal, and the time of one 1-image call."""
+    from test_attribution_zoo_cnn import _randomized, timm_handle
+    from torchvision_compat import import_torchvision_declaring_ops
+
+    from mikata.attribution import explain
+    from mikata.errors import MikataError
+    from mikata.models.handle import ModelHandle
+
+    tv = import_torchvision_declaring_ops()
+    print("| model | input | lrp | attnlrp |")
+    print("|---|---|---|---|")
+    for name in names:
+        big = name.startswith(("vit", "deit", "swin", "efficientformer"))
+        size = 224 if big else 64
+        if name.startswith("tv:"):
+            torch.manual_seed(0)
+            net = _randomized(getattr(tv.models, name[3:])(num_classes=10))
+            h = ModelHandle(net, [str(i) for i in range(10)], input_size=(size, size))
+        else:
+            h = timm_handle(name, size, **({"depth": 2} if name.startswith(("vit", "deit")) else {}))
+        x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+        cells = []
+        for m in ("lrp", "attnlrp"):
+            t = time.perf_counter()
+            try:
+                a = explain(h, x, [m])[0]
+                cells.append(f"ok, conservation {a.info['conservation']:.4f}, {1000 * (time.perf_counter() - t):.0f} ms")
+            except MikataError as e:
+                figure = re.search(r"(?:sums to|and is) (-?[0-9.e+-]+|not a number)", str(e))
+                why = f"conservation {figure.group(1)}" if figure else str(e).split(": ", 2)[1][:50]
+                cells.append(f"refused ({type(e).__name__}: {why})")
+        print(f"| {name} | {size} | {cells[0]} | {cells[1]} |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--lrp", nargs="?", const=",".join(LRP_MODELS), default=None,
+                    help="the LRP / AttnLRP conservation table instead (optionally: comma-separated architectures)")
     args = ap.parse_args()
+    if args.lrp:
+        lrp_table(args.lrp.split(","))
+        return
     from attribution_helpers import pearson
     from test_attribution_zoo import _Guided, _Rescale, _eigencam_reference, _input_grad, _layer_act
     from mikata.attribution import explain

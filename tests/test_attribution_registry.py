@@ -76,7 +76,8 @@ def test_derived_tables_match_the_registry():
     from mikata.analysis.maps import LAYER_MAP_METHODS
 
     assert mikata.attribution.METHODS == registry.names()  # asked of the registry when read
-    assert set(LAYER_MAP_METHODS) == {"gradcam", "gradcam++", "layercam", "xgradcam", "eigencam", "scorecam"}
+    assert set(LAYER_MAP_METHODS) == {"gradcam", "gradcam++", "layercam", "xgradcam", "eigencam", "scorecam",
+                                      "attention-rollout", "gradient-rollout"}  # the last two: at the patch grid
     assert set(registry.names(grid=True)) == {"gradcam", "gradcam++", "layercam", "saliency", "guided-gradcam"}
     guided = registry.get("guided-backprop")
     assert (guided.backwards[0][0], guided.reduction({})) == ("guided", "maxabs")

@@ -195,7 +195,7 @@ def test_a_read_only_run_is_served_maps_computed_not_cached_reviews_refused(read
         r = c.get("/map/1.png?method=gradcam", headers=h)
         assert r.status_code == 200 and r.content[:4] == b"\x89PNG"
     r = c.post("/api/review/1", json={"verdict": "wrong"}, headers=h)
-    assert r.status_code == 400 and "read-only" in r.text
+    assert r.status_code == 409 and "read-only" in r.text  # a conflict with the run's state (issue 34: was 400)
     assert c.get("/reviews.csv").status_code == 200
 
 

@@ -19,8 +19,8 @@ PACKAGE = SRC / "mikata"
 LAYERS: dict[str, int] = {
     # 3 — thin outer layers: parse -> call one library function -> write / render
     "cli": 3, "server": 3, "report": 3, "demo": 3, "__main__": 3,
-    # 2 — dataset-level work (training, evaluation); writes and reads a RunStore
-    "analysis": 2, "training": 2, "evaluation": 2,
+    # 2 — dataset-level work (training, evaluation, concepts); writes and reads a RunStore
+    "analysis": 2, "training": 2, "evaluation": 2, "concepts": 2,
     # 1 — per-image / per-unit algorithms
     "attribution": 1, "featurevis": 1, "inspect": 1, "prediction": 1,
     # 0 — models, data, hooks, display (images, overlays, grids, colormaps), errors

@@ -69,3 +69,87 @@ def check_choices(kind: str, given: object, choices, hint: str = ""):
     if given not in choices:
         raise ChoiceError(kind, given, [str(c) for c in choices], hint=hint)
     return given
+
+
+class Interrupted(KeyboardInterrupt):
+    """A command stopped by SIGINT or SIGTERM. ``exit_code`` is the shell's convention (128 + the signal
+    number: 130 for SIGINT, 143 for SIGTERM); the message says what was kept and how to continue."""
+
+    def __init__(self, signum: int, message: str = ""):
+        import signal
+
+        self.signum = int(signum)
+        self.exit_code = 128 + self.signum
+        try:
+            self.signal_name = signal.Signals(self.signum).name
+        except ValueError:
+            self.signal_name = f"signal {self.signum}"
+        super().__init__(message)
+
+    def with_message(self, message: str) -> "Interrupted":
+        """The same interruption, now saying what was kept and how to continue."""
+        return Interrupted(self.signum, message)
+
+
+_signal_state = {"deferring": 0, "pending": None}
+
+
+def _raise_interrupted(signum: int, frame) -> None:
+    if _signal_state["deferring"]:
+        _signal_state["pending"] = signum  # raised when the write in progress has finished
+        return
+    raise Interrupted(signum)
+
+
+def interrupt_on_signals():
+    """A context in which SIGINT and SIGTERM raise ``Interrupted`` in the main thread, so a long job can
+    save what it has and exit with one line (outside the main thread it changes nothing).
+
+    SIGINT is caught even when the process started with it ignored (a shell script's ``cmd &``): a
+    user who sends it asks the job to stop. The previous handlers come back on exit.
+
+    Example:
+        >>> with interrupt_on_signals():
+        ...     pass
+    """
+    import contextlib
+    import signal
+    import threading
+
+    @contextlib.contextmanager
+    def installed():
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        before = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, handler in before.items():
+                signal.signal(s, handler)
+
+    return installed()
+
+
+def signals_deferred():
+    """A context during which ``interrupt_on_signals``'s signals wait: a file being written is finished
+    first, then ``Interrupted`` is raised as the context exits.
+
+    Example:
+        >>> with signals_deferred():
+        ...     pass
+    """
+    import contextlib
+
+    @contextlib.contextmanager
+    def deferred():
+        _signal_state["deferring"] += 1
+        try:
+            yield
+        finally:
+            _signal_state["deferring"] -= 1
+        if not _signal_state["deferring"] and _signal_state["pending"] is not None:
+            signum, _signal_state["pending"] = _signal_state["pending"], None
+            raise Interrupted(signum)
+
+    return deferred()

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Mapping, Protocol
 
 import torch
 from torch import nn
 
 from mikata.errors import ChoiceError
 
-HookKind = str  # "forward", "forward_pre", "backward", "backward_pre"
+HookKind = str  # "forward", "forward_pre", "forward_pre_kwargs", "backward", "backward_pre"
 
 
 def get_layer(net: nn.Module, name: str) -> nn.Module:
@@ -42,6 +42,8 @@ def attached(hooks: Iterable[tuple[nn.Module, HookKind, Callable]]) -> Iterator[
                 handles.append(module.register_forward_hook(fn))
             elif kind == "forward_pre":
                 handles.append(module.register_forward_pre_hook(fn))
+            elif kind == "forward_pre_kwargs":  # fn(module, args, kwargs) -> (args, kwargs) or None
+                handles.append(module.register_forward_pre_hook(fn, with_kwargs=True))
             elif kind == "backward":
                 handles.append(module.register_full_backward_hook(fn))
             elif kind == "backward_pre":
@@ -52,6 +54,13 @@ def attached(hooks: Iterable[tuple[nn.Module, HookKind, Callable]]) -> Iterator[
     finally:
         for h in handles:
             h.remove()
+
+
+class Layout(Protocol):
+    """What ``capture`` needs of a layer's layout (``mikata.models.layout.FeatureLayout``): a view as
+    ``(N, C, h, w)``."""
+
+    def to_nchw(self, t: torch.Tensor) -> torch.Tensor: ...
 
 
 @dataclass
@@ -81,6 +90,7 @@ def capture(
     gradients: bool = False,
     inputs: bool = False,
     detach: bool = True,
+    layouts: Mapping[str, Layout] | None = None,
 ) -> Iterator[Recording]:
     """Record the outputs (and optionally inputs, output gradients) of named layers.
 
@@ -89,13 +99,18 @@ def capture(
     ReLU after a batch norm) do not change them. With ``detach=False`` the recorded activations stay
     in the graph, so a caller can differentiate with respect to them; the layer's consumers then get
     a copy (same values, same gradients).
+
+    ``layouts`` (``handle.layouts_for(layers)``) maps a layer to the view that turns its output into
+    ``(N, C, h, w)`` (tokens, channels-last): its activations and gradients are recorded through it,
+    so every consumer sees one layout. Layers not in it are recorded as they come.
     """
     rec = Recording()
     hooks = []
     for name in dict.fromkeys(layers):
         module = get_layer(net, name)
+        view = layouts[name].to_nchw if layouts and name in layouts else (lambda t: t)
 
-        def hook(mod, args, out, name=name):
+        def hook(mod, args, out, name=name, view=view):
             t = _first_tensor(out)
             if t is None:
                 return None
@@ -105,11 +120,11 @@ def capture(
                     rec.inputs[name] = i.detach().clone() if detach else i
             if gradients and t.requires_grad:
                 # A tensor hook lives and dies with this activation: nothing to remove later.
-                t.register_hook(lambda g, name=name: rec.gradients.__setitem__(name, g.detach()))
+                t.register_hook(lambda g, name=name, view=view: rec.gradients.__setitem__(name, view(g.detach())))
             if detach:  # a copy: an in-place op after the layer (DenseNet's F.relu(inplace=True)) cannot reach it
-                rec.activations[name] = t.detach().clone()
+                rec.activations[name] = view(t.detach().clone()).contiguous()
                 return None
-            rec.activations[name] = t
+            rec.activations[name] = view(t)
             # in the graph: the layer's consumers get a copy to overwrite, the recorded output stays intact
             return t.clone() if isinstance(out, torch.Tensor) and not torch.is_inference_mode_enabled() else None
 

@@ -17,10 +17,11 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
+
+from mikata.analysis.schema import MapOf, Opt, Req, SchemaError, check_value, parse_json, read_json
 
 log = logging.getLogger(__name__)
 
@@ -64,21 +65,37 @@ def _png_text(path: Path, key: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _rendering(grid: Path) -> tuple[dict[str, str], str | None]:
-    """file name -> unit label, and the log, from ``grid.png``'s chunks (``Rendering.save``); data only:
-    strings are taken, anything else ignored."""
+MAX_LABEL_CHARS = 200  # a unit's label as shown; longer text in a chunk is cut
+
+
+def _label(text: str | None) -> str | None:
+    """A label from a PNG chunk for a page: control characters dropped, at most ``MAX_LABEL_CHARS``."""
+    if not text:
+        return None
+    clean = "".join(ch for ch in text[:MAX_LABEL_CHARS] if ch.isprintable())
+    return clean or None
+
+
+def _rendering(grid: Path) -> tuple[dict[str, str], str | None, str | None]:
+    """file name -> unit label, the log, and a note when the ``mikata-rendering`` chunk was refused, from
+    ``grid.png``'s chunks (``Rendering.save``); the chunk is checked against ``RENDERING_SCHEMA`` first."""
     labels: dict[str, str] = {}
     raw = _png_text(grid, "mikata-rendering")
-    try:
-        card = json.loads(raw) if raw else {}
-    except ValueError:
-        card = {}
-    units = card.get("units") if isinstance(card, dict) else None
-    for u in units if isinstance(units, list) else []:
-        if isinstance(u, dict) and isinstance(u.get("file"), str) and isinstance(u.get("label"), str):
-            labels[u["file"]] = u["label"]
+    note = None
+    card: dict = {}
+    if raw:
+        try:
+            card = check_value(parse_json(raw, f"{grid.name} (mikata-rendering)"), RENDERING_SCHEMA,
+                               f"{grid.name} (mikata-rendering)")  # type: ignore[assignment]
+        except SchemaError as e:
+            note = f"featurevis/{grid.parent.name}/{e}: the unit labels are left out (file names shown)"
+            card = {}
+    for u in card.get("units") or []:
+        label = _label(u.get("label"))
+        if isinstance(u.get("file"), str) and label:
+            labels[u["file"]] = label
     text = _png_text(grid, "mikata-log")
-    return labels, (text[:MAX_LOG_CHARS] if text else None)
+    return labels, (text[:MAX_LOG_CHARS] if text else None), note
 
 
 def featurevis_gallery(run_dir: str | os.PathLike) -> list[dict]:
@@ -98,28 +115,85 @@ def featurevis_gallery(run_dir: str | os.PathLike) -> list[dict]:
     for folder, files in folders.items():
         grid = next((p for p in files if p.name == "grid.png"), None)
         if grid is None:  # loose images: each its own entry, as before
-            out += [{"title": str(p.relative_to(root)), "grid": None, "units": [(p, p.stem)], "log": None}
-                    for p in files]
+            out += [{"title": str(p.relative_to(root)), "grid": None, "units": [(p, p.stem)], "log": None,
+                     "note": None} for p in files]
             continue
-        labels, text = _rendering(grid)
+        labels, text, note = _rendering(grid)
         out.append({"title": str(folder.relative_to(root)) if folder != root else ".", "grid": grid,
-                    "units": [(p, labels.get(p.name) or _png_text(p, "mikata-label") or p.stem)
+                    "units": [(p, labels.get(p.name) or _label(_png_text(p, "mikata-label")) or p.stem)
                               for p in files if p.name != "grid.png"],
-                    "log": text})
+                    "log": text, "note": note})
     return out
 
 
-def read_scorecard(run_dir: str | os.PathLike) -> dict | None:
-    """``RUN_DIR/evaluate/scorecard.json`` as a dict; None when absent or unreadable (with a warning)."""
+# What the report and the app read of each attachment (``schema`` explains the notation); other keys pass.
+SCORECARD_SCHEMA = {
+    "model": Opt("str"), "images": Opt("int"), "target": Opt("str"), "created": Opt("str"),
+    "methods": ["str"],
+    "metrics": [{"name": Req("str"), "better": Opt("str"), "description": Opt("str")}],
+    "table": MapOf(Opt(MapOf(Opt("number")))),
+    "passes": MapOf(Opt(MapOf(Opt("bool")))),
+    "figures": ["str"],
+    "baseline": Opt(MapOf(Opt("number"))),
+}
+UNITS_SCHEMA = {
+    "layer": Req("str"), "source": Opt("str"), "map_size": ["int"],
+    "units": Req([{"channel": Req("int"),
+                   "top": Req([{"id": Req("int"), "activation": Req("number"), "label": Req("any"),
+                                "pred": Req("any")}])}]),
+}
+RENDERING_SCHEMA = {
+    "units": [{"file": Req("str"), "label": Req("str"), "score": Opt("number")}],
+    "seconds": Opt("number"), "options": Opt(MapOf("any")),
+}
+
+
+def load_scorecard(run_dir: str | os.PathLike) -> tuple[dict | None, str | None]:
+    """``RUN_DIR/evaluate/scorecard.json`` checked against ``SCORECARD_SCHEMA``: ``(card, None)``;
+    ``(None, note)`` when it is there but refused (the note names the place and what to do);
+    ``(None, None)`` when there is none."""
     path = Path(run_dir) / "evaluate" / "scorecard.json"
     if not path.is_file():
-        return None
+        return None, None
     try:
-        card = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        log.warning("ignoring unreadable scorecard %s: %s", path, e)
-        return None
-    return card if isinstance(card, dict) else None
+        card = read_json(path, SCORECARD_SCHEMA)
+    except SchemaError as e:
+        log.warning("ignoring the unreadable scorecard %s: %s", path, e)
+        return None, (f"evaluate/{e}: the attribution scorecard is left out; run `mikata evaluate` on the run "
+                      "again to rewrite it")
+    if not isinstance(card, dict):
+        return None, ("evaluate/scorecard.json: the top level is not an object: the attribution scorecard is left "
+                      "out; run `mikata evaluate` on the run again to rewrite it")
+    return card, None
+
+
+def read_scorecard(run_dir: str | os.PathLike) -> dict | None:
+    """``RUN_DIR/evaluate/scorecard.json`` as a dict; None when absent or refused (``load_scorecard``)."""
+    return load_scorecard(run_dir)[0]
+
+
+def load_units_json(root: Path) -> tuple[dict | None, str | None]:
+    """``root/units.json`` checked against ``UNITS_SCHEMA``, as ``load_scorecard`` returns it."""
+    path = root / "units.json"
+    if not path.is_file():
+        return None, None
+    try:
+        raw = read_json(path, UNITS_SCHEMA)
+    except SchemaError as e:
+        log.warning("ignoring %s: %s", path, e)
+        return None, f"units/{e}: the units section is left out; run `mikata units` on the run again to rewrite it"
+    if not isinstance(raw, dict):
+        return None, ("units/units.json: the top level is not an object: the units section is left out; run "
+                      "`mikata units` on the run again to rewrite it")
+    return raw, None
+
+
+def attachment_notes(run_dir: str | os.PathLike) -> list[str]:
+    """One line per attachment that is there but was refused (its section is left out, or shown without its
+    labels); empty when every attachment is fine or absent."""
+    notes = [n for n in (load_scorecard(run_dir)[1], load_units_json(Path(run_dir) / "units")[1]) if n]
+    notes += [e["note"] for e in featurevis_gallery(run_dir) if e.get("note")]
+    return notes
 
 
 def scorecard_figure(run_dir: str | os.PathLike, name: str) -> Path | None:

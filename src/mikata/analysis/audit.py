@@ -408,7 +408,8 @@ def near_duplicates(emb: np.ndarray, splits: np.ndarray, threshold: float = 0.98
 
 def project_2d(emb: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:
     """``(N, 2)`` projection of embeddings for a scatter plot: PCA (fast) or t-SNE (seeded)."""
-    x = emb.astype(np.float32)
+    # a damaged (NaN/inf) embedding, which `mikata check` names, is drawn at the origin instead of failing the plot
+    x = np.nan_to_num(emb.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     if method == "pca":
         from sklearn.decomposition import PCA
 

@@ -120,6 +120,9 @@ def _audit(view: "RunView", groups: Mapping[str, str] | None, n: int, top_pairs:
         # the weak-group type groups the whole run by the first field, as every other view does
         result["dataset_issues"] = issues_report(view.issues(thresholds, groups=group_by[0] if group_by else None),
                                                  worst=n)
+    from mikata.concepts.atlas import shortcuts_section
+
+    result.update(shortcuts_section(view.run_dir))
     return result
 
 
@@ -175,6 +178,9 @@ def format_audit(r: dict, max_listed: int | None = None) -> str:
         from mikata.analysis.issues import format_issues
 
         lines += format_issues(r["dataset_issues"])
+    from mikata.concepts.atlas import format_shortcuts
+
+    lines += format_shortcuts(r, max_listed)
     for s in r["skipped"]:
         out(f"skipped {shown(s['path'])}: {s['reason']}")
     return "\n".join(lines)

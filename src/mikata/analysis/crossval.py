@@ -28,6 +28,7 @@ import hashlib
 import json
 import logging
 import os
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +42,7 @@ from mikata.analysis.runstore import RunStore
 from mikata.analysis.scan import scan
 from mikata.data.datasets import DatasetError, ImageDataset, load_dataset, split_dataset
 from mikata.data.splits import files_sha1, source_identity
-from mikata.errors import MikataError
+from mikata.errors import Interrupted, MikataError
 from mikata.models.handle import ModelHandle
 
 log = logging.getLogger(__name__)
@@ -110,11 +111,17 @@ def crossval(data: str | os.PathLike, model: str | ModelHandle, run_dir: str | o
                        "options": {k: str(v) for k, v in sorted(train_options.items())},
                        "fold_files": [files_sha1(parts[n]) for n in names]})
 
-    with RunLock.acquire(work):  # one crossval per work folder: two would train the same fold twice
-        trained, reused, fold_acc, skipped, fold_runs, hashes, models = _folds(
-            ds, parts, names, work, model, device, progress, seed, val_fraction, scan_batch_size, scan_workers, layer,
-            train_options)
-        rows = combine_folds(run_dir, fold_runs, models, base_spec, hashes, seed)
+    try:
+        with RunLock.acquire(work):  # one crossval per work folder: two would train the same fold twice
+            trained, reused, fold_acc, skipped, fold_runs, hashes, models = _folds(
+                ds, parts, names, work, model, device, progress, seed, val_fraction, scan_batch_size, scan_workers,
+                layer, train_options)
+            rows = combine_folds(run_dir, fold_runs, models, base_spec, hashes, seed)
+    except KeyboardInterrupt as e:
+        # each fold keeps its last finished epoch and its committed scan rows; a rerun reuses or resumes them
+        signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
+        raise Interrupted(signum, f"finished folds and the last finished epoch of the current one are kept in "
+                                  f"{work}; run the same command again to continue") from None
     total = accuracy(load_run(run_dir))
     return CrossvalSummary(str(run_dir), str(work), folds, rows, total, fold_acc, trained, reused,
                            list(dict.fromkeys(skipped)), time.perf_counter() - t0)

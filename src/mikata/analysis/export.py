@@ -53,6 +53,8 @@ def export_run(run: "str | os.PathLike | RunView", out: str | os.PathLike, fmt: 
     fmt = export_format(out, fmt)
     r = open_run(run, split, model=model, device=device)
     frame = r.to_pandas()
+    # a name that is not valid UTF-8 (kept as surrogates in memory) as text every format can hold: \xNN escapes
+    frame["path"] = [as_text(p) for p in frame["path"]]
     if maps_dir is not None:
         frame["map_path"] = _write_maps(r, frame, Path(maps_dir), map_method, batch_size)
     out = Path(out)
@@ -64,6 +66,11 @@ def export_run(run: "str | os.PathLike | RunView", out: str | os.PathLike, fmt: 
     else:
         frame.to_json(out, orient="records", lines=True, force_ascii=False)
     return out
+
+
+def as_text(path: str) -> str:
+    """``path`` as valid UTF-8 text: bytes of a non-UTF-8 name as ``\\xNN`` (valid names are unchanged)."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _parquet(frame, out: Path, run) -> None:

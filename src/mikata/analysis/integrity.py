@@ -22,7 +22,10 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mikata.analysis.runstore import DamagedRunError, RunStore, RunStoreError
+import numpy as np
+
+from mikata.analysis.runstore import (DamagedRunError, RunStore, RunStoreError, decode_map, parse_topk,
+                                      vector_file_size)
 from mikata.data.filenames import from_db, shown
 
 from mikata.data.preprocessing import FIELDS as PREPROCESSING_FIELDS, OPTIONAL_FIELDS, RESIZE_MODES
@@ -74,8 +77,9 @@ class CheckReport:
 RESCAN = "scan again into a new --run directory (or restore the run from a copy)"
 
 
-def check_run(run_dir: str | os.PathLike, hashes: bool = False) -> CheckReport:
-    """Check everything in ``run_dir`` that can be checked without the model; see the module doc."""
+def check_run(run_dir: str | os.PathLike, hashes: bool = False, files: bool = True) -> CheckReport:
+    """Check everything in ``run_dir`` that can be checked without the model; see the module doc.
+    ``files=False`` leaves out the image files (what ``merge`` checks of a shard: only the run itself)."""
     run = Path(run_dir).expanduser().resolve()
     report = CheckReport(str(run))
     add = report.problems.append
@@ -90,7 +94,8 @@ def check_run(run_dir: str | os.PathLike, hashes: bool = False) -> CheckReport:
         return report
     try:
         _check_database(store, report, classes)
-        _check_files(store, report, hashes)
+        if files:
+            _check_files(store, report, hashes)
     except (sqlite3.DatabaseError, RunStoreError) as e:
         add(Problem(f"reading run.sqlite failed: {str(e).split(';')[0]}", RESCAN))
     finally:
@@ -140,7 +145,11 @@ def _check_database(store: RunStore, report: CheckReport, classes: list[str] | N
     report.checked.append("vector files against the committed count")
     for kind in sorted(dims):
         p = store.dir / f"{kind}.f16"
-        size = p.stat().st_size if p.exists() else None
+        try:
+            size = vector_file_size(p, store.dir) if p.exists() else None
+        except DamagedRunError as e:
+            add(Problem(str(e).split(";")[0], RESCAN))
+            continue
         want = n * dims[kind] * 2
         if size is None:
             add(Problem(f"{p.name} is missing ({n} vector rows committed)", RESCAN))
@@ -158,6 +167,7 @@ def _check_database(store: RunStore, report: CheckReport, classes: list[str] | N
             add(Problem(f"{bad} scanned rows point outside the {n} committed vectors", RESCAN))
         if dup:
             add(Problem(f"{dup} rows share another row's vector (two writers interleaved?)", RESCAN))
+    _check_values(store, report, n, dims, classes)
     if classes is not None:
         report.checked.append("class ids against the manifest's classes")
         hi = store.class_id_range()
@@ -165,6 +175,96 @@ def _check_database(store: RunStore, report: CheckReport, classes: list[str] | N
             add(Problem(f"rows use class ids up to {hi[0]} but the manifest lists {len(classes)} classes", RESCAN))
         if "probs" in dims and dims["probs"] != len(classes):
             add(Problem(f"probability vectors have {dims['probs']} values for {len(classes)} classes", RESCAN))
+
+
+def _check_values(store: RunStore, report: CheckReport, n: int, dims: dict[str, int],
+                  classes: list[str] | None) -> None:
+    """The stored numbers themselves: predictions and probabilities of scanned rows, top-k lists, Grad-CAMs
+    and cached maps, and the committed vectors (no NaN/inf; probabilities in [0, 1] summing to 1)."""
+    add = report.problems.append
+    report.checked.append("stored predictions, probabilities, top-k, Grad-CAMs and cached maps")
+    k = len(classes) if classes is not None else None
+    for what, count in value_problems(store, k).items():
+        add(Problem(f"{count} {what}", RESCAN))
+    maps = store.damaged_map_count()
+    if maps:
+        add(Problem(f"{maps} cached attribution maps are not finite maps of their stated size",
+                    "nothing is lost: the app and the report ignore them and compute those maps again", "stale"))
+    report.checked.append("committed vectors (finite; probabilities sum to 1)")
+    for kind in sorted(dims):
+        p = store.dir / f"{kind}.f16"
+        try:
+            if not p.exists() or vector_file_size(p, store.dir) < n * dims[kind] * 2:
+                continue  # named above
+        except DamagedRunError:
+            continue
+        bad, off = _vector_problems(store.vectors(kind, n), kind == "probs")
+        if bad:
+            add(Problem(f"{bad} of the {n} {kind} vectors hold NaN or inf", RESCAN))
+        if off:
+            add(Problem(f"{off} of the {n} probability vectors are not probabilities (a value outside [0, 1], or a "
+                        "sum other than 1)", RESCAN))
+
+
+def value_problems(store: RunStore, classes: int | None) -> dict[str, int]:
+    """What is wrong with the stored values of the scanned rows: description -> number of rows."""
+    found: dict[str, int] = {}
+    for col, what in (("pred", "prediction"), ("label", "label")):
+        bad = store.db.execute(f"SELECT COUNT(*) FROM images WHERE status='ok' AND ({col} IS NULL OR "
+                               f"typeof({col}) != 'integer')").fetchone()[0]
+        if bad:
+            found[f"scanned rows have no {what} ({col} is missing or not a class id)"] = int(bad)
+    for col, extra in (("pred_prob", ""), ("label_prob", " AND label IS NOT NULL")):
+        bad = store.db.execute(
+            f"SELECT COUNT(*) FROM images WHERE status='ok'{extra} AND ({col} IS NULL OR typeof({col}) NOT IN "
+            f"('real', 'integer') OR {col} < 0 OR {col} > 1)").fetchone()[0]
+        if bad:
+            found[f"scanned rows have a {col.replace('_', ' ')}ability that is missing, not a number, NaN/inf or "
+                  "outside [0, 1]"] = int(bad)
+    topk = cams = 0
+    shape = _cam_shape(store)
+    last = 0
+    while True:
+        chunk = store.db.execute("SELECT id, topk, cam FROM images WHERE status='ok' AND id > ? ORDER BY id LIMIT 5000",
+                                 (last,)).fetchall()
+        if not chunk:
+            break
+        last = chunk[-1][0]
+        for _, text, cam in chunk:
+            parsed = parse_topk(text)
+            if text is None or parsed is None or (classes is not None and any(c >= classes for c, _ in parsed)):
+                topk += 1
+            if cam is not None and decode_map(cam, shape) is None:
+                cams += 1
+    if topk:
+        found["scanned rows have a top-k list that is not [[class id, probability], ...] (garbage, NaN or null "
+              "values)"] = topk
+    if cams:
+        found["stored Grad-CAMs are not finite maps of the run's Grad-CAM size (garbage bytes, NaN or inf)"] = cams
+    return found
+
+
+def _cam_shape(store: RunStore) -> tuple[int, int] | None:
+    try:
+        shape = store.cam_shape()
+    except (ValueError, TypeError, RecursionError):
+        return None
+    return tuple(shape) if isinstance(shape, (list, tuple)) else None  # type: ignore[return-value]
+
+
+def _vector_problems(vectors: np.ndarray, probabilities: bool) -> tuple[int, int]:
+    """``(rows with NaN/inf, probability rows outside [0, 1] or not summing to 1)``, read in chunks."""
+    bad = off = 0
+    for start in range(0, len(vectors), 65536):
+        v = np.asarray(vectors[start:start + 65536], dtype=np.float32)  # (B, dim)
+        finite = np.isfinite(v).all(axis=1)
+        bad += int((~finite).sum())
+        if probabilities:
+            v = v[finite]
+            # float16 storage: each value is off by up to ~5e-4, so the sum of a row by a few thousandths
+            wrong = (v < -1e-3).any(axis=1) | (v > 1 + 1e-3).any(axis=1) | (np.abs(v.sum(axis=1) - 1) > 0.02)
+            off += int(wrong.sum())
+    return bad, off
 
 
 def _check_files(store: RunStore, report: CheckReport, hashes: bool) -> None:

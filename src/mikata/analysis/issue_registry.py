@@ -91,7 +91,9 @@ class IssueContext:
             with RunStore.open(d.run_dir) as store:
                 if kind not in store.dims() or not len(d):
                     return None
-                return np.asarray(store.vectors(kind)[d.vec_rows], np.float32)
+                got = np.asarray(store.vectors(kind)[d.vec_rows], np.float32)
+            # damaged (NaN/inf) vectors, which `mikata check` names, count as zeros rather than failing every search
+            return np.nan_to_num(got, nan=0.0, posinf=0.0, neginf=0.0)
         return self.once(f"vectors:{kind}", read)
 
     def missing(self, kind: str) -> None:

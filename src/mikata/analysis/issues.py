@@ -41,6 +41,8 @@ Example:
 
 from __future__ import annotations
 
+import math
+
 import os
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
@@ -156,6 +158,10 @@ def check_thresholds(thresholds: Mapping[str, float] | None) -> dict[str, float 
     for name, value in (thresholds or {}).items():
         if name not in merged:
             raise ChoiceError("issue type", name, list(merged))
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            from mikata.errors import MikataError
+
+            raise MikataError(f"--thresholds: {name}={value} is not a finite number; give one like {name}=0.05")
         merged[name] = float(value)
     return merged
 

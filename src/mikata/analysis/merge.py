@@ -53,12 +53,15 @@ def merge_runs(target: str | os.PathLike, shards: Sequence[str | os.PathLike], p
     if not shards:
         raise RunStoreError("name at least one shard run to merge: mikata merge RUN SHARD_RUN...")
     target = Path(target).expanduser().resolve()
-    manifests = []
+    manifests, kinds = [], []
     for s in shards:
         if Path(s).expanduser().resolve() == target:
             raise RunStoreError(f"{s} is the target run itself; name the shard runs after the target")
+        check_shard(s, target)  # every shard whole before anything is written
         with RunStore.open(s) as store:
             manifests.append(store.manifest)
+            kinds.append(sorted(store.dims()) if store.count("ok") else None)
+    _check_vector_kinds(shards, kinds, target)
     first = manifests[0]
     from mikata.data.preprocessing import with_defaults
 
@@ -87,6 +90,31 @@ def merge_runs(target: str | os.PathLike, shards: Sequence[str | os.PathLike], p
         rows = out.count()
     size = sum(p.stat().st_size for p in target.iterdir() if p.is_file())
     return MergeSummary(str(target), len(shards), added, already, rows, size, time.perf_counter() - t0)
+
+
+def check_shard(shard: str | os.PathLike, target: Path) -> None:
+    """Refuse a shard that ``mikata check`` finds damaged (vectors missing, rows pointing past their vectors or
+    sharing one, garbage values), naming its first problem; image files are not its concern here."""
+    from mikata.analysis.integrity import check_run
+
+    damage = [p for p in check_run(shard, files=False).problems if p.severity == "damaged"]
+    if damage:
+        more = f" (and {len(damage) - 1} more)" if len(damage) > 1 else ""
+        raise RunStoreError(f"{shard} is damaged: {damage[0].what}{more}; nothing was written to {target}; "
+                            f"`mikata check {shard}` lists every problem: scan that shard again")
+
+
+def _check_vector_kinds(shards: Sequence[str | os.PathLike], kinds: list[list[str] | None], target: Path) -> None:
+    """Every shard with scanned rows must store the same vector kinds (and the target, when it has rows)."""
+    have = [(s, k) for s, k in zip(shards, kinds) if k is not None]
+    if target.joinpath("run.sqlite").is_file():
+        with RunStore.open(target) as t:
+            if t.count("ok"):
+                have.insert(0, (target, sorted(t.dims())))
+    for s, k in have[1:]:
+        if k != have[0][1]:
+            raise RunStoreError(f"{s} stores the vectors {k} but {have[0][0]} stores {have[0][1]}; nothing was "
+                                f"written to {target}; scan the shards with one setup (then merge)")
 
 
 def copy_rows(out: RunStore, shard: Path, done: dict[str, tuple[int, int, str | None]]) -> tuple[int, int]:

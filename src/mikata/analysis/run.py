@@ -212,6 +212,57 @@ class Run:
 
         return Image.open(io.BytesIO(self.maps_service.overlay_png(int(image_id), method, cls, layer)))
 
+    # ------------------------------------------------------------------------------- concepts
+    def concepts(self) -> "pd.DataFrame":
+        """One row per concept of the run's concept atlas (``mikata concepts``): class, concept, importance
+        (share of the class's evidence), presence, center, spread, off_center, area, the deletion test, whether it is a
+        suspected shortcut, the evidence sentence and a person's review. Raises when there is no current atlas."""
+        import pandas as pd
+
+        from mikata.concepts.ondemand import _atlas
+        from mikata.concepts.reviews import concept_reviews
+
+        atlas = _atlas(self.path)
+        reviews = concept_reviews(self.path)
+        rows = []
+        for cls, entries in atlas.doc["classes"].items():
+            for e, off in zip(entries, atlas.doc["off_center"][cls]):
+                rows.append({"class": cls, "concept": e["concept"], "importance": e["importance"],
+                             "presence": e["presence"], "center_x": e["location"]["center"][0],
+                             "center_y": e["location"]["center"][1], "spread": e["location"]["spread"],
+                             "off_center": off,
+                             "area": e["area"], "flip_rate": e["deletion"]["flip_rate"],
+                             "mean_drop": e["deletion"]["mean_drop"], "deletion_images": e["deletion"]["images"],
+                             "shortcut": e["shortcut"], "evidence": e["evidence"],
+                             "review": reviews.get(e["concept"], {}).get("verdict"),
+                             "exemplars": [x["id"] for x in e["exemplars"]]})
+        return pd.DataFrame(rows)
+
+    def concept_map(self, image_id: int, concept: str) -> np.ndarray:
+        """Where ``concept`` ("Coat/2") is in image ``image_id``: ``(H, W)`` over the original image."""
+        from mikata.concepts import concept_heatmap
+
+        return concept_heatmap(self.path, int(image_id), concept, model=self._concepts_model(), device=self.device)
+
+    def _concepts_model(self) -> "ModelHandle | str | None":
+        """The model concepts use for images the atlas did not sample: the handle or spec this Run was given."""
+        return self.source.handle if self.source.handle is not None else self.source.spec
+
+    def strategies(self, cls: int | str) -> "pd.DataFrame":
+        """The class's strategies (images clustered by how the model recognises them): size, accuracy,
+        tightness, whether it is a Clever-Hans candidate, exemplar ids and the mean share of each concept."""
+        import pandas as pd
+
+        from mikata.concepts.ondemand import _atlas
+
+        atlas = _atlas(self.path)
+        name = atlas._name(atlas.class_id(cls if not isinstance(cls, str) else self.class_names[self._class(cls)]))
+        rows = [{"strategy": s["strategy"], "size": s["size"], "accuracy": s["accuracy"],
+                 "tightness": s.get("tightness"), "clever_hans": s.get("clever_hans", False),
+                 "exemplars": s["exemplars"], **{f"share:{k}": v for k, v in s["concepts"].items()}}
+                for s in atlas.doc["strategies"][name]]
+        return pd.DataFrame(rows)
+
     def fields(self) -> list[str]:
         """The run's per-image fields: the extra columns of the CSV manifest it was scanned from."""
         return self.view.field_names()
@@ -262,7 +313,8 @@ class Run:
             reviews = {r["id"]: r for r in store.reviews()}
         review = [reviews.get(int(i)) for i in d.ids]
         frame = pd.DataFrame({
-            "id": d.ids, "path": list(d.paths), "split": d.splits,
+            # object dtype: a non-UTF-8 name stays the str that opens the file (an Arrow string column refuses it)
+            "id": d.ids, "path": pd.Series(list(d.paths), dtype=object), "split": d.splits,
             "label": pd.Categorical.from_codes(d.labels, names), "predicted": pd.Categorical.from_codes(d.preds, names),
             "correct": d.labels == d.preds, "label_prob": label_p, "pred_prob": d.probs[rows, d.preds],
             "margin": label_p - others.max(1), "label_quality": quality,
@@ -277,13 +329,23 @@ class Run:
                                (names[r["suggested"]] if r["suggested"] is not None else None)
                                for k, r in enumerate(review)],
         })
-        for name, values in self.view.field_values().items():  # a manifest's extra columns, as text
-            frame[name if name not in frame.columns else f"field:{name}"] = values  # field:NAME on a clash
         probs = pd.DataFrame(d.probs, columns=[f"p:{c}" for c in names])
-        parts = [frame, probs]
+        parts = [probs]
         if dataset_issues:
-            parts.insert(1, pd.DataFrame(self.view.issues().columns()).drop(columns=["label_score", "label_issue"]))
-        return pd.concat(parts, axis=1)
+            parts.insert(0, pd.DataFrame(self.view.issues().columns()).drop(columns=["label_score", "label_issue"]))
+        # A manifest's extra columns, as text. One named like a column of the table (``id``, ``p:cat``,
+        # ``outlier_score``, ``map_path``) or like another field's column gets the prefix ``field:`` until it
+        # is unique, so no table has two columns of one name (CSV headers, Parquet).
+        taken = {*frame.columns, *(c for part in parts for c in part.columns), "map_path"}
+        extra = {}
+        for name, values in self.view.field_values().items():
+            column = name
+            while column in taken:
+                column = f"field:{column}"
+            taken.add(column)
+            extra[column] = values
+        frame = pd.concat([frame, pd.DataFrame(extra, index=frame.index)], axis=1) if extra else frame
+        return pd.concat([frame, *parts], axis=1)
 
     # ---------------------------------------------------------------------------------- Jupyter
     def _repr_html_(self) -> str:

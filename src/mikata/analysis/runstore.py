@@ -75,8 +75,14 @@ CREATE TABLE IF NOT EXISTS reviews (
     suggested INTEGER,         -- the class the reviewer (or the audit) proposes instead
     updated TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS concept_reviews (
+    concept TEXT PRIMARY KEY,  -- "CLASS/k" of the run's concept atlas
+    verdict TEXT NOT NULL CHECK (verdict IN ('object', 'artefact')),  -- what a person judged the concept to be
+    updated TEXT NOT NULL
+);
 """
 REVIEW_VERDICTS = ("wrong", "fine")
+CONCEPT_VERDICTS = ("object", "artefact")
 # Per-image metadata from a CSV manifest's extra columns (``path,label,cell_type``): plain text values,
 # keyed by the image's stored path so a resumed or incremental scan keeps them. Written by the scan.
 FIELDS_SCHEMA = """
@@ -197,7 +203,7 @@ class RunStore:
         n, dims = self.committed_vectors(), self.dims()
         for kind, dim in dims.items():
             path = self.dir / f"{kind}.f16"
-            have = path.stat().st_size // (2 * dim) if path.exists() else 0
+            have = vector_file_size(path, self.dir) // (2 * dim)
             if have < n:  # a writer appends before it commits: a shorter file is always damage
                 raise DamagedRunError(f"{path} holds {have} vectors but the database committed {n}"
                                       + ("" if path.exists() else " (the file is missing)"), self.dir)
@@ -431,7 +437,7 @@ class RunStore:
         if n == 0:
             return np.zeros((0, dim), np.float16)
         path = self.dir / f"{kind}.f16"
-        have = path.stat().st_size // (2 * dim) if path.exists() else 0
+        have = vector_file_size(path, self.dir) // (2 * dim)
         if have < n:
             raise DamagedRunError(f"{path} holds {have} vectors but the database committed {n}"
                                   + ("" if path.exists() else " (the file is missing)"), self.dir)
@@ -447,7 +453,7 @@ class RunStore:
         r = self.db.execute("SELECT cam FROM images WHERE id=?", (image_id,)).fetchone()
         if not r or r[0] is None:
             return None
-        return np.frombuffer(r[0], dtype=np.float16).reshape(self.cam_shape()).astype(np.float32)
+        return decode_map(r[0], self.cam_shape())
 
     def version(self) -> tuple[int, int, int]:
         """Changes whenever a scan commits rows: ``(rows, largest id, committed vectors)``; cheap."""
@@ -489,7 +495,7 @@ class RunStore:
         out = [dict(zip(columns, r)) for r in got]
         if "topk" in columns:
             for row in out:
-                row["topk"] = json.loads(row["topk"]) if row["topk"] else []
+                row["topk"] = parse_topk(row["topk"]) or []
         return out
 
     def count_up_to(self, max_id: int, status: str | None = "ok", split: str | None = None) -> int:
@@ -541,11 +547,29 @@ class RunStore:
             return None
         row = dict(zip(keys, r))
         row["path"] = from_db(row["path"])  # non-UTF-8 names are stored as their bytes
-        row["topk"] = json.loads(row["topk"]) if row["topk"] else []
+        # A damaged value (``mikata check`` names it) reads as missing and is listed in row["damaged"],
+        # so a page shows "damaged" where a number would be instead of failing.
+        damaged = []
+        topk = parse_topk(row["topk"])
+        if topk is None and row["status"] == "ok":
+            damaged.append("top-k")
+        row["topk"] = topk or []
+        for key in ("pred_prob", "label_prob"):
+            value = as_probability(row[key])
+            if value is None and row["status"] == "ok" and (key == "pred_prob" or row["label"] is not None):
+                damaged.append(key.replace("_", " "))
+            row[key] = value
+        for key in ("label", "pred"):
+            if row[key] is not None and (not isinstance(row[key], int) or isinstance(row[key], bool)):
+                row[key] = None
+            if row[key] is None and row["status"] == "ok" and key == "pred":
+                damaged.append("prediction")
         if cam:
             blob = r[len(keys)]
-            row["cam"] = None if blob is None else \
-                np.frombuffer(blob, dtype=np.float16).reshape(self.cam_shape()).astype(np.float32)
+            row["cam"] = None if blob is None else decode_map(blob, self.cam_shape())
+            if blob is not None and row["cam"] is None:
+                damaged.append("Grad-CAM")
+        row["damaged"] = damaged
         return row
 
     # ------------------------------------------------------------- annotations
@@ -558,7 +582,7 @@ class RunStore:
             return None
         if r is None:
             return None
-        return np.frombuffer(r[2], dtype=np.float16).reshape(r[0], r[1]).astype(np.float32)
+        return decode_map(r[2], (r[0], r[1]))  # a damaged entry reads as a miss: computed again
 
     def put_map(self, image_id: int, method: str, cls: int, layer: str, m: np.ndarray, seconds: float) -> None:
         """Cache one ``(H, W)`` map (stored as float16)."""
@@ -603,13 +627,20 @@ class RunStore:
             raise RunStoreError(f"review verdict must be one of {REVIEW_VERDICTS}, not {verdict!r}")
         if self.image(image_id) is None:
             raise RunStoreError(f"no image with id {image_id} in this run")
-        with self._transaction():
-            if verdict is None:
-                self.db.execute("DELETE FROM reviews WHERE image_id=?", (int(image_id),))
-            else:
-                self.db.execute("INSERT OR REPLACE INTO reviews VALUES (?,?,?,?)",
-                                (int(image_id), verdict, suggested,
-                                 time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
+        try:
+            with self._transaction():
+                if verdict is None:
+                    self.db.execute("DELETE FROM reviews WHERE image_id=?", (int(image_id),))
+                else:
+                    self.db.execute("INSERT OR REPLACE INTO reviews VALUES (?,?,?,?)",
+                                    (int(image_id), verdict, suggested,
+                                     time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
+        except sqlite3.OperationalError as e:
+            # a read-only mount that SQLite opened (its -wal/-shm files were there) refuses only at the write
+            if "readonly" not in str(e) and "read-only" not in str(e):
+                raise
+            self.read_only_media = True
+            self._require_annotations()
 
     def reviews(self) -> list[dict]:
         """Every review with its image's path and labels, oldest id first."""
@@ -630,6 +661,26 @@ class RunStore:
         if r is None:
             return None
         return dict(zip(("id", "path", "label", "pred", "verdict", "suggested", "updated"), r), path=from_db(r[1]))
+
+    def set_concept_review(self, concept: str, verdict: str | None) -> None:
+        """Record whether a person judged a concept (``"CLASS/k"``) to be the ``object`` or an ``artefact``
+        (a shortcut); ``None`` clears it. Kept beside the label reviews, in the same annotation tables."""
+        self._require_annotations()
+        if verdict is not None and verdict not in CONCEPT_VERDICTS:
+            raise RunStoreError(f"concept verdict must be one of {CONCEPT_VERDICTS}, not {verdict!r}")
+        with self._transaction():
+            if verdict is None:
+                self.db.execute("DELETE FROM concept_reviews WHERE concept=?", (str(concept),))
+            else:
+                self.db.execute("INSERT OR REPLACE INTO concept_reviews VALUES (?,?,?)",
+                                (str(concept), verdict, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
+
+    def concept_reviews(self) -> dict[str, dict]:
+        """``{concept: {"verdict", "updated"}}`` for every reviewed concept."""
+        if not self._has_table("concept_reviews"):
+            return {}
+        return {c: {"verdict": v, "updated": u}
+                for c, v, u in self.db.execute("SELECT concept, verdict, updated FROM concept_reviews ORDER BY concept")}
 
     # ------------------------------------------------------------ per-image fields (manifest columns)
     def set_fields(self, names: Sequence[str], values: Iterable[tuple[str, str, str]]) -> None:
@@ -708,6 +759,16 @@ class RunStore:
                               ).fetchone()[0]
         return int(bad), int(dup)
 
+    def damaged_map_count(self) -> int:
+        """How many cached maps are not finite float16 maps of their stated height and width."""
+        if not self._has_table("maps"):
+            return 0
+        bad = 0
+        for h, w, blob in self.db.execute("SELECT height, width, map FROM maps"):
+            if decode_map(blob, (h, w)) is None:
+                bad += 1
+        return bad
+
     def class_id_range(self) -> tuple[int | None, int | None]:
         """``(largest, smallest)`` class id used by any row's label or prediction (``None`` for an empty run)."""
         hi, lo = self.db.execute("SELECT MAX(MAX(COALESCE(label, -1)), MAX(COALESCE(pred, -1))), "
@@ -732,3 +793,71 @@ class RunStore:
 def as_cached_map(m: np.ndarray) -> np.ndarray:
     """A map as the cache stores it: float16, clipped to its range. ``(H, W)``."""
     return np.clip(np.asarray(m, dtype=np.float32), -65504, 65504).astype(np.float16)
+
+
+def decode_map(blob: object, shape: Sequence[int] | None) -> np.ndarray | None:
+    """A stored float16 map blob as a float32 ``(h, w)`` array; None when the blob is not ``h * w`` float16
+    values or holds NaN/inf (damage that ``mikata check`` names; readers then compute the map again)."""
+    if not isinstance(blob, bytes) or shape is None or len(shape) != 2:
+        return None
+    h, w = shape
+    if not all(isinstance(v, int) and 0 < v <= 1 << 15 for v in (h, w)) or len(blob) != 2 * h * w:
+        return None
+    m = np.frombuffer(blob, dtype=np.float16).reshape(h, w).astype(np.float32)
+    return m if np.isfinite(m).all() else None
+
+
+def parse_topk(text: object) -> list[list] | None:
+    """A row's stored top-k (JSON ``[[class id, probability], ...]``); ``[]`` for none stored, None when it
+    is not that (damaged).
+
+    Example:
+        >>> parse_topk("[[3, 0.9], [1, 0.05]]"), parse_topk(None), parse_topk("{oops")
+        ([[3, 0.9], [1, 0.05]], [], None)
+    """
+    if text is None or text == "":
+        return []
+    if not isinstance(text, str) or len(text) > 100_000:
+        return None
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(value, list):
+        return None
+    for item in value:
+        if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], int)
+                and not isinstance(item[0], bool) and item[0] >= 0 and as_probability(item[1]) is not None):
+            return None
+    return value
+
+
+def as_probability(value: object) -> float | None:
+    """``value`` as a float in [0, 1], or None when it is missing, not a number, NaN/inf or out of range."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    v = float(value)
+    return v if 0.0 <= v <= 1.0 else None
+
+
+def vector_file_size(path: Path, run_dir: Path) -> int:
+    """The size of a run's vector file (0 when absent); ``DamagedRunError`` when it is not a regular file."""
+    import stat
+
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return 0
+    if not stat.S_ISREG(st.st_mode):
+        raise DamagedRunError(f"{path} is not a regular file ({_file_kind(st.st_mode)})", run_dir)
+    return st.st_size
+
+
+def _file_kind(mode: int) -> str:
+    import stat
+
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a device"),
+                       (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a plain file"

@@ -61,7 +61,8 @@ def run_batch(handle: ModelHandle, x: torch.Tensor, layer: str, embed_layer: str
     x = x.to(handle.device, non_blocking=True)
     if not gradcam:
         layers = [layer] + ([embed_layer] if embed_layer else [])
-        with torch.inference_mode(), handle.autocast(), capture(handle.net, layers, inputs=True) as rec:
+        with torch.inference_mode(), handle.autocast(), capture(handle.net, layers, inputs=True,
+                                                                        layouts=handle.layouts_for([layer])) as rec:
             logits = handle.model(x)  # (N, K)
         act = rec.activations[layer].detach()
         cams = None

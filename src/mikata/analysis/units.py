@@ -185,7 +185,7 @@ def _forward(service, ids: list[int], layer: str) -> tuple[torch.Tensor, torch.T
 
     h = service.handle
     x = h.preprocessing.load([image_file(service.store, i) for i in ids])  # (n, C, H, W)
-    with preserved(h.net), torch.inference_mode(), capture(h.net, [layer]) as rec:
+    with preserved(h.net), torch.inference_mode(), capture(h.net, [layer], layouts=h.layouts_for([layer])) as rec:
         h.net.eval()
         h.net(x)
         act = rec.activations[layer]
@@ -219,14 +219,14 @@ def _overlay(m: torch.Tensor, view: np.ndarray, alpha: float = 0.5) -> np.ndarra
 def read_units(run_dir: str | os.PathLike) -> dict | None:
     """``RUN_DIR/units/units.json`` checked field by field (it is data from a file), with each unit's
     image files as paths inside the folder; None when absent or unusable (with a warning)."""
-    from mikata.analysis.attachments import _inside
+    from mikata.analysis.attachments import _inside, load_units_json
 
     root = Path(run_dir) / UNITS_DIR
     path = root / "units.json"
-    if not path.is_file():
+    raw, _ = load_units_json(root)  # checked against its schema; a refused one is named by attachment_notes
+    if raw is None:
         return None
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
         units = []
         for j, u in enumerate(raw["units"][:MAX_UNITS]):
             top = [{"id": int(t["id"]), "activation": float(t["activation"]), "label": str(t["label"]),

@@ -6,6 +6,7 @@ Order is the order ``mikata explain --methods list`` shows. Adding a method: a m
 
 from __future__ import annotations
 
+from mikata.attribution import attention_rollout, attnlrp, gradient_rollout
 from mikata.attribution import cam, deeplift, gradients, integrated_gradients, lime, lrp, occlusion, scorecam
 from mikata.attribution import smoothgrad as sg
 from mikata.attribution import registry
@@ -56,6 +57,15 @@ BUILTIN: tuple[MethodSpec, ...] = (
                summary="logit drop under a sliding window"),
     MethodSpec("lrp", "LRP", "gradient", lrp.run, signed=True, summary="Layer-wise Relevance Propagation (zennit)"),
     MethodSpec("lime", "LIME", "perturbation", lime.run, signed=True, summary="superpixel surrogate model"),
+    MethodSpec("attention-rollout", "Attention rollout", "attention", attention_rollout.run, layer_resolution=True,
+               attention="probs", summary="head-averaged attention multiplied through the blocks, class "
+               "independent (Abnar & Zuidema 2020); transformers only"),
+    MethodSpec("gradient-rollout", "Gradient rollout", "attention", gradient_rollout.run, layer_resolution=True,
+               attention="grads", summary="gradient-weighted attention rollout, class specific (Chefer, Gur & "
+               "Wolf 2021); transformers only"),
+    MethodSpec("attnlrp", "AttnLRP", "attention", attnlrp.run, signed=True,
+               summary="LRP through softmax attention, layer norm and matrix products (Achtibat et al. 2024); "
+               "transformers only"),
 )
 
 for _spec in BUILTIN:  # the package's __init__ imports this module first, so explain always sees them

@@ -116,10 +116,11 @@ def _explain(handle: ModelHandle, images: torch.Tensor, methods: list[str], targ
         for mode, where in s.backwards:
             modes.setdefault(mode, set()).add(where)
             asked_by.setdefault(mode, []).append(s.name)
+    attention = max((s.attention for s in specs), key=("", "probs", "grads").index)
     tic = time.perf_counter()
     shared = gradient_pass(handle, x, lambda logits: resolve_targets(handle, logits, targets), layer,
                            {k: tuple(sorted(v)) for k, v in modes.items()},
-                           asked_by={k: ", ".join(v) for k, v in asked_by.items()})
+                           asked_by={k: ", ".join(v) for k, v in asked_by.items()}, attention=attention)
     shared_s = time.perf_counter() - tic
     if layer is not None and (shared.activation is None or shared.activation.dim() != 4
                               or shared.activation.shape[-1] * shared.activation.shape[-2] <= 1):
@@ -144,3 +145,26 @@ def _explain(handle: ModelHandle, images: torch.Tensor, methods: list[str], targ
                                        s.is_signed(opts)))
     return results
 
+
+
+def fitting_methods(handle: ModelHandle, methods: Sequence[str]) -> tuple[list[str], str | None]:
+    """``methods`` less those the model cannot run because they are defined only for rectifiers and its
+    forward runs none (a GELU / SiLU network), with a note naming what was dropped and why (None when
+    nothing was). For default method lists: an explicit request keeps refusing (``RectifierError``)."""
+    from mikata.attribution.rectifiers import Rectifiers
+
+    methods = check_methods(methods)
+    needs = [m for m in methods if registry.get(m).rectifiers]
+    if not needs:
+        return methods, None
+    seen = Rectifiers(lambda t, upper: t.clamp(0.0, upper))
+    with preserved(handle.net), torch.enable_grad(), seen:  # the mode counts rectifiers under grad mode only
+        for p in handle.net.parameters():
+            p.requires_grad_(False)
+        handle.model(torch.zeros(1, handle.in_channels, *handle.input_size, device=handle.device))
+    if seen.count:
+        return methods, None
+    kept = [m for m in methods if m not in needs]
+    runs = ", ".join(sorted(seen.others)) or "no ReLU-like activation"
+    return kept, (f"left out {', '.join(needs)}: defined for ReLU-like activations only, and this model runs "
+                  f"{runs} (ask for them with --methods to see the refusal)")

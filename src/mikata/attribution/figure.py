@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from mikata.attribution.engine import explain
+from mikata.attribution.rectifiers import hybrid_note
 from mikata.attribution.result import Attribution
 from mikata.models.handle import ModelHandle
 from mikata.display import colorbar, hatch, map_scale, to_uint8_image
@@ -104,7 +105,8 @@ def draw_figure(
             ax.imshow(image)
             im = ax.imshow(scale.unit(heat), cmap=scale.cmap, alpha=alpha, vmin=0, vmax=1)
             colorbar(ax, fig, scale, im)
-        ax.set_title(f"{a.method}{' (signed)' if a.signed else ''}\n{a.target_spec}: {name}", fontsize=8)
+        hybrid = "\nhybrid: plain at " + str(a.info["other_activations"])[:40] if hybrid_note(a.method, a.info) else ""
+        ax.set_title(f"{a.method}{' (signed)' if a.signed else ''}\n{a.target_spec}: {name}{hybrid}", fontsize=8)
     return fig
 
 

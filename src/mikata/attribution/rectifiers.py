@@ -116,3 +116,15 @@ class Rectifiers(TorchFunctionMode):
         seen = ", ".join(sorted(self.others)) or "no ReLU, ReLU6 or hardtanh(0, max)"
         raise RectifierError(f"{method} needs ReLU-like activations (ReLU, ReLU6, hardtanh(0, max)); this model "
                              f"runs {seen}: use saliency, grad-x-input or integrated-gradients instead")
+
+
+def hybrid_note(method: str, info: dict) -> str | None:
+    """One line saying that ``method`` ran as a hybrid (its rule at the rectifiers, the plain gradient at the
+    other activations ``info`` lists), or None when the forward ran rectifiers only. EfficientFormer (GELU x15,
+    ReLU x2) and ReXNet (SiLU x17 beside ReLU6) give such hybrids: the figure and the command line say so."""
+    others = info.get("other_activations")
+    if not others or not info.get("rectifier_calls"):
+        return None
+    return (f"{method} is a hybrid here: its rule changed {info['rectifier_calls']} ReLU-like calls, the plain "
+            f"gradient crossed {others}")
+

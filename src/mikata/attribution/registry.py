@@ -5,7 +5,8 @@ and the command line's choices all read these specs, so a new method is one modu
 ``run(ctx)`` function plus one ``register(MethodSpec(...))`` (the built-in entries are in
 ``mikata.attribution.catalog``). The kinds follow Captum's families: ``layer`` (CAMs from a layer's
 activations and gradients), ``gradient`` (one backward to the input, plain or with modified rules),
-``perturbation`` (forwards of changed inputs), ``sampling`` (averages of gradients over samples).
+``perturbation`` (forwards of changed inputs), ``sampling`` (averages of gradients over samples),
+``attention`` (transformer attention probabilities, recorded by the shared forward).
 
 Example:
     >>> from mikata.attribution.registry import get, names
@@ -29,7 +30,8 @@ if TYPE_CHECKING:
     from mikata.attribution.passes import Pass
     from mikata.models.handle import ModelHandle
 
-KINDS = ("layer", "gradient", "perturbation", "sampling")
+KINDS = ("layer", "gradient", "perturbation", "sampling", "attention")
+ATTENTION_NEEDS = ("", "probs", "grads")
 BACKWARD_MODES = ("plain", "guided", "deconv")
 REDUCTIONS = ("sum", "maxabs", "abssum")
 
@@ -79,6 +81,8 @@ class MethodSpec:
     signed: bool | Callable[[dict], bool] = False
     rectifiers: bool = False
     summary: str = ""
+    attention: str = ""  # "probs": the shared forward records attention; "grads": also their gradients per target
+
 
     def __post_init__(self) -> None:
         check_choices("method kind", self.kind, KINDS)
@@ -87,6 +91,7 @@ class MethodSpec:
             check_choices("backward target", where, ("layer", "input"))
         if isinstance(self.reduce, str):
             check_choices("channel reduction", self.reduce, REDUCTIONS)
+        check_choices("attention need", self.attention, ATTENTION_NEEDS)
 
     def layer_needed(self, options: dict | None = None) -> bool:
         """Whether this call (with ``options``) needs a CAM layer."""
@@ -109,7 +114,7 @@ class MethodSpec:
     @property
     def uses_shared(self) -> bool:
         """Whether the method reads the shared pass (so its timing includes a share of it)."""
-        return bool(self.backwards) or self.layer_needed({})
+        return bool(self.backwards) or self.layer_needed({}) or bool(self.attention)
 
     def modes(self) -> dict[str, tuple[str, ...]]:
         """``backwards`` as ``gradient_pass``'s ``modes`` argument."""

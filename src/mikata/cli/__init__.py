@@ -14,7 +14,7 @@ import sys
 from mikata import __version__
 
 COMMANDS = ["demo", "predict", "layers", "explain", "visualize", "activations", "filters", "samples", "train", "crossval", "scan", "audit",
-            "report", "serve", "evaluate", "export", "units", "check", "merge"]
+            "report", "serve", "evaluate", "export", "units", "concepts", "check", "merge"]
 DISK_ERRNOS = {28, 122, 30}  # ENOSPC, EDQUOT, EROFS
 
 
@@ -37,14 +37,21 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     _printable_stdout()
+    before = list(logging.getLogger().handlers)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
+    for handler in logging.getLogger().handlers:
+        if handler not in before:  # ours, not a host's (pytest, a notebook)
+            handler.setFormatter(_TerminalFormatter("%(message)s"))
     from mikata.progress import set_quiet
 
     set_quiet(args.quiet)  # every bar, progress line and estimate respects --quiet
     try:
         return int(args.func(args) or 0)
     except MikataError as e:
-        print(f"mikata {args.command}: error: {e}", file=sys.stderr)
+        from mikata.data.filenames import escape_controls
+
+        # one line, whatever file name it quotes (a name's escape sequences are shown, not obeyed)
+        print(f"mikata {args.command}: error: {escape_controls(str(e))}", file=sys.stderr)
         return 2
     except sqlite3.DatabaseError as e:  # a run's database damaged in a way the first checks did not see
         run = getattr(args, "run", None) or "RUN_DIR"
@@ -57,9 +64,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mikata {args.command}: error: {e.strerror} ({e.filename or 'while writing'}); free space or use a "
               "writable place, then run the same command again", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        from mikata.errors import Interrupted
+
+        if isinstance(e, Interrupted):  # SIGINT or SIGTERM under interrupt_on_signals: 128 + the signal number
+            said = str(e) or "nothing was saved yet; run the same command again"
+            print(f"mikata {args.command}: interrupted by {e.signal_name}: {said}", file=sys.stderr)
+            return e.exit_code
         print(f"mikata {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+class _TerminalFormatter(logging.Formatter):
+    """Log lines with control characters escaped (a file name in a message cannot drive the terminal);
+    line breaks of multi-line messages stay."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from mikata.data.filenames import escape_controls
+
+        return escape_controls(super().format(record), keep="\n")
 
 
 def _printable_stdout() -> None:

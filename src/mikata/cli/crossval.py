@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from mikata.cli.common import add_device_arguments, command_parser, device_from_args, print_json
-from mikata.cli.train import add_training_options, training_options
+from mikata.cli.train import add_training_options, skips_as_log_lines, training_options
 
 
 def register(sub) -> None:
@@ -36,10 +36,14 @@ def run(args) -> int:
     from mikata.analysis.crossval import crossval
     from mikata.data.filenames import shown
 
+    from mikata.errors import interrupt_on_signals
+
     progress = logging.getLogger().getEffectiveLevel() <= logging.INFO
-    s = crossval(args.data, args.model, args.run, folds=args.folds, work_dir=args.work, seed=args.seed,
-                 val_fraction=args.val_fraction, progress=progress, device=device_from_args(args),
-                 scan_batch_size=args.batch_size * 2, scan_workers=args.scan_workers, **training_options(args))
+    # SIGINT/SIGTERM: finished folds and epochs are kept, exit 130/143 with one line
+    with interrupt_on_signals(), skips_as_log_lines("crossval"):
+        s = crossval(args.data, args.model, args.run, folds=args.folds, work_dir=args.work, seed=args.seed,
+                     val_fraction=args.val_fraction, progress=progress, device=device_from_args(args),
+                     scan_batch_size=args.batch_size * 2, scan_workers=args.scan_workers, **training_options(args))
     if args.json:
         print_json(s.to_dict())
     else:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 from mikata.cli.common import (LazyHelp, add_device_arguments, announce_preprocessing, command_parser, device_from_args,
                                print_json)
@@ -147,7 +148,11 @@ def run(args) -> int:
     check_layer(handle.net, args.layer)
     device_from_args(args)  # announced once the model has loaded
     announce_preprocessing(args, handle.preprocessing)
-    x, sizes = load_images(handle, paths)
+    skipped: list[tuple[str, str]] = []
+    x, sizes = load_images(handle, paths, skipped)  # an undecodable file is skipped and named, not the job
+    if skipped:
+        gone = {p for p, _ in skipped}
+        paths = [p for p in paths if str(p) not in gone]
     masks = make_masks(handle, paths, sizes, args.boxes, args.masks)
     options = {}
     if "integrated-gradients" in methods:
@@ -168,10 +173,16 @@ def run(args) -> int:
         log.warning("interrupted: every finished part is saved in %s; run the same command again to continue "
                     "where it stopped", parts)
         raise
+    if skipped:
+        result.card["skipped"] = [[p, reason] for p, reason in skipped]
     path = write_scorecard(result, out)
     if args.json:
         print_json(result.card)
     else:
         print(format_scorecard(result.card))
         print(f"\nwrote {path}" + "".join(f", {os.path.join(out, f)}" for f in result.card["figures"]))
-    return 0
+    from mikata.data.filenames import shown
+
+    for p, reason in skipped:
+        print(f"mikata evaluate: skipped {shown(p)}: {reason}", file=sys.stderr)
+    return 1 if skipped else 0  # finished, but some images could not be used

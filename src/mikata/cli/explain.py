@@ -17,8 +17,9 @@ def register(sub) -> None:
                        "--target top3 --out maps/")
     add_model_argument(p, precision=True)
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
-    p.add_argument("--methods", default=DEFAULT_METHODS,
-                   help=f"comma-separated methods (default {DEFAULT_METHODS}); `--methods list` shows them all")
+    p.add_argument("--methods", default=None,
+                   help=f"comma-separated methods (default {DEFAULT_METHODS}, less the ReLU-only ones on a "
+                        "network without ReLUs); `--methods list` shows them all")
     p.add_argument("--target", default="top1",
                    help="top1, top3, ... (per image), or a class id or name; several with commas")
     p.add_argument("--layer", default=None, help="layer for CAM methods (default: the model's; see `mikata layers`)")
@@ -51,6 +52,8 @@ def run(args) -> int:
     from mikata.attribution.registry import method_listing
     from mikata.data.filenames import shown
 
+    chosen = args.methods is not None
+    args.methods = args.methods if chosen else DEFAULT_METHODS
     if args.methods.strip() == "list":
         print(method_listing())
         return 0
@@ -69,6 +72,12 @@ def run(args) -> int:
     check_before_loading(args, target)
     handle = load_model_from_args(args)
     check_after_loading(handle, target, args.layer)
+    if not chosen:  # the defaults fit the model: guided-gradcam is left out on a GELU network, with a note
+        from mikata.attribution.engine import fitting_methods
+
+        methods, note = fitting_methods(handle, methods)
+        if note:
+            print(f"mikata explain: {note}", file=sys.stderr)
     summaries = explain_files(handle, args.images, methods, target, args.layer, args.out, _options(args),
                               args.cmap, args.alpha, args.top, progress=not args.quiet,
                               signed_cmap=args.signed_cmap)
@@ -83,6 +92,11 @@ def run(args) -> int:
         for s in summaries:
             if "figure" in s:
                 print(shown(s["figure"]))
+    from mikata.attribution.rectifiers import hybrid_note
+
+    for note in dict.fromkeys(hybrid_note(m["method"], m["info"]) for s in summaries for m in s.get("maps", [])):
+        if note:  # a guided map on a network mixing ReLUs with GELU / SiLU: said, not only in --json
+            print(f"mikata explain: {note}", file=sys.stderr)
     failed = [s for s in summaries if "error" in s]
     for s in failed:
         print(f"mikata explain: cannot read {shown(s['path'])}: {s['error']}", file=sys.stderr)

@@ -1,4 +1,5 @@
-"""mikata layers MODEL: names, types, output shapes and parameters; the default target layer marked."""
+"""mikata layers MODEL: names, types, output shapes, the map each layer gives (tokens and channels-last
+read as (C, h, w)) and parameters; the default target layer marked."""
 
 from __future__ import annotations
 
@@ -26,5 +27,9 @@ def run(args) -> int:
     print(f"{handle.spec}: input {handle.in_channels}x{handle.input_size[0]}x{handle.input_size[1]}, "
           f"{handle.num_classes} classes, {sum(p.numel() for p in handle.net.parameters()):,} parameters")
     print(format_layer_table(layers, args.depth))
-    print(f"default target layer: {handle.default_layer}")
+    default = next((l for l in layers if l.name == handle.default_layer), None)
+    grid = f" ({default.layout.describe()} map)" if default is not None and default.layout.spatial else ""
+    print(f"default target layer: {handle.default_layer}{grid}")
+    print("map: the grid a CAM method gets from the layer; tokens N+hxw: N class/register tokens set aside, "
+          "channels-last: read as (C, h, w)")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 
 from mikata.cli.common import add_deprecated_alias, add_device_arguments, command_parser, device_from_args, print_json
@@ -65,6 +66,24 @@ def training_options(args: argparse.Namespace) -> dict:
                 resize=args.resize)
 
 
+@contextlib.contextmanager
+def skips_as_log_lines(command: str):
+    """The library's "skipped N unreadable file(s)" warnings as one plain ``mikata COMMAND:`` log line each
+    (shown unless -q) instead of Python's two-line UserWarning; every skipped file is named at the end."""
+    import logging
+    import warnings
+
+    log = logging.getLogger("mikata.cli")
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        log.info("mikata %s: %s", command, message)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("default", UserWarning)
+        warnings.showwarning = show
+        yield
+
+
 def run(args) -> int:
     import logging
 
@@ -72,10 +91,14 @@ def run(args) -> int:
     from mikata.data.filenames import shown
     from mikata.training import train
 
+    from mikata.errors import interrupt_on_signals
+
     progress = logging.getLogger().getEffectiveLevel() <= logging.INFO
-    result = train(args.data, args.model, args.out, resume=args.resume, progress=progress,
-                   split=parse_fractions(args.split), seed=args.seed, device=device_from_args(args),
-                   **training_options(args))
+    with interrupt_on_signals(), skips_as_log_lines("train"):
+        # SIGINT/SIGTERM: the last finished epoch is kept, exit 130/143 with one line
+        result = train(args.data, args.model, args.out, resume=args.resume, progress=progress,
+                       split=parse_fractions(args.split), seed=args.seed, device=device_from_args(args),
+                       **training_options(args))
     if args.json:
         print_json(result.to_dict())
     else:

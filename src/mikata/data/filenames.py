@@ -39,13 +39,32 @@ def from_db(value: str | bytes | None) -> str | None:
 
 
 def shown(path: str | os.PathLike | None) -> str:
-    """``path`` for a person (terminal, HTML, CSV, JSON): undecodable bytes as ``\\xNN``, always printable."""
+    """``path`` for a person (terminal, HTML, CSV, JSON): undecodable bytes as ``\\xNN``, always printable;
+    control characters (a terminal escape sequence's ESC, a newline that would forge a line) are escaped too."""
     if path is None:
         return ""
     text = os.fspath(path)
     if isinstance(text, bytes):
-        return text.decode("utf-8", "backslashreplace")
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        return escape_controls(text.decode("utf-8", "backslashreplace"))
+    return escape_controls(text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"))
+
+
+# C0 controls, DEL, C1 controls (a terminal reads ESC [ ... and the single-byte CSI 0x9b as commands), and the
+# bidirectional overrides that make a name display in another order than it is
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
+_CONTROLS.update({c: f"\\u{c:04x}" for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))})
+
+
+def escape_controls(text: str, keep: str = "") -> str:
+    """``text`` with every control character written as its escape (``\\x1b``), except those in ``keep``:
+    what a terminal prints instead of obeying a file name's escape sequences.
+
+    Example:
+        >>> escape_controls("evil\\x1b[2J.png"), escape_controls("a\\nb", keep="\\n")
+        ('evil\\\\x1b[2J.png', 'a\\nb')
+    """
+    table = _CONTROLS if not keep else {c: v for c, v in _CONTROLS.items() if chr(c) not in keep}
+    return text.translate(table)
 
 
 def shown_in_template(value: object) -> object:

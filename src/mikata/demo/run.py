@@ -56,19 +56,19 @@ def run_demo(out_dir: str | Path = "mikata-demo", quick: bool = False, device: s
     result = DemoResult()
     photos = shipped_photos(out / "photos")
 
-    step("1/7 The built-in ImageNet model (EfficientNet-Lite0, real weights) on shipped photos")
+    step("1/8 The built-in ImageNet model (EfficientNet-Lite0, real weights) on shipped photos")
     imagenet = load_model("efficientnet-lite0", device=device)
     for pred in predict(imagenet, list(photos.values()), top=3):
         log.info("  %-12s %s", Path(pred.path).stem, ", ".join(f"{name} {p:.0%}" for name, _, p in pred.top))
         result.facts[f"top1:{Path(pred.path).stem}"] = pred.top[0][0]
 
-    step("2/7 Where does it look? Grad-CAM, Guided Grad-CAM and SmoothGrad with the top-5 bars")
+    step("2/8 Where does it look? Grad-CAM, Guided Grad-CAM and SmoothGrad with the top-5 bars")
     chosen = [photos["chelsea"]] if quick else [photos["chelsea"], photos["coffee"]]
     explain_files(imagenet, chosen, ["gradcam", "guided-gradcam", "smoothgrad"], targets="top1",
                   out_dir=out / "explain", options={"smoothgrad": {"samples": 4 if quick else 16}})
     result.outputs.append(("explanations (figures, .npy)", out / "explain"))
 
-    step("3/7 What do units respond to? Class logits and first-layer channels, rendered")
+    step("3/8 What do units respond to? Class logits and first-layer channels, rendered")
     # The defaults (224 px, 48 steps) are the tested ones: the model reads each image as its class.
     classes = visualize_classes(imagenet, ["zebra", "strawberry", "castle"],
                                 RenderOptions(size=64, steps=8) if quick else RenderOptions(seed=0))
@@ -80,7 +80,7 @@ def run_demo(out_dir: str | Path = "mikata-demo", quick: bool = False, device: s
     result.outputs += [("class-logit images", out / "visualize-classes" / "grid.png"),
                        ("first-layer channel images", out / "visualize-stem" / "grid.png")]
 
-    step("4/7 Transfer learning: EfficientNet-Lite0 fine-tuned on Fashion-MNIST (Debian dataset-fashion-mnist)")
+    step("4/8 Transfer learning: EfficientNet-Lite0 fine-tuned on Fashion-MNIST (Debian dataset-fashion-mnist)")
     overrides = {"epochs": 1, "input_size": 32} if quick else {}
     ckpt, test_acc, seconds = train_demo_model(out, per_class=20 if quick else 500, device=device, **overrides)
     data_dir, _ = demo_paths(out)
@@ -91,7 +91,7 @@ def run_demo(out_dir: str | Path = "mikata-demo", quick: bool = False, device: s
     if plot.exists():
         result.outputs.append(("training curves", plot))
 
-    step("5/7 Where and why does it fail? Scan the held-out test split, then audit it")
+    step("5/8 Where and why does it fail? Scan the held-out test split, then audit it")
     run_dir = out / "run"
     fine_tuned = load_model(str(ckpt), device=device)
     scan(fine_tuned, data_dir, run_dir, split="test", fractions=DEMO_SETTINGS["split"],
@@ -115,7 +115,10 @@ def run_demo(out_dir: str | Path = "mikata-demo", quick: bool = False, device: s
     log.info("  %s", describe_cam_layer(fine_tuned.default_layer, cam_layer_size(
         fine_tuned.net, fine_tuned.in_channels, fine_tuned.input_size, fine_tuned.default_layer)))
 
-    step("6/7 Which map to believe? Faithfulness and sanity checks of three methods on a sample of test images")
+    step("6/8 Why is a class recognised? Each class's concepts, its strategies and suspected shortcuts")
+    concepts_step(run_dir, fine_tuned, result, quick=quick, device=device)
+
+    step("7/8 Which map to believe? Faithfulness and sanity checks of three methods on a sample of test images")
     # Fashion-MNIST is 28 px: a blurred copy still shows the garment (p 0.7-0.95), so blur-filled curves
     # cannot tell a good order from a random one. Deletion fills with ROAD's imputation (no off-distribution
     # holes for a random order to win by) and insertion starts from the mean colour (no evidence at all).
@@ -125,7 +128,7 @@ def run_demo(out_dir: str | Path = "mikata-demo", quick: bool = False, device: s
     result.outputs.append(("attribution scorecard", run_dir / "evaluate" / "scorecard.json"))
     result.facts["passes"] = card["passes"]
 
-    step("7/7 The report: one HTML file that opens offline (and `mikata serve` for the web app)")
+    step("8/8 The report: one HTML file that opens offline (and `mikata serve` for the web app)")
     report = write_report(run_dir, run_dir / "report.html", handle=fine_tuned)
     log.info("  %d images, %.1f MB, written in %.0f s", report.images, report.bytes / 1e6, report.timings["total"])
     result.outputs.append(("HTML report (opens offline)", run_dir / "report.html"))
@@ -134,6 +137,28 @@ def run_demo(out_dir: str | Path = "mikata-demo", quick: bool = False, device: s
 
     result.seconds = time.perf_counter() - start
     return result
+
+
+def concepts_step(run_dir: Path, handle, result: DemoResult, quick: bool = False, device: str | None = "cpu") -> None:
+    """``mikata concepts RUN_DIR --per-class 4``: each class's activations at the scan's layer factorized into
+    four concepts, ranked, with strategies, error slices and suspected shortcuts checked by deletion; stored
+    in ``RUN_DIR/concepts/`` where the report and the web app find them."""
+    from mikata.concepts import compute_atlas
+    from mikata.concepts.surface import shape_atlas
+
+    atlas = compute_atlas(run_dir, per_class=4, sample=16 if quick else 200, device=device, model=handle,
+                          progress=True)
+    view = shape_atlas(atlas.to_json(), handle.class_names)
+    log.info("  %d classes x 4 concepts at %s; %d suspected shortcuts", len(view["classes"]), view["layer"],
+             len(view["shortcuts"]))
+    for s in view["shortcuts"][:5]:
+        log.info("  shortcut? %s: %s", s["concept"], s["evidence"])
+    for s in view["slices"][:3]:
+        log.info("  %s images %s %s: %d images, %.0f%% accurate", s["class"], "with" if s["present"] else "without",
+                 s["concept"], s["images"], 100 * (s["accuracy"] or 0.0))
+    result.facts["suspected_shortcuts"] = len(view["shortcuts"])
+    result.outputs.append(("concept atlas (report Concepts section, web app /concepts)",
+                           run_dir / "concepts" / "atlas.json"))
 
 
 def evaluate_run(run_dir: Path, handle, methods: list[str], images: int, **settings) -> dict:

@@ -320,12 +320,28 @@ def expand_images(paths: Sequence[str]) -> list[str]:
     return expand_image_paths(paths)
 
 
-def load_images(handle: ModelHandle, paths: Sequence[str]) -> tuple[torch.Tensor, list[tuple[int, int]]]:
-    """Preprocessed batch ``(N, C, H, W)`` and each original size (w, h)."""
+def load_images(handle: ModelHandle, paths: Sequence[str],
+                skipped: list[tuple[str, str]] | None = None) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+    """Preprocessed batch ``(N, C, H, W)`` and each original size (w, h).
+
+    ``skipped``: a list to collect ``(path, reason)`` of files that cannot be decoded, which are then left
+    out (the batch holds the others, in order); without it the first such file raises ``ImageDecodeError``.
+    """
     from mikata.data.images import load_image
+    from mikata.errors import ImageDecodeError
 
     mode = handle.mode
-    imgs = [load_image(p, mode) for p in paths]
+    imgs = []
+    for p in paths:
+        try:
+            imgs.append(load_image(p, mode))
+        except ImageDecodeError as e:
+            if skipped is None:
+                raise
+            skipped.append((str(p), e.reason))
+    if not imgs:
+        raise ImageDecodeError("", f"none of the {len(paths)} images could be decoded (e.g. {skipped[0][0]}: "
+                                   f"{skipped[0][1]}); give images that open" if skipped else "no images given")
     return handle.preprocess(imgs), [im.size for im in imgs]
 
 

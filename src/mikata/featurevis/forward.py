@@ -34,7 +34,7 @@ def recording(handle: ModelHandle, layers: Sequence[str]) -> Iterator[Callable[[
     for name in wanted:
         get_layer(handle.net, name)  # an unknown name raises ChoiceError listing the valid ones
 
-    with capture(handle.net, wanted, detach=False) as rec:
+    with capture(handle.net, wanted, detach=False, layouts=handle.layouts_for(wanted)) as rec:
         def stop_when_done(module, args, out):
             if all(name in rec.activations for name in wanted):
                 raise _Enough

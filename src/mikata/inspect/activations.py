@@ -102,7 +102,7 @@ def _as_image(handle: ModelHandle, image: str | os.PathLike | Image.Image) -> Im
 def layer_output(handle: ModelHandle, x: torch.Tensor, layer: str) -> torch.Tensor:
     """The output of ``layer`` for the batch ``x`` (N, C, H, W), from one hooked forward pass on
     ``handle.device`` (the output stays there)."""
-    with torch.inference_mode(), capture(handle.net, [layer]) as rec:
+    with torch.inference_mode(), capture(handle.net, [layer], layouts=handle.layouts_for([layer])) as rec:
         handle.model(x.to(handle.device))
     if layer not in rec.activations:
         raise MikataError(f"layer {layer!r} produced no tensor in a forward pass (it is defined but never "

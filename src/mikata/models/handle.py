@@ -11,7 +11,8 @@ from PIL import Image
 from torch import nn
 
 from mikata.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
-
+from mikata.models.layout import NCHW, FeatureLayout
+from mikata.models.outputs import extract_logits
 
 
 class LogitsModel(nn.Module):
@@ -36,25 +37,6 @@ class LogitsModel(nn.Module):
             return rec.inputs[self.softmax_layer]
         out = extract_logits(self.net(x))
         return out.clamp_min(1e-30).log() if self.log_of_probs else out
-
-
-def extract_logits(output: object) -> torch.Tensor:
-    """The class-score tensor inside whatever a classifier's forward returned."""
-    if isinstance(output, torch.Tensor):
-        return output
-    if hasattr(output, "logits") and isinstance(output.logits, torch.Tensor):
-        return output.logits
-    if isinstance(output, dict):
-        for key in ("logits", "out", "output", "scores"):
-            if isinstance(output.get(key), torch.Tensor):
-                return output[key]
-        output = list(output.values())
-    if isinstance(output, (tuple, list)):
-        for item in output:
-            if isinstance(item, torch.Tensor) and item.dim() == 2:
-                return item
-    raise TypeError(f"cannot find class scores in a model output of type {type(output).__name__}; "
-                    "return a (N, classes) tensor, a tuple/dict holding one, or an object with .logits")
 
 
 @dataclass(init=False)
@@ -107,6 +89,7 @@ class ModelHandle:
                                  f"but {len(self.class_names)} class names")
         self.head_layer = probe.head
         self._conv_head = probe.conv_head
+        self._layouts: dict[str, FeatureLayout] | None = None
         self.model = LogitsModel(self.net, probe.softmax_layer, probe.log_of_probs).eval()
 
     @property
@@ -148,6 +131,34 @@ class ModelHandle:
         with a convolution (SqueezeNet) that convolution (its input, pooled, is the embedding); None
         when neither exists."""
         return self.head_layer or getattr(self, "_conv_head", None)
+
+    # ------------------------------------------------------------------ feature layout
+    def layout(self, layer: str) -> FeatureLayout:
+        """How ``layer``'s output reads as ``(N, C, h, w)``: tokens (class/register tokens set aside),
+        channels-last, or as it is. Decided once per handle from one dummy forward (see
+        ``mikata.models.layout``); a layer the trace did not see is taken as it comes."""
+        return self.layouts().get(layer, NCHW)
+
+    def layouts(self) -> dict[str, FeatureLayout]:
+        """Every traced layer's layout (``set_layout`` overrides one)."""
+        if self._layouts is None:
+            from mikata.models.layers import trace_layers
+
+            try:
+                traced = trace_layers(self.net, self.in_channels, self.input_size, choose_default=False)
+            except Exception:  # TorchScript or a model the probe cannot run: outputs are taken as they come
+                traced = []
+            self._layouts = {l.name: l.layout for l in traced}
+        return self._layouts
+
+    def set_layout(self, layer: str, layout: FeatureLayout) -> None:
+        """Override the detected layout of ``layer`` (a custom model the shape rules read wrongly)."""
+        self.layouts()[layer] = layout
+
+    def layouts_for(self, layers: Sequence[str]) -> dict[str, FeatureLayout]:
+        """The layouts to pass to ``hooks.capture(..., layouts=...)`` for ``layers``: only those that are
+        not already ``(N, C, h, w)``."""
+        return {n: self.layout(n) for n in layers if self.layout(n).kind in ("nhwc", "tokens")}
 
     # ------------------------------------------------------------------ inputs
     @property

@@ -4,6 +4,10 @@ Specs:
     efficientnet-lite0 | -lite1 | -lite2   built in, real ImageNet weights from PyPI packages
     torchvision:NAME                        e.g. torchvision:resnet18 (its own preprocessing)
     timm:NAME                               e.g. timm:tf_efficientnet_lite0
+    ...NAME?weights=random | ?weights=FILE  torchvision/timm without a download: random weights
+                                            (seeded) or a local state dict (.safetensors, or .pth read
+                                            with weights_only)
+    hf:PATH, or a folder with config.json   a local Hugging Face image classifier (transformers)
     PATH.safetensors                        a mikata checkpoint (weights + JSON metadata)
     PATH.pt / .pth / .ts                    TorchScript; a pickled whole model only with trust=True
     package.module:factory                  a function returning an nn.Module (or a ModelHandle)
@@ -42,11 +46,13 @@ from mikata.models.checkpoint_meta import (
 )
 from mikata.models.efficientnet_lite import VARIANTS, LitePreprocessing, build_efficientnet_lite, load_packaged_weights
 from mikata.models.handle import IMAGENET_MEAN, IMAGENET_STD, ModelHandle
+from mikata.models.huggingface import is_hf_folder, load_hf
 from mikata.models.layers import trace_layers
 
 CHECKPOINT_FORMAT = "mikata-checkpoint/1"
-SPEC_FORMS = ("efficientnet-lite0|1|2, torchvision:NAME, timm:NAME, a .safetensors checkpoint, "
-              "a TorchScript .pt/.ts file, or package.module:factory")
+SPEC_FORMS = ("efficientnet-lite0|1|2, torchvision:NAME, timm:NAME (add ?weights=random or ?weights=FILE to "
+              "skip the download), hf:FOLDER, a .safetensors checkpoint, a TorchScript .pt/.ts file, or "
+              "package.module:factory")
 
 
 @lru_cache(maxsize=1)
@@ -89,10 +95,10 @@ def load_model(
     path = Path(spec)
     if spec in VARIANTS:
         handle = _builtin(spec, pretrained)
-    elif spec.startswith("torchvision:"):
-        handle = _torchvision(spec.split(":", 1)[1], pretrained)
-    elif spec.startswith("timm:"):
-        handle = _timm(spec.split(":", 1)[1], pretrained)
+    elif spec.startswith(("torchvision:", "timm:")):
+        handle = _hub(spec, pretrained, _size(input_size))
+    elif spec.startswith("hf:") or is_hf_folder(path):
+        handle = _hf(Path(spec[3:] if spec.startswith("hf:") else spec), trust)
     elif path.suffix == ".safetensors":
         handle = load_checkpoint(path, architecture=architecture)
     elif path.suffix in (".pt", ".pth", ".ts", ".pt2", ".jit") or path.is_file():
@@ -200,21 +206,107 @@ def _torchvision(name: str, pretrained: bool) -> ModelHandle:
     return _finish(net, f"torchvision:{name}", class_names, metadata={"architecture": f"torchvision:{name}"}, **kw)
 
 
-def _timm(name: str, pretrained: bool) -> ModelHandle:
+def _timm(name: str, pretrained: bool, input_size: tuple[int, int] | None = None) -> ModelHandle:
+    """A timm model; ``input_size``: built for that size where the architecture takes one (``img_size``:
+    ViT, DeiT, Swin, EVA... whose position embeddings or windows depend on it; timm resamples
+    pretrained position embeddings), else the size only changes the preprocessing."""
     import_torchvision()  # timm imports torchvision; give its clear message first
     import timm
     from timm.data import resolve_data_config
 
     check_registered_name("timm", name, timm.list_models())
     try:
-        net = timm.create_model(name, pretrained=pretrained)
-    except RuntimeError as e:
+        net = None
+        if input_size is not None:
+            try:
+                net = timm.create_model(name, pretrained=pretrained, img_size=tuple(input_size))
+            except TypeError:  # a CNN: no img_size argument, any input size works
+                net = None
+        if net is None:
+            net = timm.create_model(name, pretrained=pretrained)
+    except (RuntimeError, AssertionError, ValueError) as e:
         raise ModelLoadError(f"timm could not create {name!r}: {e}") from e
     cfg = resolve_data_config({}, model=net)
-    size = tuple(cfg["input_size"][1:])
+    size = tuple(input_size) if input_size is not None else tuple(cfg["input_size"][1:])
     return _finish(net, f"timm:{name}", input_size=size, mean=tuple(cfg["mean"]), std=tuple(cfg["std"]),
                    crop_fraction=float(cfg.get("crop_pct", 0.875)), interpolation=cfg.get("interpolation", "bicubic"),
                    in_channels=int(cfg["input_size"][0]), metadata={"architecture": f"timm:{name}"})
+
+
+def split_weights(spec: str) -> tuple[str, str | None]:
+    """``("timm:NAME", "random" | FILE | None)`` from ``timm:NAME?weights=...``; other queries are refused."""
+    base, sep, query = spec.partition("?")
+    if not sep:
+        return spec, None
+    key, eq, value = query.partition("=")
+    if key != "weights" or not eq or not value:
+        raise ModelLoadError(f"{spec!r}: the only option after '?' is weights=random or weights=FILE "
+                             "(a local .safetensors / .pth state dict)")
+    return base, value
+
+
+def _size(input_size: int | tuple[int, int] | None) -> tuple[int, int] | None:
+    if input_size is None:
+        return None
+    return check_input_size((input_size, input_size) if isinstance(input_size, int) else tuple(input_size), "input_size")
+
+
+def _hub(spec: str, pretrained: bool, input_size: tuple[int, int] | None = None) -> ModelHandle:
+    """torchvision:NAME / timm:NAME, optionally ?weights=random|FILE (no download then)."""
+    base, weights = split_weights(spec)
+    kind, name = base.split(":", 1)
+
+    def build(name: str, pretrained: bool) -> ModelHandle:
+        if kind == "torchvision":
+            return _torchvision(name, pretrained)
+        return _timm(name, pretrained, input_size)
+    if weights is None:
+        try:
+            return build(name, pretrained)
+        except ModelLoadError:
+            raise
+        except Exception as e:  # no network, hub errors: one line saying how to go on offline
+            first = str(e).splitlines()[0] if str(e) else ""
+            raise ModelLoadError(f"{base}: could not get the pretrained weights ({type(e).__name__}: {first[:200]}); "
+                                 f"offline, use {base}?weights=random (random weights) or {base}?weights=FILE "
+                                 "(a local state dict)") from e
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # random weights are the same every time: a scan of them can be resumed
+        handle = build(name, False)
+    handle.spec = spec
+    if weights != "random":
+        _load_state(handle, Path(weights), base)
+    return handle
+
+
+def _load_state(handle: ModelHandle, path: Path, base: str) -> None:
+    """A local state dict into ``handle.net`` (safetensors, or a .pth read with ``weights_only``)."""
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: weights file not found (from {base}?weights={path}); give an existing "
+                             ".safetensors or .pth state dict, or ?weights=random")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ModelLoadError(f"{path}: not a readable state dict ({type(e).__name__}); save one with "
+                             "torch.save(model.state_dict(), ...) or safetensors") from e
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ModelLoadError(f"{path}: holds a {type(state).__name__}, not a state dict")
+    try:
+        handle.net.load_state_dict(state)
+    except RuntimeError as e:
+        raise ModelLoadError(f"{path}: weights do not fit {base}: {str(e).splitlines()[0]}") from e
+
+
+def _hf(path: Path, trust: bool) -> ModelHandle:
+    net, pixels, names = load_hf(path, trust)
+    return _finish(net, f"hf:{path}", names, metadata={}, **pixels)
 
 
 # ------------------------------------------------------------------------------------------ files
@@ -259,9 +351,10 @@ def _factory(spec: str) -> ModelHandle:
 
 
 # ------------------------------------------------------------------------------------ checkpoints
-def build_architecture(arch: str, allow_code: bool = False) -> ModelHandle:
+def build_architecture(arch: str, allow_code: bool = False, input_size: tuple[int, int] | None = None) -> ModelHandle:
     """The architecture behind a spec, with random weights (never downloads).
 
+    ``input_size``: for timm architectures whose shape depends on it (a ViT's position embedding).
     Only the closed set (built-in variants, ``torchvision:NAME``, ``timm:NAME``) unless
     ``allow_code``: a ``package.module:factory`` imports and calls code, so it is built only when
     the caller typed it (never when it was read from a file).
@@ -271,7 +364,7 @@ def build_architecture(arch: str, allow_code: bool = False) -> ModelHandle:
     if arch.startswith("torchvision:"):
         return _torchvision(arch.split(":", 1)[1], pretrained=False)
     if arch.startswith("timm:"):
-        return _timm(arch.split(":", 1)[1], pretrained=False)
+        return _timm(arch.split(":", 1)[1], pretrained=False, input_size=input_size)
     if allow_code and is_code_spec(arch):
         return _factory(arch)
     raise ModelLoadError(f"architecture {arch!r} is not one mikata builds from data; use one of "
@@ -317,6 +410,24 @@ def save_checkpoint(handle: ModelHandle, path: str | Path, extra: dict | None = 
     return path
 
 
+def check_weight_values(path: str | Path, state: dict, net: nn.Module) -> None:
+    """Refuse weights that would load but predict nonsense: a tensor stored as an integer or bool type where the
+    model holds floating-point values (``load_state_dict`` would cast it silently), or holding NaN/inf."""
+    own = {**dict(net.named_parameters()), **dict(net.named_buffers())}
+    for name, tensor in state.items():
+        target = own.get(name)
+        if target is None or not target.dtype.is_floating_point:
+            continue  # an unknown name is load_state_dict's error; integer buffers (counters) stay integers
+        if not tensor.dtype.is_floating_point:
+            raise ModelLoadError(f"{path}: tensor {name!r} is stored as {str(tensor.dtype).replace('torch.', '')}, "
+                                 "but the model's weights are floating point; this is not a trained checkpoint: "
+                                 "save the model again with mikata (or safetensors from float weights)")
+        bad = int((~torch.isfinite(tensor)).sum())
+        if bad:
+            raise ModelLoadError(f"{path}: tensor {name!r} holds {bad} NaN/inf value(s) of {tensor.numel()}; the "
+                                 "training diverged or the file is damaged: use an earlier checkpoint")
+
+
 def read_checkpoint_metadata(path: str | Path) -> dict:
     """The checkpoint's ``mikata`` metadata, checked field by field (``CheckpointMetadataError`` names the field)."""
     from safetensors import safe_open
@@ -344,17 +455,18 @@ def load_checkpoint(path: str | Path, architecture: str | None = None) -> ModelH
     meta = read_checkpoint_metadata(path)
     arch = meta["architecture"]
     if architecture is not None:
-        net = build_architecture(str(architecture), allow_code=True).net
+        net = build_architecture(str(architecture), allow_code=True, input_size=tuple(meta["input_size"])).net
     elif is_code_spec(arch) and not (arch in VARIANTS or arch.startswith(("torchvision:", "timm:"))):
         raise ModelLoadError(
             f"{path}: field 'architecture' names code to import and call ({arch!r}); mikata never runs code "
             f"named inside a file. If you wrote that factory, name it yourself: --arch {arch} "
             f"(Python: load_model(path, architecture={arch!r}))")
     else:
-        net = build_architecture(arch).net
+        net = build_architecture(arch, input_size=tuple(meta["input_size"])).net
     if meta.get("head"):
         replace_head(net, len(meta["class_names"]), str(meta["head"]))  # the Linear the trainer replaced
     state = load_file(str(path))
+    check_weight_values(path, state, net)
     try:
         net.load_state_dict(state)
     except RuntimeError as e:

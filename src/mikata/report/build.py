@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
-from mikata.analysis.attachments import featurevis_images, read_scorecard, scorecard_figure
+from mikata.analysis.attachments import attachment_notes, featurevis_images, read_scorecard, scorecard_figure
 from mikata.analysis.sections import confusion_cells, confusion_view, scorecard_table
 
 from mikata.errors import MikataError
@@ -448,7 +448,14 @@ def write_report(run: "str | os.PathLike | RunView", out: str | os.PathLike | No
     featurevis = featurevis_grids(run_dir)
     card_data = scorecard(run_dir)
     units = units_section(run_dir)
+    notes += attachment_notes(run_dir)  # a refused attachment: its section is left out, and this says why
     lap("extras")
+    from mikata.report.concepts import concepts_section
+
+    concepts, more = concepts_section(run_dir, names, handle=source.handle, model=source.spec,
+                                      device=source.device)
+    notes += more
+    lap("concepts")
 
     from mikata.report.svg import bar_chart, class_colors, line_chart
 
@@ -513,7 +520,8 @@ def write_report(run: "str | os.PathLike | RunView", out: str | os.PathLike | No
                        "examples": [{"id": int(d.ids[r]), "name": os.path.basename(d.paths[r]), "score": float(t.score[r]),
                                      "label": names[d.labels[r]], "pred": names[d.preds[r]]}
                                     for r in issue_rows(found, t.name)[:12]]} for t in found.types.values()]
-    extra = sorted({e["id"] for t in dataset_issues for e in t["examples"]} - set(thumbs))
+    strategy_ids = {i for c in (concepts or {}).get("classes", []) for s in c["strategies"] for i in s["exemplars"][:6]}
+    extra = sorted(({e["id"] for t in dataset_issues for e in t["examples"]} | strategy_ids) - set(thumbs))
     if extra:  # a capped report (a big run) has not made these thumbnails yet
         more_thumbs, more = _thumbnails(str(run_dir), extra, thumb, workers)
         thumbs.update(more_thumbs)
@@ -530,7 +538,7 @@ def write_report(run: "str | os.PathLike | RunView", out: str | os.PathLike | No
         map_legends=_map_legends(methods, method_titles) if overlays else [],
         matrix=matrix, cols=[{"index": p, "name": names[p]} for p in shown_cols],
         pairs=[{"a": names[a], "b": names[b], "ia": a, "ib": b, "ab": ab, "ba": ba} for a, b, ab, ba in ov.confused_pairs],
-        issues=issues, field_groups=field_groups, dataset_issues=dataset_issues, issue_notes=found.notes, exceptional=ex, charts=charts, history=history, featurevis=featurevis, units=units,
+        issues=issues, field_groups=field_groups, dataset_issues=dataset_issues, issue_notes=found.notes, exceptional=ex, charts=charts, history=history, featurevis=featurevis, units=units, concepts=concepts,
         scorecard=card_data, emb=emb, notes=notes, binary=binary, skipped=ov.skipped[:50], map_error=map_error,
         created=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         data_json=_json_script(data), thumbs_json=_json_script(thumbs),

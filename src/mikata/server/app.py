@@ -29,7 +29,7 @@ from fastapi.templating import Jinja2Templates
 
 from mikata import __version__
 from mikata.analysis.media import UnknownImageError
-from mikata.analysis.runstore import RunStoreError
+from mikata.analysis.runstore import ReadOnlyRunError, RunStoreError
 from mikata.attribution.engine import NotSpatialError
 from mikata.data.filenames import shown_in_template
 from mikata.formatting import percent
@@ -114,6 +114,10 @@ def _error_pages(app: FastAPI) -> None:
 
     @app.exception_handler(ModelLoadError)
     async def _no_model(request: Request, exc: ModelLoadError):  # refused or missing model: the page still works
+        return PlainTextResponse(str(exc), status_code=409)
+
+    @app.exception_handler(ReadOnlyRunError)
+    async def _read_only(request: Request, exc: ReadOnlyRunError):  # a review on a read-only run: a conflict
         return PlainTextResponse(str(exc), status_code=409)
 
     @app.exception_handler(MikataError)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mikata.analysis.attachments import featurevis_gallery, featurevis_images, featurevis_pngs, read_scorecard
+from mikata.analysis.attachments import attachment_notes, featurevis_gallery, featurevis_images, featurevis_pngs, read_scorecard
 from mikata.analysis.maps import MapService
 from mikata.analysis.media import UnknownImageError, encode, image_file, thumbnail
 from mikata.analysis.overview import Overview
@@ -232,9 +232,11 @@ class RunState:
     def image_row(self, image_id: int) -> dict:
         """The stored row of a scanned image with its full probability vector; UnknownImageError otherwise."""
         with self._db_lock:
-            row = self.store.image(image_id)
+            row = self.store.image(image_id, cam=True)  # the Grad-CAM too: a damaged one is named on the page
         if row is None or row["status"] != "ok":
             raise UnknownImageError(f"no scanned image with id {image_id}")
+        row.pop("cam", None)
+        self._check_split(row)
         ov = self.overview()
         try:
             r = ov.row(image_id)
@@ -258,7 +260,15 @@ class RunState:
             row = self.store.image(image_id)
             if row is None or row["status"] != "ok":
                 raise UnknownImageError(f"no scanned image with id {image_id}")
+            self._check_split(row)
             return image_file(self.store, image_id, row=row)
+
+    def _check_split(self, row: dict) -> None:
+        """Served with ``--split``: an image of another split is not found here (404), like every page."""
+        if self.split is not None and row.get("split") != self.split:
+            raise UnknownImageError(f"image {row['id']} is in split {row.get('split') or '(none)'!r}; this app "
+                                    f"serves only split {self.split!r} (restart `mikata serve` without --split "
+                                    "to see every split)")
 
     def thumbnail(self, image_id: int, size: int = 96) -> bytes:
         key = (int(image_id), int(size))
@@ -281,7 +291,17 @@ class RunState:
         img = load_image(self.image_path(image_id))
         return encode(img, "PNG" if img.width * img.height <= 512 * 512 else "JPEG")
 
+    def _in_split(self, image_id: int) -> None:
+        """``_check_split`` for a bare id (maps and the model's view of an image)."""
+        if self.split is None:
+            return
+        with self._db_lock:
+            row = self.store.image(image_id)
+        if row is not None:  # unknown ids are MapService's to refuse
+            self._check_split(row)
+
     def model_view(self, image_id: int) -> bytes:
+        self._in_split(image_id)
         with self._model_hint():  # MapService refuses unknown, skipped and unservable ids
             return encode(self.maps.model_view(image_id))
 
@@ -291,10 +311,12 @@ class RunState:
     def overlay_with_legend(self, image_id: int, method: str, cls: int | str | None,
                             layer: str | None = None) -> tuple[bytes, dict]:
         """The map PNG and its legend (``MapService.overlay``): the page shows the two side by side."""
+        self._in_split(image_id)
         with self._model_hint():
             return self.maps.overlay(image_id, method, cls, layer)
 
     def map_estimate(self, image_id: int, method: str, cls: int | str | None, layer: str | None = None) -> dict:
+        self._in_split(image_id)
         return self.maps.estimate(image_id, method, cls, layer)
 
     @contextmanager
@@ -311,8 +333,10 @@ class RunState:
         if verdict != "wrong":
             suggested = None
         with self._db_lock:
-            if self.store.image(image_id) is None:
+            row = self.store.image(image_id)
+            if row is None:
                 raise UnknownImageError(f"no image with id {image_id}")
+            self._check_split(row)
             self.store.set_review(image_id, verdict, suggested)
 
     def reviews(self) -> list[dict]:
@@ -357,6 +381,10 @@ class RunState:
         if not 0 <= index < len(files):
             raise UnknownImageError(f"no feature visualization {index}")
         return files[index].read_bytes()
+
+    def attachment_notes(self) -> list[str]:
+        """``attachments.attachment_notes``: one line per attachment that is there but refused."""
+        return attachment_notes(self.run_dir)
 
     def scorecard(self) -> dict | None:
         """RUN_DIR/evaluate/scorecard.json (written by `mikata evaluate`) as the report's table too

@@ -23,6 +23,7 @@ import dataclasses
 import logging
 import math
 import os
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from mikata.errors import Interrupted, signals_deferred
 from mikata.data.datasets import DatasetError, ImageDataset, load_dataset, split_dataset
 from mikata.models.handle import ModelHandle
 from mikata.models.loading import load_model, replace_head, save_checkpoint
@@ -194,10 +196,16 @@ def _train(data: "str | os.PathLike | ImageDataset", model: str | ModelHandle, o
         net.to(memory_format=memory_format)
 
         epoch, epoch_generator_state, stopped_early = start_epoch, generator.get_state(), False
+        # finished: epochs whose results are complete in memory; saved: those on disk (None: nothing yet).
+        # An interruption keeps the state of the last finished epoch, never a half-trained one.
+        finished, saved = start_epoch, start_epoch if resume else None
         epochs_bar = Progress(opts.epochs - start_epoch, f"train: {len(train_set):,} images", "epoch", progress,
                               plan=f"{opts.epochs - start_epoch} epoch(s) of {len(train_set):,} images",
                               first="first epoch")
         try:
+            if saved is None:  # the untrained start, so an interruption during the first epoch also resumes
+                _save_progress(handle, out, optimizer, 0, history, best, epoch_generator_state, opts, split_record)
+                saved = 0
             for epoch in range(start_epoch, opts.epochs):
                 epoch_generator_state = generator.get_state()
                 _set_learning_rates(optimizer, opts, epoch)
@@ -208,16 +216,18 @@ def _train(data: "str | os.PathLike | ImageDataset", model: str | ModelHandle, o
                 took = time.perf_counter() - t0
                 for key, value in zip(HISTORY_KEYS, (train_loss, train_acc, val_loss, val_acc, took)):
                     history[key].append(float(value))
-                log.info("epoch %d/%d: train loss %.4f acc %.3f | val loss %.4f acc %.3f (%.1f s)", epoch + 1,
-                         opts.epochs, train_loss, train_acc, val_loss, val_acc, history["epoch_seconds"][-1])
                 if val_acc > best["accuracy"] or (val_acc == best["accuracy"] and val_loss < best["loss"]):
                     best.update(epoch=epoch + 1, accuracy=val_acc, loss=val_loss, bad_epochs=0,
                                 state={k: v.detach().clone() for k, v in net.state_dict().items()})
                 else:
                     best["bad_epochs"] += 1
                 epoch_generator_state = generator.get_state()
+                finished = epoch + 1
+                log.info("epoch %d/%d: train loss %.4f acc %.3f | val loss %.4f acc %.3f (%.1f s)", epoch + 1,
+                         opts.epochs, train_loss, train_acc, val_loss, val_acc, history["epoch_seconds"][-1])
                 _save_progress(handle, out, optimizer, epoch + 1, history, best, epoch_generator_state, opts,
                                split_record)
+                saved = epoch + 1
                 plot_history(history, plot_path(out), title=f"{out.stem}: training progress",
                              best_epoch=best["epoch"])
                 epochs_bar.update(1)
@@ -228,13 +238,14 @@ def _train(data: "str | os.PathLike | ImageDataset", model: str | ModelHandle, o
                     log.info("early stop: validation accuracy has not improved for %d epochs", opts.early_stop)
                     stopped_early = True
                     break
-        except KeyboardInterrupt:
-            done = len(history["val_accuracy"])
-            _save_progress(handle, out, optimizer, done, history, best, epoch_generator_state, opts, split_record)
-            log.warning("interrupted after %d complete epoch(s); checkpoint saved to %s; continue with --resume",
-                        done, out)
+        except KeyboardInterrupt as e:
+            if saved != finished:  # stopped while the finished epoch was being written: write it again
+                _save_progress(handle, out, optimizer, finished, history, best, epoch_generator_state, opts,
+                               split_record)
             net.to(memory_format=torch.contiguous_format)
-            raise
+            signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
+            raise Interrupted(signum, f"{finished} of {opts.epochs} epoch(s) done and saved in {out} (+ "
+                                      f"{state_path(out).name}); continue with the same command and --resume") from None
         finally:
             epochs_bar.close()
 
@@ -381,16 +392,20 @@ def _save_progress(handle: ModelHandle, out: Path, optimizer: torch.optim.Optimi
     """Current weights to ``out`` (loadable at once), everything else needed to resume to the sidecar."""
     handle.metadata["training"] = {"options": opts.to_dict(), "history": history, "complete": False,
                                    "epochs_done": epochs_done, "split_record": split_record}
-    save_checkpoint(handle, out)
     state = {
         "format": STATE_FORMAT, "epoch": epochs_done, "optimizer": optimizer.state_dict(),
         "history": history, "generator": generator_state, "classes": list(handle.class_names),
         "best": {"epoch": best["epoch"], "accuracy": best["accuracy"], "loss": best["loss"],
                  "bad_epochs": best["bad_epochs"], "state": best["state"]},
     }
-    tmp = state_path(out).with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, state_path(out))
+    # Both files are written whole before either replaces its old version, and a signal waits until both
+    # are in place; a kill -9 between the two replaces is caught by ``_restore`` (epochs_done differ).
+    with signals_deferred():
+        weights_tmp, state_tmp = out.with_name(out.name + ".tmp"), state_path(out).with_suffix(".tmp")
+        save_checkpoint(handle, weights_tmp)
+        torch.save(state, state_tmp)
+        os.replace(weights_tmp, out)
+        os.replace(state_tmp, state_path(out))
 
 
 # options that may change between an interrupted run and its --resume (more epochs, other threads)
@@ -441,7 +456,13 @@ def _restore(out: Path, handle: ModelHandle, optimizer: torch.optim.Optimizer,
     state = torch.load(sidecar, map_location="cpu", weights_only=True)
     if state.get("format") != STATE_FORMAT:
         raise TrainingError(f"{sidecar}: unknown training-state format {state.get('format')!r}")
-    arch = read_checkpoint_metadata(out).get("architecture")
+    meta = read_checkpoint_metadata(out)
+    arch = meta.get("architecture")
+    weights_epoch = (meta.get("training") or {}).get("epochs_done")
+    if weights_epoch is not None and weights_epoch != state.get("epoch"):
+        raise TrainingError(f"cannot resume {out}: its weights are from epoch {weights_epoch} but {sidecar.name} "
+                            f"is from epoch {state.get('epoch')} (the run was killed while saving); run without "
+                            "--resume to start over")
     if arch != handle.metadata.get("architecture"):
         raise TrainingError(f"cannot resume {out}: it was fine-tuned from {arch}, but --model now gives "
                             f"{handle.metadata.get('architecture')}; pass the same --model, or run without --resume")

@@ -25,7 +25,9 @@ def page(request: Request, name: str, **ctx) -> HTMLResponse:
     return request.app.state.templates.TemplateResponse(
         request, name, {"ov": ov, "names": ov.class_names, "has_featurevis": bool(state.featurevis_files()),
                         "has_scorecard": state.scorecard() is not None,
-                        "has_units": (state.run_dir / "units" / "units.json").is_file(), **ctx})
+                        "has_units": (state.run_dir / "units" / "units.json").is_file(),
+                        "has_concepts": (state.run_dir / "concepts" / "atlas.json").is_file(),
+                        "attachment_notes": state.attachment_notes(), **ctx})
 
 
 def image_response(data: bytes, cacheable: bool = True) -> Response:
