@@ -20,7 +20,8 @@ from fastapi.testclient import TestClient
 
 from mikata.analysis.audit import label_issue_ranking, load_run
 from mikata.analysis.fields import field_values, group_by
-from mikata.analysis.overview import audit, format_audit, overview
+from mikata.analysis.audit_summary import audit, format_audit
+from mikata.analysis.overview import overview
 from mikata.analysis.runstore import RunStore
 from mikata.data.datasets import DatasetError, manifest_dataset
 from review_support import HOSTILE, cells_run

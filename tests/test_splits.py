@@ -176,7 +176,8 @@ def test_scan_of_the_training_folder_defaults_to_the_held_out_splits(scanned):
 
 def test_split_all_marks_training_rows_warns_and_keeps_them_out_of_label_issues(scanned):
     from mikata.analysis.issues import find_issues
-    from mikata.analysis.overview import audit, format_audit, overview
+    from mikata.analysis.audit_summary import audit, format_audit
+    from mikata.analysis.overview import overview
 
     d = load_run(scanned / "all")
     assert len(d) == 48 and int((d.splits == "train").sum()) == 32

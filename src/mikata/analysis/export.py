@@ -17,8 +17,14 @@ import json
 import os
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from mikata.analysis.layout import RunLayout, output_path
 from mikata.errors import ChoiceError, MikataError
+
+if TYPE_CHECKING:
+    from mikata.analysis.view import RunView
+    from mikata.models.source import ModelSource
 
 FORMATS = ("parquet", "csv", "json")
 
@@ -37,11 +43,12 @@ def export_format(path: str | os.PathLike, fmt: str | None = None) -> str:
     return fmt
 
 
-def export_run(run: str | os.PathLike, out: str | os.PathLike, fmt: str | None = None, split: str | None = None,
-               maps_dir: str | os.PathLike | None = None, map_method: str = "gradcam", batch_size: int = 32,
-               device: str | None = "cpu", model: str | None = None) -> Path:
-    """Write one row per scanned image of ``run`` to ``out``; returns the path written (``device``: where
-    the ``maps_dir`` maps are computed; ``model``: a spec you type for them, see ``Run``)."""
+def export_run(run: "str | os.PathLike | RunView", out: str | os.PathLike, fmt: str | None = None,
+               split: str | None = None, maps_dir: str | os.PathLike | None = None, map_method: str = "gradcam",
+               batch_size: int = 32, device: str | None = "cpu", model: "str | ModelSource | None" = None) -> Path:
+    """Write one row per scanned image of ``run`` (a run directory or a ``RunView``: its selected rows) to
+    ``out``; returns the path written (``device``: where the ``maps_dir`` maps are computed; ``model``: a
+    spec you type for them or a ``ModelSource``, see ``Run``)."""
     from mikata.analysis.run import open_run
 
     fmt = export_format(out, fmt)

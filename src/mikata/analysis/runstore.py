@@ -40,7 +40,6 @@ from mikata.data.filenames import from_db, to_db
 from mikata.errors import MikataError
 
 log = logging.getLogger(__name__)
-VECTOR_KINDS = ("probs", "embed", "channels")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS images (

@@ -22,9 +22,12 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from mikata.models.source import ModelSource
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -107,13 +110,15 @@ class UnitsResult:
 
 
 def unit_examples(run_dir: str | os.PathLike, channels: Sequence[int], layer: str | None = None, k: int = 6,
-                  handle=None, model: str | None = None, options=None, progress: bool = False) -> UnitsResult:
+                  handle=None, model: str | None = None, options=None, progress: bool = False,
+                  source: "ModelSource | None" = None, device: str | None = "cpu") -> UnitsResult:
     """Channels ``channels`` of ``layer`` (default: the layer the run was scanned at) with the ``k``
     scanned images whose spatial mean of the channel is highest, their activation maps, and the
     channel's synthetic image (``options``: ``RenderOptions``; default: the model's input size).
 
     ``handle``: the model (default: the run's own, checked against its weights hash, or ``model``,
-    a spec the user typed). ``progress``: bars for the pass over the run's images (when the channel
+    a spec the user typed; or ``source``, a ``ModelSource`` holding either and the device). ``device``:
+    where the model runs when no ``source`` says. ``progress``: bars for the pass over the run's images (when the channel
     means were not stored by the scan) and for the rendering."""
     from mikata.analysis.maps import MapService
     from mikata.featurevis import RenderOptions, visualize_channels
@@ -123,7 +128,10 @@ def unit_examples(run_dir: str | os.PathLike, channels: Sequence[int], layer: st
         raise MikataError(f"give 1..{MAX_UNITS} channels (got {len(channels)}); e.g. --channels 0:8")
     if not 1 <= k <= MAX_TOP:
         raise MikataError(f"--top {k} is out of range; show 1..{MAX_TOP} images per unit")
-    with MapService(run_dir, handle=handle, model=model) as service:
+    from mikata.models.source import ModelSource
+
+    source = source or ModelSource(handle=handle, spec=model, device=device)
+    with MapService(run_dir, source=source) as service:
         scan_layer = service.identity.get("layer")
         layer = layer or scan_layer
         rows = service.store.rows(status="ok", columns=("id", "label", "pred", "vec_row"), tuples=True)

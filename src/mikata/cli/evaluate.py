@@ -16,13 +16,23 @@ import logging
 import os
 import sys
 
-from mikata.cli.common import (add_device_arguments, announce_preprocessing, command_parser, device_from_args,
+from mikata.cli.common import (LazyHelp, add_device_arguments, announce_preprocessing, command_parser, device_from_args,
                                print_json)
 
 log = logging.getLogger(__name__)
 
 DEFAULT_METHODS = "gradcam,saliency,guided-backprop,integrated-gradients"
 DEFAULT_CHECKS = "faithfulness,randomization,random-logit,stability,localization"
+
+
+def _checks_help() -> str:
+    """The --checks help, from the check registry (checks registered by plugins included)."""
+    from mikata.evaluation.check_registry import check_listing, check_names, check_specs
+    from mikata.evaluation.scorecard import evaluate  # noqa: F401 - registers the built-in checks
+
+    masks = [s.name for s in check_specs() if s.needs_masks]
+    return (f"comma-separated checks (default all: {','.join(check_names())}"
+            f"{'; ' + ', '.join(masks) + ' needs --boxes or --masks' if masks else ''}). Each adds: {check_listing()}")
 
 
 def register(sub) -> None:
@@ -42,7 +52,8 @@ def register(sub) -> None:
                    help="allow unpickling a whole model from a file (runs its code: only your own files)")
     p.add_argument("--methods", default=DEFAULT_METHODS, help=f"comma-separated methods (default {DEFAULT_METHODS})")
     p.add_argument("--checks", default=DEFAULT_CHECKS,
-                   help=f"comma-separated checks (default all: {DEFAULT_CHECKS}; localization needs --boxes or --masks)")
+                   help=LazyHelp(f"comma-separated checks (default all: {DEFAULT_CHECKS}; localization needs "
+                                 "--boxes or --masks)", _checks_help))
     p.add_argument("--target", default="top1", help="top1 (default) or a class id or name")
     p.add_argument("--layer", default=None, help="layer for CAM methods (default: the model's)")
     p.add_argument("--out", default=None, help="output folder (default ./evaluate, or RUN_DIR/evaluate)")

@@ -43,7 +43,7 @@ def shipped_photos(folder: Path) -> dict[str, Path]:
 
 def run_demo(out_dir: str | Path = "mikata-demo", quick: bool = False, device: str | None = "cpu") -> DemoResult:
     """Run every step on ``device``; ``quick`` uses tiny sizes (a smoke test, not a meaningful model)."""
-    from mikata.analysis.overview import audit, format_audit
+    from mikata.analysis.audit_summary import audit, format_audit
     from mikata.analysis.scan import scan
     from mikata.attribution.files import explain_files
     from mikata.demo.training import DEMO_SETTINGS, demo_paths, train_demo_model
