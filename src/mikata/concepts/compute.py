@@ -340,8 +340,9 @@ def _deletion(service, c: int, kept: list[int], U: np.ndarray, has: np.ndarray, 
             filled.append(probs(x * (1 - m) + fill * m))
             delta = torch.from_numpy(U[part, :, :, j])[:, None] * directions[j][None, :, None, None]  # (b, C, h, w)
 
-            def remove(mod, args, out, delta=delta):
-                return out - delta.to(out.device, out.dtype)
+            def remove(mod, args, out, delta=delta, layout=h.layout(layer)):
+                # the layer's own layout (tokens, channels-last): the map edit goes back where it came from
+                return layout.add_nchw(out, -delta.to(out.device, out.dtype))
 
             removed.append(probs(x, [(module, "forward", remove)]))
         for out, after in ((region, filled), (direction, removed)):
