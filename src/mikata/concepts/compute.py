@@ -246,9 +246,9 @@ def _class_part(service, c: int, ids: np.ndarray, labels: np.ndarray, preds: np.
     geos = geometries(service.preprocessing, sizes)
     correct = lab == prd
     cnames = [f"{cname}/{j}" for j in range(k)]
-    denom = float(total.mean())
-    if denom <= 1e-12:  # a class with no net positive evidence: shares of the absolute evidence
-        denom = float((per.abs().sum(1) + residual.abs()).mean()) or 1.0
+    # shares of the class's net evidence: they sum with the residual to 1 (to -1 for a class whose net evidence
+    # at the layer is negative, as on an untrained model; to 0 only when there is no evidence at all)
+    denom = abs(float(total.mean())) or float((per.abs().sum(1) + residual.abs()).mean()) or 1.0
     layer_dirs = W[:, : W.shape[1] // 2] - W[:, W.shape[1] // 2:] if split else W  # (k, C): in the layer's channels
     tested = (per.mean(0) / denom >= TESTED_IMPORTANCE).numpy()  # (k,): the others cannot carry a shortcut
     deletion, removal = _deletion(service, c, kept, Ug, has & tested[None, :], strength, prob, live,
@@ -339,11 +339,7 @@ def _deletion(service, c: int, kept: list[int], U: np.ndarray, has: np.ndarray, 
             fill = x.mean((2, 3), keepdim=True)  # (b, C, 1, 1): each image's mean colour
             filled.append(probs(x * (1 - m) + fill * m))
             delta = torch.from_numpy(U[part, :, :, j])[:, None] * directions[j][None, :, None, None]  # (b, C, h, w)
-
-            def remove(mod, args, out, delta=delta):
-                return out - delta.to(out.device, out.dtype)
-
-            removed.append(probs(x, [(module, "forward", remove)]))
+            removed.append(probs(x, [(module, "forward", _subtract(delta, h.layout(layer)))]))
         for out, after in ((region, filled), (direction, removed)):
             pa = torch.cat(after).numpy()  # (b, K)
             was = live[rows] == c
@@ -351,6 +347,24 @@ def _deletion(service, c: int, kept: list[int], U: np.ndarray, has: np.ndarray, 
             out.append({"flip_rate": float(flips.sum() / was.sum()) if was.any() else 0.0,
                         "mean_drop": float((prob[rows] - pa[:, c]).mean()), "images": len(rows)})
     return region, direction
+
+
+def _subtract(delta: torch.Tensor, layout):
+    """A forward hook that takes ``delta`` ``(b, C, h, w)`` off the layer's output in the output's own layout
+    (``FeatureLayout``: channels-first, channels-last, or tokens with a prefix of class/register tokens)."""
+
+    def hook(mod, args, out):
+        d = delta.to(out.device, out.dtype)
+        if layout.kind == "nhwc":
+            return out - d.permute(0, 2, 3, 1)
+        if layout.kind == "tokens":  # (b, tokens, C): the patch tokens follow the prefix in row-major order
+            out = out.clone()
+            cells = d.shape[2] * d.shape[3]
+            out[:, layout.prefix:layout.prefix + cells] -= d.flatten(2).transpose(1, 2)
+            return out
+        return out - d
+
+    return hook
 
 
 def _cavs(service, opts: Options, ids: np.ndarray, progress: bool) -> dict:
