@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 CONCEPTS_DIR = "concepts"
-FORMAT = 3  # bumped whenever a stored part changes shape: older parts are then recomputed
+FORMAT = 4  # bumped whenever a stored part changes shape: older parts are then recomputed
 ARRAY_NAMES = ("ids", "W", "U", "contrib", "residual", "total", "strength", "thresholds", "labels", "preds",
                "prob", "sizes")
 
