@@ -199,3 +199,18 @@ def test_a_run_without_an_atlas_says_how_to_make_one(tmp_path, served):
     assert '<a href="/concepts">' not in page.text
     assert c.get("/concepts/0").status_code == 404
     assert "decomposition" not in c.get("/image/1").text
+
+
+def test_a_stale_atlas_is_not_shown_and_the_image_page_says_why(tmp_path, served):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(served["run"], run)
+    doc = json.loads((run / "concepts" / "atlas.json").read_text())
+    doc["key"] = "0" * len(doc["key"])  # as after a rescan: the run's version no longer matches
+    (run / "concepts" / "atlas.json").write_text(json.dumps(doc))
+    c = TestClient(create_app(run, token=TOKEN, port=8765, handle=served["handle"]), base_url=BASE)
+    assert "the run changed since" in c.get(f"/concepts?token={TOKEN}").text
+    assert c.get("/concepts/3").status_code == 404
+    d = c.get("/map/concepts/decomposition/5").json()
+    assert d["shares"] == [] and "mikata concepts" in d["text"]

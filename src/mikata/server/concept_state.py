@@ -61,8 +61,8 @@ class ConceptPages:
     def require(self) -> dict:
         view = self.view()
         if view is None:
-            raise UnknownImageError(f"this run has no concepts yet: `mikata concepts {self.state.run_dir}` "
-                                    "computes them")
+            raise UnknownImageError(f"this run has no current concepts (none computed, or the run changed since): "
+                                    f"`mikata concepts {self.state.run_dir}` computes them")
         return view
 
     def concept(self, c: int, k: int) -> tuple[dict, dict]:
@@ -153,10 +153,13 @@ class ConceptPages:
         from mikata.concepts import image_decomposition
         from mikata.concepts.surface import concept_index, decomposition_text
 
-        view = self.require()
         row = self.state.image_row(image_id)
         pred = int(row["pred"])
         name = self.state.class_names[pred]
+        view = self.view()
+        if view is None:
+            return {"class": name, "shares": [], "text": "this run has no current concepts (none computed, or the run "
+                                                         f"changed since): `mikata concepts {self.state.run_dir}`"}
         if not any(cl["index"] == pred for cl in view["classes"]):
             return {"class": name, "shares": [], "text": f"no concepts of {name} in this run's atlas"}
         shares = image_decomposition(self.state.run_dir, image_id, model=self._handle(), device=self.state.maps.device)
