@@ -36,6 +36,7 @@ from mikata.data.filenames import shown_in_template
 from mikata.formatting import percent
 from mikata.errors import ChoiceError, ImageDecodeError, MikataError, ModelLoadError
 from mikata.models.handle import ModelHandle
+from mikata.models.source import ModelSource
 from mikata.server.routes import ROUTERS
 from mikata.server.routes.pages import GRID_METHODS  # noqa: F401 - the grid's methods, named here before
 from mikata.server.security import Gate, new_token
@@ -61,13 +62,15 @@ def _static_files() -> dict[str, tuple[Path, str]]:
 def create_app(run_dir: str | os.PathLike, token: str | None = None, host: str = "127.0.0.1",
                port: int | None = None, handle: ModelHandle | None = None, model: str | None = None,
                state: RunState | None = None, device: str | None = "cpu", positive: int | str | None = None,
-               split: str | None = None):
+               split: str | None = None, source: ModelSource | None = None):
     """The ASGI app for one run, wrapped in the token/Host gate. ``app.state.run`` is the ``RunState``
-    (``split``: its pages show only that split's rows).
+    (``split``: its pages show only that split's rows; ``source``: the model for maps, a ``ModelSource``,
+    else built from ``handle``/``model``/``device``).
 
     ``port=None`` accepts the allowed host names without a port (for in-process tests only).
     """
-    state = state or RunState(run_dir, handle=handle, model=model, device=device, positive=positive, split=split)
+    state = state or RunState(run_dir, positive=positive, split=split,
+                              source=source or ModelSource(handle=handle, spec=model, device=device))
     token = token or new_token()
     app = FastAPI(title="mikata", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.run = state
