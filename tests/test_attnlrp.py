@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from attribution_helpers import assert_untouched, snapshot
 from torch import nn
 
-from attribution_helpers import assert_untouched, snapshot
 from mikata.attribution import explain
 from mikata.attribution.lrp import LRPUnsupportedError
 from mikata.models.handle import ModelHandle
