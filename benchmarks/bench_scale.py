@@ -139,7 +139,7 @@ def bench_overview(run: Path) -> dict[str, float]:
 def bench_audit_report(run: Path, work: Path, full_audit: bool) -> dict[str, float]:
     """`mikata audit` without and (``full_audit``) with the dataset issues (k-NN over every embedding:
     ``benchmarks/bench_issues.py`` measures that part), and `mikata report` without maps."""
-    from mikata.analysis.overview import audit
+    from mikata.analysis.audit_summary import audit
     from mikata.report import write_report
 
     out = {}

@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -137,7 +137,7 @@ def write_case(out_dir: str | os.PathLike, kind: str, target: str | None = None,
         chosen = np.sort(rng.choice(np.flatnonzero(y == label), size=per_class, replace=False))
         plant = np.zeros(per_class, bool)
         if name == target:
-            plant[rng.choice(per_class, size=int(round(fraction * per_class)), replace=False)] = True
+            plant[rng.choice(per_class, size=round(fraction * per_class), replace=False)] = True
         for part in ("planted", "clean"):
             (root / part / name).mkdir(parents=True, exist_ok=True)
         for i, p in zip(chosen, plant):

@@ -161,3 +161,24 @@ def test_overview_cells_and_rows_are_store_ids(planted, d):
     assert all(issue["id"] in set(d.ids.tolist()) for issue in ov.label_issues)
     ids, xy = ov.embedding_2d(max_points=100)
     assert xy.shape == (100, 2) and set(ids.tolist()) <= set(d.ids.tolist())
+
+
+def test_a_groups_line_without_a_comma_is_one_clear_error(planted, tmp_path, capsys):
+    """`--groups` text files are class,group lines; a line without a comma names the file and the line
+    (it was a traceback: the guard checked the length of a 2-tuple, always 2)."""
+    from mikata.analysis.audit import load_groups
+    from mikata.cli import main
+    from mikata.errors import MikataError
+
+    good = tmp_path / "good.txt"
+    good.write_text("# class,group\n0,round\n 6 , round\n\n8,round\n")
+    assert load_groups(good) == {"0": "round", "6": "round", "8": "round"}
+    bad = tmp_path / "groups.txt"
+    bad.write_text("0,round\n6 round\n")
+    with pytest.raises(MikataError, match=r"groups.txt line 2: '6 round' is not CLASS,GROUP"):
+        load_groups(bad)
+    for command in (["audit", str(planted["run"])], ["report", str(planted["run"]), "--no-maps",
+                                                     "--out", str(tmp_path / "r.html")]):
+        assert main([*command, "--groups", str(bad)]) == 2
+        err = capsys.readouterr().err
+        assert "line 2: '6 round' is not CLASS,GROUP" in err and "Traceback" not in err

@@ -139,7 +139,7 @@ def test_audit_prints_the_counts_at_a_threshold(run, data, capsys):
 
 
 def test_audit_of_many_classes_keeps_top5_and_refuses_a_bare_threshold(tmp_path):
-    from mikata.analysis.overview import audit, format_audit
+    from mikata.analysis.audit_summary import audit, format_audit
     from mikata.analysis.scan import scan
     from test_scan_support import digit_images, mnist_handle, write_folder
 

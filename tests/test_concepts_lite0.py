@@ -29,9 +29,10 @@ def run(tmp_path_factory, lite0, photos):
 
 @pytest.mark.parametrize("layer, split", [(None, False), ("blocks.15", True)])
 def test_lite0_concepts_sign_split_boxes_and_maps_in_original_pixels(run, lite0, layer, split):
-    """The default layer (``head``: after its activation, non-negative) is factorized as it is; the last MBConv
-    block (a linear bottleneck plus nothing after: signed) is factorized sign-split."""
-    atlas = compute_atlas(run, model=lite0, layer=layer, classes=["tiger cat"], per_class=2, sample=3, progress=False)
+    """The default layer (``head``: after its activation, non-negative: "auto" leaves it as it is); the last
+    MBConv block (a linear bottleneck: signed) factorized sign-split."""
+    atlas = compute_atlas(run, model=lite0, layer=layer, classes=["tiger cat"], per_class=2, sample=3, progress=False,
+                          signed="split" if split else "auto")
     doc = atlas.to_json()
     assert doc["layer"] == (layer or lite0.default_layer)
     a = atlas.arrays("tiger cat")

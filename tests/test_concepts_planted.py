@@ -19,12 +19,17 @@ The full five-kind benchmark on fine-tuned lite0 is benchmarks/bench_concepts_sh
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from mikata.data.idx import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR
+
+if TYPE_CHECKING:
+    from mikata.models.handle import ModelHandle
 
 pytestmark = pytest.mark.skipif(not FASHION_MNIST_DIR.is_dir(),
                                 reason="Debian package dataset-fashion-mnist not installed")
@@ -107,14 +112,14 @@ class EdgesAndRed(nn.Module):
         return self.fc(self.pooled(x))
 
 
-def _handle(net: nn.Module, spec: str):
+def _handle(net: nn.Module, spec: str) -> ModelHandle:
     from mikata.models.handle import ModelHandle
 
     return ModelHandle(net, list(CLASSES), input_size=(32, 32), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
                        crop_fraction=1.0, resize="stretch", default_layer="features", spec=spec)
 
 
-def _fitted(folder) -> "object":
+def _fitted(folder) -> ModelHandle:
     """The model with its head fitted (logistic regression) on the pooled features of ``folder``."""
     from sklearn.linear_model import LogisticRegression
 

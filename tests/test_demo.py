@@ -34,6 +34,8 @@ def test_quick_demo_writes_every_listed_output(tmp_path):
         assert "Feature visualization" in report and (tmp_path / "run" / "featurevis" / "classes" / "grid.png").is_file()
         assert "Confusion matrix" in report and "http://" not in report and "https://" not in report
         assert 'id="units"' in report and (tmp_path / "run" / "units" / "units.png").is_file()
+        assert 'id="concepts"' in report and (tmp_path / "run" / "concepts" / "atlas.json").is_file()
+        assert "Why is a class recognised?" in out.stderr + out.stdout
         from PIL import Image
         import numpy as np
 

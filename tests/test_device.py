@@ -252,8 +252,7 @@ def test_every_command_runs_with_device_cpu(folder, photos, tmp_path, capsys, mo
     assert main(["predict", SPEC, img, "--json", *d, "--precision", "fp32"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["top"][0]["class"] in "abcd"
     assert main(["layers", SPEC, *d]) == 0 and "1,152 parameters" in capsys.readouterr().out
-    from mikata.attribution import registry
-    from mikata.attribution.engine import METHODS
+    from mikata.attribution import METHODS, registry
 
     cnn_methods = [m for m in METHODS if registry.get(m).kind != "attention"]  # the rest need a transformer
     assert main(["explain", SPEC, img, "--methods", ",".join(cnn_methods), "--samples", "3", "--steps", "3",

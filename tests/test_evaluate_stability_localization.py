@@ -46,7 +46,7 @@ def test_max_sensitivity_matches_quantus(lite0, photos, torchvision):
 def test_an_all_zero_map_has_undefined_sensitivity_and_is_left_out_of_the_mean():
     """Guided Backprop's map can be all zero (no positive evidence): its relative change is undefined,
     and one such image must neither make the mean infinite nor break the scorecard's JSON."""
-    from mikata.evaluation.scorecard import _mean
+    from mikata.evaluation.checks import mean as _mean
     from mikata.evaluation.stability import sensitivity_ratio
 
     original = torch.zeros(3, 4, 4)

@@ -309,3 +309,26 @@ def test_merge_refusal_names_the_first_problem_and_the_count(base, shards, tmp_p
     _sql(second, "UPDATE images SET topk='x', pred_prob=NULL WHERE id=(SELECT MAX(id) FROM images)")
     with pytest.raises(RunStoreError, match=r"is damaged: .* \(and 1 more\); nothing was written to"):
         merge_runs(tmp_path / "m", [first, second])
+
+
+@pytest.mark.parametrize("kind", sorted(GARBAGE))
+def test_the_report_is_written_for_a_run_with_garbage_values(base, tmp_path, kind):
+    from test_scan_support import mnist_handle
+
+    from mikata.report import write_report
+
+    run = _damaged_copy(base, tmp_path, GARBAGE[kind][0])
+    r = write_report(run, tmp_path / "r.html", handle=mnist_handle(), methods=["gradcam"], workers=1)
+    assert r.maps > 0 and (tmp_path / "r.html").stat().st_size > 0
+
+
+@pytest.mark.parametrize("column", ["pred", "label"])
+def test_a_row_without_a_prediction_or_label_is_named_and_refused_in_one_line(base, tmp_path, capsys, column):
+    run = _damaged_copy(base, tmp_path, lambda r: _sql(r, f"UPDATE images SET {column}=NULL WHERE id=3"))
+    rc, out, _ = _cli(capsys, "check", str(run), "--json")
+    problems = json.loads(out)["problems"]
+    assert rc == 1 and any(p["severity"] == "damaged" for p in problems), problems
+    if column == "pred":
+        assert any("1 scanned rows have no prediction" in p["what"] for p in problems), problems
+    rc, out, err = _cli(capsys, "audit", str(run))
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "mikata check" in err

@@ -1,4 +1,4 @@
-"""The layering of shared/DESIGN.md, checked on the source with ``ast``: each module imports only
+"""The layering of docs/layering.md, checked on the source with ``ast``: each module imports only
 from its own layer or the layers below, and no two modules import each other in a circle.
 
 Every ``import`` counts, at module level or inside a function (a lazy import still ties the
@@ -19,7 +19,7 @@ PACKAGE = SRC / "mikata"
 LAYERS: dict[str, int] = {
     # 3 — thin outer layers: parse -> call one library function -> write / render
     "cli": 3, "server": 3, "report": 3, "demo": 3, "__main__": 3,
-    # 2 — dataset-level work (DESIGN.md's train/ and evaluate/); writes and reads a RunStore
+    # 2 — dataset-level work (training, evaluation, concepts); writes and reads a RunStore
     "analysis": 2, "training": 2, "evaluation": 2, "concepts": 2,
     # 1 — per-image / per-unit algorithms
     "attribution": 1, "featurevis": 1, "inspect": 1, "prediction": 1,
@@ -90,7 +90,7 @@ def _graph() -> dict[str, set[str]]:
 def _layer(module: str) -> int:
     top = module.split(".")[1] if "." in module else "__init__"
     if top not in LAYERS:
-        pytest.fail(f"{module}: its top-level package {top!r} has no layer in LAYERS; add it (and to DESIGN.md)")
+        pytest.fail(f"{module}: its top-level package {top!r} has no layer in LAYERS; add it (and to docs/layering.md)")
     return LAYERS[top]
 
 

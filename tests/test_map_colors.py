@@ -271,7 +271,7 @@ def test_training_plot_marks_the_kept_epoch(tmp_path):
 
 
 def test_one_percent_formatter_rounds_the_same_everywhere(app_run):
-    from mikata.analysis.overview import audit, format_audit
+    from mikata.analysis.audit_summary import audit, format_audit
     from mikata.formatting import percent
     from mikata.server.app import _pct
 

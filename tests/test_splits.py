@@ -111,6 +111,8 @@ def test_an_older_run_without_resize_still_checks_intact_and_resumes(scanned, mo
     shorter = dataclasses.replace(model, preprocessing=dataclasses.replace(model.preprocessing, resize="shorter"))
     m = json.loads((legacy / "manifest.json").read_text())
     m["identity"].pop("resize")
+    m["format"] = "mikata-run/1"  # such runs were format 1: the run format's migration fills the field in
+    m.pop("data_roots")
     (legacy / "manifest.json").write_text(json.dumps(m))
     assert check_run(legacy).ok, check_run(legacy).format()
     s = scan(shorter, digits, legacy, workers=0, progress=False)  # same setup: resumes, nothing refused
@@ -174,7 +176,8 @@ def test_scan_of_the_training_folder_defaults_to_the_held_out_splits(scanned):
 
 def test_split_all_marks_training_rows_warns_and_keeps_them_out_of_label_issues(scanned):
     from mikata.analysis.issues import find_issues
-    from mikata.analysis.overview import audit, format_audit, overview
+    from mikata.analysis.audit_summary import audit, format_audit
+    from mikata.analysis.overview import overview
 
     d = load_run(scanned / "all")
     assert len(d) == 48 and int((d.splits == "train").sum()) == 32

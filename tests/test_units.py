@@ -128,3 +128,27 @@ def test_units_cli_report_section_and_web_pages(run, capsys):
     assert client.get("/units/1/synthetic.png").status_code == 200
     assert client.get("/units/2").status_code == 404 and client.get("/units/1/top/3.png").status_code == 404
     assert 'href="/units"' in client.get("/").text
+
+
+def test_units_computes_on_the_users_device(run, monkeypatch, capsys):
+    """`mikata units --device D` loads the model and computes its maps on D (it was always the CPU)."""
+    import mikata.analysis.maps as maps
+    import mikata.devices
+    from mikata.cli import main
+
+    class Chosen(str):  # the device the command resolved, recognisable wherever it travels
+        pass
+
+    real_resolve, real_load = mikata.devices.resolve_device, maps.load_run_model
+    monkeypatch.setattr(mikata.devices, "resolve_device", lambda d=None: Chosen(str(real_resolve(d))))
+    seen = []
+
+    def load(*args, device=None, **kwargs):
+        seen.append(device)
+        return real_load(*args, device=device, **kwargs)
+
+    monkeypatch.setattr(maps, "load_run_model", load)
+    assert main(["-q", "units", str(run), "--channels", "1", "--top", "2", "--steps", "2", "--device", "cpu",
+                 "--model", "test_scan_support:mnist_handle", "--json"]) == 0
+    capsys.readouterr()
+    assert seen and all(isinstance(d, Chosen) and d == "cpu" for d in seen)

@@ -40,6 +40,8 @@ _API = {
     "crossval": ("mikata.analysis.crossval", "crossval"),
     "open_run": ("mikata.analysis.run", "open_run"),
     "Run": ("mikata.analysis.run", "Run"),
+    "RunView": ("mikata.analysis.view", "RunView"),
+    "ModelSource": ("mikata.models.source", "ModelSource"),
     "export_run": ("mikata.analysis.export", "export_run"),
     "evaluate": ("mikata.evaluation.scorecard", "evaluate"),
 }

@@ -432,5 +432,15 @@ def load_groups(path: str | os.PathLike) -> dict[str, str]:
         if all(isinstance(v, list) for v in data.values()):
             return {c: g for g, cs in data.items() for c in cs}
         return {str(k): str(v) for k, v in data.items()}
-    pairs = [l.split(",", 1) for l in text.splitlines() if l.strip() and not l.startswith("#")]
-    return {a.strip(): b.strip() for a, b in pairs if len((a, b)) == 2}
+    out: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        cls, comma, group = line.partition(",")
+        if not comma or not cls.strip() or not group.strip():
+            from mikata.errors import MikataError
+
+            raise MikataError(f"{path} line {number}: {line.strip()!r} is not CLASS,GROUP; write one "
+                              "class,group pair per line (or a JSON file)")
+        out[cls.strip()] = group.strip()
+    return out

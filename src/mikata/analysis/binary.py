@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mikata.analysis.audit import RunData
-from mikata.errors import ChoiceError, MikataError
+from mikata.errors import MikataError
 
 DEFAULT_THRESHOLD = 0.5
 
@@ -36,15 +36,9 @@ class CurveError(MikataError):
 
 def resolve_class(names: list[str], positive: int | str) -> int:
     """The id of a class given by name (case-insensitive; a name wins over an id) or by id."""
-    if isinstance(positive, (int, np.integer)) and 0 <= int(positive) < len(names):
-        return int(positive)
-    lowered = {n.lower(): i for i, n in enumerate(names)}
-    key = str(positive).strip().lower()
-    if key in lowered:
-        return lowered[key]
-    if key.isdigit() and 0 <= int(key) < len(names):
-        return int(key)
-    raise ChoiceError("positive class", positive, names)
+    from mikata.models.classes import class_index
+
+    return class_index(names, positive, "positive class")
 
 
 def positive_class(d: RunData, positive: int | str | None = None) -> int | None:

@@ -17,7 +17,14 @@ import json
 import os
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
+from mikata.analysis.layout import RunLayout, output_path
 from mikata.errors import ChoiceError, MikataError
+
+if TYPE_CHECKING:
+    from mikata.analysis.view import RunView
+    from mikata.models.source import ModelSource
 
 FORMATS = ("parquet", "csv", "json")
 
@@ -36,14 +43,18 @@ def export_format(path: str | os.PathLike, fmt: str | None = None) -> str:
     return fmt
 
 
-def export_run(run: str | os.PathLike, out: str | os.PathLike, fmt: str | None = None, split: str | None = None,
-               maps_dir: str | os.PathLike | None = None, map_method: str = "gradcam", batch_size: int = 32,
-               device: str | None = "cpu", model: str | None = None) -> Path:
-    """Write one row per scanned image of ``run`` to ``out``; returns the path written (``device``: where
-    the ``maps_dir`` maps are computed; ``model``: a spec you type for them, see ``Run``)."""
+def export_run(run: "str | os.PathLike | RunView", out: str | os.PathLike, fmt: str | None = None,
+               split: str | None = None, maps_dir: str | os.PathLike | None = None, map_method: str = "gradcam",
+               batch_size: int = 32, device: str | None = "cpu", model: "str | ModelSource | None" = None) -> Path:
+    """Write one row per scanned image of ``run`` (a run directory or a ``RunView``: its selected rows) to
+    ``out``; returns the path written (``device``: where the ``maps_dir`` maps are computed; ``model``: a
+    spec you type for them or a ``ModelSource``, see ``Run``)."""
     from mikata.analysis.run import open_run
 
     fmt = export_format(out, fmt)
+    target = Path(out).expanduser()
+    RunLayout(target.parent).check_file(target.parent.resolve() / target.name,  # before any work
+                                        "remove it, or pass --out with another file")
     r = open_run(run, split, model=model, device=device)
     frame = r.to_pandas()
     # a name that is not valid UTF-8 (kept as surrogates in memory) as text every format can hold: \xNN escapes
@@ -52,12 +63,13 @@ def export_run(run: str | os.PathLike, out: str | os.PathLike, fmt: str | None =
         frame["map_path"] = _write_maps(r, frame, Path(maps_dir), map_method, batch_size)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "parquet":
-        _parquet(frame, out, r)
-    elif fmt == "csv":
-        frame.to_csv(out, index=False)
-    else:
-        frame.to_json(out, orient="records", lines=True, force_ascii=False)
+    with output_path(out) as tmp:  # whole, through a temporary file; a link at ``out`` is refused, never followed
+        if fmt == "parquet":
+            _parquet(frame, tmp, r)
+        elif fmt == "csv":
+            frame.to_csv(tmp, index=False)
+        else:
+            frame.to_json(tmp, orient="records", lines=True, force_ascii=False)
     return out
 
 

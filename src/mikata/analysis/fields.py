@@ -72,11 +72,6 @@ def group_by(d: RunData, name: str, values: np.ndarray | None = None) -> list[di
     return out
 
 
-def group_report(d: RunData, names: list[str]) -> dict[str, list[dict]]:
-    """``{field: group_by(d, field)}`` for each name (JSON-ready)."""
-    return {n: group_by(d, n) for n in names}
-
-
 def format_groups(groups: dict[str, list[dict]]) -> list[str]:
     """The lines ``mikata audit --group-by`` prints: one block per field, worst value first."""
     lines: list[str] = []

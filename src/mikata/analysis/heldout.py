@@ -26,12 +26,15 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from mikata.data.datasets import ImageDataset, Sample, split_dataset
 from mikata.data.splits import TRAIN, TrainingSplit, files_sha1, source_identity
 from mikata.errors import MikataError
 from mikata.models.handle import ModelHandle
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 HELD_OUT = "held-out"  # every split but train

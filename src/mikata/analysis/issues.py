@@ -45,36 +45,16 @@ import math
 
 import os
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from mikata.analysis.audit import RunData, load_run
+from mikata.analysis.audit import RunData, load_run, subset
+from mikata.analysis.issue_registry import (IssueContext, IssueTypeSpec, Scored, default_thresholds, issue_type_names, issue_type_specs, register_issue_type)
 from mikata.analysis.runstore import RunStore
 from mikata.data.image_stats import ENTROPY_BINS, STAT_COLUMNS
 from mikata.errors import ChoiceError
 
-DEFAULT_THRESHOLDS: dict[str, float | None] = {
-    "label": None, "outlier": 0.3, "near_duplicate": 0.003, "exact_duplicate": 0.5, "leak": 0.003,
-    "dark": 0.25, "light": 0.15, "blurry": 0.15, "low_information": 0.25, "odd_size": 0.3, "odd_aspect": 0.4,
-    "class_imbalance": 0.2, "underperforming_group": 0.6,
-}
-ISSUE_TYPES = tuple(DEFAULT_THRESHOLDS)
-DESCRIPTIONS = {
-    "label": "suspected label errors (confident learning on the stored probabilities)",
-    "outlier": "images far from every other image in embedding space (out of distribution)",
-    "near_duplicate": "images that are nearly the same picture as another (up to brightness, contrast, compression)",
-    "exact_duplicate": "files whose bytes equal another file's",
-    "leak": "duplicates (exact or near) across splits: they inflate held-out accuracy",
-    "dark": "dark images (95% of pixels below the threshold)",
-    "light": "blown-out images (95% of pixels above 1 - threshold)",
-    "blurry": "images much less sharp than the dataset's typical image",
-    "low_information": "images with very few grey levels (blank, flat, nearly constant)",
-    "odd_size": "images much smaller or larger than the typical one",
-    "odd_aspect": "images with an unusual aspect ratio",
-    "class_imbalance": "images of classes with far fewer images than the mean",
-    "underperforming_group": "images in a group (embedding cluster or given group) where accuracy is much lower",
-}
 KNN_EXACT_MAX = 50_000  # above this many images the k-NN search is approximate (faiss HNSW)
 
 
@@ -87,10 +67,7 @@ class IssueType:
     flag: np.ndarray       # (N,) bool
     threshold: float | None
     order: np.ndarray | None = None  # (F,) the flagged rows, most severe first, when the method ranks them itself
-
-    @property
-    def description(self) -> str:
-        return DESCRIPTIONS[self.name]
+    description: str = ""            # the registry's description of the type
 
     def ranked(self) -> np.ndarray:
         """Row indices of every flagged image, most severe first: the method's own order (the label
@@ -104,14 +81,35 @@ class IssueType:
         """Row indices of the ``n`` flagged images with the lowest scores (most severe first)."""
         return self.ranked()[:n].tolist()
 
+    def select(self, rows: np.ndarray) -> "IssueType":
+        """This type over rows ``rows`` (ascending indices): scores and flags as computed, the order kept."""
+        order = None
+        if self.order is not None:
+            pos = np.full(len(self.score), -1, np.int64)
+            pos[rows] = np.arange(len(rows))
+            order = pos[self.order]
+            order = order[order >= 0]
+        return IssueType(self.name, self.score[rows], self.flag[rows], self.threshold, order, self.description)
+
 
 @dataclass
 class DatasetIssues:
+    """Every issue type over the rows of ``data``. When ``data`` is a selection of a run's rows (a split,
+    a class...), every score and flag is the whole run's (a test image duplicating a training image is
+    a leak) and ``pairs`` index ``whole``, the run's rows, so a pair's partner outside the selection is
+    still named."""
+
     data: RunData
     types: dict[str, IssueType]
     pairs: list[tuple[int, int, float, str, bool]] = field(default_factory=list)  # (i, j, sim, kind, across splits)
-    groups: list[dict] = field(default_factory=list)  # {"group", "size", "accuracy", "ratio", "flagged"}
+    groups: list[dict] = field(default_factory=list)  # {"group", "size", "accuracy", "ratio", "flagged", "rows"}
     notes: list[str] = field(default_factory=list)
+    whole: RunData | None = None  # the rows ``pairs`` index, when ``data`` is a selection of them
+
+    @property
+    def pair_data(self) -> RunData:
+        """The rows that ``pairs``' indices refer to."""
+        return self.whole if self.whole is not None else self.data
 
     def summary(self) -> list[dict]:
         return [{"type": t.name, "flagged": int(t.flag.sum()), "threshold": t.threshold,
@@ -125,6 +123,26 @@ class DatasetIssues:
             out[f"{t.name}_issue"] = t.flag
         return out
 
+    def select(self, rows: np.ndarray) -> "DatasetIssues":
+        """The issues of rows ``rows`` (ascending indices into ``data``, which must be the whole run's rows):
+        the whole run's scores and flags of those rows, the pairs one of them is in, the groups they fall in
+        (each group's numbers stay the whole run's)."""
+        if self.whole is not None:
+            raise ValueError("select from the whole run's issues, not from a selection")
+        rows = np.asarray(rows, np.int64)
+        pos = np.full(len(self.data), -1, np.int64)
+        pos[rows] = np.arange(len(rows))
+        inside = pos >= 0
+        groups = []
+        for g in self.groups:
+            kept = pos[np.asarray(g["rows"], np.int64)]
+            kept = kept[kept >= 0]
+            if len(kept):
+                groups.append({**g, "rows": kept.tolist()})
+        return DatasetIssues(subset(self.data, rows), {n: t.select(rows) for n, t in self.types.items()},
+                             [p for p in self.pairs if inside[p[0]] or inside[p[1]]], groups, list(self.notes),
+                             whole=self.data)
+
 
 def issue_rows(found: DatasetIssues, name: str, cls: int | None = None) -> np.ndarray:
     """Row indices of the images flagged for ``name`` (of class ``cls``), most severe first: what the
@@ -135,15 +153,11 @@ def issue_rows(found: DatasetIssues, name: str, cls: int | None = None) -> np.nd
     return rows if cls is None else rows[found.data.labels[rows] == cls]
 
 
-# methods whose maps explain an issue: the evidence behind a label issue, an outlier, a weak group
-EXPLAINED_BY_MAPS = ("label", "outlier", "underperforming_group", "class_imbalance")
-
-
 def check_thresholds(thresholds: Mapping[str, float] | None) -> dict[str, float | None]:
-    merged = dict(DEFAULT_THRESHOLDS)
+    merged = default_thresholds()
     for name, value in (thresholds or {}).items():
-        if name not in DEFAULT_THRESHOLDS:
-            raise ChoiceError("issue type", name, list(ISSUE_TYPES))
+        if name not in merged:
+            raise ChoiceError("issue type", name, list(merged))
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             from mikata.errors import MikataError
 
@@ -167,8 +181,6 @@ def parse_thresholds(text: str | None) -> dict[str, float]:
             raise MikataError(f"--thresholds: {part!r} is not TYPE=NUMBER (e.g. outlier=0.05,dark=0.3)") from None
     check_thresholds(out)
     return out
-
-
 # --------------------------------------------------------------------------------- neighbours
 def embedding_features(emb: np.ndarray, dims: int = 128, seed: int = 0, fit_rows: int = 50_000,
                        chunk: int = 100_000) -> np.ndarray:
@@ -263,131 +275,228 @@ def _knn_faiss(x: np.ndarray, k: int, exact: bool = False) -> tuple[np.ndarray, 
 def find_issues(run: str | os.PathLike | RunData, thresholds: Mapping[str, float] | None = None, k: int = 10,
                 split: str | None = None, groups: Sequence[str] | Mapping[str, str] | None = None,
                 min_group: int = 10, seed: int = 0, label_ranking: np.ndarray | None = None) -> DatasetIssues:
-    """Score every image of a run for every issue type (see the module doc for the definitions).
+    """Score every image of a run for every registered issue type (``issue_registry``; the built-in
+    types are defined in the module doc).
 
-    ``groups``: one group name per image (row order of the run's ``RunData``) or a path -> group
-    mapping; without it the groups are k-means clusters of the embedding. ``label_ranking``:
-    ``Overview.label_ranking`` when the caller has it, so the flagged label errors are exactly the
-    overview's list (and cleanlab does not run twice).
+    Issues are a property of the whole run: a selection (``split``, or a ``RunData`` of some of the
+    run's rows) gets the whole run's scores and flags of its rows (``DatasetIssues.select``), so a test
+    image that duplicates a training image is a leak from every view. ``groups``: one group name per
+    image of the run (row order of its whole ``RunData``) or a path -> group mapping; without it the
+    groups are k-means clusters of the embedding. ``label_ranking``: the run's ``Overview.label_ranking``
+    when the caller has it (rows of the whole run), so the flagged label errors are exactly the
+    overview's list and cleanlab does not run twice.
     """
+    from mikata.analysis.overview_cache import run_data
+
     th = check_thresholds(thresholds)
     d = run if isinstance(run, RunData) else load_run(run, split)
-    n = len(d)
+    whole = d
+    if split is not None or isinstance(run, RunData):
+        with RunStore.open(d.run_dir) as store:
+            with store.snapshot():
+                whole = run_data(store).data  # the run's rows (kept on disk per run version)
+    if len(whole) == len(d) and np.array_equal(whole.ids, d.ids):
+        return score_issues(d, th, k, groups, min_group, seed, label_ranking)
+    rows = rows_of(whole, d.ids)
+    return score_issues(whole, th, k, groups, min_group, seed, None).select(rows)
+
+
+def rows_of(whole: RunData, ids: np.ndarray) -> np.ndarray:
+    """Indices into ``whole`` of the row ids ``ids`` (ascending); a ``RunStoreError`` if one is gone."""
+    from mikata.analysis.runstore import RunStoreError
+
+    ids = np.asarray(ids, np.int64)
+    rows = np.searchsorted(whole.ids, ids)
+    if len(ids) and (rows.max() >= len(whole) or not np.array_equal(whole.ids[np.minimum(rows, len(whole) - 1)], ids)):
+        raise RunStoreError(f"{whole.run_dir}: rows changed while they were read (a scan replaced them); read again")
+    return rows
+
+
+def score_issues(d: RunData, th: Mapping[str, float | None], k: int = 10,
+                 groups: Sequence[str] | Mapping[str, str] | None = None, min_group: int = 10, seed: int = 0,
+                 label_ranking: np.ndarray | None = None) -> DatasetIssues:
+    """The stages of ``find_issues`` over every row of ``d``: each registered type's score, its flags
+    (its own rule, or below its threshold), then each type's ``refine`` step; weak groups and duplicate
+    pairs come out of the types that found them."""
+    ctx = IssueContext(d, th, k=k, seed=seed, groups=groups, min_group=min_group, label_ranking=label_ranking)
+    specs = issue_type_specs()
     types: dict[str, IssueType] = {}
-    notes: list[str] = []
+    for spec in specs:
+        got = spec.score(ctx)
+        if got is None:
+            continue
+        score = np.clip(np.asarray(got.score, dtype=np.float64), 0.0, 1.0) + 0.0  # + 0.0: no negative zeros
+        t = th.get(spec.name)
+        flag = np.asarray(got.flag, bool) if got.flag is not None else score < t
+        types[spec.name] = IssueType(spec.name, score, flag, t, None if got.order is None else np.asarray(got.order),
+                                     spec.description)
+        ctx.scored[spec.name], ctx.flags[spec.name] = got, flag
+    for spec in specs:
+        if spec.refine is not None and spec.name in types:
+            spec.refine(types, ctx.notes)
+    splits = np.asarray(d.splits)
+    pairs = []
+    for (i, j), (sim, kind) in sorted(ctx.pairs.items(), key=lambda kv: -kv[1][0]):
+        across = bool(splits[i] != splits[j]) and bool(splits[i]) and bool(splits[j])
+        pairs.append((int(i), int(j), float(sim), kind, across))
+    return DatasetIssues(d, types, pairs, ctx.shared.get("group_list", []), ctx.notes)
 
-    def add(name: str, score: np.ndarray, flag: np.ndarray | None = None) -> None:
-        score = np.clip(np.asarray(score, dtype=np.float64), 0.0, 1.0) + 0.0  # + 0.0: no negative zeros
-        t = th[name]
-        types[name] = IssueType(name, score, score < t if flag is None else np.asarray(flag, bool), t)
 
-    # labels: the overview's own confident-learning list, so every view agrees
+# ---------------------------------------------------------------------- the built-in issue types
+def _label(ctx: IssueContext) -> Scored:
+    """The overview's own confident-learning list, so every view agrees; rows the model trained on are
+    never flagged (their probabilities are in-sample)."""
     from mikata.analysis.audit import label_quality
     from mikata.analysis.heldout import in_sample_rows
     from mikata.analysis.overview_cache import ranking_without
 
+    d, n = ctx.data, len(ctx)
     with RunStore.open(d.run_dir) as store:
-        trained = in_sample_rows(store.manifest, d.splits)  # rows the model trained on: never flagged
+        trained = in_sample_rows(store.manifest, d.splits)
     quality = label_quality(d)
-    if th["label"] is None:
-        if label_ranking is not None:
-            ranking = np.asarray(label_ranking, np.int64)
-        else:  # the held-out rows only: a trained-on row's label fits by construction
-            ranking = ranking_without(d, trained)
+    if trained.any():
+        ctx.notes.append(f"label: {int(trained.sum())} rows the model was trained on are not searched for label "
+                         "errors (their probabilities are in-sample)")
+    if ctx.threshold("label") is None:
+        ranking = (np.asarray(ctx.label_ranking, np.int64) if ctx.label_ranking is not None
+                   else ranking_without(d, trained))  # the held-out rows only: a trained-on row's label fits
         flagged = np.zeros(n, bool)
         flagged[ranking] = True
-        add("label", quality, flagged)
-        types["label"].order = ranking  # the overview's order: the issues page and the review queue agree
-    else:
-        add("label", quality, (np.clip(quality, 0, 1) < th["label"]) & ~trained)
-    if trained.any():
-        notes.append(f"label: {int(trained.sum())} rows the model was trained on are not searched for label errors "
-                     "(their probabilities are in-sample)")
+        return Scored(quality, flagged, ranking)  # the overview's order: the issues page and review queue agree
+    return Scored(quality, (np.clip(quality, 0, 1) < ctx.threshold("label")) & ~trained)
 
-    with RunStore.open(d.run_dir) as store:
-        dims = store.dims()
-        emb = np.asarray(store.vectors("embed")[d.vec_rows]) if "embed" in dims and n else None  # float16
-        stats = np.asarray(store.vectors("stats")[d.vec_rows], np.float32) if "stats" in dims and n else None
-        thumbs = np.asarray(store.vectors("thumbs")[d.vec_rows], np.float32) if "thumbs" in dims and n else None
-        hashes = [r[0] for r in store.rows(status="ok", split=split, columns=("hash",), tuples=True)]
 
-    # near duplicates: brightness- and contrast-blind pixel thumbnails (what a person calls "the same picture")
-    pairs: dict[tuple[int, int], tuple[float, str]] = {}
-    near = None
-    if thumbs is not None and n > 1:
-        tdist, tidx = knn(np.ascontiguousarray(thumbs / np.clip(np.linalg.norm(thumbs, axis=1, keepdims=True),
-                                                                1e-12, None)), 1)
-        near = tdist[:, 0]
-        add("near_duplicate", near)
-        for i in np.nonzero(types["near_duplicate"].flag)[0]:
-            j = int(tidx[i, 0])
-            pairs.setdefault((min(i, j), max(i, j)), (1.0 - float(near[i]), "near"))
-    else:
-        notes.append("no thumbnails in this run (scanned before mikata stored them): near duplicates are not computed")
+def _near_distance(ctx: IssueContext) -> tuple[np.ndarray, np.ndarray] | None:
+    """Each row's distance to its most similar other row in pixel thumbnails, and that row."""
+    def compute() -> tuple[np.ndarray, np.ndarray] | None:
+        thumbs = ctx.vectors("thumbs")
+        if thumbs is None or len(ctx) < 2:
+            return None
+        unit = thumbs / np.clip(np.linalg.norm(thumbs, axis=1, keepdims=True), 1e-12, None)
+        tdist, tidx = knn(np.ascontiguousarray(unit), 1)
+        return tdist[:, 0], tidx[:, 0]
+    return ctx.once("near", compute)
 
-    # outliers: far from every other image in what the model sees (embedding k-NN) and in its pixels
-    feats = None
-    if emb is not None and n > 2:
-        feats = embedding_features(emb, seed=seed)
-        z = embedding_outlier_z(feats, k)
-        if near is not None:
-            z = np.minimum(z, _robust_z(near))
-        add("outlier", 1.0 / (1.0 + np.maximum(z, 0.0)))
-    else:
-        notes.append("no embeddings in this run: outliers and embedding groups are not computed")
 
-    # exact duplicates: the same bytes
-    exact = np.ones(n)
+def _near_duplicate(ctx: IssueContext) -> Scored | None:
+    """Brightness- and contrast-blind pixel thumbnails: what a person calls "the same picture"."""
+    got = _near_distance(ctx)
+    if got is None:
+        ctx.missing("thumbs")
+        return None
+    near, partner = got
+    t = ctx.threshold("near_duplicate")
+    score = np.clip(near.astype(np.float64), 0.0, 1.0) + 0.0
+    flag = score < t
+    for i in np.nonzero(flag)[0]:
+        ctx.pair(int(i), int(partner[i]), 1.0 - float(near[i]), "near")
+    return Scored(score, flag)
+
+
+def _features(ctx: IssueContext) -> np.ndarray | None:
+    """The embeddings as unit vectors of at most 128 dimensions (``embedding_features``), or None."""
+    def compute() -> np.ndarray | None:
+        emb = ctx.vectors("embed")
+        return embedding_features(emb, seed=ctx.seed) if emb is not None and len(ctx) > 2 else None
+    return ctx.once("features", compute)
+
+
+def _outlier(ctx: IssueContext) -> Scored | None:
+    """Far from every other image in what the model sees (embedding k-NN) and in its pixels."""
+    feats = _features(ctx)
+    if feats is None:
+        ctx.missing("embed")
+        return None
+    z = embedding_outlier_z(feats, ctx.k)
+    near = _near_distance(ctx)
+    if near is not None:
+        z = np.minimum(z, _robust_z(near[0]))
+    return Scored(1.0 / (1.0 + np.maximum(z, 0.0)))
+
+
+def _hashes(ctx: IssueContext) -> list[str]:
+    """Each row's file hash, read by row id (the rows may be any selection of the run)."""
+    def read() -> list[str]:
+        d = ctx.data
+        with RunStore.open(d.run_dir) as store:
+            by_id = dict(store.rows(status="ok", columns=("id", "hash"), tuples=True))
+        return [by_id.get(int(i)) or "" for i in d.ids.tolist()]
+    return ctx.once("hashes", read)
+
+
+def _exact_duplicate(ctx: IssueContext) -> Scored:
+    """The same bytes (sha1 of the file)."""
+    exact = np.ones(len(ctx))
     by_hash: dict[str, list[int]] = {}
-    for i, h in enumerate(hashes):
+    for i, h in enumerate(_hashes(ctx)):
         if h:
             by_hash.setdefault(h, []).append(i)
     for members in by_hash.values():
         if len(members) > 1:
             exact[members] = 0.0
             for j in members[1:]:
-                pairs[(members[0], j)] = (1.0, "exact")
-    add("exact_duplicate", exact)
+                ctx.pair(members[0], j, 1.0, "exact", replace=True)
+    return Scored(exact)
 
-    # leaks: a duplicate partner in another split
-    leak = np.ones(n)
-    splits = np.asarray(d.splits)
-    out_pairs = []
-    for (i, j), (sim, kind) in sorted(pairs.items(), key=lambda kv: -kv[1][0]):
-        across = bool(splits[i] != splits[j]) and bool(splits[i]) and bool(splits[j])
-        out_pairs.append((int(i), int(j), float(sim), kind, across))
-        if across:
+
+def _leak(ctx: IssueContext) -> Scored:
+    """A duplicate partner (exact or near, as found above) in another split."""
+    leak = np.ones(len(ctx))
+    splits = np.asarray(ctx.data.splits)
+    for (i, j), (sim, kind) in ctx.pairs.items():
+        if splits[i] != splits[j] and splits[i] and splits[j]:
             leak[[i, j]] = np.minimum(leak[[i, j]], 0.0 if kind == "exact" else 1.0 - sim)
-    add("leak", leak)
+    return Scored(leak)
 
-    # image quality: the pixel statistics the scan gathered from the same decode
-    if stats is not None:
-        col = {c: stats[:, STAT_COLUMNS.index(c)] for c in STAT_COLUMNS}
-        add("dark", col["p95"])
-        add("light", 1.0 - col["p05"])
-        flat = col["p95"] - col["p05"] < 1e-3  # no content at all: a low-information image, not a blurry one
-        add("blurry", np.where(flat, 1.0, col["sharpness"] / max(float(np.median(col["sharpness"])), 1e-12)))
-        add("low_information", col["entropy"] / np.log2(ENTROPY_BINS))
-        side = np.sqrt(np.clip(col["width"] * col["height"], 1, None))
-        med = float(np.median(side))
-        add("odd_size", np.minimum(side / med, med / side))
-        w, h = np.clip(col["width"], 1, None), np.clip(col["height"], 1, None)
-        add("odd_aspect", np.minimum(w, h) / np.maximum(w, h))
-        _explain_outliers(types, notes)
-    else:
-        notes.append("no pixel statistics in this run (scanned before mikata stored them): rescan into a new run "
-                     "for dark / light / blurry / low-information / size checks")
 
-    # class imbalance
+def _stat(ctx: IssueContext, column: str) -> np.ndarray | None:
+    stats = ctx.vectors("stats")
+    if stats is None:
+        ctx.missing("stats")
+        return None
+    return stats[:, STAT_COLUMNS.index(column)]
+
+
+def _pixel_type(column: str, score: Callable[[Callable[[str], np.ndarray]], np.ndarray]) -> Callable:
+    """A type scored from the scan's pixel statistics (``data.image_stats``, gathered from the same decode)."""
+    def run(ctx: IssueContext) -> Scored | None:
+        if _stat(ctx, column) is None:
+            return None
+        return Scored(score(lambda c: _stat(ctx, c)))
+    return run
+
+
+def _blurry(col: Callable[[str], np.ndarray]) -> np.ndarray:
+    flat = col("p95") - col("p05") < 1e-3  # no content at all: a low-information image, not a blurry one
+    return np.where(flat, 1.0, col("sharpness") / max(float(np.median(col("sharpness"))), 1e-12))
+
+
+def _odd_size(col: Callable[[str], np.ndarray]) -> np.ndarray:
+    side = np.sqrt(np.clip(col("width") * col("height"), 1, None))
+    med = float(np.median(side))
+    return np.minimum(side / med, med / side)
+
+
+def _odd_aspect(col: Callable[[str], np.ndarray]) -> np.ndarray:
+    w, h = np.clip(col("width"), 1, None), np.clip(col("height"), 1, None)
+    return np.minimum(w, h) / np.maximum(w, h)
+
+
+def _class_imbalance(ctx: IssueContext) -> Scored:
+    d, n = ctx.data, len(ctx)
     counts = np.bincount(d.labels, minlength=d.num_classes) if n else np.zeros(d.num_classes, int)
     present = counts[counts > 0]
     mean_count = float(present.mean()) if len(present) else 1.0
-    add("class_imbalance", counts[d.labels] / mean_count if n else np.ones(0))
+    return Scored(counts[d.labels] / mean_count if n else np.ones(0))
 
-    # underperforming groups
-    group_rows, group_names = _groups(d, feats, groups, seed)
+
+def _underperforming_group(ctx: IssueContext) -> Scored:
+    """Accuracy of the image's group over the overall accuracy; groups also go to ``DatasetIssues.groups``."""
+    d, n = ctx.data, len(ctx)
+    group_rows, group_names = _groups(d, _features(ctx), ctx.groups, ctx.seed)
     correct = d.labels == d.preds
     overall = float(correct.mean()) if n else float("nan")
+    th = ctx.threshold("underperforming_group")
     ratio = np.ones(n)
     group_list = []
     flag = np.zeros(n, bool)
@@ -397,15 +506,14 @@ def find_issues(run: str | os.PathLike | RunData, thresholds: Mapping[str, float
             continue
         acc = float(correct[rows].mean())
         r = acc / overall if overall > 0 else 1.0
-        flagged = bool(len(rows) >= min_group and th["underperforming_group"] is not None
-                       and r < th["underperforming_group"])
+        flagged = bool(len(rows) >= ctx.min_group and th is not None and r < th)
         ratio[rows] = min(1.0, r)
         flag[rows] = flagged
         group_list.append({"group": name, "size": int(len(rows)), "accuracy": acc, "ratio": r, "flagged": flagged,
                            "rows": rows.tolist()})
-    add("underperforming_group", ratio, flag)
     group_list.sort(key=lambda g: g["ratio"])
-    return DatasetIssues(d, types, out_pairs, group_list, notes)
+    ctx.shared["group_list"] = group_list
+    return Scored(ratio, flag)
 
 
 def _explain_outliers(types: dict[str, IssueType], notes: list[str]) -> None:
@@ -413,7 +521,7 @@ def _explain_outliers(types: dict[str, IssueType], notes: list[str]) -> None:
     alone moves it away from the rest in embedding space: it is flagged for its geometry, not again as
     an outlier, so the outlier flag keeps the images whose content is foreign (a photo among garments).
     Their outlier score is kept; the note counts them."""
-    if "outlier" not in types:
+    if "outlier" not in types or "odd_size" not in types or "odd_aspect" not in types:
         return
     geometry = types["odd_size"].flag | types["odd_aspect"].flag
     explained = types["outlier"].flag & geometry
@@ -421,6 +529,40 @@ def _explain_outliers(types: dict[str, IssueType], notes: list[str]) -> None:
         types["outlier"].flag = types["outlier"].flag & ~geometry
         notes.append(f"outlier: {int(explained.sum())} more images are far from the rest and flagged for their odd "
                      "size or aspect instead (the model sees them cropped or heavily resized)")
+
+
+for _spec in (  # registry order is scoring order: near duplicates and exact ones before the leaks they make
+    IssueTypeSpec("label", "suspected label errors (confident learning on the stored probabilities)", _label,
+                  None, ("probs",), explained_by_maps=True),
+    IssueTypeSpec("near_duplicate", "images that are nearly the same picture as another (up to brightness, "
+                  "contrast, compression)", _near_duplicate, 0.003, ("thumbs",), pairs=True),
+    IssueTypeSpec("outlier", "images far from every other image in embedding space (out of distribution)", _outlier,
+                  0.3, ("embed", "thumbs"), explained_by_maps=True, refine=_explain_outliers),
+    IssueTypeSpec("exact_duplicate", "files whose bytes equal another file's", _exact_duplicate, 0.5, ("hash",),
+                  pairs=True),
+    IssueTypeSpec("leak", "duplicates (exact or near) across splits: they inflate held-out accuracy", _leak, 0.003,
+                  ("hash", "thumbs"), pairs=True),
+    IssueTypeSpec("dark", "dark images (95% of pixels below the threshold)",
+                  _pixel_type("p95", lambda col: col("p95")), 0.25, ("stats",)),
+    IssueTypeSpec("light", "blown-out images (95% of pixels above 1 - threshold)",
+                  _pixel_type("p05", lambda col: 1.0 - col("p05")), 0.15, ("stats",)),
+    IssueTypeSpec("blurry", "images much less sharp than the dataset's typical image",
+                  _pixel_type("sharpness", _blurry), 0.15, ("stats",)),
+    IssueTypeSpec("low_information", "images with very few grey levels (blank, flat, nearly constant)",
+                  _pixel_type("entropy", lambda col: col("entropy") / np.log2(ENTROPY_BINS)), 0.25, ("stats",)),
+    IssueTypeSpec("odd_size", "images much smaller or larger than the typical one", _pixel_type("width", _odd_size),
+                  0.3, ("stats",)),
+    IssueTypeSpec("odd_aspect", "images with an unusual aspect ratio", _pixel_type("width", _odd_aspect), 0.4,
+                  ("stats",)),
+    IssueTypeSpec("class_imbalance", "images of classes with far fewer images than the mean", _class_imbalance, 0.2,
+                  explained_by_maps=True),
+    IssueTypeSpec("underperforming_group", "images in a group (embedding cluster or given group) where accuracy is "
+                  "much lower", _underperforming_group, 0.6, ("embed", "groups"), explained_by_maps=True),
+):
+    if _spec.name not in issue_type_names():  # a reload of this module keeps the first registration
+        register_issue_type(_spec)
+DEFAULT_THRESHOLDS: dict[str, float | None] = default_thresholds()  # the built-in types' (tests, docs)
+ISSUE_TYPES = tuple(DEFAULT_THRESHOLDS)
 
 
 def embedding_outlier_z(feats: np.ndarray, k: int) -> np.ndarray:
@@ -466,7 +608,8 @@ def issues_report(found: DatasetIssues, worst: int = 5, max_pairs: int = 20) -> 
                       "flagged": int(t.flag.sum()),
                       "worst": [{"id": int(d.ids[i]), "path": d.paths[i], "score": round(float(t.score[i]), 4)}
                                 for i in t.worst(worst)]})
-    pairs = [{"a": d.paths[i], "b": d.paths[j], "similarity": round(sim, 4), "kind": kind, "across_splits": across}
+    pd_ = found.pair_data
+    pairs = [{"a": pd_.paths[i], "b": pd_.paths[j], "similarity": round(sim, 4), "kind": kind, "across_splits": across}
              for i, j, sim, kind, across in found.pairs[:max_pairs]]
     groups = [{k: g[k] for k in ("group", "size", "accuracy", "ratio")} for g in found.groups if g["flagged"]]
     return {"types": types, "duplicate_pairs": pairs, "duplicate_pairs_total": len(found.pairs),

@@ -37,6 +37,7 @@ from mikata.data.preprocessing import Preprocessing
 from mikata.display import MapScale, overlay_scaled
 from mikata.models.handle import ModelHandle
 from mikata.models.run_model import RunModelError, fold_models, load_run_model
+from mikata.models.source import ModelSource
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,12 @@ class MapService:
     def __init__(self, run_dir: str | os.PathLike, handle: ModelHandle | None = None,
                  options: dict[str, dict] | None = None, model: str | None = None, trust: bool = False,
                  store: RunStore | None = None, lock: threading.Lock | None = None,
-                 device: str | None = "cpu"):
+                 device: str | None = "cpu", source: ModelSource | None = None):
+        """``source``: the model (``ModelSource``: handle or typed spec, trust, device, fold models); the
+        loose ``handle``/``model``/``trust``/``device`` arguments build one when it is not given."""
+        source = source or ModelSource(handle=handle, spec=model, trust=trust, device=device)
+        handle, model, trust, device = source.handle, source.spec, source.trust, source.device
+        self.source = source
         self.run_dir = Path(run_dir).expanduser().resolve()
         self._own_store = store is None
         self.store = store if store is not None else RunStore.open(self.run_dir, annotate=True)  # + cache tables
@@ -66,7 +72,7 @@ class MapService:
         # a cross-validation run: fold name -> (checkpoint spec, weights sha1) of the model that made its rows
         self._folds: dict[str, tuple[str, str]] = {}
         self._folds_error: RunModelError | None = None  # a damaged crossval record: maps fail, the rest works
-        if handle is None and model is None:
+        if not source.given and source.folds:
             try:
                 self._folds = fold_models(manifest)
             except RunModelError as e:
@@ -153,17 +159,9 @@ class MapService:
             if row["pred"] is None:
                 raise UnknownImageError(f"no scanned image with id {image_id} in this run")
             return int(row["pred"])
-        from mikata.errors import ChoiceError
+        from mikata.models.classes import class_index
 
-        classes = self.identity["classes"]
-        if isinstance(cls, (int, np.integer)) or (isinstance(cls, str) and cls.strip().isdigit()):
-            if not 0 <= int(cls) < len(classes):
-                raise ChoiceError("class id", cls, [f"0..{len(classes) - 1}"])
-            return int(cls)
-        lower = {c.lower(): i for i, c in enumerate(classes)}
-        if str(cls).lower() not in lower:
-            raise ChoiceError("class", cls, classes)
-        return lower[str(cls).lower()]
+        return class_index(self.identity["classes"], cls)
 
     def _scan_cam(self, row: dict, method: str, cls: int, layer: str | None) -> np.ndarray | None:
         """The scan's stored Grad-CAM as this map, when it is the same map: ``(H, W)`` float32 or None.
@@ -386,8 +384,3 @@ def map_scale_of(m: np.ndarray, method: str, options: dict | None = None) -> Map
 
     return map_scale(m, registry.signed_map(method, options), saturate=method not in LAYER_MAP_METHODS)
 
-
-def overlay_array(m: np.ndarray, view: np.ndarray, method: str, alpha: float = 0.5,
-                  options: dict | None = None) -> np.ndarray:
-    """A map blended over the model's view of its image, ``(H, W, 3)`` uint8 (how ``overlay_png`` draws)."""
-    return overlay_scaled(view, m, map_scale_of(m, method, options), alpha)

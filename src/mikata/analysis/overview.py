@@ -5,8 +5,9 @@ most and least class-like images of each class, confident errors, suspected labe
 embedding projection) into one ``Overview``. ``mikata audit`` prints it, ``mikata report`` renders
 it to a file and ``mikata serve`` caches it per ``RunStore.version()``, so all three show the same
 numbers. Images are referred to by store row ids (what the server serves), never by paths.
-``audit(run)`` is that overview with paths instead of ids, as ``mikata audit`` prints it
-(``format_audit``). The per-array functions it is built from live in ``audit.py``, which imports
+``audit_summary.audit(run)`` is that overview with paths instead of ids, as ``mikata audit`` prints
+it (``format_audit``). ``view.RunView`` caches it per selection and version. The per-array
+functions it is built from live in ``audit.py``, which imports
 nothing from here.
 
 Example:
@@ -18,18 +19,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import numpy as np
 
 from mikata.analysis import overview_cache
 from mikata.analysis.audit import (RunData, accuracy, class_histogram, confused_pairs, confusion_matrix,
-                                   describe_label_issue, exceptional_errors, label_issues, per_class_metrics,
-                                   project_2d, ranked_per_class, row_normalized, shown_of, topk_accuracy)
+                                   exceptional_errors, label_issues, per_class_metrics,
+                                   project_2d, ranked_per_class, row_normalized, subset, topk_accuracy)
 from mikata.analysis.heldout import in_sample_rows, label_scope_note, trained_rows_note
 from mikata.analysis.runstore import RunStore, RunStoreError
-from mikata.data.filenames import shown
-from mikata.formatting import percent
 from mikata.analysis.sections import confident_first
 
 
@@ -137,23 +136,48 @@ class Overview:
 
 def overview(run: str | os.PathLike, n: int = 3, top_pairs: int = 10, top_issues: int | None = 50,
              split: str | None = None, groups: Mapping[str, str] | None = None) -> Overview:
-    """Compute the overview of the committed rows of a run (consistent while a scan writes)."""
+    """Compute the overview of the committed rows of a run (consistent while a scan writes); ``split``:
+    of that split's rows only, with the whole run's label-issue search (see ``overview_of``)."""
     with RunStore.open(run) as store:
         with store.snapshot():  # the version and the rows from one point in time
-            cached = overview_cache.run_data(store, split)
+            cached = overview_cache.run_data(store)
             skipped = store.skipped()
             manifest = store.manifest
-            splits = store.split_names() if split and not len(cached.data) else []
-    d, version = cached.data, cached.version
+    rows = None if split is None else np.flatnonzero(cached.data.splits == split)
+    return overview_of(cached, rows, skipped, manifest, n=n, top_pairs=top_pairs, top_issues=top_issues,
+                       split=split, groups=groups)
+
+
+def overview_of(cached: overview_cache.CachedRun, rows: np.ndarray | None, skipped: list[tuple[str, str]],
+                manifest: dict, n: int = 3, top_pairs: int = 10, top_issues: int | None = 50,
+                split: str | None = None, groups: Mapping[str, str] | None = None,
+                selection: str = "") -> Overview:
+    """The overview of rows ``rows`` (ascending indices into ``cached.data``, the run's committed rows;
+    None: all of them). The suspected label errors are the whole run's search (every out-of-sample row
+    informs confident learning's per-class thresholds), restricted to the rows: every view of a split
+    flags exactly the rows the whole run flags. ``selection`` describes the rows for the error of an
+    empty selection."""
+    whole = cached.data
+    d = whole if rows is None else subset(whole, rows)
     if not len(d):
-        if splits:
-            named = ", ".join(repr(s) if s else "'' (rows scanned without a split)" for s in splits)
-            raise RunStoreError(f"{run} has no images in split {split!r}; its splits are {named} "
+        if split and len(whole):
+            named = ", ".join(repr(s) if s else "'' (rows scanned without a split)" for s in _split_names(whole))
+            raise RunStoreError(f"{whole.run_dir} has no images in split {split!r}; its splits are {named} "
                                 "(or leave out --split for every row)")
-        raise RunStoreError(f"{run} has no scanned images yet{f' in split {split!r}' if split else ''}")
-    trained = in_sample_rows(manifest, d.splits)
+        if len(whole) and selection:
+            raise RunStoreError(f"{whole.run_dir} has no images {selection}; widen the selection")
+        raise RunStoreError(f"{whole.run_dir} has no scanned images yet{f' in split {split!r}' if split else ''}")
+    trained_whole = in_sample_rows(manifest, whole.splits)
     # THE list of suspected label errors (out-of-sample rows only): every view's count and order come from it
-    ranking, scope = label_issue_search(cached, split, trained, len(skipped))
+    ranking, scope = label_issue_search(cached, None, trained_whole, len(skipped))
+    trained = trained_whole
+    if rows is not None:
+        pos = np.full(len(whole), -1, np.int64)
+        pos[rows] = np.arange(len(rows))
+        ranking = pos[ranking]
+        ranking = ranking[ranking >= 0]
+        trained = trained_whole[rows]
+        scope = _view_scope(scope, d, trained, len(skipped))
     k = d.num_classes
     cm = confusion_matrix(d.labels, d.preds, k)
     metrics = per_class_metrics(cm)
@@ -165,13 +189,29 @@ def overview(run: str | os.PathLike, n: int = 3, top_pairs: int = 10, top_issues
                                  float(metrics["recall"][c]), float(metrics["f1"][c]),
                                  d.ids[most].tolist(), d.ids[least].tolist(), d.ids[errors].tolist()))
     return Overview(
-        run_dir=d.run_dir, version=version, data=d, skipped=skipped, accuracy=accuracy(d),
+        run_dir=d.run_dir, version=cached.version, data=d, skipped=skipped, accuracy=accuracy(d),
         top5_accuracy=topk_accuracy(d, 5) if k > 5 else None, confusion=cm, confusion_normalized=row_normalized(cm),
         histogram=counts, imbalance=imbalance, present=present, confused_pairs=confused_pairs(cm, top_pairs),
         classes=classes, label_issues=label_issues(d, top_issues, ranking),
         exceptional=exceptional_errors(d, groups) if groups else None,
         label_issues_total=int(len(ranking)), label_ranking=ranking, split=split, trained_rows=int(trained.sum()),
         label_scope=scope)
+
+
+def _split_names(d: RunData) -> list[str]:
+    return sorted(set(np.asarray(d.splits).tolist()))
+
+
+def _view_scope(whole_scope: dict, d: RunData, trained: np.ndarray, skipped: int) -> dict:
+    """``label_issue_search``'s scope counted over a selection's rows (the search itself ran on the whole run)."""
+    scope = {"used": int(len(d) - trained.sum()), "rows": int(len(d) + skipped),
+             "left_out": {"rows the model was trained on (in-sample probabilities)": int(trained.sum()),
+                          "files that could not be read": int(skipped)}}
+    single = "rows searched but of a single class (confident learning needs two)"
+    if single in whole_scope["left_out"] and scope["used"]:
+        scope["left_out"][single] = scope["used"]
+        scope["used"] = 0
+    return scope
 
 
 def label_issue_search(cached: overview_cache.CachedRun, split: str | None, trained: np.ndarray,
@@ -188,149 +228,3 @@ def label_issue_search(cached: overview_cache.CachedRun, split: str | None, trai
         scope["left_out"]["rows searched but of a single class (confident learning needs two)"] = scope["used"]
         scope["used"] = 0
     return ranked, scope
-
-
-# ------------------------------------------------------------------------ mikata audit's output
-def audit(run: str | os.PathLike, groups: Mapping[str, str] | None = None, n: int = 3, top_pairs: int = 10,
-          top_issues: int = 20, split: str | None = None, dataset_issues: bool = True,
-          thresholds: Mapping[str, float] | None = None, positive: int | str | None = None,
-          threshold: float | None = None, group_by: Sequence[str] = ()) -> dict:
-    """Everything ``mikata audit`` prints, as JSON-ready data (the ``Overview``, with paths instead of ids).
-
-    ``dataset_issues`` adds ``analysis.issues`` (outliers, duplicates and leaks, image quality, weak
-    groups; ``thresholds`` overrides its defaults). A two-class run (or any run with a ``positive``
-    class named) gets ``binary``: AUROC, average precision and the confusion counts at ``threshold``
-    (default 0.5) and at the best F1 (``analysis.binary``). ``group_by`` names fields (a manifest's
-    extra columns, ``analysis.fields``): accuracy, errors and per-class recall per value, worst first;
-    the first one is also the grouping of the weak-group issue type.
-    """
-    from mikata.analysis.binary import DEFAULT_THRESHOLD, CurveError, binary_curves
-    from mikata.analysis.fields import check_field, field_values, group_by as by_field
-
-    if threshold is not None and not 0.0 <= threshold <= 1.0:
-        raise CurveError(f"--threshold {threshold} is not a probability; give a value in [0, 1], e.g. 0.3")
-    for name in group_by:  # an unknown column fails before any work
-        check_field(str(run), name)
-    ov = overview(run, n=n, top_pairs=top_pairs, top_issues=top_issues, split=split, groups=groups)
-    curves = binary_curves(ov.data, positive)
-    if curves is None and threshold is not None:
-        raise CurveError(f"--threshold needs a two-class run or a --positive CLASS (this run has "
-                         f"{ov.data.num_classes} classes: {', '.join(ov.class_names[:10])}"
-                         f"{', ...' if ov.data.num_classes > 10 else ''})")
-    d, names, present = ov.data, ov.class_names, ov.present
-
-    def rows(ids):
-        return [ov.row(i) for i in ids]
-
-    per_class = [{
-        "class": c.name, "images": c.images, "precision": round(c.precision, 4), "recall": round(c.recall, 4),
-        "f1": round(c.f1, 4),
-        "most_class_like": [{"path": d.paths[i], "prob": round(float(d.probs[i, c.index]), 4)}
-                            for i in rows(c.most_class_like)],
-        "least_class_like": [{"path": d.paths[i], "prob": round(float(d.probs[i, c.index]), 4),
-                              "predicted": names[d.preds[i]]} for i in rows(c.least_class_like)],
-        "confident_errors": [{"path": d.paths[i], "predicted": names[d.preds[i]],
-                              "prob": round(float(d.probs[i, d.preds[i]]), 4)} for i in rows(c.confident_errors)],
-    } for c in ov.classes]
-    if d.num_classes > 2:  # each class against the rest (a two-class run has its curves under "binary")
-        from mikata.analysis.binary import one_vs_rest
-
-        areas = one_vs_rest(d) or {}
-        for entry, c in zip(per_class, ov.classes):
-            if c.index in areas:
-                entry["auroc"], entry["average_precision"] = (None if v != v else round(v, 4) for v in areas[c.index])
-    cm = ov.confusion
-    result = {
-        "run": d.run_dir, "images": len(d), "skipped": [{"path": p, "reason": r} for p, r in ov.skipped],
-        "accuracy": ov.accuracy, "top5_accuracy": ov.top5_accuracy,
-        "class_histogram": {names[c]: int(ov.histogram[c]) for c in present}, "imbalance": ov.imbalance,
-        "confusion": {"classes": [names[c] for c in present], "counts": cm[np.ix_(present, present)].tolist(),
-                      "row_normalized": np.round(ov.confusion_normalized[np.ix_(present, present)], 4).tolist()},
-        "confused_pairs": [{"a": names[a], "b": names[b], "a_as_b": ab, "b_as_a": ba}
-                           for a, b, ab, ba in ov.confused_pairs],
-        "per_class": per_class,
-        "label_issues": ov.label_issues,
-        "label_issues_total": ov.label_issues_total, "split": split,
-        "trained_rows": ov.trained_rows, "trained_rows_note": trained_rows_note(ov.trained_rows, len(d)),
-        "label_scope": ov.label_scope, "label_scope_note": label_scope_note(ov.label_scope),
-    }
-    if curves is not None:
-        result["binary"] = curves.summary(DEFAULT_THRESHOLD if threshold is None else threshold)
-    if ov.exceptional is not None:
-        ex = ov.exceptional
-        result["exceptional_errors"] = {"count": ex["count"], "pairs": ex["pairs"], "images": [
-            {"path": d.paths[i], "label": names[d.labels[i]], "predicted": names[d.preds[i]],
-             "prob": round(float(d.probs[i, d.preds[i]]), 4)} for i in ex["rows"][:top_issues]]}
-    values = {name: field_values(d, name) for name in group_by}
-    if group_by:
-        result["groups"] = {name: by_field(d, name, v) for name, v in values.items()}
-    groups_by = list(values[group_by[0]]) if group_by else None
-    if dataset_issues:
-        from mikata.analysis.issues import find_issues, issues_report
-
-        result["dataset_issues"] = issues_report(find_issues(d, thresholds, label_ranking=ov.label_ranking,
-                                                             groups=groups_by), worst=n)
-    from mikata.concepts.atlas import shortcuts_section
-
-    result.update(shortcuts_section(run))
-    return result
-
-
-def format_audit(r: dict, max_listed: int | None = None) -> str:
-    """The text ``mikata audit`` prints for an ``audit()`` result; ``max_listed`` shortens long lists."""
-    lines: list[str] = []
-    out = lines.append
-    cut = (lambda xs: xs[:max_listed]) if max_listed else (lambda xs: xs)
-    out(f"run {r['run']}: {r['images']} images, {len(r['skipped'])} skipped")
-    top5 = f"top-5 {percent(r['top5_accuracy'])}   " if r.get("top5_accuracy") is not None else ""
-    out(f"accuracy {percent(r['accuracy'])}   {top5}"
-        f"class imbalance {r['imbalance']:.2f}x (largest / smallest class)")
-    if r.get("trained_rows_note"):
-        out(f"WARNING: {r['trained_rows_note']}")
-    out("\nper class                     images  precision  recall     F1")
-    for c in sorted(r["per_class"], key=lambda c: c["recall"]):
-        out(f"  {c['class'][:28]:28s} {c['images']:6d}  {percent(c['precision']):>9s}  {percent(c['recall']):>6s}  "
-            f"{c['f1']:5.2f}")
-    if "binary" in r:
-        from mikata.analysis.binary import format_binary
-
-        lines += format_binary(r["binary"])
-    out("\nmost confused pairs (a as b / b as a)")
-    for p in cut(r["confused_pairs"]):
-        out(f"  {p['a']} <-> {p['b']}: {p['a_as_b']} / {p['b_as_a']}")
-    if "exceptional_errors" in r:
-        ex = r["exceptional_errors"]
-        out(f"\nerrors across groups: {ex['count']}  " + ", ".join(f"{k}: {v}" for k, v in ex["pairs"].items()))
-        for im in ex["images"][:10]:
-            out(f"  {shown(im['path'])}  {im['label']} -> {im['predicted']} ({im['prob']:.2f})")
-    out("\nper class: most / least class-like images (P of the class)")
-    for c in cut(r["per_class"]):
-        out(f"  {c['class']}")
-        out("    most:  " + "  ".join(f"{shown(i['path'])} ({i['prob']:.2f})" for i in c["most_class_like"]))
-        out("    least: " + "  ".join(f"{shown(i['path'])} ({i['prob']:.2f}, predicted {i['predicted']})"
-                                     for i in c["least_class_like"]))
-    listed = cut(r["label_issues"])
-    total = r.get("label_issues_total", len(r["label_issues"]))
-    out(f"\nsuspected label errors: {total} in {'split ' + r['split'] if r.get('split') else 'all splits'} "
-        f"({shown_of(len(listed), total)}, most suspicious first; confident learning, needs out-of-sample "
-        "probabilities: the model's view, not the truth)")
-    for i in listed:
-        out(f"  {shown(i['path'])}  {describe_label_issue(i)}")
-    if len(listed) < total:
-        out(f"  … {total - len(listed)} more (--issues N lists more; the web app's Label review has them all)")
-    if r.get("label_scope_note"):
-        out(f"  ({r['label_scope_note']})")
-    if r.get("groups"):
-        from mikata.analysis.fields import format_groups
-
-        lines += format_groups(r["groups"])
-    if "dataset_issues" in r:
-        from mikata.analysis.issues import format_issues
-
-        lines += format_issues(r["dataset_issues"])
-    from mikata.concepts.atlas import format_shortcuts
-
-    lines += format_shortcuts(r, max_listed)
-    for s in r["skipped"]:
-        out(f"skipped {shown(s['path'])}: {s['reason']}")
-    return "\n".join(lines)

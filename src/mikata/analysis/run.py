@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from mikata.analysis.overview import Overview, overview
+from mikata.analysis.overview import Overview
 from mikata.analysis.runstore import RunStore, RunStoreError
 
 if TYPE_CHECKING:  # pandas and PIL are imported where they are used
@@ -34,25 +34,30 @@ if TYPE_CHECKING:  # pandas and PIL are imported where they are used
 
     from mikata.analysis.binary import Curves
     from mikata.analysis.maps import MapService
+    from mikata.analysis.view import RunView
     from mikata.models.handle import ModelHandle
+    from mikata.models.source import ModelSource
 
 
 class Run:
     """One run directory made by ``mikata scan``; ``split`` restricts every view to one split.
 
-    ``model`` (a ``ModelHandle`` or a spec you type) is the model for maps when the run's own cannot
-    be found or must not be loaded from the run's manifest (code specs are never taken from files);
-    ``device`` is where maps are computed.
+    ``model`` (a ``ModelHandle``, a spec you type, or a ``ModelSource``) is the model for maps when the
+    run's own cannot be found or must not be loaded from the run's manifest (code specs are never taken
+    from files); ``device`` is where maps are computed. ``path`` may be a ``RunView`` (its selection).
     """
 
-    def __init__(self, path: str | os.PathLike, split: str | None = None, model: "ModelHandle | str | None" = None,
-                 device: str | None = "cpu"):
-        self.path = Path(path).expanduser().resolve()
-        self.split = split
-        self._model = model
-        self.device = device  # where maps are computed ("auto", "cuda", ...: see mikata.devices)
-        RunStore.open(self.path).close()  # a clear RunStoreError for a directory that is not a run
-        self._overview: Overview | None = None
+    def __init__(self, path: "str | os.PathLike | RunView", split: str | None = None,
+                 model: "ModelHandle | str | ModelSource | None" = None, device: str | None = "cpu"):
+        from mikata.analysis.view import RunView, as_view
+        from mikata.models.source import ModelSource
+
+        # the run and its row selection: every table below reads it (a RunStoreError for a non-run)
+        self.view = as_view(path if isinstance(path, RunView) else Path(path).expanduser().resolve(), split)
+        self.path = self.view.run_dir
+        self.split = self.view.split
+        self.source = ModelSource.of(model, device=device)  # the model for maps and where they are computed
+        self.device = self.source.device
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}{f', split={self.split!r}' if self.split else ''})"
@@ -61,26 +66,16 @@ class Run:
     @property
     def overview(self) -> Overview:
         """The run's ``Overview`` (recomputed when a scan has committed rows since the last read)."""
-        with RunStore.open(self.path) as store:
-            version = store.version()
-        if self._overview is None or self._overview.version != version:
-            self._overview = overview(self.path, top_issues=None, split=self.split)
-        return self._overview
+        return self.view.overview(top_issues=None)
 
     @property
     def class_names(self) -> list[str]:
         return list(self.overview.class_names)
 
     def _class(self, cls: int | str) -> int:
-        from mikata.errors import ChoiceError
+        from mikata.models.classes import class_index
 
-        names = self.class_names
-        if isinstance(cls, (int, np.integer)) and 0 <= int(cls) < len(names):
-            return int(cls)
-        lower = {n.lower(): i for i, n in enumerate(names)}
-        if str(cls).lower() in lower:
-            return lower[str(cls).lower()]
-        raise ChoiceError("class", cls, names)
+        return class_index(self.class_names, cls)
 
     def summary(self) -> dict:
         """Images, skipped files, accuracy, top-5 accuracy (only where there are more than 5 classes),
@@ -105,9 +100,7 @@ class Run:
         ``c.auroc``, ``c.average_precision``, ``c.roc()``, ``c.pr()``, ``c.at(0.3).recall``,
         ``c.best_f1().threshold``: see ``mikata.analysis.binary``.
         """
-        from mikata.analysis.binary import binary_curves
-
-        return binary_curves(self.overview.data, positive)
+        return self.view.curves(positive)
 
     def confusion(self, normalize: str | None = "row") -> "pd.DataFrame":
         """The confusion matrix over the classes that have images, rows = true class.
@@ -205,10 +198,7 @@ class Run:
         """The run's ``MapService`` (loads the run's model on the first map that is not cached)."""
         from mikata.analysis.maps import MapService
 
-        model = self._model
-        if isinstance(model, str):  # a spec you typed: the service loads it and checks its weights hash
-            return MapService(self.path, model=model, device=self.device)
-        return MapService(self.path, handle=model, device=self.device)
+        return MapService(self.path, source=self.source)  # a typed spec is loaded and its weights hash checked
 
     def map(self, image_id: int, method: str = "gradcam", cls: int | str | None = None,
             layer: str | None = None) -> np.ndarray:
@@ -256,10 +246,7 @@ class Run:
 
     def _concepts_model(self) -> "ModelHandle | str | None":
         """The model concepts use for images the atlas did not sample: the handle or spec this Run was given."""
-        source = getattr(self, "source", None)  # a ModelSource where the Run keeps one
-        if source is not None:
-            return source.handle if source.handle is not None else source.spec
-        return self._model
+        return self.source.handle if self.source.handle is not None else self.source.spec
 
     def strategies(self, cls: int | str) -> "pd.DataFrame":
         """The class's strategies (images clustered by how the model recognises them): size, accuracy,
@@ -278,8 +265,7 @@ class Run:
 
     def fields(self) -> list[str]:
         """The run's per-image fields: the extra columns of the CSV manifest it was scanned from."""
-        with RunStore.open(self.path) as store:
-            return store.field_names()
+        return self.view.field_names()
 
     def group_by(self, field: str) -> "pd.DataFrame":
         """Images, errors, accuracy and per-class recall for each value of ``field``, lowest accuracy first
@@ -298,9 +284,7 @@ class Run:
     def issues(self, thresholds: dict[str, float] | None = None):
         """Every dataset issue type scored for every image (``analysis.issues.DatasetIssues``): outliers,
         duplicates and leaks, image quality, class imbalance, weak groups, label issues."""
-        from mikata.analysis.issues import find_issues
-
-        return find_issues(self.overview.data, thresholds)
+        return self.view.issues(thresholds)
 
     def to_pandas(self, dataset_issues: bool = True) -> "pd.DataFrame":
         """One row per scanned image: id, path, split, label, prediction, correct, the label's and the
@@ -345,27 +329,21 @@ class Run:
                                (names[r["suggested"]] if r["suggested"] is not None else None)
                                for k, r in enumerate(review)],
         })
-        from mikata.analysis.fields import field_values
-
-        with RunStore.open(self.path) as store:
-            fields = store.field_names()
         probs = pd.DataFrame(d.probs, columns=[f"p:{c}" for c in names])
         parts = [probs]
         if dataset_issues:
-            from mikata.analysis.issues import find_issues
-
-            parts.insert(0, pd.DataFrame(find_issues(d).columns()).drop(columns=["label_score", "label_issue"]))
+            parts.insert(0, pd.DataFrame(self.view.issues().columns()).drop(columns=["label_score", "label_issue"]))
         # A manifest's extra columns, as text. One named like a column of the table (``id``, ``p:cat``,
         # ``outlier_score``, ``map_path``) or like another field's column gets the prefix ``field:`` until it
         # is unique, so no table has two columns of one name (CSV headers, Parquet).
         taken = {*frame.columns, *(c for part in parts for c in part.columns), "map_path"}
         extra = {}
-        for name in fields:
+        for name, values in self.view.field_values().items():
             column = name
             while column in taken:
                 column = f"field:{column}"
             taken.add(column)
-            extra[column] = field_values(d, name)
+            extra[column] = values
         frame = pd.concat([frame, pd.DataFrame(extra, index=frame.index)], axis=1) if extra else frame
         return pd.concat([frame, *parts], axis=1)
 
@@ -384,12 +362,14 @@ def _fmt(v: object) -> str:
     return f"{v:.4f}" if isinstance(v, float) else html.escape(str(v))
 
 
-def open_run(path: str | os.PathLike, split: str | None = None, model: "ModelHandle | str | None" = None,
-             device: str | None = "cpu") -> Run:
+def open_run(path: "str | os.PathLike | RunView", split: str | None = None,
+             model: "ModelHandle | str | ModelSource | None" = None, device: str | None = "cpu") -> Run:
     """Open a scanned run for a notebook: ``run.summary()``, ``run.confusion()``, ``run.to_pandas()``, ...
 
     Raises ``RunStoreError`` when ``path`` is not a run made by ``mikata scan``.
     """
-    if not Path(path).expanduser().is_dir():
+    from mikata.analysis.view import RunView
+
+    if not isinstance(path, RunView) and not Path(path).expanduser().is_dir():
         raise RunStoreError(f"{path} is not a directory; pass a run directory made by `mikata scan`")
     return Run(path, split, model, device)

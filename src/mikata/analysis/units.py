@@ -22,18 +22,22 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from mikata.models.source import ModelSource
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from mikata.analysis.layout import UNITS, UNITS_CARD, RunLayout
 from mikata.errors import ChoiceError, MikataError
 
 log = logging.getLogger(__name__)
 
-UNITS_DIR = "units"
+UNITS_DIR = UNITS
 MAX_UNITS, MAX_TOP = 64, 16
 
 
@@ -86,28 +90,35 @@ class UnitsResult:
         """Write the files (see the module docstring); returns the path of ``units.json``."""
         from mikata.display import to_uint8_image
 
-        out = Path(folder) if folder is not None else self.run_dir / UNITS_DIR
-        out.mkdir(parents=True, exist_ok=True)
+        if folder is None:  # inside the run: never through a link named units/
+            out = RunLayout(self.run_dir).writable_folder(UNITS_DIR)
+        else:
+            out = Path(folder)
+            out.mkdir(parents=True, exist_ok=True)
         for old in out.glob("unit_*.png"):  # a previous call's units must not show beside these
             old.unlink()
+        for name in ("units.png", UNITS_CARD):  # written by name below: never through a link
+            RunLayout(out).check_file(out / name, "remove it, then run `mikata units` again")
         for j in range(len(self.units)):
             Image.fromarray(to_uint8_image(self.synthetic[j])).save(out / f"unit_{j}.png")
             for r, img in enumerate(self.overlays[j]):
                 Image.fromarray(img).save(out / f"unit_{j}_top_{r}.png")
         self.grid().save(out / "units.png")
-        path = out / "units.json"
+        path = out / UNITS_CARD
         path.write_text(json.dumps(self.summary(), indent=1))
         return path
 
 
 def unit_examples(run_dir: str | os.PathLike, channels: Sequence[int], layer: str | None = None, k: int = 6,
-                  handle=None, model: str | None = None, options=None, progress: bool = False) -> UnitsResult:
+                  handle=None, model: str | None = None, options=None, progress: bool = False,
+                  source: "ModelSource | None" = None, device: str | None = "cpu") -> UnitsResult:
     """Channels ``channels`` of ``layer`` (default: the layer the run was scanned at) with the ``k``
     scanned images whose spatial mean of the channel is highest, their activation maps, and the
     channel's synthetic image (``options``: ``RenderOptions``; default: the model's input size).
 
     ``handle``: the model (default: the run's own, checked against its weights hash, or ``model``,
-    a spec the user typed). ``progress``: bars for the pass over the run's images (when the channel
+    a spec the user typed; or ``source``, a ``ModelSource`` holding either and the device). ``device``:
+    where the model runs when no ``source`` says. ``progress``: bars for the pass over the run's images (when the channel
     means were not stored by the scan) and for the rendering."""
     from mikata.analysis.maps import MapService
     from mikata.featurevis import RenderOptions, visualize_channels
@@ -117,7 +128,10 @@ def unit_examples(run_dir: str | os.PathLike, channels: Sequence[int], layer: st
         raise MikataError(f"give 1..{MAX_UNITS} channels (got {len(channels)}); e.g. --channels 0:8")
     if not 1 <= k <= MAX_TOP:
         raise MikataError(f"--top {k} is out of range; show 1..{MAX_TOP} images per unit")
-    with MapService(run_dir, handle=handle, model=model) as service:
+    from mikata.models.source import ModelSource
+
+    source = source or ModelSource(handle=handle, spec=model, device=device)
+    with MapService(run_dir, source=source) as service:
         scan_layer = service.identity.get("layer")
         layer = layer or scan_layer
         rows = service.store.rows(status="ok", columns=("id", "label", "pred", "vec_row"), tuples=True)
@@ -213,8 +227,8 @@ def read_units(run_dir: str | os.PathLike) -> dict | None:
     image files as paths inside the folder; None when absent or unusable (with a warning)."""
     from mikata.analysis.attachments import _inside, load_units_json
 
-    root = Path(run_dir) / UNITS_DIR
-    path = root / "units.json"
+    root = RunLayout(run_dir).folder(UNITS_DIR)  # a link named units/ pointing elsewhere counts as absent
+    path = (root or RunLayout(run_dir).units) / UNITS_CARD
     raw, _ = load_units_json(root)  # checked against its schema; a refused one is named by attachment_notes
     if raw is None:
         return None

@@ -62,9 +62,6 @@ def eigencam(acts: torch.Tensor) -> torch.Tensor:
     return (proj * sign[:, None]).reshape(n, h, w).float().clamp_min(0)
 
 
-GRADIENT_CAMS = {"gradcam": gradcam, "gradcam++": gradcam_plus_plus, "xgradcam": xgradcam, "layercam": layercam}
-
-
 # ---------------------------------------------------------------- registry entry points (see catalog.py)
 def run_gradient_cam(fn):
     """A registry ``run`` for a gradient-weighted CAM ``fn(acts, grads)``: one map per target rank."""

@@ -25,22 +25,11 @@ from mikata.attribution import registry
 from mikata.attribution.batching import DEFAULT_BUDGET_MB
 from mikata.attribution.passes import gradient_pass
 from mikata.attribution.registry import MethodContext
-from mikata.attribution.smoothgrad import VARIANTS
 from mikata.attribution.result import Attribution, reduce_channels, upsample
 from mikata.attribution.targets import TargetSpec, resolve_targets
 from mikata.errors import ChoiceError, MikataError
 from mikata.hooks import get_layer, preserved
 from mikata.models.handle import ModelHandle
-
-# Derived from the registry (``mikata.attribution.registry``), kept for code that imports them.
-METHODS = registry.names()
-LAYER_METHODS = tuple(n for n in METHODS if registry.get(n).layer_needed({}))
-SMOOTH = tuple(n for n in registry.names(kind="sampling") if n in VARIANTS)
-PIXEL_GRADIENT = {n: (registry.get(n).backwards[0][0], registry.get(n).reduction({}))
-                  for n in registry.names(kind="gradient") if registry.get(n).backwards
-                  and not registry.get(n).layer_needed({})}
-OTHER = tuple(n for n in METHODS if n not in LAYER_METHODS and n not in PIXEL_GRADIENT and n not in SMOOTH)
-
 
 class NotSpatialError(MikataError, ValueError):
     """A CAM method was pointed at a layer whose output is not a (C, h, w) map."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mikata.cli.common import command_parser, print_json
+from mikata.cli.common import LazyHelp, command_parser, print_json
 
 
 def register(sub) -> None:
@@ -24,9 +24,7 @@ def register(sub) -> None:
     p.add_argument("--top", type=int, default=3, help="images per class in each list (default 3)")
     p.add_argument("--issues", type=int, default=20, help="how many suspected label errors to list (default 20)")
     p.add_argument("--thresholds", default=None, metavar="TYPE=V,...",
-                   help="dataset-issue thresholds, e.g. outlier=0.2,dark=0.3 (types: label, outlier, near_duplicate, "
-                        "exact_duplicate, leak, dark, light, blurry, low_information, odd_size, odd_aspect, "
-                        "class_imbalance, underperforming_group; scores are in [0, 1], lower is worse)")
+                   help=LazyHelp("dataset-issue thresholds, e.g. outlier=0.2,dark=0.3", _threshold_help))
     p.add_argument("--no-dataset-issues", action="store_true",
                    help="skip outliers, duplicates, image quality and weak groups (faster on huge runs)")
     p.add_argument("--positive", default=None, metavar="CLASS",
@@ -40,10 +38,21 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _threshold_help() -> str:
+    """The --thresholds help, from the issue-type registry (types registered by plugins included)."""
+    from mikata.analysis.issue_registry import issue_type_specs
+    from mikata.analysis.issues import score_issues  # noqa: F401 - registers the built-in types
+
+    types = ", ".join(s.name if s.default_threshold is None else f"{s.name} {s.default_threshold:g}"
+                      for s in issue_type_specs())
+    return ("dataset-issue thresholds, e.g. outlier=0.2,dark=0.3 (types and default thresholds: " + types +
+            "; scores are in [0, 1], lower is worse; label flags by confident learning unless given one)")
+
+
 def run(args) -> int:
     from mikata.analysis.audit import load_groups
     from mikata.analysis.issues import parse_thresholds
-    from mikata.analysis.overview import audit, format_audit
+    from mikata.analysis.audit_summary import audit, format_audit
 
     thresholds = parse_thresholds(args.thresholds)  # before any work: a typo fails at once
     groups = load_groups(args.groups) if args.groups else None

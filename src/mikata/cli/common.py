@@ -90,13 +90,12 @@ def announce_run_preprocessing(args: argparse.Namespace, run_dir: str) -> None:
     """``announce_preprocessing`` for the preprocessing a run was scanned with (its manifest), for the
     commands that redo it (maps in a report, the web app). Says nothing when the manifest cannot be
     read: the command itself then reports the run's problem."""
-    import os
-
+    from mikata.analysis.layout import RunLayout
     from mikata.data.preprocessing import Preprocessing
 
-    try:
-        with open(os.path.join(run_dir, "manifest.json"), encoding="utf-8") as f:
-            identity = json.load(f)["identity"]
+    try:  # never through a link or a FIFO named manifest.json (the command refuses it itself)
+        layout = RunLayout(run_dir)
+        identity = json.loads(layout.read_text(layout.manifest))["identity"]
         pre = Preprocessing.from_identity(identity)
     except Exception:  # noqa: BLE001 - only a log line; the command reports a damaged run itself
         return
@@ -112,12 +111,44 @@ EXIT_CODES = ("exit status: 0 all good; 1 finished, but some items were skipped 
               "2 refused: bad arguments, or a file, model or run mikata would not use (one line says why)")
 
 
+class _DeprecatedAlias(argparse.Action):
+    """An old spelling of an option: it still works, and says once which spelling to use."""
+
+    def __init__(self, option_strings, dest, new: str = "", **kwargs):
+        self.new = new
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        log.warning("%s is deprecated; use %s (the same values)", option_string, self.new)
+        setattr(namespace, self.dest, values)
+
+
+def add_deprecated_alias(parser: argparse.ArgumentParser, old: str, new: str, dest: str) -> None:
+    """``old`` keeps setting ``dest`` as ``new`` does, hidden from --help, with a warning when used."""
+    parser.add_argument(old, dest=dest, action=_DeprecatedAlias, new=new, default=argparse.SUPPRESS,
+                        help=argparse.SUPPRESS)
+
+
+class LazyHelp(str):
+    """A help text finished only when help is printed: it lists a registry (issue types, checks) whose
+    modules are too costly to import on every start of the command line. ``str(self)`` is the text
+    without the listing."""
+
+    def __new__(cls, text: str, render):
+        obj = super().__new__(cls, text)
+        obj._render = render
+        return obj
+
+    def render(self) -> str:
+        return self._render()
+
+
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Keeps the description and example as written and adds "(default: X)" to every option whose
     default means something (not None, False or an empty text) and whose help does not already say it."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
+        text = action.help.render() if isinstance(action.help, LazyHelp) else (action.help or "")
         default = action.default
         if ("default" in text.lower() or default is None or default is False or default == "" or
                 default is argparse.SUPPRESS or isinstance(action, (argparse._HelpAction, argparse._VersionAction))):

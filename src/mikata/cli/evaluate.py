@@ -16,13 +16,23 @@ import logging
 import os
 import sys
 
-from mikata.cli.common import (add_device_arguments, announce_preprocessing, command_parser, device_from_args,
+from mikata.cli.common import (LazyHelp, add_device_arguments, announce_preprocessing, command_parser, device_from_args,
                                print_json)
 
 log = logging.getLogger(__name__)
 
 DEFAULT_METHODS = "gradcam,saliency,guided-backprop,integrated-gradients"
 DEFAULT_CHECKS = "faithfulness,randomization,random-logit,stability,localization"
+
+
+def _checks_help() -> str:
+    """The --checks help, from the check registry (checks registered by plugins included)."""
+    from mikata.evaluation.check_registry import check_listing, check_names, check_specs
+    from mikata.evaluation.scorecard import evaluate  # noqa: F401 - registers the built-in checks
+
+    masks = [s.name for s in check_specs() if s.needs_masks]
+    return (f"comma-separated checks (default all: {','.join(check_names())}"
+            f"{'; ' + ', '.join(masks) + ' needs --boxes or --masks' if masks else ''}). Each adds: {check_listing()}")
 
 
 def register(sub) -> None:
@@ -42,7 +52,8 @@ def register(sub) -> None:
                    help="allow unpickling a whole model from a file (runs its code: only your own files)")
     p.add_argument("--methods", default=DEFAULT_METHODS, help=f"comma-separated methods (default {DEFAULT_METHODS})")
     p.add_argument("--checks", default=DEFAULT_CHECKS,
-                   help=f"comma-separated checks (default all: {DEFAULT_CHECKS}; localization needs --boxes or --masks)")
+                   help=LazyHelp(f"comma-separated checks (default all: {DEFAULT_CHECKS}; localization needs "
+                                 "--boxes or --masks)", _checks_help))
     p.add_argument("--target", default="top1", help="top1 (default) or a class id or name")
     p.add_argument("--layer", default=None, help="layer for CAM methods (default: the model's)")
     p.add_argument("--out", default=None, help="output folder (default ./evaluate, or RUN_DIR/evaluate)")
@@ -106,7 +117,9 @@ def run(args) -> int:
         if path and not os.path.exists(path):
             raise MikataError(f"--{flag} {path}: no such file or folder")
     target = args.target if not args.target.strip().isdigit() else int(args.target)
-    is_run = os.path.isdir(args.source) and os.path.exists(os.path.join(args.source, "run.sqlite"))
+    from mikata.analysis.layout import EVALUATE, PARTS, RunLayout
+
+    is_run = os.path.isdir(args.source) and os.path.lexists(RunLayout(args.source).database)
     if is_run:
         if args.images:
             raise MikataError("give either a run directory or a MODEL with images, not both")
@@ -117,7 +130,11 @@ def run(args) -> int:
         handle, paths, identity = sample_run(args.source, args.images_limit, args.seed, args.model, args.trust,
                                              device=device_from_args(args, announce=False))
         handle.precision = args.precision
-        out = args.out or os.path.join(args.source, "evaluate")
+        if args.out:
+            out = args.out
+        else:  # the run's own evaluate/ folder: refused if it is a link or not a folder (analysis.layout)
+            out = str(RunLayout(args.source).writable_folder(EVALUATE))
+            RunLayout(args.source).writable_folder(f"{EVALUATE}/{PARTS}")
         model_name = identity["model_spec"]
     else:
         if not args.images:
@@ -131,7 +148,7 @@ def run(args) -> int:
 
         handle = load_model(args.source, trust=args.trust, device=device_from_args(args, announce=False),
                             precision=args.precision)
-        out = args.out or "evaluate"
+        out = args.out or EVALUATE
         model_name = args.source
     check_class_targets(handle.class_names, target)  # specs whose names only a built model knows
     check_layer(handle.net, args.layer)
@@ -146,7 +163,7 @@ def run(args) -> int:
     options = {}
     if "integrated-gradients" in methods:
         options["integrated-gradients"] = {"seed": args.seed, **({"steps": args.ig_steps} if args.ig_steps else {})}
-    parts = os.path.join(out, "parts")
+    parts = os.path.join(out, PARTS)
     if args.restart:
         from mikata.evaluation.parts import PartStore
 

@@ -6,7 +6,7 @@ import argparse
 import contextlib
 import sys
 
-from mikata.cli.common import add_device_arguments, command_parser, device_from_args, print_json
+from mikata.cli.common import add_deprecated_alias, add_device_arguments, command_parser, device_from_args, print_json
 
 
 def register(sub) -> None:
@@ -40,9 +40,10 @@ def add_training_options(p: argparse.ArgumentParser, split: bool = True) -> None
     p.add_argument("--schedule", default="cosine", choices=["cosine", "constant"],
                    help="learning rate per epoch: cosine decay to 0 (default) or constant")
     if split:
-        p.add_argument("--split", default="0.7,0.15,0.15",
+        p.add_argument("--split-fractions", dest="split", default="0.7,0.15,0.15", metavar="FRACTIONS",
                        help="train,val[,test] fractions per class; the checkpoint records them, so `mikata scan` of "
                             "this folder scans only the held-out val and test images unless told otherwise")
+        add_deprecated_alias(p, "--split", "--split-fractions", "split")  # deprecated spelling, still accepted
     p.add_argument("--seed", type=int, default=0, help="seed of the split, the new head and the batch order")
     p.add_argument("--crop", type=float, default=1.0, metavar="F",
                    help="fraction of each side the model sees, centered: 1 = the whole image; 0.875 with "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mikata.cli.common import command_parser, print_json
+from mikata.cli.common import add_device_arguments, command_parser, print_json
 
 
 def register(sub) -> None:
@@ -22,6 +22,7 @@ def register(sub) -> None:
     p.add_argument("--model", default=None, metavar="SPEC",
                    help="the model, when the run's recorded one cannot be used (its weights hash is checked)")
     p.add_argument("--json", action="store_true", help="print the units and their images as JSON")
+    add_device_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -42,8 +43,12 @@ def run(args) -> int:
         with RunStore.open(args.run) as store:
             size = args.size or max(store.manifest["identity"]["input_size"])
         options = RenderOptions(size=size, steps=args.steps, seed=args.seed)
-    result = unit_examples(args.run, channels, args.layer, args.top, model=args.model, options=options,
-                           progress=not args.quiet)
+    from mikata.cli.common import device_from_args
+    from mikata.models.source import ModelSource
+
+    source = ModelSource(spec=args.model, device=device_from_args(args))
+    result = unit_examples(args.run, channels, args.layer, args.top, options=options, progress=not args.quiet,
+                           source=source)
     path = result.save()
     if args.json:
         print_json({**result.summary(), "json": str(path), "grid": str(path.parent / "units.png")})

@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mikata.analysis.layout import EVALUATE, FEATUREVIS, PARTS, RunLayout
+
 log = logging.getLogger("mikata.demo")
 
 
@@ -41,7 +43,7 @@ def shipped_photos(folder: Path) -> dict[str, Path]:
 
 def run_demo(out_dir: str | Path = "mikata-demo", quick: bool = False, device: str | None = "cpu") -> DemoResult:
     """Run every step on ``device``; ``quick`` uses tiny sizes (a smoke test, not a meaningful model)."""
-    from mikata.analysis.overview import audit, format_audit
+    from mikata.analysis.audit_summary import audit, format_audit
     from mikata.analysis.scan import scan
     from mikata.attribution.files import explain_files
     from mikata.demo.training import DEMO_SETTINGS, demo_paths, train_demo_model
@@ -56,19 +58,19 @@ def run_demo(out_dir: str | Path = "mikata-demo", quick: bool = False, device: s
     result = DemoResult()
     photos = shipped_photos(out / "photos")
 
-    step("1/7 The built-in ImageNet model (EfficientNet-Lite0, real weights) on shipped photos")
+    step("1/8 The built-in ImageNet model (EfficientNet-Lite0, real weights) on shipped photos")
     imagenet = load_model("efficientnet-lite0", device=device)
     for pred in predict(imagenet, list(photos.values()), top=3):
         log.info("  %-12s %s", Path(pred.path).stem, ", ".join(f"{name} {p:.0%}" for name, _, p in pred.top))
         result.facts[f"top1:{Path(pred.path).stem}"] = pred.top[0][0]
 
-    step("2/7 Where does it look? Grad-CAM, Guided Grad-CAM and SmoothGrad with the top-5 bars")
+    step("2/8 Where does it look? Grad-CAM, Guided Grad-CAM and SmoothGrad with the top-5 bars")
     chosen = [photos["chelsea"]] if quick else [photos["chelsea"], photos["coffee"]]
     explain_files(imagenet, chosen, ["gradcam", "guided-gradcam", "smoothgrad"], targets="top1",
                   out_dir=out / "explain", options={"smoothgrad": {"samples": 4 if quick else 16}})
     result.outputs.append(("explanations (figures, .npy)", out / "explain"))
 
-    step("3/7 What do units respond to? Class logits and first-layer channels, rendered")
+    step("3/8 What do units respond to? Class logits and first-layer channels, rendered")
     # The defaults (224 px, 48 steps) are the tested ones: the model reads each image as its class.
     classes = visualize_classes(imagenet, ["zebra", "strawberry", "castle"],
                                 RenderOptions(size=64, steps=8) if quick else RenderOptions(seed=0))
@@ -80,7 +82,7 @@ def run_demo(out_dir: str | Path = "mikata-demo", quick: bool = False, device: s
     result.outputs += [("class-logit images", out / "visualize-classes" / "grid.png"),
                        ("first-layer channel images", out / "visualize-stem" / "grid.png")]
 
-    step("4/7 Transfer learning: EfficientNet-Lite0 fine-tuned on Fashion-MNIST (Debian dataset-fashion-mnist)")
+    step("4/8 Transfer learning: EfficientNet-Lite0 fine-tuned on Fashion-MNIST (Debian dataset-fashion-mnist)")
     overrides = {"epochs": 1, "input_size": 32} if quick else {}
     ckpt, test_acc, seconds = train_demo_model(out, per_class=20 if quick else 500, device=device, **overrides)
     data_dir, _ = demo_paths(out)
@@ -91,7 +93,7 @@ def run_demo(out_dir: str | Path = "mikata-demo", quick: bool = False, device: s
     if plot.exists():
         result.outputs.append(("training curves", plot))
 
-    step("5/7 Where and why does it fail? Scan the held-out test split, then audit it")
+    step("5/8 Where and why does it fail? Scan the held-out test split, then audit it")
     run_dir = out / "run"
     fine_tuned = load_model(str(ckpt), device=device)
     scan(fine_tuned, data_dir, run_dir, split="test", fractions=DEMO_SETTINGS["split"],
@@ -103,8 +105,8 @@ def run_demo(out_dir: str | Path = "mikata-demo", quick: bool = False, device: s
     # what each fine-tuned class's logit responds to, where the report and the web app's gallery find it
     visualize_classes(fine_tuned, fine_tuned.class_names,
                       RenderOptions(size=32 if quick else 64, steps=4 if quick else 48, seed=0)).save(
-        run_dir / "featurevis" / "classes")
-    result.outputs.append(("fine-tuned class images", run_dir / "featurevis" / "classes" / "grid.png"))
+        RunLayout(run_dir).writable_folder(f"{FEATUREVIS}/classes"))
+    result.outputs.append(("fine-tuned class images", RunLayout(run_dir).featurevis / "classes" / "grid.png"))
     # `mikata units`: channels of the scan's layer beside the test images that drive them (report + web app)
     from mikata.analysis.units import unit_examples
     from mikata.models.layers import cam_layer_size, describe_cam_layer
@@ -115,25 +117,50 @@ def run_demo(out_dir: str | Path = "mikata-demo", quick: bool = False, device: s
     log.info("  %s", describe_cam_layer(fine_tuned.default_layer, cam_layer_size(
         fine_tuned.net, fine_tuned.in_channels, fine_tuned.input_size, fine_tuned.default_layer)))
 
-    step("6/7 Which map to believe? Faithfulness and sanity checks of three methods on a sample of test images")
+    step("6/8 Why is a class recognised? Each class's concepts, its strategies and suspected shortcuts")
+    concepts_step(run_dir, fine_tuned, result, quick=quick, device=device)
+
+    step("7/8 Which map to believe? Faithfulness and sanity checks of three methods on a sample of test images")
     # Fashion-MNIST is 28 px: a blurred copy still shows the garment (p 0.7-0.95), so blur-filled curves
     # cannot tell a good order from a random one. Deletion fills with ROAD's imputation (no off-distribution
     # holes for a random order to win by) and insertion starts from the mean colour (no evidence at all).
     card = evaluate_run(run_dir, fine_tuned, ["gradcam", "saliency", "guided-backprop"], 4 if quick else 8,
                         steps=10 if quick else 50, stages=3 if quick else 8, samples=2 if quick else 8,
                         fill="deletion=road,insertion=mean")
-    result.outputs.append(("attribution scorecard", run_dir / "evaluate" / "scorecard.json"))
+    result.outputs.append(("attribution scorecard", RunLayout(run_dir).scorecard))
     result.facts["passes"] = card["passes"]
 
-    step("7/7 The report: one HTML file that opens offline (and `mikata serve` for the web app)")
-    report = write_report(run_dir, run_dir / "report.html", handle=fine_tuned)
+    step("8/8 The report: one HTML file that opens offline (and `mikata serve` for the web app)")
+    report = write_report(run_dir, RunLayout(run_dir).report, handle=fine_tuned)
     log.info("  %d images, %.1f MB, written in %.0f s", report.images, report.bytes / 1e6, report.timings["total"])
-    result.outputs.append(("HTML report (opens offline)", run_dir / "report.html"))
+    result.outputs.append(("HTML report (opens offline)", RunLayout(run_dir).report))
     log.info("\nExplore further: mikata serve %s  (the web app: every image, any map, label review)\n"
              "                 mikata explain %s IMAGE --methods gradcam", run_dir, ckpt)
 
     result.seconds = time.perf_counter() - start
     return result
+
+
+def concepts_step(run_dir: Path, handle, result: DemoResult, quick: bool = False, device: str | None = "cpu") -> None:
+    """``mikata concepts RUN_DIR --per-class 4``: each class's activations at the scan's layer factorized into
+    four concepts, ranked, with strategies, error slices and suspected shortcuts checked by deletion; stored
+    in ``RUN_DIR/concepts/`` where the report and the web app find them."""
+    from mikata.concepts import compute_atlas
+    from mikata.concepts.surface import shape_atlas
+
+    atlas = compute_atlas(run_dir, per_class=4, sample=16 if quick else 200, device=device, model=handle,
+                          progress=True)
+    view = shape_atlas(atlas.to_json(), handle.class_names)
+    log.info("  %d classes x 4 concepts at %s; %d suspected shortcuts", len(view["classes"]), view["layer"],
+             len(view["shortcuts"]))
+    for s in view["shortcuts"][:5]:
+        log.info("  shortcut? %s: %s", s["concept"], s["evidence"])
+    for s in view["slices"][:3]:
+        log.info("  %s images %s %s: %d images, %.0f%% accurate", s["class"], "with" if s["present"] else "without",
+                 s["concept"], s["images"], 100 * (s["accuracy"] or 0.0))
+    result.facts["suspected_shortcuts"] = len(view["shortcuts"])
+    result.outputs.append(("concept atlas (report Concepts section, web app /concepts)",
+                           run_dir / "concepts" / "atlas.json"))
 
 
 def evaluate_run(run_dir: Path, handle, methods: list[str], images: int, **settings) -> dict:
@@ -143,10 +170,11 @@ def evaluate_run(run_dir: Path, handle, methods: list[str], images: int, **setti
     from mikata.evaluation.scorecard import evaluate, format_scorecard, load_images, sample_paths, write_scorecard
 
     x, _ = load_images(handle, sample_paths(run_dir, images))
-    res = evaluate(handle, x, methods, model_name=handle.spec or None, parts_dir=run_dir / "evaluate" / "parts",
-                   **settings)
+    layout = RunLayout(run_dir)
+    res = evaluate(handle, x, methods, model_name=handle.spec or None,
+                   parts_dir=layout.writable_folder(f"{EVALUATE}/{PARTS}"), **settings)
     print(format_scorecard(res.card), flush=True)
-    write_scorecard(res, str(run_dir / "evaluate"))
+    write_scorecard(res, str(layout.evaluate))
     return res.card
 
 

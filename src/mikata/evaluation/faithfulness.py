@@ -191,7 +191,9 @@ def road_impute(x: torch.Tensor, removed: torch.Tensor, noise: float = 0.01,
         nb = ny[ok] * w + nx[ok]
         weight_sum[r] += wt
         unknown = rem[nb]
-        rows.append(r[unknown]); cols.append(pos[nb[unknown]]); vals.append(np.full(unknown.sum(), -wt))
+        rows.append(r[unknown])
+        cols.append(pos[nb[unknown]])
+        vals.append(np.full(unknown.sum(), -wt))
         known_terms.append((r[~unknown], nb[~unknown], wt))
     a = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(idx.size, idx.size))
     a = a + sp.diags(weight_sum)

@@ -36,31 +36,17 @@ from mikata.attribution.batching import DEFAULT_BUDGET_MB
 from mikata.attribution.engine import check_methods
 from mikata.attribution.targets import TargetSpec, resolve_targets
 from mikata.errors import MikataError
+from mikata.evaluation import checks as _builtin_checks  # noqa: F401 - registers the built-in checks
+from mikata.evaluation.check_registry import CheckContext, check_names, check_spec, check_specs, metric_specs
+from mikata.evaluation.checks import PASS_THRESHOLD
 from mikata.models.handle import ModelHandle
 
 log = logging.getLogger(__name__)
 
-CHECKS = ("faithfulness", "randomization", "random-logit", "stability", "localization")
-PASS_THRESHOLD = 0.5
-
-METRICS = {
-    "deletion-auc": ("lower", "area under the target probability as the most attributed regions are removed"),
-    "insertion-auc": ("higher", "area under the target probability as the most attributed regions are revealed"),
-    "deletion-vs-random": ("lower", "deletion AUC minus the random order's (negative = better than chance)"),
-    "insertion-vs-random": ("higher", "insertion AUC minus the random order's (positive = better than chance)"),
-    "randomization-spearman": ("lower", "mean Spearman rank correlation with the original map over the "
-                                        "cascading weight-randomization stages (top layer down)"),
-    "randomization-ssim": ("lower", "mean SSIM with the original map over the cascading randomization stages"),
-    "random-logit-spearman": ("lower", "Spearman correlation between the map of the target class and of a random other class"),
-    "random-logit-ssim": ("lower", "SSIM between the map of the target class and of a random other class"),
-    "max-sensitivity": ("lower", "max over noisy copies (L-inf radius r) of ||map(x+d) - map(x)|| / ||map(x)||"),
-    "pointing-game": ("higher", "share of images whose map maximum lies inside the box or mask"),
-    "energy-inside": ("higher", "share of the map's positive mass inside the box or mask"),
-}
-CHECK_METRICS = {"faithfulness": ["deletion-auc", "insertion-auc", "deletion-vs-random", "insertion-vs-random"],
-                 "randomization": ["randomization-spearman", "randomization-ssim"],
-                 "random-logit": ["random-logit-spearman", "random-logit-ssim"],
-                 "stability": ["max-sensitivity"], "localization": ["pointing-game", "energy-inside"]}
+# the built-in checks' specs (the registry is the authority: ``check_registry``; these are derived from it)
+CHECKS = check_names()
+METRICS = {m.name: (m.better, m.description) for m in metric_specs()}
+CHECK_METRICS = {s.name: [m.name for m in s.metrics] for s in check_specs()}
 
 
 @dataclass
@@ -74,21 +60,14 @@ class Evaluation:
 
 
 def check_checks(checks: Sequence[str]) -> list[str]:
-    from mikata.errors import check_choices
-
+    """The checks asked for, checked against the registry (asked at call time: checks registered
+    later count), without repeats."""
     out = []
     for c in checks:
-        c = c.strip().lower()
-        check_choices("check", c, CHECKS)
+        c = check_spec(c.strip().lower()).name
         if c not in out:
             out.append(c)
     return out
-
-
-def _mean(v: torch.Tensor) -> float | None:
-    v = v.double()
-    v = v[~torch.isnan(v)]
-    return None if v.numel() == 0 else float(v.mean())
 
 
 def evaluate(
@@ -98,7 +77,7 @@ def evaluate(
     targets: TargetSpec = "top1",
     layer: str | None = None,
     options: dict | None = None,
-    checks: Sequence[str] = CHECKS,
+    checks: Sequence[str] | None = None,
     steps: int = 50,
     fill: str = "blur",
     patch: int | None = None,
@@ -112,7 +91,9 @@ def evaluate(
     progress: bool = False,
     parts_dir: str | os.PathLike | None = None,
 ) -> Evaluation:
-    """Run the chosen ``checks`` for ``methods`` on preprocessed images ``x`` ``(N, C, H, W)``.
+    """Run the chosen ``checks`` (default every registered check) for ``methods`` on preprocessed images
+    ``x`` ``(N, C, H, W)``. The stages: the targets, the original maps, each check in registry order
+    (``check_registry``: one ``CheckSpec`` each), the card.
 
     ``masks`` ``(N, H, W)`` bool (object pixels) enables localization; without it that check is skipped.
     ``parts_dir``: where each finished part (a method's maps, a (check, method) pair, the random
@@ -124,9 +105,9 @@ def evaluate(
     from mikata.progress import Progress, format_rate, format_seconds, note
 
     methods = check_methods(methods)
-    checks = check_checks(checks)
+    checks = check_checks(check_names() if checks is None else checks)
     if masks is None:
-        checks = [c for c in checks if c != "localization"]
+        checks = [c for c in checks if not check_spec(c).needs_masks]
     if x.dim() != 4 or x.shape[0] == 0:
         raise MikataError("no images to evaluate")
     x = x.detach().float()  # stays where it is: every check moves it to handle.device for its passes
@@ -141,16 +122,15 @@ def evaluate(
     per_method = options or {}
     options = options or None
     store = PartStore(parts_dir, _common_key(handle, x, ids, layer) if parts_dir is not None else {})
-    settings = {"maps": {}, "faithfulness": {"steps": steps, "fill": fill, "patch": patch, "seed": seed},
-                "randomization": {"stages": stages, "seed": seed}, "random-logit": {"seed": seed},
-                "stability": {"samples": samples, "radius": radius, "seed": seed}}
+    values = {"steps": steps, "fill": fill, "patch": patch, "stages": stages, "samples": samples, "radius": radius,
+              "seed": seed}
+    settings = {"maps": {}, **{c: {k: values[k] for k in check_spec(c).settings} for c in checks}}
 
     def part_settings(check: str, method: str) -> dict:
         return {**settings[check], "options": per_method.get(method)}
 
-    saved_checks = [c for c in checks if c != "localization"]
-    plan = [("maps", m) for m in methods] + [(c, m) for c in saved_checks
-                                             for m in ([*methods, "random"] if c == "faithfulness" else methods)]
+    saved_checks = [c for c in checks if check_spec(c).parts is not None]
+    plan = [("maps", m) for m in methods] + [(c, m) for c in saved_checks for m in check_spec(c).parts(methods)]
     done = [(c, m) for c, m in plan if store.has(c, m, part_settings(c, m))]
     if done:
         log.info("evaluate: %d of %d parts already done in %s (same model, images and options), reused: %s",
@@ -160,6 +140,7 @@ def evaluate(
     passes: dict[str, dict[str, bool]] = {m: {} for m in methods}
     result = Evaluation(card={})
     extra: dict = {}
+    arrays: dict = {}
     with bar:
         # ---- the original maps: every check compares against them
         original: dict[str, torch.Tensor] = {}
@@ -203,110 +184,25 @@ def evaluate(
             bar.update(1)
             return got
 
-        if "faithfulness" in checks:
-            from mikata.evaluation.faithfulness import auc, perturbation_curves
+        for name in [c for c in check_names() if c in checks]:  # registry order, each over every method
+            spec = check_spec(name)
+            ctx = CheckContext(handle, x, ids, base_probs, list(methods), original, options, layer,
+                               settings.get(name, {}), masks=masks, budget_mb=budget_mb, progress=progress, table=table, passes=passes,
+                               extra=extra, arrays=arrays,
+                               part=lambda method, compute, name=name: run_part(name, method, compute))
+            tic = time.perf_counter()
+            spec.run(ctx)
+            if spec.parts is None:  # not saved in parts: timed here
+                seconds[name] = time.perf_counter() - tic
+    result.curves = arrays.get("curves", {})
+    result.cascade = arrays.get("cascade")
 
-            def curves(maps: torch.Tensor, name: str):
-                return lambda: dict(perturbation_curves(
-                    handle, x, maps, ids, steps=steps, fill=fill, patch=patch, budget_mb=budget_mb,
-                    base_probs=base_probs, generator=torch.Generator().manual_seed(seed), progress=progress,
-                    desc=f"evaluate: {name} deletion/insertion curves, {n} images"))
-
-            random_maps = torch.rand(original[methods[0]].shape, generator=torch.Generator().manual_seed(seed))
-            aucs = {}
-            for name in [*methods, "random"]:
-                c = run_part("faithfulness", name, curves(random_maps if name == "random" else original[name], name))
-                result.curves[name] = {mode: c[mode] for mode in ("deletion", "insertion")}
-                aucs[name] = {mode: _mean(auc(v)) for mode, v in result.curves[name].items()}
-            rd, ri = aucs["random"]["deletion"], aucs["random"]["insertion"]
-            extra["baseline"] = {"deletion-auc": rd, "insertion-auc": ri}
-            ends = result.curves["random"]
-            extra.setdefault("notes", []).extend(fill_notes(fill, float(base_probs.mean()),
-                                                            float(ends["deletion"][:, -1].mean()),
-                                                            float(ends["insertion"][:, 0].mean())))
-            for m in methods:
-                d, i = aucs[m]["deletion"], aucs[m]["insertion"]
-                table[m].update({"deletion-auc": d, "insertion-auc": i, "deletion-vs-random": d - rd,
-                                 "insertion-vs-random": i - ri})
-                passes[m]["deletion<random"] = bool(d < rd)
-                passes[m]["insertion>random"] = bool(i > ri)
-
-        if "randomization" in checks:
-            from mikata.evaluation.randomization import CascadeResult, cascade
-
-            def one_cascade(m: str):
-                def go() -> dict:
-                    res = cascade(handle, x, [m], ids, stages=stages, layer=layer, options=options,
-                                  original={m: original[m]}, seed=seed, budget_mb=budget_mb, progress=progress)
-                    return {"stages": list(res.stages), "spearman": res.spearman[m], "ssim": res.ssim[m]}
-                return go
-
-            res = CascadeResult(stages=[])
-            for m in methods:
-                got = run_part("randomization", m, one_cascade(m))
-                res.stages = list(got["stages"])
-                res.spearman[m], res.ssim[m] = got["spearman"], got["ssim"]
-            result.cascade = res
-            half = max(1, math.ceil(len(res.stages) / 2))
-            extra["cascade"] = {"stages": res.stages,
-                                "spearman": {m: [_mean(s) for s in res.spearman[m]] for m in methods},
-                                "ssim": {m: [_mean(s) for s in res.ssim[m]] for m in methods},
-                                "top_half_stages": half}
-            for m in methods:
-                table[m]["randomization-spearman"] = _mean(res.spearman[m])
-                table[m]["randomization-ssim"] = _mean(res.ssim[m])
-                passes[m]["model-randomization"] = bool(_mean(res.spearman[m][:half]) < PASS_THRESHOLD)
-
-        if "random-logit" in checks:
-            from mikata.evaluation.randomization import random_logit
-
-            def one_logit(m: str):
-                def go() -> dict:
-                    other, sims = random_logit(handle, x, [m], ids, layer=layer, options=options,
-                                               original={m: original[m]}, seed=seed, budget_mb=budget_mb)
-                    return {"other": other, "spearman": sims[m][0], "ssim": sims[m][1]}
-                return go
-
-            for m in methods:
-                got = run_part("random-logit", m, one_logit(m))
-                table[m]["random-logit-spearman"] = _mean(got["spearman"])
-                table[m]["random-logit-ssim"] = _mean(got["ssim"])
-                passes[m]["random-logit"] = bool(_mean(got["spearman"]) < PASS_THRESHOLD)
-
-        if "stability" in checks:
-            from mikata.evaluation.stability import max_sensitivity
-
-            def one_stability(m: str):
-                def go() -> dict:
-                    ms = max_sensitivity(handle, x, [m], ids, samples=samples, radius=radius, layer=layer,
-                                         options=options, original={m: original[m]}, seed=seed,
-                                         budget_mb=budget_mb, progress=progress)
-                    return {"max_sensitivity": ms[m]}
-                return go
-
-            for m in methods:
-                ms = torch.as_tensor(run_part("stability", m, one_stability(m))["max_sensitivity"])
-                table[m]["max-sensitivity"] = _mean(ms)
-                undefined = int(torch.isnan(ms.double()).sum())
-                if undefined:
-                    extra.setdefault("notes", []).append(
-                        f"max-sensitivity of {m}: its map is all zero on {undefined} of {len(ms)} images, which are left "
-                        "out of its mean (the relative change of an all-zero map is undefined)")
-
-    if "localization" in checks:
-        from mikata.evaluation.localization import energy_inside, pointing_game
-
-        tic = time.perf_counter()
-        for m in methods:
-            table[m]["pointing-game"] = _mean(pointing_game(original[m], masks))
-            table[m]["energy-inside"] = _mean(energy_inside(original[m], masks))
-        seconds["localization"] = time.perf_counter() - tic
-
-    names = [k for c in checks for k in CHECK_METRICS[c]]
+    metrics = [k for c in checks for k in check_spec(c).metrics]
+    names = [k.name for k in metrics]
     result.card = {
         "model": model_name or handle.spec, "images": n,
         "target": str(targets) if not isinstance(targets, torch.Tensor) else "given", "methods": list(methods),
-        "metrics": [{"name": k, "better": METRICS[k][0], "description": METRICS[k][1]} for k in names],
+        "metrics": [{"name": k.name, "better": k.better, "description": k.description} for k in metrics],
         "table": {m: {k: table[m].get(k) for k in names} for m in methods},
         "passes": passes, "figures": [],
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -411,22 +307,6 @@ def format_scorecard(card: dict) -> str:
     return "\n".join(lines)
 
 
-def fill_notes(fill: str, image_p: float, deleted_p: float, start_p: float) -> list[str]:
-    """Warnings when a curve cannot tell orders apart: its fully filled image still shows the class
-    (e.g. a blurred copy of an image with no fine detail). ``*_p``: mean target probability of the
-    images, of the fully deleted images and of the insertion's start."""
-    from mikata.evaluation.faithfulness import mode_fills
-
-    fills, notes = mode_fills(fill), []
-    for mode, p in (("deletion", deleted_p), ("insertion", start_p)):
-        if p >= 0.5 * image_p:
-            end = "ends" if mode == "deletion" else "starts"
-            notes.append(f"{mode} {end} at an image filled with {fills[mode]!r} that the model still gives p {p:.2f} "
-                         f"(the images: {image_p:.2f}): this curve can hardly tell a good order from a random one; "
-                         f"try --fill deletion=road,insertion=mean")
-    return notes
-
-
 def card_better(card: dict, name: str) -> str:
     return next(m["better"] for m in card["metrics"] if m["name"] == name)
 
@@ -528,15 +408,18 @@ def write_scorecard(result: Evaluation, out_dir: str, figure: bool = True) -> st
 
     from mikata.evaluation.figure import draw_evaluation
 
+    from mikata.analysis.layout import SCORECARD, RunLayout
+
     os.makedirs(out_dir, exist_ok=True)
-    if figure and draw_evaluation(result, os.path.join(out_dir, "evaluate.png")) is not None:
+    folder = RunLayout(out_dir)
+    figure_path = folder.dir / "evaluate.png"
+    folder.check_file(figure_path, "remove it, then evaluate again")  # matplotlib would write through a link
+    if figure and draw_evaluation(result, str(figure_path)) is not None:
         result.card["figures"] = ["evaluate.png"]
-    path = os.path.join(out_dir, "scorecard.json")
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    path = folder.dir / SCORECARD
+    with folder.replacing(path, binary=False) as f:  # readers (report, server) never see half a file
         json.dump(result.card, f, indent=2, allow_nan=False, default=_json_default)
-    os.replace(tmp, path)  # readers (report, server) never see half a file
-    return path
+    return str(path)
 
 
 def _json_default(o: object) -> object:

@@ -6,13 +6,11 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Sequence
 
-import numpy as np
 import torch
 from PIL import Image
 from torch import nn
 
 from mikata.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
-from mikata.errors import ChoiceError
 from mikata.models.layout import NCHW, FeatureLayout
 from mikata.models.outputs import extract_logits
 
@@ -203,17 +201,10 @@ class ModelHandle:
 
     # ----------------------------------------------------------------- classes
     def class_index(self, target: int | str) -> int:
-        """A class id from an id, a numeric string, or a class name (case-insensitive)."""
-        if isinstance(target, (int, np.integer)) or (isinstance(target, str) and target.strip().isdigit()):
-            i = int(target)
-            if 0 <= i < self.num_classes:
-                return i
-            raise ChoiceError("class id", i, [f"0..{self.num_classes - 1}"])
-        lowered = {n.lower(): i for i, n in enumerate(self.class_names)}
-        key = str(target).strip().lower()
-        if key in lowered:
-            return lowered[key]
-        raise ChoiceError("class", target, self.class_names)
+        """A class id from an id or a class name (``models.classes``: a matching name wins over digits)."""
+        from mikata.models.classes import class_index
+
+        return class_index(self.class_names, target)
 
 
 def describe_preprocessing(pre: Preprocessing) -> str:

@@ -10,8 +10,6 @@ image is decoded.
 
 Example:
     >>> check_class_targets(["cat", "dog"], ["Dog", "top1", 1])
-    >>> class_index(["cat", "dog"], "Dog")
-    1
 """
 
 from __future__ import annotations
@@ -20,7 +18,8 @@ import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from mikata.errors import ChoiceError, MikataError
+from mikata.errors import MikataError
+from mikata.models.classes import class_index
 
 
 def class_names_before_loading(spec: str | os.PathLike) -> tuple[str, ...] | None:
@@ -38,21 +37,6 @@ def class_names_before_loading(spec: str | os.PathLike) -> tuple[str, ...] | Non
     if path.suffix == ".safetensors" and path.is_file():
         return tuple(read_checkpoint_metadata(path)["class_names"])
     return None
-
-
-def class_index(names: Sequence[str], target: int | str) -> int:
-    """A class id from an id, a numeric string or a class name (case-insensitive), exactly as
-    ``ModelHandle.class_index`` resolves it: an unknown one raises ``ChoiceError`` listing the classes."""
-    if isinstance(target, int) or (isinstance(target, str) and target.strip().isdigit()):
-        i = int(target)
-        if 0 <= i < len(names):
-            return i
-        raise ChoiceError("class id", i, [f"0..{len(names) - 1}"])
-    lowered = {n.lower(): i for i, n in enumerate(names)}
-    key = str(target).strip().lower()
-    if key in lowered:
-        return lowered[key]
-    raise ChoiceError("class", target, list(names))
 
 
 def check_class_targets(names: Sequence[str] | None, targets: Iterable[int | str] | int | str | None) -> None:

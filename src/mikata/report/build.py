@@ -3,7 +3,8 @@
 Everything comes from ``overview()`` (the same numbers ``mikata audit`` prints and ``mikata
 serve`` shows), the run's cached attribution maps (``MapService.maps``, computed in batches when
 missing) and, when present, the training history inside the run's checkpoint, feature-visualization
-grids under ``RUN_DIR/featurevis/`` and the scorecard of ``mikata evaluate``.
+grids under ``RUN_DIR/featurevis/``, the scorecard of ``mikata evaluate`` and the concept atlas of
+``mikata concepts`` (``report.concepts``).
 
 The file opens offline: charts are inline SVG drawn here, images are ``data:`` URIs, and each
 image's thumbnail is embedded once, in a JSON table (id -> image) that the page's small script
@@ -28,15 +29,20 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
 from mikata.analysis.attachments import attachment_notes, featurevis_images, read_scorecard, scorecard_figure
+from mikata.analysis.layout import RunLayout, write_output
 from mikata.analysis.sections import confusion_cells, confusion_view, scorecard_table
 
 from mikata.errors import MikataError
 from mikata.formatting import percent
+
+if TYPE_CHECKING:
+    from mikata.analysis.view import RunView
+    from mikata.models.source import ModelSource
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +89,10 @@ def _thumbnails(run_dir: str, ids: Sequence[int], size: int, workers: int) -> tu
 
     with RunStore.open(run_dir) as store:
         files = image_files(store, ids)
-    missing = len(set(int(i) for i in ids)) - len(files)
+        unserved = [p for i, p in store.paths(set(int(i) for i in ids) - set(files)).items()]
+    # files that exist but lie outside the run's data folders (data.paths) are not gone: say which is which
+    outside = sum(1 for p in unserved if os.path.isfile(p))
+    missing = len(unserved) - outside
 
     def one(item: tuple[int, Path]) -> tuple[int, str | None]:
         try:
@@ -97,6 +106,9 @@ def _thumbnails(run_dir: str, ids: Sequence[int], size: int, workers: int) -> tu
     table = {i: t for i, t in got.items() if t is not None}
     lost = missing + len(got) - len(table)
     notes = [f"{lost} images could not be read any more (moved or deleted since the scan): no thumbnails"] if lost else []
+    if outside:
+        notes.append(f"{outside} images lie outside the run's data folders (manifest 'data_roots'), so they are "
+                     "not shown; scan them from a manifest or folder that contains them")
     return table, notes
 
 
@@ -162,7 +174,7 @@ def training_best_epoch(identity: dict, run_dir: str | os.PathLike) -> int | Non
 
 def featurevis_grids(run_dir: Path) -> list[dict]:
     """The feature-visualization images of the run (``attachments.featurevis_images``) as titled data URIs."""
-    folder = run_dir / "featurevis"
+    folder = RunLayout(run_dir).featurevis
     out = []
     for p in featurevis_images(run_dir):
         try:
@@ -239,14 +251,15 @@ def _topk(probs: np.ndarray, k: int) -> list[list]:
     return [[int(c), round(float(probs[c]), 4)] for c in top]
 
 
-def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *, split: str | None = None,
+def write_report(run: "str | os.PathLike | RunView", out: str | os.PathLike | None = None, *, split: str | None = None,
                  groups: Mapping[str, str] | None = None, methods: Sequence[str] = DEFAULT_METHODS,
                  maps: bool = True, n: int = 3, top_issues: int = 50, thumb: int = 64, max_points: int = 5000,
                  map_classes: int = 30, max_matrix: int = 60, handle=None, workers: int | None = None,
                  batch_size: int = 32, model: str | None = None, max_images: int = 50000,
                  max_cell: int = 200, max_field_values: int = 50,
                  device: str | None = "cpu", positive: int | str | None = None,
-                 threshold: float = 0.5, progress: bool = False) -> ReportResult:
+                 threshold: float = 0.5, progress: bool = False,
+                 source: "ModelSource | None" = None) -> ReportResult:
     """Write the HTML report of a scanned run; returns where, how big and how long each stage took.
 
     ``methods``: attribution maps shown for each class's most and least class-like images (for
@@ -258,7 +271,8 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
     every row (a million thumbnails would be ~400 MB of HTML): the counts stay exact, and `mikata
     serve` lists every image. ``handle``: the model (default: loaded from the run's manifest, or from ``model``,
     a spec the user typed, when the manifest's cannot be used; see ``mikata.models.run_model``).
-    Maps are computed on ``device``. A two-class run (or a ``positive`` class named on any run) gets
+    Maps are computed on ``device``; ``source`` (a ``ModelSource``) says all of that in one object.
+    ``run`` may be a ``RunView`` (its selection is the report's rows). A two-class run (or a ``positive`` class named on any run) gets
     its precision-recall and ROC curves, with the operating points at ``threshold`` and at the best
     F1 marked (``positive``: default the minority class; see ``mikata.analysis.binary``). A run
     scanned from a CSV manifest with extra columns gets a section per column (``analysis.fields``):
@@ -266,7 +280,6 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
     """
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-    from mikata.analysis.overview import overview
     from mikata.analysis.runstore import RunStore, RunStoreError
 
     timings: dict[str, float] = {}
@@ -278,13 +291,20 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
         timings[name] = now - tic
         tic = now
 
-    run_dir = Path(run).expanduser().resolve()
-    if not (run_dir / "run.sqlite").is_file():
+    from mikata.analysis.view import RunView, as_view
+
+    layout = RunLayout(run.run_dir if isinstance(run, RunView) else run)
+    run_dir = layout.dir
+    layout.check_database()
+    if not layout.database.is_file():
         raise ReportError(f"{run} is not a mikata run directory (no run.sqlite inside); "
                           "make one with `mikata scan MODEL DATA_DIR --run RUN_DIR`")
-    out_path = Path(out).expanduser() if out is not None else run_dir / "report.html"
-    if out_path.is_dir():
+    out_path = Path(out).expanduser() if out is not None else layout.report
+    if out_path.is_dir() and not out_path.is_symlink():
         raise ReportError(f"--out {out_path} is a directory; give a file name such as {out_path / 'report.html'}")
+    # a link at the output's name is refused before any work (it is never written through)
+    RunLayout(out_path.parent).check_file(out_path.parent.resolve() / out_path.name,
+                                          "remove it, or pass --out with another file")
     if thumb < 16 or thumb > 256:
         raise ReportError(f"thumbnail size {thumb} px is out of range; use 16..256 (64-96 keeps the file small)")
     if maps:
@@ -293,12 +313,18 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
         methods = check_methods(list(methods))  # ChoiceError before any work
     else:
         methods = []
+    from mikata.models.source import ModelSource
+
+    source = source or ModelSource(handle=handle, spec=model, device=device)
+    handle = source.handle
     workers = workers or min(4, os.cpu_count() or 1)
     notes: list[str] = []
 
     if not 0.0 <= threshold <= 1.0:
         raise ReportError(f"threshold {threshold} is not a probability; give a value in [0, 1]")
-    ov = overview(run_dir, n=n, top_issues=top_issues, split=split, groups=groups)
+    view = as_view(run if isinstance(run, RunView) else run_dir, split)
+    split = view.split
+    ov = view.overview(n=n, top_issues=top_issues, groups=groups)
     d = ov.data
     from mikata.analysis.binary import binary_curves
 
@@ -320,7 +346,7 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
         from mikata.analysis.maps import MapService
 
         try:
-            service = MapService(run_dir, model=model, device=device)
+            service = MapService(run_dir, source=source)
             threading.Thread(target=_load_quietly, args=(service,), daemon=True).start()
         except MikataError:
             service = None  # reported below, where the maps are made
@@ -338,7 +364,7 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
         log.info("maps (%s) of the most / least class-like images of %d classes...", ", ".join(methods),
                  len(with_maps))
         try:
-            service = service or MapService(run_dir, handle=handle, model=model, device=device)
+            service = service or MapService(run_dir, source=source)
             got = {}
             from mikata.progress import progress as progress_bar
 
@@ -437,6 +463,12 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
     units = units_section(run_dir)
     notes += attachment_notes(run_dir)  # a refused attachment: its section is left out, and this says why
     lap("extras")
+    from mikata.report.concepts import concepts_section
+
+    concepts, more = concepts_section(run_dir, names, handle=source.handle, model=source.spec,
+                                      device=source.device)
+    notes += more
+    lap("concepts")
 
     from mikata.report.svg import bar_chart, class_colors, line_chart
 
@@ -487,23 +519,22 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
     for i in issues:
         t = big.get(int(i["id"]))
         i["thumb_uri"] = ("data:image/png;base64," if t[0] == "p" else "data:image/jpeg;base64,") + t[1:] if t else ""
-    from mikata.analysis.fields import field_values, group_by
-    from mikata.analysis.issues import find_issues, issue_rows
+    from mikata.analysis.fields import group_by
+    from mikata.analysis.issues import issue_rows
 
-    with RunStore.open(run_dir) as store:
-        field_names = store.field_names()
     field_groups = []
-    for f in field_names:  # one section per manifest column: worst value first
-        groups = group_by(d, f, field_values(d, f))
+    for f, values in view.field_values().items():  # one section per manifest column: worst value first
+        groups = group_by(d, f, values)
         field_groups.append({"name": f, "groups": groups[:max_field_values], "count": len(groups)})
     lap("fields")
-    found = find_issues(d, label_ranking=ov.label_ranking)
+    found = view.issues()  # the whole run's flags of the view's rows
     dataset_issues = [{"type": t.name, "description": t.description, "threshold": t.threshold,
                        "flagged": int(t.flag.sum()),
                        "examples": [{"id": int(d.ids[r]), "name": os.path.basename(d.paths[r]), "score": float(t.score[r]),
                                      "label": names[d.labels[r]], "pred": names[d.preds[r]]}
                                     for r in issue_rows(found, t.name)[:12]]} for t in found.types.values()]
-    extra = sorted({e["id"] for t in dataset_issues for e in t["examples"]} - set(thumbs))
+    strategy_ids = {i for c in (concepts or {}).get("classes", []) for s in c["strategies"] for i in s["exemplars"][:6]}
+    extra = sorted(({e["id"] for t in dataset_issues for e in t["examples"]} | strategy_ids) - set(thumbs))
     if extra:  # a capped report (a big run) has not made these thumbnails yet
         more_thumbs, more = _thumbnails(str(run_dir), extra, thumb, workers)
         thumbs.update(more_thumbs)
@@ -520,7 +551,7 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
         map_legends=_map_legends(methods, method_titles) if overlays else [],
         matrix=matrix, cols=[{"index": p, "name": names[p]} for p in shown_cols],
         pairs=[{"a": names[a], "b": names[b], "ia": a, "ib": b, "ab": ab, "ba": ba} for a, b, ab, ba in ov.confused_pairs],
-        issues=issues, field_groups=field_groups, dataset_issues=dataset_issues, issue_notes=found.notes, exceptional=ex, charts=charts, history=history, featurevis=featurevis, units=units,
+        issues=issues, field_groups=field_groups, dataset_issues=dataset_issues, issue_notes=found.notes, exceptional=ex, charts=charts, history=history, featurevis=featurevis, units=units, concepts=concepts,
         scorecard=card_data, emb=emb, notes=notes, binary=binary, skipped=ov.skipped[:50], map_error=map_error,
         created=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         data_json=_json_script(data), thumbs_json=_json_script(thumbs),
@@ -529,7 +560,7 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
     lap("render")
     try:
         out_path.parent.mkdir(parents=True, exist_ok=True)
-        out_path.write_text(html, encoding="utf-8")
+        write_output(out_path, html)  # whole, through a temporary file; never through a link
     except OSError as e:
         raise ReportError(f"cannot write {out_path}: {e.strerror or e}; choose another --out") from e
     lap("write")

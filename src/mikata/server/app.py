@@ -6,8 +6,9 @@ and on-demand maps, ``/reviews`` label-error review, ``/embedding`` the scatter,
 the gallery, ``/scorecard`` the evaluation. Images are served by integer id only (``/thumb/{id}``,
 ``/img/{id}``, ``/map/{id}.png``); a path never reaches the file system from a request. Every
 request has passed ``security.Gate`` (token and Host check) before it reaches a route. The routes
-are thin functions in ``routes/pages.py``, ``routes/images.py``, ``routes/data.py`` and
-``routes/units.py`` (``/units``: units beside their dataset examples); what they
+are thin functions in ``routes/pages.py``, ``routes/images.py``, ``routes/data.py``,
+``routes/units.py`` (``/units``: units beside their dataset examples) and ``routes/concepts.py``
+(``/concepts`` → class → concept, and the image page's concept decomposition); what they
 share with the HTML report (confusion trimming, cell order, the scorecard table, thumbnails)
 comes from ``mikata.analysis.sections`` and ``mikata.analysis.media``.
 
@@ -35,6 +36,7 @@ from mikata.data.filenames import shown_in_template
 from mikata.formatting import percent
 from mikata.errors import ChoiceError, ImageDecodeError, MikataError, ModelLoadError
 from mikata.models.handle import ModelHandle
+from mikata.models.source import ModelSource
 from mikata.server.routes import ROUTERS
 from mikata.server.routes.pages import GRID_METHODS  # noqa: F401 - the grid's methods, named here before
 from mikata.server.security import Gate, new_token
@@ -60,13 +62,15 @@ def _static_files() -> dict[str, tuple[Path, str]]:
 def create_app(run_dir: str | os.PathLike, token: str | None = None, host: str = "127.0.0.1",
                port: int | None = None, handle: ModelHandle | None = None, model: str | None = None,
                state: RunState | None = None, device: str | None = "cpu", positive: int | str | None = None,
-               split: str | None = None):
+               split: str | None = None, source: ModelSource | None = None):
     """The ASGI app for one run, wrapped in the token/Host gate. ``app.state.run`` is the ``RunState``
-    (``split``: its pages show only that split's rows).
+    (``split``: its pages show only that split's rows; ``source``: the model for maps, a ``ModelSource``,
+    else built from ``handle``/``model``/``device``).
 
     ``port=None`` accepts the allowed host names without a port (for in-process tests only).
     """
-    state = state or RunState(run_dir, handle=handle, model=model, device=device, positive=positive, split=split)
+    state = state or RunState(run_dir, positive=positive, split=split,
+                              source=source or ModelSource(handle=handle, spec=model, device=device))
     token = token or new_token()
     app = FastAPI(title="mikata", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.run = state

@@ -30,12 +30,14 @@ import numpy as np
 from mikata.analysis.attachments import attachment_notes, featurevis_gallery, featurevis_images, featurevis_pngs, read_scorecard
 from mikata.analysis.maps import MapService
 from mikata.analysis.media import UnknownImageError, encode, image_file, thumbnail
-from mikata.analysis.overview import Overview, overview
+from mikata.analysis.overview import Overview
 from mikata.analysis.runstore import RunStore
 from mikata.analysis.sections import confident_first, scorecard_table
+from mikata.analysis.view import RunView
 from mikata.data.filenames import shown
 from mikata.errors import ModelLoadError
 from mikata.models.handle import ModelHandle
+from mikata.models.source import ModelSource
 
 if TYPE_CHECKING:
     from mikata.analysis.binary import Curves
@@ -51,40 +53,42 @@ class RunState:
 
     def __init__(self, run_dir: str | os.PathLike, handle: ModelHandle | None = None, model: str | None = None,
                  thumb_cache: int = 8192, device: str | None = "cpu", positive: int | str | None = None,
-                 split: str | None = None):
+                 split: str | None = None, source: ModelSource | None = None):
         """``positive``: the class whose precision-recall and ROC curves the dashboard shows (default on a
         two-class run: the minority class; see ``analysis.binary``). ``split``: every page shows only the
-        rows of that split (e.g. ``test``), as ``mikata audit --split`` does."""
+        rows of that split (e.g. ``test``), as ``mikata audit --split`` does. ``source``: the model for
+        maps (``ModelSource``; built from ``handle``/``model``/``device`` when not given)."""
+        source = source or ModelSource(handle=handle, spec=model, device=device)
         self.run_dir = Path(run_dir).expanduser().resolve()
         self.split = split or None
         self.store = RunStore.open(self.run_dir, annotate=True)  # also creates maps/reviews on old runs
         self.identity = self.store.manifest["identity"]
         self.store.classes  # a manifest without its class names: one clear DamagedRunError now, not a 500 later
         self._db_lock = threading.Lock()  # one sqlite connection shared by the worker threads
-        self.maps = MapService(self.run_dir, handle=handle, model=model, store=self.store,
-                               lock=self._db_lock, device=device)  # one connection for the app; maps on device
-        self._ov: Overview | None = None
-        self._ov_lock = threading.Lock()
-        self._emb: tuple[tuple, dict] | None = None
-        self._emb_lock = threading.Lock()
-        self._emb_json: tuple[dict, bytes] | None = None
-        self._version: tuple[int, tuple[int, int, int]] | None = None  # (data_version, RunStore.version())
-        self._issues = None  # (version, DatasetIssues)
+        self.maps = MapService(self.run_dir, store=self.store, lock=self._db_lock,
+                               source=source)  # one connection for the app; maps on the source's device
+        # the run and its row selection: overview, issues, curves, fields, embedding, cached per version
+        self.view = RunView(self.run_dir, split=self.split, store=self.store, lock=self._db_lock)
         from mikata.analysis.binary import resolve_class
 
         self.positive = None if positive is None else resolve_class(self.class_names, positive)  # ChoiceError now
-        self._curves = None  # (version, Curves | None, JSON-ready dict | None)
         self._curves_lock = threading.Lock()
-        self._issues_lock = threading.Lock()
+        self._curves: tuple | None = None  # (Curves, the slider's JSON-ready data) of one run version
+        self._emb_lock = threading.Lock()
+        self._emb_json: tuple[dict, bytes] | None = None
         self._thumbs: OrderedDict[tuple[int, int], bytes] = OrderedDict()
         self._thumbs_max = thumb_cache
         self._grids: OrderedDict[tuple, np.ndarray] = OrderedDict()  # (version, true, pred) -> sorted ids
         self._grid_lock = threading.Lock()
         self._thumb_lock = threading.Lock()
-        self._fields: tuple[tuple, dict[str, np.ndarray]] | None = None  # (version, {field: (N,) values})
-        self._fields_lock = threading.Lock()
-        self.overview_builds = 0
-        self.last_build_seconds = 0.0
+
+    @property
+    def overview_builds(self) -> int:
+        return self.view.overview_builds
+
+    @property
+    def last_build_seconds(self) -> float:
+        return self.view.last_build_seconds
 
     # ------------------------------------------------------------ run-level data
     @property
@@ -96,78 +100,29 @@ class RunState:
             return "embed" in self.store.dims()
 
     def version(self) -> tuple[int, int, int]:
-        """``RunStore.version()``, asked again only when another connection committed since the last ask.
-
-        ``version()`` counts the rows (~0.1-0.5 s at 1M rows on this machine, on every request);
-        SQLite's ``data_version`` says in microseconds whether anything was committed meanwhile."""
-        with self._db_lock:
-            changes = self.store.data_version()
-            if self._version is not None and self._version[0] == changes:
-                return self._version[1]
-            v = self.store.version()
-            self._version = (changes, v)
-            return v
+        """``RunStore.version()`` (``RunView.version``: asked again only after another connection committed)."""
+        return self.view.version()
 
     def overview(self) -> Overview:
         """The overview of the committed rows, rebuilt only when ``RunStore.version()`` changed."""
-        v = self.version()
-        ov = self._ov
-        if ov is not None and ov.version == v:
-            return ov
-        with self._ov_lock:
-            ov = self._ov
-            if ov is not None and ov.version == self.version():
-                return ov
-            import time
-
-            start = time.perf_counter()
-            ov = overview(self.run_dir, n=PER_CLASS, top_issues=ISSUES, split=self.split)
-            self.last_build_seconds = time.perf_counter() - start
-            self.overview_builds += 1
-            log.info("overview of %d images built in %.2f s", len(ov.data), self.last_build_seconds)
-            self._ov = ov
-            return ov
+        return self.view.overview(n=PER_CLASS, top_issues=ISSUES)
 
     def issues(self):
-        """The run's dataset issues (``analysis.issues``) over the overview's rows, cached per version;
-        the label issues are the overview's own list (one count everywhere)."""
-        from mikata.analysis.issues import find_issues
-
-        ov = self.overview()
-        with self._issues_lock:
-            if self._issues is None or self._issues[0] != ov.version:
-                self._issues = (ov.version, find_issues(ov.data, label_ranking=ov.label_ranking))
-            return self._issues[1]
+        """The run's dataset issues (``analysis.issues``) of the overview's rows (the whole run's flags),
+        cached per version; the label issues are the overview's own list (one count everywhere)."""
+        return self.view.issues()
 
     # ------------------------------------------------------ per-image fields (manifest columns)
     def field_names(self) -> list[str]:
-        with self._db_lock:
-            return self.store.field_names()
+        return self.view.field_names()
 
     def field_values(self, ov: Overview | None = None) -> dict[str, np.ndarray]:
         """``{field: (N,) values in the overview's row order}``, read once per run version."""
-        ov = ov or self.overview()
-        with self._fields_lock:
-            if self._fields is not None and self._fields[0] == ov.version:
-                return self._fields[1]
-            with self._db_lock:
-                names = self.store.field_names()
-                by_id = {n: self.store.field_values(n) for n in names}
-            ids = ov.data.ids.tolist()
-            values = {n: np.array([m.get(i, "") for i in ids], dtype=object) for n, m in by_id.items()}
-            self._fields = (ov.version, values)
-            return values
+        return self.view.field_values()
 
     def field_groups(self, ov: Overview | None = None, max_values: int = 30) -> list[dict]:
         """Per field ``analysis.fields.group_by`` (worst ``max_values`` values): the dashboard's tables."""
-        from mikata.analysis.fields import group_by
-
-        ov = ov or self.overview()
-        out = []
-        for k, (name, values) in enumerate(self.field_values(ov).items()):
-            groups = group_by(ov.data, name, values)
-            out.append({"index": k, "name": name, "groups": groups[:max_values], "count": len(groups)})
-        return out
+        return self.view.field_groups(max_values)
 
     def image_fields(self, image_id: int) -> list[tuple[str, str]]:
         """``(field, value)`` of one image (the manifest's extra columns), for its page."""
@@ -214,34 +169,17 @@ class RunState:
         """``(Curves | None, data)``: the positive class's curves (None on a run of more than two classes
         without a ``positive`` class) and what the threshold slider reads — the areas, both curves
         thinned for drawing, the counts at 1,001 thresholds 0, 0.001, ..., 1 — cached per version."""
-        from mikata.analysis.binary import binary_curves
-
-        ov = self.overview()
+        c = self.view.curves(self.positive)
         with self._curves_lock:
-            if self._curves is None or self._curves[0] != ov.version:
-                c = binary_curves(ov.data, self.positive)
+            if self._curves is None or self._curves[0] is not c:
                 data = None if c is None else {**c.summary(), **c.curve_points(), "table": c.threshold_table(1000)}
-                self._curves = (ov.version, c, data)
-            return self._curves[1], self._curves[2]
+                self._curves = (c, data)
+            return self._curves[0], self._curves[1]
 
     def embedding(self, max_points: int = EMBEDDING_POINTS) -> dict:
         """Scatter data ``{ids, x, y, label, pred, fields}`` of a PCA projection, cached per version
         (``fields``: per manifest column its distinct ``values`` and each point's ``codes`` into them)."""
-        ov = self.overview()
-        with self._emb_lock:
-            if self._emb is not None and self._emb[0] == ov.version:
-                return self._emb[1]
-            ids, xy = ov.embedding_2d("pca", max_points=max_points)
-            rows = np.array([ov.row(i) for i in ids], dtype=np.int64)
-            fields = {}
-            for name, values in self.field_values(ov).items():  # colour by a manifest column: values + codes
-                uniq, codes = np.unique(values[rows].astype(str), return_inverse=True)
-                fields[name] = {"values": uniq.tolist(), "codes": codes.tolist()}
-            data = {"ids": ids.tolist(), "x": np.round(xy[:, 0], 4).tolist(), "y": np.round(xy[:, 1], 4).tolist(),
-                    "label": ov.data.labels[rows].tolist(), "pred": ov.data.preds[rows].tolist(),
-                    "classes": ov.class_names, "total": len(ov.data), "fields": fields}
-            self._emb = (ov.version, data)
-            return data
+        return self.view.embedding(max_points)
 
     def embedding_points(self, max_points: int = EMBEDDING_POINTS) -> int:
         """How many points ``embedding()`` draws (known before the projection is computed)."""

@@ -156,7 +156,8 @@ def issues_page(request: Request, type: str = "", cls: int = -1, page_no: int = 
     """Dataset issues: a count per type, and the flagged images of one type (of one class, of one field
     value), worst first; for label issues, outliers and weak groups each tile shows the Grad-CAM of its
     prediction."""
-    from mikata.analysis.issues import EXPLAINED_BY_MAPS, issue_rows
+    from mikata.analysis.issue_registry import issue_type
+    from mikata.analysis.issues import issue_rows
 
     state = run_state(request)
     ov = state.overview()
@@ -184,13 +185,14 @@ def issues_page(request: Request, type: str = "", cls: int = -1, page_no: int = 
         captions = {r: f"{type} score {score[r]:.3f}" for r in shown}
     tiles = [{"id": int(d.ids[r]), "label": int(d.labels[r]), "pred": int(d.preds[r]), "prob": float(score[r]),
               "caption": captions[r], "name": files.get(int(d.ids[r]), "")} for r in shown]
-    pairs = [p for p in found.pairs if type in ("near_duplicate", "exact_duplicate", "leak")
-             and (type != "leak" or p[4])][:60]
-    map_method = "gradcam" if type in EXPLAINED_BY_MAPS and "gradcam" in GRID_METHODS else ""
+    spec = issue_type(type)
+    pairs = [p for p in found.pairs if spec.pairs and (type != "leak" or p[4])][:60]
+    map_method = "gradcam" if spec.explained_by_maps and "gradcam" in GRID_METHODS else ""
     return page(request, "issues.html", summary=summary, type=type, sel_cls=cls, tiles=tiles, total=len(rows),
                 page_no=page_no, pages=pages, threshold=found.types[type].threshold,
                 map_method=map_method, map_legend_data=tiles_legend(map_method),
-                pairs=[(int(d.ids[i]), int(d.ids[j]), sim, kind, across) for i, j, sim, kind, across in pairs],
+                pairs=[(int(found.pair_data.ids[i]), int(found.pair_data.ids[j]), sim, kind, across)
+                       for i, j, sim, kind, across in pairs],
                 groups=[g for g in found.groups if g["flagged"]] if type == "underperforming_group" else [],
                 notes=found.notes, where=where, where_text=where_text, fields=state.field_choices(),
                 flagged_total=int(found.types[type].flag.sum()))

@@ -265,3 +265,78 @@ function mikataEmbedding() {
     data = d; update();
   }).catch((e) => { out.textContent = "cannot load the curves: " + e; out.className = "error"; });
 })();
+
+// ---------------------------------------------------------------------------- concepts
+// A concept's review: one POST /api/concept-review/CLASS/K with {"verdict": "object"|"artefact"|null}.
+$$(".concept-review").forEach((box) => {
+  const out = $(".verdict", box);
+  $$("button.cmark", box).forEach((b) => b.addEventListener("click", async () => {
+    const verdict = b.dataset.verdict || null;
+    const resp = await fetch("/api/concept-review/" + box.dataset.class + "/" + box.dataset.k, {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ verdict: verdict }),
+    });
+    if (!resp.ok) { out.textContent = await resp.text(); out.className = "verdict error"; return; }
+    $$("button.cmark", box).forEach((x) => x.classList.toggle("on", !!verdict && x.dataset.verdict === verdict));
+    out.className = "verdict";
+    out.textContent = verdict ? "saved: " + verdict : "cleared";
+  }));
+});
+
+// A concept's heatmap over the image, shown where the attribution map goes (its own legend: 0 .. its peak).
+function conceptMap(id, c, k, name) {
+  const img = $("#overlay"), status = $("#mapstatus"), legend = $("#maplegend");
+  const t0 = performance.now();
+  status.textContent = "computing the heatmap of " + name + "…";
+  status.className = "muted busy";
+  img.onerror = () => { status.textContent = "no heatmap of " + name + " (see the server log)"; status.className = "error"; };
+  img.onload = () => {
+    img.hidden = false;
+    img.dataset.key = "concept/" + name;
+    if (legend) legend.hidden = true;
+    status.textContent = name + " over this image (blue 0 → red: the concept's peak in the image) · " +
+      Math.round(performance.now() - t0) + " ms";
+    status.className = "muted";
+  };
+  img.src = "/map/concepts/" + c + "/" + k + "/image/" + id + ".png";
+}
+
+// The image page: its prediction split over the predicted class's concepts, computed on demand with the model.
+(function decomposition() {
+  const box = $("#decomposition");
+  if (!box) return;
+  const status = $(".status", box), list = $(".shares", box);
+  const t0 = performance.now();
+  const ticker = setInterval(() => {
+    status.textContent = "computing the concept decomposition: " + ((performance.now() - t0) / 1000).toFixed(1) +
+      " s so far (the model loads first on the first image)";
+  }, 500);
+  fetch("/map/concepts/decomposition/" + box.dataset.id).then(async (r) => {
+    clearInterval(ticker);
+    if (!r.ok) { status.textContent = (await r.text()) || ("error " + r.status); status.className = "status error"; return; }
+    const d = await r.json();
+    status.textContent = d.text;
+    status.className = "status decomposition-text";
+    (d.shares || []).forEach(([name, share, c, k, shortcut]) => {
+      const row = document.createElement("div");
+      row.className = shortcut ? "share shortcut" : "share";
+      if (shortcut) row.title = "a suspected shortcut: open the concept to judge it";
+      const a = document.createElement("a");
+      a.href = "/concepts/" + c + "/" + k;
+      a.textContent = name;
+      const bar = document.createElement("div");
+      bar.className = "bar";
+      bar.style.width = Math.round(100 * share) + "%";
+      const cell = document.createElement("div");
+      cell.append(bar);
+      const val = document.createElement("span");
+      val.textContent = Math.round(100 * share) + "%";
+      const show = document.createElement("a");  // the concept's heatmap over this image, in the map panel
+      show.href = "#";
+      show.className = "conceptmap";
+      show.textContent = "map";
+      show.addEventListener("click", (e) => { e.preventDefault(); conceptMap(box.dataset.id, c, k, name); });
+      row.append(a, cell, val, show);
+      list.append(row);
+    });
+  }).catch((e) => { clearInterval(ticker); status.textContent = String(e); status.className = "status error"; });
+})();
