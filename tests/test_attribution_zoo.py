@@ -397,7 +397,8 @@ def test_eigencam_where_the_svd_component_comes_out_inverted():
 # model -> the methods refused on it and why (everything else must run, finite, model untouched).
 # Grad-CAM family / rollouts against their references: tests/test_transformers.py.
 TRANSFORMER_ZOO = {
-    "vit": {}, "vit_registers": {}, "deit": {}, "eva": {}, "beit": {}, "hybrid": {},
+    "vit": {}, "vit_registers": {}, "deit": {}, "eva": {}, "beit": {},
+    "hybrid": {"guided-backprop": None},  # ReLU conv stem + GELU blocks: mixed activations (see MaxViT below)
     "swin": {"attention-rollout": "windowed", "gradient-rollout": "windowed"},
     # MaxViT mixes ReLU (SE gates) with GELU/SiLU: guided backprop on mixed activations is branch cnn-lrp's
     # (issue 33, "mixed activations"); not checked here
