@@ -178,6 +178,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/planted/speed"))
     parser.add_argument("--sample", type=int, default=500)
     parser.add_argument("--rows", type=int, default=0, help="also measure memory on a synthetic run of this many rows")
+    parser.add_argument("--memory-sample", type=int, default=100,
+                        help="images per class for the memory runs (the same on both runs; default 100)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--skip-speed", action="store_true")
     args = parser.parse_args()
@@ -195,8 +197,9 @@ def main() -> None:
         print(f"{'compute_atlas':<18} {seconds:>7.1f}")
     if args.rows:
         big = build_big_run(args.work, run, args.rows)
-        small = measure_memory(run, args.sample, args.device)
-        large = measure_memory(big, args.sample, args.device)
+        small = measure_memory(run, args.memory_sample, args.device)
+        large = measure_memory(big, args.memory_sample, args.device)
+        print(f"memory: compute_atlas(sample={args.memory_sample}) in a fresh process")
         print(f"{'run rows':>9} {'atlas s':>8} {'peak RSS MB':>12} {'tracemalloc MB':>15}")
         for n, m in ((5000, small), (args.rows, large)):
             print(f"{n:>9} {m['seconds']:>8.1f} {m['peak_rss_mb']:>12.0f} {m['tracemalloc_peak_mb']:>15.1f}")

@@ -7,6 +7,13 @@ Captum's DeepLift and GuidedBackprop (for the disagreements the issue saw), zenn
 
     PYTHONPATH=src python benchmarks/zoo_table.py [--models googlenet,convnext]
     PYTHONPATH=src python benchmarks/zoo_table.py --lrp [resnet18,vit_tiny_patch16_224]   # LRP / AttnLRP
+    PYTHONPATH=src python benchmarks/zoo_table.py --transformers [--models vit,swin,hf]
+
+With ``--transformers`` the models are tests/transformer_models.py's (ViT, registers, DeiT, Swin, MaxViT,
+EVA, BEiT, a conv-stem hybrid; ``hf``: a Hugging Face ViTForImageClassification saved to a folder and
+loaded with ``hf:``), and the references tests/test_transformers.py's: pytorch-grad-cam with its documented
+reshape_transforms, attention rollout and gradient rollout written from the papers (timm ViT-style models
+and the HF ViT, whose attention transformers returns itself).
 """
 
 from __future__ import annotations
@@ -72,15 +79,96 @@ def lrp_table(names: list[str]) -> None:
         print(f"| {name} | {size} | {cells[0]} | {cells[1]} |", flush=True)
 
 
+TRANSFORMERS = ("vit", "vit_registers", "deit", "swin", "maxvit", "eva", "beit", "hybrid", "hf")
+
+
+def transformer_table(names: list[str]) -> None:
+    """One row per transformer: default layer, then per method ok/refused, r against the reference, ms."""
+    import tempfile
+
+    import transformer_models as tm
+    from attribution_helpers import pearson
+    from test_transformers import (_gradient_rollout_reference, _reshape, _rollout_reference, _vit_reference)
+    from mikata.attribution import explain
+    from mikata.errors import MikataError
+    from mikata.models import load_model
+
+    cols = ("gradcam", "attention-rollout", "gradient-rollout", "saliency")
+    print("| model | default layer (map) | " + " | ".join(cols) + " |")
+    print("|---|---|" + "---|" * len(cols))
+    for name in names:
+        hf_out = None
+        if name == "hf":
+            folder = tempfile.mkdtemp()
+            tm.hf_vit_folder(folder)
+            h = load_model(f"hf:{folder}")
+        else:
+            h = getattr(tm, name)()
+        x = torch.randn(1, 3, *h.input_size, generator=torch.Generator().manual_seed(0))
+        target = int(h.model(x).argmax(1))
+        attns = None
+        if name in ("vit", "vit_registers", "deit", "hybrid"):
+            with torch.enable_grad():
+                logits, attns = _vit_reference(h.net, x)
+        elif name == "hf":
+            from transformers import ViTForImageClassification
+
+            ref = ViTForImageClassification.from_pretrained(folder, attn_implementation="eager").eval()
+            with torch.enable_grad():
+                hf_out = ref(pixel_values=x, output_attentions=True)
+            logits, attns = hf_out.logits, list(hf_out.attentions)
+        prefix = h.layout(h.default_layer).prefix
+        cells = []
+        for m in cols:
+            t = time.perf_counter()
+            try:
+                a = explain(h, x, [m], targets=[target])[0]
+            except MikataError as e:
+                cells.append(f"refused ({type(e).__name__})")
+                continue
+            ms = 1000 * (time.perf_counter() - t)
+            extra = ""
+            if m == "gradcam" and name != "hf":
+                import pytorch_grad_cam
+                from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+                from mikata.hooks import get_layer
+
+                c = pytorch_grad_cam.GradCAM(model=h.model, target_layers=[get_layer(h.net, h.default_layer)],
+                                             reshape_transform=_reshape(name, h, h.default_layer))
+                r = torch.from_numpy(c(input_tensor=x, targets=[ClassifierOutputTarget(target)]))
+                extra = f" r={pearson(a.maps, r):.4f} (pytorch-grad-cam)"
+            elif m == "attention-rollout" and attns is not None:
+                extra = f" r={pearson(a.raw.flatten(), _rollout_reference(attns, prefix).flatten()):.4f}"
+            elif m == "gradient-rollout" and attns is not None:
+                ref = _gradient_rollout_reference(attns, logits[:, target].sum(), prefix)
+                extra = f" r={pearson(a.raw.flatten(), ref.flatten()):.4f}"
+            elif m == "saliency":
+                from test_attribution_zoo import _input_grad
+
+                extra = f" r={pearson(a.raw, _input_grad(h, x, torch.tensor([[target]])).abs()):.4f}"
+            cells.append(f"ok {ms:.0f} ms{extra}")
+        grid = h.layout(h.default_layer).describe()
+        print(f"| {name} | {h.default_layer} ({grid}) | " + " | ".join(cells) + " |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--models", default=None)
     ap.add_argument("--lrp", nargs="?", const=",".join(LRP_MODELS), default=None,
                     help="the LRP / AttnLRP conservation table instead (optionally: comma-separated architectures)")
+    ap.add_argument("--transformers", action="store_true", help="the transformer zoo instead of the CNNs")
     args = ap.parse_args()
     if args.lrp:
         lrp_table(args.lrp.split(","))
         return
+    if args.transformers:
+        from torchvision_compat import import_torchvision_declaring_ops
+
+        import_torchvision_declaring_ops()
+        transformer_table((args.models or ",".join(TRANSFORMERS)).split(","))
+        return
+    args.models = args.models or ",".join(MODELS)
     from attribution_helpers import pearson
     from test_attribution_zoo import _Guided, _Rescale, _eigencam_reference, _input_grad, _layer_act
     from mikata.attribution import explain

@@ -53,8 +53,9 @@ def _ids_by_path(run) -> dict[str, int]:
 # ------------------------------------------------------------------------------ manifest fields
 def test_a_manifest_header_makes_its_extra_columns_fields(tmp_path):
     (tmp_path / "a.png").write_bytes(b"")
+    (tmp_path / "b.png").write_bytes(b"")  # two files: one file listed twice with two labels is refused
     m = tmp_path / "m.csv"
-    m.write_text("path,label,cell_type,site\na.png,x,inverted,north\na.png,y,plain\n")
+    m.write_text("path,label,cell_type,site\na.png,x,inverted,north\nb.png,y,plain\n")
     ds = manifest_dataset(m)
     assert ds.fields == ["cell_type", "site"]
     assert [dict(s.fields) for s in ds.samples] == [{"cell_type": "inverted", "site": "north"},

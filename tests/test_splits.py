@@ -111,6 +111,8 @@ def test_an_older_run_without_resize_still_checks_intact_and_resumes(scanned, mo
     shorter = dataclasses.replace(model, preprocessing=dataclasses.replace(model.preprocessing, resize="shorter"))
     m = json.loads((legacy / "manifest.json").read_text())
     m["identity"].pop("resize")
+    m["format"] = "mikata-run/1"  # such runs were format 1: the run format's migration fills the field in
+    m.pop("data_roots")
     (legacy / "manifest.json").write_text(json.dumps(m))
     assert check_run(legacy).ok, check_run(legacy).format()
     s = scan(shorter, digits, legacy, workers=0, progress=False)  # same setup: resumes, nothing refused

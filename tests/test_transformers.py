@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 import transformer_models as tm
 from attribution_helpers import assert_untouched, pearson, snapshot
+
 from mikata.attribution import explain
 from mikata.attribution.attention_maps import AttentionMethodError
 from mikata.models.attention import NoAttentionError, capture_attention, fused_flags

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from test_train import write_digits
 from torchvision_compat import import_torchvision_declaring_ops
 

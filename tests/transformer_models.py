@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torchvision_compat import import_torchvision_declaring_ops
 
 from mikata.models.handle import ModelHandle
 from mikata.models.layers import trace_layers
-from torchvision_compat import import_torchvision_declaring_ops
 
 CLASSES = 10
 SIZES = {"maxvit": 128}  # MaxViT's 32x downsampling needs a 4x4 last stage; the others run at 64 px

@@ -7,8 +7,10 @@
   app's gallery shows each unit's image with its label, and the log (``featurevis_gallery``).
 - ``RUN_DIR/evaluate/scorecard.json`` and its figures (``mikata evaluate RUN_DIR``).
 
-Every path returned lies inside its folder after resolving links, so a symlink planted in a run
-cannot make the report or the server read a file elsewhere.
+Each folder counts only if it is a real folder inside the run (``RunLayout.folder``: a link named
+``featurevis`` or ``evaluate`` pointing elsewhere is treated as absent), and every path returned lies
+inside its folder after resolving links, so a symlink planted in a run cannot make the report or the
+server read a file elsewhere.
 
 Example:
     >>> featurevis_images("runs/fashion")                 # doctest: +SKIP
@@ -21,20 +23,28 @@ import logging
 import os
 from pathlib import Path
 
+from mikata.analysis.layout import EVALUATE, FEATUREVIS, SCORECARD, UNITS, UNITS_CARD, RunLayout
 from mikata.analysis.schema import MapOf, Opt, Req, SchemaError, check_value, parse_json, read_json
 
 log = logging.getLogger(__name__)
 
 
-def _inside(root: Path, path: Path) -> bool:
+def _inside(root: Path | None, path: Path) -> bool:
+    if root is None:
+        return False
     real_root, real = os.path.realpath(root), os.path.realpath(path)
     return os.path.commonpath([real_root, real]) == real_root and os.path.isfile(real)
 
 
+def run_folder(run_dir: str | os.PathLike, name: str) -> Path | None:
+    """``RUN_DIR/name`` if it is a real folder inside the run (not a link, not resolving elsewhere), else None."""
+    return RunLayout(run_dir).folder(name)
+
+
 def featurevis_images(run_dir: str | os.PathLike) -> list[Path]:
     """The PNGs under ``RUN_DIR/featurevis/`` to show, sorted (a folder with a ``grid.png``: just the grid)."""
-    root = Path(run_dir) / "featurevis"
-    if not root.is_dir():
+    root = run_folder(run_dir, FEATUREVIS)
+    if root is None:
         return []
     pngs = sorted(p for p in root.rglob("*.png") if _inside(root, p))
     gridded = {p.parent for p in pngs if p.name == "grid.png"}
@@ -43,8 +53,8 @@ def featurevis_images(run_dir: str | os.PathLike) -> list[Path]:
 
 def featurevis_pngs(run_dir: str | os.PathLike) -> list[Path]:
     """Every PNG under ``RUN_DIR/featurevis/`` (grids and unit images), sorted: what the web app serves by index."""
-    root = Path(run_dir) / "featurevis"
-    if not root.is_dir():
+    root = run_folder(run_dir, FEATUREVIS)
+    if root is None:
         return []
     return sorted(p for p in root.rglob("*.png") if _inside(root, p))
 
@@ -106,7 +116,7 @@ def featurevis_gallery(run_dir: str | os.PathLike) -> list[dict]:
     the unit PNG's ``mikata-label``, or its file name) and ``log`` (the grid's ``mikata-log`` text, or
     None). Index the PNGs with ``featurevis_pngs``.
     """
-    root = Path(run_dir) / "featurevis"
+    root = RunLayout(run_dir).featurevis
     pngs = featurevis_pngs(run_dir)
     folders: dict[Path, list[Path]] = {}
     for p in pngs:
@@ -152,8 +162,9 @@ def load_scorecard(run_dir: str | os.PathLike) -> tuple[dict | None, str | None]
     """``RUN_DIR/evaluate/scorecard.json`` checked against ``SCORECARD_SCHEMA``: ``(card, None)``;
     ``(None, note)`` when it is there but refused (the note names the place and what to do);
     ``(None, None)`` when there is none."""
-    path = Path(run_dir) / "evaluate" / "scorecard.json"
-    if not path.is_file():
+    root = run_folder(run_dir, EVALUATE)  # a link named evaluate/ pointing elsewhere counts as absent
+    path = RunLayout(run_dir).dir / EVALUATE / SCORECARD
+    if not _inside(root, path):
         return None, None
     try:
         card = read_json(path, SCORECARD_SCHEMA)
@@ -172,10 +183,11 @@ def read_scorecard(run_dir: str | os.PathLike) -> dict | None:
     return load_scorecard(run_dir)[0]
 
 
-def load_units_json(root: Path) -> tuple[dict | None, str | None]:
-    """``root/units.json`` checked against ``UNITS_SCHEMA``, as ``load_scorecard`` returns it."""
-    path = root / "units.json"
-    if not path.is_file():
+def load_units_json(root: Path | None) -> tuple[dict | None, str | None]:
+    """``root/units.json`` checked against ``UNITS_SCHEMA``, as ``load_scorecard`` returns it (``root``: the
+    run's units folder from ``run_folder``; None when it is absent or not a real folder of the run)."""
+    path = (root or Path("/nonexistent")) / UNITS_CARD
+    if not _inside(root, path):
         return None, None
     try:
         raw = read_json(path, UNITS_SCHEMA)
@@ -191,13 +203,15 @@ def load_units_json(root: Path) -> tuple[dict | None, str | None]:
 def attachment_notes(run_dir: str | os.PathLike) -> list[str]:
     """One line per attachment that is there but was refused (its section is left out, or shown without its
     labels); empty when every attachment is fine or absent."""
-    notes = [n for n in (load_scorecard(run_dir)[1], load_units_json(Path(run_dir) / "units")[1]) if n]
+    notes = [n for n in (load_scorecard(run_dir)[1], load_units_json(run_folder(run_dir, UNITS))[1]) if n]
     notes += [e["note"] for e in featurevis_gallery(run_dir) if e.get("note")]
     return notes
 
 
 def scorecard_figure(run_dir: str | os.PathLike, name: str) -> Path | None:
     """One of the scorecard's ``figures`` (a PNG path relative to ``RUN_DIR/evaluate``), if it is there."""
-    root = Path(run_dir) / "evaluate"
+    root = run_folder(run_dir, EVALUATE)
+    if root is None:
+        return None
     path = root / str(name)
     return path if str(name).endswith(".png") and _inside(root, path) else None

@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 
 from mikata.analysis.audit import accuracy, load_run
+from mikata.analysis.layout import CROSSVAL, RunLayout
 from mikata.analysis.merge import copy_rows
 from mikata.analysis.runlock import RunLock
 from mikata.analysis.runstore import RunStore
@@ -196,7 +197,7 @@ def _weights_sha1(handle: ModelHandle) -> str:
 
 def _check_plan(work: Path, plan: dict) -> None:
     """Write the plan into a new work folder, or check that an existing one holds this very plan."""
-    path = work / "crossval.json"
+    path = work / CROSSVAL
     if path.is_file():
         try:
             old = json.loads(path.read_text(encoding="utf-8"))
@@ -208,6 +209,5 @@ def _check_plan(work: Path, plan: dict) -> None:
                                 "give another --run (or --work), or delete that folder to start over")
         return
     work.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(plan, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
+    with RunLayout(work).replacing(path, binary=False) as f:  # whole, never through a link
+        f.write(json.dumps(plan, indent=2))

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
+from mikata.analysis.layout import RunLayout, output_path
 from mikata.errors import ChoiceError, MikataError
 
 if TYPE_CHECKING:
@@ -51,6 +52,9 @@ def export_run(run: "str | os.PathLike | RunView", out: str | os.PathLike, fmt: 
     from mikata.analysis.run import open_run
 
     fmt = export_format(out, fmt)
+    target = Path(out).expanduser()
+    RunLayout(target.parent).check_file(target.parent.resolve() / target.name,  # before any work
+                                        "remove it, or pass --out with another file")
     r = open_run(run, split, model=model, device=device)
     frame = r.to_pandas()
     # a name that is not valid UTF-8 (kept as surrogates in memory) as text every format can hold: \xNN escapes
@@ -59,12 +63,13 @@ def export_run(run: "str | os.PathLike | RunView", out: str | os.PathLike, fmt: 
         frame["map_path"] = _write_maps(r, frame, Path(maps_dir), map_method, batch_size)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "parquet":
-        _parquet(frame, out, r)
-    elif fmt == "csv":
-        frame.to_csv(out, index=False)
-    else:
-        frame.to_json(out, orient="records", lines=True, force_ascii=False)
+    with output_path(out) as tmp:  # whole, through a temporary file; a link at ``out`` is refused, never followed
+        if fmt == "parquet":
+            _parquet(frame, tmp, r)
+        elif fmt == "csv":
+            frame.to_csv(tmp, index=False)
+        else:
+            frame.to_json(tmp, orient="records", lines=True, force_ascii=False)
     return out
 
 

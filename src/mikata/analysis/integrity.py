@@ -15,23 +15,21 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sqlite3
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
+from mikata.analysis.layout import RunLayout, UnsafeRunFileError
+from mikata.analysis.run_format import RunFormatError, migrate_manifest
 from mikata.analysis.runstore import (DamagedRunError, RunStore, RunStoreError, decode_map, parse_topk,
                                       vector_file_size)
 from mikata.data.filenames import from_db, shown
-
-from mikata.data.preprocessing import FIELDS as PREPROCESSING_FIELDS, OPTIONAL_FIELDS, RESIZE_MODES
-
-# every preprocessing field but those older runs may lack (``resize``: they meant the shorter-side resize)
-PREPROCESSING_KEYS = tuple(k for k in PREPROCESSING_FIELDS if k not in OPTIONAL_FIELDS)
+from mikata.data.files import UnreadableFileError, file_digest
+from mikata.data.paths import servable_root
+from mikata.data.preprocessing import FIELDS as PREPROCESSING_FIELDS, RESIZE_MODES
 
 
 @dataclass
@@ -80,13 +78,19 @@ RESCAN = "scan again into a new --run directory (or restore the run from a copy)
 def check_run(run_dir: str | os.PathLike, hashes: bool = False, files: bool = True) -> CheckReport:
     """Check everything in ``run_dir`` that can be checked without the model; see the module doc.
     ``files=False`` leaves out the image files (what ``merge`` checks of a shard: only the run itself)."""
-    run = Path(run_dir).expanduser().resolve()
+    layout = RunLayout(run_dir)
+    run = layout.dir
     report = CheckReport(str(run))
     add = report.problems.append
-    if not (run / "run.sqlite").is_file():
+    try:
+        layout.check_database()
+    except UnsafeRunFileError as e:
+        add(Problem(str(e).split(";")[0], "remove it, or restore the run from a copy"))
+        return report
+    if not layout.database.is_file():
         add(Problem(f"{run} has no run.sqlite", "give the directory that `mikata scan --run` made"))
         return report
-    classes = _check_manifest(run, report)
+    classes = _check_manifest(layout, report)
     try:
         store = RunStore.open(run, validate=False)  # every problem is listed below, not just the first
     except DamagedRunError as e:
@@ -98,16 +102,21 @@ def check_run(run_dir: str | os.PathLike, hashes: bool = False, files: bool = Tr
             _check_files(store, report, hashes)
     except (sqlite3.DatabaseError, RunStoreError) as e:
         add(Problem(f"reading run.sqlite failed: {str(e).split(';')[0]}", RESCAN))
+    except UnsafeRunFileError as e:
+        add(Problem(str(e).split(";")[0], "remove it, or restore the run from a copy"))
     finally:
         store.close()
     return report
 
 
-def _check_manifest(run: Path, report: CheckReport) -> list[str] | None:
-    path = run / "manifest.json"
+def _check_manifest(layout: RunLayout, report: CheckReport) -> list[str] | None:
+    path = layout.manifest
     report.checked.append("manifest.json")
     try:
-        m = json.loads(path.read_text(encoding="utf-8"))
+        m = json.loads(layout.read_text(path))
+    except UnsafeRunFileError as e:
+        report.problems.append(Problem(str(e).split(";")[0], "remove it, or restore the run from a copy"))
+        return None
     except (OSError, ValueError, RecursionError) as e:
         report.problems.append(Problem(f"{path} is not readable JSON ({e})", RESCAN))
         return None
@@ -115,10 +124,23 @@ def _check_manifest(run: Path, report: CheckReport) -> list[str] | None:
     if not isinstance(ident, dict):
         report.problems.append(Problem(f"{path} has no 'identity' object", RESCAN))
         return None
-    missing = [k for k in ("model_spec", "weights_sha1", "classes", *PREPROCESSING_KEYS) if k not in ident]
+    try:  # an older run is checked as the current format it migrates to (analysis.run_format)
+        migrated = migrate_manifest(m, path)
+    except RunFormatError as e:
+        report.problems.append(Problem(str(e).split(";")[0], str(e).split("; ", 1)[-1]))
+        return None
+    ident = migrated["identity"]
+    report.checked.append("data roots (the folders images are served from)")
+    refused = [r for r in migrated["data_roots"] if servable_root(r) is None]
+    if refused:
+        report.problems.append(Problem(
+            f"{path}: data_roots {refused[:3]} may not serve images (missing, too broad, a home or a system "
+            "folder): the app and the report show no images from there",
+            "scan from a folder or manifest inside the data's own folder", "stale"))
+    missing = [k for k in ("model_spec", "weights_sha1", "classes", *PREPROCESSING_FIELDS) if k not in ident]
     if missing:
         report.problems.append(Problem(f"{path}: identity lacks {missing}", RESCAN))
-    if ident.get("resize", OPTIONAL_FIELDS["resize"]) not in RESIZE_MODES:
+    if ident.get("resize") not in RESIZE_MODES:
         report.problems.append(Problem(f"{path}: identity.resize is {ident.get('resize')!r}, not one of "
                                        f"{list(RESIZE_MODES)}", RESCAN))
     classes = ident.get("classes")
@@ -144,10 +166,10 @@ def _check_database(store: RunStore, report: CheckReport, classes: list[str] | N
     report.rows, report.ok_rows = store.count(), store.count("ok")
     report.checked.append("vector files against the committed count")
     for kind in sorted(dims):
-        p = store.dir / f"{kind}.f16"
+        p = store.layout.vector(kind)
         try:
-            size = vector_file_size(p, store.dir) if p.exists() else None
-        except DamagedRunError as e:
+            size = vector_file_size(p, store.dir) if os.path.lexists(p) else None
+        except (DamagedRunError, UnsafeRunFileError) as e:
             add(Problem(str(e).split(";")[0], RESCAN))
             continue
         want = n * dims[kind] * 2
@@ -192,11 +214,11 @@ def _check_values(store: RunStore, report: CheckReport, n: int, dims: dict[str, 
                     "nothing is lost: the app and the report ignore them and compute those maps again", "stale"))
     report.checked.append("committed vectors (finite; probabilities sum to 1)")
     for kind in sorted(dims):
-        p = store.dir / f"{kind}.f16"
+        p = store.layout.vector(kind)
         try:
-            if not p.exists() or vector_file_size(p, store.dir) < n * dims[kind] * 2:
+            if not os.path.lexists(p) or vector_file_size(p, store.dir) < n * dims[kind] * 2:
                 continue  # named above
-        except DamagedRunError:
+        except (DamagedRunError, UnsafeRunFileError):
             continue
         bad, off = _vector_problems(store.vectors(kind, n), kind == "probs")
         if bad:
@@ -290,9 +312,10 @@ def _check_files(store: RunStore, report: CheckReport, hashes: bool) -> None:
                                        "scan again into this run: changed files are recomputed", "stale"))
 
 
-def _sha1(path: str) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def _sha1(path: str) -> str | None:
+    """The file's sha1, or None when it is no longer a readable regular file (a FIFO, a device, a
+    directory, too large): then it is "changed", never a hang or a traceback."""
+    try:
+        return file_digest(path)[0]
+    except UnreadableFileError:
+        return None

@@ -2,7 +2,8 @@
 
 The web app and the HTML report never take a path from a user: they take a row id, and
 ``image_file`` turns it into a file only if that file, with every symlink resolved, still lies
-inside the run's dataset root. Anything else (unknown id, skipped row, a symlink pointing out of
+inside one of the run's data roots (``data.paths``: a root read from the manifest is used only if
+it is a plausible data folder, never ``/`` or a system folder). Anything else (unknown id, skipped row, a symlink pointing out of
 the data folder, a file deleted since the scan) is an ``UnknownImageError``, which the server
 answers with 404.
 
@@ -32,7 +33,8 @@ class UnknownImageError(UnservableFileError):
 
 
 def image_file(store: RunStore, image_id: int, row: dict | None = None) -> Path:
-    """The file behind a row id, resolved, and guaranteed to lie inside the run's dataset root.
+    """The file behind a row id, resolved, and guaranteed to lie inside one of the run's data roots (``data.paths``: a root read from the manifest is used only if
+it is a plausible data folder, never ``/`` or a system folder).
 
     ``row``: the id's ``store.image`` row when the caller already has it (no second lookup).
     """
@@ -40,14 +42,14 @@ def image_file(store: RunStore, image_id: int, row: dict | None = None) -> Path:
     if row is None:
         raise UnknownImageError(f"no image with id {image_id} in this run")
     try:
-        return file_inside(row["path"], store.manifest.get("dataset_root"))
+        return file_inside(row["path"], store.manifest["data_roots"])
     except UnservableFileError as e:
         raise UnknownImageError(f"image {image_id} {e}") from None
 
 
 def image_files(store: RunStore, ids: Iterable[int]) -> dict[int, Path]:
     """``image_file`` for many usable ids in few queries: id -> file, leaving out those it would refuse."""
-    return files_inside(store.paths(ids, status="ok"), store.manifest.get("dataset_root"))
+    return files_inside(store.paths(ids, status="ok"), store.manifest["data_roots"])
 
 
 def thumbnail(path: str | os.PathLike, size: int = 96, quality: int = 85) -> bytes:

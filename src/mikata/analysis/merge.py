@@ -27,6 +27,7 @@ from typing import Sequence
 
 import numpy as np
 
+from mikata.analysis.layout import RunLayout
 from mikata.analysis.runstore import ROW_COLUMNS, Row, RunStore, RunStoreError
 
 log = logging.getLogger(__name__)
@@ -62,12 +63,12 @@ def merge_runs(target: str | os.PathLike, shards: Sequence[str | os.PathLike], p
             manifests.append(store.manifest)
             kinds.append(sorted(store.dims()) if store.count("ok") else None)
     _check_vector_kinds(shards, kinds, target)
-    first = manifests[0]
-    from mikata.data.preprocessing import with_defaults
+    first = manifests[0]  # each already migrated to the current run format (analysis.run_format)
+    from mikata.data.paths import minimal_roots
 
-    first_id = with_defaults(first.get("identity", {}))
+    first_id = first["identity"]
     for s, m in zip(shards[1:], manifests[1:]):
-        ident = with_defaults(m.get("identity", {}))
+        ident = m["identity"]
         if ident != first_id:
             diff = sorted(k for k in set(ident) | set(first_id) if ident.get(k) != first_id.get(k))
             raise RunStoreError(f"{s} was scanned with another model or setup than {shards[0]} (differs in: "
@@ -76,6 +77,8 @@ def merge_runs(target: str | os.PathLike, shards: Sequence[str | os.PathLike], p
     manifest = dict(first, merged_from=[str(Path(s).expanduser().resolve()) for s in shards])
     if len(roots) > 1:
         manifest["dataset_root"] = os.path.commonpath([r for r in roots if r]) if all(roots) else first.get("dataset_root")
+    # what may be served is each shard's own data roots, never their common ancestor (which may be "/")
+    manifest["data_roots"] = minimal_roots([r for m in manifests for r in m["data_roots"]])
     added = already = 0
     with RunStore.create_or_resume(target, manifest) as out:
         done = out.done()
@@ -107,7 +110,7 @@ def check_shard(shard: str | os.PathLike, target: Path) -> None:
 def _check_vector_kinds(shards: Sequence[str | os.PathLike], kinds: list[list[str] | None], target: Path) -> None:
     """Every shard with scanned rows must store the same vector kinds (and the target, when it has rows)."""
     have = [(s, k) for s, k in zip(shards, kinds) if k is not None]
-    if target.joinpath("run.sqlite").is_file():
+    if RunLayout(target).database.is_file():
         with RunStore.open(target) as t:
             if t.count("ok"):
                 have.insert(0, (target, sorted(t.dims())))
@@ -192,7 +195,7 @@ def split_run(run: str | os.PathLike, out_dir: str | os.PathLike, n: int) -> lis
     for i in range(n):
         part = out_dir / f"shard{i}"
         mine = shard_of(ids, (i, n))
-        if (part / "run.sqlite").exists():
+        if RunLayout(part).database.exists():
             with RunStore.open(part) as p:
                 if p.count() == len(mine):
                     parts.append(part)

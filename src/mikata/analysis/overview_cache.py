@@ -35,10 +35,11 @@ import numpy as np
 
 from mikata.analysis.audit import (RowPaths, RunData, check_consistent, fetch_rows, label_issue_ranking, read_probs,
                                    subset)
+from mikata.analysis.layout import CACHE, RunLayout, UnsafeRunFileError
 from mikata.analysis.runstore import RunStore
 
 log = logging.getLogger(__name__)
-CACHE_DIR = "cache"
+CACHE_DIR = CACHE
 FORMAT = 1
 
 
@@ -48,6 +49,15 @@ def _path(run_dir: str | os.PathLike, split: str | None) -> Path:
 
 
 def _load(path: Path) -> dict[str, np.ndarray] | None:
+    layout = RunLayout(path.parent.parent)
+    if layout.folder(CACHE_DIR) is None:  # absent, or a link pointing elsewhere: rebuilt, never read
+        return None
+    try:
+        if not layout.check_file(path):
+            return None
+    except UnsafeRunFileError as e:
+        log.info("ignoring the overview cache: %s", str(e).split(";")[0])
+        return None
     try:
         with np.load(path, allow_pickle=False) as z:
             got = {k: z[k] for k in z.files}
@@ -66,12 +76,12 @@ def _load(path: Path) -> dict[str, np.ndarray] | None:
 def _save(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Written to a temporary file then renamed: readers see the old cache or the new one, whole."""
     try:
-        path.parent.mkdir(exist_ok=True)
+        RunLayout(path.parent.parent).writable_folder(CACHE_DIR)  # never through a link named cache/
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".overview-", suffix=".npz")
         with os.fdopen(fd, "wb") as f:
             np.savez(f, format=np.int64(FORMAT), **arrays)
         os.replace(tmp, path)
-    except OSError as e:
+    except (OSError, UnsafeRunFileError) as e:
         log.info("cannot write the overview cache in %s (%s); big runs will be read in full each time", path.parent, e)
 
 

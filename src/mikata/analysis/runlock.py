@@ -24,9 +24,9 @@ import fcntl
 import os
 from pathlib import Path
 
+from mikata.analysis.layout import LOCK as LOCK_NAME, RunLayout, UnsafeRunFileError
 from mikata.errors import MikataError
 
-LOCK_NAME = "writer.lock"
 _HELD: set[int] = set()  # lock fds of this process, closed in every forked child
 
 
@@ -55,9 +55,12 @@ class RunLock:
     @classmethod
     def acquire(cls, run_dir: str | os.PathLike) -> "RunLock":
         """Lock ``run_dir`` for writing, or raise ``RunLockedError`` naming the writer's PID."""
-        path = Path(run_dir) / LOCK_NAME
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        layout = RunLayout(run_dir)
+        path = layout.lock
+        try:  # never through a link: the lock file is truncated, and a link would truncate its target
+            fd = layout.open_fd(path, os.O_RDWR, create=True)
+        except UnsafeRunFileError:
+            raise
         except OSError as e:
             if e.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
                 raise RunLockedError(f"{run_dir} is not writable ({e.strerror}); scan into a directory you can "

@@ -34,7 +34,8 @@ from urllib.parse import quote
 
 import numpy as np
 
-from mikata.analysis.runlock import LOCK_NAME, RunLock
+from mikata.analysis.layout import LOCK, RunLayout, refuse
+from mikata.analysis.runlock import RunLock
 from mikata.data.filenames import from_db, to_db
 from mikata.errors import MikataError
 
@@ -138,13 +139,17 @@ class RunStore:
     """A run directory. ``create_or_resume`` for the writer, ``open`` for readers (any process)."""
 
     def __init__(self, run_dir: str | os.PathLike, readonly: bool = True, annotate: bool = False):
-        self.dir = Path(run_dir).expanduser().resolve()
+        self.layout = RunLayout(run_dir)
+        self.dir = self.layout.dir
         self.readonly = readonly
         self.annotate = annotate or not readonly  # may write maps and reviews
-        db = self.dir / "run.sqlite"
-        if readonly and not db.exists():
+        db = self.layout.database
+        if readonly and not os.path.lexists(db):
             raise RunStoreError(f"{self.dir} is not a mikata run (no run.sqlite); create one with `mikata scan`")
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.layout.check_database()  # SQLite would follow a link at run.sqlite or its -wal/-shm files
+        if readonly and annotate:  # no tables are added to a run of a format this mikata does not read
+            _refuse_newer_format(self.layout)
         # explicit transactions; one thread at a time, but it may be a writer thread (see scan)
         self.read_only_media = False  # set when the run can be read but not written (read-only disk, no rights)
         self.db = sqlite3.connect(str(db), timeout=60, isolation_level=None, check_same_thread=False)
@@ -202,7 +207,7 @@ class RunStore:
         self.manifest  # noqa: B018 - parsed and checked on first use
         n, dims = self.committed_vectors(), self.dims()
         for kind, dim in dims.items():
-            path = self.dir / f"{kind}.f16"
+            path = self.layout.vector(kind)
             have = vector_file_size(path, self.dir) // (2 * dim)
             if have < n:  # a writer appends before it commits: a shorter file is always damage
                 raise DamagedRunError(f"{path} holds {have} vectors but the database committed {n}"
@@ -215,28 +220,35 @@ class RunStore:
         ``manifest["identity"]`` (weights hash, preprocessing, layer, ...) is compared with the stored
         one; any difference raises ``RunStoreError`` telling to use a new run directory.
         """
-        run_dir = Path(run_dir).expanduser().resolve()
-        mpath = run_dir / "manifest.json"
-        if not mpath.exists() and run_dir.exists() and any(p.name != LOCK_NAME for p in run_dir.iterdir()):
+        layout = RunLayout(run_dir)
+        run_dir, mpath = layout.dir, layout.manifest
+        if not os.path.lexists(mpath) and run_dir.exists() and any(p.name != LOCK for p in run_dir.iterdir()):
             raise RunStoreError(f"{run_dir} exists, is not empty and is not a mikata run; pass a new --run directory")
         run_dir.mkdir(parents=True, exist_ok=True)
         lock = RunLock.acquire(run_dir)  # one writer per run: a second scan is refused, naming the first's PID
         try:
-            if mpath.exists():
-                from mikata.data.preprocessing import with_defaults
+            if layout.check_file(mpath):
+                from mikata.analysis.run_format import migrate_manifest
 
-                old = json.loads(mpath.read_text())
-                # a run written before a preprocessing field existed meant that field's old behaviour
-                old_id, new_id = with_defaults(old.get("identity", {})), with_defaults(manifest.get("identity", {}))
+                raw = _parse_manifest(layout)
+                old = migrate_manifest(raw, mpath, run_dir)
+                # an older run is migrated to today's format first, so the same setup compares equal
+                old_id, new_id = old["identity"], migrate_manifest(manifest, mpath, run_dir)["identity"]
                 if old_id != new_id:
                     diff = sorted(k for k in set(old_id) | set(new_id) if old_id.get(k) != new_id.get(k))
                     raise RunStoreError(
                         f"{run_dir} holds a run of a different model or setup (differs in: {', '.join(diff)}); "
                         "pass a new --run directory to scan with this model")
+                # migrated on disk too, and the data roots of files added since kept (data.paths)
+                from mikata.data.paths import minimal_roots
+
+                roots = minimal_roots([*old["data_roots"], *manifest.get("data_roots", [])])
+                if raw.get("format") != old["format"] or roots != old["data_roots"]:
+                    with layout.replacing(mpath, binary=False) as f:
+                        f.write(json.dumps({**old, "data_roots": roots}, indent=2))
             else:  # the manifest first: a directory with a database always has one
-                tmp = mpath.with_suffix(".json.tmp")
-                tmp.write_text(json.dumps(manifest, indent=2))
-                os.replace(tmp, mpath)
+                with layout.replacing(mpath, binary=False) as f:
+                    f.write(json.dumps(manifest, indent=2))
             store = cls(run_dir, readonly=False)
             store._lock = lock
             store._truncate_uncommitted()
@@ -269,13 +281,10 @@ class RunStore:
         return self._manifest
 
     def _read_manifest(self) -> dict:
-        path = self.dir / "manifest.json"
-        try:
-            m = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError, RecursionError) as e:
-            raise DamagedRunError(f"{path} cannot be read as JSON ({e})", self.dir) from e
-        if not isinstance(m, dict) or not isinstance(m.get("identity"), dict):
-            raise DamagedRunError(f"{path} has no 'identity' object", self.dir)
+        from mikata.analysis.run_format import migrate_manifest
+
+        path = self.layout.manifest
+        m = migrate_manifest(_parse_manifest(self.layout), path, self.dir)
         classes = m["identity"].get("classes", [""])  # absent: checked by the readers that need classes
         if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
             raise DamagedRunError(f"{path}: 'identity.classes' must be a non-empty list of class names", self.dir)
@@ -324,6 +333,11 @@ class RunStore:
                                   "{kind: count} JSON", self.dir)
         return d
 
+    def has_vectors(self, kind: str) -> bool:
+        """Whether the run stores ``kind`` vectors. Runs scanned before a kind existed lack it (``stats``,
+        ``thumbs``: see ``analysis.run_format``); readers then leave that analysis out with a note."""
+        return kind in self.dims()
+
     def cam_shape(self) -> tuple[int, int] | None:
         """``(h, w)`` of the scan's Grad-CAMs; set once by the first batch that has them, then cached."""
         if self._cam_shape is None:
@@ -336,9 +350,14 @@ class RunStore:
         """Drop vector bytes appended by a batch whose SQLite transaction never committed."""
         n = self.committed_vectors()
         for kind, dim in self.dims().items():
-            p = self.dir / f"{kind}.f16"
-            if p.exists() and p.stat().st_size > n * dim * 2:
-                os.truncate(p, n * dim * 2)
+            p = self.layout.vector(kind)
+            if self.layout.check_file(p):  # a link here would truncate the file it points to: refused
+                fd = self.layout.open_fd(p, os.O_RDWR)
+                try:
+                    if os.fstat(fd).st_size > n * dim * 2:
+                        os.ftruncate(fd, n * dim * 2)
+                finally:
+                    os.close(fd)
 
     def done(self) -> dict[str, tuple[int, int, str | None]]:
         """path -> (size, mtime_ns, hash) for every stored row; the scanner skips unchanged files."""
@@ -371,8 +390,7 @@ class RunStore:
                     raise RunStoreError(f"{kind} vectors have {arr.shape[1]} values, the run has {dims[kind]}")
                 f = self._files.get(kind)
                 if f is None:
-                    p = self.dir / f"{kind}.f16"
-                    f = self._files[kind] = open(p, "r+b" if p.exists() else "w+b")
+                    f = self._files[kind] = self.layout.open_binary(self.layout.vector(kind), writable=True)
                 f.seek(start * arr.shape[1] * 2)
                 f.write(arr.tobytes())
                 f.flush()
@@ -436,12 +454,14 @@ class RunStore:
         n = self.committed_vectors() if n is None else n
         if n == 0:
             return np.zeros((0, dim), np.float16)
-        path = self.dir / f"{kind}.f16"
+        path = self.layout.vector(kind)
         have = vector_file_size(path, self.dir) // (2 * dim)
+        exists = os.path.lexists(path)
         if have < n:
             raise DamagedRunError(f"{path} holds {have} vectors but the database committed {n}"
-                                  + ("" if path.exists() else " (the file is missing)"), self.dir)
-        return np.memmap(path, dtype=np.float16, mode="r", shape=(n, dim))
+                                  + ("" if exists else " (the file is missing)"), self.dir)
+        with self.layout.open_binary(path) as f:  # never a link: the map stays on the run's own file
+            return np.memmap(f, dtype=np.float16, mode="r", shape=(n, dim))
 
     def skipped(self) -> list[tuple[str, str]]:
         """(path, reason) for every file that could not be used."""
@@ -790,6 +810,30 @@ class RunStore:
             raise RunStoreError("open the run with RunStore.open(run, annotate=True) to store maps or reviews")
 
 
+def _refuse_newer_format(layout: RunLayout) -> None:
+    """``RunFormatError`` if the manifest names a format this mikata does not read (a damaged manifest is
+    left to ``validate``, which says so in its own words)."""
+    from mikata.analysis.run_format import format_version
+
+    try:
+        raw = _parse_manifest(layout)
+    except DamagedRunError:
+        return
+    format_version(raw, layout.manifest)
+
+
+def _parse_manifest(layout: RunLayout) -> dict:
+    """``manifest.json`` parsed (never through a link), or ``DamagedRunError``; not yet migrated."""
+    path = layout.manifest
+    try:
+        m = json.loads(layout.read_text(path))
+    except (OSError, ValueError, RecursionError) as e:
+        raise DamagedRunError(f"{path} cannot be read as JSON ({e})", layout.dir) from e
+    if not isinstance(m, dict) or not isinstance(m.get("identity"), dict):
+        raise DamagedRunError(f"{path} has no 'identity' object", layout.dir)
+    return m
+
+
 def as_cached_map(m: np.ndarray) -> np.ndarray:
     """A map as the cache stores it: float16, clipped to its range. ``(H, W)``."""
     return np.clip(np.asarray(m, dtype=np.float32), -65504, 65504).astype(np.float16)
@@ -841,13 +885,16 @@ def as_probability(value: object) -> float | None:
 
 
 def vector_file_size(path: Path, run_dir: Path) -> int:
-    """The size of a run's vector file (0 when absent); ``DamagedRunError`` when it is not a regular file."""
+    """The size of a run's vector file (0 when absent); ``UnsafeRunFileError`` for a link, ``DamagedRunError``
+    when it is not a regular file."""
     import stat
 
     try:
-        st = os.stat(path)
+        st = os.lstat(path)
     except FileNotFoundError:
         return 0
+    if stat.S_ISLNK(st.st_mode):  # never followed: a link here would read (or, resumed, truncate) its target
+        raise refuse(path, st.st_mode)
     if not stat.S_ISREG(st.st_mode):
         raise DamagedRunError(f"{path} is not a regular file ({_file_kind(st.st_mode)})", run_dir)
     return st.st_size

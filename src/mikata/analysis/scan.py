@@ -31,10 +31,12 @@ import torch
 
 from mikata.analysis.heldout import plan_scan, select_samples  # noqa: F401 - select_samples re-exported
 from mikata.analysis.merge import parse_shard, shard_of
+from mikata.analysis.run_format import FORMAT as RUN_FORMAT
 from mikata.analysis.runstore import RunStore
 from mikata.analysis.scan_steps import (  # noqa: F401 - the per-batch steps, re-exported under their old home
     TOP_K, VECTOR_COLUMNS, _collate, _Files, _Outputs, commit, compute_columns, decode_file, run_batch)
 from mikata.data.datasets import ImageDataset, Sample, load_dataset, parse_fractions
+from mikata.data.paths import data_roots
 from mikata.errors import ChoiceError, MikataError
 from mikata.hooks import get_layer
 from mikata.models.handle import ModelHandle
@@ -79,7 +81,9 @@ def make_manifest(handle: ModelHandle, dataset: ImageDataset, layer: str, embed_
     # whether a map asked for at "the default layer" is the scan's (kept out of identity: old runs lack it)
     # trained_on: the model was trained on this data; its rows of split "train" are in-sample (analysis.heldout)
     extra = {"trained_on": trained_on} if trained_on else {}
-    return {"format": "mikata-run/1", "identity": identity, "dataset_root": dataset.root, **extra,
+    # data_roots: the folders the app and report may serve this run's images from (data.paths)
+    roots = data_roots(dataset.root, (s.path for s in dataset.samples))
+    return {"format": RUN_FORMAT, "identity": identity, "dataset_root": dataset.root, "data_roots": roots, **extra,
             "default_layer": handle.default_layer,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "versions": {"mikata": mikata.__version__, "torch": torch.__version__, "numpy": np.__version__,
@@ -186,7 +190,7 @@ def _scan_on_ray(store: RunStore, handle: ModelHandle, chosen: list[tuple[Sample
     from mikata.analysis.scan_ray import scan_on_ray
 
     todo, replace = _pending(store, chosen)
-    with_stats = "stats" in store.dims() or not store.committed_vectors()
+    with_stats = store.has_vectors("stats") or not store.committed_vectors()
     computed, skipped_files = scan_on_ray(store, handle, todo, replace, with_stats, batch_size, layer, embed_layer, gradcam,
                                           progress, address, actors, gpus_per_actor)
     return ScanSummary(str(store.dir), len(chosen), computed, len(skipped_files), len(chosen) - len(todo),
@@ -227,7 +231,7 @@ def _scan_into(store: RunStore, handle: ModelHandle, chosen: list[tuple[Sample, 
                     failed.append(e)
 
     # a run scanned before image statistics existed keeps its vector files aligned: no stats for it
-    with_stats = "stats" in store.dims() or not store.committed_vectors()
+    with_stats = store.has_vectors("stats") or not store.committed_vectors()
     writer = threading.Thread(target=write, name="mikata-scan-writer", daemon=True)
     writer.start()
     try:

@@ -10,8 +10,6 @@ both produce the same rows.
 
 from __future__ import annotations
 
-import hashlib
-import os
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -19,6 +17,7 @@ import torch
 
 from mikata.analysis.runstore import RunStore, Row
 from mikata.data.datasets import Sample
+from mikata.data.files import UnreadableFileError, file_digest
 from mikata.data.image_stats import image_stats, thumbnails
 from mikata.data.images import load_image
 from mikata.data.preprocessing import Preprocessing
@@ -192,13 +191,10 @@ def decode_file(preprocessing: Preprocessing, path: str
     """``(x (C, H, W) or None, sha1, size, mtime_ns, reason, decoded (width, height))`` of one file:
     mikata's decoder, and a failure as a value (the reason it is skipped), never an exception that
     stops a scan. The local scan's loader workers and the Ray scan's decode tasks both call it."""
-    try:
-        with open(path, "rb") as f:
-            st = os.fstat(f.fileno())
-            size, mtime = st.st_size, st.st_mtime_ns
-            digest = hashlib.sha1(f.read()).hexdigest()
-    except OSError as e:
-        return None, None, 0, 0, f"cannot read the file ({e.strerror or e})", None
+    try:  # regular files only, under a size limit, hashed in chunks (a FIFO or /dev/zero is a skip)
+        digest, size, mtime = file_digest(path)
+    except UnreadableFileError as e:
+        return None, None, 0, 0, e.reason, None
     try:
         img = load_image(path, preprocessing.mode)
         x = preprocessing.preprocess([img])[0]  # (C, H, W)

@@ -32,11 +32,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from mikata.analysis.layout import UNITS, UNITS_CARD, RunLayout
 from mikata.errors import ChoiceError, MikataError
 
 log = logging.getLogger(__name__)
 
-UNITS_DIR = "units"
+UNITS_DIR = UNITS
 MAX_UNITS, MAX_TOP = 64, 16
 
 
@@ -89,16 +90,21 @@ class UnitsResult:
         """Write the files (see the module docstring); returns the path of ``units.json``."""
         from mikata.display import to_uint8_image
 
-        out = Path(folder) if folder is not None else self.run_dir / UNITS_DIR
-        out.mkdir(parents=True, exist_ok=True)
+        if folder is None:  # inside the run: never through a link named units/
+            out = RunLayout(self.run_dir).writable_folder(UNITS_DIR)
+        else:
+            out = Path(folder)
+            out.mkdir(parents=True, exist_ok=True)
         for old in out.glob("unit_*.png"):  # a previous call's units must not show beside these
             old.unlink()
+        for name in ("units.png", UNITS_CARD):  # written by name below: never through a link
+            RunLayout(out).check_file(out / name, "remove it, then run `mikata units` again")
         for j in range(len(self.units)):
             Image.fromarray(to_uint8_image(self.synthetic[j])).save(out / f"unit_{j}.png")
             for r, img in enumerate(self.overlays[j]):
                 Image.fromarray(img).save(out / f"unit_{j}_top_{r}.png")
         self.grid().save(out / "units.png")
-        path = out / "units.json"
+        path = out / UNITS_CARD
         path.write_text(json.dumps(self.summary(), indent=1))
         return path
 
@@ -221,8 +227,8 @@ def read_units(run_dir: str | os.PathLike) -> dict | None:
     image files as paths inside the folder; None when absent or unusable (with a warning)."""
     from mikata.analysis.attachments import _inside, load_units_json
 
-    root = Path(run_dir) / UNITS_DIR
-    path = root / "units.json"
+    root = RunLayout(run_dir).folder(UNITS_DIR)  # a link named units/ pointing elsewhere counts as absent
+    path = (root or RunLayout(run_dir).units) / UNITS_CARD
     raw, _ = load_units_json(root)  # checked against its schema; a refused one is named by attachment_notes
     if raw is None:
         return None

@@ -42,7 +42,7 @@ def token_grid(handle: ModelHandle, tokens: int) -> tuple[int, tuple[int, int]]:
         if layout.kind == "tokens" and layout.grid is not None and \
                 layout.prefix + layout.grid[0] * layout.grid[1] == tokens:
             return layout.prefix, layout.grid
-    for prefix in range(0, 9):  # a layer the trace did not see at this size: a square grid
+    for prefix in range(9):  # a layer the trace did not see at this size: a square grid
         side = round((tokens - prefix) ** 0.5)
         if side > 1 and side * side == tokens - prefix:
             return prefix, (side, side)

@@ -90,13 +90,12 @@ def announce_run_preprocessing(args: argparse.Namespace, run_dir: str) -> None:
     """``announce_preprocessing`` for the preprocessing a run was scanned with (its manifest), for the
     commands that redo it (maps in a report, the web app). Says nothing when the manifest cannot be
     read: the command itself then reports the run's problem."""
-    import os
-
+    from mikata.analysis.layout import RunLayout
     from mikata.data.preprocessing import Preprocessing
 
-    try:
-        with open(os.path.join(run_dir, "manifest.json"), encoding="utf-8") as f:
-            identity = json.load(f)["identity"]
+    try:  # never through a link or a FIFO named manifest.json (the command refuses it itself)
+        layout = RunLayout(run_dir)
+        identity = json.loads(layout.read_text(layout.manifest))["identity"]
         pre = Preprocessing.from_identity(identity)
     except Exception:  # noqa: BLE001 - only a log line; the command reports a damaged run itself
         return

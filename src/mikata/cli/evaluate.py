@@ -117,7 +117,9 @@ def run(args) -> int:
         if path and not os.path.exists(path):
             raise MikataError(f"--{flag} {path}: no such file or folder")
     target = args.target if not args.target.strip().isdigit() else int(args.target)
-    is_run = os.path.isdir(args.source) and os.path.exists(os.path.join(args.source, "run.sqlite"))
+    from mikata.analysis.layout import EVALUATE, PARTS, RunLayout
+
+    is_run = os.path.isdir(args.source) and os.path.lexists(RunLayout(args.source).database)
     if is_run:
         if args.images:
             raise MikataError("give either a run directory or a MODEL with images, not both")
@@ -128,7 +130,11 @@ def run(args) -> int:
         handle, paths, identity = sample_run(args.source, args.images_limit, args.seed, args.model, args.trust,
                                              device=device_from_args(args, announce=False))
         handle.precision = args.precision
-        out = args.out or os.path.join(args.source, "evaluate")
+        if args.out:
+            out = args.out
+        else:  # the run's own evaluate/ folder: refused if it is a link or not a folder (analysis.layout)
+            out = str(RunLayout(args.source).writable_folder(EVALUATE))
+            RunLayout(args.source).writable_folder(f"{EVALUATE}/{PARTS}")
         model_name = identity["model_spec"]
     else:
         if not args.images:
@@ -142,7 +148,7 @@ def run(args) -> int:
 
         handle = load_model(args.source, trust=args.trust, device=device_from_args(args, announce=False),
                             precision=args.precision)
-        out = args.out or "evaluate"
+        out = args.out or EVALUATE
         model_name = args.source
     check_class_targets(handle.class_names, target)  # specs whose names only a built model knows
     check_layer(handle.net, args.layer)
@@ -157,7 +163,7 @@ def run(args) -> int:
     options = {}
     if "integrated-gradients" in methods:
         options["integrated-gradients"] = {"seed": args.seed, **({"steps": args.ig_steps} if args.ig_steps else {})}
-    parts = os.path.join(out, "parts")
+    parts = os.path.join(out, PARTS)
     if args.restart:
         from mikata.evaluation.parts import PartStore
 

@@ -26,12 +26,11 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from pathlib import Path
-
     from mikata.analysis.export import export_format, export_run
+    from mikata.analysis.layout import RunLayout
 
     fmt = args.format or (export_format(args.out) if args.out else "parquet")
-    out = args.out or str(Path(args.run) / f"export.{fmt}")
+    out = args.out or str(RunLayout(args.run).export(fmt))
     if args.maps:
         announce_run_preprocessing(args, args.run)  # the maps redo the scan's preprocessing
     written = export_run(args.run, out, fmt, split=args.split, maps_dir=args.maps, map_method=args.map_method,

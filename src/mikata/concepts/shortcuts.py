@@ -1,28 +1,24 @@
 """When a concept looks like a shortcut, and the sentence that says why (never a verdict).
 
-The rule (tuned on branch concepts-eval's planted cases: a corner mark found, centered garment parts of
-the clean twins not flagged): a concept is a suspect when
-- it carries a large share of the class's evidence (``IMPORTANT``),
-- the model uses it: filling its region flips at least ``USED_FLIP`` of the class's predictions or drops
-  P(class) by ``USED_DROP`` on average (object parts of aligned garments flip 0.1-0.6; the planted mark and
-  texture patch 0.84-0.88),
-- it sits away from the image's center in the images that have it (``OFF_CENTER``: the mean distance of its
-  center from (0.5, 0.5), image by image, so a patch placed anywhere counts): in a centered dataset the
-  object is compact and central, so neither "compact" nor "always at the same place" alone tells an
-  artefact from the object,
-- and it is compact (covers at most ``COMPACT`` of the image: a mark, a tag, a patch) or sits at the same
-  place in every image that has it (``FIXED`` spread).
-The tool cannot know whether a concept is the object or an artefact: the evidence sentence shows the numbers,
-the person judges (``reviews``). Artefacts spread over the whole image (a frame, a brightness shift, a
-background) are not caught by this rule: NMF splits a frame by side, and a global shift is not a place.
+The rule: a concept is a suspect when it carries a large share of the class's evidence (``IMPORTANT``), is
+compact (covers at most ``COMPACT`` of the image: a mark, a tag, a patch), and the model uses it: filling its
+region flips at least ``USED_FLIP`` of the class's predictions or drops P(class) by ``USED_DROP`` on average.
+Chosen with branch concepts-eval by a grid search over the 200 concepts of 10 planted / clean-twin runs
+(lite0 fine-tuned on Fashion-MNIST, 5 artefact kinds): it flags the planted mark and texture patch (flip
+0.84-0.88, drop 0.82) and none of the 197 others; the compact, important object parts (collars, a sleeve)
+top out at flip 0.67 / drop 0.53, the garment's middle covers 24-25% of the image. "At a fixed place" is not
+a cue on its own: in an aligned dataset every object part is at a fixed place. Where the concept sits
+(center, spread, distance from the image's center) is still in the sentence for the person who judges.
+Artefacts spread over the whole image (a frame, a brightness shift, a background) are not caught: NMF splits
+a frame by side, and filling one region of a global change shows no use.
 """
 
 from __future__ import annotations
 
-IMPORTANT = 0.15
+IMPORTANT = 0.3
 COMPACT = 0.15  # on a 4x4 grid one cell is 6%: the middle of a garment is 4 cells, 25%
-FIXED, OFF_CENTER = 0.08, 0.2
-USED_FLIP, USED_DROP = 0.7, 0.65
+FIXED = 0.08  # spread at most this: "sits at the same place" in the sentence
+USED_FLIP, USED_DROP = 0.7, 0.6
 TESTED_IMPORTANCE = 0.05  # below this share of the evidence a concept gets no deletion test (compute.py)
 
 
@@ -37,7 +33,6 @@ def suspect(c: dict, cls: str, off: float, removal: dict | None = None) -> tuple
     important = imp >= IMPORTANT
     compact = 0 < area <= COMPACT
     fixed = spread <= FIXED and c["presence"] > 0
-    away = off >= OFF_CENTER
     used = d["images"] > 0 and (d["flip_rate"] >= USED_FLIP or d["mean_drop"] >= USED_DROP)
     place = ("sits at the same place in the images that have it" if fixed else "moves between images") + \
         f" (mean center {cx:.2f}, {cy:.2f}; spread {spread:.2f}; {off:.2f} from the image's center on average)"
@@ -53,7 +48,7 @@ def suspect(c: dict, cls: str, off: float, removal: dict | None = None) -> tuple
         text += f"not deletion-tested: it carries under {round(100 * TESTED_IMPORTANCE)}% of the evidence."
     else:
         text += "no image has it strongly enough for a deletion test."
-    flagged = important and used and away and (compact or fixed)
+    flagged = important and compact and used
     if flagged:
         text += " Suspected shortcut: look at its exemplars and judge whether it is the object or an artefact."
     return bool(flagged), text

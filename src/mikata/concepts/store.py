@@ -15,18 +15,47 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
-CONCEPTS_DIR = "concepts"
-FORMAT = 3  # bumped whenever a stored part changes shape: older parts are then recomputed
+from mikata.analysis.layout import CONCEPTS, RunLayout, UnsafeRunFileError
+
+CONCEPTS_DIR = CONCEPTS  # analysis.layout names every folder of a run
+FORMAT = 4  # bumped whenever a stored part changes shape: older parts are then recomputed
 ARRAY_NAMES = ("ids", "W", "U", "contrib", "residual", "total", "strength", "thresholds", "labels", "preds",
                "prob", "sizes")
 
 
 def folder(run_dir: str | os.PathLike) -> Path:
-    return Path(run_dir) / CONCEPTS_DIR
+    return RunLayout(run_dir).dir / CONCEPTS_DIR
+
+
+def _readable(path: Path) -> bool:
+    """``RUN/concepts/NAME`` is read only from a real folder of the run, and never through a link."""
+    if RunLayout(path.parent.parent).folder(path.parent.name) is None:
+        return False
+    try:
+        return RunLayout(path.parent).check_file(path)
+    except UnsafeRunFileError:
+        return False
+
+
+@contextmanager
+def _replacing(path: Path) -> Iterator[Path]:
+    """A new temporary name beside ``path`` (in a real folder of the run), renamed over it on success."""
+    RunLayout(path.parent.parent).writable_folder(path.parent.name)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def make_key(version: tuple, weights: str | None, options: dict) -> str:
@@ -36,14 +65,14 @@ def make_key(version: tuple, weights: str | None, options: dict) -> str:
 
 
 def write_json(path: Path, doc: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=1, allow_nan=False), encoding="utf-8")
-    os.replace(tmp, path)
+    with _replacing(path) as tmp:
+        tmp.write_text(json.dumps(doc, indent=1, allow_nan=False), encoding="utf-8")
 
 
 def read_json(path: Path) -> dict | None:
     """The document at ``path``, or None when missing or not a JSON object (it is then recomputed)."""
+    if not _readable(path):
+        return None
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -52,14 +81,14 @@ def read_json(path: Path) -> dict | None:
 
 
 def write_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    with _replacing(path) as tmp:
+        np.savez(tmp, **arrays)
 
 
 def read_arrays(path: Path) -> dict[str, np.ndarray] | None:
     """The class's arrays (no pickles: ``allow_pickle=False``), or None when missing or damaged."""
+    if not _readable(path):
+        return None
     try:
         with np.load(path, allow_pickle=False) as z:
             out = {k: z[k] for k in z.files}

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -103,11 +104,12 @@ def manifest_dataset(csv_path: str | os.PathLike, classes: Sequence[str] | None 
     """Read a ``path,label`` CSV (a header row is optional; with one, extra columns become fields)."""
     csv_path = Path(csv_path).expanduser().resolve()
     if not csv_path.is_file():
-        raise DatasetError(f"manifest {csv_path} does not exist")
-    with open(csv_path, newline="", encoding="utf-8") as f:
-        rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
+        raise DatasetError(f"manifest {csv_path} does not exist" if not csv_path.exists() else
+                           f"manifest {csv_path} is not a regular file; give a .csv file")
+    rows = read_manifest_rows(csv_path)
     names: list[str] = []
-    if rows and [c.strip().lower() for c in rows[0][:2]] == ["path", "label"]:
+    header = bool(rows) and [c.strip().lower() for c in rows[0][:2]] == ["path", "label"]
+    if header:
         names = manifest_fields(csv_path, rows[0][2:])
         rows = rows[1:]
     bad = [i + 1 for i, r in enumerate(rows) if len(r) < 2]
@@ -124,9 +126,78 @@ def manifest_dataset(csv_path: str | os.PathLike, classes: Sequence[str] | None 
     samples = [Sample(str((base / r[0].strip()).resolve()), index[l.lower()],
                       tuple((n, r[2 + k].strip() if 2 + k < len(r) else "") for k, n in enumerate(names)))
                for r, l in zip(rows, labels)]
-    ds = ImageDataset(str(base), list(classes), samples, names)
+    ds = ImageDataset(str(base), list(classes), _once(csv_path, samples, 1 + header), names)
     _check_nonempty(ds, allow_empty, f"manifest {csv_path}")
     return ds
+
+
+MAX_MANIFEST_BYTES = 1 << 30  # 1 GiB: ~10 M rows of 100 characters; a larger "manifest" is not one
+
+
+def read_manifest_rows(csv_path: Path) -> list[list[str]]:
+    """The non-blank rows of a manifest, decoded: UTF-8 (with or without the BOM that Excel's
+    "CSV UTF-8" writes) or UTF-16 with its BOM; anything else is one clear ``DatasetError``."""
+    import codecs
+    import stat
+
+    try:
+        fd = os.open(csv_path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO must not block
+    except OSError as e:
+        raise DatasetError(f"manifest {csv_path} cannot be read ({e.strerror or e})") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise DatasetError(f"manifest {csv_path} is not a regular file; give a .csv file")
+        if st.st_size > MAX_MANIFEST_BYTES:
+            raise DatasetError(f"manifest {csv_path} is {st.st_size / 2**30:.1f} GiB, over the 1 GiB a manifest "
+                               "may have; split it, or use a class-folder dataset")
+        os.set_blocking(fd, True)
+        raw = f.read()
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encoding, text_bytes = "utf-16", raw
+    else:
+        encoding, text_bytes = "utf-8", raw[3:] if raw.startswith(codecs.BOM_UTF8) else raw
+    try:
+        text = text_bytes.decode(encoding)
+    except UnicodeDecodeError as e:
+        line = text_bytes[:e.start].count(b"\n") + 1
+        raise DatasetError(f"manifest {csv_path}: line {line} is not {encoding.upper()} (byte 0x{text_bytes[e.start]:02x}); "
+                           "save it as UTF-8 (Excel: Save As > CSV UTF-8)") from None
+    if "\x00" in text:
+        line = text[:text.index("\x00")].count("\n") + 1
+        raise DatasetError(f"manifest {csv_path}: line {line} holds NUL bytes (UTF-16 without a byte order mark?); "
+                           "save it as UTF-8 (Excel: Save As > CSV UTF-8)")
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        return [r for r in reader if r and any(c.strip() for c in r)]
+    except csv.Error as e:  # e.g. a field over csv's 128 KiB limit, or a quote left open
+        raise DatasetError(f"manifest {csv_path}: line {reader.line_num}: {e}; a manifest cell holds a path, "
+                           "a label or a short value") from None
+
+
+def _once(csv_path: Path, samples: list[Sample], first_line: int) -> list[Sample]:
+    """Each file once: a repeat with the same label is dropped (with a warning); with another label the
+    manifest contradicts itself, and that is refused naming both lines."""
+    import logging
+
+    seen: dict[str, int] = {}
+    out: list[Sample] = []
+    repeats = 0
+    for k, s in enumerate(samples):
+        j = seen.get(s.path)
+        if j is None:
+            seen[s.path] = len(out)
+            out.append(s)
+        elif out[j].label == s.label:
+            repeats += 1
+        else:
+            first = samples.index(out[j]) + first_line
+            raise DatasetError(f"manifest {csv_path}: {s.path} is listed twice with different labels (non-blank rows "
+                               f"{first} and {k + first_line}); keep one row per file")
+    if repeats:
+        logging.getLogger(__name__).warning("manifest %s lists %d files more than once; each is used once",
+                                            csv_path, repeats)
+    return out
 
 
 def manifest_fields(csv_path: Path, header: Sequence[str]) -> list[str]:

@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mikata.analysis.layout import EVALUATE, FEATUREVIS, PARTS, RunLayout
+
 log = logging.getLogger("mikata.demo")
 
 
@@ -103,8 +105,8 @@ def run_demo(out_dir: str | Path = "mikata-demo", quick: bool = False, device: s
     # what each fine-tuned class's logit responds to, where the report and the web app's gallery find it
     visualize_classes(fine_tuned, fine_tuned.class_names,
                       RenderOptions(size=32 if quick else 64, steps=4 if quick else 48, seed=0)).save(
-        run_dir / "featurevis" / "classes")
-    result.outputs.append(("fine-tuned class images", run_dir / "featurevis" / "classes" / "grid.png"))
+        RunLayout(run_dir).writable_folder(f"{FEATUREVIS}/classes"))
+    result.outputs.append(("fine-tuned class images", RunLayout(run_dir).featurevis / "classes" / "grid.png"))
     # `mikata units`: channels of the scan's layer beside the test images that drive them (report + web app)
     from mikata.analysis.units import unit_examples
     from mikata.models.layers import cam_layer_size, describe_cam_layer
@@ -125,13 +127,13 @@ def run_demo(out_dir: str | Path = "mikata-demo", quick: bool = False, device: s
     card = evaluate_run(run_dir, fine_tuned, ["gradcam", "saliency", "guided-backprop"], 4 if quick else 8,
                         steps=10 if quick else 50, stages=3 if quick else 8, samples=2 if quick else 8,
                         fill="deletion=road,insertion=mean")
-    result.outputs.append(("attribution scorecard", run_dir / "evaluate" / "scorecard.json"))
+    result.outputs.append(("attribution scorecard", RunLayout(run_dir).scorecard))
     result.facts["passes"] = card["passes"]
 
     step("8/8 The report: one HTML file that opens offline (and `mikata serve` for the web app)")
-    report = write_report(run_dir, run_dir / "report.html", handle=fine_tuned)
+    report = write_report(run_dir, RunLayout(run_dir).report, handle=fine_tuned)
     log.info("  %d images, %.1f MB, written in %.0f s", report.images, report.bytes / 1e6, report.timings["total"])
-    result.outputs.append(("HTML report (opens offline)", run_dir / "report.html"))
+    result.outputs.append(("HTML report (opens offline)", RunLayout(run_dir).report))
     log.info("\nExplore further: mikata serve %s  (the web app: every image, any map, label review)\n"
              "                 mikata explain %s IMAGE --methods gradcam", run_dir, ckpt)
 
@@ -168,10 +170,11 @@ def evaluate_run(run_dir: Path, handle, methods: list[str], images: int, **setti
     from mikata.evaluation.scorecard import evaluate, format_scorecard, load_images, sample_paths, write_scorecard
 
     x, _ = load_images(handle, sample_paths(run_dir, images))
-    res = evaluate(handle, x, methods, model_name=handle.spec or None, parts_dir=run_dir / "evaluate" / "parts",
-                   **settings)
+    layout = RunLayout(run_dir)
+    res = evaluate(handle, x, methods, model_name=handle.spec or None,
+                   parts_dir=layout.writable_folder(f"{EVALUATE}/{PARTS}"), **settings)
     print(format_scorecard(res.card), flush=True)
-    write_scorecard(res, str(run_dir / "evaluate"))
+    write_scorecard(res, str(layout.evaluate))
     return res.card
 
 

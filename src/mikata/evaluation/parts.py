@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import re
+import tempfile
 from pathlib import Path
 
 import torch
@@ -94,8 +95,9 @@ class PartStore:
         if p is None:
             return
         p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(p.name + ".tmp")
-        torch.save(_cpu(data), tmp)
+        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")  # a new name: no link to follow
+        with os.fdopen(fd, "wb") as f:
+            torch.save(_cpu(data), f)
         os.replace(tmp, p)  # a killed process leaves the old state, never half a part
         self.saved.append(f"{method} {check}")
 

@@ -408,15 +408,18 @@ def write_scorecard(result: Evaluation, out_dir: str, figure: bool = True) -> st
 
     from mikata.evaluation.figure import draw_evaluation
 
+    from mikata.analysis.layout import SCORECARD, RunLayout
+
     os.makedirs(out_dir, exist_ok=True)
-    if figure and draw_evaluation(result, os.path.join(out_dir, "evaluate.png")) is not None:
+    folder = RunLayout(out_dir)
+    figure_path = folder.dir / "evaluate.png"
+    folder.check_file(figure_path, "remove it, then evaluate again")  # matplotlib would write through a link
+    if figure and draw_evaluation(result, str(figure_path)) is not None:
         result.card["figures"] = ["evaluate.png"]
-    path = os.path.join(out_dir, "scorecard.json")
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    path = folder.dir / SCORECARD
+    with folder.replacing(path, binary=False) as f:  # readers (report, server) never see half a file
         json.dump(result.card, f, indent=2, allow_nan=False, default=_json_default)
-    os.replace(tmp, path)  # readers (report, server) never see half a file
-    return path
+    return str(path)
 
 
 def _json_default(o: object) -> object:

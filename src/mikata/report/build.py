@@ -3,7 +3,8 @@
 Everything comes from ``overview()`` (the same numbers ``mikata audit`` prints and ``mikata
 serve`` shows), the run's cached attribution maps (``MapService.maps``, computed in batches when
 missing) and, when present, the training history inside the run's checkpoint, feature-visualization
-grids under ``RUN_DIR/featurevis/`` and the scorecard of ``mikata evaluate``.
+grids under ``RUN_DIR/featurevis/``, the scorecard of ``mikata evaluate`` and the concept atlas of
+``mikata concepts`` (``report.concepts``).
 
 The file opens offline: charts are inline SVG drawn here, images are ``data:`` URIs, and each
 image's thumbnail is embedded once, in a JSON table (id -> image) that the page's small script
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 import numpy as np
 
 from mikata.analysis.attachments import attachment_notes, featurevis_images, read_scorecard, scorecard_figure
+from mikata.analysis.layout import RunLayout, write_output
 from mikata.analysis.sections import confusion_cells, confusion_view, scorecard_table
 
 from mikata.errors import MikataError
@@ -87,7 +89,10 @@ def _thumbnails(run_dir: str, ids: Sequence[int], size: int, workers: int) -> tu
 
     with RunStore.open(run_dir) as store:
         files = image_files(store, ids)
-    missing = len(set(int(i) for i in ids)) - len(files)
+        unserved = [p for i, p in store.paths(set(int(i) for i in ids) - set(files)).items()]
+    # files that exist but lie outside the run's data folders (data.paths) are not gone: say which is which
+    outside = sum(1 for p in unserved if os.path.isfile(p))
+    missing = len(unserved) - outside
 
     def one(item: tuple[int, Path]) -> tuple[int, str | None]:
         try:
@@ -101,6 +106,9 @@ def _thumbnails(run_dir: str, ids: Sequence[int], size: int, workers: int) -> tu
     table = {i: t for i, t in got.items() if t is not None}
     lost = missing + len(got) - len(table)
     notes = [f"{lost} images could not be read any more (moved or deleted since the scan): no thumbnails"] if lost else []
+    if outside:
+        notes.append(f"{outside} images lie outside the run's data folders (manifest 'data_roots'), so they are "
+                     "not shown; scan them from a manifest or folder that contains them")
     return table, notes
 
 
@@ -166,7 +174,7 @@ def training_best_epoch(identity: dict, run_dir: str | os.PathLike) -> int | Non
 
 def featurevis_grids(run_dir: Path) -> list[dict]:
     """The feature-visualization images of the run (``attachments.featurevis_images``) as titled data URIs."""
-    folder = run_dir / "featurevis"
+    folder = RunLayout(run_dir).featurevis
     out = []
     for p in featurevis_images(run_dir):
         try:
@@ -285,13 +293,18 @@ def write_report(run: "str | os.PathLike | RunView", out: str | os.PathLike | No
 
     from mikata.analysis.view import RunView, as_view
 
-    run_dir = run.run_dir if isinstance(run, RunView) else Path(run).expanduser().resolve()
-    if not (run_dir / "run.sqlite").is_file():
+    layout = RunLayout(run.run_dir if isinstance(run, RunView) else run)
+    run_dir = layout.dir
+    layout.check_database()
+    if not layout.database.is_file():
         raise ReportError(f"{run} is not a mikata run directory (no run.sqlite inside); "
                           "make one with `mikata scan MODEL DATA_DIR --run RUN_DIR`")
-    out_path = Path(out).expanduser() if out is not None else run_dir / "report.html"
-    if out_path.is_dir():
+    out_path = Path(out).expanduser() if out is not None else layout.report
+    if out_path.is_dir() and not out_path.is_symlink():
         raise ReportError(f"--out {out_path} is a directory; give a file name such as {out_path / 'report.html'}")
+    # a link at the output's name is refused before any work (it is never written through)
+    RunLayout(out_path.parent).check_file(out_path.parent.resolve() / out_path.name,
+                                          "remove it, or pass --out with another file")
     if thumb < 16 or thumb > 256:
         raise ReportError(f"thumbnail size {thumb} px is out of range; use 16..256 (64-96 keeps the file small)")
     if maps:
@@ -520,7 +533,8 @@ def write_report(run: "str | os.PathLike | RunView", out: str | os.PathLike | No
                        "examples": [{"id": int(d.ids[r]), "name": os.path.basename(d.paths[r]), "score": float(t.score[r]),
                                      "label": names[d.labels[r]], "pred": names[d.preds[r]]}
                                     for r in issue_rows(found, t.name)[:12]]} for t in found.types.values()]
-    strategy_ids = {i for c in (concepts or {}).get("classes", []) for s in c["strategies"] for i in s["exemplars"][:6]}
+    concept_classes: list[dict] = concepts["classes"] if concepts else []
+    strategy_ids = {i for c in concept_classes for s in c["strategies"] for i in s["exemplars"][:6]}
     extra = sorted(({e["id"] for t in dataset_issues for e in t["examples"]} | strategy_ids) - set(thumbs))
     if extra:  # a capped report (a big run) has not made these thumbnails yet
         more_thumbs, more = _thumbnails(str(run_dir), extra, thumb, workers)
@@ -547,7 +561,7 @@ def write_report(run: "str | os.PathLike | RunView", out: str | os.PathLike | No
     lap("render")
     try:
         out_path.parent.mkdir(parents=True, exist_ok=True)
-        out_path.write_text(html, encoding="utf-8")
+        write_output(out_path, html)  # whole, through a temporary file; never through a link
     except OSError as e:
         raise ReportError(f"cannot write {out_path}: {e.strerror or e}; choose another --out") from e
     lap("write")

@@ -6,8 +6,9 @@ and on-demand maps, ``/reviews`` label-error review, ``/embedding`` the scatter,
 the gallery, ``/scorecard`` the evaluation. Images are served by integer id only (``/thumb/{id}``,
 ``/img/{id}``, ``/map/{id}.png``); a path never reaches the file system from a request. Every
 request has passed ``security.Gate`` (token and Host check) before it reaches a route. The routes
-are thin functions in ``routes/pages.py``, ``routes/images.py``, ``routes/data.py`` and
-``routes/units.py`` (``/units``: units beside their dataset examples); what they
+are thin functions in ``routes/pages.py``, ``routes/images.py``, ``routes/data.py``,
+``routes/units.py`` (``/units``: units beside their dataset examples) and ``routes/concepts.py``
+(``/concepts`` → class → concept, and the image page's concept decomposition); what they
 share with the HTML report (confusion trimming, cell order, the scorecard table, thumbnails)
 comes from ``mikata.analysis.sections`` and ``mikata.analysis.media``.
 

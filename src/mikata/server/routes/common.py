@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
 
+from mikata.analysis.layout import CONCEPT_ATLAS, CONCEPTS, UNITS, UNITS_CARD, RunLayout
 from mikata.analysis.media import UnknownImageError, mime_type
 from mikata.server.state import RunState
 
@@ -25,8 +26,8 @@ def page(request: Request, name: str, **ctx) -> HTMLResponse:
     return request.app.state.templates.TemplateResponse(
         request, name, {"ov": ov, "names": ov.class_names, "has_featurevis": bool(state.featurevis_files()),
                         "has_scorecard": state.scorecard() is not None,
-                        "has_units": (state.run_dir / "units" / "units.json").is_file(),
-                        "has_concepts": (state.run_dir / "concepts" / "atlas.json").is_file(),
+                        "has_units": _has_units(state),
+                        "has_concepts": _has_file(state, CONCEPTS, CONCEPT_ATLAS),
                         "attachment_notes": state.attachment_notes(), **ctx})
 
 
@@ -46,3 +47,13 @@ def check_class(state: RunState, c: int) -> int:
     if not 0 <= c < len(state.class_names):
         raise UnknownImageError(f"no class {c}")
     return c
+
+
+def _has_file(state: RunState, folder_name: str, name: str) -> bool:
+    """``RUN_DIR/folder_name/name`` exists in a real folder of the run (a link pointing elsewhere counts as absent)."""
+    folder = RunLayout(state.run_dir).folder(folder_name)
+    return folder is not None and (folder / name).is_file()
+
+
+def _has_units(state: RunState) -> bool:
+    return _has_file(state, UNITS, UNITS_CARD)
