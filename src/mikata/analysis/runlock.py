@@ -24,7 +24,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from mikata.analysis.layout import LOCK as LOCK_NAME, RunLayout, UnsafeRunFileError
+from mikata.analysis.layout import LOCK as LOCK_NAME, RunLayout, UnsafeRunFileError  # noqa: F401 - LOCK_NAME: tests name the file
 from mikata.errors import MikataError
 
 _HELD: set[int] = set()  # lock fds of this process, closed in every forked child
