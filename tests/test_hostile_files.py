@@ -294,7 +294,7 @@ def test_the_app_serves_nothing_from_linked_folders(run, outside):
 
 
 def test_the_overview_cache_is_not_written_through_a_linked_cache_folder(run, tmp_path):
-    from mikata.analysis.overview import audit
+    from mikata.analysis.audit_summary import audit
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -305,7 +305,7 @@ def test_the_overview_cache_is_not_written_through_a_linked_cache_folder(run, tm
 
 
 def test_a_planted_cache_file_link_is_ignored(run, tmp_path):
-    from mikata.analysis.overview import audit
+    from mikata.analysis.audit_summary import audit
 
     audit(run, n=2)  # writes run/cache/overview-all.npz
     cached = next((run / "cache").glob("overview-*.npz"))
@@ -539,7 +539,7 @@ def test_a_fifo_scorecard_units_card_and_png_are_skipped_without_waiting(run):
 
 
 def test_a_fifo_overview_cache_is_rebuilt_without_waiting(run):
-    from mikata.analysis.overview import audit
+    from mikata.analysis.audit_summary import audit
 
     (run / "cache").mkdir()
     os.mkfifo(run / "cache" / "overview-all.npz")

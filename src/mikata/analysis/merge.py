@@ -110,7 +110,7 @@ def check_shard(shard: str | os.PathLike, target: Path) -> None:
 def _check_vector_kinds(shards: Sequence[str | os.PathLike], kinds: list[list[str] | None], target: Path) -> None:
     """Every shard with scanned rows must store the same vector kinds (and the target, when it has rows)."""
     have = [(s, k) for s, k in zip(shards, kinds) if k is not None]
-    if target.joinpath("run.sqlite").is_file():
+    if RunLayout(target).database.is_file():
         with RunStore.open(target) as t:
             if t.count("ok"):
                 have.insert(0, (target, sorted(t.dims())))
