@@ -133,3 +133,20 @@ def test_shape_rules():
     t = torch.arange(2 * (1 + 12 * 12) * 4, dtype=torch.float32).reshape(2, 145, 4)
     v = FeatureLayout("tokens", (14, 14), 1).to_nchw(t)
     assert v.shape == (2, 4, 12, 12) and torch.equal(v[:, :, 0, 1], t[:, 2])
+
+
+def test_add_nchw_edits_the_map_in_the_layers_own_layout(twins):
+    """A hook that removes a (N, C, h, w) component from a layer's output does the same on every twin."""
+    from mikata.hooks import attached, get_layer
+
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(4))
+    delta = torch.randn(2, 8, 4, 4, generator=torch.Generator().manual_seed(5))
+    out = {}
+    for kind, h in twins.items():
+        layout = h.layout("feat")
+        hook = (get_layer(h.net, "feat"), "forward", lambda m, a, o, layout=layout: layout.add_nchw(o, -delta))
+        with attached([hook]), torch.no_grad():
+            out[kind] = h.model(x)
+    assert not torch.allclose(out["nchw"], twins["nchw"].model(x))
+    for kind in ("nhwc", "tokens"):
+        torch.testing.assert_close(out[kind], out["nchw"])

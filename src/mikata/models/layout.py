@@ -77,6 +77,21 @@ class FeatureLayout:
         raise MikataError("this layer's output is not a spatial map (see `mikata layers MODEL` for the layers "
                           "that give one)")
 
+    def add_nchw(self, out: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        """``out`` (the layer's own layout) plus ``delta`` ``(N, C, h, w)`` placed back into that layout:
+        for a forward hook that edits a map (class and register tokens are left as they are)."""
+        if self.kind == "nchw":
+            return out + delta
+        if self.kind == "nhwc":
+            return out + delta.permute(0, 2, 3, 1)
+        if self.kind == "tokens":
+            n, c, h, w = delta.shape
+            extra = torch.zeros(n, self.prefix, c, dtype=delta.dtype, device=delta.device)
+            tail = torch.zeros(n, out.shape[1] - self.prefix - h * w, c, dtype=delta.dtype, device=delta.device)
+            return out + torch.cat([extra, delta.flatten(2).transpose(1, 2), tail], dim=1)
+        raise MikataError("this layer's output is not a spatial map (see `mikata layers MODEL` for the layers "
+                          "that give one)")
+
     def _grid_for(self, cells: int) -> tuple[int, int]:
         """The grid for ``cells`` patch tokens: the probed one, or, at another input size, the grid with
         the probed aspect ratio that has that many cells."""
