@@ -273,9 +273,17 @@ def bench_attnlrp(batches, repeats):
                 xin = x.detach().requires_grad_(True)
                 torch.autograd.grad(handle.model(xin).gather(1, ids).sum(), xin)
 
-        ours = timeit(lambda: explain(handle, x, ["attnlrp"]), repeats)
-        bare = timeit(lambda: attnlrp(handle, x, ids, check=False), repeats)
-        f = timeit(floor, repeats)
+        calls = {"ours": lambda: explain(handle, x, ["attnlrp"]), "bare": lambda: attnlrp(handle, x, ids, check=False),
+                 "floor": floor}
+        times: dict[str, list[float]] = {k: [] for k in calls}
+        for fn in calls.values():
+            fn()  # warm-up
+        for _ in range(repeats):  # interleaved, so a change in the machine's load hits all three alike
+            for k, fn in calls.items():
+                t0 = time.perf_counter()
+                fn()
+                times[k].append(time.perf_counter() - t0)
+        ours, bare, f = (statistics.median(times[k]) for k in ("ours", "bare", "floor"))
         print(f"| vit_tiny | {batch} | {ours * 1000:.0f} | {f * 1000:.0f} | {ours / f:.2f} | {bare * 1000:.0f} "
               f"| {bare / f:.2f} |", flush=True)
 
@@ -304,7 +312,7 @@ def main():
         ig_rss_child()
         return
     if args.attnlrp:
-        torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", max(1, min(2, os.cpu_count() or 1)))))
         bench_attnlrp([int(b) for b in (args.batches or "1,4").split(",")], args.repeats or 3)
         return
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))

@@ -19,7 +19,7 @@ Everything is written under ``--out`` (default /tmp/planted) and reused on a sec
 folder to redo it). Usage:
 
     PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/bench_concepts_shortcuts.py [--kinds mark,border]
-        [--stage data|train|scan|concepts|all] [--epochs 4] [--json table.json]
+        [--stage data|train|scan|concepts|all] [--epochs 4] [--json table.json] [--tcav]
 
 Training takes about 45 s per model on this 2-core machine (10 models), a scan 3 s, concepts see the
 concepts notes. Numbers from the last full run are in the concepts-eval notes.
@@ -258,6 +258,39 @@ def score(case: PlantedCase, runs: dict[str, Path], concept_args: list[str], ckp
             "layer": atlas.get("layer"), "seconds": seconds, "twin_seconds": twin_seconds}
 
 
+OTHER_LABELS = (1, 3, 5, 7, 8, 9)  # Trouser, Dress, Sandal, Sneaker, Bag, Ankle_boot: no planted class
+
+
+def define_folder(out: Path, kind: str, n: int = 40, seed: int = 5) -> Path:
+    """``n`` Fashion-MNIST test images of classes outside the benchmark, carrying the artefact: the examples a
+    person would give ``mikata concepts --define KIND=DIR`` to test a suspicion."""
+    from PIL import Image
+    from planted import PLANTERS
+
+    from mikata.data.idx import load_fashion_mnist
+
+    folder = out / "define" / kind
+    if folder.is_dir() and len(list(folder.glob("*.png"))) >= n:
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    x, y = load_fashion_mnist("test")
+    rng = np.random.default_rng(seed)
+    for i in rng.choice(np.flatnonzero(np.isin(y, OTHER_LABELS)), n, replace=False):
+        img, _ = PLANTERS[kind](x[i], rng)
+        Image.fromarray(img).save(folder / f"{i:05d}.png")
+    return folder
+
+
+def tcav(out: Path, case: PlantedCase, runs: dict[str, Path]) -> dict:
+    """TCAV score of the user-defined artefact concept for the planted class, planted run vs clean twin."""
+    folder = define_folder(out, case.kind)
+    got = {}
+    for name in ("planted", "clean"):
+        atlas, _ = concepts_json(runs[name], ["--classes", case.target, "--define", f"{case.kind}={folder}"])
+        got[name] = atlas["tcav"][case.kind]["classes"][case.target]
+    return got
+
+
 def print_table(table: list[dict]) -> None:
     print(f"\n{'kind':<11} {'class':<12} {'uses it':>11} {'found':>5} {'rank':>4} {'flag':>5} {'boxes':>5} "
           f"{'heat':>9} {'flip':>5} {'drop':>5} {'dir flip':>8} {'twin alarms':>11} {'other flags p/c':>15}")
@@ -274,6 +307,11 @@ def print_table(table: list[dict]) -> None:
               f"{b.get('rank', '-'):>4} {b.get('shortcut', '-')!s:>5} {b.get('box_hits', 0):>5.2f} {heat:>9} "
               f"{b.get('flip_rate', 0):>5.2f} {b.get('mean_drop', 0):>5.2f} {dflip:>8.2f} {len(s['twin_alarms']):>11} "
               f"{len(s['other_class_flags_planted']):>7}/{len(s['other_class_flags_clean'])}")
+    for row in table:
+        if row.get("tcav"):
+            p, c = row["tcav"]["planted"], row["tcav"]["clean"]
+            print(f"TCAV {row['kind']:<11} planted {p['score']:.2f} (random {p['random_mean']:.2f}, p {p['p_value']:.1g})"
+                  f"  clean twin {c['score']:.2f} (random {c['random_mean']:.2f}, p {c['p_value']:.1g})")
     scored = [r for r in table if r.get("score")]
     if scored:
         found = sum(r["score"]["found"] for r in scored)
@@ -288,6 +326,7 @@ def main() -> None:
     parser.add_argument("--stage", choices=("data", "train", "scan", "concepts", "all"), default="all")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--json", type=Path, help="write the table here as JSON")
+    parser.add_argument("--tcav", action="store_true", help="also test each artefact as a user-defined (TCAV) concept")
     parser.add_argument("--concept-args", default="", help="extra arguments for mikata concepts, e.g. '--per-class 6'")
     args = parser.parse_args()
     table = []
@@ -302,6 +341,8 @@ def main() -> None:
         row = {"kind": kind, "target": case.target, "usage": usage(case, runs)}
         if args.stage in ("concepts", "all"):
             row["score"] = score(case, runs, args.concept_args.split(), models["planted"])
+            if args.tcav:
+                row["tcav"] = tcav(args.out, case, runs)
         print(json.dumps(row, default=str), flush=True)
         table.append(row)
     print_table(table)

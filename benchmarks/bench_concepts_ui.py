@@ -17,9 +17,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
 
 def main() -> None:
+    from concepts_ui_support import concept_run
     from fastapi.testclient import TestClient
 
-    from concepts_ui_support import concept_run
     from mikata.concepts import concept_heatmap
     from mikata.report.concepts import concepts_section
     from mikata.server import create_app

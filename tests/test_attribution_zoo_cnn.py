@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from attribution_helpers import assert_untouched, pearson, snapshot
+
 from mikata.attribution import explain
 from mikata.attribution.lrp import LRPUnsupportedError
 from mikata.models.handle import ModelHandle
@@ -65,7 +65,9 @@ def test_lrp_on_timm_resnet18_equals_torchvision_with_the_same_weights(torchvisi
     torch.testing.assert_close(a.raw, b.raw, rtol=1e-4, atol=1e-7)
     assert abs(a.info["conservation"] - 1) < 1e-4
 
-    from zennit.attribution import Gradient  # the independent reference: zennit's own torchvision canonizer
+    from zennit.attribution import (
+        Gradient,  # the independent reference: zennit's own torchvision canonizer
+    )
     from zennit.composites import EpsilonPlusFlat
     from zennit.torchvision import ResNetCanonizer
 

@@ -6,9 +6,9 @@ request; screenshots are test artifacts."""
 from __future__ import annotations
 
 import pytest
-
 from browser_support import live_server, new_page, screenshot
 from concepts_ui_support import concept_run
+
 from mikata.analysis.runstore import RunStore
 
 TOKEN = "concepts-browser-token-7"

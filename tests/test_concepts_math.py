@@ -178,3 +178,11 @@ def test_the_center_is_that_of_the_region_not_of_the_whole_map():
     m[0, 3] = 1.0  # a corner mark with weak coefficients everywhere else
     cx, cy = D.centroid(m, geo)
     assert cx == pytest.approx(0.875) and cy == pytest.approx(0.125)
+
+
+def test_fisher_exact_agrees_with_scipy():
+    from scipy.stats import fisher_exact
+
+    for table in ([[5, 20], [30, 200]], [[0, 3], [10, 2]], [[12, 1], [3, 40]], [[7, 7], [7, 7]], [[1, 0], [0, 0]]):
+        want = fisher_exact(table, alternative="greater")[1]
+        assert D.fisher_greater(*table[0], *table[1]) == pytest.approx(want, rel=1e-9, abs=1e-15)

@@ -10,9 +10,8 @@ import re
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from concepts_ui_support import HOSTILE, concept_run
+from PIL import Image
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +25,7 @@ def made(tmp_path_factory):
 
 
 def _section(html: str) -> str:
-    return re.search(r'<section id="concepts">(.*?)</section>', html, re.S).group(1)
+    return re.search(r'<section id="concepts">(.*?)</section>', html, re.DOTALL).group(1)
 
 
 def _png(uri: str) -> np.ndarray:
@@ -39,8 +38,8 @@ def test_each_class_its_concepts_ranked_with_bars_and_numbers(made):
     sec = _section(html)
     assert f"layer {doc['layer']}" in sec
     for name, concepts in doc["classes"].items():
-        block = re.search(rf'id="concepts-{int(name)}">(.*?)(?=<div class="class-block concept-class"|$)', sec, re.S).group(1)
-        svg = re.search(r"<svg.*?</svg>", block, re.S).group(0)
+        block = re.search(rf'id="concepts-{int(name)}">(.*?)(?=<div class="class-block concept-class"|$)', sec, re.DOTALL).group(1)
+        svg = re.search(r"<svg.*?</svg>", block, re.DOTALL).group(0)
         assert svg.count("<rect") == len(concepts)  # one bar per concept
         ranked = [e["concept"] for e in sorted(concepts, key=lambda e: -e["importance"])]
         assert re.findall(r'data-concept="([^"]+)"', block) == ranked
@@ -56,7 +55,7 @@ def test_exemplar_crops_are_the_original_pixels_and_come_with_their_heatmap(made
     sec, doc = _section(made["html"]), made["json"]
     e = doc["classes"]["4"][0]["exemplars"][0]
     fig = re.search(rf'<div class="gallery-row concept[^"]*" id="concept-4-0".*?<figure class="concept-exemplar" data-id="{e["id"]}">(.*?)</figure>',
-                    sec, re.S).group(1)
+                    sec, re.DOTALL).group(1)
     uris = re.findall(r'src="(data:image/png;base64,[^"]+)"', fig)
     assert len(uris) == 2  # the crop, then the crop with the heatmap
     crop, over = _png(uris[0]), _png(uris[1])
@@ -72,21 +71,21 @@ def test_exemplar_crops_are_the_original_pixels_and_come_with_their_heatmap(made
 def test_strategies_slices_and_pairs_as_the_atlas_lists_them(made):
     sec, doc = _section(made["html"]), made["json"]
     for name, strategies in doc["strategies"].items():
-        block = re.search(rf'id="concepts-{int(name)}">(.*?)(?=<div class="class-block concept-class"|$)', sec, re.S).group(1)
+        block = re.search(rf'id="concepts-{int(name)}">(.*?)(?=<div class="class-block concept-class"|$)', sec, re.DOTALL).group(1)
         rows = re.findall(r'<tr><td>(\d+)</td><td class="num">([\d,]+)</td>', block.split("concept-strategies", 1)[1]) if strategies else []
         assert [(int(a), int(b.replace(",", ""))) for a, b in rows] == [(s["strategy"], s["size"]) for s in strategies]
     if doc["slices"]:
-        table = re.search(r'id="concept-slices">(.*?)</table>', sec, re.S).group(1)
+        table = re.search(r'id="concept-slices">(.*?)</table>', sec, re.DOTALL).group(1)
         assert table.count("<tr><td>") == min(20, len(doc["slices"]))
         assert doc["slices"][0]["concept"] in table
     pairs = doc["errors"]["pairs"]
     if pairs:
-        table = re.search(r'id="concept-pairs">(.*?)</table>', sec, re.S).group(1)
+        table = re.search(r'id="concept-pairs">(.*?)</table>', sec, re.DOTALL).group(1)
         assert table.count("<tr><td>") == len(pairs)
 
 
 def test_atlas_text_is_escaped_and_defined_concepts_listed(made, monkeypatch, tmp_path):
-    import mikata.concepts.surface as surface
+    from mikata.concepts import surface
     from mikata.report import write_report
 
     doc = json.loads(json.dumps(made["json"]))
@@ -102,7 +101,7 @@ def test_atlas_text_is_escaped_and_defined_concepts_listed(made, monkeypatch, tm
     html = (tmp_path / "r.html").read_text(encoding="utf-8")
     assert HOSTILE not in html and "&lt;script&gt;alert(" in html
     assert 'id="concept-shortcuts"' in html
-    tcav = re.search(r'id="concept-tcav">(.*?)</table>', html, re.S).group(1)
+    tcav = re.search(r'id="concept-tcav">(.*?)</table>', html, re.DOTALL).group(1)
     assert '<td>3</td><td class="num">0.81</td><td class="num">0.52</td><td class="num">0.0004</td><td>significant</td>' in tcav
     assert '<td>5</td><td class="num">0.40</td><td class="num">0.45</td><td class="num">0.6</td><td>not significant</td>' in tcav
 
@@ -115,7 +114,7 @@ def test_without_a_model_the_crops_stay_and_a_note_says_why(made, tmp_path):
     assert any(n.startswith("concept heatmaps left out") for n in r.notes), r.notes
     sec = _section((tmp_path / "r.html").read_text(encoding="utf-8"))
     assert sec.count('class="concept-exemplar"') > 0
-    assert all(len(re.findall(r"<img ", f)) == 1 for f in re.findall(r'<figure class="concept-exemplar".*?</figure>', sec, re.S))
+    assert all(len(re.findall(r"<img ", f)) == 1 for f in re.findall(r'<figure class="concept-exemplar".*?</figure>', sec, re.DOTALL))
 
 
 def test_a_run_without_an_atlas_has_no_concepts_section(made, tmp_path):

@@ -7,14 +7,14 @@ from __future__ import annotations
 import io
 import json
 import re
-from markupsafe import escape
 
 import numpy as np
 import pytest
+from concepts_ui_support import HOSTILE, concept_run
 from fastapi.testclient import TestClient
+from markupsafe import escape
 from PIL import Image
 
-from concepts_ui_support import HOSTILE, concept_run
 from mikata.analysis.runstore import RunStore
 from mikata.server import create_app
 from mikata.server.concept_state import concept_pages
@@ -56,7 +56,7 @@ def test_concepts_list_and_class_page_show_the_atlas(served):
 
 
 def test_evidence_and_names_from_the_atlas_are_escaped(served, monkeypatch):
-    import mikata.concepts.surface as surface
+    from mikata.concepts import surface
 
     doc = json.loads(json.dumps(served["json"]))
     doc["classes"]["3"][1]["evidence"] = HOSTILE
@@ -79,7 +79,7 @@ def test_concept_page_accuracy_its_images_and_heatmaps(served):
     errors = next(e for e in doc["errors"]["per_class"]["3"] if e["concept"] == "3/0")
     assert f'{errors["with"]["images"]} images)' in page.text  # accuracy with it, over that many images
     ids, _, present = concept_images(served["run"], "3/0")
-    shown = re.findall(r'id="concept-images">(.*?)</div>\n', page.text, re.S)[0]
+    shown = re.findall(r'id="concept-images">(.*?)</div>\n', page.text, re.DOTALL)[0]
     assert re.findall(r'data-id="(\d+)"', shown) == [str(i) for i in ids[present]]
     for j, e in enumerate(entry["exemplars"]):
         assert f'href="/image/{e["id"]}" data-id="{e["id"]}"' in page.text

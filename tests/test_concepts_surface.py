@@ -3,10 +3,15 @@ the location heat, crop boxes and the decomposition sentence — on hand-made at
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
-from mikata.concepts.surface import (concept_index, crop_box, decomposition_text, find_concept, shape_atlas)
+from mikata.concepts.surface import (
+    concept_index,
+    crop_box,
+    decomposition_text,
+    find_concept,
+    shape_atlas,
+)
 
 
 def _atlas() -> dict:

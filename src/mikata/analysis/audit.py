@@ -444,3 +444,15 @@ def load_groups(path: str | os.PathLike) -> dict[str, str]:
                               "class,group pair per line (or a JSON file)")
         out[cls.strip()] = group.strip()
     return out
+
+
+def reviewed_label(review: Mapping | None, label: int | None) -> int | None:
+    """The class a person's review gives an image (the one rule of the export, the notebook and the
+    reviews CSV): its own ``label`` when marked "fine", the reviewer's class when marked "wrong" (None
+    if none was chosen), None without a review."""
+    if not review:
+        return None
+    if review["verdict"] == "fine":
+        return None if label is None else int(label)
+    suggested = review.get("suggested") if review["verdict"] == "wrong" else None
+    return None if suggested is None else int(suggested)

@@ -298,7 +298,7 @@ class Run:
         """
         import pandas as pd
 
-        from mikata.analysis.audit import label_quality
+        from mikata.analysis.audit import label_quality, reviewed_label
 
         ov = self.overview
         d = ov.data
@@ -325,8 +325,7 @@ class Run:
             "review": [r["verdict"] if r else None for r in review],
             "review_suggested": [names[r["suggested"]] if r and r["verdict"] == "wrong" and r["suggested"] is not None
                                  else None for r in review],
-            "reviewed_label": [None if not r else names[d.labels[k]] if r["verdict"] == "fine" else
-                               (names[r["suggested"]] if r["suggested"] is not None else None)
+            "reviewed_label": [None if (c := reviewed_label(r, d.labels[k])) is None else names[c]
                                for k, r in enumerate(review)],
         })
         probs = pd.DataFrame(d.probs, columns=[f"p:{c}" for c in names])

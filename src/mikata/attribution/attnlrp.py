@@ -181,7 +181,7 @@ class _Rules(TorchFunctionMode):
         self.ledger = ledger
         self.fused: str | None = None
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: D105
+    def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if not torch.is_grad_enabled():
             return func(*args, **kwargs)

@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from contextlib import ExitStack
 
 import torch
@@ -102,7 +103,7 @@ def _refusal(handle: ModelHandle, why: str) -> LRPUnsupportedError:
 
 
 def _not_conserved(handle: ModelHandle, rule: str, total: float) -> LRPUnsupportedError:
-    what = "is not a number" if total != total else f"sums to {total:.4g}"
+    what = "is not a number" if math.isnan(total) else f"sums to {total:.4g}"
     return LRPUnsupportedError(
         f"LRP ({rule}) cannot run on {type(handle.net).__name__}: relevance is not conserved (with the biases left "
         f"out it must sum to 1 at the pixels and {what}), because the network computes something zennit's rules "

@@ -21,7 +21,7 @@ def register(sub) -> None:
     p.add_argument("--per-class", type=int, default=5, metavar="K", help="concepts per class (default 5)")
     p.add_argument("--sample", type=int, default=500, metavar="N",
                    help="images per class at most, a seeded sample (bounds time and memory on big runs; default 500)")
-    p.add_argument("--define", action="append", default=[], metavar="NAME=DIR",
+    p.add_argument("--define", action="append", default=None, metavar="NAME=DIR",
                    help="a concept you define by a folder of example images: its TCAV score per class against "
                         "random images of the run, with a significance test (repeatable)")
     p.add_argument("--model", default=None, metavar="SPEC",
@@ -31,11 +31,11 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def parse_defines(items: list[str]) -> dict[str, str]:
+def parse_defines(items: list[str] | None) -> dict[str, str]:
     from mikata.errors import MikataError
 
     out: dict[str, str] = {}
-    for item in items:
+    for item in items or []:
         name, sep, folder = item.partition("=")
         if not sep or not name.strip() or not folder.strip():
             raise MikataError(f"--define {item!r}: write NAME=DIR, e.g. --define stripes=examples/stripes")

@@ -209,7 +209,7 @@ def _row_arrays(store, chunk: int = 100_000) -> tuple[np.ndarray, np.ndarray, np
 def _class_part(service, c: int, ids: np.ndarray, labels: np.ndarray, preds: np.ndarray, opts: Options, key: str,
                 cavs: dict, names: list[str], advance=None) -> dict:
     from mikata.concepts import shortcuts
-    from mikata.concepts.shortcuts import TESTED_IMPORTANCE
+    from mikata.concepts.shortcuts import IMPORTANT, TESTED_IMPORTANCE
     from mikata.concepts.importance import contributions, shares
     from mikata.concepts.nmf import nmf, split_gradient, split_sign
     from mikata.concepts.strategies import strategies
@@ -246,13 +246,14 @@ def _class_part(service, c: int, ids: np.ndarray, labels: np.ndarray, preds: np.
     geos = geometries(service.preprocessing, sizes)
     correct = lab == prd
     cnames = [f"{cname}/{j}" for j in range(k)]
-    denom = float(total.mean())
-    if denom <= 1e-12:  # a class with no net positive evidence: shares of the absolute evidence
-        denom = float((per.abs().sum(1) + residual.abs()).mean()) or 1.0
+    # shares of the class's net evidence: they sum with the residual to 1 (to -1 for a class whose net evidence
+    # at the layer is negative, as on an untrained model; to 0 only when there is no evidence at all)
+    denom = abs(float(total.mean())) or float((per.abs().sum(1) + residual.abs()).mean()) or 1.0
     layer_dirs = W[:, : W.shape[1] // 2] - W[:, W.shape[1] // 2:] if split else W  # (k, C): in the layer's channels
-    tested = (per.mean(0) / denom >= TESTED_IMPORTANCE).numpy()  # (k,): the others cannot carry a shortcut
+    share = (per.mean(0) / denom).numpy()  # (k,)
+    tested = share >= TESTED_IMPORTANCE  # the others cannot carry a shortcut
     deletion, removal = _deletion(service, c, kept, Ug, has & tested[None, :], strength, prob, live,
-                                  opts.deletion_images, opts.layer, layer_dirs)
+                                  opts.deletion_images, opts.layer, layer_dirs, share >= IMPORTANT)
     paths = service.store.paths([int(kept[i]) for i in np.unique(np.argsort(-strength, 0, kind="stable")[:TOP_EXEMPLARS])])
     concepts, off_center = [], []
     for j in range(k):
@@ -292,7 +293,7 @@ def _class_part(service, c: int, ids: np.ndarray, labels: np.ndarray, preds: np.
 
 def _deletion(service, c: int, kept: list[int], U: np.ndarray, has: np.ndarray, strength: np.ndarray,
               prob: np.ndarray, live: np.ndarray, limit: int, layer: str,
-              directions: torch.Tensor) -> tuple[list[dict], list[dict]]:
+              directions: torch.Tensor, remove: np.ndarray) -> tuple[list[dict], list[dict]]:
     """Two deletion tests per concept, on the same up to ``limit`` images that have it (strongest first):
 
     - region: where its map, upsampled to the input, reaches half its maximum, filled with the image's mean
@@ -302,7 +303,8 @@ def _deletion(service, c: int, kept: list[int], U: np.ndarray, has: np.ndarray, 
       cannot: a frame split over positions, a global brightness shift).
 
     Each gives how often the prediction of the class flips away (among the images predicted as the class)
-    and how much P(class) drops on average."""
+    and how much P(class) drops on average. The direction test runs where ``remove`` ``(k,)`` says (the
+    concepts important enough to be suspects: it doubles the deletion's forwards)."""
     from mikata.hooks import attached, get_layer
 
     h = service.handle
@@ -338,19 +340,36 @@ def _deletion(service, c: int, kept: list[int], U: np.ndarray, has: np.ndarray, 
             m = (masks >= D.REGION_FRACTION * peak).float()[:, None]  # (b, 1, H, W)
             fill = x.mean((2, 3), keepdim=True)  # (b, C, 1, 1): each image's mean colour
             filled.append(probs(x * (1 - m) + fill * m))
-            delta = torch.from_numpy(U[part, :, :, j])[:, None] * directions[j][None, :, None, None]  # (b, C, h, w)
-
-            def remove(mod, args, out, delta=delta):
-                return out - delta.to(out.device, out.dtype)
-
-            removed.append(probs(x, [(module, "forward", remove)]))
-        for out, after in ((region, filled), (direction, removed)):
+            if remove[j]:
+                delta = torch.from_numpy(U[part, :, :, j])[:, None] * directions[j][None, :, None, None]  # (b, C, h, w)
+                removed.append(probs(x, [(module, "forward", _subtract(delta, h.layout(layer)))]))
+        if not removed:
+            direction.append({"flip_rate": 0.0, "mean_drop": 0.0, "images": 0})
+        for out, after in ((region, filled), (direction, removed)) if removed else ((region, filled),):
             pa = torch.cat(after).numpy()  # (b, K)
             was = live[rows] == c
             flips = was & (pa.argmax(1) != c)
             out.append({"flip_rate": float(flips.sum() / was.sum()) if was.any() else 0.0,
                         "mean_drop": float((prob[rows] - pa[:, c]).mean()), "images": len(rows)})
     return region, direction
+
+
+def _subtract(delta: torch.Tensor, layout):
+    """A forward hook that takes ``delta`` ``(b, C, h, w)`` off the layer's output in the output's own layout
+    (``FeatureLayout``: channels-first, channels-last, or tokens with a prefix of class/register tokens)."""
+
+    def hook(mod, args, out):
+        d = delta.to(out.device, out.dtype)
+        if layout.kind == "nhwc":
+            return out - d.permute(0, 2, 3, 1)
+        if layout.kind == "tokens":  # (b, tokens, C): the patch tokens follow the prefix in row-major order
+            out = out.clone()
+            cells = d.shape[2] * d.shape[3]
+            out[:, layout.prefix:layout.prefix + cells] -= d.flatten(2).transpose(1, 2)
+            return out
+        return out - d
+
+    return hook
 
 
 def _cavs(service, opts: Options, ids: np.ndarray, progress: bool) -> dict:

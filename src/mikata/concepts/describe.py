@@ -135,14 +135,26 @@ def _rate(x: np.ndarray) -> float | None:
     return float(x.mean()) if x.size else None
 
 
+def fisher_greater(a: int, b: int, c: int, d: int) -> float:
+    """One-sided Fisher exact test of the 2x2 table ``[[a, b], [c, d]]``: the probability, with the margins
+    fixed, of an ``a`` at least this large (the hypergeometric upper tail), in exact integer arithmetic.
+    (scipy's ``fisher_exact`` gives the same; importing scipy.stats costs seconds, this costs nothing.)"""
+    from math import comb
+
+    row, col, n = a + b, a + c, a + b + c + d
+    if n == 0:
+        return 1.0
+    total = comb(n, row)
+    tail = sum(comb(col, x) * comb(n - col, row - x) for x in range(a, min(row, col) + 1))
+    return float(tail / total)
+
+
 def concept_errors(name: str, has: np.ndarray, correct: np.ndarray) -> dict:
     """Accuracy with and without a concept, and whether it is over-present in the errors (Fisher's exact test)."""
-    from scipy.stats import fisher_exact
-
     ew, cw = int((~correct & has).sum()), int((correct & has).sum())
     eo, co = int((~correct & ~has).sum()), int((correct & ~has).sum())
     in_err, in_ok = _rate(has[~correct]), _rate(has[correct])
-    p = float(fisher_exact([[ew, eo], [cw, co]], alternative="greater")[1]) if (ew + eo) and (cw + co) else 1.0
+    p = fisher_greater(ew, eo, cw, co) if (ew + eo) and (cw + co) else 1.0
     return {"concept": name, "with": {"images": ew + cw, "accuracy": _rate(correct[has])},
             "without": {"images": eo + co, "accuracy": _rate(correct[~has])},
             "errors_with": ew, "correct_with": cw, "in_errors": in_err, "in_correct": in_ok,
@@ -166,11 +178,9 @@ def pair_errors(names: list[str], has: np.ndarray, correct: np.ndarray, preds: n
 
 
 def _pair_row(name: str, has: np.ndarray, errs: np.ndarray, correct: np.ndarray) -> dict:
-    from scipy.stats import fisher_exact
-
     a, b = int((has & errs).sum()), int((~has & errs).sum())
     c, d = int((has & correct).sum()), int((~has & correct).sum())
-    p = float(fisher_exact([[a, b], [c, d]], alternative="greater")[1]) if (a + b) and (c + d) else 1.0
+    p = fisher_greater(a, b, c, d) if (a + b) and (c + d) else 1.0
     in_err, in_ok = a / max(a + b, 1), (c / (c + d) if c + d else None)
     return {"concept": name, "in_errors": in_err, "in_correct": in_ok, "errors_with": a, "correct_with": c,
             "over_present": bool(in_ok is not None and in_err > in_ok and p < 0.05), "p_value": p}

@@ -25,7 +25,7 @@ import numpy as np
 from mikata.analysis.layout import CONCEPTS, RunLayout, UnsafeRunFileError
 
 CONCEPTS_DIR = CONCEPTS  # analysis.layout names every folder of a run
-FORMAT = 3  # bumped whenever a stored part changes shape: older parts are then recomputed
+FORMAT = 4  # bumped whenever a stored part changes shape: older parts are then recomputed
 ARRAY_NAMES = ("ids", "W", "U", "contrib", "residual", "total", "strength", "thresholds", "labels", "preds",
                "prob", "sizes")
 

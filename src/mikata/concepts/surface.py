@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -40,20 +41,30 @@ def _num(x: Any, default: float | None = None) -> float | None:
     return float(x) if math.isfinite(float(x)) else default
 
 
+def _count(x: Any) -> int:
+    """A whole non-negative count, 0 for anything else."""
+    v = _num(x)
+    return max(0, int(v)) if v is not None else 0
+
+
+def _dict(x: Any) -> dict:
+    return x if isinstance(x, dict) else {}
+
+
 def _split(entry: Any) -> dict | None:
     """``{"images": n, "accuracy": a}`` or None."""
     if not isinstance(entry, dict):
         return None
-    n, acc = _num(entry.get("images")), _num(entry.get("accuracy"))
-    return None if n is None else {"images": int(n), "accuracy": acc}
+    if _num(entry.get("images")) is None:
+        return None
+    return {"images": _count(entry.get("images")), "accuracy": _num(entry.get("accuracy"))}
 
 
 def _errors_by_concept(errors: Any) -> dict[str, dict]:
     """concept -> {"with": {images, accuracy}, "without": {...}, "errors_with", "correct_with", "in_errors",
     "in_correct", "over_present"} (``describe.concept_errors``)."""
     out: dict[str, dict] = {}
-    per_class = errors.get("per_class", {}) if isinstance(errors, dict) else {}
-    for rows in per_class.values() if isinstance(per_class, dict) else []:
+    for rows in _dict(_dict(errors).get("per_class")).values():
         for r in rows if isinstance(rows, list) else []:
             if isinstance(r, dict) and isinstance(r.get("concept"), str):
                 out[r["concept"]] = {"with": _split(r.get("with")), "without": _split(r.get("without")),
@@ -67,14 +78,14 @@ def _errors_by_concept(errors: Any) -> dict[str, dict]:
 def _pairs(errors: Any, names: Sequence[str]) -> list[dict]:
     """Confused pairs (true class, the class its images were taken for) with the true class's concepts that are
     significantly more present in those errors than in its correct images (``describe.pair_errors``)."""
-    pairs = errors.get("pairs", []) if isinstance(errors, dict) else []
-    out = []
+    pairs = _dict(errors).get("pairs")
+    out: list[dict] = []
     for p in pairs if isinstance(pairs, list) else []:
         if not isinstance(p, dict) or p.get("true") not in names or p.get("pred") not in names:
             continue
         rows = [c for c in p.get("concepts", []) if isinstance(c, dict) and isinstance(c.get("concept"), str)]
         out.append({"true": p["true"], "pred": p["pred"], "ti": list(names).index(p["true"]),
-                    "pi": list(names).index(p["pred"]), "errors": int(_num(p.get("errors"), 0)),
+                    "pi": list(names).index(p["pred"]), "errors": _count(p.get("errors")),
                     "concepts": [{"concept": c["concept"], "k": concept_index(c["concept"], j),
                                   "in_errors": _num(c.get("in_errors")), "in_correct": _num(c.get("in_correct")),
                                   "over_present": c.get("over_present") is True} for j, c in enumerate(rows)]})
@@ -84,15 +95,17 @@ def _pairs(errors: Any, names: Sequence[str]) -> list[dict]:
 
 def _concept(raw: dict, position: int, errors: dict[str, dict]) -> dict:
     name = str(raw.get("concept", f"?/{position}"))
-    loc = raw.get("location") if isinstance(raw.get("location"), dict) else {}
-    center = loc.get("center") if isinstance(loc.get("center"), list) and len(loc.get("center")) == 2 else None
+    loc = _dict(raw.get("location"))
+    center = loc.get("center")
+    center = center if isinstance(center, list) and len(center) == 2 else None
     deletion = raw.get("deletion") if isinstance(raw.get("deletion"), dict) else None
     exemplars = []
-    for e in raw.get("exemplars", []) if isinstance(raw.get("exemplars"), list) else []:
+    raw_exemplars = raw.get("exemplars")
+    for e in raw_exemplars if isinstance(raw_exemplars, list) else []:
         box = e.get("box") if isinstance(e, dict) else None
         if isinstance(e, dict) and isinstance(e.get("id"), int) and isinstance(box, list) and len(box) == 4 \
                 and all(_num(v) is not None for v in box):
-            exemplars.append({"id": int(e["id"]), "box": [int(round(float(v))) for v in box]})
+            exemplars.append({"id": int(e["id"]), "box": [round(float(v)) for v in box]})
     return {"concept": name, "k": concept_index(name, position), "position": position,
             "importance": _num(raw.get("importance"), 0.0), "presence": _num(raw.get("presence"), 0.0),
             "area": _num(raw.get("area")), "exemplars": exemplars,
@@ -100,21 +113,22 @@ def _concept(raw: dict, position: int, errors: dict[str, dict]) -> dict:
             "spread": _num(loc.get("spread")),
             "deletion": None if deletion is None else {"flip_rate": _num(deletion.get("flip_rate")),
                                                        "mean_drop": _num(deletion.get("mean_drop")),
-                                                       "images": int(_num(deletion.get("images"), 0))},
+                                                       "images": _count(deletion.get("images"))},
             "shortcut": raw.get("shortcut") is True, "evidence": str(raw.get("evidence") or ""),
-            **{"with": None, "without": None, "errors_with": None, "correct_with": None, "in_errors": None,
-               "in_correct": None, "over_present": False},
+            "with": None, "without": None, "errors_with": None, "correct_with": None, "in_errors": None,
+               "in_correct": None, "over_present": False,
             **errors.get(name, {})}
 
 
 def _strategies(raw: Any) -> list[dict]:
-    out = []
+    out: list[dict] = []
     for s in raw if isinstance(raw, list) else []:
         if not isinstance(s, dict):
             continue
         ids = [int(i) for i in s.get("exemplars", []) if isinstance(i, int) and not isinstance(i, bool)]
-        shares = s.get("concepts") if isinstance(s.get("concepts"), dict) else {}
-        out.append({"strategy": int(_num(s.get("strategy"), len(out))), "size": int(_num(s.get("size"), 0)),
+        shares = _dict(s.get("concepts"))
+        strategy = _num(s.get("strategy"))
+        out.append({"strategy": int(strategy) if strategy is not None else len(out), "size": _count(s.get("size")),
                     "accuracy": _num(s.get("accuracy")), "exemplars": ids,
                     "clever_hans": s.get("clever_hans") is True, "tightness": _num(s.get("tightness")),
                     "concepts": sorted(((str(k), v) for k, v in ((k, _num(v)) for k, v in shares.items())
@@ -127,7 +141,7 @@ def _slices(raw: Any, names: Sequence[str]) -> list[dict]:
     for s in raw if isinstance(raw, list) else []:
         if isinstance(s, dict) and s.get("class") in names and isinstance(s.get("concept"), str):
             out.append({"class": s["class"], "ci": list(names).index(s["class"]), "concept": s["concept"],
-                        "present": s.get("present") is True, "images": int(_num(s.get("images"), 0)),
+                        "present": s.get("present") is True, "images": _count(s.get("images")),
                         "accuracy": _num(s.get("accuracy")), "gap": _num(s.get("gap")),
                         "text": str(s.get("text") or "")})
     return out
@@ -138,18 +152,17 @@ def shape_atlas(data: dict, class_names: Sequence[str]) -> dict:
     are left out, and every number is checked (a damaged file shows blanks, never a broken page)."""
     names = list(class_names)
     errors = _errors_by_concept(data.get("errors"))
-    raw_classes = data.get("classes") if isinstance(data.get("classes"), dict) else {}
-    raw_strategies = data.get("strategies") if isinstance(data.get("strategies"), dict) else {}
+    raw_classes, raw_strategies = _dict(data.get("classes")), _dict(data.get("strategies"))
     slices = _slices(data.get("slices"), names)
-    classes = []
+    classes: list[dict[str, Any]] = []
     for c, name in enumerate(names):
         raw = raw_classes.get(name)
         if not isinstance(raw, list):
             continue
         concepts = [_concept(r, j, errors) for j, r in enumerate(raw) if isinstance(r, dict)]
         concepts.sort(key=lambda x: -x["importance"])
-        residual = data.get("residual") if isinstance(data.get("residual"), dict) else {}
-        classes.append({"index": c, "name": name, "concepts": concepts, "residual": _num(residual.get(name)),
+        classes.append({"index": c, "name": name, "concepts": concepts,
+                        "residual": _num(_dict(data.get("residual")).get(name)),
                         "strategies": _strategies(raw_strategies.get(name)),
                         "slices": [s for s in slices if s["ci"] == c]})
     shortcuts = [{"class": cl["name"], "ci": cl["index"], **x} for cl in classes for x in cl["concepts"] if x["shortcut"]]
@@ -161,11 +174,11 @@ def _tcav(raw: Any, names: Sequence[str]) -> list[dict]:
     """Concepts the user defined by examples (``--define NAME=DIR``): per class the TCAV score, the random
     vectors' mean score, the t-test's p-value and whether it is significant."""
     out = []
-    for concept, entry in raw.items() if isinstance(raw, dict) else []:
-        per = entry.get("classes") if isinstance(entry, dict) and isinstance(entry.get("classes"), dict) else {}
+    for concept, entry in _dict(raw).items():
+        per = _dict(_dict(entry).get("classes"))
         rows = [{"class": cls, "score": _num(v.get("score")), "random": _num(v.get("random_mean")),
                  "p_value": _num(v.get("p_value")), "significant": v.get("significant") is True,
-                 "images": int(_num(v.get("images"), 0))}
+                 "images": _count(v.get("images"))}
                 for cls, v in per.items() if cls in names and isinstance(v, dict)]
         out.append({"concept": str(concept), "classes": rows})
     return out
@@ -207,7 +220,7 @@ def location_image(run_dir: str | os.PathLike, concept: str, size: int = 96) -> 
     from mikata.display import SEQUENTIAL, colorize
 
     grid = np.clip(np.nan_to_num(np.asarray(concept_location_map(run_dir, concept), np.float32)), 0, 1)
-    up = np.asarray(Image.fromarray(grid, mode="F").resize((size, size), Image.BILINEAR))
+    up = np.asarray(Image.fromarray(grid, mode="F").resize((size, size), Image.Resampling.BILINEAR))
     return colorize(up, SEQUENTIAL, 0.0, 1.0)
 
 
@@ -244,7 +257,7 @@ def exemplar_overlay(run_dir: str | os.PathLike, image_id: int, concept: str, bo
         from PIL import Image
 
         heat = np.asarray(Image.fromarray(heat.astype(np.float32), mode="F").resize(
-            (img.shape[1], img.shape[0]), Image.BILINEAR), np.float64)
+            (img.shape[1], img.shape[0]), Image.Resampling.BILINEAR), np.float64)
     heat = np.clip(heat / max(float(heat.max()), 1e-12), 0, 1)
     x0, y0, x1, y1 = crop_box(img.shape, box) if box is not None else (0, 0, img.shape[1], img.shape[0])
     crop = img[y0:y1, x0:x1]

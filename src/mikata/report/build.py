@@ -533,7 +533,8 @@ def write_report(run: "str | os.PathLike | RunView", out: str | os.PathLike | No
                        "examples": [{"id": int(d.ids[r]), "name": os.path.basename(d.paths[r]), "score": float(t.score[r]),
                                      "label": names[d.labels[r]], "pred": names[d.preds[r]]}
                                     for r in issue_rows(found, t.name)[:12]]} for t in found.types.values()]
-    strategy_ids = {i for c in (concepts or {}).get("classes", []) for s in c["strategies"] for i in s["exemplars"][:6]}
+    concept_classes: list[dict] = concepts["classes"] if concepts else []
+    strategy_ids = {i for c in concept_classes for s in c["strategies"] for i in s["exemplars"][:6]}
     extra = sorted(({e["id"] for t in dataset_issues for e in t["examples"]} | strategy_ids) - set(thumbs))
     if extra:  # a capped report (a big run) has not made these thumbnails yet
         more_thumbs, more = _thumbnails(str(run_dir), extra, thumb, workers)

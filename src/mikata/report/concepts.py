@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 log = logging.getLogger(__name__)
 SHORTCUT_COLOR, CONCEPT_COLOR = "#d62728", "#4c78a8"
@@ -25,10 +25,10 @@ def _uri(a, max_side: int = 128) -> str:
 
     img = Image.fromarray(a)
     if max(img.size) > max_side:
-        img.thumbnail((max_side, max_side), Image.BILINEAR)
+        img.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
     elif max(img.size) < 64:  # a small crop, scaled up so its pixels can be seen
         f = max(1, 64 // max(img.size))
-        img = img.resize((img.width * f, img.height * f), Image.NEAREST)
+        img = img.resize((img.width * f, img.height * f), Image.Resampling.NEAREST)
     return data_uri(encode(img, "PNG" if img.width * img.height <= 128 * 128 else "JPEG", quality=85))
 
 
@@ -46,7 +46,13 @@ def concepts_section(run_dir: str | os.PathLike, class_names: Sequence[str], *, 
                      device: str | None = "cpu", exemplars: int = 4) -> tuple[dict | None, list[str]]:
     """``(section, notes)``: the template's data, or None when the run has no current atlas."""
     from mikata.analysis.media import UnknownImageError
-    from mikata.concepts.surface import atlas_view, exemplar_overlay, location_image, original_image, crop_box
+    from mikata.concepts.surface import (
+        atlas_view,
+        crop_box,
+        exemplar_overlay,
+        location_image,
+        original_image,
+    )
     from mikata.errors import MikataError
 
     view = atlas_view(run_dir, class_names)
@@ -68,25 +74,25 @@ def concepts_section(run_dir: str | os.PathLike, class_names: Sequence[str], *, 
         for c in cls["concepts"]:
             try:
                 c["location_uri"] = _uri(location_image(run_dir, c["concept"]))
-            except MikataError as e2:
+            except MikataError as err:
                 c["location_uri"] = None
-                log.warning("no location map of %s: %s", c["concept"], e2)
+                log.warning("no location map of %s: %s", c["concept"], err)
             figures = []
-            for e in c["exemplars"][:exemplars]:
+            for ex in c["exemplars"][:exemplars]:
                 try:
                     if heat_error is None:
-                        crop, over = exemplar_overlay(run_dir, e["id"], c["concept"], e["box"], model=net, device=device)
+                        crop, over = exemplar_overlay(run_dir, ex["id"], c["concept"], ex["box"], model=net, device=device)
                     else:
-                        img = original_image(run_dir, e["id"])
-                        x0, y0, x1, y1 = crop_box(img.shape, e["box"])
+                        img = original_image(run_dir, ex["id"])
+                        x0, y0, x1, y1 = crop_box(img.shape, ex["box"])
                         crop, over = img[y0:y1, x0:x1], None
                 except UnknownImageError:
                     lost += 1
                     continue
-                except MikataError as e2:
-                    heat_error = heat_error or str(e2)
+                except MikataError as err:
+                    heat_error = heat_error or str(err)
                     continue
-                figures.append({"id": e["id"], "crop": _uri(crop), "overlay": _uri(over) if over is not None else None})
+                figures.append({"id": ex["id"], "crop": _uri(crop), "overlay": _uri(over) if over is not None else None})
             c["figures"] = figures
     if heat_error:
         notes.append(f"concept heatmaps left out: {heat_error}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
@@ -29,7 +30,7 @@ PNG_CACHE = 512  # rendered crops / heatmaps kept in memory
 class ConceptPages:
     """Per-app concept state. Thread-safe: routes run in a thread pool."""
 
-    def __init__(self, state: "RunState"):
+    def __init__(self, state: RunState):
         self.state = state
         self._view: tuple[tuple, dict | None] | None = None
         self._lock = threading.Lock()
@@ -182,10 +183,14 @@ class ConceptPages:
         set_concept_review(self.state.run_dir, concept["concept"], verdict)
 
 
-def concept_pages(state: "RunState") -> ConceptPages:
-    """The app's one ``ConceptPages`` (made on first use, kept on the state)."""
-    pages = getattr(state, "_concept_pages", None)
-    if pages is None:
-        pages = ConceptPages(state)
-        state._concept_pages = pages
-    return pages
+_PAGES: weakref.WeakKeyDictionary[RunState, ConceptPages] = weakref.WeakKeyDictionary()
+_PAGES_LOCK = threading.Lock()
+
+
+def concept_pages(state: RunState) -> ConceptPages:
+    """The one ``ConceptPages`` of an app's ``RunState`` (made on first use, gone with the state)."""
+    with _PAGES_LOCK:
+        pages = _PAGES.get(state)
+        if pages is None:
+            pages = _PAGES[state] = ConceptPages(state)
+        return pages

@@ -357,11 +357,12 @@ class RunState:
         out = io.StringIO()
         w = csv.writer(out)
         w.writerow(["id", "path", "label", "predicted", "verdict", "suggested", "updated", "reviewed_label"])
+        from mikata.analysis.audit import reviewed_label
+
         for r in self.reviews():
-            fine = r["verdict"] == "fine"
-            suggested = "" if fine else name(r["suggested"])
+            suggested = "" if r["verdict"] == "fine" else name(r["suggested"])
             w.writerow([r["id"], shown(r["path"]), name(r["label"]), name(r["pred"]), r["verdict"], suggested,
-                        r["updated"], name(r["label"]) if fine else suggested])
+                        r["updated"], name(reviewed_label(r, r["label"]))])
         return out.getvalue()
 
     # ------------------------------------------------------ files of the run

@@ -12,7 +12,6 @@ may ask for them): ``/map/concepts/{c}/{k}/exemplar/{j}.png`` (crop + heatmap),
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
@@ -20,7 +19,14 @@ from pydantic import BaseModel, ConfigDict, StrictStr, ValidationError
 
 from mikata.analysis.media import UnknownImageError
 from mikata.server.concept_state import concept_pages
-from mikata.server.routes.common import PAGE, check_class, check_id, image_response, page, run_state
+from mikata.server.routes.common import (
+    PAGE,
+    check_class,
+    check_id,
+    image_response,
+    page,
+    run_state,
+)
 
 router = APIRouter()
 MAX_REVIEW_BODY = 4096
@@ -30,7 +36,7 @@ class ConceptReviewBody(BaseModel):
     """A concept's review as the page sends it: ``{"verdict": "object" | "artefact" | null}``; nothing else."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
-    verdict: Optional[StrictStr] = None
+    verdict: StrictStr | None = None
 
 
 def _pages(request: Request):
@@ -46,7 +52,9 @@ def concepts_page(request: Request):
 
 @router.get("/concepts/{c:int}", response_class=HTMLResponse)
 def concept_class_page(request: Request, c: int):
-    from mikata.report.concepts import importance_chart  # the report's chart: the same bars in both
+    from mikata.report.concepts import (
+        importance_chart,  # the report's chart: the same bars in both
+    )
 
     pages = _pages(request)
     check_class(run_state(request), c)
