@@ -113,8 +113,14 @@ def test_a_signal_in_the_first_epoch_keeps_the_start_and_resume_runs_every_epoch
     from mikata.training import state_path
 
     out = tmp_path / "m.safetensors"
-    # the frozen layers' output is cached just before the epochs start (the first takes ~1.5 s)
-    rc, err = _signal_after(_train(digits, out, verbose=True), "output (train): done", signal.SIGTERM, delay=0.5)
+    # the untrained start is written just before epoch 1 begins (which takes ~1.5 s): signal once it is there
+    proc = _train(digits, out, verbose=True)
+    deadline = time.monotonic() + 300
+    while not state_path(out).is_file() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    rc = proc.returncode
     assert rc == 143, err
     assert "interrupted by SIGTERM: 0 of 3 epoch(s) done and saved in" in err.strip().splitlines()[-1]
     assert torch.load(state_path(out), weights_only=True)["epoch"] == 0

@@ -24,9 +24,10 @@ import fcntl
 import os
 from pathlib import Path
 
-from mikata.analysis.layout import LOCK as LOCK_NAME, RunLayout, UnsafeRunFileError
+from mikata.analysis.layout import LOCK, RunLayout, UnsafeRunFileError
 from mikata.errors import MikataError
 
+LOCK_NAME = LOCK  # the lock file's name inside a run (named with the run's other files in analysis.layout)
 _HELD: set[int] = set()  # lock fds of this process, closed in every forked child
 
 

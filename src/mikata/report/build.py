@@ -465,8 +465,7 @@ def write_report(run: "str | os.PathLike | RunView", out: str | os.PathLike | No
     lap("extras")
     from mikata.report.concepts import concepts_section
 
-    concepts, more = concepts_section(run_dir, names, handle=source.handle, model=source.spec,
-                                      device=source.device)
+    concepts, more = concepts_section(run_dir, names, source=source)
     notes += more
     lap("concepts")
 

@@ -13,6 +13,10 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mikata.models.source import ModelSource
 
 log = logging.getLogger(__name__)
 SHORTCUT_COLOR, CONCEPT_COLOR = "#d62728", "#4c78a8"
@@ -42,9 +46,14 @@ def importance_chart(concepts: Sequence[dict], title: str) -> str:
                      value_format="{:.3f}")
 
 
-def concepts_section(run_dir: str | os.PathLike, class_names: Sequence[str], *, handle=None, model: str | None = None,
-                     device: str | None = "cpu", exemplars: int = 4) -> tuple[dict | None, list[str]]:
-    """``(section, notes)``: the template's data, or None when the run has no current atlas."""
+def concepts_section(run_dir: str | os.PathLike, class_names: Sequence[str], *, source: ModelSource | None = None,
+                     handle=None, model: str | None = None, device: str | None = "cpu",
+                     exemplars: int = 4) -> tuple[dict | None, list[str]]:
+    """``(section, notes)``: the template's data, or None when the run has no current atlas. The heatmaps'
+    model: ``source`` (the report's ``ModelSource``), else one built from ``handle``/``model``/``device``."""
+    from mikata.models.source import ModelSource
+
+    source = source or ModelSource(handle=handle, spec=model, device=device)
     from mikata.analysis.media import UnknownImageError
     from mikata.concepts.surface import (
         atlas_view,
@@ -59,12 +68,12 @@ def concepts_section(run_dir: str | os.PathLike, class_names: Sequence[str], *, 
     if view is None:
         return None, []
     notes: list[str] = []
-    net, heat_error = handle, None
+    net, heat_error = source.handle, None
     if net is None:
         from mikata.analysis.maps import MapService
 
         try:
-            with MapService(run_dir, model=model, device=device) as service:
+            with MapService(run_dir, source=source) as service:
                 net = service.handle_for()
         except MikataError as e:
             heat_error = str(e)
@@ -81,7 +90,8 @@ def concepts_section(run_dir: str | os.PathLike, class_names: Sequence[str], *, 
             for ex in c["exemplars"][:exemplars]:
                 try:
                     if heat_error is None:
-                        crop, over = exemplar_overlay(run_dir, ex["id"], c["concept"], ex["box"], model=net, device=device)
+                        crop, over = exemplar_overlay(run_dir, ex["id"], c["concept"], ex["box"], model=net,
+                                                     device=source.device)
                     else:
                         img = original_image(run_dir, ex["id"])
                         x0, y0, x1, y1 = crop_box(img.shape, ex["box"])
