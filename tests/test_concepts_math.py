@@ -186,3 +186,42 @@ def test_fisher_exact_agrees_with_scipy():
     for table in ([[5, 20], [30, 200]], [[0, 3], [10, 2]], [[12, 1], [3, 40]], [[7, 7], [7, 7]], [[1, 0], [0, 0]]):
         want = fisher_exact(table, alternative="greater")[1]
         assert D.fisher_greater(*table[0], *table[1]) == pytest.approx(want, rel=1e-9, abs=1e-15)
+
+
+def test_an_off_object_concept_is_tested_with_its_whole_context():
+    """concepts-eval's background case: the noisy background's concept (Coat/0, importance 0.69, area 0.14)
+    flips 6% when one band is filled with the image's mean colour and 69% when its region and the whole
+    context are filled with the other classes' mean image; the sentence says which test it was."""
+    from mikata.concepts.shortcuts import suspect
+
+    bg = _entry(importance=0.69, area=0.14, center=(0.5, 0.2), spread=0.1, flip=0.69, drop=0.70)
+    flagged, text = suspect(bg, "Coat", 0.35, None, True)
+    assert flagged and "the image's context" in text and "other classes' mean image" in text
+    assert "mean colour" in suspect(bg, "Coat", 0.35)[1]
+
+
+def test_the_context_is_where_the_other_classes_images_are_alike():
+    """``_references``: the other classes' mean image, and the pixels where they hardly vary."""
+    import numpy as np
+    import torch
+
+    from mikata.concepts import compute as K
+
+    class Fake:  # decode_images is replaced below: a class's images are a bright center on a constant edge
+        pass
+
+    def decode(service, ids, paths=None):
+        x = torch.zeros(len(ids), 3, 8, 8)
+        x[:, :, 2:6, 2:6] = torch.rand(len(ids), 3, 4, 4) + torch.tensor([float(i) for i in ids])[:, None, None, None]
+        return x, np.zeros((len(ids), 2), np.int64), [int(i) for i in ids]
+
+    old = K.decode_images
+    K.decode_images = decode
+    try:
+        refs = K._references(Fake(), np.arange(12), np.repeat([0, 1, 2], 4), [0], 0)
+    finally:
+        K.decode_images = old
+    mean, context = refs[0]
+    assert mean.shape == (3, 8, 8) and context.shape == (8, 8)
+    assert context[0].all() and context[:, 0].all() and not context[2:6, 2:6].any()
+    assert np.allclose(mean[:, 0, 0], 0)

@@ -17,8 +17,9 @@ a 500-image class costs. Errors, slices and strategies are measured on the same 
 images when it has fewer).
 
 Then per concept: its presence, exemplars with boxes in original pixels, where it sits (center, spread)
-and how much of the image it covers; a deletion test (its region filled with the image's mean colour, on
-up to ``deletion_images`` images that have it: flip rate and mean drop of P(class)); and whether it looks
+and how much of the image it covers; a deletion test (its region filled with the image's mean colour, or for
+a concept off the object its region and the image's whole context filled with the other classes' mean image,
+on up to ``deletion_images`` images that have it: flip rate and mean drop of P(class)); and whether it looks
 like a shortcut (``shortcuts.suspect``). Each finished class is written at once, so a killed run resumes
 at the next class.
 """
@@ -44,6 +45,10 @@ MAX_PER_CLASS = 50
 TOP_EXEMPLARS = 6
 NEGATIVE_EVIDENCE = 0.1  # signed="auto": share of |gradient x activation| in negative activations that splits
 SIGNED = ("clamp", "split", "auto")
+CONTEXT_VERSION = 1  # the off-object deletion (``_references``); part of the cache key
+REFERENCE_IMAGES = 32  # per class, for the other classes' reference image and context
+CONTEXT_STD = 0.3  # context: pixels where the other classes' images vary by at most this share of the most varying
+OFF_OBJECT = 0.4  # a concept with at least this share of its map's mass on the context is off the object
 
 
 @dataclass
@@ -59,6 +64,7 @@ class Options:
     def as_dict(self) -> dict:
         return {"layer": self.layer, "per_class": self.per_class, "sample": self.sample, "seed": self.seed,
                 "deletion_images": self.deletion_images, "signed": self.signed,
+                "context": [CONTEXT_VERSION, CONTEXT_STD, OFF_OBJECT, REFERENCE_IMAGES],
                 "defines": {n: [len(f), _files_digest(f)] for n, f in sorted(self.defines.items())}}
 
 
@@ -146,6 +152,7 @@ def compute_atlas(run_dir: str | os.PathLike, *, layer: str | None = None, class
             raise MikataError(f"no scanned image is labeled {', '.join(names[c] for c in wanted)}; "
                               "pick classes that have images (`mikata audit` lists them)")
         cavs = _cavs(service, opts, ids, progress) if files else {}
+        refs = _references(service, ids, labels, todo, opts.seed)
         parts: dict[int, dict] = {}
         sizes = {c: min(int((labels == c).sum()), opts.sample) for c in todo}
         with Progress(sum(sizes.values()), f"concepts of {layer} ({len(todo)} classes)", "img", progress,
@@ -155,7 +162,7 @@ def compute_atlas(run_dir: str | os.PathLike, *, layer: str | None = None, class
                 part = S.read_json(jpath)
                 if part is None or part.get("key") != key or S.read_arrays(npath) is None:
                     part = _class_part(service, c, ids[labels == c], labels[labels == c], preds[labels == c],
-                                       opts, key, cavs, names, bar.update)
+                                       opts, key, cavs, names, bar.update, refs.get(c))
                     S.write_arrays(npath, part.pop("_arrays"))
                     S.write_json(jpath, part)
                 else:
@@ -207,7 +214,7 @@ def _row_arrays(store, chunk: int = 100_000) -> tuple[np.ndarray, np.ndarray, np
 
 
 def _class_part(service, c: int, ids: np.ndarray, labels: np.ndarray, preds: np.ndarray, opts: Options, key: str,
-                cavs: dict, names: list[str], advance=None) -> dict:
+                cavs: dict, names: list[str], advance=None, ref=None) -> dict:
     from mikata.concepts import shortcuts
     from mikata.concepts.shortcuts import IMPORTANT, TESTED_IMPORTANCE
     from mikata.concepts.importance import contributions, shares
@@ -252,8 +259,8 @@ def _class_part(service, c: int, ids: np.ndarray, labels: np.ndarray, preds: np.
     layer_dirs = W[:, : W.shape[1] // 2] - W[:, W.shape[1] // 2:] if split else W  # (k, C): in the layer's channels
     share = (per.mean(0) / denom).numpy()  # (k,)
     tested = share >= TESTED_IMPORTANCE  # the others cannot carry a shortcut
-    deletion, removal = _deletion(service, c, kept, Ug, has & tested[None, :], strength, prob, live,
-                                  opts.deletion_images, opts.layer, layer_dirs, share >= IMPORTANT)
+    deletion, removal, context = _deletion(service, c, kept, Ug, has & tested[None, :], strength, prob, live,
+                                  opts.deletion_images, opts.layer, layer_dirs, share >= IMPORTANT, ref)
     paths = service.store.paths([int(kept[i]) for i in np.unique(np.argsort(-strength, 0, kind="stable")[:TOP_EXEMPLARS])])
     concepts, off_center = [], []
     for j in range(k):
@@ -266,7 +273,7 @@ def _class_part(service, c: int, ids: np.ndarray, labels: np.ndarray, preds: np.
                  "presence": float(has[:, j].mean()), "exemplars": exemplars,
                  "location": {"center": center, "spread": round(spread, 4)}, "area": round(ar, 4),
                  "deletion": deletion[j]}
-        entry["shortcut"], entry["evidence"] = shortcuts.suspect(entry, cname, off, removal[j])
+        entry["shortcut"], entry["evidence"] = shortcuts.suspect(entry, cname, off, removal[j], context[j])
         concepts.append(entry)
     sh = shares(per).numpy()
     part = {"key": key, "class": cname, "class_id": c, "images": int(n), "sampled_from": int(len(ids)),
@@ -293,11 +300,14 @@ def _class_part(service, c: int, ids: np.ndarray, labels: np.ndarray, preds: np.
 
 def _deletion(service, c: int, kept: list[int], U: np.ndarray, has: np.ndarray, strength: np.ndarray,
               prob: np.ndarray, live: np.ndarray, limit: int, layer: str,
-              directions: torch.Tensor, remove: np.ndarray) -> tuple[list[dict], list[dict]]:
+              directions: torch.Tensor, remove: np.ndarray, ref=None) -> tuple[list[dict], list[dict], list[bool]]:
     """Two deletion tests per concept, on the same up to ``limit`` images that have it (strongest first):
 
     - region: where its map, upsampled to the input, reaches half its maximum, filled with the image's mean
-      colour (what a person can see: "this place of the image");
+      colour (what a person can see: "this place of the image"); for a concept off the object (at least
+      ``OFF_OBJECT`` of its map's mass on the context, ``_references``: a frame, a background), its region and
+      the whole context filled with the other classes' mean image instead (a frame or a background is
+      spread out: one of its parts alone shows no use);
     - direction: its component ``U_k ⊗ d_k`` removed from the layer's activations at every position, the rest
       of the network run from there (``d_k``: its direction in the layer's channels; catches what a region
       cannot: a frame split over positions, a global brightness shift).
@@ -324,12 +334,18 @@ def _deletion(service, c: int, kept: list[int], U: np.ndarray, has: np.ndarray, 
         with attached(hooks), torch.inference_mode():
             return torch.softmax(h.model(x.to(h.device)).float(), 1).cpu()
 
-    region, direction = [], []
+    region, direction, context = [], [], []
     for j in range(k):
         rows = [i for i in chosen[j] if i in cache]
+        off = False
+        if ref is not None and rows:
+            maps = np.stack([D.upsample(U[i, :, :, j], (H, Wd)) for i in rows])
+            maps = maps / maps.reshape(len(rows), -1).sum(1).clip(min=1e-12)[:, None, None]
+            off = float((maps * ref[1]).sum((1, 2)).mean()) >= OFF_OBJECT
         if not rows:
             region.append({"flip_rate": 0.0, "mean_drop": 0.0, "images": 0})
             direction.append({"flip_rate": 0.0, "mean_drop": 0.0, "images": 0})
+            context.append(False)
             continue
         filled, removed = [], []
         for s in range(0, len(rows), BATCH):
@@ -338,7 +354,11 @@ def _deletion(service, c: int, kept: list[int], U: np.ndarray, has: np.ndarray, 
             masks = torch.stack([torch.from_numpy(D.upsample(U[i, :, :, j], (H, Wd))) for i in part])  # (b, H, W)
             peak = masks.flatten(1).amax(1).clamp_min(1e-12)[:, None, None]
             m = (masks >= D.REGION_FRACTION * peak).float()[:, None]  # (b, 1, H, W)
-            fill = x.mean((2, 3), keepdim=True)  # (b, C, 1, 1): each image's mean colour
+            if off:  # the region and the whole context, filled with the other classes' mean image
+                m = torch.maximum(m, torch.from_numpy(ref[1]).float()[None, None])
+                fill = torch.from_numpy(ref[0]).float()[None]
+            else:
+                fill = x.mean((2, 3), keepdim=True)  # (b, C, 1, 1): each image's mean colour
             filled.append(probs(x * (1 - m) + fill * m))
             if remove[j]:
                 delta = torch.from_numpy(U[part, :, :, j])[:, None] * directions[j][None, :, None, None]  # (b, C, h, w)
@@ -351,7 +371,37 @@ def _deletion(service, c: int, kept: list[int], U: np.ndarray, has: np.ndarray, 
             flips = was & (pa.argmax(1) != c)
             out.append({"flip_rate": float(flips.sum() / was.sum()) if was.any() else 0.0,
                         "mean_drop": float((prob[rows] - pa[:, c]).mean()), "images": len(rows)})
-    return region, direction
+        context.append(off)
+    return region, direction, context
+
+
+def _references(service, ids: np.ndarray, labels: np.ndarray, todo: list[int], seed: int) -> dict:
+    """Per class ``c``: ``(reference (C, H, W), context (H, W) in {0, 1})`` from up to ``REFERENCE_IMAGES``
+    images of each OTHER class: their per-pixel mean, and where they hardly vary (at most ``CONTEXT_STD`` of
+    the most varying pixel's std): what the dataset holds around its objects (an empty background, the
+    image's edges). {} with fewer than two classes."""
+    present = [int(c) for c in np.unique(labels)]
+    if len(present) < 2:
+        return {}
+    sums, sqs, counts = {}, {}, {}
+    for c in present:
+        x, _, got = decode_images(service, _sample(ids[labels == c], REFERENCE_IMAGES, seed, c).tolist())
+        if x is None:
+            continue
+        x = x.double()
+        sums[c], sqs[c], counts[c] = x.sum(0), (x * x).sum(0), len(got)
+    out = {}
+    for c in todo:
+        others = [o for o in sums if o != c]
+        n = sum(counts[o] for o in others)
+        if not n:
+            continue
+        mean = sum(sums[o] for o in others) / n
+        var = (sum(sqs[o] for o in others) / n - mean * mean).clamp_min(0).mean(0)  # (H, W), over channels
+        std = var.sqrt()
+        context = (std <= CONTEXT_STD * float(std.max())).numpy().astype(np.float32)
+        out[c] = (mean.float().numpy(), context)
+    return out
 
 
 def _subtract(delta: torch.Tensor, layout):

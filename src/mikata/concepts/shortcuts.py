@@ -9,8 +9,13 @@ Chosen with branch concepts-eval by a grid search over the 200 concepts of 10 pl
 top out at flip 0.67 / drop 0.53, the garment's middle covers 24-25% of the image. "At a fixed place" is not
 a cue on its own: in an aligned dataset every object part is at a fixed place. Where the concept sits
 (center, spread, distance from the image's center) is still in the sentence for the person who judges.
-Artefacts spread over the whole image (a frame, a brightness shift, a background) are not caught: NMF splits
-a frame by side, and filling one region of a global change shows no use.
+A concept off the object (at least ``compute.OFF_OBJECT`` of its map on the image's context: the pixels where
+the other classes' images hardly vary, an empty background or the edges) is deletion-tested with its region
+AND the whole context filled with the other classes' mean image: a noisy background is spread out, so
+filling one band of it shows no use (flip 0.06 on concepts-eval's background case), filling it all does
+(0.69), while on clean images the context already looks like the reference and nothing changes. Still not
+caught: a frame (NMF splits it by side into concepts each too small a share of the evidence) and a
+brightness / contrast shift (global, on the object too).
 """
 
 from __future__ import annotations
@@ -22,11 +27,11 @@ USED_FLIP, USED_DROP = 0.7, 0.6
 TESTED_IMPORTANCE = 0.05  # below this share of the evidence a concept gets no deletion test (compute.py)
 
 
-def suspect(c: dict, cls: str, off: float, removal: dict | None = None) -> tuple[bool, str]:
+def suspect(c: dict, cls: str, off: float, removal: dict | None = None, context: bool = False) -> tuple[bool, str]:
     """``(suspected shortcut, evidence sentence)`` for one concept entry of the atlas; ``off``: the mean
     distance of its center from the image's center, image by image (``describe.location``); ``removal``: the
     direction-removal deletion test (reported in the sentence; the rule uses the region test, which is what
-    tells a place in the image)."""
+    tells a place in the image); ``context``: its region test also filled the image's context (off the object)."""
     imp, area, spread = c["importance"], c["area"], c["location"]["spread"]
     cx, cy = c["location"]["center"]
     d = c["deletion"]
@@ -39,7 +44,9 @@ def suspect(c: dict, cls: str, off: float, removal: dict | None = None) -> tuple
     text = (f"{c['concept']} carries {round(100 * imp)}% of {cls}'s evidence, is in {round(100 * c['presence'])}% of "
             f"its images, covers {round(100 * area)}% of the image and {place}; ")
     if d["images"]:
-        text += (f"filling its region with the mean colour on {d['images']} images that have it flips "
+        what = ("its region and the image's context (where the other classes' images are alike) with the other "
+                "classes' mean image" if context else "its region with the mean colour")
+        text += (f"filling {what} on {d['images']} images that have it flips "
                  f"{round(100 * d['flip_rate'])}% of the {cls} predictions and drops P({cls}) by {d['mean_drop']:.2f}.")
         if removal and removal.get("images"):
             text = text[:-1] + (f"; removing its direction from the layer's activations flips "
