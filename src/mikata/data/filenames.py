@@ -38,15 +38,16 @@ def from_db(value: str | bytes | None) -> str | None:
     return value
 
 
-def shown(path: str | os.PathLike | None) -> str:
+def shown(path: str | os.PathLike | None, keep: str = "") -> str:
     """``path`` for a person (terminal, HTML, CSV, JSON): undecodable bytes as ``\\xNN``, always printable;
-    control characters (a terminal escape sequence's ESC, a newline that would forge a line) are escaped too."""
+    control characters (a terminal escape sequence's ESC, a newline that would forge a line) are escaped too,
+    except those in ``keep``."""
     if path is None:
         return ""
     text = os.fspath(path)
     if isinstance(text, bytes):
-        return escape_controls(text.decode("utf-8", "backslashreplace"))
-    return escape_controls(text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"))
+        return escape_controls(text.decode("utf-8", "backslashreplace"), keep)
+    return escape_controls(text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"), keep)
 
 
 # C0 controls, DEL, C1 controls (a terminal reads ESC [ ... and the single-byte CSI 0x9b as commands), and the
@@ -68,9 +69,11 @@ def escape_controls(text: str, keep: str = "") -> str:
 
 
 def shown_in_template(value: object) -> object:
-    """A Jinja ``finalize``: every plain string a template prints passes ``shown`` (markup is left alone)."""
+    """A Jinja ``finalize``: every plain string a template prints passes ``shown`` (markup is left alone).
+    Newlines and tabs stay: HTML forges no line with them, and multi-line text (a feature-vis log in a
+    ``<pre>``) keeps its lines."""
     from markupsafe import Markup
 
     if isinstance(value, str) and not isinstance(value, Markup):
-        return shown(value)
+        return shown(value, keep="\n\t")
     return value
