@@ -43,6 +43,8 @@ _API = {
     "RunView": ("mikata.analysis.view", "RunView"),
     "ModelSource": ("mikata.models.source", "ModelSource"),
     "export_run": ("mikata.analysis.export", "export_run"),
+    "compare": ("mikata.analysis.compare", "compare"),
+    "Comparison": ("mikata.analysis.compare", "Comparison"),
     "evaluate": ("mikata.evaluation.scorecard", "evaluate"),
 }
 
