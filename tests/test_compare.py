@@ -233,12 +233,15 @@ def test_refusals_are_one_clear_line(tmp_path):
     with pytest.raises(CompareError, match="other classes"):
         compare(tmp_path / "a", tmp_path / "c")
     env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
-    for args in ([str(tmp_path / "a"), str(tmp_path / "b")], [str(tmp_path / "a"), str(tmp_path / "nothere")],
-                 [str(tmp_path / "a"), str(tmp_path / "a"), "--split", "val"]):
-        r = subprocess.run([sys.executable, "-m", "mikata", "compare", *args], env=env, capture_output=True,
+    for args in (["compare", str(tmp_path / "a"), str(tmp_path / "b")],
+                 ["compare", str(tmp_path / "a"), str(tmp_path / "nothere")],
+                 ["compare", str(tmp_path / "a"), str(tmp_path / "a"), "--split", "val"],
+                 ["serve", str(tmp_path / "a"), "--compare", str(tmp_path / "b"), "--port", "0"],
+                 ["serve", str(tmp_path / "a"), "--compare", str(tmp_path / "c"), "--port", "0"]):
+        r = subprocess.run([sys.executable, "-m", "mikata", "-q", *args], env=env, capture_output=True,
                            text=True, timeout=120)
         assert r.returncode == 2, r.stderr
-        assert len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith("mikata compare: error: ")
+        assert len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith(f"mikata {args[0]}: error: "), r.stderr
         assert r.stdout == ""
 
 

@@ -199,7 +199,7 @@ def _keys(view: RunView) -> tuple[list[str], list[str | None]]:
     return view.cached("compare-keys", build)
 
 
-def _class_order(a: RunView, b: RunView) -> np.ndarray:
+def class_order(a: RunView, b: RunView) -> np.ndarray:
     """``order[j]``: B's class id of A's class ``j`` (the same name); a CompareError when the names differ."""
     names_a, names_b = a.class_names, b.class_names
     if sorted(names_a) != sorted(names_b):
@@ -216,7 +216,7 @@ def _class_order(a: RunView, b: RunView) -> np.ndarray:
 def pair_views(a: RunView, b: RunView) -> tuple[Paired, Matching, int]:
     """The shared images of two views as ``Paired`` (B in A's class order), the matching, and how many
     shared images have different labels in the two runs."""
-    order = _class_order(a, b)
+    order = class_order(a, b)
     to_a = np.argsort(order)  # B's class id -> A's
     da, db = a.data, b.data
     for v, d in ((a, da), (b, db)):

@@ -41,6 +41,7 @@ from mikata.models.source import ModelSource
 
 if TYPE_CHECKING:
     from mikata.analysis.binary import Curves
+    from mikata.server.compare_state import CompareState
 
 log = logging.getLogger(__name__)
 PER_CLASS = 12        # most / least class-like images kept per class
@@ -81,6 +82,7 @@ class RunState:
         self._grids: OrderedDict[tuple, np.ndarray] = OrderedDict()  # (version, true, pred) -> sorted ids
         self._grid_lock = threading.Lock()
         self._thumb_lock = threading.Lock()
+        self.compare: "CompareState | None" = None  # run B of `mikata serve RUN_A --compare RUN_B`
 
     @property
     def overview_builds(self) -> int:
@@ -395,3 +397,5 @@ class RunState:
 
     def close(self) -> None:
         self.store.close()
+        if self.compare is not None:
+            self.compare.close()

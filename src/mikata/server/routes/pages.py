@@ -107,10 +107,12 @@ def image_page(request: Request, image_id: int, method: str = "gradcam", cls: st
     ranked = sorted(range(len(probs)), key=lambda c: -probs[c])[:10]
     prev_id, next_id = state.neighbours(image_id)
     review = state.review(image_id)
+    compared = {} if state.compare is None else {"compare_side": state.compare.side(image_id),
+                                                 "compare_run": state.compare.run_dir}
     return page(request, "image.html", row=row, probs=probs, ranked=ranked, methods=methods,
                 layer_methods=LAYER_MAP_METHODS, method=method if method in methods else "gradcam",
                 cls=cls, prev_id=prev_id, next_id=next_id, review=review, class_count=len(names),
-                fields=state.image_fields(image_id))
+                fields=state.image_fields(image_id), **compared)
 
 
 @router.get("/reviews", response_class=HTMLResponse)
