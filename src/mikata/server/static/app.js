@@ -340,3 +340,19 @@ function conceptMap(id, c, k, name) {
     });
   }).catch((e) => { clearInterval(ticker); status.textContent = String(e); status.className = "status error"; });
 })();
+
+// ------------------------------------- serve --compare: both models' maps of one image, each with its legend
+(function compareMaps() {
+  $$(".compare-maps img[data-map]").forEach(async (img) => {
+    const legendEl = img.parentElement.querySelector(".maplegend");
+    const resp = await fetch(img.dataset.map);
+    if (!resp.ok) {
+      legendEl.hidden = false;
+      legendEl.textContent = (await resp.text()) || ("error " + resp.status);
+      return;
+    }
+    const legend = JSON.parse(resp.headers.get("x-map-legend") || "null");
+    img.onload = () => drawLegend(legendEl, legend);
+    img.src = URL.createObjectURL(await resp.blob());
+  });
+})();
