@@ -288,3 +288,25 @@ def test_python_api(tmp_path):
     assert list(df.columns[:5]) == ["metric", "key", "images", "a", "b"] and df.iloc[0]["metric"] == "accuracy"
     pairs = c.pairs()
     assert len(pairs) == 40 and pairs["correct_a"].sum() == (pa.argmax(1) == labels).sum()
+
+
+def test_a_metric_of_probabilities_is_one_entry_with_a_resampled_interval(tmp_path, monkeypatch):
+    """The seam for metrics such as a calibration error: a statistic of (probs, labels) added to METRICS
+    gets A, B and an interval of B - A from resampled images, checked here with the mean confidence."""
+    from mikata.analysis import compare as cmp
+
+    labels, ok_a, ok_b, paths, site, split, pa, pb = _scenario(tmp_path, n=200)
+    write_run(tmp_path / "a", CLASSES, paths, labels, pa)
+    write_run(tmp_path / "b", CLASSES, paths, labels, pb, model="m2")
+
+    def mean_confidence(probs, labels):
+        return float(probs.max(1).mean())
+
+    monkeypatch.setattr(cmp, "METRICS", [*cmp.METRICS,
+                                         lambda p, s: [cmp.resampled_row("confidence", "", p, s, mean_confidence)]])
+    c = compare(tmp_path / "a", tmp_path / "b", replicates=300)
+    row = c.metric("confidence")
+    f16 = lambda a: a.astype(np.float16).astype(np.float32)  # noqa: E731 - the run stores float16
+    assert row.a == pytest.approx(f16(pa).max(1).mean(), rel=1e-5)
+    assert row.b == pytest.approx(f16(pb).max(1).mean(), rel=1e-5)
+    assert row.value.low < row.diff < row.value.high and row.p is None

@@ -180,7 +180,27 @@ def binary_rows(p: Paired, s: Settings) -> list[MetricRow]:
     return [MetricRow("AUROC", name, len(p), auroc), MetricRow("average precision", name, len(p), ap)]
 
 
+def resampled_row(metric: str, key: str, p: Paired, s: Settings,
+                  stat: Callable[[np.ndarray, np.ndarray], float]) -> MetricRow:
+    """A metric of each run's ``(probs, labels)`` (``stat``, e.g. a calibration error), with the interval of
+    B - A from resampling the shared images (the same draw for both runs; ``paired.row_replicates`` draws,
+    fewer on huge runs). Adding such a metric is one entry in ``METRICS``:
+    ``lambda p, s: [resampled_row("ECE", "", p, s, expected_calibration_error)]``."""
+    from mikata.analysis.paired import percentile_interval, row_replicates
+
+    a, b = float(stat(p.probs_a, p.labels_a)), float(stat(p.probs_b, p.labels_b))
+    rng, n = s.rng(f"{metric}|{key}"), len(p)
+    reps = row_replicates(n, s.replicates) if s.replicates else 0
+    diffs = np.empty(reps)
+    for r in range(reps):
+        i = rng.integers(0, n, n)
+        diffs[r] = float(stat(p.probs_b[i], p.labels_b[i])) - float(stat(p.probs_a[i], p.labels_a[i]))
+    low, high = percentile_interval(diffs, s.confidence) if reps else (None, None)
+    return MetricRow(metric, key, n, PairedValue(None if a != a else a, None if b != b else b, low, high))
+
+
 #: the metric functions, in the order their rows are listed; a new metric (e.g. calibration error) is one entry
+#: (``resampled_row`` turns any statistic of probabilities and labels into one)
 METRICS: list[Callable[[Paired, Settings], list[MetricRow]]] = [accuracy_rows, class_rows, field_rows, binary_rows]
 
 
