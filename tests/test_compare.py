@@ -274,6 +274,11 @@ def test_cli_json_is_stable_and_the_page_is_written(tmp_path):
     r = subprocess.run([sys.executable, "-m", "mikata", "compare", str(tmp_path / "a"), str(tmp_path / "b"),
                         "--no-issues"], env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "accuracy" in r.stdout and "dataset issues" not in r.stdout
+    # maps asked for but the runs' models cannot be found: the page is written without them, exit 1
+    r = subprocess.run([sys.executable, "-m", "mikata", "compare", str(tmp_path / "a"), str(tmp_path / "b"),
+                        "--out", str(out), "--maps", "--device", "cpu", "--no-issues"],
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "maps left out" in out.read_text(), r.stderr
 
 
 def test_python_api(tmp_path):

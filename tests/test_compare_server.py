@@ -86,3 +86,16 @@ def test_without_compare_there_is_no_compare_page(served):
     assert client.get(f"/?token={TOKEN}").status_code == 200
     assert client.get("/compare").status_code == 404 and 'href="/compare"' not in client.get("/").text
     assert client.get("/compare/map/1.png").status_code == 404
+
+
+def test_the_page_carries_both_models_maps_of_the_flipped_images(served, tmp_path):
+    from mikata.report.compare import write_comparison_report
+
+    c = compare(served["run_a"], served["run_b"])
+    r = write_comparison_report(c, tmp_path / "cmp.html", maps=True, source_a=ModelSource(handle=served["ha"]),
+                                source_b=ModelSource(handle=served["hb"]))
+    cards = len(c.flipped_items("fixed", 0, 24)) + len(c.flipped_items("broken", 0, 24))
+    page = (tmp_path / "cmp.html").read_text()
+    assert r.notes == [n for n in c.notes()] and r.maps == 2 * cards > 0
+    assert page.count('alt="A\'s map"') == cards and page.count('alt="B\'s map"') == cards
+    assert page.count('class="flip"') == cards

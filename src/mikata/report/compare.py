@@ -20,12 +20,16 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mikata.analysis.compare import Comparison, interval_text, p_text, signed_pct
 from mikata.analysis.layout import RunLayout, write_output
 from mikata.errors import MikataError
 from mikata.formatting import percent
 from mikata.report.build import TEMPLATES, ReportError
+
+if TYPE_CHECKING:
+    from mikata.models.source import ModelSource
 
 log = logging.getLogger(__name__)
 MAP_METHOD = "gradcam"
@@ -83,10 +87,11 @@ def _maps(run_dir: Path, ids: list[int], source) -> dict[int, str]:
 
 def write_comparison_report(c: Comparison, out: str | os.PathLike, *, flipped: int = 24, maps: bool = False,
                             device: str | None = "cpu", model_a: str | None = None, model_b: str | None = None,
-                            thumb: int = 96) -> ComparisonReport:
+                            thumb: int = 96, source_a: "ModelSource | None" = None,
+                            source_b: "ModelSource | None" = None) -> ComparisonReport:
     """Write the comparison page to ``out``; ``flipped``: cards per flipped list; ``maps``: each model's
     Grad-CAM beside each card (the models are found as ``mikata report`` finds them, or ``model_a`` /
-    ``model_b``, specs the user typed), computed on ``device``."""
+    ``model_b``, specs the user typed, or ``source_a`` / ``source_b``), computed on ``device``."""
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
     from mikata.models.source import ModelSource
@@ -105,10 +110,11 @@ def write_comparison_report(c: Comparison, out: str | os.PathLike, *, flipped: i
     maps_a: dict[int, str] = {}
     maps_b: dict[int, str] = {}
     if maps:
-        for side, run_dir, ids, spec, target in (("A", c.view_a.run_dir, ids_a, model_a, maps_a),
-                                                 ("B", c.view_b.run_dir, ids_b, model_b, maps_b)):
+        for side, run_dir, ids, source, target in (
+                ("A", c.view_a.run_dir, ids_a, source_a or ModelSource(spec=model_a, device=device), maps_a),
+                ("B", c.view_b.run_dir, ids_b, source_b or ModelSource(spec=model_b, device=device), maps_b)):
             try:
-                target.update(_maps(run_dir, ids, ModelSource(spec=spec, device=device)))
+                target.update(_maps(run_dir, ids, source))
             except MikataError as e:
                 notes.append(f"model {side}'s maps left out: {e}")
     issues = c.issue_counts()
