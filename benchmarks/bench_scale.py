@@ -90,7 +90,7 @@ def build_run(work: Path, base: Path, n: int, seed: int = 0, name: str | None = 
         manifest = src.manifest
         vecs = {k: np.asarray(src.vectors(k)) for k in src.dims()}
         topks = {i: src.image(int(i))["topk"] for i in demo.ids}
-    manifest = dict(manifest, dataset_root=str(root),
+    manifest = dict(manifest, dataset_root=str(root), data_roots=[str(root)],  # its images are served from there
                     note="benchmark run: real images, rows copied from a real scan by label")
     by_label = {c: np.nonzero(demo.labels == c)[0] for c in range(demo.num_classes)}
     rng = np.random.default_rng(seed)
