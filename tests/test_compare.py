@@ -186,6 +186,15 @@ def test_two_class_runs_compare_auroc_and_average_precision(tmp_path):
     assert auroc.b == pytest.approx(roc_auc_score(y, f16(sb)), abs=1e-6)
     assert ap.b == pytest.approx(average_precision_score(y, f16(sb)), abs=1e-6)
     assert auroc.value.low is not None and auroc.value.low < auroc.diff < auroc.value.high
+    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "mikata", "compare", str(tmp_path / "a"), str(tmp_path / "b"), "--json",
+                        "--no-issues", "--positive", "ok", "--seed", "3", "--replicates", "200"],
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    j = json.loads(r.stdout)
+    assert j["bootstrap"] == {"seed": 3, "replicates": 200, "confidence": 0.95}
+    ok = next(m for m in j["metrics"] if m["metric"] == "AUROC")
+    assert ok["key"] == "ok" and ok["a"] == pytest.approx(roc_auc_score(y == 0, f16(1 - sa)), abs=1e-5)
 
 
 def test_rows_are_matched_by_path_and_hash_and_by_hash_when_paths_differ(tmp_path):

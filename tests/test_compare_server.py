@@ -98,3 +98,38 @@ def test_the_page_carries_both_models_maps_of_the_flipped_images(served, tmp_pat
     assert r.notes == [n for n in c.notes()] and r.maps == 2 * cards > 0
     assert page.count('alt="A\'s map"') == cards and page.count('alt="B\'s map"') == cards
     assert page.count('class="flip"') == cards
+
+
+def test_model_options_reach_the_maps(served, tmp_path, monkeypatch):
+    """--model-b names B's model for the page's maps (A's noisy weights match no spec: its maps are left
+    out, exit 1); `serve --compare RUN_B --compare-model SPEC` hands the spec to the app."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": f"{root / 'src'}:{root / 'tests'}", "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "cmp.html"
+    r = subprocess.run([sys.executable, "-m", "mikata", "compare", str(served["run_a"]), str(served["run_b"]),
+                        "--out", str(out), "--maps", "--no-issues", "--device", "cpu", "--json",
+                        "--model-a", "test_scan_support:mnist_handle", "--model-b", "test_scan_support:mnist_handle"],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1, r.stderr
+    import json
+
+    report = json.loads(r.stdout)["report"]
+    cards = report["flipped_shown"]
+    assert report["maps"] == cards  # B's maps only
+    assert any(n.startswith("model A's maps left out") for n in report["notes"])
+    page = out.read_text()
+    assert page.count('alt="B\'s map"') == cards and 'alt="A\'s map"' not in page
+
+    from mikata import cli
+    from mikata.server import launch
+
+    seen = {}
+    monkeypatch.setattr(launch, "serve", lambda run, **kw: seen.update(run=run, **kw))
+    assert cli.main(["serve", str(served["run_a"]), "--compare", str(served["run_b"]), "--compare-model",
+                     "test_scan_support:mnist_handle", "--device", "cpu"]) == 0
+    assert seen["compare"] == str(served["run_b"]) and seen["compare_model"] == "test_scan_support:mnist_handle"
