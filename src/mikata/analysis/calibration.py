@@ -82,13 +82,22 @@ def reliability_curve(probs: np.ndarray, labels: np.ndarray, bins: int = DEFAULT
     ``probs`` (N, K) class probabilities, ``labels`` (N,) class indices. No rows gives empty arrays
     (and ``ece`` NaN)."""
     conf, correct = _top1(probs, labels)
+    return reliability_of(conf, correct, bins)
+
+
+def reliability_of(confidence: np.ndarray, correct: np.ndarray, bins: int = DEFAULT_BINS) -> ReliabilityCurve:
+    """``reliability_curve`` from each row's top-1 confidence (N,) and whether that prediction is right (N,)."""
+    conf = np.asarray(confidence, dtype=np.float64)
+    right = np.asarray(correct, dtype=bool)
+    if conf.shape != right.shape or conf.ndim != 1:
+        raise ValueError(f"confidence and correct must be (N,) alike; got {conf.shape} and {right.shape}")
     if conf.size == 0:
         empty = np.zeros(0)
         return ReliabilityCurve(empty, empty, np.zeros(0, dtype=np.int64), bins)
     b = quantile_bins(conf, bins)
     total = np.bincount(b, minlength=bins)  # (bins,)
     sum_conf = np.bincount(b, weights=conf, minlength=bins)
-    sum_right = np.bincount(b, weights=correct.astype(np.float64), minlength=bins)
+    sum_right = np.bincount(b, weights=right.astype(np.float64), minlength=bins)
     keep = total > 0
     return ReliabilityCurve(sum_conf[keep] / total[keep], sum_right[keep] / total[keep],
                             total[keep].astype(np.int64), bins)
@@ -106,17 +115,22 @@ def _log_probs(probs: np.ndarray) -> np.ndarray:
         return np.maximum(np.log(np.asarray(probs, dtype=np.float64)), _LOG_FLOOR)  # (N, K)
 
 
-def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
-    """``softmax(log(probs) / T)`` row by row, as float32 (``T == 1`` returns the probabilities as float32)."""
+def apply_temperature(probs: np.ndarray, temperature: float, chunk: int = 65536) -> np.ndarray:
+    """``softmax(log(probs) / T)`` row by row, as float32 (``T == 1`` returns the probabilities as float32).
+
+    Works ``chunk`` rows at a time, so a million-row run needs no float64 copy of all its probabilities."""
     p = np.asarray(probs, dtype=np.float32)
     if temperature == 1.0 or p.size == 0:
         return p
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    z = _log_probs(p) / temperature  # (N, K)
-    z -= z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+    out = np.empty(p.shape, dtype=np.float32)
+    for start in range(0, len(p), chunk):
+        z = _log_probs(p[start:start + chunk]) / temperature  # (n, K)
+        z -= z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        out[start:start + chunk] = e / e.sum(axis=1, keepdims=True)
+    return out
 
 
 def nll(probs: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
