@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         compared = own_comparison(runs["a"], runs["b"], args.seed)
     from mikata.models.loading import read_checkpoint_metadata
 
-    reviews_meta = read_checkpoint_metadata(b_ckpt).get("training", {}).get("reviews", {})
+    reviews_meta = read_checkpoint_metadata(b_ckpt).get("training", {}).get("corrections") or {}
     result = {"reviewed": reviewed, "reviews_in_checkpoint": reviews_meta, "comparison": compared,
               "ece_a": ece_of(runs["a"]), "ece_b": ece_of(runs["b"]), "seconds": round(time.perf_counter() - t0)}
     (out / "result.json").write_text(json.dumps(result, indent=1))

@@ -159,3 +159,20 @@ def test_web_app_shows_the_diagram_and_the_note(cells, run):
     # a temperature fitted while the app runs is picked up by the next page
     (run / "calibration.json").unlink()
     assert "temperature T=" not in c.get("/", headers=h).text
+
+
+def test_export_writes_the_calibrated_probabilities_and_records_the_temperature(run, tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet")
+    from mikata.analysis.export import export_run
+
+    t = calibrate_run(run, split="val")
+    out = export_run(run, tmp_path / "e.parquet")
+    table = pq.read_table(out)
+    meta = json.loads(table.schema.metadata[b"mikata"])
+    assert meta["temperature"]["value"] == t.value
+    frame = table.to_pandas()
+    d = load_run(run)
+    cols = [f"p:{c}" for c in d.class_names]
+    by_path = dict(zip(frame["path"], frame[cols].to_numpy()))
+    np.testing.assert_allclose(np.stack([by_path[p] for p in d.paths]), apply_temperature(d.probs, t.value),
+                               atol=1e-6)
