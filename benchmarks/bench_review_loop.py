@@ -51,6 +51,13 @@ def run_cli(*args: str, capture: bool = False) -> str:
     return done.stdout or ""
 
 
+def finished(ckpt: Path) -> bool:
+    """A checkpoint whose training completed (an interrupted one is resumed by ``train --resume``)."""
+    from mikata.models.loading import read_checkpoint_metadata
+
+    return ckpt.is_file() and bool(read_checkpoint_metadata(ckpt).get("training", {}).get("complete"))
+
+
 def write_data(out: Path, per_class: int, test_per_class: int, flip: float, seed: int) -> dict:
     """The noisy training folder, the clean test folder and the truth (relative path -> true class)."""
     from PIL import Image
@@ -154,6 +161,24 @@ def ece_of(run: Path) -> float:
     return expected_calibration_error(d.probs, d.labels)
 
 
+def table(r: dict) -> str:
+    """The markdown table of the notes and the README."""
+    a, b, own = r["own"]["accuracy_a"], r["own"]["accuracy_b"], r["own"]
+    diff, p = r["compare"]["difference"], r["compare"]["mcnemar_p"]
+    rev, cor = r["reviewed"], r["corrections_in_checkpoint"]
+    return "\n".join([
+        "| | A (noisy labels) | B (after the review) |", "|---|---|---|",
+        f"| labels flipped in the training folder | {rev['flipped_total']} | |",
+        f"| suspects reviewed (top of the crossval ranking) | | {rev['reviewed']} ({rev['wrong']} wrong, "
+        f"{rev['fine']} fine) |",
+        f"| labels changed in training (checkpoint) | | {cor.get('relabeled')} |",
+        f"| test accuracy, 95% bootstrap interval ({own['shared']} clean test images) | {a[0]:.2%} "
+        f"[{a[1]:.2%}, {a[2]:.2%}] | {b[0]:.2%} [{b[1]:.2%}, {b[2]:.2%}] |",
+        f"| B - A, paired 95% interval ({r['compare']['source']}) | | {diff[0]:+.2%} [{diff[1]:+.2%}, {diff[2]:+.2%}] |",
+        f"| McNemar exact p (fixed {own['fixed']}, broken {own['broken']}) | | {p:.3g} |",
+        f"| ECE (15 equal-mass bins) | {r['ece_a']:.4f} | {r['ece_b']:.4f} |"])
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="/tmp/review-loop")
@@ -182,8 +207,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     a_ckpt, b_ckpt = out / "a.safetensors", out / "b.safetensors"
     fractions = ["--split-fractions", "0.85,0.15"]  # train, val: the clean test folder is the test
-    if not a_ckpt.is_file():
-        run_cli("train", str(noisy), "--out", str(a_ckpt), *fractions, *opts)
+    if not finished(a_ckpt):
+        run_cli("train", str(noisy), "--out", str(a_ckpt), *fractions, *opts, *(["--resume"] if a_ckpt.is_file() else []))
     if args.stop_after == "train-a":
         return 0
     reviewed_file = out / "reviewed.json"
@@ -193,8 +218,9 @@ def main(argv: list[str] | None = None) -> int:
     reviewed = json.loads(reviewed_file.read_text())
     if args.stop_after == "review":
         return 0
-    if not b_ckpt.is_file():
-        run_cli("train", str(noisy), "--out", str(b_ckpt), "--reviews", str(cv), *fractions, *opts)
+    if not finished(b_ckpt):
+        run_cli("train", str(noisy), "--out", str(b_ckpt), "--reviews", str(cv), *fractions, *opts,
+                *(["--resume"] if b_ckpt.is_file() else []))
     if args.stop_after == "train-b":
         return 0
     runs = {}
@@ -203,20 +229,28 @@ def main(argv: list[str] | None = None) -> int:
         if not (runs[name] / "run.sqlite").is_file():
             run_cli("scan", str(ckpt), str(test), "--run", str(runs[name]), "--split", "all", "--workers", "0",
                    "--device", args.device)
+    own = own_comparison(runs["a"], runs["b"], args.seed)
+    compared = {"source": own["source"], "difference": own["difference"], "mcnemar_p": own["mcnemar_p"]}
     try:
         import importlib
+
         importlib.import_module("mikata.analysis.compare")  # mikata compare, once it is part of this mikata
-        raw = run_cli("compare", str(runs["a"]), str(runs["b"]), "--json", capture=True)
-        compared = {"source": "mikata compare", "json": json.loads(raw)}
     except ImportError:
-        compared = own_comparison(runs["a"], runs["b"], args.seed)
+        pass
+    else:
+        raw = json.loads(run_cli("compare", str(runs["a"]), str(runs["b"]), "--json", capture=True))
+        acc = next(m for m in raw["metrics"] if m["metric"] == "accuracy")
+        compared = {"source": "mikata compare", "difference": (acc["diff"], acc["low"], acc["high"]),
+                    "mcnemar_p": acc["mcnemar_p"], "shared": raw["images"]["shared"],
+                    "fixed": raw["flipped"]["fixed"]["count"], "broken": raw["flipped"]["broken"]["count"]}
     from mikata.models.loading import read_checkpoint_metadata
 
-    reviews_meta = read_checkpoint_metadata(b_ckpt).get("training", {}).get("corrections") or {}
-    result = {"reviewed": reviewed, "reviews_in_checkpoint": reviews_meta, "comparison": compared,
+    corrections = read_checkpoint_metadata(b_ckpt).get("training", {}).get("corrections") or {}
+    result = {"reviewed": reviewed, "corrections_in_checkpoint": corrections, "own": own, "compare": compared,
               "ece_a": ece_of(runs["a"]), "ece_b": ece_of(runs["b"]), "seconds": round(time.perf_counter() - t0)}
     (out / "result.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
+    print(table(result))
     return 0
 
 
