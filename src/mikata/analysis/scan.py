@@ -40,6 +40,7 @@ from mikata.data.paths import data_roots
 from mikata.errors import ChoiceError, MikataError
 from mikata.hooks import get_layer
 from mikata.models.handle import ModelHandle
+from mikata.progress import notice
 from mikata.models.run_model import weights_hash  # noqa: F401 - re-exported: mikata.analysis.scan.weights_hash
 
 log = logging.getLogger(__name__)
@@ -148,6 +149,7 @@ def scan(
                  dataset.root, ", ".join(empty[:5]))
     if isinstance(fractions, str):
         fractions = parse_fractions(fractions)
+    notice("preprocessing: %s", handle.preprocessing.describe(), logger=log, once=handle.preprocessing)
     plan = plan_scan(handle, source, dataset, split, fractions, seed, split_label)
     chosen = shard_of(plan.chosen, parse_shard(shard) if isinstance(shard, str) else shard)
     layer = layer or handle.default_layer

@@ -88,7 +88,7 @@ def evaluate(
     seed: int = 0,
     model_name: str | None = None,
     budget_mb: float = DEFAULT_BUDGET_MB,
-    progress: bool = False,
+    progress: bool | None = None,
     parts_dir: str | os.PathLike | None = None,
 ) -> Evaluation:
     """Run the chosen ``checks`` (default every registered check) for ``methods`` on preprocessed images
