@@ -15,7 +15,7 @@ shows itself as its PNG, never as ``<Figure size 640x480 with 2 Axes>``.
 Example:
     >>> from PIL import Image
     >>> tag = img_tag(Image.new("RGB", (8, 8)), alt="<cat>.png")
-    >>> tag.startswith('<img src="data:image/png;base64,') and "&lt;cat&gt;.png" in tag
+    >>> tag.startswith('<img src="data:image/png;base64,') and 'alt="&lt;cat&gt;.png"' in tag
     True
     >>> table_html(["class", "images"], [["<b>", 3]])
     '<table class="mikata"><thead><tr><th>class</th><th>images</th></tr></thead><tbody><tr><td>&lt;b&gt;</td><td>3</td></tr></tbody></table>'
@@ -57,8 +57,10 @@ def png_bytes(image: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+def data_uri(data: bytes) -> str:
+    """A ``data:`` URI for PNG or JPEG bytes (the web app's thumbnails are either)."""
+    mime = "image/jpeg" if data[:3] == b"\xff\xd8\xff" else "image/png"
+    return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
 
 
 def thumbnail(image: Image.Image, side: int = THUMB) -> Image.Image:
@@ -70,7 +72,8 @@ def thumbnail(image: Image.Image, side: int = THUMB) -> Image.Image:
 
 
 def img_tag(image: Image.Image | bytes, alt: str = "", side: int | None = None, title: str | None = None) -> Raw:
-    """An ``<img>`` with the picture embedded; ``side`` scales a PIL image to that long side first."""
+    """An ``<img>`` with the picture (a PIL image, or PNG / JPEG bytes) embedded; ``side`` scales a PIL
+    image to that long side first."""
     if isinstance(image, Image.Image):
         image = png_bytes(thumbnail(image, side) if side else image)
     extra = f' title="{esc(title)}"' if title else ""

@@ -58,6 +58,16 @@ class ScanSummary:
     seconds: float
     skipped_files: list[tuple[str, str]] = field(default_factory=list)
 
+    def _repr_html_(self) -> str:
+        """The counts in a table; the skipped files (escaped: names are data) under it."""
+        from mikata.notebook import STYLE, esc, table_html
+
+        rows = [["run", self.run_dir], ["images", self.total], ["computed now", self.computed],
+                ["already there", self.reused], ["skipped", self.skipped], ["seconds", round(self.seconds, 1)]]
+        skipped = table_html(["skipped file", "why"], self.skipped_files[:20]) if self.skipped_files else ""
+        more = f"<div>... {len(self.skipped_files) - 20} more</div>" if len(self.skipped_files) > 20 else ""
+        return f"<div>{STYLE}<div><b>ScanSummary</b> {esc(self.run_dir)}</div>{table_html(['', ''], rows)}{skipped}{more}</div>"
+
 
 def parse_class_map(text: str | None) -> dict[str, str]:
     """``"kitty=cat,pup=dog"`` -> ``{"kitty": "cat", "pup": "dog"}`` (folder name = model class)."""
