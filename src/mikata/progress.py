@@ -6,7 +6,7 @@ and cursor-movement escape codes in it. So every long step goes through :func:`p
 
 - stderr is a terminal: a tqdm bar named after what it does
   (``evaluate: integrated-gradients deletion curve``); nested bars vanish when done.
-- a Jupyter kernel: one updating line per top-level step, never more (Jupyter drops the cursor-up
+- a Jupyter kernel: one updating line per long call (:func:`one_line`) or top-level step, never more (Jupyter drops the cursor-up
   codes of nested terminal bars, so each of their redraws would be a new line). It is tqdm's widget
   when ipywidgets is installed, else a single text line that rewrites itself in place (an IPython
   display update, so no ``TqdmWarning: IProgress not found``). A nested step does not draw a line of
@@ -38,6 +38,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -58,6 +59,8 @@ ESTIMATE_MIN_S = 5.0  # the estimate line only for steps expected to take longer
 
 _quiet = False
 _active: list["Progress"] = []  # open bars, outermost first (nesting depth)
+_call: dict = {"depth": 0, "line": None}  # a one_line call in progress, and the notebook line its steps share
+F = TypeVar("F", bound=Callable)
 
 
 def set_quiet(quiet: bool) -> None:
@@ -97,6 +100,36 @@ def _has_widgets() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("ipywidgets") is not None
+
+
+def one_line(fn: F) -> F:
+    """Decorator for a long public call (``train``, ``scan``, ``visualize``, ...): in a notebook, the
+    steps it runs one after another (decode, cache, epochs) share one line instead of one each."""
+    import functools
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        _call["depth"] += 1
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _call["depth"] -= 1
+            if _call["depth"] == 0:
+                _call["line"] = None
+
+    return call  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def quiet_tqdm_import() -> Iterator[None]:
+    """Import a library that imports ``tqdm.auto`` at import time (cleanlab) without tqdm's
+    ``TqdmWarning: IProgress not found`` in a notebook that has no ipywidgets (mikata never draws
+    tqdm's notebook bar there, see ``Progress``)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        yield
 
 
 _announced: dict[tuple[str, int], object] = {}  # (message, id(once)) -> once, kept alive so its id is not reused
@@ -221,8 +254,12 @@ class Progress:
             from tqdm.notebook import tqdm as notebook_tqdm
 
             self._bar = notebook_tqdm(total=total, desc=desc, unit=unit, leave=True)
+        elif _call["depth"] and _call["line"] is not None:
+            self._line = _call["line"]  # the next step of the same call: the same line
         else:
             self._line = _NotebookLine(self)
+            if _call["depth"]:
+                _call["line"] = self._line
 
     # ------------------------------------------------------------------ updates
     def update(self, n: int = 1) -> None:

@@ -40,7 +40,7 @@ from mikata.data.paths import data_roots
 from mikata.errors import ChoiceError, MikataError
 from mikata.hooks import get_layer
 from mikata.models.handle import ModelHandle
-from mikata.progress import notice
+from mikata.progress import notice, one_line
 from mikata.models.run_model import weights_hash  # noqa: F401 - re-exported: mikata.analysis.scan.weights_hash
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,7 @@ def make_manifest(handle: ModelHandle, dataset: ImageDataset, layer: str, embed_
 
 
 # ------------------------------------------------------------------------------------------- scan
+@one_line  # in a notebook, every step of the call on one line
 def scan(
     handle: ModelHandle,
     dataset: ImageDataset | str | os.PathLike,

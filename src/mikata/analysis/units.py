@@ -34,6 +34,7 @@ from PIL import Image
 
 from mikata.analysis.layout import UNITS, UNITS_CARD, RunLayout
 from mikata.errors import ChoiceError, MikataError
+from mikata.progress import one_line
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,7 @@ class UnitsResult:
         return path
 
 
+@one_line  # in a notebook, every step of the call on one line
 def unit_examples(run_dir: str | os.PathLike, channels: Sequence[int], layer: str | None = None, k: int = 6,
                   handle=None, model: str | None = None, options=None, progress: bool | None = None,
                   source: "ModelSource | None" = None, device: str | None = "cpu") -> UnitsResult:

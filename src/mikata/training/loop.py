@@ -38,7 +38,7 @@ from mikata.data.datasets import DatasetError, ImageDataset, load_dataset, split
 from mikata.models.handle import ModelHandle
 from mikata.models.loading import load_model, replace_head, save_checkpoint
 from mikata.training.augment import augment_batch
-from mikata.progress import Progress
+from mikata.progress import Progress, one_line
 from mikata.training.frozen_features import boundary_inputs, check_shortcut, started_at
 from mikata.training.freeze import freeze_until, set_training_mode, trainable_parameters
 from mikata.training.options import TrainingError, TrainOptions, parse_augment
@@ -101,6 +101,7 @@ def plot_path(out: str | os.PathLike) -> Path:
     return Path(out).with_suffix(".training.png")
 
 
+@one_line  # in a notebook, every step of the call on one line
 def train(
     data: "str | os.PathLike | ImageDataset",
     model: str | ModelHandle,
