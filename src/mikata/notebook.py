@@ -72,12 +72,20 @@ def thumbnail(image: Image.Image, side: int = THUMB) -> Image.Image:
 
 
 def img_tag(image: Image.Image | bytes, alt: str = "", side: int | None = None, title: str | None = None) -> Raw:
-    """An ``<img>`` with the picture (a PIL image, or PNG / JPEG bytes) embedded; ``side`` scales a PIL
-    image to that long side first."""
+    """An ``<img>`` with the picture (a PIL image, or PNG / JPEG bytes) embedded. ``side``: a PIL image is
+    scaled to that long side first; smaller encoded bytes (an 8x8 digit's thumbnail) are drawn that large
+    with sharp pixels, so a tiny image is still something to look at."""
+    style = ""
     if isinstance(image, Image.Image):
         image = png_bytes(thumbnail(image, side) if side else image)
+    elif side:
+        with Image.open(io.BytesIO(image)) as probe:
+            w, h = probe.size
+        if max(w, h) < side:
+            scale = side / max(w, h)
+            style = f"width:{round(w * scale)}px;height:{round(h * scale)}px;image-rendering:pixelated"
     extra = f' title="{esc(title)}"' if title else ""
-    return Raw(f'<img src="{data_uri(image)}" alt="{esc(alt)}"{extra} style="image-rendering:auto">')
+    return Raw(f'<img src="{data_uri(image)}" alt="{esc(alt)}"{extra} style="{style}">')
 
 
 def figure_png(fig: Any, dpi: int | None = None) -> bytes:
@@ -115,7 +123,7 @@ def notebook_figure(**kwargs: Any):
 
 STYLE = Raw(
     "<style>.mikata{border-collapse:collapse;font-size:12px;margin:4px 0}"
-    ".mikata th,.mikata td{border:1px solid #ddd;padding:2px 6px;text-align:left;vertical-align:top}"
+    ".mikata th,.mikata td{border:1px solid #ddd;padding:2px 6px;text-align:left !important;vertical-align:top}"
     ".mikata th{background:#f4f4f4}.mikata-gallery{display:flex;flex-wrap:wrap;gap:6px}"
     ".mikata-card{width:%dpx;font-size:11px;line-height:1.25;overflow-wrap:anywhere}"
     ".mikata-card .bad{color:#b00}.mikata-legend{font-size:11px;margin:4px 0}</style>" % (THUMB + 8))

@@ -79,7 +79,7 @@ class Gallery:
 
         cards = []
         for c in self.cards:
-            picture = img_tag(c.picture, alt=c.name) if c.picture is not None else Raw("<div>(unreadable)</div>")
+            picture = img_tag(c.picture, alt=c.name, side=THUMB) if c.picture is not None else Raw("<div>(unreadable)</div>")
             pred = Raw(f'<div class="{"" if c.correct else "bad"}">predicted: {esc(c.predicted)} '
                        f'{c.probability:.3f}</div>')
             lines: list[str | Raw] = [f"#{c.id} {c.name}", f"label: {c.label}", pred]

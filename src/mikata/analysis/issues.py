@@ -123,7 +123,7 @@ class DatasetIssues:
         rows = []
         for t in self.types.values():
             name_of = {int(d.ids[r]): os.path.basename(str(d.paths[r])) for r in t.worst(worst)}
-            thumbs = "".join(img_tag(pictures[i], alt=name_of[i], title=f"#{i} {name_of[i]}")
+            thumbs = "".join(img_tag(pictures[i], alt=name_of[i], title=f"#{i} {name_of[i]}", side=48)
                              if i in pictures else f"<div>#{i} {esc(name_of[i])}</div>" for i in picked[t.name])
             th = "confident learning" if t.threshold is None else f"< {t.threshold:g}"
             rows.append([t.name, int(t.flag.sum()), th, t.description, Raw(f'<div style="display:flex;gap:3px">'
