@@ -297,3 +297,22 @@ def test_a_model_handle_shows_a_table():
     html = h._repr_html_()
     _no_raw(html)
     assert "<td>default layer</td><td>conv_layers.6</td>" in html
+
+
+def test_a_notice_about_an_object_does_not_keep_it_alive(capsys):
+    import gc
+    import weakref
+
+    class Thing:
+        pass
+
+    bare = logging.getLogger("mikata.test_notice_alive")
+    bare.propagate = False
+    thing = Thing()
+    ref = weakref.ref(thing)
+    P.notice("about a thing", logger=bare, once=thing)
+    del thing
+    gc.collect()
+    assert ref() is None  # a model handle a notice was about is freed with the notebook's last reference
+    P.notice("about a thing", logger=bare, once=Thing())
+    assert capsys.readouterr().err.count("mikata: about a thing") == 2

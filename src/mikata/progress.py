@@ -43,6 +43,7 @@ import logging
 import os
 import sys
 import time
+import weakref
 from typing import Callable, Iterable, Iterator, TextIO, TypeVar
 
 T = TypeVar("T")
@@ -132,7 +133,9 @@ def quiet_tqdm_import() -> Iterator[None]:
         yield
 
 
-_announced: dict[tuple[str, int], object] = {}  # (message, id(once)) -> once, kept alive so its id is not reused
+# (message, id(once)) of the notices said; an entry goes when its object is collected (so its id is never
+# mistaken for a new object's), or holds the object when it cannot be weakly referenced
+_announced: dict[tuple[str, int], object] = {}
 
 
 def notice(message: str, *args: object, logger: logging.Logger | str = "mikata", once: object = None,
@@ -153,7 +156,11 @@ def notice(message: str, *args: object, logger: logging.Logger | str = "mikata",
         key = (text, id(once))
         if key in _announced:
             return
-        _announced[key] = once
+        try:
+            weakref.finalize(once, _announced.pop, key, None)
+            _announced[key] = None
+        except TypeError:  # not weakly referable: kept alive instead
+            _announced[key] = once
     if not show:
         return
     log = logging.getLogger(logger) if isinstance(logger, str) else logger
