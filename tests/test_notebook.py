@@ -1,6 +1,6 @@
 """A data scientist's notebook, executed in a fresh Jupyter kernel and opened in Chromium.
 
-The notebook is built here in code (nbformat): load -> predict -> explain several images -> train
+The notebook is built here in code (nbformat): load -> predict -> explain several images -> visualize -> train
 (tiny) -> scan -> open_run -> filter -> show -> issues -> curves -> overlay -> export. It runs with
 nbclient in a fresh ``python3`` kernel (no ``%matplotlib inline``, no ipywidgets), and then:
 
@@ -52,6 +52,8 @@ CELLS = [
     ("predict", "mikata.predict(handle, photos, top=3)"),
     ("explain", 'mikata.explain(handle, photos[:2], ["gradcam", "guided-gradcam"], targets="top2")'),
     ("figure", 'explanation = mikata.explain(handle, photos[2], ["gradcam"])\nexplanation.figure(0)'),
+    ("visualize", 'mikata.visualize(handle, classes=["zebra", "<castle>"[1:-1]], '
+                  'options=mikata.RenderOptions(size=64, steps=6))'),
     ("train", 'result = mikata.train(folder, "efficientnet-lite0", work / "digits.safetensors", epochs=2, batch_size=16,\n'
               '                      lr=0.01, input_size=32, freeze_until="blocks.11", threads=1)\nresult'),
     ("scan", 'digits_model = mikata.load_model(str(work / "digits.safetensors"))\n'
@@ -66,7 +68,7 @@ CELLS = [
     ("images", 'run.images(hard["id"].tolist()[:3])'),
     ("export", 'out = mikata.export_run(work / "run", work / "rows.parquet")\nimport pandas as pd\npd.read_parquet(out).head(3)'),
 ]
-LONG_STEPS = {"train": "train:", "scan": "scan:"}
+LONG_STEPS = {"visualize": "visualize:", "train": "train:", "scan": "scan:"}
 RESULT_CELLS = [name for name, _ in CELLS if name != "setup"]
 
 
@@ -118,6 +120,7 @@ def test_each_long_step_leaves_one_progress_line(executed):
         assert lines, f"{name}: no progress line at all"
         final = _text(lines[0])
         assert "done" in final and "\n" not in final.strip(), final  # the line rewrote itself to its end state
+    assert "2 images" in _text(next(o for o in outputs["visualize"] if _text(o).startswith("visualize:")))
     # Python says what the CLI says: the preprocessing the model applies, as one notice
     stderr = "".join(o.get("text", "") for o in outputs["explain"] + outputs["predict"] + outputs["load"]
                      if o["output_type"] == "stream")

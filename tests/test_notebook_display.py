@@ -316,3 +316,46 @@ def test_a_notice_about_an_object_does_not_keep_it_alive(capsys):
     assert ref() is None  # a model handle a notice was about is freed with the notebook's last reference
     P.notice("about a thing", logger=bare, once=Thing())
     assert capsys.readouterr().err.count("mikata: about a thing") == 2
+
+
+def test_with_ipywidgets_one_call_is_one_widget(monkeypatch, notebook):
+    import tqdm.notebook
+
+    made: list = []
+
+    class FakeWidget:
+        def __init__(self, total=None, desc="", unit="it", leave=True):
+            self.total, self.desc, self.unit, self.n, self.closed = total, desc, unit, 0, False
+            made.append(self)
+
+        def update(self, n=1):
+            self.n += n
+
+        def reset(self, total=None):
+            self.total, self.n = total, 0
+
+        def set_description(self, desc, refresh=True):
+            self.desc = desc
+
+        def set_postfix_str(self, text, refresh=True):
+            self.postfix = text
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(P, "_has_widgets", lambda: True)
+    monkeypatch.setattr(tqdm.notebook, "tqdm", FakeWidget)
+
+    @P.one_line
+    def call():
+        for name, total in (("decode", 3), ("epochs", 2)):
+            with P.Progress(total, f"train: {name}", "item") as bar:
+                with P.Progress(5, "inner", "batch") as inner:  # nested: shown on the widget, no widget of its own
+                    inner.update(5)
+                bar.update(total)
+        assert not made[0].closed  # still the call's line
+
+    call()
+    assert len(made) == 1 and made[0].closed
+    assert made[0].desc == "train: epochs" and made[0].n == 2 and made[0].total == 2
+    assert notebook == []  # no text line beside the widget

@@ -60,7 +60,8 @@ ESTIMATE_MIN_S = 5.0  # the estimate line only for steps expected to take longer
 
 _quiet = False
 _active: list["Progress"] = []  # open bars, outermost first (nesting depth)
-_call: dict = {"depth": 0, "line": None}  # a one_line call in progress, and the notebook line its steps share
+# a one_line call in progress, and the notebook line (or tqdm widget) its steps share
+_call: dict = {"depth": 0, "line": None, "bar": None}
 F = TypeVar("F", bound=Callable)
 
 
@@ -116,7 +117,9 @@ def one_line(fn: F) -> F:
         finally:
             _call["depth"] -= 1
             if _call["depth"] == 0:
-                _call["line"] = None
+                if _call["bar"] is not None:
+                    _call["bar"].close()
+                _call["line"] = _call["bar"] = None
 
     return call  # type: ignore[return-value]
 
@@ -240,6 +243,7 @@ class Progress:
         self._parent: Progress | None = None  # the notebook step whose line shows this nested one
         self._child: Progress | None = None  # the nested step this notebook line shows
         self._notebook = False
+        self._shared_bar = False  # a one_line call's tqdm widget, which the next step reuses
         self._closed = False
         self._stage = ""
         self._postfix = ""
@@ -260,7 +264,16 @@ class Progress:
         elif _has_widgets():
             from tqdm.notebook import tqdm as notebook_tqdm
 
-            self._bar = notebook_tqdm(total=total, desc=desc, unit=unit, leave=True)
+            if _call["depth"] and _call["bar"] is not None:  # the next step of the same call: the same widget
+                self._bar = _call["bar"]
+                self._bar.reset(total=total)
+                self._bar.unit = unit
+                self._bar.set_description(desc, refresh=True)
+            else:
+                self._bar = notebook_tqdm(total=total, desc=desc, unit=unit, leave=True)
+                if _call["depth"]:
+                    _call["bar"] = self._bar
+            self._shared_bar = bool(_call["depth"])  # closed when the call ends
         elif _call["depth"] and _call["line"] is not None:
             self._line = _call["line"]  # the next step of the same call: the same line
         else:
@@ -309,8 +322,10 @@ class Progress:
             self._closed = True
             return
         self._closed = True
-        if self._bar is not None:
+        if self._bar is not None and not self._shared_bar:
             self._bar.close()
+        elif self._bar is not None:
+            self._bar.set_postfix_str(self.status(stopped, final=True).split(": ", 1)[-1], refresh=True)
         elapsed = self._clock() - self._start
         if self._line is not None:
             self._line.show(self.status(stopped, final=True), force=True)
