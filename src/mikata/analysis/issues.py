@@ -105,6 +105,35 @@ class DatasetIssues:
     groups: list[dict] = field(default_factory=list)  # {"group", "size", "accuracy", "ratio", "flagged", "rows"}
     notes: list[str] = field(default_factory=list)
     whole: RunData | None = None  # the rows ``pairs`` index, when ``data`` is a selection of them
+    # row ids -> thumbnail bytes, for the notebook display (``Run.issues`` sets it; None: no pictures)
+    thumbnails: Callable[[Sequence[int]], dict[int, bytes]] | None = field(default=None, repr=False, compare=False)
+
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{t.name} {int(t.flag.sum())}" for t in self.types.values())
+        return f"DatasetIssues({len(self.data)} images; flagged: {counts}; {len(self.pairs)} duplicate pairs)"
+
+    def _repr_html_(self, worst: int = 4) -> str:
+        """A table: per issue type the count flagged, the threshold, what it means and thumbnails of
+        its worst images; then the weak groups and notes. Every name from the run is escaped."""
+        from mikata.notebook import STYLE, Raw, esc, img_tag, table_html
+
+        d = self.data
+        picked = {t.name: [int(d.ids[r]) for r in t.worst(worst)] for t in self.types.values()}
+        pictures = self.thumbnails(sorted({i for ids in picked.values() for i in ids})) if self.thumbnails else {}
+        rows = []
+        for t in self.types.values():
+            name_of = {int(d.ids[r]): os.path.basename(str(d.paths[r])) for r in t.worst(worst)}
+            thumbs = "".join(img_tag(pictures[i], alt=name_of[i], title=f"#{i} {name_of[i]}", side=48)
+                             if i in pictures else f"<div>#{i} {esc(name_of[i])}</div>" for i in picked[t.name])
+            th = "confident learning" if t.threshold is None else f"< {t.threshold:g}"
+            rows.append([t.name, int(t.flag.sum()), th, t.description, Raw(f'<div style="display:flex;gap:3px">'
+                                                                          f"{thumbs}</div>")])
+        table = table_html(["issue type", "flagged", "threshold", "what it means", "worst images"], rows)
+        groups = [[g["group"], g["size"], g["accuracy"], g["ratio"]] for g in self.groups if g["flagged"]]
+        weak = table_html(["weak group", "images", "accuracy", "of overall"], groups) if groups else ""
+        notes = "".join(f"<div>note: {esc(n)}</div>" for n in self.notes)
+        return (f"<div>{STYLE}<div><b>dataset issues</b> of {len(d)} images (score in [0, 1], lower is worse; "
+                f"{len(self.pairs)} duplicate pairs)</div>{table}{weak}{notes}</div>")
 
     @property
     def pair_data(self) -> RunData:
