@@ -45,10 +45,13 @@ MAX_PER_CLASS = 50
 TOP_EXEMPLARS = 6
 NEGATIVE_EVIDENCE = 0.1  # signed="auto": share of |gradient x activation| in negative activations that splits
 SIGNED = ("clamp", "split", "auto")
-CONTEXT_VERSION = 1  # the off-object deletion (``_references``); part of the cache key
+CONTEXT_VERSION = 2  # the off-object deletion and the class-level tests (``_reference_data``); in the cache key
 REFERENCE_IMAGES = 32  # per class, for the other classes' reference image and context
+REFERENCE_TOTAL = 1024  # images decoded for the references at most (fewer per class when there are many classes)
+REFERENCE_CLASSES = 64  # "the other classes" of a class: a seeded subset of this many when the run has more
 CONTEXT_STD = 0.3  # context: pixels where the other classes' images vary by at most this share of the most varying
 OFF_OBJECT = 0.4  # a concept with at least this share of its map's mass on the context is off the object
+CLASS_CONTEXT_STD = 0.4  # the class-level context test's context (``classtests``): a wider one than the concepts'
 
 
 @dataclass
@@ -64,7 +67,7 @@ class Options:
     def as_dict(self) -> dict:
         return {"layer": self.layer, "per_class": self.per_class, "sample": self.sample, "seed": self.seed,
                 "deletion_images": self.deletion_images, "signed": self.signed,
-                "context": [CONTEXT_VERSION, CONTEXT_STD, OFF_OBJECT, REFERENCE_IMAGES],
+                "context": [CONTEXT_VERSION, CONTEXT_STD, OFF_OBJECT, REFERENCE_IMAGES, CLASS_CONTEXT_STD],
                 "defines": {n: [len(f), _files_digest(f)] for n, f in sorted(self.defines.items())}}
 
 
@@ -152,7 +155,7 @@ def compute_atlas(run_dir: str | os.PathLike, *, layer: str | None = None, class
             raise MikataError(f"no scanned image is labeled {', '.join(names[c] for c in wanted)}; "
                               "pick classes that have images (`mikata audit` lists them)")
         cavs = _cavs(service, opts, ids, progress) if files else {}
-        refs = _references(service, ids, labels, todo, opts.seed)
+        refs = _reference_data(service, ids, labels, todo, opts.seed)
         parts: dict[int, dict] = {}
         sizes = {c: min(int((labels == c).sum()), opts.sample) for c in todo}
         with Progress(sum(sizes.values()), f"concepts of {layer} ({len(todo)} classes)", "img", progress,
@@ -261,6 +264,10 @@ def _class_part(service, c: int, ids: np.ndarray, labels: np.ndarray, preds: np.
     tested = share >= TESTED_IMPORTANCE  # the others cannot carry a shortcut
     deletion, removal, context = _deletion(service, c, kept, Ug, has & tested[None, :], strength, prob, live,
                                   opts.deletion_images, opts.layer, layer_dirs, share >= IMPORTANT, ref)
+    class_findings, context_mask = [], None
+    if ref is not None:
+        class_findings = _class_tests(service, c, kept, prob, live, opts.deletion_images, ref, Ug, has, cnames, cname)
+        context_mask = ref["context"]
     paths = service.store.paths([int(kept[i]) for i in np.unique(np.argsort(-strength, 0, kind="stable")[:TOP_EXEMPLARS])])
     concepts, off_center = [], []
     for j in range(k):
@@ -280,7 +287,7 @@ def _class_part(service, c: int, ids: np.ndarray, labels: np.ndarray, preds: np.
             "skipped": int(len(chosen) - n),
             "grid": [gh, gw], "residual": float(residual.mean()) / denom, "accuracy": float(correct.mean()),
             "off_center": off_center, "deletion_direction": removal,
-            "concepts": concepts,
+            "concepts": concepts, "class_findings": class_findings,
             "strategies": strategies(sh, correct, np.array(kept), cnames, seed=opts.seed),
             "errors": [D.concept_errors(cnames[j], has[:, j], correct) for j in range(k)],
             "pairs": D.pair_errors(cnames, has, correct, prd, cname, names),
@@ -295,7 +302,36 @@ def _class_part(service, c: int, ids: np.ndarray, labels: np.ndarray, preds: np.
                        "strength": strength.astype(np.float32), "thresholds": thresholds,
                        "labels": lab.astype(np.int64), "preds": prd.astype(np.int64), "prob": prob.astype(np.float32),
                        "sizes": sizes.astype(np.int64)}
+    if context_mask is not None:
+        part["_arrays"]["context"] = context_mask.astype(np.float32)
     return part
+
+
+def _class_tests(service, c: int, kept: np.ndarray, prob: np.ndarray, live: np.ndarray, limit: int, ref: dict,
+                 U: np.ndarray, has: np.ndarray, cnames: list[str], cname: str) -> list[dict]:
+    """The class-level tests (``classtests``) on up to ``limit`` of the sampled images predicted as the class, in
+    the sample's order; the context finding names the concepts whose maps sit most on the context."""
+    from mikata.concepts import classtests as T
+
+    h = service.handle
+    rows = np.flatnonzero(live == c)[:limit]
+    if not rows.size:
+        return []
+    x, _, got = decode_images(service, [int(kept[i]) for i in rows])
+    if x is None:
+        return []
+    where = {int(kid): i for kid, i in zip(kept[rows], rows)}
+    rows = np.array([where[int(g)] for g in got])
+
+    def probs(b: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return torch.softmax(h.model(b.to(h.device)).float(), 1).cpu()
+
+    results = T.run_tests(probs, x, prob[rows], live[rows], c, {"mean": ref["median"], "context": ref["context"],
+                                                                 "range": ref["range"]})
+    shares = T.context_shares(U, ref["context"], tuple(ref["context"].shape), has)
+    ranked = sorted(((cnames[j], float(shares[j])) for j in range(len(cnames)) if shares[j] > 0), key=lambda t: -t[1])
+    return T.findings(results, cname, float(ref["context"].mean()), ranked)
 
 
 def _deletion(service, c: int, kept: list[int], U: np.ndarray, has: np.ndarray, strength: np.ndarray,
@@ -341,7 +377,7 @@ def _deletion(service, c: int, kept: list[int], U: np.ndarray, has: np.ndarray, 
         if ref is not None and rows:
             maps = np.stack([D.upsample(U[i, :, :, j], (H, Wd)) for i in rows])
             maps = maps / maps.reshape(len(rows), -1).sum(1).clip(min=1e-12)[:, None, None]
-            off = float((maps * ref[1]).sum((1, 2)).mean()) >= OFF_OBJECT
+            off = float((maps * ref["concept_context"]).sum((1, 2)).mean()) >= OFF_OBJECT
         if not rows:
             region.append({"flip_rate": 0.0, "mean_drop": 0.0, "images": 0})
             direction.append({"flip_rate": 0.0, "mean_drop": 0.0, "images": 0})
@@ -355,8 +391,8 @@ def _deletion(service, c: int, kept: list[int], U: np.ndarray, has: np.ndarray, 
             peak = masks.flatten(1).amax(1).clamp_min(1e-12)[:, None, None]
             m = (masks >= D.REGION_FRACTION * peak).float()[:, None]  # (b, 1, H, W)
             if off:  # the region and the whole context, filled with the other classes' mean image
-                m = torch.maximum(m, torch.from_numpy(ref[1]).float()[None, None])
-                fill = torch.from_numpy(ref[0]).float()[None]
+                m = torch.maximum(m, torch.from_numpy(ref["concept_context"]).float()[None, None])
+                fill = torch.from_numpy(ref["mean"]).float()[None]
             else:
                 fill = x.mean((2, 3), keepdim=True)  # (b, C, 1, 1): each image's mean colour
             filled.append(probs(x * (1 - m) + fill * m))
@@ -380,27 +416,49 @@ def _references(service, ids: np.ndarray, labels: np.ndarray, todo: list[int], s
     images of each OTHER class: their per-pixel mean, and where they hardly vary (at most ``CONTEXT_STD`` of
     the most varying pixel's std): what the dataset holds around its objects (an empty background, the
     image's edges). {} with fewer than two classes."""
+    return {c: (r["mean"], r["concept_context"]) for c, r in _reference_data(service, ids, labels, todo, seed).items()}
+
+
+def _reference_data(service, ids: np.ndarray, labels: np.ndarray, todo: list[int], seed: int) -> dict[int, dict]:
+    """Per class ``c``, from up to ``REFERENCE_IMAGES`` decoded images of each OTHER class:
+
+    - ``mean`` (C, H, W) and ``concept_context`` (H, W): their per-pixel mean and where their per-pixel std is at
+      most ``CONTEXT_STD`` of the largest (the off-object deletion of concepts, ``_deletion``);
+    - ``median`` (C, H, W) and ``context`` (H, W): their per-pixel median and where their std is at most
+      ``CLASS_CONTEXT_STD`` of the largest (the class-level context test, ``classtests``; the median, the
+      typical pixel, because a mean over garments of other shapes paints grey where some of them reach);
+    - ``range``: the median over their images of each image's low and high intensity quantiles
+      (``classtests.quantiles``: the class-level photometric test).
+
+    {} with fewer than two classes. All in the model's input (after the run's preprocessing)."""
+    from mikata.concepts.classtests import quantiles
+
     present = [int(c) for c in np.unique(labels)]
     if len(present) < 2:
         return {}
-    sums, sqs, counts = {}, {}, {}
+    each = max(1, min(REFERENCE_IMAGES, REFERENCE_TOTAL // len(present)))  # memory: at most ~REFERENCE_TOTAL images
+    images: dict[int, torch.Tensor] = {}
     for c in present:
-        x, _, got = decode_images(service, _sample(ids[labels == c], REFERENCE_IMAGES, seed, c).tolist())
-        if x is None:
-            continue
-        x = x.double()
-        sums[c], sqs[c], counts[c] = x.sum(0), (x * x).sum(0), len(got)
+        x, _, got = decode_images(service, _sample(ids[labels == c], each, seed, c).tolist())
+        if x is not None:
+            images[c] = x
     out = {}
     for c in todo:
-        others = [o for o in sums if o != c]
-        n = sum(counts[o] for o in others)
-        if not n:
+        others = [o for o in images if o != c]
+        if len(others) > REFERENCE_CLASSES:  # many classes: a seeded subset of them stands for "the others"
+            rng = np.random.default_rng([seed, c])
+            others = sorted(rng.choice(others, REFERENCE_CLASSES, replace=False).tolist())
+        if not others:
             continue
-        mean = sum(sums[o] for o in others) / n
-        var = (sum(sqs[o] for o in others) / n - mean * mean).clamp_min(0).mean(0)  # (H, W), over channels
-        std = var.sqrt()
-        context = (std <= CONTEXT_STD * float(std.max())).numpy().astype(np.float32)
-        out[c] = (mean.float().numpy(), context)
+        x = torch.cat([images[o] for o in others]).double()
+        mean = x.mean(0)
+        std = (x * x).mean(0).sub(mean * mean).clamp_min(0).mean(0).sqrt()  # (H, W): the channels' mean variance
+        top = float(std.max())
+        out[c] = {"mean": mean.float().numpy(),
+                  "concept_context": (std <= CONTEXT_STD * top).numpy().astype(np.float32),
+                  "median": x.median(0).values.float().numpy(),
+                  "context": (std <= CLASS_CONTEXT_STD * top).numpy().astype(np.float32),
+                  "range": tuple(float(v) for v in quantiles(x).median(0).values)}
     return out
 
 
@@ -439,6 +497,7 @@ def _assemble(parts: dict[int, dict], names: list[str], layer: str, key: str, ve
            "residual": {names[c]: p["residual"] for c, p in parts.items()},
            "off_center": {names[c]: p["off_center"] for c, p in parts.items()},
            "deletion_direction": {names[c]: p["deletion_direction"] for c, p in parts.items()},
+           "class_findings": {names[c]: p.get("class_findings", []) for c, p in parts.items()},
            "images": {names[c]: p["images"] for c, p in parts.items()},
            "skipped": {names[c]: p.get("skipped", 0) for c, p in parts.items()},
            "class_ids": {names[c]: c for c in parts}}
