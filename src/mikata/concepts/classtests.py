@@ -7,7 +7,8 @@ These two tests need no concept. Each edits up to ``limit`` of the class's sampl
 predicts as the class, and measures how often the prediction flips away and how much P(class) drops:
 
 - ``context``: the image's context (the pixels where the OTHER classes' images hardly vary: an empty
-  background, the image's edges; ``compute._references``) filled with the other classes' mean image.
+  background, the image's edges; ``compute._reference_data``) filled with the other classes' typical image
+  (their per-pixel median: a mean over garments of other shapes paints grey where only some reach).
   On a clean image the context already looks like that reference, so little changes; a frame or a
   background that only this class has is wiped out.
 - ``photometric``: each image's intensities mapped by one affine map per image so that its low and high
@@ -72,14 +73,15 @@ def context_shares(U: np.ndarray, context: np.ndarray, size: tuple[int, int], ha
 
 def run_tests(probs, x: torch.Tensor, prob: np.ndarray, live: np.ndarray, c: int, ref: dict) -> dict[str, dict]:
     """Both tests on the images ``x`` (all predicted as class ``c``; ``prob`` their P(c) before, ``live`` their
-    predictions); ``probs(x) -> (n, K)`` runs the model. ``ref``: ``{"mean", "context", "range"}``."""
+    predictions); ``probs(x, positions) -> (n, K)`` runs the model (``positions``: a slice of the images, for
+    a run whose rows each have their own model). ``ref``: ``{"mean", "context", "range"}``."""
     out = {}
     edits = {"context": lambda b: context_fill(b, ref["mean"], ref["context"]),
              "photometric": lambda b: photometric(b, ref["range"])}
     for name in TESTS:
         if name == "photometric" and ref.get("range") is None:
             continue
-        after = torch.cat([probs(edits[name](x[s:s + 32])) for s in range(0, len(x), 32)]).numpy()
+        after = torch.cat([probs(edits[name](x[s:s + 32]), slice(s, s + 32)) for s in range(0, len(x), 32)]).numpy()
         was = live == c
         flips = was & (after.argmax(1) != c)
         out[name] = {"flip_rate": float(flips.sum() / was.sum()) if was.any() else 0.0,
@@ -99,7 +101,7 @@ def findings(results: dict[str, dict], cls: str, context_area: float, on_context
         if name == "context":
             text = (f"{cls} and its context: filling the image's context (the {round(100 * context_area)}% of the "
                     f"image where the other classes' images are alike: its edges, an empty background) with the "
-                    f"other classes' mean image {done}.")
+                    f"other classes' typical image (per-pixel median) {done}.")
             named = [n for n, _ in on_context[:2]]
             if on_context:
                 text += " Most on the context: " + ", ".join(

@@ -37,7 +37,7 @@ import torch
 
 from mikata.concepts import describe as D
 from mikata.concepts import store as S
-from mikata.concepts.passes import BATCH, decode_images, geometries, layer_pass
+from mikata.concepts.passes import BATCH, decode_images, geometries, layer_pass, predict, shared_handle
 from mikata.errors import ChoiceError, MikataError
 
 log = logging.getLogger(__name__)
@@ -145,7 +145,7 @@ def compute_atlas(run_dir: str | os.PathLike, *, layer: str | None = None, class
         ids, labels, preds = _row_arrays(service.store)
         if not len(ids):
             raise MikataError(f"{run_dir} holds no scanned images; run `mikata scan` first")
-        h = service.handle
+        h = shared_handle(service)  # a cross-validation run: its first fold's model, for the layers they share
         layer = _check_layer(h, layer or service.identity.get("layer") or h.default_layer)
         opts = Options(layer, int(per_class), int(sample), int(seed), int(deletion_images), files, signed)
         version = service.store.version()
@@ -242,7 +242,7 @@ def _class_part(service, c: int, ids: np.ndarray, labels: np.ndarray, preds: np.
     else:  # none, or none that matters (a pre-ReLU layer: the gradient is 0 where the ReLU cuts)
         A = A.clamp_min(0)
     k = min(opts.per_class, C, n * gh * gw)
-    dev = service.handle.device
+    dev = shared_handle(service).device
     U, W = nmf(A.reshape(-1, C).to(dev), k, seed=opts.seed)
     U, W = U.cpu().reshape(n, gh * gw, k), W.cpu()
     per, residual = contributions(U, W, G.reshape(n, -1, C), A.reshape(n, -1, C))
@@ -313,7 +313,6 @@ def _class_tests(service, c: int, kept: np.ndarray, prob: np.ndarray, live: np.n
     the sample's order; the context finding names the concepts whose maps sit most on the context."""
     from mikata.concepts import classtests as T
 
-    h = service.handle
     rows = np.flatnonzero(live == c)[:limit]
     if not rows.size:
         return []
@@ -323,9 +322,10 @@ def _class_tests(service, c: int, kept: np.ndarray, prob: np.ndarray, live: np.n
     where = {int(kid): i for kid, i in zip(kept[rows], rows)}
     rows = np.array([where[int(g)] for g in got])
 
-    def probs(b: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode():
-            return torch.softmax(h.model(b.to(h.device)).float(), 1).cpu()
+    ids = [int(kept[i]) for i in rows]
+
+    def probs(b: torch.Tensor, at: slice) -> torch.Tensor:
+        return predict(service, b, ids[at])
 
     results = T.run_tests(probs, x, prob[rows], live[rows], c, {"mean": ref["median"], "context": ref["context"],
                                                                  "range": ref["range"]})
@@ -351,12 +351,8 @@ def _deletion(service, c: int, kept: list[int], U: np.ndarray, has: np.ndarray, 
     Each gives how often the prediction of the class flips away (among the images predicted as the class)
     and how much P(class) drops on average. The direction test runs where ``remove`` ``(k,)`` says (the
     concepts important enough to be suspects: it doubles the deletion's forwards)."""
-    from mikata.hooks import attached, get_layer
-
-    h = service.handle
     H, Wd = service.preprocessing.input_size
     k = U.shape[-1]
-    module = get_layer(h.net, layer)
     chosen = {j: [i for i in np.argsort(-strength[:, j], kind="stable") if has[i, j]][:limit] for j in range(k)}
     need = sorted({int(i) for rows in chosen.values() for i in rows})
     cache: dict[int, torch.Tensor] = {}
@@ -366,9 +362,6 @@ def _deletion(service, c: int, kept: list[int], U: np.ndarray, has: np.ndarray, 
             where = {kid: r for r, kid in enumerate(got)}
             cache = {i: x[where[kept[i]]] for i in need if kept[i] in where}
 
-    def probs(x: torch.Tensor, hooks=()) -> torch.Tensor:
-        with attached(hooks), torch.inference_mode():
-            return torch.softmax(h.model(x.to(h.device)).float(), 1).cpu()
 
     region, direction, context = [], [], []
     for j in range(k):
@@ -395,10 +388,11 @@ def _deletion(service, c: int, kept: list[int], U: np.ndarray, has: np.ndarray, 
                 fill = torch.from_numpy(ref["mean"]).float()[None]
             else:
                 fill = x.mean((2, 3), keepdim=True)  # (b, C, 1, 1): each image's mean colour
-            filled.append(probs(x * (1 - m) + fill * m))
+            ids = [int(kept[i]) for i in part]
+            filled.append(predict(service, x * (1 - m) + fill * m, ids))
             if remove[j]:
                 delta = torch.from_numpy(U[part, :, :, j])[:, None] * directions[j][None, :, None, None]  # (b, C, h, w)
-                removed.append(probs(x, [(module, "forward", _subtract(delta, h.layout(layer)))]))
+                removed.append(predict(service, x, ids, layer, delta))
         if not removed:
             direction.append({"flip_rate": 0.0, "mean_drop": 0.0, "images": 0})
         for out, after in ((region, filled), (direction, removed)) if removed else ((region, filled),):
@@ -460,24 +454,6 @@ def _reference_data(service, ids: np.ndarray, labels: np.ndarray, todo: list[int
                   "context": (std <= CLASS_CONTEXT_STD * top).numpy().astype(np.float32),
                   "range": tuple(float(v) for v in quantiles(x).median(0).values)}
     return out
-
-
-def _subtract(delta: torch.Tensor, layout):
-    """A forward hook that takes ``delta`` ``(b, C, h, w)`` off the layer's output in the output's own layout
-    (``FeatureLayout``: channels-first, channels-last, or tokens with a prefix of class/register tokens)."""
-
-    def hook(mod, args, out):
-        d = delta.to(out.device, out.dtype)
-        if layout.kind == "nhwc":
-            return out - d.permute(0, 2, 3, 1)
-        if layout.kind == "tokens":  # (b, tokens, C): the patch tokens follow the prefix in row-major order
-            out = out.clone()
-            cells = d.shape[2] * d.shape[3]
-            out[:, layout.prefix:layout.prefix + cells] -= d.flatten(2).transpose(1, 2)
-            return out
-        return out - d
-
-    return hook
 
 
 def _cavs(service, opts: Options, ids: np.ndarray, progress: bool) -> dict:
