@@ -22,7 +22,7 @@ from mikata.concepts import store as S
 from mikata.errors import ChoiceError, MikataError
 
 log = logging.getLogger(__name__)
-PUBLIC = ("layer", "classes", "strategies", "errors", "slices", "residual", "off_center", "deletion_direction",
+PUBLIC = ("layer", "split", "classes", "strategies", "errors", "slices", "residual", "off_center", "deletion_direction",
           "class_findings", "tcav")
 
 
@@ -35,6 +35,12 @@ class Atlas:
     @property
     def layer(self) -> str:
         return str(self.doc["layer"])
+
+    @property
+    def split(self) -> str | None:
+        """The split whose rows the concepts were computed on; None: the whole run (every split)."""
+        got = self.doc.get("split")
+        return got if isinstance(got, str) else None
 
     @property
     def class_names(self) -> list[str]:

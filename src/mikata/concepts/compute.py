@@ -63,10 +63,11 @@ class Options:
     deletion_images: int = 32
     defines: dict[str, list[str]] = field(default_factory=dict)  # name -> its image files (sorted)
     signed: str = "clamp"
+    split: str | None = None  # only the rows of this split (None: the whole run)
 
     def as_dict(self) -> dict:
         return {"layer": self.layer, "per_class": self.per_class, "sample": self.sample, "seed": self.seed,
-                "deletion_images": self.deletion_images, "signed": self.signed,
+                "deletion_images": self.deletion_images, "signed": self.signed, "split": self.split,
                 "context": [CONTEXT_VERSION, CONTEXT_STD, OFF_OBJECT, REFERENCE_IMAGES, CLASS_CONTEXT_STD],
                 "defines": {n: [len(f), _files_digest(f)] for n, f in sorted(self.defines.items())}}
 
@@ -122,12 +123,15 @@ def resolve_classes(names: list[str], classes: Sequence[str | int] | None) -> li
 def compute_atlas(run_dir: str | os.PathLike, *, layer: str | None = None, classes: Sequence[str | int] | None = None,
                   per_class: int = 5, sample: int = 500, device: str | None = "cpu", model=None,
                   progress: bool = True, defines: dict[str, str] | None = None, seed: int = 0,
-                  deletion_images: int = 32, signed: str = "clamp"):
+                  deletion_images: int = 32, signed: str = "clamp", split: str | None = None):
     """Compute (or resume) the run's concept atlas and write it to ``RUN/concepts/``; returns the ``Atlas``.
 
     ``model``: a ``ModelHandle`` or a spec the user typed, when the run's own model cannot be loaded
     (its weights hash is checked as for maps). ``defines``: ``{NAME: folder of example images}`` for TCAV.
     ``signed``: what to do with negative activations ("clamp", "split" or "auto"; see the module docstring).
+    ``split``: only that split's rows (e.g. "test": concepts of the held-out images, as ``mikata report --split``
+    shows them); None: every row. The atlas records it (``Atlas.split``); a later call with another split
+    replaces it.
     Bad arguments (``per_class`` < 1, an unknown class or layer, a missing define folder) are refused
     before any image is decoded."""
     from mikata.analysis.maps import MapService
@@ -142,12 +146,14 @@ def compute_atlas(run_dir: str | os.PathLike, *, layer: str | None = None, class
     with MapService(run_dir, handle=handle, model=spec, device=device or "cpu") as service:
         names = list(service.identity["classes"])
         wanted = resolve_classes(names, classes)
-        ids, labels, preds = _row_arrays(service.store)
+        if split is not None and split not in service.store.split_names():
+            raise ChoiceError("split", split, service.store.split_names())
+        ids, labels, preds = _row_arrays(service.store, split)
         if not len(ids):
             raise MikataError(f"{run_dir} holds no scanned images; run `mikata scan` first")
         h = shared_handle(service)  # a cross-validation run: its first fold's model, for the layers they share
         layer = _check_layer(h, layer or service.identity.get("layer") or h.default_layer)
-        opts = Options(layer, int(per_class), int(sample), int(seed), int(deletion_images), files, signed)
+        opts = Options(layer, int(per_class), int(sample), int(seed), int(deletion_images), files, signed, split)
         version = service.store.version()
         key = S.make_key(version, service.identity.get("weights_sha1"), opts.as_dict())
         todo = [c for c in wanted if (labels == c).any()]
@@ -201,12 +207,13 @@ def _sample(ids: np.ndarray, n: int, seed: int, cls: int) -> np.ndarray:
     return np.sort(rng.choice(ids, size=n, replace=False))
 
 
-def _row_arrays(store, chunk: int = 100_000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """ids, labels and predictions of every usable row (``-1`` where missing), read in chunks: three int64
-    arrays, whatever the run's size (no row objects are kept)."""
+def _row_arrays(store, split: str | None = None, chunk: int = 100_000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ids, labels and predictions of every usable row (of ``split`` when given; ``-1`` where missing), read in
+    chunks: three int64 arrays, whatever the run's size (no row objects are kept)."""
     parts, last = [], 0
     while True:
-        rows = store.rows(status="ok", columns=("id", "label", "pred"), tuples=True, after_id=last, limit=chunk)
+        rows = store.rows(status="ok", split=split, columns=("id", "label", "pred"), tuples=True, after_id=last,
+                          limit=chunk)
         if not rows:
             break
         parts.append(np.array([[r[0], -1 if r[1] is None else r[1], -1 if r[2] is None else r[2]] for r in rows],
@@ -465,6 +472,7 @@ def _cavs(service, opts: Options, ids: np.ndarray, progress: bool) -> dict:
 def _assemble(parts: dict[int, dict], names: list[str], layer: str, key: str, version: tuple, opts: Options) -> dict:
     slices = sorted((s for p in parts.values() for s in p["slices"]), key=lambda s: (-s["gap"], -s["images"]))
     doc = {"format": S.FORMAT, "key": key, "run_version": list(version), "options": opts.as_dict(), "layer": layer,
+           "split": opts.split,
            "classes": {names[c]: p["concepts"] for c, p in parts.items()},
            "strategies": {names[c]: p["strategies"] for c, p in parts.items()},
            "errors": {"per_class": {names[c]: p["errors"] for c, p in parts.items()},
