@@ -14,6 +14,15 @@ contrast shift, a background change) this script
    is a top concept on the artefact (its exemplar boxes hold the planted pixels; its heatmap's mass sits
    on them), is it flagged ``shortcut``, its deletion flip rate; and on the clean twin, any concept of that
    class flagged ``shortcut`` is a false alarm.
+5. scores the class-level tests (``class_findings``: context, photometric) of the target class. One counts
+   as finding the artefact when it is flagged AND the edit its test makes acts on the artefact, the same rule
+   for every kind (``ACTS``): for the context test, at least half of the artefact's pixels lie in the filled
+   context or at least half of the context is artefact; for the photometric test, the artefact moves the
+   image's 1% / 99% intensity quantile by at least a tenth of its clean range on at least half of the
+   planted files. A flagged class-level test on the clean twin's target class is a false alarm, and one on
+   any other class is counted with the other classes' flags.
+
+A kind is found when a concept is found (as in 4) or a class-level test is (as in 5).
 
 Everything is written under ``--out`` (default /tmp/planted) and reused on a second call (delete a
 folder to redo it). Usage:
