@@ -13,6 +13,8 @@ import pytest
 import torch
 from test_train import write_digits
 
+pytestmark = pytest.mark.slow  # trains two lite0 folds (about 1 min on an idle core)
+
 FAST = dict(epochs=1, batch_size=16, lr=0.02, input_size=32, freeze_until="blocks.11", threads=1)
 PER_CLASS = 12
 
