@@ -139,9 +139,10 @@ def scan(
     if engine not in ("local", "ray"):
         raise ChoiceError("engine", engine, ["local", "ray"])
     if engine == "ray":
-        from mikata.analysis.scan_ray import import_ray
+        from mikata.analysis.scan_ray import cluster_address, import_ray
 
-        import_ray()  # the missing extra is said before any work
+        import_ray()  # the missing extra is said before any work,
+        cluster_address(address)  # and a cluster that does not answer, before any run directory is created
     t0 = time.perf_counter()
     source = None if isinstance(dataset, ImageDataset) else dataset
     if not isinstance(dataset, ImageDataset):
