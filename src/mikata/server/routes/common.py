@@ -29,6 +29,7 @@ def page(request: Request, name: str, **ctx) -> HTMLResponse:
                         "has_units": _has_units(state),
                         "has_concepts": _has_file(state, CONCEPTS, CONCEPT_ATLAS),
                         "attachment_notes": state.attachment_notes(),
+                        "temperature": state.view.temperature(),
                         "has_compare": state.compare is not None, **ctx})
 
 
