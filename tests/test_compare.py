@@ -324,3 +324,38 @@ def test_a_metric_of_probabilities_is_one_entry_with_a_resampled_interval(tmp_pa
     assert row.a == pytest.approx(f16(pa).max(1).mean(), rel=1e-5)
     assert row.b == pytest.approx(f16(pb).max(1).mean(), rel=1e-5)
     assert row.value.low < row.diff < row.value.high and row.p is None
+
+
+def test_calibration_error_of_both_runs_and_a_temperature_is_applied_and_said(tmp_path):
+    """The ECE row is ``expected_calibration_error`` of each run's stored probabilities (and checked against
+    a slow equal-mass binning written here); once run A has a temperature, A's row uses the scaled
+    probabilities and the notes say so."""
+    from mikata.analysis.calibration import apply_temperature, expected_calibration_error
+    from mikata.analysis.temperature import calibrate_run
+
+    labels, ok_a, ok_b, paths, site, split, pa, pb = _scenario(tmp_path, n=300)
+    write_run(tmp_path / "a", CLASSES, paths, labels, pa, splits=split)
+    write_run(tmp_path / "b", CLASSES, paths, labels, pb, splits=split, model="m2")
+    c = compare(tmp_path / "a", tmp_path / "b", replicates=200)
+    f16 = lambda a: a.astype(np.float16).astype(np.float32)  # noqa: E731 - the run stores float16
+    ece = c.metric("ECE")
+    assert ece.a == pytest.approx(expected_calibration_error(f16(pa), labels), rel=1e-6)
+    assert ece.b == pytest.approx(expected_calibration_error(f16(pb), labels), rel=1e-6)
+
+    def slow_ece(probs, y, bins=15):  # equal-mass bins by quantile edges, each tie in one bin
+        conf = probs.max(1).astype(np.float64)
+        edges = np.quantile(conf, np.linspace(0, 1, bins + 1))
+        total = 0.0
+        for k in range(bins):
+            lo, hi = edges[k], edges[k + 1]
+            inside = (conf <= hi) & ((conf > lo) if k else np.ones(len(conf), bool))
+            if inside.any():
+                total += inside.sum() / len(conf) * abs((probs.argmax(1) == y)[inside].mean() - conf[inside].mean())
+        return total
+    assert ece.b == pytest.approx(slow_ece(f16(pb), labels), rel=1e-6)
+    assert ece.value.low <= ece.diff <= ece.value.high and ece.p is None
+    t = calibrate_run(tmp_path / "a", split="train")
+    scaled = compare(tmp_path / "a", tmp_path / "b", replicates=0)
+    assert scaled.metric("ECE").a == pytest.approx(
+        expected_calibration_error(apply_temperature(f16(pa), t.value), labels), rel=1e-6)
+    assert any(n.startswith("A: temperature T=") for n in scaled.notes())

@@ -199,9 +199,18 @@ def resampled_row(metric: str, key: str, p: Paired, s: Settings,
     return MetricRow(metric, key, n, PairedValue(None if a != a else a, None if b != b else b, low, high))
 
 
-#: the metric functions, in the order their rows are listed; a new metric (e.g. calibration error) is one entry
+def calibration_rows(p: Paired, s: Settings) -> list[MetricRow]:
+    """Expected calibration error (equal-mass bins, ``analysis.calibration``) of each run's top-1 confidence;
+    lower is better, so a negative B - A is an improvement."""
+    from mikata.analysis.calibration import expected_calibration_error
+
+    return [resampled_row("ECE", "", p, s, expected_calibration_error)]
+
+
+#: the metric functions, in the order their rows are listed; a new metric is one entry
 #: (``resampled_row`` turns any statistic of probabilities and labels into one)
-METRICS: list[Callable[[Paired, Settings], list[MetricRow]]] = [accuracy_rows, class_rows, field_rows, binary_rows]
+METRICS: list[Callable[[Paired, Settings], list[MetricRow]]] = [accuracy_rows, calibration_rows, class_rows,
+                                                                field_rows, binary_rows]
 
 
 # ------------------------------------------------------------------------------------ the pairing
@@ -405,6 +414,10 @@ class Comparison:
                        "scans): not compared")
         if im["matched_by_hash"]:
             out.append(f"{im['matched_by_hash']} images were matched by file hash under different paths")
+        for side, view in (("A", self.view_a), ("B", self.view_b)):
+            t = view.temperature()
+            if t is not None:
+                out.append(f"{side}: {t.note()}")
         if im["labels_differ"]:
             out.append(f"{im['labels_differ']} shared images have different labels in the two runs: each run is "
                        "judged by its own labels")
