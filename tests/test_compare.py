@@ -359,3 +359,24 @@ def test_calibration_error_of_both_runs_and_a_temperature_is_applied_and_said(tm
     assert scaled.metric("ECE").a == pytest.approx(
         expected_calibration_error(apply_temperature(f16(pa), t.value), labels), rel=1e-6)
     assert any(n.startswith("A: temperature T=") for n in scaled.notes())
+
+
+def test_weighted_calibration_error_equals_the_ece_of_the_resampled_rows():
+    """CalibrationBootstrap.ece(w) is expected_calibration_error of the rows repeated w times (ties too)."""
+    from mikata.analysis.calibration import expected_calibration_error
+    from mikata.analysis.paired import CalibrationBootstrap
+
+    rng = np.random.default_rng(11)
+    n, k = 500, 4
+    logits = rng.normal(size=(n, k)) * 2
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    probs[:60] = probs[0]  # a block of tied confidences
+    labels = rng.integers(0, k, n)
+    for bins in (1, 5, 15):
+        cb = CalibrationBootstrap(probs, labels, bins)
+        assert cb.ece() == pytest.approx(expected_calibration_error(probs, labels, bins), rel=1e-9, abs=1e-12)
+        for _ in range(5):
+            idx = rng.integers(0, n, n)
+            w = np.bincount(idx, minlength=n)
+            assert cb.ece(w) == pytest.approx(expected_calibration_error(probs[idx], labels[idx], bins),
+                                              rel=1e-9, abs=1e-12)

@@ -202,9 +202,13 @@ def resampled_row(metric: str, key: str, p: Paired, s: Settings,
 def calibration_rows(p: Paired, s: Settings) -> list[MetricRow]:
     """Expected calibration error (equal-mass bins, ``analysis.calibration``) of each run's top-1 confidence;
     lower is better, so a negative B - A is an improvement."""
-    from mikata.analysis.calibration import expected_calibration_error
+    from mikata.analysis.calibration import DEFAULT_BINS
+    from mikata.analysis.paired import CalibrationBootstrap, paired_calibration
 
-    return [resampled_row("ECE", "", p, s, expected_calibration_error)]
+    a = CalibrationBootstrap(p.probs_a, p.labels_a, DEFAULT_BINS)
+    b = CalibrationBootstrap(p.probs_b, p.labels_b, DEFAULT_BINS)
+    value, _ = paired_calibration(a, b, s.rng("ECE|"), s.replicates, s.confidence)
+    return [MetricRow("ECE", "", len(p), value)]
 
 
 #: the metric functions, in the order their rows are listed; a new metric is one entry
