@@ -139,7 +139,7 @@ def _train(data: "str | os.PathLike | ImageDataset", model: str | ModelHandle, o
     from mikata.data.splits import record_split
 
     source = None if isinstance(data, ImageDataset) else data
-    split_record = record_split(source, ds, parts, opts.split, opts.seed).to_dict()
+    split_record = record_split(source, ds, parts, opts.split, opts.seed, max(1, opts.workers)).to_dict()
     handle = _new_handle(model, ds.classes, opts, out).to(device)
     net = handle.net
 
