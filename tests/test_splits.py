@@ -480,6 +480,55 @@ def test_crossval_gives_every_row_an_out_of_sample_prediction_and_resumes_only_u
         crossval(digits, lite0, run, folds=3, progress=False, scan_workers=0, **FAST)
 
 
+def test_crossval_of_a_csv_keeps_its_fields_in_the_run_audit_report_export_and_app(digits, tmp_path, lite0, capsys):
+    """The manifest's extra columns travel through crossval: ``audit --group-by type`` works on the combined
+    run, and its report, export and app show them."""
+    import csv as csvlib
+
+    from fastapi.testclient import TestClient
+
+    from mikata.analysis.crossval import crossval
+    from mikata.analysis.export import export_run
+    from mikata.analysis.fields import field_values, group_by
+    from mikata.cli import main
+    from mikata.report.build import write_report
+    from mikata.server import create_app
+
+    rows = _folder_rows(digits, os.path.relpath(digits, tmp_path))
+    lines = ["path,label,type,defect_prob"] + [f"{p},{c},{'mono' if k % 3 else 'poly'},{k % 4 / 3:.3f}"
+                                               for k, (p, c) in enumerate(rows)]
+    csv = tmp_path / "cells.csv"
+    csv.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    run = tmp_path / "cv"
+    crossval(csv, lite0, run, folds=2, progress=False, scan_workers=0, **FAST)
+    with RunStore.open(run) as store:
+        assert store.field_names() == ["type", "defect_prob"]
+    d = load_run(run)
+    want = {os.path.normpath(os.path.join(tmp_path, p)): "mono" if k % 3 else "poly" for k, (p, _) in enumerate(rows)}
+    assert [want[p] for p in d.paths] == field_values(d, "type").tolist()
+    assert main(["audit", str(run), "--group-by", "type", "--json", "--no-dataset-issues"]) == 0
+    assert json.loads(capsys.readouterr().out)["groups"]["type"] == group_by(d, "type")
+    out = export_run(run, tmp_path / "e.csv")
+    exported = list(csvlib.DictReader(open(out, encoding="utf-8")))
+    assert {r["type"] for r in exported} == {"mono", "poly"} and len(exported) == len(d)
+    write_report(run, tmp_path / "r.html", maps=False)
+    html = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert 'class="field-section" data-field="type"' in html and 'data-field="defect_prob"' in html
+    app = create_app(run, token="t", port=8765)
+    page = TestClient(app, base_url="http://127.0.0.1:8765").get("/?token=t").text
+    assert 'data-field="type"' in page and 'data-field="defect_prob"' in page
+
+
+def test_a_run_without_fields_says_why_not_valid_fields_none(scanned, capsys):
+    """A folder scan has no fields: the message says where its images came from and what gives fields."""
+    from mikata.cli import main
+
+    assert main(["audit", str(scanned / "default"), "--group-by", "type", "--no-dataset-issues"]) == 2
+    err = capsys.readouterr().err
+    assert "has no fields (asked for 'type')" in err and "came without extra columns" in err
+    assert "path,label,FIELD" in err and "valid fields: none" not in err
+
+
 def test_crossval_cli_is_a_thin_command(digits, tmp_path, capsys):
     from mikata.cli import main
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from mikata.analysis.audit import RunData
 from mikata.analysis.runstore import RunStore
-from mikata.errors import ChoiceError
+from mikata.errors import ChoiceError, MikataError
 
 MISSING = ""  # the value of an image the manifest gave no value (or that was scanned from a folder)
 
@@ -29,12 +29,27 @@ def field_names(run_dir: str) -> list[str]:
 
 
 def check_field(run_dir: str, name: str) -> str:
-    """``name`` if the run has that field; a ``ChoiceError`` listing the run's fields otherwise."""
+    """``name`` if the run has that field; a ``ChoiceError`` listing the run's fields otherwise, or, for a run
+    with none, a ``MikataError`` saying why it has none and what gives it some."""
     names = field_names(run_dir)
+    if not names:
+        raise MikataError(f"{run_dir} has no fields (asked for {name!r}): {_why_no_fields(run_dir)}")
     if name not in names:
-        raise ChoiceError("field", name,
-                          names or ["none: scan a CSV manifest with extra columns (path,label,cell_type)"])
+        raise ChoiceError("field", name, names)
     return name
+
+
+def _why_no_fields(run_dir: str) -> str:
+    """Why a run holds no fields, and what gives it some, from what its manifest says it scanned."""
+    with RunStore.open(run_dir) as store:
+        manifest = store.manifest
+    if isinstance(manifest.get("crossval"), dict):
+        return ("its folds' scans stored none (scanned from a folder, or a CSV without extra columns, or combined "
+                "by an older mikata); crossval of a CSV manifest path,label,FIELD,... carries its columns, and "
+                "rerunning the same command reuses the finished folds")
+    root = manifest.get("dataset_root") or "its data"
+    return (f"its images (under {root}) came without extra columns; scan a CSV manifest whose header is "
+            "path,label,FIELD,... to store one")
 
 
 def field_values(d: RunData, name: str) -> np.ndarray:
