@@ -87,6 +87,43 @@ def group_by(d: RunData, name: str, values: np.ndarray | None = None) -> list[di
     return out
 
 
+MAX_VALUE_CHARS = 24   # one field value on a tile, card or audit line, before it is cut with "…"
+MAX_FIELDS_CHARS = 90  # all of one image's fields there
+
+
+def fields_text(pairs: "list[tuple[str, str]] | dict[str, str]", max_value: int = MAX_VALUE_CHARS,
+                max_total: int = MAX_FIELDS_CHARS) -> str:
+    """One image's fields as a short line for where a reviewer decides (``type=poly · defect_prob=0.67``):
+    each value cut to ``max_value`` characters, the whole to ``max_total``; empty values left out. Control
+    characters are escaped (a terminal or a page shows them, never obeys them); HTML escaping is the
+    template's.
+
+    Example:
+        >>> fields_text([("type", "poly"), ("note", "x" * 40), ("site", "")], max_value=8)
+        'type=poly · note=xxxxxxx…'
+    """
+    from mikata.data.filenames import shown
+
+    items = pairs.items() if isinstance(pairs, dict) else pairs
+    parts = []
+    for name, value in items:
+        value = shown(str(value))
+        if value == MISSING:
+            continue
+        name = shown(str(name))
+        cut = value if len(value) <= max_value else value[:max_value - 1] + "…"
+        parts.append(f"{name[:max_value]}={cut}")
+    text = " · ".join(parts)
+    return text if len(text) <= max_total else text[:max_total - 1] + "…"
+
+
+def row_fields(values: dict[str, np.ndarray], rows) -> dict[int, str]:
+    """``fields_text`` of each row index in ``rows`` (``values``: ``{field: (N,) values}``); {} without fields."""
+    if not values:
+        return {}
+    return {int(r): fields_text([(name, v[int(r)]) for name, v in values.items()]) for r in rows}
+
+
 def format_groups(groups: dict[str, list[dict]]) -> list[str]:
     """The lines ``mikata audit --group-by`` prints: one block per field, worst value first."""
     lines: list[str] = []
