@@ -230,8 +230,8 @@ def _train(data: "str | os.PathLike | ImageDataset", model: str | ModelHandle, o
                 saved = epoch + 1
                 plot_history(history, plot_path(out), title=f"{out.stem}: training progress",
                              best_epoch=best["epoch"])
+                epochs_bar.set_postfix(f"val acc {val_acc:.3f}")  # before update: the line it prints is this epoch's
                 epochs_bar.update(1)
-                epochs_bar.set_postfix(f"val acc {val_acc:.3f}")
                 if on_epoch_end is not None:
                     on_epoch_end(epoch + 1, history)
                 if opts.early_stop and best["bad_epochs"] >= opts.early_stop:
