@@ -10,6 +10,7 @@ import json
 import logging
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from mikata.cli import main
@@ -82,3 +83,31 @@ def test_the_training_line_shows_the_val_acc_of_the_epoch_just_finished(tmp_path
     assert [n for n, _ in shown] == [1, 2, 3]
     assert [p for _, p in shown] == [f"val acc {a:.3f}" for a in result.history["val_accuracy"]]
     assert np.isfinite(result.history["val_accuracy"]).all()
+
+
+def test_the_explain_figure_bars_carry_their_numbers_and_titles_do_not_repeat_the_class():
+    """The bars say their probability; a target asked for by class reads "class defective", a ranked one
+    "top1: defective" (it read "defective: defective")."""
+    import torch
+
+    from mikata.attribution.figure import draw_figure, target_label
+    from mikata.attribution.result import Attribution
+
+    g = torch.Generator().manual_seed(0)
+    names = ["defective", "functional"]
+    atts = [Attribution("gradcam", spec, [0], torch.rand(1, 16, 16, generator=g), torch.rand(1, 4, 4, generator=g),
+                        "layer") for spec in ("defective", "top1", "0")]
+    image = (np.random.default_rng(0).random((16, 16, 3)) * 255).astype(np.uint8)
+    probs = torch.tensor([0.8123, 0.1877])
+    fig = draw_figure(image, atts, probs, names)
+    bars = fig.axes[1]
+    labels = sorted(t.get_text() for t in bars.texts)
+    assert labels == ["0.188", "0.812"]
+    # each number sits at the end of its own bar
+    ends = {t.get_text(): t.xy[0] for t in bars.texts}  # bar_label's annotations point at the bar's end
+    assert ends["0.812"] == pytest.approx(0.8123) and ends["0.188"] == pytest.approx(0.1877)
+    titles = [a.get_title() for a in fig.axes[2::2]]
+    assert titles[0] == "gradcam\nclass defective" and titles[1] == "gradcam\ntop1: defective"
+    assert titles[2] == "gradcam\nclass defective" and not any("defective: defective" in t for t in titles)
+    assert target_label("top2", "cat") == "top2: cat" and target_label("Cat", "cat") == "class cat"
+    assert target_label("a very long class name indeed", "a very long class na") == "class a very long class na"
