@@ -186,10 +186,13 @@ def issues_page(request: Request, type: str = "", cls: int = -1, page_no: int = 
                     for it in label_issues(d, ranked=np.asarray(shown, np.int64))}
     else:
         captions = {r: f"{type} score {score[r]:.3f}" for r in shown}
+    from mikata.analysis.issues import pair_measure, pair_partners
+
+    partners = pair_partners(found, type)  # duplicate types: the partner beside the image, and what was measured
     fields = state.row_fields(shown)
     tiles = [{"id": int(d.ids[r]), "label": int(d.labels[r]), "pred": int(d.preds[r]), "prob": float(score[r]),
-              "caption": captions[r], "name": files.get(int(d.ids[r]), ""), "fields": fields.get(r, "")}
-             for r in shown]
+              "caption": captions[r], "name": files.get(int(d.ids[r]), ""), "fields": fields.get(r, ""),
+              "partner": partners.get(int(d.ids[r]))} for r in shown]
     spec = issue_type(type)
     pairs = [p for p in found.pairs if spec.pairs and (type != "leak" or p[4])][:60]
     map_method = "gradcam" if spec.explained_by_maps and "gradcam" in GRID_METHODS else ""
@@ -198,6 +201,7 @@ def issues_page(request: Request, type: str = "", cls: int = -1, page_no: int = 
                 map_method=map_method, map_legend_data=tiles_legend(map_method),
                 pairs=[(int(found.pair_data.ids[i]), int(found.pair_data.ids[j]), sim, kind, across)
                        for i, j, sim, kind, across in pairs],
+                pair_measure=pair_measure,
                 groups=[g for g in found.groups if g["flagged"]] if type == "underperforming_group" else [],
                 notes=found.notes, where=where, where_text=where_text, fields=state.field_choices(),
                 flagged_total=int(found.types[type].flag.sum()))
