@@ -84,7 +84,8 @@ def plan_scan(handle: ModelHandle, source: str | os.PathLike | None, dataset: Im
     scan includes images the model was trained on."""
     rec = TrainingSplit.from_metadata(handle.metadata)
     where = source_identity(source) if source is not None else dataset.root
-    if rec is not None and rec.content and not _same_training_data(dataset, rec, where):
+    # label: rows named by the caller (a cross-validation fold scanned by its fold's model) keep that name
+    if rec is not None and rec.content and not label and not _same_training_data(dataset, rec, where):
         plan = _plan_by_content(handle, where, dataset, split, fractions, seed, rec)
         if plan is not None:
             return plan
