@@ -140,6 +140,9 @@ def _plan_by_content(handle: ModelHandle, where: str, dataset: ImageDataset, spl
     from mikata.data.splits import content_keys
 
     known = rec.split_by_content()
+    if len(dataset) >= 5000:  # one read of every file before the scan reads them again (then from the page cache)
+        log.info("hashing the %d files of %s to recognise the images %s was trained on by content", len(dataset),
+                 where, handle.spec)
     keys = content_keys([s.path for s in dataset.samples])
     names = [known.get(k, NEW) if k else NEW for k in keys]
     if all(n == NEW for n in names):
