@@ -39,6 +39,7 @@ from mikata.concepts import describe as D
 from mikata.concepts import store as S
 from mikata.concepts.passes import BATCH, decode_images, geometries, layer_pass, predict, shared_handle
 from mikata.errors import ChoiceError, MikataError
+from mikata.progress import one_line
 
 log = logging.getLogger(__name__)
 MAX_PER_CLASS = 50
@@ -120,6 +121,7 @@ def resolve_classes(names: list[str], classes: Sequence[str | int] | None) -> li
     return list(dict.fromkeys(out))
 
 
+@one_line  # in a notebook, every step of the call on one line
 def compute_atlas(run_dir: str | os.PathLike, *, layer: str | None = None, classes: Sequence[str | int] | None = None,
                   per_class: int = 5, sample: int = 500, device: str | None = "cpu", model=None,
                   progress: bool = True, defines: dict[str, str] | None = None, seed: int = 0,

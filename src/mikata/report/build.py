@@ -484,6 +484,10 @@ def write_report(run: "str | os.PathLike | RunView", out: str | os.PathLike | No
         mark = {"mark": kept, "mark_label": f"kept: epoch {kept}"} if kept else {}
         charts["loss"] = line_chart(loss, title="loss", **mark) if loss else ""
         charts["accuracy"] = line_chart(acc, title="accuracy", **mark) if acc else ""
+    from mikata.report.svg import reliability_chart
+
+    calibration = {**view.calibration(), "chart": ""}
+    calibration["chart"] = reliability_chart(calibration)
     binary = None
     if curves is not None:
         from mikata.report.svg import operating_charts
@@ -552,7 +556,7 @@ def write_report(run: "str | os.PathLike | RunView", out: str | os.PathLike | No
         matrix=matrix, cols=[{"index": p, "name": names[p]} for p in shown_cols],
         pairs=[{"a": names[a], "b": names[b], "ia": a, "ib": b, "ab": ab, "ba": ba} for a, b, ab, ba in ov.confused_pairs],
         issues=issues, field_groups=field_groups, dataset_issues=dataset_issues, issue_notes=found.notes, exceptional=ex, charts=charts, history=history, featurevis=featurevis, units=units, concepts=concepts,
-        scorecard=card_data, emb=emb, notes=notes, binary=binary, skipped=ov.skipped[:50], map_error=map_error,
+        scorecard=card_data, emb=emb, notes=notes, binary=binary, calibration=calibration, skipped=ov.skipped[:50], map_error=map_error,
         created=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         data_json=_json_script(data), thumbs_json=_json_script(thumbs),
         css=(TEMPLATES / "report.css").read_text(encoding="utf-8"),
