@@ -106,7 +106,8 @@ def draw_figure(
             im = ax.imshow(scale.unit(heat), cmap=scale.cmap, alpha=alpha, vmin=0, vmax=1)
             colorbar(ax, fig, scale, im)
         hybrid = "\nhybrid: plain at " + str(a.info["other_activations"])[:40] if hybrid_note(a.method, a.info) else ""
-        ax.set_title(f"{a.method}{' (signed)' if a.signed else ''}\n{a.target_spec}: {name}{hybrid}", fontsize=8)
+        base = f", baseline {a.info['baseline']}"[:40] if a.info.get("baseline") else ""
+        ax.set_title(f"{a.method}{' (signed)' if a.signed else ''}{base}\n{a.target_spec}: {name}{hybrid}", fontsize=8)
     return fig
 
 
