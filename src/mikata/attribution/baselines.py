@@ -47,6 +47,7 @@ EXPECTED = ("black", "white", "mean", "blur", "uniform-noise")
 RANDOM = ("uniform-noise",)
 DEFAULT = "auto"
 CHOICES = ("auto", *NAMES, "expected")
+METHODS = ("integrated-gradients", "deeplift", "occlusion")  # the methods that take a baseline
 
 
 class BaselineError(MikataError, ValueError):
@@ -200,4 +201,16 @@ def make_baselines(handle: ModelHandle, x: torch.Tensor, spec: str | Sequence[st
     for name in parse_baselines(spec):
         for k in range(draws if name in RANDOM else 1):
             out.append(make_baseline(handle, x, name, seed + k))
+    return out
+
+
+def method_baselines(methods: Sequence[str], options: dict | None) -> dict[str, str]:
+    """``{method: baseline label}`` for the ``methods`` that take a baseline, from their ``options``
+    (what figure titles and scorecard rows name)."""
+    out = {}
+    for m in methods:
+        if m in METHODS:
+            o = (options or {}).get(m) or {}
+            out[m] = f"fill {o['fill']:g}" if o.get("fill") is not None else baseline_label(
+                o.get("baseline", DEFAULT), o.get("baselines", 1))
     return out

@@ -110,6 +110,8 @@ def evaluate(
         checks = [c for c in checks if not check_spec(c).needs_masks]
     if x.dim() != 4 or x.shape[0] == 0:
         raise MikataError("no images to evaluate")
+    skipped = {c: reason for c in checks if check_spec(c).skip and (reason := check_spec(c).skip(handle))}
+    checks = [c for c in checks if c not in skipped]
     x = x.detach().float()  # stays where it is: every check moves it to handle.device for its passes
     n = int(x.shape[0])
     seconds: dict[str, float] = {}
@@ -139,7 +141,7 @@ def evaluate(
     table: dict[str, dict[str, float | None]] = {m: {} for m in methods}
     passes: dict[str, dict[str, bool]] = {m: {} for m in methods}
     result = Evaluation(card={})
-    extra: dict = {}
+    extra: dict = {"notes": list(skipped.values()), "skipped_checks": sorted(skipped)} if skipped else {}
     arrays: dict = {}
     with bar:
         # ---- the original maps: every check compares against them
@@ -195,6 +197,9 @@ def evaluate(
             if spec.parts is None:  # not saved in parts: timed here
                 seconds[name] = time.perf_counter() - tic
     result.curves = arrays.get("curves", {})
+    from mikata.attribution.baselines import method_baselines
+
+    named = method_baselines(methods, per_method)
     result.cascade = arrays.get("cascade")
 
     metrics = [k for c in checks for k in check_spec(c).metrics]
@@ -205,6 +210,7 @@ def evaluate(
         "metrics": [{"name": k.name, "better": k.better, "description": k.description} for k in metrics],
         "table": {m: {k: table[m].get(k) for k in names} for m in methods},
         "passes": passes, "figures": [],
+        **({"baselines": named} if named else {}),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **extra,
         "settings": {"checks": checks, "steps": steps, "fill": fill, "patch": patch, "stages": stages,
@@ -281,14 +287,17 @@ def format_scorecard(card: dict) -> str:
     """The scorecard as a plain-text table: one row per method, one column per metric, then checks."""
     names = [m["name"] for m in card["metrics"]]
     short = {n: n.replace("randomization", "rand").replace("random-logit", "rlogit") for n in names}
-    width = max([len(m) for m in card["methods"]] + [8])
+    rows = {m: row_name(card, m) for m in card["methods"]}
+    width = max([len(r) for r in rows.values()] + [8])
     cw = {n: max(8, len(short[n])) for n in names}
     head = " " * width + "  " + "  ".join(f"{short[n]:>{cw[n]}}" for n in names)
-    lines = [f"model {card['model']}, {card['images']} images, target {card['target']}", head,
+    fill = (card.get("settings") or {}).get("fill")
+    lines = [f"model {card['model']}, {card['images']} images, target {card['target']}"
+             + (f", curves filled with {fill}" if fill and card.get("baseline") else ""), head,
              " " * width + "  " + "  ".join(f"{('(' + card_better(card, n) + ')'):>{cw[n]}}" for n in names)]
     for m in card["methods"]:
         vals = [card["table"][m].get(n) for n in names]
-        lines.append(f"{m:<{width}}  " + "  ".join(f"{'-' if v is None else f'{v:.3f}':>{cw[n]}}"
+        lines.append(f"{rows[m]:<{width}}  " + "  ".join(f"{'-' if v is None else f'{v:.3f}':>{cw[n]}}"
                                                    for n, v in zip(names, vals)))
     if card.get("baseline"):
         b = card["baseline"]
@@ -301,10 +310,17 @@ def format_scorecard(card: dict) -> str:
         lines.append(" " * width + "  " + "  ".join(f"{c:>19}" for c in checks))
         for m in card["methods"]:
             p = card["passes"].get(m, {})
-            lines.append(f"{m:<{width}}  " + "  ".join(f"{('pass' if p[c] else 'FAIL') if c in p else '-':>19}"
+            lines.append(f"{rows[m]:<{width}}  " + "  ".join(f"{('pass' if p[c] else 'FAIL') if c in p else '-':>19}"
                                                        for c in checks))
     lines += [f"note: {n}" for n in card.get("notes", [])]
     return "\n".join(lines)
+
+
+def row_name(card: dict, method: str) -> str:
+    """A method's row in the scorecard: its name, and the baseline it started from where it has one
+    (``integrated-gradients (mean)``)."""
+    base = (card.get("baselines") or {}).get(method)
+    return f"{method} ({base})" if base else method
 
 
 def card_better(card: dict, name: str) -> str:
