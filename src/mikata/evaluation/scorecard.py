@@ -153,6 +153,9 @@ def evaluate(
                 original[m], map_seconds[m] = got["maps"].float(), float(got.get("seconds", 0.0))
                 bar.update(1)
         missing = [m for m in methods if m not in original]
+        if progress and missing and n > PROBE_IMAGES:
+            _announce_cost(handle, x, ids, methods, missing, map_seconds, n, plan, done, layer, options, budget_mb,
+                           steps, stages, samples, per_method)
         if missing:
             bar.set_stage(f"{', '.join(missing)} maps of {n} images")
             tic = time.perf_counter()
@@ -220,6 +223,32 @@ def evaluate(
         "parts": {"total": len(plan), "reused": len(done)},
     }
     return result
+
+
+PROBE_IMAGES = 2  # the up-front estimate times every method on this many images (one would be 10-20x slower
+# per image on this CPU build of EfficientNet-Lite0)
+
+
+def _announce_cost(handle: ModelHandle, x: torch.Tensor, ids: torch.Tensor, methods: Sequence[str],
+                   missing: Sequence[str], map_seconds: dict[str, float], n: int, plan, done, layer: str | None,
+                   options: dict | None, budget_mb: float, steps: int, stages: int, samples: int,
+                   per_method: dict) -> None:
+    """Time the missing methods' maps on ``PROBE_IMAGES`` images and one chunk of perturbed images, then
+    print the whole evaluation's estimate (``evaluation.costs``), with cheaper settings when it is long."""
+    from mikata.evaluation.costs import cheaper_settings, cost_message, evaluate_cost
+    from mikata.progress import note
+
+    k = PROBE_IMAGES
+    _, took = _timed_maps(handle, x[:k], missing, ids[:k], layer, options, budget_mb)
+    per_image = {m: (took[m] / k if m in missing else map_seconds[m] / n) for m in methods}
+    todo = [c for c, m in plan if c != "maps" and (c, m) not in done]
+    curve_s = _curve_seconds(handle, x, steps, budget_mb) if "faithfulness" in todo else 0.0
+    checks = list(dict.fromkeys(todo))
+    cost = evaluate_cost({m: per_image[m] for m in methods}, n, checks, curve_s, _stage_count(handle, stages),
+                         samples)
+    cost.maps = sum(per_image[m] for m in missing) * n
+    ig = (per_method.get("integrated-gradients") or {}).get("steps")
+    note(cost_message(cost, n, methods, k, cheaper_settings(cost, per_image, n, stages, samples, ig)))
 
 
 def _common_key(handle: ModelHandle, x: torch.Tensor, ids: torch.Tensor, layer: str | None) -> dict:

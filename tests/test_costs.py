@@ -1,0 +1,71 @@
+"""Costs known up front: the estimators' arithmetic and messages (never wall times), and that the
+estimate is printed before the expensive part starts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from mikata.evaluation.costs import LONG, cheaper_settings, cost_message, evaluate_cost
+from mikata.models.handle import ModelHandle
+
+PER_IMAGE = {"gradcam": 0.5, "integrated-gradients": 20.0}
+CHECKS = ["faithfulness", "randomization", "random-logit", "stability"]
+
+
+def test_evaluate_cost_scales_the_probe_with_each_checks_passes():
+    c = evaluate_cost(PER_IMAGE, 6, CHECKS, curve_s=40.0, stages=8, samples=8)
+    maps = 20.5 * 6
+    assert c.maps == pytest.approx(maps)
+    assert c.parts == pytest.approx({"faithfulness": 40.0 * 3, "randomization": 8 * maps, "random-logit": maps,
+                                     "stability": 8 * maps})
+    assert c.total == pytest.approx(maps * 18 + 120)
+    assert evaluate_cost(PER_IMAGE, 6, ["localization"]).parts == {}
+
+
+def test_a_long_estimate_suggests_cheaper_settings_largest_saving_first():
+    c = evaluate_cost(PER_IMAGE, 6, CHECKS, curve_s=40.0, stages=8, samples=8)
+    assert c.total > LONG
+    tips = cheaper_settings(c, PER_IMAGE, 6, stages=8, samples=8, ig_steps=64)
+    assert tips[0].startswith("--checks faithfulness,random-logit (leaves out randomization and stability")
+    flags = [t.split(" ")[0] for t in tips]
+    # savings: checks 1968 s, images-limit 1945 s (1 of 6 images), ig-steps 1620 s, stages 738 s, samples 738 s
+    assert flags == ["--checks", "--images-limit", "--ig-steps", "--stages", "--samples"]
+    assert tips[1] == "--images-limit 1 (about 10 min)"
+    assert tips[2] == "--ig-steps 16 (integrated-gradients is 98% of the map work; saves ~27 min)"
+    msg = cost_message(c, 6, list(PER_IMAGE), 2, tips)
+    assert msg.startswith(f"evaluate: about {round(c.total / 60)} min in all for 6 images x 2 methods (maps 2.0 min, "
+                          "faithfulness 2.0 min, randomization 16 min, random-logit 2.0 min, stability 16 min; "
+                          "timed on 2 images before starting); that is long: cheaper settings: --checks")
+
+
+def test_a_short_estimate_suggests_nothing():
+    c = evaluate_cost({"gradcam": 0.1}, 4, CHECKS, curve_s=2.0)
+    assert c.total < LONG and cheaper_settings(c, {"gradcam": 0.1}, 4, 8, 8) == []
+    assert "cheaper" not in cost_message(c, 4, ["gradcam"], 2, [])
+
+
+def test_evaluate_prints_its_estimate_before_the_maps(monkeypatch, capsys):
+    from mikata.evaluation import scorecard
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                        nn.Linear(4, 3))
+    handle = ModelHandle(net.eval(), list("abc"), input_size=(16, 16), default_layer="1")
+    x = torch.randn(5, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    seen = []
+    real = scorecard._timed_maps
+
+    def spy(handle, x, methods, *a, **k):
+        seen.append(x.shape[0])
+        return real(handle, x, methods, *a, **k)
+
+    monkeypatch.setattr(scorecard, "_timed_maps", spy)
+    monkeypatch.setenv("MIKATA_PROGRESS", "lines")
+    scorecard.evaluate(handle, x, ["gradcam", "saliency"], checks=["faithfulness", "random-logit"], steps=3,
+                       progress=True)
+    err = capsys.readouterr().err
+    assert seen == [2, 5]  # the probe on 2 images, then the maps of all 5
+    line = next(l for l in err.splitlines() if "in all for 5 images x 2 methods" in l)
+    assert "timed on 2 images before starting" in line and "faithfulness" in line and "random-logit" in line
