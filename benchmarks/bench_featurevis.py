@@ -9,13 +9,13 @@ the same number of pixels.
 1. time per step, one channel, for an early, a middle and a late layer;
 2. 36 channels of one layer: one batched mikata run vs 36 separate lucent runs.
 
-3. ``--units``: ``mikata units`` for 8 channels of EfficientNet-Lite0's head at the demo's settings (64 px,
+3. ``--units-command``: ``mikata units`` for 8 channels of EfficientNet-Lite0's head at the demo's settings (64 px,
    48 steps) on a run of real photos, before (every step, failed renderings kept) and after (stop at
    the plateau, failed ones rendered again from their top image or shown as their strongest crop):
    seconds, the ratio, and how many synthetic images came out flat.
 
 Run:  PYTHONPATH=src python benchmarks/bench_featurevis.py [--steps 8] [--threads 2]
-      PYTHONPATH=src python benchmarks/bench_featurevis.py --units [--threads 2]
+      PYTHONPATH=src python benchmarks/bench_featurevis.py --units-command [--threads 2]
 The machine is shared: numbers are noisy; the ratios are measured alternately in one process.
 """
 
@@ -40,11 +40,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--units", type=int, default=36)
-    ap.add_argument("--units", action="store_true", help="only the `mikata units` rows (no lucent)")
+    ap.add_argument("--units-command", action="store_true", help="only the `mikata units` rows (no lucent)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
-    if args.units:
+    if args.units_command:
         units_rows(args.threads)
         return
 

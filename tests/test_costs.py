@@ -69,3 +69,52 @@ def test_evaluate_prints_its_estimate_before_the_maps(monkeypatch, capsys):
     assert seen == [2, 5]  # the probe on 2 images, then the maps of all 5
     line = next(l for l in err.splitlines() if "in all for 5 images x 2 methods" in l)
     assert "timed on 2 images before starting" in line and "faithfulness" in line and "random-logit" in line
+
+
+# ------------------------------------------------------------------------------ training
+def test_train_cost_arithmetic_and_suggestions():
+    from mikata.training.costs import LONG as TRAIN_LONG, train_cost, train_message, train_suggestions
+
+    c = train_cost(cached=2624, cache_per_image=0.32, train=1837, step_per_image=0.26, val=394, epochs=15)
+    assert c.cache == pytest.approx(2624 * 0.32)
+    assert c.epoch == pytest.approx(1837 * 0.26 + 394 * 0.26 / 3)
+    assert c.total == pytest.approx(c.cache + 15 * c.epoch) and c.total > TRAIN_LONG
+    tips = train_suggestions(c, 224, 15, "blocks.6", ["blocks.11", "blocks.12"])
+    assert tips[0].startswith("--input-size 160 (about 51% of the pixels; saves ~")
+    fit = int((TRAIN_LONG - c.cache) // c.epoch)
+    assert fit < 1 and not any(t.startswith("--epochs") for t in tips)  # caching alone is over 10 min
+    assert tips[-1] == ("--freeze-until blocks.11 (now blocks.6): fewer layers learn, so each epoch runs a smaller "
+                        "part of the network")
+    msg = train_message(c, 2624, 32, tips)
+    assert msg.startswith("train: about 2.4 h in all: caching the frozen layers' output 14 min (2,624 images), then "
+                          "8.5 min per epoch x 15 epoch(s) (timed on 32 images before starting); that is long: "
+                          "cheaper settings: --input-size 160")
+    short = train_cost(0, 0.0, 100, 0.01, 20, 3)
+    assert train_suggestions(short, 64, 3, None) == [] and "caching" not in train_message(short, 0, 16, [])
+    some = train_cost(0, 0.0, 1000, 0.1, 200, 20)  # 107 s per epoch: 5 epochs fit in 10 min
+    assert "--epochs 5 (saves ~27 min)" in train_suggestions(some, 64, 20, None)
+
+
+def test_later_freeze_points(lite0):
+    from mikata.training.costs import later_layers
+
+    n = len(lite0.net.blocks)
+    assert later_layers(lite0.net, "blocks.6")[0] == f"blocks.{7 + (n - 8) // 2}"
+    assert later_layers(lite0.net, None)[0] == f"blocks.{2 * n // 3}"
+
+
+def test_train_prints_its_estimate_before_caching(tmp_path, lite0, caplog, capsys, monkeypatch):
+    import logging
+
+    from mikata.training import train
+    from test_train import write_digits
+
+    data = write_digits(tmp_path / "digits", per_class=12)
+    monkeypatch.setenv("MIKATA_PROGRESS", "lines")
+    with caplog.at_level(logging.INFO, logger="mikata"):
+        train(data, lite0, tmp_path / "m.safetensors", progress=True, epochs=1, batch_size=8, input_size=32,
+              freeze_until="blocks.11", threads=1)
+    err = capsys.readouterr().err
+    line = next(l for l in err.splitlines() if l.startswith("train: about"))
+    assert "caching the frozen layers' output" in line and "per epoch x 1 epoch(s) (timed on 8 images" in line
+    assert err.index("train: about") < err.index("cache the frozen layers' output")  # before the long pass
