@@ -115,7 +115,7 @@ def units_rows(threads: int) -> None:
 
     handle = load_model("efficientnet-lite0")
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "photos" / "all"
+        folder = Path(tmp) / "photos" / handle.class_names[281]  # one class folder (labels do not matter here)
         folder.mkdir(parents=True)
         for name, img in _photo_arrays().items():
             img.convert("RGB").save(folder / f"{name}.png")
