@@ -195,3 +195,11 @@ def test_a_bad_baseline_file_is_one_line_naming_it(small, x, tmp_path, array, ma
     (tmp_path / "text.png").write_text("not an image")
     with pytest.raises(BaselineError, match="text.png"):
         make_baseline(small, x, str(tmp_path / "text.png"))
+
+
+def test_method_baselines_names_what_each_method_starts_from():
+    from mikata.attribution.baselines import method_baselines
+
+    got = method_baselines(["gradcam", "integrated-gradients", "deeplift", "occlusion"],
+                           {"deeplift": {"baseline": "white,black"}, "occlusion": {"fill": 0.0}})
+    assert got == {"integrated-gradients": "mean", "deeplift": "mean of white, black", "occlusion": "fill 0"}
