@@ -120,6 +120,7 @@ def units_rows(threads: int) -> None:
         for name, img in _photo_arrays().items():
             img.convert("RGB").save(folder / f"{name}.png")
         scan(handle, folder.parent, Path(tmp) / "run", batch_size=8, workers=0, progress=False)
+        print("  scanned", flush=True)
         rows = []
         for label, plateau in (("before: every step", 0), ("after: plateau stop + retry", None)):
             opts = RenderOptions(size=64, steps=48, seed=0, plateau=plateau)
@@ -129,6 +130,7 @@ def units_rows(threads: int) -> None:
             flat = int((res.synthetic.flatten(1).std(1) < FLAT_STD).sum())
             notes = sum(n is not None for n in res.notes) if plateau is None else 0
             rows.append((label, took, res.seconds, flat, notes))
+            print(f"  {label}: {took:.1f} s, rendering {res.seconds:.1f} s, {flat} flat", flush=True)
     print(f"torch {torch.__version__}, {threads} threads; mikata units, 8 channels of head, 64 px, 48 steps\n")
     print("| case | total s | rendering s | flat images shown | units rendered again / cropped |")
     print("|---|---|---|---|---|")
