@@ -261,7 +261,9 @@ def perturbation_curves(
     ranks, units = unit_ranks(maps, patch)  # (N, H, W)
     counts = step_counts(units, steps).to(device)  # (steps + 1,) regions perturbed at each point
     fills = mode_fills(fill, modes)
-    filled = {f: fill_image(x, f, handle=handle) for f in set(fills.values())}
+    baseline_fills = ("black", "white", "uniform-noise")  # the only fills that need the normalization
+    filled = {f: fill_image(x, f, handle=handle) if f in baseline_fills else fill_image(x, f)
+              for f in set(fills.values())}
     scale = None
     if "road" in fills.values():
         std = torch.tensor(handle.std, dtype=x.dtype)  # (C,) on the CPU, where ROAD's solve runs
