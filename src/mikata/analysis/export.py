@@ -36,10 +36,18 @@ class ExportError(MikataError):
 
 
 def export_format(path: str | os.PathLike, fmt: str | None = None) -> str:
-    """The format asked for, or the one the file's suffix names (``.parquet``, ``.csv``, ``.json``/``.jsonl``)."""
+    """The format asked for, or the one the file's suffix names (``.parquet``, ``.csv``, ``.json``/``.jsonl``).
+
+    A format asked for that contradicts the suffix (``--format csv --out x.parquet``) is refused: the
+    file would hold one format under another's name. A suffix no format claims (``.txt``) takes ``fmt``.
+    """
+    suffix = Path(path).suffix.lower().lstrip(".")
+    named = {"jsonl": "json", "pq": "parquet"}.get(suffix, suffix)
     if fmt is None:
-        suffix = Path(path).suffix.lower().lstrip(".")
-        fmt = {"jsonl": "json", "pq": "parquet"}.get(suffix, suffix)
+        fmt = named
+    elif named in FORMATS and named != fmt:
+        raise ExportError(f"--format {fmt} but --out {Path(path).name} names {named}: name the file "
+                          f"{Path(path).stem}.{fmt}, or leave --format out and the suffix decides")
     if fmt not in FORMATS:
         raise ChoiceError("export format", fmt, list(FORMATS))
     return fmt

@@ -465,7 +465,7 @@ def write_report(run: "str | os.PathLike | RunView", out: str | os.PathLike | No
     lap("extras")
     from mikata.report.concepts import concepts_section
 
-    concepts, more = concepts_section(run_dir, names, source=source)
+    concepts, more = concepts_section(run_dir, names, source=source, split=split)
     notes += more
     lap("concepts")
 

@@ -38,7 +38,7 @@ from mikata.data.datasets import DatasetError, ImageDataset, load_dataset, split
 from mikata.models.handle import ModelHandle
 from mikata.models.loading import load_model, replace_head, save_checkpoint
 from mikata.training.augment import augment_batch
-from mikata.progress import Progress
+from mikata.progress import Progress, one_line
 from mikata.training.frozen_features import boundary_inputs, check_shortcut, started_at
 from mikata.training.freeze import freeze_until, set_training_mode, trainable_parameters
 from mikata.training.options import TrainingError, TrainOptions, parse_augment
@@ -74,6 +74,26 @@ class TrainResult:
         d["skipped"] = [list(s) for s in self.skipped]
         return d
 
+    def figure(self):
+        """The training curves (loss and accuracy per epoch, the kept epoch marked), shown as a PNG in Jupyter."""
+        from mikata.training.plot import history_figure
+
+        return history_figure(self.history, f"{self.checkpoint.name}: training progress", self.best_epoch)
+
+    def _repr_html_(self) -> str:
+        """The numbers in a table, and the training curve under it."""
+        from mikata.notebook import STYLE, esc, figure_png, img_tag, table_html
+
+        rows = [["checkpoint", str(self.checkpoint)], ["classes", ", ".join(self.classes[:20])
+                                                        + (" ..." if len(self.classes) > 20 else "")],
+                ["epochs run", f"{self.epochs_run}{' (stopped early)' if self.stopped_early else ''}"],
+                ["kept epoch", self.best_epoch], ["validation accuracy", self.val_accuracy]]
+        if self.test_accuracy is not None:
+            rows.append(["test accuracy", self.test_accuracy])
+        rows += [["skipped files", len(self.skipped)], ["seconds", round(self.seconds, 1)]]
+        return (f"<div>{STYLE}<div><b>TrainResult</b> {esc(self.checkpoint.name)}</div>{table_html(['', ''], rows)}"
+                f"{img_tag(figure_png(self.figure()), alt='training curves')}</div>")
+
 
 def state_path(out: str | os.PathLike) -> Path:
     """The resume sidecar next to a checkpoint: ``model.safetensors.state.pt``."""
@@ -85,6 +105,7 @@ def plot_path(out: str | os.PathLike) -> Path:
     return Path(out).with_suffix(".training.png")
 
 
+@one_line  # in a notebook, every step of the call on one line
 def train(
     data: "str | os.PathLike | ImageDataset",
     model: str | ModelHandle,
