@@ -151,3 +151,13 @@ def test_reliability_of_equals_the_curve_and_chunks_do_not_matter():
     np.testing.assert_allclose(apply_temperature(probs, 1.7, chunk=64), apply_temperature(probs, 1.7), atol=0)
     with pytest.raises(ValueError, match="alike"):
         reliability_of(np.zeros(3), np.zeros(2, bool))
+
+
+def test_notebook_displays():
+    from mikata.analysis.temperature import Temperature
+
+    probs, labels = _simulated(300, 3, 1.0, seed=8)
+    html = reliability_curve(probs, labels, 5)._repr_html_()
+    assert "ECE" in html and html.count("<tr>") == 6
+    t = Temperature(1.5, "<val>", 10, 1.0, 0.9, 0.2, 0.1)
+    assert "&lt;val&gt;" in t._repr_html_() and "<val>" not in t._repr_html_()
