@@ -103,7 +103,7 @@ def review(cv_run: Path, noisy: Path, record: dict, top: int) -> dict:
     token = "t" * 32
     client = TestClient(create_app(cv_run, token=token, port=8765), base_url="http://127.0.0.1:8765")
     assert client.get(f"/?token={token}").status_code == 200
-    counts = {"wrong": 0, "fine": 0, "flipped_found": 0}
+    counts = {"wrong": 0, "fine": 0}
     for image_id, row in zip(ids, ranking.tolist()):
         rel = os.path.relpath(ov.data.paths[row], noisy.resolve())
         true_name = record["classes"][record["truth"][rel]]
