@@ -187,6 +187,10 @@ def combine_folds(run_dir: Path, fold_runs: list[Path], models: list[Path], base
         done = out.done()
         for fold_run in fold_runs:
             added, already = copy_rows(out, fold_run, done)
+            with RunStore.open(fold_run) as src:  # a manifest's extra columns (per-image fields) travel too
+                names, values = src.field_names(), src.field_rows()
+            if names:
+                out.set_fields(names, values)
             log.debug("combined %s: %d rows added, %d already there", fold_run, added, already)
         return out.count()
 

@@ -171,7 +171,7 @@ def _train(data: "str | os.PathLike | ImageDataset", model: str | ModelHandle, o
     from mikata.data.splits import record_split
 
     source = None if isinstance(data, ImageDataset) else data
-    split_record = record_split(source, ds, parts, opts.split, opts.seed).to_dict()
+    split_record = record_split(source, ds, parts, opts.split, opts.seed, max(1, opts.workers)).to_dict()
     corrected = None
     if corrections is not None:  # after the split: the record describes the folder as mikata scan reads it
         from mikata.training.corrections import apply_corrections, describe
@@ -271,8 +271,8 @@ def _train(data: "str | os.PathLike | ImageDataset", model: str | ModelHandle, o
                 saved = epoch + 1
                 plot_history(history, plot_path(out), title=f"{out.stem}: training progress",
                              best_epoch=best["epoch"])
+                epochs_bar.set_postfix(f"val acc {val_acc:.3f}")  # before update: the line it prints is this epoch's
                 epochs_bar.update(1)
-                epochs_bar.set_postfix(f"val acc {val_acc:.3f}")
                 if on_epoch_end is not None:
                     on_epoch_end(epoch + 1, history)
                 if opts.early_stop and best["bad_epochs"] >= opts.early_stop:
