@@ -71,6 +71,14 @@ class ReliabilityCurve:
             return float("nan")
         return float(np.sum(self.counts / n * np.abs(self.accuracy - self.confidence)))
 
+    def _repr_html_(self) -> str:
+        from mikata.notebook import STYLE, table_html
+
+        rows = [[round(float(c), 4), round(float(a), 4), int(n)] for c, a, n in
+                zip(self.confidence, self.accuracy, self.counts)]
+        return (f"<div>{STYLE}<div><b>ReliabilityCurve</b> ECE {self.ece:.4f} over {len(self.counts)} equal-mass "
+                f"bins</div>{table_html(['confidence', 'accuracy', 'images'], rows)}</div>")
+
     def to_dict(self) -> dict:
         return {"bins": self.bins, "ece": self.ece, "confidence": self.confidence.tolist(),
                 "accuracy": self.accuracy.tolist(), "counts": self.counts.tolist()}

@@ -59,6 +59,14 @@ class Temperature:
     def to_dict(self) -> dict:
         return {"format": FORMAT, **asdict(self)}
 
+    def _repr_html_(self) -> str:
+        from mikata.notebook import STYLE, esc, table_html
+
+        rows = [["temperature T", self.value], ["fitted on", f"split {self.split!r}, {self.images} images"],
+                ["NLL before -> after", f"{self.nll_before:.4f} -> {self.nll_after:.4f}"],
+                ["ECE before -> after", f"{self.ece_before:.4f} -> {self.ece_after:.4f}"]]
+        return f"<div>{STYLE}<div><b>Temperature</b> {esc(self.note())}</div>{table_html(['', ''], rows)}</div>"
+
 
 def read_temperature(run_dir: str | os.PathLike) -> Temperature | None:
     """The run's temperature, or None when it has none (``CalibrationFileError`` for an unusable file)."""

@@ -502,6 +502,8 @@ def write_report(run: "str | os.PathLike | RunView", out: str | os.PathLike | No
 
     calibration = {**view.calibration(), "chart": ""}
     calibration["chart"] = reliability_chart(calibration)
+    if calibration["temperature"]:  # every probability of the report is the scaled one: said in the summary too
+        notes.append(calibration["note"])
     binary = None
     if curves is not None:
         from mikata.report.svg import operating_charts

@@ -90,6 +90,10 @@ class TrainResult:
                 ["kept epoch", self.best_epoch], ["validation accuracy", self.val_accuracy]]
         if self.test_accuracy is not None:
             rows.append(["test accuracy", self.test_accuracy])
+        if self.corrections:
+            from mikata.training.corrections import describe
+
+            rows.append(["label corrections", describe(self.corrections)])
         rows += [["skipped files", len(self.skipped)], ["seconds", round(self.seconds, 1)]]
         return (f"<div>{STYLE}<div><b>TrainResult</b> {esc(self.checkpoint.name)}</div>{table_html(['', ''], rows)}"
                 f"{img_tag(figure_png(self.figure()), alt='training curves')}</div>")
