@@ -85,6 +85,17 @@ class MetricRow:
     key: str
     images: int
     value: PairedValue
+    higher_is_better: bool = True  # False for an error (ECE): a negative B - A is then the improvement
+
+    @property
+    def verdict(self) -> str:
+        """"better" / "worse" when the interval of B - A excludes 0, else "" (no clear difference)."""
+        v = self.value
+        if v.low is not None and v.low > 0:
+            return "better" if self.higher_is_better else "worse"
+        if v.high is not None and v.high < 0:
+            return "worse" if self.higher_is_better else "better"
+        return ""
 
     @property
     def a(self) -> float | None:
@@ -106,7 +117,7 @@ class MetricRow:
         v = self.value
         return {"metric": self.metric, "key": self.key, "images": self.images, "a": _num(v.a), "b": _num(v.b),
                 "diff": _num(v.diff), "low": _num(v.low), "high": _num(v.high), "mcnemar_p": _num(v.p),
-                "only_a": v.only_a, "only_b": v.only_b}
+                "only_a": v.only_a, "only_b": v.only_b, "verdict": self.verdict}
 
 
 def _num(v: float | None) -> float | None:
@@ -208,7 +219,7 @@ def calibration_rows(p: Paired, s: Settings) -> list[MetricRow]:
     a = CalibrationBootstrap(p.probs_a, p.labels_a, DEFAULT_BINS)
     b = CalibrationBootstrap(p.probs_b, p.labels_b, DEFAULT_BINS)
     value, _ = paired_calibration(a, b, s.rng("ECE|"), s.replicates, s.confidence)
-    return [MetricRow("ECE", "", len(p), value)]
+    return [MetricRow("ECE", "", len(p), value, higher_is_better=False)]
 
 
 #: the metric functions, in the order their rows are listed; a new metric is one entry
