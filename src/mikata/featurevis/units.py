@@ -95,6 +95,11 @@ def visualize(
     Example:
         >>> visualize(handle, classes=["zebra", "castle"]).save("vis/")                 # doctest: +SKIP
         >>> visualize(handle, layer="blocks.3", channels=range(8), image="chelsea.png")  # doctest: +SKIP
+
+    Example:
+        >>> r = mikata.visualize(handle, classes=["espresso"], options=mikata.RenderOptions(size=64, steps=4))
+        >>> r.labels, tuple(r.images.shape)
+        (['espresso'], (1, 3, 64, 64))
     """
     from mikata.errors import MikataError
 
