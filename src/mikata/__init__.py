@@ -43,6 +43,11 @@ _API = {
     "RunView": ("mikata.analysis.view", "RunView"),
     "ModelSource": ("mikata.models.source", "ModelSource"),
     "export_run": ("mikata.analysis.export", "export_run"),
+    "calibrate": ("mikata.analysis.temperature", "calibrate_run"),
+    "expected_calibration_error": ("mikata.analysis.calibration", "expected_calibration_error"),
+    "reliability_curve": ("mikata.analysis.calibration", "reliability_curve"),
+    "compare": ("mikata.analysis.compare", "compare"),
+    "Comparison": ("mikata.analysis.compare", "Comparison"),
     "evaluate": ("mikata.evaluation.scorecard", "evaluate"),
 }
 

@@ -90,6 +90,11 @@ def _audit(view: "RunView", groups: Mapping[str, str] | None, n: int, top_pairs:
             if c.index in areas:
                 entry["auroc"], entry["average_precision"] = (None if v != v else round(v, 4) for v in areas[c.index])
     cm = ov.confusion
+    # a manifest's fields beside each suspected label error: what a reviewer decides with (bounded length)
+    from mikata.analysis.fields import row_fields
+
+    texts = row_fields(view.field_values(), [i["row"] for i in ov.label_issues])
+    label_issues = [{**i, "fields": texts[i["row"]]} for i in ov.label_issues] if texts else ov.label_issues
     result = {
         "run": d.run_dir, "images": len(d), "skipped": [{"path": p, "reason": r} for p, r in ov.skipped],
         "accuracy": ov.accuracy, "top5_accuracy": ov.top5_accuracy,
@@ -99,11 +104,12 @@ def _audit(view: "RunView", groups: Mapping[str, str] | None, n: int, top_pairs:
         "confused_pairs": [{"a": names[a], "b": names[b], "a_as_b": ab, "b_as_a": ba}
                            for a, b, ab, ba in ov.confused_pairs],
         "per_class": per_class,
-        "label_issues": ov.label_issues,
+        "label_issues": label_issues,
         "label_issues_total": ov.label_issues_total, "split": split,
         "trained_rows": ov.trained_rows, "trained_rows_note": trained_rows_note(ov.trained_rows, len(d)),
         "label_scope": ov.label_scope, "label_scope_note": label_scope_note(ov.label_scope),
     }
+    result["calibration"] = view.calibration()
     if curves is not None:
         result["binary"] = curves.summary(DEFAULT_THRESHOLD if threshold is None else threshold)
     if ov.exceptional is not None:
@@ -141,6 +147,8 @@ def format_audit(r: dict, max_listed: int | None = None) -> str:
     for c in sorted(r["per_class"], key=lambda c: c["recall"]):
         out(f"  {c['class'][:28]:28s} {c['images']:6d}  {percent(c['precision']):>9s}  {percent(c['recall']):>6s}  "
             f"{c['f1']:5.2f}")
+    if r.get("calibration"):
+        lines += format_calibration(r["calibration"])
     if "binary" in r:
         from mikata.analysis.binary import format_binary
 
@@ -165,7 +173,8 @@ def format_audit(r: dict, max_listed: int | None = None) -> str:
         f"({shown_of(len(listed), total)}, most suspicious first; confident learning, needs out-of-sample "
         "probabilities: the model's view, not the truth)")
     for i in listed:
-        out(f"  {shown(i['path'])}  {describe_label_issue(i)}")
+        fields = f"  [{i['fields']}]" if i.get("fields") else ""
+        out(f"  {shown(i['path'])}  {describe_label_issue(i)}{fields}")
     if len(listed) < total:
         out(f"  … {total - len(listed)} more (--issues N lists more; the web app's Label review has them all)")
     if r.get("label_scope_note"):
@@ -184,3 +193,17 @@ def format_audit(r: dict, max_listed: int | None = None) -> str:
     for s in r["skipped"]:
         out(f"skipped {shown(s['path'])}: {s['reason']}")
     return "\n".join(lines)
+
+
+def format_calibration(c: dict) -> list[str]:
+    """The audit's calibration lines: ECE, the reliability points, and which temperature (if any) is applied."""
+    curve = c["curve"]
+    if not curve["counts"]:
+        return []
+    before = f" (before: {c['before']['ece']:.4f})" if c.get("before") else ""
+    lines = [f"\ncalibration: ECE {c['ece']:.4f}{before} over {len(curve['counts'])} equal-mass bins "
+             "(0 = a confidence of p is right p of the time)", f"  {c['note']}",
+             "  confidence  accuracy  images"]
+    for conf, acc, n in zip(curve["confidence"], curve["accuracy"], curve["counts"]):
+        lines.append(f"  {conf:10.3f}  {acc:8.3f}  {n:6d}")
+    return lines

@@ -37,9 +37,11 @@ from mikata.analysis.scan_steps import (  # noqa: F401 - the per-batch steps, re
     TOP_K, VECTOR_COLUMNS, _collate, _Files, _Outputs, commit, compute_columns, decode_file, run_batch)
 from mikata.data.datasets import ImageDataset, Sample, load_dataset, parse_fractions
 from mikata.data.paths import data_roots
+from mikata.data.splits import source_identity
 from mikata.errors import ChoiceError, MikataError
 from mikata.hooks import get_layer
 from mikata.models.handle import ModelHandle
+from mikata.progress import notice, one_line
 from mikata.models.run_model import weights_hash  # noqa: F401 - re-exported: mikata.analysis.scan.weights_hash
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,16 @@ class ScanSummary:
     reused: int           # images already in the store, not recomputed
     seconds: float
     skipped_files: list[tuple[str, str]] = field(default_factory=list)
+
+    def _repr_html_(self) -> str:
+        """The counts in a table; the skipped files (escaped: names are data) under it."""
+        from mikata.notebook import STYLE, esc, table_html
+
+        rows = [["run", self.run_dir], ["images", self.total], ["computed now", self.computed],
+                ["already there", self.reused], ["skipped", self.skipped], ["seconds", round(self.seconds, 1)]]
+        skipped = table_html(["skipped file", "why"], self.skipped_files[:20]) if self.skipped_files else ""
+        more = f"<div>... {len(self.skipped_files) - 20} more</div>" if len(self.skipped_files) > 20 else ""
+        return f"<div>{STYLE}<div><b>ScanSummary</b> {esc(self.run_dir)}</div>{table_html(['', ''], rows)}{skipped}{more}</div>"
 
 
 def parse_class_map(text: str | None) -> dict[str, str]:
@@ -91,6 +103,7 @@ def make_manifest(handle: ModelHandle, dataset: ImageDataset, layer: str, embed_
 
 
 # ------------------------------------------------------------------------------------------- scan
+@one_line  # in a notebook, every step of the call on one line
 def scan(
     handle: ModelHandle,
     dataset: ImageDataset | str | os.PathLike,
@@ -152,10 +165,12 @@ def scan(
                                list(dataset.fields))
     empty = [c for c, n in dataset.counts().items() if n == 0]
     if empty:
+        where = source_identity(source) if source is not None else dataset.root  # the CSV itself, not its folder
         log.info("%d of the model's %d classes have no images in %s (e.g. %s)", len(empty), handle.num_classes,
-                 dataset.root, ", ".join(empty[:5]))
+                 where, ", ".join(empty[:5]))
     if isinstance(fractions, str):
         fractions = parse_fractions(fractions)
+    notice("preprocessing: %s", handle.preprocessing.describe(), logger=log, once=handle.preprocessing)
     plan = plan_scan(handle, source, dataset, split, fractions, seed, split_label)
     chosen = shard_of(plan.chosen, parse_shard(shard) if isinstance(shard, str) else shard)
     layer = layer or handle.default_layer

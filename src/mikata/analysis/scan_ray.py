@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -148,6 +148,31 @@ def _connect(ray, address: str | None) -> bool:
     return True
 
 
+# Ray's own loggers, quieted during a scan to what concerns the user's job: the executor's INFO lines,
+# the notebook-widget hint ("Missing packages: ['ipywidgets']"), the note that Ray's progress bars are
+# off (mikata draws its own) and the token-auth note of the private local instance a scan starts.
+RAY_LOGGERS = {"ray.data": logging.WARNING, "ray.widgets": logging.WARNING,
+               "ray.data._internal.progress": logging.ERROR,
+               "ray._private.authentication.authentication_token_setup": logging.ERROR}
+
+
+def quiet_ray_logs() -> Callable[[], None]:
+    """Set Ray's loggers to ``RAY_LOGGERS`` levels; returns the function that puts the old levels back.
+
+    Not covered: Ray's C++ core prints one error-level line per actor pool ("constructor arguments in
+    the object store and max_restarts > 0", ray-project/ray#53727) because Ray Data itself passes the map
+    function by reference; ``RAY_BACKEND_LOG_LEVEL`` would hide it only by printing another line."""
+    before = {name: logging.getLogger(name).level for name in RAY_LOGGERS}
+    for name, level in RAY_LOGGERS.items():
+        logging.getLogger(name).setLevel(max(level, logging.getLogger(name).getEffectiveLevel()))
+
+    def restore() -> None:
+        for name, level in before.items():
+            logging.getLogger(name).setLevel(level)
+
+    return restore
+
+
 def _decode(row: dict[str, np.ndarray], preprocessing) -> dict[str, np.ndarray]:
     """Ray CPU task: read, hash and preprocess one batch of files (one dataset row) with mikata's decoder."""
     from mikata.analysis.scan_steps import decode_file
@@ -226,7 +251,12 @@ def scan_on_ray(store: RunStore, handle: ModelHandle, todo: Sequence[tuple[Sampl
     ray = import_ray()
     if not todo:
         return 0, []
-    started = _connect(ray, address)
+    restore_logs = quiet_ray_logs()
+    try:
+        started = _connect(ray, address)
+    except BaseException:
+        restore_logs()
+        raise
     try:
         cpus = float(ray.cluster_resources().get("CPU", 1))
         gpus = float(ray.cluster_resources().get("GPU", 0))
@@ -243,8 +273,6 @@ def scan_on_ray(store: RunStore, handle: ModelHandle, todo: Sequence[tuple[Sampl
                  decode_cpus, len(todo))
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False  # ours counts images/s; Ray's would print a line every few seconds
-        if not progress:
-            logging.getLogger("ray.data").setLevel(logging.WARNING)
         # one dataset row (and block) per batch: blocks spread over the cluster, and every inference
         # batch is exactly a local scan's batch (todo[kB:(k+1)B]), so the numbers are the same to the bit
         paths = [str(s.path) for s, _ in todo]
@@ -279,3 +307,4 @@ def scan_on_ray(store: RunStore, handle: ModelHandle, todo: Sequence[tuple[Sampl
     finally:
         if started:
             ray.shutdown()
+        restore_logs()

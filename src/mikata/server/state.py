@@ -41,6 +41,7 @@ from mikata.models.source import ModelSource
 
 if TYPE_CHECKING:
     from mikata.analysis.binary import Curves
+    from mikata.server.compare_state import CompareState
 
 log = logging.getLogger(__name__)
 PER_CLASS = 12        # most / least class-like images kept per class
@@ -81,6 +82,7 @@ class RunState:
         self._grids: OrderedDict[tuple, np.ndarray] = OrderedDict()  # (version, true, pred) -> sorted ids
         self._grid_lock = threading.Lock()
         self._thumb_lock = threading.Lock()
+        self.compare: "CompareState | None" = None  # run B of `mikata serve RUN_A --compare RUN_B`
 
     @property
     def overview_builds(self) -> int:
@@ -132,6 +134,13 @@ class RunState:
         except KeyError:
             return []
         return [(name, str(values[r])) for name, values in self.field_values(ov).items()]
+
+    def row_fields(self, rows) -> dict[int, str]:
+        """overview row -> its fields as one short line (``analysis.fields.fields_text``) for tiles and
+        review cards; {} for a run without fields."""
+        from mikata.analysis.fields import row_fields
+
+        return row_fields(self.field_values(), rows)
 
     def field_choices(self, max_values: int = 200) -> list[tuple[int, str, list[tuple[str, int]]]]:
         """``(field index, field, [(value, images), ...])`` for the filter menus: the ``max_values``
@@ -395,3 +404,5 @@ class RunState:
 
     def close(self) -> None:
         self.store.close()
+        if self.compare is not None:
+            self.compare.close()
