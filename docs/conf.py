@@ -42,6 +42,13 @@ SHORT_NAMES = {
     "MapService": "mikata.analysis.maps.MapService",
     "DatasetIssues": "mikata.analysis.issues.DatasetIssues",
     "ClassView": "mikata.analysis.overview.ClassView",
+    "Gallery": "mikata.analysis.gallery.Gallery",
+    "ImageList": "mikata.notebook.ImageList",
+    "MetricRow": "mikata.analysis.compare.MetricRow",
+    "Paired": "mikata.analysis.compare.Paired",
+    "Settings": "mikata.analysis.compare.Settings",
+    "Matching": "mikata.analysis.compare_match.Matching",
+    "Corrections": "mikata.training.corrections.Corrections",
 }
 
 

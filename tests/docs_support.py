@@ -3,7 +3,8 @@
 ``make_docs_folder(root, handle)`` writes ``chelsea.png`` and ``coffee.png`` (scikit-image's photos),
 ``photos/CLASS/NAME_I.png`` (three crops each of four real photos, in four ImageNet classes),
 ``photos.csv`` (those files as a manifest with a ``crop`` field) and ``runs/a`` (the manifest scanned
-with ``handle``, the built-in model, plus a small concept atlas). The README's Python blocks, the
+with ``handle``, the built-in model, plus a small concept atlas) and ``runs/small`` (the same model
+at 160 pixels, a run to compare and calibrate). The README's Python blocks, the
 guides' blocks and every docstring example of the public API run there (``tests/test_docs.py``,
 ``tests/test_reference.py``).
 """
@@ -38,4 +39,6 @@ def make_docs_folder(root: Path, handle, photos: dict[str, Path]) -> Path:
     (root / "photos.csv").write_text("\n".join(lines) + "\n")
     mikata.scan(handle, root / "photos.csv", root / "runs" / "a", workers=0, progress=False)
     compute_atlas(root / "runs" / "a", model=handle, per_class=2, sample=3, progress=False)
+    small = mikata.load_model(handle.spec, input_size=160)  # the same model seeing smaller images: runs to compare
+    mikata.scan(small, root / "photos.csv", root / "runs" / "small", workers=0, progress=False)
     return root

@@ -256,7 +256,11 @@ class Run:
         over each image, with the legend under the gallery.
 
         Example:
-            >>> df = run.to_pandas(); run.show(df[~df.correct].sort_values("pred_prob"), map="gradcam")  # doctest: +SKIP
+            >>> run = mikata.open_run("runs/a", model=handle)
+            >>> df = run.to_pandas()
+            >>> gallery = run.show(df[~df.correct].sort_values("pred_prob"), map="gradcam")  # errors, least sure first
+            >>> len(gallery), gallery.map
+            (2, 'gradcam')
         """
         from mikata.analysis.gallery import build_gallery, wanted_ids
 
