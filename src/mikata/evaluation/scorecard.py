@@ -102,6 +102,12 @@ def evaluate(
     order's curves) is saved as it completes; a later call with the same model, images and options
     loads them instead of computing them again (see ``mikata.evaluation.parts``). Every check runs
     one method at a time, so an interruption loses at most the part in progress.
+
+    Example:
+        >>> x = handle.preprocessing.preprocess([mikata.load_image("chelsea.png")])
+        >>> card = mikata.evaluate(handle, x, ["gradcam", "saliency"], checks=["faithfulness"], steps=4)
+        >>> card.card["methods"]
+        ['gradcam', 'saliency']
     """
     from mikata.evaluation.parts import PartStore
     from mikata.progress import Progress, format_rate, format_seconds, note

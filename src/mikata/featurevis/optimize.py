@@ -36,7 +36,14 @@ OPTIMIZERS = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop, "sgd": t
 
 @dataclass
 class RenderOptions:
-    """Everything that shapes a rendering. Defaults render class logits the model recognizes."""
+    """Everything that shapes a rendering. Defaults render class logits the model recognizes.
+
+    Example:
+        >>> opts = mikata.RenderOptions(size=64, steps=4, octaves=2, tv=1e-3)
+        >>> r = mikata.visualize(handle, "head", channels=[0, 1], options=opts)
+        >>> tuple(r.images.shape)                                 # one rendering per channel
+        (2, 3, 64, 64)
+    """
 
     size: int = 224  # long side of the final image (pixels)
     steps: int = 48  # iterations per pyramid level

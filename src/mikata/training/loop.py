@@ -131,6 +131,14 @@ def train(
     ``on_epoch_end(epoch, history)`` runs after each epoch's checkpoint is written.
     ``corrections`` (``training.corrections``: a run's label review or a CSV) relabels or leaves out
     images after the split is made from the folder's labels; the checkpoint records what changed.
+
+    Example:
+        >>> result = mikata.train("photos", "efficientnet-lite0", "pets.safetensors", epochs=1, batch_size=4,
+        ...                       input_size=64, workers=0, progress=False)
+        >>> result.classes, result.epochs_run, result.checkpoint.name
+        (['daisy', 'espresso', 'palace', 'tiger cat'], 1, 'pets.safetensors')
+        >>> mikata.load_model("pets.safetensors").num_classes
+        4
     """
     if isinstance(overrides.get("augment"), str) or overrides.get("augment") is None and "augment" in overrides:
         overrides["augment"] = parse_augment(overrides["augment"])
