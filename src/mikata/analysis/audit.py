@@ -296,13 +296,13 @@ def _by_class_then_prob(classes: np.ndarray, p: np.ndarray) -> np.ndarray:
 
 
 def top_activating(channels: np.ndarray, channel: int, k: int = 9) -> list[int]:
-    """Row indices of the ``k`` images with the highest mean activation of ``channel``."""
+    """Row indices of the ``k`` images with the highest mean activation of ``channel`` (``channels``:
+    ``(N, C)`` per-image channel means), highest first; equal means: the lower row first."""
     if not 0 <= channel < channels.shape[1]:
         raise ChoiceError("channel", channel, [f"0..{channels.shape[1] - 1}"])
-    col = channels[:, channel]
-    k = min(k, len(col))
-    top = np.argpartition(-col, k - 1)[:k] if k else np.zeros(0, np.int64)
-    return top[np.argsort(-col[top], kind="stable")].tolist()
+    from mikata.featurevis.top_images import top_k_rows  # the one ranking of top-activating images
+
+    return top_k_rows(channels[:, channel], k).tolist()
 
 
 def label_issues(d: RunData, top: int | None = None, ranked: np.ndarray | None = None) -> list[dict]:

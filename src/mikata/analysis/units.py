@@ -122,6 +122,7 @@ def unit_examples(run_dir: str | os.PathLike, channels: Sequence[int], layer: st
     means were not stored by the scan) and for the rendering."""
     from mikata.analysis.maps import MapService
     from mikata.featurevis import RenderOptions, visualize_channels
+    from mikata.featurevis.top_images import top_k_rows
 
     channels = [int(c) for c in channels]
     if not channels or len(channels) > MAX_UNITS:
@@ -151,7 +152,7 @@ def unit_examples(run_dir: str | os.PathLike, channels: Sequence[int], layer: st
         names = h.class_names
         units = []
         for c in channels:
-            best = np.argsort(-means[:, c], kind="stable")[:k]
+            best = top_k_rows(means[:, c], k)  # the one ranking of top-activating images
             units.append((c, [UnitExample(int(rows[i][0]), float(means[i, c]), names[rows[i][1]],
                                           names[rows[i][2]]) for i in best]))
         ids = sorted({e.image_id for _, ex in units for e in ex})
