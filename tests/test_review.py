@@ -192,6 +192,31 @@ def test_each_suspected_error_states_the_evidence_not_a_verdict(cells, client):
     assert "?size=160" in issues and name in issues and "model says" in issues
 
 
+def test_audit_report_reviews_and_issues_phrase_the_evidence_with_one_function(cells, client, tmp_path):
+    from mikata.analysis.audit import describe_label_issue, label_issue_evidence
+    from mikata.report import write_report
+
+    ov = overview(cells["run"])
+    item = ov.label_issues[0]
+    parts = label_issue_evidence(item)
+    assert [p["key"] for p in parts] == ["labelled", "model says", "issue score", "split"]
+    assert describe_label_issue(item) == " · ".join(f"{p['key']} {p['value']}" + (f" ({p['note']})" if p["note"] else "")
+                                                   for p in parts)
+    assert describe_label_issue(item) in format_audit(audit(cells["run"], dataset_issues=False))
+    html = write_report(cells["run"], tmp_path / "r.html", maps=False).path.read_text()
+    row = html[html.index(f'<tr class="issue" data-id="{item["id"]}"'):]
+    row = row[:row.index("</tr>")]
+    cells_html = [f'<span class="k">{p["key"]}</span> ' + (f"<b>{p['value']}</b>" if p["strong"] else p["value"])
+                  + (f' <span class="hint">({p["note"]})</span>' if p["note"] else "") for p in parts]
+    assert all(c in row for c in cells_html), row
+    assert "".join(f"<th>{p['key']}</th>" for p in parts) in html
+    review = client.get("/reviews").text
+    card = review[review.index(f'data-id="{item["id"]}"'):]
+    assert describe_label_issue(item).replace(f"labelled {item['label']} ", f"labelled <b>{item['label']}</b> ").replace(
+        f"model says {item['model_class']} ", f"model says <b>{item['model_class']}</b> ") in card
+    assert describe_label_issue(item) in client.get("/issues?type=label").text
+
+
 # ------------------------------------------------------------------------ fine verdicts
 def test_a_fine_verdict_is_never_exported_with_a_suggested_class(cells, client, tmp_path):
     import pandas as pd

@@ -655,8 +655,10 @@ def _charts(g: Gathered, history: dict[str, list[float]] | None) -> tuple[dict[s
 
 def _label_issue_cards(g: Gathered, opts: ReportOptions) -> list[dict]:
     """The suspected label errors the overview lists, each with a thumbnail big enough to judge it."""
+    from mikata.analysis.audit import label_issue_evidence
+
     issues = [{**i, "label_prob": float(i["label_prob"]), "suggested_prob": float(i["suggested_prob"]),
-               "name": os.path.basename(i["path"])} for i in g.ov.label_issues]
+               "name": os.path.basename(i["path"]), "evidence": label_issue_evidence(i)} for i in g.ov.label_issues]
     big = _thumbnail_table(g, [i["id"] for i in issues], ISSUE_THUMB, opts)
     for i in issues:
         t = big.get(int(i["id"]))
