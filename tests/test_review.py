@@ -248,6 +248,34 @@ def test_a_fine_verdict_is_never_exported_with_a_suggested_class(cells, client, 
         client.post(f"/api/review/{i}", json={"verdict": None}, headers=h)
 
 
+def test_a_run_view_browses_its_rows_as_the_app_does(cells):
+    """``RunView.grid_ids`` / ``field_mask`` / ``neighbours`` (what the app's grid and image pages call)
+    against a brute-force sort of the view's rows."""
+    from mikata.analysis.view import RunView
+    from mikata.errors import ChoiceError
+
+    for view in (RunView(cells["run"]), RunView(cells["run"], split="test")):
+        ov = view.overview()
+        d = ov.data
+        kind = field_values(d, "cell_type")
+        mask, text = view.field_mask("0:inverted")
+        assert text == "cell_type = inverted" and mask.tolist() == (kind == "inverted").tolist()
+        assert view.field_mask("") == (None, "")
+        with pytest.raises(ChoiceError):
+            view.field_mask("7:x")
+        conf = [float(d.probs[r, d.preds[r]]) for r in range(len(d))]
+        for true, pred, where in ((-1, -1, ""), (0, -1, ""), (-1, 1, "0:inverted"), (1, 1, ""), (2, 3, "0:plain")):
+            rows = [r for r in range(len(d)) if (true < 0 or d.labels[r] == true) and (pred < 0 or d.preds[r] == pred)
+                    and (not where or kind[r] == where.split(":")[1])]
+            want = [int(d.ids[r]) for r in sorted(rows, key=lambda r: (-conf[r], int(d.ids[r])))]
+            assert view.grid_ids(ov, true, pred, where).tolist() == want, (true, pred, where)
+        ids = d.ids.tolist()
+        assert view.neighbours(ids[0], ov) == (None, ids[1]) and view.neighbours(ids[-1], ov) == (ids[-2], None)
+        assert view.neighbours(ids[3], ov) == (ids[2], ids[4])
+        site = field_values(d, "site")
+        assert view.image_fields(ids[0], ov) == [("cell_type", str(kind[0])), ("site", str(site[0]))]
+
+
 # ----------------------------------------------------------------------- fields in the app
 def test_grid_and_issues_filter_by_a_field_value(cells, client):
     ids = _ids_by_path(cells["run"])
