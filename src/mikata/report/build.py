@@ -41,6 +41,9 @@ from mikata.errors import MikataError
 from mikata.formatting import percent
 
 if TYPE_CHECKING:
+    from mikata.analysis.binary import Curves
+    from mikata.analysis.issues import DatasetIssues
+    from mikata.analysis.overview import Overview
     from mikata.analysis.view import RunView
     from mikata.models.source import ModelSource
 
@@ -329,13 +332,13 @@ def write_report(run: "str | os.PathLike | RunView", out: str | os.PathLike | No
     opts = opts.checked()
     g = gather(run, layout, opts, clock)
     maps = report_maps(g, opts, source, clock)
-    context = report_sections(g, maps, opts, source, clock)
-    html = render_report(context)
+    page = report_sections(g, maps, opts, source, clock)
+    html = render_report(page)
     clock.lap("render")
     _write(out_path, html)
     clock.lap("write")
     clock.timings["total"] = time.perf_counter() - clock.t0
-    return ReportResult(out_path.resolve(), len(g.d), context["thumbs_count"], len(maps.overlays),
+    return ReportResult(out_path.resolve(), len(g.d), page.thumbnails, len(maps.overlays),
                         out_path.stat().st_size, clock.timings, g.notes, maps.cam_layer, maps.map_size)
 
 
@@ -375,8 +378,8 @@ class Gathered:
     """The numbers a report shows, read once: the view, its overview and rows, the binary curves."""
 
     view: "RunView"
-    ov: Any  # Overview
-    curves: Any  # BinaryCurves | None
+    ov: "Overview"
+    curves: "Curves | None"
     manifest: dict
     run_dir: Path
     notes: list[str] = field(default_factory=list)  # sections left out, and why (every stage adds)
@@ -476,9 +479,19 @@ def report_maps(g: Gathered, opts: ReportOptions, source: "ModelSource", clock: 
     return out
 
 
+@dataclass
+class ReportPage:
+    """Every section of the page as template data (``context``: the template's keyword arguments) and
+    how many thumbnails it embeds."""
+
+    context: dict[str, Any]
+    thumbnails: int
+
+
 def report_sections(g: Gathered, maps: ReportMaps, opts: ReportOptions, source: "ModelSource",
-                    clock: _Clock) -> dict[str, Any]:
-    """Every section of the page as template data (the template's keyword arguments)."""
+                    clock: _Clock) -> ReportPage:
+    """Every section of the page: galleries, confusion, embedding, thumbnails, attachments, concepts,
+    charts, label issues, fields and dataset issues."""
     from mikata.attribution.registry import titles
 
     method_titles = titles()
@@ -543,7 +556,7 @@ def report_sections(g: Gathered, maps: ReportMaps, opts: ReportOptions, source: 
     if extra:  # a capped report (a big run) has not made these thumbnails yet
         thumbs.update(_thumbnail_table(g, extra, opts.thumb, opts))
     clock.lap("dataset issues")
-    return dict(
+    return ReportPage(dict(
         title=f"mikata report — {g.run_dir.name}", run_dir=str(g.run_dir), manifest=g.manifest, identity=g.identity,
         split=g.view.split, summary=summary, classes=classes, methods=[method_titles.get(m, m) for m in opts.methods],
         map_legends=_map_legends(opts.methods, method_titles) if maps.overlays else [],
@@ -554,7 +567,7 @@ def report_sections(g: Gathered, maps: ReportMaps, opts: ReportOptions, source: 
         units=extras["units"], concepts=concepts, scorecard=extras["scorecard"], emb=emb, notes=g.notes,
         binary=binary, skipped=ov.skipped[:50], map_error=maps.error,
         created=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        data_json=_json_script(data), thumbs_json=_json_script(thumbs), colors=colors, thumbs_count=len(thumbs))
+        data_json=_json_script(data), thumbs_json=_json_script(thumbs), colors=colors), len(thumbs))
 
 
 def _class_galleries(g: Gathered, maps: ReportMaps, opts: ReportOptions, method_titles: dict[str, str]) -> list[dict]:
@@ -677,7 +690,7 @@ def _field_sections(g: Gathered, opts: ReportOptions) -> list[dict]:
     return out
 
 
-def _dataset_issues(g: Gathered) -> tuple[Any, list[dict]]:
+def _dataset_issues(g: Gathered) -> "tuple[DatasetIssues, list[dict]]":
     """The whole run's dataset-issue flags of the view's rows: per type its count and worst examples."""
     from mikata.analysis.issues import issue_rows
 
@@ -690,7 +703,7 @@ def _dataset_issues(g: Gathered) -> tuple[Any, list[dict]]:
                                  for r in issue_rows(found, t.name)[:12]]} for t in found.types.values()]
 
 
-def render_report(context: Mapping[str, Any]) -> str:
+def render_report(page: ReportPage) -> str:
     """The page: ``report.html.j2`` with its CSS and script inlined."""
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
@@ -700,7 +713,7 @@ def render_report(context: Mapping[str, Any]) -> str:
                       finalize=shown_in_template)  # non-UTF-8 file names print as \xNN
     env.filters["pct"] = percent  # as `mikata audit` prints them
     return env.get_template("report.html.j2").render(
-        **{k: v for k, v in context.items() if k != "thumbs_count"},
+        **page.context,
         css=(TEMPLATES / "report.css").read_text(encoding="utf-8"),
         js=(TEMPLATES / "report.js").read_text(encoding="utf-8"), escape=escape)
 
