@@ -10,8 +10,10 @@ with the demo's settings; reused when already trained) scans all of its 10 class
   with gradient x coefficient importance, which needs each image's activations and gradient at the layer;
 - ``compute_atlas(run, sample=500)`` from scratch (its stored atlas deleted first).
 
-Reported: seconds of each, and the ratios atlas / forward and atlas / forward+backward (goal: < 60 s in
-total on this 2-core CPU and <= 2x the passes).
+Reported: wall-clock and CPU seconds of each (CPU seconds of this process: on a loaded machine they are
+what the work costs, the wall clock is what the user waits), and the ratios atlas / forward and
+atlas / forward+backward (goal: < 60 s in total on this 2-core CPU and <= 2x the passes). With one torch
+thread (``OMP_NUM_THREADS=1``) the CPU seconds are the wall seconds of an idle core.
 
 Memory (``--rows 1000000``): a synthetic run of that many rows is built with the RunStore API (rows copied
 cyclically from the real 5,000-row scan, each with its own hard link to the real image file, as
@@ -62,8 +64,9 @@ def _paths_and_labels(run: Path) -> tuple[list[str], list[int]]:
 
 
 def passes(ckpt: Path, paths: list[str], labels: list[int], layer: str, device: str,
-           batch: int = 64) -> dict[str, float]:
-    """Seconds of a forward over every image, and of a forward + backward of the label logit to ``layer``."""
+           batch: int = 64) -> dict[str, tuple[float, float]]:
+    """(wall, CPU) seconds of a forward over every image, and of a forward + backward of the label logit to
+    ``layer``."""
     from mikata.hooks import attached, get_layer, preserved
     from mikata.models.loading import load_model
 
@@ -72,11 +75,11 @@ def passes(ckpt: Path, paths: list[str], labels: list[int], layer: str, device: 
     pre = handle.preprocessing
     out: dict[str, float] = {}
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     with torch.inference_mode():
         for s in range(0, len(paths), batch):
             net(pre.load(paths[s:s + batch]).to(device))
-    out["forward"] = time.perf_counter() - start
+    out["forward"] = (time.perf_counter() - start, time.process_time() - cpu)
 
     held: dict[str, torch.Tensor] = {}
 
@@ -85,7 +88,7 @@ def passes(ckpt: Path, paths: list[str], labels: list[int], layer: str, device: 
         held["a"] = leaf
         return leaf
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     with preserved(net):
         for p in net.parameters():
             p.requires_grad_(False)
@@ -95,18 +98,18 @@ def passes(ckpt: Path, paths: list[str], labels: list[int], layer: str, device: 
                 logits = net(x)
                 y = torch.as_tensor(labels[s:s + batch], device=device)
                 torch.autograd.grad(logits.gather(1, y[:, None]).sum(), held["a"])
-    out["forward+backward"] = time.perf_counter() - start
+    out["forward+backward"] = (time.perf_counter() - start, time.process_time() - cpu)
     return out
 
 
-def time_atlas(run: Path, device: str, sample: int) -> tuple[float, dict]:
+def time_atlas(run: Path, device: str, sample: int) -> tuple[tuple[float, float], dict]:
+    """(wall, CPU) seconds of ``compute_atlas`` from scratch, and its document."""
     from mikata.concepts import compute_atlas
 
     shutil.rmtree(run / "concepts", ignore_errors=True)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     atlas = compute_atlas(run, sample=sample, device=device, progress=False)
-    seconds = time.perf_counter() - start
-    return seconds, atlas.to_json()
+    return (time.perf_counter() - start, time.process_time() - cpu), atlas.to_json()
 
 
 # ---------------------------------------------------------------- memory on a synthetic 1M-row run
@@ -190,11 +193,12 @@ def main() -> None:
         seconds, atlas = time_atlas(run, args.device, args.sample)
         paths, labels = _paths_and_labels(run)
         floor = passes(ckpt, paths, labels, atlas["layer"], args.device)
-        print(f"images {len(paths)}, layer {atlas['layer']}, threads {torch.get_num_threads()}")
-        print(f"{'step':<18} {'s':>7} {'atlas / step':>12}")
-        for name, s in floor.items():
-            print(f"{name:<18} {s:>7.1f} {seconds / s:>12.2f}")
-        print(f"{'compute_atlas':<18} {seconds:>7.1f}")
+        print(f"images {len(paths)}, layer {atlas['layer']}, threads {torch.get_num_threads()}, "
+              f"load average {os.getloadavg()[0]:.1f}")
+        print(f"{'step':<18} {'wall s':>7} {'CPU s':>7} {'atlas/step wall':>15} {'atlas/step CPU':>14}")
+        for name, (wall, cpu) in floor.items():
+            print(f"{name:<18} {wall:>7.1f} {cpu:>7.1f} {seconds[0] / wall:>15.2f} {seconds[1] / cpu:>14.2f}")
+        print(f"{'compute_atlas':<18} {seconds[0]:>7.1f} {seconds[1]:>7.1f}")
     if args.rows:
         big = build_big_run(args.work, run, args.rows)
         small = measure_memory(run, args.memory_sample, args.device)

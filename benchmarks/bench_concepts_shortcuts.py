@@ -14,6 +14,15 @@ contrast shift, a background change) this script
    is a top concept on the artefact (its exemplar boxes hold the planted pixels; its heatmap's mass sits
    on them), is it flagged ``shortcut``, its deletion flip rate; and on the clean twin, any concept of that
    class flagged ``shortcut`` is a false alarm.
+5. scores the class-level tests (``class_findings``: context, photometric) of the target class. One counts
+   as finding the artefact when it is flagged AND the edit its test makes acts on the artefact, the same rule
+   for every kind (``ACTS``): for the context test, at least half of the artefact's pixels lie in the filled
+   context or at least half of the context is artefact; for the photometric test, the artefact moves the
+   image's 1% / 99% intensity quantile by at least a tenth of its clean range on at least half of the
+   planted files. A flagged class-level test on the clean twin's target class is a false alarm, and one on
+   any other class is counted with the other classes' flags.
+
+A kind is found when a concept is found (as in 4) or a class-level test is (as in 5).
 
 Everything is written under ``--out`` (default /tmp/planted) and reused on a second call (delete a
 folder to redo it). Usage:
@@ -209,6 +218,72 @@ def direction_deletion(run: Path, ckpt: Path, cls: str, concept: str, images: in
     return {"flip_rate": flips, "mean_drop": float((before - after[:, c]).mean()), "images": int(rows.size)}
 
 
+# A class-level finding (``class_findings``: no concept, the whole class tested) counts as finding the artefact
+# when the edit its test makes acts on the artefact, the same rule for every kind:
+# - context: at least half of the artefact's pixels lie in the filled context, or at least half of the context's
+#   pixels are artefact (the artefact IS the context: a background);
+# - photometric: the artefact moves the image's low or high intensity quantile (the statistics the test maps) by
+#   at least a tenth of the clean image's range, on at least half of the planted files.
+ACTS = 0.5
+QUANTILE_SHIFT = 0.1
+
+
+def _planted_masks(case: PlantedCase, limit: int = 100) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(artefact mask, planted image, clean image) of up to ``limit`` planted files, in name order."""
+    out = []
+    for rel in sorted(case.truth()["boxes"])[:limit]:
+        planted, clean = _image(case.planted / rel), _image(case.clean / rel)
+        out.append((artefact_mask(planted, clean), planted, clean))
+    return out
+
+
+def context_acts(case: PlantedCase, run: Path) -> dict:
+    """How the class's context (the mask the library filled, stored with its arrays) meets the artefact."""
+    from PIL import Image
+
+    from mikata.concepts import load_atlas
+
+    context = load_atlas(run).arrays(case.target).get("context")
+    if context is None:
+        return {"artefact_in_context": 0.0, "context_is_artefact": 0.0, "acts": False}
+    small = np.asarray(Image.fromarray((context * 255).astype(np.uint8)).resize((28, 28), Image.NEAREST)) > 127
+    inside, mostly = [], []
+    for mask, _, _ in _planted_masks(case):
+        if mask.any():
+            inside.append(float((mask & small).sum() / mask.sum()))
+            mostly.append(float((mask & small).sum() / max(1, small.sum())))
+    a, b = float(np.mean(inside)), float(np.mean(mostly))
+    return {"artefact_in_context": a, "context_is_artefact": b, "acts": bool(a >= ACTS or b >= ACTS)}
+
+
+def photometric_acts(case: PlantedCase) -> dict:
+    from mikata.concepts.classtests import QUANTILE
+
+    moved = []
+    for _, planted, clean in _planted_masks(case):
+        qp = np.quantile(planted.astype(np.float64), [QUANTILE, 1 - QUANTILE])
+        qc = np.quantile(clean.astype(np.float64), [QUANTILE, 1 - QUANTILE])
+        moved.append(float(np.abs(qp - qc).max() / max(qc[1] - qc[0], 1.0)))
+    share = float(np.mean(np.array(moved) >= QUANTILE_SHIFT))
+    return {"files_moved": share, "acts": bool(share >= ACTS)}
+
+
+def class_level(case: PlantedCase, atlas: dict, run: Path) -> list[dict]:
+    """The target class's class-level findings, each with whether its test acts on the artefact."""
+    rows = []
+    for f in atlas.get("class_findings", {}).get(case.target, []):
+        acts = context_acts(case, run) if f["test"] == "context" else photometric_acts(case)
+        rows.append({"test": f["test"], "shortcut": bool(f["shortcut"]), "flip_rate": f["deletion"]["flip_rate"],
+                     "mean_drop": f["deletion"]["mean_drop"], "images": f["deletion"]["images"],
+                     "concepts": f.get("concepts", []), "acts_on_artefact": acts, "evidence": f["evidence"]})
+    return rows
+
+
+def _class_flags(atlas: dict, skip: str | None = None) -> list[str]:
+    return [f"{cls}:{f['test']}" for cls, found in atlas.get("class_findings", {}).items() if cls != skip
+            for f in found if f["shortcut"]]
+
+
 def concepts_json(run: Path, args: list[str]) -> tuple[dict, float]:
     start = time.perf_counter()
     out = _mikata("concepts", str(run), "--json", "--device", "cpu", *args, capture=True)
@@ -247,13 +322,20 @@ def score(case: PlantedCase, runs: dict[str, Path], concept_args: list[str], ckp
     candidates.sort(key=lambda r: (not r["shortcut"], -r["direction_deletion"]["flip_rate"] if not located else r["rank"]))
     best = candidates[0] if candidates else None
     used = bool(best and (best["flip_rate"] >= 0.3 or best["mean_drop"] >= 0.3))
-    found = bool(best and best["shortcut"] and used)
+    found_concept = bool(best and best["shortcut"] and used)
+    classwide = class_level(case, atlas, runs["planted"])
+    found_class = [f["test"] for f in classwide if f["shortcut"] and f["acts_on_artefact"]["acts"]]
+    found = found_concept or bool(found_class)
     alarms = [c["concept"] for c in twin["classes"].get(case.target, []) if c["shortcut"]]
+    alarms += [f"{case.target}:{f['test']}" for f in twin.get("class_findings", {}).get(case.target, []) if f["shortcut"]]
     other_planted = [c["concept"] for k, cs in atlas["classes"].items() if k != case.target for c in cs
-                     if c["shortcut"]]
+                     if c["shortcut"]] + _class_flags(atlas, case.target)
     other_clean = [c["concept"] for k, cs in twin["classes"].items() if k != case.target for c in cs
-                   if c["shortcut"]]
-    return {"found": found, "named_and_flagged": bool(best and best["shortcut"]), "best": best, "concepts": rows, "twin_alarms": alarms,
+                   if c["shortcut"]] + _class_flags(twin, case.target)
+    return {"found": found, "found_by_concept": found_concept, "found_by_class_test": found_class,
+            "class_findings": classwide,
+            "twin_class_findings": twin.get("class_findings", {}).get(case.target, []),
+            "named_and_flagged": bool(best and best["shortcut"]), "best": best, "concepts": rows, "twin_alarms": alarms,
             "other_class_flags_planted": other_planted, "other_class_flags_clean": other_clean,
             "layer": atlas.get("layer"), "seconds": seconds, "twin_seconds": twin_seconds}
 
@@ -293,7 +375,8 @@ def tcav(out: Path, case: PlantedCase, runs: dict[str, Path]) -> dict:
 
 def print_table(table: list[dict]) -> None:
     print(f"\n{'kind':<11} {'class':<12} {'uses it':>11} {'found':>5} {'rank':>4} {'flag':>5} {'boxes':>5} "
-          f"{'heat':>9} {'flip':>5} {'drop':>5} {'dir flip':>8} {'twin alarms':>11} {'other flags p/c':>15}")
+          f"{'heat':>9} {'flip':>5} {'drop':>5} {'dir flip':>8} {'twin alarms':>11} {'other flags p/c':>15}  "
+          f"class tests (flip/drop, flagged, acts on artefact)")
     for row in table:
         u, s = row["usage"], row.get("score")
         uses = f"{u['planted']:.2f}->{u['removed']:.2f}"
@@ -306,7 +389,9 @@ def print_table(table: list[dict]) -> None:
         print(f"{row['kind']:<11} {row['target']:<12} {uses:>11} {'yes' if s['found'] else 'no':>5} "
               f"{b.get('rank', '-'):>4} {b.get('shortcut', '-')!s:>5} {b.get('box_hits', 0):>5.2f} {heat:>9} "
               f"{b.get('flip_rate', 0):>5.2f} {b.get('mean_drop', 0):>5.2f} {dflip:>8.2f} {len(s['twin_alarms']):>11} "
-              f"{len(s['other_class_flags_planted']):>7}/{len(s['other_class_flags_clean'])}")
+              f"{len(s['other_class_flags_planted']):>7}/{len(s['other_class_flags_clean'])}  "
+              + "; ".join(f"{f['test']} {f['flip_rate']:.2f}/{f['mean_drop']:.2f} {'FLAG' if f['shortcut'] else '-'} "
+                          f"{'acts' if f['acts_on_artefact']['acts'] else 'off'}" for f in s.get("class_findings", [])))
     for row in table:
         if row.get("tcav"):
             p, c = row["tcav"]["planted"], row["tcav"]["clean"]

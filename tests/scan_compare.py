@@ -69,3 +69,25 @@ def assert_same_store(a: Path, b: Path) -> None:
     assert sorted(ca) == sorted(cb), set(ca) ^ set(cb)
     diff = [p for p in ca if not same_row(ca[p], cb[p])]
     assert not diff, f"{len(diff)} rows differ, e.g. {diff[0]}: {ca[diff[0]][0]} != {cb[diff[0]][0]}"
+
+
+SCORE_ATOL = 1e-4  # issue scores from vectors that may differ by one float16 ulp (see above)
+
+
+def issue_scores(run: Path) -> dict[str, dict[str, float]]:
+    """path -> {``TYPE_score``: value} of every issue type ``find_issues`` scores in ``run``."""
+    from mikata.analysis.issues import find_issues
+
+    found = find_issues(run)
+    cols = {k: v for k, v in found.columns().items() if k.endswith("_score")}
+    paths = list(found.data.paths)
+    return {p: {k: float(v[i]) for k, v in cols.items()} for i, p in enumerate(paths)}
+
+
+def assert_same_scores(a: Path, b: Path) -> None:
+    """Every image's every issue score is the same in both runs (by path), whatever order their rows are in."""
+    sa, sb = issue_scores(a), issue_scores(b)
+    assert sorted(sa) == sorted(sb)
+    assert {"outlier_score", "underperforming_group_score"} <= set(next(iter(sa.values())))
+    worst = {k: max(abs(sa[p][k] - sb[p][k]) for p in sa) for k in next(iter(sa.values()))}
+    assert all(v <= SCORE_ATOL for v in worst.values()), {k: v for k, v in worst.items() if v > SCORE_ATOL}

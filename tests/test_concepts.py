@@ -280,3 +280,25 @@ def test_removing_a_direction_equals_the_image_without_that_colour(atlas, run, h
     got = atlas.to_json()["deletion_direction"]["warm"][red]
     assert got["images"] == len(rows)
     assert got["mean_drop"] == pytest.approx(float((a["prob"][rows] - after).mean()), abs=1e-4)
+
+
+def test_cli_signed_split_factorizes_both_signs(tmp_path, capsys):
+    """``--signed split`` reaches the library: the class is factorized as [A+, A-] (twice the channels; the mixture
+    layer is non-negative, so every direction's negative half is 0) and the atlas records the choice."""
+    from mikata.cli import main
+
+    run = mix_run(tmp_path, per_class=6)
+    args = ["concepts", str(run), "--model", "concepts_support:mix_handle", "--device", "cpu", "--per-class", "2"]
+    with pytest.raises(SystemExit) as e:
+        main(args + ["--signed", "both"])
+    assert e.value.code == 2 and "--signed" in capsys.readouterr().err
+    assert main(args + ["--signed", "split", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [e["concept"] for e in doc["classes"]["warm"]] == ["warm/0", "warm/1"]
+    atlas = load_atlas(run)
+    assert atlas.doc["options"]["signed"] == "split"
+    W = atlas.arrays("warm")["W"]
+    assert W.shape == (2, 2 * MIX.shape[1]) and np.abs(W[:, MIX.shape[1]:]).max() < 1e-6
+    assert main(args + ["--json"]) == 0  # the default clamps: a new computation, not the split one kept
+    capsys.readouterr()
+    assert load_atlas(run).doc["options"]["signed"] == "clamp" and load_atlas(run).arrays("warm")["W"].shape[1] == 8

@@ -214,3 +214,12 @@ def test_a_stale_atlas_is_not_shown_and_the_image_page_says_why(tmp_path, served
     assert c.get("/concepts/3").status_code == 404
     d = c.get("/map/concepts/decomposition/5").json()
     assert d["shares"] == [] and "mikata concepts" in d["text"]
+
+
+def test_concepts_page_lists_the_class_level_tests_and_the_images_they_came_from(served):
+    page = served["client"].get("/concepts").text
+    assert 'id="concept-scope">Computed on every image of the run (all splits).' in page
+    found = [(cls, f) for cls, fs in served["json"]["class_findings"].items() for f in fs]
+    assert found and 'id="class-findings"' in page
+    for cls, f in found:
+        assert str(escape(f["evidence"])) in page

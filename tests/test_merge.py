@@ -81,3 +81,47 @@ def test_engine_ray_without_the_extra_says_how_to_install_it_before_any_work(dat
     assert not (tmp_path / "r").exists()
     with pytest.raises(ChoiceError, match="engine"):
         scan(handle, base / "data", tmp_path / "r", engine="spark", progress=False)
+
+
+def test_scores_of_a_merge_in_another_shard_order_equal_a_local_scan(data, tmp_path):
+    """Issue scores are a function of the set of rows: the shards merged 2, 0, 1 hold the same images under
+    other row ids, and every outlier, group and other score of every image is the one-shot local scan's."""
+    from scan_compare import assert_same_scores
+
+    base, handle = data
+    parts = []
+    for i in range(3):
+        part = base / f"part{i}"
+        if not part.exists():
+            scan(handle, base / "data", part, batch_size=16, workers=0, gradcam=True, progress=False, shard=f"{i}/3")
+        parts.append(part)
+    merge_runs(tmp_path / "reordered", [parts[2], parts[0], parts[1]])
+    with RunStore.open(base / "local") as a, RunStore.open(tmp_path / "reordered") as b:
+        ids_a = dict((p, i) for i, p in a.rows(columns=("id", "path"), tuples=True))
+        ids_b = dict((p, i) for i, p in b.rows(columns=("id", "path"), tuples=True))
+    assert sorted(ids_a) == sorted(ids_b) and ids_a != ids_b  # same images, rows in another order
+    assert_same_scores(base / "local", tmp_path / "reordered")
+
+
+def test_issue_scores_of_permuted_rows_are_the_same_scores_permuted(data):
+    """The property under the merge test: scoring the rows of a run in any order gives each row the same
+    scores, flags, groups and pairs, to the bit."""
+    import numpy as np
+
+    from mikata.analysis.audit import load_run, subset
+    from mikata.analysis.issues import check_thresholds, score_issues
+
+    base, _ = data
+    d = load_run(base / "local")
+    perm = np.random.default_rng(7).permutation(len(d))
+    th = check_thresholds(None)
+    plain, shuffled = score_issues(d, th), score_issues(subset(d, perm), th)
+    assert set(plain.types) == set(shuffled.types) and "underperforming_group" in plain.types
+    for name, t in plain.types.items():
+        assert np.array_equal(t.score[perm], shuffled.types[name].score), name
+        assert np.array_equal(t.flag[perm], shuffled.types[name].flag), name
+    as_ids = lambda found: sorted(sorted(int(found.data.ids[r]) for r in g["rows"]) for g in found.groups)  # noqa: E731
+    assert as_ids(plain) == as_ids(shuffled)
+    pair_ids = lambda found: sorted(tuple(sorted((int(found.data.ids[i]), int(found.data.ids[j])))) + (round(s, 6),)  # noqa: E731
+                                    for i, j, s, _, _ in found.pairs)
+    assert pair_ids(plain) == pair_ids(shuffled)

@@ -22,7 +22,7 @@ ray = pytest.importorskip("ray", reason="the [ray] extra is not installed")
 
 from mikata.analysis.runstore import RunStore  # noqa: E402
 from mikata.analysis.scan import scan  # noqa: E402
-from scan_compare import assert_same_store, run_contents, same_row  # noqa: E402
+from scan_compare import assert_same_scores, assert_same_store, run_contents, same_row  # noqa: E402
 from test_scan_support import digit_images, mnist_handle, write_folder  # noqa: E402
 
 SRC, TESTS = Path(__file__).resolve().parents[1] / "src", Path(__file__).resolve().parent
@@ -141,5 +141,6 @@ def test_rerun_after_a_killed_driver_computes_only_what_is_missing(cluster):
     s = scan(handle, base / "data", run, batch_size=BATCH, gradcam=True, progress=False, engine="ray", actors=1)
     assert s.reused == len(partial) and s.computed + s.skipped == 242 - len(partial)
     assert_same_store(base / "local", run)
+    assert_same_scores(base / "local", run)  # every issue score a function of the images, not of the row order
     resumed = run_contents(run)
     assert all(same_row(resumed[p], v, exact=True) for p, v in partial.items())  # kept bit for bit

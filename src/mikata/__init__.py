@@ -43,6 +43,9 @@ _API = {
     "RunView": ("mikata.analysis.view", "RunView"),
     "ModelSource": ("mikata.models.source", "ModelSource"),
     "export_run": ("mikata.analysis.export", "export_run"),
+    "calibrate": ("mikata.analysis.temperature", "calibrate_run"),
+    "expected_calibration_error": ("mikata.analysis.calibration", "expected_calibration_error"),
+    "reliability_curve": ("mikata.analysis.calibration", "reliability_curve"),
     "evaluate": ("mikata.evaluation.scorecard", "evaluate"),
 }
 

@@ -182,7 +182,7 @@ def _release_cached(device: torch.device | None) -> None:
 
 
 def for_chunks(total: int, size: int, fn: Callable[[int, int], None], *, device: torch.device | None = None,
-               progress: bool = False, desc: str = "") -> int:
+               progress: bool | None = False, desc: str = "") -> int:
     """Call ``fn(start, stop)`` over ``range(total)`` in chunks of ``size``; on out-of-memory, halve
     the chunk and retry the same range. Returns the chunk size that finally fit.
 
@@ -191,10 +191,10 @@ def for_chunks(total: int, size: int, fn: Callable[[int, int], None], *, device:
     """
     done = 0
     bar = None
-    if progress and total > 2 * size:
+    if progress is not False and total > 2 * size:  # None: a bar where one shows (mikata.progress)
         from mikata.progress import Progress
 
-        bar = Progress(total=total, desc=desc, unit="item", first="first chunk")
+        bar = Progress(total=total, desc=desc, unit="item", enabled=progress, first="first chunk")
     try:
         while done < total:
             stop = min(done + size, total)

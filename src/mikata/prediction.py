@@ -30,6 +30,34 @@ class Prediction:
             return {"path": self.path, "error": self.error}
         return {"path": self.path, "top": [{"class": n, "id": i, "probability": p} for n, i, p in self.top]}
 
+    def _repr_html_(self) -> str:
+        return Predictions([self])._repr_html_()
+
+
+class Predictions(list):
+    """The ``Prediction`` list ``predict`` returns; Jupyter shows it as a table: a thumbnail of each
+    image, its file name and its top classes with their probabilities (or why it could not be read)."""
+
+    MAX_SHOWN = 50
+
+    def _repr_html_(self) -> str:
+        from mikata.notebook import STYLE, Raw, esc, img_tag, table_html
+
+        rows = []
+        for p in self[:self.MAX_SHOWN]:
+            name = os.path.basename(p.path)
+            if p.error is not None:
+                rows.append([Raw(""), name, Raw(f'<span style="color:#b00">{esc(p.error)}</span>')])
+                continue
+            try:
+                thumb = img_tag(load_image(p.path), alt=name, side=64)
+            except (ImageDecodeError, OSError, MemoryError):  # changed since predict read it: no thumbnail
+                thumb = Raw("")
+            top = "<br>".join(f"{esc(n)} {prob:.3f}" for n, _, prob in p.top)
+            rows.append([thumb, name, Raw(top)])
+        more = f"<div>... {len(self) - self.MAX_SHOWN} more</div>" if len(self) > self.MAX_SHOWN else ""
+        return f"<div>{STYLE}{table_html(['image', 'file', 'top classes (probability)'], rows)}{more}</div>"
+
 
 def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
     for start in range(0, len(items), size):
@@ -41,8 +69,9 @@ def predict(
     paths: Iterable[str | os.PathLike],
     top: int = 5,
     batch_size: int = 32,
-) -> list[Prediction]:
-    """One ``Prediction`` per path, in order; undecodable files carry ``error`` instead of ``top``.
+) -> Predictions:
+    """One ``Prediction`` per path, in order (a list that shows itself as a table in Jupyter);
+    undecodable files carry ``error`` instead of ``top``.
 
     Every file is decoded and preprocessed on its own: a file that fails either way (corrupt, or a
     65000x1 strip whose resize would need gigabytes) gets its ``error``; the others still get results.
@@ -52,7 +81,7 @@ def predict(
     paths = [str(p) for p in paths]
     top = max(1, min(top, handle.num_classes))
     mode = handle.mode
-    results: list[Prediction] = []
+    results = Predictions()
     for chunk in _chunks(paths, batch_size):
         good, inputs, batch = [], [], [Prediction(p) for p in chunk]
         for pred in batch:

@@ -366,7 +366,10 @@ def label_issue_ranking(d: RunData) -> np.ndarray:
     present = np.unique(d.labels)
     if len(present) < 2:
         return np.zeros(0, np.int64)
-    from cleanlab.filter import find_label_issues
+    from mikata.progress import quiet_tqdm_import
+
+    with quiet_tqdm_import():
+        from cleanlab.filter import find_label_issues
 
     col = np.full(d.num_classes, -1, np.int64)
     col[present] = np.arange(len(present))

@@ -104,6 +104,7 @@ def _audit(view: "RunView", groups: Mapping[str, str] | None, n: int, top_pairs:
         "trained_rows": ov.trained_rows, "trained_rows_note": trained_rows_note(ov.trained_rows, len(d)),
         "label_scope": ov.label_scope, "label_scope_note": label_scope_note(ov.label_scope),
     }
+    result["calibration"] = view.calibration()
     if curves is not None:
         result["binary"] = curves.summary(DEFAULT_THRESHOLD if threshold is None else threshold)
     if ov.exceptional is not None:
@@ -141,6 +142,8 @@ def format_audit(r: dict, max_listed: int | None = None) -> str:
     for c in sorted(r["per_class"], key=lambda c: c["recall"]):
         out(f"  {c['class'][:28]:28s} {c['images']:6d}  {percent(c['precision']):>9s}  {percent(c['recall']):>6s}  "
             f"{c['f1']:5.2f}")
+    if r.get("calibration"):
+        lines += format_calibration(r["calibration"])
     if "binary" in r:
         from mikata.analysis.binary import format_binary
 
@@ -184,3 +187,17 @@ def format_audit(r: dict, max_listed: int | None = None) -> str:
     for s in r["skipped"]:
         out(f"skipped {shown(s['path'])}: {s['reason']}")
     return "\n".join(lines)
+
+
+def format_calibration(c: dict) -> list[str]:
+    """The audit's calibration lines: ECE, the reliability points, and which temperature (if any) is applied."""
+    curve = c["curve"]
+    if not curve["counts"]:
+        return []
+    before = f" (before: {c['before']['ece']:.4f})" if c.get("before") else ""
+    lines = [f"\ncalibration: ECE {c['ece']:.4f}{before} over {len(curve['counts'])} equal-mass bins "
+             "(0 = a confidence of p is right p of the time)", f"  {c['note']}",
+             "  confidence  accuracy  images"]
+    for conf, acc, n in zip(curve["confidence"], curve["accuracy"], curve["counts"]):
+        lines.append(f"  {conf:10.3f}  {acc:8.3f}  {n:6d}")
+    return lines

@@ -210,6 +210,60 @@ class Curves:
                          "precision": np.round(np.r_[1.0, precision[keep]], 5).tolist()}
         return out
 
+    # --------------------------------------------------------------------------- pictures
+    def figure(self):
+        """The ROC and precision-recall curves side by side, AUROC and AP in the titles (a matplotlib
+        ``Figure`` that shows itself as a PNG in Jupyter); a curve that cannot exist says why instead."""
+        from mikata.notebook import notebook_figure
+
+        fig = notebook_figure(figsize=(8.0, 3.6), dpi=100, layout="constrained")
+        roc_ax, pr_ax = fig.subplots(1, 2)
+        points = self.curve_points()
+        if "roc" in points:
+            roc_ax.plot(points["roc"]["fpr"], points["roc"]["tpr"], color="tab:blue")
+            roc_ax.plot([0, 1], [0, 1], color="gray", linestyle=":", linewidth=1)
+            roc_ax.set_title(f"ROC: AUROC {self.auroc:.3f}", fontsize=10)
+        else:
+            roc_ax.set_title("ROC: needs images of both classes", fontsize=10)
+        roc_ax.set_xlabel("false positive rate")
+        roc_ax.set_ylabel("true positive rate")
+        if "pr" in points:
+            pr_ax.plot(points["pr"]["recall"], points["pr"]["precision"], color="tab:orange", drawstyle="steps-post")
+            prevalence = self.n_pos / (self.n_pos + self.n_neg)
+            pr_ax.axhline(prevalence, color="gray", linestyle=":", linewidth=1)
+            pr_ax.set_title(f"precision-recall: AP {self.average_precision:.3f}", fontsize=10)
+        else:
+            pr_ax.set_title("precision-recall: needs positives", fontsize=10)
+        pr_ax.set_xlabel("recall")
+        pr_ax.set_ylabel("precision")
+        for ax in (roc_ax, pr_ax):
+            ax.set_xlim(0, 1)
+            ax.set_ylim(0, 1.02)
+            ax.grid(alpha=0.3)
+        fig.suptitle(f"positive class: {self.positive_name} ({self.n_pos} vs {self.n_neg} {self.negative_name})",
+                     fontsize=10)
+        return fig
+
+    def _repr_png_(self) -> bytes:
+        from mikata.notebook import figure_png
+
+        return figure_png(self.figure())
+
+    def _repr_html_(self) -> str:
+        from mikata.notebook import STYLE, esc, figure_png, img_tag, table_html
+
+        best = self.best_f1()
+        rows = [["AUROC", self.auroc], ["average precision", self.average_precision],
+                ["positives / negatives", f"{self.n_pos} / {self.n_neg}"],
+                ["best F1", f"{best.f1:.3f} at P({self.positive_name}) >= {best.threshold:.3f}"]]
+        return (f"<div>{STYLE}<div><b>curves of {esc(self.positive_name)}</b></div>"
+                f"{img_tag(figure_png(self.figure()), alt='ROC and precision-recall curves')}"
+                f"{table_html(['', 'value'], rows)}</div>")
+
+    def __repr__(self) -> str:
+        return (f"Curves(positive={self.positive_name!r}, {self.n_pos} positives, {self.n_neg} negatives, "
+                f"auroc={self.auroc:.4f}, average_precision={self.average_precision:.4f})")
+
     def summary(self, threshold: float = DEFAULT_THRESHOLD) -> dict:
         """JSON-ready: the classes, AUROC, AP, and the operating points at ``threshold`` and at the best F1."""
         return {"positive": self.positive_name, "negative": self.negative_name, "positives": self.n_pos,

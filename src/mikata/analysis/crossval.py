@@ -45,6 +45,7 @@ from mikata.data.datasets import DatasetError, ImageDataset, load_dataset, split
 from mikata.data.splits import files_sha1, source_identity
 from mikata.errors import Interrupted, MikataError
 from mikata.models.handle import ModelHandle
+from mikata.progress import one_line
 
 log = logging.getLogger(__name__)
 PLAN_FORMAT = "mikata-crossval/2"  # 2: folds hash paths inside the folder
@@ -80,6 +81,7 @@ def fold_names(folds: int) -> list[str]:
     return [f"fold{i + 1}" for i in range(folds)]
 
 
+@one_line  # in a notebook, every step of the call on one line
 def crossval(data: str | os.PathLike, model: str | ModelHandle, run_dir: str | os.PathLike, folds: int = 5, *,
              work_dir: str | os.PathLike | None = None, seed: int = 0, val_fraction: float = 0.15,
              progress: bool = True, device: str | torch.device | None = "cpu", scan_batch_size: int = 64,

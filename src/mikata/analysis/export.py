@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from mikata.analysis.view import RunView
     from mikata.models.source import ModelSource
 
+log = logging.getLogger(__name__)
 FORMATS = ("parquet", "csv", "json")
 
 
@@ -34,10 +36,18 @@ class ExportError(MikataError):
 
 
 def export_format(path: str | os.PathLike, fmt: str | None = None) -> str:
-    """The format asked for, or the one the file's suffix names (``.parquet``, ``.csv``, ``.json``/``.jsonl``)."""
+    """The format asked for, or the one the file's suffix names (``.parquet``, ``.csv``, ``.json``/``.jsonl``).
+
+    A format asked for that contradicts the suffix (``--format csv --out x.parquet``) is refused: the
+    file would hold one format under another's name. A suffix no format claims (``.txt``) takes ``fmt``.
+    """
+    suffix = Path(path).suffix.lower().lstrip(".")
+    named = {"jsonl": "json", "pq": "parquet"}.get(suffix, suffix)
     if fmt is None:
-        suffix = Path(path).suffix.lower().lstrip(".")
-        fmt = {"jsonl": "json", "pq": "parquet"}.get(suffix, suffix)
+        fmt = named
+    elif named in FORMATS and named != fmt:
+        raise ExportError(f"--format {fmt} but --out {Path(path).name} names {named}: name the file "
+                          f"{Path(path).stem}.{fmt}, or leave --format out and the suffix decides")
     if fmt not in FORMATS:
         raise ChoiceError("export format", fmt, list(FORMATS))
     return fmt
@@ -57,6 +67,9 @@ def export_run(run: "str | os.PathLike | RunView", out: str | os.PathLike, fmt: 
                                         "remove it, or pass --out with another file")
     r = open_run(run, split, model=model, device=device)
     frame = r.to_pandas()
+    t = r.view.temperature()
+    if t is not None:  # the probability columns are the calibrated ones: say so where the file is made
+        log.info("%s: %s", out, t.note())
     # a name that is not valid UTF-8 (kept as surrogates in memory) as text every format can hold: \xNN escapes
     frame["path"] = [as_text(p) for p in frame["path"]]
     if maps_dir is not None:
@@ -89,6 +102,8 @@ def _parquet(frame, out: Path, run) -> None:
     identity = run._identity
     meta = {"classes": run.class_names, "model_spec": identity["model_spec"],
             "weights_sha1": identity["weights_sha1"], "run": str(run.path)}
+    t = run.view.temperature()
+    meta["temperature"] = None if t is None else t.to_dict()  # the probabilities are softmax(log p / T)
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"mikata": json.dumps(meta).encode()})
     pq.write_table(table, out)
 

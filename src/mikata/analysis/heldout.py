@@ -32,6 +32,7 @@ from mikata.data.datasets import ImageDataset, Sample, split_dataset
 from mikata.data.splits import TRAIN, TrainingSplit, files_sha1, source_identity
 from mikata.errors import MikataError
 from mikata.models.handle import ModelHandle
+from mikata.progress import notice
 
 if TYPE_CHECKING:
     import numpy as np
@@ -106,9 +107,9 @@ def plan_scan(handle: ModelHandle, source: str | os.PathLike | None, dataset: Im
                     "scan without --split) keeps to held-out images; `mikata crossval` gives every image an "
                     "out-of-sample prediction", counts[TRAIN], len(chosen), handle.spec)
     else:
-        log.info("scanning the held-out split%s of %s: %s images (the model was trained on its %d train images; "
-                 "checkpoint split %s; --split all scans everything)", "s" if len(names) > 1 else "", where,
-                 " + ".join(f"{counts[n]} {n}" for n in names), len(parts.get(TRAIN, ())), rec.describe())
+        notice("scanning the held-out split%s of %s: %s images (the model was trained on its %d train images; "
+               "checkpoint split %s; --split all scans everything)", "s" if len(names) > 1 else "", where,
+               " + ".join(f"{counts[n]} {n}" for n in names), len(parts.get(TRAIN, ())), rec.describe(), logger=log)
     return ScanPlan(chosen, names, trained_on)
 
 

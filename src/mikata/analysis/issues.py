@@ -105,6 +105,35 @@ class DatasetIssues:
     groups: list[dict] = field(default_factory=list)  # {"group", "size", "accuracy", "ratio", "flagged", "rows"}
     notes: list[str] = field(default_factory=list)
     whole: RunData | None = None  # the rows ``pairs`` index, when ``data`` is a selection of them
+    # row ids -> thumbnail bytes, for the notebook display (``Run.issues`` sets it; None: no pictures)
+    thumbnails: Callable[[Sequence[int]], dict[int, bytes]] | None = field(default=None, repr=False, compare=False)
+
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{t.name} {int(t.flag.sum())}" for t in self.types.values())
+        return f"DatasetIssues({len(self.data)} images; flagged: {counts}; {len(self.pairs)} duplicate pairs)"
+
+    def _repr_html_(self, worst: int = 4) -> str:
+        """A table: per issue type the count flagged, the threshold, what it means and thumbnails of
+        its worst images; then the weak groups and notes. Every name from the run is escaped."""
+        from mikata.notebook import STYLE, Raw, esc, img_tag, table_html
+
+        d = self.data
+        picked = {t.name: [int(d.ids[r]) for r in t.worst(worst)] for t in self.types.values()}
+        pictures = self.thumbnails(sorted({i for ids in picked.values() for i in ids})) if self.thumbnails else {}
+        rows = []
+        for t in self.types.values():
+            name_of = {int(d.ids[r]): os.path.basename(str(d.paths[r])) for r in t.worst(worst)}
+            thumbs = "".join(img_tag(pictures[i], alt=name_of[i], title=f"#{i} {name_of[i]}", side=48)
+                             if i in pictures else f"<div>#{i} {esc(name_of[i])}</div>" for i in picked[t.name])
+            th = "confident learning" if t.threshold is None else f"< {t.threshold:g}"
+            rows.append([t.name, int(t.flag.sum()), th, t.description, Raw(f'<div style="display:flex;gap:3px">'
+                                                                          f"{thumbs}</div>")])
+        table = table_html(["issue type", "flagged", "threshold", "what it means", "worst images"], rows)
+        groups = [[g["group"], g["size"], g["accuracy"], g["ratio"]] for g in self.groups if g["flagged"]]
+        weak = table_html(["weak group", "images", "accuracy", "of overall"], groups) if groups else ""
+        notes = "".join(f"<div>note: {esc(n)}</div>" for n in self.notes)
+        return (f"<div>{STYLE}<div><b>dataset issues</b> of {len(d)} images (score in [0, 1], lower is worse; "
+                f"{len(self.pairs)} duplicate pairs)</div>{table}{weak}{notes}</div>")
 
     @property
     def pair_data(self) -> RunData:
@@ -317,7 +346,62 @@ def score_issues(d: RunData, th: Mapping[str, float | None], k: int = 10,
                  label_ranking: np.ndarray | None = None) -> DatasetIssues:
     """The stages of ``find_issues`` over every row of ``d``: each registered type's score, its flags
     (its own rule, or below its threshold), then each type's ``refine`` step; weak groups and duplicate
-    pairs come out of the types that found them."""
+    pairs come out of the types that found them.
+
+    Every score is a function of the set of rows, not of their order: the rows are scored sorted by
+    path (``canonical_order``), so the seeded steps (the SVD's sample, k-means' initialisation) and
+    the tie-breaks (nearest neighbours at equal distance, pair records) see the same input whether
+    the run was scanned in one go, resumed, scanned on Ray or merged from shards in any order; the
+    results come back in ``d``'s row order.
+    """
+    order = canonical_order(d)
+    if label_ranking is None and th.get("label") is None:
+        label_ranking = _overview_ranking(d)  # the overview's list, ranked in the run's own order as it is there
+    if np.array_equal(order, np.arange(len(d))):
+        return _score_rows(d, th, k, groups, min_group, seed, label_ranking)
+    inv = np.empty_like(order)
+    inv[order] = np.arange(len(order))
+    if groups is None or isinstance(groups, Mapping):
+        given = groups
+    else:
+        listed = list(groups)
+        if len(listed) != len(d):
+            raise ValueError(f"groups has {len(listed)} entries for {len(d)} images")
+        given = [listed[i] for i in order]
+    ranking = None if label_ranking is None else inv[np.asarray(label_ranking, np.int64)]
+    found = _score_rows(subset(d, order), th, k, given, min_group, seed, ranking)
+    return _reordered(found, d, order, inv)
+
+
+def canonical_order(d: RunData) -> np.ndarray:
+    """Indices into ``d`` that sort its rows by path (``RunStore.ids_by_path``); rows the store no longer
+    holds by that id (replaced while ``d`` was read) go last, in id order."""
+    with RunStore.open(d.run_dir) as store:
+        by_path = store.ids_by_path()
+    ids = np.asarray(d.ids, np.int64)
+    if not len(ids):
+        return np.zeros(0, np.int64)
+    sorter = np.argsort(by_path, kind="stable")
+    pos = np.minimum(np.searchsorted(by_path, ids, sorter=sorter), max(len(by_path) - 1, 0))
+    found = by_path[sorter[pos]] == ids if len(by_path) else np.zeros(len(ids), bool)
+    key = np.where(found, sorter[pos] if len(by_path) else 0, len(by_path) + np.arange(len(ids)))
+    return np.argsort(key, kind="stable")
+
+
+def _reordered(found: DatasetIssues, d: RunData, order: np.ndarray, inv: np.ndarray) -> DatasetIssues:
+    """``found`` (scored over ``subset(d, order)``) in the row order of ``d``."""
+    types = {name: IssueType(t.name, t.score[inv], t.flag[inv], t.threshold,
+                             None if t.order is None else order[t.order], t.description)
+             for name, t in found.types.items()}
+    pairs = [(int(order[i]), int(order[j]), sim, kind, across) for i, j, sim, kind, across in found.pairs]
+    groups = [{**g, "rows": np.sort(order[np.asarray(g["rows"], np.int64)]).tolist()} for g in found.groups]
+    return DatasetIssues(d, types, pairs, groups, found.notes)
+
+
+def _score_rows(d: RunData, th: Mapping[str, float | None], k: int,
+                groups: Sequence[str] | Mapping[str, str] | None, min_group: int, seed: int,
+                label_ranking: np.ndarray | None) -> DatasetIssues:
+    """``score_issues`` over the rows of ``d`` in the order given."""
     ctx = IssueContext(d, th, k=k, seed=seed, groups=groups, min_group=min_group, label_ranking=label_ranking)
     specs = issue_type_specs()
     types: dict[str, IssueType] = {}
@@ -347,23 +431,36 @@ def _label(ctx: IssueContext) -> Scored:
     """The overview's own confident-learning list, so every view agrees; rows the model trained on are
     never flagged (their probabilities are in-sample)."""
     from mikata.analysis.audit import label_quality
-    from mikata.analysis.heldout import in_sample_rows
-    from mikata.analysis.overview_cache import ranking_without
 
     d, n = ctx.data, len(ctx)
-    with RunStore.open(d.run_dir) as store:
-        trained = in_sample_rows(store.manifest, d.splits)
+    trained = _trained_rows(d)
     quality = label_quality(d)
     if trained.any():
         ctx.notes.append(f"label: {int(trained.sum())} rows the model was trained on are not searched for label "
                          "errors (their probabilities are in-sample)")
     if ctx.threshold("label") is None:
         ranking = (np.asarray(ctx.label_ranking, np.int64) if ctx.label_ranking is not None
-                   else ranking_without(d, trained))  # the held-out rows only: a trained-on row's label fits
+                   else _overview_ranking(d))
         flagged = np.zeros(n, bool)
         flagged[ranking] = True
         return Scored(quality, flagged, ranking)  # the overview's order: the issues page and review queue agree
     return Scored(quality, (np.clip(quality, 0, 1) < ctx.threshold("label")) & ~trained)
+
+
+def _trained_rows(d: RunData) -> np.ndarray:
+    """``(N,)`` bool: the rows the run's model was trained on (``analysis.heldout``)."""
+    from mikata.analysis.heldout import in_sample_rows
+
+    with RunStore.open(d.run_dir) as store:
+        return in_sample_rows(store.manifest, d.splits)
+
+
+def _overview_ranking(d: RunData) -> np.ndarray:
+    """The suspected label errors, most severe first, as the overview ranks them: the held-out rows only
+    (a trained-on row's label fits)."""
+    from mikata.analysis.overview_cache import ranking_without
+
+    return np.asarray(ranking_without(d, _trained_rows(d)), np.int64)
 
 
 def _near_distance(ctx: IssueContext) -> tuple[np.ndarray, np.ndarray] | None:

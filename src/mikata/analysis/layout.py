@@ -49,6 +49,7 @@ CACHE = "cache"                   # overview caches (rebuilt when absent)
 CONCEPTS = "concepts"             # mikata concepts: atlas.json and its arrays
 CONCEPT_ATLAS = "atlas.json"
 CROSSVAL = "crossval.json"        # a cross-validation work folder's plan
+CALIBRATION = "calibration.json"  # mikata calibrate: the fitted temperature (optional; absent = none)
 
 
 class UnsafeRunFileError(MikataError):
@@ -141,6 +142,10 @@ class RunLayout:
     @property
     def cache(self) -> Path:
         return self.dir / CACHE
+
+    @property
+    def calibration(self) -> Path:
+        return self.dir / CALIBRATION
 
     # ---------------------------------------------------------------- checks
     def check_file(self, path: Path, todo: str = "") -> bool:

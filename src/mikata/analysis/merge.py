@@ -181,7 +181,9 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     except ValueError:
         raise RunStoreError(f"--shard {text!r}: write I/N, e.g. 0/4 for the first of four shards") from None
     if n < 1 or not 0 <= i < n:
-        raise RunStoreError(f"--shard {text!r}: I must be in 0..N-1 (e.g. 0/4 .. 3/4)")
+        hint = f"; the last of {n} shards is {n - 1}/{n}" if i == n >= 1 else ""
+        raise RunStoreError(f"--shard {text!r}: shards are counted from 0, so I must be in 0..N-1 "
+                            f"(e.g. 0/4 .. 3/4){hint}")
     return i, n
 
 

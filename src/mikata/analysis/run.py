@@ -33,10 +33,12 @@ if TYPE_CHECKING:  # pandas and PIL are imported where they are used
     from PIL import Image
 
     from mikata.analysis.binary import Curves
+    from mikata.analysis.gallery import Gallery
     from mikata.analysis.maps import MapService
     from mikata.analysis.view import RunView
     from mikata.models.handle import ModelHandle
     from mikata.models.source import ModelSource
+    from mikata.notebook import ImageList
 
 
 class Run:
@@ -176,17 +178,36 @@ class Run:
         return pd.DataFrame(out)
 
     # ------------------------------------------------------------------------- images and maps
-    def images(self, ids: int | Sequence[int]) -> list["Image.Image"]:
-        """The stored images of these row ids, decoded as the model's input mode (PIL images)."""
+    def images(self, ids: int | Sequence[int]) -> "ImageList":
+        """The stored images of these row ids, decoded as the model's input mode: a list of PIL images
+        that Jupyter shows as a row of thumbnails captioned with their file names."""
         from mikata.analysis.media import image_files
         from mikata.data.images import load_image
         from mikata.data.preprocessing import Preprocessing
+        from mikata.notebook import ImageList
 
         ids = [int(ids)] if isinstance(ids, (int, np.integer)) else [int(i) for i in ids]
         mode = Preprocessing.from_identity(self._identity).mode
         with RunStore.open(self.path) as store:
             paths = image_files(store, ids)
-        return [load_image(paths[i], mode) for i in ids]
+        return ImageList([load_image(paths[i], mode) for i in ids], [f"#{i} {paths[i].name}" for i in ids])
+
+    def show(self, what: "Sequence[int] | int | pd.DataFrame | RunView", map: str | None = None,
+             cls: int | str | None = None, limit: int = 48) -> "Gallery":
+        """A gallery of rows for the notebook (``analysis.gallery``): ``what`` is ids, a DataFrame with an
+        ``id`` column (``run.label_issues()``, a filtered ``run.to_pandas()``) or a ``RunView`` (its rows),
+        in that order, at most ``limit`` cards. Each card: thumbnail, file name, label, prediction and its
+        probability; ``map`` ("gradcam", any method) draws that map of ``cls`` (default: the prediction)
+        over each image, with the legend under the gallery.
+
+        Example:
+            >>> df = run.to_pandas(); run.show(df[~df.correct].sort_values("pred_prob"), map="gradcam")  # doctest: +SKIP
+        """
+        from mikata.analysis.gallery import build_gallery, wanted_ids
+
+        ids = wanted_ids(what)
+        whole = self.view.select_all().overview(top_issues=None)
+        return build_gallery(self.path, whole, ids, map, cls, self.maps_service if map else None, limit)
 
     @cached_property
     def _identity(self) -> dict:
@@ -207,10 +228,22 @@ class Run:
 
     def overlay(self, image_id: int, method: str = "gradcam", cls: int | str | None = None,
                 layer: str | None = None) -> "Image.Image":
-        """The map drawn over the model's view of the image, as a PIL image (shows itself in Jupyter)."""
+        """The map drawn over the model's view of the image, as a PIL image; its ``legend`` attribute is
+        the map's legend (``display.MapScale.legend``), and Jupyter shows it with a caption (image,
+        method, class) and that legend."""
         from PIL import Image
 
-        return Image.open(io.BytesIO(self.maps_service.overlay_png(int(image_id), method, cls, layer)))
+        png, legend = self.maps_service.overlay(int(image_id), method, cls, layer)
+        image = Image.open(io.BytesIO(png))
+        image.load()
+        name = self.view.select_all().overview(top_issues=None)
+        row = {int(i): r for r, i in enumerate(name.data.ids)}.get(int(image_id))
+        file = os.path.basename(str(name.data.paths[row])) if row is not None else ""
+        caption = f"#{int(image_id)} {file}: {legend['method']} map for {legend['class']}"
+        image.legend = legend  # type: ignore[attr-defined]
+        # an instance attribute, so the value stays a plain PIL image: IPython looks _repr_html_ up on it
+        image._repr_html_ = lambda: _overlay_html(png, caption, legend)  # type: ignore[attr-defined]
+        return image
 
     # ------------------------------------------------------------------------------- concepts
     def concepts(self) -> "pd.DataFrame":
@@ -283,8 +316,25 @@ class Run:
     # ------------------------------------------------------------------------------- one table
     def issues(self, thresholds: dict[str, float] | None = None):
         """Every dataset issue type scored for every image (``analysis.issues.DatasetIssues``): outliers,
-        duplicates and leaks, image quality, class imbalance, weak groups, label issues."""
-        return self.view.issues(thresholds)
+        duplicates and leaks, image quality, class imbalance, weak groups, label issues. Jupyter shows
+        it as a table of counts per type with thumbnails of the worst images of each."""
+        import dataclasses
+
+        return dataclasses.replace(self.view.issues(thresholds), thumbnails=self._thumbnails)
+
+    def _thumbnails(self, ids: Sequence[int], size: int = 64) -> dict[int, bytes]:
+        """Thumbnails (PNG or JPEG bytes) of the row ids whose files can still be read."""
+        from mikata.analysis.media import image_files, thumbnail
+
+        with RunStore.open(self.path) as store:
+            files = image_files(store, [int(i) for i in ids])
+        out = {}
+        for i, path in files.items():
+            try:
+                out[i] = thumbnail(path, size)
+            except Exception:  # noqa: BLE001 - a file changed since the scan: no thumbnail for it
+                continue
+        return out
 
     def to_pandas(self, dataset_issues: bool = True) -> "pd.DataFrame":
         """One row per scanned image: id, path, split, label, prediction, correct, the label's and the
@@ -355,6 +405,13 @@ class Run:
         return (f"<div><b>mikata run</b> <code>{html.escape(str(self.path))}</code>"
                 f"<table>{head}</table><p>row-normalized confusion (rows: true class)</p>"
                 f"{cm.style.format('{:.2f}').background_gradient(cmap='Blues', axis=None).to_html()}</div>")
+
+
+def _overlay_html(png: bytes, caption: str, legend: dict) -> str:
+    from mikata.notebook import esc, img_tag, legend_html
+
+    return (f'<figure style="margin:0">{img_tag(png, alt=caption)}'
+            f"<figcaption>{esc(caption)}{legend_html(legend)}</figcaption></figure>")
 
 
 def _fmt(v: object) -> str:

@@ -19,7 +19,9 @@ What a migration cannot fill in, because an older *scan* never computed it, stay
 asked for by name: vector kinds (``stats`` and ``thumbs``, the pixel statistics and thumbnails of
 dataset issues: ``RunStore.has_vectors``; a resumed scan of such a run keeps its files aligned by
 not adding them) and tables (``maps``, ``reviews``, ``fields``: the writer and an annotating reader
-create them, plain readers treat them as empty).
+create them, plain readers treat them as empty). ``calibration.json`` (``mikata calibrate``'s temperature,
+``analysis.temperature``) is optional in every format: a run without it shows its probabilities as
+the model gave them.
 
 Example:
     >>> migrate_manifest({"format": "mikata-run/1", "identity": {"classes": ["a"]}, "dataset_root": "/d"})["format"]

@@ -533,6 +533,13 @@ class RunStore:
         """Row ids in order (of usable rows by default)."""
         return [r[0] for r in self.rows(status=status, columns=("id",), tuples=True)]
 
+    def ids_by_path(self, status: str | None = "ok") -> np.ndarray:
+        """Row ids ordered by their stored path (the run's unique key, read off its index): an order that
+        depends only on which files the run holds, not on the order a scan, a resume or a merge wrote them."""
+        q = "SELECT id FROM images" + (" WHERE status=?" if status is not None else "") + " ORDER BY path"
+        cur = self.db.execute(q, (status,) if status is not None else ())
+        return np.fromiter((r[0] for r in cur), np.int64)
+
     def paths(self, ids: Iterable[int], status: str | None = "ok") -> dict[int, str]:
         """id -> stored path for those of ``ids`` that exist (and have ``status``), in chunked ``IN`` queries."""
         wanted = sorted({int(i) for i in ids})

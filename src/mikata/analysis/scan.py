@@ -40,6 +40,7 @@ from mikata.data.paths import data_roots
 from mikata.errors import ChoiceError, MikataError
 from mikata.hooks import get_layer
 from mikata.models.handle import ModelHandle
+from mikata.progress import notice, one_line
 from mikata.models.run_model import weights_hash  # noqa: F401 - re-exported: mikata.analysis.scan.weights_hash
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,16 @@ class ScanSummary:
     reused: int           # images already in the store, not recomputed
     seconds: float
     skipped_files: list[tuple[str, str]] = field(default_factory=list)
+
+    def _repr_html_(self) -> str:
+        """The counts in a table; the skipped files (escaped: names are data) under it."""
+        from mikata.notebook import STYLE, esc, table_html
+
+        rows = [["run", self.run_dir], ["images", self.total], ["computed now", self.computed],
+                ["already there", self.reused], ["skipped", self.skipped], ["seconds", round(self.seconds, 1)]]
+        skipped = table_html(["skipped file", "why"], self.skipped_files[:20]) if self.skipped_files else ""
+        more = f"<div>... {len(self.skipped_files) - 20} more</div>" if len(self.skipped_files) > 20 else ""
+        return f"<div>{STYLE}<div><b>ScanSummary</b> {esc(self.run_dir)}</div>{table_html(['', ''], rows)}{skipped}{more}</div>"
 
 
 def parse_class_map(text: str | None) -> dict[str, str]:
@@ -91,6 +102,7 @@ def make_manifest(handle: ModelHandle, dataset: ImageDataset, layer: str, embed_
 
 
 # ------------------------------------------------------------------------------------------- scan
+@one_line  # in a notebook, every step of the call on one line
 def scan(
     handle: ModelHandle,
     dataset: ImageDataset | str | os.PathLike,
@@ -127,9 +139,10 @@ def scan(
     if engine not in ("local", "ray"):
         raise ChoiceError("engine", engine, ["local", "ray"])
     if engine == "ray":
-        from mikata.analysis.scan_ray import import_ray
+        from mikata.analysis.scan_ray import cluster_address, import_ray
 
-        import_ray()  # the missing extra is said before any work
+        import_ray()  # the missing extra is said before any work,
+        cluster_address(address)  # and a cluster that does not answer, before any run directory is created
     t0 = time.perf_counter()
     source = None if isinstance(dataset, ImageDataset) else dataset
     if not isinstance(dataset, ImageDataset):
@@ -148,6 +161,7 @@ def scan(
                  dataset.root, ", ".join(empty[:5]))
     if isinstance(fractions, str):
         fractions = parse_fractions(fractions)
+    notice("preprocessing: %s", handle.preprocessing.describe(), logger=log, once=handle.preprocessing)
     plan = plan_scan(handle, source, dataset, split, fractions, seed, split_label)
     chosen = shard_of(plan.chosen, parse_shard(shard) if isinstance(shard, str) else shard)
     layer = layer or handle.default_layer

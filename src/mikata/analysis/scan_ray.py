@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -39,6 +39,7 @@ from mikata.models.handle import ModelHandle
 
 log = logging.getLogger(__name__)
 ACTOR_SHARE = 0.75  # of the cluster's CPUs reserved by the actor pool; the rest decodes
+CONNECT_SECONDS = 2.0  # how long a cluster address may take to answer before the scan is refused
 
 
 class RayUnavailableError(MikataError):
@@ -47,6 +48,8 @@ class RayUnavailableError(MikataError):
 
 def import_ray():
     """Ray and Ray Data, imported only for ``engine="ray"``; a clear message when the extra is missing."""
+    # Ray's GCS client reads this once, when Ray loads: a wrong address then fails in seconds, not minutes
+    os.environ.setdefault("RAY_gcs_rpc_server_connect_timeout_s", str(int(CONNECT_SECONDS)))
     try:
         import ray
         import ray.data  # noqa: F401
@@ -57,21 +60,117 @@ def import_ray():
     return ray
 
 
+def cluster_address(address: str | None) -> str | None:
+    """The cluster a Ray scan joins (``address``, else ``RAY_ADDRESS``), checked to answer within a few seconds.
+
+    Returns ``None`` when no address is given (a local instance starts), else the address to pass to
+    ``ray.init``. Ray's own connect retries an unreachable GCS for minutes, printing a line every few
+    seconds and ignoring Ctrl-C; here a TCP connect and, for a GCS address, one bounded GCS request
+    come first, so a wrong address is one ``RayUnavailableError`` line before any model loads or any
+    run directory is created.
+    """
+    given = address or os.environ.get("RAY_ADDRESS") or None
+    if given is None or given == "local":
+        return None
+    where = "--address" if address else "RAY_ADDRESS"
+    fix = (f"check {where} (`ray status` on the head node prints it) or leave it out to start a local Ray instance")
+    if given.startswith("ray://"):  # Ray Client: a gRPC proxy on the head node
+        _tcp_probe(given, given[len("ray://"):].split("/", 1)[0], fix)
+        return given
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+
+        resolved = canonicalize_bootstrap_address(given)  # "auto": the cluster this machine last started
+    except Exception as e:  # noqa: BLE001 - ConnectionError, ValueError, ... from Ray's resolver
+        raise RayUnavailableError(f"cannot join the Ray cluster at {given}: {_one_line(e)}; {fix}") from None
+    if resolved is None:
+        return None
+    _tcp_probe(given, resolved, fix)
+    _gcs_probe(given, resolved, fix)
+    return resolved
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _tcp_probe(given: str, host_port: str, fix: str) -> None:
+    import socket
+
+    host, _, port = host_port.rpartition(":")
+    if not host or not port.isdigit():
+        raise RayUnavailableError(f"Ray address {given!r} is not HOST:PORT (or auto, or ray://HOST:PORT); {fix}")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_SECONDS).close()
+    except OSError as e:
+        raise RayUnavailableError(f"cannot join the Ray cluster at {given}: nothing answers at {host_port} "
+                                  f"within {CONNECT_SECONDS:g} s ({e.strerror or e}); {fix}") from None
+
+
+def _gcs_probe(given: str, host_port: str, fix: str) -> None:
+    """One GCS request with a timeout; Ray's C++ client logs every retry to stderr, so stderr is muted meanwhile."""
+    import sys
+
+    try:
+        from ray._raylet import InnerGcsClient
+    except ImportError:  # another Ray version: ray.init's own connect then decides
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        InnerGcsClient.standalone(host_port, None, int(CONNECT_SECONDS * 1000))
+    except Exception as e:  # noqa: BLE001 - RpcError and friends
+        raise RayUnavailableError(f"cannot join the Ray cluster at {given}: {host_port} answers but is not a Ray "
+                                  f"head node ({_one_line(e)}); {fix}") from None
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _connect(ray, address: str | None) -> bool:
     """Join a running cluster (``address`` or ``RAY_ADDRESS``) or start a local one; True when we started it."""
     if ray.is_initialized():
         return False
     kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
-    if address or os.environ.get("RAY_ADDRESS"):
+    resolved = cluster_address(address)
+    if resolved is not None:
         try:
-            ray.init(address=address or None, **kwargs)
+            ray.init(address=resolved, **kwargs)
         except Exception as e:  # noqa: BLE001 - ConnectionError, RuntimeError, ... from Ray's client
-            raise RayUnavailableError(f"cannot join the Ray cluster at {address or os.environ['RAY_ADDRESS']}: {e}; "
-                                      "check the address (ray status on the head node) or leave --address out "
-                                      "for a local instance") from e
+            raise RayUnavailableError(f"cannot join the Ray cluster at {address or os.environ['RAY_ADDRESS']}: "
+                                      f"{_one_line(e)}; check the address (ray status on the head node) or leave "
+                                      "--address out for a local instance") from e
         return False
     ray.init(num_cpus=os.cpu_count() or 1, **kwargs)
     return True
+
+
+# Ray's own loggers, quieted during a scan to what concerns the user's job: the executor's INFO lines,
+# the notebook-widget hint ("Missing packages: ['ipywidgets']"), the note that Ray's progress bars are
+# off (mikata draws its own) and the token-auth note of the private local instance a scan starts.
+RAY_LOGGERS = {"ray.data": logging.WARNING, "ray.widgets": logging.WARNING,
+               "ray.data._internal.progress": logging.ERROR,
+               "ray._private.authentication.authentication_token_setup": logging.ERROR}
+
+
+def quiet_ray_logs() -> Callable[[], None]:
+    """Set Ray's loggers to ``RAY_LOGGERS`` levels; returns the function that puts the old levels back.
+
+    Not covered: Ray's C++ core prints one error-level line per actor pool ("constructor arguments in
+    the object store and max_restarts > 0", ray-project/ray#53727) because Ray Data itself passes the map
+    function by reference; ``RAY_BACKEND_LOG_LEVEL`` would hide it only by printing another line."""
+    before = {name: logging.getLogger(name).level for name in RAY_LOGGERS}
+    for name, level in RAY_LOGGERS.items():
+        logging.getLogger(name).setLevel(max(level, logging.getLogger(name).getEffectiveLevel()))
+
+    def restore() -> None:
+        for name, level in before.items():
+            logging.getLogger(name).setLevel(level)
+
+    return restore
 
 
 def _decode(row: dict[str, np.ndarray], preprocessing) -> dict[str, np.ndarray]:
@@ -152,7 +251,12 @@ def scan_on_ray(store: RunStore, handle: ModelHandle, todo: Sequence[tuple[Sampl
     ray = import_ray()
     if not todo:
         return 0, []
-    started = _connect(ray, address)
+    restore_logs = quiet_ray_logs()
+    try:
+        started = _connect(ray, address)
+    except BaseException:
+        restore_logs()
+        raise
     try:
         cpus = float(ray.cluster_resources().get("CPU", 1))
         gpus = float(ray.cluster_resources().get("GPU", 0))
@@ -169,8 +273,6 @@ def scan_on_ray(store: RunStore, handle: ModelHandle, todo: Sequence[tuple[Sampl
                  decode_cpus, len(todo))
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False  # ours counts images/s; Ray's would print a line every few seconds
-        if not progress:
-            logging.getLogger("ray.data").setLevel(logging.WARNING)
         # one dataset row (and block) per batch: blocks spread over the cluster, and every inference
         # batch is exactly a local scan's batch (todo[kB:(k+1)B]), so the numbers are the same to the bit
         paths = [str(s.path) for s, _ in todo]
@@ -205,3 +307,4 @@ def scan_on_ray(store: RunStore, handle: ModelHandle, todo: Sequence[tuple[Sampl
     finally:
         if started:
             ray.shutdown()
+        restore_logs()

@@ -34,6 +34,7 @@ from PIL import Image
 
 from mikata.analysis.layout import UNITS, UNITS_CARD, RunLayout
 from mikata.errors import ChoiceError, MikataError
+from mikata.progress import one_line
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +110,9 @@ class UnitsResult:
         return path
 
 
+@one_line  # in a notebook, every step of the call on one line
 def unit_examples(run_dir: str | os.PathLike, channels: Sequence[int], layer: str | None = None, k: int = 6,
-                  handle=None, model: str | None = None, options=None, progress: bool = False,
+                  handle=None, model: str | None = None, options=None, progress: bool | None = None,
                   source: "ModelSource | None" = None, device: str | None = "cpu") -> UnitsResult:
     """Channels ``channels`` of ``layer`` (default: the layer the run was scanned at) with the ``k``
     scanned images whose spatial mean of the channel is highest, their activation maps, and the
@@ -119,7 +121,7 @@ def unit_examples(run_dir: str | os.PathLike, channels: Sequence[int], layer: st
     ``handle``: the model (default: the run's own, checked against its weights hash, or ``model``,
     a spec the user typed; or ``source``, a ``ModelSource`` holding either and the device). ``device``:
     where the model runs when no ``source`` says. ``progress``: bars for the pass over the run's images (when the channel
-    means were not stored by the scan) and for the rendering."""
+    means were not stored by the scan) and for the rendering (None: where a bar shows, see ``mikata.progress``)."""
     from mikata.analysis.maps import MapService
     from mikata.featurevis import RenderOptions, visualize_channels
     from mikata.featurevis.top_images import top_k_rows
@@ -159,10 +161,10 @@ def unit_examples(run_dir: str | os.PathLike, channels: Sequence[int], layer: st
         acts, views, size = _activation_maps(service, ids, layer)
         overlays = [[_overlay(acts[e.image_id][c], views[e.image_id]) for e in ex] for c, ex in units]
         opts = options or RenderOptions(size=max(h.input_size), seed=0)
-        if progress and not opts.progress:
+        if progress is not None and opts.progress is None:
             import dataclasses
 
-            opts = dataclasses.replace(opts, progress=True)
+            opts = dataclasses.replace(opts, progress=progress)
         synthetic = visualize_channels(h, layer, channels, opts).images  # (U, C, H, W)
     return UnitsResult(Path(run_dir), layer, source, size, units, synthetic, overlays)
 

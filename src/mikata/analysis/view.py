@@ -36,6 +36,7 @@ import numpy as np
 from mikata.analysis import overview_cache
 from mikata.analysis.overview import Overview, overview_of
 from mikata.analysis.runstore import RunStore
+from mikata.analysis.temperature import Temperature, read_temperature, stamp as temperature_stamp
 
 if TYPE_CHECKING:
     from mikata.analysis.audit import RunData
@@ -168,7 +169,8 @@ class RunView:
     def cached(self, key: Any, build: Callable[[], T], version: tuple[int, int, int] | None = None) -> T:
         """``build()`` once per run version for ``key`` (one builder at a time per key; readers of an
         unchanged run never wait)."""
-        v = self.version() if version is None else version
+        # the calibration file changes what every probability shows: it is part of the version
+        v = (self.version() if version is None else version, temperature_stamp(self.run_dir))
         got = self._cache.get(key)
         if got is not None and got[0] == v:
             return got[1]
@@ -184,13 +186,68 @@ class RunView:
 
     # ----------------------------------------------------------------------------- the rows
     def _whole(self) -> tuple[overview_cache.CachedRun, list[tuple[str, str]], dict]:
-        """The run's committed rows (cache on disk per version), its skipped files and its manifest."""
+        """The run's committed rows (cache on disk per version; the run's temperature applied to their
+        probabilities), its skipped files and its manifest."""
+        return self._whole_with_raw()[:3]
+
+    def _whole_with_raw(self) -> tuple[overview_cache.CachedRun, list[tuple[str, str]], dict, np.ndarray]:
+        """``_whole()`` and each row's top-1 confidence as the model gave it (before any temperature)."""
         def build():
             with self.db() as db:
                 with db.snapshot():  # the version and the rows from one point in time
                     cached = overview_cache.run_data(db)
-                    return cached, db.skipped(), db.manifest
+                    skipped, manifest = db.skipped(), db.manifest
+            d = cached.data
+            raw = d.probs[np.arange(len(d)), d.preds] if len(d) else np.zeros(0, np.float32)  # (N,)
+            return self._calibrated(cached, manifest), skipped, manifest, raw
         return self.cached("whole", build)
+
+    def _calibrated(self, cached: overview_cache.CachedRun, manifest: dict) -> overview_cache.CachedRun:
+        """``cached`` with the run's temperature applied to its probabilities (itself when it has none).
+
+        The label-issue ranking is computed first, on the model's own probabilities (confident
+        learning's per-class thresholds are on the model's scale), and carried over."""
+        t = read_temperature(self.run_dir)
+        d = cached.data
+        if t is None or not len(d):
+            return cached
+        from mikata.analysis.heldout import in_sample_rows
+        from mikata.analysis.calibration import apply_temperature
+
+        overview_cache.issue_ranking(cached, None, in_sample_rows(manifest, d.splits))  # sets cached.ranking
+        return overview_cache.CachedRun(cached.version, replace(d, probs=apply_temperature(d.probs, t.value)),
+                                        cached.ranking, cached.ranking_scope)
+
+    def temperature(self) -> Temperature | None:
+        """The run's fitted temperature (``mikata calibrate``), applied to every probability this view
+        shows; None when the run has none."""
+        return self.cached("temperature", lambda: read_temperature(self.run_dir))
+
+    def calibration(self, bins: int = 15) -> dict:
+        """The reliability diagram and ECE of the selected rows (equal-mass bins, ``analysis.calibration``):
+        ``{"ece", "curve", "temperature", "note", "before"}``. ``before`` (the model's own probabilities)
+        is there when a temperature is applied; ``note`` says which, and whether the fit saw these rows."""
+        from mikata.analysis.calibration import reliability_of
+
+        def build() -> dict:
+            d, rows = self.data, self.rows()
+            raw_whole = self._whole_with_raw()[3]
+            right = d.preds == d.labels
+            shown = d.probs[np.arange(len(d)), d.preds] if len(d) else np.zeros(0)
+            curve = reliability_of(shown, right, bins)
+            t = self.temperature()
+            out = {"ece": curve.ece, "curve": curve.to_dict(), "images": int(len(d)), "temperature": None,
+                   "note": "probabilities as the model gave them (no temperature: `mikata calibrate RUN --split val` "
+                           "fits one)", "before": None}
+            if t is not None:
+                raw = raw_whole if rows is None else raw_whole[rows]
+                before = reliability_of(raw, right, bins)
+                seen = int((d.splits == t.split).sum())
+                out.update(temperature=t.to_dict(), note=t.note() + (
+                    f"; {seen} of these {len(d)} images were its fitting set, so their ECE after is optimistic"
+                    if seen else ""), before={"ece": before.ece, "curve": before.to_dict()})
+            return out
+        return self.cached(("calibration", bins), build)
 
     def rows(self) -> np.ndarray | None:
         """The selected rows as ascending indices into the run's committed rows (None: every row)."""

@@ -3,7 +3,9 @@
 The notebook face of ``explain``: it takes what a person has at hand (a path, a PIL image, a list of
 them, or an already preprocessed ``(N, C, H, W)`` batch), runs every method in one shared pass, and
 returns an ``Explanation`` that is a list of ``Attribution`` (one per method and target rank) and
-draws itself in Jupyter as the explanation figure (image | top-k bars | one overlay per method).
+draws itself in Jupyter as one explanation figure per image (image | top-k bars | one overlay per method).
+The first call on a model says which layer the CAM maps come from and what part of each image the
+model sees, as the command line does (``mikata.progress.notice``).
 
 Example:
     >>> ex = explain_images(handle, "chelsea.png", ["gradcam", "guided-gradcam"], targets="top2")  # doctest: +SKIP
@@ -12,7 +14,6 @@ Example:
 
 from __future__ import annotations
 
-import io
 import os
 from typing import Sequence
 
@@ -24,6 +25,7 @@ from mikata.attribution.result import Attribution
 from mikata.models.handle import ModelHandle
 
 ImageInput = str | os.PathLike | Image.Image
+MAX_SHOWN = 16  # images drawn in a notebook display; figure(i) draws any
 
 
 class Explanation(list):
@@ -47,9 +49,22 @@ class Explanation(list):
                            self.titles[index])
 
     def _repr_png_(self) -> bytes:
-        buf = io.BytesIO()
-        self.figure().savefig(buf, format="png")
-        return buf.getvalue()
+        """The first image's figure (a front end that shows no HTML)."""
+        from mikata.notebook import figure_png
+
+        return figure_png(self.figure())
+
+    def _repr_html_(self) -> str:
+        """One row per image: its figure, under its (escaped) title."""
+        from mikata.notebook import STYLE, esc, figure_png, img_tag
+
+        rows = [f"<div><div><b>{esc(title)}</b></div>{img_tag(figure_png(self.figure(i)), alt=title)}</div>"
+                for i, title in enumerate(self.titles[:MAX_SHOWN])]
+        more = (f"<div>... and {len(self.x) - MAX_SHOWN} more image(s): <code>explanation.figure(i)</code></div>"
+                if len(self.x) > MAX_SHOWN else "")
+        methods = ", ".join(dict.fromkeys(a.method for a in self))
+        return (f"<div>{STYLE}<div>Explanation: {len(self.x)} image(s), {esc(methods)}</div>"
+                f"{''.join(rows)}{more}</div>")
 
     def __repr__(self) -> str:
         methods = list(dict.fromkeys(a.method for a in self))
@@ -88,8 +103,16 @@ def explain_images(
     See ``mikata.attribution.explain`` for ``layer`` and per-method ``options``; an unreadable file
     raises ``ImageDecodeError`` naming it.
     """
+    from mikata.progress import notice
+
     x, titles = _as_batch(handle, images)
-    attributions = explain(handle, x, methods, targets, layer, options)
+    notice("preprocessing: %s", handle.preprocessing.describe(), once=handle.preprocessing)
+    attributions = explain(handle, x, methods, targets, layer, options, progress=None)
+    cam = next((a for a in attributions if a.layer is not None and a.raw.dim() == 3), None)
+    if cam is not None and layer is None:  # the layer was chosen for the user: say which, once per model
+        from mikata.models.layers import describe_cam_layer
+
+        notice(describe_cam_layer(cam.layer, tuple(cam.raw.shape[1:])), once=handle)
     with torch.no_grad():
         probs = handle.model(x.to(handle.device)).float().softmax(1).cpu()  # (N, K); maps come back on x's device
     return Explanation(attributions, handle, x, probs, titles)

@@ -68,12 +68,12 @@ def draw_figure(
     positive evidence for cat: the map is all zero"). The attributions are never changed. Only the
     panels drawn get axes, so ``fig.axes`` is: input, bars, then each overlay and its colorbar.
     """
-    from matplotlib.figure import Figure
+    from mikata.notebook import notebook_figure
 
     methods = list(dict.fromkeys(a.method for a in attributions))
     specs = list(dict.fromkeys(a.target_spec for a in attributions))
     rows, cols, cells = figure_layout(len(methods), len(specs), max_columns)
-    fig = Figure(figsize=(3.1 * cols, 3.0 * rows + 0.4), dpi=100, layout="constrained")
+    fig = notebook_figure(figsize=(3.1 * cols, 3.0 * rows + 0.4), dpi=100, layout="constrained")  # shows as PNG
     grid = fig.add_gridspec(rows, cols)
     ax = fig.add_subplot(grid[0, 0])
     ax.set_axis_off()

@@ -13,7 +13,7 @@ import sys
 
 from mikata import __version__
 
-COMMANDS = ["demo", "predict", "layers", "explain", "visualize", "activations", "filters", "samples", "train", "crossval", "scan", "audit",
+COMMANDS = ["demo", "predict", "layers", "explain", "visualize", "activations", "filters", "samples", "train", "crossval", "scan", "audit", "calibrate",
             "report", "serve", "evaluate", "export", "units", "concepts", "check", "merge"]
 DISK_ERRNOS = {28, 122, 30}  # ENOSPC, EDQUOT, EROFS
 

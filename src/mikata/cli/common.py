@@ -80,10 +80,14 @@ def check_after_loading(handle, classes=None, layer: str | None = None) -> None:
 def announce_preprocessing(args: argparse.Namespace, pre) -> None:
     """One stderr line, once per command, saying what part of each image the model sees (crop or whole
     image, resize, input size): a center crop hides the image's border, and users must be able to tell."""
-    if getattr(args, "_announced_preprocessing", False) or getattr(args, "json", False):
+    from mikata.progress import notice
+
+    if getattr(args, "_announced_preprocessing", False):
         return
     args._announced_preprocessing = True
-    log.info("preprocessing: %s", pre.describe())
+    # the library functions the command calls (scan, explain) announce the same object's preprocessing
+    # for Python users; through ``once`` it is said one time only, and never under --json
+    notice("preprocessing: %s", pre.describe(), logger=log, once=pre, show=not getattr(args, "json", False))
 
 
 def announce_run_preprocessing(args: argparse.Namespace, run_dir: str) -> None:

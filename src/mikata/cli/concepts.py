@@ -24,6 +24,13 @@ def register(sub) -> None:
     p.add_argument("--define", action="append", default=None, metavar="NAME=DIR",
                    help="a concept you define by a folder of example images: its TCAV score per class against "
                         "random images of the run, with a significance test (repeatable)")
+    p.add_argument("--split", default=None, metavar="NAME",
+                   help="only the images of this split (e.g. test: the concepts of held-out images, as "
+                        "`mikata report --split test` shows them; default: every image of the run)")
+    p.add_argument("--signed", choices=("clamp", "split", "auto"), default="clamp",
+                   help="negative activations (a layer with no rectifier after it): clamp them at 0 (default, as "
+                        "CRAFT/DFF), split them into their own channels [A+, A-] (exact), or auto: split when they "
+                        "carry over 10%% of the class's gradient x activation")
     p.add_argument("--model", default=None, metavar="SPEC",
                    help="the model, when the run's recorded one cannot be used (its weights hash is checked)")
     add_device_arguments(p)
@@ -57,7 +64,7 @@ def run(args) -> int:
     announce_run_preprocessing(args, args.run)
     atlas = compute_atlas(args.run, layer=args.layer, classes=classes, per_class=args.per_class, sample=args.sample,
                           device=str(device), model=args.model, progress=not args.quiet and not args.json,
-                          defines=defines)
+                          defines=defines, signed=args.signed, split=args.split)
     if args.json:
         print_json(atlas.to_json())
     else:
@@ -73,7 +80,8 @@ def run(args) -> int:
 
 def format_atlas(atlas) -> str:
     doc = atlas.to_json()
-    lines = [f"concepts of {doc['layer']} (stored in {atlas.run_dir / 'concepts'})"]
+    scope = f"the images of split {atlas.split!r}" if atlas.split is not None else "every image of the run"
+    lines = [f"concepts of {doc['layer']}, on {scope} (stored in {atlas.run_dir / 'concepts'})"]
     for cls, entries in doc["classes"].items():
         lines.append(f"\n{cls}  (unexplained by the concepts: {100 * doc['residual'][cls]:.0f}% of the evidence)")
         for e in entries:

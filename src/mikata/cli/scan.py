@@ -39,14 +39,16 @@ def register(sub) -> None:
     p.add_argument("--class-map", default=None, metavar="FOLDER=CLASS,...",
                    help="rename dataset folders to model classes, e.g. kitty=tabby,pup=beagle")
     p.add_argument("--shard", default=None, metavar="I/N",
-                   help="scan only the I-th of N slices of the file list (0/4 .. 3/4; one run per shard, e.g. a "
-                   "Slurm array), then combine them with `mikata merge RUN SHARD_RUN...`")
+                   help="scan only slice I of N of the file list, counted from 0: the four shards of 4 are 0/4, 1/4, "
+                   "2/4 and 3/4 (so a Slurm array's SLURM_ARRAY_TASK_ID with --array=0-3). One run per shard; "
+                   "combine them with `mikata merge RUN SHARD_RUN...`")
     p.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="local (default: this process and its DataLoader workers) or ray (Ray Data: decode tasks and "
                    "an actor pool; needs the [ray] extra)")
     p.add_argument("--address", default=None, metavar="auto|ray://HOST:PORT",
                    help="with --engine ray: the cluster to join (default: RAY_ADDRESS, else a local Ray instance "
-                   "sized to this machine that stops with the command)")
+                   "sized to this machine that stops with the command). An address that does not answer within "
+                   "a few seconds is refused before the model loads")
     p.add_argument("--actors", type=int, default=None, help="with --engine ray: model actors (default: from the "
                    "cluster's GPUs with --gpus-per-actor, else three quarters of its CPUs)")
     p.add_argument("--gpus-per-actor", type=float, default=0, metavar="G",
@@ -62,8 +64,16 @@ def run(args) -> int:
     from mikata.cli.common import check_after_loading
     from mikata.models.precheck import check_at_least
 
+    from mikata.analysis.merge import parse_shard
+
     check_at_least("batch-size", args.batch_size, 1)  # every argument before the model loads
     class_map = parse_class_map(args.class_map)
+    parse_shard(args.shard)
+    if args.engine == "ray":  # the extra installed and the cluster answering, before the model loads
+        from mikata.analysis.scan_ray import cluster_address, import_ray
+
+        import_ray()
+        cluster_address(args.address)
     handle = load_model_from_args(args)
     check_after_loading(handle, layer=args.layer)
     try:

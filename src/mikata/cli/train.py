@@ -21,6 +21,14 @@ def register(sub) -> None:
                                                 "next to it as NAME.training.png")
     add_training_options(p)
     p.add_argument("--resume", action="store_true", help="continue an interrupted run of the same --out")
+    fix = p.add_mutually_exclusive_group()
+    fix.add_argument("--reviews", metavar="RUN_DIR",
+                     help="train with the label review stored in this run (the web app's Label review): 'label "
+                          "wrong' with a chosen class trains under that class, wrong without one leaves the image "
+                          "out, 'label fine' keeps it; the dataset folder is never changed")
+    fix.add_argument("--corrections", metavar="FILE.csv",
+                     help="the same from a CSV with the header path,label (path inside DATA_DIR or absolute; an "
+                          "empty label leaves the image out); the checkpoint records its sha256")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     add_device_arguments(p)
     p.set_defaults(func=run)
@@ -94,11 +102,16 @@ def run(args) -> int:
     from mikata.errors import interrupt_on_signals
 
     progress = logging.getLogger().getEffectiveLevel() <= logging.INFO
+    corrections = None
+    if args.reviews or args.corrections:  # read and checked before any model is loaded
+        from mikata.training.corrections import from_csv, from_reviews
+
+        corrections = from_reviews(args.reviews) if args.reviews else from_csv(args.corrections)
     with interrupt_on_signals(), skips_as_log_lines("train"):
         # SIGINT/SIGTERM: the last finished epoch is kept, exit 130/143 with one line
         result = train(args.data, args.model, args.out, resume=args.resume, progress=progress,
                        split=parse_fractions(args.split), seed=args.seed, device=device_from_args(args),
-                       **training_options(args))
+                       corrections=corrections, **training_options(args))
     if args.json:
         print_json(result.to_dict())
     else:
@@ -106,6 +119,10 @@ def run(args) -> int:
         print(f"checkpoint: {result.checkpoint}\nprogress plot: {result.plot}\n"
               f"best epoch {result.best_epoch}/{result.epochs_run}: val accuracy {result.val_accuracy:.2%}, "
               f"test accuracy {test} ({result.seconds:.0f} s)")
+        if result.corrections:
+            from mikata.training.corrections import describe
+
+            print(describe(result.corrections))
     for path, reason in result.skipped:
         print(f"mikata train: skipped {shown(path)}: {reason}", file=sys.stderr)
     return 1 if result.skipped else 0  # finished, but some files could not be used

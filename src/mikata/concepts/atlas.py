@@ -22,7 +22,8 @@ from mikata.concepts import store as S
 from mikata.errors import ChoiceError, MikataError
 
 log = logging.getLogger(__name__)
-PUBLIC = ("layer", "classes", "strategies", "errors", "slices", "residual", "off_center", "deletion_direction", "tcav")
+PUBLIC = ("layer", "split", "classes", "strategies", "errors", "slices", "residual", "off_center", "deletion_direction",
+          "class_findings", "tcav")
 
 
 @dataclass
@@ -36,6 +37,12 @@ class Atlas:
         return str(self.doc["layer"])
 
     @property
+    def split(self) -> str | None:
+        """The split whose rows the concepts were computed on; None: the whole run (every split)."""
+        got = self.doc.get("split")
+        return got if isinstance(got, str) else None
+
+    @property
     def class_names(self) -> list[str]:
         """The classes that have concepts, in class order."""
         return list(self.doc["classes"])
@@ -45,8 +52,9 @@ class Atlas:
         (per class: the share of the evidence the factorization does not explain), ``off_center`` (per class,
         per concept: the mean distance of its center from the image's center, over the images that have it),
         ``deletion_direction`` (per class, per concept: the second deletion test, the concept's direction removed
-        from the layer's activations: ``flip_rate``, ``mean_drop``, ``images``) and ``tcav`` when concepts were
-        defined."""
+        from the layer's activations: ``flip_rate``, ``mean_drop``, ``images``), ``class_findings`` (per class, the
+        class-level tests of ``classtests``: ``{"test": "context" | "photometric", "deletion": {...}, "shortcut":
+        bool, "concepts": [names], "evidence": str}``) and ``tcav`` when concepts were defined."""
         return {k: self.doc[k] for k in PUBLIC if k in self.doc}
 
     def class_id(self, cls: str | int) -> int:
@@ -97,12 +105,22 @@ class Atlas:
 
     def shortcuts(self) -> list[dict]:
         """Suspected shortcuts, most important first: ``{"class", "concept", "importance", "flip_rate",
-        "mean_drop", "evidence"}``."""
+        "mean_drop", "evidence"}``; then the class-level findings (``class_findings``: a class resting on its
+        context or its intensities), with ``"concept": None``, ``"test"`` and ``"importance": None``."""
         out = [{"class": cls, "concept": c["concept"], "importance": c["importance"],
                 "flip_rate": c["deletion"]["flip_rate"], "mean_drop": c["deletion"]["mean_drop"],
                 "evidence": c["evidence"]}
                for cls, entries in self.doc["classes"].items() for c in entries if c["shortcut"]]
-        return sorted(out, key=lambda s: -s["importance"])
+        out.sort(key=lambda s: -s["importance"])
+        return out + self.class_shortcuts()
+
+    def class_shortcuts(self) -> list[dict]:
+        """The class-level findings flagged as suspected shortcuts, largest flip rate first."""
+        out = [{"class": cls, "concept": None, "test": f["test"], "importance": None,
+                "flip_rate": f["deletion"]["flip_rate"], "mean_drop": f["deletion"]["mean_drop"],
+                "concepts": list(f.get("concepts", [])), "evidence": f["evidence"]}
+               for cls, found in self.doc.get("class_findings", {}).items() for f in found if f["shortcut"]]
+        return sorted(out, key=lambda s: -s["flip_rate"])
 
 
 def current_key(run_dir: str | os.PathLike, options: dict) -> str:
@@ -138,6 +156,12 @@ def _check(doc: dict) -> None:
             float(e["importance"]), float(e["presence"]), float(e["area"]), bool(e["shortcut"]), str(e["evidence"])
             [int(x["id"]) for x in e["exemplars"]]
             [float(v) for v in e["location"]["center"]]
+    for cls, found in doc.get("class_findings", {}).items():
+        if cls not in doc["class_ids"] or not isinstance(found, list):
+            raise ValueError(f"class findings of {cls!r} are malformed")
+        for f in found:
+            str(f["test"]), bool(f["shortcut"]), str(f["evidence"])
+            float(f["deletion"]["flip_rate"]), float(f["deletion"]["mean_drop"]), int(f["deletion"]["images"])
 
 
 def shortcuts_section(run_dir: str | os.PathLike) -> dict:

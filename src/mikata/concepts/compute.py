@@ -37,18 +37,22 @@ import torch
 
 from mikata.concepts import describe as D
 from mikata.concepts import store as S
-from mikata.concepts.passes import BATCH, decode_images, geometries, layer_pass
+from mikata.concepts.passes import BATCH, decode_images, geometries, layer_pass, predict, shared_handle
 from mikata.errors import ChoiceError, MikataError
+from mikata.progress import one_line
 
 log = logging.getLogger(__name__)
 MAX_PER_CLASS = 50
 TOP_EXEMPLARS = 6
 NEGATIVE_EVIDENCE = 0.1  # signed="auto": share of |gradient x activation| in negative activations that splits
 SIGNED = ("clamp", "split", "auto")
-CONTEXT_VERSION = 1  # the off-object deletion (``_references``); part of the cache key
+CONTEXT_VERSION = 2  # the off-object deletion and the class-level tests (``_reference_data``); in the cache key
 REFERENCE_IMAGES = 32  # per class, for the other classes' reference image and context
+REFERENCE_TOTAL = 1024  # images decoded for the references at most (fewer per class when there are many classes)
+REFERENCE_CLASSES = 64  # "the other classes" of a class: a seeded subset of this many when the run has more
 CONTEXT_STD = 0.3  # context: pixels where the other classes' images vary by at most this share of the most varying
 OFF_OBJECT = 0.4  # a concept with at least this share of its map's mass on the context is off the object
+CLASS_CONTEXT_STD = 0.4  # the class-level context test's context (``classtests``): a wider one than the concepts'
 
 
 @dataclass
@@ -60,11 +64,12 @@ class Options:
     deletion_images: int = 32
     defines: dict[str, list[str]] = field(default_factory=dict)  # name -> its image files (sorted)
     signed: str = "clamp"
+    split: str | None = None  # only the rows of this split (None: the whole run)
 
     def as_dict(self) -> dict:
         return {"layer": self.layer, "per_class": self.per_class, "sample": self.sample, "seed": self.seed,
-                "deletion_images": self.deletion_images, "signed": self.signed,
-                "context": [CONTEXT_VERSION, CONTEXT_STD, OFF_OBJECT, REFERENCE_IMAGES],
+                "deletion_images": self.deletion_images, "signed": self.signed, "split": self.split,
+                "context": [CONTEXT_VERSION, CONTEXT_STD, OFF_OBJECT, REFERENCE_IMAGES, CLASS_CONTEXT_STD],
                 "defines": {n: [len(f), _files_digest(f)] for n, f in sorted(self.defines.items())}}
 
 
@@ -116,15 +121,19 @@ def resolve_classes(names: list[str], classes: Sequence[str | int] | None) -> li
     return list(dict.fromkeys(out))
 
 
+@one_line  # in a notebook, every step of the call on one line
 def compute_atlas(run_dir: str | os.PathLike, *, layer: str | None = None, classes: Sequence[str | int] | None = None,
                   per_class: int = 5, sample: int = 500, device: str | None = "cpu", model=None,
                   progress: bool = True, defines: dict[str, str] | None = None, seed: int = 0,
-                  deletion_images: int = 32, signed: str = "clamp"):
+                  deletion_images: int = 32, signed: str = "clamp", split: str | None = None):
     """Compute (or resume) the run's concept atlas and write it to ``RUN/concepts/``; returns the ``Atlas``.
 
     ``model``: a ``ModelHandle`` or a spec the user typed, when the run's own model cannot be loaded
     (its weights hash is checked as for maps). ``defines``: ``{NAME: folder of example images}`` for TCAV.
     ``signed``: what to do with negative activations ("clamp", "split" or "auto"; see the module docstring).
+    ``split``: only that split's rows (e.g. "test": concepts of the held-out images, as ``mikata report --split``
+    shows them); None: every row. The atlas records it (``Atlas.split``); a later call with another split
+    replaces it.
     Bad arguments (``per_class`` < 1, an unknown class or layer, a missing define folder) are refused
     before any image is decoded."""
     from mikata.analysis.maps import MapService
@@ -139,12 +148,14 @@ def compute_atlas(run_dir: str | os.PathLike, *, layer: str | None = None, class
     with MapService(run_dir, handle=handle, model=spec, device=device or "cpu") as service:
         names = list(service.identity["classes"])
         wanted = resolve_classes(names, classes)
-        ids, labels, preds = _row_arrays(service.store)
+        if split is not None and split not in service.store.split_names():
+            raise ChoiceError("split", split, service.store.split_names())
+        ids, labels, preds = _row_arrays(service.store, split)
         if not len(ids):
             raise MikataError(f"{run_dir} holds no scanned images; run `mikata scan` first")
-        h = service.handle
+        h = shared_handle(service)  # a cross-validation run: its first fold's model, for the layers they share
         layer = _check_layer(h, layer or service.identity.get("layer") or h.default_layer)
-        opts = Options(layer, int(per_class), int(sample), int(seed), int(deletion_images), files, signed)
+        opts = Options(layer, int(per_class), int(sample), int(seed), int(deletion_images), files, signed, split)
         version = service.store.version()
         key = S.make_key(version, service.identity.get("weights_sha1"), opts.as_dict())
         todo = [c for c in wanted if (labels == c).any()]
@@ -152,7 +163,7 @@ def compute_atlas(run_dir: str | os.PathLike, *, layer: str | None = None, class
             raise MikataError(f"no scanned image is labeled {', '.join(names[c] for c in wanted)}; "
                               "pick classes that have images (`mikata audit` lists them)")
         cavs = _cavs(service, opts, ids, progress) if files else {}
-        refs = _references(service, ids, labels, todo, opts.seed)
+        refs = _reference_data(service, ids, labels, todo, opts.seed)
         parts: dict[int, dict] = {}
         sizes = {c: min(int((labels == c).sum()), opts.sample) for c in todo}
         with Progress(sum(sizes.values()), f"concepts of {layer} ({len(todo)} classes)", "img", progress,
@@ -198,12 +209,13 @@ def _sample(ids: np.ndarray, n: int, seed: int, cls: int) -> np.ndarray:
     return np.sort(rng.choice(ids, size=n, replace=False))
 
 
-def _row_arrays(store, chunk: int = 100_000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """ids, labels and predictions of every usable row (``-1`` where missing), read in chunks: three int64
-    arrays, whatever the run's size (no row objects are kept)."""
+def _row_arrays(store, split: str | None = None, chunk: int = 100_000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ids, labels and predictions of every usable row (of ``split`` when given; ``-1`` where missing), read in
+    chunks: three int64 arrays, whatever the run's size (no row objects are kept)."""
     parts, last = [], 0
     while True:
-        rows = store.rows(status="ok", columns=("id", "label", "pred"), tuples=True, after_id=last, limit=chunk)
+        rows = store.rows(status="ok", split=split, columns=("id", "label", "pred"), tuples=True, after_id=last,
+                          limit=chunk)
         if not rows:
             break
         parts.append(np.array([[r[0], -1 if r[1] is None else r[1], -1 if r[2] is None else r[2]] for r in rows],
@@ -239,7 +251,7 @@ def _class_part(service, c: int, ids: np.ndarray, labels: np.ndarray, preds: np.
     else:  # none, or none that matters (a pre-ReLU layer: the gradient is 0 where the ReLU cuts)
         A = A.clamp_min(0)
     k = min(opts.per_class, C, n * gh * gw)
-    dev = service.handle.device
+    dev = shared_handle(service).device
     U, W = nmf(A.reshape(-1, C).to(dev), k, seed=opts.seed)
     U, W = U.cpu().reshape(n, gh * gw, k), W.cpu()
     per, residual = contributions(U, W, G.reshape(n, -1, C), A.reshape(n, -1, C))
@@ -261,6 +273,10 @@ def _class_part(service, c: int, ids: np.ndarray, labels: np.ndarray, preds: np.
     tested = share >= TESTED_IMPORTANCE  # the others cannot carry a shortcut
     deletion, removal, context = _deletion(service, c, kept, Ug, has & tested[None, :], strength, prob, live,
                                   opts.deletion_images, opts.layer, layer_dirs, share >= IMPORTANT, ref)
+    class_findings, context_mask = [], None
+    if ref is not None:
+        class_findings = _class_tests(service, c, kept, prob, live, opts.deletion_images, ref, Ug, has, cnames, cname)
+        context_mask = ref["context"]
     paths = service.store.paths([int(kept[i]) for i in np.unique(np.argsort(-strength, 0, kind="stable")[:TOP_EXEMPLARS])])
     concepts, off_center = [], []
     for j in range(k):
@@ -280,7 +296,7 @@ def _class_part(service, c: int, ids: np.ndarray, labels: np.ndarray, preds: np.
             "skipped": int(len(chosen) - n),
             "grid": [gh, gw], "residual": float(residual.mean()) / denom, "accuracy": float(correct.mean()),
             "off_center": off_center, "deletion_direction": removal,
-            "concepts": concepts,
+            "concepts": concepts, "class_findings": class_findings,
             "strategies": strategies(sh, correct, np.array(kept), cnames, seed=opts.seed),
             "errors": [D.concept_errors(cnames[j], has[:, j], correct) for j in range(k)],
             "pairs": D.pair_errors(cnames, has, correct, prd, cname, names),
@@ -295,7 +311,36 @@ def _class_part(service, c: int, ids: np.ndarray, labels: np.ndarray, preds: np.
                        "strength": strength.astype(np.float32), "thresholds": thresholds,
                        "labels": lab.astype(np.int64), "preds": prd.astype(np.int64), "prob": prob.astype(np.float32),
                        "sizes": sizes.astype(np.int64)}
+    if context_mask is not None:
+        part["_arrays"]["context"] = context_mask.astype(np.float32)
     return part
+
+
+def _class_tests(service, c: int, kept: np.ndarray, prob: np.ndarray, live: np.ndarray, limit: int, ref: dict,
+                 U: np.ndarray, has: np.ndarray, cnames: list[str], cname: str) -> list[dict]:
+    """The class-level tests (``classtests``) on up to ``limit`` of the sampled images predicted as the class, in
+    the sample's order; the context finding names the concepts whose maps sit most on the context."""
+    from mikata.concepts import classtests as T
+
+    rows = np.flatnonzero(live == c)[:limit]
+    if not rows.size:
+        return []
+    x, _, got = decode_images(service, [int(kept[i]) for i in rows])
+    if x is None:
+        return []
+    where = {int(kid): i for kid, i in zip(kept[rows], rows)}
+    rows = np.array([where[int(g)] for g in got])
+
+    ids = [int(kept[i]) for i in rows]
+
+    def probs(b: torch.Tensor, at: slice) -> torch.Tensor:
+        return predict(service, b, ids[at])
+
+    results = T.run_tests(probs, x, prob[rows], live[rows], c, {"mean": ref["median"], "context": ref["context"],
+                                                                 "range": ref["range"]})
+    shares = T.context_shares(U, ref["context"], tuple(ref["context"].shape), has)
+    ranked = sorted(((cnames[j], float(shares[j])) for j in range(len(cnames)) if shares[j] > 0), key=lambda t: -t[1])
+    return T.findings(results, cname, float(ref["context"].mean()), ranked)
 
 
 def _deletion(service, c: int, kept: list[int], U: np.ndarray, has: np.ndarray, strength: np.ndarray,
@@ -315,12 +360,8 @@ def _deletion(service, c: int, kept: list[int], U: np.ndarray, has: np.ndarray, 
     Each gives how often the prediction of the class flips away (among the images predicted as the class)
     and how much P(class) drops on average. The direction test runs where ``remove`` ``(k,)`` says (the
     concepts important enough to be suspects: it doubles the deletion's forwards)."""
-    from mikata.hooks import attached, get_layer
-
-    h = service.handle
     H, Wd = service.preprocessing.input_size
     k = U.shape[-1]
-    module = get_layer(h.net, layer)
     chosen = {j: [i for i in np.argsort(-strength[:, j], kind="stable") if has[i, j]][:limit] for j in range(k)}
     need = sorted({int(i) for rows in chosen.values() for i in rows})
     cache: dict[int, torch.Tensor] = {}
@@ -330,9 +371,6 @@ def _deletion(service, c: int, kept: list[int], U: np.ndarray, has: np.ndarray, 
             where = {kid: r for r, kid in enumerate(got)}
             cache = {i: x[where[kept[i]]] for i in need if kept[i] in where}
 
-    def probs(x: torch.Tensor, hooks=()) -> torch.Tensor:
-        with attached(hooks), torch.inference_mode():
-            return torch.softmax(h.model(x.to(h.device)).float(), 1).cpu()
 
     region, direction, context = [], [], []
     for j in range(k):
@@ -341,7 +379,7 @@ def _deletion(service, c: int, kept: list[int], U: np.ndarray, has: np.ndarray, 
         if ref is not None and rows:
             maps = np.stack([D.upsample(U[i, :, :, j], (H, Wd)) for i in rows])
             maps = maps / maps.reshape(len(rows), -1).sum(1).clip(min=1e-12)[:, None, None]
-            off = float((maps * ref[1]).sum((1, 2)).mean()) >= OFF_OBJECT
+            off = float((maps * ref["concept_context"]).sum((1, 2)).mean()) >= OFF_OBJECT
         if not rows:
             region.append({"flip_rate": 0.0, "mean_drop": 0.0, "images": 0})
             direction.append({"flip_rate": 0.0, "mean_drop": 0.0, "images": 0})
@@ -355,14 +393,15 @@ def _deletion(service, c: int, kept: list[int], U: np.ndarray, has: np.ndarray, 
             peak = masks.flatten(1).amax(1).clamp_min(1e-12)[:, None, None]
             m = (masks >= D.REGION_FRACTION * peak).float()[:, None]  # (b, 1, H, W)
             if off:  # the region and the whole context, filled with the other classes' mean image
-                m = torch.maximum(m, torch.from_numpy(ref[1]).float()[None, None])
-                fill = torch.from_numpy(ref[0]).float()[None]
+                m = torch.maximum(m, torch.from_numpy(ref["concept_context"]).float()[None, None])
+                fill = torch.from_numpy(ref["mean"]).float()[None]
             else:
                 fill = x.mean((2, 3), keepdim=True)  # (b, C, 1, 1): each image's mean colour
-            filled.append(probs(x * (1 - m) + fill * m))
+            ids = [int(kept[i]) for i in part]
+            filled.append(predict(service, x * (1 - m) + fill * m, ids))
             if remove[j]:
                 delta = torch.from_numpy(U[part, :, :, j])[:, None] * directions[j][None, :, None, None]  # (b, C, h, w)
-                removed.append(probs(x, [(module, "forward", _subtract(delta, h.layout(layer)))]))
+                removed.append(predict(service, x, ids, layer, delta))
         if not removed:
             direction.append({"flip_rate": 0.0, "mean_drop": 0.0, "images": 0})
         for out, after in ((region, filled), (direction, removed)) if removed else ((region, filled),):
@@ -380,46 +419,50 @@ def _references(service, ids: np.ndarray, labels: np.ndarray, todo: list[int], s
     images of each OTHER class: their per-pixel mean, and where they hardly vary (at most ``CONTEXT_STD`` of
     the most varying pixel's std): what the dataset holds around its objects (an empty background, the
     image's edges). {} with fewer than two classes."""
+    return {c: (r["mean"], r["concept_context"]) for c, r in _reference_data(service, ids, labels, todo, seed).items()}
+
+
+def _reference_data(service, ids: np.ndarray, labels: np.ndarray, todo: list[int], seed: int) -> dict[int, dict]:
+    """Per class ``c``, from up to ``REFERENCE_IMAGES`` decoded images of each OTHER class:
+
+    - ``mean`` (C, H, W) and ``concept_context`` (H, W): their per-pixel mean and where their per-pixel std is at
+      most ``CONTEXT_STD`` of the largest (the off-object deletion of concepts, ``_deletion``);
+    - ``median`` (C, H, W) and ``context`` (H, W): their per-pixel median and where their std is at most
+      ``CLASS_CONTEXT_STD`` of the largest (the class-level context test, ``classtests``; the median, the
+      typical pixel, because a mean over garments of other shapes paints grey where some of them reach);
+    - ``range``: the median over their images of each image's low and high intensity quantiles
+      (``classtests.quantiles``: the class-level photometric test).
+
+    {} with fewer than two classes. All in the model's input (after the run's preprocessing)."""
+    from mikata.concepts.classtests import quantiles
+
     present = [int(c) for c in np.unique(labels)]
     if len(present) < 2:
         return {}
-    sums, sqs, counts = {}, {}, {}
+    each = max(1, min(REFERENCE_IMAGES, REFERENCE_TOTAL // len(present)))  # memory: at most ~REFERENCE_TOTAL images
+    images: dict[int, torch.Tensor] = {}
     for c in present:
-        x, _, got = decode_images(service, _sample(ids[labels == c], REFERENCE_IMAGES, seed, c).tolist())
-        if x is None:
-            continue
-        x = x.double()
-        sums[c], sqs[c], counts[c] = x.sum(0), (x * x).sum(0), len(got)
+        x, _, got = decode_images(service, _sample(ids[labels == c], each, seed, c).tolist())
+        if x is not None:
+            images[c] = x
     out = {}
     for c in todo:
-        others = [o for o in sums if o != c]
-        n = sum(counts[o] for o in others)
-        if not n:
+        others = [o for o in images if o != c]
+        if len(others) > REFERENCE_CLASSES:  # many classes: a seeded subset of them stands for "the others"
+            rng = np.random.default_rng([seed, c])
+            others = sorted(rng.choice(others, REFERENCE_CLASSES, replace=False).tolist())
+        if not others:
             continue
-        mean = sum(sums[o] for o in others) / n
-        var = (sum(sqs[o] for o in others) / n - mean * mean).clamp_min(0).mean(0)  # (H, W), over channels
-        std = var.sqrt()
-        context = (std <= CONTEXT_STD * float(std.max())).numpy().astype(np.float32)
-        out[c] = (mean.float().numpy(), context)
+        x = torch.cat([images[o] for o in others]).double()
+        mean = x.mean(0)
+        std = (x * x).mean(0).sub(mean * mean).clamp_min(0).mean(0).sqrt()  # (H, W): the channels' mean variance
+        top = float(std.max())
+        out[c] = {"mean": mean.float().numpy(),
+                  "concept_context": (std <= CONTEXT_STD * top).numpy().astype(np.float32),
+                  "median": x.median(0).values.float().numpy(),
+                  "context": (std <= CLASS_CONTEXT_STD * top).numpy().astype(np.float32),
+                  "range": tuple(float(v) for v in quantiles(x).median(0).values)}
     return out
-
-
-def _subtract(delta: torch.Tensor, layout):
-    """A forward hook that takes ``delta`` ``(b, C, h, w)`` off the layer's output in the output's own layout
-    (``FeatureLayout``: channels-first, channels-last, or tokens with a prefix of class/register tokens)."""
-
-    def hook(mod, args, out):
-        d = delta.to(out.device, out.dtype)
-        if layout.kind == "nhwc":
-            return out - d.permute(0, 2, 3, 1)
-        if layout.kind == "tokens":  # (b, tokens, C): the patch tokens follow the prefix in row-major order
-            out = out.clone()
-            cells = d.shape[2] * d.shape[3]
-            out[:, layout.prefix:layout.prefix + cells] -= d.flatten(2).transpose(1, 2)
-            return out
-        return out - d
-
-    return hook
 
 
 def _cavs(service, opts: Options, ids: np.ndarray, progress: bool) -> dict:
@@ -431,6 +474,7 @@ def _cavs(service, opts: Options, ids: np.ndarray, progress: bool) -> dict:
 def _assemble(parts: dict[int, dict], names: list[str], layer: str, key: str, version: tuple, opts: Options) -> dict:
     slices = sorted((s for p in parts.values() for s in p["slices"]), key=lambda s: (-s["gap"], -s["images"]))
     doc = {"format": S.FORMAT, "key": key, "run_version": list(version), "options": opts.as_dict(), "layer": layer,
+           "split": opts.split,
            "classes": {names[c]: p["concepts"] for c, p in parts.items()},
            "strategies": {names[c]: p["strategies"] for c, p in parts.items()},
            "errors": {"per_class": {names[c]: p["errors"] for c, p in parts.items()},
@@ -439,6 +483,7 @@ def _assemble(parts: dict[int, dict], names: list[str], layer: str, key: str, ve
            "residual": {names[c]: p["residual"] for c, p in parts.items()},
            "off_center": {names[c]: p["off_center"] for c, p in parts.items()},
            "deletion_direction": {names[c]: p["deletion_direction"] for c, p in parts.items()},
+           "class_findings": {names[c]: p.get("class_findings", []) for c, p in parts.items()},
            "images": {names[c]: p["images"] for c, p in parts.items()},
            "skipped": {names[c]: p.get("skipped", 0) for c, p in parts.items()},
            "class_ids": {names[c]: c for c in parts}}

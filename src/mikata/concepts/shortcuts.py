@@ -13,9 +13,10 @@ A concept off the object (at least ``compute.OFF_OBJECT`` of its map on the imag
 the other classes' images hardly vary, an empty background or the edges) is deletion-tested with its region
 AND the whole context filled with the other classes' mean image: a noisy background is spread out, so
 filling one band of it shows no use (flip 0.06 on concepts-eval's background case), filling it all does
-(0.69), while on clean images the context already looks like the reference and nothing changes. Still not
-caught: a frame (NMF splits it by side into concepts each too small a share of the evidence) and a
-brightness / contrast shift (global, on the object too).
+(0.69), while on clean images the context already looks like the reference and nothing changes. Not caught
+by a concept: a frame (NMF splits it by side into concepts each too small a share of the evidence) and a
+brightness / contrast shift (global, on the object too); the class-level tests (``classtests``: the whole
+context filled, the intensity range matched) catch those with the same ``USED_FLIP`` / ``USED_DROP``.
 """
 
 from __future__ import annotations

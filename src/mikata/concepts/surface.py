@@ -166,8 +166,39 @@ def shape_atlas(data: dict, class_names: Sequence[str]) -> dict:
                         "strategies": _strategies(raw_strategies.get(name)),
                         "slices": [s for s in slices if s["ci"] == c]})
     shortcuts = [{"class": cl["name"], "ci": cl["index"], **x} for cl in classes for x in cl["concepts"] if x["shortcut"]]
+    split = data.get("split") if isinstance(data.get("split"), str) else None
     return {"layer": str(data.get("layer", "")), "classes": classes, "shortcuts": shortcuts, "slices": slices,
-            "pairs": _pairs(data.get("errors"), names), "tcav": _tcav(data.get("tcav"), names)}
+            "pairs": _pairs(data.get("errors"), names), "tcav": _tcav(data.get("tcav"), names),
+            "class_findings": _class_findings(data.get("class_findings"), names), "split": split}
+
+
+def _class_findings(raw: Any, names: Sequence[str]) -> list[dict]:
+    """The class-level tests (``classtests``: a class resting on its context or intensities), flagged ones first."""
+    out = []
+    for cls, found in _dict(raw).items():
+        if cls not in names or not isinstance(found, list):
+            continue
+        for f in found:
+            if not isinstance(f, dict):
+                continue
+            d = _dict(f.get("deletion"))
+            out.append({"class": cls, "ci": list(names).index(cls), "test": str(f.get("test") or ""),
+                        "flip_rate": _num(d.get("flip_rate")), "mean_drop": _num(d.get("mean_drop")),
+                        "images": _count(d.get("images")), "shortcut": f.get("shortcut") is True,
+                        "concepts": [str(c) for c in f.get("concepts", []) if isinstance(c, str)]
+                        if isinstance(f.get("concepts"), list) else [],
+                        "evidence": str(f.get("evidence") or "")})
+    return sorted(out, key=lambda f: (not f["shortcut"], -(f["flip_rate"] or 0.0)))
+
+
+def scope_text(atlas_split: str | None, shown_split: str | None) -> tuple[str, bool]:
+    """``(sentence, mismatch)``: which images the concepts were computed on, and whether that differs from the
+    split a page or report shows (then the sentence says so and how to compute them for that split)."""
+    computed = f"the images of split '{atlas_split}'" if atlas_split is not None else "every image of the run (all splits)"
+    if shown_split is None or shown_split == atlas_split:
+        return f"Concepts computed on {computed}.", False
+    return (f"These concepts were computed on {computed}, not on split '{shown_split}' alone: "
+            f"`mikata concepts RUN --split {shown_split}` computes them for it."), True
 
 
 def _tcav(raw: Any, names: Sequence[str]) -> list[dict]:

@@ -44,10 +44,10 @@ def logistic_directions(pos: torch.Tensor, negs: torch.Tensor, steps: int = 100,
 
 def _activations(service, ids_or_files, layer: str, files: bool = False) -> torch.Tensor:
     """Flattened layer activations ``(m, h*w*C)`` (position-major, as the class passes flatten gradients)."""
-    from mikata.concepts.passes import BATCH, decode_images
     from mikata.attribution.passes import gradient_pass
+    from mikata.concepts.passes import BATCH, decode_images, shared_handle
 
-    h = service.handle
+    h = shared_handle(service)  # a cross-validation run: its first fold's model
     out = []
     for s in range(0, len(ids_or_files), BATCH):
         chunk = ids_or_files[s:s + BATCH]

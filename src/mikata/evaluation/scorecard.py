@@ -40,6 +40,7 @@ from mikata.evaluation import checks as _builtin_checks  # noqa: F401 - register
 from mikata.evaluation.check_registry import CheckContext, check_names, check_spec, check_specs, metric_specs
 from mikata.evaluation.checks import PASS_THRESHOLD
 from mikata.models.handle import ModelHandle
+from mikata.progress import one_line
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ def check_checks(checks: Sequence[str]) -> list[str]:
     return out
 
 
+@one_line  # in a notebook, every step of the call on one line
 def evaluate(
     handle: ModelHandle,
     x: torch.Tensor,
@@ -88,7 +90,7 @@ def evaluate(
     seed: int = 0,
     model_name: str | None = None,
     budget_mb: float = DEFAULT_BUDGET_MB,
-    progress: bool = False,
+    progress: bool | None = None,
     parts_dir: str | os.PathLike | None = None,
 ) -> Evaluation:
     """Run the chosen ``checks`` (default every registered check) for ``methods`` on preprocessed images

@@ -57,7 +57,9 @@ class RenderOptions:
     blur: float = 0.0  # blur-penalty weight
     seed: int = 0
     verbose: bool = False
-    progress: bool = False  # a bar over the optimization steps (mikata.progress), with an estimate
+    # a bar over the optimization steps (mikata.progress), with an estimate; None: where a bar shows
+    # (a terminal or a notebook), nothing in a log file
+    progress: bool | None = None
     # one gray channel shown to the model as three: None = when the model was trained on gray images
     # (its checkpoint says so), so a Fashion-MNIST model's class images are never painted in colours
     # it never saw; True / False force it

@@ -21,6 +21,7 @@ from mikata.featurevis import objectives as O
 from mikata.featurevis.optimize import Rendering, RenderOptions, render
 from mikata.hooks import get_layer
 from mikata.models.handle import ModelHandle
+from mikata.progress import one_line
 
 
 def visualize_channels(handle: ModelHandle, layer: str, channels: Sequence[int],
@@ -76,6 +77,7 @@ def deepdream(handle: ModelHandle, layer: str, image: str | os.PathLike | Image.
     return render(handle, O.layer_energy(layer), options, n=1, start=start, labels=[f"deepdream-{layer}"])
 
 
+@one_line  # in a notebook, every step of the call on one line
 def visualize(
     handle: ModelHandle,
     layer: str | None = None,

@@ -103,6 +103,16 @@ class ModelHandle:
                 f"input {describe_preprocessing(self.preprocessing)}, default layer {self.default_layer!r}, "
                 f"device {self.device})")
 
+    def _repr_html_(self) -> str:
+        """A small table in a notebook: what the model is, what it sees, where it runs (names escaped)."""
+        from mikata.notebook import STYLE, table_html
+
+        names = ", ".join(self.class_names[:8]) + (", …" if self.num_classes > 8 else "")
+        rows = [["model", self.spec or type(self.net).__name__], ["classes", f"{self.num_classes}: {names}"],
+                ["input", describe_preprocessing(self.preprocessing)], ["default layer", self.default_layer],
+                ["device", str(self.device)], ["precision", self.precision]]
+        return f"<div>{STYLE}{table_html(['ModelHandle', ''], rows)}</div>"
+
     # ------------------------------------------------------------------ device
     @property
     def device(self) -> torch.device:

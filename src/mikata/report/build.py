@@ -517,10 +517,11 @@ def report_sections(g: Gathered, maps: ReportMaps, opts: ReportOptions, source: 
     clock.lap("extras")
     from mikata.report.concepts import concepts_section
 
-    concepts, more = concepts_section(g.run_dir, names, source=source)
+    concepts, more = concepts_section(g.run_dir, names, source=source, split=g.view.split)
     g.notes.extend(more)
     clock.lap("concepts")
     charts, colors = _charts(g, extras["history"])
+    calibration = _calibration(g)
     binary = None
     if g.curves is not None:
         from mikata.report.svg import operating_charts
@@ -565,7 +566,7 @@ def report_sections(g: Gathered, maps: ReportMaps, opts: ReportOptions, source: 
         issues=issues, field_groups=field_groups, dataset_issues=dataset_issues, issue_notes=found.notes,
         exceptional=ex, charts=charts, history=extras["history"], featurevis=extras["featurevis"],
         units=extras["units"], concepts=concepts, scorecard=extras["scorecard"], emb=emb, notes=g.notes,
-        binary=binary, skipped=ov.skipped[:50], map_error=maps.error,
+        binary=binary, calibration=calibration, skipped=ov.skipped[:50], map_error=maps.error,
         created=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         data_json=_json_script(data), thumbs_json=_json_script(thumbs), colors=colors), len(thumbs))
 
@@ -664,6 +665,15 @@ def _charts(g: Gathered, history: dict[str, list[float]] | None) -> tuple[dict[s
         charts["loss"] = line_chart(loss, title="loss", **mark) if loss else ""
         charts["accuracy"] = line_chart(acc, title="accuracy", **mark) if acc else ""
     return charts, colors
+
+
+def _calibration(g: Gathered) -> dict[str, Any]:
+    """The view's calibration (``RunView.calibration``) with its reliability diagram as inline SVG."""
+    from mikata.report.svg import reliability_chart
+
+    calibration = {**g.view.calibration(), "chart": ""}
+    calibration["chart"] = reliability_chart(calibration)
+    return calibration
 
 
 def _label_issue_cards(g: Gathered, opts: ReportOptions) -> list[dict]:

@@ -48,9 +48,11 @@ def importance_chart(concepts: Sequence[dict], title: str) -> str:
 
 def concepts_section(run_dir: str | os.PathLike, class_names: Sequence[str], *, source: ModelSource | None = None,
                      handle=None, model: str | None = None, device: str | None = "cpu",
-                     exemplars: int = 4) -> tuple[dict | None, list[str]]:
+                     exemplars: int = 4, split: str | None = None) -> tuple[dict | None, list[str]]:
     """``(section, notes)``: the template's data, or None when the run has no current atlas. The heatmaps'
-    model: ``source`` (the report's ``ModelSource``), else one built from ``handle``/``model``/``device``."""
+    model: ``source`` (the report's ``ModelSource``), else one built from ``handle``/``model``/``device``.
+    ``split``: the split the report shows; the section says which images the concepts were computed on, and
+    plainly when that is not this split."""
     from mikata.models.source import ModelSource
 
     source = source or ModelSource(handle=handle, spec=model, device=device)
@@ -61,6 +63,7 @@ def concepts_section(run_dir: str | os.PathLike, class_names: Sequence[str], *, 
         exemplar_overlay,
         location_image,
         original_image,
+        scope_text,
     )
     from mikata.errors import MikataError
 
@@ -68,6 +71,9 @@ def concepts_section(run_dir: str | os.PathLike, class_names: Sequence[str], *, 
     if view is None:
         return None, []
     notes: list[str] = []
+    view["scope"], view["scope_mismatch"] = scope_text(view["split"], split)
+    if view["scope_mismatch"]:
+        notes.append(view["scope"])
     net, heat_error = source.handle, None
     if net is None:
         from mikata.analysis.maps import MapService

@@ -221,3 +221,46 @@ def operating_charts(curves, threshold: float = 0.5, size: int = 300) -> dict[st
                                 baseline=curves.n_pos / max(1, curves.n_pos + curves.n_neg), size=size,
                                 chart_id="pr-chart", legend_left=True)
     return out
+
+
+def reliability_chart(calibration: Mapping, size: int = 300) -> str:
+    """The reliability diagram of a ``RunView.calibration()``: accuracy against mean confidence per
+    equal-mass bin (a dot per bin, its count in the tooltip), the diagonal a calibrated model follows,
+    and, when a temperature is applied, the model's own curve dashed in gray ("before")."""
+    curve = calibration["curve"]
+    before = (calibration.get("before") or {}).get("curve")
+    left, right, top, bottom = 46, 12, 30, 38
+    pw, ph = size - left - right, size - top - bottom
+
+    def px(v: float) -> float:
+        return left + pw * min(max(float(v), 0.0), 1.0)
+
+    def py(v: float) -> float:
+        return top + ph * (1 - min(max(float(v), 0.0), 1.0))
+
+    title = f"reliability · ECE {calibration['ece']:.3f}" if curve["counts"] else "reliability (no images)"
+    parts = [f'<svg class="chart reliability-chart" width="{size}" height="{size}" viewBox="0 0 {size} {size}" '
+             f'role="img" aria-label="{escape(title)}"><text x="{left}" y="16" class="chart-title">{escape(title)}</text>']
+    for t in (0.0, 0.25, 0.5, 0.75, 1.0):
+        parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{py(t):.1f}" y2="{py(t):.1f}" class="grid"/>'
+                     f'<text x="{left - 5}" y="{py(t) + 4:.1f}" text-anchor="end" class="tick">{_fmt(t)}</text>'
+                     f'<text x="{px(t):.1f}" y="{top + ph + 14}" text-anchor="middle" class="tick">{_fmt(t)}</text>')
+    parts.append(f'<text x="{left + pw / 2:.1f}" y="{size - 6}" text-anchor="middle" class="tick">confidence (top-1 '
+                 f'probability)</text><text transform="translate(12,{top + ph / 2:.1f}) rotate(-90)" '
+                 f'text-anchor="middle" class="tick">accuracy</text>'
+                 f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" class="frame"/>'
+                 f'<line x1="{px(0)}" y1="{py(0)}" x2="{px(1)}" y2="{py(1)}" stroke="#9aa3b2" stroke-dasharray="4 3">'
+                 '<title>calibrated: accuracy = confidence</title></line>')
+    if before and before["counts"]:
+        pts = " ".join(f"{px(c):.1f},{py(a):.1f}" for c, a in zip(before["confidence"], before["accuracy"]))
+        parts.append(f'<polyline class="before" points="{pts}" fill="none" stroke="#9aa3b2" stroke-width="1.5" '
+                     f'stroke-dasharray="5 3"><title>the model\'s own probabilities: ECE '
+                     f'{calibration["before"]["ece"]:.3f}</title></polyline>')
+    if curve["counts"]:
+        pts = " ".join(f"{px(c):.1f},{py(a):.1f}" for c, a in zip(curve["confidence"], curve["accuracy"]))
+        parts.append(f'<polyline class="curve" points="{pts}" fill="none" stroke="#1f77b4" stroke-width="2"/>')
+        for c, a, n in zip(curve["confidence"], curve["accuracy"], curve["counts"]):
+            parts.append(f'<circle class="bin" cx="{px(c):.1f}" cy="{py(a):.1f}" r="3.5" fill="#1f77b4">'
+                         f'<title>{n} images: confidence {c:.3f}, accuracy {a:.3f}</title></circle>')
+    parts.append("</svg>")
+    return "".join(parts)

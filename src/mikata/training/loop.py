@@ -27,7 +27,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from torch import nn
@@ -38,12 +38,15 @@ from mikata.data.datasets import DatasetError, ImageDataset, load_dataset, split
 from mikata.models.handle import ModelHandle
 from mikata.models.loading import load_model, replace_head, save_checkpoint
 from mikata.training.augment import augment_batch
-from mikata.progress import Progress
+from mikata.progress import Progress, one_line
 from mikata.training.frozen_features import boundary_inputs, check_shortcut, started_at
 from mikata.training.freeze import freeze_until, set_training_mode, trainable_parameters
 from mikata.training.options import TrainingError, TrainOptions, parse_augment
 from mikata.training.plot import plot_history
 from mikata.training.tensors import DecodedSplit, all_gray, decode_split
+
+if TYPE_CHECKING:
+    from mikata.training.corrections import Corrections
 
 log = logging.getLogger(__name__)
 STATE_FORMAT = "mikata-train-state/1"
@@ -63,12 +66,33 @@ class TrainResult:
     stopped_early: bool
     skipped: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
+    corrections: dict | None = None  # training.corrections.apply_corrections's summary, when labels were corrected
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["checkpoint"], d["plot"] = str(self.checkpoint), str(self.plot)
         d["skipped"] = [list(s) for s in self.skipped]
         return d
+
+    def figure(self):
+        """The training curves (loss and accuracy per epoch, the kept epoch marked), shown as a PNG in Jupyter."""
+        from mikata.training.plot import history_figure
+
+        return history_figure(self.history, f"{self.checkpoint.name}: training progress", self.best_epoch)
+
+    def _repr_html_(self) -> str:
+        """The numbers in a table, and the training curve under it."""
+        from mikata.notebook import STYLE, esc, figure_png, img_tag, table_html
+
+        rows = [["checkpoint", str(self.checkpoint)], ["classes", ", ".join(self.classes[:20])
+                                                        + (" ..." if len(self.classes) > 20 else "")],
+                ["epochs run", f"{self.epochs_run}{' (stopped early)' if self.stopped_early else ''}"],
+                ["kept epoch", self.best_epoch], ["validation accuracy", self.val_accuracy]]
+        if self.test_accuracy is not None:
+            rows.append(["test accuracy", self.test_accuracy])
+        rows += [["skipped files", len(self.skipped)], ["seconds", round(self.seconds, 1)]]
+        return (f"<div>{STYLE}<div><b>TrainResult</b> {esc(self.checkpoint.name)}</div>{table_html(['', ''], rows)}"
+                f"{img_tag(figure_png(self.figure()), alt='training curves')}</div>")
 
 
 def state_path(out: str | os.PathLike) -> Path:
@@ -81,6 +105,7 @@ def plot_path(out: str | os.PathLike) -> Path:
     return Path(out).with_suffix(".training.png")
 
 
+@one_line  # in a notebook, every step of the call on one line
 def train(
     data: "str | os.PathLike | ImageDataset",
     model: str | ModelHandle,
@@ -91,6 +116,7 @@ def train(
     progress: bool = True,
     on_epoch_end: Callable[[int, dict], None] | None = None,
     device: str | torch.device | None = "cpu",
+    corrections: "Corrections | None" = None,
     **overrides,
 ) -> TrainResult:
     """Fine-tune ``model`` (a spec or a handle, which is copied, never changed) on ``data``.
@@ -99,6 +125,8 @@ def train(
     ``device``: where the training runs ("auto", "cpu", "cuda:N", "mps"); decoded images stay in
     CPU memory and each batch is augmented there (the same seeded draws on every device), then moved.
     ``on_epoch_end(epoch, history)`` runs after each epoch's checkpoint is written.
+    ``corrections`` (``training.corrections``: a run's label review or a CSV) relabels or leaves out
+    images after the split is made from the folder's labels; the checkpoint records what changed.
     """
     if isinstance(overrides.get("augment"), str) or overrides.get("augment") is None and "augment" in overrides:
         overrides["augment"] = parse_augment(overrides["augment"])
@@ -116,14 +144,14 @@ def train(
     if opts.threads:
         torch.set_num_threads(opts.threads)
     try:
-        return _train(data, model, Path(out), opts, resume, progress, on_epoch_end, target)
+        return _train(data, model, Path(out), opts, resume, progress, on_epoch_end, target, corrections)
     finally:
         torch.set_num_threads(threads_before)
 
 
 def _train(data: "str | os.PathLike | ImageDataset", model: str | ModelHandle, out: Path, opts: TrainOptions, resume: bool,
            progress: bool, on_epoch_end: Callable[[int, dict], None] | None,
-           device: torch.device = torch.device("cpu")) -> TrainResult:
+           device: torch.device = torch.device("cpu"), corrections: "Corrections | None" = None) -> TrainResult:
     start_time = time.perf_counter()
     if out.suffix != ".safetensors":
         raise TrainingError(f"--out {out}: the checkpoint must be a .safetensors file")
@@ -140,6 +168,14 @@ def _train(data: "str | os.PathLike | ImageDataset", model: str | ModelHandle, o
 
     source = None if isinstance(data, ImageDataset) else data
     split_record = record_split(source, ds, parts, opts.split, opts.seed).to_dict()
+    corrected = None
+    if corrections is not None:  # after the split: the record describes the folder as mikata scan reads it
+        from mikata.training.corrections import apply_corrections, describe
+
+        parts, corrected = apply_corrections(ds, parts, corrections)
+        log.info("%s", describe(corrected))
+    if resume:
+        _check_resume_corrections(out, corrected)
     handle = _new_handle(model, ds.classes, opts, out).to(device)
     net = handle.net
 
@@ -204,7 +240,8 @@ def _train(data: "str | os.PathLike | ImageDataset", model: str | ModelHandle, o
                               first="first epoch")
         try:
             if saved is None:  # the untrained start, so an interruption during the first epoch also resumes
-                _save_progress(handle, out, optimizer, 0, history, best, epoch_generator_state, opts, split_record)
+                _save_progress(handle, out, optimizer, 0, history, best, epoch_generator_state, opts, split_record,
+                               corrected)
                 saved = 0
             for epoch in range(start_epoch, opts.epochs):
                 epoch_generator_state = generator.get_state()
@@ -226,7 +263,7 @@ def _train(data: "str | os.PathLike | ImageDataset", model: str | ModelHandle, o
                 log.info("epoch %d/%d: train loss %.4f acc %.3f | val loss %.4f acc %.3f (%.1f s)", epoch + 1,
                          opts.epochs, train_loss, train_acc, val_loss, val_acc, history["epoch_seconds"][-1])
                 _save_progress(handle, out, optimizer, epoch + 1, history, best, epoch_generator_state, opts,
-                               split_record)
+                               split_record, corrected)
                 saved = epoch + 1
                 plot_history(history, plot_path(out), title=f"{out.stem}: training progress",
                              best_epoch=best["epoch"])
@@ -241,7 +278,7 @@ def _train(data: "str | os.PathLike | ImageDataset", model: str | ModelHandle, o
         except KeyboardInterrupt as e:
             if saved != finished:  # stopped while the finished epoch was being written: write it again
                 _save_progress(handle, out, optimizer, finished, history, best, epoch_generator_state, opts,
-                               split_record)
+                               split_record, corrected)
             net.to(memory_format=torch.contiguous_format)
             signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
             raise Interrupted(signum, f"{finished} of {opts.epochs} epoch(s) done and saved in {out} (+ "
@@ -260,12 +297,13 @@ def _train(data: "str | os.PathLike | ImageDataset", model: str | ModelHandle, o
     plot = plot_history(history, plot_path(out), title=f"{out.stem}: training progress", best_epoch=int(best["epoch"]))
     result = TrainResult(out, plot, history, list(ds.classes), int(best["epoch"]), float(best["accuracy"]),
                          None if test_acc is None else float(test_acc), len(history["val_accuracy"]), stopped_early,
-                         skipped, seconds)
+                         skipped, seconds, corrected)
     handle.metadata["training"] = {
         "options": opts.to_dict(), "history": history, "data": str(ds.root), "counts": ds.counts(),
         "split_sizes": {k: len(v) for k, v in parts.items()}, "skipped_files": len(skipped),
         "best_epoch": result.best_epoch, "val_accuracy": result.val_accuracy, "test_accuracy": result.test_accuracy,
         "seconds": round(seconds, 2), "plot": plot.name, "complete": True, "split_record": split_record,
+        "corrections": corrected,
     }
     save_checkpoint(handle, out)
     state_path(out).unlink(missing_ok=True)
@@ -388,10 +426,11 @@ def evaluate_split(handle: ModelHandle, data: DecodedSplit, batch_size: int = 12
 
 def _save_progress(handle: ModelHandle, out: Path, optimizer: torch.optim.Optimizer, epochs_done: int,
                    history: dict, best: dict, generator_state: torch.Tensor, opts: TrainOptions,
-                   split_record: dict | None = None) -> None:
+                   split_record: dict | None = None, corrections: dict | None = None) -> None:
     """Current weights to ``out`` (loadable at once), everything else needed to resume to the sidecar."""
     handle.metadata["training"] = {"options": opts.to_dict(), "history": history, "complete": False,
-                                   "epochs_done": epochs_done, "split_record": split_record}
+                                   "epochs_done": epochs_done, "split_record": split_record,
+                                   "corrections": corrections}
     state = {
         "format": STATE_FORMAT, "epoch": epochs_done, "optimizer": optimizer.state_dict(),
         "history": history, "generator": generator_state, "classes": list(handle.class_names),
@@ -435,6 +474,19 @@ def check_resume_options(out: Path, opts: TrainOptions) -> None:
         raise TrainingError(f"cannot resume {out}: options differ from the interrupted run: {said}; rerun with "
                             "the same options (only --epochs, --early-stop, --workers and --threads may change), "
                             "or without --resume to start over")
+
+
+def _check_resume_corrections(out: Path, corrected: dict | None) -> None:
+    """A ``--resume`` must use the same corrections as the interrupted run (or both none)."""
+    from mikata.models.loading import read_checkpoint_metadata
+
+    if not out.is_file():
+        return
+    old = (read_checkpoint_metadata(out).get("training") or {}).get("corrections")
+    if old != corrected:
+        raise TrainingError(f"cannot resume {out}: the label corrections differ from the interrupted run's "
+                            f"({'none' if old is None else old.get('run') or old.get('file')}); rerun with the same "
+                            "--reviews/--corrections, or without --resume to start over")
 
 
 def _shown(value) -> str:

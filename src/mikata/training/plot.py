@@ -28,9 +28,9 @@ def history_figure(history: dict[str, list[float]], title: str = "", best_epoch:
     dashed line and a ring on its validation points mark it in both panels, so a reader sees which
     point of the curves the checkpoint is, not just the last one.
     """
-    from matplotlib.figure import Figure  # no pyplot: no global figure state, no GUI backend
+    from mikata.notebook import notebook_figure  # no pyplot: no global figure state, no GUI backend
 
-    fig = Figure(figsize=(9, 3.6), dpi=100)
+    fig = notebook_figure(figsize=(9, 3.6), dpi=100)
     for ax, metric, label in zip(fig.subplots(1, 2), ("loss", "accuracy"), ("cross-entropy loss", "accuracy")):
         for split, style in (("train", "-o"), ("val", "-s")):
             values = history.get(f"{split}_{metric}", [])

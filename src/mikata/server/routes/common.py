@@ -28,7 +28,8 @@ def page(request: Request, name: str, **ctx) -> HTMLResponse:
                         "has_scorecard": state.scorecard() is not None,
                         "has_units": _has_units(state),
                         "has_concepts": _has_file(state, CONCEPTS, CONCEPT_ATLAS),
-                        "attachment_notes": state.attachment_notes(), **ctx})
+                        "attachment_notes": state.attachment_notes(),
+                        "temperature": state.view.temperature(), **ctx})
 
 
 def image_response(data: bytes, cacheable: bool = True) -> Response:

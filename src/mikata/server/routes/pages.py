@@ -43,8 +43,11 @@ def dashboard(request: Request):
         from mikata.report.svg import operating_charts  # the report's own charts: the same curves in both
 
         charts = operating_charts(curves)
+    from mikata.report.svg import reliability_chart
+
+    calibration = state.view.calibration()
     return page(request, "dashboard.html", rows=rows, cols=cols, scorecard=state.scorecard(), binary=binary,
-                charts=charts, positive_named=state.positive is not None,
+                charts=charts, calibration=calibration, reliability=reliability_chart(calibration), positive_named=state.positive is not None,
                 hist_max=int(ov.histogram.max()) if len(ov.histogram) else 1, field_groups=state.field_groups(ov))
 
 
