@@ -14,6 +14,9 @@ Measured (wall clock, this shared 2-core machine; noisy):
 - `mikata audit` (the library call) and `mikata report` (capped) end to end;
 - dashboard / grid / class / image page p50 / p95 through the full ASGI stack (TestClient);
 - merge cost: ``merge_runs`` of K shards per million rows;
+- ``--steps compare``: two N-row runs over the same files (B's rows copy other base rows of the same label,
+  so about a third of the predictions differ), compared: ``compare()`` cold, the app's first comparison
+  build, and the comparison pages' p50 / p95 (``mikata serve RUN_A --compare RUN_B``);
 - with ``--scan N``: the same N files scanned by a plain DataLoader loop, by ``scan`` (local) and by
   ``scan(engine="ray")`` with 2 actors.
 
@@ -66,14 +69,15 @@ def base_run(work: Path, n: int) -> Path:
     return run
 
 
-def build_run(work: Path, base: Path, n: int, seed: int = 0) -> Path:
-    """An ``n``-row run whose rows copy the base scan's results by label (see the module doc)."""
+def build_run(work: Path, base: Path, n: int, seed: int = 0, name: str | None = None) -> Path:
+    """An ``n``-row run whose rows copy the base scan's results by label (see the module doc); ``seed``
+    picks which base row each row copies, ``name`` the run's folder (default ``run{n}``)."""
     from bench_scan import write_fashion_mnist
 
     from mikata.analysis.audit import load_run
     from mikata.analysis.runstore import Row, RunStore
 
-    run = work / f"run{n}"
+    run = work / (name or f"run{n}")
     if (run / "run.sqlite").exists():
         with RunStore.open(run) as store:
             if store.count() == n:
@@ -86,7 +90,7 @@ def build_run(work: Path, base: Path, n: int, seed: int = 0) -> Path:
         manifest = src.manifest
         vecs = {k: np.asarray(src.vectors(k)) for k in src.dims()}
         topks = {i: src.image(int(i))["topk"] for i in demo.ids}
-    manifest = dict(manifest, dataset_root=str(root),
+    manifest = dict(manifest, dataset_root=str(root), data_roots=[str(root)],  # its images are served from there
                     note="benchmark run: real images, rows copied from a real scan by label")
     by_label = {c: np.nonzero(demo.labels == c)[0] for c in range(demo.num_classes)}
     rng = np.random.default_rng(seed)
@@ -195,6 +199,51 @@ def bench_pages(run: Path, requests: int) -> dict[str, tuple[float, float]]:
     return out
 
 
+def bench_compare(work: Path, base: Path, run: Path, n: int, requests: int) -> dict[str, object]:
+    """``run`` against a second ``n``-row run of the same files (other base rows copied, seed 1): the library
+    call, the app's first build, then each comparison page's (p50, p95) in ms over ``requests`` requests."""
+    from fastapi.testclient import TestClient
+
+    from mikata.analysis.compare import compare
+    from mikata.server import create_app
+
+    run_b = build_run(work, base, n, seed=1, name=f"run{n}-b")
+    out: dict[str, object] = {}
+    t = time.perf_counter()
+    c = compare(run, run_b)
+    out["compare() s"] = time.perf_counter() - t
+    out["shared images"] = c.images["shared"]
+    out["fixed / broken"] = f"{len(c.flipped_rows('fixed'))} / {len(c.flipped_rows('broken'))}"
+    app = create_app(run, token=TOKEN, port=8765, compare=run_b)
+    client = TestClient(app, base_url="http://127.0.0.1:8765", headers={"authorization": f"token {TOKEN}"})
+    t = time.perf_counter()
+    app.run.overview()
+    out["app: run A's overview s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    app.run.compare.comparison()
+    out["app: first comparison build s"] = time.perf_counter() - t
+    fixed = c.paired.ids_a[c.flipped_rows("fixed")]
+    pages = max(1, len(fixed) // 120)
+    paths = {"/compare": "/compare", "/compare/flipped fixed, page 1": "/compare/flipped?kind=fixed",
+             f"/compare/flipped broken, page {min(21, pages)}": f"/compare/flipped?kind=broken&page_no={min(20, pages - 1)}",
+             "image page with B's panel": "/image/{id}"}
+    rng = np.random.default_rng(0)
+    for name, path in paths.items():
+        r = client.get(path.format(id=int(fixed[0])))
+        assert r.status_code == 200, (path, r.status_code, r.text[:300])
+        times = []
+        for _ in range(requests):
+            p = path.format(id=int(fixed[rng.integers(len(fixed))]))  # another fixed image each time
+            t = time.perf_counter()
+            r = client.get(p)
+            times.append(1000 * (time.perf_counter() - t))
+            assert r.status_code == 200
+        out[name] = percentiles(times)
+    out["comparison builds"] = app.run.compare.builds  # 1: the pages reused the first build
+    app.run.close()
+    return out
+
+
 def bench_merge(work: Path, run: Path, shards: int) -> dict[str, float]:
     """Split ``run`` into ``shards`` runs (untimed), then time ``merge_runs`` of them into a new run."""
     from mikata.analysis.merge import merge_runs, split_run
@@ -243,7 +292,8 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=30)
     ap.add_argument("--shards", type=int, default=4)
     ap.add_argument("--no-report", action="store_true")
-    ap.add_argument("--steps", default="overview,audit,pages,merge", help="which measurements, comma-separated")
+    ap.add_argument("--steps", default="overview,audit,pages,merge",
+                    help="which measurements, comma-separated (also: compare)")
     ap.add_argument("--full-audit", action="store_true", help="also time `mikata audit` with its dataset issues")
     ap.add_argument("--merge-sizes", default="70000", help="run sizes whose merge is timed (splitting a 1M run "
                     "into shards first takes minutes)")
@@ -264,6 +314,11 @@ def main() -> None:
                 print(f"  {k:28s} {v:8.2f}", flush=True)
         for k, (p50, p95) in (bench_pages(run, args.requests) if "pages" in steps else {}).items():
             print(f"  {k:28s} p50 {p50:7.1f} ms   p95 {p95:7.1f} ms", flush=True)
+        for k, v in (bench_compare(args.work, base, run, n, args.requests) if "compare" in steps else {}).items():
+            if isinstance(v, tuple):
+                print(f"  {k:34s} p50 {v[0]:7.1f} ms   p95 {v[1]:7.1f} ms", flush=True)
+            else:
+                print(f"  {k:34s} {v:8.2f}" if isinstance(v, float) else f"  {k:34s} {v}", flush=True)
         if str(n) not in args.merge_sizes.split(",") or "merge" not in steps:
             continue
         m = bench_merge(args.work, run, args.shards)

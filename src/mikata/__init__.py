@@ -46,6 +46,8 @@ _API = {
     "calibrate": ("mikata.analysis.temperature", "calibrate_run"),
     "expected_calibration_error": ("mikata.analysis.calibration", "expected_calibration_error"),
     "reliability_curve": ("mikata.analysis.calibration", "reliability_curve"),
+    "compare": ("mikata.analysis.compare", "compare"),
+    "Comparison": ("mikata.analysis.compare", "Comparison"),
     "evaluate": ("mikata.evaluation.scorecard", "evaluate"),
 }
 

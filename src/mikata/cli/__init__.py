@@ -14,7 +14,7 @@ import sys
 from mikata import __version__
 
 COMMANDS = ["demo", "predict", "layers", "explain", "visualize", "activations", "filters", "samples", "train", "crossval", "scan", "audit", "calibrate",
-            "report", "serve", "evaluate", "export", "units", "concepts", "check", "merge"]
+            "report", "serve", "evaluate", "export", "units", "concepts", "check", "merge", "compare"]
 DISK_ERRNOS = {28, 122, 30}  # ENOSPC, EDQUOT, EROFS
 
 

@@ -24,6 +24,11 @@ def register(sub) -> None:
                         "(default on a two-class run: the minority class; on more classes: its one-vs-rest curves)")
     p.add_argument("--split", default=None,
                    help="show only the rows of this split (e.g. test), as `mikata audit --split` does")
+    p.add_argument("--compare", default=None, metavar="RUN_B",
+                   help="a second run to compare this one with (its shared images): a Compare page with the paired "
+                        "numbers and the fixed / broken images, and both models' maps on each image page")
+    p.add_argument("--compare-model", default=None, metavar="SPEC",
+                   help="RUN_B's model, when the one recorded beside it is not found (its weights must be the same)")
     add_device_arguments(p)
     browser = p.add_mutually_exclusive_group()
     browser.add_argument("--browser", dest="browser", action="store_true", help="open the URL in a web browser")
@@ -36,5 +41,6 @@ def run(args) -> int:
 
     announce_run_preprocessing(args, args.run)  # maps and the model's view of an image redo it
     serve(args.run, host=args.host, port=args.port, open_browser=args.browser, model=args.model,
-          device=device_from_args(args), positive=args.positive, split=args.split)
+          device=device_from_args(args), positive=args.positive, split=args.split, compare=args.compare,
+          compare_model=args.compare_model)
     return 0

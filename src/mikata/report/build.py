@@ -233,6 +233,13 @@ def _json_script(data: object) -> str:
     return text.translate(str.maketrans(_SCRIPT_ESCAPES))
 
 
+def _predicted_class_maps(ov, d, with_maps: set[int]) -> list[tuple[int, int]]:
+    """``(predicted class, id)`` of each least class-like image the model gives another class, for the classes
+    drawn with maps: its map for the label class is often all zero, the predicted class's shows what it saw."""
+    return [(int(d.preds[ov.row(i)]), int(i)) for c in ov.classes if c.index in with_maps
+            for i in c.least_class_like if d.preds[ov.row(i)] != c.index]
+
+
 def _maps_missing(run_dir: Path, wanted: list[tuple[int, int]], methods: Sequence[str]) -> bool:
     """Whether any (image, method, class) map of the galleries is not cached yet."""
     from mikata.analysis.runstore import RunStore
@@ -431,6 +438,7 @@ def report_maps(g: Gathered, opts: ReportOptions, source: "ModelSource", clock: 
     out = ReportMaps(with_maps={c.index for c in rank[:max(0, opts.map_classes)]} if methods else set())
     wanted = [(c.index, i) for c in ov.classes if c.index in out.with_maps
               for i in dict.fromkeys(c.most_class_like + c.least_class_like)]
+    wanted += _predicted_class_maps(ov, g.d, out.with_maps)
     service = None
     if wanted and source.handle is None and _maps_missing(run_dir, wanted, methods):
         # load the model while the thumbnails are made (the handle property waits for it)
@@ -453,7 +461,7 @@ def report_maps(g: Gathered, opts: ReportOptions, source: "ModelSource", clock: 
         try:
             service = service or MapService(run_dir, source=source)
             got = {}
-            for c in progress_bar(sorted(out.with_maps), desc=f"report: {', '.join(methods)} maps", unit="class",
+            for c in progress_bar(sorted({k for k, _ in wanted}), desc=f"report: {', '.join(methods)} maps", unit="class",
                                   enabled=opts.progress, first="first class",
                                   plan=f"{len(wanted)} images of {len(out.with_maps)} classes x {len(methods)} methods"):
                 ids = [i for k, i in wanted if k == c]
@@ -492,9 +500,12 @@ def report_sections(g: Gathered, maps: ReportMaps, opts: ReportOptions, source: 
                     clock: _Clock) -> ReportPage:
     """Every section of the page: galleries, confusion, embedding, thumbnails, attachments, concepts,
     charts, label issues, fields and dataset issues."""
+    from mikata.attribution.baselines import method_baselines
     from mikata.attribution.registry import titles
 
-    method_titles = titles()
+    method_titles = titles()  # a method that starts from a baseline names it (the default: the image's mean colour)
+    named = method_baselines(list(opts.methods), {})
+    method_titles.update({m: f"{method_titles.get(m, m)} (baseline {b})" for m, b in named.items()})
     ov, d, names = g.ov, g.d, g.names
     capped = len(d) > opts.max_images
     classes = _class_galleries(g, maps, opts, method_titles)
@@ -582,7 +593,10 @@ def _class_galleries(g: Gathered, maps: ReportMaps, opts: ReportOptions, method_
                 "topk": [(names[k], p) for k, p in _topk(d.probs[r], 3)],
                 "view": maps.views.get(int(i)),
                 "maps": [(method_titles.get(m, m), *maps.overlays[(int(i), m, c)]) for m in methods
-                         if (int(i), m, c) in maps.overlays]}
+                         if (int(i), m, c) in maps.overlays],
+                # an image the model gives another class: that class's map beside (the label class's may be all zero)
+                "pred_maps": [(method_titles.get(m, m), *maps.overlays[(int(i), m, int(d.preds[r]))]) for m in methods
+                              if d.preds[r] != c and (int(i), m, int(d.preds[r])) in maps.overlays]}
 
     classes = [{"index": c.index, "name": c.name, "images": c.images, "precision": c.precision,
                 "recall": c.recall, "f1": c.f1, "has_maps": c.index in maps.with_maps and not maps.error,
@@ -673,6 +687,8 @@ def _calibration(g: Gathered) -> dict[str, Any]:
 
     calibration = {**g.view.calibration(), "chart": ""}
     calibration["chart"] = reliability_chart(calibration)
+    if calibration["temperature"]:  # every probability of the report is the scaled one: said in the summary too
+        g.notes.append(calibration["note"])
     return calibration
 
 

@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import os
+import shlex
 import sqlite3
 from pathlib import Path
 
@@ -62,21 +63,31 @@ def _static_files() -> dict[str, tuple[Path, str]]:
 def create_app(run_dir: str | os.PathLike, token: str | None = None, host: str = "127.0.0.1",
                port: int | None = None, handle: ModelHandle | None = None, model: str | None = None,
                state: RunState | None = None, device: str | None = "cpu", positive: int | str | None = None,
-               split: str | None = None, source: ModelSource | None = None):
+               split: str | None = None, source: ModelSource | None = None, compare: str | os.PathLike | None = None,
+               compare_source: ModelSource | None = None):
     """The ASGI app for one run, wrapped in the token/Host gate. ``app.state.run`` is the ``RunState``
     (``split``: its pages show only that split's rows; ``source``: the model for maps, a ``ModelSource``,
     else built from ``handle``/``model``/``device``).
+
+    ``compare``: a second run B shown against this one (``/compare``, and B's maps on the image page;
+    ``compare_source``: B's model, default the one recorded beside B, on ``device``).
 
     ``port=None`` accepts the allowed host names without a port (for in-process tests only).
     """
     state = state or RunState(run_dir, positive=positive, split=split,
                               source=source or ModelSource(handle=handle, spec=model, device=device))
+    if compare is not None:
+        from mikata.server.compare_state import CompareState
+
+        state.compare = CompareState(state.view, compare, compare_source or ModelSource(device=device))
     token = token or new_token()
     app = FastAPI(title="mikata", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.run = state
     app.state.token = token
     templates = Jinja2Templates(directory=str(HERE / "templates"))
-    templates.env.globals.update(version=__version__, run_name=state.run_dir.name, fmt_pct=_pct, fmt_area=_area, zip=zip)
+    # run_arg: the run as a command-line argument (its path, quoted), for the commands a page suggests
+    templates.env.globals.update(version=__version__, run_name=state.run_dir.name, fmt_pct=_pct, fmt_area=_area, zip=zip,
+                                 run_arg=shlex.quote(str(state.run_dir)), shell_quote=shlex.quote)
     templates.env.finalize = shown_in_template  # non-UTF-8 file names print as \xNN, not a 500
     app.state.templates = templates
     app.state.static = _static_files()

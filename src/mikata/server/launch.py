@@ -76,9 +76,13 @@ def url_for(host: str, port: int, token: str) -> str:
 
 def serve(run_dir: str | os.PathLike, host: str = "127.0.0.1", port: int = 8765, open_browser: bool = False,
           model: str | None = None, token: str | None = None, device: str | None = "cpu",
-          positive: str | None = None, split: str | None = None) -> None:
+          positive: str | None = None, split: str | None = None, compare: str | os.PathLike | None = None,
+          compare_model: str | None = None) -> None:
     """Serve one run until interrupted; prints the URL to open. Maps are computed on ``device``;
-    ``split``: only that split's rows."""
+    ``split``: only that split's rows; ``compare``: a run B to compare with (``compare_model``: its model
+    when the one recorded beside it is not found)."""
+    from mikata.models.source import ModelSource
+
     import uvicorn
 
     from mikata.server.app import create_app
@@ -91,8 +95,11 @@ def serve(run_dir: str | os.PathLike, host: str = "127.0.0.1", port: int = 8765,
     port = sock.getsockname()[1]
     token = token or new_token()
     app = create_app(run_dir, token=token, host=host, port=port, model=model, device=device, positive=positive,
-                     split=split)
+                     split=split, compare=compare,
+                     compare_source=None if compare is None else ModelSource(spec=compare_model, device=device))
     app.run.overview()  # fail now, with the error, not on the first page load
+    if app.run.compare is not None:
+        app.run.compare.comparison()  # no shared images, other classes: one line now
     threading.Thread(target=_load_model, args=(app.run,), daemon=True).start()  # the first map comes sooner
     url = url_for(host, port, token)
     print(f"mikata serve: {app.run.run_dir}\n    {url}\n(Ctrl-C stops the server)", file=sys.stderr, flush=True)

@@ -41,6 +41,7 @@ from mikata.models.source import ModelSource
 
 if TYPE_CHECKING:
     from mikata.analysis.binary import Curves
+    from mikata.server.compare_state import CompareState
 
 log = logging.getLogger(__name__)
 PER_CLASS = 12        # most / least class-like images kept per class
@@ -79,6 +80,7 @@ class RunState:
         self._thumbs: OrderedDict[tuple[int, int], bytes] = OrderedDict()
         self._thumbs_max = thumb_cache
         self._thumb_lock = threading.Lock()
+        self.compare: "CompareState | None" = None  # run B of `mikata serve RUN_A --compare RUN_B`
 
     @property
     def overview_builds(self) -> int:
@@ -125,6 +127,13 @@ class RunState:
     def image_fields(self, image_id: int) -> list[tuple[str, str]]:
         """``(field, value)`` of one image (the manifest's extra columns), for its page."""
         return self.view.image_fields(image_id, self.overview())
+
+    def row_fields(self, rows) -> dict[int, str]:
+        """overview row -> its fields as one short line (``analysis.fields.fields_text``) for tiles and
+        review cards; {} for a run without fields."""
+        from mikata.analysis.fields import row_fields
+
+        return row_fields(self.field_values(), rows)
 
     def field_choices(self, max_values: int = 200) -> list[tuple[int, str, list[tuple[str, int]]]]:
         return self.view.field_choices(max_values)
@@ -336,3 +345,5 @@ class RunState:
 
     def close(self) -> None:
         self.store.close()
+        if self.compare is not None:
+            self.compare.close()

@@ -3,8 +3,8 @@ files), ``data`` (JSON and CSV, the review POST), ``units`` (units beside their 
 read the request, call one ``RunState`` method, render. ``create_app`` includes them all.
 """
 
-from mikata.server.routes import concepts, data, images, pages, units
+from mikata.server.routes import compare, concepts, data, images, pages, units
 
-ROUTERS = (pages.router, images.router, data.router, units.router, concepts.router)
+ROUTERS = (pages.router, images.router, data.router, units.router, concepts.router, compare.router)
 
 __all__ = ["ROUTERS"]

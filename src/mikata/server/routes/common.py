@@ -29,7 +29,8 @@ def page(request: Request, name: str, **ctx) -> HTMLResponse:
                         "has_units": _has_units(state),
                         "has_concepts": _has_file(state, CONCEPTS, CONCEPT_ATLAS),
                         "attachment_notes": state.attachment_notes(),
-                        "temperature": state.view.temperature(), **ctx})
+                        "temperature": state.view.temperature(),
+                        "has_compare": state.compare is not None, **ctx})
 
 
 def image_response(data: bytes, cacheable: bool = True) -> Response:

@@ -29,6 +29,10 @@ function $$(sel, root) { return Array.from((root || document).querySelectorAll(s
     const query = "?method=" + encodeURIComponent(method) + "&cls=" + encodeURIComponent(cls);
     const t0 = performance.now();
     let est = null;
+    // the previous map and its legend go while the new one computes: they belong to another method or class
+    img.hidden = true;
+    delete img.dataset.key;
+    drawLegend($("#maplegend"), null);
     status.textContent = waiting(method, clsName, t0, est);
     status.className = "muted busy";
     if (ticker) clearInterval(ticker);
@@ -339,4 +343,20 @@ function conceptMap(id, c, k, name) {
       list.append(row);
     });
   }).catch((e) => { clearInterval(ticker); status.textContent = String(e); status.className = "status error"; });
+})();
+
+// ------------------------------------- serve --compare: both models' maps of one image, each with its legend
+(function compareMaps() {
+  $$(".compare-maps img[data-map]").forEach(async (img) => {
+    const legendEl = img.parentElement.querySelector(".maplegend");
+    const resp = await fetch(img.dataset.map);
+    if (!resp.ok) {
+      legendEl.hidden = false;
+      legendEl.textContent = (await resp.text()) || ("error " + resp.status);
+      return;
+    }
+    const legend = JSON.parse(resp.headers.get("x-map-legend") || "null");
+    img.onload = () => drawLegend(legendEl, legend);
+    img.src = URL.createObjectURL(await resp.blob());
+  });
 })();
