@@ -88,7 +88,14 @@ def reliability_curve(probs: np.ndarray, labels: np.ndarray, bins: int = DEFAULT
     """The reliability diagram's points for top-1 predictions, with equal-mass bins.
 
     ``probs`` (N, K) class probabilities, ``labels`` (N,) class indices. No rows gives empty arrays
-    (and ``ece`` NaN)."""
+    (and ``ece`` NaN).
+
+    Example:
+        >>> d = mikata.open_run("runs/a").overview.data
+        >>> curve = mikata.reliability_curve(d.probs, d.labels, bins=3)
+        >>> curve.counts.tolist(), round(curve.ece, 3) == round(mikata.expected_calibration_error(d.probs, d.labels, 3), 3)
+        ([4, 4, 4], True)
+    """
     conf, correct = _top1(probs, labels)
     return reliability_of(conf, correct, bins)
 
@@ -112,7 +119,13 @@ def reliability_of(confidence: np.ndarray, correct: np.ndarray, bins: int = DEFA
 
 
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = DEFAULT_BINS) -> float:
-    """ECE of the top-1 predictions over equal-mass bins (see the module docstring); NaN for no rows."""
+    """ECE of the top-1 predictions over equal-mass bins (see the module docstring); NaN for no rows.
+
+    Example:
+        >>> d = mikata.open_run("runs/a").overview.data          # stored probabilities and labels
+        >>> round(mikata.expected_calibration_error(d.probs, d.labels), 3)
+        0.496
+    """
     return reliability_curve(probs, labels, bins).ece
 
 

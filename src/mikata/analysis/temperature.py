@@ -106,7 +106,13 @@ def calibrate_run(run: str | os.PathLike, split: str = "val", bins: int = DEFAUL
     """Fit the temperature on the rows of ``split`` (the model's own probabilities) and store it in the run.
 
     Refuses a split the model was trained on (its probabilities are in-sample: overconfident by
-    construction) and a split with no rows, each in one line naming the run."""
+    construction) and a split with no rows, each in one line naming the run.
+
+    Example:
+        >>> t = mikata.calibrate("runs/small", split="")   # runs/small was scanned without splits: its rows are held out
+        >>> t.images, t.ece_after < t.ece_before
+        (12, True)
+    """
     from mikata.analysis.audit import load_run
     from mikata.analysis.heldout import in_sample_rows
     from mikata.analysis.runlock import RunLock

@@ -400,9 +400,12 @@ def write_report(run: "str | os.PathLike | RunView", out: str | os.PathLike | No
         notes.append("attribution maps left out: no methods given")
     lap("maps")
 
+    from mikata.attribution.baselines import method_baselines
     from mikata.attribution.registry import titles
 
-    method_titles = titles()
+    method_titles = titles()  # a method that starts from a baseline names it (the default: the image's mean colour)
+    named = method_baselines(methods, {})
+    method_titles.update({m: f"{method_titles.get(m, m)} (baseline {b})" for m, b in named.items()})
 
     def card(i: int, c: int) -> dict:
         r = ov.row(i)
