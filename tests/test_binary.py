@@ -253,6 +253,12 @@ def test_api_curves_and_dashboard(run, data):
     assert len(got["table"]["thresholds"]) == 1001 and got["table"]["tp"][500] == c.at(0.5).tp
     page = client.get("/").text
     assert 'id="threshold"' in page and 'id="roc-chart"' in page and "top-5 accuracy" not in page
+    # the command it suggests names the run by its path (a copy-paste that works from any folder)
+    import html
+    import shlex
+
+    command = html.unescape(re.search(r'<code id="audit-command">([^<]*)</code>', page).group(1))
+    assert command == f"mikata audit {shlex.quote(str(run))} --threshold T"
     with pytest.raises(ChoiceError, match="valid positive classes"):
         create_app(run, token=TOKEN, port=8765, handle=two_class_handle(), positive="cat")
 

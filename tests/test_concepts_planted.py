@@ -218,3 +218,7 @@ def test_the_clean_twin_raises_no_shortcut_for_the_class(runs):
     assert atlas["classes"][TARGET], "the clean twin's Coat has concepts"
     flagged = [(c["concept"], c["evidence"]) for c in atlas["classes"][TARGET] if c["shortcut"]]
     assert not flagged, flagged
+    # nor a class-level finding (the class resting on its context or its intensities)
+    found = atlas["class_findings"][TARGET]
+    assert [f["test"] for f in found] == ["context", "photometric"]
+    assert not [f["evidence"] for f in found if f["shortcut"]]

@@ -249,3 +249,55 @@ def test_the_report_has_an_issues_section_with_each_types_worst_images(planted, 
         assert shown == [int(d.ids[r]) for r in issue_rows(found, name)][:12], name
     counts = dict(re.findall(r'<tr data-type="(\w+)"><td><a [^>]*>\w+</a></td><td class="num">(\d+)</td>', section))
     assert {k: int(v) for k, v in counts.items()} == {t["type"]: t["flagged"] for t in found.summary()}
+
+
+def test_duplicate_flags_say_what_near_measured_and_show_the_pair_side_by_side(planted, browser, capsys):
+    """Issue 31.8: a near-duplicate or leak flag names what "near" measured (the pixel correlation of grey
+    thumbnails) and shows the partner beside the image, in the audit and in the app (Chromium)."""
+    import re
+
+    from browser_support import live_server, new_page, screenshot
+    from mikata.analysis.issues import pair_partners
+    from mikata.cli import main
+    from mikata.server import create_app
+
+    found = find_issues(planted["run"])
+    d = found.data
+    by_path = {p: int(i) for p, i in zip(d.paths, d.ids.tolist())}
+    planted_pairs = {frozenset((by_path[a], by_path[b])) for a, b in planted["pairs"] if a in by_path and b in by_path}
+    partners = pair_partners(found, "near_duplicate")
+    flagged = set(d.ids[found.types["near_duplicate"].flag].tolist())
+    assert flagged and flagged <= set(partners)
+    # the partner shown is the planted original or copy for most flagged images (a blank file has several)
+    hits = sum(frozenset((i, partners[i][0])) in planted_pairs for i in flagged)
+    assert hits >= 0.9 * len(flagged)
+    i = next(iter(flagged))
+    assert "pixel correlation 0." in partners[i][1] and "16x16 grey thumbnails" in partners[i][1]
+    leaks = pair_partners(found, "leak")
+    splits = dict(zip(d.ids.tolist(), d.splits.tolist()))
+    assert leaks and all(splits[a] != splits[b] for a, (b, _) in leaks.items())
+    assert pair_partners(found, "dark") == {}
+    # the audit's pair lines say what was measured
+    assert main(["audit", str(planted["run"])]) in (0, 1)
+    text = capsys.readouterr().out
+    assert re.search(r"= \S+ \(near: pixel correlation 0\.\d{4} of their 16x16 grey thumbnails", text) or \
+        re.search(r"= \S+ \(exact: the same bytes \(sha1\)", text)
+    assert "pixel correlation of their 16x16 grey thumbnails" in text  # the type's description
+    token = "pairs-token-0123456789"
+    with live_server(lambda port: create_app(planted["run"], token=token, port=port, handle=mnist_handle())) as (url, _):
+        page = new_page(browser)
+        page.goto(f"{url}/issues?type=near_duplicate&token={token}")
+        page.wait_for_load_state("networkidle")
+        items = page.locator(".issue-item.paired").evaluate_all("""els => els.map(e => {
+            const t = e.querySelector('a.tile:not(.partner)').getBoundingClientRect(),
+                  p = e.querySelector('a.partner').getBoundingClientRect();
+            return [e.dataset.id, e.querySelector('a.partner').dataset.partner, t.right <= p.left + 1,
+                    Math.abs(t.top - p.top) < 2, e.querySelector('.pair-measure').textContent]; })""")
+        assert len(items) == min(len(flagged), 120)
+        for item_id, partner, beside, level, words in items:
+            assert int(partner) == partners[int(item_id)][0] and beside and level
+            assert words == partners[int(item_id)][1]
+        page.wait_for_function("() => { const i = document.querySelector('a.partner img');"
+                               " return i.complete && i.naturalWidth > 0; }")  # the partner's thumbnail is served
+        screenshot(page, "issues-near-duplicate-pairs")
+        assert page.problems == []

@@ -276,3 +276,39 @@ def test_a_wide_scorecard_stays_inside_its_card_in_chromium(report_run, tmp_path
     page.evaluate("() => { document.querySelector('header.top').style.position = 'static'; }")  # not over the card
     page.locator("#scorecard").screenshot(path=str(ARTIFACTS / "report-scorecard-wide.png"))
     assert page.problems == []
+
+
+def test_least_class_like_errors_show_the_predicted_class_map_beside_the_label_class_map(report, report_run,
+                                                                                          browser):
+    """Issue 31.8: for a least class-like image the model gives another class, the label class's map is often
+    all zero; the card also shows each method's map of the predicted class, computed for that class."""
+    import re
+
+    from browser_support import new_page, screenshot
+    from mikata.analysis.runstore import RunStore
+
+    ov, html = report["ov"], report["html"]
+    d = ov.data
+    wrong = [(c, i) for c in ov.classes for i in c.least_class_like if d.preds[ov.row(i)] != c.index]
+    assert wrong  # the 12 flipped labels make some
+    with RunStore.open(report_run["run"]) as store:
+        for c, i in wrong:
+            pred = int(d.preds[ov.row(i)])
+            block = html[html.index(f'id="class-{c.index}"'):]
+            card = re.search(rf'<div class="card wrong" data-id="{i}">(.*?)<div class="caption">', block, re.S)
+            assert card, (c.index, i)
+            captions = re.findall(r'<figure class="pred-map[^"]*"[^>]*><img src="data:image/png;base64,[^"]+" '
+                                  r'alt="[^"]*"><figcaption>([^<]*)', card.group(1))
+            names = ov.class_names
+            assert captions == [f"Grad-CAM: predicted {names[pred]}", f"Guided Grad-CAM: predicted {names[pred]}"]
+            # made for the predicted class (cached in the run like every gallery map)
+            assert store.get_map(int(i), "gradcam", pred) is not None
+    page = new_page(browser)
+    page.goto(report["path"].as_uri(), wait_until="load")
+    c, i = wrong[0]
+    card = page.locator(f'#class-{c.index} .card.wrong[data-id="{i}"]').first
+    boxes = card.locator("figure").evaluate_all("fs => fs.map(f => f.getBoundingClientRect().top)")
+    assert len(boxes) == 5 and max(boxes) - min(boxes) < 2  # image, two label-class maps, two predicted: one row
+    card.scroll_into_view_if_needed()
+    screenshot(page, "report-least-class-like-predicted-maps")
+    assert page.problems == []

@@ -318,3 +318,42 @@ def test_shards_of_a_manifest_scan_merge_with_their_fields(cells, tmp_path):
     by_path = dict(zip(map(str, one.paths), field_values(one, "site")))
     assert [by_path[str(p)] for p in merged.paths] == list(field_values(merged, "site"))
     assert group_by(merged, "cell_type") == group_by(one, "cell_type")
+
+
+# ------------------------------------------------------- fields where a reviewer decides (issue 31.7)
+def test_fields_on_review_cards_grid_tiles_and_audit_suspect_lines(cells, client, capsys):
+    """The manifest fields beside each suspected label error in the audit, on each review card and on each
+    grid/issue tile: bounded in length (the hostile value is cut), escaped (never markup)."""
+    from mikata.analysis.fields import MAX_VALUE_CHARS, fields_text
+    from mikata.cli import main
+
+    d = load_run(cells["run"])
+    kind, site = field_values(d, "cell_type"), field_values(d, "site")
+    want = {int(d.ids[r]): fields_text([("cell_type", kind[r]), ("site", site[r])]) for r in range(len(d))}
+    assert main(["audit", str(cells["run"]), "--json", "--no-dataset-issues"]) == 0
+    a = json.loads(capsys.readouterr().out)
+    assert all(i["fields"] == want[i["id"]] for i in a["label_issues"])
+    assert main(["audit", str(cells["run"]), "--no-dataset-issues"]) == 0
+    text = capsys.readouterr().out
+    first = a["label_issues"][0]
+    line = next(ln for ln in text.splitlines() if ln.startswith("  ") and first["path"].rsplit("/", 1)[-1] in ln
+                and "labelled" in ln)
+    assert line.endswith(f"[{want[first['id']]}]")
+    cut = HOSTILE[:MAX_VALUE_CHARS - 1] + "…"
+    assert fields_text([("site", HOSTILE)]) == f"site={cut}"
+    # review cards: one fields line per card, escaped
+    page = client.get("/reviews").text
+    cards = re.findall(r'<div class="review review-card[^"]*" data-id="(\d+)".*?<div class="fields" title="[^"]*">'
+                       r'([^<]*)</div>', page, re.S)
+    assert len(cards) == page.count('class="review review-card') > 0
+    import html
+
+    assert all(html.unescape(t) == want[int(i)] for i, t in cards)
+    assert "<img src=x" not in page
+    # grid and issue tiles
+    for url in ("/grid", "/issues?type=label"):
+        page = client.get(url).text
+        tiles = re.findall(r'data-id="(\d+)" title="[^"]*">.*?<span class="fields" title="[^"]*">([^<]*)</span>',
+                           page, re.S)
+        assert tiles and all(html.unescape(t) == want[int(i)] for i, t in tiles), url
+        assert "<img src=x" not in page

@@ -174,3 +174,30 @@ def test_report_label_errors_and_field_sections_in_a_real_browser(browser, live,
     page.locator("#label-issues").scroll_into_view_if_needed()
     screenshot(page, "report-label-issues")
     assert page.problems == []
+
+
+def test_fields_show_on_review_cards_and_grid_tiles_in_a_real_browser(browser, live):
+    """Issue 31.7: the manifest fields where a reviewer decides, as text (the HTML value never runs)."""
+    from mikata.analysis.fields import fields_text
+
+    d = load_run(live["run"])
+    kind, site = field_values(d, "cell_type"), field_values(d, "site")
+    want = {int(d.ids[r]): fields_text([("cell_type", kind[r]), ("site", site[r])]) for r in range(len(d))}
+    page = new_page(browser)
+    page.goto(f"{live['url']}/reviews?token={TOKEN}")
+    page.wait_for_load_state("networkidle")
+    cards = page.locator(".review-card").evaluate_all(
+        "els => els.map(e => [e.dataset.id, e.querySelector('.fields').textContent])")
+    assert cards and all(text == want[int(i)] for i, text in cards)
+    box = page.locator(".review-card .fields").first.bounding_box()
+    assert box["height"] > 0 and box["width"] > 0
+    from urllib.parse import quote
+
+    page.goto(f"{live['url']}/grid?where={quote('1:' + HOSTILE)}")
+    page.wait_for_load_state("networkidle")
+    tiles = page.locator("#grid .tile").evaluate_all(
+        "els => els.map(e => [e.dataset.id, e.querySelector('.fields').textContent])")
+    assert tiles and all(text == want[int(i)] and "site=<img src=x" in text for i, text in tiles)
+    screenshot(page, "grid-tiles-with-fields")
+    assert page.evaluate("() => window.pwned === undefined")
+    assert page.problems == []

@@ -257,3 +257,31 @@ def test_featurevis_gallery_shows_each_unit_with_its_label_and_the_log(browser, 
     assert "iteration" in log and len(log.strip().splitlines()) == 2 + len(r.log)
     screenshot(page, "server-featurevis-units")
     assert page.problems == []
+
+
+def test_a_new_map_clears_the_old_one_and_the_busy_marker_needs_no_emoji_font(browser, live):
+    """Issue 31.8: while Integrated Gradients computes, the previous map and its legend are gone (they belong to
+    another method); the busy marker is a drawn spinner (a CSS border), not a glyph a font may lack."""
+    state = live["app"].run
+    image_id = int(overview(live["run"]).data.ids[0])
+    pred = int(state.image_row(image_id)["pred"])
+    page = new_page(browser)
+    page.goto(f"{live['url']}/image/{image_id}?token={TOKEN}")
+    _show_map(page, "gradcam", pred)
+    assert page.locator("#overlay").is_visible() and page.locator("#maplegend").is_visible()
+    # the synchronous start of the request: what the page shows before any answer arrives
+    during = page.evaluate("""() => { document.querySelector('#method').value = 'integrated-gradients';
+        document.querySelector('#mapform').requestSubmit();
+        const i = document.querySelector('#overlay'), l = document.querySelector('#maplegend'),
+              s = document.querySelector('#mapstatus'), after = getComputedStyle(s, '::after');
+        return {overlay: i.hidden, key: i.dataset.key || '', legend: l.hidden, busy: s.classList.contains('busy'),
+                content: after.content, width: parseFloat(after.width), border: after.borderTopStyle,
+                borderWidth: parseFloat(after.borderTopWidth), text: s.textContent}; }""")
+    assert during["overlay"] and during["key"] == "" and during["legend"] and during["busy"]
+    assert "computing integrated-gradients" in during["text"]
+    assert "\u23f3" not in during["content"] and during["width"] > 4 and during["border"] == "solid"
+    assert during["borderWidth"] >= 1
+    page.wait_for_function(f"() => document.querySelector('#overlay').dataset.key === 'integrated-gradients/{pred}'",
+                           timeout=60000)
+    assert page.locator("#overlay").is_visible() and page.locator("#maplegend").is_visible()
+    assert page.problems == []

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 
 import numpy as np
 import pytest
@@ -257,14 +258,15 @@ def test_another_split_of_the_training_folder_is_refused(model, digits, tmp_path
 
 
 def test_other_data_scans_as_before(model, digits, tmp_path):
-    """A folder the model was not trained on: every image, no split, no in-sample rows."""
+    """A folder the model was not trained on: every image, no split, no in-sample rows. (Its images are
+    the training digits inverted: byte copies would be recognised by content as the training images.)"""
     from mikata.analysis.scan import scan
 
     other = tmp_path / "other"
     for c in ("digit_0", "digit_1"):
         (other / c).mkdir(parents=True)
         for p in sorted((digits / c).glob("*.png"))[:3]:
-            (other / c / p.name).write_bytes(p.read_bytes())
+            Image.fromarray(255 - np.asarray(Image.open(p))).save(other / c / p.name)
     s = scan(model, other, tmp_path / "r", workers=0, progress=False)
     assert s.total == 6
     with RunStore.open(tmp_path / "r") as store:
@@ -288,9 +290,18 @@ def test_a_copy_of_the_dataset_elsewhere_splits_the_same_and_keeps_its_held_out_
     scan(model, copy, tmp_path / "r", workers=0, progress=False)
     d = load_run(tmp_path / "r")
     assert sorted(set(d.splits.tolist())) == ["test", "val"] and len(d) == 16
-    # one image fewer: not the training data any more, so it scans as other data (every image)
+    # one image fewer: not the training data any more by path; a checkpoint without content hashes
+    # (before 2026-12) then scans it as other data (every image)
+    import dataclasses
+
     next((copy / "digit_0").glob("*.png")).unlink()
-    assert scan(model, copy, tmp_path / "r2", workers=0, progress=False).total == 4 * PER_CLASS - 1
+    rec = {k: v for k, v in model.metadata["training"]["split_record"].items() if k != "content"}
+    old = dataclasses.replace(model, metadata={**model.metadata, "training": {"split_record": rec}})
+    assert scan(old, copy, tmp_path / "r2", workers=0, progress=False).total == 4 * PER_CLASS - 1
+    # with content hashes the images are recognised: only the held-out ones are scanned
+    s = scan(model, copy, tmp_path / "r3", workers=0, progress=False)
+    d = load_run(tmp_path / "r3")
+    assert sorted(set(d.splits.tolist())) == ["test", "val"] and s.total in (15, 16)
 
 
 def test_a_checkpoint_from_before_relative_keys_recomputes_its_absolute_split(model, digits):
@@ -311,6 +322,94 @@ def test_a_checkpoint_from_before_relative_keys_recomputes_its_absolute_split(mo
     assert plan.trained_on["verified"] and plan.names == ["val", "test"]
     held = {s.path for s, _ in plan.chosen}
     assert held == {s.path for n in ("val", "test") for s in parts[n].samples}
+
+
+# ------------------------------------------------------------------------------- 1b. recognised by content
+def _manifest(path, rows, header=True):
+    """A ``path,label`` CSV of ``rows`` (path relative to the CSV's folder, label)."""
+    lines = (["path,label"] if header else []) + [f"{p},{label}" for p, label in rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _folder_rows(folder, prefix):
+    return [(f"{prefix}/{p.parent.name}/{p.name}", p.parent.name) for p in sorted(folder.glob("*/*.png"))]
+
+
+def test_checkpoint_records_a_content_hash_per_file_the_same_the_scan_stores(model, digits, scanned):
+    """The content keys are the leading digits of the sha1 a scan stores per row."""
+    from mikata.data.splits import CONTENT_DIGITS, TrainingSplit
+
+    rec = TrainingSplit.from_metadata(model.metadata)
+    assert sorted(rec.content) == ["test", "train", "val"]
+    assert sum(len(v) // CONTENT_DIGITS for v in rec.content.values()) <= 4 * PER_CLASS
+    known = rec.split_by_content()
+    d = load_run(scanned / "all")
+    with RunStore.open(scanned / "all") as store:
+        digests = {r["path"]: r["hash"] for r in store.rows(columns=["path", "hash"])}
+    # every scanned row's sha1 is known, and in the split the path-based record gives it (or in train,
+    # for a byte-identical duplicate of a training image)
+    for path, split in zip(d.paths, d.splits):
+        assert known[digests[path][:CONTENT_DIGITS]] in (split, "train")
+
+
+def test_a_csv_of_the_training_folder_is_recognised_by_content(model, digits, tmp_path, caplog):
+    """Trained on a folder, scanned through a CSV whose paths differ: the training images are recognised
+    by content; the scan keeps to the held-out ones and says so in one line; --split all marks them."""
+    from mikata.analysis.overview import overview
+    from mikata.analysis.scan import scan
+
+    csv = _manifest(tmp_path / "cells.csv", _folder_rows(digits, os.path.relpath(digits, tmp_path)))
+    with caplog.at_level(logging.INFO, logger="mikata"):
+        scan(model, csv, tmp_path / "held", workers=0, progress=False)
+    said = [r.getMessage() for r in caplog.records if "recognised by content" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith(f"48 of the 48 images of {csv}")
+    assert "its 32 training images are left out" in said[0]
+    held = load_run(tmp_path / "held")
+    assert sorted(set(held.splits.tolist())) == ["test", "val"] and len(held) == 16
+    with RunStore.open(tmp_path / "held") as store:
+        trained_on = store.manifest["trained_on"]
+        assert trained_on["matched"] == "content" and "content" not in trained_on
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="mikata"):
+        scan(model, csv, tmp_path / "all", workers=0, progress=False, split="all")
+    assert any(r.levelno == logging.WARNING and "32 training images are marked split=train" in r.getMessage()
+               for r in caplog.records)
+    ov = overview(tmp_path / "all")
+    assert len(load_run(tmp_path / "all")) == 48 and ov.trained_rows == 32 and ov.label_scope["used"] == 16
+    with pytest.raises(MikataError, match="recognised by content.*Leave out --split-fractions"):
+        scan(model, csv, tmp_path / "r", fractions=(0.5, 0.5), workers=0, progress=False)
+
+
+def test_trained_on_a_csv_scanned_as_the_folder_with_other_paths(digits, lite0, tmp_path):
+    """The issue's case: train on ``cells.csv`` (paths ``data/digit_0/...``), scan ``data/`` (paths
+    ``digit_0/...``): the held-out split is present and the training rows are counted, not 100% accuracy
+    on images the model trained on. A new image in the folder is scanned as ``new``."""
+    import shutil
+
+    from mikata.analysis.overview import overview
+    from mikata.analysis.scan import scan
+    from mikata.models import load_model
+
+    data = shutil.copytree(digits, tmp_path / "data")
+    csv = _manifest(tmp_path / "cells.csv", _folder_rows(data, "data"))
+    ckpt = tmp_path / "cells.safetensors"
+    train(csv, lite0, ckpt, progress=False, **FAST)
+    m = load_model(str(ckpt))
+    sizes = m.metadata["training"]["split_record"]["sizes"]
+    Image.fromarray((np.arange(64, dtype=np.uint8).reshape(8, 8) * 3)).save(data / "digit_0" / "new.png")
+    scan(m, data, tmp_path / "held", workers=0, progress=False)
+    held = load_run(tmp_path / "held")
+    assert sorted(set(held.splits.tolist())) == ["new", "test", "val"]
+    assert int((held.splits == "new").sum()) == 1
+    assert int((held.splits != "new").sum()) == sizes["val"] + sizes["test"]
+    scan(m, data, tmp_path / "all", workers=0, progress=False, split="all")
+    ov = overview(tmp_path / "all")
+    assert len(load_run(tmp_path / "all")) == 49 and ov.trained_rows == sizes["train"]
+    from mikata.analysis.audit_summary import audit, format_audit
+
+    text = format_audit(audit(tmp_path / "all", dataset_issues=False))
+    assert f"WARNING: {sizes['train']} of 49 rows were used to train this model" in text
 
 
 # ------------------------------------------------------------------------------- 2. resume options
@@ -379,6 +478,55 @@ def test_crossval_gives_every_row_an_out_of_sample_prediction_and_resumes_only_u
         assert set(service._fold_handles) == {"fold1", "fold2"}
     with pytest.raises(MikataError, match="other settings"):
         crossval(digits, lite0, run, folds=3, progress=False, scan_workers=0, **FAST)
+
+
+def test_crossval_of_a_csv_keeps_its_fields_in_the_run_audit_report_export_and_app(digits, tmp_path, lite0, capsys):
+    """The manifest's extra columns travel through crossval: ``audit --group-by type`` works on the combined
+    run, and its report, export and app show them."""
+    import csv as csvlib
+
+    from fastapi.testclient import TestClient
+
+    from mikata.analysis.crossval import crossval
+    from mikata.analysis.export import export_run
+    from mikata.analysis.fields import field_values, group_by
+    from mikata.cli import main
+    from mikata.report.build import write_report
+    from mikata.server import create_app
+
+    rows = _folder_rows(digits, os.path.relpath(digits, tmp_path))
+    lines = ["path,label,type,defect_prob"] + [f"{p},{c},{'mono' if k % 3 else 'poly'},{k % 4 / 3:.3f}"
+                                               for k, (p, c) in enumerate(rows)]
+    csv = tmp_path / "cells.csv"
+    csv.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    run = tmp_path / "cv"
+    crossval(csv, lite0, run, folds=2, progress=False, scan_workers=0, **FAST)
+    with RunStore.open(run) as store:
+        assert store.field_names() == ["type", "defect_prob"]
+    d = load_run(run)
+    want = {os.path.normpath(os.path.join(tmp_path, p)): "mono" if k % 3 else "poly" for k, (p, _) in enumerate(rows)}
+    assert [want[p] for p in d.paths] == field_values(d, "type").tolist()
+    assert main(["audit", str(run), "--group-by", "type", "--json", "--no-dataset-issues"]) == 0
+    assert json.loads(capsys.readouterr().out)["groups"]["type"] == group_by(d, "type")
+    out = export_run(run, tmp_path / "e.csv")
+    exported = list(csvlib.DictReader(open(out, encoding="utf-8")))
+    assert {r["type"] for r in exported} == {"mono", "poly"} and len(exported) == len(d)
+    write_report(run, tmp_path / "r.html", maps=False)
+    html = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert 'class="field-section" data-field="type"' in html and 'data-field="defect_prob"' in html
+    app = create_app(run, token="t", port=8765)
+    page = TestClient(app, base_url="http://127.0.0.1:8765").get("/?token=t").text
+    assert 'data-field="type"' in page and 'data-field="defect_prob"' in page
+
+
+def test_a_run_without_fields_says_why_not_valid_fields_none(scanned, capsys):
+    """A folder scan has no fields: the message says where its images came from and what gives fields."""
+    from mikata.cli import main
+
+    assert main(["audit", str(scanned / "default"), "--group-by", "type", "--no-dataset-issues"]) == 2
+    err = capsys.readouterr().err
+    assert "has no fields (asked for 'type')" in err and "came without extra columns" in err
+    assert "path,label,FIELD" in err and "valid fields: none" not in err
 
 
 def test_crossval_cli_is_a_thin_command(digits, tmp_path, capsys):

@@ -90,6 +90,11 @@ def _audit(view: "RunView", groups: Mapping[str, str] | None, n: int, top_pairs:
             if c.index in areas:
                 entry["auroc"], entry["average_precision"] = (None if v != v else round(v, 4) for v in areas[c.index])
     cm = ov.confusion
+    # a manifest's fields beside each suspected label error: what a reviewer decides with (bounded length)
+    from mikata.analysis.fields import row_fields
+
+    texts = row_fields(view.field_values(), [i["row"] for i in ov.label_issues])
+    label_issues = [{**i, "fields": texts[i["row"]]} for i in ov.label_issues] if texts else ov.label_issues
     result = {
         "run": d.run_dir, "images": len(d), "skipped": [{"path": p, "reason": r} for p, r in ov.skipped],
         "accuracy": ov.accuracy, "top5_accuracy": ov.top5_accuracy,
@@ -99,7 +104,7 @@ def _audit(view: "RunView", groups: Mapping[str, str] | None, n: int, top_pairs:
         "confused_pairs": [{"a": names[a], "b": names[b], "a_as_b": ab, "b_as_a": ba}
                            for a, b, ab, ba in ov.confused_pairs],
         "per_class": per_class,
-        "label_issues": ov.label_issues,
+        "label_issues": label_issues,
         "label_issues_total": ov.label_issues_total, "split": split,
         "trained_rows": ov.trained_rows, "trained_rows_note": trained_rows_note(ov.trained_rows, len(d)),
         "label_scope": ov.label_scope, "label_scope_note": label_scope_note(ov.label_scope),
@@ -168,7 +173,8 @@ def format_audit(r: dict, max_listed: int | None = None) -> str:
         f"({shown_of(len(listed), total)}, most suspicious first; confident learning, needs out-of-sample "
         "probabilities: the model's view, not the truth)")
     for i in listed:
-        out(f"  {shown(i['path'])}  {describe_label_issue(i)}")
+        fields = f"  [{i['fields']}]" if i.get("fields") else ""
+        out(f"  {shown(i['path'])}  {describe_label_issue(i)}{fields}")
     if len(listed) < total:
         out(f"  … {total - len(listed)} more (--issues N lists more; the web app's Label review has them all)")
     if r.get("label_scope_note"):

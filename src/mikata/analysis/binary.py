@@ -142,8 +142,10 @@ class Curves:
 
     @property
     def auroc(self) -> float:
-        """Area under the ROC curve (trapezoids): the chance a random positive scores above a random
-        negative, ties counting half; NaN when one side has no images."""
+        """Area under the ROC curve (trapezoids).
+
+        The chance a random positive scores above a random negative, ties counting half; NaN when one
+        side has no images."""
         if not (self.n_pos and self.n_neg):
             return float("nan")
         fpr, tpr, _ = self.roc()
@@ -151,8 +153,9 @@ class Curves:
 
     @property
     def average_precision(self) -> float:
-        """Average precision: sum over thresholds of (recall gain) x precision, no interpolation
-        (``sklearn.metrics.average_precision_score``); NaN without positives."""
+        """Average precision, the sum over thresholds of (recall gain) x precision.
+
+        No interpolation (``sklearn.metrics.average_precision_score``); NaN without positives."""
         if not self.n_pos:
             return float("nan")
         precision, recall, _ = self.pr()

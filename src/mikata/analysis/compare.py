@@ -296,6 +296,11 @@ class Comparison:
     ``rows``: every ``MetricRow``; ``metric(name, key)`` one of them; ``metrics()`` them as a DataFrame;
     ``flipped(kind)`` the fixed or broken images; ``issue_counts()`` the dataset issues side by side;
     ``to_dict()`` the JSON ``mikata compare --json`` prints. In Jupyter it shows its summary table.
+
+    Example:
+        >>> c = mikata.compare("runs/a", "runs/small")
+        >>> c.metrics()[["metric", "a", "b"]].iloc[0].tolist()[0], len(c.flipped("broken"))
+        ('accuracy', 1)
     """
 
     def __init__(self, a: RunView, b: RunView, paired: Paired, matching: Matching, labels_differ: int,
@@ -491,6 +496,14 @@ def compare(run_a: "str | os.PathLike | RunView", run_b: "str | os.PathLike | Ru
     ``seed``/``replicates``/``confidence``: the paired bootstrap; ``positive``: the class whose AUROC
     and average precision are compared (default on two-class runs: A's minority class; on more
     classes, a named class gives its one-vs-rest areas).
+
+    Example:
+        >>> c = mikata.compare("runs/a", "runs/small")   # the same photos seen at 224 and at 160 pixels
+        >>> c.images["shared"], c.images["only_a"]
+        (12, 0)
+        >>> m = c.metric("accuracy")                       # B - A, a paired bootstrap interval, McNemar's p
+        >>> round(m.a, 3), round(m.b, 3), m.value.low <= m.value.diff <= m.value.high
+        (0.833, 0.75, True)
     """
     from mikata.models.precheck import check_at_least, check_between
 

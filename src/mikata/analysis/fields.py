@@ -17,7 +17,7 @@ import numpy as np
 
 from mikata.analysis.audit import RunData
 from mikata.analysis.runstore import RunStore
-from mikata.errors import ChoiceError
+from mikata.errors import ChoiceError, MikataError
 
 MISSING = ""  # the value of an image the manifest gave no value (or that was scanned from a folder)
 
@@ -29,12 +29,27 @@ def field_names(run_dir: str) -> list[str]:
 
 
 def check_field(run_dir: str, name: str) -> str:
-    """``name`` if the run has that field; a ``ChoiceError`` listing the run's fields otherwise."""
+    """``name`` if the run has that field; a ``ChoiceError`` listing the run's fields otherwise, or, for a run
+    with none, a ``MikataError`` saying why it has none and what gives it some."""
     names = field_names(run_dir)
+    if not names:
+        raise MikataError(f"{run_dir} has no fields (asked for {name!r}): {_why_no_fields(run_dir)}")
     if name not in names:
-        raise ChoiceError("field", name,
-                          names or ["none: scan a CSV manifest with extra columns (path,label,cell_type)"])
+        raise ChoiceError("field", name, names)
     return name
+
+
+def _why_no_fields(run_dir: str) -> str:
+    """Why a run holds no fields, and what gives it some, from what its manifest says it scanned."""
+    with RunStore.open(run_dir) as store:
+        manifest = store.manifest
+    if isinstance(manifest.get("crossval"), dict):
+        return ("its folds' scans stored none (scanned from a folder, or a CSV without extra columns, or combined "
+                "by an older mikata); crossval of a CSV manifest path,label,FIELD,... carries its columns, and "
+                "rerunning the same command reuses the finished folds")
+    root = manifest.get("dataset_root") or "its data"
+    return (f"its images (under {root}) came without extra columns; scan a CSV manifest whose header is "
+            "path,label,FIELD,... to store one")
 
 
 def field_values(d: RunData, name: str) -> np.ndarray:
@@ -70,6 +85,43 @@ def group_by(d: RunData, name: str, values: np.ndarray | None = None) -> list[di
                     "accuracy": ok / len(rows), "per_class": per_class})
     out.sort(key=lambda g: (g["accuracy"], -g["images"], g["value"]))
     return out
+
+
+MAX_VALUE_CHARS = 24   # one field value on a tile, card or audit line, before it is cut with "…"
+MAX_FIELDS_CHARS = 90  # all of one image's fields there
+
+
+def fields_text(pairs: "list[tuple[str, str]] | dict[str, str]", max_value: int = MAX_VALUE_CHARS,
+                max_total: int = MAX_FIELDS_CHARS) -> str:
+    """One image's fields as a short line for where a reviewer decides (``type=poly · defect_prob=0.67``):
+    each value cut to ``max_value`` characters, the whole to ``max_total``; empty values left out. Control
+    characters are escaped (a terminal or a page shows them, never obeys them); HTML escaping is the
+    template's.
+
+    Example:
+        >>> fields_text([("type", "poly"), ("note", "x" * 40), ("site", "")], max_value=8)
+        'type=poly · note=xxxxxxx…'
+    """
+    from mikata.data.filenames import shown
+
+    items = pairs.items() if isinstance(pairs, dict) else pairs
+    parts = []
+    for name, value in items:
+        value = shown(str(value))
+        if value == MISSING:
+            continue
+        name = shown(str(name))
+        cut = value if len(value) <= max_value else value[:max_value - 1] + "…"
+        parts.append(f"{name[:max_value]}={cut}")
+    text = " · ".join(parts)
+    return text if len(text) <= max_total else text[:max_total - 1] + "…"
+
+
+def row_fields(values: dict[str, np.ndarray], rows) -> dict[int, str]:
+    """``fields_text`` of each row index in ``rows`` (``values``: ``{field: (N,) values}``); {} without fields."""
+    if not values:
+        return {}
+    return {int(r): fields_text([(name, v[int(r)]) for name, v in values.items()]) for r in rows}
 
 
 def format_groups(groups: dict[str, list[dict]]) -> list[str]:

@@ -13,6 +13,12 @@ SAME folder or CSV with it, or a moved or copied folder holding exactly the file
 - ``fractions``/``seed`` other than the checkpoint's are refused: they would call training images
   held-out.
 
+The same images reached by other paths (the folder it trained on read through a CSV, a CSV's files
+scanned as a folder, another root) are recognised by content: the checkpoint keeps a hash of each file's
+bytes per split (``data.splits.content_record``), the files are hashed before the scan, and each image
+gets the split its content had when the model trained (``new`` for an image the training data did not
+hold). The scan says so in one line. Checkpoints without content hashes match by path only.
+
 Any other data (a model trained elsewhere, another folder) is scanned as before.
 
 Example:
@@ -40,6 +46,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 HELD_OUT = "held-out"  # every split but train
 ALL = "all"            # every split, training rows marked
+NEW = "new"            # recognised by content: an image the checkpoint's training data did not hold
 
 
 @dataclass
@@ -78,6 +85,11 @@ def plan_scan(handle: ModelHandle, source: str | os.PathLike | None, dataset: Im
     scan includes images the model was trained on."""
     rec = TrainingSplit.from_metadata(handle.metadata)
     where = source_identity(source) if source is not None else dataset.root
+    # label: rows named by the caller (a cross-validation fold scanned by its fold's model) keep that name
+    if rec is not None and rec.content and not label and not _same_training_data(dataset, rec, where):
+        plan = _plan_by_content(handle, where, dataset, split, fractions, seed, rec)
+        if plan is not None:
+            return plan
     if rec is None or (rec.source != where and not _copy_of_training_data(dataset, rec)):
         chosen = select_samples(dataset, split, fractions, 0 if seed is None else seed, label)
         return ScanPlan(chosen, sorted({n for _, n in chosen}))
@@ -100,7 +112,7 @@ def plan_scan(handle: ModelHandle, source: str | os.PathLike | None, dataset: Im
     chosen = select_samples(dataset, effective, rec.fractions, rec.seed, keys=rec.keys)
     names = [n for n in parts if any(c[1] == n for c in chosen)]
     counts = {n: len(parts[n]) for n in names}
-    trained_on = {"split": TRAIN, **rec.to_dict(), "verified": same}
+    trained_on = {"split": TRAIN, **rec.to_dict(content=False), "verified": same, "matched": "path"}
     if TRAIN in names:
         log.warning("WARNING: %d of the %d images scanned were used to train %s (their rows are marked split=train): "
                     "their accuracy and label issues are not out-of-sample. `mikata audit RUN --split test` (or a "
@@ -111,6 +123,69 @@ def plan_scan(handle: ModelHandle, source: str | os.PathLike | None, dataset: Im
                "checkpoint split %s; --split all scans everything)", "s" if len(names) > 1 else "", where,
                " + ".join(f"{counts[n]} {n}" for n in names), len(parts.get(TRAIN, ())), rec.describe(), logger=log)
     return ScanPlan(chosen, names, trained_on)
+
+
+def _same_training_data(dataset: ImageDataset, rec: TrainingSplit, where: str) -> bool:
+    """Whether the path-based split reproduces the training split exactly (same folder or CSV, or a copy
+    of it, with the same training files); otherwise a checkpoint with content hashes matches by content."""
+    if rec.source != where:
+        return _copy_of_training_data(dataset, rec)
+    parts = split_dataset(dataset, rec.fractions, rec.seed, keys=rec.keys)
+    return TRAIN in parts and files_sha1(parts[TRAIN], rec.keys) == rec.train_sha1
+
+
+def _plan_by_content(handle: ModelHandle, where: str, dataset: ImageDataset, split: str | None,
+                     fractions: Sequence[float] | None, seed: int | None, rec: TrainingSplit) -> ScanPlan | None:
+    """Each image's split from its content hash (see the module doc); None when no image of ``dataset`` was
+    in the checkpoint's data (then it is other data, scanned as such)."""
+    from mikata.data.splits import content_keys
+
+    known = rec.split_by_content()
+    if len(dataset) >= 5000:  # one read of every file before the scan reads them again (then from the page cache)
+        log.info("hashing the %d files of %s to recognise the images %s was trained on by content", len(dataset),
+                 where, handle.spec)
+    keys = content_keys([s.path for s in dataset.samples])
+    names = [known.get(k, NEW) if k else NEW for k in keys]
+    if all(n == NEW for n in names):
+        return None
+    if fractions is not None or seed is not None:
+        raise MikataError(f"{where} holds images {handle.spec} was trained on (recognised by content), so it brings "
+                          f"its own split ({rec.describe()}); another split would call some of its training images "
+                          "held-out. Leave out --split-fractions and --seed")
+    counts = {n: names.count(n) for n in dict.fromkeys(sorted(names, key=_split_order))}
+    if split in (None, HELD_OUT):
+        wanted = [n for n in counts if n != TRAIN]
+    elif split == ALL:
+        wanted = list(counts)
+    elif split in counts:
+        wanted = [split]
+    else:
+        raise MikataError(f"unknown split {split!r}; recognised by content, {where} has the splits "
+                          f"{list(counts) + [HELD_OUT, ALL]}")
+    chosen = [(s, n) for n in wanted for s, m in zip(dataset.samples, names) if m == n]
+    found = " + ".join(f"{counts[n]} {n}" for n in counts if n != NEW)
+    extra = f", {counts[NEW]} not in its data" if NEW in counts else ""
+    scanned = " + ".join(f"{counts[n]} {n}" for n in wanted) or "nothing"
+    recognised = len(names) - counts.get(NEW, 0)
+    if TRAIN in wanted:
+        log.warning("WARNING: %d of the %d images of %s are from the data %s was trained on (%s), recognised by "
+                    "content under other paths (%s%s); its %d training images are marked split=train: their accuracy "
+                    "and label issues are not out-of-sample. A scan without --split keeps to held-out images",
+                    recognised, len(names), where, handle.spec, rec.source, found, extra, counts.get(TRAIN, 0))
+    else:
+        log.info("%d of the %d images of %s are from the data %s was trained on (%s), recognised by content under "
+                 "other paths (%s%s): scanning the held-out ones (%s); its %d training images are left out "
+                 "(--split all scans and marks them)", recognised, len(names), where, handle.spec, rec.source,
+                 found, extra, scanned, counts.get(TRAIN, 0))
+    trained_on = {"split": TRAIN, **rec.to_dict(content=False), "verified": True, "matched": "content",
+                  "recognised": {n: c for n, c in counts.items() if n != NEW}}
+    return ScanPlan(chosen, wanted, trained_on)
+
+
+def _split_order(name: str) -> tuple[int, str]:
+    """train, val, test, then the rest by name, ``new`` last: the order splits are listed in."""
+    order = {TRAIN: 0, "val": 1, "test": 2, NEW: 4}
+    return order.get(name, 3), name
 
 
 def _copy_of_training_data(dataset: ImageDataset, rec: TrainingSplit) -> bool:

@@ -52,7 +52,7 @@ import numpy as np
 from mikata.analysis.audit import RunData, load_run, subset
 from mikata.analysis.issue_registry import (IssueContext, IssueTypeSpec, Scored, default_thresholds, issue_type_names, issue_type_specs, register_issue_type)
 from mikata.analysis.runstore import RunStore
-from mikata.data.image_stats import ENTROPY_BINS, STAT_COLUMNS
+from mikata.data.image_stats import ENTROPY_BINS, STAT_COLUMNS, THUMB_SIDE
 from mikata.errors import ChoiceError
 
 KNN_EXACT_MAX = 50_000  # above this many images the k-NN search is approximate (faiss HNSW)
@@ -631,7 +631,8 @@ def _explain_outliers(types: dict[str, IssueType], notes: list[str]) -> None:
 for _spec in (  # registry order is scoring order: near duplicates and exact ones before the leaks they make
     IssueTypeSpec("label", "suspected label errors (confident learning on the stored probabilities)", _label,
                   None, ("probs",), explained_by_maps=True),
-    IssueTypeSpec("near_duplicate", "images that are nearly the same picture as another (up to brightness, "
+    IssueTypeSpec("near_duplicate", "images that are nearly the same picture as another: pixel correlation of "
+                  f"their {THUMB_SIDE}x{THUMB_SIDE} grey thumbnails above 1 - threshold (blind to brightness, "
                   "contrast, compression)", _near_duplicate, 0.003, ("thumbs",), pairs=True),
     IssueTypeSpec("outlier", "images far from every other image in embedding space (out of distribution)", _outlier,
                   0.3, ("embed", "thumbs"), explained_by_maps=True, refine=_explain_outliers),
@@ -696,6 +697,36 @@ def _groups(d: RunData, feats: np.ndarray | None, groups, seed: int) -> tuple[np
     return labels.astype(np.int64), [f"cluster {c}" for c in range(clusters)]
 
 
+def pair_measure(kind: str, similarity: float) -> str:
+    """What a duplicate pair's similarity measured, in words: ``near`` pairs are compared by the pixel
+    correlation of brightness- and contrast-blind grey thumbnails (neighbouring crops of one object can
+    correlate that highly too, so a person should look at the two side by side)."""
+    if kind == "exact":
+        return "the same bytes (sha1)"
+    return (f"pixel correlation {similarity:.4f} of their {THUMB_SIDE}x{THUMB_SIDE} grey thumbnails "
+            "(brightness and contrast removed)")
+
+
+def pair_partners(found: DatasetIssues, type_name: str) -> dict[int, tuple[int, str]]:
+    """Image id -> (its duplicate partner's id, what the pair shares in words) for the pair types
+    (``near_duplicate``: its most similar image; ``exact_duplicate``: a file with its bytes; ``leak``: its
+    partner in another split); {} for other types. The first, most similar pair of an image wins."""
+    keep = {"near_duplicate": lambda kind, across: True, "exact_duplicate": lambda kind, across: kind == "exact",
+            "leak": lambda kind, across: across}.get(type_name)
+    if keep is None:
+        return {}
+    ids, splits = found.pair_data.ids, np.asarray(found.pair_data.splits)
+    out: dict[int, tuple[int, str]] = {}
+    for i, j, sim, kind, across in found.pairs:
+        if not keep(kind, across):
+            continue
+        for a, b in ((i, j), (j, i)):
+            where = f", split {splits[b]}" if across and splits[b] else ""
+            out.setdefault(int(ids[a]), (int(ids[b]), f"{kind} duplicate of #{int(ids[b])}{where}: "
+                                                      f"{pair_measure(kind, sim)}"))
+    return out
+
+
 def issues_report(found: DatasetIssues, worst: int = 5, max_pairs: int = 20) -> dict:
     """JSON-ready summary: per type the count flagged and the worst images; duplicate pairs; weak groups."""
     d = found.data
@@ -706,8 +737,8 @@ def issues_report(found: DatasetIssues, worst: int = 5, max_pairs: int = 20) -> 
                       "worst": [{"id": int(d.ids[i]), "path": d.paths[i], "score": round(float(t.score[i]), 4)}
                                 for i in t.worst(worst)]})
     pd_ = found.pair_data
-    pairs = [{"a": pd_.paths[i], "b": pd_.paths[j], "similarity": round(sim, 4), "kind": kind, "across_splits": across}
-             for i, j, sim, kind, across in found.pairs[:max_pairs]]
+    pairs = [{"a": pd_.paths[i], "b": pd_.paths[j], "similarity": round(sim, 4), "kind": kind, "across_splits": across,
+              "measured": pair_measure(kind, sim)} for i, j, sim, kind, across in found.pairs[:max_pairs]]
     groups = [{k: g[k] for k in ("group", "size", "accuracy", "ratio")} for g in found.groups if g["flagged"]]
     return {"types": types, "duplicate_pairs": pairs, "duplicate_pairs_total": len(found.pairs),
             "leaks": int(sum(1 for p in found.pairs if p[4])), "underperforming_groups": groups, "notes": found.notes}
@@ -724,8 +755,9 @@ def format_issues(r: dict) -> list[str]:
     if r["duplicate_pairs"]:
         lines.append(f"  duplicate pairs: {r['duplicate_pairs_total']} ({r['leaks']} across splits)")
         for p in r["duplicate_pairs"][:5]:
-            lines.append(f"      {p['a']} = {p['b']} ({p['kind']}, {p['similarity']:.3f}"
-                         f"{', across splits' if p['across_splits'] else ''})")
+            measured = p.get("measured") or f"{p['similarity']:.3f}"
+            lines.append(f"      {p['a']} = {p['b']} ({p['kind']}: {measured}"
+                         f"{'; across splits' if p['across_splits'] else ''})")
     for g in r["underperforming_groups"][:5]:
         lines.append(f"  weak group {g['group']}: {g['size']} images, accuracy {g['accuracy']:.1%} "
                      f"({g['ratio']:.2f} of overall)")

@@ -37,6 +37,7 @@ from mikata.analysis.scan_steps import (  # noqa: F401 - the per-batch steps, re
     TOP_K, VECTOR_COLUMNS, _collate, _Files, _Outputs, commit, compute_columns, decode_file, run_batch)
 from mikata.data.datasets import ImageDataset, Sample, load_dataset, parse_fractions
 from mikata.data.paths import data_roots
+from mikata.data.splits import source_identity
 from mikata.errors import ChoiceError, MikataError
 from mikata.hooks import get_layer
 from mikata.models.handle import ModelHandle
@@ -135,6 +136,13 @@ def scan(
     split of every row of data that is not split (e.g. a cross-validation fold).
     ``engine="ray"`` runs the same steps on Ray Data (``analysis.scan_ray``: ``address``, ``actors``,
     ``gpus_per_actor``); the run it writes is the one the local scan writes.
+
+    Example:
+        >>> summary = mikata.scan(handle, "photos", "runs/b", workers=0, progress=False)
+        >>> summary.total, summary.computed, summary.skipped
+        (12, 12, 0)
+        >>> mikata.scan(handle, "photos", "runs/b", workers=0, progress=False).reused   # run again: nothing redone
+        12
     """
     if engine not in ("local", "ray"):
         raise ChoiceError("engine", engine, ["local", "ray"])
@@ -157,8 +165,9 @@ def scan(
                                list(dataset.fields))
     empty = [c for c, n in dataset.counts().items() if n == 0]
     if empty:
+        where = source_identity(source) if source is not None else dataset.root  # the CSV itself, not its folder
         log.info("%d of the model's %d classes have no images in %s (e.g. %s)", len(empty), handle.num_classes,
-                 dataset.root, ", ".join(empty[:5]))
+                 where, ", ".join(empty[:5]))
     if isinstance(fractions, str):
         fractions = parse_fractions(fractions)
     notice("preprocessing: %s", handle.preprocessing.describe(), logger=log, once=handle.preprocessing)

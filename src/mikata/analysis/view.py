@@ -79,6 +79,11 @@ class RunView:
 
     ``store``/``lock``: a connection (and the lock that guards it) the caller already holds, e.g. the
     web app's; otherwise the view opens one for each read (nothing to close).
+
+    Example:
+        >>> view = mikata.RunView("runs/a", classes=["espresso"])
+        >>> len(view.data), view.class_names[967]
+        (3, 'espresso')
     """
 
     def __init__(self, run: str | os.PathLike, split: str | None = None, field: tuple[str, str] | None = None,

@@ -8,8 +8,10 @@ The first call on a model says which layer the CAM maps come from and what part 
 model sees, as the command line does (``mikata.progress.notice``).
 
 Example:
-    >>> ex = explain_images(handle, "chelsea.png", ["gradcam", "guided-gradcam"], targets="top2")  # doctest: +SKIP
-    >>> ex[0].maps.shape, ex.figure().savefig("chelsea.png")                                      # doctest: +SKIP
+    >>> ex = mikata.explain(handle, "chelsea.png", ["gradcam", "guided-gradcam"], targets="top2")
+    >>> len(ex), tuple(ex[0].maps.shape)          # 2 methods x 2 target ranks; (N, H, W) maps
+    (4, (1, 224, 224))
+    >>> ex.figure().savefig("chelsea_explained.png")   # a new file beside the input, never over it
 """
 
 from __future__ import annotations
@@ -29,7 +31,15 @@ MAX_SHOWN = 16  # images drawn in a notebook display; figure(i) draws any
 
 
 class Explanation(list):
-    """The attributions of one call (a ``list`` of ``Attribution``) with what is needed to draw them."""
+    """The attributions of one call (a ``list`` of ``Attribution``) with what is needed to draw them.
+
+    Example:
+        >>> ex = mikata.explain(handle, "chelsea.png", ["gradcam"], targets="top2")
+        >>> ex                                                    # a list of Attribution; draws itself in Jupyter
+        Explanation(1 image(s), methods=['gradcam'], 2 maps)
+        >>> [(a.target_spec, handle.class_names[a.targets[0]]) for a in ex]
+        [('top1', 'tiger cat'), ('top2', 'Egyptian cat')]
+    """
 
     def __init__(self, attributions: Sequence[Attribution], handle: ModelHandle, x: torch.Tensor,
                  probs: torch.Tensor, titles: Sequence[str]):
@@ -102,6 +112,14 @@ def explain_images(
 
     See ``mikata.attribution.explain`` for ``layer`` and per-method ``options``; an unreadable file
     raises ``ImageDecodeError`` naming it.
+
+    Example:
+        >>> ex = mikata.explain(handle, ["chelsea.png", "coffee.png"], ["gradcam", "guided-gradcam"])
+        >>> [a.method for a in ex], tuple(ex[0].maps.shape)      # one Attribution per method, a map per image
+        (['gradcam', 'guided-gradcam'], (2, 224, 224))
+        >>> [handle.class_names[t] for t in ex[0].targets]        # "top1": each image's predicted class
+        ['tiger cat', 'espresso']
+        >>> ex.figure(1).savefig("coffee_explained.png")          # beside the input, never over it
     """
     from mikata.progress import notice
 

@@ -81,9 +81,11 @@ def draw_figure(
     ax.set_title(title or "input", fontsize=9)
     p, ids = probs.topk(min(top, probs.numel()))
     ax = fig.add_subplot(grid[0, 1])
-    ax.barh(range(len(p))[::-1], p.tolist(), color="tab:blue")
+    bars = ax.barh(range(len(p))[::-1], p.tolist(), color="tab:blue")
+    ax.bar_label(bars, labels=[f"{v:.3f}" if v < 0.9995 else "1.000" for v in p.tolist()], padding=2, fontsize=7)
     ax.set_yticks(range(len(p))[::-1], [class_names[i][:18] for i in ids.tolist()], fontsize=8)
-    ax.set_xlim(0, 1)
+    ax.set_xlim(0, 1.25)  # room for the value right of a bar near 1
+    ax.set_xticks([0, 0.5, 1])
     ax.set_title("top-%d probability" % len(p) if len(p) < probs.numel() else "probabilities", fontsize=9)
     ax.tick_params(axis="x", labelsize=7)
     h, w = image.shape[:2]
@@ -106,8 +108,19 @@ def draw_figure(
             im = ax.imshow(scale.unit(heat), cmap=scale.cmap, alpha=alpha, vmin=0, vmax=1)
             colorbar(ax, fig, scale, im)
         hybrid = "\nhybrid: plain at " + str(a.info["other_activations"])[:40] if hybrid_note(a.method, a.info) else ""
-        ax.set_title(f"{a.method}{' (signed)' if a.signed else ''}\n{a.target_spec}: {name}{hybrid}", fontsize=8)
+        base = f", baseline {a.info['baseline']}"[:40] if a.info.get("baseline") else ""
+        ax.set_title(f"{a.method}{' (signed)' if a.signed else ''}{base}\n{target_label(a.target_spec, name)}{hybrid}",
+                     fontsize=8)
     return fig
+
+
+def target_label(spec: str, name: str) -> str:
+    """What a panel explains: ``top1: cat`` for a ranked target, ``class cat`` for a class asked for by name
+    or number (never ``cat: cat``)."""
+    spec = str(spec)
+    if spec.lower() == name.lower() or spec.isdigit() or (len(name) >= 20 and spec.startswith(name)):
+        return f"class {name}"
+    return f"{spec}: {name}"
 
 
 def _wrap(text: str, width: int) -> list[str]:
@@ -129,7 +142,14 @@ def explain_figure(
     alpha: float = 0.5,
     title: str = "",
 ):
-    """Explain one image (a PIL image, or a preprocessed ``(C, H, W)`` tensor) and return the figure."""
+    """Explain one image (a PIL image, or a preprocessed ``(C, H, W)`` tensor) and return the figure.
+
+    Example:
+        >>> fig = mikata.explain_figure(handle, mikata.load_image("chelsea.png"), ["gradcam", "smoothgrad"], top=3)
+        >>> len(fig.axes) >= 4                                    # image, top-3 bars, one overlay per method
+        True
+        >>> fig.savefig("chelsea_figure.png")
+    """
     x = (handle.preprocess([image]) if isinstance(image, Image.Image) else image[None]).to(handle.device)
     attributions = explain(handle, x, methods, targets, layer, options)
     with torch.no_grad():

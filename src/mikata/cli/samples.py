@@ -1,4 +1,5 @@
-"""mikata samples DATA_DIR: random labelled images from a class-per-subfolder dataset, with the class histogram."""
+"""mikata samples DATA_DIR: random labelled images from a class-per-subfolder dataset or a CSV manifest, with the
+class histogram."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from mikata.cli.common import command_parser, print_json
 
 def register(sub) -> None:
     p = command_parser(
-        sub, "samples", "Draw random images of a labeled folder (one subfolder per class) with their class "
+        sub, "samples", "Draw random images of a labeled folder (one subfolder per class) or CSV manifest with their class "
         "names, beside the class histogram.",
         "mikata samples data/food --n 16 --seed 1 --out food_samples.png")
-    p.add_argument("data_dir", metavar="DATA_DIR", help="a folder with one subfolder of images per class")
+    p.add_argument("data_dir", metavar="DATA_DIR", help="a folder with one subfolder of images per class, or a CSV "
+                   "manifest path,label (as train and scan take)")
     p.add_argument("--n", type=int, default=9, help="how many images (default 9)")
     p.add_argument("--seed", type=int, default=0, help="random seed: the same seed shows the same images (default 0)")
     p.add_argument("--thumb", type=int, default=128, help="tile size in pixels (default 128)")

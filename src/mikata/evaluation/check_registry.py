@@ -86,7 +86,9 @@ class CheckSpec:
     ``verdicts``: the pass/fail columns it adds, each with its rule in words; ``run``: the check;
     ``settings``: which of ``evaluate``'s options it depends on (its saved parts are keyed by them);
     ``parts``: the names of its saved parts for a list of methods (default: one per method; None
-    entries are not saved: the check is cheap); ``needs_masks``: skipped without boxes or masks.
+    entries are not saved: the check is cheap); ``needs_masks``: skipped without boxes or masks;
+    ``skip``: why the check cannot tell anything on a model (e.g. random-logit on two classes), or None:
+    a check with a reason is left out of the card, and the reason is its note.
     """
 
     name: str
@@ -97,6 +99,7 @@ class CheckSpec:
     settings: tuple[str, ...] = ()
     parts: Callable[[Sequence[str]], list[str]] | None = list
     needs_masks: bool = False
+    skip: Callable[["ModelHandle"], str | None] | None = None
 
 
 _CHECKS: dict[str, CheckSpec] = {}

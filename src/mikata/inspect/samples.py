@@ -31,14 +31,24 @@ log = logging.getLogger(__name__)
 
 
 def list_labeled_images(root: str | os.PathLike) -> dict[str, list[Path]]:
-    """Class name -> sorted image paths, for a folder with one subfolder per class.
+    """Class name -> sorted image paths, for a folder with one subfolder per class or a ``path,label`` CSV
+    manifest (the one ``train`` and ``scan`` take).
 
     Hidden files and folders (starting with ".") are ignored, and so are files directly in ``root``.
     A class folder with no images is kept with an empty list, so the histogram shows it.
     """
     root = Path(root)
+    if str(root).lower().endswith(".csv"):
+        from mikata.data.datasets import manifest_dataset
+
+        ds = manifest_dataset(root)  # a DatasetError naming the CSV for a missing or malformed one
+        by_class: dict[str, list[Path]] = {c: [] for c in ds.classes}
+        for sample in ds.samples:
+            by_class[ds.classes[sample.label]].append(Path(sample.path))
+        return {c: sorted(files) for c, files in by_class.items()}
     if not root.is_dir():
-        raise MikataError(f"{root}: not a folder; give a folder with one subfolder per class")
+        raise MikataError(f"{root}: not a folder; give a folder with one subfolder per class, or a CSV manifest "
+                          "path,label")
     classes: dict[str, list[Path]] = {}
     for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         files = []

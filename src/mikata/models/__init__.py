@@ -15,7 +15,13 @@ from mikata.models.loading import (
 
 
 def list_layers(handle: ModelHandle) -> list[LayerInfo]:
-    """Every layer of ``handle.net`` with type, output shape and parameters; the default is marked."""
+    """Every layer of ``handle.net`` with type, output shape and parameters; the default is marked.
+
+    Example:
+        >>> layers = mikata.list_layers(handle)
+        >>> [(layer.name, layer.output_shape) for layer in layers if layer.is_default]
+        [('head', (1280, 7, 7))]
+    """
     layers = trace_layers(handle.net, handle.in_channels, handle.input_size)
     for layer in layers:
         layer.is_default = layer.name == handle.default_layer

@@ -86,6 +86,11 @@ def load_model(
     ``device``: where the model runs ("auto", "cpu", "cuda", "cuda:N", "mps"; ``None`` reads
     ``$MIKATA_DEVICE``); it is checked before anything loads. ``precision`` ("auto", "fp32", "bf16", "fp16") is for
     forward-only work; ``auto`` is bf16 on a capable CUDA GPU, fp32 elsewhere.
+
+    Example:
+        >>> handle = mikata.load_model("efficientnet-lite0")     # real ImageNet weights, installed with mikata
+        >>> handle.num_classes, handle.class_names[281], handle.default_layer
+        (1000, 'tabby', 'head')
     """
     from mikata.devices import check_precision, resolve_device
 
@@ -388,7 +393,14 @@ def replace_head(net: nn.Module, num_classes: int, name: str | None = None) -> s
 
 
 def save_checkpoint(handle: ModelHandle, path: str | Path, extra: dict | None = None) -> Path:
-    """Write ``handle`` as ``.safetensors`` with the metadata that ``load_model`` needs."""
+    """Write ``handle`` as ``.safetensors`` with the metadata that ``load_model`` needs.
+
+    Example:
+        >>> mikata.save_checkpoint(handle, "lite0.safetensors").name
+        'lite0.safetensors'
+        >>> mikata.load_model("lite0.safetensors").class_names == handle.class_names
+        True
+    """
     from safetensors.torch import save_file
 
     arch = handle.metadata.get("architecture")

@@ -230,6 +230,13 @@ def _json_script(data: object) -> str:
     return text.translate(str.maketrans(_SCRIPT_ESCAPES))
 
 
+def _predicted_class_maps(ov, d, with_maps: set[int]) -> list[tuple[int, int]]:
+    """``(predicted class, id)`` of each least class-like image the model gives another class, for the classes
+    drawn with maps: its map for the label class is often all zero, the predicted class's shows what it saw."""
+    return [(int(d.preds[ov.row(i)]), int(i)) for c in ov.classes if c.index in with_maps
+            for i in c.least_class_like if d.preds[ov.row(i)] != c.index]
+
+
 def _maps_missing(run_dir: Path, wanted: list[tuple[int, int]], methods: Sequence[str]) -> bool:
     """Whether any (image, method, class) map of the galleries is not cached yet."""
     from mikata.analysis.runstore import RunStore
@@ -340,6 +347,7 @@ def write_report(run: "str | os.PathLike | RunView", out: str | os.PathLike | No
     with_maps = {c.index for c in rank[:max(0, map_classes)]} if methods else set()
     wanted = [(c.index, i) for c in ov.classes if c.index in with_maps
               for i in dict.fromkeys(c.most_class_like + c.least_class_like)]
+    wanted += _predicted_class_maps(ov, d, with_maps)
     service = None
     if wanted and handle is None and _maps_missing(run_dir, wanted, methods):
         # load the model while the thumbnails are made (the handle property waits for it)
@@ -368,7 +376,7 @@ def write_report(run: "str | os.PathLike | RunView", out: str | os.PathLike | No
             got = {}
             from mikata.progress import progress as progress_bar
 
-            for c in progress_bar(sorted(with_maps), desc=f"report: {', '.join(methods)} maps", unit="class",
+            for c in progress_bar(sorted({k for k, _ in wanted}), desc=f"report: {', '.join(methods)} maps", unit="class",
                                   enabled=progress, first="first class",
                                   plan=f"{len(wanted)} images of {len(with_maps)} classes x {len(methods)} methods"):
                 ids = [i for k, i in wanted if k == c]
@@ -392,9 +400,12 @@ def write_report(run: "str | os.PathLike | RunView", out: str | os.PathLike | No
         notes.append("attribution maps left out: no methods given")
     lap("maps")
 
+    from mikata.attribution.baselines import method_baselines
     from mikata.attribution.registry import titles
 
-    method_titles = titles()
+    method_titles = titles()  # a method that starts from a baseline names it (the default: the image's mean colour)
+    named = method_baselines(methods, {})
+    method_titles.update({m: f"{method_titles.get(m, m)} (baseline {b})" for m, b in named.items()})
 
     def card(i: int, c: int) -> dict:
         r = ov.row(i)
@@ -403,7 +414,10 @@ def write_report(run: "str | os.PathLike | RunView", out: str | os.PathLike | No
                 "topk": [(names[k], p) for k, p in _topk(d.probs[r], 3)],
                 "view": views.get(int(i)),
                 "maps": [(method_titles.get(m, m), *overlays[(int(i), m, c)]) for m in methods
-                         if (int(i), m, c) in overlays]}
+                         if (int(i), m, c) in overlays],
+                # an image the model gives another class: that class's map beside (the label class's may be all zero)
+                "pred_maps": [(method_titles.get(m, m), *overlays[(int(i), m, int(d.preds[r]))]) for m in methods
+                              if d.preds[r] != c and (int(i), m, int(d.preds[r])) in overlays]}
 
     classes = [{"index": c.index, "name": c.name, "images": c.images, "precision": c.precision,
                 "recall": c.recall, "f1": c.f1, "has_maps": c.index in with_maps and not map_error,
@@ -488,6 +502,8 @@ def write_report(run: "str | os.PathLike | RunView", out: str | os.PathLike | No
 
     calibration = {**view.calibration(), "chart": ""}
     calibration["chart"] = reliability_chart(calibration)
+    if calibration["temperature"]:  # every probability of the report is the scaled one: said in the summary too
+        notes.append(calibration["note"])
     binary = None
     if curves is not None:
         from mikata.report.svg import operating_charts

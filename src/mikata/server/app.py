@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import os
+import shlex
 import sqlite3
 from pathlib import Path
 
@@ -84,7 +85,9 @@ def create_app(run_dir: str | os.PathLike, token: str | None = None, host: str =
     app.state.run = state
     app.state.token = token
     templates = Jinja2Templates(directory=str(HERE / "templates"))
-    templates.env.globals.update(version=__version__, run_name=state.run_dir.name, fmt_pct=_pct, fmt_area=_area, zip=zip)
+    # run_arg: the run as a command-line argument (its path, quoted), for the commands a page suggests
+    templates.env.globals.update(version=__version__, run_name=state.run_dir.name, fmt_pct=_pct, fmt_area=_area, zip=zip,
+                                 run_arg=shlex.quote(str(state.run_dir)), shell_quote=shlex.quote)
     templates.env.finalize = shown_in_template  # non-UTF-8 file names print as \xNN, not a 500
     app.state.templates = templates
     app.state.static = _static_files()

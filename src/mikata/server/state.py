@@ -135,6 +135,13 @@ class RunState:
             return []
         return [(name, str(values[r])) for name, values in self.field_values(ov).items()]
 
+    def row_fields(self, rows) -> dict[int, str]:
+        """overview row -> its fields as one short line (``analysis.fields.fields_text``) for tiles and
+        review cards; {} for a run without fields."""
+        from mikata.analysis.fields import row_fields
+
+        return row_fields(self.field_values(), rows)
+
     def field_choices(self, max_values: int = 200) -> list[tuple[int, str, list[tuple[str, int]]]]:
         """``(field index, field, [(value, images), ...])`` for the filter menus: the ``max_values``
         most frequent values of each field, most frequent first."""

@@ -69,10 +69,11 @@ def grid(request: Request, true: int = -1, pred: int = -1, page_no: int = 0,
     page_no = min(max(page_no, 0), pages - 1)
     shown = ids[page_no * PAGE:(page_no + 1) * PAGE]
     tiles = []
-    for i in shown.tolist():
-        r = ov.row(i)
+    rows = [ov.row(i) for i in shown.tolist()]
+    fields = state.row_fields(rows)
+    for i, r in zip(shown.tolist(), rows):
         tiles.append({"id": i, "label": int(d.labels[r]), "pred": int(d.preds[r]),
-                      "prob": float(d.probs[r, d.preds[r]])})
+                      "prob": float(d.probs[r, d.preds[r]]), "fields": fields.get(r, "")})
     return page(request, "grid.html", tiles=tiles, title=title, total=len(ids), sel_true=true, sel_pred=pred,
                 map_method=map_method if map_method in GRID_METHODS else "", grid_methods=GRID_METHODS,
                 page_no=page_no, pages=pages, where=where, where_text=where_text, fields=state.field_choices(),
@@ -90,7 +91,8 @@ def class_page(request: Request, c: int):
     d = ov.data
 
     def tiles(ids, of_class: bool):  # P(this class), or P(predicted class) for the errors
-        return [{"id": i, "label": int(d.labels[r]), "pred": int(d.preds[r]),
+        fields = state.row_fields([ov.row(i) for i in ids])
+        return [{"id": i, "label": int(d.labels[r]), "pred": int(d.preds[r]), "fields": fields.get(r, ""),
                  "prob": float(d.probs[r, c if of_class else d.preds[r]])} for i in ids for r in [ov.row(i)]]
 
     return page(request, "class.html", view=view, most=tiles(view.most_class_like, True),
@@ -130,7 +132,8 @@ def reviews_page(request: Request, start: int = 0):
     items = ov.label_issue_page(start, REVIEW_PAGE)
     done = {r["id"]: r for r in state.reviews()}
     files = state.file_names([i["id"] for i in items])
-    return page(request, "reviews.html", issues=[{**i, "name": files.get(i["id"], ""),
+    fields = state.row_fields([i["row"] for i in items])
+    return page(request, "reviews.html", issues=[{**i, "name": files.get(i["id"], ""), "fields": fields.get(i["row"], ""),
                                                   "evidence": describe_label_issue(i)} for i in items],
                 done=done, total=total, start=start, page_size=REVIEW_PAGE, scope_note=ov.label_scope_note,
                 reviewed=sorted(done.values(), key=lambda r: r["updated"], reverse=True),
@@ -188,8 +191,13 @@ def issues_page(request: Request, type: str = "", cls: int = -1, page_no: int = 
                     for it in label_issues(d, ranked=np.asarray(shown, np.int64))}
     else:
         captions = {r: f"{type} score {score[r]:.3f}" for r in shown}
+    from mikata.analysis.issues import pair_measure, pair_partners
+
+    partners = pair_partners(found, type)  # duplicate types: the partner beside the image, and what was measured
+    fields = state.row_fields(shown)
     tiles = [{"id": int(d.ids[r]), "label": int(d.labels[r]), "pred": int(d.preds[r]), "prob": float(score[r]),
-              "caption": captions[r], "name": files.get(int(d.ids[r]), "")} for r in shown]
+              "caption": captions[r], "name": files.get(int(d.ids[r]), ""), "fields": fields.get(r, ""),
+              "partner": partners.get(int(d.ids[r]))} for r in shown]
     spec = issue_type(type)
     pairs = [p for p in found.pairs if spec.pairs and (type != "leak" or p[4])][:60]
     map_method = "gradcam" if spec.explained_by_maps and "gradcam" in GRID_METHODS else ""
@@ -198,6 +206,7 @@ def issues_page(request: Request, type: str = "", cls: int = -1, page_no: int = 
                 map_method=map_method, map_legend_data=tiles_legend(map_method),
                 pairs=[(int(found.pair_data.ids[i]), int(found.pair_data.ids[j]), sim, kind, across)
                        for i, j, sim, kind, across in pairs],
+                pair_measure=pair_measure,
                 groups=[g for g in found.groups if g["flagged"]] if type == "underperforming_group" else [],
                 notes=found.notes, where=where, where_text=where_text, fields=state.field_choices(),
                 flagged_total=int(found.types[type].flag.sum()))

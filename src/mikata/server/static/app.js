@@ -29,6 +29,10 @@ function $$(sel, root) { return Array.from((root || document).querySelectorAll(s
     const query = "?method=" + encodeURIComponent(method) + "&cls=" + encodeURIComponent(cls);
     const t0 = performance.now();
     let est = null;
+    // the previous map and its legend go while the new one computes: they belong to another method or class
+    img.hidden = true;
+    delete img.dataset.key;
+    drawLegend($("#maplegend"), null);
     status.textContent = waiting(method, clsName, t0, est);
     status.className = "muted busy";
     if (ticker) clearInterval(ticker);
