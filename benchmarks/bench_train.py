@@ -14,7 +14,9 @@ mikata's own ``decode_split`` (so both sides see the same decoded, cached tensor
 * **epoch**: one training epoch of mikata (``training.loop._train_epoch`` fed with the cached features
   through ``started_at``, the same code ``mikata train`` runs) against the floor, a plain PyTorch loop
   (shuffle, forward of the trainable layers, cross-entropy, backward, SGD step) over the same cached
-  features with the same frozen layers, optimizer groups and batch size.
+  features with the same frozen layers, optimizer groups and batch size. The floor runs in both memory
+  formats (contiguous, and channels-last with the features converted once) and the faster one counts;
+  ours runs with its default (channels-last), and contiguous as context (the ``(NCHW)`` column).
 
 Times are the best of ``--repeat`` interleaved runs (ours and floor alternate, so load changes hit
 both); ratio = floor seconds / ours seconds = our throughput as a fraction of the floor's (goal >= 0.9).
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -122,21 +125,25 @@ def run_size(size: int, data: Path, args) -> dict:
     ours_opt = make_optimizer(net, handle.metadata["head"])
     freeze_until(ref_net, args.freeze_until)
     floor_opt = make_optimizer(ref_net, handle.metadata["head"])
-    memory_format = torch.channels_last if opts.channels_last else torch.contiguous_format
     feat_split = DecodedSplit(feats, decoded.y, [])
-    g_ours, g_floor = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+    feats_cl = feats.contiguous(memory_format=torch.channels_last)  # the floor converts once, not per batch
+    g = {k: torch.Generator().manual_seed(0) for k in ("ours", "ours_nchw", "floor", "floor_cl")}
     losses: dict[str, float] = {}
+    fns = {}
     with started_at(net, args.freeze_until) as feed:
-        net.to(memory_format=memory_format)
-
-        def ours() -> None:
-            losses["ours"] = _train_epoch(net, lambda x: feed(handle.model, x), frozen_names, ours_opt, feat_split,
-                                          opts, g_ours, memory_format, "bench", False)[0]
-
-        def floor() -> None:
-            losses["floor"] = floor_epoch(rest_floor, floor_opt, feats, decoded.y, opts.batch_size, g_floor)
-
-        epoch = best_of({"ours": ours, "floor": floor}, args.repeat)
+        for name, fmt in (("ours", torch.channels_last), ("ours_nchw", torch.contiguous_format)):
+            def ours(name=name, fmt=fmt) -> None:
+                net.to(memory_format=fmt)
+                losses[name] = _train_epoch(net, lambda x: feed(handle.model, x), frozen_names, ours_opt, feat_split,
+                                            dataclasses.replace(opts, channels_last=fmt == torch.channels_last),
+                                            g[name], fmt, "bench", False)[0]
+            fns[name] = ours
+        for name, fmt, f in (("floor", torch.contiguous_format, feats), ("floor_cl", torch.channels_last, feats_cl)):
+            def floor(name=name, fmt=fmt, f=f) -> None:
+                rest_floor.to(memory_format=fmt)
+                losses[name] = floor_epoch(rest_floor, floor_opt, f, decoded.y, opts.batch_size, g[name])
+            fns[name] = floor
+        epoch = best_of(fns, args.repeat)
         net.to(memory_format=torch.contiguous_format)
     return {"size": size, "images": len(decoded), "cache": cache, "epoch": epoch, "losses": losses}
 
@@ -149,6 +156,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--freeze-until", default="blocks.9")
+    ap.add_argument("--either-format", action="store_true", help="ratio from our faster memory format (what "
+                    "`mikata train` would pick if it chose per run), not only its default channels-last")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from mikata.data.idx import write_fashion_mnist
@@ -158,12 +167,14 @@ def main() -> None:
         rows = [run_size(size, data, args) for size in args.sizes]
     print(f"lite0, frozen until {args.freeze_until}, batch {args.batch_size}, {args.threads} thread(s), "
           f"best of {args.repeat}; ratio = floor s / ours s (goal >= 0.9)")
-    print(f"{'size':>4} {'images':>6} | {'cache ours s':>12} {'floor s':>8} {'ratio':>5} | "
-          f"{'epoch ours s':>12} {'floor s':>8} {'ratio':>5} | last loss ours/floor")
+    print(f"{'size':>4} {'images':>6} | {'cache ours s':>12} {'floor s':>8} {'ratio':>5} | {'epoch ours s':>12} "
+          f"{'(NCHW)':>6} {'floor s':>8} {'(CL)':>6} {'ratio':>5} | last loss ours/floor")
     for r in rows:
         c, e = r["cache"], r["epoch"]
+        ours = min(e["ours"], e["ours_nchw"]) if args.either_format else e["ours"]
+        floor = min(e["floor"], e["floor_cl"])  # the faster plain loop: contiguous or channels-last
         print(f"{r['size']:>4} {r['images']:>6} | {c['ours']:>12.2f} {c['floor']:>8.2f} {c['floor'] / c['ours']:>5.2f} | "
-              f"{e['ours']:>12.2f} {e['floor']:>8.2f} {e['floor'] / e['ours']:>5.2f} | "
+              f"{e['ours']:>12.2f} {e['ours_nchw']:>6.2f} {e['floor']:>8.2f} {e['floor_cl']:>6.2f} {floor / ours:>5.2f} | "
               f"{r['losses']['ours']:.3f}/{r['losses']['floor']:.3f}")
 
 
