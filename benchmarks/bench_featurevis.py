@@ -9,7 +9,13 @@ the same number of pixels.
 1. time per step, one channel, for an early, a middle and a late layer;
 2. 36 channels of one layer: one batched mikata run vs 36 separate lucent runs.
 
+3. ``--units-command``: ``mikata units`` for 8 channels of EfficientNet-Lite0's head at the demo's settings (64 px,
+   48 steps) on a run of real photos, before (every step, failed renderings kept) and after (stop at
+   the plateau, failed ones rendered again from their top image or shown as their strongest crop):
+   seconds, the ratio, and how many synthetic images came out flat.
+
 Run:  PYTHONPATH=src python benchmarks/bench_featurevis.py [--steps 8] [--threads 2]
+      PYTHONPATH=src python benchmarks/bench_featurevis.py --units-command [--threads 2]
 The machine is shared: numbers are noisy; the ratios are measured alternately in one process.
 """
 
@@ -34,9 +40,13 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--units", type=int, default=36)
+    ap.add_argument("--units-command", action="store_true", help="only the `mikata units` rows (no lucent)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
+    if args.units_command:
+        units_rows(args.threads)
+        return
 
     from torchvision_compat import import_torchvision_declaring_ops
 
@@ -88,6 +98,53 @@ def main() -> None:
     t_ours = (t_before + ours(layer, list(range(n)))) / 2
     print(f"| {n} channels of {layer}: one batched run vs {n} lucent runs (s) | {t_ours:.1f} | {t_lucent:.1f} | "
           f"{t_ours / t_lucent:.2f}x ({t_lucent / t_ours:.1f}x faster) |")
+
+
+def units_rows(threads: int) -> None:
+    """8 head channels at the demo's settings: every step (before) vs plateau stop + retry (after)."""
+    import tempfile
+    from pathlib import Path
+
+    from conftest import _photo_arrays
+
+    from mikata.analysis.scan import scan
+    from mikata.analysis.units import unit_examples
+    from mikata.featurevis import RenderOptions
+    from mikata.featurevis.quality import FLAT_STD
+    from mikata.models import load_model
+
+    handle = load_model("efficientnet-lite0")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "photos" / handle.class_names[281]  # one class folder (labels do not matter here)
+        folder.mkdir(parents=True)
+        for name, img in _photo_arrays().items():
+            img.convert("RGB").save(folder / f"{name}.png")
+        scan(handle, folder.parent, Path(tmp) / "run", batch_size=8, workers=0, progress=False)
+        print("  scanned", flush=True)
+        from mikata.featurevis import visualize_channels
+
+        rows = []
+        # before: what `mikata units` rendered until now, every step and no check of the result
+        t = time.perf_counter()
+        plain = visualize_channels(handle, handle.default_layer, list(range(8)),
+                                   RenderOptions(size=64, steps=48, seed=0, plateau=0))
+        took = time.perf_counter() - t
+        flat = int((plain.images.flatten(1).std(1) < FLAT_STD).sum())
+        rows.append(("before: every step, no check", took, plain.seconds, flat, 0))
+        print(f"  before: {took:.1f} s, {flat} flat", flush=True)
+        t = time.perf_counter()
+        res = unit_examples(Path(tmp) / "run", range(8), k=3, handle=handle,
+                            options=RenderOptions(size=64, steps=48, seed=0))
+        took = time.perf_counter() - t
+        flat = int((res.synthetic.flatten(1).std(1) < FLAT_STD).sum())
+        rows.append(("after: plateau stop + retry (whole `units` call)", took, res.seconds, flat,
+                     sum(n is not None for n in res.notes)))
+    print(f"torch {torch.__version__}, {threads} threads; mikata units, 8 channels of head, 64 px, 48 steps\n")
+    print("| case | total s | rendering s | flat images shown | units rendered again / cropped |")
+    print("|---|---|---|---|---|")
+    for label, took, secs, flat, notes in rows:
+        print(f"| {label} | {took:.1f} | {secs:.1f} | {flat} of 8 | {notes} |")
+    print(f"| after / before (total) | {rows[1][1] / rows[0][1]:.2f}x | {rows[1][2] / rows[0][2]:.2f}x | | |")
 
 
 if __name__ == "__main__":

@@ -103,7 +103,7 @@ def review(cv_run: Path, noisy: Path, record: dict, top: int) -> dict:
     token = "t" * 32
     client = TestClient(create_app(cv_run, token=token, port=8765), base_url="http://127.0.0.1:8765")
     assert client.get(f"/?token={token}").status_code == 200
-    counts = {"wrong": 0, "fine": 0, "flipped_found": 0}
+    counts = {"wrong": 0, "fine": 0}
     for image_id, row in zip(ids, ranking.tolist()):
         rel = os.path.relpath(ov.data.paths[row], noisy.resolve())
         true_name = record["classes"][record["truth"][rel]]
@@ -176,7 +176,9 @@ def table(r: dict) -> str:
         f"[{a[1]:.2%}, {a[2]:.2%}] | {b[0]:.2%} [{b[1]:.2%}, {b[2]:.2%}] |",
         f"| B - A, paired 95% interval ({r['compare']['source']}) | | {diff[0]:+.2%} [{diff[1]:+.2%}, {diff[2]:+.2%}] |",
         f"| McNemar exact p (fixed {own['fixed']}, broken {own['broken']}) | | {p:.3g} |",
-        f"| ECE (15 equal-mass bins) | {r['ece_a']:.4f} | {r['ece_b']:.4f} |"])
+        f"| ECE (15 equal-mass bins) | {r['ece_a']:.4f} | {r['ece_b']:.4f} |"]
+        + ([f"| ECE B - A, paired 95% interval (mikata compare) | | {e['diff']:+.4f} [{e['low']:+.4f}, "
+            f"{e['high']:+.4f}] |" for e in [r["compare"]["ece"]]] if r["compare"].get("ece") else []))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -243,6 +245,9 @@ def main(argv: list[str] | None = None) -> int:
         compared = {"source": "mikata compare", "difference": (acc["diff"], acc["low"], acc["high"]),
                     "mcnemar_p": acc["mcnemar_p"], "shared": raw["images"]["shared"],
                     "fixed": raw["flipped"]["fixed"]["count"], "broken": raw["flipped"]["broken"]["count"]}
+        ece = next((m for m in raw["metrics"] if m["metric"] == "ECE"), None)
+        if ece is not None:
+            compared["ece"] = {k: ece[k] for k in ("a", "b", "diff", "low", "high")}
     from mikata.models.loading import read_checkpoint_metadata
 
     corrections = read_checkpoint_metadata(b_ckpt).get("training", {}).get("corrections") or {}

@@ -40,7 +40,8 @@ def test_ig_completeness_64_steps():
                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 4))
     handle = ModelHandle(net, list("abcd"), input_size=(32, 32))
     x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    a = explain(handle, x, ["integrated-gradients"], options={"integrated-gradients": {"steps": 64}})[0]
+    a = explain(handle, x, ["integrated-gradients"], options={"integrated-gradients": {"steps": 64,
+                                                                                       "baseline": "black"}})[0]
     with torch.no_grad():
         black = (0 - torch.tensor(handle.mean).view(1, 3, 1, 1)) / torch.tensor(handle.std).view(1, 3, 1, 1)
         t = torch.tensor(a.targets)[:, None]

@@ -98,7 +98,7 @@ def test_captum_occlusion(r18, x, target):
     from captum.attr import Occlusion
 
     x, target = x[:1], target[:1]
-    a = ours(r18, x, "occlusion", target, window=40, stride=28)
+    a = ours(r18, x, "occlusion", target, window=40, stride=28, baseline="zero")
     ref = Occlusion(r18.model).attribute(x, sliding_window_shapes=(3, 40, 40), strides=(3, 28, 28), target=target,
                                          baselines=0.0)
     torch.testing.assert_close(a.raw, ref[:, 0], rtol=1e-3, atol=1e-4)

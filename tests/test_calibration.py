@@ -138,3 +138,26 @@ def test_fit_stops_at_the_bounds():
     assert fit_temperature(wrong, np.array([1, 0])) == pytest.approx(20.0)  # all wrong: soften to the bound
     with pytest.raises(ValueError, match="at least one"):
         fit_temperature(np.zeros((0, 2)), np.zeros(0, dtype=int))
+
+
+def test_reliability_of_equals_the_curve_and_chunks_do_not_matter():
+    from mikata.analysis.calibration import reliability_of
+
+    probs, labels = _simulated(700, 4, 1.5, seed=7)
+    a = reliability_curve(probs, labels, 7)
+    b = reliability_of(probs.max(axis=1), probs.argmax(axis=1) == labels, 7)
+    np.testing.assert_array_equal(a.counts, b.counts)
+    np.testing.assert_allclose(a.accuracy, b.accuracy)
+    np.testing.assert_allclose(apply_temperature(probs, 1.7, chunk=64), apply_temperature(probs, 1.7), atol=0)
+    with pytest.raises(ValueError, match="alike"):
+        reliability_of(np.zeros(3), np.zeros(2, bool))
+
+
+def test_notebook_displays():
+    from mikata.analysis.temperature import Temperature
+
+    probs, labels = _simulated(300, 3, 1.0, seed=8)
+    html = reliability_curve(probs, labels, 5)._repr_html_()
+    assert "ECE" in html and html.count("<tr>") == 6
+    t = Temperature(1.5, "<val>", 10, 1.0, 0.9, 0.2, 0.1)
+    assert "&lt;val&gt;" in t._repr_html_() and "<val>" not in t._repr_html_()

@@ -270,7 +270,8 @@ def test_cli_json_is_stable_and_the_page_is_written(tmp_path):
     assert j["split"] == "test" and j["images"]["shared"] == 45 and j["classes"] == CLASSES
     assert j["bootstrap"] == {"seed": 0, "replicates": 1000, "confidence": 0.95}
     assert set(j["metrics"][0]) == {"metric", "key", "images", "a", "b", "diff", "low", "high", "mcnemar_p",
-                                    "only_a", "only_b"}
+                                    "only_a", "only_b", "verdict"}
+    assert [m["metric"] for m in j["metrics"][:2]] == ["accuracy", "ECE"]
     assert j["metrics"][0]["metric"] == "accuracy"
     for kind in ("fixed", "broken"):
         assert len(j["flipped"][kind]["images"]) == min(3, j["flipped"][kind]["count"])
@@ -354,6 +355,9 @@ def test_calibration_error_of_both_runs_and_a_temperature_is_applied_and_said(tm
         return total
     assert ece.b == pytest.approx(slow_ece(f16(pb), labels), rel=1e-6)
     assert ece.value.low <= ece.diff <= ece.value.high and ece.p is None
+    assert not ece.higher_is_better and ece.verdict in ("", "better", "worse")
+    if ece.value.high < 0:
+        assert ece.verdict == "better"  # a lower calibration error is the improvement
     t = calibrate_run(tmp_path / "a", split="train")
     scaled = compare(tmp_path / "a", tmp_path / "b", replicates=0)
     assert scaled.metric("ECE").a == pytest.approx(

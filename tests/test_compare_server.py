@@ -108,10 +108,17 @@ def test_model_options_reach_the_maps(served, tmp_path, monkeypatch):
     import sys
     from pathlib import Path
 
+    import shutil
+    import sqlite3
+
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": f"{root / 'src'}:{root / 'tests'}", "OMP_NUM_THREADS": "1"}
     out = tmp_path / "cmp.html"
-    r = subprocess.run([sys.executable, "-m", "mikata", "compare", str(served["run_a"]), str(served["run_b"]),
+    run_a = tmp_path / "run_a"  # a copy without A's cached maps (another test may have computed them)
+    shutil.copytree(served["run_a"], run_a)
+    with sqlite3.connect(run_a / "run.sqlite") as db:
+        db.execute("DELETE FROM maps")
+    r = subprocess.run([sys.executable, "-m", "mikata", "compare", str(run_a), str(served["run_b"]),
                         "--out", str(out), "--maps", "--no-issues", "--device", "cpu", "--json",
                         "--model-a", "test_scan_support:mnist_handle", "--model-b", "test_scan_support:mnist_handle"],
                        env=env, capture_output=True, text=True, timeout=300)

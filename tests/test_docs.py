@@ -61,8 +61,10 @@ def test_every_python_block_in_the_readme_runs(tmp_path, lite0, photos):
 
 
 def test_api_reference_builds_without_warnings(tmp_path):
+    """``sphinx-build -n -W``: every reference resolves; every public name, every type a public function or a
+    ``Run`` method returns, and every command of the parser has its entry."""
     pytest.importorskip("sphinx")
-    out = subprocess.run([sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html",
+    out = subprocess.run([sys.executable, "-m", "sphinx", "-n", "-W", "--keep-going", "-q", "-b", "html",
                           str(ROOT / "docs"), str(tmp_path / "html")], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-4000:]
     page = (tmp_path / "html" / "api.html").read_text(encoding="utf-8")
@@ -71,3 +73,56 @@ def test_api_reference_builds_without_warnings(tmp_path):
     for name in mikata.__all__:
         if name != "__version__":
             assert f"mikata.{name}" in page, f"mikata.{name} missing from the API reference"
+    assert page.count('class="doctest highlight-default') >= len(mikata.__all__) - 1  # the examples are shown
+    types = (tmp_path / "html" / "types.html").read_text(encoding="utf-8")
+    for cls in returned_types():
+        anchors = {f'id="{cls.__module__}.{cls.__qualname__}"', f'id="mikata.{cls.__qualname__}"'}  # public: mikata.X
+        assert any(a in types + page for a in anchors), f"{cls.__qualname__} has no page"
+    cli = (tmp_path / "html" / "cli.html").read_text(encoding="utf-8")
+    from mikata.cli import COMMANDS
+
+    for command in COMMANDS:
+        assert f"mikata {command}</h2>" in cli or f"mikata {command}<a" in cli, f"mikata {command} missing from cli.html"
+    assert "--shard" in cli and "counted from 0" in cli
+
+
+def returned_types() -> set[type]:
+    """The mikata classes the public functions and the ``Run`` members are annotated to return."""
+    import inspect
+    import typing
+
+    import mikata
+
+    found: set[type] = set()
+    objects = [getattr(mikata, n) for n in mikata.__all__ if n != "__version__"]
+    objects += [vars(mikata.Run)[n] for n in vars(mikata.Run) if not n.startswith("_")]
+    for obj in objects:
+        fn = getattr(obj, "fget", None) or getattr(obj, "func", None) or obj
+        if inspect.isclass(fn) or not callable(fn):
+            continue
+        ret = getattr(fn, "__annotations__", {}).get("return")
+        namespace = {**vars(inspect.getmodule(fn)), **_checking_names()}
+        while isinstance(ret, str):  # a quoted annotation under ``from __future__ import annotations``
+            ret = eval(ret, namespace)  # noqa: S307 - mikata's own annotations
+        stack = [ret]
+        while stack:
+            t = stack.pop()
+            if isinstance(t, type) and t.__module__.startswith("mikata."):
+                found.add(t)
+            stack.extend(typing.get_args(t))
+    return found
+
+
+def _checking_names() -> dict:
+    """Names that modules import only for type checking, so their annotations can be evaluated here."""
+    import pandas as pd
+    from PIL import Image
+
+    from mikata.analysis.binary import Curves
+    from mikata.analysis.issues import DatasetIssues
+    from mikata.analysis.gallery import Gallery
+    from mikata.analysis.maps import MapService
+    from mikata.notebook import ImageList
+
+    return {"pd": pd, "Image": Image, "Curves": Curves, "DatasetIssues": DatasetIssues, "MapService": MapService,
+            "Gallery": Gallery, "ImageList": ImageList}

@@ -3,11 +3,14 @@
 Every hook lives inside a ``with`` block and is removed in ``finally``, also when the body raises.
 ``preserved`` puts back what a method may touch: train/eval mode and ``requires_grad``.
 
-Example:
-    >>> with capture(net, ["layer4"], gradients=True) as rec:      # doctest: +SKIP
-    ...     logits = net(x)
-    ...     logits[:, 3].sum().backward()
-    >>> rec.activations["layer4"].shape, rec.gradients["layer4"].shape   # doctest: +SKIP
+Example (``handle``: the built-in model, whose last convolution block is ``head``):
+    >>> from mikata.hooks import capture
+    >>> x = handle.preprocessing.preprocess([mikata.load_image("chelsea.png")])
+    >>> with capture(handle.net, ["head"], gradients=True) as rec:
+    ...     logits = handle.model(x)
+    ...     logits[:, 281].sum().backward()
+    >>> rec.activations["head"].shape, rec.gradients["head"].shape
+    (torch.Size([1, 1280, 7, 7]), torch.Size([1, 1280, 7, 7]))
 """
 
 from __future__ import annotations
@@ -103,6 +106,13 @@ def capture(
     ``layouts`` (``handle.layouts_for(layers)``) maps a layer to the view that turns its output into
     ``(N, C, h, w)`` (tokens, channels-last): its activations and gradients are recorded through it,
     so every consumer sees one layout. Layers not in it are recorded as they come.
+
+    Example:
+        >>> x = handle.preprocessing.preprocess([mikata.load_image("chelsea.png")])
+        >>> with mikata.capture(handle.net, ["head"], gradients=True) as rec:
+        ...     handle.model(x)[0, 281].backward()                 # the gradient of the "tabby" logit
+        >>> rec.activations["head"].shape, rec.gradients["head"].shape
+        (torch.Size([1, 1280, 7, 7]), torch.Size([1, 1280, 7, 7]))
     """
     rec = Recording()
     hooks = []

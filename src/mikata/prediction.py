@@ -77,6 +77,13 @@ def predict(
     65000x1 strip whose resize would need gigabytes) gets its ``error``; the others still get results.
 
     Runs on ``handle.device`` at ``handle.precision`` (bf16 autocast on a capable GPU under "auto").
+
+    Example:
+        >>> found = mikata.predict(handle, ["chelsea.png", "coffee.png"], top=3)
+        >>> [(name, round(p, 2)) for name, _, p in found[0].top]
+        [('tiger cat', 0.39), ('Egyptian cat', 0.36), ('tabby', 0.17)]
+        >>> found[1].top[0][0]
+        'espresso'
     """
     paths = [str(p) for p in paths]
     top = max(1, min(top, handle.num_classes))

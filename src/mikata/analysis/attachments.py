@@ -145,6 +145,7 @@ SCORECARD_SCHEMA = {
     "passes": MapOf(Opt(MapOf(Opt("bool")))),
     "figures": ["str"],
     "baseline": Opt(MapOf(Opt("number"))),
+    "baselines": Opt(MapOf(Opt("str"))),
 }
 UNITS_SCHEMA = {
     "layer": Req("str"), "source": Opt("str"), "map_size": ["int"],

@@ -71,6 +71,14 @@ class ReliabilityCurve:
             return float("nan")
         return float(np.sum(self.counts / n * np.abs(self.accuracy - self.confidence)))
 
+    def _repr_html_(self) -> str:
+        from mikata.notebook import STYLE, table_html
+
+        rows = [[round(float(c), 4), round(float(a), 4), int(n)] for c, a, n in
+                zip(self.confidence, self.accuracy, self.counts)]
+        return (f"<div>{STYLE}<div><b>ReliabilityCurve</b> ECE {self.ece:.4f} over {len(self.counts)} equal-mass "
+                f"bins</div>{table_html(['confidence', 'accuracy', 'images'], rows)}</div>")
+
     def to_dict(self) -> dict:
         return {"bins": self.bins, "ece": self.ece, "confidence": self.confidence.tolist(),
                 "accuracy": self.accuracy.tolist(), "counts": self.counts.tolist()}
@@ -80,7 +88,14 @@ def reliability_curve(probs: np.ndarray, labels: np.ndarray, bins: int = DEFAULT
     """The reliability diagram's points for top-1 predictions, with equal-mass bins.
 
     ``probs`` (N, K) class probabilities, ``labels`` (N,) class indices. No rows gives empty arrays
-    (and ``ece`` NaN)."""
+    (and ``ece`` NaN).
+
+    Example:
+        >>> d = mikata.open_run("runs/a").overview.data
+        >>> curve = mikata.reliability_curve(d.probs, d.labels, bins=3)
+        >>> curve.counts.tolist(), round(curve.ece, 3) == round(mikata.expected_calibration_error(d.probs, d.labels, 3), 3)
+        ([4, 4, 4], True)
+    """
     conf, correct = _top1(probs, labels)
     return reliability_of(conf, correct, bins)
 
@@ -104,7 +119,13 @@ def reliability_of(confidence: np.ndarray, correct: np.ndarray, bins: int = DEFA
 
 
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = DEFAULT_BINS) -> float:
-    """ECE of the top-1 predictions over equal-mass bins (see the module docstring); NaN for no rows."""
+    """ECE of the top-1 predictions over equal-mass bins (see the module docstring); NaN for no rows.
+
+    Example:
+        >>> d = mikata.open_run("runs/a").overview.data          # stored probabilities and labels
+        >>> round(mikata.expected_calibration_error(d.probs, d.labels), 3)
+        0.496
+    """
     return reliability_curve(probs, labels, bins).ece
 
 

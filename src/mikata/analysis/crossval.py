@@ -91,6 +91,12 @@ def crossval(data: str | os.PathLike, model: str | ModelHandle, run_dir: str | o
     ``train_options`` are ``train``'s (``epochs``, ``input_size``, ``freeze_until``, ``augment``, ...);
     ``seed`` makes the folds, the heads and the batch order; ``val_fraction`` of each model's
     training folds is its validation split.
+
+    Example:
+        >>> cv = mikata.crossval("photos", "efficientnet-lite0", "runs/cv", folds=3, val_fraction=0.5, epochs=1,
+        ...                      batch_size=4, input_size=64, workers=0, scan_workers=0, progress=False)
+        >>> mikata.open_run("runs/cv").summary()["images"]    # every image scanned by a model that never saw it
+        12
     """
     t0 = time.perf_counter()
     if folds < 2:

@@ -58,7 +58,15 @@ def export_run(run: "str | os.PathLike | RunView", out: str | os.PathLike, fmt: 
                batch_size: int = 32, device: str | None = "cpu", model: "str | ModelSource | None" = None) -> Path:
     """Write one row per scanned image of ``run`` (a run directory or a ``RunView``: its selected rows) to
     ``out``; returns the path written (``device``: where the ``maps_dir`` maps are computed; ``model``: a
-    spec you type for them or a ``ModelSource``, see ``Run``)."""
+    spec you type for them or a ``ModelSource``, see ``Run``).
+
+    Example:
+        >>> mikata.export_run("runs/a", "a.parquet").name
+        'a.parquet'
+        >>> import pandas as pd
+        >>> pd.read_parquet("a.parquet").shape[0]
+        12
+    """
     from mikata.analysis.run import open_run
 
     fmt = export_format(out, fmt)

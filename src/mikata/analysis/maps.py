@@ -102,7 +102,7 @@ class MapService:
     # ------------------------------------------------------------------ model
     @property
     def preprocessing(self) -> Preprocessing:
-        """The run's pixels: the given handle's, else the manifest's (no model load needed)."""
+        """The run's preprocessing, the given handle's, else the manifest's (no model load needed)."""
         return self._handle.preprocessing if self._handle is not None else Preprocessing.from_identity(self.identity)
 
     @property

@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # pandas and PIL are imported where they are used
     from PIL import Image
 
     from mikata.analysis.binary import Curves
+    from mikata.analysis.issues import DatasetIssues
     from mikata.analysis.gallery import Gallery
     from mikata.analysis.maps import MapService
     from mikata.analysis.view import RunView
@@ -47,6 +48,11 @@ class Run:
     ``model`` (a ``ModelHandle``, a spec you type, or a ``ModelSource``) is the model for maps when the
     run's own cannot be found or must not be loaded from the run's manifest (code specs are never taken
     from files); ``device`` is where maps are computed. ``path`` may be a ``RunView`` (its selection).
+
+    Example:
+        >>> run = mikata.Run("runs/a")
+        >>> run.to_pandas()[["label", "predicted", "correct"]].shape
+        (12, 3)
     """
 
     def __init__(self, path: "str | os.PathLike | RunView", split: str | None = None,
@@ -67,11 +73,22 @@ class Run:
     # ------------------------------------------------------------------ the shared numbers
     @property
     def overview(self) -> Overview:
-        """The run's ``Overview`` (recomputed when a scan has committed rows since the last read)."""
+        """The run's ``Overview`` (recomputed when a scan has committed rows since the last read).
+
+        Example:
+            >>> mikata.open_run("runs/a").overview.accuracy
+            0.8333333333333334
+        """
         return self.view.overview(top_issues=None)
 
     @property
     def class_names(self) -> list[str]:
+        """The model's class names, in class-id order (every class of the model, also those without images).
+
+        Example:
+            >>> mikata.open_run("runs/a").class_names[967]
+            'espresso'
+        """
         return list(self.overview.class_names)
 
     def _class(self, cls: int | str) -> int:
@@ -81,7 +98,13 @@ class Run:
 
     def summary(self) -> dict:
         """Images, skipped files, accuracy, top-5 accuracy (only where there are more than 5 classes),
-        class count and imbalance: the numbers at the top of ``mikata audit``."""
+        class count and imbalance: the numbers at the top of ``mikata audit``.
+
+        Example:
+            >>> s = mikata.open_run("runs/a").summary()
+            >>> s["images"], s["classes"], round(s["accuracy"], 3)
+            (12, 4, 0.833)
+        """
         ov = self.overview
         out = {"run": str(self.path), "images": len(ov.data), "skipped": len(ov.skipped),
                "accuracy": ov.accuracy, "classes": len(ov.present), "imbalance": ov.imbalance,
@@ -101,6 +124,11 @@ class Run:
 
         ``c.auroc``, ``c.average_precision``, ``c.roc()``, ``c.pr()``, ``c.at(0.3).recall``,
         ``c.best_f1().threshold``: see ``mikata.analysis.binary``.
+
+        Example:
+            >>> c = mikata.open_run("runs/a").curves("espresso")    # one-vs-rest on a run of more than two classes
+            >>> round(c.auroc, 3), round(c.average_precision, 3)
+            (1.0, 1.0)
         """
         return self.view.curves(positive)
 
@@ -108,6 +136,10 @@ class Run:
         """The confusion matrix over the classes that have images, rows = true class.
 
         ``normalize="row"`` divides each row by its total (recall on the diagonal); ``None`` gives counts.
+
+        Example:
+            >>> mikata.open_run("runs/a").confusion().shape         # the classes the run holds
+            (4, 4)
         """
         import pandas as pd
 
@@ -123,7 +155,12 @@ class Run:
                             columns=pd.Index(names, name="predicted"))
 
     def pairs(self) -> "pd.DataFrame":
-        """Mutually confused class pairs, most confused first: ``a``, ``b``, ``a_as_b``, ``b_as_a``, ``total``."""
+        """Mutually confused class pairs, most confused first: ``a``, ``b``, ``a_as_b``, ``b_as_a``, ``total``.
+
+        Example:
+            >>> mikata.open_run("runs/a").pairs()[["a", "b", "a_as_b"]].values.tolist()
+            [['tiger cat', 'Egyptian cat', 2]]
+        """
         import pandas as pd
 
         names = self.overview.class_names
@@ -135,6 +172,10 @@ class Run:
         """The ``k`` images labeled ``cls`` with the highest (or, ``least=True``, lowest) P(cls).
 
         The least class-like images of a class are where mislabeled and atypical images hide.
+
+        Example:
+            >>> mikata.open_run("runs/a").class_like("espresso", k=2)["label"].tolist()
+            ['espresso', 'espresso']
         """
         from mikata.analysis.audit import class_like
 
@@ -144,7 +185,12 @@ class Run:
         return self._image_table(fewest if least else most, prob_of=c)
 
     def errors(self, cls: int | str | None = None, k: int = 10) -> "pd.DataFrame":
-        """Wrong predictions (of images labeled ``cls``, or all), most confident first."""
+        """Wrong predictions (of images labeled ``cls``, or all), most confident first.
+
+        Example:
+            >>> mikata.open_run("runs/a").errors(k=3)[["label", "predicted"]].values.tolist()
+            [['tiger cat', 'Egyptian cat'], ['tiger cat', 'Egyptian cat']]
+        """
         from mikata.analysis.audit import confident_errors
 
         rows = confident_errors(self.overview.data, None if cls is None else self._class(cls), k)
@@ -156,6 +202,10 @@ class Run:
         suspicious), the split, and the most probable class with images (``suggested``).
 
         The same list as ``mikata audit`` (which prints its top 20) and the report and web app.
+
+        Example:
+            >>> len(mikata.open_run("runs/a").label_issues())        # none suspected in these twelve photos
+            0
         """
         import pandas as pd
 
@@ -180,7 +230,12 @@ class Run:
     # ------------------------------------------------------------------------- images and maps
     def images(self, ids: int | Sequence[int]) -> "ImageList":
         """The stored images of these row ids, decoded as the model's input mode: a list of PIL images
-        that Jupyter shows as a row of thumbnails captioned with their file names."""
+        that Jupyter shows as a row of thumbnails captioned with their file names.
+
+        Example:
+            >>> [img.size for img in mikata.open_run("runs/a").images([1, 2])]
+            [(405, 270), (406, 270)]
+        """
         from mikata.analysis.media import image_files
         from mikata.data.images import load_image
         from mikata.data.preprocessing import Preprocessing
@@ -201,7 +256,11 @@ class Run:
         over each image, with the legend under the gallery.
 
         Example:
-            >>> df = run.to_pandas(); run.show(df[~df.correct].sort_values("pred_prob"), map="gradcam")  # doctest: +SKIP
+            >>> run = mikata.open_run("runs/a", model=handle)
+            >>> df = run.to_pandas()
+            >>> gallery = run.show(df[~df.correct].sort_values("pred_prob"), map="gradcam")  # errors, least sure first
+            >>> len(gallery), gallery.map
+            (2, 'gradcam')
         """
         from mikata.analysis.gallery import build_gallery, wanted_ids
 
@@ -216,21 +275,39 @@ class Run:
 
     @cached_property
     def maps_service(self) -> "MapService":
-        """The run's ``MapService`` (loads the run's model on the first map that is not cached)."""
+        """The run's ``MapService`` (loads the run's model on the first map that is not cached).
+
+        Example:
+            >>> service = mikata.open_run("runs/a", model=handle).maps_service
+            >>> type(service).__name__
+            'MapService'
+        """
         from mikata.analysis.maps import MapService
 
         return MapService(self.path, source=self.source)  # a typed spec is loaded and its weights hash checked
 
     def map(self, image_id: int, method: str = "gradcam", cls: int | str | None = None,
             layer: str | None = None) -> np.ndarray:
-        """The ``(H, W)`` map of one image for one class (default: the predicted class), cached in the run."""
+        """The ``(H, W)`` map of one image for one class (default: the predicted class), cached in the run.
+
+        Example:
+            >>> m = mikata.open_run("runs/a", model=handle).map(1, "gradcam")   # the predicted class's map
+            >>> m.shape, float(m.min()) >= 0
+            ((224, 224), True)
+        """
         return self.maps_service.map(int(image_id), method, cls, layer)
 
     def overlay(self, image_id: int, method: str = "gradcam", cls: int | str | None = None,
                 layer: str | None = None) -> "Image.Image":
         """The map drawn over the model's view of the image, as a PIL image; its ``legend`` attribute is
         the map's legend (``display.MapScale.legend``), and Jupyter shows it with a caption (image,
-        method, class) and that legend."""
+        method, class) and that legend.
+
+        Example:
+            >>> img = mikata.open_run("runs/a", model=handle).overlay(1, "gradcam", cls="tiger cat")
+            >>> img.size, img.legend["class"]
+            ((224, 224), 'tiger cat')
+        """
         from PIL import Image
 
         png, legend = self.maps_service.overlay(int(image_id), method, cls, layer)
@@ -249,7 +326,13 @@ class Run:
     def concepts(self) -> "pd.DataFrame":
         """One row per concept of the run's concept atlas (``mikata concepts``): class, concept, importance
         (share of the class's evidence), presence, center, spread, off_center, area, the deletion test, whether it is a
-        suspected shortcut, the evidence sentence and a person's review. Raises when there is no current atlas."""
+        suspected shortcut, the evidence sentence and a person's review. Raises when there is no current atlas.
+
+        Example:
+            >>> table = mikata.open_run("runs/a").concepts()          # after `mikata concepts runs/a`
+            >>> sorted(set(table["class"]))
+            ['daisy', 'espresso', 'palace', 'tiger cat']
+        """
         import pandas as pd
 
         from mikata.concepts.ondemand import _atlas
@@ -272,7 +355,13 @@ class Run:
         return pd.DataFrame(rows)
 
     def concept_map(self, image_id: int, concept: str) -> np.ndarray:
-        """Where ``concept`` ("Coat/2") is in image ``image_id``: ``(H, W)`` over the original image."""
+        """Where ``concept`` ("Coat/2") is in image ``image_id``: ``(H, W)`` over the original image.
+
+        Example:
+            >>> run = mikata.open_run("runs/a", model=handle)
+            >>> run.concept_map(1, run.concepts()["concept"][0]).ndim
+            2
+        """
         from mikata.concepts import concept_heatmap
 
         return concept_heatmap(self.path, int(image_id), concept, model=self._concepts_model(), device=self.device)
@@ -283,7 +372,12 @@ class Run:
 
     def strategies(self, cls: int | str) -> "pd.DataFrame":
         """The class's strategies (images clustered by how the model recognises them): size, accuracy,
-        tightness, whether it is a Clever-Hans candidate, exemplar ids and the mean share of each concept."""
+        tightness, whether it is a Clever-Hans candidate, exemplar ids and the mean share of each concept.
+
+        Example:
+            >>> mikata.open_run("runs/a").strategies("espresso").columns[:3].tolist()
+            ['strategy', 'size', 'accuracy']
+        """
         import pandas as pd
 
         from mikata.concepts.ondemand import _atlas
@@ -297,12 +391,22 @@ class Run:
         return pd.DataFrame(rows)
 
     def fields(self) -> list[str]:
-        """The run's per-image fields: the extra columns of the CSV manifest it was scanned from."""
+        """The run's per-image fields: the extra columns of the CSV manifest it was scanned from.
+
+        Example:
+            >>> mikata.open_run("runs/a").fields()                    # runs/a was scanned from photos.csv
+            ['crop']
+        """
         return self.view.field_names()
 
     def group_by(self, field: str) -> "pd.DataFrame":
         """Images, errors, accuracy and per-class recall for each value of ``field``, lowest accuracy first
-        (``analysis.fields.group_by``, what ``mikata audit --group-by`` prints)."""
+        (``analysis.fields.group_by``, what ``mikata audit --group-by`` prints).
+
+        Example:
+            >>> mikata.open_run("runs/a").group_by("crop")[["crop", "images"]].values.tolist()
+            [['whole', 4], ['cropped', 8]]
+        """
         import pandas as pd
 
         from mikata.analysis.fields import group_by
@@ -314,10 +418,16 @@ class Run:
         return pd.DataFrame(rows)
 
     # ------------------------------------------------------------------------------- one table
-    def issues(self, thresholds: dict[str, float] | None = None):
+    def issues(self, thresholds: dict[str, float] | None = None) -> "DatasetIssues":
         """Every dataset issue type scored for every image (``analysis.issues.DatasetIssues``): outliers,
         duplicates and leaks, image quality, class imbalance, weak groups, label issues. Jupyter shows
-        it as a table of counts per type with thumbnails of the worst images of each."""
+        it as a table of counts per type with thumbnails of the worst images of each.
+
+        Example:
+            >>> found = mikata.open_run("runs/a").issues()
+            >>> "outlier" in found.types, len(found.data)
+            (True, 12)
+        """
         import dataclasses
 
         return dataclasses.replace(self.view.issues(thresholds), thumbnails=self._thumbnails)
@@ -345,6 +455,11 @@ class Run:
         the reviewer's class for "wrong"), a ``TYPE_score``
         and ``TYPE_issue`` column per dataset-issue type (``dataset_issues=False`` leaves them out), and
         one ``p:CLASS`` column per class.
+
+        Example:
+            >>> df = mikata.open_run("runs/a").to_pandas()
+            >>> df.shape[0], {"path", "label", "predicted", "outlier_score", "crop"} <= set(df.columns)
+            (12, True)
         """
         import pandas as pd
 
@@ -423,6 +538,11 @@ def open_run(path: "str | os.PathLike | RunView", split: str | None = None,
     """Open a scanned run for a notebook: ``run.summary()``, ``run.confusion()``, ``run.to_pandas()``, ...
 
     Raises ``RunStoreError`` when ``path`` is not a run made by ``mikata scan``.
+
+    Example:
+        >>> run = mikata.open_run("runs/a")
+        >>> run.summary()["images"], len(run.class_names)
+        (12, 1000)
     """
     from mikata.analysis.view import RunView
 

@@ -136,6 +136,13 @@ def scan(
     split of every row of data that is not split (e.g. a cross-validation fold).
     ``engine="ray"`` runs the same steps on Ray Data (``analysis.scan_ray``: ``address``, ``actors``,
     ``gpus_per_actor``); the run it writes is the one the local scan writes.
+
+    Example:
+        >>> summary = mikata.scan(handle, "photos", "runs/b", workers=0, progress=False)
+        >>> summary.total, summary.computed, summary.skipped
+        (12, 12, 0)
+        >>> mikata.scan(handle, "photos", "runs/b", workers=0, progress=False).reused   # run again: nothing redone
+        12
     """
     if engine not in ("local", "ray"):
         raise ChoiceError("engine", engine, ["local", "ray"])

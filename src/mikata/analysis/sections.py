@@ -65,7 +65,7 @@ def scorecard_table(card: dict) -> dict:
     """The scorecard (``scorecard.json`` of ``mikata evaluate``) as one table for both renderers.
 
     ``{"model", "images", "target", "created", "metrics": [{"name", "better", "description"}],
-    "checks": [names], "rows": [{"method", "cells": [formatted values], "passes": [True/False/None]}],
+    "checks": [names], "rows": [{"method" (with its baseline, when it has one), "cells": [formatted values], "passes": [True/False/None]}],
     "figures": [names as stored]}`` — values as 4 significant digits, "–" where missing.
     """
     metrics = [m if isinstance(m, dict) else {"name": str(m)} for m in card.get("metrics") or []]
@@ -73,7 +73,8 @@ def scorecard_table(card: dict) -> dict:
     methods = list(card.get("methods") or table.keys())
     passes = card.get("passes") or {}
     checks = sorted({c for v in passes.values() if isinstance(v, dict) for c in v})
-    rows = [{"method": m, "cells": [_value((table.get(m) or {}).get(x.get("name", ""))) for x in metrics],
+    named = card.get("baselines") if isinstance(card.get("baselines"), dict) else {}
+    rows = [{"method": f"{m} ({named[m]})" if isinstance(named.get(m), str) else m, "cells": [_value((table.get(m) or {}).get(x.get("name", ""))) for x in metrics],
              "passes": [(passes.get(m) or {}).get(c) for c in checks]} for m in methods]
     return {"model": card.get("model"), "images": card.get("images"), "target": card.get("target"),
             "created": card.get("created"), "metrics": metrics, "rows": rows, "checks": checks,

@@ -59,6 +59,14 @@ class Temperature:
     def to_dict(self) -> dict:
         return {"format": FORMAT, **asdict(self)}
 
+    def _repr_html_(self) -> str:
+        from mikata.notebook import STYLE, esc, table_html
+
+        rows = [["temperature T", self.value], ["fitted on", f"split {self.split!r}, {self.images} images"],
+                ["NLL before -> after", f"{self.nll_before:.4f} -> {self.nll_after:.4f}"],
+                ["ECE before -> after", f"{self.ece_before:.4f} -> {self.ece_after:.4f}"]]
+        return f"<div>{STYLE}<div><b>Temperature</b> {esc(self.note())}</div>{table_html(['', ''], rows)}</div>"
+
 
 def read_temperature(run_dir: str | os.PathLike) -> Temperature | None:
     """The run's temperature, or None when it has none (``CalibrationFileError`` for an unusable file)."""
@@ -98,7 +106,13 @@ def calibrate_run(run: str | os.PathLike, split: str = "val", bins: int = DEFAUL
     """Fit the temperature on the rows of ``split`` (the model's own probabilities) and store it in the run.
 
     Refuses a split the model was trained on (its probabilities are in-sample: overconfident by
-    construction) and a split with no rows, each in one line naming the run."""
+    construction) and a split with no rows, each in one line naming the run.
+
+    Example:
+        >>> t = mikata.calibrate("runs/small", split="")   # runs/small was scanned without splits: its rows are held out
+        >>> t.images, t.ece_after < t.ece_before
+        (12, True)
+    """
     from mikata.analysis.audit import load_run
     from mikata.analysis.heldout import in_sample_rows
     from mikata.analysis.runlock import RunLock

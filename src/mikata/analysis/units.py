@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 UNITS_DIR = UNITS
 MAX_UNITS, MAX_TOP = 64, 16
+PLATEAU = 8  # steps without gain after which a unit's rendering stops (RenderOptions.plateau)
+CROP = "shown as its strongest dataset crop"
 
 
 @dataclass
@@ -62,12 +64,18 @@ class UnitsResult:
     units: list[tuple[int, list[UnitExample]]]
     synthetic: torch.Tensor
     overlays: list[list[np.ndarray]] = field(default_factory=list)
+    # per unit, how its synthetic image came to be when not by the plain rendering (None): rendered again
+    # from its strongest image after a flat first try, or that image's strongest crop (see ``unit_examples``)
+    notes: list[str | None] = field(default_factory=list)
+    seconds: float = 0.0  # rendering time, retries included
 
     def summary(self) -> dict:
+        notes = self.notes or [None] * len(self.units)
         return {"layer": self.layer, "source": self.source, "map_size": list(self.map_size),
                 "units": [{"channel": c, "top": [{"id": e.image_id, "activation": round(e.activation, 5),
-                                                  "label": e.label, "pred": e.pred} for e in ex]}
-                          for c, ex in self.units]}
+                                                  "label": e.label, "pred": e.pred} for e in ex],
+                           **({"synthetic_note": note} if note else {})}
+                          for (c, ex), note in zip(self.units, notes)]}
 
     def grid(self, thumb: int = 112) -> Image.Image:
         """One row per unit: the synthetic image, then its examples with their activation maps."""
@@ -77,7 +85,9 @@ class UnitsResult:
         images, labels = [], []
         for j, (c, ex) in enumerate(self.units):
             images.append(to_uint8_image(self.synthetic[j]))
-            labels.append(f"{self.layer} #{c}")
+            note = self.notes[j] if j < len(self.notes) else None
+            kind = "" if not note else " (dataset crop)" if note.startswith(CROP) else " (from its top image)"
+            labels.append(f"{self.layer} #{c}{kind}")
             for r in range(k):
                 if r < len(ex):
                     images.append(self.overlays[j][r])
@@ -123,7 +133,8 @@ def unit_examples(run_dir: str | os.PathLike, channels: Sequence[int], layer: st
     where the model runs when no ``source`` says. ``progress``: bars for the pass over the run's images (when the channel
     means were not stored by the scan) and for the rendering (None: where a bar shows, see ``mikata.progress``)."""
     from mikata.analysis.maps import MapService
-    from mikata.featurevis import RenderOptions, visualize_channels
+    from mikata.featurevis import RenderOptions
+    from mikata.featurevis.top_images import top_k_rows
 
     channels = [int(c) for c in channels]
     if not channels or len(channels) > MAX_UNITS:
@@ -153,19 +164,78 @@ def unit_examples(run_dir: str | os.PathLike, channels: Sequence[int], layer: st
         names = h.class_names
         units = []
         for c in channels:
-            best = np.argsort(-means[:, c], kind="stable")[:k]
+            best = top_k_rows(means[:, c], k)  # the one ranking of top-activating images
             units.append((c, [UnitExample(int(rows[i][0]), float(means[i, c]), names[rows[i][1]],
                                           names[rows[i][2]]) for i in best]))
         ids = sorted({e.image_id for _, ex in units for e in ex})
-        acts, views, size = _activation_maps(service, ids, layer)
+        acts, views, size, pixels = _activation_maps(service, ids, layer)
         overlays = [[_overlay(acts[e.image_id][c], views[e.image_id]) for e in ex] for c, ex in units]
+        import dataclasses
+
         opts = options or RenderOptions(size=max(h.input_size), seed=0)
         if progress is not None and opts.progress is None:
-            import dataclasses
-
             opts = dataclasses.replace(opts, progress=progress)
-        synthetic = visualize_channels(h, layer, channels, opts).images  # (U, C, H, W)
-    return UnitsResult(Path(run_dir), layer, source, size, units, synthetic, overlays)
+        opts = dataclasses.replace(opts, plateau=PLATEAU if opts.plateau is None else opts.plateau)
+        synthetic, notes, seconds = _render_units(h, layer, units, opts, acts, pixels)
+    return UnitsResult(Path(run_dir), layer, source, size, units, synthetic, overlays, notes, seconds)
+
+
+def _render_units(h, layer: str, units: list[tuple[int, list[UnitExample]]], opts, acts: dict[int, torch.Tensor],
+                  pixels: dict[int, torch.Tensor]) -> tuple[torch.Tensor, list[str | None], float]:
+    """Every unit's synthetic image ``(U, C, H, W)`` in one batch, and a note per unit whose image had to
+    come from elsewhere. A rendering that failed to activate its unit (flat gray, or an objective that
+    never rose above 0: ``featurevis.quality``) is rendered once more from the unit's strongest dataset
+    image (pixel parameterization, the next seed), where the unit is active and so has a gradient; if
+    that fails too, the unit shows the crop of that image where it fires most, and the note says so."""
+    import dataclasses
+
+    from mikata.featurevis import visualize_channels
+    from mikata.featurevis.quality import failed_renders
+
+    channels = [c for c, _ in units]
+    first = visualize_channels(h, layer, channels, opts)
+    synthetic, seconds = first.images.clone(), first.seconds  # (U, C, H, W)
+    notes: list[str | None] = [None] * len(units)
+    failed = failed_renders(first)
+    if not failed:
+        return synthetic, notes, seconds
+    redo = sorted(failed)
+    starts = torch.stack([pixels[units[j][1][0].image_id] for j in redo])  # (R, C, H, W) in [0, 1]
+    retry_opts = dataclasses.replace(opts, seed=opts.seed + 1, param="pixel", progress=False)
+    retry = visualize_channels(h, layer, [channels[j] for j in redo], retry_opts, start=starts)
+    seconds += retry.seconds
+    still = failed_renders(retry)
+    for r, j in enumerate(redo):
+        top = units[j][1][0].image_id
+        if r not in still:
+            synthetic[j] = _fit(retry.images[r], synthetic.shape[-2:])
+            notes[j] = (f"the rendering from noise failed ({failed[j]}); rendered again from its top image "
+                        f"(id {top}, pixel parameterization, seed {retry_opts.seed})")
+        else:
+            synthetic[j] = _fit(_strongest_crop(pixels[top], acts[top][channels[j]]), synthetic.shape[-2:])
+            notes[j] = (f"the rendering failed ({failed[j]}; again from its top image: {still[r]}); {CROP} "
+                        f"(id {top}, where the channel fires most)")
+        log.warning("units: %s #%d: %s", layer, channels[j], notes[j])
+    return synthetic, notes, seconds
+
+
+def _fit(img: torch.Tensor, size) -> torch.Tensor:
+    """``(C, h, w)`` resized to ``size``."""
+    if tuple(img.shape[-2:]) == tuple(size):
+        return img
+    return F.interpolate(img[None].float(), size=tuple(size), mode="bilinear", align_corners=False,
+                         antialias=True)[0].clamp(0, 1)
+
+
+def _strongest_crop(image: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+    """The square half the size of ``image`` ``(C, H, W)`` centred where ``act`` ``(H, W)`` (the channel's
+    map upsampled to the image) is highest, cut at the border."""
+    _, hh, ww = image.shape
+    side = max(1, min(hh, ww) // 2)
+    y, x = divmod(int(torch.argmax(act)), act.shape[-1])
+    top = min(max(0, y - side // 2), hh - side)
+    left = min(max(0, x - side // 2), ww - side)
+    return image[:, top:top + side, left:left + side]
 
 
 def _stored_means(store, rows) -> np.ndarray:
@@ -204,16 +274,16 @@ def _forward(service, ids: list[int], layer: str) -> tuple[torch.Tensor, torch.T
 
 
 def _activation_maps(service, ids: list[int], layer: str) -> tuple[dict[int, torch.Tensor], dict[int, np.ndarray],
-                                                                   tuple[int, int]]:
+                                                                   tuple[int, int], dict[int, torch.Tensor]]:
     """id -> ``(C, H, W)`` activations upsampled to the input, id -> the model's view ``(H, W, 3)``,
-    and the layer's own map size ``(h, w)``."""
+    the layer's own map size ``(h, w)``, and id -> the model's view as ``(C, H, W)`` pixels in [0, 1]."""
     from mikata.display import to_uint8_image
 
     act, x = _forward(service, ids, layer)  # (n, C, h, w), (n, C, H, W)
     up = F.interpolate(act, size=x.shape[-2:], mode="bilinear", align_corners=False)  # (n, C, H, W)
     views = service.handle.preprocessing.denormalize(x)
     return ({i: up[j] for j, i in enumerate(ids)}, {i: to_uint8_image(views[j]) for j, i in enumerate(ids)},
-            tuple(act.shape[-2:]))
+            tuple(act.shape[-2:]), {i: views[j].float().clamp(0, 1) for j, i in enumerate(ids)})
 
 
 def _overlay(m: torch.Tensor, view: np.ndarray, alpha: float = 0.5) -> np.ndarray:

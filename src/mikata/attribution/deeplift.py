@@ -16,13 +16,13 @@ summation to delta; ours applies the Rescale rule to ReLU6 as the paper defines 
 slow reference on lite1/lite2 in tests/test_attribution_zoo.py).
 
 Example:
-    >>> attrs = deeplift(handle, x, ids, baseline="black")[0]     # (N, C, H, W), target rank 0  # doctest: +SKIP
+    >>> attrs = deeplift(handle, x, ids, baseline="white")[0]     # (N, C, H, W), target rank 0  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import torch
-from mikata.attribution.integrated_gradients import make_baseline
+from mikata.attribution.baselines import DEFAULT, baseline_label, make_baselines
 from mikata.attribution.rectifiers import Rectifiers
 from mikata.hooks import preserved
 from mikata.models.handle import ModelHandle
@@ -53,12 +53,25 @@ def deeplift(
     handle: ModelHandle,
     x: torch.Tensor,
     ids: torch.Tensor,
-    baseline: str | torch.Tensor = "black",
+    baseline: str | torch.Tensor = DEFAULT,
     seed: int = 0,
+    baselines: int = 1,
 ) -> tuple[list[torch.Tensor], list[torch.Tensor], dict]:
-    """Per target rank: DeepLIFT attributions ``(N, C, H, W)`` and summation-to-delta gaps ``(N,)``;
-    then what the Rescale rule changed (``Rectifiers.info``)."""
-    x0 = make_baseline(handle, x, baseline, seed)
+    """Per target rank: DeepLIFT attributions ``(N, C, H, W)`` and summation-to-delta gaps ``(N,)``, the mean
+    over the baselines ``baseline`` names (``mikata.attribution.baselines``); then what the Rescale rule
+    changed (``Rectifiers.info``)."""
+    refs = make_baselines(handle, x, baseline, baselines, seed)
+    attrs: list[torch.Tensor] = []
+    deltas: list[torch.Tensor] = []
+    for x0 in refs:
+        a, d, info = _one_baseline(handle, x, x0, ids)
+        attrs = a if not attrs else [u + v for u, v in zip(attrs, a)]
+        deltas = d if not deltas else [u + v for u, v in zip(deltas, d)]
+    return [a / len(refs) for a in attrs], [d / len(refs) for d in deltas], info
+
+
+def _one_baseline(handle: ModelHandle, x: torch.Tensor, x0: torch.Tensor,
+                  ids: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor], dict]:
     n = x.shape[0]
     with preserved(handle.net):
         for p in handle.net.parameters():
@@ -83,4 +96,5 @@ def deeplift(
 def run(ctx) -> tuple[list[torch.Tensor], dict]:
     """Registry entry point (``catalog.py``): attributions, summation-to-delta gaps, rectifier counts."""
     attrs, deltas, seen = deeplift(ctx.handle, ctx.x, ctx.ids, **ctx.options)
-    return attrs, {"completeness_delta": [d.tolist() for d in deltas], **seen}
+    return attrs, {"completeness_delta": [d.tolist() for d in deltas], **seen,
+                   "baseline": baseline_label(ctx.options.get("baseline", DEFAULT), ctx.options.get("baselines", 1))}

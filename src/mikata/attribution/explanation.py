@@ -8,8 +8,10 @@ The first call on a model says which layer the CAM maps come from and what part 
 model sees, as the command line does (``mikata.progress.notice``).
 
 Example:
-    >>> ex = explain_images(handle, "chelsea.png", ["gradcam", "guided-gradcam"], targets="top2")  # doctest: +SKIP
-    >>> ex[0].maps.shape, ex.figure().savefig("chelsea.png")                                      # doctest: +SKIP
+    >>> ex = mikata.explain(handle, "chelsea.png", ["gradcam", "guided-gradcam"], targets="top2")
+    >>> len(ex), tuple(ex[0].maps.shape)          # 2 methods x 2 target ranks; (N, H, W) maps
+    (4, (1, 224, 224))
+    >>> ex.figure().savefig("chelsea_explained.png")   # a new file beside the input, never over it
 """
 
 from __future__ import annotations
@@ -29,7 +31,15 @@ MAX_SHOWN = 16  # images drawn in a notebook display; figure(i) draws any
 
 
 class Explanation(list):
-    """The attributions of one call (a ``list`` of ``Attribution``) with what is needed to draw them."""
+    """The attributions of one call (a ``list`` of ``Attribution``) with what is needed to draw them.
+
+    Example:
+        >>> ex = mikata.explain(handle, "chelsea.png", ["gradcam"], targets="top2")
+        >>> ex                                                    # a list of Attribution; draws itself in Jupyter
+        Explanation(1 image(s), methods=['gradcam'], 2 maps)
+        >>> [(a.target_spec, handle.class_names[a.targets[0]]) for a in ex]
+        [('top1', 'tiger cat'), ('top2', 'Egyptian cat')]
+    """
 
     def __init__(self, attributions: Sequence[Attribution], handle: ModelHandle, x: torch.Tensor,
                  probs: torch.Tensor, titles: Sequence[str]):
@@ -48,17 +58,24 @@ class Explanation(list):
         return draw_figure(shown, list(self), self.probs[index], self.handle.class_names, index, top, cmap, alpha,
                            self.titles[index])
 
-    def _repr_png_(self) -> bytes:
-        """The first image's figure (a front end that shows no HTML)."""
+    def _png(self, index: int) -> bytes:
+        """Image ``index``'s figure as PNG, drawn once: Jupyter asks for every representation of a result."""
         from mikata.notebook import figure_png
 
-        return figure_png(self.figure())
+        cache = self.__dict__.setdefault("_pngs", {})
+        if index not in cache:
+            cache[index] = figure_png(self.figure(index))
+        return cache[index]
+
+    def _repr_png_(self) -> bytes:
+        """The first image's figure (a front end that shows no HTML)."""
+        return self._png(0)
 
     def _repr_html_(self) -> str:
         """One row per image: its figure, under its (escaped) title."""
-        from mikata.notebook import STYLE, esc, figure_png, img_tag
+        from mikata.notebook import STYLE, esc, img_tag
 
-        rows = [f"<div><div><b>{esc(title)}</b></div>{img_tag(figure_png(self.figure(i)), alt=title)}</div>"
+        rows = [f"<div><div><b>{esc(title)}</b></div>{img_tag(self._png(i), alt=title)}</div>"
                 for i, title in enumerate(self.titles[:MAX_SHOWN])]
         more = (f"<div>... and {len(self.x) - MAX_SHOWN} more image(s): <code>explanation.figure(i)</code></div>"
                 if len(self.x) > MAX_SHOWN else "")
@@ -102,6 +119,14 @@ def explain_images(
 
     See ``mikata.attribution.explain`` for ``layer`` and per-method ``options``; an unreadable file
     raises ``ImageDecodeError`` naming it.
+
+    Example:
+        >>> ex = mikata.explain(handle, ["chelsea.png", "coffee.png"], ["gradcam", "guided-gradcam"])
+        >>> [a.method for a in ex], tuple(ex[0].maps.shape)      # one Attribution per method, a map per image
+        (['gradcam', 'guided-gradcam'], (2, 224, 224))
+        >>> [handle.class_names[t] for t in ex[0].targets]        # "top1": each image's predicted class
+        ['tiger cat', 'espresso']
+        >>> ex.figure(1).savefig("coffee_explained.png")          # beside the input, never over it
     """
     from mikata.progress import notice
 

@@ -142,7 +142,14 @@ def explain_figure(
     alpha: float = 0.5,
     title: str = "",
 ):
-    """Explain one image (a PIL image, or a preprocessed ``(C, H, W)`` tensor) and return the figure."""
+    """Explain one image (a PIL image, or a preprocessed ``(C, H, W)`` tensor) and return the figure.
+
+    Example:
+        >>> fig = mikata.explain_figure(handle, mikata.load_image("chelsea.png"), ["gradcam", "smoothgrad"], top=3)
+        >>> len(fig.axes) >= 4                                    # image, top-3 bars, one overlay per method
+        True
+        >>> fig.savefig("chelsea_figure.png")
+    """
     x = (handle.preprocess([image]) if isinstance(image, Image.Image) else image[None]).to(handle.device)
     attributions = explain(handle, x, methods, targets, layer, options)
     with torch.no_grad():

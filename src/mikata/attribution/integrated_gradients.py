@@ -3,25 +3,27 @@
 ``attr = (x - x0) * sum_k w_k * grad f(x0 + a_k (x - x0))``; the steps run in chunks under a memory
 budget, every target rank shares each chunk's forward. Quadrature as Captum's: Gauss-Legendre
 (default, accurate with few steps) or Riemann left/right/middle/trapezoid. ``delta`` is
-``sum(attr) - (f(x) - f(x0))`` per image: completeness says it should be ~0.
+``sum(attr) - (f(x) - f(x0))`` per image: completeness says it should be ~0. The baseline ``x0``
+(``mikata.attribution.baselines``; default the image's mean colour) can be several (``expected``, or
+names with commas): the attribution is then the mean of one IG per baseline, and completeness holds
+against the mean of their ``f(x0)``.
 
 Example:
-    >>> attrs, delta = integrated_gradients(handle, x, ids, baseline="black", steps=64)   # doctest: +SKIP
+    >>> attrs, delta = integrated_gradients(handle, x, ids, baseline="expected", steps=64)   # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from mikata.attribution.baselines import DEFAULT, baseline_label, make_baseline, make_baselines  # noqa: F401
 from mikata.attribution.batching import DEFAULT_BUDGET_MB, chunk_size
 from mikata.attribution.passes import gradient_pass
 from mikata.devices import for_chunks
-from mikata.errors import ChoiceError, check_choices
+from mikata.errors import check_choices
 from mikata.models.handle import ModelHandle
 
-BASELINES = ("black", "zero", "blur", "noise")
 QUADRATURES = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
 
 
@@ -42,46 +44,32 @@ def quadrature(steps: int, method: str = "gausslegendre") -> tuple[list[float], 
     return [(k + offsets[method]) / steps for k in range(steps)], [1 / steps] * steps
 
 
-def make_baseline(handle: ModelHandle, x: torch.Tensor, kind: str | torch.Tensor, seed: int = 0,
-                  blur_sigma: float = 10.0) -> torch.Tensor:
-    """A baseline like ``x``: black pixels, zeros (the mean image after normalization), a Gaussian
-    blur of ``x``, or uniform pixel noise; or a given tensor broadcast to ``x``."""
-    if isinstance(kind, torch.Tensor):
-        return kind.to(x).expand_as(x)
-    mean = torch.tensor(handle.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    std = torch.tensor(handle.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    if kind == "black":
-        return ((0 - mean) / std).expand_as(x).clone()
-    if kind == "zero":
-        return torch.zeros_like(x)
-    if kind == "noise":
-        gen = torch.Generator(device=x.device).manual_seed(seed)
-        return (torch.rand(x.shape, generator=gen, dtype=x.dtype, device=x.device) - mean) / std
-    if kind == "blur":
-        radius = int(3 * blur_sigma)
-        r = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
-        k = torch.exp(-r.pow(2) / (2 * blur_sigma**2))
-        k = k / k.sum()
-        c = x.shape[1]
-        y = F.pad(x, (radius, radius, radius, radius), mode="replicate")
-        y = F.conv2d(y, k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
-        return F.conv2d(y, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
-    raise ChoiceError("baseline", kind, list(BASELINES))
-
-
 def integrated_gradients(
     handle: ModelHandle,
     x: torch.Tensor,
     ids: torch.Tensor,
-    baseline: str | torch.Tensor = "black",
+    baseline: str | torch.Tensor = DEFAULT,
     steps: int = 32,
     method: str = "gausslegendre",
     seed: int = 0,
     budget_mb: float = DEFAULT_BUDGET_MB,
     progress: bool = False,
+    baselines: int = 1,
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Per target rank: attributions ``(N, C, H, W)`` and completeness deltas ``(N,)``."""
-    x0 = make_baseline(handle, x, baseline, seed)
+    """Per target rank: attributions ``(N, C, H, W)`` and completeness deltas ``(N,)``, averaged over the
+    baselines ``baseline`` names (``baselines`` draws of each random one)."""
+    refs = make_baselines(handle, x, baseline, baselines, seed)
+    attrs: list[torch.Tensor] = []
+    deltas: list[torch.Tensor] = []
+    for x0 in refs:
+        a, d = _one_baseline(handle, x, x0, ids, steps, method, budget_mb, progress)
+        attrs = a if not attrs else [u + v for u, v in zip(attrs, a)]
+        deltas = d if not deltas else [u + v for u, v in zip(deltas, d)]
+    return [a / len(refs) for a in attrs], [d / len(refs) for d in deltas]
+
+
+def _one_baseline(handle: ModelHandle, x: torch.Tensor, x0: torch.Tensor, ids: torch.Tensor, steps: int, method: str,
+                  budget_mb: float, progress: bool) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     diff = x - x0  # (N, C, H, W)
     alphas, weights = quadrature(steps, method)
     n, t = x.shape[0], ids.shape[1]
@@ -109,4 +97,5 @@ def run(ctx) -> tuple[list[torch.Tensor], dict]:
     """Registry entry point (``catalog.py``): attributions and the completeness delta per rank."""
     attrs, deltas = integrated_gradients(ctx.handle, ctx.x, ctx.ids, budget_mb=ctx.budget_mb,
                                          progress=ctx.progress, **ctx.options)
-    return attrs, {"completeness_delta": [d.tolist() for d in deltas]}
+    return attrs, {"completeness_delta": [d.tolist() for d in deltas],
+                   "baseline": baseline_label(ctx.options.get("baseline", DEFAULT), ctx.options.get("baselines", 1))}

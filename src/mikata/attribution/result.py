@@ -18,8 +18,8 @@ class Attribution:
     ``mikata.display.normalize_map`` for display.
 
     Example:
-        >>> a = explain(handle, x, ["gradcam"])[0]                     # doctest: +SKIP
-        >>> a.maps.shape, a.raw.shape, a.targets                        # doctest: +SKIP
+        >>> a = mikata.explain(handle, "chelsea.png", ["gradcam"])[0]
+        >>> a.maps.shape, a.raw.shape, a.targets
         (torch.Size([1, 224, 224]), torch.Size([1, 7, 7]), [282])
     """
 

@@ -61,14 +61,22 @@ def register(sub) -> None:
                    help="how many images (a seeded sample of a run; the first N files otherwise; default 16)")
     p.add_argument("--steps", type=int, default=50, help="deletion/insertion steps (default 50)")
     p.add_argument("--fill", default="blur", type=fill_text,
-                   help="what removed regions become: blur, mean, zero, road, auto (zero for deletion, blur for "
-                        "insertion as in RISE), or one per curve, e.g. deletion=road,insertion=mean (default blur; "
-                        "road = ROAD noisy linear imputation, slow: use few --steps)")
+                   help="what removed regions become: blur, mean, zero, road, black, white, uniform-noise, auto (zero "
+                        "for deletion, blur for insertion as in RISE), or one per curve, e.g. "
+                        "deletion=road,insertion=mean (default blur; road = ROAD noisy linear imputation, slow: use "
+                        "few --steps)")
     p.add_argument("--patch", type=int, default=None,
                    help="region side in pixels for deletion/insertion (default: a 14x14 grid; 1 = single pixels)")
     p.add_argument("--stages", type=int, default=8, help="randomization cascade stages (default 8)")
     p.add_argument("--samples", type=int, default=8, help="noisy copies for max-sensitivity (default 8)")
     p.add_argument("--radius", type=float, default=0.02, help="max-sensitivity noise radius in [0,1] pixels (default 0.02)")
+    p.add_argument("--baseline", default=None, metavar="NAME|FILE",
+                   help="what integrated-gradients and deeplift start from and occlusion fills with: auto (default: "
+                        "each image's mean colour), black, white, mean, zero, blur, uniform-noise, an image or .npy "
+                        "file, several with commas, or expected (all five averaged); named in every scorecard row. "
+                        "The curves' own fill is --fill (which takes black, white and uniform-noise too)")
+    p.add_argument("--baselines", type=int, default=1, metavar="N",
+                   help="draws of each random baseline (uniform-noise, expected) to average over (default 1)")
     p.add_argument("--ig-steps", type=int, default=None, help="steps for integrated-gradients (default the method's)")
     p.add_argument("--boxes", default=None, help="CSV rows file,x0,y0,x1,y1 in original image pixels")
     p.add_argument("--masks", default=None, help="folder of mask PNGs named <image stem>.png (non-zero = object)")
@@ -117,6 +125,9 @@ def run(args) -> int:
         if path and not os.path.exists(path):
             raise MikataError(f"--{flag} {path}: no such file or folder")
     target = args.target if not args.target.strip().isdigit() else int(args.target)
+    from mikata.cli.explain import baseline_options
+
+    options = {m: o for m, o in baseline_options(args.baseline, args.baselines, args.seed).items() if m in methods}
     from mikata.analysis.layout import EVALUATE, PARTS, RunLayout
 
     is_run = os.path.isdir(args.source) and os.path.lexists(RunLayout(args.source).database)
@@ -160,9 +171,9 @@ def run(args) -> int:
         gone = {p for p, _ in skipped}
         paths = [p for p in paths if str(p) not in gone]
     masks = make_masks(handle, paths, sizes, args.boxes, args.masks)
-    options = {}
     if "integrated-gradients" in methods:
-        options["integrated-gradients"] = {"seed": args.seed, **({"steps": args.ig_steps} if args.ig_steps else {})}
+        options["integrated-gradients"].update({"seed": args.seed, **({"steps": args.ig_steps} if args.ig_steps
+                                                                      else {})})
     parts = os.path.join(out, PARTS)
     if args.restart:
         from mikata.evaluation.parts import PartStore

@@ -33,6 +33,13 @@ def register(sub) -> None:
     p.add_argument("--top", type=int, default=5, help="classes in the probability chart (default 5)")
     p.add_argument("--samples", type=int, default=None, help="samples for smoothgrad / vargrad / lime")
     p.add_argument("--steps", type=int, default=None, help="steps for integrated-gradients")
+    p.add_argument("--baseline", default=None, metavar="NAME|FILE",
+                   help="what integrated-gradients and deeplift start from and occlusion fills with: auto (default: "
+                        "each image's mean colour, so dark and bright regions both show), black, white, mean, zero "
+                        "(the normalization's mean colour), blur, uniform-noise, an image or .npy file (pixels in "
+                        "[0, 1]), several with commas, or expected (all five named ones, averaged)")
+    p.add_argument("--baselines", type=int, default=1, metavar="N",
+                   help="draws of each random baseline (uniform-noise, expected) to average over (default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed for noise, baselines and LIME (default 0)")
     p.add_argument("--json", action="store_true", help="print the JSON summary")
     p.set_defaults(func=run)
@@ -44,7 +51,27 @@ def _options(args) -> dict:
         opts[m] = {"seed": args.seed, **({"samples": args.samples} if args.samples else {})}
     opts["lime"] = {"seed": args.seed, **({"samples": args.samples} if args.samples else {})}
     opts["integrated-gradients"] = {"seed": args.seed, **({"steps": args.steps} if args.steps else {})}
+    for m, extra in baseline_options(args.baseline, args.baselines, args.seed).items():
+        opts[m] = {**opts.get(m, {}), **extra}
     return opts
+
+
+def baseline_options(baseline: str | None, draws: int, seed: int) -> dict[str, dict]:
+    """The ``--baseline`` / ``--baselines`` options of the methods that take a baseline, checked (an unknown
+    name or a missing file is one line before the model loads)."""
+    import os
+
+    from mikata.attribution.baselines import DEFAULT, check_draws, parse_baselines
+
+    baseline = baseline or DEFAULT
+    check_draws(baseline, draws)
+    for name in parse_baselines(baseline):
+        if name not in ("black", "white", "mean", "zero", "blur", "uniform-noise") and not os.path.isfile(name):
+            from mikata.attribution.baselines import BaselineError
+
+            raise BaselineError(f"baseline file {name}: no such file; give an image or a .npy of pixel values in [0, 1]")
+    opts = {"baseline": baseline, "baselines": draws, "seed": seed}
+    return {m: dict(opts) for m in ("integrated-gradients", "deeplift", "occlusion")}
 
 
 def run(args) -> int:
@@ -69,6 +96,7 @@ def run(args) -> int:
 
     for name in ("samples", "steps"):
         check_at_least(name, getattr(args, name), 1)
+    options = _options(args)  # a bad --baseline fails before the model loads
     check_before_loading(args, target)
     handle = load_model_from_args(args)
     check_after_loading(handle, target, args.layer)
@@ -78,7 +106,7 @@ def run(args) -> int:
         methods, note = fitting_methods(handle, methods)
         if note:
             print(f"mikata explain: {note}", file=sys.stderr)
-    summaries = explain_files(handle, args.images, methods, target, args.layer, args.out, _options(args),
+    summaries = explain_files(handle, args.images, methods, target, args.layer, args.out, options,
                               args.cmap, args.alpha, args.top, progress=not args.quiet,
                               signed_cmap=args.signed_cmap)
     if args.json:

@@ -56,4 +56,7 @@ def run(args) -> int:
         print(f"{len(result.units)} units of {result.layer} ({result.map_size[0]}x{result.map_size[1]} maps, "
               f"ranked by the {'stored scan' if result.source == 'scan' else 'computed'} channel means): "
               f"{path.parent / 'units.png'}")
+        for (c, _), note in zip(result.units, result.notes):
+            if note:  # a flat rendering is said, never shown as if it were the unit
+                print(f"  #{c}: {note}")
     return 0

@@ -39,6 +39,11 @@ def load_image(
     """Decode ``path`` to an 8-bit ``mode`` image ("RGB" or "L").
 
     Raises ``ImageDecodeError`` for missing, empty, truncated, non-image and oversized files.
+
+    Example:
+        >>> img = mikata.load_image("chelsea.png")
+        >>> img.size, img.mode
+        ((451, 300), 'RGB')
     """
     if mode not in ("RGB", "L"):
         raise ValueError(f"mode must be 'RGB' or 'L', not {mode!r}")

@@ -96,7 +96,7 @@ class Preprocessing:
 
     @property
     def mode(self) -> str:
-        """The PIL mode images are decoded to: ``"L"`` for one-channel models, else ``"RGB"``."""
+        """The PIL mode images are decoded to, ``"L"`` for one-channel models, else ``"RGB"``."""
         return "L" if self.in_channels == 1 else "RGB"
 
     # ------------------------------------------------------------------ pixels

@@ -103,8 +103,24 @@ def _randomization(ctx: CheckContext) -> None:
         ctx.passes[m]["model-randomization"] = bool(mean(res.spearman[m][:half]) < PASS_THRESHOLD)
 
 
+TWO_CLASS_NOTE = ("random-logit skipped: this model has two classes, so the \"random other class\" is always the "
+                  "same one, and a softmax over two logits depends only on their difference: the evidence for one "
+                  "class is the evidence against the other (training a 2-way softmax head moves the two classes' "
+                  "weights by exactly opposite amounts), so a map of the other class is nearly the target's map "
+                  "with its sign flipped, and on absolute values, which this check compares, the two coincide "
+                  "by construction (a 2-class Integrated Gradients gets Spearman ~1 however well it explains). No "
+                  "comparison between the two classes' maps can tell a class-sensitive map from a class-blind one "
+                  "here; the randomization cascade is the sanity check that applies")
+
+
+def two_classes(handle) -> str | None:
+    """Why the random-logit check cannot run on ``handle`` (two classes), or None."""
+    return TWO_CLASS_NOTE if int(handle.num_classes) == 2 else None
+
+
 def _random_logit(ctx: CheckContext) -> None:
     from mikata.evaluation.randomization import random_logit
+
 
     def one(m: str):
         def go() -> dict:
@@ -179,7 +195,7 @@ for _spec in (
                           "class and of a random other class"),
                MetricSpec("random-logit-ssim", "lower", "SSIM between the map of the target class and of a random "
                           "other class")),
-              _random_logit, (("random-logit", f"Spearman below {PASS_THRESHOLD}"),), ("seed",)),
+              _random_logit, (("random-logit", f"Spearman below {PASS_THRESHOLD}"),), ("seed",), skip=two_classes),
     CheckSpec("stability", "max-sensitivity: how much the map moves under imperceptible input noise",
               (MetricSpec("max-sensitivity", "lower", "max over noisy copies (L-inf radius r) of ||map(x+d) - map(x)|| "
                           "/ ||map(x)||"),),

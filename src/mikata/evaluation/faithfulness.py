@@ -19,7 +19,10 @@ one per mode, ``deletion=blur,insertion=mean`` (see ``mode_fills``):
 colour), ``road`` noisy linear imputation from the kept neighbours (ROAD, Rong et al. 2022:
 each removed pixel is the weighted mean of its 8 neighbours, 1/6 direct and 1/12 diagonal,
 solved as one sparse linear system per image and step, plus Gaussian noise sigma 0.01 of the
-pixel range; slower — a scipy sparse solve per perturbed image — so use fewer steps).
+pixel range; slower — a scipy sparse solve per perturbed image — so use fewer steps);
+``black`` / ``white`` / ``uniform-noise`` the attribution baselines of those names
+(``mikata.attribution.baselines``: black or white pixels, seeded uniform pixel noise), so the curves
+can remove regions towards the same reference the maps were computed from.
 
 All (image, step) inputs are built on the fly from a per-image rank map and run through the
 model in chunks sized by a memory budget, in ``torch.inference_mode`` with channels-last memory
@@ -44,7 +47,7 @@ from mikata.attribution.batching import DEFAULT_BUDGET_MB, chunk_size
 from mikata.devices import for_chunks
 from mikata.models.handle import ModelHandle
 
-FILLS = ("auto", "blur", "mean", "zero", "road")
+FILLS = ("auto", "blur", "mean", "zero", "road", "black", "white", "uniform-noise")
 AUTO_FILL = {"deletion": "zero", "insertion": "blur"}  # RISE's own choice (Petsiuk et al. 2018)
 MODES = ("deletion", "insertion")
 
@@ -110,15 +113,23 @@ def mode_fills(fill: str, modes: Sequence[str] = MODES) -> dict[str, str]:
         mode, _, name = (t.strip() for t in part.partition("="))
         if mode not in MODES or name not in FILLS or name == "auto":
             raise ValueError(f"fill {fill!r}: {part!r} is not MODE=NAME with MODE deletion or insertion and NAME "
-                             "one of blur, mean, zero, road")
+                             f"one of {', '.join(f for f in FILLS if f != 'auto')}")
         out[mode] = name
     if text.count("=") < 2:
         raise ValueError(f"fill {fill!r}: name both modes, e.g. deletion=blur,insertion=mean")
     return {m: out[m] for m in modes}
 
 
-def fill_image(x: torch.Tensor, fill: str, sigma: float | None = None) -> torch.Tensor:
-    """What removed pixels become, per image: ``(N, C, H, W)`` (``road`` is per step, see ``road_impute``)."""
+def fill_image(x: torch.Tensor, fill: str, sigma: float | None = None, handle: ModelHandle | None = None,
+               seed: int = 0) -> torch.Tensor:
+    """What removed pixels become, per image: ``(N, C, H, W)`` (``road`` is per step, see ``road_impute``);
+    ``black``, ``white`` and ``uniform-noise`` need the ``handle`` (its normalization)."""
+    if fill in ("black", "white", "uniform-noise"):
+        from mikata.attribution.baselines import make_baseline
+
+        if handle is None:
+            raise ValueError(f"fill {fill!r} needs the model handle (its normalization)")
+        return make_baseline(handle, x, fill, seed)
     if fill == "blur":
         sigma = sigma if sigma is not None else 5.0 * x.shape[-1] / 224
         return gaussian_blur(x, sigma)
@@ -250,7 +261,9 @@ def perturbation_curves(
     ranks, units = unit_ranks(maps, patch)  # (N, H, W)
     counts = step_counts(units, steps).to(device)  # (steps + 1,) regions perturbed at each point
     fills = mode_fills(fill, modes)
-    filled = {f: fill_image(x, f) for f in set(fills.values())}
+    baseline_fills = ("black", "white", "uniform-noise")  # the only fills that need the normalization
+    filled = {f: fill_image(x, f, handle=handle) if f in baseline_fills else fill_image(x, f)
+              for f in set(fills.values())}
     scale = None
     if "road" in fills.values():
         std = torch.tensor(handle.std, dtype=x.dtype)  # (C,) on the CPU, where ROAD's solve runs

@@ -37,16 +37,23 @@ def draw_evaluation(result, path: str | os.PathLike) -> Path | None:
                 xs = [k / (len(c) - 1) for k in range(len(c))]
                 auc = sum((c[k] + c[k + 1]) / 2 for k in range(len(c) - 1)) / (len(c) - 1)
                 style = dict(color="black", linestyle="--") if name == "random" else dict(color=colors[i % len(colors)])
-                ax.plot(xs, c, label=f"{name} (AUC {auc:.3f})", **style)
+                base = (result.card.get("baselines") or {}).get(name)
+                ax.plot(xs, c, label=f"{name}{f' ({base})' if base else ''} (AUC {auc:.3f})", **style)
             ax.set_xlabel(f"fraction of regions {'removed' if panel == 'deletion' else 'revealed'}")
             ax.set_ylabel("target class probability (mean)")
-            ax.set_title(f"{panel} ({'lower' if panel == 'deletion' else 'higher'} AUC is better)")
+            from mikata.evaluation.faithfulness import mode_fills
+
+            fill = mode_fills(result.card.get("settings", {}).get("fill", "blur"))[panel]
+            ax.set_title(f"{panel}, regions filled with {fill} ({'lower' if panel == 'deletion' else 'higher'} "
+                         "AUC is better)")
         else:
             cas = result.cascade
             values = cas.spearman if panel == "spearman" else cas.ssim
             for i, m in enumerate(methods):
                 ys = [float(v.nanmean()) for v in values[m]]
-                ax.plot(range(len(ys)), ys, marker="o", color=colors[i % len(colors)], label=m)
+                base = (result.card.get("baselines") or {}).get(m)
+                ax.plot(range(len(ys)), ys, marker="o", color=colors[i % len(colors)],
+                        label=f"{m} ({base})" if base else m)
             ax.set_xticks(range(len(cas.stages)))
             ax.set_xticklabels(cas.stages, rotation=35, ha="right", fontsize=7)
             ax.set_ylim(-0.1, 1.05)

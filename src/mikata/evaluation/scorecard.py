@@ -102,6 +102,12 @@ def evaluate(
     order's curves) is saved as it completes; a later call with the same model, images and options
     loads them instead of computing them again (see ``mikata.evaluation.parts``). Every check runs
     one method at a time, so an interruption loses at most the part in progress.
+
+    Example:
+        >>> x = handle.preprocessing.preprocess([mikata.load_image("chelsea.png")])
+        >>> card = mikata.evaluate(handle, x, ["gradcam", "saliency"], checks=["faithfulness"], steps=4)
+        >>> card.card["methods"]
+        ['gradcam', 'saliency']
     """
     from mikata.evaluation.parts import PartStore
     from mikata.progress import Progress, format_rate, format_seconds, note
@@ -112,6 +118,8 @@ def evaluate(
         checks = [c for c in checks if not check_spec(c).needs_masks]
     if x.dim() != 4 or x.shape[0] == 0:
         raise MikataError("no images to evaluate")
+    skipped = {c: reason for c in checks if check_spec(c).skip and (reason := check_spec(c).skip(handle))}
+    checks = [c for c in checks if c not in skipped]
     x = x.detach().float()  # stays where it is: every check moves it to handle.device for its passes
     n = int(x.shape[0])
     seconds: dict[str, float] = {}
@@ -141,7 +149,7 @@ def evaluate(
     table: dict[str, dict[str, float | None]] = {m: {} for m in methods}
     passes: dict[str, dict[str, bool]] = {m: {} for m in methods}
     result = Evaluation(card={})
-    extra: dict = {}
+    extra: dict = {"notes": list(skipped.values()), "skipped_checks": sorted(skipped)} if skipped else {}
     arrays: dict = {}
     with bar:
         # ---- the original maps: every check compares against them
@@ -153,6 +161,9 @@ def evaluate(
                 original[m], map_seconds[m] = got["maps"].float(), float(got.get("seconds", 0.0))
                 bar.update(1)
         missing = [m for m in methods if m not in original]
+        if progress and missing and n > PROBE_IMAGES:
+            _announce_cost(handle, x, ids, methods, missing, map_seconds, n, plan, done, layer, options, budget_mb,
+                           steps, stages, samples, per_method)
         if missing:
             bar.set_stage(f"{', '.join(missing)} maps of {n} images")
             tic = time.perf_counter()
@@ -197,6 +208,9 @@ def evaluate(
             if spec.parts is None:  # not saved in parts: timed here
                 seconds[name] = time.perf_counter() - tic
     result.curves = arrays.get("curves", {})
+    from mikata.attribution.baselines import method_baselines
+
+    named = method_baselines(methods, per_method)
     result.cascade = arrays.get("cascade")
 
     metrics = [k for c in checks for k in check_spec(c).metrics]
@@ -207,6 +221,7 @@ def evaluate(
         "metrics": [{"name": k.name, "better": k.better, "description": k.description} for k in metrics],
         "table": {m: {k: table[m].get(k) for k in names} for m in methods},
         "passes": passes, "figures": [],
+        **({"baselines": named} if named else {}),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **extra,
         "settings": {"checks": checks, "steps": steps, "fill": fill, "patch": patch, "stages": stages,
@@ -216,6 +231,32 @@ def evaluate(
         "parts": {"total": len(plan), "reused": len(done)},
     }
     return result
+
+
+PROBE_IMAGES = 2  # the up-front estimate times every method on this many images (one would be 10-20x slower
+# per image on this CPU build of EfficientNet-Lite0)
+
+
+def _announce_cost(handle: ModelHandle, x: torch.Tensor, ids: torch.Tensor, methods: Sequence[str],
+                   missing: Sequence[str], map_seconds: dict[str, float], n: int, plan, done, layer: str | None,
+                   options: dict | None, budget_mb: float, steps: int, stages: int, samples: int,
+                   per_method: dict) -> None:
+    """Time the missing methods' maps on ``PROBE_IMAGES`` images and one chunk of perturbed images, then
+    print the whole evaluation's estimate (``evaluation.costs``), with cheaper settings when it is long."""
+    from mikata.evaluation.costs import cheaper_settings, cost_message, evaluate_cost
+    from mikata.progress import note
+
+    k = PROBE_IMAGES
+    _, took = _timed_maps(handle, x[:k], missing, ids[:k], layer, options, budget_mb)
+    per_image = {m: (took[m] / k if m in missing else map_seconds[m] / n) for m in methods}
+    todo = [c for c, m in plan if c != "maps" and (c, m) not in done]
+    curve_s = _curve_seconds(handle, x, steps, budget_mb) if "faithfulness" in todo else 0.0
+    checks = list(dict.fromkeys(todo))
+    cost = evaluate_cost({m: per_image[m] for m in methods}, n, checks, curve_s, _stage_count(handle, stages),
+                         samples)
+    cost.maps = sum(per_image[m] for m in missing) * n
+    ig = (per_method.get("integrated-gradients") or {}).get("steps")
+    note(cost_message(cost, n, methods, k, cheaper_settings(cost, per_image, n, stages, samples, ig)))
 
 
 def _common_key(handle: ModelHandle, x: torch.Tensor, ids: torch.Tensor, layer: str | None) -> dict:
@@ -283,14 +324,17 @@ def format_scorecard(card: dict) -> str:
     """The scorecard as a plain-text table: one row per method, one column per metric, then checks."""
     names = [m["name"] for m in card["metrics"]]
     short = {n: n.replace("randomization", "rand").replace("random-logit", "rlogit") for n in names}
-    width = max([len(m) for m in card["methods"]] + [8])
+    rows = {m: row_name(card, m) for m in card["methods"]}
+    width = max([len(r) for r in rows.values()] + [8])
     cw = {n: max(8, len(short[n])) for n in names}
     head = " " * width + "  " + "  ".join(f"{short[n]:>{cw[n]}}" for n in names)
-    lines = [f"model {card['model']}, {card['images']} images, target {card['target']}", head,
+    fill = (card.get("settings") or {}).get("fill")
+    lines = [f"model {card['model']}, {card['images']} images, target {card['target']}"
+             + (f", curves filled with {fill}" if fill and card.get("baseline") else ""), head,
              " " * width + "  " + "  ".join(f"{('(' + card_better(card, n) + ')'):>{cw[n]}}" for n in names)]
     for m in card["methods"]:
         vals = [card["table"][m].get(n) for n in names]
-        lines.append(f"{m:<{width}}  " + "  ".join(f"{'-' if v is None else f'{v:.3f}':>{cw[n]}}"
+        lines.append(f"{rows[m]:<{width}}  " + "  ".join(f"{'-' if v is None else f'{v:.3f}':>{cw[n]}}"
                                                    for n, v in zip(names, vals)))
     if card.get("baseline"):
         b = card["baseline"]
@@ -303,10 +347,17 @@ def format_scorecard(card: dict) -> str:
         lines.append(" " * width + "  " + "  ".join(f"{c:>19}" for c in checks))
         for m in card["methods"]:
             p = card["passes"].get(m, {})
-            lines.append(f"{m:<{width}}  " + "  ".join(f"{('pass' if p[c] else 'FAIL') if c in p else '-':>19}"
+            lines.append(f"{rows[m]:<{width}}  " + "  ".join(f"{('pass' if p[c] else 'FAIL') if c in p else '-':>19}"
                                                        for c in checks))
     lines += [f"note: {n}" for n in card.get("notes", [])]
     return "\n".join(lines)
+
+
+def row_name(card: dict, method: str) -> str:
+    """A method's row in the scorecard: its name, and the baseline it started from where it has one
+    (``integrated-gradients (mean)``)."""
+    base = (card.get("baselines") or {}).get(method)
+    return f"{method} ({base})" if base else method
 
 
 def card_better(card: dict, name: str) -> str:

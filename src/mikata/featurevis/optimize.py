@@ -36,7 +36,14 @@ OPTIMIZERS = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop, "sgd": t
 
 @dataclass
 class RenderOptions:
-    """Everything that shapes a rendering. Defaults render class logits the model recognizes."""
+    """Everything that shapes a rendering. Defaults render class logits the model recognizes.
+
+    Example:
+        >>> opts = mikata.RenderOptions(size=64, steps=4, octaves=2, tv=1e-3)
+        >>> r = mikata.visualize(handle, "head", channels=[0, 1], options=opts)
+        >>> tuple(r.images.shape)                                 # one rendering per channel
+        (2, 3, 64, 64)
+    """
 
     size: int = 224  # long side of the final image (pixels)
     steps: int = 48  # iterations per pyramid level
@@ -64,6 +71,11 @@ class RenderOptions:
     # (its checkpoint says so), so a Fashion-MNIST model's class images are never painted in colours
     # it never saw; True / False force it
     grayscale: bool | None = None
+    # stop early once the objective plateaus: after ``plateau`` steps of the last pyramid level in which no
+    # image raised its best score by more than ``plateau_tol`` of it (a unit that never activated counts as
+    # plateaued at once). None: the caller's default (off for ``render``; on for ``mikata units``); 0: off
+    plateau: int | None = None
+    plateau_tol: float = 0.01
 
     def validate(self) -> None:
         check_choices("parameterization", self.param, PARAMETERIZATIONS)
@@ -81,6 +93,7 @@ class Rendering:
     log: list[dict] = field(default_factory=list)
     options: RenderOptions | None = None
     seconds: float = 0.0
+    stopped_at: int | None = None  # the step of the last level where the plateau stopped it (None: ran every step)
 
     def __repr__(self) -> str:
         return (f"Rendering({len(self.labels)} image(s) {tuple(self.images.shape[-2:])}, labels={self.labels[:6]}"
@@ -151,6 +164,17 @@ def format_log(rows: list[dict], labels: list[str], max_units: int = 6) -> str:
     return "\n".join(out)
 
 
+def plateaued(scores: list[list[float]], patience: int, tol: float = 0.01) -> bool:
+    """Whether no image's best score rose by more than ``tol`` of it over the last ``patience`` steps
+    (``scores``: per step, one score per image). A score stuck at 0 (a unit that never activated) counts
+    as plateaued: no step will move it."""
+    if len(scores) <= patience:
+        return False
+    a = np.asarray(scores, dtype=np.float64)  # (steps, N)
+    before, now = a[:-patience].max(0), a.max(0)
+    return bool(np.all(now - before <= tol * np.maximum(np.abs(now), 1e-6)))
+
+
 def trained_on_gray(handle: ModelHandle) -> bool:
     """Whether a 3-channel model only ever saw gray images (recorded by ``mikata train``)."""
     return bool(handle.metadata.get("grayscale_data"))
@@ -207,6 +231,8 @@ def render(
 
     penalties = regularizers.penalty(opt.tv, opt.tv_beta, opt.lp, opt.lp_p, opt.blur)  # an Objective on the input
     rows: list[dict] = []
+    patience = opt.plateau or 0
+    stopped_at = None
     t0 = time.perf_counter()
     net = handle.net
     from mikata.progress import Progress
@@ -238,9 +264,14 @@ def render(
                     bar.update(1)
                     rows.append({"level": level + 1, "iteration": it, "mean": float(np.mean(units)),
                                  "units": units, "size": list(hw)})
+                    if patience and level == len(sizes) - 1 and it < opt.steps and \
+                            plateaued([r["units"] for r in rows if r["level"] == level + 1], patience,
+                                      opt.plateau_tol):
+                        stopped_at = it
+                        break
         with torch.no_grad():
             final_images = image().detach().expand(-1, c, -1, -1).contiguous().cpu()  # (N, C, H, W)
-    result = Rendering(final_images, labels, rows, opt, time.perf_counter() - t0)
+    result = Rendering(final_images, labels, rows, opt, time.perf_counter() - t0, stopped_at)
     if opt.verbose:
         print(format_log(rows, labels))
     return result

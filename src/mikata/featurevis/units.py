@@ -95,8 +95,13 @@ def visualize(
     ``Rendering``: ``.grid()``, ``.save(folder)``, and in Jupyter it shows its grid.
 
     Example:
-        >>> visualize(handle, classes=["zebra", "castle"]).save("vis/")                 # doctest: +SKIP
-        >>> visualize(handle, layer="blocks.3", channels=range(8), image="chelsea.png")  # doctest: +SKIP
+        >>> r = mikata.visualize(handle, classes=["espresso"], options=mikata.RenderOptions(size=64, steps=4))
+        >>> r.labels, tuple(r.images.shape)
+        (['espresso'], (1, 3, 64, 64))
+        >>> [f.name for f in r.save("vis/")]                      # the grid, and one PNG per unit
+        ['grid.png', 'espresso.png']
+        >>> start = mikata.visualize(handle, layer="blocks.3", channels=range(2), image="chelsea.png",
+        ...                          options=mikata.RenderOptions(size=64, steps=4))   # from a photo
     """
     from mikata.errors import MikataError
 

@@ -130,6 +130,12 @@ def activation_grid(
     ``overlay`` upsamples each map onto the network's input crop. Vector layers (``(C,)`` or
     ``(C, 1, 1)`` outputs, e.g. after global pooling) are drawn as a bar chart of channel values.
     Tiles are labelled ``channel · mean``.
+
+    Example:
+        >>> grid = mikata.activations(handle, "chelsea.png", "head", top=4)   # the 4 most active channels
+        >>> len(grid.channels), grid.image.mode
+        (4, 'RGB')
+        >>> grid.save("chelsea_head.png")
     """
     pil = _as_image(handle, image)
     x = handle.preprocess([pil])                                   # (1, C, H, W)

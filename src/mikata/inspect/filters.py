@@ -91,6 +91,11 @@ def filter_grid(
     Each filter is scaled by its own largest ``|w|`` (over all its drawn slices), symmetric around 0.
     At most ``max_filters`` output filters and ``max_inputs`` input slices per filter are drawn.
     Tiles are labelled with the output filter index.
+
+    Example:
+        >>> grid = mikata.filters(handle)                          # the first convolution's weights
+        >>> grid.layer, grid.weight_shape
+        ('stem.conv', (32, 3, 3, 3))
     """
     net = handle.net if isinstance(handle, ModelHandle) else handle
     layer, conv = _conv(net, layer)

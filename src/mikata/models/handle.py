@@ -48,6 +48,13 @@ class ModelHandle:
     (``preprocessing``), the default CAM layer (``default_layer``, chosen by the loader), and the
     head (``head_layer``: the last ``nn.Linear`` a forward calls; its input is the embedding).
     ``input_size``, ``mean``, ... and ``preprocess``/``denormalize`` are the preprocessing's own.
+
+    Example:
+        >>> handle.input_size, handle.device.type
+        ((224, 224), 'cpu')
+        >>> x = handle.preprocessing.preprocess([mikata.load_image("chelsea.png")])   # (1, 3, 224, 224)
+        >>> handle.model(x).shape                                                      # logits
+        torch.Size([1, 1000])
     """
 
     net: nn.Module
@@ -137,9 +144,10 @@ class ModelHandle:
 
     @property
     def embedding_layer(self) -> str | None:
-        """The layer whose input is the penultimate embedding: the head, or for a network that classifies
-        with a convolution (SqueezeNet) that convolution (its input, pooled, is the embedding); None
-        when neither exists."""
+        """The layer whose input is the penultimate embedding.
+
+        That is the head, or for a network that classifies with a convolution (SqueezeNet) that
+        convolution (its input, pooled, is the embedding); None when neither exists."""
         return self.head_layer or getattr(self, "_conv_head", None)
 
     # ------------------------------------------------------------------ feature layout
@@ -197,7 +205,7 @@ class ModelHandle:
 
     @property
     def mode(self) -> str:
-        """PIL mode to decode images in: ``"L"`` or ``"RGB"``."""
+        """The PIL mode images are decoded in, ``"L"`` or ``"RGB"``."""
         return self.preprocessing.mode
 
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:

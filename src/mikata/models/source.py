@@ -25,7 +25,15 @@ class ModelSource:
     """``handle``: a loaded model (wins over everything); ``spec``: a model spec the user typed;
     ``trust``: may unpickle ``spec``; ``device``: where the model is loaded and maps computed;
     ``folds``: on a cross-validation run without ``handle``/``spec``, each row's maps come from the fold
-    model that did not train on it."""
+    model that did not train on it.
+
+    Example:
+        >>> source = mikata.ModelSource.of("efficientnet-lite0")   # a spec you typed; loaded when a map needs it
+        >>> source.spec, source.given
+        ('efficientnet-lite0', True)
+        >>> mikata.open_run("runs/a", model=source).map(1).shape
+        (224, 224)
+    """
 
     handle: "ModelHandle | None" = None
     spec: str | None = None

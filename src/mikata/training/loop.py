@@ -90,6 +90,10 @@ class TrainResult:
                 ["kept epoch", self.best_epoch], ["validation accuracy", self.val_accuracy]]
         if self.test_accuracy is not None:
             rows.append(["test accuracy", self.test_accuracy])
+        if self.corrections:
+            from mikata.training.corrections import describe
+
+            rows.append(["label corrections", describe(self.corrections)])
         rows += [["skipped files", len(self.skipped)], ["seconds", round(self.seconds, 1)]]
         return (f"<div>{STYLE}<div><b>TrainResult</b> {esc(self.checkpoint.name)}</div>{table_html(['', ''], rows)}"
                 f"{img_tag(figure_png(self.figure()), alt='training curves')}</div>")
@@ -127,6 +131,14 @@ def train(
     ``on_epoch_end(epoch, history)`` runs after each epoch's checkpoint is written.
     ``corrections`` (``training.corrections``: a run's label review or a CSV) relabels or leaves out
     images after the split is made from the folder's labels; the checkpoint records what changed.
+
+    Example:
+        >>> result = mikata.train("photos", "efficientnet-lite0", "pets.safetensors", epochs=1, batch_size=4,
+        ...                       input_size=64, workers=0, progress=False)
+        >>> result.classes, result.epochs_run, result.checkpoint.name
+        (['daisy', 'espresso', 'palace', 'tiger cat'], 1, 'pets.safetensors')
+        >>> mikata.load_model("pets.safetensors").num_classes
+        4
     """
     if isinstance(overrides.get("augment"), str) or overrides.get("augment") is None and "augment" in overrides:
         overrides["augment"] = parse_augment(overrides["augment"])
@@ -211,10 +223,13 @@ def _train(data: "str | os.PathLike | ImageDataset", model: str | ModelHandle, o
         log.info("resuming %s after epoch %d of %d", out, start_epoch, opts.epochs)
     memory_format = torch.channels_last if opts.channels_last else torch.contiguous_format
 
+    cache = _can_cache(handle, opts, train_set)
+    if progress and start_epoch < opts.epochs:
+        _announce_cost(handle, opts, train_set, val_set, test_set, cache, opts.epochs - start_epoch)
     # The hook feeding precomputed features lives only inside this block (removed on any error).
     with contextlib.ExitStack() as stack:
         forward: Callable[[torch.Tensor], torch.Tensor] = handle.model
-        if _can_cache(handle, opts, train_set):
+        if cache:
             # The frozen part is the same every epoch: run it once per image, then train the rest only.
             log.info("computing the frozen layers' output once (input of %s)", opts.freeze_until)
             def features(s: DecodedSplit | None, name: str) -> DecodedSplit | None:
@@ -339,6 +354,51 @@ def _set_learning_rates(optimizer: torch.optim.Optimizer, opts: TrainOptions, ep
     factor = 0.5 * (1 + math.cos(math.pi * epoch / opts.epochs)) if opts.schedule == "cosine" else 1.0
     for group in optimizer.param_groups:
         group["lr"] = group["base_lr"] * factor
+
+
+def _announce_cost(handle: ModelHandle, opts: TrainOptions, train_set: DecodedSplit, val_set: DecodedSplit,
+                   test_set: DecodedSplit | None, cache: bool, epochs: int) -> None:
+    """Time one batch before the long passes (the frozen layers' forward when their output is cached, one
+    training step of the rest) and print the run's estimate (``training.costs``), with cheaper settings
+    when it is long. The probe leaves the model as it was: eval mode, gradients cleared."""
+    from mikata.hooks import preserved
+    from mikata.progress import note
+    from mikata.training.costs import later_layers, train_cost, train_message, train_suggestions
+
+    b = max(2, min(len(train_set), opts.batch_size))
+    xb = train_set.x[:b].float().to(handle.device)  # (B, C, H, W)
+    yb = train_set.y[:b].to(handle.device)
+    net = handle.net
+    with preserved(net):
+        net.eval()  # batch-norm statistics stay as they are
+        cache_per_image = 0.0
+        if cache:
+            boundary_inputs(handle, opts.freeze_until, xb[:2], 2)  # warm-up: the first call of a shape is slow
+            t = time.perf_counter()
+            feats = boundary_inputs(handle, opts.freeze_until, xb, b)
+            cache_per_image = (time.perf_counter() - t) / b
+            with started_at(net, opts.freeze_until) as feed:
+                step = _timed_step(lambda: feed(handle.model, feats), yb, net)
+        else:
+            step = _timed_step(lambda: handle.model(xb), yb, net)
+    n_cached = len(train_set) + len(val_set) + (len(test_set) if test_set is not None else 0)
+    cost = train_cost(n_cached if cache else 0, cache_per_image, len(train_set), step / b, len(val_set), epochs)
+    tips = train_suggestions(cost, max(handle.input_size), epochs, opts.freeze_until,
+                             later_layers(net, opts.freeze_until))
+    note(train_message(cost, n_cached, b, tips))
+
+
+def _timed_step(forward: Callable[[], torch.Tensor], y: torch.Tensor, net: nn.Module) -> float:
+    """Seconds of one forward + backward (after a warm-up one); the gradients are cleared afterwards."""
+    took = 0.0
+    for _ in range(2):
+        t = time.perf_counter()
+        with torch.enable_grad():
+            F.cross_entropy(forward(), y).backward()
+        took = time.perf_counter() - t
+    for p in net.parameters():
+        p.grad = None
+    return took
 
 
 def _can_cache(handle: ModelHandle, opts: TrainOptions, train_set: DecodedSplit) -> bool:
