@@ -115,7 +115,13 @@ def test_each_long_step_leaves_one_progress_line(executed):
     nb, _ = executed
     outputs = _outputs(nb)
     for name, desc in LONG_STEPS.items():
-        lines = [o for o in outputs[name] if _text(o).lstrip().startswith(desc) or "%|" in _text(o)]
+        # progress: the display that rewrites itself, or any tqdm-style bar text; a one-time note (the
+        # up-front cost estimate of train, on stderr) is not a progress line, but it comes once at most
+        lines = [o for o in outputs[name] if (o["output_type"] == "display_data" and _text(o).startswith(desc))
+                 or "%|" in _text(o)]
+        notes = [line for o in outputs[name] if o["output_type"] == "stream"
+                 for line in o["text"].splitlines() if line.startswith(desc)]
+        assert len(notes) == len(set(notes)) and len(notes) <= 1, (name, notes)
         assert len(lines) <= 1, (name, [_text(o) for o in lines])
         assert lines, f"{name}: no progress line at all"
         final = _text(lines[0])
