@@ -151,6 +151,25 @@ def test_frozen_feature_shortcut_is_exact_at_a_block_and_refused_inside_a_residu
     assert not check_shortcut(lite0, "blocks.10.depthwise", x)  # blocks.10's skip connection bypasses it
 
 
+def test_frozen_features_match_the_frozen_prefix_and_skip_the_layers_after_it(lite0):
+    from mikata.training.frozen_features import boundary_inputs
+
+    x = lite0.preprocess([Image.new("RGB", (40, 40), (200, 30, 30)), Image.new("RGB", (40, 40), (0, 90, 255)),
+                          Image.new("RGB", (40, 40), (10, 200, 40))])  # (3, 3, H, W)
+    net = lite0.net
+    with torch.inference_mode():
+        ref = torch.nn.Sequential(net.stem, *net.blocks[:9]).eval()(x)  # the input of blocks.9, computed directly
+    calls = []
+    handle = net.blocks[10].register_forward_hook(lambda *a: calls.append(1))
+    try:
+        feats = boundary_inputs(lite0, "blocks.9", x, batch_size=2)  # two batches: 2 + 1 images
+    finally:
+        handle.remove()
+    assert feats.shape == ref.shape and torch.allclose(feats, ref, atol=1e-5)
+    assert calls == []  # each pass stopped at blocks.9
+    assert not feats.is_inference()  # usable as the input of layers that train
+
+
 def test_parse_augment_and_flip():
     assert parse_augment("flip,translate=4,scale=0.9-1.1") == Augment(True, 4, (0.9, 1.1))
     assert parse_augment("none") == Augment() and not Augment().active

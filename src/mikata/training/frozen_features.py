@@ -22,10 +22,14 @@ from typing import Callable, Iterator
 
 import torch
 
-from mikata.hooks import attached, capture, get_layer
+from mikata.hooks import attached, get_layer
 from mikata.models.handle import ModelHandle
 
 STAND_IN_PIXELS = 8
+
+
+class _Reached(Exception):
+    """Raised by the hook on the boundary layer: everything after it is not needed for its input."""
 
 
 def boundary_inputs(handle: ModelHandle, layer: str, x: torch.Tensor, batch_size: int = 128,
@@ -34,22 +38,37 @@ def boundary_inputs(handle: ModelHandle, layer: str, x: torch.Tensor, batch_size
     """The input of ``layer`` for every image of ``x`` ``(N, C, H, W)``, in eval mode: ``(N, ...)``.
 
     Batches run on ``handle.device``; the features are kept where ``x`` is (CPU memory, usually).
-    ``progress``: a bar counting images with an estimate after the first batch (on a large dataset
-    this pass takes minutes).
+    Each forward pass stops when it reaches ``layer`` (its first call), so the layers after it,
+    whose output is not needed, never run. ``progress``: a bar counting images with an estimate
+    after the first batch (on a large dataset this pass takes minutes).
     """
     from mikata.progress import Progress
 
     out = []
+    got: list[torch.Tensor] = []
+
+    def stop(mod, args):
+        got.append(args[0])
+        raise _Reached
+
     was_training = handle.net.training
     handle.net.eval()
-    with torch.inference_mode(), capture(handle.net, [layer], inputs=True) as rec, \
-            Progress(len(x), desc, "img", progress and len(x) > batch_size, first="first batch") as bar:
-        for i in range(0, len(x), batch_size):
-            xb = x[i:i + batch_size].to(handle.device, non_blocking=True).float()
-            handle.model(xb.contiguous(memory_format=memory_format))
-            out.append(rec.inputs[layer].to(x.device, copy=True))
-            bar.update(len(xb))
-    handle.net.train(was_training)
+    try:
+        with torch.inference_mode(), attached([(get_layer(handle.net, layer), "forward_pre", stop)]), \
+                Progress(len(x), desc, "img", progress and len(x) > batch_size, first="first batch") as bar:
+            for i in range(0, len(x), batch_size):
+                xb = x[i:i + batch_size].to(handle.device, non_blocking=True).float()
+                got.clear()
+                try:
+                    handle.model(xb.contiguous(memory_format=memory_format))
+                except _Reached:
+                    pass
+                if not got:
+                    raise RuntimeError(f"layer {layer} did not run in the forward pass")
+                out.append(got[0].to(x.device))  # (B, ...)
+                bar.update(len(xb))
+    finally:
+        handle.net.train(was_training)
     return torch.cat(out) if out else x.new_empty(0)
 
 
