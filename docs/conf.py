@@ -1,6 +1,6 @@
 """Sphinx configuration for mikata's documentation (built in CI with ``-n -W``: every reference resolves).
 
-The API pages are autodoc; the command-line page is generated from the argparse parsers at build time
+The guides are Markdown (MyST); the API pages are autodoc; the command-line page is generated from the argparse parsers at build time
 (``_ext/mikata_cli.py``); the guides are the manual's sections. References into other packages (torch,
 numpy, pandas, PIL, the standard library) are not resolved: no inventory is fetched at build time.
 """
@@ -14,8 +14,9 @@ sys.path.insert(0, os.path.join(HERE, "_ext"))
 
 project = "mikata"
 author = "mikata developers"
-extensions = ["sphinx.ext.autodoc", "sphinx.ext.napoleon", "sphinx.ext.viewcode", "mikata_cli"]
-source_suffix = {".rst": "restructuredtext"}
+extensions = ["sphinx.ext.autodoc", "sphinx.ext.napoleon", "sphinx.ext.viewcode", "myst_parser", "mikata_cli"]
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+myst_heading_anchors = 3  # guides link to each other's sections
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 autodoc_default_options = {"members": True, "undoc-members": False}

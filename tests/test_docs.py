@@ -33,31 +33,61 @@ def test_quickstart_notebook_runs_top_to_bottom_in_a_kernel(tmp_path):
     assert any("text/html" in o["data"] and "mikata run" in o["data"]["text/html"] for o in shown)
 
 
-def _readme_python_blocks() -> list[str]:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+GUIDES = ROOT / "docs" / "guides"
 
 
-def test_every_python_block_in_the_readme_runs(tmp_path, lite0, photos):
-    """The blocks run in order in one folder that holds ``runs/a``: real photos scanned with the built-in model."""
-    from PIL import Image
+def _python_blocks(path: Path) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", path.read_text(encoding="utf-8"), flags=re.S)
 
-    import mikata
 
-    for name, cls in (("chelsea", "tiger cat"), ("coffee", "espresso"), ("flower", "daisy"), ("china", "palace")):
-        img = Image.open(photos[name])
-        for i, box in enumerate([(0, 0, 0.9, 0.9), (0.1, 0.1, 1, 1), (0.05, 0, 0.95, 0.9)]):
-            w, h = img.size
-            (tmp_path / "photos" / cls).mkdir(parents=True, exist_ok=True)
-            img.crop((int(box[0] * w), int(box[1] * h), int(box[2] * w), int(box[3] * h))).save(
-                tmp_path / "photos" / cls / f"{name}_{i}.png")
-    mikata.scan(lite0, tmp_path / "photos", tmp_path / "runs" / "a", workers=0, progress=False)
-    blocks = _readme_python_blocks()
-    assert len(blocks) >= 2, "the README has Python examples"
-    for i, code in enumerate(blocks):
-        out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600,
-                             env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])})
-        assert out.returncode == 0, f"README Python block {i + 1} failed:\n{code}\n{out.stderr[-3000:]}"
+def _documents() -> list[Path]:
+    """The README and every guide: the pages whose Python blocks the tests run."""
+    return [ROOT / "README.md"] + sorted(GUIDES.glob("*.md"))
+
+
+def test_every_python_block_of_the_readme_and_the_guides_runs(tmp_path, lite0, photos):
+    """Each page's blocks run in order, each in a fresh interpreter, in the examples folder of
+    ``docs_support`` (``photos/``, ``runs/a``, ...), one copy of it per page."""
+    import shutil
+
+    from docs_support import make_docs_folder
+
+    base = make_docs_folder(tmp_path / "base", lite0, photos)
+    assert len(_python_blocks(ROOT / "README.md")) >= 2, "the README has Python examples"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+           "MPLBACKEND": "Agg"}
+    for page in _documents():
+        blocks = _python_blocks(page)
+        if not blocks:
+            continue
+        folder = tmp_path / page.stem
+        shutil.copytree(base, folder)
+        for i, code in enumerate(blocks):
+            out = subprocess.run([sys.executable, "-c", code], cwd=folder, capture_output=True, text=True,
+                                 timeout=600, env=env)
+            assert out.returncode == 0, f"{page.name}: Python block {i + 1} failed:\n{code}\n{out.stderr[-3000:]}"
+
+
+def test_the_readme_keeps_the_two_set_up_commands_ci_runs():
+    """The README's set-up is exactly two commands, and CI (``.ci/run``) runs the second one."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    setup = readme.split("## Set-up", 1)[1].split("\n## ", 1)[0]
+    commands = [line.strip() for block in re.findall(r"```bash\n(.*?)```", setup, flags=re.S)
+                for line in block.splitlines() if line.strip() and not line.strip().startswith("#")]
+    assert commands == ["bash scripts/demo.sh", "bash scripts/test.sh"]
+    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()
+          if line.strip() and not line.startswith(("#", "set ", "cd "))]
+    assert ci == ["bash scripts/test.sh"]
+
+
+def test_every_guide_is_linked_from_the_readme_and_in_the_docs_toctree():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    index = (ROOT / "docs" / "index.rst").read_text(encoding="utf-8")
+    guides = sorted(GUIDES.glob("*.md"))
+    assert len(guides) >= 8
+    for guide in guides:
+        assert f"docs/guides/{guide.name}" in readme, f"README does not link {guide.name}"
+        assert f"guides/{guide.stem}" in index, f"docs/index.rst does not list {guide.name}"
 
 
 def test_api_reference_builds_without_warnings(tmp_path):

@@ -145,7 +145,7 @@ def explain_figure(
     """Explain one image (a PIL image, or a preprocessed ``(C, H, W)`` tensor) and return the figure.
 
     Example:
-        >>> fig = mikata.explain_figure(handle, mikata.load_image("chelsea.png"), ["gradcam", "smoothgrad"], top=3)
+        >>> fig = mikata.explain_figure(handle, mikata.load_image("chelsea.png"), ["gradcam", "guided-gradcam"], top=3)
         >>> len(fig.axes) >= 4                                    # image, top-3 bars, one overlay per method
         True
         >>> fig.savefig("chelsea_figure.png")
