@@ -81,9 +81,9 @@ def floors(handle, x, layer, repeats):
 
 def peers(handle, x, layer_module, target, quick):
     """name -> (peer label, zero-arg callable) for the methods a peer has; failures are caught later."""
-    from mikata.attribution._torchvision_compat import import_torchvision_declaring_ops
+    from mikata.models.torchvision_ops import import_torchvision
 
-    import_torchvision_declaring_ops()  # pytorch-grad-cam imports torchvision, which does not import as is on this CPU build
+    import_torchvision()  # pytorch-grad-cam imports torchvision, which does not import as is on this CPU build
     import captum.attr as ca
     import pytorch_grad_cam as pgc
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget

@@ -31,21 +31,22 @@ ROOT = Path(__file__).resolve().parents[1]
 DEMO_CKPT = Path(os.environ.get("MIKATA_DEMO_DIR", "mikata-demo")) / "fashion-mnist-lite0.safetensors"  # `mikata demo` output
 
 
-def make_run(cache: Path, model: str, threads: int) -> tuple[Path, float | None]:
-    """The 10,000 test images scanned once (cached by model name); returns the run and the scan seconds."""
+def make_run(cache: Path, model: str, threads: int, per_class: int = 1000) -> tuple[Path, float | None]:
+    """``per_class`` x 10 test images scanned once (cached by model name and size); returns the run and
+    the scan seconds."""
     import torch
 
     from mikata.analysis.scan import scan
     from mikata.data.idx import FASHION_MNIST_CLASSES, write_fashion_mnist
     from mikata.models import load_model
 
-    data = cache / "fmnist-test"
+    data = cache / ("fmnist-test" if per_class == 1000 else f"fmnist-test-{per_class}")
     marker = data / ".done"
     if not marker.exists():
-        write_fashion_mnist(data, per_class=1000, part="test")
+        write_fashion_mnist(data, per_class=per_class, part="test")
         marker.touch()
     tag = "".join(c if c.isalnum() else "_" for c in Path(model).name)
-    run = cache / f"run-{tag}"
+    run = cache / (f"run-{tag}" if per_class == 1000 else f"run-{tag}-{per_class}")
     if (run / ".done").exists():
         return run, None
     torch.set_num_threads(threads)
@@ -106,6 +107,8 @@ def main() -> None:
     ap.add_argument("--opens", type=int, default=3, help="Chromium page loads (median and best shown)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--thumb", type=int, default=64)
+    ap.add_argument("--per-class", type=int, default=1000,
+                    help="test images per class (1000: the whole test set; fewer for a quick before/after)")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT / "tests"))
     import torch
@@ -115,14 +118,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
-    run, scan_s = make_run(cache, args.model, args.threads)
+    run, scan_s = make_run(cache, args.model, args.threads, args.per_class)
     out = cache / "report.html"
     results = {"cold": [], "warm": []}
     for _ in range(args.repeats):
         clear_maps(run)
         results["cold"].append(write_report(run, out, thumb=args.thumb))
         results["warm"].append(write_report(run, out, thumb=args.thumb))
-    opened = open_in_chromium(out, args.opens)
+    opened = open_in_chromium(out, args.opens) if args.opens else []
 
     first = results["cold"][0]
     print(f"\nmikata report, Fashion-MNIST test set: {first.images:,} images, model {args.model}, "
@@ -142,6 +145,8 @@ def main() -> None:
                        ("js_rendered_s", "script finished rendering (navigation start)"),
                        ("goto_to_ready_s", "wall: goto() until the ready flag is seen")):
         vs = [o[key] for o in opened]
+        if not vs:
+            continue
         print(f"| {label} | {statistics.median(vs):.2f} | {min(vs):.2f} | < 3 s |")
     problems = [p for o in opened for p in o["problems"]]
     print(f"\nconsole errors: {problems or 'none'}")

@@ -192,6 +192,31 @@ def test_each_suspected_error_states_the_evidence_not_a_verdict(cells, client):
     assert "?size=160" in issues and name in issues and "model says" in issues
 
 
+def test_audit_report_reviews_and_issues_phrase_the_evidence_with_one_function(cells, client, tmp_path):
+    from mikata.analysis.audit import describe_label_issue, label_issue_evidence
+    from mikata.report import write_report
+
+    ov = overview(cells["run"])
+    item = ov.label_issues[0]
+    parts = label_issue_evidence(item)
+    assert [p["key"] for p in parts] == ["labelled", "model says", "issue score", "split"]
+    assert describe_label_issue(item) == " · ".join(f"{p['key']} {p['value']}" + (f" ({p['note']})" if p["note"] else "")
+                                                   for p in parts)
+    assert describe_label_issue(item) in format_audit(audit(cells["run"], dataset_issues=False))
+    html = write_report(cells["run"], tmp_path / "r.html", maps=False).path.read_text()
+    row = html[html.index(f'<tr class="issue" data-id="{item["id"]}"'):]
+    row = row[:row.index("</tr>")]
+    cells_html = [f'<span class="k">{p["key"]}</span> ' + (f"<b>{p['value']}</b>" if p["strong"] else p["value"])
+                  + (f' <span class="hint">({p["note"]})</span>' if p["note"] else "") for p in parts]
+    assert all(c in row for c in cells_html), row
+    assert "".join(f"<th>{p['key']}</th>" for p in parts) in html
+    review = client.get("/reviews").text
+    card = review[review.index(f'data-id="{item["id"]}"'):]
+    assert describe_label_issue(item).replace(f"labelled {item['label']} ", f"labelled <b>{item['label']}</b> ").replace(
+        f"model says {item['model_class']} ", f"model says <b>{item['model_class']}</b> ") in card
+    assert describe_label_issue(item) in client.get("/issues?type=label").text
+
+
 # ------------------------------------------------------------------------ fine verdicts
 def test_a_fine_verdict_is_never_exported_with_a_suggested_class(cells, client, tmp_path):
     import pandas as pd
@@ -221,6 +246,34 @@ def test_a_fine_verdict_is_never_exported_with_a_suggested_class(cells, client, 
     assert exported[a["id"]]["cell_type"] in ("plain", "inverted")  # the fields travel with the export
     for i in (a["id"], b["id"]):
         client.post(f"/api/review/{i}", json={"verdict": None}, headers=h)
+
+
+def test_a_run_view_browses_its_rows_as_the_app_does(cells):
+    """``RunView.grid_ids`` / ``field_mask`` / ``neighbours`` (what the app's grid and image pages call)
+    against a brute-force sort of the view's rows."""
+    from mikata.analysis.view import RunView
+    from mikata.errors import ChoiceError
+
+    for view in (RunView(cells["run"]), RunView(cells["run"], split="test")):
+        ov = view.overview()
+        d = ov.data
+        kind = field_values(d, "cell_type")
+        mask, text = view.field_mask("0:inverted")
+        assert text == "cell_type = inverted" and mask.tolist() == (kind == "inverted").tolist()
+        assert view.field_mask("") == (None, "")
+        with pytest.raises(ChoiceError):
+            view.field_mask("7:x")
+        conf = [float(d.probs[r, d.preds[r]]) for r in range(len(d))]
+        for true, pred, where in ((-1, -1, ""), (0, -1, ""), (-1, 1, "0:inverted"), (1, 1, ""), (2, 3, "0:plain")):
+            rows = [r for r in range(len(d)) if (true < 0 or d.labels[r] == true) and (pred < 0 or d.preds[r] == pred)
+                    and (not where or kind[r] == where.split(":")[1])]
+            want = [int(d.ids[r]) for r in sorted(rows, key=lambda r: (-conf[r], int(d.ids[r])))]
+            assert view.grid_ids(ov, true, pred, where).tolist() == want, (true, pred, where)
+        ids = d.ids.tolist()
+        assert view.neighbours(ids[0], ov) == (None, ids[1]) and view.neighbours(ids[-1], ov) == (ids[-2], None)
+        assert view.neighbours(ids[3], ov) == (ids[2], ids[4])
+        site = field_values(d, "site")
+        assert view.image_fields(ids[0], ov) == [("cell_type", str(kind[0])), ("site", str(site[0]))]
 
 
 # ----------------------------------------------------------------------- fields in the app

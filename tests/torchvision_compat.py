@@ -1,5 +1,5 @@
-"""Tests import torchvision through the same shim LRP uses (see mikata.attribution._torchvision_compat)."""
+"""Tests import torchvision through mikata's one torchvision policy (``mikata.models.torchvision_ops``)."""
 
-from mikata.attribution._torchvision_compat import import_torchvision_declaring_ops
+from mikata.models.torchvision_ops import import_torchvision as import_torchvision_declaring_ops
 
 __all__ = ["import_torchvision_declaring_ops"]

@@ -141,8 +141,9 @@ def legend_html(legend: dict) -> Raw:
     """A map legend (``display.MapScale.legend``): its colour bar with the end values, and its one line."""
     stops = ",".join(esc(s) for s in legend.get("stops", []))
     ticks = legend.get("ticks") or []
-    labels = "".join(f'<span style="position:absolute;left:{100 * float(p):.0f}%;transform:translateX(-50%)">'
-                     f"{esc(t)}</span>" for p, t in ticks)
+    # the end labels sit inside the bar's ends, the others centred on their position
+    labels = "".join(f'<span style="position:absolute;left:{100 * float(p):.0f}%;transform:translateX('
+                     f'{-100 * min(max(float(p), 0.0), 1.0):.0f}%)">{esc(t)}</span>' for p, t in ticks)
     bar = (f'<div style="width:180px;height:10px;background:linear-gradient(to right,{stops})"></div>'
            f'<div style="position:relative;width:180px;height:14px">{labels}</div>') if stops else ""
     return Raw(f'<div class="mikata-legend">{bar}<div>{esc(legend.get("text", ""))}</div></div>')

@@ -296,13 +296,13 @@ def _by_class_then_prob(classes: np.ndarray, p: np.ndarray) -> np.ndarray:
 
 
 def top_activating(channels: np.ndarray, channel: int, k: int = 9) -> list[int]:
-    """Row indices of the ``k`` images with the highest mean activation of ``channel``."""
+    """Row indices of the ``k`` images with the highest mean activation of ``channel`` (``channels``:
+    ``(N, C)`` per-image channel means), highest first; equal means: the lower row first."""
     if not 0 <= channel < channels.shape[1]:
         raise ChoiceError("channel", channel, [f"0..{channels.shape[1] - 1}"])
-    col = channels[:, channel]
-    k = min(k, len(col))
-    top = np.argpartition(-col, k - 1)[:k] if k else np.zeros(0, np.int64)
-    return top[np.argsort(-col[top], kind="stable")].tolist()
+    from mikata.featurevis.top_images import top_k_rows  # the one ranking of top-activating images
+
+    return top_k_rows(channels[:, channel], k).tolist()
 
 
 def label_issues(d: RunData, top: int | None = None, ranked: np.ndarray | None = None) -> list[dict]:
@@ -336,12 +336,24 @@ def label_issues(d: RunData, top: int | None = None, ranked: np.ndarray | None =
     return out
 
 
+def label_issue_evidence(item: dict) -> list[dict]:
+    """Why a suspected label error is flagged, part by part, stating the evidence without asserting a
+    truth: what the image is labelled and P of that label, the model's top class and its P, the issue
+    score, the split. Each part is ``{"key", "value", "note", "strong"}`` (``strong``: the value is a
+    class name a page sets in bold). The one source of this sentence: ``describe_label_issue`` (text),
+    the report's table and the web app's review cards render these parts."""
+    return [{"key": "labelled", "value": str(item["label"]), "note": f"p={item['label_prob']:.2f}", "strong": True},
+            {"key": "model says", "value": str(item["model_class"]), "note": f"p={item['model_prob']:.2f}",
+             "strong": True},
+            {"key": "issue score", "value": f"{item['score']:.2f}", "note": "", "strong": False},
+            {"key": "split", "value": str(item.get("split") or "none"), "note": "", "strong": False}]
+
+
 def describe_label_issue(item: dict) -> str:
-    """One line that states the evidence without asserting a truth:
+    """``label_issue_evidence`` as one line:
     ``labelled A (p=0.00) · model says B (p=1.00) · issue score 0.00 · split test``."""
-    split = item.get("split") or "none"
-    return (f"labelled {item['label']} (p={item['label_prob']:.2f}) · model says {item['model_class']} "
-            f"(p={item['model_prob']:.2f}) · issue score {item['score']:.2f} · split {split}")
+    return " · ".join(f"{p['key']} {p['value']}" + (f" ({p['note']})" if p["note"] else "")
+                      for p in label_issue_evidence(item))
 
 
 def shown_of(shown: int, total: int) -> str:

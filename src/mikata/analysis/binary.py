@@ -248,19 +248,22 @@ class Curves:
         return fig
 
     def _repr_png_(self) -> bytes:
+        """The figure as PNG, drawn once (Jupyter asks for the PNG and the HTML of a result)."""
         from mikata.notebook import figure_png
 
-        return figure_png(self.figure())
+        if "_png" not in self.__dict__:
+            self.__dict__["_png"] = figure_png(self.figure())
+        return self.__dict__["_png"]
 
     def _repr_html_(self) -> str:
-        from mikata.notebook import STYLE, esc, figure_png, img_tag, table_html
+        from mikata.notebook import STYLE, esc, img_tag, table_html
 
         best = self.best_f1()
         rows = [["AUROC", self.auroc], ["average precision", self.average_precision],
                 ["positives / negatives", f"{self.n_pos} / {self.n_neg}"],
                 ["best F1", f"{best.f1:.3f} at P({self.positive_name}) >= {best.threshold:.3f}"]]
         return (f"<div>{STYLE}<div><b>curves of {esc(self.positive_name)}</b></div>"
-                f"{img_tag(figure_png(self.figure()), alt='ROC and precision-recall curves')}"
+                f"{img_tag(self._repr_png_(), alt='ROC and precision-recall curves')}"
                 f"{table_html(['', 'value'], rows)}</div>")
 
     def __repr__(self) -> str:

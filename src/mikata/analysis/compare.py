@@ -360,8 +360,8 @@ class Comparison:
         predictions and their probabilities, the file's path."""
         rows = self.flipped_rows(kind)[start:None if count is None else start + count]
         p, names = self.paired, self.class_names
-        with self.view_a.db() as db:
-            paths = db.paths(p.ids_a[rows].tolist())
+        with self.view_a.db() as db:  # by primary key only: the ids are scanned rows (a status filter lets
+            paths = db.paths(p.ids_a[rows].tolist(), status=None)  # SQLite pick the status index: ~0.4 s at 1M)
         return [{"id_a": int(p.ids_a[r]), "id_b": int(p.ids_b[r]), "path": paths.get(int(p.ids_a[r]), ""),
                  "label": names[int(p.labels_a[r])], "pred_a": names[int(p.preds_a[r])],
                  "prob_a": round(float(self.confidence_a[r]), 6), "pred_b": names[int(p.preds_b[r])],

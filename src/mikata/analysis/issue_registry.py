@@ -21,13 +21,13 @@ Example:
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Mapping, Sequence
 
 import numpy as np
 
 from mikata.errors import check_choices
+from mikata.registry import Registry
 
 if TYPE_CHECKING:
     from mikata.analysis.audit import RunData
@@ -144,47 +144,38 @@ class IssueTypeSpec:
             check_choices("issue-type need", n, NEEDS)
 
 
-_TYPES: dict[str, IssueTypeSpec] = {}
+_TYPES: Registry[IssueTypeSpec] = Registry("issue type")
 
 
 def register_issue_type(spec: IssueTypeSpec, replace: bool = False) -> IssueTypeSpec:
     """Add ``spec`` (scored after every type registered before it); ``replace=True`` overrides a name."""
-    if spec.name in _TYPES and not replace:
-        raise ValueError(f"issue type {spec.name!r} is already registered; pass replace=True to override it")
-    _TYPES[spec.name] = spec
-    return spec
+    return _TYPES.register(spec, replace)
 
 
 def unregister_issue_type(name: str) -> None:
-    _TYPES.pop(name, None)
+    _TYPES.unregister(name)
 
 
-@contextmanager
-def registered_issue_type(spec: IssueTypeSpec) -> Iterator[IssueTypeSpec]:
+def registered_issue_type(spec: IssueTypeSpec) -> ContextManager[IssueTypeSpec]:
     """``spec`` registered for the block only (tests, notebooks trying a type)."""
-    register_issue_type(spec)
-    try:
-        yield spec
-    finally:
-        unregister_issue_type(spec.name)
+    return _TYPES.registered(spec)
 
 
 def issue_type(name: str) -> IssueTypeSpec:
     """The spec of type ``name``; an unknown name raises ``ChoiceError`` listing every type."""
-    check_choices("issue type", name, list(_TYPES))
-    return _TYPES[name]
+    return _TYPES.get(name)
 
 
 def issue_type_names(**flags: bool) -> tuple[str, ...]:
     """Type names in registry order, optionally only specs whose attributes equal ``flags``
     (``issue_type_names(explained_by_maps=True)``)."""
-    return tuple(s.name for s in _TYPES.values() if all(getattr(s, k) == v for k, v in flags.items()))
+    return _TYPES.names(**flags)
 
 
 def issue_type_specs() -> tuple[IssueTypeSpec, ...]:
-    return tuple(_TYPES.values())
+    return _TYPES.specs()
 
 
 def default_thresholds() -> dict[str, float | None]:
     """name -> default threshold of every registered type, in registry order."""
-    return {s.name: s.default_threshold for s in _TYPES.values()}
+    return {s.name: s.default_threshold for s in _TYPES.specs()}

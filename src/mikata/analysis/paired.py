@@ -201,10 +201,14 @@ class CalibrationBootstrap:
         v_lo = c[np.searchsorted(cw, lo, side="right")]
         v_hi = c[np.minimum(np.searchsorted(cw, lo + 1, side="right"), len(c) - 1)]
         inner = v_lo + (pos - lo) * (v_hi - v_lo)
-        bounds = np.r_[0, np.searchsorted(c, inner, side="right"), len(c)]  # (bins + 1,) sorted-row bin edges
-        total = np.r_[0.0, cw][bounds]
-        conf_sum = np.r_[0.0, np.cumsum(w * c)][bounds]
-        right_sum = np.r_[0.0, np.cumsum(w * self.right)][bounds]
+        bounds = np.r_[np.searchsorted(c, inner, side="right"), len(c)]  # (bins,) end of each bin in sorted rows
+
+        def upto(x: np.ndarray) -> np.ndarray:  # (bins + 1,) sums of x over the sorted rows before each bound
+            cs = np.cumsum(x)
+            return np.r_[0.0, np.where(bounds > 0, cs[np.maximum(bounds - 1, 0)], 0.0)]
+        total = np.r_[0.0, np.where(bounds > 0, cw[np.maximum(bounds - 1, 0)], 0.0)]
+        right_sum = upto(w * self.right)
+        conf_sum = upto(w * c)
         # sum over bins of (count / n) |accuracy - confidence| = sum |right - conf| / n
         keep = np.diff(total) > 0
         return float(np.sum(np.abs(np.diff(right_sum) - np.diff(conf_sum))[keep]) / n)

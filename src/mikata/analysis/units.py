@@ -134,6 +134,7 @@ def unit_examples(run_dir: str | os.PathLike, channels: Sequence[int], layer: st
     means were not stored by the scan) and for the rendering (None: where a bar shows, see ``mikata.progress``)."""
     from mikata.analysis.maps import MapService
     from mikata.featurevis import RenderOptions
+    from mikata.featurevis.top_images import top_k_rows
 
     channels = [int(c) for c in channels]
     if not channels or len(channels) > MAX_UNITS:
@@ -163,7 +164,7 @@ def unit_examples(run_dir: str | os.PathLike, channels: Sequence[int], layer: st
         names = h.class_names
         units = []
         for c in channels:
-            best = np.argsort(-means[:, c], kind="stable")[:k]
+            best = top_k_rows(means[:, c], k)  # the one ranking of top-activating images
             units.append((c, [UnitExample(int(rows[i][0]), float(means[i, c]), names[rows[i][1]],
                                           names[rows[i][2]]) for i in best]))
         ids = sorted({e.image_id for _, ex in units for e in ex})

@@ -25,6 +25,7 @@ import logging
 import os
 import threading
 import time
+from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -109,6 +110,8 @@ class RunView:
         self._all: RunView | None = None  # the whole run over the same connection (``select_all``)
         self.overview_builds = 0
         self.last_build_seconds = 0.0
+        self._grids: OrderedDict[tuple, np.ndarray] = OrderedDict()  # (version, true, pred) -> sorted ids
+        self._grid_lock = threading.Lock()
 
     def __repr__(self) -> str:
         what = self.selection.describe(self.class_names)
@@ -415,11 +418,89 @@ class RunView:
                     "classes": ov.class_names, "total": len(ov.data), "fields": fields}
         return self.cached(("embedding", max_points), build)
 
+    # ------------------------------------------------------------- browsing the selection
+    def field_mask(self, where: str) -> tuple[np.ndarray | None, str]:
+        """The selected rows whose field matches ``where`` (``"K:VALUE"``: field number K of
+        ``field_names()`` equals VALUE), and a description; ``(None, "")`` for an empty filter. An unknown
+        field is a ``ChoiceError``. The field is named by number so any column name or value survives a URL."""
+        if not where:
+            return None, ""
+        from mikata.errors import ChoiceError
+
+        values = self.field_values()
+        names = list(values)
+        k, sep, value = where.partition(":")
+        if not sep or not k.isdigit() or int(k) >= len(names):
+            raise ChoiceError("field filter", where,
+                              [f"{i}:VALUE ({n})" for i, n in enumerate(names)] or ["none: this run has no fields"])
+        name = names[int(k)]
+        return values[name] == value, f"{name} = {value}"
+
+    def field_choices(self, max_values: int = 200) -> list[tuple[int, str, list[tuple[str, int]]]]:
+        """``(field index, field, [(value, images), ...])`` for filter menus: the ``max_values`` most
+        frequent values of each field among the selected rows, most frequent first."""
+        out = []
+        for k, (name, values) in enumerate(self.field_values().items()):
+            uniq, counts = np.unique(values.astype(str), return_counts=True) if len(values) else ([], [])
+            order = sorted(range(len(uniq)), key=lambda j: (-int(counts[j]), str(uniq[j])))[:max_values]
+            out.append((k, name, [(str(uniq[j]), int(counts[j])) for j in order]))
+        return out
+
+    def image_fields(self, image_id: int, ov: Overview) -> list[tuple[str, str]]:
+        """``(field, value)`` of one selected image (the manifest's extra columns); [] for another id."""
+        try:
+            r = ov.row(image_id)
+        except KeyError:
+            return []
+        return [(name, str(values[r])) for name, values in self.field_values().items()]
+
+    def grid_ids(self, ov: Overview, true: int = -1, pred: int = -1, where: str = "") -> np.ndarray:
+        """Ids of ``ov``'s rows labeled ``true`` and predicted ``pred`` (-1: any), most confident prediction
+        first; ``where`` (``field_mask``) keeps only the images with that field value. A cell is sorted
+        once per run version (the 64 most recent are kept), not once per page."""
+        if where:
+            mask, _ = self.field_mask(where)
+            ids = self.grid_ids(ov, true, pred)
+            keep = mask[np.searchsorted(ov.data.ids, ids)] if len(ids) else np.zeros(0, bool)
+            return ids[keep]
+        key = (ov.version, int(true), int(pred))
+        with self._grid_lock:
+            got = self._grids.get(key)
+            if got is not None:
+                self._grids.move_to_end(key)
+                return got
+        got = _grid_ids(ov, true, pred)
+        with self._grid_lock:
+            self._grids[key] = got
+            while len(self._grids) > 64:
+                self._grids.popitem(last=False)
+        return got
+
+    def neighbours(self, image_id: int, ov: Overview) -> tuple[int | None, int | None]:
+        """The previous and next selected image ids around ``image_id`` (arrow-key browsing)."""
+        r = ov.row(image_id)
+        ids = ov.data.ids
+        return (int(ids[r - 1]) if r > 0 else None, int(ids[r + 1]) if r + 1 < len(ids) else None)
+
     def to_json(self) -> str:
         """The selection as JSON (for a log line or a page): ``{"run", "split", "field", "classes", "ids"}``."""
         s = self.selection
         return json.dumps({"run": str(self.run_dir), "split": s.split, "field": s.field, "classes": s.classes,
                            "ids": None if s.ids is None else len(s.ids)})
+
+
+def _grid_ids(ov: Overview, true: int, pred: int) -> np.ndarray:
+    from mikata.analysis.sections import confident_first
+
+    if true >= 0 and pred >= 0:
+        return ov.cell(true, pred)
+    d = ov.data
+    mask = np.ones(len(d), bool)
+    if true >= 0:
+        mask &= d.labels == true
+    if pred >= 0:
+        mask &= d.preds == pred
+    return d.ids[confident_first(d, np.nonzero(mask)[0])]
 
 
 def _shared(view: RunView) -> RunView:
@@ -428,6 +509,7 @@ def _shared(view: RunView) -> RunView:
     whole.__dict__.update(view.__dict__)
     whole.selection = replace(view.selection, split=None, field=None, classes=None, ids=None)
     whole._cache, whole._cache_lock, whole._key_locks, whole._all = {}, threading.Lock(), {}, None
+    whole._grids, whole._grid_lock = OrderedDict(), threading.Lock()  # grids of other rows
     if "whole" in view._cache:
         whole._cache["whole"] = view._cache["whole"]  # the rows already read
     return whole

@@ -58,17 +58,24 @@ class Explanation(list):
         return draw_figure(shown, list(self), self.probs[index], self.handle.class_names, index, top, cmap, alpha,
                            self.titles[index])
 
-    def _repr_png_(self) -> bytes:
-        """The first image's figure (a front end that shows no HTML)."""
+    def _png(self, index: int) -> bytes:
+        """Image ``index``'s figure as PNG, drawn once: Jupyter asks for every representation of a result."""
         from mikata.notebook import figure_png
 
-        return figure_png(self.figure())
+        cache = self.__dict__.setdefault("_pngs", {})
+        if index not in cache:
+            cache[index] = figure_png(self.figure(index))
+        return cache[index]
+
+    def _repr_png_(self) -> bytes:
+        """The first image's figure (a front end that shows no HTML)."""
+        return self._png(0)
 
     def _repr_html_(self) -> str:
         """One row per image: its figure, under its (escaped) title."""
-        from mikata.notebook import STYLE, esc, figure_png, img_tag
+        from mikata.notebook import STYLE, esc, img_tag
 
-        rows = [f"<div><div><b>{esc(title)}</b></div>{img_tag(figure_png(self.figure(i)), alt=title)}</div>"
+        rows = [f"<div><div><b>{esc(title)}</b></div>{img_tag(self._png(i), alt=title)}</div>"
                 for i, title in enumerate(self.titles[:MAX_SHOWN])]
         more = (f"<div>... and {len(self.x) - MAX_SHOWN} more image(s): <code>explanation.figure(i)</code></div>"
                 if len(self.x) > MAX_SHOWN else "")

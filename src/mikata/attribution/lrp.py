@@ -43,15 +43,11 @@ CONSERVATION_TOL = 0.05
 
 
 def _import_zennit() -> None:
-    """Import zennit; if torchvision's CUDA-only operators break its import, declare their schemas."""
-    try:
-        import zennit  # noqa: F401
-    except RuntimeError as e:
-        if "torchvision" not in str(e):
-            raise
-        from mikata.attribution._torchvision_compat import import_torchvision_declaring_ops
+    """Import zennit (which imports torchvision: ``models.torchvision_ops`` decides how)."""
+    from mikata.models.torchvision_ops import torchvision_ready
 
-        import_torchvision_declaring_ops()
+    torchvision_ready()
+    try:
         import zennit  # noqa: F401
     except ImportError as e:
         raise MikataError(f"LRP needs the zennit package ({e}); pip install zennit") from e

@@ -18,13 +18,13 @@ Example:
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Callable, ContextManager
 
 import torch
 
 from mikata.errors import check_choices
+from mikata.registry import Registry
 
 if TYPE_CHECKING:
     from mikata.attribution.passes import Pass
@@ -124,44 +124,34 @@ class MethodSpec:
         return {k: tuple(sorted(v)) for k, v in out.items()}
 
 
-_SPECS: dict[str, MethodSpec] = {}  # the built-in methods are added by ``attribution.catalog`` when
-# ``mikata.attribution`` is imported (it always is before this module: it is the package's own)
+_METHODS: Registry[MethodSpec] = Registry("method")  # the built-in methods are added by ``attribution.catalog``
+# when ``mikata.attribution`` is imported (it always is before this module: it is the package's own)
 
 
 def register(spec: MethodSpec, replace: bool = False) -> MethodSpec:
     """Add ``spec`` to the registry (``replace=True`` to override a method of the same name)."""
-    if spec.name in _SPECS and not replace:
-        raise ValueError(f"method {spec.name!r} is already registered; pass replace=True to override it")
-    _SPECS[spec.name] = spec
-    return spec
+    return _METHODS.register(spec, replace)
 
 
 def unregister(name: str) -> None:
     """Remove a method (a plugin's, or a test's toy method)."""
-    _SPECS.pop(name, None)
+    _METHODS.unregister(name)
 
 
-@contextmanager
-def registered(spec: MethodSpec) -> Iterator[MethodSpec]:
+def registered(spec: MethodSpec) -> ContextManager[MethodSpec]:
     """``spec`` registered for the block only (tests, notebooks trying a method)."""
-    register(spec)
-    try:
-        yield spec
-    finally:
-        unregister(spec.name)
+    return _METHODS.registered(spec)
 
 
 def get(name: str) -> MethodSpec:
     """The spec of method ``name``; an unknown name raises ``ChoiceError`` listing every method."""
-    check_choices("method", name, list(_SPECS))
-    return _SPECS[name]
+    return _METHODS.get(name)
 
 
 def names(kind: str | None = None, **flags: bool) -> tuple[str, ...]:
     """Method names in registry order, optionally only one ``kind`` and specs whose attributes equal
     ``flags`` (e.g. ``names(grid=True)``, ``names(layer_resolution=True)``)."""
-    return tuple(s.name for s in _SPECS.values()
-                 if (kind is None or s.kind == kind) and all(getattr(s, k) == v for k, v in flags.items()))
+    return _METHODS.names(**flags) if kind is None else _METHODS.names(kind=kind, **flags)
 
 
 def signed_map(name: str, options: dict | None = None) -> bool:
@@ -172,11 +162,11 @@ def signed_map(name: str, options: dict | None = None) -> bool:
 
 def titles() -> dict[str, str]:
     """name -> display title for every method (report headings, app menus)."""
-    return {s.name: s.title for s in _SPECS.values()}
+    return {s.name: s.title for s in _METHODS.specs()}
 
 
 def method_listing() -> str:
     """One line per method (name first, then title, kind and what it is), for ``--methods list``."""
-    width = max(len(s.name) for s in _SPECS.values())
+    width = max(len(s.name) for s in _METHODS.specs())
     return "\n".join(f"{s.name:<{width}}  {s.title} ({s.kind}){': ' + s.summary if s.summary else ''}"
-                     for s in _SPECS.values())
+                     for s in _METHODS.specs())

@@ -20,13 +20,13 @@ Example:
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Sequence
 
 import torch
 
 from mikata.errors import check_choices
+from mikata.registry import Registry
 
 if TYPE_CHECKING:
     from mikata.models.handle import ModelHandle
@@ -102,51 +102,42 @@ class CheckSpec:
     skip: Callable[["ModelHandle"], str | None] | None = None
 
 
-_CHECKS: dict[str, CheckSpec] = {}
+_CHECKS: Registry[CheckSpec] = Registry("check")
 
 
 def register_check(spec: CheckSpec, replace: bool = False) -> CheckSpec:
     """Add ``spec`` (run after every check registered before it); ``replace=True`` overrides a name."""
-    if spec.name in _CHECKS and not replace:
-        raise ValueError(f"check {spec.name!r} is already registered; pass replace=True to override it")
-    _CHECKS[spec.name] = spec
-    return spec
+    return _CHECKS.register(spec, replace)
 
 
 def unregister_check(name: str) -> None:
-    _CHECKS.pop(name, None)
+    _CHECKS.unregister(name)
 
 
-@contextmanager
-def registered_check(spec: CheckSpec) -> Iterator[CheckSpec]:
+def registered_check(spec: CheckSpec) -> ContextManager[CheckSpec]:
     """``spec`` registered for the block only (tests, notebooks trying a check)."""
-    register_check(spec)
-    try:
-        yield spec
-    finally:
-        unregister_check(spec.name)
+    return _CHECKS.registered(spec)
 
 
 def check_spec(name: str) -> CheckSpec:
     """The spec of check ``name``; an unknown name raises ``ChoiceError`` listing every check."""
-    check_choices("check", name, list(_CHECKS))
-    return _CHECKS[name]
+    return _CHECKS.get(name)
 
 
 def check_names() -> tuple[str, ...]:
-    return tuple(_CHECKS)
+    return _CHECKS.names()
 
 
 def check_specs() -> tuple[CheckSpec, ...]:
-    return tuple(_CHECKS.values())
+    return _CHECKS.specs()
 
 
 def metric_specs(checks: Sequence[str] | None = None) -> list[MetricSpec]:
     """The metrics of ``checks`` (default every check), in registry order."""
-    wanted = set(_CHECKS) if checks is None else set(checks)
-    return [m for s in _CHECKS.values() if s.name in wanted for m in s.metrics]
+    wanted = set(_CHECKS.names()) if checks is None else set(checks)
+    return [m for s in _CHECKS.specs() if s.name in wanted for m in s.metrics]
 
 
 def check_listing() -> str:
     """One line per check with its metrics, for help text."""
-    return "; ".join(f"{s.name} ({', '.join(m.name for m in s.metrics)})" for s in _CHECKS.values())
+    return "; ".join(f"{s.name} ({', '.join(m.name for m in s.metrics)})" for s in _CHECKS.specs())

@@ -2,10 +2,10 @@
 
 from mikata.models.handle import LogitsModel, ModelHandle, extract_logits
 from mikata.models.layers import LayerInfo, format_layer_table, spatial_layers, trace_layers
+from mikata.models.torchvision_ops import import_torchvision
 from mikata.models.loading import (
     build_architecture,
     imagenet_class_names,
-    import_torchvision,
     load_checkpoint,
     load_model,
     read_checkpoint_metadata,

@@ -26,6 +26,9 @@ def is_hf_folder(path: Path) -> bool:
 
 def load_hf(path: Path, trust: bool = False) -> tuple[object, dict, list[str]]:
     """``(network, preprocessing fields, class names)`` from a local Hugging Face folder."""
+    from mikata.models.torchvision_ops import torchvision_ready
+
+    torchvision_ready()  # transformers' vision classes import torchvision
     try:
         import transformers
     except ImportError as e:

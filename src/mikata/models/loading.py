@@ -48,6 +48,7 @@ from mikata.models.efficientnet_lite import VARIANTS, LitePreprocessing, build_e
 from mikata.models.handle import IMAGENET_MEAN, IMAGENET_STD, ModelHandle
 from mikata.models.huggingface import is_hf_folder, load_hf
 from mikata.models.layers import trace_layers
+from mikata.models.torchvision_ops import import_torchvision
 
 CHECKPOINT_FORMAT = "mikata-checkpoint/1"
 SPEC_FORMS = ("efficientnet-lite0|1|2, torchvision:NAME, timm:NAME (add ?weights=random or ?weights=FILE to "
@@ -175,23 +176,6 @@ def _builtin(variant: str, pretrained: bool, num_classes: int = 1000) -> ModelHa
 
 
 # ------------------------------------------------------------------------------ torchvision / timm
-def import_torchvision():
-    """Import torchvision, turning its known failure on CPU-only torch builds into a clear error."""
-    try:
-        import torchvision
-    except (RuntimeError, ImportError, AttributeError) as e:
-        msg = str(e)
-        if "torchvision::" in msg or "does not exist" in msg:
-            raise ModelLoadError(
-                "torchvision is installed but its compiled operators do not match this torch build "
-                f"({msg.splitlines()[0]}). Install a torchvision built for the installed torch "
-                "(pip install torch==2.13.0 torchvision==0.28.0 on a CUDA machine), or use the built-in "
-                "efficientnet-lite0/1/2, which need no torchvision."
-            ) from e
-        raise ModelLoadError(f"torchvision is needed for this model but could not be imported: {msg}") from e
-    return torchvision
-
-
 def _torchvision(name: str, pretrained: bool) -> ModelHandle:
     tv = import_torchvision()
     check_registered_name("torchvision", name, tv.models.list_models())

@@ -7,6 +7,6 @@ Example:
 
 from __future__ import annotations
 
-from mikata.report.build import ReportError, ReportResult, write_report
+from mikata.report.build import ReportError, ReportOptions, ReportResult, write_report
 
-__all__ = ["ReportError", "ReportResult", "write_report"]
+__all__ = ["ReportError", "ReportOptions", "ReportResult", "write_report"]

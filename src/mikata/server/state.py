@@ -32,7 +32,7 @@ from mikata.analysis.maps import MapService
 from mikata.analysis.media import UnknownImageError, encode, image_file, thumbnail
 from mikata.analysis.overview import Overview
 from mikata.analysis.runstore import RunStore
-from mikata.analysis.sections import confident_first, scorecard_table
+from mikata.analysis.sections import scorecard_table
 from mikata.analysis.view import RunView
 from mikata.data.filenames import shown
 from mikata.errors import ModelLoadError
@@ -79,8 +79,6 @@ class RunState:
         self._emb_json: tuple[dict, bytes] | None = None
         self._thumbs: OrderedDict[tuple[int, int], bytes] = OrderedDict()
         self._thumbs_max = thumb_cache
-        self._grids: OrderedDict[tuple, np.ndarray] = OrderedDict()  # (version, true, pred) -> sorted ids
-        self._grid_lock = threading.Lock()
         self._thumb_lock = threading.Lock()
         self.compare: "CompareState | None" = None  # run B of `mikata serve RUN_A --compare RUN_B`
 
@@ -128,12 +126,7 @@ class RunState:
 
     def image_fields(self, image_id: int) -> list[tuple[str, str]]:
         """``(field, value)`` of one image (the manifest's extra columns), for its page."""
-        ov = self.overview()
-        try:
-            r = ov.row(image_id)
-        except KeyError:
-            return []
-        return [(name, str(values[r])) for name, values in self.field_values(ov).items()]
+        return self.view.image_fields(image_id, self.overview())
 
     def row_fields(self, rows) -> dict[int, str]:
         """overview row -> its fields as one short line (``analysis.fields.fields_text``) for tiles and
@@ -143,31 +136,11 @@ class RunState:
         return row_fields(self.field_values(), rows)
 
     def field_choices(self, max_values: int = 200) -> list[tuple[int, str, list[tuple[str, int]]]]:
-        """``(field index, field, [(value, images), ...])`` for the filter menus: the ``max_values``
-        most frequent values of each field, most frequent first."""
-        out = []
-        for k, (name, values) in enumerate(self.field_values().items()):
-            uniq, counts = np.unique(values.astype(str), return_counts=True) if len(values) else ([], [])
-            order = sorted(range(len(uniq)), key=lambda j: (-int(counts[j]), str(uniq[j])))[:max_values]
-            out.append((k, name, [(str(uniq[j]), int(counts[j])) for j in order]))
-        return out
+        return self.view.field_choices(max_values)
 
     def field_mask(self, where: str, ov: Overview | None = None) -> tuple[np.ndarray | None, str]:
-        """The rows whose field matches ``where`` (``"K:VALUE"``: field number K of ``field_names()``
-        equals VALUE), and a description; ``(None, "")`` for an empty filter. An unknown field is a
-        ``ChoiceError`` (400). The field is named by number so any column name or value survives a URL."""
-        if not where:
-            return None, ""
-        from mikata.errors import ChoiceError
-
-        values = self.field_values(ov)
-        names = list(values)
-        k, sep, value = where.partition(":")
-        if not sep or not k.isdigit() or int(k) >= len(names):
-            raise ChoiceError("field filter", where,
-                              [f"{i}:VALUE ({n})" for i, n in enumerate(names)] or ["none: this run has no fields"])
-        name = names[int(k)]
-        return values[name] == value, f"{name} = {value}"
+        """``RunView.field_mask``: the rows whose field matches ``where`` (``"K:VALUE"``), and a description."""
+        return self.view.field_mask(where)
 
     def file_names(self, ids) -> dict[int, str]:
         """id -> the file's name (not its folder), for captions under thumbnails (one query)."""
@@ -205,38 +178,9 @@ class RunState:
             return self._emb_json[1]
 
     def grid_ids(self, true: int = -1, pred: int = -1, ov: Overview | None = None, where: str = "") -> np.ndarray:
-        """Row ids labeled ``true`` and predicted ``pred`` (-1: any), most confident prediction first;
-        ``where`` (``field_mask``) keeps only the images with that field value."""
-        ov = ov or self.overview()
-        if where:
-            mask, _ = self.field_mask(where, ov)
-            ids = self.grid_ids(true, pred, ov)
-            keep = mask[np.searchsorted(ov.data.ids, ids)] if len(ids) else np.zeros(0, bool)
-            return ids[keep]
-        key = (ov.version, int(true), int(pred))
-        with self._grid_lock:  # a big cell is sorted once per run version, not once per page
-            got = self._grids.get(key)
-            if got is not None:
-                self._grids.move_to_end(key)
-                return got
-        got = self._grid_ids(ov, true, pred)
-        with self._grid_lock:
-            self._grids[key] = got
-            while len(self._grids) > 64:
-                self._grids.popitem(last=False)
-        return got
-
-    @staticmethod
-    def _grid_ids(ov: Overview, true: int, pred: int) -> np.ndarray:
-        if true >= 0 and pred >= 0:
-            return ov.cell(true, pred)
-        d = ov.data
-        mask = np.ones(len(d), bool)
-        if true >= 0:
-            mask &= d.labels == true
-        if pred >= 0:
-            mask &= d.preds == pred
-        return d.ids[confident_first(d, np.nonzero(mask)[0])]
+        """``RunView.grid_ids`` of this app's overview: ids labeled ``true`` and predicted ``pred``, most
+        confident first, of the images whose field matches ``where``."""
+        return self.view.grid_ids(ov or self.overview(), true, pred, where)
 
     def image_row(self, image_id: int) -> dict:
         """The stored row of a scanned image with its full probability vector; UnknownImageError otherwise."""
@@ -256,10 +200,7 @@ class RunState:
 
     def neighbours(self, image_id: int) -> tuple[int | None, int | None]:
         """The previous and next scanned image ids (for arrow-key browsing)."""
-        ov = self.overview()
-        r = ov.row(image_id)
-        ids = ov.data.ids
-        return (int(ids[r - 1]) if r > 0 else None, int(ids[r + 1]) if r + 1 < len(ids) else None)
+        return self.view.neighbours(image_id, self.overview())
 
     # ----------------------------------------------------------------- images
     def image_path(self, image_id: int) -> Path:

@@ -10,7 +10,7 @@ import numpy as np
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
-from mikata.analysis.audit import describe_label_issue
+from mikata.analysis.audit import describe_label_issue, label_issue_evidence
 from mikata.analysis.media import UnknownImageError
 from mikata.analysis.sections import confusion_view
 from mikata.attribution import registry
@@ -134,7 +134,7 @@ def reviews_page(request: Request, start: int = 0):
     files = state.file_names([i["id"] for i in items])
     fields = state.row_fields([i["row"] for i in items])
     return page(request, "reviews.html", issues=[{**i, "name": files.get(i["id"], ""), "fields": fields.get(i["row"], ""),
-                                                  "evidence": describe_label_issue(i)} for i in items],
+                                                  "evidence": label_issue_evidence(i)} for i in items],
                 done=done, total=total, start=start, page_size=REVIEW_PAGE, scope_note=ov.label_scope_note,
                 reviewed=sorted(done.values(), key=lambda r: r["updated"], reverse=True),
                 name_index={n: i for i, n in enumerate(ov.class_names)})
