@@ -233,12 +233,7 @@ def _train(data: "str | os.PathLike | ImageDataset", model: str | ModelHandle, o
             # The frozen part is the same every epoch: run it once per image, then train the rest only.
             log.info("computing the frozen layers' output once (input of %s)", opts.freeze_until)
             def features(s: DecodedSplit | None, name: str) -> DecodedSplit | None:
-                if s is None:
-                    return None
-                x = boundary_inputs(handle, opts.freeze_until, s.x, opts.batch_size * 2,
-                                    progress=progress, desc=f"train: cache the frozen layers' output ({name})")
-                # (N, C', h, w)
-                return DecodedSplit(x, s.y, s.skipped)
+                return None if s is None else cached_split(handle, opts, s, memory_format, progress, name)
 
             train_set, val_set, test_set = features(train_set, "train"), features(val_set, "val"), \
                 features(test_set, "test")
@@ -347,6 +342,19 @@ def _new_handle(model: str | ModelHandle, classes: list[str], opts: TrainOptions
     log.info("preprocessing: %s", pre.describe())
     return ModelHandle(net=net, class_names=list(classes), default_layer=base.default_layer, spec=str(out),
                        metadata=metadata, preprocessing=pre)
+
+
+def cached_split(handle: ModelHandle, opts: TrainOptions, s: DecodedSplit, memory_format: torch.memory_format,
+                 progress: bool = False, name: str = "train") -> DecodedSplit:
+    """``s`` with each image replaced by the frozen layers' output (the input of ``opts.freeze_until``).
+
+    The features ``(N, C', h, w)`` are stored once in the training memory format: a batch gathered
+    from them keeps that format, so no training step converts its batch again.
+    """
+    x = boundary_inputs(handle, opts.freeze_until, s.x, opts.batch_size * 2, progress=progress,
+                        desc=f"train: cache the frozen layers' output ({name})")
+    x = x.contiguous(memory_format=memory_format) if x.dim() == 4 else x
+    return DecodedSplit(x, s.y, s.skipped)
 
 
 def _set_learning_rates(optimizer: torch.optim.Optimizer, opts: TrainOptions, epoch: int) -> None:
