@@ -165,6 +165,8 @@ def app_run(tmp_path_factory, mnist):
     write_folder(base / "digits", images, labels)
     scan(mnist, base / "digits", base / "run", batch_size=64, workers=0, progress=False)
     app = create_app(base / "run", token="t0k3n-colors", port=8765, handle=mnist)
+    # a black baseline, so Integrated Gradients is exactly zero on the digits' black border
+    app.run.maps.options["integrated-gradients"] = {"baseline": "black"}
     client = TestClient(app, base_url="http://127.0.0.1:8765")
     assert client.get("/?token=t0k3n-colors").status_code == 200
     return {"app": app, "client": client, "run": base / "run"}

@@ -36,7 +36,13 @@ def live(tmp_path_factory):
     fv.mkdir()
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 255, (64, 128, 3), dtype=np.uint8)).save(fv / "classes.png")
-    with live_server(lambda port: create_app(base / "run", token=TOKEN, port=port, handle=handle)) as (url, app):
+    def make(port: int):
+        app = create_app(base / "run", token=TOKEN, port=port, handle=handle)
+        # a black baseline, so Integrated Gradients is exactly zero on the digits' black border
+        app.run.maps.options["integrated-gradients"] = {"baseline": "black"}
+        return app
+
+    with live_server(make) as (url, app):
         yield {"url": url, "run": base / "run", "app": app}
 
 
