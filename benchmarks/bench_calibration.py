@@ -14,7 +14,7 @@ import argparse
 
 import numpy as np
 
-from mikata.analysis.audit import load_run
+from mikata.runs.data import load_run
 from mikata.analysis.calibration import apply_temperature, expected_calibration_error, fit_temperature, nll
 
 

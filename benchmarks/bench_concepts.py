@@ -56,7 +56,7 @@ def demo_run(work: Path, device: str) -> tuple[Path, Path]:
 
 
 def _paths_and_labels(run: Path) -> tuple[list[str], list[int]]:
-    from mikata.analysis.runstore import RunStore
+    from mikata.runs.store import RunStore
 
     with RunStore.open(run) as store:
         rows = store.rows(status="ok", columns=("path", "label"), tuples=True)
@@ -117,7 +117,7 @@ def time_atlas(run: Path, device: str, sample: int) -> tuple[tuple[float, float]
 def build_big_run(work: Path, base: Path, n: int) -> Path:
     """An ``n``-row run whose row i copies base row ``i % len(base)`` (its vectors, prediction and label),
     with its own hard link to that row's image file (paths are unique in a run)."""
-    from mikata.analysis.runstore import Row, RunStore
+    from mikata.runs.store import Row, RunStore
 
     run = work / f"run{n}"
     if (run / "run.sqlite").exists():

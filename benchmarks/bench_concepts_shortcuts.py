@@ -184,7 +184,7 @@ def direction_deletion(run: Path, ckpt: Path, cls: str, concept: str, images: in
     the flip rate and mean drop of P(class). (The library fills one region with the mean colour instead.)"""
     import torch
 
-    from mikata.analysis.runstore import RunStore
+    from mikata.runs.store import RunStore
     from mikata.concepts import load_atlas
     from mikata.hooks import attached, get_layer
     from mikata.models.loading import load_model

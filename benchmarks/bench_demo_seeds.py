@@ -25,7 +25,7 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
     from mikata.data.idx import write_fashion_mnist
     from mikata.demo.training import DEMO_SETTINGS, demo_paths
     from mikata.evaluation.scorecard import evaluate, load_images, sample_paths

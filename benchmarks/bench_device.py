@@ -151,7 +151,7 @@ def main() -> None:
     from bench_scan import write_fashion_mnist
     from conftest import _photo_arrays
 
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
     from mikata.attribution import explain
     from mikata.data.images import load_image
     from mikata.devices import describe, resolve_device

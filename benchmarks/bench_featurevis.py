@@ -107,7 +107,7 @@ def units_rows(threads: int) -> None:
 
     from conftest import _photo_arrays
 
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
     from mikata.analysis.units import unit_examples
     from mikata.featurevis import RenderOptions
     from mikata.featurevis.quality import FLAT_STD

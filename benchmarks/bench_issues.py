@@ -108,7 +108,7 @@ def main() -> None:
     import torch
 
     from mikata.analysis.issues import find_issues
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
     from mikata.models import load_model
 
     torch.set_num_threads(2)
@@ -145,7 +145,7 @@ def compare_cleanlab(run: Path, found) -> None:
     from scipy.stats import spearmanr
 
     from mikata.analysis.issues import embedding_features, embedding_outlier_z
-    from mikata.analysis.runstore import RunStore
+    from mikata.runs.store import RunStore
 
     d = found.data
     with RunStore.open(run) as store:
@@ -183,9 +183,9 @@ def compare_cleanvision(found) -> None:
 
 
 def cost(run: Path, sizes: list[int]) -> None:
-    from mikata.analysis.audit import load_run
+    from mikata.runs.data import load_run
     from mikata.analysis.issues import embedding_features, knn
-    from mikata.analysis.runstore import RunStore
+    from mikata.runs.store import RunStore
 
     d = load_run(run)
     with RunStore.open(run) as store:

@@ -36,7 +36,7 @@ def make_run(cache: Path, model: str, threads: int, per_class: int = 1000) -> tu
     the scan seconds."""
     import torch
 
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
     from mikata.data.idx import FASHION_MNIST_CLASSES, write_fashion_mnist
     from mikata.models import load_model
 

@@ -133,7 +133,7 @@ def own_comparison(run_a: Path, run_b: Path, seed: int = 0) -> dict:
     over the images both runs scanned (matched by path)."""
     from scipy.stats import binomtest
 
-    from mikata.analysis.audit import load_run
+    from mikata.runs.data import load_run
 
     a, b = load_run(run_a), load_run(run_b)
     pa = {p: i for i, p in enumerate(a.paths)}
@@ -154,7 +154,7 @@ def own_comparison(run_a: Path, run_b: Path, seed: int = 0) -> dict:
 
 
 def ece_of(run: Path) -> float:
-    from mikata.analysis.audit import load_run
+    from mikata.runs.data import load_run
     from mikata.analysis.calibration import expected_calibration_error
 
     d = load_run(run)

@@ -46,8 +46,8 @@ def base_run(work: Path, n: int) -> Path:
     from bench_scan import write_fashion_mnist
     from test_scan_support import mnist_handle
 
-    from mikata.analysis.runstore import RunStore
-    from mikata.analysis.scan import scan
+    from mikata.runs.store import RunStore
+    from mikata.scanning.scan import scan
 
     write_fashion_mnist(work / "fashion", FASHION)
     run = work / f"base{n}"
@@ -74,8 +74,8 @@ def build_run(work: Path, base: Path, n: int, seed: int = 0, name: str | None = 
     picks which base row each row copies, ``name`` the run's folder (default ``run{n}``)."""
     from bench_scan import write_fashion_mnist
 
-    from mikata.analysis.audit import load_run
-    from mikata.analysis.runstore import Row, RunStore
+    from mikata.runs.data import load_run
+    from mikata.runs.store import Row, RunStore
 
     run = work / (name or f"run{n}")
     if (run / "run.sqlite").exists():
@@ -246,7 +246,7 @@ def bench_compare(work: Path, base: Path, run: Path, n: int, requests: int) -> d
 
 def bench_merge(work: Path, run: Path, shards: int) -> dict[str, float]:
     """Split ``run`` into ``shards`` runs (untimed), then time ``merge_runs`` of them into a new run."""
-    from mikata.analysis.merge import merge_runs, split_run
+    from mikata.runs.merge import merge_runs, split_run
 
     parts = split_run(run, work / f"{run.name}-shards", shards)
     out = work / f"{run.name}-merged"
@@ -265,7 +265,7 @@ def bench_engines(work: Path, n: int, batch_size: int = 64) -> dict[str, float]:
     from bench_scan import plain_loop
     from test_scan_support import mnist_handle
 
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
 
     files = work / f"base{n}-files"
     base_run(work, n)  # writes the files

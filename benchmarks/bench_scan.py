@@ -80,7 +80,7 @@ def plain_loop(handle, paths, batch_size, workers) -> float:
 
 
 def mikata_scan(handle, data, batch_size, workers, gradcam) -> float:
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
 
     run = Path(tempfile.mkdtemp(prefix="bench-run-"))
     shutil.rmtree(run)
@@ -97,7 +97,7 @@ sys.path[:0] = [sys.argv[4], sys.argv[5]]
 import torch
 torch.set_num_threads(int(sys.argv[3]))
 from test_scan_support import mnist_handle
-from mikata.analysis.scan import scan
+from mikata.scanning.scan import scan
 run = tempfile.mkdtemp(prefix="bench-rss-"); shutil.rmtree(run)
 s = scan(mnist_handle(), sys.argv[1], run, batch_size=int(sys.argv[2]), workers=2, progress=False)
 shutil.rmtree(run)
@@ -115,7 +115,7 @@ def peak_rss(data: Path, batch_size: int, threads: int) -> tuple[int, float, flo
 def confusion_1m(rows: int = 1_000_000, k: int = 100) -> tuple[float, float, float]:
     """Seconds for the SQL GROUP BY confusion and the numpy bincount one on a synthetic store."""
     from mikata.analysis.audit import confusion_counts, confusion_matrix
-    from mikata.analysis.runstore import RunStore
+    from mikata.runs.store import RunStore
 
     run = Path(tempfile.mkdtemp(prefix="bench-1m-")) / "run"
     manifest = {"format": "mikata-run/1", "identity": {"classes": [str(i) for i in range(k)]}}

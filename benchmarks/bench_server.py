@@ -62,8 +62,8 @@ def write_images(out: Path) -> list[tuple[Path, int]]:
 
 def build_run(work: Path, n: int, seed: int = 0) -> Path:
     """A RunStore of ``n`` real images whose rows reuse the demo run's scan results (see the module doc)."""
-    from mikata.analysis.audit import load_run
-    from mikata.analysis.runstore import Row, RunStore
+    from mikata.runs.data import load_run
+    from mikata.runs.store import Row, RunStore
 
     run = work / f"run{n}"
     if (run / "run.sqlite").exists():
@@ -151,8 +151,8 @@ def bench_gradcam(app, run: Path, n: int) -> None:
     import torch
     from fastapi.testclient import TestClient
 
-    from mikata.analysis.media import image_file
-    from mikata.analysis.runstore import RunStore
+    from mikata.presentation.media import image_file
+    from mikata.runs.store import RunStore
     from mikata.attribution import explain
     from mikata.data.images import load_image
 

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 def _run(base: Path, n: int) -> Path:
     from PIL import Image
 
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
     from test_scan_support import digit_images, mnist_handle
 
     run = base / f"run{n}"

@@ -38,9 +38,9 @@ nitpick_ignore_regex = [
 SHORT_NAMES = {
     "Curves": "mikata.analysis.binary.Curves",
     "Attribution": "mikata.attribution.result.Attribution",
-    "RunStore": "mikata.analysis.runstore.RunStore",
-    "RunData": "mikata.analysis.audit.RunData",
-    "MapService": "mikata.analysis.maps.MapService",
+    "RunStore": "mikata.runs.store.RunStore",
+    "RunData": "mikata.runs.data.RunData",
+    "MapService": "mikata.presentation.maps.MapService",
     "DatasetIssues": "mikata.analysis.issues.DatasetIssues",
     "ClassView": "mikata.analysis.overview.ClassView",
     "Gallery": "mikata.analysis.gallery.Gallery",

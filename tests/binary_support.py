@@ -61,7 +61,7 @@ def write_two_class_folder(root: Path, eights_every: int = 3, noise: float = 90.
 
 def two_class_run(base: Path) -> Path:
     """Scan the folder with the two-class model into ``base/run``."""
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
 
     data = base / "digits38"
     write_two_class_folder(data)

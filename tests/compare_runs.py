@@ -23,7 +23,7 @@ def noisy_handle(scale: float = 0.35, seed: int = 0):
 def two_runs(base: Path, n: int = 90, b_rows: int | None = None) -> tuple[Path, Path, object, object]:
     """Scan ``n`` real digits with A and the first ``b_rows`` of them (all by default, else from a CSV
     manifest) with B; returns both runs and both handles."""
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
 
     images, labels = digit_images(n)
     write_folder(base / "digits", images, labels)

@@ -13,8 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
-from mikata.analysis.run_format import FORMAT
-from mikata.analysis.runstore import Row, RunStore
+from mikata.runs.format import FORMAT
+from mikata.runs.store import Row, RunStore
 
 
 def manifest(classes: Sequence[str], model: str, roots: Sequence[str] = ("/data",)) -> dict:

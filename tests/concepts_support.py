@@ -58,7 +58,7 @@ def mix_image(rng: np.random.Generator, cls: int) -> Image.Image:
 
 def mix_run(base: Path, per_class: int = 30, seed: int = 0) -> Path:
     """A folder dataset of ``per_class`` images of each class, scanned with ``mix_handle``: the run's path."""
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
 
     rng = np.random.default_rng(seed)
     for cls, name in enumerate(["warm", "cool"]):

@@ -12,7 +12,7 @@ HOSTILE = '<script>alert("x")</script> & </textarea>'
 
 def concept_run(base: Path, n: int = 120, per_class: int = 3) -> dict:
     """``{"run", "handle", "atlas"}``: the scanned run with its atlas computed and stored."""
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
     from mikata.concepts import compute_atlas
 
     images, labels = digit_images(n)

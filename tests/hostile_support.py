@@ -64,7 +64,7 @@ def small_run(base: Path, n: int = 24) -> Path:
     """``n`` real digits scanned with the MNIST CNN into ``base/run``; returns the run directory."""
     from test_scan_support import digit_images, mnist_handle, write_folder
 
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
 
     images, labels = digit_images(n)
     write_folder(base / "digits", images, labels)

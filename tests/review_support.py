@@ -24,7 +24,7 @@ def cells_run(base: Path, n: int = 300) -> dict:
     """Scan once per session; returns the run dir, the manifest, the handle and the truth per path."""
     if "cells" in _CACHE:
         return _CACHE["cells"]
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
 
     images, truth = digit_images(n)
     rng = np.random.default_rng(1)

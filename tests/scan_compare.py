@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mikata.analysis.runstore import RunStore
+from mikata.runs.store import RunStore
 
 ROW_RTOL = 1e-5                 # float64 columns computed in float32 (probabilities)
 VEC_RTOL, VEC_ATOL = 2e-3, 1e-4  # float16 vectors and maps: one ulp is ~1e-3 of the value

@@ -7,7 +7,7 @@ import os
 
 from PIL import Image
 
-from mikata.analysis.attachments import featurevis_images, read_scorecard, scorecard_figure
+from mikata.runs.attachments import featurevis_images, read_scorecard, scorecard_figure
 
 
 def _png(path):

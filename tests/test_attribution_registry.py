@@ -73,7 +73,7 @@ def test_specs_are_checked_and_names_are_unique():
 
 def test_derived_tables_match_the_registry():
     import mikata.attribution
-    from mikata.analysis.maps import LAYER_MAP_METHODS
+    from mikata.presentation.maps import LAYER_MAP_METHODS
 
     assert mikata.attribution.METHODS == registry.names()  # asked of the registry when read
     assert set(LAYER_MAP_METHODS) == {"gradcam", "gradcam++", "layercam", "xgradcam", "eigencam", "scorecam",

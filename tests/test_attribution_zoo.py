@@ -261,7 +261,7 @@ def test_captures_are_the_layer_output_before_in_place_relus(torchvision):
 
 
 def test_scan_batch_on_densenet_gradcam_and_squeezenet_embedding(torchvision):
-    from mikata.analysis.scan import run_batch
+    from mikata.scanning.scan import run_batch
 
     dense = load_model("zoo_models:densenet")
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))

@@ -8,10 +8,11 @@ import json
 import numpy as np
 import pytest
 
-from mikata.analysis.audit import (accuracy, class_histogram, class_like, confident_errors, confused_pairs,
-                                   confusion_counts, confusion_matrix, exceptional_errors, label_issues, load_run,
-                                   near_duplicates, per_class_metrics, project_2d, row_normalized, top_activating,
-                                   topk_accuracy)
+from mikata.analysis.audit import (
+    accuracy, class_histogram, class_like, confident_errors, confused_pairs, confusion_counts, confusion_matrix,
+    exceptional_errors, label_issues, near_duplicates, per_class_metrics, project_2d, row_normalized, top_activating,
+    topk_accuracy)
+from mikata.runs.data import load_run
 from mikata.errors import ChoiceError
 from test_scan_support import planted_run
 
@@ -118,7 +119,7 @@ def test_near_duplicates_across_splits_and_projection(d):
 
 
 def test_plot_images_colors_right_green_and_wrong_red(d, tmp_path):
-    from mikata.analysis.figures import plot_images
+    from mikata.presentation.figures import plot_images
 
     rows = [int(np.nonzero(d.labels == d.preds)[0][0])] + confident_errors(d, n=3)
     fig = plot_images(d, rows)

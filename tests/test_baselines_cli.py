@@ -85,7 +85,7 @@ def test_the_scorecard_names_each_baseline_and_the_curves_fill(digit, tmp_path, 
     assert "curves filled with deletion=black,insertion=white" in printed
     card = json.loads((out / "scorecard.json").read_text())
     assert card["baselines"] == {"integrated-gradients": expected, "deeplift": expected}
-    from mikata.analysis.sections import scorecard_table
+    from mikata.presentation.sections import scorecard_table
 
     assert [r["method"] for r in scorecard_table(card)["rows"]][:1] == [f"integrated-gradients ({expected})"]
 

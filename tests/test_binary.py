@@ -12,7 +12,7 @@ from sklearn.metrics import (average_precision_score, confusion_matrix, precisio
                              roc_curve)
 
 from binary_support import two_class_handle, two_class_run
-from mikata.analysis.audit import load_run
+from mikata.runs.data import load_run
 from mikata.analysis.binary import CurveError, binary_curves, curves_from_scores, positive_class
 from mikata.errors import ChoiceError
 
@@ -140,7 +140,7 @@ def test_audit_prints_the_counts_at_a_threshold(run, data, capsys):
 
 def test_audit_of_many_classes_keeps_top5_and_refuses_a_bare_threshold(tmp_path):
     from mikata.analysis.audit_summary import audit, format_audit
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
     from test_scan_support import digit_images, mnist_handle, write_folder
 
     images, labels = digit_images(120)

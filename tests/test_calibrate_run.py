@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from sklearn.calibration import calibration_curve
 
-from mikata.analysis.audit import load_run
+from mikata.runs.data import load_run
 from mikata.analysis.calibration import apply_temperature, expected_calibration_error, fit_temperature
 from mikata.analysis.temperature import CalibrationFileError, calibrate_run, read_temperature
 from mikata.analysis.view import RunView

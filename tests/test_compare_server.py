@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from compare_runs import two_runs
 from mikata.analysis.compare import compare
-from mikata.analysis.maps import MapService
+from mikata.presentation.maps import MapService
 from mikata.models.source import ModelSource
 from mikata.server import create_app
 

@@ -57,8 +57,8 @@ def test_importances_sum_to_the_evidence_and_to_the_logit_minus_bias(atlas, run,
         assert abs(doc["residual"][cls]) < 1e-3  # the mixtures are exactly non-negative: nothing is left over
     # per image: Σ_k contribution + residual = gradient x activation = logit - bias (linear head after a global pool)
     a = atlas.arrays("warm")
-    from mikata.analysis.media import image_files
-    from mikata.analysis.runstore import RunStore
+    from mikata.presentation.media import image_files
+    from mikata.runs.store import RunStore
 
     with RunStore.open(run) as store:
         files = image_files(store, a["ids"][:5].tolist())
@@ -82,7 +82,7 @@ def test_heatmaps_are_the_factorization_and_the_projection_matches_it(atlas, run
     # the coefficient of a pure red cell is the length of MIX's red row (unit directions carry the amplitude)
     assert float(a["U"][:, :, :, red].max()) == pytest.approx(float(MIX[0].norm()), rel=1e-3)
     # an image the atlas did not sample: NNLS projection onto the class's directions, one forward
-    from mikata.analysis.runstore import RunStore
+    from mikata.runs.store import RunStore
 
     with RunStore.open(run) as store:
         rows = store.rows(status="ok", columns=("id", "label"), tuples=True)
@@ -90,7 +90,7 @@ def test_heatmaps_are_the_factorization_and_the_projection_matches_it(atlas, run
     m2 = concept_heatmap(run, other, f"warm/{red}", model=handle)
     from PIL import Image
 
-    from mikata.analysis.media import image_file
+    from mikata.presentation.media import image_file
 
     with RunStore.open(run) as store:
         img = np.asarray(Image.open(image_file(store, other)).convert("RGB"))
@@ -186,7 +186,7 @@ def test_atlas_is_stale_after_a_rescan_and_resumes_per_class(tmp_path, handle, m
     compute_atlas(run, model=handle, per_class=2, sample=6, progress=False)
     assert calls == [0, 1]
     # new images scanned into the run: the atlas is stale
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
 
     rng = np.random.default_rng(5)
     for j in range(3):
@@ -262,8 +262,8 @@ def test_removing_a_direction_equals_the_image_without_that_colour(atlas, run, h
     its red cells turned black: an independent computation of the direction-removal deletion test."""
     from PIL import Image
 
-    from mikata.analysis.media import image_files
-    from mikata.analysis.runstore import RunStore
+    from mikata.presentation.media import image_files
+    from mikata.runs.store import RunStore
 
     a = atlas.arrays("warm")
     red = int(np.argmax(_cos(a["W"], MIX)[:, 0]))

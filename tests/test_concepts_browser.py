@@ -9,7 +9,7 @@ import pytest
 from browser_support import live_server, new_page, screenshot
 from concepts_ui_support import concept_run
 
-from mikata.analysis.runstore import RunStore
+from mikata.runs.store import RunStore
 
 TOKEN = "concepts-browser-token-7"
 

@@ -91,7 +91,7 @@ def datasets(tmp_path_factory):
 
 
 def _atlas(datasets, tmp_path, data: str, model: str):
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
     from mikata.concepts import compute_atlas
 
     handle = _handle(model)

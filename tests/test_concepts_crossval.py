@@ -21,7 +21,7 @@ PER_CLASS = 12
 
 @pytest.fixture(scope="module")
 def cv_run(tmp_path_factory, lite0):
-    from mikata.analysis.crossval import crossval
+    from mikata.scanning.crossval import crossval
 
     root = tmp_path_factory.mktemp("cv")
     digits = write_digits(root / "digits", per_class=PER_CLASS)
@@ -31,7 +31,7 @@ def cv_run(tmp_path_factory, lite0):
 
 
 def test_concepts_of_a_crossval_run_use_each_rows_fold_model(cv_run):
-    from mikata.analysis.audit import load_run
+    from mikata.runs.data import load_run
     from mikata.concepts import compute_atlas, concept_heatmap
     from mikata.models import load_model
 

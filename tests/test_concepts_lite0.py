@@ -13,7 +13,7 @@ from mikata.concepts import compute_atlas, concept_heatmap, image_decomposition
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, lite0, photos):
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
 
     base = tmp_path_factory.mktemp("concepts_lite0")
     for name, cls in (("chelsea", "tiger cat"), ("coffee", "espresso")):

@@ -143,7 +143,7 @@ def _fitted(folder) -> ModelHandle:
 
 @pytest.fixture(scope="module")
 def runs(data, tmp_path_factory):
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
 
     folders, _ = data
     out = tmp_path_factory.mktemp("runs")

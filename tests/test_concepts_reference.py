@@ -8,8 +8,8 @@ import pytest
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from mikata.analysis.media import image_files
-from mikata.analysis.runstore import RunStore
+from mikata.presentation.media import image_files
+from mikata.runs.store import RunStore
 from mikata.concepts import compute_atlas
 from mikata.hooks import capture
 
@@ -57,7 +57,7 @@ def test_a_real_cnn_layer_agrees_with_dff(torchvision, tmp_path):
     scikit-learn's solver (DFF) stops at a local optimum, so: our fit is at least as good as DFF's, and
     most directions match closely (measured 0.99, 0.96, 0.95 and one of 0.22 that the two solvers split
     differently)."""
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
     from test_scan_support import digit_images, mnist_handle, write_folder
 
     h = mnist_handle()

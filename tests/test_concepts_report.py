@@ -50,7 +50,7 @@ def test_each_class_its_concepts_ranked_with_bars_and_numbers(made):
 
 
 def test_exemplar_crops_are_the_original_pixels_and_come_with_their_heatmap(made):
-    from mikata.analysis.runstore import RunStore
+    from mikata.runs.store import RunStore
 
     sec, doc = _section(made["html"]), made["json"]
     e = doc["classes"]["4"][0]["exemplars"][0]

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from markupsafe import escape
 from PIL import Image
 
-from mikata.analysis.runstore import RunStore
+from mikata.runs.store import RunStore
 from mikata.server import create_app
 from mikata.server.concept_state import concept_pages
 

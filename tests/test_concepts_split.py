@@ -13,7 +13,7 @@ from mikata.errors import ChoiceError
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
 
     base = tmp_path_factory.mktemp("split")
     mix_run(base, per_class=8)

@@ -14,7 +14,7 @@ from mikata.concepts import compute_atlas, concept_heatmap
 @pytest.mark.parametrize("name", ["vit_registers", "swin"])
 def test_concepts_on_a_transformer(torchvision, tmp_path, name):
     import transformer_models
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
 
     h = getattr(transformer_models, name)()
     rng = np.random.default_rng(0)

@@ -225,8 +225,8 @@ def test_occlusion_smoothgrad_ig_survive_out_of_memory_with_the_same_maps():
 
 
 def test_scan_splits_a_batch_that_runs_out_of_memory(folder, tmp_path, monkeypatch):
-    import mikata.analysis.scan as scan_mod
-    from mikata.analysis.runstore import RunStore
+    import mikata.scanning.scan as scan_mod
+    from mikata.runs.store import RunStore
 
     plain = scan_mod.scan(tiny_handle(), folder, tmp_path / "plain", batch_size=8, workers=0, progress=False)
     real = scan_mod.run_batch
@@ -290,8 +290,8 @@ def test_every_command_runs_with_device_cpu(folder, photos, tmp_path, capsys, mo
 
 
 def test_server_maps_on_demand_use_the_runs_model_on_the_device(folder, tmp_path):
-    from mikata.analysis.maps import MapService
-    from mikata.analysis.scan import scan
+    from mikata.presentation.maps import MapService
+    from mikata.scanning.scan import scan
 
     scan(tiny_handle(), folder, tmp_path / "run", batch_size=8, workers=0, progress=False)
     service = MapService(tmp_path / "run", model=SPEC, device="cpu")

@@ -151,7 +151,7 @@ def _checking_names() -> dict:
     from mikata.analysis.binary import Curves
     from mikata.analysis.issues import DatasetIssues
     from mikata.analysis.gallery import Gallery
-    from mikata.analysis.maps import MapService
+    from mikata.presentation.maps import MapService
     from mikata.notebook import ImageList
 
     return {"pd": pd, "Image": Image, "Curves": Curves, "DatasetIssues": DatasetIssues, "MapService": MapService,

@@ -44,7 +44,7 @@ def test_evaluate_images_prints_and_writes_a_scorecard(photos, tmp_path, capsys)
 
 
 def test_evaluate_a_scanned_run_writes_into_it(tmp_path, capsys):
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
     from test_scan_support import digit_images, mnist_handle, write_folder
 
     images, labels = digit_images(12)

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
-from mikata.analysis.attachments import (SCORECARD_SCHEMA, attachment_notes, featurevis_gallery, load_scorecard,
-                                         read_scorecard)
-from mikata.analysis.schema import MapOf, Opt, Req, SchemaError, check_value, json_depth, parse_json, read_json
+from mikata.runs.attachments import (
+    SCORECARD_SCHEMA, attachment_notes, featurevis_gallery, load_scorecard, read_scorecard)
+from mikata.runs.schema import MapOf, Opt, Req, SchemaError, check_value, json_depth, parse_json, read_json
 
 TOKEN = "a" * 32
 DEEP = "[" * 10000 + "]" * 10000

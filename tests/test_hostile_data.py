@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mikata.analysis.media import UnknownImageError, image_file, image_files
-from mikata.analysis.runstore import RunStore
+from mikata.presentation.media import UnknownImageError, image_file, image_files
+from mikata.runs.store import RunStore
 from mikata.cli import main
 from mikata.data.datasets import DatasetError, load_dataset, manifest_dataset
 from mikata.data.files import MAX_FILE_BYTES, UnreadableFileError, file_digest
@@ -39,7 +39,7 @@ def _digits(folder: Path, n: int = N_GOOD) -> list[Path]:
 def _scan(data, run: Path):
     from test_scan_support import mnist_handle
 
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
 
     return scan(mnist_handle(), data, run, batch_size=16, workers=0, progress=False)
 
@@ -415,7 +415,7 @@ def test_a_tampered_row_outside_honest_roots_is_not_served(outside_run, tmp_path
 
 
 def test_a_merge_of_shards_from_two_folders_keeps_both_roots_not_their_ancestor(tmp_path):
-    from mikata.analysis.merge import merge_runs
+    from mikata.runs.merge import merge_runs
 
     a = _digits(tmp_path / "a" / "data", 4)
     b = _digits(tmp_path / "b" / "data", 4)
@@ -569,7 +569,7 @@ def test_a_file_listed_under_a_link_and_its_own_name_is_one_sample(images, tmp_p
 def test_check_hashes_calls_a_sparse_5gb_replacement_changed_quickly(zoo, tmp_path):
     import time
 
-    from mikata.analysis.integrity import check_run
+    from mikata.runs.integrity import check_run
 
     run = tmp_path / "run"
     shutil.copytree(zoo["base"] / "run", run)

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 from hostile_support import small_run
-from mikata.analysis.layout import RunLayout, UnsafeRunFileError
-from mikata.analysis.run_format import FORMAT, RunFormatError, migrate_manifest
-from mikata.analysis.runstore import RunStore
+from mikata.runs.layout import RunLayout, UnsafeRunFileError
+from mikata.runs.format import FORMAT, RunFormatError, migrate_manifest
+from mikata.runs.store import RunStore
 from mikata.cli import main
 
 USER_BYTES = b"my thesis, chapter 3\n" * 2000  # 42,000 bytes of the user's own
@@ -63,7 +63,7 @@ def _cli(capsys, *args: str) -> tuple[int, str]:
 def _scan_again(run: Path) -> None:
     from test_scan_support import mnist_handle
 
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
 
     scan(mnist_handle(), _digits(run), run, batch_size=16, workers=0, progress=False)
 
@@ -81,7 +81,7 @@ def test_a_scan_refuses_a_writer_lock_linked_to_a_user_file(run, user_file):
 
 
 def test_the_run_lock_refuses_a_fifo_without_waiting(run):
-    from mikata.analysis.runlock import RunLock
+    from mikata.runs.lock import RunLock
 
     (run / "writer.lock").unlink()
     os.mkfifo(run / "writer.lock")
@@ -194,7 +194,7 @@ def test_check_names_a_linked_run_file_and_exits_non_zero(run, user_file, capsys
 
 
 def test_check_reports_a_linked_vector_file(run, user_file):
-    from mikata.analysis.integrity import check_run
+    from mikata.runs.integrity import check_run
 
     _plant(run, "embed.f16", user_file)
     report = check_run(run)
@@ -224,21 +224,21 @@ def outside(tmp_path):
 
 
 def test_a_featurevis_link_pointing_outside_is_not_listed(run, outside):
-    from mikata.analysis.attachments import featurevis_gallery, featurevis_images, featurevis_pngs
+    from mikata.runs.attachments import featurevis_gallery, featurevis_images, featurevis_pngs
 
     _plant(run, "featurevis", outside)
     assert featurevis_pngs(run) == [] and featurevis_images(run) == [] and featurevis_gallery(run) == []
 
 
 def test_a_real_featurevis_folder_is_still_listed(run):
-    from mikata.analysis.attachments import featurevis_pngs
+    from mikata.runs.attachments import featurevis_pngs
 
     _png(run / "featurevis" / "classes" / "grid.png")
     assert [p.name for p in featurevis_pngs(run)] == ["grid.png"]
 
 
 def test_a_featurevis_subfolder_link_pointing_outside_is_not_listed(run, outside):
-    from mikata.analysis.attachments import featurevis_pngs
+    from mikata.runs.attachments import featurevis_pngs
 
     (run / "featurevis").mkdir()
     (run / "featurevis" / "mine").symlink_to(outside)
@@ -246,7 +246,7 @@ def test_a_featurevis_subfolder_link_pointing_outside_is_not_listed(run, outside
 
 
 def test_an_evaluate_link_pointing_outside_is_not_read(run, outside):
-    from mikata.analysis.attachments import read_scorecard, scorecard_figure
+    from mikata.runs.attachments import read_scorecard, scorecard_figure
 
     _plant(run, "evaluate", outside)
     assert read_scorecard(run) is None
@@ -254,7 +254,7 @@ def test_an_evaluate_link_pointing_outside_is_not_read(run, outside):
 
 
 def test_a_scorecard_file_linked_outside_a_real_evaluate_folder_is_not_read(run, outside):
-    from mikata.analysis.attachments import read_scorecard
+    from mikata.runs.attachments import read_scorecard
 
     (run / "evaluate").mkdir()
     (run / "evaluate" / "scorecard.json").symlink_to(outside / "scorecard.json")
@@ -427,7 +427,7 @@ def test_a_foreign_format_is_refused(fmt):
 
 
 def test_a_newer_format_is_a_problem_for_check(run):
-    from mikata.analysis.integrity import check_run
+    from mikata.runs.integrity import check_run
 
     _set_manifest(run, format="mikata-run/7")
     report = check_run(run)
@@ -451,8 +451,8 @@ def test_a_resumed_scan_still_refuses_another_model_after_migration(run):
 
     from test_scan_support import mnist_handle
 
-    from mikata.analysis.runstore import RunStoreError
-    from mikata.analysis.scan import scan
+    from mikata.runs.store import RunStoreError
+    from mikata.scanning.scan import scan
 
     _set_manifest(run, format="mikata-run/1", data_roots=None)
     h = mnist_handle()
@@ -518,7 +518,7 @@ def test_a_fifo_in_place_of_a_run_file_is_refused_without_waiting(run, name):
 
 
 def test_check_names_a_fifo_manifest_without_waiting(run):
-    from mikata.analysis.integrity import check_run
+    from mikata.runs.integrity import check_run
 
     (run / "manifest.json").unlink()
     os.mkfifo(run / "manifest.json")
@@ -527,7 +527,7 @@ def test_check_names_a_fifo_manifest_without_waiting(run):
 
 
 def test_a_fifo_scorecard_units_card_and_png_are_skipped_without_waiting(run):
-    from mikata.analysis.attachments import featurevis_pngs, read_scorecard
+    from mikata.runs.attachments import featurevis_pngs, read_scorecard
     from mikata.analysis.units import read_units
 
     for folder in ("evaluate", "units", "featurevis"):
@@ -547,14 +547,14 @@ def test_a_fifo_overview_cache_is_rebuilt_without_waiting(run):
 
 
 def test_a_featurevis_name_that_is_a_file_is_absent(run):
-    from mikata.analysis.attachments import featurevis_gallery
+    from mikata.runs.attachments import featurevis_gallery
 
     (run / "featurevis").write_bytes(b"\x89PNG")
     assert featurevis_gallery(run) == []
 
 
 def test_a_scorecard_figure_that_climbs_out_is_refused(run, outside):
-    from mikata.analysis.attachments import scorecard_figure
+    from mikata.runs.attachments import scorecard_figure
 
     (run / "evaluate").mkdir()
     rel = os.path.relpath(outside / "holiday.png", run / "evaluate")
@@ -563,7 +563,7 @@ def test_a_scorecard_figure_that_climbs_out_is_refused(run, outside):
 
 
 def test_check_of_an_older_format_run_is_clean(run):
-    from mikata.analysis.integrity import check_run
+    from mikata.runs.integrity import check_run
 
     _set_manifest(run, format="mikata-run/1", data_roots=None)
     report = check_run(run)
@@ -582,7 +582,7 @@ def test_a_format_that_is_not_text_is_refused(fmt):
 
 
 def test_a_merge_of_a_format_1_shard_writes_the_current_format(run, tmp_path):
-    from mikata.analysis.merge import merge_runs
+    from mikata.runs.merge import merge_runs
 
     old = tmp_path / "old"
     shutil.copytree(run, old)
@@ -605,7 +605,7 @@ def test_a_run_folder_name_never_climbs_out(run):
 
 @pytest.mark.parametrize("roots", [["/"], ["/etc"], ["/definitely/not/here"]])
 def test_check_says_when_a_data_root_cannot_serve_images(run, roots):
-    from mikata.analysis.integrity import check_run
+    from mikata.runs.integrity import check_run
 
     _set_manifest(run, data_roots=roots)
     report = check_run(run)

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mikata.analysis.merge import merge_runs, split_run
-from mikata.analysis.runstore import RunStore, RunStoreError, as_probability, decode_map, parse_topk
+from mikata.runs.merge import merge_runs, split_run
+from mikata.runs.store import RunStore, RunStoreError, as_probability, decode_map, parse_topk
 from mikata.cli import main
 
 TOKEN = "j" * 32
@@ -26,7 +26,7 @@ def base(tmp_path_factory) -> Path:
     """A real scan (20 digits, the MNIST CNN, Grad-CAMs stored) with one cached map."""
     from test_scan_support import digit_images, mnist_handle, write_folder
 
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
 
     root = tmp_path_factory.mktemp("jobs")
     images, labels = digit_images(20)
@@ -188,7 +188,7 @@ def test_the_app_serves_a_run_with_garbage_values_without_a_500(base, tmp_path, 
 
 
 def test_a_garbage_cached_map_is_computed_again_and_replaced(base, tmp_path):
-    from mikata.analysis.runstore import RunStore
+    from mikata.runs.store import RunStore
 
     run = _damaged_copy(base, tmp_path, GARBAGE["cached map garbage"][0])
     with RunStore.open(run, annotate=True) as s:
@@ -272,7 +272,7 @@ def test_merge_of_intact_shards_still_works(base, shards, tmp_path):
     target = tmp_path / "merged"
     s = merge_runs(target, shards)
     assert s.rows == 20 and s.added == 20
-    from mikata.analysis.integrity import check_run
+    from mikata.runs.integrity import check_run
 
     assert check_run(target).ok
 

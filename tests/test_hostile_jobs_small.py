@@ -108,7 +108,7 @@ def field_run(tmp_path_factory) -> Path:
     """A manifest scan whose extra columns are named like export columns."""
     from test_scan_support import digit_images, mnist_handle, write_folder
 
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
 
     base = tmp_path_factory.mktemp("fields")
     images, labels = digit_images(20)
@@ -168,7 +168,7 @@ def test_export_with_maps_keeps_map_path_and_the_field(field_run, tmp_path):
 def latin_run(tmp_path_factory) -> Path:
     from test_scan_support import digit_images, mnist_handle, write_folder
 
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
 
     base = tmp_path_factory.mktemp("latin")
     images, labels = digit_images(12)

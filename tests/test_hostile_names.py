@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from hostile_support import cli_env, mikata_cmd
-from mikata.analysis.runstore import RunStore
+from mikata.runs.store import RunStore
 from mikata.data.filenames import from_db, shown, to_db
 
 ODD = [b"latin1_\xe9t\xe9.png", b"bad_\xff\xfe.png", b"mixed_\xe9_\xc3\xa9.png", b"\x80lead.png"]

@@ -47,7 +47,7 @@ class _Scripts(HTMLParser):
 def test_a_report_of_classes_with_hostile_names_keeps_its_data_intact(tmp_path):
     from test_scan_support import digit_images, mnist_handle, write_folder
 
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
     from mikata.report import write_report
 
     images, labels = digit_images(40)

@@ -218,7 +218,7 @@ def test_scanning_into_a_read_only_run_is_refused_in_one_line(run, readonly_run,
 def test_a_full_disk_during_a_scan_says_how_many_rows_are_safe(run, tmp_path, capsys, monkeypatch):
     import errno
 
-    from mikata.analysis.runstore import RunStore
+    from mikata.runs.store import RunStore
 
     calls = {"n": 0}
     real = RunStore.append

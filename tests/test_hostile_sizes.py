@@ -85,8 +85,8 @@ def test_explain_cli_gives_the_strip_its_own_error_and_exit_1(files, tmp_path):
 
 
 def test_scan_records_the_strip_as_skipped(files, tmp_path):
-    from mikata.analysis.runstore import RunStore
-    from mikata.analysis.scan import scan
+    from mikata.runs.store import RunStore
+    from mikata.scanning.scan import scan
 
     data = tmp_path / "data"
     for k, p in enumerate(files["good"] + files["strips"]):

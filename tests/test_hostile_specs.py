@@ -71,7 +71,7 @@ def test_the_command_line_refuses_a_hostile_checkpoint_in_one_line(ckpt, tmp_pat
 # -------------------------------------------------------------------- class 1: code named inside a run
 @pytest.mark.parametrize("spec", ["hostile_mod:make", "os:system", "evil.pt", "evil.ts", "evil.pth"])
 def test_a_run_manifest_naming_code_or_a_pickle_is_refused(run, tmp_path, monkeypatch, spec):
-    from mikata.analysis.maps import MapService
+    from mikata.presentation.maps import MapService
     from mikata.models.run_model import RunModelError, load_run_model
 
     copy = tmp_path / "run"
@@ -96,7 +96,7 @@ def test_a_crossval_record_naming_code_or_garbage_is_refused_and_the_app_still_o
     """A cross-validation run's fold models come from its manifest: the same checks as any run model."""
     from fastapi.testclient import TestClient
 
-    from mikata.analysis.maps import MapService
+    from mikata.presentation.maps import MapService
     from mikata.models.run_model import RunModelError
     from mikata.server import create_app
 

@@ -85,7 +85,7 @@ def test_a_malformed_review_body_is_422_and_stores_nothing(web, body):
     r = c.post("/api/review/1", content=body, headers={"content-type": "application/json", **SAME})
     assert r.status_code == 422, (body[:60], r.status_code, r.text[:200])
     assert "expected" in r.json()
-    from mikata.analysis.runstore import RunStore
+    from mikata.runs.store import RunStore
 
     with RunStore.open(web["run"]) as store:
         assert store.reviews() == []

@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 
 from hostile_support import SRC, cli_env, mikata_cmd
-from mikata.analysis.runlock import LOCK_NAME, RunLock, RunLockedError
-from mikata.analysis.runstore import Row, RunStore
+from mikata.runs.lock import LOCK_NAME, RunLock, RunLockedError
+from mikata.runs.store import Row, RunStore
 
 MANIFEST = {"format": "mikata-run/1", "identity": {"model_spec": "x", "weights_sha1": "0" * 40, "classes": ["a", "b"]}}
 HOLD = """
 import sys, time
 sys.path.insert(0, {src!r})
-from mikata.analysis.runlock import RunLock
+from mikata.runs.lock import RunLock
 lock = RunLock.acquire(sys.argv[1])
 print("locked", flush=True)
 time.sleep(60)

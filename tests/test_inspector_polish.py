@@ -52,7 +52,7 @@ def test_samples_accepts_a_csv_manifest(tmp_path, capsys):
 
 
 def test_classes_without_images_are_said_of_the_csv_not_its_folder(tmp_path, caplog):
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
 
     csv, _ = _csv_of_digits(tmp_path, n=6)
     with caplog.at_level(logging.INFO, logger="mikata"):

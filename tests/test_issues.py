@@ -25,7 +25,7 @@ PHOTOS = ("astronaut", "camera", "chelsea", "clock", "coffee", "coins", "horse",
 def planted(tmp_path_factory):
     from skimage import data as skdata
 
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
 
     root = tmp_path_factory.mktemp("issues") / "digits"
     images, labels = digit_images(700)
@@ -131,7 +131,7 @@ def test_each_issue_type_finds_what_was_planted(planted):
     # far in pixels too: capping the embedding's k-NN z by the thumbnails' ranks the photos above the
     # digits that only the CNN's embedding puts far away (stretched, inverted, odd 8x8 digits)
     from mikata.analysis.issues import embedding_features, embedding_outlier_z
-    from mikata.analysis.runstore import RunStore
+    from mikata.runs.store import RunStore
 
     with RunStore.open(planted["run"]) as store:
         emb = np.asarray(store.vectors("embed")[d.vec_rows])
@@ -225,7 +225,7 @@ def test_the_web_app_lists_each_issue_type_worst_first_with_filters(planted):
     assert f'class="review issue-item" data-id="{first}"' in client.get("/issues?type=label").text
     origin = {"origin": "http://127.0.0.1:8765"}
     assert client.post(f"/api/review/{first}", json={"verdict": "wrong", "suggested": 3}, headers=origin).status_code == 200
-    from mikata.analysis.runstore import RunStore
+    from mikata.runs.store import RunStore
 
     with RunStore.open(planted["run"]) as store:
         assert store.review(first)["verdict"] == "wrong"

@@ -17,10 +17,12 @@ PACKAGE = SRC / "mikata"
 
 # layer of each top-level module or package of mikata; higher numbers sit above lower ones
 LAYERS: dict[str, int] = {
-    # 3 — thin outer layers: parse -> call one library function -> write / render
-    "cli": 3, "server": 3, "report": 3, "demo": 3, "__main__": 3,
-    # 2 — dataset-level work (training, evaluation, concepts); writes and reads a RunStore
-    "analysis": 2, "training": 2, "evaluation": 2, "concepts": 2,
+    # 4 — thin outer layers: parse -> call one library function -> write / render
+    "cli": 4, "server": 4, "report": 4, "demo": 4, "__main__": 4,
+    # 3 — dataset-level work: scanning a dataset into a run, analyses of a run, training, evaluation, concepts
+    "scanning": 3, "analysis": 3, "training": 3, "evaluation": 3, "concepts": 3,
+    # 2 — the run format (files, store, lock, versions, merge) and the pieces the report and the app share
+    "runs": 2, "presentation": 2,
     # 1 — per-image / per-unit algorithms
     "attribution": 1, "featurevis": 1, "inspect": 1, "prediction": 1,
     # 0 — models, data, hooks, display (images, overlays, grids, colormaps), errors
@@ -31,8 +33,8 @@ LAYERS: dict[str, int] = {
 # import edges that close a circle on purpose, each with why; keep this list short
 ALLOWED_CYCLE_EDGES: dict[tuple[str, str], str] = {
 }
-LAYER_NAMES = {3: "cli/server/report/demo", 2: "analysis/training/evaluation", 1: "attribution/featurevis/inspect",
-               0: "models/data/hooks/display"}
+LAYER_NAMES = {4: "cli/server/report/demo", 3: "scanning/analysis/training/evaluation/concepts",
+               2: "runs/presentation", 1: "attribution/featurevis/inspect", 0: "models/data/hooks/display"}
 
 
 def _module_name(path: Path) -> str:
@@ -136,10 +138,10 @@ def test_the_checker_sees_lazy_imports_and_ignores_type_checking_ones(tmp_path):
     src.mkdir(parents=True)
     (src / "__init__.py").write_text("")
     (src / "thing.py").write_text("from typing import TYPE_CHECKING\n"
-                                  "if TYPE_CHECKING:\n    from mikata.analysis.scan import scan\n"
+                                  "if TYPE_CHECKING:\n    from mikata.scanning.scan import scan\n"
                                   "def f():\n    from mikata.report import write_report\n"
                                   "    from . import other\n")
-    known = {"mikata.models", "mikata.models.thing", "mikata.models.other", "mikata.report", "mikata.analysis.scan"}
+    known = {"mikata.models", "mikata.models.thing", "mikata.models.other", "mikata.report", "mikata.scanning.scan"}
     global SRC
     saved, SRC = SRC, tmp_path
     try:

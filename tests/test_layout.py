@@ -105,7 +105,7 @@ def test_cam_maps_equal_across_layouts(twins, method):
 
 
 def test_scan_channel_means_are_channels(twins):
-    from mikata.analysis.scan_steps import run_batch
+    from mikata.scanning.steps import run_batch
 
     x = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(3))
     ref = run_batch(twins["nchw"], x, "feat", "head", gradcam=True)

@@ -157,7 +157,7 @@ def test_explain_figure_says_when_a_map_is_all_zero(mnist):
 def app_run(tmp_path_factory, mnist):
     from fastapi.testclient import TestClient
 
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
     from mikata.server import create_app
 
     base = tmp_path_factory.mktemp("colors")
@@ -228,9 +228,9 @@ def test_grid_and_issue_pages_carry_a_legend_of_their_tiles(app_run):
 
 # ------------------------------------------------------------------------------------ report
 def test_report_maps_use_the_same_colors_and_say_when_a_map_is_all_zero(app_run, tmp_path, mnist):
-    from mikata.analysis.maps import MapService, map_scale_of
+    from mikata.presentation.maps import MapService, map_scale_of
     from mikata.analysis.overview import overview
-    from mikata.analysis.runstore import RunStore
+    from mikata.runs.store import RunStore
     from mikata.report import write_report
 
     run = app_run["run"]
@@ -319,7 +319,7 @@ def test_report_training_charts_mark_the_kept_epoch(tmp_path, mnist):
 def test_featurevis_gallery_takes_labels_and_log_from_the_pngs_as_data_only(tmp_path):
     from PIL.PngImagePlugin import PngInfo
 
-    from mikata.analysis.attachments import featurevis_gallery
+    from mikata.runs.attachments import featurevis_gallery
     from mikata.featurevis.optimize import Rendering
 
     g = torch.Generator().manual_seed(0)

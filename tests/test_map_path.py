@@ -8,8 +8,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 import mikata.data.images as images_module
-from mikata.analysis.maps import MapService
-from mikata.analysis.runstore import RunStore, RunStoreError
+from mikata.presentation.maps import MapService
+from mikata.runs.store import RunStore, RunStoreError
 from mikata.attribution import explain
 from mikata.server import create_app
 from test_scan_support import digit_images, mnist_handle, write_folder
@@ -21,7 +21,7 @@ BASE = "http://127.0.0.1:8766"
 @pytest.fixture(scope="module")
 def gradcam_run(tmp_path_factory):
     """24 real digits scanned with --gradcam (the scan stores each predicted class's Grad-CAM)."""
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
 
     base = tmp_path_factory.mktemp("mappath")
     images, labels = digit_images(24)

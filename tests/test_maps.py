@@ -9,9 +9,9 @@ from contextlib import closing
 import numpy as np
 import pytest
 
-from mikata.analysis.maps import MapService
-from mikata.analysis.media import UnknownImageError, data_uri, image_file, thumbnail
-from mikata.analysis.runstore import RunStore, RunStoreError
+from mikata.presentation.maps import MapService
+from mikata.presentation.media import UnknownImageError, data_uri, image_file, thumbnail
+from mikata.runs.store import RunStore, RunStoreError
 from mikata.attribution import explain
 from mikata.data.images import load_image
 from test_scan_support import digit_images, mnist_handle, write_folder
@@ -20,7 +20,7 @@ from test_scan_support import digit_images, mnist_handle, write_folder
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
     """30 real digits, plus a symlink inside the data folder that points outside it."""
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
 
     base = tmp_path_factory.mktemp("mapsrun")
     images, labels = digit_images(30)

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from mikata.analysis.merge import merge_runs, parse_shard, shard_of
-from mikata.analysis.runstore import RunStore, RunStoreError
-from mikata.analysis.scan import scan
+from mikata.runs.merge import merge_runs, parse_shard, shard_of
+from mikata.runs.store import RunStore, RunStoreError
+from mikata.scanning.scan import scan
 from scan_compare import assert_same_store
 from test_scan_support import digit_images, mnist_handle, write_folder
 
@@ -71,7 +71,7 @@ def test_merge_cli_and_refusals(data, tmp_path):
 
 
 def test_engine_ray_without_the_extra_says_how_to_install_it_before_any_work(data, tmp_path, monkeypatch):
-    from mikata.analysis.scan_ray import RayUnavailableError
+    from mikata.scanning.ray_scan import RayUnavailableError
     from mikata.errors import ChoiceError
 
     base, handle = data
@@ -108,7 +108,7 @@ def test_issue_scores_of_permuted_rows_are_the_same_scores_permuted(data):
     scores, flags, groups and pairs, to the bit."""
     import numpy as np
 
-    from mikata.analysis.audit import load_run, subset
+    from mikata.runs.data import load_run, subset
     from mikata.analysis.issues import check_thresholds, score_issues
 
     base, _ = data

@@ -129,7 +129,7 @@ def test_a_notice_is_a_log_record_and_a_stderr_line_only_where_nothing_logs(caps
 
 
 def test_quiet_ray_logs_restores_the_levels():
-    from mikata.analysis.scan_ray import RAY_LOGGERS, quiet_ray_logs
+    from mikata.scanning.ray_scan import RAY_LOGGERS, quiet_ray_logs
 
     logging.getLogger("ray.data").setLevel(logging.DEBUG)
     restore = quiet_ray_logs()

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from mikata.analysis import overview_cache
-from mikata.analysis.audit import class_like, confident_errors, label_issues, load_run, ranked_per_class
+from mikata.analysis.audit import class_like, confident_errors, label_issues, ranked_per_class
+from mikata.runs.data import load_run
 from mikata.analysis.overview import overview
-from mikata.analysis.runstore import Row, RunStore
+from mikata.runs.store import Row, RunStore
 from test_scan_support import planted_run
 
 

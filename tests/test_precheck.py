@@ -64,7 +64,7 @@ def test_a_bad_class_name_fails_before_a_checkpoint_is_built(checkpoint, photos,
 
 
 def test_a_bad_class_name_fails_before_a_runs_model_loads(tmp_path, monkeypatch, capsys):
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
     from test_scan_support import digit_images, mnist_handle, write_folder
 
     images, labels = digit_images(6)
@@ -88,9 +88,9 @@ def test_a_bad_layer_fails_before_any_image_is_decoded(photos, monkeypatch, caps
             monkeypatch.setattr(mod, "load_image", refuse)
     monkeypatch.setattr(mikata.evaluation.scorecard, "load_images", refuse)
     img = str(photos["chelsea"])
-    import mikata.analysis.scan
+    import mikata.scanning.scan
 
-    monkeypatch.setattr(mikata.analysis.scan, "scan", refuse)
+    monkeypatch.setattr(mikata.scanning.scan, "scan", refuse)
     for command in (["scan", "efficientnet-lite0", str(photos["chelsea"].parent), "--run", "/nonexistent/run",
                      "--layer", "blocks.99"],
                     ["explain", "efficientnet-lite0", img, "--layer", "blocks.99"],

@@ -119,7 +119,7 @@ def test_a_scan_and_the_frozen_feature_cache_name_their_work_in_plain_lines(tmp_
     """Real long steps through the helper: stderr captured (not a terminal) gets plain, named lines."""
     import torch
 
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
     from mikata.training.frozen_features import boundary_inputs
     from test_scan_support import digit_images, mnist_handle, write_folder
 

@@ -20,7 +20,7 @@ from test_scan_support import digit_images, mnist_handle, write_folder
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
 
     base = tmp_path_factory.mktemp("registries")
     images, labels = digit_images(80)
@@ -32,7 +32,7 @@ def run(tmp_path_factory):
 def test_the_toy_issue_type_scores_like_its_reference_everywhere(run, tmp_path, capsys):
     from fastapi.testclient import TestClient
 
-    from mikata.analysis.audit import load_run
+    from mikata.runs.data import load_run
     from mikata.analysis.issue_registry import registered_issue_type
     from mikata.analysis.issues import find_issues
     from mikata.cli import main

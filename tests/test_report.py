@@ -20,7 +20,7 @@ HISTORY = {"train_loss": [1.9, 0.8, 0.5], "val_loss": [1.2, 0.7, 0.6],
 def report_run(tmp_path_factory):
     """300 real digits (12 in a wrong folder) scanned with a mikata checkpoint of the MNIST CNN that
     carries a training history, plus a feature-visualization grid and an evaluate scorecard in the run."""
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
     from mikata.featurevis import RenderOptions, visualize_classes
     from mikata.models import load_model
     from mikata.models.loading import save_checkpoint
@@ -122,8 +122,8 @@ def test_report_sections_and_numbers_match_the_overview(report, report_run):
 
 
 def test_batched_maps_equal_single_maps_and_are_cached(report_run, monkeypatch):
-    from mikata.analysis.maps import MapService
-    from mikata.analysis.runstore import RunStore
+    from mikata.presentation.maps import MapService
+    from mikata.runs.store import RunStore
 
     service = MapService(report_run["run"], handle=report_run["handle"])
     ov = overview(report_run["run"])
@@ -147,8 +147,8 @@ def test_batched_maps_equal_single_maps_and_are_cached(report_run, monkeypatch):
 
 
 def fresh_path(run, image_id):
-    from mikata.analysis.media import image_file
-    from mikata.analysis.runstore import RunStore
+    from mikata.presentation.media import image_file
+    from mikata.runs.store import RunStore
 
     with RunStore.open(run) as store:
         return image_file(store, image_id)
@@ -210,7 +210,7 @@ def test_report_command_and_its_errors(report_run, tmp_path, capsys):
 def test_report_of_a_plain_run_leaves_optional_sections_out(tmp_path):
     """A checkpoint without training history, no featurevis, no scorecard: those sections are simply absent;
     a checkpoint deleted since the scan leaves the maps out with a note instead of failing."""
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
     from mikata.models import load_model
     from mikata.models.loading import save_checkpoint
     from mikata.report import write_report
@@ -288,7 +288,7 @@ def test_least_class_like_errors_show_the_predicted_class_map_beside_the_label_c
     import re
 
     from browser_support import new_page, screenshot
-    from mikata.analysis.runstore import RunStore
+    from mikata.runs.store import RunStore
 
     ov, html = report["ov"], report["html"]
     d = ov.data

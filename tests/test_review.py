@@ -18,11 +18,12 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from mikata.analysis.audit import label_issue_ranking, load_run
+from mikata.analysis.audit import label_issue_ranking
+from mikata.runs.data import load_run
 from mikata.analysis.fields import field_values, group_by
 from mikata.analysis.audit_summary import audit, format_audit
 from mikata.analysis.overview import overview
-from mikata.analysis.runstore import RunStore
+from mikata.runs.store import RunStore
 from mikata.data.datasets import DatasetError, manifest_dataset
 from review_support import HOSTILE, cells_run
 
@@ -360,8 +361,8 @@ def test_run_to_pandas_carries_the_fields(cells):
 
 
 def test_shards_of_a_manifest_scan_merge_with_their_fields(cells, tmp_path):
-    from mikata.analysis.merge import merge_runs
-    from mikata.analysis.scan import scan
+    from mikata.runs.merge import merge_runs
+    from mikata.scanning.scan import scan
 
     for i in range(2):
         scan(cells["handle"], cells["manifest"], tmp_path / f"s{i}", batch_size=64, workers=0, progress=False,

@@ -12,9 +12,10 @@ from __future__ import annotations
 import pytest
 
 from browser_support import live_server, new_page, screenshot
-from mikata.analysis.audit import label_issue_ranking, load_run
+from mikata.analysis.audit import label_issue_ranking
+from mikata.runs.data import load_run
 from mikata.analysis.fields import field_values
-from mikata.analysis.runstore import RunStore
+from mikata.runs.store import RunStore
 from review_support import HOSTILE, cells_run
 
 TOKEN = "review-browser-token"

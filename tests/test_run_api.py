@@ -86,7 +86,7 @@ def test_export_parquet_csv_json_carry_every_row_and_the_class_names(planted, tm
 
     with mikata.open_run(planted["run"]).path.joinpath("run.sqlite").open("rb"):
         pass
-    from mikata.analysis.runstore import RunStore
+    from mikata.runs.store import RunStore
 
     first = mikata.open_run(planted["run"]).to_pandas()["id"].iloc[0]
     with RunStore.open(planted["run"], annotate=True) as store:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mikata.analysis.runstore import Row, RunStore, RunStoreError
+from mikata.runs.store import Row, RunStore, RunStoreError
 
 MANIFEST = {"format": "mikata-run/1", "identity": {"model_spec": "m", "weights_sha1": "abc", "layer": "x"}}
 
@@ -72,7 +72,7 @@ def test_a_different_identity_or_a_foreign_folder_is_refused(tmp_path):
 
 READER = """
 import sys
-from mikata.analysis.runstore import RunStore
+from mikata.runs.store import RunStore
 with RunStore.open(sys.argv[1]) as s:
     print(s.count(), s.vectors("probs").shape[0])
 """

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from mikata.analysis.runstore import RunStore, RunStoreError
-from mikata.analysis.scan import scan
+from mikata.runs.store import RunStore, RunStoreError
+from mikata.scanning.scan import scan
 from mikata.attribution.cam import gradcam as gradcam_from
 from mikata.data.datasets import DatasetError
 from test_scan_support import digit_images, mnist_handle, planted_run, write_folder

@@ -20,8 +20,8 @@ import torch
 
 ray = pytest.importorskip("ray", reason="the [ray] extra is not installed")
 
-from mikata.analysis.runstore import RunStore  # noqa: E402
-from mikata.analysis.scan import scan  # noqa: E402
+from mikata.runs.store import RunStore  # noqa: E402
+from mikata.scanning.scan import scan  # noqa: E402
 from scan_compare import assert_same_scores, assert_same_store, run_contents, same_row  # noqa: E402
 from test_scan_support import digit_images, mnist_handle, write_folder  # noqa: E402
 
@@ -116,7 +116,7 @@ def test_rerun_after_a_killed_driver_computes_only_what_is_missing(cluster):
     base, handle = cluster
     run = base / "killed-driver"
     address = ray.get_runtime_context().gcs_address
-    code = ("from mikata.analysis.scan import scan; from test_scan_support import mnist_handle; "
+    code = ("from mikata.scanning.scan import scan; from test_scan_support import mnist_handle; "
             f"scan(mnist_handle(), {str(base / 'data')!r}, {str(run)!r}, batch_size=2, gradcam=True, "
             f"progress=False, engine='ray', address={address!r}, actors=1)")
     env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{TESTS}", "OMP_NUM_THREADS": "1"}

@@ -69,7 +69,7 @@ def planted_run(base: Path, n: int = 600, flips: int = 30, seed: int = 0) -> dic
     """
     if "planted" in _CACHE:
         return _CACHE["planted"]
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
 
     images, truth = digit_images(n)
     rng = np.random.default_rng(seed)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mikata.analysis.media import thumbnail
+from mikata.presentation.media import thumbnail
 from mikata.analysis.overview import overview
-from mikata.analysis.sections import confident_first, confusion_cells, confusion_view, scorecard_table
+from mikata.presentation.sections import confident_first, confusion_cells, confusion_view, scorecard_table
 from test_scan_support import planted_run
 
 

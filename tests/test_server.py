@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from mikata.analysis.overview import overview
-from mikata.analysis.runstore import RunStore
+from mikata.runs.store import RunStore
 from mikata.server import create_app
 from test_scan_support import digit_images, mnist_handle, write_folder
 
@@ -24,7 +24,7 @@ BASE = "http://127.0.0.1:8765"
 
 
 def _scan(base, n, handle):
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
 
     images, labels = digit_images(n)
     write_folder(base / "digits", images, labels)
@@ -233,7 +233,7 @@ def test_rows_a_scan_appends_appear_on_refresh(tmp_path):
         folder.mkdir(exist_ok=True)
         images[i].save(folder / f"new{i:05d}.png")
     added = 30
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
 
     scan(handle, tmp_path / "digits", tmp_path / "run", batch_size=16, workers=0, progress=False)
     after = c.get("/api/overview").json()
@@ -303,7 +303,7 @@ def test_a_scan_in_another_process_does_not_break_the_server(tmp_path):
     handle = mnist_handle()
     images, labels = digit_images(300)
     write_folder(tmp_path / "digits", images[:40], labels[:40])
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
 
     scan(handle, tmp_path / "digits", tmp_path / "run", batch_size=40, workers=0, progress=False)
     for i in range(40, 300):
@@ -331,7 +331,7 @@ def test_a_scan_in_another_process_does_not_break_the_server(tmp_path):
 
 
 def test_confusion_view_keeps_the_classes_with_the_most_errors():
-    from mikata.analysis.sections import confusion_view
+    from mikata.presentation.sections import confusion_view
 
     rng = np.random.default_rng(0)
     cm = np.diag(rng.integers(5, 10, 1000))
@@ -369,7 +369,7 @@ def test_skipped_files_are_listed_on_the_dashboard(tmp_path):
     images, labels = digit_images(12)
     write_folder(tmp_path / "digits", images, labels)
     (tmp_path / "digits" / "3" / "notes.png").write_text("not an image")
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
 
     scan(handle, tmp_path / "digits", tmp_path / "run", batch_size=16, workers=0, progress=False)
     c = TestClient(create_app(tmp_path / "run", token=TOKEN, port=8765, handle=handle), base_url=BASE,

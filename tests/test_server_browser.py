@@ -16,7 +16,7 @@ from PIL import Image
 
 from browser_support import live_server, new_page, screenshot
 from mikata.analysis.overview import overview
-from mikata.analysis.runstore import RunStore
+from mikata.runs.store import RunStore
 from test_scan_support import digit_images, mnist_handle, write_folder
 
 TOKEN = "browser-test-token-42"
@@ -24,7 +24,7 @@ TOKEN = "browser-test-token-42"
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
     from mikata.server import create_app
 
     base = tmp_path_factory.mktemp("browser")

@@ -18,7 +18,7 @@ TOKEN = "estimate-token-0123456789"
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
 
     base = tmp_path_factory.mktemp("estimate")
     images, labels = digit_images(16)
@@ -39,7 +39,7 @@ def test_the_estimate_follows_the_runs_own_timings(run):
     assert first == {"method": "integrated-gradients", "class": 3, "cached": False, "seconds": None, "measured": 0,
                      "model_loaded": True}
     assert c.get(f"/map/{a}.png?method=integrated-gradients&cls=3").status_code == 200
-    from mikata.analysis.runstore import RunStore
+    from mikata.runs.store import RunStore
 
     with RunStore.open(run["run"]) as store:
         stored = store.map_seconds("integrated-gradients")

@@ -24,7 +24,7 @@ SPLIT = "val"  # a 50/50 split names its parts train and val: "val" is the held-
 
 @pytest.fixture(scope="module")
 def leaky(tmp_path_factory):
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
 
     root = tmp_path_factory.mktemp("leaky") / "digits"
     images, labels = digit_images(120)
@@ -46,7 +46,7 @@ def leaky(tmp_path_factory):
 
 def _whole(run):
     """Per issue type, the ids the whole-run computation flags, and the test rows' ids."""
-    from mikata.analysis.audit import load_run
+    from mikata.runs.data import load_run
     from mikata.analysis.issues import find_issues
 
     found = find_issues(run)
@@ -79,7 +79,7 @@ def test_python_view_of_a_split_flags_the_whole_runs_test_rows(leaky):
 
 
 def test_audit_of_a_split_flags_the_whole_runs_test_rows(leaky, capsys):
-    from mikata.analysis.audit import load_run
+    from mikata.runs.data import load_run
     from mikata.cli import main
 
     found, flagged, test = _whole(leaky)

@@ -14,8 +14,8 @@ from PIL import Image
 
 from test_train import write_digits
 
-from mikata.analysis.audit import load_run
-from mikata.analysis.runstore import RunStore
+from mikata.runs.data import load_run
+from mikata.runs.store import RunStore
 from mikata.data.preprocessing import Preprocessing
 from mikata.errors import MikataError
 from mikata.training import state_path, train
@@ -42,7 +42,7 @@ def model(digits, tmp_path_factory, lite0):
 @pytest.fixture(scope="module")
 def scanned(model, digits, tmp_path_factory):
     """The same checkpoint scanned on its own training folder: by default, and with split="all"."""
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
 
     base = tmp_path_factory.mktemp("runs")
     scan(model, digits, base / "default", workers=0, progress=False)
@@ -96,8 +96,8 @@ def test_fine_tuning_defaults_to_the_whole_image_and_crop_is_asked_for(model):
 
 
 def test_an_older_run_without_resize_still_checks_intact_and_resumes(scanned, model, digits):
-    from mikata.analysis.integrity import check_run
-    from mikata.analysis.scan import scan
+    from mikata.runs.integrity import check_run
+    from mikata.scanning.scan import scan
 
     run = scanned / "default"
     manifest = json.loads((run / "manifest.json").read_text())
@@ -234,7 +234,7 @@ def test_the_app_shows_one_split_and_an_unknown_split_names_the_runs_splits(scan
     from fastapi.testclient import TestClient
 
     from mikata.analysis.overview import overview
-    from mikata.analysis.runstore import RunStoreError
+    from mikata.runs.store import RunStoreError
     from mikata.cli import main
     from mikata.server import create_app
 
@@ -251,7 +251,7 @@ def test_the_app_shows_one_split_and_an_unknown_split_names_the_runs_splits(scan
 
 
 def test_another_split_of_the_training_folder_is_refused(model, digits, tmp_path):
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
 
     with pytest.raises(MikataError, match="trained on .* with the split fractions 0.7,0.15,0.15, seed 0"):
         scan(model, digits, tmp_path / "r", fractions=(0.5, 0.5), workers=0, progress=False)
@@ -260,7 +260,7 @@ def test_another_split_of_the_training_folder_is_refused(model, digits, tmp_path
 def test_other_data_scans_as_before(model, digits, tmp_path):
     """A folder the model was not trained on: every image, no split, no in-sample rows. (Its images are
     the training digits inverted: byte copies would be recognised by content as the training images.)"""
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
 
     other = tmp_path / "other"
     for c in ("digit_0", "digit_1"):
@@ -279,7 +279,7 @@ def test_a_copy_of_the_dataset_elsewhere_splits_the_same_and_keeps_its_held_out_
     with the checkpoint still keeps to the held-out images."""
     import shutil
 
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
     from mikata.data.datasets import folder_dataset, split_dataset
 
     copy = shutil.copytree(digits, tmp_path / "deeper" / "copy")
@@ -306,7 +306,7 @@ def test_a_copy_of_the_dataset_elsewhere_splits_the_same_and_keeps_its_held_out_
 
 def test_a_checkpoint_from_before_relative_keys_recomputes_its_absolute_split(model, digits):
     """Records without "keys" hashed absolute paths: their split is recomputed that way and verifies."""
-    from mikata.analysis.heldout import plan_scan
+    from mikata.runs.heldout import plan_scan
     from mikata.data.datasets import folder_dataset, split_dataset
     from mikata.data.splits import TrainingSplit, files_sha1
 
@@ -357,7 +357,7 @@ def test_a_csv_of_the_training_folder_is_recognised_by_content(model, digits, tm
     """Trained on a folder, scanned through a CSV whose paths differ: the training images are recognised
     by content; the scan keeps to the held-out ones and says so in one line; --split all marks them."""
     from mikata.analysis.overview import overview
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
 
     csv = _manifest(tmp_path / "cells.csv", _folder_rows(digits, os.path.relpath(digits, tmp_path)))
     with caplog.at_level(logging.INFO, logger="mikata"):
@@ -388,7 +388,7 @@ def test_trained_on_a_csv_scanned_as_the_folder_with_other_paths(digits, lite0, 
     import shutil
 
     from mikata.analysis.overview import overview
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
     from mikata.models import load_model
 
     data = shutil.copytree(digits, tmp_path / "data")
@@ -431,7 +431,7 @@ def test_resume_with_changed_options_names_them(digits, tmp_path, lite0):
 # ------------------------------------------------------------------------------- 2. cross-validation
 def test_crossval_gives_every_row_an_out_of_sample_prediction_and_resumes_only_unfinished_folds(
         digits, tmp_path, lite0):
-    from mikata.analysis.crossval import crossval
+    from mikata.scanning.crossval import crossval
     from mikata.analysis.overview import overview
 
     run = tmp_path / "cv"
@@ -461,7 +461,7 @@ def test_crossval_gives_every_row_an_out_of_sample_prediction_and_resumes_only_u
     assert again.trained == [2] and again.reused == [1] and again.rows == 4 * PER_CLASS
     assert (work / "fold1.safetensors").stat().st_mtime_ns == first
     # maps on demand: each row's map comes from the fold model that made its prediction
-    from mikata.analysis.maps import MapService
+    from mikata.presentation.maps import MapService
     from mikata.attribution import explain
     from mikata.models import load_model
 
@@ -487,7 +487,7 @@ def test_crossval_of_a_csv_keeps_its_fields_in_the_run_audit_report_export_and_a
 
     from fastapi.testclient import TestClient
 
-    from mikata.analysis.crossval import crossval
+    from mikata.scanning.crossval import crossval
     from mikata.analysis.export import export_run
     from mikata.analysis.fields import field_values, group_by
     from mikata.cli import main

@@ -121,7 +121,7 @@ def noisy(tmp_path_factory):
 @pytest.fixture(scope="module")
 def cv(noisy, lite0):
     """The noisy folder cross-validated (2 folds): every image with an out-of-sample prediction."""
-    from mikata.analysis.crossval import crossval
+    from mikata.scanning.crossval import crossval
 
     run = noisy["base"] / "cv"
     crossval(noisy["root"], lite0, run, folds=2, progress=False, scan_workers=0, **FAST)
@@ -175,7 +175,7 @@ def test_review_loop_chain_on_a_tiny_subset(noisy, cv):
         done = _cli("scan", str(ckpt), str(noisy["test"]), "--run", str(base / f"test-{name}"), "--split", "all",
                     "--workers", "0", "--device", "cpu")
         assert done.returncode == 0, done.stderr
-    from mikata.analysis.audit import load_run
+    from mikata.runs.data import load_run
 
     ra, rb = load_run(base / "test-a"), load_run(base / "test-b")
     assert sorted(ra.paths) == sorted(rb.paths) and len(ra) == 40  # the same clean images, paired
@@ -203,7 +203,7 @@ def test_cli_refuses_bad_reviews_and_corrections_in_one_line(noisy, tmp_path):
 def test_reviews_of_a_changed_file_or_an_unreviewed_run_are_refused(cv, tmp_path):
     import shutil
 
-    from mikata.analysis.runstore import RunStore
+    from mikata.runs.store import RunStore
     from mikata.training.corrections import from_reviews
 
     run = tmp_path / "cv"

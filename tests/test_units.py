@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from mikata.analysis.runstore import RunStore
+from mikata.runs.store import RunStore
 from mikata.analysis.units import read_units, unit_examples
 from mikata.errors import ChoiceError, MikataError
 from mikata.featurevis import RenderOptions
@@ -21,7 +21,7 @@ QUICK = RenderOptions(size=28, steps=4, jitter=2, pad=2)
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
 
     base = tmp_path_factory.mktemp("units")
     images, labels = digit_images(120)
@@ -68,7 +68,7 @@ def test_another_layer_is_ranked_by_one_pass_that_matches_a_direct_forward(run, 
     assert res.source == "computed" and res.map_size == (14, 14)
     best = res.units[0][1][0]
     with RunStore.open(run) as store:
-        from mikata.analysis.media import image_file
+        from mikata.presentation.media import image_file
 
         x = handle.preprocessing.load([image_file(store, best.image_id)])
     with torch.no_grad(), capture(handle.net, ["conv_layers.3"]) as rec:
@@ -132,7 +132,7 @@ def test_units_cli_report_section_and_web_pages(run, capsys):
 
 def test_units_computes_on_the_users_device(run, monkeypatch, capsys):
     """`mikata units --device D` loads the model and computes its maps on D (it was always the CPU)."""
-    import mikata.analysis.maps as maps
+    import mikata.presentation.maps as maps
     import mikata.devices
     from mikata.cli import main
 

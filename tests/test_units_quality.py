@@ -35,7 +35,7 @@ def _handle() -> ModelHandle:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
 
     base = tmp_path_factory.mktemp("units_quality")
     images, labels = digit_images(40)

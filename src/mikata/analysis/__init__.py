@@ -1,19 +1,5 @@
-"""Dataset-level analysis: ``scan`` streams a dataset through a model into a ``RunStore``; audits read it.
+"""Analyses of a scanned run: metrics and audits, binary curves, fields, dataset issues, the overview
+and its cache, units, the run seen through a row selection (``RunView``), the notebook ``Run`` and export.
 
-Example:
-    >>> from mikata.analysis import RunStore, scan                 # doctest: +SKIP
-    >>> scan(handle, "digits/", "runs/digits", batch_size=64)       # doctest: +SKIP
-    >>> from mikata.analysis.audit import load_run, accuracy        # doctest: +SKIP
+A run's files and store live in ``mikata.runs``; scanning in ``mikata.scanning``.
 """
-
-from mikata.analysis.runstore import RunStore, RunStoreError
-
-__all__ = ["RunStore", "RunStoreError"]
-
-
-def __getattr__(name: str):
-    if name == "scan":
-        from mikata.analysis.scan import scan
-
-        return scan
-    raise AttributeError(name)

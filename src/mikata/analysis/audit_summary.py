@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 import numpy as np
 
 from mikata.analysis.audit import describe_label_issue, shown_of
-from mikata.analysis.heldout import label_scope_note, trained_rows_note
+from mikata.runs.heldout import label_scope_note, trained_rows_note
 from mikata.data.filenames import shown
 from mikata.formatting import percent
 

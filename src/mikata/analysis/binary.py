@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mikata.analysis.audit import RunData
+from mikata.runs.data import RunData
 from mikata.errors import MikataError
 
 DEFAULT_THRESHOLD = 0.5

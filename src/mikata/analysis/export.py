@@ -20,7 +20,7 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
-from mikata.analysis.layout import RunLayout, output_path
+from mikata.runs.layout import RunLayout, output_path
 from mikata.errors import ChoiceError, MikataError
 
 if TYPE_CHECKING:

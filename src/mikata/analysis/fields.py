@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from mikata.analysis.audit import RunData
-from mikata.analysis.runstore import RunStore
+from mikata.runs.data import RunData
+from mikata.runs.store import RunStore
 from mikata.errors import ChoiceError, MikataError
 
 MISSING = ""  # the value of an image the manifest gave no value (or that was scanned from a folder)

@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from mikata.analysis.media import image_files, thumbnail
-from mikata.analysis.runstore import RunStore
+from mikata.presentation.media import image_files, thumbnail
+from mikata.runs.store import RunStore
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from mikata.analysis.maps import MapService
+    from mikata.presentation.maps import MapService
     from mikata.analysis.overview import Overview
     from mikata.analysis.view import RunView
 

@@ -30,7 +30,7 @@ from mikata.errors import check_choices
 from mikata.registry import Registry
 
 if TYPE_CHECKING:
-    from mikata.analysis.audit import RunData
+    from mikata.runs.data import RunData
 
 # what a type may need from the scan; the note says what is missing when a run lacks it
 VECTOR_NOTES = {
@@ -85,7 +85,7 @@ class IssueContext:
     def vectors(self, kind: str) -> np.ndarray | None:
         """``(N, dim)`` float32 vectors of the rows (``embed``, ``stats``, ``thumbs``), None if the run has none."""
         def read() -> np.ndarray | None:
-            from mikata.analysis.runstore import RunStore
+            from mikata.runs.store import RunStore
 
             d = self.data
             with RunStore.open(d.run_dir) as store:

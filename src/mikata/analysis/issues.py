@@ -49,9 +49,9 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from mikata.analysis.audit import RunData, load_run, subset
+from mikata.runs.data import RunData, load_run, subset
 from mikata.analysis.issue_registry import (IssueContext, IssueTypeSpec, Scored, default_thresholds, issue_type_names, issue_type_specs, register_issue_type)
-from mikata.analysis.runstore import RunStore
+from mikata.runs.store import RunStore
 from mikata.data.image_stats import ENTROPY_BINS, STAT_COLUMNS, THUMB_SIDE
 from mikata.errors import ChoiceError
 
@@ -332,7 +332,7 @@ def find_issues(run: str | os.PathLike | RunData, thresholds: Mapping[str, float
 
 def rows_of(whole: RunData, ids: np.ndarray) -> np.ndarray:
     """Indices into ``whole`` of the row ids ``ids`` (ascending); a ``RunStoreError`` if one is gone."""
-    from mikata.analysis.runstore import RunStoreError
+    from mikata.runs.store import RunStoreError
 
     ids = np.asarray(ids, np.int64)
     rows = np.searchsorted(whole.ids, ids)
@@ -448,8 +448,8 @@ def _label(ctx: IssueContext) -> Scored:
 
 
 def _trained_rows(d: RunData) -> np.ndarray:
-    """``(N,)`` bool: the rows the run's model was trained on (``analysis.heldout``)."""
-    from mikata.analysis.heldout import in_sample_rows
+    """``(N,)`` bool: the rows the run's model was trained on (``runs.heldout``)."""
+    from mikata.runs.heldout import in_sample_rows
 
     with RunStore.open(d.run_dir) as store:
         return in_sample_rows(store.manifest, d.splits)

@@ -24,12 +24,13 @@ from typing import Mapping
 import numpy as np
 
 from mikata.analysis import overview_cache
-from mikata.analysis.audit import (RunData, accuracy, class_histogram, confused_pairs, confusion_matrix,
-                                   exceptional_errors, label_issues, per_class_metrics,
-                                   project_2d, ranked_per_class, row_normalized, subset, topk_accuracy)
-from mikata.analysis.heldout import in_sample_rows, label_scope_note, trained_rows_note
-from mikata.analysis.runstore import RunStore, RunStoreError
-from mikata.analysis.sections import confident_first
+from mikata.runs.data import RunData, subset
+from mikata.analysis.audit import (
+    accuracy, class_histogram, confused_pairs, confusion_matrix, exceptional_errors, label_issues, per_class_metrics,
+    project_2d, ranked_per_class, row_normalized, topk_accuracy)
+from mikata.runs.heldout import in_sample_rows, label_scope_note, trained_rows_note
+from mikata.runs.store import RunStore, RunStoreError
+from mikata.presentation.sections import confident_first
 
 
 @dataclass
@@ -68,7 +69,7 @@ class Overview:
     label_ranking: np.ndarray | None = None  # (T,) rows of every suspected label error, most suspicious first
     split: str | None = None            # the split the rows are of (None: every split)
 
-    trained_rows: int = 0               # rows the model was trained on (in-sample; see analysis.heldout)
+    trained_rows: int = 0               # rows the model was trained on (in-sample; see runs.heldout)
     label_scope: dict | None = None     # {"used", "rows", "left_out": {why: n}}: which rows label_issues searched
     def __post_init__(self) -> None:
         if self.label_issues_total < 0:

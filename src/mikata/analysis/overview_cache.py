@@ -33,10 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mikata.analysis.audit import (RowPaths, RunData, check_consistent, fetch_rows, label_issue_ranking, read_probs,
-                                   subset)
-from mikata.analysis.layout import CACHE, RunLayout, UnsafeRunFileError
-from mikata.analysis.runstore import RunStore
+from mikata.runs.data import RowPaths, RunData, check_consistent, fetch_rows, read_probs, subset
+from mikata.analysis.audit import label_issue_ranking
+from mikata.runs.layout import CACHE, RunLayout, UnsafeRunFileError
+from mikata.runs.store import RunStore
 
 log = logging.getLogger(__name__)
 CACHE_DIR = CACHE

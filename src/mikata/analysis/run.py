@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from mikata.analysis.overview import Overview
-from mikata.analysis.runstore import RunStore, RunStoreError
+from mikata.runs.store import RunStore, RunStoreError
 
 if TYPE_CHECKING:  # pandas and PIL are imported where they are used
     import pandas as pd
@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # pandas and PIL are imported where they are used
     from mikata.analysis.binary import Curves
     from mikata.analysis.issues import DatasetIssues
     from mikata.analysis.gallery import Gallery
-    from mikata.analysis.maps import MapService
+    from mikata.presentation.maps import MapService
     from mikata.analysis.view import RunView
     from mikata.models.handle import ModelHandle
     from mikata.models.source import ModelSource
@@ -111,7 +111,7 @@ class Run:
                "label_issues": ov.label_issues_total}
         if ov.data.num_classes > 5:
             out["top5_accuracy"] = ov.top5_accuracy
-        if ov.trained_rows:  # rows the model was trained on: not out-of-sample (analysis.heldout)
+        if ov.trained_rows:  # rows the model was trained on: not out-of-sample (runs.heldout)
             out["trained_rows"], out["trained_note"] = ov.trained_rows, ov.trained_note
         curves = self.curves() if ov.data.num_classes == 2 else None
         if curves is not None:
@@ -236,7 +236,7 @@ class Run:
             >>> [img.size for img in mikata.open_run("runs/a").images([1, 2])]
             [(405, 270), (406, 270)]
         """
-        from mikata.analysis.media import image_files
+        from mikata.presentation.media import image_files
         from mikata.data.images import load_image
         from mikata.data.preprocessing import Preprocessing
         from mikata.notebook import ImageList
@@ -282,7 +282,7 @@ class Run:
             >>> type(service).__name__
             'MapService'
         """
-        from mikata.analysis.maps import MapService
+        from mikata.presentation.maps import MapService
 
         return MapService(self.path, source=self.source)  # a typed spec is loaded and its weights hash checked
 
@@ -434,7 +434,7 @@ class Run:
 
     def _thumbnails(self, ids: Sequence[int], size: int = 64) -> dict[int, bytes]:
         """Thumbnails (PNG or JPEG bytes) of the row ids whose files can still be read."""
-        from mikata.analysis.media import image_files, thumbnail
+        from mikata.presentation.media import image_files, thumbnail
 
         with RunStore.open(self.path) as store:
             files = image_files(store, [int(i) for i in ids])

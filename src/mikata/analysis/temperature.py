@@ -28,8 +28,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from mikata.analysis.calibration import (DEFAULT_BINS, apply_temperature, fit_temperature, nll, reliability_of)
-from mikata.analysis.layout import CALIBRATION, RunLayout
-from mikata.analysis.runstore import RunStoreError
+from mikata.runs.layout import CALIBRATION, RunLayout
+from mikata.runs.store import RunStoreError
 
 FORMAT = "mikata-calibration/1"
 
@@ -113,10 +113,10 @@ def calibrate_run(run: str | os.PathLike, split: str = "val", bins: int = DEFAUL
         >>> t.images, t.ece_after < t.ece_before
         (12, True)
     """
-    from mikata.analysis.audit import load_run
-    from mikata.analysis.heldout import in_sample_rows
-    from mikata.analysis.runlock import RunLock
-    from mikata.analysis.runstore import RunStore
+    from mikata.runs.data import load_run
+    from mikata.runs.heldout import in_sample_rows
+    from mikata.runs.lock import RunLock
+    from mikata.runs.store import RunStore
 
     layout = RunLayout(run)
     with RunStore.open(layout.dir) as store:
@@ -147,7 +147,7 @@ def calibrate_run(run: str | os.PathLike, split: str = "val", bins: int = DEFAUL
 
 def clear_temperature(run: str | os.PathLike) -> bool:
     """Remove the run's temperature (its views show the model's own probabilities again); True if there was one."""
-    from mikata.analysis.runlock import RunLock
+    from mikata.runs.lock import RunLock
 
     layout = RunLayout(run)
     if not layout.check_file(layout.calibration, "remove it by hand"):

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from mikata.analysis.layout import UNITS, UNITS_CARD, RunLayout
+from mikata.runs.layout import UNITS, UNITS_CARD, RunLayout
 from mikata.errors import ChoiceError, MikataError
 from mikata.progress import one_line
 
@@ -132,7 +132,7 @@ def unit_examples(run_dir: str | os.PathLike, channels: Sequence[int], layer: st
     a spec the user typed; or ``source``, a ``ModelSource`` holding either and the device). ``device``:
     where the model runs when no ``source`` says. ``progress``: bars for the pass over the run's images (when the channel
     means were not stored by the scan) and for the rendering (None: where a bar shows, see ``mikata.progress``)."""
-    from mikata.analysis.maps import MapService
+    from mikata.presentation.maps import MapService
     from mikata.featurevis import RenderOptions
     from mikata.featurevis.top_images import top_k_rows
 
@@ -258,7 +258,7 @@ def _computed_means(service, ids: list[int], layer: str, batch: int = 64, progre
 
 def _forward(service, ids: list[int], layer: str) -> tuple[torch.Tensor, torch.Tensor]:
     """``layer``'s activations ``(n, C, h, w)`` and the preprocessed images ``(n, C, H, W)``."""
-    from mikata.analysis.media import image_file
+    from mikata.presentation.media import image_file
     from mikata.hooks import capture, preserved
 
     h = service.handle
@@ -297,7 +297,7 @@ def _overlay(m: torch.Tensor, view: np.ndarray, alpha: float = 0.5) -> np.ndarra
 def read_units(run_dir: str | os.PathLike) -> dict | None:
     """``RUN_DIR/units/units.json`` checked field by field (it is data from a file), with each unit's
     image files as paths inside the folder; None when absent or unusable (with a warning)."""
-    from mikata.analysis.attachments import _inside, load_units_json
+    from mikata.runs.attachments import _inside, load_units_json
 
     root = RunLayout(run_dir).folder(UNITS_DIR)  # a link named units/ pointing elsewhere counts as absent
     path = (root or RunLayout(run_dir).units) / UNITS_CARD

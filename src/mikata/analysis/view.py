@@ -35,11 +35,11 @@ import numpy as np
 
 from mikata.analysis import overview_cache
 from mikata.analysis.overview import Overview, overview_of
-from mikata.analysis.runstore import RunStore
+from mikata.runs.store import RunStore
 from mikata.analysis.temperature import Temperature, read_temperature, stamp as temperature_stamp
 
 if TYPE_CHECKING:
-    from mikata.analysis.audit import RunData
+    from mikata.runs.data import RunData
     from mikata.analysis.binary import Curves
     from mikata.analysis.issues import DatasetIssues
 
@@ -216,7 +216,7 @@ class RunView:
         d = cached.data
         if t is None or not len(d):
             return cached
-        from mikata.analysis.heldout import in_sample_rows
+        from mikata.runs.heldout import in_sample_rows
         from mikata.analysis.calibration import apply_temperature
 
         overview_cache.issue_ranking(cached, None, in_sample_rows(manifest, d.splits))  # sets cached.ranking
@@ -311,7 +311,7 @@ class RunView:
     def data(self) -> "RunData":
         """The selected rows (``RunData``, id order)."""
         def build() -> "RunData":
-            from mikata.analysis.audit import subset
+            from mikata.runs.data import subset
 
             whole, rows = self._whole()[0].data, self.rows()
             return whole if rows is None else subset(whole, rows)
@@ -321,7 +321,7 @@ class RunView:
         """Rows (of ``data``) of every suspected label error, most suspicious first: the whole run's
         confident-learning ranking (out-of-sample rows only) restricted to the selection."""
         def whole() -> np.ndarray:
-            from mikata.analysis.heldout import in_sample_rows
+            from mikata.runs.heldout import in_sample_rows
             from mikata.analysis.overview import label_issue_search
 
             cached, skipped, manifest = self._whole()
@@ -490,7 +490,7 @@ class RunView:
 
 
 def _grid_ids(ov: Overview, true: int, pred: int) -> np.ndarray:
-    from mikata.analysis.sections import confident_first
+    from mikata.presentation.sections import confident_first
 
     if true >= 0 and pred >= 0:
         return ov.cell(true, pred)

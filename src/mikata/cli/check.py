@@ -17,7 +17,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from mikata.analysis.integrity import check_run
+    from mikata.runs.integrity import check_run
 
     report = check_run(args.run, hashes=args.hashes)
     if args.json:

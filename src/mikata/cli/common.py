@@ -94,7 +94,7 @@ def announce_run_preprocessing(args: argparse.Namespace, run_dir: str) -> None:
     """``announce_preprocessing`` for the preprocessing a run was scanned with (its manifest), for the
     commands that redo it (maps in a report, the web app). Says nothing when the manifest cannot be
     read: the command itself then reports the run's problem."""
-    from mikata.analysis.layout import RunLayout
+    from mikata.runs.layout import RunLayout
     from mikata.data.preprocessing import Preprocessing
 
     try:  # never through a link or a FIFO named manifest.json (the command refuses it itself)

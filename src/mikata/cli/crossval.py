@@ -33,7 +33,7 @@ def register(sub) -> None:
 def run(args) -> int:
     import logging
 
-    from mikata.analysis.crossval import crossval
+    from mikata.scanning.crossval import crossval
     from mikata.data.filenames import shown
 
     from mikata.errors import interrupt_on_signals

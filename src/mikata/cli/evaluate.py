@@ -128,13 +128,13 @@ def run(args) -> int:
     from mikata.cli.explain import baseline_options
 
     options = {m: o for m, o in baseline_options(args.baseline, args.baselines, args.seed).items() if m in methods}
-    from mikata.analysis.layout import EVALUATE, PARTS, RunLayout
+    from mikata.runs.layout import EVALUATE, PARTS, RunLayout
 
     is_run = os.path.isdir(args.source) and os.path.lexists(RunLayout(args.source).database)
     if is_run:
         if args.images:
             raise MikataError("give either a run directory or a MODEL with images, not both")
-        from mikata.analysis.runstore import RunStore
+        from mikata.runs.store import RunStore
 
         with RunStore.open(args.source) as store:
             check_class_targets(store.identity.get("classes"), target)  # the run knows its model's classes
@@ -143,7 +143,7 @@ def run(args) -> int:
         handle.precision = args.precision
         if args.out:
             out = args.out
-        else:  # the run's own evaluate/ folder: refused if it is a link or not a folder (analysis.layout)
+        else:  # the run's own evaluate/ folder: refused if it is a link or not a folder (runs.layout)
             out = str(RunLayout(args.source).writable_folder(EVALUATE))
             RunLayout(args.source).writable_folder(f"{EVALUATE}/{PARTS}")
         model_name = identity["model_spec"]

@@ -27,7 +27,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from mikata.analysis.export import export_format, export_run
-    from mikata.analysis.layout import RunLayout
+    from mikata.runs.layout import RunLayout
 
     fmt = args.format or (export_format(args.out) if args.out else "parquet")
     out = args.out or str(RunLayout(args.run).export(fmt))

@@ -16,7 +16,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from mikata.analysis.merge import merge_runs
+    from mikata.runs.merge import merge_runs
 
     s = merge_runs(args.run, args.shards)
     if args.json:

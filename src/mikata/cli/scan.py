@@ -58,19 +58,19 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from mikata.analysis.scan import parse_class_map, scan
+    from mikata.scanning.scan import parse_class_map, scan
     from mikata.data.filenames import shown
 
     from mikata.cli.common import check_after_loading
     from mikata.models.precheck import check_at_least
 
-    from mikata.analysis.merge import parse_shard
+    from mikata.runs.merge import parse_shard
 
     check_at_least("batch-size", args.batch_size, 1)  # every argument before the model loads
     class_map = parse_class_map(args.class_map)
     parse_shard(args.shard)
     if args.engine == "ray":  # the extra installed and the cluster answering, before the model loads
-        from mikata.analysis.scan_ray import cluster_address, import_ray
+        from mikata.scanning.ray_scan import cluster_address, import_ray
 
         import_ray()
         cluster_address(args.address)
@@ -100,7 +100,7 @@ def run(args) -> int:
 
 
 def _committed(run: str) -> int | str:
-    from mikata.analysis.runstore import RunStore
+    from mikata.runs.store import RunStore
 
     try:
         with RunStore.open(run) as store:

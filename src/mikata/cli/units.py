@@ -38,7 +38,7 @@ def run(args) -> int:
         raise MikataError(f"--channels {args.channels!r}: {e}") from None
     options = None
     if args.size or args.steps != 48 or args.seed:
-        from mikata.analysis.runstore import RunStore
+        from mikata.runs.store import RunStore
 
         with RunStore.open(args.run) as store:
             size = args.size or max(store.manifest["identity"]["input_size"])

@@ -124,7 +124,7 @@ class Atlas:
 
 
 def current_key(run_dir: str | os.PathLike, options: dict) -> str:
-    from mikata.analysis.runstore import RunStore
+    from mikata.runs.store import RunStore
 
     with RunStore.open(run_dir) as store:
         return S.make_key(store.version(), store.manifest["identity"].get("weights_sha1"), options)

@@ -136,7 +136,7 @@ def compute_atlas(run_dir: str | os.PathLike, *, layer: str | None = None, class
     replaces it.
     Bad arguments (``per_class`` < 1, an unknown class or layer, a missing define folder) are refused
     before any image is decoded."""
-    from mikata.analysis.maps import MapService
+    from mikata.presentation.maps import MapService
     from mikata.concepts.atlas import Atlas
     from mikata.progress import Progress
 

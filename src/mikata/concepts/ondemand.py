@@ -27,7 +27,7 @@ def _atlas(run_dir) -> Atlas:
 
 
 def _service(run_dir, model, device):
-    from mikata.analysis.maps import MapService
+    from mikata.presentation.maps import MapService
 
     handle = model if model is not None and not isinstance(model, str) else None
     return MapService(run_dir, handle=handle, model=model if isinstance(model, str) else None, device=device or "cpu")

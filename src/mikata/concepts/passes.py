@@ -82,7 +82,7 @@ def subtract_hook(delta: torch.Tensor, layout):
 def decode_images(service, ids: Sequence[int], paths: dict[int, Path] | None = None):
     """The run's preprocessing of these images: ``(n, C, H, W)``, their original sizes ``(n, 2)`` and the ids
     kept (an image that cannot be decoded any more is left out with a warning)."""
-    from mikata.analysis.media import image_files
+    from mikata.presentation.media import image_files
     from mikata.data.images import load_image
 
     pre = service.preprocessing

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from mikata.analysis.runstore import CONCEPT_VERDICTS, RunStore
+from mikata.runs.store import CONCEPT_VERDICTS, RunStore
 
 __all__ = ["CONCEPT_VERDICTS", "set_concept_review", "concept_reviews"]
 

@@ -22,9 +22,9 @@ from typing import Iterator
 
 import numpy as np
 
-from mikata.analysis.layout import CONCEPTS, RunLayout, UnsafeRunFileError
+from mikata.runs.layout import CONCEPTS, RunLayout, UnsafeRunFileError
 
-CONCEPTS_DIR = CONCEPTS  # analysis.layout names every folder of a run
+CONCEPTS_DIR = CONCEPTS  # runs.layout names every folder of a run
 FORMAT = 4  # bumped whenever a stored part changes shape: older parts are then recomputed
 ARRAY_NAMES = ("ids", "W", "U", "contrib", "residual", "total", "strength", "thresholds", "labels", "preds",
                "prob", "sizes")

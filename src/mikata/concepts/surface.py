@@ -257,8 +257,8 @@ def location_image(run_dir: str | os.PathLike, concept: str, size: int = 96) -> 
 
 def original_image(run_dir: str | os.PathLike, image_id: int) -> np.ndarray:
     """The scanned image ``image_id`` as ``(H, W, 3)`` uint8, reached by its id (``media.image_file``)."""
-    from mikata.analysis.media import image_file
-    from mikata.analysis.runstore import RunStore
+    from mikata.presentation.media import image_file
+    from mikata.runs.store import RunStore
     from mikata.data.images import load_image
 
     with RunStore.open(run_dir) as store:

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mikata.analysis.layout import EVALUATE, FEATUREVIS, PARTS, RunLayout
+from mikata.runs.layout import EVALUATE, FEATUREVIS, PARTS, RunLayout
 
 log = logging.getLogger("mikata.demo")
 
@@ -44,7 +44,7 @@ def shipped_photos(folder: Path) -> dict[str, Path]:
 def run_demo(out_dir: str | Path = "mikata-demo", quick: bool = False, device: str | None = "cpu") -> DemoResult:
     """Run every step on ``device``; ``quick`` uses tiny sizes (a smoke test, not a meaningful model)."""
     from mikata.analysis.audit_summary import audit, format_audit
-    from mikata.analysis.scan import scan
+    from mikata.scanning.scan import scan
     from mikata.attribution.files import explain_files
     from mikata.demo.training import DEMO_SETTINGS, demo_paths, train_demo_model
     from mikata.featurevis import RenderOptions, visualize_channels, visualize_classes

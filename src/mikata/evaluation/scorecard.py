@@ -428,8 +428,8 @@ def make_masks(handle: ModelHandle, paths: Sequence[str], sizes: Sequence[tuple[
 
 def sample_paths(run_dir: str | os.PathLike, limit: int = 16, seed: int = 0) -> list[str]:
     """A seeded sample of ``limit`` of a run's scanned image files, in scan order."""
-    from mikata.analysis.media import image_file
-    from mikata.analysis.runstore import RunStore, RunStoreError
+    from mikata.presentation.media import image_file
+    from mikata.runs.store import RunStore, RunStoreError
 
     with RunStore.open(run_dir) as store:
         ids = store.ids(status="ok")
@@ -446,7 +446,7 @@ def sample_run(run_dir: str, limit: int = 16, seed: int = 0, model: str | None =
     ``model``: a spec the user typed, used instead of the run's recorded one (which may not name code).
     ``device``: where the model is loaded.
     """
-    from mikata.analysis.runstore import RunStore
+    from mikata.runs.store import RunStore
     from mikata.models.run_model import load_run_model
 
     paths = sample_paths(run_dir, limit, seed)
@@ -461,7 +461,7 @@ def write_scorecard(result: Evaluation, out_dir: str, figure: bool = True) -> st
 
     from mikata.evaluation.figure import draw_evaluation
 
-    from mikata.analysis.layout import SCORECARD, RunLayout
+    from mikata.runs.layout import SCORECARD, RunLayout
 
     os.makedirs(out_dir, exist_ok=True)
     folder = RunLayout(out_dir)

@@ -124,7 +124,7 @@ class Rendering:
         The PNGs carry what a gallery needs as text chunks (no extra files): ``grid.png`` has
         ``mikata-rendering`` (JSON: each image's file, its unit's label and final score, the options)
         and ``mikata-log`` (the per-iteration table); each unit's PNG has its ``mikata-label``. The web
-        app's feature-vis gallery reads them (``analysis.attachments.featurevis_gallery``).
+        app's feature-vis gallery reads them (``runs.attachments.featurevis_gallery``).
         """
         import json
         from dataclasses import asdict

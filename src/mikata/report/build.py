@@ -33,9 +33,9 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from mikata.analysis.attachments import attachment_notes, featurevis_images, read_scorecard, scorecard_figure
-from mikata.analysis.layout import RunLayout, write_output
-from mikata.analysis.sections import confusion_cells, confusion_view, scorecard_table
+from mikata.runs.attachments import attachment_notes, featurevis_images, read_scorecard, scorecard_figure
+from mikata.runs.layout import RunLayout, write_output
+from mikata.presentation.sections import confusion_cells, confusion_view, scorecard_table
 
 from mikata.errors import MikataError
 from mikata.formatting import percent
@@ -87,8 +87,8 @@ def _b64(data: bytes) -> str:
 
 def _thumbnails(run_dir: str, ids: Sequence[int], size: int, workers: int) -> tuple[dict[int, str], list[str]]:
     """id -> table entry for every image that still exists; a note for the ones that don't."""
-    from mikata.analysis.media import image_files, thumbnail
-    from mikata.analysis.runstore import RunStore
+    from mikata.presentation.media import image_files, thumbnail
+    from mikata.runs.store import RunStore
 
     with RunStore.open(run_dir) as store:
         files = image_files(store, ids)
@@ -118,7 +118,7 @@ def _thumbnails(run_dir: str, ids: Sequence[int], size: int, workers: int) -> tu
 def _png_uri(a: np.ndarray, max_side: int = 160) -> str:
     from PIL import Image
 
-    from mikata.analysis.media import data_uri, encode
+    from mikata.presentation.media import data_uri, encode
 
     img = Image.fromarray(a)
     if max(img.size) > max_side:
@@ -131,7 +131,7 @@ def _file_uri(path: Path, max_side: int = 1600) -> str:
     """A PNG file as a data URI, scaled down when it is larger than a screen needs."""
     from PIL import Image
 
-    from mikata.analysis.media import data_uri, encode
+    from mikata.presentation.media import data_uri, encode
 
     raw = path.read_bytes()
     with Image.open(path) as img:
@@ -242,7 +242,7 @@ def _predicted_class_maps(ov, d, with_maps: set[int]) -> list[tuple[int, int]]:
 
 def _maps_missing(run_dir: Path, wanted: list[tuple[int, int]], methods: Sequence[str]) -> bool:
     """Whether any (image, method, class) map of the galleries is not cached yet."""
-    from mikata.analysis.runstore import RunStore
+    from mikata.runs.store import RunStore
 
     with RunStore.open(run_dir) as store:
         return any(store.get_map(i, m, k) is None for k, i in wanted for m in methods)
@@ -407,7 +407,7 @@ class Gathered:
 def gather(run: "str | os.PathLike | RunView", layout: RunLayout, opts: ReportOptions, clock: _Clock) -> Gathered:
     """The view of the report's rows, its overview, the binary curves and the manifest."""
     from mikata.analysis.binary import binary_curves
-    from mikata.analysis.runstore import RunStore
+    from mikata.runs.store import RunStore
     from mikata.analysis.view import RunView, as_view
 
     view = as_view(run if isinstance(run, RunView) else layout.dir, opts.split)
@@ -442,7 +442,7 @@ def report_maps(g: Gathered, opts: ReportOptions, source: "ModelSource", clock: 
     service = None
     if wanted and source.handle is None and _maps_missing(run_dir, wanted, methods):
         # load the model while the thumbnails are made (the handle property waits for it)
-        from mikata.analysis.maps import MapService
+        from mikata.presentation.maps import MapService
 
         try:
             service = MapService(run_dir, source=source)
@@ -452,7 +452,7 @@ def report_maps(g: Gathered, opts: ReportOptions, source: "ModelSource", clock: 
 
     log.info("report of %s: %d images, %d classes; thumbnails...", run_dir, len(g.d), len(ov.present))
     if out.with_maps:
-        from mikata.analysis.maps import MapService, map_scale_of
+        from mikata.presentation.maps import MapService, map_scale_of
         from mikata.display import overlay_scaled
         from mikata.progress import progress as progress_bar
 
@@ -632,7 +632,7 @@ def _confusion_section(g: Gathered, opts: ReportOptions, capped: bool) -> dict[s
 
 def _embedding_section(g: Gathered, opts: ReportOptions) -> dict | None:
     """The 2-D PCA of the embeddings, scaled to the unit square, or None (and a note) without them."""
-    from mikata.analysis.runstore import RunStoreError
+    from mikata.runs.store import RunStoreError
 
     try:
         eids, xy = g.ov.embedding_2d("pca", max_points=opts.max_points)
@@ -754,7 +754,7 @@ def _write(out_path: Path, html: str) -> None:
 
 def _map_legends(methods: Sequence[str], method_titles: dict[str, str]) -> list[dict]:
     """One legend per method of the galleries (``display.legend_of_kind``: each map scaled to itself)."""
-    from mikata.analysis.maps import LAYER_MAP_METHODS
+    from mikata.presentation.maps import LAYER_MAP_METHODS
     from mikata.attribution.registry import signed_map
     from mikata.display import legend_of_kind
 
@@ -765,7 +765,7 @@ def _map_legends(methods: Sequence[str], method_titles: dict[str, str]) -> list[
 
 def _cam_layer(handle, methods: Sequence[str]) -> tuple[str | None, tuple[int, int] | None]:
     """The layer the report's CAM maps come from and its map size, if any method is a layer method."""
-    from mikata.analysis.maps import LAYER_MAP_METHODS
+    from mikata.presentation.maps import LAYER_MAP_METHODS
     from mikata.models.layers import cam_layer_size
 
     if not any(m in LAYER_MAP_METHODS for m in methods) or handle.default_layer is None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mikata.analysis.compare import Comparison, interval_text, p_text, signed_pct
-from mikata.analysis.layout import RunLayout, write_output
+from mikata.runs.layout import RunLayout, write_output
 from mikata.errors import MikataError
 from mikata.formatting import percent
 from mikata.report.build import TEMPLATES, ReportError
@@ -51,8 +51,8 @@ class ComparisonReport:
 
 def _thumbs(run_dir: Path, ids: list[int], size: int) -> dict[int, str]:
     """id -> data URI of the image's thumbnail (images that cannot be read any more are left out)."""
-    from mikata.analysis.media import data_uri, image_files, thumbnail
-    from mikata.analysis.runstore import RunStore
+    from mikata.presentation.media import data_uri, image_files, thumbnail
+    from mikata.runs.store import RunStore
 
     with RunStore.open(run_dir) as store:
         files = image_files(store, ids)
@@ -67,8 +67,8 @@ def _thumbs(run_dir: Path, ids: list[int], size: int) -> dict[int, str]:
 
 def _maps(run_dir: Path, ids: list[int], source) -> dict[int, str]:
     """id -> data URI of the run's model's Grad-CAM of its predicted class over the model's view."""
-    from mikata.analysis.maps import MapService, map_scale_of
-    from mikata.analysis.media import data_uri, encode
+    from mikata.presentation.maps import MapService, map_scale_of
+    from mikata.presentation.media import data_uri, encode
     from mikata.display import overlay_scaled
 
     if not ids:

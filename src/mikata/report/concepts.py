@@ -25,7 +25,7 @@ SHORTCUT_COLOR, CONCEPT_COLOR = "#d62728", "#4c78a8"
 def _uri(a, max_side: int = 128) -> str:
     from PIL import Image
 
-    from mikata.analysis.media import data_uri, encode
+    from mikata.presentation.media import data_uri, encode
 
     img = Image.fromarray(a)
     if max(img.size) > max_side:
@@ -56,7 +56,7 @@ def concepts_section(run_dir: str | os.PathLike, class_names: Sequence[str], *, 
     from mikata.models.source import ModelSource
 
     source = source or ModelSource(handle=handle, spec=model, device=device)
-    from mikata.analysis.media import UnknownImageError
+    from mikata.presentation.media import UnknownImageError
     from mikata.concepts.surface import (
         atlas_view,
         crop_box,
@@ -76,7 +76,7 @@ def concepts_section(run_dir: str | os.PathLike, class_names: Sequence[str], *, 
         notes.append(view["scope"])
     net, heat_error = source.handle, None
     if net is None:
-        from mikata.analysis.maps import MapService
+        from mikata.presentation.maps import MapService
 
         try:
             with MapService(run_dir, source=source) as service:

@@ -10,7 +10,7 @@ are thin functions in ``routes/pages.py``, ``routes/images.py``, ``routes/data.p
 ``routes/units.py`` (``/units``: units beside their dataset examples) and ``routes/concepts.py``
 (``/concepts`` → class → concept, and the image page's concept decomposition); what they
 share with the HTML report (confusion trimming, cell order, the scorecard table, thumbnails)
-comes from ``mikata.analysis.sections`` and ``mikata.analysis.media``.
+comes from ``mikata.presentation.sections`` and ``mikata.presentation.media``.
 
 Example:
     >>> app = create_app("runs/fashion", token="secret", port=8765)        # doctest: +SKIP
@@ -30,8 +30,8 @@ from fastapi.responses import PlainTextResponse
 from fastapi.templating import Jinja2Templates
 
 from mikata import __version__
-from mikata.analysis.media import UnknownImageError
-from mikata.analysis.runstore import ReadOnlyRunError, RunStoreError
+from mikata.presentation.media import UnknownImageError
+from mikata.runs.store import ReadOnlyRunError, RunStoreError
 from mikata.attribution.engine import NotSpatialError
 from mikata.data.filenames import shown_in_template
 from mikata.formatting import percent

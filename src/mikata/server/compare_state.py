@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from mikata.analysis.compare import Comparison, class_order, compare
-from mikata.analysis.maps import MapService
-from mikata.analysis.runstore import RunStore
+from mikata.presentation.maps import MapService
+from mikata.runs.store import RunStore
 from mikata.analysis.view import RunView
 from mikata.models.source import ModelSource
 
@@ -72,7 +72,7 @@ class CompareState:
 
     def overlay(self, id_a: int, method: str, cls: int | None) -> tuple[bytes, dict]:
         """B's map of A's image ``id_a`` for ``cls`` (an A class id; None: B's prediction), with its legend."""
-        from mikata.analysis.media import UnknownImageError
+        from mikata.presentation.media import UnknownImageError
 
         id_b = self.partner(id_a)
         if id_b is None:

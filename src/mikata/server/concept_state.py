@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mikata.analysis.media import UnknownImageError, encode
+from mikata.presentation.media import UnknownImageError, encode
 from mikata.errors import ModelLoadError
 
 if TYPE_CHECKING:

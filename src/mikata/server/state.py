@@ -27,12 +27,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mikata.analysis.attachments import attachment_notes, featurevis_gallery, featurevis_images, featurevis_pngs, read_scorecard
-from mikata.analysis.maps import MapService
-from mikata.analysis.media import UnknownImageError, encode, image_file, thumbnail
+from mikata.runs.attachments import (
+    attachment_notes, featurevis_gallery, featurevis_images, featurevis_pngs, read_scorecard)
+from mikata.presentation.maps import MapService
+from mikata.presentation.media import UnknownImageError, encode, image_file, thumbnail
 from mikata.analysis.overview import Overview
-from mikata.analysis.runstore import RunStore
-from mikata.analysis.sections import scorecard_table
+from mikata.runs.store import RunStore
+from mikata.presentation.sections import scorecard_table
 from mikata.analysis.view import RunView
 from mikata.data.filenames import shown
 from mikata.errors import ModelLoadError

@@ -60,7 +60,7 @@ def _real(path: str | os.PathLike) -> str:
 def from_reviews(run_dir: str | os.PathLike) -> Corrections:
     """The label review stored in a run (``mikata serve RUN``'s Label review, or ``POST /api/review``)."""
     from mikata.analysis.audit import reviewed_label
-    from mikata.analysis.runstore import RunStore
+    from mikata.runs.store import RunStore
 
     with RunStore.open(run_dir) as store:
         names = store.classes

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
 
-from mikata.analysis.layout import CONCEPT_ATLAS, CONCEPTS, UNITS, UNITS_CARD, RunLayout
-from mikata.analysis.media import UnknownImageError, mime_type
+from mikata.runs.layout import CONCEPT_ATLAS, CONCEPTS, UNITS, UNITS_CARD, RunLayout
+from mikata.presentation.media import UnknownImageError, mime_type
 from mikata.server.state import RunState
 
 PAGE = 120  # thumbnails per grid page

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from mikata.analysis.compare import interval_text, p_text, signed_pct
-from mikata.analysis.media import UnknownImageError
+from mikata.presentation.media import UnknownImageError
 from mikata.server.compare_state import CompareState
 from mikata.server.routes.common import PAGE, check_id, image_response, page, run_state
 

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, StrictStr, ValidationError
 
-from mikata.analysis.media import UnknownImageError
+from mikata.presentation.media import UnknownImageError
 from mikata.server.concept_state import concept_pages
 from mikata.server.routes.common import (
     PAGE,

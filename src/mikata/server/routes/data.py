@@ -8,8 +8,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, ValidationError
 
-from mikata.analysis.media import UnknownImageError
-from mikata.analysis.runstore import REVIEW_VERDICTS
+from mikata.presentation.media import UnknownImageError
+from mikata.runs.store import REVIEW_VERDICTS
 from mikata.server.routes.common import check_id, run_state
 
 router = APIRouter()

@@ -9,8 +9,8 @@ import json
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from mikata.analysis.attachments import scorecard_figure
-from mikata.analysis.media import UnknownImageError
+from mikata.runs.attachments import scorecard_figure
+from mikata.presentation.media import UnknownImageError
 from mikata.server.routes.common import check_id, image_response, run_state
 
 router = APIRouter()

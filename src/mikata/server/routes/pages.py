@@ -11,8 +11,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
 from mikata.analysis.audit import describe_label_issue, label_issue_evidence
-from mikata.analysis.media import UnknownImageError
-from mikata.analysis.sections import confusion_view
+from mikata.presentation.media import UnknownImageError
+from mikata.presentation.sections import confusion_view
 from mikata.attribution import registry
 from mikata.server.routes.common import MAX_CONFUSION, PAGE, check_class, check_id, page, run_state
 
@@ -25,7 +25,7 @@ def tiles_legend(method: str) -> dict | None:
     """The legend of a page of map tiles of ``method`` (each tile scaled to its own map), or None."""
     if not method:
         return None
-    from mikata.analysis.maps import LAYER_MAP_METHODS
+    from mikata.presentation.maps import LAYER_MAP_METHODS
     from mikata.display import legend_of_kind
 
     return legend_of_kind(registry.signed_map(method), saturate=method not in LAYER_MAP_METHODS,
@@ -101,7 +101,7 @@ def class_page(request: Request, c: int):
 
 @router.get("/image/{image_id:int}", response_class=HTMLResponse)
 def image_page(request: Request, image_id: int, method: str = "gradcam", cls: str = ""):
-    from mikata.analysis.maps import LAYER_MAP_METHODS
+    from mikata.presentation.maps import LAYER_MAP_METHODS
 
     state = run_state(request)
     methods = registry.names()  # every registered method, plug-ins included

@@ -12,7 +12,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from mikata.analysis.media import UnknownImageError
+from mikata.presentation.media import UnknownImageError
 from mikata.analysis.units import read_units
 from mikata.server.routes.common import image_response, page, run_state
 

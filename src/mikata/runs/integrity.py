@@ -22,10 +22,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mikata.analysis.layout import RunLayout, UnsafeRunFileError
-from mikata.analysis.run_format import RunFormatError, migrate_manifest
-from mikata.analysis.runstore import (DamagedRunError, RunStore, RunStoreError, decode_map, parse_topk,
-                                      vector_file_size)
+from mikata.runs.layout import RunLayout, UnsafeRunFileError
+from mikata.runs.format import RunFormatError, migrate_manifest
+from mikata.runs.store import DamagedRunError, RunStore, RunStoreError, decode_map, parse_topk, vector_file_size
 from mikata.data.filenames import from_db, shown
 from mikata.data.files import UnreadableFileError, file_digest
 from mikata.data.paths import servable_root
@@ -124,7 +123,7 @@ def _check_manifest(layout: RunLayout, report: CheckReport) -> list[str] | None:
     if not isinstance(ident, dict):
         report.problems.append(Problem(f"{path} has no 'identity' object", RESCAN))
         return None
-    try:  # an older run is checked as the current format it migrates to (analysis.run_format)
+    try:  # an older run is checked as the current format it migrates to (runs.format)
         migrated = migrate_manifest(m, path)
     except RunFormatError as e:
         report.problems.append(Problem(str(e).split(";")[0], str(e).split("; ", 1)[-1]))

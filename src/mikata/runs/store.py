@@ -34,8 +34,8 @@ from urllib.parse import quote
 
 import numpy as np
 
-from mikata.analysis.layout import LOCK, RunLayout, refuse
-from mikata.analysis.runlock import RunLock
+from mikata.runs.layout import LOCK, RunLayout, refuse
+from mikata.runs.lock import RunLock
 from mikata.data.filenames import from_db, to_db
 from mikata.errors import MikataError
 
@@ -228,7 +228,7 @@ class RunStore:
         lock = RunLock.acquire(run_dir)  # one writer per run: a second scan is refused, naming the first's PID
         try:
             if layout.check_file(mpath):
-                from mikata.analysis.run_format import migrate_manifest
+                from mikata.runs.format import migrate_manifest
 
                 raw = _parse_manifest(layout)
                 old = migrate_manifest(raw, mpath, run_dir)
@@ -281,7 +281,7 @@ class RunStore:
         return self._manifest
 
     def _read_manifest(self) -> dict:
-        from mikata.analysis.run_format import migrate_manifest
+        from mikata.runs.format import migrate_manifest
 
         path = self.layout.manifest
         m = migrate_manifest(_parse_manifest(self.layout), path, self.dir)
@@ -335,7 +335,7 @@ class RunStore:
 
     def has_vectors(self, kind: str) -> bool:
         """Whether the run stores ``kind`` vectors. Runs scanned before a kind existed lack it (``stats``,
-        ``thumbs``: see ``analysis.run_format``); readers then leave that analysis out with a note."""
+        ``thumbs``: see ``runs.format``); readers then leave that analysis out with a note."""
         return kind in self.dims()
 
     def cam_shape(self) -> tuple[int, int] | None:
@@ -820,7 +820,7 @@ class RunStore:
 def _refuse_newer_format(layout: RunLayout) -> None:
     """``RunFormatError`` if the manifest names a format this mikata does not read (a damaged manifest is
     left to ``validate``, which says so in its own words)."""
-    from mikata.analysis.run_format import format_version
+    from mikata.runs.format import format_version
 
     try:
         raw = _parse_manifest(layout)

@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from mikata.analysis.audit import RunData
+from mikata.runs.data import RunData
 
 
 def confusion_view(cm: np.ndarray, present: Sequence[int], limit: int = 40) -> tuple[list[int], list[int]]:

@@ -23,7 +23,7 @@ Example:
     >>> check_value({"a": ["1"]}, {"a": ["number"]}, "x.json")
     Traceback (most recent call last):
     ...
-    mikata.analysis.schema.SchemaError: x.json: a[0]: expected a number, found a string
+    mikata.runs.schema.SchemaError: x.json: a[0]: expected a number, found a string
 """
 
 from __future__ import annotations

@@ -24,10 +24,10 @@ import fcntl
 import os
 from pathlib import Path
 
-from mikata.analysis.layout import LOCK, RunLayout, UnsafeRunFileError
+from mikata.runs.layout import LOCK, RunLayout, UnsafeRunFileError
 from mikata.errors import MikataError
 
-LOCK_NAME = LOCK  # the lock file's name inside a run (named with the run's other files in analysis.layout)
+LOCK_NAME = LOCK  # the lock file's name inside a run (named with the run's other files in runs.layout)
 _HELD: set[int] = set()  # lock fds of this process, closed in every forked child
 
 

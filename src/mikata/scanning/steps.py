@@ -4,7 +4,7 @@
 exception); ``compute_columns`` runs one batch through the model (probabilities, embeddings,
 channel means, the pixel statistics of dataset issues, optionally Grad-CAM) into fixed-width
 columns; ``commit`` turns the columns into stored rows and vectors with the RunStore's commit
-protocol. ``analysis.scan`` drives them with a DataLoader, ``analysis.scan_ray`` with Ray Data, so
+protocol. ``scanning.scan`` drives them with a DataLoader, ``scanning.ray_scan`` with Ray Data, so
 both produce the same rows.
 """
 
@@ -15,7 +15,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from mikata.analysis.runstore import RunStore, Row
+from mikata.runs.store import RunStore, Row
 from mikata.data.datasets import Sample
 from mikata.data.files import UnreadableFileError, file_digest
 from mikata.data.image_stats import image_stats, thumbnails

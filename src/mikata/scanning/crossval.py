@@ -35,12 +35,13 @@ from pathlib import Path
 
 import torch
 
-from mikata.analysis.audit import accuracy, load_run
-from mikata.analysis.layout import CROSSVAL, RunLayout
-from mikata.analysis.merge import copy_rows
-from mikata.analysis.runlock import RunLock
-from mikata.analysis.runstore import RunStore
-from mikata.analysis.scan import scan
+from mikata.analysis.audit import accuracy
+from mikata.runs.data import load_run
+from mikata.runs.layout import CROSSVAL, RunLayout
+from mikata.runs.merge import copy_rows
+from mikata.runs.lock import RunLock
+from mikata.runs.store import RunStore
+from mikata.scanning.scan import scan
 from mikata.data.datasets import DatasetError, ImageDataset, load_dataset, split_dataset
 from mikata.data.splits import files_sha1, source_identity
 from mikata.errors import Interrupted, MikataError

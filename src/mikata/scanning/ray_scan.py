@@ -31,8 +31,8 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from mikata.analysis.runstore import RunStore
-from mikata.analysis.scan_steps import VECTOR_COLUMNS
+from mikata.runs.store import RunStore
+from mikata.scanning.steps import VECTOR_COLUMNS
 from mikata.data.datasets import Sample
 from mikata.errors import MikataError
 from mikata.models.handle import ModelHandle
@@ -175,7 +175,7 @@ def quiet_ray_logs() -> Callable[[], None]:
 
 def _decode(row: dict[str, np.ndarray], preprocessing) -> dict[str, np.ndarray]:
     """Ray CPU task: read, hash and preprocess one batch of files (one dataset row) with mikata's decoder."""
-    from mikata.analysis.scan_steps import decode_file
+    from mikata.scanning.steps import decode_file
 
     shape = (preprocessing.in_channels, *preprocessing.input_size)
     start, paths = int(row["start"][0]), list(row["paths"][0])
@@ -214,7 +214,7 @@ class _Infer:
         self._empty: dict[str, np.ndarray] | None = None
 
     def _columns(self, x: torch.Tensor | None, items: list[tuple]) -> dict[str, np.ndarray]:
-        from mikata.analysis.scan_steps import compute_columns
+        from mikata.scanning.steps import compute_columns
 
         return compute_columns(self.handle, x, items, self.layer, self.embed_layer, self.gradcam, self.with_stats)
 
@@ -246,7 +246,7 @@ def scan_on_ray(store: RunStore, handle: ModelHandle, todo: Sequence[tuple[Sampl
     """Scan ``todo`` into ``store`` on Ray Data; returns (images stored ok, skipped (path, reason))."""
     from mikata.progress import Progress
 
-    from mikata.analysis.scan_steps import commit
+    from mikata.scanning.steps import commit
 
     ray = import_ray()
     if not todo:

@@ -24,7 +24,7 @@ from typing import Iterable
 import numpy as np
 from PIL import Image
 
-from mikata.analysis.runstore import RunStore
+from mikata.runs.store import RunStore
 from mikata.data.paths import UnservableFileError, file_inside, files_inside
 
 

@@ -23,8 +23,8 @@ import logging
 import os
 from pathlib import Path
 
-from mikata.analysis.layout import EVALUATE, FEATUREVIS, SCORECARD, UNITS, UNITS_CARD, RunLayout
-from mikata.analysis.schema import MapOf, Opt, Req, SchemaError, check_value, parse_json, read_json
+from mikata.runs.layout import EVALUATE, FEATUREVIS, SCORECARD, UNITS, UNITS_CARD, RunLayout
+from mikata.runs.schema import MapOf, Opt, Req, SchemaError, check_value, parse_json, read_json
 
 log = logging.getLogger(__name__)
 

@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mikata.analysis.media import UnknownImageError, encode, image_file
-from mikata.analysis.runstore import RunStore, as_cached_map
+from mikata.presentation.media import UnknownImageError, encode, image_file
+from mikata.runs.store import RunStore, as_cached_map
 from mikata.attribution import registry
 from mikata.data.preprocessing import Preprocessing
 from mikata.display import MapScale, overlay_scaled
@@ -280,7 +280,7 @@ class MapService:
         """Store computed maps; on a read-only or full disk the maps are still returned, just not cached."""
         import sqlite3
 
-        from mikata.analysis.runstore import ReadOnlyRunError
+        from mikata.runs.store import ReadOnlyRunError
 
         try:
             with self._db_lock:

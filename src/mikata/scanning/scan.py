@@ -29,11 +29,11 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from mikata.analysis.heldout import plan_scan, select_samples  # noqa: F401 - select_samples re-exported
-from mikata.analysis.merge import parse_shard, shard_of
-from mikata.analysis.run_format import FORMAT as RUN_FORMAT
-from mikata.analysis.runstore import RunStore
-from mikata.analysis.scan_steps import (  # noqa: F401 - the per-batch steps, re-exported under their old home
+from mikata.runs.heldout import plan_scan, select_samples  # noqa: F401 - select_samples re-exported
+from mikata.runs.merge import parse_shard, shard_of
+from mikata.runs.format import FORMAT as RUN_FORMAT
+from mikata.runs.store import RunStore
+from mikata.scanning.steps import (  # noqa: F401 - the per-batch steps, re-exported under their old home
     TOP_K, VECTOR_COLUMNS, _collate, _Files, _Outputs, commit, compute_columns, decode_file, run_batch)
 from mikata.data.datasets import ImageDataset, Sample, load_dataset, parse_fractions
 from mikata.data.paths import data_roots
@@ -42,7 +42,7 @@ from mikata.errors import ChoiceError, MikataError
 from mikata.hooks import get_layer
 from mikata.models.handle import ModelHandle
 from mikata.progress import notice, one_line
-from mikata.models.run_model import weights_hash  # noqa: F401 - re-exported: mikata.analysis.scan.weights_hash
+from mikata.models.run_model import weights_hash  # noqa: F401 - re-exported: mikata.scanning.scan.weights_hash
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def make_manifest(handle: ModelHandle, dataset: ImageDataset, layer: str, embed_
     }
     # default_layer: what the model's default layer was, so a viewer can tell without loading the model
     # whether a map asked for at "the default layer" is the scan's (kept out of identity: old runs lack it)
-    # trained_on: the model was trained on this data; its rows of split "train" are in-sample (analysis.heldout)
+    # trained_on: the model was trained on this data; its rows of split "train" are in-sample (runs.heldout)
     extra = {"trained_on": trained_on} if trained_on else {}
     # data_roots: the folders the app and report may serve this run's images from (data.paths)
     roots = data_roots(dataset.root, (s.path for s in dataset.samples))
@@ -131,10 +131,10 @@ def scan(
     ``shard=(i, n)`` (or ``"i/n"``) scans only the ``i``-th of ``n`` contiguous slices of the file
     list, into its own run; ``mikata merge`` combines the shard runs into the store one scan writes.
     ``split``/``fractions``/``seed``: a checkpoint trained on this very data brings its own split and
-    ``split=None`` then scans only its held-out images (``analysis.heldout``; ``"all"`` scans every
+    ``split=None`` then scans only its held-out images (``runs.heldout``; ``"all"`` scans every
     image, marking the training rows); for other data, ``seed`` defaults to 0. ``split_label`` names the
     split of every row of data that is not split (e.g. a cross-validation fold).
-    ``engine="ray"`` runs the same steps on Ray Data (``analysis.scan_ray``: ``address``, ``actors``,
+    ``engine="ray"`` runs the same steps on Ray Data (``scanning.ray_scan``: ``address``, ``actors``,
     ``gpus_per_actor``); the run it writes is the one the local scan writes.
 
     Example:
@@ -147,7 +147,7 @@ def scan(
     if engine not in ("local", "ray"):
         raise ChoiceError("engine", engine, ["local", "ray"])
     if engine == "ray":
-        from mikata.analysis.scan_ray import cluster_address, import_ray
+        from mikata.scanning.ray_scan import cluster_address, import_ray
 
         import_ray()  # the missing extra is said before any work,
         cluster_address(address)  # and a cluster that does not answer, before any run directory is created
@@ -210,7 +210,7 @@ def _pending(store: RunStore, chosen: list[tuple[Sample, str]]) -> tuple[list[tu
 def _scan_on_ray(store: RunStore, handle: ModelHandle, chosen: list[tuple[Sample, str]], batch_size: int,
                  layer: str, embed_layer: str | None, gradcam: bool, progress: bool, t0: float,
                  address: str | None, actors: int | None, gpus_per_actor: float) -> ScanSummary:
-    from mikata.analysis.scan_ray import scan_on_ray
+    from mikata.scanning.ray_scan import scan_on_ray
 
     todo, replace = _pending(store, chosen)
     with_stats = store.has_vectors("stats") or not store.committed_vectors()

@@ -27,8 +27,8 @@ from typing import Sequence
 
 import numpy as np
 
-from mikata.analysis.layout import RunLayout
-from mikata.analysis.runstore import ROW_COLUMNS, Row, RunStore, RunStoreError
+from mikata.runs.layout import RunLayout
+from mikata.runs.store import ROW_COLUMNS, Row, RunStore, RunStoreError
 
 log = logging.getLogger(__name__)
 CHUNK = 20000  # rows copied per transaction
@@ -63,7 +63,7 @@ def merge_runs(target: str | os.PathLike, shards: Sequence[str | os.PathLike], p
             manifests.append(store.manifest)
             kinds.append(sorted(store.dims()) if store.count("ok") else None)
     _check_vector_kinds(shards, kinds, target)
-    first = manifests[0]  # each already migrated to the current run format (analysis.run_format)
+    first = manifests[0]  # each already migrated to the current run format (runs.format)
     from mikata.data.paths import minimal_roots
 
     first_id = first["identity"]
@@ -98,7 +98,7 @@ def merge_runs(target: str | os.PathLike, shards: Sequence[str | os.PathLike], p
 def check_shard(shard: str | os.PathLike, target: Path) -> None:
     """Refuse a shard that ``mikata check`` finds damaged (vectors missing, rows pointing past their vectors or
     sharing one, garbage values), naming its first problem; image files are not its concern here."""
-    from mikata.analysis.integrity import check_run
+    from mikata.runs.integrity import check_run
 
     damage = [p for p in check_run(shard, files=False).problems if p.severity == "damaged"]
     if damage:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-from mikata.analysis.audit import RunData
+from mikata.runs.data import RunData
 
 
 def plot_images(d: RunData, rows: Sequence[int], cols: int | None = None, size: float = 1.8):
