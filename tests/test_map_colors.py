@@ -184,6 +184,7 @@ def test_map_png_of_a_signed_method_is_neutral_where_the_map_is_zero(app_run):
     legend = json.loads(r.headers["x-map-legend"])
     assert legend["signed"] and legend["cmap"] == DIVERGING and legend["high"] > 0 and legend["low"] == -legend["high"]
     assert [t for _, t in legend["ticks"]][1] == "0" and legend["note"] is None
+    assert legend["baseline"] == "black" and legend["text"].endswith("(baseline: black)")
     m = maps.map(i, "integrated-gradients")
     png = np.asarray(Image.open(io.BytesIO(r.content)).convert("RGB")).astype(int)
     view = maps.model_view(i).astype(int)

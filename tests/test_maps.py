@@ -56,6 +56,27 @@ def test_map_equals_explain_and_is_cached(small_run, monkeypatch):
     assert png[:4] == b"\x89PNG" and data_uri(png).startswith("data:image/png;base64,")
 
 
+def test_a_map_cached_with_one_baseline_is_never_served_for_another(small_run):
+    """IG's map depends on its baseline: each baseline is cached under its own key, and each equals
+    explain with that baseline (an older run's black-baseline map is not the default mean one)."""
+    ids = _ids(small_run["run"])
+    image_id = ids["00003.png"]
+    h = small_run["handle"]
+    x = h.preprocess([load_image(small_run["base"] / "digits" / "3" / "00003.png", "L")])
+    got = {}
+    for baseline in ("black", "white", None):
+        options = {"integrated-gradients": {"baseline": baseline, "steps": 16}} if baseline else \
+            {"integrated-gradients": {"steps": 16}}
+        service = MapService(small_run["run"], handle=h, options=options)
+        got[baseline] = service.map(image_id, "integrated-gradients", cls=3)
+        ref = explain(h, x, ["integrated-gradients"], targets=[3], options=options)[0].maps[0].numpy()
+        assert np.allclose(got[baseline], ref, rtol=1e-2, atol=1e-3 * float(np.abs(ref).max())), baseline
+    assert not np.allclose(got["black"], got["white"]) and not np.allclose(got["black"], got[None])
+    with RunStore.open(small_run["run"]) as store:
+        keys = {m for m, c, _ in store.map_keys(image_id) if m.startswith("integrated-gradients") and c == 3}
+    assert len(keys) == 3 and all('"baseline": ' in k for k in keys)
+
+
 def test_concurrent_requests_compute_a_map_once(small_run):
     service = MapService(small_run["run"], handle=small_run["handle"])
     calls = []

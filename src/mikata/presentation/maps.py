@@ -43,6 +43,22 @@ log = logging.getLogger(__name__)
 
 # methods whose maps live at a layer's resolution; every other method gives a pixel-level map
 LAYER_MAP_METHODS = registry.names(layer_resolution=True)
+# methods whose map depends on a baseline (the reference input: IG, DeepLIFT; occlusion's window fill)
+BASELINE_METHODS = ("integrated-gradients", "deeplift", "occlusion")
+
+
+def cache_method(method: str, options: dict | None = None) -> str:
+    """The name a map of ``method`` is cached under in the run: the method itself, or, when its map
+    depends on settings (a baseline, or any option given), the method with those settings, so a map
+    made with other settings (an older run's black-baseline IG, say) is never served as this one."""
+    import json
+
+    from mikata.attribution.baselines import DEFAULT, baseline_label
+
+    settings = dict(options or {})
+    if method in BASELINE_METHODS:
+        settings["baseline"] = baseline_label(settings.get("baseline", DEFAULT))
+    return f"{method} {json.dumps(settings, sort_keys=True, default=str)}" if settings else method
 
 
 class MapService:
@@ -193,7 +209,7 @@ class MapService:
     def _map(self, row: dict, method: str, k: int, layer: str | None,
              x: torch.Tensor | None = None) -> tuple[np.ndarray, torch.Tensor | None]:
         """The map and the decoded input when it had to be decoded (``x`` ``(1, C, H, W)``, else None)."""
-        key = (int(row["id"]), method, k, layer or "")
+        key = (int(row["id"]), cache_method(method, self.options.get(method)), k, layer or "")
         with self._db_lock:
             cached = self.store.get_map(*key)
         if cached is None:
@@ -248,7 +264,7 @@ class MapService:
             k = self.class_index(cls, image_id, row)
             for method in methods:
                 with self._db_lock:
-                    cached = self.store.get_map(image_id, method, k, layer_key)
+                    cached = self.store.get_map(image_id, cache_method(method, self.options.get(method)), k, layer_key)
                 if cached is None:
                     cached = self._scan_cam(row, method, k, layer)
                 if cached is not None:
@@ -270,7 +286,8 @@ class MapService:
                 seconds = (time.perf_counter() - tic) / max(1, len(chunk) * len(need))
                 new = [(image_id, method, k, layer_key, got[method][j], seconds)
                        for j, image_id in enumerate(chunk) for method in todo[image_id]]
-                self._cache(self.store.put_maps, new)
+                self._cache(self.store.put_maps, [(i, cache_method(m, self.options.get(m)), *rest)
+                                                  for i, m, *rest in new])
                 for image_id, method, _, _, m, _ in new:
                     out[(image_id, method, k)] = as_cached_map(m).astype(np.float32)
                 log.debug("computed %s for %d images of class %s", need, len(chunk), k)
@@ -341,8 +358,9 @@ class MapService:
         row = self._row(image_id)
         k = self.class_index(cls, image_id, row)
         with self._db_lock:
-            cached = self.store.get_map(int(row["id"]), method, k, layer or "") is not None
-            past = self.store.map_seconds(method)
+            key = cache_method(method, self.options.get(method))
+            cached = self.store.get_map(int(row["id"]), key, k, layer or "") is not None
+            past = self.store.map_seconds(key)
         cached = cached or self._scan_cam(row, method, k, layer) is not None
         return {"method": method, "class": k, "cached": cached,
                 "seconds": float(np.median(past)) if past else None, "measured": len(past),
@@ -370,6 +388,11 @@ class MapService:
         scale = self.scale(m, method)
         legend = {"method": method, "class": self.identity["classes"][k], "class_id": k,
                   **scale.legend(self.identity["classes"][k])}
+        if method in BASELINE_METHODS:  # the map is relative to a baseline: the legend names it
+            from mikata.attribution.baselines import DEFAULT, baseline_label
+
+            legend["baseline"] = baseline_label((self.options.get(method) or {}).get("baseline", DEFAULT))
+            legend["text"] += f" (baseline: {legend['baseline']})"
         return encode(overlay_scaled(view, m, scale, alpha)), legend
 
     def scale(self, m: np.ndarray, method: str) -> MapScale:

@@ -242,10 +242,11 @@ def _predicted_class_maps(ov, d, with_maps: set[int]) -> list[tuple[int, int]]:
 
 def _maps_missing(run_dir: Path, wanted: list[tuple[int, int]], methods: Sequence[str]) -> bool:
     """Whether any (image, method, class) map of the galleries is not cached yet."""
+    from mikata.presentation.maps import cache_method
     from mikata.runs.store import RunStore
 
     with RunStore.open(run_dir) as store:
-        return any(store.get_map(i, m, k) is None for k, i in wanted for m in methods)
+        return any(store.get_map(i, cache_method(m), k) is None for k, i in wanted for m in methods)
 
 
 def _load_quietly(service) -> None:
