@@ -165,3 +165,14 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 def command_parser(sub, name: str, help: str, example: str) -> argparse.ArgumentParser:
     return sub.add_parser(name, help=help, description=help, epilog=f"example:\n  {example}\n\n{EXIT_CODES}",
                           formatter_class=HelpFormatter)
+
+
+def add_baseline_arguments(p, extra: str = "") -> None:
+    """``--baseline`` and ``--baselines``: what IG and DeepLIFT start from and occlusion fills with."""
+    p.add_argument("--baseline", default=None, metavar="NAME|FILE",
+                   help="what integrated-gradients and deeplift start from and occlusion fills with: auto (default: "
+                        "each image's mean colour, so dark and bright regions both show), black, white, mean, zero "
+                        "(the normalization's mean colour), blur, uniform-noise, an image or .npy file (pixels in "
+                        "[0, 1]), several with commas, or expected (all five named ones, averaged)" + extra)
+    p.add_argument("--baselines", type=int, default=1, metavar="N",
+                   help="draws of each random baseline (uniform-noise, expected) to average over (default 1)")

@@ -16,7 +16,7 @@ import logging
 import os
 import sys
 
-from mikata.cli.common import (LazyHelp, add_device_arguments, announce_preprocessing, command_parser, device_from_args,
+from mikata.cli.common import (LazyHelp, add_baseline_arguments, add_device_arguments, announce_preprocessing, command_parser, device_from_args,
                                print_json)
 
 log = logging.getLogger(__name__)
@@ -70,13 +70,7 @@ def register(sub) -> None:
     p.add_argument("--stages", type=int, default=8, help="randomization cascade stages (default 8)")
     p.add_argument("--samples", type=int, default=8, help="noisy copies for max-sensitivity (default 8)")
     p.add_argument("--radius", type=float, default=0.02, help="max-sensitivity noise radius in [0,1] pixels (default 0.02)")
-    p.add_argument("--baseline", default=None, metavar="NAME|FILE",
-                   help="what integrated-gradients and deeplift start from and occlusion fills with: auto (default: "
-                        "each image's mean colour), black, white, mean, zero, blur, uniform-noise, an image or .npy "
-                        "file, several with commas, or expected (all five averaged); named in every scorecard row. "
-                        "The curves' own fill is --fill (which takes black, white and uniform-noise too)")
-    p.add_argument("--baselines", type=int, default=1, metavar="N",
-                   help="draws of each random baseline (uniform-noise, expected) to average over (default 1)")
+    add_baseline_arguments(p, "; named in every scorecard row. The curves' own fill is --fill (which takes black, white and uniform-noise too)")
     p.add_argument("--ig-steps", type=int, default=None, help="steps for integrated-gradients (default the method's)")
     p.add_argument("--boxes", default=None, help="CSV rows file,x0,y0,x1,y1 in original image pixels")
     p.add_argument("--masks", default=None, help="folder of mask PNGs named <image stem>.png (non-zero = object)")

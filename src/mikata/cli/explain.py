@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from mikata.cli.common import (add_model_argument, check_after_loading, check_before_loading, command_parser,
+from mikata.cli.common import (add_baseline_arguments, add_model_argument, check_after_loading, check_before_loading, command_parser,
                                load_model_from_args, print_json)
 
 DEFAULT_METHODS = "gradcam,guided-gradcam,smoothgrad"
@@ -33,13 +33,7 @@ def register(sub) -> None:
     p.add_argument("--top", type=int, default=5, help="classes in the probability chart (default 5)")
     p.add_argument("--samples", type=int, default=None, help="samples for smoothgrad / vargrad / lime")
     p.add_argument("--steps", type=int, default=None, help="steps for integrated-gradients")
-    p.add_argument("--baseline", default=None, metavar="NAME|FILE",
-                   help="what integrated-gradients and deeplift start from and occlusion fills with: auto (default: "
-                        "each image's mean colour, so dark and bright regions both show), black, white, mean, zero "
-                        "(the normalization's mean colour), blur, uniform-noise, an image or .npy file (pixels in "
-                        "[0, 1]), several with commas, or expected (all five named ones, averaged)")
-    p.add_argument("--baselines", type=int, default=1, metavar="N",
-                   help="draws of each random baseline (uniform-noise, expected) to average over (default 1)")
+    add_baseline_arguments(p)
     p.add_argument("--seed", type=int, default=0, help="seed for noise, baselines and LIME (default 0)")
     p.add_argument("--json", action="store_true", help="print the JSON summary")
     p.set_defaults(func=run)
