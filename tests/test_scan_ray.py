@@ -64,7 +64,7 @@ def test_ray_scan_equals_a_local_scan_row_by_row_and_vector_by_vector(cluster):
 
 
 def _our_actor_pids() -> list[int]:
-    """Processes of this test's cluster (descendants of this process) running a Ray Data map actor.
+    """Processes of this test's cluster (descendants of this process) running a scan actor.
 
     (Ray's state API needs the dashboard, which this cluster does not start.)"""
     me, pids = os.getpid(), []
@@ -72,7 +72,7 @@ def _our_actor_pids() -> list[int]:
         if not d.name.isdigit():
             continue
         try:
-            if not (d / "cmdline").read_bytes().startswith(b"ray::MapWorker"):
+            if not (d / "cmdline").read_bytes().startswith(b"ray::_ScanActor"):
                 continue
             pid = int(d.name)
             while pid > 1 and pid != me:  # walk up: ours only
