@@ -192,10 +192,11 @@ class _ScanActor:
         # a GPU actor runs two calls at once (decoding one batch while the GPU infers the other); the
         # model, its hooks and its loading are one call's at a time
         self._model_lock = threading.Lock()
+        self._seconds = {"decode": 0.0, "infer": 0.0, "batches": 0.0}
 
-    def cpu_seconds(self) -> float:
-        """CPU time of this actor's process so far (the benchmark's account of the work)."""
-        return time.process_time()
+    def account(self) -> dict[str, float]:
+        """This actor's seconds so far: its process's CPU time, and the wall time of its batches' steps."""
+        return {"cpu": time.process_time(), **self._seconds}
 
     def load(self, model: list) -> float:
         """Unpickle the model (``model[0]``, an object reference) unless loaded; returns the seconds it took."""
@@ -219,6 +220,7 @@ class _ScanActor:
         from mikata.scanning.steps import compute_columns, decode_file
 
         self.load(model)
+        t = time.perf_counter()
         xs, items = [], []
         for r, path in enumerate(paths):
             x, digest, size, mtime, reason, dims = decode_file(self.handle.preprocessing, path)
@@ -226,8 +228,14 @@ class _ScanActor:
             if x is not None:
                 xs.append(x)
         x = torch.stack(xs) if xs else None  # (n_ok, C, H, W)
+        t1 = time.perf_counter()
         with self._model_lock:
-            return compute_columns(self.handle, x, items, layer, embed_layer, gradcam, with_stats)
+            cols = compute_columns(self.handle, x, items, layer, embed_layer, gradcam, with_stats)
+        t2 = time.perf_counter()
+        self._seconds["decode"] += t1 - t
+        self._seconds["infer"] += t2 - t1
+        self._seconds["batches"] += 1
+        return cols
 
 
 MAX_RESTARTS = 8  # a lost actor process is replaced this often; then the scan stops (a rerun resumes)
@@ -350,7 +358,11 @@ class RayPool:
         self.phases["batches (first submitted to last stored)"] = time.perf_counter() - t0
         self.phases["driver: waiting for results"] = get_s
         self.phases["driver: storing results"] = write_s
-        self.phases["actors: CPU seconds (sum)"] = sum(ray.get([a.cpu_seconds.remote() for a in self.actors]))
+        accounts = ray.get([a.account.remote() for a in self.actors])
+        n = max(1.0, sum(a["batches"] for a in accounts))
+        self.phases["actors: read, hash, decode per batch (mean)"] = sum(a["decode"] for a in accounts) / n
+        self.phases["actors: inference per batch (mean)"] = sum(a["infer"] for a in accounts) / n
+        self.phases["actors: CPU seconds (sum, start included)"] = sum(a["cpu"] for a in accounts)
         return computed, skipped
 
     def close(self) -> None:
