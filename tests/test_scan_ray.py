@@ -60,6 +60,7 @@ def test_ray_scan_equals_a_local_scan_row_by_row_and_vector_by_vector(cluster):
     assert sorted(p.rsplit("/", 1)[1] for p, _ in s.skipped_files) == ["empty.png", "notes.png"]
     assert_same_store(base / "local", base / "ray")
     assert _ids_by_path(base / "ray") == _ids_by_path(base / "local")  # batches stored in order, as locally
+    assert s.phases["batches (first submitted to last stored)"] > 0 and min(s.phases.values()) >= 0  # the split
     again = scan(handle, base / "data", base / "ray", batch_size=BATCH, gradcam=True, progress=False, engine="ray")
     assert (again.computed, again.reused) == (0, 242)  # nothing to do: no actor even starts
 
