@@ -518,6 +518,45 @@ class RunStore:
                 row["topk"] = parse_topk(row["topk"]) or []
         return out
 
+    def row_codes(self, status: str = "ok", split: str | None = None, after_id: int = 0
+                  ) -> tuple[np.ndarray, list[str]]:
+        """``(table, split names)``: an ``(n, 5)`` int64 table of ``id, label, pred, split code, vec_row`` of
+        the rows of ``status`` (and ``split``) with ``id > after_id`` in id order, the split code indexing
+        the sorted ``split names``. What a reader of a whole run wants: the values go from SQLite straight
+        into one array (no list of a million row tuples), splits as small integers.
+
+        A row whose value is NULL or not a number raises ``TypeError``/``ValueError``: read those rows
+        with ``rows()``, which keeps them as they are (readers then name the damage)."""
+        import itertools
+
+        where, args = [status_term(status)], [status]
+        if after_id:
+            where.append("id > ?")
+            args.append(int(after_id))
+        if split is not None:
+            where.append("split=?")
+            args.append(split)
+        cond = " WHERE " + " AND ".join(where)
+        with self._read():  # the names and the rows from one point in time
+            names = [r[0] for r in self.db.execute(f"SELECT DISTINCT split FROM images{cond}", args)]
+            if not all(isinstance(n, str) for n in names):
+                raise ValueError("split names that are not text")
+            names.sort()
+            case = "CASE split " + " ".join(f"WHEN ? THEN {k}" for k in range(len(names))) + " END" if names else "0"
+            cur = self.db.execute(f"SELECT id, label, pred, {case}, vec_row FROM images{cond} ORDER BY id",
+                                  [*names, *args])
+            flat = np.fromiter(itertools.chain.from_iterable(cur), np.int64)
+        return flat.reshape(-1, 5), names
+
+    @contextmanager
+    def _read(self) -> Iterator[None]:
+        """One read transaction for several queries (the caller's snapshot when one is open)."""
+        if self.db.in_transaction:
+            yield
+        else:
+            with self.snapshot():
+                yield
+
     def count_up_to(self, max_id: int, status: str | None = "ok", split: str | None = None) -> int:
         """How many rows (of ``status``, ``split``) have ``id <= max_id``: did rows a reader saw go away?"""
         q, args = "SELECT COUNT(*) FROM images WHERE id <= ?", [int(max_id)]
