@@ -228,3 +228,24 @@ def test_reads_by_id_and_in_id_order_never_walk_the_status_index(tmp_path):
         assert store.paths([3, 5], status="ok") == store.paths([3, 5], status=None)
         skipped = [r[0] for r in store.rows(status="skipped", columns=("id",), tuples=True)]
         assert len(skipped) == 5 and store.paths(skipped, status="ok") == {}
+
+
+@pytest.mark.parametrize("stored", ["float16", "float32"])
+def test_the_ece_of_a_drawn_resample_equals_the_ece_of_those_rows(stored):
+    """Grouping rows by confidence (few groups for float16 probabilities, one per row for float32) changes
+    nothing: each resample's ECE is ``expected_calibration_error`` of the drawn rows."""
+    from mikata.analysis.calibration import expected_calibration_error
+    from mikata.analysis.paired import CalibrationBootstrap
+
+    rng = np.random.default_rng(4)
+    n, k = 700, 5
+    probs = rng.dirichlet(np.ones(k) * 0.6, n).astype(stored).astype(np.float32)
+    probs[:80] = probs[0]  # a block of tied rows
+    labels = rng.integers(0, k, n)
+    for bins in (1, 4, 15):
+        cb = CalibrationBootstrap(probs, labels, bins)
+        assert cb.ece() == pytest.approx(expected_calibration_error(probs, labels, bins), rel=1e-9, abs=1e-12)
+        for _ in range(4):
+            idx = rng.integers(0, n, n)
+            assert cb.ece_of_draw(idx) == pytest.approx(expected_calibration_error(probs[idx], labels[idx], bins),
+                                                        rel=1e-9, abs=1e-12)
