@@ -79,7 +79,10 @@ class DepthwiseConv2d(torch.autograd.Function):
 
 
 def _output_positions(x: torch.Tensor, conv: nn.Conv2d) -> int:
-    (h, w), (kh, kw), (sh, sw), (ph, pw) = x.shape[-2:], conv.kernel_size, conv.stride, conv.padding
+    (h, w), (kh, kw), (sh, sw) = x.shape[-2:], conv.kernel_size, conv.stride
+    if isinstance(conv.padding, str):  # "same" (stride 1: one output per input position) or "valid"
+        return h * w if conv.padding == "same" else max(0, h - kh + 1) * max(0, w - kw + 1)
+    ph, pw = conv.padding
     return max(0, (h + 2 * ph - kh) // sh + 1) * max(0, (w + 2 * pw - kw) // sw + 1)
 
 
