@@ -30,7 +30,6 @@ import numpy as np
 import torch
 
 from mikata.runs.store import RunStore
-from mikata.scanning.steps import VECTOR_COLUMNS
 from mikata.data.datasets import Sample
 from mikata.errors import MikataError
 from mikata.models.handle import ModelHandle
