@@ -125,3 +125,23 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
         report.sections = [(title, _utf8(content)) for title, content in report.sections]
         if report.longrepr is not None and _utf8(str(report.longrepr)) != str(report.longrepr):
             report.longrepr = _utf8(str(report.longrepr))
+
+
+# ---------------------------------------------------------------- ci32b: shared inputs of the docs tests
+@pytest.fixture(scope="session")
+def docs_folder_template(tmp_path_factory, lite0, photos):
+    """The documentation's examples folder (``docs_support.make_docs_folder``), built once per session.
+    Tests never run examples in it: each copies it (``shutil.copytree``) and works in its copy, so no test
+    sees another's writes (cached maps, reviews, saved files)."""
+    from docs_support import make_docs_folder
+
+    return make_docs_folder(tmp_path_factory.mktemp("docs-template"), lite0, photos)
+
+
+@pytest.fixture(scope="session")
+def concept_run_template(tmp_path_factory):
+    """``concepts_ui_support.concept_run`` (a scanned digit run with its concept atlas), built once per session;
+    the report and app tests each work on a copy (``concepts_ui_support.copy_concept_run``)."""
+    from concepts_ui_support import concept_run
+
+    return concept_run(tmp_path_factory.mktemp("concept-run-template"))
