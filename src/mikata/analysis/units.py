@@ -168,7 +168,7 @@ def unit_examples(run_dir: str | os.PathLike, channels: Sequence[int], layer: st
             units.append((c, [UnitExample(int(rows[i][0]), float(means[i, c]), names[rows[i][1]],
                                           names[rows[i][2]]) for i in best]))
         ids = sorted({e.image_id for _, ex in units for e in ex})
-        acts, views, size, pixels = _activation_maps(service, ids, layer)
+        acts, views, size, pixels = _activation_maps(service, ids, layer, channels)
         overlays = [[_overlay(acts[e.image_id][c], views[e.image_id]) for e in ex] for c, ex in units]
         import dataclasses
 
@@ -180,7 +180,8 @@ def unit_examples(run_dir: str | os.PathLike, channels: Sequence[int], layer: st
     return UnitsResult(Path(run_dir), layer, source, size, units, synthetic, overlays, notes, seconds)
 
 
-def _render_units(h, layer: str, units: list[tuple[int, list[UnitExample]]], opts, acts: dict[int, torch.Tensor],
+def _render_units(h, layer: str, units: list[tuple[int, list[UnitExample]]], opts,
+                  acts: dict[int, dict[int, torch.Tensor]],
                   pixels: dict[int, torch.Tensor]) -> tuple[torch.Tensor, list[str | None], float]:
     """Every unit's synthetic image ``(U, C, H, W)`` in one batch, and a note per unit whose image had to
     come from elsewhere. A rendering that failed to activate its unit (flat gray, or an objective that
@@ -273,16 +274,19 @@ def _forward(service, ids: list[int], layer: str) -> tuple[torch.Tensor, torch.T
     return act.float().cpu(), x
 
 
-def _activation_maps(service, ids: list[int], layer: str) -> tuple[dict[int, torch.Tensor], dict[int, np.ndarray],
-                                                                   tuple[int, int], dict[int, torch.Tensor]]:
-    """id -> ``(C, H, W)`` activations upsampled to the input, id -> the model's view ``(H, W, 3)``,
-    the layer's own map size ``(h, w)``, and id -> the model's view as ``(C, H, W)`` pixels in [0, 1]."""
+def _activation_maps(service, ids: list[int], layer: str, channels: Sequence[int]) -> tuple[
+        dict[int, dict[int, torch.Tensor]], dict[int, np.ndarray], tuple[int, int], dict[int, torch.Tensor]]:
+    """id -> channel -> its ``(H, W)`` map upsampled to the input (only ``channels``: a head's 1,280 maps
+    at 224 px would be gigabytes), id -> the model's view ``(H, W, 3)``, the layer's own map size
+    ``(h, w)``, and id -> the model's view as ``(C, H, W)`` pixels in [0, 1]."""
     from mikata.display import to_uint8_image
 
     act, x = _forward(service, ids, layer)  # (n, C, h, w), (n, C, H, W)
-    up = F.interpolate(act, size=x.shape[-2:], mode="bilinear", align_corners=False)  # (n, C, H, W)
+    wanted = sorted(set(channels))
+    up = F.interpolate(act[:, wanted], size=x.shape[-2:], mode="bilinear", align_corners=False)  # (n, U, H, W)
     views = service.handle.preprocessing.denormalize(x)
-    return ({i: up[j] for j, i in enumerate(ids)}, {i: to_uint8_image(views[j]) for j, i in enumerate(ids)},
+    return ({i: {c: up[j, u] for u, c in enumerate(wanted)} for j, i in enumerate(ids)},
+            {i: to_uint8_image(views[j]) for j, i in enumerate(ids)},
             tuple(act.shape[-2:]), {i: views[j].float().clamp(0, 1) for j, i in enumerate(ids)})
 
 
