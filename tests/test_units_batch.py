@@ -48,15 +48,15 @@ def _gray_handle() -> ModelHandle:
 @pytest.mark.parametrize("opts", [
     dict(param="pixel", plateau=4),  # Adam; rows leave the batch at different steps
     dict(param="fourier", plateau=4, optimizer="sgd", lr=5.0),
-    dict(param="pixel", plateau=0, octaves=2, octave_scale=1.5, tv=0.5),  # every step, two levels, a penalty
+    dict(param="pixel", plateau=0, octaves=2, octave_scale=1.5, tv=0.5, steps=4),  # every step, two levels, a penalty
 ])
 def test_each_image_of_a_batch_equals_its_unit_rendered_alone(opts):
     """Same seed, same image, up to float noise. (Not Fourier with Adam over many steps: Adam divides each
     coefficient's gradient by its own running size, so a coefficient whose gradient is zero up to rounding
     moves by up to ``lr`` in a direction the rounding picks, and a batch of 4 rounds unlike a batch of 1.)"""
     h = _colour_handle()
-    options = RenderOptions(size=32, steps=10, seed=3, **opts)
-    units = [0, 1, 2, 5]
+    options = RenderOptions(**{"size": 32, "steps": 10, "seed": 3, **opts})
+    units = [0, 2, 5]
     batch = render(h, channel("3", units), options)
     for i, c in enumerate(units):
         alone = render(h, channel("3", [c]), options)
@@ -112,7 +112,7 @@ def run(tmp_path_factory):
 
 def test_units_show_the_same_images_and_notes_in_a_batch_as_one_by_one(run):
     h = _gray_handle()
-    opts = RenderOptions(size=28, steps=12, jitter=2, pad=2)
+    opts = RenderOptions(size=28, steps=10, jitter=2, pad=2)
     batch = unit_examples(run, [0, 1, 2], handle=h, k=2, options=opts)
     assert batch.notes[0].startswith("the rendering from noise failed") and "crop" in batch.notes[1]
     assert batch.notes[2] is None
