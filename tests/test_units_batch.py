@@ -83,7 +83,7 @@ def test_a_row_that_plateaued_leaves_the_batch():
     assert res.stopped[0] == 5
     ran = [s or 12 for s in res.stopped]
     assert seen == [2] * ran[0] + [1] * (max(ran) - ran[0])
-    assert sum(seen) == sum(ran) < 2 * len(res.log)
+    assert sum(seen) == sum(ran) == res.image_steps < 2 * len(res.log)
     assert res.log[-1]["units"][0] == res.log[4]["units"][0]  # the stopped row keeps its last score
     assert res.stopped == [5, None] and res.stopped_at is None  # one row ran every step
 
@@ -116,7 +116,10 @@ def test_units_show_the_same_images_and_notes_in_a_batch_as_one_by_one(run):
     batch = unit_examples(run, [0, 1, 2], handle=h, k=2, options=opts)
     assert batch.notes[0].startswith("the rendering from noise failed") and "crop" in batch.notes[1]
     assert batch.notes[2] is None
+    steps = []
     for j, c in enumerate([0, 1, 2]):
         alone = unit_examples(run, [c], handle=h, k=2, options=opts)
         assert alone.notes == [batch.notes[j]]
         assert torch.allclose(batch.synthetic[j], alone.synthetic[0], atol=1e-4), c
+        steps.append(alone.image_steps)
+    assert batch.image_steps == sum(steps)  # the batch's rows ran the steps each unit runs alone

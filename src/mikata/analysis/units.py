@@ -68,6 +68,7 @@ class UnitsResult:
     # from its strongest image after a flat first try, or that image's strongest crop (see ``unit_examples``)
     notes: list[str | None] = field(default_factory=list)
     seconds: float = 0.0  # rendering time, retries included
+    image_steps: int = 0  # forward and backward passes of one image that the renderings ran, retries included
 
     def summary(self) -> dict:
         notes = self.notes or [None] * len(self.units)
@@ -176,18 +177,20 @@ def unit_examples(run_dir: str | os.PathLike, channels: Sequence[int], layer: st
         if progress is not None and opts.progress is None:
             opts = dataclasses.replace(opts, progress=progress)
         opts = dataclasses.replace(opts, plateau=PLATEAU if opts.plateau is None else opts.plateau)
-        synthetic, notes, seconds = _render_units(h, layer, units, opts, acts, pixels)
-    return UnitsResult(Path(run_dir), layer, source, size, units, synthetic, overlays, notes, seconds)
+        synthetic, notes, seconds, image_steps = _render_units(h, layer, units, opts, acts, pixels)
+    return UnitsResult(Path(run_dir), layer, source, size, units, synthetic, overlays, notes, seconds, image_steps)
 
 
 def _render_units(h, layer: str, units: list[tuple[int, list[UnitExample]]], opts,
                   acts: dict[int, dict[int, torch.Tensor]],
-                  pixels: dict[int, torch.Tensor]) -> tuple[torch.Tensor, list[str | None], float]:
-    """Every unit's synthetic image ``(U, C, H, W)`` in one batch, and a note per unit whose image had to
-    come from elsewhere. A rendering that failed to activate its unit (flat gray, or an objective that
-    never rose above 0: ``featurevis.quality``) is rendered once more from the unit's strongest dataset
-    image (pixel parameterization, the next seed), where the unit is active and so has a gradient; if
-    that fails too, the unit shows the crop of that image where it fires most, and the note says so."""
+                  pixels: dict[int, torch.Tensor]) -> tuple[torch.Tensor, list[str | None], float, int]:
+    """Every unit's synthetic image ``(U, C, H, W)`` in one batch, a note per unit whose image had to
+    come from elsewhere, the rendering seconds and image steps (``Rendering.image_steps``). Each unit
+    leaves the batch once its objective plateaus (a silent one after ``plateau`` steps). A rendering that
+    failed to activate its unit (flat gray, or an objective that never rose above 0: ``featurevis.quality``)
+    is rendered once more, all such units in one batch, from the unit's strongest dataset image (pixel
+    parameterization, the next seed), where the unit is active and so has a gradient; if that fails too,
+    the unit shows the crop of that image where it fires most, and the note says so."""
     import dataclasses
 
     from mikata.featurevis import visualize_channels
@@ -195,16 +198,17 @@ def _render_units(h, layer: str, units: list[tuple[int, list[UnitExample]]], opt
 
     channels = [c for c, _ in units]
     first = visualize_channels(h, layer, channels, opts)
-    synthetic, seconds = first.images.clone(), first.seconds  # (U, C, H, W)
+    synthetic, seconds, image_steps = first.images.clone(), first.seconds, first.image_steps  # (U, C, H, W)
     notes: list[str | None] = [None] * len(units)
     failed = failed_renders(first)
     if not failed:
-        return synthetic, notes, seconds
+        return synthetic, notes, seconds, image_steps
     redo = sorted(failed)
     starts = torch.stack([pixels[units[j][1][0].image_id] for j in redo])  # (R, C, H, W) in [0, 1]
     retry_opts = dataclasses.replace(opts, seed=opts.seed + 1, param="pixel", progress=False)
     retry = visualize_channels(h, layer, [channels[j] for j in redo], retry_opts, start=starts)
     seconds += retry.seconds
+    image_steps += retry.image_steps
     still = failed_renders(retry)
     for r, j in enumerate(redo):
         top = units[j][1][0].image_id
@@ -217,7 +221,7 @@ def _render_units(h, layer: str, units: list[tuple[int, list[UnitExample]]], opt
             notes[j] = (f"the rendering failed ({failed[j]}; again from its top image: {still[r]}); {CROP} "
                         f"(id {top}, where the channel fires most)")
         log.warning("units: %s #%d: %s", layer, channels[j], notes[j])
-    return synthetic, notes, seconds
+    return synthetic, notes, seconds, image_steps
 
 
 def _fit(img: torch.Tensor, size) -> torch.Tensor:
