@@ -12,7 +12,27 @@ import torch
 sys.path.insert(0, os.path.dirname(__file__))
 from torchvision_compat import import_torchvision_declaring_ops  # noqa: E402
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Torch's threads share the cores with pytest-xdist's other workers: one worker uses up to 2 threads, and
+# N workers split the cores between them (a worker's threads beyond its share only contend).
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // _WORKERS)))
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Under pytest-xdist, hand out the files holding ``slow`` tests first, then the others by test count.
+
+    Workers take whole files (``--dist loadfile``) in collection order; a long file handed out last
+    leaves the other worker idle while it runs. The order is the same on every worker (xdist checks
+    that they collected the same list). A plain run keeps pytest's own order.
+    """
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    files: dict[str, list] = {}
+    for item in items:
+        files.setdefault(item.nodeid.split("::")[0], []).append(item)
+    slow = {f for f, its in files.items() if any(it.get_closest_marker("slow") for it in its)}
+    order = sorted(files, key=lambda f: (f not in slow, -len(files[f]), f))
+    items[:] = [it for f in order for it in files[f]]
 
 
 def _photo_arrays() -> dict:
@@ -79,3 +99,49 @@ def browser():
         b = launch(p)
         yield b
         b.close()
+
+
+def _utf8(text: str) -> str:
+    """``text`` with what UTF-8 cannot encode (a file name's undecodable bytes) written as escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # A worker sends warnings and reports to the controller as UTF-8: a warning or a captured log that quotes
+    # an undecodable file name (the hostile-name tests make such files) would stop the worker. Escape it.
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_warning_recorded(warning_message, when, nodeid, location):
+        message = warning_message.message
+        text = str(message)
+        if _utf8(text) != text:
+            try:
+                warning_message.message = type(message)(_utf8(text)) if isinstance(message, Warning) else _utf8(text)
+            except TypeError:  # a warning class whose constructor takes other arguments
+                warning_message.message = UserWarning(_utf8(text))
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(item, call):
+        report = (yield).get_result()
+        report.sections = [(title, _utf8(content)) for title, content in report.sections]
+        if report.longrepr is not None and _utf8(str(report.longrepr)) != str(report.longrepr):
+            report.longrepr = _utf8(str(report.longrepr))
+
+
+# ---------------------------------------------------------------- ci32b: shared inputs of the docs tests
+@pytest.fixture(scope="session")
+def docs_folder_template(tmp_path_factory, lite0, photos):
+    """The documentation's examples folder (``docs_support.make_docs_folder``), built once per session.
+    Tests never run examples in it: each copies it (``shutil.copytree``) and works in its copy, so no test
+    sees another's writes (cached maps, reviews, saved files)."""
+    from docs_support import make_docs_folder
+
+    return make_docs_folder(tmp_path_factory.mktemp("docs-template"), lite0, photos)
+
+
+@pytest.fixture(scope="session")
+def concept_run_template(tmp_path_factory):
+    """``concepts_ui_support.concept_run`` (a scanned digit run with its concept atlas), built once per session;
+    the report and app tests each work on a copy (``concepts_ui_support.copy_concept_run``)."""
+    from concepts_ui_support import concept_run
+
+    return concept_run(tmp_path_factory.mktemp("concept-run-template"))

@@ -14,6 +14,7 @@ import pytest
 from scipy.stats import binomtest
 from sklearn.metrics import average_precision_score, precision_score, recall_score, roc_auc_score
 
+from cli_support import run_cli
 from compare_support import predictions, probs_for, write_run
 from mikata.analysis.compare import CompareError, Paired, Settings, accuracy_rows, compare
 from mikata.analysis.compare_match import match_rows
@@ -170,7 +171,7 @@ def test_metrics_match_sklearn_and_classes_are_matched_by_name(tmp_path):
     assert "<table>" in c._repr_html_() and "McNemar" in c._repr_html_()
 
 
-def test_two_class_runs_compare_auroc_and_average_precision(tmp_path):
+def test_two_class_runs_compare_auroc_and_average_precision(tmp_path, capsys):
     rng = np.random.default_rng(2)
     n = 400
     y = (rng.random(n) < 0.3).astype(np.int64)
@@ -186,10 +187,8 @@ def test_two_class_runs_compare_auroc_and_average_precision(tmp_path):
     assert auroc.b == pytest.approx(roc_auc_score(y, f16(sb)), abs=1e-6)
     assert ap.b == pytest.approx(average_precision_score(y, f16(sb)), abs=1e-6)
     assert auroc.value.low is not None and auroc.value.low < auroc.diff < auroc.value.high
-    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([sys.executable, "-m", "mikata", "compare", str(tmp_path / "a"), str(tmp_path / "b"), "--json",
-                        "--no-issues", "--positive", "ok", "--seed", "3", "--replicates", "200"],
-                       env=env, capture_output=True, text=True, timeout=120)
+    r = run_cli(capsys, "compare", str(tmp_path / "a"), str(tmp_path / "b"), "--json", "--no-issues", "--positive",
+                "ok", "--seed", "3", "--replicates", "200")
     assert r.returncode == 0, r.stderr
     j = json.loads(r.stdout)
     assert j["bootstrap"] == {"seed": 3, "replicates": 200, "confidence": 0.95}
@@ -231,7 +230,7 @@ def test_labels_that_differ_are_counted_and_each_run_judged_by_its_own(tmp_path)
     assert c.metric("accuracy").b == pytest.approx((pb.argmax(1) == relabeled).mean())
 
 
-def test_refusals_are_one_clear_line(tmp_path):
+def test_refusals_are_one_clear_line(tmp_path, capsys, monkeypatch):
     labels, ok_a, ok_b, paths, site, split, pa, pb = _scenario(tmp_path, n=30)
     write_run(tmp_path / "a", CLASSES, paths, labels, pa)
     write_run(tmp_path / "b", CLASSES, [p.replace("/data/", "/else/") for p in paths], labels, pb,
@@ -241,20 +240,24 @@ def test_refusals_are_one_clear_line(tmp_path):
         compare(tmp_path / "a", tmp_path / "b")
     with pytest.raises(CompareError, match="other classes"):
         compare(tmp_path / "a", tmp_path / "c")
-    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
+    import uvicorn
+
+    def never(*a, **k):
+        raise AssertionError("serve started a server where it had to refuse")
+
+    monkeypatch.setattr(uvicorn.Server, "run", never)
     for args in (["compare", str(tmp_path / "a"), str(tmp_path / "b")],
                  ["compare", str(tmp_path / "a"), str(tmp_path / "nothere")],
                  ["compare", str(tmp_path / "a"), str(tmp_path / "a"), "--split", "val"],
                  ["serve", str(tmp_path / "a"), "--compare", str(tmp_path / "b"), "--port", "0"],
                  ["serve", str(tmp_path / "a"), "--compare", str(tmp_path / "c"), "--port", "0"]):
-        r = subprocess.run([sys.executable, "-m", "mikata", "-q", *args], env=env, capture_output=True,
-                           text=True, timeout=120)
+        r = run_cli(capsys, "-q", *args)
         assert r.returncode == 2, r.stderr
         assert len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith(f"mikata {args[0]}: error: "), r.stderr
         assert r.stdout == ""
 
 
-def test_cli_json_is_stable_and_the_page_is_written(tmp_path):
+def test_cli_json_is_stable_and_the_page_is_written(tmp_path, capsys):
     labels, ok_a, ok_b, paths, site, split, pa, pb = _scenario(tmp_path, n=90)
     write_run(tmp_path / "a", CLASSES, paths, labels, pa, splits=split, fields={"site": site})
     write_run(tmp_path / "b", CLASSES, paths, labels, pb, splits=split, model="m2")
@@ -281,13 +284,11 @@ def test_cli_json_is_stable_and_the_page_is_written(tmp_path):
     page = out.read_text()
     assert "mikata compare" in page and "McNemar" in page and "site = site0" in page
     assert page.count('class="flip"') == min(24, j["flipped"]["fixed"]["count"]) + min(24, j["flipped"]["broken"]["count"])
-    r = subprocess.run([sys.executable, "-m", "mikata", "compare", str(tmp_path / "a"), str(tmp_path / "b"),
-                        "--no-issues"], env=env, capture_output=True, text=True, timeout=120)
+    r = run_cli(capsys, "compare", str(tmp_path / "a"), str(tmp_path / "b"), "--no-issues")
     assert r.returncode == 0 and "accuracy" in r.stdout and "dataset issues" not in r.stdout
     # maps asked for but the runs' models cannot be found: the page is written without them, exit 1
-    r = subprocess.run([sys.executable, "-m", "mikata", "compare", str(tmp_path / "a"), str(tmp_path / "b"),
-                        "--out", str(out), "--maps", "--device", "cpu", "--no-issues"],
-                       env=env, capture_output=True, text=True, timeout=120)
+    r = run_cli(capsys, "compare", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out), "--maps", "--device",
+                "cpu", "--no-issues")
     assert r.returncode == 1 and "maps left out" in out.read_text(), r.stderr
 
 

@@ -59,12 +59,19 @@ def test_ray_scan_equals_a_local_scan_row_by_row_and_vector_by_vector(cluster):
     assert (s.computed, s.skipped, s.reused) == (240, 2, 0)
     assert sorted(p.rsplit("/", 1)[1] for p, _ in s.skipped_files) == ["empty.png", "notes.png"]
     assert_same_store(base / "local", base / "ray")
+    assert _ids_by_path(base / "ray") == _ids_by_path(base / "local")  # batches stored in order, as locally
+    assert s.phases["batches (first submitted to last stored)"] > 0 and min(s.phases.values()) >= 0  # the split
     again = scan(handle, base / "data", base / "ray", batch_size=BATCH, gradcam=True, progress=False, engine="ray")
     assert (again.computed, again.reused) == (0, 242)  # nothing to do: no actor even starts
 
 
+def _ids_by_path(run: Path) -> dict[str, int]:
+    with RunStore.open(run) as store:
+        return {row["path"]: row["id"] for row in store.rows()}
+
+
 def _our_actor_pids() -> list[int]:
-    """Processes of this test's cluster (descendants of this process) running a Ray Data map actor.
+    """Processes of this test's cluster (descendants of this process) running a scan actor.
 
     (Ray's state API needs the dashboard, which this cluster does not start.)"""
     me, pids = os.getpid(), []
@@ -72,7 +79,7 @@ def _our_actor_pids() -> list[int]:
         if not d.name.isdigit():
             continue
         try:
-            if not (d / "cmdline").read_bytes().startswith(b"ray::MapWorker"):
+            if not (d / "cmdline").read_bytes().startswith(b"ray::_ScanActor"):
                 continue
             pid = int(d.name)
             while pid > 1 and pid != me:  # walk up: ours only
@@ -136,6 +143,10 @@ def test_rerun_after_a_killed_driver_computes_only_what_is_missing(cluster):
     assert proc.poll() is None, f"the driver ended before it was killed: {proc.stderr.read().decode()[-800:]}"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    # a healthy scan's driver (the actors were created and had stored batches) printed no Ray error line,
+    # e.g. core_worker.cc's "constructor arguments in the object store and max_restarts > 0"
+    err = proc.stderr.read().decode()
+    assert not [line for line in err.splitlines() if " E " in line or "core_worker" in line or "ERROR" in line], err
     partial = run_contents(run)
     assert 4 <= len(partial) < 242
     s = scan(handle, base / "data", run, batch_size=BATCH, gradcam=True, progress=False, engine="ray", actors=1)

@@ -28,10 +28,12 @@ import html
 import os
 import time
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from mikata.analysis import compare_cache
 from mikata.analysis.compare_match import Matching, match_rows
 from mikata.analysis.paired import (CONFIDENCE, REPLICATES, PairedValue, RatioCells, ScoreBootstrap, paired_areas,
                                     rng_for)
@@ -235,7 +237,9 @@ def _keys(view: RunView) -> tuple[list[str], list[str | None]]:
         ids = view.data.ids
         with view.db() as db:
             got = db.rows(status="ok", columns=("id", "path", "hash"), tuples=True)
-        all_ids = np.fromiter((r[0] for r in got), np.int64, len(got))
+        all_ids = np.fromiter(map(itemgetter(0), got), np.int64, len(got))
+        if np.array_equal(all_ids, ids):  # the view is every row (the usual case): columns as they came
+            return list(map(itemgetter(1), got)), list(map(itemgetter(2), got))
         pos = np.searchsorted(all_ids, ids)
         if len(ids) and (pos.max() >= len(all_ids) or not np.array_equal(all_ids[pos], ids)):
             raise CompareError(f"{view.run_dir} changed while it was read; run the comparison again")
@@ -261,7 +265,6 @@ def pair_views(a: RunView, b: RunView) -> tuple[Paired, Matching, int]:
     """The shared images of two views as ``Paired`` (B in A's class order), the matching, and how many
     shared images have different labels in the two runs."""
     order = class_order(a, b)
-    to_a = np.argsort(order)  # B's class id -> A's
     da, db = a.data, b.data
     for v, d in ((a, da), (b, db)):
         if not len(d):
@@ -273,14 +276,21 @@ def pair_views(a: RunView, b: RunView) -> tuple[Paired, Matching, int]:
     if not m.shared:
         raise CompareError(f"{a.run_dir} and {b.run_dir} share no images{_selection_words(a)} (matched by path and "
                            f"file hash; {len(da)} and {len(db)} images): compare runs scanned over the same images")
+    p = paired_rows(a, b, m, order)
+    return p, m, int((p.labels_a != p.labels_b).sum())
+
+
+def paired_rows(a: RunView, b: RunView, m: Matching, order: np.ndarray) -> Paired:
+    """The matched rows of the two views as ``Paired`` (``order``: ``class_order(a, b)``)."""
+    to_a = np.argsort(order)  # B's class id -> A's
+    da, db = a.data, b.data
     ra, rb = m.rows_a, m.rows_b
     fields: dict[str, np.ndarray] = {name: v[ra] for name, v in a.field_values().items()}
     for name, v in b.field_values().items():
         fields.setdefault(name, v[rb])
-    p = Paired(da.ids[ra], db.ids[rb], da.labels[ra], to_a[db.labels[rb]], da.preds[ra], to_a[db.preds[rb]],
-               np.asarray(da.probs[ra], np.float32), np.asarray(db.probs[rb][:, order], np.float32),
-               list(a.class_names), fields)
-    return p, m, int((p.labels_a != p.labels_b).sum())
+    return Paired(da.ids[ra], db.ids[rb], da.labels[ra], to_a[db.labels[rb]], da.preds[ra], to_a[db.preds[rb]],
+                  np.asarray(da.probs[ra], np.float32), np.asarray(db.probs[rb][:, order], np.float32),
+                  list(a.class_names), fields)
 
 
 def _selection_words(v: RunView) -> str:
@@ -490,12 +500,13 @@ def p_text(p: float | None) -> str:
 # ------------------------------------------------------------------------------------ entry point
 def compare(run_a: "str | os.PathLike | RunView", run_b: "str | os.PathLike | RunView", split: str | None = None, *,
             seed: int = 0, replicates: int = REPLICATES, confidence: float = CONFIDENCE,
-            positive: int | str | None = None) -> Comparison:
+            positive: int | str | None = None, cache: bool = True) -> Comparison:
     """Compare run B with run A over their shared images (of ``split`` in both, when given).
 
     ``seed``/``replicates``/``confidence``: the paired bootstrap; ``positive``: the class whose AUROC
     and average precision are compared (default on two-class runs: A's minority class; on more
-    classes, a named class gives its one-vs-rest areas).
+    classes, a named class gives its one-vs-rest areas). ``cache``: keep the matching and the numbers
+    in run A (``compare_cache``) and reuse them while neither run changes (same values as a rebuild).
 
     Example:
         >>> c = mikata.compare("runs/a", "runs/small")   # the same photos seen at 224 and at 160 pixels
@@ -511,15 +522,38 @@ def compare(run_a: "str | os.PathLike | RunView", run_b: "str | os.PathLike | Ru
     check_between("confidence", confidence, 0.5, 0.999, "e.g. 0.95 for 95% intervals")
     t0 = time.perf_counter()
     a, b = as_view(run_a, split), as_view(run_b, split)
-    paired, matching, labels_differ = pair_views(a, b)
+    class_order(a, b)  # other classes: refused before anything is read
     pos = None
     if positive is not None:
         from mikata.models.classes import class_index
 
         pos = class_index(a.class_names, positive, "positive class")
     s = Settings(seed, replicates, confidence, pos)
-    rows = [row for fn in METRICS for row in fn(paired, s)]
+    key = (seed, replicates, confidence, pos)
+    got = compare_cache.load(a, b, key) if cache else None
+    if got is not None:  # both runs unchanged since this comparison was built: its matching and numbers
+        matching, labels_differ, stored = got
+        paired = paired_rows(a, b, matching, class_order(a, b))
+        rows = [_metric_row(r) for r in stored]
+    else:
+        before = compare_cache.stamp(a, b) if cache else None
+        paired, matching, labels_differ = pair_views(a, b)
+        rows = [row for fn in METRICS for row in fn(paired, s)]
+        if cache:
+            compare_cache.save(a, b, key, before, matching, labels_differ, [_row_dict(r) for r in rows])
     return Comparison(a, b, paired, matching, labels_differ, rows, s, time.perf_counter() - t0)
+
+
+def _row_dict(r: MetricRow) -> dict:
+    """A metric row as the comparison cache stores it (every value as computed, unrounded)."""
+    v = r.value
+    return {"metric": r.metric, "key": r.key, "images": r.images, "higher_is_better": r.higher_is_better,
+            "a": v.a, "b": v.b, "low": v.low, "high": v.high, "p": v.p, "only_a": v.only_a, "only_b": v.only_b}
+
+
+def _metric_row(d: dict) -> MetricRow:
+    value = PairedValue(d["a"], d["b"], d["low"], d["high"], d["p"], d["only_a"], d["only_b"])
+    return MetricRow(str(d["metric"]), str(d["key"]), int(d["images"]), value, bool(d["higher_is_better"]))
 
 
 def format_comparison(c: Comparison, flipped: int = 10, issues: bool = True) -> list[str]:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mikata.runs.data import RowPaths, RunData, check_consistent, fetch_rows, read_probs, subset
+from mikata.runs.data import RowPaths, RunData, check_consistent, fetch_coded_rows, read_probs, subset
 from mikata.analysis.audit import label_issue_ranking
 from mikata.runs.layout import CACHE, RunLayout, UnsafeRunFileError
 from mikata.runs.store import RunStore
@@ -119,8 +119,8 @@ def run_data(store: RunStore, split: str | None = None) -> CachedRun:
             ids, labels, preds, vec_rows = (cached[k] for k in ("ids", "labels", "preds", "vec_rows"))
             codes, split_names = cached["split_codes"], [str(s) for s in cached["split_names"]]
             if old_version != version:
-                n_ids, n_labels, n_preds, n_splits, n_vec = fetch_rows(store, split, after_id=top_old)
-                new_codes, split_names = _codes(n_splits, split_names)
+                n_ids, n_labels, n_preds, n_codes, n_names, n_vec = fetch_coded_rows(store, split, after_id=top_old)
+                new_codes, split_names = _recode(n_codes, n_names, split_names)
                 ids, labels, preds = np.concatenate([ids, n_ids]), np.concatenate([labels, n_labels]), \
                     np.concatenate([preds, n_preds])
                 vec_rows, codes = np.concatenate([vec_rows, n_vec]), np.concatenate([codes, new_codes])
@@ -129,9 +129,8 @@ def run_data(store: RunStore, split: str | None = None) -> CachedRun:
                 ids = None  # inconsistent with the store: rebuild
     from_cache = ids is not None
     if ids is None:
-        ids, labels, preds, splits, vec_rows = fetch_rows(store, split)
+        ids, labels, preds, codes, split_names, vec_rows = fetch_coded_rows(store, split)
         check_consistent(store, labels, preds, vec_rows, version[2], classes)
-        codes, split_names = _codes(splits, [])
     probs = read_probs(store, vec_rows, version[2], len(classes))
     splits = np.asarray(split_names, dtype=str)[codes] if len(codes) else np.zeros(0, dtype=str)
     d = RunData(ids, RowPaths(str(store.dir), ids), labels, preds, splits, vec_rows, probs, classes, str(store.dir))
@@ -185,17 +184,16 @@ def _only_appended(store: RunStore, split: str | None, n_old: int, top_old: int)
     return store.count_up_to(top_old, status="ok", split=split) == n_old
 
 
-def _codes(splits: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[str]]:
-    """Split names as small integer codes into ``names`` (extended with new names)."""
-    names = list(names)
-    index = {s: i for i, s in enumerate(names)}
-    uniq, inverse = np.unique(splits, return_inverse=True) if len(splits) else (np.zeros(0, str), np.zeros(0, np.int64))
-    for s in uniq.tolist():
+def _recode(codes: np.ndarray, names: list[str], known: list[str]) -> tuple[np.ndarray, list[str]]:
+    """Split codes into ``names`` as codes into ``known`` (extended with the names it lacks)."""
+    known = list(known)
+    index = {s: i for i, s in enumerate(known)}
+    for s in names:
         if s not in index:
-            index[s] = len(names)
-            names.append(s)
-    lut = np.array([index[s] for s in uniq.tolist()], np.int64)
-    return (lut[inverse] if len(splits) else np.zeros(0, np.int64)), names
+            index[s] = len(known)
+            known.append(s)
+    lut = np.array([index[s] for s in names], np.int64)
+    return (lut[codes] if len(codes) else np.zeros(0, np.int64)), known
 
 
 def _arrays(version: tuple[int, int, int], d: RunData, codes: np.ndarray, split_names: list[str],

@@ -177,21 +177,37 @@ def paired_areas(a: ScoreBootstrap, b: ScoreBootstrap, rng: np.random.Generator,
 
 class CalibrationBootstrap:
     """Expected calibration error over equal-mass bins (``analysis.calibration``: quantile edges, a row in
-    the first bin whose upper edge is at least its confidence) recomputed for row weights without sorting
-    again: with the confidences sorted once, the weighted quantiles and each bin's sums are prefix-sum
-    lookups, so a resample costs O(N) — the ECE of the rows repeated ``weights[i]`` times."""
+    the first bin whose upper edge is at least its confidence) recomputed for a resample of the rows.
+
+    Rows with the same top-1 confidence always share a bin, so the rows are kept as one group per distinct
+    confidence, split into right and wrong: a resample is then one ``bincount`` of its rows' groups, and the
+    weighted quantiles and each bin's sums are prefix-sum lookups over the groups. Probabilities stored as
+    float16 have a few thousand distinct confidences, so a resample of a million rows costs one pass over
+    its draws. The result is the ECE of the rows repeated as often as they were drawn."""
 
     def __init__(self, probs: np.ndarray, labels: np.ndarray, bins: int):
         p = np.asarray(probs)
         conf = p.max(axis=1).astype(np.float64)  # (N,) top-1 confidence
-        right = (p.argmax(axis=1) == np.asarray(labels)).astype(np.float64)
-        self.order = np.argsort(conf, kind="stable")
-        self.conf, self.right, self.bins = conf[self.order], right[self.order], bins
+        right = p.argmax(axis=1) == np.asarray(labels)
+        self.conf, group = np.unique(conf, return_inverse=True)  # (G,) distinct confidences, ascending
+        self.key = group.reshape(-1).astype(np.int64) * 2 + right  # (N,) 2 * group + (1 if right)
+        self.rows, self.bins = len(conf), bins
 
     def ece(self, weights: np.ndarray | None = None) -> float:
+        """The ECE of the rows, each counted ``weights[i]`` times (default once)."""
+        size = 2 * len(self.conf)
+        counts = np.bincount(self.key, minlength=size) if weights is None else \
+            np.bincount(self.key, weights=np.asarray(weights, np.float64), minlength=size)
+        return self._ece(counts)
+
+    def ece_of_draw(self, rows: np.ndarray) -> float:
+        """The ECE of the resample made of ``rows`` (row indices, repeats allowed)."""
+        return self._ece(np.bincount(self.key[rows], minlength=2 * len(self.conf)))
+
+    def _ece(self, counts: np.ndarray) -> float:
         c = self.conf
-        w = np.ones(len(c)) if weights is None else np.asarray(weights, np.float64)[self.order]
-        cw = np.cumsum(w)  # (N,) rows of the resample up to each sorted row
+        w = (counts[0::2] + counts[1::2]).astype(np.float64)  # (G,) rows of the resample per confidence
+        cw = np.cumsum(w)
         n = cw[-1] if len(cw) else 0.0
         if n <= 0:
             return float("nan")
@@ -201,13 +217,13 @@ class CalibrationBootstrap:
         v_lo = c[np.searchsorted(cw, lo, side="right")]
         v_hi = c[np.minimum(np.searchsorted(cw, lo + 1, side="right"), len(c) - 1)]
         inner = v_lo + (pos - lo) * (v_hi - v_lo)
-        bounds = np.r_[np.searchsorted(c, inner, side="right"), len(c)]  # (bins,) end of each bin in sorted rows
+        bounds = np.r_[np.searchsorted(c, inner, side="right"), len(c)]  # (bins,) end of each bin in the groups
 
-        def upto(x: np.ndarray) -> np.ndarray:  # (bins + 1,) sums of x over the sorted rows before each bound
+        def upto(x: np.ndarray) -> np.ndarray:  # (bins + 1,) sums of x over the groups before each bound
             cs = np.cumsum(x)
             return np.r_[0.0, np.where(bounds > 0, cs[np.maximum(bounds - 1, 0)], 0.0)]
-        total = np.r_[0.0, np.where(bounds > 0, cw[np.maximum(bounds - 1, 0)], 0.0)]
-        right_sum = upto(w * self.right)
+        total = upto(w)
+        right_sum = upto(counts[1::2].astype(np.float64))
         conf_sum = upto(w * c)
         # sum over bins of (count / n) |accuracy - confidence| = sum |right - conf| / n
         keep = np.diff(total) > 0
@@ -217,12 +233,12 @@ class CalibrationBootstrap:
 def paired_calibration(a: CalibrationBootstrap, b: CalibrationBootstrap, rng: np.random.Generator,
                        replicates: int = REPLICATES, confidence: float = CONFIDENCE) -> tuple[PairedValue, int]:
     """ECE of A and B with the interval of B - A from the same resampled rows for both, and the replicates used."""
-    n = len(a.conf)
+    n = a.rows
     reps = row_replicates(n, replicates) if replicates else 0
     diffs = np.empty(reps)
     for r in range(reps):
-        w = np.bincount(rng.integers(0, n, n), minlength=n)  # (N,) times each row is drawn
-        diffs[r] = b.ece(w) - a.ece(w)
+        rows = rng.integers(0, n, n)  # the same resampled images for both runs
+        diffs[r] = b.ece_of_draw(rows) - a.ece_of_draw(rows)
     low, high = percentile_interval(diffs, confidence) if reps else (None, None)
     va, vb = a.ece(), b.ece()
     return PairedValue(None if va != va else va, None if vb != vb else vb, low, high), reps

@@ -43,14 +43,14 @@ def register(sub) -> None:
                    "2/4 and 3/4 (so a Slurm array's SLURM_ARRAY_TASK_ID with --array=0-3). One run per shard; "
                    "combine them with `mikata merge RUN SHARD_RUN...`")
     p.add_argument("--engine", choices=["local", "ray"], default="local",
-                   help="local (default: this process and its DataLoader workers) or ray (Ray Data: decode tasks and "
-                   "an actor pool; needs the [ray] extra)")
+                   help="local (default: this process and its DataLoader workers) or ray (a pool of Ray actors, each "
+                   "decoding and inferring its batches; needs the [ray] extra)")
     p.add_argument("--address", default=None, metavar="auto|ray://HOST:PORT",
                    help="with --engine ray: the cluster to join (default: RAY_ADDRESS, else a local Ray instance "
                    "sized to this machine that stops with the command). An address that does not answer within "
                    "a few seconds is refused before the model loads")
     p.add_argument("--actors", type=int, default=None, help="with --engine ray: model actors (default: from the "
-                   "cluster's GPUs with --gpus-per-actor, else three quarters of its CPUs)")
+                   "cluster's GPUs with --gpus-per-actor, else one per CPU)")
     p.add_argument("--gpus-per-actor", type=float, default=0, metavar="G",
                    help="with --engine ray: GPUs per actor (0 = infer on CPUs)")
     p.add_argument("--json", action="store_true", help="print a JSON summary")

@@ -50,7 +50,9 @@ def _faithfulness(ctx: CheckContext) -> None:
         return lambda: dict(perturbation_curves(
             ctx.handle, ctx.x, maps, ctx.ids, steps=s["steps"], fill=s["fill"], patch=s["patch"],
             budget_mb=ctx.budget_mb, base_probs=ctx.base_probs, generator=torch.Generator().manual_seed(s["seed"]),
-            progress=ctx.progress, desc=f"evaluate: {name} deletion/insertion curves, {ctx.n} images"))
+            progress=ctx.progress, desc=f"evaluate: {name} deletion/insertion curves, {ctx.n} images", ends=ends))
+
+    ends: dict[str, torch.Tensor] = {}  # the fully filled images' probabilities: the same for every map
 
     random_maps = torch.rand(ctx.original[methods[0]].shape, generator=torch.Generator().manual_seed(s["seed"]))
     aucs = {}

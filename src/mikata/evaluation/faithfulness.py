@@ -58,10 +58,19 @@ def channels_last(module: torch.nn.Module, probe: torch.Tensor | None = None, en
     module's 4-D parameters are put back to contiguous memory afterwards. Yields whether it applied:
     not for nets without convs, nor for nets whose forward breaks on channels-last tensors (a
     ``.view`` after a conv), which one forward of ``probe`` finds out (give it 2 images: on this CPU build
-    a batch of one runs 10-20x slower than a batch of two through EfficientNet-Lite0)."""
-    has_conv = enable and any(p.dim() == 4 for p in module.parameters())
+    a batch of one runs 10-20x slower than a batch of two through EfficientNet-Lite0).
+
+    Nested: inside a block that already converted the module, it yields True and leaves the module
+    as the outer block will restore it."""
+    weights = [p for p in module.parameters() if p.dim() == 4]
+    has_conv = enable and bool(weights)
     if not has_conv:
         yield False
+        return
+    # weights whose two layouts differ (a 1x1 or depthwise kernel is both at once) tell which one is in use
+    telling = [p for p in weights if p.is_contiguous() != p.is_contiguous(memory_format=torch.channels_last)]
+    if telling and not any(p.is_contiguous() for p in telling):
+        yield True  # an outer block converted it (and probed its forward)
         return
     module.to(memory_format=torch.channels_last)
     try:
@@ -207,15 +216,15 @@ def road_impute(x: torch.Tensor, removed: torch.Tensor, noise: float = 0.01,
         vals.append(np.full(unknown.sum(), -wt))
         known_terms.append((r[~unknown], nb[~unknown], wt))
     a = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(idx.size, idx.size))
-    a = a + sp.diags(weight_sum)
+    a = (a + sp.diags(weight_sum)).tocsc()
     xn = x.detach().cpu().double().numpy().reshape(c, -1)
     out = x.detach().clone().reshape(c, -1)
+    b = np.zeros((idx.size, c))  # one right-hand side per channel: the matrix is factorized once for all
+    for r, nb, wt in known_terms:
+        np.add.at(b, r, wt * xn[:, nb].T)
+    sols = np.asarray(spsolve(a, b)).reshape(idx.size, c)
     for ch in range(c):
-        b = np.zeros(idx.size)
-        for r, nb, wt in known_terms:
-            np.add.at(b, r, wt * xn[ch, nb])
-        sol = spsolve(a.tocsc(), b)
-        vals_t = torch.from_numpy(np.asarray(sol)).to(x.dtype)
+        vals_t = torch.from_numpy(np.ascontiguousarray(sols[:, ch])).to(x.dtype)
         if noise > 0:
             s = float(scale[ch]) if scale is not None else 1.0
             vals_t = vals_t + noise * s * torch.randn(idx.size, generator=generator, dtype=x.dtype)
@@ -238,14 +247,19 @@ def perturbation_curves(
     generator: torch.Generator | None = None,
     progress: bool = False,
     desc: str = "perturbation curves",
+    ends: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Deletion / insertion curves ``{mode: (N, steps + 1)}`` of target-class softmax probability.
 
     ``maps`` ``(N, H, W)`` at input resolution, higher = more important. Point 0 of deletion and
     point ``steps`` of insertion are the unperturbed image (``base_probs`` ``(N,)`` when known,
-    else one forward); the other ``N x steps`` points per mode are one forward each, batched, on
-    ``handle.device`` at ``handle.precision`` (bf16 autocast on a capable GPU under "auto"); a chunk
-    that runs out of device memory is halved and retried. The curves come back on the CPU.
+    else one forward). Point ``steps`` of deletion and point 0 of insertion are the fully filled image,
+    whatever the map: one forward of the N filled images per fill serves both (except ROAD's, drawn
+    anew at every point), and ``ends`` (a dict the caller keeps, ``{fill: (N,)}``, for calls on the
+    same ``x`` and targets) serves it to every map's curves. The other points are one forward each,
+    batched, on ``handle.device`` at ``handle.precision`` (bf16 autocast on a capable GPU under
+    "auto"); a chunk that runs out of device memory is halved and retried. The curves come back on
+    the CPU.
     """
     bad = [m for m in modes if m not in MODES]
     if bad:
@@ -270,18 +284,27 @@ def perturbation_curves(
         scale = 1.0 / std if std.numel() == c else torch.ones(c)
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
 
-    # deletion: points 1..steps (point 0 is the image); insertion: points 0..steps-1 (point steps is the image)
+    # deletion: points 1..steps (point 0 is the image); insertion: points 0..steps-1 (point steps is the image);
+    # the fully filled point (deletion's last, insertion's first) once per fill, unless ROAD draws it
+    full = {m: 0 if m == "insertion" else steps for m in modes if fills[m] != "road"}
     jobs = [(m, i, k) for m in modes for i in range(n)
-            for k in (range(1, steps + 1) if m == "deletion" else range(steps))]
+            for k in (range(1, steps + 1) if m == "deletion" else range(steps)) if full.get(m) != k]
     if base_probs is None:
         base_probs = _probs(handle, x, ids)
     curves = {m: torch.empty(n, steps + 1) for m in modes}
     for m in modes:
         curves[m][:, 0 if m == "deletion" else steps] = base_probs.float().cpu()
+    ends = {} if ends is None else ends
     size = chunk_size(x, budget_mb, with_grad=False, cap=batch_cap)
     model = handle.model
     with channels_last(model, probe=x[:2].repeat(2 // min(2, n), 1, 1, 1)) as fast, torch.inference_mode(), \
             handle.autocast():  # convert outside inference mode
+        for m, k in full.items():
+            if fills[m] not in ends:
+                img = filled[fills[m]].contiguous(memory_format=torch.channels_last if fast else torch.contiguous_format)
+                ends[fills[m]] = torch.cat([torch.softmax(model(img[s:s + size]).float(), 1) for s in range(0, n, size)]
+                                           ).gather(1, ids.view(-1, 1))[:, 0].cpu()
+            curves[m][:, k] = ends[fills[m]].float()
 
         def run(start: int, stop: int) -> None:
             part = jobs[start:stop]

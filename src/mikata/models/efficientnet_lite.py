@@ -51,7 +51,7 @@ class SameConv2d(nn.Conv2d):
             pads += [total // 2, total - total // 2]
         if any(pads):
             x = F.pad(x, pads)
-        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+        return self._conv_forward(x, self.weight, self.bias)  # padding 0: the pad above is the padding
 
 
 class ConvBNAct(nn.Sequential):

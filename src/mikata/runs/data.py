@@ -141,18 +141,41 @@ def load_run(run: str | os.PathLike | RunStore, split: str | None = None) -> Run
 def fetch_rows(store: RunStore, split: str | None = None, after_id: int = 0
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(ids, labels, preds, splits, vec_rows)`` of the ok rows with ``id > after_id``, in id order."""
+    ids, labels, preds, codes, names, vec_rows = fetch_coded_rows(store, split, after_id)
+    splits = np.asarray(names, dtype=str)[codes] if len(codes) else np.zeros(0, dtype=str)
+    return ids, labels, preds, splits, vec_rows
+
+
+def fetch_coded_rows(store: RunStore, split: str | None = None, after_id: int = 0
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str], np.ndarray]:
+    """``fetch_rows`` with the splits as codes: ``(ids, labels, preds, split codes, split names, vec_rows)``,
+    ``names[codes[i]]`` being row ``i``'s split and ``names`` sorted."""
+    try:
+        table, names = store.row_codes("ok", split, after_id)
+    except (TypeError, ValueError):  # a NULL or a non-number somewhere: read row by row to name it
+        return _fetch_row_tuples(store, split, after_id)
+    if not len(table):
+        z = np.zeros(0, np.int64)
+        return z, z.copy(), z.copy(), z.copy(), [], z.copy()
+    cols = [np.ascontiguousarray(table[:, k]) for k in range(5)]
+    return cols[0], cols[1], cols[2], cols[3], names, cols[4]
+
+
+def _fetch_row_tuples(store: RunStore, split: str | None, after_id: int
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str], np.ndarray]:
     rows = store.rows(status="ok", split=split, columns=("id", "label", "pred", "split", "vec_row"), tuples=True,
                       after_id=after_id)
     if not rows:
         z = np.zeros(0, np.int64)
-        return z, z.copy(), z.copy(), np.zeros(0, dtype=str), z.copy()
+        return z, z.copy(), z.copy(), z.copy(), [], z.copy()
     ids, labels, preds, splits, vec_rows = zip(*rows)
     if None in labels or None in preds or None in vec_rows:
         from mikata.runs.store import DamagedRunError
 
         raise DamagedRunError(f"{store.dir}: usable rows without a label, a prediction or vectors", store.dir)
+    names, codes = np.unique(np.asarray(splits, dtype=str), return_inverse=True)
     return (np.asarray(ids, np.int64), np.asarray(labels, np.int64), np.asarray(preds, np.int64),
-            np.asarray(splits, dtype=str), np.asarray(vec_rows, np.int64))
+            codes.reshape(-1).astype(np.int64), [str(n) for n in names], np.asarray(vec_rows, np.int64))
 
 
 def read_probs(store: RunStore, vec_rows: np.ndarray, n_vec: int, num_classes: int) -> np.ndarray:

@@ -1,24 +1,22 @@
-"""``scan(..., engine="ray")``: the same scan on Ray Data — CPU tasks decode, an actor pool infers.
+"""``scan(..., engine="ray")``: the same scan on a pool of Ray actors, each decoding and inferring its batches.
 
-The file list still to scan (what the run does not hold yet, exactly as the local scan decides)
-becomes a Ray dataset partitioned by batch, so its blocks spread over the cluster (one block of
-thousands of small files would keep one actor busy and the rest idle). Then:
+The pool starts before the scan lists its files (``RayPool``, created by ``scanning.scan``): while the
+driver walks the dataset and stats what the run already holds, the actor processes start, import
+torch and unpickle the model (stored once per node in Ray's object store). Then:
 
-- **decode**: ``map_batches`` CPU tasks run mikata's own decoder (``scan_steps.decode_file``: sha1,
-  decode, preprocess; a bad file becomes a recorded reason, never an error);
-- **infer**: an actor pool (``--actors N``); each actor unpickles the model once, moves it to
-  its GPU when ``--gpus-per-actor`` > 0, sets torch's threads to its CPUs (more threads than CPUs
-  was 5x slower) and runs ``scan_steps.compute_columns`` — the local scan's own function — returning
-  fixed-width columns (float16 vectors);
-- **commit**: the driver is the run's only writer: ``scan_steps.commit`` appends each batch with the
-  RunStore commit protocol, exactly once per file (a batch Ray re-executes after a lost worker is
-  recognized by its indices and dropped). A killed driver loses only uncommitted batches; the
-  same command again scans only what is missing.
+- **batches of paths**: the file list still to scan (exactly as the local scan decides) is cut into
+  the local scan's batches; each goes to an actor as a list of paths, never as decoded pixels, with
+  ``IN_FLIGHT`` batches queued per actor so no actor waits for the driver;
+- **one actor, one batch**: the actor runs mikata's own decoder (``scanning.steps.decode_file``: sha1,
+  decode, preprocess; a bad file becomes a recorded reason, never an error) and the local scan's
+  ``compute_columns``, and returns fixed-width columns (float16 vectors); torch uses the actor's CPUs;
+- **commit**: the driver is the run's only writer: ``scanning.steps.commit`` appends the batches in
+  their order with the RunStore commit protocol, so the run holds the rows, ids and vectors a local
+  scan writes. A lost actor is restarted and its batches retried by Ray; a killed driver loses only
+  uncommitted batches, and the same command again scans only what is missing.
 
 Without ``address`` (and no ``RAY_ADDRESS``) a local Ray instance sized to the machine starts and
 stops with the call; with one, the call joins that cluster (``auto``, ``ray://HOST:PORT``).
-Actors reserve three quarters of the CPUs between them, so decode tasks always find a CPU (actors
-holding every CPU starve the read tasks and the job hangs).
 """
 
 from __future__ import annotations
@@ -32,13 +30,11 @@ import numpy as np
 import torch
 
 from mikata.runs.store import RunStore
-from mikata.scanning.steps import VECTOR_COLUMNS
 from mikata.data.datasets import Sample
 from mikata.errors import MikataError
 from mikata.models.handle import ModelHandle
 
 log = logging.getLogger(__name__)
-ACTOR_SHARE = 0.75  # of the cluster's CPUs reserved by the actor pool; the rest decodes
 CONNECT_SECONDS = 2.0  # how long a cluster address may take to answer before the scan is refused
 
 
@@ -47,15 +43,14 @@ class RayUnavailableError(MikataError):
 
 
 def import_ray():
-    """Ray and Ray Data, imported only for ``engine="ray"``; a clear message when the extra is missing."""
+    """Ray, imported only for ``engine="ray"``; a clear message when the extra is missing."""
     # Ray's GCS client reads this once, when Ray loads: a wrong address then fails in seconds, not minutes
     os.environ.setdefault("RAY_gcs_rpc_server_connect_timeout_s", str(int(CONNECT_SECONDS)))
     try:
         import ray
-        import ray.data  # noqa: F401
     except ImportError as e:
         raise RayUnavailableError(
-            f"--engine ray needs Ray Data ({e.name or e} is not installed): pip install -c constraints.txt -e '.[ray]' "
+            f"--engine ray needs Ray ({e.name or e} is not installed): pip install -c constraints.txt -e '.[ray]' "
             "(or pip install 'ray[data]>=2.40' with torch pinned); without it, scan locally (--engine local)") from e
     return ray
 
@@ -144,13 +139,18 @@ def _connect(ray, address: str | None) -> bool:
                                       f"{_one_line(e)}; check the address (ray status on the head node) or leave "
                                       "--address out for a local instance") from e
         return False
-    ray.init(num_cpus=os.cpu_count() or 1, **kwargs)
+    # the worker processes Ray starts for this job import torch and the scan's modules as they start,
+    # during the rest of the start and the file listing, so an actor begins with them loaded
+    ray.init(num_cpus=os.cpu_count() or 1, _system_config={"preload_python_modules": list(PRELOAD)}, **kwargs)
     return True
 
 
-# Ray's own loggers, quieted during a scan to what concerns the user's job: the executor's INFO lines,
-# the notebook-widget hint ("Missing packages: ['ipywidgets']"), the note that Ray's progress bars are
-# off (mikata draws its own) and the token-auth note of the private local instance a scan starts.
+PRELOAD = ("torch", "mikata.scanning.ray_scan", "mikata.scanning.steps")  # what every scan actor imports
+
+
+# Ray's own loggers, quieted during a scan to what concerns the user's job: Ray Data's INFO lines and
+# notebook-widget hint ("Missing packages: ['ipywidgets']") where a user's own code runs Ray Data in the
+# same session, and the token-auth note of the private local instance a scan starts.
 RAY_LOGGERS = {"ray.data": logging.WARNING, "ray.widgets": logging.WARNING,
                "ray.data._internal.progress": logging.ERROR,
                "ray._private.authentication.authentication_token_setup": logging.ERROR}
@@ -159,9 +159,9 @@ RAY_LOGGERS = {"ray.data": logging.WARNING, "ray.widgets": logging.WARNING,
 def quiet_ray_logs() -> Callable[[], None]:
     """Set Ray's loggers to ``RAY_LOGGERS`` levels; returns the function that puts the old levels back.
 
-    Not covered: Ray's C++ core prints one error-level line per actor pool ("constructor arguments in
-    the object store and max_restarts > 0", ray-project/ray#53727) because Ray Data itself passes the map
-    function by reference; ``RAY_BACKEND_LOG_LEVEL`` would hide it only by printing another line."""
+    Ray's C++ core logs to stderr on its own; the one error line a healthy scan used to get from it
+    ("constructor arguments in the object store and max_restarts > 0") has its cause removed instead:
+    ``_ScanActor``'s constructor takes no object reference."""
     before = {name: logging.getLogger(name).level for name in RAY_LOGGERS}
     for name, level in RAY_LOGGERS.items():
         logging.getLogger(name).setLevel(max(level, logging.getLogger(name).getEffectiveLevel()))
@@ -173,138 +173,208 @@ def quiet_ray_logs() -> Callable[[], None]:
     return restore
 
 
-def _decode(row: dict[str, np.ndarray], preprocessing) -> dict[str, np.ndarray]:
-    """Ray CPU task: read, hash and preprocess one batch of files (one dataset row) with mikata's decoder."""
-    from mikata.scanning.steps import decode_file
+class _ScanActor:
+    """Ray actor: reads, hashes, decodes and infers whole batches of paths, the local scan's own steps.
 
-    shape = (preprocessing.in_channels, *preprocessing.input_size)
-    start, paths = int(row["start"][0]), list(row["paths"][0])
-    n = len(paths)
-    x = np.zeros((n, *shape), np.float32)  # (n, C, H, W), zeros where a file is skipped
-    ok = np.zeros(n, bool)
-    digest, reason = np.empty(n, dtype=object), np.empty(n, dtype=object)
-    size, mtime, wh = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros((n, 2), np.int64)
-    for r, path in enumerate(paths):
-        t, digest[r], size[r], mtime[r], why, dims = decode_file(preprocessing, str(path))
-        wh[r] = dims or (0, 0)
-        reason[r] = why or ""
-        digest[r] = digest[r] or ""
-        if t is not None:
-            x[r], ok[r] = t.numpy(), True
-    return {"i": np.arange(start, start + n, dtype=np.int64), "x": x, "ok": ok, "hash": digest, "size": size,
-            "mtime": mtime, "reason": reason, "wh": wh}
+    Its constructor takes numbers only, so Ray can restart a lost actor from its creation task alone
+    (constructor arguments held in the object store cannot be recovered on a restart, and Ray prints an
+    error line for every actor created with them, ray-project/ray#53727). The model travels as a
+    nested reference with each call, stored once per node; the actor unpickles it on its first call.
+    """
 
+    def __init__(self, threads: int, gpu: bool):
+        import threading
 
-class _Infer:
-    """Ray actor: the model loaded once, ``compute_columns`` per batch."""
+        torch.set_num_threads(max(1, threads))  # more threads than the actor's CPUs was 5x slower
+        self.gpu = gpu
+        self.handle: ModelHandle | None = None
+        # a GPU actor runs two calls at once (decoding one batch while the GPU infers the other); the
+        # model, its hooks and its loading are one call's at a time
+        self._model_lock = threading.Lock()
+        self._seconds = {"decode": 0.0, "infer": 0.0, "batches": 0.0}
 
-    def __init__(self, handle, layer: str, embed_layer: str | None, gradcam: bool, threads: int, gpu: bool,
-                 with_stats: bool):
-        import ray
+    def account(self) -> dict[str, float]:
+        """This actor's seconds so far: its process's CPU time, and the wall time of its batches' steps."""
+        return {"cpu": time.process_time(), **self._seconds}
 
-        torch.set_num_threads(max(1, threads))
-        if isinstance(handle, ray.ObjectRef):
-            handle = ray.get(handle)
-        if gpu:
-            device = torch.device("cuda")
-            handle = handle.to(device) if hasattr(handle, "to") else handle
-            handle.net.to(device)
-        self.handle, self.layer, self.embed_layer, self.gradcam = handle, layer, embed_layer, gradcam
-        self.with_stats = with_stats
-        self._empty: dict[str, np.ndarray] | None = None
+    def load(self, model: list) -> float:
+        """Unpickle the model (``model[0]``, an object reference) unless loaded; returns the seconds it took."""
+        with self._model_lock:
+            if self.handle is not None:
+                return 0.0
+            import ray
 
-    def _columns(self, x: torch.Tensor | None, items: list[tuple]) -> dict[str, np.ndarray]:
-        from mikata.scanning.steps import compute_columns
+            t = time.perf_counter()
+            handle = ray.get(model[0])
+            if self.gpu:
+                device = torch.device("cuda")
+                handle = handle.to(device) if hasattr(handle, "to") else handle
+                handle.net.to(device)
+            self.handle = handle
+            return time.perf_counter() - t
 
-        return compute_columns(self.handle, x, items, self.layer, self.embed_layer, self.gradcam, self.with_stats)
+    def scan(self, model: list, start: int, paths: list[str], layer: str, embed_layer: str | None, gradcam: bool,
+             with_stats: bool) -> dict[str, np.ndarray]:
+        """``compute_columns`` of the files ``paths`` (indices ``start`` on in the scan's list)."""
+        from mikata.scanning.steps import compute_columns, decode_file
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        ok = np.asarray(batch["ok"], bool)
-        items = [(int(i), bool(k), h, int(s), int(m), r, (int(wh[0]), int(wh[1]))) for i, k, h, s, m, r, wh in
-                 zip(batch["i"], ok, batch["hash"], batch["size"], batch["mtime"], batch["reason"], batch["wh"])]
-        x = torch.from_numpy(np.ascontiguousarray(batch["x"][ok])) if ok.any() else None  # (n_ok, C, H, W)
-        cols = self._columns(x, items)
-        if "probs" not in cols:  # every file of the batch skipped: same columns, zeros (one schema for Ray)
-            cols.update({k: np.zeros((len(items),) + v.shape[1:], v.dtype) for k, v in self._shapes().items()})
-        cols["hash"] = np.asarray([h or "" for h in cols["hash"]], dtype=object)
+        self.load(model)
+        t = time.perf_counter()
+        xs, items = [], []
+        for r, path in enumerate(paths):
+            x, digest, size, mtime, reason, dims = decode_file(self.handle.preprocessing, path)
+            items.append((start + r, x is not None, digest, size, mtime, reason, dims))
+            if x is not None:
+                xs.append(x)
+        x = torch.stack(xs) if xs else None  # (n_ok, C, H, W)
+        t1 = time.perf_counter()
+        with self._model_lock:
+            cols = compute_columns(self.handle, x, items, layer, embed_layer, gradcam, with_stats)
+        t2 = time.perf_counter()
+        self._seconds["decode"] += t1 - t
+        self._seconds["infer"] += t2 - t1
+        self._seconds["batches"] += 1
         return cols
 
-    def _shapes(self) -> dict[str, np.ndarray]:
-        if self._empty is None:
-            p = self.handle.preprocessing
-            x = torch.zeros((1, p.in_channels, *p.input_size))
-            got = self._columns(x, [(0, True, "", 0, 0, "", tuple(p.input_size[::-1]))])
-            self._empty = {k: v for k, v in got.items() if k in VECTOR_COLUMNS + ("top_i", "top_v", "cam")}
-        return self._empty
+
+MAX_RESTARTS = 8  # a lost actor process is replaced this often; then the scan stops (a rerun resumes)
+IN_FLIGHT = 2  # batches queued at each actor: it starts the next one while the driver stores the last
 
 
-def scan_on_ray(store: RunStore, handle: ModelHandle, todo: Sequence[tuple[Sample, str]], replace: bool,
-                with_stats: bool,
-                batch_size: int, layer: str, embed_layer: str | None, gradcam: bool, progress: bool,
-                address: str | None = None, actors: int | None = None, gpus_per_actor: float = 0,
-                ) -> tuple[int, list[tuple[str, str]]]:
-    """Scan ``todo`` into ``store`` on Ray Data; returns (images stored ok, skipped (path, reason))."""
-    from mikata.progress import Progress
+class RayPool:
+    """A Ray scan's cluster connection and actors, started before the scan's file list is built.
 
-    from mikata.scanning.steps import commit
+    ``scan`` creates the pool first, then lists and stats the files while the actor processes start,
+    import torch and unpickle the model; ``run`` then only streams batches of paths through them.
+    ``phases`` holds where the time went (seconds), for ``ScanSummary.phases``.
+    """
 
-    ray = import_ray()
-    if not todo:
-        return 0, []
-    restore_logs = quiet_ray_logs()
-    try:
-        started = _connect(ray, address)
-    except BaseException:
-        restore_logs()
-        raise
-    try:
-        cpus = float(ray.cluster_resources().get("CPU", 1))
-        gpus = float(ray.cluster_resources().get("GPU", 0))
+    def __init__(self, handle: ModelHandle, address: str | None = None, actors: int | None = None,
+                 gpus_per_actor: float = 0):
+        self.ray = ray = import_ray()
+        self.handle = handle
+        self.phases: dict[str, float] = {}
+        self.actors: list = []
+        self.started = False
+        self._restore_logs = quiet_ray_logs()
+        try:
+            t = time.perf_counter()
+            self.started = _connect(ray, address)
+            self.phases["cluster start" if self.started else "cluster connect"] = time.perf_counter() - t
+            self._start_actors(actors, gpus_per_actor)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start_actors(self, actors: int | None, gpus_per_actor: float) -> None:
+        ray = self.ray
+        t = time.perf_counter()
+        resources = ray.cluster_resources()
+        cpus, gpus = float(resources.get("CPU", 1)), float(resources.get("GPU", 0))
         if gpus_per_actor > 0 and gpus < gpus_per_actor:
             raise RayUnavailableError(f"--gpus-per-actor {gpus_per_actor}: the cluster has {gpus:g} GPUs; "
                                       "use 0 to infer on CPUs")
         if actors is None:
-            actors = max(1, int(gpus // gpus_per_actor)) if gpus_per_actor > 0 else max(1, int(cpus * ACTOR_SHARE))
-        actor_cpus = max(0.25, cpus * ACTOR_SHARE / actors) if gpus_per_actor <= 0 else 1.0
-        decode_cpus = max(0.05, min(1.0, cpus * (1 - ACTOR_SHARE) / max(1, actors)))
+            actors = max(1, int(gpus // gpus_per_actor)) if gpus_per_actor > 0 else max(1, int(cpus))
+        # each actor decodes and infers its own batches, so the actors share every CPU of the cluster
+        actor_cpus = max(0.25, cpus / actors) if gpus_per_actor <= 0 else 1.0
         threads = max(1, int(actor_cpus))
-        log.info("ray: %d actors x %.2f CPU (%d torch threads)%s, decode tasks %.2f CPU, %d images",
-                 actors, actor_cpus, threads, f", {gpus_per_actor:g} GPU each" if gpus_per_actor else "",
-                 decode_cpus, len(todo))
-        ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = False  # ours counts images/s; Ray's would print a line every few seconds
-        # one dataset row (and block) per batch: blocks spread over the cluster, and every inference
-        # batch is exactly a local scan's batch (todo[kB:(k+1)B]), so the numbers are the same to the bit
-        paths = [str(s.path) for s, _ in todo]
-        batches = [{"start": k, "paths": paths[k:k + batch_size]} for k in range(0, len(paths), batch_size)]
-        ds = ray.data.from_items(batches, override_num_blocks=len(batches))
-        ds = ds.map_batches(_decode, fn_kwargs={"preprocessing": handle.preprocessing}, batch_size=1,
-                            batch_format="numpy", num_cpus=decode_cpus)
-        ds = ds.map_batches(_Infer, fn_constructor_kwargs={
-            "handle": ray.put(handle), "layer": layer, "embed_layer": embed_layer, "gradcam": gradcam,
-            "threads": threads, "gpu": gpus_per_actor > 0, "with_stats": with_stats}, batch_size=None, batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=actor_cpus, **({"num_gpus": gpus_per_actor} if gpus_per_actor > 0 else {}))
-        computed, skipped = 0, []
-        seen: set[int] = set()
+        log.info("ray: %d actors x %.2f CPU (%d torch threads)%s", actors, actor_cpus, threads,
+                 f", {gpus_per_actor:g} GPU each" if gpus_per_actor else "")
+        remote = ray.remote(_ScanActor).options(
+            num_cpus=actor_cpus, max_restarts=MAX_RESTARTS, max_task_retries=-1, max_concurrency=2 if gpus_per_actor > 0 else 1,
+            **({"num_gpus": gpus_per_actor} if gpus_per_actor > 0 else {}))
+        self.actors = [remote.remote(threads, gpus_per_actor > 0) for _ in range(actors)]
+        self.model = [ray.put(self.handle)]  # one object-store copy per node, whatever the number of actors
+        self._loads = [a.load.remote(self.model) for a in self.actors]
+        self._created = time.perf_counter()
+        self.phases["actor creation (asynchronous)"] = self._created - t
+
+    def run(self, store: RunStore, todo: Sequence[tuple[Sample, str]], replace: bool, with_stats: bool,
+            batch_size: int, layer: str, embed_layer: str | None, gradcam: bool, progress: bool
+            ) -> tuple[int, list[tuple[str, str]]]:
+        """Scan ``todo`` into ``store``: batches of paths to the actors, results committed in batch order."""
+        from mikata.progress import Progress
+        from mikata.scanning.steps import commit
+
+        ray = self.ray
         t0 = time.perf_counter()
-        bar = Progress(len(todo), f"scan (ray): {handle.spec}", "img", progress, first="first batch")
+        self.phases["file listing and run checks (actors starting meanwhile)"] = t0 - self._created
+        if not todo:
+            return 0, []
+        paths = [str(s.path) for s, _ in todo]
+        starts = list(range(0, len(paths), batch_size))  # every batch is exactly a local scan's batch
+        pending: dict = {}  # result reference -> (batch start, actor)
+        nxt = 0
+
+        def submit(actor) -> None:
+            nonlocal nxt
+            if nxt < len(starts):
+                k = starts[nxt]
+                ref = actor.scan.remote(self.model, k, paths[k:k + batch_size], layer, embed_layer, gradcam,
+                                        with_stats)
+                pending[ref] = (k, actor)
+                nxt += 1
+
+        for _ in range(IN_FLIGHT):
+            for actor in self.actors:
+                submit(actor)
         try:
-            for cols in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=2):
-                fresh = np.array([int(i) not in seen for i in cols["index"]], bool)
-                if not fresh.all():  # re-executed after a lost worker: those files are stored already
-                    cols = {k: v[fresh] for k, v in cols.items()}
-                if not len(cols["index"]):
-                    continue
-                k, skips = commit(store, cols, todo, replace)
-                seen.update(int(i) for i in cols["index"])
-                computed += k
-                skipped += skips
-                bar.update(len(cols["index"]))
-                bar.set_postfix(f"{len(seen) / max(time.perf_counter() - t0, 1e-9):.0f} images/s on the cluster")
+            loads = ray.get(self._loads)
+        except ray.exceptions.RayActorError as e:
+            raise _actor_failure(e, store) from e
+        ready = time.perf_counter()
+        self.phases["actors ready after creation"] = ready - self._created
+        self.phases["driver waited for actors"] = ready - t0
+        self.phases["model unpickle in an actor (max)"] = max(loads)
+        done: dict[int, dict] = {}  # finished batches waiting for an earlier one, by start
+        commit_at, computed, skipped = 0, 0, []
+        get_s = write_s = 0.0
+        bar = Progress(len(todo), f"scan (ray): {self.handle.spec}", "img", progress, first="first batch")
+        try:
+            while pending:
+                t = time.perf_counter()
+                (ref,), _ = ray.wait(list(pending), num_returns=1)
+                k, actor = pending.pop(ref)
+                submit(actor)  # the actor has its next batch before the driver stores this one
+                try:
+                    done[k] = ray.get(ref)
+                except ray.exceptions.RayActorError as e:
+                    raise _actor_failure(e, store) from e
+                t1 = time.perf_counter()
+                get_s += t1 - t
+                while commit_at in done:  # in order: row ids as the local scan gives them
+                    cols = done.pop(commit_at)
+                    n, skips = commit(store, cols, todo, replace)
+                    computed += n
+                    skipped += skips
+                    bar.update(len(cols["index"]))
+                    commit_at += batch_size
+                write_s += time.perf_counter() - t1
+                bar.set_postfix(f"{bar.n / max(time.perf_counter() - t0, 1e-9):.0f} images/s on the cluster")
         finally:
             bar.close()
+        self.phases["batches (first submitted to last stored)"] = time.perf_counter() - t0
+        self.phases["driver: waiting for results"] = get_s
+        self.phases["driver: storing results"] = write_s
+        accounts = ray.get([a.account.remote() for a in self.actors])
+        n = max(1.0, sum(a["batches"] for a in accounts))
+        self.phases["actors: read, hash, decode per batch (mean)"] = sum(a["decode"] for a in accounts) / n
+        self.phases["actors: inference per batch (mean)"] = sum(a["infer"] for a in accounts) / n
+        self.phases["actors: CPU seconds (sum, start included)"] = sum(a["cpu"] for a in accounts)
         return computed, skipped
-    finally:
-        if started:
-            ray.shutdown()
-        restore_logs()
+
+    def close(self) -> None:
+        """Let the actors go (their handles dropped: they exit) and stop the local instance if it is ours."""
+        self.actors, self._loads, self.model = [], [], []
+        try:
+            if self.started:
+                self.ray.shutdown()
+                self.started = False
+        finally:
+            self._restore_logs()
+
+
+def _actor_failure(e: BaseException, store: RunStore) -> MikataError:
+    return MikataError(f"a Ray actor was lost more than {MAX_RESTARTS} times ({_one_line(e)}); the batches stored "
+                       f"so far are kept in {store.dir}: run the same command again to scan the rest")

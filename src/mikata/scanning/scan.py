@@ -24,7 +24,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -44,6 +44,9 @@ from mikata.models.handle import ModelHandle
 from mikata.progress import notice, one_line
 from mikata.models.run_model import weights_hash  # noqa: F401 - re-exported: mikata.scanning.scan.weights_hash
 
+if TYPE_CHECKING:
+    from mikata.scanning.ray_scan import RayPool
+
 log = logging.getLogger(__name__)
 
 
@@ -58,6 +61,7 @@ class ScanSummary:
     reused: int           # images already in the store, not recomputed
     seconds: float
     skipped_files: list[tuple[str, str]] = field(default_factory=list)
+    phases: dict[str, float] = field(default_factory=dict)  # engine="ray": where the seconds went
 
     def _repr_html_(self) -> str:
         """The counts in a table; the skipped files (escaped: names are data) under it."""
@@ -147,11 +151,25 @@ def scan(
     if engine not in ("local", "ray"):
         raise ChoiceError("engine", engine, ["local", "ray"])
     if engine == "ray":
-        from mikata.scanning.ray_scan import cluster_address, import_ray
+        from mikata.scanning.ray_scan import RayPool, cluster_address, import_ray
 
         import_ray()  # the missing extra is said before any work,
         cluster_address(address)  # and a cluster that does not answer, before any run directory is created
     t0 = time.perf_counter()
+    # the actors start, import torch and load the model while the files are listed and checked
+    pool = RayPool(handle, address, actors, gpus_per_actor) if engine == "ray" else None
+    try:
+        return _scan(handle, dataset, run_dir, batch_size, workers, layer, gradcam, split, fractions, seed, class_map,
+                     progress, shard, split_label, pool, t0)
+    finally:
+        if pool is not None:
+            pool.close()
+
+
+def _scan(handle: ModelHandle, dataset: ImageDataset | str | os.PathLike, run_dir: str | os.PathLike,
+          batch_size: int, workers: int, layer: str | None, gradcam: bool, split: str | None,
+          fractions: Sequence[float] | str | None, seed: int | None, class_map: Mapping[str, str] | None,
+          progress: bool, shard: tuple[int, int] | str | None, split_label: str, pool: RayPool | None, t0: float) -> ScanSummary:
     source = None if isinstance(dataset, ImageDataset) else dataset
     if not isinstance(dataset, ImageDataset):
         dataset = load_dataset(dataset, classes=handle.class_names, class_map=class_map, allow_empty=True)
@@ -183,9 +201,8 @@ def scan(
     try:
         if dataset.fields:  # a manifest's extra columns: stored before any batch, for every chosen image
             store.set_fields(dataset.fields, ((s.path, n, v) for s, _ in chosen for n, v in s.fields))
-        if engine == "ray":
-            return _scan_on_ray(store, handle, chosen, batch_size, layer, embed_layer, gradcam, progress, t0,
-                                address, actors, gpus_per_actor)
+        if pool is not None:
+            return _scan_on_ray(store, pool, chosen, batch_size, layer, embed_layer, gradcam, progress, t0)
         return _scan_into(store, handle, chosen, batch_size, workers, layer, embed_layer, gradcam, progress, t0)
     finally:
         store.close()
@@ -207,17 +224,15 @@ def _pending(store: RunStore, chosen: list[tuple[Sample, str]]) -> tuple[list[tu
     return [(s, n) for s, n in chosen if not _unchanged(s.path, done.get(s.path))], bool(done)
 
 
-def _scan_on_ray(store: RunStore, handle: ModelHandle, chosen: list[tuple[Sample, str]], batch_size: int,
-                 layer: str, embed_layer: str | None, gradcam: bool, progress: bool, t0: float,
-                 address: str | None, actors: int | None, gpus_per_actor: float) -> ScanSummary:
-    from mikata.scanning.ray_scan import scan_on_ray
-
+def _scan_on_ray(store: RunStore, pool: RayPool, chosen: list[tuple[Sample, str]], batch_size: int, layer: str,
+                 embed_layer: str | None, gradcam: bool, progress: bool, t0: float) -> ScanSummary:
+    """The Ray engine over ``pool`` (a started ``scanning.ray_scan.RayPool``)."""
     todo, replace = _pending(store, chosen)
     with_stats = store.has_vectors("stats") or not store.committed_vectors()
-    computed, skipped_files = scan_on_ray(store, handle, todo, replace, with_stats, batch_size, layer, embed_layer, gradcam,
-                                          progress, address, actors, gpus_per_actor)
+    computed, skipped_files = pool.run(store, todo, replace, with_stats, batch_size, layer, embed_layer, gradcam,
+                                       progress)
     return ScanSummary(str(store.dir), len(chosen), computed, len(skipped_files), len(chosen) - len(todo),
-                       time.perf_counter() - t0, skipped_files)
+                       time.perf_counter() - t0, skipped_files, dict(pool.phases))
 
 
 def _scan_into(store: RunStore, handle: ModelHandle, chosen: list[tuple[Sample, str]], batch_size: int,

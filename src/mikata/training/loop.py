@@ -38,6 +38,7 @@ from mikata.data.datasets import DatasetError, ImageDataset, load_dataset, split
 from mikata.models.handle import ModelHandle
 from mikata.models.loading import load_model, replace_head, save_checkpoint
 from mikata.training.augment import augment_batch
+from mikata.training.depthwise import faster_depthwise_grads
 from mikata.progress import Progress, one_line
 from mikata.training.frozen_features import boundary_inputs, check_shortcut, started_at
 from mikata.training.freeze import freeze_until, set_training_mode, trainable_parameters
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 STATE_FORMAT = "mikata-train-state/1"
+GRAY_CHECK_IMAGES = 512  # the training images whose grayness decides how feature visualizations render
 HISTORY_KEYS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_seconds")
 
 
@@ -191,15 +193,6 @@ def _train(data: "str | os.PathLike | ImageDataset", model: str | ModelHandle, o
     handle = _new_handle(model, ds.classes, opts, out).to(device)
     net = handle.net
 
-    train_set = decode_split(parts["train"], handle, opts.workers, "train", progress)
-    val_set = decode_split(parts["val"], handle, opts.workers, "val", progress)
-    test_set = decode_split(parts["test"], handle, opts.workers, "test", progress) if "test" in parts else None
-    # ``is not None``: a split whose every file was skipped has len 0, and its skipped files still count
-    skipped = train_set.skipped + val_set.skipped + (test_set.skipped if test_set is not None else [])
-    _check_decoded(train_set, val_set, ds.classes)
-    # a 3-channel model fed only gray images: its feature visualizations are rendered gray
-    handle.metadata["grayscale_data"] = all_gray(train_set.x, handle)
-
     frozen = freeze_until(net, opts.freeze_until)
     head_params = list(net.get_submodule(handle.metadata["head"]).parameters())
     head_ids = {id(p) for p in head_params}
@@ -211,9 +204,6 @@ def _train(data: "str | os.PathLike | ImageDataset", model: str | ModelHandle, o
         optimizer = torch.optim.SGD(groups, lr=opts.lr, momentum=opts.momentum, weight_decay=opts.weight_decay)
     else:
         optimizer = torch.optim.Adam(groups, lr=opts.lr, weight_decay=opts.weight_decay)
-    log.info("training %s parameters of %s; %d train / %d val / %d test images, %d classes",
-             f"{trainable_parameters(net):,}", handle.metadata["architecture"], len(train_set), len(val_set),
-             len(test_set) if test_set else 0, len(ds.classes))
 
     generator = torch.Generator().manual_seed(opts.seed)
     history: dict[str, list[float]] = {k: [] for k in HISTORY_KEYS}
@@ -223,23 +213,55 @@ def _train(data: "str | os.PathLike | ImageDataset", model: str | ModelHandle, o
         log.info("resuming %s after epoch %d of %d", out, start_epoch, opts.epochs)
     memory_format = torch.channels_last if opts.channels_last else torch.contiguous_format
 
-    cache = _can_cache(handle, opts, train_set)
-    if progress and start_epoch < opts.epochs:
-        _announce_cost(handle, opts, train_set, val_set, test_set, cache, opts.epochs - start_epoch)
+    # The first training images decide whether the frozen layers' output can be cached and time one batch;
+    # then each split is decoded, and when caching, each run of decoded images goes through the frozen layers
+    # while the worker threads decode the next ones (only the features are kept).
+    probe = decode_split(parts["train"].subset(parts["train"].samples[:max(4, opts.batch_size)]), handle,
+                         opts.workers, "train", progress=False)
+    cache = len(probe) > 0 and _can_cache(handle, opts, probe)
+    sizes = [len(parts["train"]), len(parts["val"]), len(parts["test"]) if "test" in parts else 0]
+    if progress and start_epoch < opts.epochs and len(probe):
+        _announce_cost(handle, opts, probe, sizes, cache, opts.epochs - start_epoch)
+    if cache:
+        log.info("computing the frozen layers' output once (input of %s)", opts.freeze_until)
+    first_images: list[torch.Tensor] = []  # the first training images, for the gray check
+
+    def decoded(split: str) -> DecodedSplit:
+        def features(xb: torch.Tensor) -> torch.Tensor:  # (n, C, H, W) images -> (n, ...) frozen layers' output
+            if split == "train" and sum(map(len, first_images)) < GRAY_CHECK_IMAGES:
+                first_images.append(xb[:GRAY_CHECK_IMAGES - sum(map(len, first_images))])
+            f = boundary_inputs(handle, opts.freeze_until, xb, len(xb))
+            return f.contiguous(memory_format=memory_format) if f.dim() == 4 else f
+
+        if not cache:
+            return decode_split(parts[split], handle, opts.workers, split, progress)
+        s = decode_split(parts[split], handle, opts.workers, split, progress, then=features,
+                         chunk=opts.batch_size * 2, desc=f"train: decode, cache the frozen layers' output ({split})")
+        x = s.x.contiguous(memory_format=memory_format) if s.x.dim() == 4 else s.x
+        return DecodedSplit(x, s.y, s.skipped)
+
+    train_set, val_set = decoded("train"), decoded("val")
+    test_set = decoded("test") if "test" in parts else None
+    # ``is not None``: a split whose every file was skipped has len 0, and its skipped files still count
+    skipped = train_set.skipped + val_set.skipped + (test_set.skipped if test_set is not None else [])
+    _check_decoded(train_set, val_set, ds.classes)
+    # a 3-channel model fed only gray images: its feature visualizations are rendered gray
+    gray_source = train_set.x if not cache else torch.cat(first_images) if first_images else probe.x
+    handle.metadata["grayscale_data"] = all_gray(gray_source, handle, GRAY_CHECK_IMAGES)
+    log.info("training %s parameters of %s; %d train / %d val / %d test images, %d classes",
+             f"{trainable_parameters(net):,}", handle.metadata["architecture"], len(train_set), len(val_set),
+             len(test_set) if test_set else 0, len(ds.classes))
+
     # The hook feeding precomputed features lives only inside this block (removed on any error).
     with contextlib.ExitStack() as stack:
         forward: Callable[[torch.Tensor], torch.Tensor] = handle.model
         if cache:
-            # The frozen part is the same every epoch: run it once per image, then train the rest only.
-            log.info("computing the frozen layers' output once (input of %s)", opts.freeze_until)
-            def features(s: DecodedSplit | None, name: str) -> DecodedSplit | None:
-                return None if s is None else cached_split(handle, opts, s, memory_format, progress, name)
-
-            train_set, val_set, test_set = features(train_set, "train"), features(val_set, "val"), \
-                features(test_set, "test")
+            # The frozen part is the same every epoch: it ran once per image above; train the rest only.
             feed = stack.enter_context(started_at(net, opts.freeze_until))
             forward = lambda x: feed(handle.model, x)  # noqa: E731
         net.to(memory_format=memory_format)
+        # 5x5 depthwise weight gradients on small maps: a tap sum instead of oneDNN's slow path (CPU only)
+        stack.enter_context(faster_depthwise_grads(net))
 
         epoch, epoch_generator_state, stopped_early = start_epoch, generator.get_state(), False
         # finished: epochs whose results are complete in memory; saved: those on disk (None: nothing yet).
@@ -364,11 +386,12 @@ def _set_learning_rates(optimizer: torch.optim.Optimizer, opts: TrainOptions, ep
         group["lr"] = group["base_lr"] * factor
 
 
-def _announce_cost(handle: ModelHandle, opts: TrainOptions, train_set: DecodedSplit, val_set: DecodedSplit,
-                   test_set: DecodedSplit | None, cache: bool, epochs: int) -> None:
-    """Time one batch before the long passes (the frozen layers' forward when their output is cached, one
-    training step of the rest) and print the run's estimate (``training.costs``), with cheaper settings
-    when it is long. The probe leaves the model as it was: eval mode, gradients cleared."""
+def _announce_cost(handle: ModelHandle, opts: TrainOptions, train_set: DecodedSplit, sizes: list[int], cache: bool,
+                   epochs: int) -> None:
+    """Time one batch of ``train_set`` (the first training images) before the long passes (the frozen layers'
+    forward when their output is cached, one training step of the rest) and print the run's estimate
+    (``training.costs``) for ``sizes`` (train, val, test images), with cheaper settings when it is long.
+    The probe leaves the model as it was: eval mode, gradients cleared."""
     from mikata.hooks import preserved
     from mikata.progress import note
     from mikata.training.costs import later_layers, train_cost, train_message, train_suggestions
@@ -389,8 +412,8 @@ def _announce_cost(handle: ModelHandle, opts: TrainOptions, train_set: DecodedSp
                 step = _timed_step(lambda: feed(handle.model, feats), yb, net)
         else:
             step = _timed_step(lambda: handle.model(xb), yb, net)
-    n_cached = len(train_set) + len(val_set) + (len(test_set) if test_set is not None else 0)
-    cost = train_cost(n_cached if cache else 0, cache_per_image, len(train_set), step / b, len(val_set), epochs)
+    n_cached = sum(sizes)
+    cost = train_cost(n_cached if cache else 0, cache_per_image, sizes[0], step / b, sizes[1], epochs)
     tips = train_suggestions(cost, max(handle.input_size), epochs, opts.freeze_until,
                              later_layers(net, opts.freeze_until))
     note(train_message(cost, n_cached, b, tips))

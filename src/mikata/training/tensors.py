@@ -14,6 +14,7 @@ import logging
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -37,8 +38,14 @@ class DecodedSplit:
 
 
 def decode_split(ds: ImageDataset, handle: ModelHandle, workers: int = 2, name: str = "data",
-                 progress: bool = True) -> DecodedSplit:
-    """Decode and preprocess every image of ``ds``; unreadable files are skipped with a warning."""
+                 progress: bool = True, then: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 chunk: int = 64, desc: str | None = None) -> DecodedSplit:
+    """Decode and preprocess every image of ``ds``; unreadable files are skipped with a warning.
+
+    ``then`` (e.g. the frozen layers' forward): applied to each run of ``chunk`` decoded images
+    ``(n, C, H, W)`` in file order, in the calling thread, while the worker threads decode the next
+    ones; ``x`` is then its outputs concatenated, and the images themselves are not kept.
+    """
     mode = handle.mode
 
     def one(path: str) -> torch.Tensor | str:
@@ -48,17 +55,39 @@ def decode_split(ds: ImageDataset, handle: ModelHandle, workers: int = 2, name: 
             return e.reason
 
     paths = [s.path for s in ds.samples]
+    keep: list[int] = []
+    skipped: list[tuple[str, str]] = []
+    pending: list[torch.Tensor] = []
+    parts: list[torch.Tensor] = []
+
+    def flush() -> None:
+        if pending:
+            batch = torch.stack(pending)  # (n, C, H, W) float16
+            parts.append(then(batch) if then is not None else batch)
+            pending.clear()
+
+    # pool.map hands every file to the workers at once, so they decode ahead while ``then`` runs here
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        results = list(progress_bar(pool.map(one, paths), total=len(paths), desc=f"train: decode the {name} split",
-                                    unit="img", enabled=progress, first="first image"))
-    keep = [i for i, r in enumerate(results) if isinstance(r, torch.Tensor)]
-    skipped = [(paths[i], r) for i, r in enumerate(results) if not isinstance(r, torch.Tensor)]
+        for i, r in enumerate(progress_bar(pool.map(one, paths), total=len(paths),
+                                           desc=desc or f"train: decode the {name} split", unit="img",
+                                           enabled=progress, first="first image")):
+            if isinstance(r, torch.Tensor):
+                keep.append(i)
+                pending.append(r)
+                if then is not None and len(pending) >= chunk:
+                    flush()
+            else:
+                skipped.append((paths[i], r))
+        flush()
     if skipped:
         shown = "; ".join(f"{p}: {r}" for p, r in skipped[:3])
         warnings.warn(f"skipped {len(skipped)} unreadable file(s) in the {name} split ({shown}"
                       f"{' …' if len(skipped) > 3 else ''})", stacklevel=2)
-    c, h, w = handle.in_channels, *handle.input_size
-    x = torch.stack([results[i] for i in keep]) if keep else torch.empty(0, c, h, w, dtype=torch.float16)
+    if parts:
+        x = torch.cat(parts) if len(parts) > 1 else parts[0]
+    else:
+        c, h, w = handle.in_channels, *handle.input_size
+        x = torch.empty(0, c, h, w, dtype=torch.float16)
     y = torch.tensor([ds.samples[i].label for i in keep], dtype=torch.long)
     return DecodedSplit(x, y, skipped)
 
