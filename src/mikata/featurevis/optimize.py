@@ -103,6 +103,16 @@ class Rendering:
     # per image, the step of the last level where its plateau stopped it (None: it ran every step)
     stopped: list[int | None] = field(default_factory=list)
 
+    @property
+    def image_steps(self) -> int:
+        """Forward and backward passes of one image that the rendering ran (an image that stopped at its
+        plateau stops counting): what its compute is proportional to."""
+        o = self.options
+        if o is None:
+            return len(self.log) * len(self.labels)
+        full = o.steps * o.octaves
+        return sum(full if s is None else full - o.steps + s for s in (self.stopped or [None] * len(self.labels)))
+
     def __repr__(self) -> str:
         return (f"Rendering({len(self.labels)} image(s) {tuple(self.images.shape[-2:])}, labels={self.labels[:6]}"
                 f"{'...' if len(self.labels) > 6 else ''}, {len(self.log)} log rows, {self.seconds:.1f} s)")
