@@ -173,3 +173,15 @@ def test_the_comparison_reads_each_runs_stored_issues(tmp_path, scored):
     for row in counts:  # every image is shared: each count is the run's own flag count
         assert row["a"] == int(found_a.types[row["type"]].flag.sum())
         assert row["b"] == int(found_b.types[row["type"]].flag.sum())
+
+
+def test_a_vector_file_rewritten_in_place_is_a_miss(tmp_path, scored):
+    run = _run(tmp_path / "a")
+    first = _fresh(run).issues()
+    embed = run / "embed.f16"
+    data = np.fromfile(embed, np.float16)
+    data[: len(data) // 2] *= -1  # other embeddings, same size, same rows
+    data.tofile(embed)
+    got = _fresh(run).issues()
+    assert len(scored) == 2
+    assert not np.array_equal(got.types["outlier"].score, first.types["outlier"].score)

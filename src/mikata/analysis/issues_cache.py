@@ -9,9 +9,10 @@ and the comparison's issue counts show) therefore keeps the whole run's ``Datase
 - the stamp inside holds the run's ``RunStore.version()``, its database's identity (device and inode of
   ``run.sqlite``: a run deleted and scanned again is another run), the calibration file's stamp (a
   temperature changes the label scores), the manifest's stamp (which splits the model was trained on
-  decides which rows are searched for label errors), the registered issue types with their default
-  thresholds, and the scoring settings; any difference and the file is ignored, then replaced by the
-  next build;
+  decides which rows are searched for label errors), the vector files' stamps (probabilities,
+  embeddings, thumbnails, pixel statistics: rewritten in place, they are other data), the registered
+  issue types with their default thresholds, and the scoring settings; any difference and the file
+  is ignored, then replaced by the next build;
 - the stored row ids must equal the rows the view reads now.
 
 The cache is data, never code: plain arrays and JSON text (``allow_pickle=False``); a damaged,
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 FORMAT = 1
 SETTINGS = {"k": 10, "min_group": 10, "seed": 0}  # score_issues' defaults, which RunView.issues uses
+VECTORS = ("probs", "embed", "thumbs", "stats")  # the stored vectors the built-in types read
 GROUP_KEYS = ("group", "size", "accuracy", "ratio", "flagged")
 
 
@@ -66,8 +68,10 @@ def stamp(view: "RunView") -> dict:
     """What must be unchanged for the stored issues of ``view``'s run to hold."""
     run_dir = Path(view.run_dir)
     db = _file_stamp(run_dir / "run.sqlite")
+    layout = RunLayout(run_dir)
     return {"format": FORMAT, "version": list(view.version()), "db": None if db is None else db[:2],
             "temperature": temperature_stamp(run_dir), "manifest": _file_stamp(run_dir / "manifest.json"),
+            "vectors": [_file_stamp(layout.vector(kind)) for kind in VECTORS],
             "types": [[k, v] for k, v in default_thresholds().items()], "settings": SETTINGS}
 
 
