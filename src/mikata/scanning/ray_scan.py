@@ -39,7 +39,7 @@ CONNECT_SECONDS = 2.0  # how long a cluster address may take to answer before th
 
 
 class RayUnavailableError(MikataError):
-    """``engine="ray"`` without Ray Data installed, or a cluster that cannot be reached."""
+    """``engine="ray"`` without Ray installed, or a cluster that cannot be reached."""
 
 
 def import_ray():
