@@ -10,12 +10,14 @@ the same number of pixels.
 2. 36 channels of one layer: one batched mikata run vs 36 separate lucent runs.
 
 3. ``--units-command``: ``mikata units`` for 8 channels of EfficientNet-Lite0's head at the demo's settings (64 px,
-   48 steps) on a run of real photos, before (every step, failed renderings kept) and after (stop at
-   the plateau, failed ones rendered again from their top image or shown as their strongest crop):
-   seconds, the ratio, and how many synthetic images came out flat.
+   48 steps, top 6) on a run of real photos: the whole call in process and as a fresh ``mikata units``
+   process (wall and CPU seconds), against the floor (a plain loop of the renderings' forward and backward,
+   8 images x 48 steps at the size the net sees), the ratio, the image steps each ran, and how many
+   synthetic images came out flat. Each unit stops at its plateau and leaves the batch; failed ones are
+   rendered again from their top image (one batch) or shown as their strongest crop.
 
 Run:  PYTHONPATH=src python benchmarks/bench_featurevis.py [--steps 8] [--threads 2]
-      PYTHONPATH=src python benchmarks/bench_featurevis.py --units-command [--threads 2]
+      PYTHONPATH=src python benchmarks/bench_featurevis.py --units-command [--threads 2] [--repeats 3] [--keep DIR]
 The machine is shared: numbers are noisy; the ratios are measured alternately in one process.
 """
 
@@ -41,11 +43,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--units", type=int, default=36)
     ap.add_argument("--units-command", action="store_true", help="only the `mikata units` rows (no lucent)")
+    ap.add_argument("--keep", default=None, metavar="DIR", help="--units-command: build (or reuse) the run in DIR")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     if args.units_command:
-        units_rows(args.threads)
+        units_rows(args.threads, args.repeats, args.keep)
         return
 
     from torchvision_compat import import_torchvision_declaring_ops
@@ -100,51 +103,91 @@ def main() -> None:
           f"{t_ours / t_lucent:.2f}x ({t_lucent / t_ours:.1f}x faster) |")
 
 
-def units_rows(threads: int) -> None:
-    """8 head channels at the demo's settings: every step (before) vs plateau stop + retry (after)."""
+def units_rows(threads: int, repeats: int, keep: str | None = None) -> None:
+    """8 head channels at the demo's settings: the whole `mikata units` call (in process and as the command)
+    against its floor, a plain loop of the renderings' forward and backward at the same batch and size."""
+    import resource
+    import subprocess
     import tempfile
     from pathlib import Path
 
-    from conftest import _photo_arrays
+    from conftest import _photo_arrays  # sets torch's threads: set them again below
 
-    from mikata.scanning.scan import scan
     from mikata.analysis.units import unit_examples
-    from mikata.featurevis import RenderOptions
+    from mikata.featurevis import RenderOptions, transforms as T
     from mikata.featurevis.quality import FLAT_STD
     from mikata.models import load_model
+    from mikata.scanning.scan import scan
 
+    torch.set_num_threads(threads)
     handle = load_model("efficientnet-lite0")
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "photos" / handle.class_names[281]  # one class folder (labels do not matter here)
-        folder.mkdir(parents=True)
-        for name, img in _photo_arrays().items():
-            img.convert("RGB").save(folder / f"{name}.png")
-        scan(handle, folder.parent, Path(tmp) / "run", batch_size=8, workers=0, progress=False)
-        print("  scanned", flush=True)
-        from mikata.featurevis import visualize_channels
+    n, size, steps = 8, 64, 48
+    tmp = Path(keep) if keep else Path(tempfile.mkdtemp())
+    folder = tmp / "photos" / handle.class_names[281]  # one class folder (labels do not matter here)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, img in _photo_arrays().items():
+        img.convert("RGB").save(folder / f"{name}.png")
+    run = tmp / "run"
+    if not (run / "manifest.json").exists():
+        scan(handle, folder.parent, run, batch_size=8, workers=0, progress=False)
+    seen = T.apply(T.standard_transforms(), torch.rand(1, 3, size, size), torch.Generator().manual_seed(0)).shape[-1]
+    net = handle.net.eval()
 
-        rows = []
-        # before: what `mikata units` rendered until now, every step and no check of the result
-        t = time.perf_counter()
-        plain = visualize_channels(handle, handle.default_layer, list(range(8)),
-                                   RenderOptions(size=64, steps=48, seed=0, plateau=0))
-        took = time.perf_counter() - t
-        flat = int((plain.images.flatten(1).std(1) < FLAT_STD).sum())
-        rows.append(("before: every step, no check", took, plain.seconds, flat, 0))
-        print(f"  before: {took:.1f} s, {flat} flat", flush=True)
-        t = time.perf_counter()
-        res = unit_examples(Path(tmp) / "run", range(8), k=3, handle=handle,
-                            options=RenderOptions(size=64, steps=48, seed=0))
-        took = time.perf_counter() - t
-        flat = int((res.synthetic.flatten(1).std(1) < FLAT_STD).sum())
-        rows.append(("after: plateau stop + retry (whole `units` call)", took, res.seconds, flat,
-                     sum(n is not None for n in res.notes)))
-    print(f"torch {torch.__version__}, {threads} threads; mikata units, 8 channels of head, 64 px, 48 steps\n")
-    print("| case | total s | rendering s | flat images shown | units rendered again / cropped |")
+    def floor() -> tuple[float, float]:
+        """The renderings' compute with nothing around it: 8 images at the transformed size, 48 forward and
+        backward passes up to the head, every step (what one batch that never stops costs)."""
+        for p in net.parameters():
+            p.requires_grad_(False)
+        x = torch.rand(n, 3, seen, seen, requires_grad=True)
+        w, c = time.perf_counter(), time.process_time()
+        for _ in range(steps):
+            a = net.head(net.blocks(net.stem(x)))  # (8, 1280, h, w)
+            a[torch.arange(n), torch.arange(n)].mean((1, 2)).sum().backward()
+            x.grad = None
+        return time.perf_counter() - w, time.process_time() - c
+
+    def ours():
+        w, c = time.perf_counter(), time.process_time()
+        res = unit_examples(run, range(n), k=6, handle=handle, options=RenderOptions(size=size, steps=steps, seed=0),
+                            progress=False)
+        res.save()
+        return time.perf_counter() - w, time.process_time() - c, res
+
+    def command() -> tuple[float, float]:
+        """`mikata units` as a user runs it: a fresh process (imports, model load, rendering, files)."""
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        w = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "mikata", "-q", "units", str(run), "--channels", f"0:{n}", "--size",
+                        str(size), "--steps", str(steps), "--top", "6"], check=True,
+                       env={**os.environ, "OMP_NUM_THREADS": str(threads)}, stdout=subprocess.DEVNULL)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return time.perf_counter() - w, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+
+    floor()  # warm-up
+    rows = {"floor": [], "ours": [], "command": []}
+    for _ in range(repeats):  # interleaved: the machine's load drifts
+        rows["floor"].append(floor())
+        w, c, res = ours()
+        rows["ours"].append((w, c))
+        rows["command"].append(command())
+    best = {k: min(v) for k, v in rows.items()}  # best wall of N, with its CPU time
+    flat = int((res.synthetic.flatten(1).std(1) < FLAT_STD).sum())
+    load = open("/proc/loadavg").read().split()[:3] if os.path.exists("/proc/loadavg") else ["?"] * 3
+    print(f"torch {torch.__version__}, {threads} thread(s), load avg {' '.join(load)}; mikata units, {n} channels of "
+          f"head, {size} px ({seen} px seen by the net), {steps} steps; best wall of {repeats} (interleaved)\n")
+    print("| case | wall s | CPU s | image steps | ratio to the floor (wall) |")
     print("|---|---|---|---|---|")
-    for label, took, secs, flat, notes in rows:
-        print(f"| {label} | {took:.1f} | {secs:.1f} | {flat} of 8 | {notes} |")
-    print(f"| after / before (total) | {rows[1][1] / rows[0][1]:.2f}x | {rows[1][2] / rows[0][2]:.2f}x | | |")
+    print(f"| floor: plain loop, {n} images x {steps} steps, forward + backward to the head | {best['floor'][0]:.1f} | "
+          f"{best['floor'][1]:.1f} | {n * steps} | 1.00x |")
+    print(f"| ours: unit_examples + save (in process; rendering {res.seconds:.1f} s) | {best['ours'][0]:.1f} | "
+          f"{best['ours'][1]:.1f} | {res.image_steps} | {best['ours'][0] / best['floor'][0]:.2f}x |")
+    print(f"| `mikata units` command (fresh process) | {best['command'][0]:.1f} | {best['command'][1]:.1f} | "
+          f"{res.image_steps} | {best['command'][0] / best['floor'][0]:.2f}x |")
+    notes = [m for m in res.notes if m]
+    print(f"\nflat images shown: {flat} of {n}; rendered again from their top image: "
+          f"{sum('rendered again' in m for m in notes)}; shown as their strongest crop: {sum('crop' in m for m in notes)}")
+    if keep:
+        print(f"run kept at {run}")
 
 
 if __name__ == "__main__":

@@ -185,13 +185,17 @@ def run_evaluate(handle, x: torch.Tensor, methods: list[str], options: dict, **s
                                                                                         "per_image": values}
 
 
-def print_timings(t: dict, floor: dict[str, float] | None = None) -> None:
+def print_timings(t: dict, floor: dict[str, float] | None = None, cpu_floor: bool = False) -> None:
+    """Ours per check (wall seconds, from the card) beside the floor; the per-check ratio only when the floor
+    is in wall seconds too (a CPU-second floor compares with ours' total CPU time, printed after)."""
     print(f"ours: {t['wall']:.1f} s wall, {t['cpu']:.1f} s CPU ({t['cpu'] / max(t['wall'], 1e-9):.2f} cores busy), "
           f"load average {open('/proc/loadavg').read().split()[0]}")
     for c, s in t["checks"].items():
-        line = f"  {c:<14} {s:8.1f} s"
+        line = f"  {c:<14} {s:8.1f} s wall"
         if floor and c in floor:
-            line += f"   floor {floor[c]:7.1f} s   ratio {s / max(floor[c], 1e-9):5.2f} (wall / floor)"
+            line += f"   floor {floor[c]:7.1f} s {'CPU' if cpu_floor else 'wall'}"
+            if not cpu_floor:
+                line += f"   ratio {s / max(floor[c], 1e-9):5.2f}"
         print(line)
     for k, s in t["parts"].items():
         print(f"    part {k:<40} {s:8.1f} s")
@@ -304,7 +308,7 @@ def main() -> int:
               f"{costs['bwd'] * 1e3:.1f} ms; floor {sum(floor.values()):.1f} s: "
               + ", ".join(f"{k} {v:.1f}" for k, v in floor.items()))
     timings, values = run_evaluate(handle, x, methods, options, checks=checks, **settings)
-    print_timings(timings, floor)
+    print_timings(timings, floor, args.cpu_floor)
     if floor:
         total = sum(floor.values())
         mine = timings["cpu" if args.cpu_floor else "wall"]

@@ -7,25 +7,32 @@ Model: the built-in efficientnet-lite0 (real ImageNet weights) with a fresh 10-c
 seeded Fashion-MNIST subset from /usr/share/datasets/fashion-mnist, written as PNGs and decoded by
 mikata's own ``decode_split`` (so both sides see the same decoded, cached tensors). Per size:
 
-* **cache**: mikata's frozen-feature pass (``training.loop.cached_split``, what ``mikata train``
-  runs before the first epoch) against the floor, a plain ``torch.inference_mode()``
-  forward of the frozen layers only (``stem`` + ``blocks[:k]`` as an ``nn.Sequential``) over the same
-  images at the same batch size.
+* **cache**: mikata's frozen-feature pass over decoded tensors (``training.loop.cached_split``)
+  against the floor, a plain ``torch.inference_mode()`` forward of the frozen layers only (``stem`` +
+  ``blocks[:k]`` as an ``nn.Sequential``) over the same images at the same batch size.
+* **decode + cache**: what ``mikata train`` runs before the first epoch: ``decode_split`` from the PNG
+  files with the frozen layers' forward applied to each run of decoded images while the worker threads
+  decode the next ones; ``seq s`` is decode, then the plain forward (context), and the ratio is the
+  forward alone (the cache floor) / ours: >= 0.9 means decoding is hidden behind the forward.
 * **epoch**: one training epoch of mikata (``training.loop._train_epoch`` fed with the cached features
-  through ``started_at``, the same code ``mikata train`` runs) against the floor, a plain PyTorch loop
-  (shuffle, forward of the trainable layers, cross-entropy, backward, SGD step) over the same cached
-  features with the same frozen layers, optimizer groups and batch size. The floor runs in both memory
-  formats (contiguous, and channels-last with the features converted once) and the faster one counts;
-  ours runs with its default (channels-last), and contiguous as context (the ``(NCHW)`` column).
+  through ``started_at``, with ``faster_depthwise_grads``: the same code ``mikata train`` runs) against
+  the floor, a plain PyTorch loop (shuffle, forward of the trainable layers, cross-entropy, backward,
+  SGD step) over the same cached features with the same frozen layers, optimizer groups and batch size.
+  The floor runs in both memory formats (contiguous, and channels-last with the features converted
+  once) and the faster one counts; ours runs with its default (channels-last), and contiguous as
+  context (the ``(NCHW)`` column), and without ``faster_depthwise_grads`` (``(oneDNN)``, its ratio
+  in ``oneDNN ratio``: the gain of the tap-sum weight gradients).
 
 Times are the best of ``--repeat`` interleaved runs (ours and floor alternate, so load changes hit
-both); ratio = floor seconds / ours seconds = our throughput as a fraction of the floor's (goal >= 0.9).
+both), wall clock, or with ``--clock cpu`` this process's CPU seconds (steadier on a loaded machine;
+meaningless for decode + cache, whose point is two threads at once); ratio = floor seconds / ours seconds = our throughput as a fraction of the floor's (goal >= 0.9).
 On a shared machine only the ratios carry over; absolute times are context.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import dataclasses
 import tempfile
@@ -37,6 +44,9 @@ from torch import nn
 from torch.nn import functional as F
 
 
+CLOCK = time.perf_counter
+
+
 def best_of(fns: dict, repeat: int) -> dict[str, float]:
     """Run each function once untimed (the first call of a shape builds its kernels), then ``repeat`` times,
     alternating between them; the fastest time of each."""
@@ -45,9 +55,9 @@ def best_of(fns: dict, repeat: int) -> dict[str, float]:
     times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeat):
         for name, fn in fns.items():
-            t = time.perf_counter()
+            t = CLOCK()
             fn()
-            times[name].append(time.perf_counter() - t)
+            times[name].append(CLOCK() - t)
     return {k: min(v) for k, v in times.items()}
 
 
@@ -96,7 +106,8 @@ def floor_epoch(rest: nn.Module, optimizer: torch.optim.Optimizer, feats: torch.
 def run_size(size: int, data: Path, args) -> dict:
     from mikata.data.datasets import load_dataset
     from mikata.training.freeze import freeze_until
-    from mikata.training.frozen_features import started_at
+    from mikata.training.depthwise import faster_depthwise_grads
+    from mikata.training.frozen_features import boundary_inputs, started_at
     from mikata.training.loop import _new_handle, _train_epoch, cached_split
     from mikata.training.options import TrainOptions
     from mikata.training.tensors import decode_split
@@ -120,6 +131,18 @@ def run_size(size: int, data: Path, args) -> dict:
     assert torch.allclose(results["ours"], results["floor"], atol=1e-4), "cache: ours and floor disagree"
     feats = results["floor"]
 
+    # --- decode + cache from the files: ours overlaps them (decode_split's ``then``, as ``train`` runs it)
+    def features(xb: torch.Tensor) -> torch.Tensor:
+        return boundary_inputs(handle, args.freeze_until, xb, len(xb)).contiguous(memory_format=torch.channels_last)
+
+    pipe = best_of({
+        "ours": lambda: results.__setitem__("pipe", decode_split(ds, handle, 2, progress=False, then=features,
+                                                                 chunk=cache_batch).x),
+        "sequential": lambda: floor_cache(frozen_floor, decode_split(ds, handle, 2, progress=False).x, cache_batch),
+    }, args.repeat)
+    pipe["floor"] = cache["floor"]  # the forward alone, from decoded tensors
+    assert torch.allclose(results["pipe"], results["floor"], atol=1e-4), "decode + cache: ours and floor disagree"
+
     # --- epoch: ours (_train_epoch through started_at) vs a plain loop over the trainable rest
     from mikata.training.loop import DecodedSplit
 
@@ -134,13 +157,20 @@ def run_size(size: int, data: Path, args) -> dict:
     g = {k: torch.Generator().manual_seed(0) for k in ("ours", "ours_nchw", "floor", "floor_cl")}
     losses: dict[str, float] = {}
     fns = {}
+    splits["ours_onednn"] = splits["ours"]
+    g["ours_onednn"] = torch.Generator().manual_seed(0)
     with started_at(net, args.freeze_until) as feed:
-        for name, fmt in (("ours", torch.channels_last), ("ours_nchw", torch.contiguous_format)):
+        for name, fmt in (("ours", torch.channels_last), ("ours_nchw", torch.contiguous_format),
+                          ("ours_onednn", torch.channels_last)):
             def ours(name=name, fmt=fmt) -> None:
                 net.to(memory_format=fmt)
-                losses[name] = _train_epoch(net, lambda x: feed(handle.model, x), frozen_names, ours_opt, splits[name],
-                                            dataclasses.replace(opts, channels_last=fmt == torch.channels_last),
-                                            g[name], fmt, "bench", False)[0]
+                # "ours_onednn": every weight gradient from PyTorch's convolution backward (context: the gain
+                # of faster_depthwise_grads)
+                with contextlib.nullcontext() if name == "ours_onednn" else faster_depthwise_grads(net):
+                    losses[name] = _train_epoch(net, lambda x: feed(handle.model, x), frozen_names, ours_opt,
+                                                splits[name], dataclasses.replace(
+                                                    opts, channels_last=fmt == torch.channels_last),
+                                                g[name], fmt, "bench", False)[0]
             fns[name] = ours
         for name, fmt, f in (("floor", torch.contiguous_format, feats), ("floor_cl", torch.channels_last, feats_cl)):
             def floor(name=name, fmt=fmt, f=f) -> None:
@@ -149,7 +179,7 @@ def run_size(size: int, data: Path, args) -> dict:
             fns[name] = floor
         epoch = best_of(fns, args.repeat)
         net.to(memory_format=torch.contiguous_format)
-    return {"size": size, "images": len(decoded), "cache": cache, "epoch": epoch, "losses": losses}
+    return {"size": size, "images": len(decoded), "cache": cache, "pipe": pipe, "epoch": epoch, "losses": losses}
 
 
 def main() -> None:
@@ -162,7 +192,10 @@ def main() -> None:
     ap.add_argument("--freeze-until", default="blocks.9")
     ap.add_argument("--either-format", action="store_true", help="ratio from our faster memory format (what "
                     "`mikata train` would pick if it chose per run), not only its default channels-last")
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall")
     args = ap.parse_args()
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     torch.set_num_threads(args.threads)
     from mikata.data.idx import write_fashion_mnist
 
@@ -170,17 +203,19 @@ def main() -> None:
         data = write_fashion_mnist(Path(tmp) / "fashion", per_class=max(1, args.images // 10), seed=0)
         rows = [run_size(size, data, args) for size in args.sizes]
     print(f"lite0, frozen until {args.freeze_until}, batch {args.batch_size}, {args.threads} thread(s), "
-          f"best of {args.repeat}; ratio = floor s / ours s (goal >= 0.9)")
-    print(f"{'size':>4} {'images':>6} | {'cache ours s':>12} {'floor s':>8} {'ratio':>5} | {'epoch ours s':>12} "
-          f"{'(NCHW)':>6} {'floor s':>8} {'(CL)':>6} {'ratio':>5} | last loss ours/floor")
+          f"{args.clock} clock, best of {args.repeat}; ratio = floor s / ours s (goal >= 0.9)")
+    print(f"{'size':>4} {'images':>6} | {'cache ours s':>12} {'floor s':>8} {'ratio':>5} | {'decode+cache ours s':>19} "
+          f"{'seq s':>6} {'ratio':>5} | {'epoch ours s':>12} {'(NCHW)':>6} {'(oneDNN)':>8} {'floor s':>8} {'(CL)':>6} "
+          f"{'ratio':>5} {'oneDNN ratio':>12} | last loss ours/floor")
     for r in rows:
-        c, e = r["cache"], r["epoch"]
+        c, p, e = r["cache"], r["pipe"], r["epoch"]
         ours = min(e["ours"], e["ours_nchw"]) if args.either_format else e["ours"]
         floor = min(e["floor"], e["floor_cl"])  # the faster plain loop: contiguous or channels-last
         print(f"{r['size']:>4} {r['images']:>6} | {c['ours']:>12.2f} {c['floor']:>8.2f} {c['floor'] / c['ours']:>5.2f} | "
-              f"{e['ours']:>12.2f} {e['ours_nchw']:>6.2f} {e['floor']:>8.2f} {e['floor_cl']:>6.2f} {floor / ours:>5.2f} | "
+              f"{p['ours']:>19.2f} {p['sequential']:>6.2f} {p['floor'] / p['ours']:>5.2f} | "
+              f"{e['ours']:>12.2f} {e['ours_nchw']:>6.2f} {e['ours_onednn']:>8.2f} {e['floor']:>8.2f} {e['floor_cl']:>6.2f} "
+              f"{floor / ours:>5.2f} {floor / e['ours_onednn']:>12.2f} | "
               f"{r['losses']['ours']:.3f}/{r['losses']['floor']:.3f}")
-
 
 if __name__ == "__main__":
     main()

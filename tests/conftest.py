@@ -12,7 +12,27 @@ import torch
 sys.path.insert(0, os.path.dirname(__file__))
 from torchvision_compat import import_torchvision_declaring_ops  # noqa: E402
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Torch's threads share the cores with pytest-xdist's other workers: one worker uses up to 2 threads, and
+# N workers split the cores between them (a worker's threads beyond its share only contend).
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // _WORKERS)))
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Under pytest-xdist, hand out the files holding ``slow`` tests first, then the others by test count.
+
+    Workers take whole files (``--dist loadfile``) in collection order; a long file handed out last
+    leaves the other worker idle while it runs. The order is the same on every worker (xdist checks
+    that they collected the same list). A plain run keeps pytest's own order.
+    """
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    files: dict[str, list] = {}
+    for item in items:
+        files.setdefault(item.nodeid.split("::")[0], []).append(item)
+    slow = {f for f, its in files.items() if any(it.get_closest_marker("slow") for it in its)}
+    order = sorted(files, key=lambda f: (f not in slow, -len(files[f]), f))
+    items[:] = [it for f in order for it in files[f]]
 
 
 def _photo_arrays() -> dict:
@@ -79,3 +99,75 @@ def browser():
         b = launch(p)
         yield b
         b.close()
+
+
+def _utf8(text: str) -> str:
+    """``text`` with what UTF-8 cannot encode (a file name's undecodable bytes) written as escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # A worker sends warnings and reports to the controller as UTF-8: a warning or a captured log that quotes
+    # an undecodable file name (the hostile-name tests make such files) would stop the worker. Escape it.
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_warning_recorded(warning_message, when, nodeid, location):
+        message = warning_message.message
+        text = str(message)
+        if _utf8(text) != text:
+            try:
+                warning_message.message = type(message)(_utf8(text)) if isinstance(message, Warning) else _utf8(text)
+            except TypeError:  # a warning class whose constructor takes other arguments
+                warning_message.message = UserWarning(_utf8(text))
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(item, call):
+        report = (yield).get_result()
+        report.sections = [(title, _utf8(content)) for title, content in report.sections]
+        if report.longrepr is not None and _utf8(str(report.longrepr)) != str(report.longrepr):
+            report.longrepr = _utf8(str(report.longrepr))
+
+
+# ---------------------------------------------------------------- ci32b: inputs built once per session
+def _built_once(tmp_path_factory, name: str, build) -> Path:
+    """``build(folder)`` once per test session, also across pytest-xdist workers (the workers' temp folders
+    share a parent; a file lock makes the first worker build and the others wait for it). Tests only read
+    the folder: each copies what it writes into (``shutil.copytree``)."""
+    import shutil
+
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    folder, done = root / name, root / f"{name}.done"
+    with FileLock(str(root / f"{name}.lock")):
+        if not done.exists():
+            if folder.exists():  # a build that failed part-way
+                shutil.rmtree(folder)
+            build(folder)
+            done.touch()
+    return folder
+
+
+@pytest.fixture(scope="session")
+def docs_folder_template(tmp_path_factory, lite0, photos) -> Path:
+    """The documentation's examples folder (``docs_support.make_docs_folder``: photos, a manifest, runs made with
+    the built-in model), built once per session; ``test_reference`` and ``test_docs`` each work on a copy."""
+    from docs_support import make_docs_folder
+
+    return _built_once(tmp_path_factory, "docs-template", lambda folder: make_docs_folder(folder, lite0, photos))
+
+
+@pytest.fixture(scope="session")
+def concept_run_template(tmp_path_factory) -> dict:
+    """``concepts_ui_support.concept_run`` (a scanned digit run with its concept atlas), built once per session:
+    ``{"run", "handle", "atlas"}``; the report and app tests each work on a copy (``copy_concept_run``)."""
+    from concepts_ui_support import concept_run
+    from test_scan_support import mnist_handle
+
+    from mikata.concepts.atlas import load_atlas
+
+    base = _built_once(tmp_path_factory, "concept-run-template", concept_run)
+    atlas = load_atlas(base / "run")
+    assert atlas is not None, f"{base / 'run'} has no current concept atlas"
+    return {"run": base / "run", "handle": mnist_handle(), "atlas": atlas}

@@ -10,15 +10,15 @@ import re
 
 import numpy as np
 import pytest
-from concepts_ui_support import HOSTILE, concept_run
+from concepts_ui_support import HOSTILE, copy_concept_run
 from PIL import Image
 
 
 @pytest.fixture(scope="module")
-def made(tmp_path_factory):
+def made(tmp_path_factory, concept_run_template):
     from mikata.report import write_report
 
-    got = concept_run(tmp_path_factory.mktemp("concepts-report"))
+    got = copy_concept_run(concept_run_template, tmp_path_factory.mktemp("concepts-report"))
     out = got["run"].parent / "report.html"
     result = write_report(got["run"], out, handle=got["handle"], methods=["gradcam"], map_classes=1)
     return {**got, "result": result, "html": out.read_text(encoding="utf-8"), "json": got["atlas"].to_json()}

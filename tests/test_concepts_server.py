@@ -10,7 +10,7 @@ import re
 
 import numpy as np
 import pytest
-from concepts_ui_support import HOSTILE, concept_run
+from concepts_ui_support import HOSTILE, copy_concept_run
 from fastapi.testclient import TestClient
 from markupsafe import escape
 from PIL import Image
@@ -24,8 +24,8 @@ BASE = "http://127.0.0.1:8765"
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    got = concept_run(tmp_path_factory.mktemp("concepts-served"))
+def served(tmp_path_factory, concept_run_template):
+    got = copy_concept_run(concept_run_template, tmp_path_factory.mktemp("concepts-served"))
     client = TestClient(create_app(got["run"], token=TOKEN, port=8765, handle=got["handle"]), base_url=BASE)
     assert client.get(f"/?token={TOKEN}").status_code == 200
     with RunStore.open(got["run"]) as store:

@@ -68,6 +68,7 @@ class UnitsResult:
     # from its strongest image after a flat first try, or that image's strongest crop (see ``unit_examples``)
     notes: list[str | None] = field(default_factory=list)
     seconds: float = 0.0  # rendering time, retries included
+    image_steps: int = 0  # forward and backward passes of one image that the renderings ran, retries included
 
     def summary(self) -> dict:
         notes = self.notes or [None] * len(self.units)
@@ -168,7 +169,7 @@ def unit_examples(run_dir: str | os.PathLike, channels: Sequence[int], layer: st
             units.append((c, [UnitExample(int(rows[i][0]), float(means[i, c]), names[rows[i][1]],
                                           names[rows[i][2]]) for i in best]))
         ids = sorted({e.image_id for _, ex in units for e in ex})
-        acts, views, size, pixels = _activation_maps(service, ids, layer)
+        acts, views, size, pixels = _activation_maps(service, ids, layer, channels)
         overlays = [[_overlay(acts[e.image_id][c], views[e.image_id]) for e in ex] for c, ex in units]
         import dataclasses
 
@@ -176,17 +177,20 @@ def unit_examples(run_dir: str | os.PathLike, channels: Sequence[int], layer: st
         if progress is not None and opts.progress is None:
             opts = dataclasses.replace(opts, progress=progress)
         opts = dataclasses.replace(opts, plateau=PLATEAU if opts.plateau is None else opts.plateau)
-        synthetic, notes, seconds = _render_units(h, layer, units, opts, acts, pixels)
-    return UnitsResult(Path(run_dir), layer, source, size, units, synthetic, overlays, notes, seconds)
+        synthetic, notes, seconds, image_steps = _render_units(h, layer, units, opts, acts, pixels)
+    return UnitsResult(Path(run_dir), layer, source, size, units, synthetic, overlays, notes, seconds, image_steps)
 
 
-def _render_units(h, layer: str, units: list[tuple[int, list[UnitExample]]], opts, acts: dict[int, torch.Tensor],
-                  pixels: dict[int, torch.Tensor]) -> tuple[torch.Tensor, list[str | None], float]:
-    """Every unit's synthetic image ``(U, C, H, W)`` in one batch, and a note per unit whose image had to
-    come from elsewhere. A rendering that failed to activate its unit (flat gray, or an objective that
-    never rose above 0: ``featurevis.quality``) is rendered once more from the unit's strongest dataset
-    image (pixel parameterization, the next seed), where the unit is active and so has a gradient; if
-    that fails too, the unit shows the crop of that image where it fires most, and the note says so."""
+def _render_units(h, layer: str, units: list[tuple[int, list[UnitExample]]], opts,
+                  acts: dict[int, dict[int, torch.Tensor]],
+                  pixels: dict[int, torch.Tensor]) -> tuple[torch.Tensor, list[str | None], float, int]:
+    """Every unit's synthetic image ``(U, C, H, W)`` in one batch, a note per unit whose image had to
+    come from elsewhere, the rendering seconds and image steps (``Rendering.image_steps``). Each unit
+    leaves the batch once its objective plateaus (a silent one after ``plateau`` steps). A rendering that
+    failed to activate its unit (flat gray, or an objective that never rose above 0: ``featurevis.quality``)
+    is rendered once more, all such units in one batch, from the unit's strongest dataset image (pixel
+    parameterization, the next seed), where the unit is active and so has a gradient; if that fails too,
+    the unit shows the crop of that image where it fires most, and the note says so."""
     import dataclasses
 
     from mikata.featurevis import visualize_channels
@@ -194,16 +198,17 @@ def _render_units(h, layer: str, units: list[tuple[int, list[UnitExample]]], opt
 
     channels = [c for c, _ in units]
     first = visualize_channels(h, layer, channels, opts)
-    synthetic, seconds = first.images.clone(), first.seconds  # (U, C, H, W)
+    synthetic, seconds, image_steps = first.images.clone(), first.seconds, first.image_steps  # (U, C, H, W)
     notes: list[str | None] = [None] * len(units)
     failed = failed_renders(first)
     if not failed:
-        return synthetic, notes, seconds
+        return synthetic, notes, seconds, image_steps
     redo = sorted(failed)
     starts = torch.stack([pixels[units[j][1][0].image_id] for j in redo])  # (R, C, H, W) in [0, 1]
     retry_opts = dataclasses.replace(opts, seed=opts.seed + 1, param="pixel", progress=False)
     retry = visualize_channels(h, layer, [channels[j] for j in redo], retry_opts, start=starts)
     seconds += retry.seconds
+    image_steps += retry.image_steps
     still = failed_renders(retry)
     for r, j in enumerate(redo):
         top = units[j][1][0].image_id
@@ -216,7 +221,7 @@ def _render_units(h, layer: str, units: list[tuple[int, list[UnitExample]]], opt
             notes[j] = (f"the rendering failed ({failed[j]}; again from its top image: {still[r]}); {CROP} "
                         f"(id {top}, where the channel fires most)")
         log.warning("units: %s #%d: %s", layer, channels[j], notes[j])
-    return synthetic, notes, seconds
+    return synthetic, notes, seconds, image_steps
 
 
 def _fit(img: torch.Tensor, size) -> torch.Tensor:
@@ -273,16 +278,19 @@ def _forward(service, ids: list[int], layer: str) -> tuple[torch.Tensor, torch.T
     return act.float().cpu(), x
 
 
-def _activation_maps(service, ids: list[int], layer: str) -> tuple[dict[int, torch.Tensor], dict[int, np.ndarray],
-                                                                   tuple[int, int], dict[int, torch.Tensor]]:
-    """id -> ``(C, H, W)`` activations upsampled to the input, id -> the model's view ``(H, W, 3)``,
-    the layer's own map size ``(h, w)``, and id -> the model's view as ``(C, H, W)`` pixels in [0, 1]."""
+def _activation_maps(service, ids: list[int], layer: str, channels: Sequence[int]) -> tuple[
+        dict[int, dict[int, torch.Tensor]], dict[int, np.ndarray], tuple[int, int], dict[int, torch.Tensor]]:
+    """id -> channel -> its ``(H, W)`` map upsampled to the input (only ``channels``: a head's 1,280 maps
+    at 224 px would be gigabytes), id -> the model's view ``(H, W, 3)``, the layer's own map size
+    ``(h, w)``, and id -> the model's view as ``(C, H, W)`` pixels in [0, 1]."""
     from mikata.display import to_uint8_image
 
     act, x = _forward(service, ids, layer)  # (n, C, h, w), (n, C, H, W)
-    up = F.interpolate(act, size=x.shape[-2:], mode="bilinear", align_corners=False)  # (n, C, H, W)
+    wanted = sorted(set(channels))
+    up = F.interpolate(act[:, wanted], size=x.shape[-2:], mode="bilinear", align_corners=False)  # (n, U, H, W)
     views = service.handle.preprocessing.denormalize(x)
-    return ({i: up[j] for j, i in enumerate(ids)}, {i: to_uint8_image(views[j]) for j, i in enumerate(ids)},
+    return ({i: {c: up[j, u] for u, c in enumerate(wanted)} for j, i in enumerate(ids)},
+            {i: to_uint8_image(views[j]) for j, i in enumerate(ids)},
             tuple(act.shape[-2:]), {i: views[j].float().clamp(0, 1) for j, i in enumerate(ids)})
 
 

@@ -216,15 +216,15 @@ def road_impute(x: torch.Tensor, removed: torch.Tensor, noise: float = 0.01,
         vals.append(np.full(unknown.sum(), -wt))
         known_terms.append((r[~unknown], nb[~unknown], wt))
     a = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(idx.size, idx.size))
-    a = a + sp.diags(weight_sum)
+    a = (a + sp.diags(weight_sum)).tocsc()
     xn = x.detach().cpu().double().numpy().reshape(c, -1)
     out = x.detach().clone().reshape(c, -1)
+    b = np.zeros((idx.size, c))  # one right-hand side per channel: the matrix is factorized once for all
+    for r, nb, wt in known_terms:
+        np.add.at(b, r, wt * xn[:, nb].T)
+    sols = np.asarray(spsolve(a, b)).reshape(idx.size, c)
     for ch in range(c):
-        b = np.zeros(idx.size)
-        for r, nb, wt in known_terms:
-            np.add.at(b, r, wt * xn[ch, nb])
-        sol = spsolve(a.tocsc(), b)
-        vals_t = torch.from_numpy(np.asarray(sol)).to(x.dtype)
+        vals_t = torch.from_numpy(np.ascontiguousarray(sols[:, ch])).to(x.dtype)
         if noise > 0:
             s = float(scale[ch]) if scale is not None else 1.0
             vals_t = vals_t + noise * s * torch.randn(idx.size, generator=generator, dtype=x.dtype)

@@ -24,6 +24,9 @@ from mikata.errors import ChoiceError
 
 LOGITS = "<logits>"  # the pseudo-layer name an objective uses to ask for pre-softmax logits
 INPUT = "<input>"  # the pseudo-layer name for the image being optimized, (N, C, H, W) in [0, 1], before transforms
+# which of the objective's images the batch holds, (n,) long: ``render`` drops an image once it has finished
+# (its plateau), so a per-image objective picks the units of the remaining ones; absent: all of them
+ROWS = "<rows>"
 
 
 @dataclass(frozen=True)
@@ -92,9 +95,15 @@ def _per_image_index(values: int | Sequence[int]) -> tuple[list[int], int | None
     return values, len(values)
 
 
-def _pick(ids: list[int], n: int, device: torch.device) -> torch.Tensor:
+def _pick(ids: list[int], n: int, device: torch.device, rows: torch.Tensor | None = None) -> torch.Tensor:
+    """The unit of each of the batch's ``n`` images: ``ids[i]`` for image ``i``, or for the images ``rows``
+    of the objective when the batch holds only those (``acts[ROWS]``)."""
     if len(ids) == 1:
         return torch.full((n,), ids[0], dtype=torch.long, device=device)
+    if rows is not None:
+        if len(rows) != n:
+            raise ValueError(f"the batch has {n} images but names {len(rows)} of the objective's units")
+        return torch.tensor(ids, dtype=torch.long)[rows.cpu()].to(device)
     if len(ids) != n:
         raise ValueError(f"this objective renders {len(ids)} units but the batch has {n} images")
     return torch.tensor(ids, dtype=torch.long, device=device)
@@ -122,7 +131,7 @@ def channel(layer: str, c: int | Sequence[int], rectify: bool = False) -> Object
         a = a.clamp_min(0) if rectify else a
         _check_channels("channel", layer, ids, a.shape[1])
         means = a.flatten(2).mean(2) if a.dim() > 2 else a  # (N, C)
-        return means.gather(1, _pick(ids, a.shape[0], a.device)[:, None])[:, 0]  # (N,)
+        return means.gather(1, _pick(ids, a.shape[0], a.device, acts.get(ROWS))[:, None])[:, 0]  # (N,)
 
     return Objective(fn, (layer,), f"channel({layer}, {c}{', rectified' if rectify else ''})", units, tuple(str(i) for i in ids) if units else None)
 
@@ -141,7 +150,7 @@ def neuron(layer: str, c: int | Sequence[int], y: int | None = None, x: int | No
             raise ChoiceError("neuron position", (yy, xx), [f"y 0..{h - 1}, x 0..{w - 1}"],
                               hint=f"layer {layer!r} is {h}x{w} at this image size")
         rows = torch.arange(a.shape[0], device=a.device)
-        return a[rows, _pick(ids, a.shape[0], a.device), yy, xx]  # (N,)
+        return a[rows, _pick(ids, a.shape[0], a.device, acts.get(ROWS)), yy, xx]  # (N,)
 
     where = "center" if y is None else f"{y},{x}"
     return Objective(fn, (layer,), f"neuron({layer}, {c}, {where})", units,
@@ -160,7 +169,7 @@ def class_logit(class_ids: int | Sequence[int], names: Sequence[str] | None = No
     def fn(acts):
         z = acts[LOGITS]  # (N, K)
         _check_channels("class id", "logits", ids, z.shape[1])
-        return z[torch.arange(z.shape[0], device=z.device), _pick(ids, z.shape[0], z.device)]
+        return z[torch.arange(z.shape[0], device=z.device), _pick(ids, z.shape[0], z.device, acts.get(ROWS))]
 
     labels = tuple(names) if names is not None else tuple(str(i) for i in ids)
     return Objective(fn, (LOGITS,), f"logit({', '.join(labels)})", units, labels if units else None)

@@ -5,6 +5,12 @@ per-image score rises, under random transforms, with image-space penalties subtr
 (pyramid levels) run ``steps`` iterations at each size from small to ``size``, carrying the image
 up between levels, like MATLAB's deepDreamImage. The same seed and options give the same image.
 
+Each image of the batch is its own row: its own random start and transforms (a generator seeded with
+the seed), its own optimizer state and its own plateau stop. So image ``i`` of a batch is the image
+that rendering unit ``i`` alone would give (up to float noise, for objectives that score each image on
+its own), and a row that has plateaued leaves the batch: the forward and backward run only on the rows
+still rising.
+
 Example:
     >>> res = render(handle, channel("stem.conv", list(range(32))), RenderOptions(size=96, steps=16))  # doctest: +SKIP
     >>> res.grid().save("grid.png"); res.save("out/")                                                  # doctest: +SKIP
@@ -24,7 +30,7 @@ from PIL import Image
 
 from mikata.featurevis import regularizers, transforms as T
 from mikata.featurevis.forward import recording
-from mikata.featurevis.objectives import INPUT, Objective
+from mikata.featurevis.objectives import INPUT, ROWS, Objective
 from mikata.featurevis.params import PARAMETERIZATIONS, octave_sizes
 from mikata.hooks import preserved
 from mikata.models.handle import ModelHandle
@@ -94,6 +100,18 @@ class Rendering:
     options: RenderOptions | None = None
     seconds: float = 0.0
     stopped_at: int | None = None  # the step of the last level where the plateau stopped it (None: ran every step)
+    # per image, the step of the last level where its plateau stopped it (None: it ran every step)
+    stopped: list[int | None] = field(default_factory=list)
+
+    @property
+    def image_steps(self) -> int:
+        """Forward and backward passes of one image that the rendering ran (an image that stopped at its
+        plateau stops counting): what its compute is proportional to."""
+        o = self.options
+        if o is None:
+            return len(self.log) * len(self.labels)
+        full = o.steps * o.octaves
+        return sum(full if s is None else full - o.steps + s for s in (self.stopped or [None] * len(self.labels)))
 
     def __repr__(self) -> str:
         return (f"Rendering({len(self.labels)} image(s) {tuple(self.images.shape[-2:])}, labels={self.labels[:6]}"
@@ -196,8 +214,9 @@ def render(
 
     ``start`` (``(N or 1, C, H, W)`` in [0, 1]) starts from an image instead of noise (DeepDream on
     a photo); its aspect ratio is kept with the long side at ``options.size``. The images are
-    optimized on ``handle.device`` (random draws come from a seeded CPU generator, so a seed gives
-    the same start everywhere) and returned on the CPU.
+    optimized on ``handle.device`` (random draws come from seeded CPU generators, one per image, so a
+    seed gives the same start everywhere, and an image the same result alone or in a batch) and
+    returned on the CPU. With ``options.plateau``, each image stops on its own once its score plateaus.
     """
     opt = options or RenderOptions()
     opt.validate()
@@ -206,7 +225,7 @@ def render(
         raise ValueError(f"the objective renders {objective.units} units; n={n} does not match")
     labels = labels or list(objective.labels or [f"{objective.name}#{i}" if n > 1 else objective.name
                                                  for i in range(n)])
-    g = torch.Generator().manual_seed(opt.seed)
+    gens = [torch.Generator().manual_seed(opt.seed) for _ in range(n)]  # row i's random draws
     device = handle.device
     c = handle.in_channels
     gray = c == 3 and (opt.grayscale if opt.grayscale is not None else trained_on_gray(handle))
@@ -224,15 +243,16 @@ def render(
         start = start.float().mean(1, keepdim=True) if gray else start
         first = F.interpolate(start.float().to(device).expand(n, -1, -1, -1), size=sizes[0], mode="bilinear",
                               align_corners=False, antialias=True)
-        image = Param.from_image(first, decorrelate=decorrelate)
+        images = [Param.from_image(first[i:i + 1], decorrelate=decorrelate) for i in range(n)]
     else:
-        image = Param.random(n, pc, *sizes[0], generator=g, decorrelate=decorrelate, device=device)
+        images = [Param.random(1, pc, *sizes[0], generator=g, decorrelate=decorrelate, device=device) for g in gens]
     tfs = T.standard_transforms(opt.jitter, opt.pad, opt.scale, opt.degrees) if opt.jitter else []
 
     penalties = regularizers.penalty(opt.tv, opt.tv_beta, opt.lp, opt.lp_p, opt.blur)  # an Objective on the input
     rows: list[dict] = []
     patience = opt.plateau or 0
-    stopped_at = None
+    stopped: list[int | None] = [None] * n
+    last = [0.0] * n  # each image's latest score (a stopped image keeps its last one in the log)
     t0 = time.perf_counter()
     net = handle.net
     from mikata.progress import Progress
@@ -248,30 +268,41 @@ def render(
             for level, hw in enumerate(sizes):
                 if level > 0:
                     with torch.no_grad():
-                        up = F.interpolate(image(), size=hw, mode="bicubic", align_corners=False).clamp(0, 1)
-                    image = Param.from_image(up, decorrelate=decorrelate)
-                optimizer = OPTIMIZERS[opt.optimizer](image.params, lr=opt.lr)
+                        images = [Param.from_image(F.interpolate(im(), size=hw, mode="bicubic",
+                                                                 align_corners=False).clamp(0, 1),
+                                                   decorrelate=decorrelate) for im in images]
+                optimizers = [OPTIMIZERS[opt.optimizer](im.params, lr=opt.lr) for im in images]
+                scores: list[list[float]] = [[] for _ in range(n)]  # per image, its scores at this level
                 for it in range(1, opt.steps + 1):
-                    optimizer.zero_grad(set_to_none=True)
-                    x = image().expand(-1, c, -1, -1)  # (N, C, h, w) in [0, 1]; gray: one channel thrice
-                    acts = run(_to_model_input(handle, T.apply(tfs, x, g)))
-                    acts[INPUT] = x  # what objectives on the input (regularizers) read
-                    score = objective(acts)  # (N,)
-                    penalty = penalties(acts) if penalties is not None else x.new_zeros(n)
-                    (penalty - score).sum().backward()
-                    optimizer.step()
-                    units = score.detach().tolist()
-                    bar.update(1)
-                    rows.append({"level": level + 1, "iteration": it, "mean": float(np.mean(units)),
-                                 "units": units, "size": list(hw)})
-                    if patience and level == len(sizes) - 1 and it < opt.steps and \
-                            plateaued([r["units"] for r in rows if r["level"] == level + 1], patience,
-                                      opt.plateau_tol):
-                        stopped_at = it
+                    active = [i for i in range(n) if stopped[i] is None]
+                    if not active:
                         break
+                    xs = [images[i]().expand(-1, c, -1, -1) for i in active]  # (1, C, h, w) each, in [0, 1]
+                    seen = torch.cat([T.apply(tfs, x, gens[i]) for i, x in zip(active, xs)])  # each its own draws
+                    acts = run(_to_model_input(handle, seen))
+                    acts[INPUT] = torch.cat(xs)  # what objectives on the input (regularizers) read
+                    if len(active) < n:
+                        acts[ROWS] = torch.tensor(active)
+                    score = objective(acts)  # (len(active),)
+                    penalty = penalties(acts) if penalties is not None else score.new_zeros(len(active))
+                    (penalty - score).sum().backward()
+                    for i in active:
+                        optimizers[i].step()
+                        optimizers[i].zero_grad(set_to_none=True)
+                    for i, v in zip(active, score.detach().tolist()):
+                        last[i] = v
+                        scores[i].append(v)
+                    bar.update(1)
+                    rows.append({"level": level + 1, "iteration": it, "mean": float(np.mean(last)),
+                                 "units": list(last), "size": list(hw)})
+                    if patience and level == len(sizes) - 1 and it < opt.steps:
+                        for i in active:
+                            if plateaued([[v] for v in scores[i]], patience, opt.plateau_tol):
+                                stopped[i] = it  # this image leaves the batch
         with torch.no_grad():
-            final_images = image().detach().expand(-1, c, -1, -1).contiguous().cpu()  # (N, C, H, W)
-    result = Rendering(final_images, labels, rows, opt, time.perf_counter() - t0, stopped_at)
+            final_images = torch.cat([im() for im in images]).detach().expand(-1, c, -1, -1).contiguous().cpu()
+    stopped_at = max(stopped) if n and all(s is not None for s in stopped) else None  # type: ignore[type-var]
+    result = Rendering(final_images, labels, rows, opt, time.perf_counter() - t0, stopped_at, stopped)
     if opt.verbose:
         print(format_log(rows, labels))
     return result
