@@ -66,6 +66,8 @@ def _file_stamp(path: Path) -> list[int] | None:
 
 def stamp(view: "RunView") -> dict:
     """What must be unchanged for the stored issues of ``view``'s run to hold."""
+    import mikata.analysis.issues  # noqa: F401 - registers the built-in types that default_thresholds lists
+
     run_dir = Path(view.run_dir)
     db = _file_stamp(run_dir / "run.sqlite")
     layout = RunLayout(run_dir)
