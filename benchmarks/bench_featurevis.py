@@ -135,10 +135,11 @@ def units_rows(threads: int, repeats: int, keep: str | None = None) -> None:
 
     def floor() -> tuple[float, float]:
         """The renderings' compute with nothing around it: 8 images at the transformed size, 48 forward and
-        backward passes up to the head, every step (what one batch that never stops costs)."""
+        backward passes up to the head, every step (what one batch that never stops costs), the input in
+        channels-last memory as `render` gives it on the CPU."""
         for p in net.parameters():
             p.requires_grad_(False)
-        x = torch.rand(n, 3, seen, seen, requires_grad=True)
+        x = torch.rand(n, 3, seen, seen).contiguous(memory_format=torch.channels_last).requires_grad_(True)
         w, c = time.perf_counter(), time.process_time()
         for _ in range(steps):
             a = net.head(net.blocks(net.stem(x)))  # (8, 1280, h, w)

@@ -199,23 +199,23 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from mikata.data.idx import write_fashion_mnist
 
-    with tempfile.TemporaryDirectory() as tmp:
-        data = write_fashion_mnist(Path(tmp) / "fashion", per_class=max(1, args.images // 10), seed=0)
-        rows = [run_size(size, data, args) for size in args.sizes]
     print(f"lite0, frozen until {args.freeze_until}, batch {args.batch_size}, {args.threads} thread(s), "
           f"{args.clock} clock, best of {args.repeat}; ratio = floor s / ours s (goal >= 0.9)")
     print(f"{'size':>4} {'images':>6} | {'cache ours s':>12} {'floor s':>8} {'ratio':>5} | {'decode+cache ours s':>19} "
           f"{'seq s':>6} {'ratio':>5} | {'epoch ours s':>12} {'(NCHW)':>6} {'(oneDNN)':>8} {'floor s':>8} {'(CL)':>6} "
-          f"{'ratio':>5} {'oneDNN ratio':>12} | last loss ours/floor")
-    for r in rows:
-        c, p, e = r["cache"], r["pipe"], r["epoch"]
-        ours = min(e["ours"], e["ours_nchw"]) if args.either_format else e["ours"]
-        floor = min(e["floor"], e["floor_cl"])  # the faster plain loop: contiguous or channels-last
-        print(f"{r['size']:>4} {r['images']:>6} | {c['ours']:>12.2f} {c['floor']:>8.2f} {c['floor'] / c['ours']:>5.2f} | "
-              f"{p['ours']:>19.2f} {p['sequential']:>6.2f} {p['floor'] / p['ours']:>5.2f} | "
-              f"{e['ours']:>12.2f} {e['ours_nchw']:>6.2f} {e['ours_onednn']:>8.2f} {e['floor']:>8.2f} {e['floor_cl']:>6.2f} "
-              f"{floor / ours:>5.2f} {floor / e['ours_onednn']:>12.2f} | "
-              f"{r['losses']['ours']:.3f}/{r['losses']['floor']:.3f}")
+          f"{'ratio':>5} {'oneDNN ratio':>12} | last loss ours/floor", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = write_fashion_mnist(Path(tmp) / "fashion", per_class=max(1, args.images // 10), seed=0)
+        for size in args.sizes:  # each row as soon as its size is measured
+            r = run_size(size, data, args)
+            c, p, e = r["cache"], r["pipe"], r["epoch"]
+            ours = min(e["ours"], e["ours_nchw"]) if args.either_format else e["ours"]
+            floor = min(e["floor"], e["floor_cl"])  # the faster plain loop: contiguous or channels-last
+            print(f"{r['size']:>4} {r['images']:>6} | {c['ours']:>12.2f} {c['floor']:>8.2f} {c['floor'] / c['ours']:>5.2f} | "
+                  f"{p['ours']:>19.2f} {p['sequential']:>6.2f} {p['floor'] / p['ours']:>5.2f} | "
+                  f"{e['ours']:>12.2f} {e['ours_nchw']:>6.2f} {e['ours_onednn']:>8.2f} {e['floor']:>8.2f} "
+                  f"{e['floor_cl']:>6.2f} {floor / ours:>5.2f} {floor / e['ours_onednn']:>12.2f} | "
+                  f"{r['losses']['ours']:.3f}/{r['losses']['floor']:.3f}", flush=True)
 
 if __name__ == "__main__":
     main()

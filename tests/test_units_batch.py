@@ -123,3 +123,23 @@ def test_units_show_the_same_images_and_notes_in_a_batch_as_one_by_one(run):
         assert torch.allclose(batch.synthetic[j], alone.synthetic[0], atol=1e-4), c
         steps.append(alone.image_steps)
     assert batch.image_steps == sum(steps)  # the batch's rows ran the steps each unit runs alone
+
+
+def test_the_image_optimizer_adam_takes_torchs_adam_steps():
+    """featurevis's Adam (no torch._dynamo import) against torch.optim.Adam on the same gradients."""
+    from mikata.featurevis.optimize import Adam
+
+    gen = torch.Generator().manual_seed(0)
+    ours, ref = torch.randn(2, 3, 5, 5, generator=gen), None
+    ref = ours.clone().requires_grad_(True)
+    ours.requires_grad_(True)
+    a, b = Adam([ours], lr=0.05), torch.optim.Adam([ref], lr=0.05)
+    for _ in range(6):
+        g = torch.randn(2, 3, 5, 5, generator=gen) * torch.rand(1, generator=gen)
+        ours.grad, ref.grad = g.clone(), g.clone()
+        a.step()
+        b.step()
+        a.zero_grad()
+        b.zero_grad()
+    assert ours.grad is None
+    assert torch.allclose(ours, ref, atol=1e-6) and not torch.allclose(ours, torch.zeros_like(ours))

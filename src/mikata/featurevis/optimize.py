@@ -37,7 +37,36 @@ from mikata.models.handle import ModelHandle
 from mikata.errors import check_choices
 
 
-OPTIMIZERS = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop, "sgd": torch.optim.SGD}
+class Adam:
+    """``torch.optim.Adam``'s update at its defaults (betas 0.9 / 0.999, eps 1e-8; its single-tensor path,
+    the CPU's, op for op), for the image parameters. PyTorch's optimizers import ``torch._dynamo`` when
+    first built, about a second of CPU per process: a quarter of a short ``mikata units`` call's start."""
+
+    def __init__(self, params: list[torch.Tensor], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8):
+        self.params, self.lr, self.betas, self.eps = list(params), lr, betas, eps
+        self.state = [{"step": 0, "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}
+                      for p in self.params]
+
+    @torch.no_grad()
+    def step(self) -> None:
+        beta1, beta2 = self.betas
+        for p, st in zip(self.params, self.state):
+            if p.grad is None:
+                continue
+            st["step"] += 1
+            st["exp_avg"].lerp_(p.grad, 1 - beta1)
+            st["exp_avg_sq"].mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
+            step_size = self.lr / (1 - beta1 ** st["step"])
+            denom = (st["exp_avg_sq"].sqrt() / (1 - beta2 ** st["step"]) ** 0.5).add_(self.eps)
+            p.addcdiv_(st["exp_avg"], denom, value=-step_size)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.params:
+            p.grad = None
+
+
+OPTIMIZERS = {"adam": Adam, "rmsprop": torch.optim.RMSprop, "sgd": torch.optim.SGD}
 
 
 @dataclass
@@ -202,6 +231,19 @@ def _to_model_input(handle: ModelHandle, x01: torch.Tensor) -> torch.Tensor:
     return handle.preprocessing.normalize(x01)  # (N, C, H, W), on x01's device
 
 
+def _forward(run, x: torch.Tensor, channels_last: bool) -> tuple[dict[str, torch.Tensor], bool]:
+    """``run(x)``, on the CPU with ``x`` in channels-last memory: the convolutions then take oneDNN's
+    channels-last path, forward and backward ~25% faster on EfficientNet-Lite0 at 64-128 px (same values
+    up to float rounding). A model whose forward cannot take it (a ``view`` of a channels-last tensor)
+    gets ``x`` as it is, from then on; an error there is the model's own."""
+    if channels_last and x.dim() == 4:
+        try:
+            return run(x.contiguous(memory_format=torch.channels_last)), True
+        except RuntimeError:
+            pass
+    return run(x), False
+
+
 def render(
     handle: ModelHandle,
     objective: Objective,
@@ -255,6 +297,7 @@ def render(
     last = [0.0] * n  # each image's latest score (a stopped image keeps its last one in the log)
     t0 = time.perf_counter()
     net = handle.net
+    channels_last = torch.device(device).type == "cpu"  # until a model's forward refuses it
     from mikata.progress import Progress
 
     bar = Progress(opt.steps * len(sizes), f"visualize: {objective.name} ({n} image{'s' if n != 1 else ''})",
@@ -279,7 +322,7 @@ def render(
                         break
                     xs = [images[i]().expand(-1, c, -1, -1) for i in active]  # (1, C, h, w) each, in [0, 1]
                     seen = torch.cat([T.apply(tfs, x, gens[i]) for i, x in zip(active, xs)])  # each its own draws
-                    acts = run(_to_model_input(handle, seen))
+                    acts, channels_last = _forward(run, _to_model_input(handle, seen), channels_last)
                     acts[INPUT] = torch.cat(xs)  # what objectives on the input (regularizers) read
                     if len(active) < n:
                         acts[ROWS] = torch.tensor(active)
