@@ -168,8 +168,19 @@ def bench_overview(run: Path) -> dict[str, float]:
     with Timer() as cached:
         ov2 = overview(run)
     assert ov2.accuracy == ov.accuracy and (ov2.confusion == ov.confusion).all()
+    from mikata.runs.store import RunStore
+
+    rng = np.random.default_rng(0)
+    with RunStore.open(run) as store:  # the paths of one page of images (grid, issues, review): best of 5
+        times = []
+        for _ in range(5):
+            ids = ov.data.ids[rng.choice(len(ov.data), min(120, len(ov.data)), replace=False)].tolist()
+            with Timer() as t:
+                store.paths(ids)
+            times.append(t.wall)
     return {"first build s": first.wall, "first build CPU s": first.cpu, "cached build s": cached.wall,
-            "cached build CPU s": cached.cpu, "load average": float(load())}
+            "cached build CPU s": cached.cpu, "RunStore.paths(120 ids) ms": 1000 * min(times),
+            "load average": float(load())}
 
 
 def bench_audit_report(run: Path, work: Path, full_audit: bool) -> dict[str, float]:

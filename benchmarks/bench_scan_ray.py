@@ -79,6 +79,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the local scan's process")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray cluster")
+    ap.add_argument("--worker-niceness", type=int, default=None,
+                    help="nice value of Ray's worker processes (Ray's default: 15, which on a busy shared machine "
+                    "starves the actors next to a local scan at nice 0; 0 compares like with like)")
     ap.add_argument("--cold", action="store_true", help="also time a Ray scan that starts its own local instance "
                     "(as `mikata scan --engine ray` without --address)")
     ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "mikata-bench-fmnist"))
@@ -86,6 +89,8 @@ def main() -> None:
     from bench_scan import write_fashion_mnist
 
     os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")  # no uv lookups when a worker starts
+    if args.worker_niceness is not None:  # read by every Ray instance this process starts
+        os.environ["RAY_worker_niceness"] = str(args.worker_niceness)
     torch.set_num_threads(args.threads)
     data = Path(args.cache) / f"n{args.images}"
     if not data.exists():  # hard links into the cached images, one folder per size
@@ -116,6 +121,7 @@ def main() -> None:
     n = args.images
     print(f"\n{n} Fashion-MNIST PNGs (28 px), model {args.model}, batch {args.batch_size}; local: {args.workers} "
           f"workers, {args.threads} torch thread(s); ray: {args.actors} actors on a local {args.cpus}-CPU cluster; "
+          f"worker niceness {args.worker_niceness if args.worker_niceness is not None else 'Ray default (15)'}; "
           f"best of {args.repeats}; load average {load0[0]:.1f} before, {load1[0]:.1f} after, {os.cpu_count()} CPUs")
     print("| engine | wall s | CPU s (driver + workers or actors) | images/s | vs local | goal |")
     print("|---|---|---|---|---|---|")

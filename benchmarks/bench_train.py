@@ -20,7 +20,8 @@ mikata's own ``decode_split`` (so both sides see the same decoded, cached tensor
   SGD step) over the same cached features with the same frozen layers, optimizer groups and batch size.
   The floor runs in both memory formats (contiguous, and channels-last with the features converted
   once) and the faster one counts; ours runs with its default (channels-last), and contiguous as
-  context (the ``(NCHW)`` column).
+  context (the ``(NCHW)`` column), and without ``faster_depthwise_grads`` (``(oneDNN)``, its ratio
+  in ``oneDNN ratio``: the gain of the tap-sum weight gradients).
 
 Times are the best of ``--repeat`` interleaved runs (ours and floor alternate, so load changes hit
 both), wall clock, or with ``--clock cpu`` this process's CPU seconds (steadier on a loaded machine;
@@ -31,6 +32,7 @@ On a shared machine only the ratios carry over; absolute times are context.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import dataclasses
 import tempfile
@@ -155,13 +157,20 @@ def run_size(size: int, data: Path, args) -> dict:
     g = {k: torch.Generator().manual_seed(0) for k in ("ours", "ours_nchw", "floor", "floor_cl")}
     losses: dict[str, float] = {}
     fns = {}
-    with started_at(net, args.freeze_until) as feed, faster_depthwise_grads(net):
-        for name, fmt in (("ours", torch.channels_last), ("ours_nchw", torch.contiguous_format)):
+    splits["ours_onednn"] = splits["ours"]
+    g["ours_onednn"] = torch.Generator().manual_seed(0)
+    with started_at(net, args.freeze_until) as feed:
+        for name, fmt in (("ours", torch.channels_last), ("ours_nchw", torch.contiguous_format),
+                          ("ours_onednn", torch.channels_last)):
             def ours(name=name, fmt=fmt) -> None:
                 net.to(memory_format=fmt)
-                losses[name] = _train_epoch(net, lambda x: feed(handle.model, x), frozen_names, ours_opt, splits[name],
-                                            dataclasses.replace(opts, channels_last=fmt == torch.channels_last),
-                                            g[name], fmt, "bench", False)[0]
+                # "ours_onednn": every weight gradient from PyTorch's convolution backward (context: the gain
+                # of faster_depthwise_grads)
+                with contextlib.nullcontext() if name == "ours_onednn" else faster_depthwise_grads(net):
+                    losses[name] = _train_epoch(net, lambda x: feed(handle.model, x), frozen_names, ours_opt,
+                                                splits[name], dataclasses.replace(
+                                                    opts, channels_last=fmt == torch.channels_last),
+                                                g[name], fmt, "bench", False)[0]
             fns[name] = ours
         for name, fmt, f in (("floor", torch.contiguous_format, feats), ("floor_cl", torch.channels_last, feats_cl)):
             def floor(name=name, fmt=fmt, f=f) -> None:
@@ -190,22 +199,23 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from mikata.data.idx import write_fashion_mnist
 
-    with tempfile.TemporaryDirectory() as tmp:
-        data = write_fashion_mnist(Path(tmp) / "fashion", per_class=max(1, args.images // 10), seed=0)
-        rows = [run_size(size, data, args) for size in args.sizes]
     print(f"lite0, frozen until {args.freeze_until}, batch {args.batch_size}, {args.threads} thread(s), "
           f"{args.clock} clock, best of {args.repeat}; ratio = floor s / ours s (goal >= 0.9)")
     print(f"{'size':>4} {'images':>6} | {'cache ours s':>12} {'floor s':>8} {'ratio':>5} | {'decode+cache ours s':>19} "
-          f"{'seq s':>6} {'ratio':>5} | {'epoch ours s':>12} {'(NCHW)':>6} {'floor s':>8} {'(CL)':>6} {'ratio':>5} | "
-          "last loss ours/floor")
-    for r in rows:
-        c, p, e = r["cache"], r["pipe"], r["epoch"]
-        ours = min(e["ours"], e["ours_nchw"]) if args.either_format else e["ours"]
-        floor = min(e["floor"], e["floor_cl"])  # the faster plain loop: contiguous or channels-last
-        print(f"{r['size']:>4} {r['images']:>6} | {c['ours']:>12.2f} {c['floor']:>8.2f} {c['floor'] / c['ours']:>5.2f} | "
-              f"{p['ours']:>19.2f} {p['sequential']:>6.2f} {p['floor'] / p['ours']:>5.2f} | "
-              f"{e['ours']:>12.2f} {e['ours_nchw']:>6.2f} {e['floor']:>8.2f} {e['floor_cl']:>6.2f} {floor / ours:>5.2f} | "
-              f"{r['losses']['ours']:.3f}/{r['losses']['floor']:.3f}")
+          f"{'seq s':>6} {'ratio':>5} | {'epoch ours s':>12} {'(NCHW)':>6} {'(oneDNN)':>8} {'floor s':>8} {'(CL)':>6} "
+          f"{'ratio':>5} {'oneDNN ratio':>12} | last loss ours/floor", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = write_fashion_mnist(Path(tmp) / "fashion", per_class=max(1, args.images // 10), seed=0)
+        for size in args.sizes:  # each row as soon as its size is measured
+            r = run_size(size, data, args)
+            c, p, e = r["cache"], r["pipe"], r["epoch"]
+            ours = min(e["ours"], e["ours_nchw"]) if args.either_format else e["ours"]
+            floor = min(e["floor"], e["floor_cl"])  # the faster plain loop: contiguous or channels-last
+            print(f"{r['size']:>4} {r['images']:>6} | {c['ours']:>12.2f} {c['floor']:>8.2f} {c['floor'] / c['ours']:>5.2f} | "
+                  f"{p['ours']:>19.2f} {p['sequential']:>6.2f} {p['floor'] / p['ours']:>5.2f} | "
+                  f"{e['ours']:>12.2f} {e['ours_nchw']:>6.2f} {e['ours_onednn']:>8.2f} {e['floor']:>8.2f} "
+                  f"{e['floor_cl']:>6.2f} {floor / ours:>5.2f} {floor / e['ours_onednn']:>12.2f} | "
+                  f"{r['losses']['ours']:.3f}/{r['losses']['floor']:.3f}", flush=True)
 
 if __name__ == "__main__":
     main()

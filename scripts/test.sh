@@ -6,4 +6,7 @@ bash scripts/system-packages.sh --browser
 python3 -m pip install -q -c constraints.txt -e ".[test]"
 python3 -m ruff check src            # lint at the strictness in pyproject.toml [tool.ruff]
 python3 -m mypy                      # types at the strictness in pyproject.toml [tool.mypy]
-python3 -m pytest -q "$@"
+# pytest-xdist: one worker per core (at most 4), each taking whole files (--dist loadfile: a file's module
+# fixtures are built once) in the order tests/conftest.py gives (files with slow tests first); the 20
+# slowest tests are listed at the end. Arguments are passed on (`-n 0` runs in one process).
+python3 -m pytest -q -n auto --maxprocesses 4 --dist loadfile --no-loadscope-reorder --durations=20 "$@"

@@ -5,8 +5,10 @@ checks a command's exit code, stdout and stderr (and not the process itself: sig
 environment), ``run_cli`` gives the same three: the root logger is emptied for the call so that
 ``main``'s own ``logging.basicConfig`` installs its stderr handler as in a new process (pytest's
 capture handlers are put back afterwards), ``--quiet``'s global switch is reset, and ``SystemExit``
-(argparse's usage errors) becomes the exit code. An uncaught exception propagates: the test fails
-with the traceback where a process would have printed it and exited 1.
+(argparse's usage errors) becomes the exit code. Python warnings are written to stderr as a new process
+would show them (its default filters hide the deprecation, import and resource warnings), so a test of
+"one line on stderr" still sees them. An uncaught exception propagates: the test fails with the
+traceback where a process would have printed it and exited 1.
 
 Keep one real subprocess per command where the process is what is tested (``python -m mikata``
 exits with the code ``main`` returns: see ``mikata/__main__.py``).
@@ -15,7 +17,11 @@ exits with the code ``main`` returns: see ``mikata/__main__.py``).
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
+
+# the categories Python's default warning filters ignore outside ``__main__``
+HIDDEN = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)
 
 
 @dataclass
@@ -35,10 +41,12 @@ def run_cli(capsys, *args: str) -> CliResult:
     handlers, level = root.handlers[:], root.level
     root.handlers[:] = []
     try:
-        try:
-            code = main(list(args))
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("default")
+            try:
+                code = main(list(args))
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     finally:
         for handler in root.handlers:  # the stderr handler main installed for this call
             handler.close()
@@ -46,4 +54,6 @@ def run_cli(capsys, *args: str) -> CliResult:
         root.setLevel(level)
         set_quiet(False)
     out = capsys.readouterr()
-    return CliResult(int(code), out.out, out.err)
+    shown = "".join(warnings.formatwarning(w.message, w.category, w.filename, w.lineno, w.line)
+                    for w in caught if not issubclass(w.category, HIDDEN))
+    return CliResult(int(code), out.out, out.err + shown)

@@ -127,21 +127,47 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
             report.longrepr = _utf8(str(report.longrepr))
 
 
-# ---------------------------------------------------------------- ci32b: shared inputs of the docs tests
+# ---------------------------------------------------------------- ci32b: inputs built once per session
+def _built_once(tmp_path_factory, name: str, build) -> Path:
+    """``build(folder)`` once per test session, also across pytest-xdist workers (the workers' temp folders
+    share a parent; a file lock makes the first worker build and the others wait for it). Tests only read
+    the folder: each copies what it writes into (``shutil.copytree``)."""
+    import shutil
+
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    folder, done = root / name, root / f"{name}.done"
+    with FileLock(str(root / f"{name}.lock")):
+        if not done.exists():
+            if folder.exists():  # a build that failed part-way
+                shutil.rmtree(folder)
+            build(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
-def docs_folder_template(tmp_path_factory, lite0, photos):
-    """The documentation's examples folder (``docs_support.make_docs_folder``), built once per session.
-    Tests never run examples in it: each copies it (``shutil.copytree``) and works in its copy, so no test
-    sees another's writes (cached maps, reviews, saved files)."""
+def docs_folder_template(tmp_path_factory, lite0, photos) -> Path:
+    """The documentation's examples folder (``docs_support.make_docs_folder``: photos, a manifest, runs made with
+    the built-in model), built once per session; ``test_reference`` and ``test_docs`` each work on a copy."""
     from docs_support import make_docs_folder
 
-    return make_docs_folder(tmp_path_factory.mktemp("docs-template"), lite0, photos)
+    return _built_once(tmp_path_factory, "docs-template", lambda folder: make_docs_folder(folder, lite0, photos))
 
 
 @pytest.fixture(scope="session")
-def concept_run_template(tmp_path_factory):
-    """``concepts_ui_support.concept_run`` (a scanned digit run with its concept atlas), built once per session;
-    the report and app tests each work on a copy (``concepts_ui_support.copy_concept_run``)."""
+def concept_run_template(tmp_path_factory) -> dict:
+    """``concepts_ui_support.concept_run`` (a scanned digit run with its concept atlas), built once per session:
+    ``{"run", "handle", "atlas"}``; the report and app tests each work on a copy (``copy_concept_run``)."""
     from concepts_ui_support import concept_run
+    from test_scan_support import mnist_handle
 
-    return concept_run(tmp_path_factory.mktemp("concept-run-template"))
+    from mikata.concepts.atlas import load_atlas
+
+    base = _built_once(tmp_path_factory, "concept-run-template", concept_run)
+    atlas = load_atlas(base / "run")
+    assert atlas is not None, f"{base / 'run'} has no current concept atlas"
+    return {"run": base / "run", "handle": mnist_handle(), "atlas": atlas}

@@ -127,7 +127,9 @@ def test_default_layer_is_not_an_adaptive_pool_that_upsamples(name, size, real, 
     from mikata.models.layers import trace_layers
 
     torch.manual_seed(0)
-    net = getattr(torchvision.models, name)(num_classes=10).eval()
+    # only shapes are read here: VGG skips torchvision's own weight init (PyTorch's default init stays), half its cost
+    kwargs = {"init_weights": False} if name == "vgg16" else {}
+    net = getattr(torchvision.models, name)(num_classes=10, **kwargs).eval()
     layers = {l.name: l for l in trace_layers(net, 3, (size, size))}
     assert layers["features"].output_shape[1:] == (real, real)  # what the pool reads
     assert layers["avgpool"].output_shape[1:] == ((7, 7) if name == "vgg16" else (6, 6))

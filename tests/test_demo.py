@@ -14,6 +14,7 @@ pytestmark = pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is
                                 reason="needs Debian's dataset-fashion-mnist (scripts/system-packages.sh)")
 
 
+@pytest.mark.slow  # the whole quick demo in a subprocess
 def test_quick_demo_writes_every_listed_output(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, "-m", "mikata", "demo", "--quick", "--out", str(tmp_path)],

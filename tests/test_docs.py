@@ -45,14 +45,13 @@ def _documents() -> list[Path]:
     return [ROOT / "README.md"] + sorted(GUIDES.glob("*.md"))
 
 
-def test_every_python_block_of_the_readme_and_the_guides_runs(tmp_path, lite0, photos):
+def test_every_python_block_of_the_readme_and_the_guides_runs(tmp_path, docs_folder_template):
     """Each page's blocks run in order, each in a fresh interpreter, in the examples folder of
-    ``docs_support`` (``photos/``, ``runs/a``, ...), one copy of it per page."""
+    ``docs_support`` (``photos/``, ``runs/a``, ...), one copy of it per page (the session's template,
+    built once for this test and ``test_reference``)."""
     import shutil
 
-    from docs_support import make_docs_folder
-
-    base = make_docs_folder(tmp_path / "base", lite0, photos)
+    base = docs_folder_template
     assert len(_python_blocks(ROOT / "README.md")) >= 2, "the README has Python examples"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
            "MPLBACKEND": "Agg"}

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from cli_support import run_cli
 from hostile_support import cli_env, mikata_cmd, tiny_cnn
 from mikata.cli import main
 from mikata.errors import ModelLoadError
@@ -222,19 +223,17 @@ def test_scan_prints_escape_sequences_in_names_escaped(evil_data):
     assert "line\\x0abreak.png" in r.stderr  # a newline in a name cannot forge a line of output
 
 
-def test_an_error_naming_an_evil_file_is_one_escaped_line(evil_data):
-    r = subprocess.run(mikata_cmd("predict", "test_scan_support:mnist_handle", str(evil_data / "digits" / "1" / EVIL)),
-                       env=cli_env(), capture_output=True, text=True, timeout=120)
+def test_an_error_naming_an_evil_file_is_one_escaped_line(evil_data, capsys):
+    r = run_cli(capsys, "-q", "predict", "test_scan_support:mnist_handle", str(evil_data / "digits" / "1" / EVIL))
     assert ESC not in r.stderr + r.stdout
     assert "evil\\x1b[2J" in r.stderr
     assert r.returncode in (1, 2)
 
 
-def test_log_lines_escape_control_characters(evil_data):
-    cmd = mikata_cmd("scan", "test_scan_support:mnist_handle", str(evil_data / "digits"), "--run",
-                     str(evil_data / "run2"), "--workers", "0")
-    cmd.remove("-q")  # the info lines too
-    r = subprocess.run(cmd, env=cli_env(), capture_output=True, text=True, timeout=300)
+def test_log_lines_escape_control_characters(evil_data, capsys):
+    # not --quiet: the info lines too
+    r = run_cli(capsys, "scan", "test_scan_support:mnist_handle", str(evil_data / "digits"), "--run",
+                str(evil_data / "run2"), "--workers", "0")
     assert r.returncode == 1
     assert ESC not in r.stderr + r.stdout, r.stderr
 
@@ -375,13 +374,11 @@ def test_evaluate_skips_an_undecodable_image_and_exits_1(photos, tmp_path):
                                                          "not an image, or a format Pillow cannot read"]]
 
 
-def test_evaluate_with_only_undecodable_images_is_refused(tmp_path):
+def test_evaluate_with_only_undecodable_images_is_refused(tmp_path, capsys):
     (tmp_path / "a.png").write_bytes(b"junk")
     (tmp_path / "b.png").write_bytes(b"")
-    r = subprocess.run(mikata_cmd("evaluate", "hostile_support:tiny_cnn", str(tmp_path / "a.png"),
-                                  str(tmp_path / "b.png"), "--methods", "gradcam", "--checks", "faithfulness",
-                                  "--out", str(tmp_path / "ev")), env=cli_env(), capture_output=True, text=True,
-                       timeout=300)
+    r = run_cli(capsys, "-q", "evaluate", "hostile_support:tiny_cnn", str(tmp_path / "a.png"), str(tmp_path / "b.png"),
+                "--methods", "gradcam", "--checks", "faithfulness", "--out", str(tmp_path / "ev"))
     assert r.returncode == 2
     (line,) = r.stderr.strip().splitlines()
     assert line.startswith("mikata evaluate: error: none of the 2 images could be decoded (e.g. ")

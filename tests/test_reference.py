@@ -3,7 +3,8 @@ and every example is executed here, exactly as the rendered API page shows it (n
 
 The examples run in one folder made by ``docs_support.make_docs_folder`` (``chelsea.png``,
 ``coffee.png``, ``photos/``, ``photos.csv``, ``runs/a``) with ``mikata`` imported and ``handle`` the
-built-in model (``mikata.load_model("efficientnet-lite0")``), as ``docs/api.rst`` says.
+built-in model (``mikata.load_model("efficientnet-lite0")``), as ``docs/api.rst`` says. The folder is this
+module's copy of the session's template (``conftest.docs_folder_template``, shared with ``test_docs``).
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ from __future__ import annotations
 import doctest
 import inspect
 import os
+import shutil
 
 import pytest
 
 import mikata
-from docs_support import make_docs_folder
 
 PUBLIC = [n for n in mikata.__all__ if n != "__version__"]
 RUN_MEMBERS = [n for n in vars(mikata.Run) if not n.startswith("_")]
@@ -25,8 +26,10 @@ FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory, lite0, photos):
-    return make_docs_folder(tmp_path_factory.mktemp("reference"), lite0, photos)
+def folder(tmp_path_factory, docs_folder_template):
+    copy = tmp_path_factory.mktemp("reference") / "docs"
+    shutil.copytree(docs_folder_template, copy)
+    return copy
 
 
 def _doc(kind: str, name: str) -> tuple[str, str]:

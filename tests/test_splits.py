@@ -429,6 +429,7 @@ def test_resume_with_changed_options_names_them(digits, tmp_path, lite0):
 
 
 # ------------------------------------------------------------------------------- 2. cross-validation
+@pytest.mark.slow  # trains lite0 three times
 def test_crossval_gives_every_row_an_out_of_sample_prediction_and_resumes_only_unfinished_folds(
         digits, tmp_path, lite0):
     from mikata.scanning.crossval import crossval

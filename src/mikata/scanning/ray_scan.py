@@ -39,7 +39,7 @@ CONNECT_SECONDS = 2.0  # how long a cluster address may take to answer before th
 
 
 class RayUnavailableError(MikataError):
-    """``engine="ray"`` without Ray Data installed, or a cluster that cannot be reached."""
+    """``engine="ray"`` without Ray installed, or a cluster that cannot be reached."""
 
 
 def import_ray():
@@ -319,19 +319,19 @@ class RayPool:
         for _ in range(IN_FLIGHT):
             for actor in self.actors:
                 submit(actor)
-        try:
-            loads = ray.get(self._loads)
-        except ray.exceptions.RayActorError as e:
-            raise _actor_failure(e, store) from e
-        ready = time.perf_counter()
-        self.phases["actors ready after creation"] = ready - self._created
-        self.phases["driver waited for actors"] = ready - t0
-        self.phases["model unpickle in an actor (max)"] = max(loads)
         done: dict[int, dict] = {}  # finished batches waiting for an earlier one, by start
-        commit_at, computed, skipped = 0, 0, []
+        commit_at, computed, stored, skipped = 0, 0, 0, []
         get_s = write_s = 0.0
         bar = Progress(len(todo), f"scan (ray): {self.handle.spec}", "img", progress, first="first batch")
         try:
+            try:
+                loads = ray.get(self._loads)
+            except ray.exceptions.RayActorError as e:
+                raise _actor_failure(e, store) from e
+            ready = time.perf_counter()
+            self.phases["actors ready after creation"] = ready - self._created
+            self.phases["driver waited for actors"] = ready - t0
+            self.phases["model unpickle in an actor (max)"] = max(loads)
             while pending:
                 t = time.perf_counter()
                 (ref,), _ = ray.wait(list(pending), num_returns=1)
@@ -343,24 +343,28 @@ class RayPool:
                     raise _actor_failure(e, store) from e
                 t1 = time.perf_counter()
                 get_s += t1 - t
+                new = 0
                 while commit_at in done:  # in order: row ids as the local scan gives them
                     cols = done.pop(commit_at)
                     n, skips = commit(store, cols, todo, replace)
                     computed += n
                     skipped += skips
-                    bar.update(len(cols["index"]))
+                    new += len(cols["index"])
                     commit_at += batch_size
                 write_s += time.perf_counter() - t1
-                bar.set_postfix(f"{bar.n / max(time.perf_counter() - t0, 1e-9):.0f} images/s on the cluster")
+                if new:
+                    stored += new
+                    bar.set_postfix(f"{stored / max(time.perf_counter() - t0, 1e-9):.0f} images/s on the cluster")
+                    bar.update(new)
         finally:
             bar.close()
         self.phases["batches (first submitted to last stored)"] = time.perf_counter() - t0
         self.phases["driver: waiting for results"] = get_s
         self.phases["driver: storing results"] = write_s
         accounts = ray.get([a.account.remote() for a in self.actors])
-        n = max(1.0, sum(a["batches"] for a in accounts))
-        self.phases["actors: read, hash, decode per batch (mean)"] = sum(a["decode"] for a in accounts) / n
-        self.phases["actors: inference per batch (mean)"] = sum(a["infer"] for a in accounts) / n
+        batches = max(1.0, sum(a["batches"] for a in accounts))
+        self.phases["actors: read, hash, decode per batch (mean)"] = sum(a["decode"] for a in accounts) / batches
+        self.phases["actors: inference per batch (mean)"] = sum(a["infer"] for a in accounts) / batches
         self.phases["actors: CPU seconds (sum, start included)"] = sum(a["cpu"] for a in accounts)
         return computed, skipped
 

@@ -138,7 +138,7 @@ def scan(
     ``split=None`` then scans only its held-out images (``runs.heldout``; ``"all"`` scans every
     image, marking the training rows); for other data, ``seed`` defaults to 0. ``split_label`` names the
     split of every row of data that is not split (e.g. a cross-validation fold).
-    ``engine="ray"`` runs the same steps on Ray Data (``scanning.ray_scan``: ``address``, ``actors``,
+    ``engine="ray"`` runs the same steps on Ray actors (``scanning.ray_scan``: ``address``, ``actors``,
     ``gpus_per_actor``); the run it writes is the one the local scan writes.
 
     Example:

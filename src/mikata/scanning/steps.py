@@ -4,7 +4,7 @@
 exception); ``compute_columns`` runs one batch through the model (probabilities, embeddings,
 channel means, the pixel statistics of dataset issues, optionally Grad-CAM) into fixed-width
 columns; ``commit`` turns the columns into stored rows and vectors with the RunStore's commit
-protocol. ``scanning.scan`` drives them with a DataLoader, ``scanning.ray_scan`` with Ray Data, so
+protocol. ``scanning.scan`` drives them with a DataLoader, ``scanning.ray_scan`` with Ray actors, so
 both produce the same rows.
 """
 
