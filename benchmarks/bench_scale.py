@@ -17,7 +17,9 @@ Measured (wall clock, this shared 2-core machine; noisy):
 - ``--steps compare``: two N-row runs over the same files (B's rows copy other base rows of the same label,
   so about a third of the predictions differ), compared: ``compare()``'s first build (no stored
   comparison), ``compare()`` again (the comparison stored in run A: ``analysis.compare_cache``), the
-  app's first comparison, and the comparison pages' p50 / p95 (``mikata serve RUN_A --compare RUN_B``);
+  app's first comparison, ``/compare/issues``' first build (both runs' dataset issues scored, none
+  stored: ``analysis.issues_cache``) and its first request in a new app (the stored issues read back),
+  and the comparison pages' p50 / p95 (``mikata serve RUN_A --compare RUN_B``);
 - wall times with the CPU time of this process next to them (the load average printed: on a shared
   machine the wall times grow with it, the CPU times do not);
 - with ``--scan N``: the same N files scanned by a plain DataLoader loop, by ``scan`` (local) and by
@@ -245,6 +247,7 @@ def bench_compare(work: Path, base: Path, run: Path, n: int, requests: int) -> d
     call, the app's first build, then each comparison page's (p50, p95) in ms over ``requests`` requests."""
     from fastapi.testclient import TestClient
 
+    from mikata.analysis import issues_cache
     from mikata.analysis.compare import compare
     from mikata.server import create_app
 
@@ -269,11 +272,18 @@ def bench_compare(work: Path, base: Path, run: Path, n: int, requests: int) -> d
     with Timer() as t:
         app.run.compare.comparison()
     out["app: first comparison s"], out["app: first comparison CPU s"] = t.wall, t.cpu  # the stored one
+    for r in (run, run_b):  # the first build is measured: no stored issues in either run
+        issues_cache.path_for(r).unlink(missing_ok=True)
+    with Timer() as t:
+        r = client.get("/compare/issues")
+    assert r.status_code == 200, (r.status_code, r.text[:300])
+    out["/compare/issues first build s"], out["/compare/issues first build CPU s"] = t.wall, t.cpu
+    out["issues stored"] = all(issues_cache.path_for(r).is_file() for r in (run, run_b))
     fixed = c.paired.ids_a[c.flipped_rows("fixed")]
     pages = max(1, len(fixed) // 120)
     paths = {"/compare": "/compare", "/compare/flipped fixed, page 1": "/compare/flipped?kind=fixed",
              f"/compare/flipped broken, page {min(21, pages)}": f"/compare/flipped?kind=broken&page_no={min(20, pages - 1)}",
-             "image page with B's panel": "/image/{id}"}
+             "image page with B's panel": "/image/{id}", "/compare/issues": "/compare/issues"}
     rng = np.random.default_rng(0)
     for name, path in paths.items():
         r = client.get(path.format(id=int(fixed[0])))
@@ -285,8 +295,17 @@ def bench_compare(work: Path, base: Path, run: Path, n: int, requests: int) -> d
             assert r.status_code == 200
         out[name] = percentiles(times, cpu)
     out["comparison builds"] = app.run.compare.builds  # 1: the pages reused the first build
-    out["load average at end"] = float(load())
     app.run.close()
+    again_app = create_app(run, token=TOKEN, port=8765, compare=run_b)  # a second `serve --compare` start
+    client = TestClient(again_app, base_url="http://127.0.0.1:8765", headers={"authorization": f"token {TOKEN}"})
+    again_app.run.overview()
+    again_app.run.compare.comparison()
+    with Timer() as t:
+        r = client.get("/compare/issues")  # each run's stored issues read back
+    assert r.status_code == 200, (r.status_code, r.text[:300])
+    out["/compare/issues in a new app (stored) s"], out["/compare/issues in a new app CPU s"] = t.wall, t.cpu
+    out["load average at end"] = float(load())
+    again_app.run.close()
     return out
 
 

@@ -346,12 +346,23 @@ class RunView:
         g_key = groups if isinstance(groups, (str, type(None))) else ("given", id(groups))
 
         def whole_issues() -> "DatasetIssues":
+            from mikata.analysis import issues_cache
+
+            stored = th_key is None and groups is None  # the default issues: kept on disk per run version
+            before = issues_cache.stamp(self) if stored else None
             whole = self._whole()[0].data
+            if before is not None:
+                got = issues_cache.load(self, whole)
+                if got is not None:
+                    return got
             ranking = self.select_all().label_ranking()  # rows of the whole run
             given = self._whole_field(groups) if isinstance(groups, str) else groups
             if given is not None and not isinstance(given, Mapping):
                 given = list(given)
-            return score_issues(whole, check_thresholds(thresholds), groups=given, label_ranking=ranking)
+            found = score_issues(whole, check_thresholds(thresholds), groups=given, label_ranking=ranking)
+            if before is not None:
+                issues_cache.save(self, before, found)
+            return found
 
         found = self.cached(("issues", th_key, g_key), whole_issues)
         rows = self.rows()

@@ -2,7 +2,7 @@
 
 ``/compare``: the image counts, every metric (A, B, B - A, interval, McNemar's p) and the first
 fixed and broken images; ``/compare/flipped?kind=fixed``: one of those lists, page by page;
-``/compare/issues``: the dataset-issue counts side by side (each run's issue search, computed once);
+``/compare/issues``: the dataset-issue counts side by side (each run's issue search, stored in the run);
 ``/compare/map/{id}.png``: model B's map of A's image ``id`` (the image page shows it beside A's).
 Without ``--compare`` every one of them is a 404.
 """
