@@ -176,14 +176,15 @@ def units_rows(threads: int, repeats: int, keep: str | None = None) -> None:
     load = open("/proc/loadavg").read().split()[:3] if os.path.exists("/proc/loadavg") else ["?"] * 3
     print(f"torch {torch.__version__}, {threads} thread(s), load avg {' '.join(load)}; mikata units, {n} channels of "
           f"head, {size} px ({seen} px seen by the net), {steps} steps; best wall of {repeats} (interleaved)\n")
-    print("| case | wall s | CPU s | image steps | ratio to the floor (wall) |")
-    print("|---|---|---|---|---|")
-    print(f"| floor: plain loop, {n} images x {steps} steps, forward + backward to the head | {best['floor'][0]:.1f} | "
-          f"{best['floor'][1]:.1f} | {n * steps} | 1.00x |")
-    print(f"| ours: unit_examples + save (in process; rendering {res.seconds:.1f} s) | {best['ours'][0]:.1f} | "
-          f"{best['ours'][1]:.1f} | {res.image_steps} | {best['ours'][0] / best['floor'][0]:.2f}x |")
-    print(f"| `mikata units` command (fresh process) | {best['command'][0]:.1f} | {best['command'][1]:.1f} | "
-          f"{res.image_steps} | {best['command'][0] / best['floor'][0]:.2f}x |")
+    print("| case | wall s | CPU s | image steps | / floor (wall) | / floor (CPU) |")
+    print("|---|---|---|---|---|---|")
+    f_wall, f_cpu = best["floor"]
+    print(f"| floor: plain loop, {n} images x {steps} steps, forward + backward to the head | {f_wall:.1f} | "
+          f"{f_cpu:.1f} | {n * steps} | 1.00x | 1.00x |")
+    for key, label in (("ours", f"ours: unit_examples + save (in process; rendering {res.seconds:.1f} s)"),
+                       ("command", "`mikata units` command (fresh process: imports, model, files)")):
+        wall, cpu = best[key]
+        print(f"| {label} | {wall:.1f} | {cpu:.1f} | {res.image_steps} | {wall / f_wall:.2f}x | {cpu / f_cpu:.2f}x |")
     notes = [m for m in res.notes if m]
     print(f"\nflat images shown: {flat} of {n}; rendered again from their top image: "
           f"{sum('rendered again' in m for m in notes)}; shown as their strongest crop: {sum('crop' in m for m in notes)}")

@@ -18,6 +18,7 @@ from mikata.runs.data import load_run
 from mikata.analysis.calibration import apply_temperature, expected_calibration_error, fit_temperature
 from mikata.analysis.temperature import CalibrationFileError, calibrate_run, read_temperature
 from mikata.analysis.view import RunView
+from cli_support import run_cli
 from review_support import cells_run
 
 
@@ -84,14 +85,14 @@ def test_audit_calibration_matches_sklearn_on_the_run(run):
     assert "calibration: ECE" in text and "no temperature" in text
 
 
-def test_cli_calibrate_audit_report_and_clear(run, tmp_path):
+def test_cli_calibrate_audit_report_and_clear(run, tmp_path, capsys):
     done = _cli("calibrate", str(run), "--split", "val", "--json")
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     assert out["value"] > 0 and out["split"] == "val"
-    text = _cli("audit", str(run), "--split", "test", "--no-dataset-issues")
+    text = run_cli(capsys, "audit", str(run), "--split", "test", "--no-dataset-issues")
     assert text.returncode == 0 and f"temperature T={out['value']:.2f} applied (fitted on val" in text.stdout
-    audit_json = json.loads(_cli("audit", str(run), "--json", "--no-dataset-issues").stdout)
+    audit_json = json.loads(run_cli(capsys, "audit", str(run), "--json", "--no-dataset-issues").stdout)
     assert audit_json["calibration"]["temperature"]["value"] == out["value"]
     # the audit's per-class probabilities are the calibrated ones
     d = load_run(run)
@@ -101,35 +102,35 @@ def test_cli_calibrate_audit_report_and_clear(run, tmp_path):
     k = d.class_names.index(c)
     assert shown["prob"] == pytest.approx(float(apply_temperature(d.probs[row:row + 1], out["value"])[0, k]), abs=1e-4)
     report = tmp_path / "r.html"
-    done = _cli("report", str(run), "--out", str(report), "--no-maps")
+    done = run_cli(capsys, "report", str(run), "--out", str(report), "--no-maps")
     assert done.returncode == 0, done.stderr
     html = report.read_text()
     assert 'id="calibration"' in html and "reliability-chart" in html and "fitted on val" in html
-    assert _cli("calibrate", str(run), "--clear").returncode == 0
+    assert run_cli(capsys, "calibrate", str(run), "--clear").returncode == 0
     assert read_temperature(run) is None
-    again = _cli("calibrate", str(run), "--clear")
+    again = run_cli(capsys, "calibrate", str(run), "--clear")
     assert again.returncode == 0 and "no temperature" in again.stdout
 
 
-def test_bad_split_and_bad_files_are_one_line(run):
-    done = _cli("calibrate", str(run), "--split", "nosuch")
+def test_bad_split_and_bad_files_are_one_line(run, capsys):
+    done = run_cli(capsys, "calibrate", str(run), "--split", "nosuch")
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
     assert "no images in split 'nosuch'" in done.stderr and "'val'" in done.stderr
-    assert _cli("calibrate", str(run), "--bins", "0").returncode == 2
+    assert run_cli(capsys, "calibrate", str(run), "--bins", "0").returncode == 2
     cal = run / "calibration.json"
     for bad in ("not json", json.dumps({"format": "mikata-calibration/1", "value": -2}),
                 json.dumps({"format": "other", "value": 2})):
         cal.write_text(bad)
         with pytest.raises(CalibrationFileError, match="calibration"):
             read_temperature(run)
-        done = _cli("audit", str(run), "--no-dataset-issues")
+        done = run_cli(capsys, "audit", str(run), "--no-dataset-issues")
         assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
         assert "mikata calibrate" in done.stderr
     cal.unlink()
     target = run.parent / "elsewhere.json"
     target.write_text(json.dumps({"format": "mikata-calibration/1", "value": 2.0}))
     cal.symlink_to(target)
-    done = _cli("audit", str(run), "--no-dataset-issues")
+    done = run_cli(capsys, "audit", str(run), "--no-dataset-issues")
     assert done.returncode == 2 and "symbolic link" in done.stderr
 
 

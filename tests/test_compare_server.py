@@ -100,28 +100,22 @@ def test_the_page_carries_both_models_maps_of_the_flipped_images(served, tmp_pat
     assert page.count('class="flip"') == cards
 
 
-def test_model_options_reach_the_maps(served, tmp_path, monkeypatch):
+def test_model_options_reach_the_maps(served, tmp_path, monkeypatch, capsys):
     """--model-b names B's model for the page's maps (A's noisy weights match no spec: its maps are left
     out, exit 1); `serve --compare RUN_B --compare-model SPEC` hands the spec to the app."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
     import shutil
     import sqlite3
 
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": f"{root / 'src'}:{root / 'tests'}", "OMP_NUM_THREADS": "1"}
+    from cli_support import run_cli
+
     out = tmp_path / "cmp.html"
     run_a = tmp_path / "run_a"  # a copy without A's cached maps (another test may have computed them)
     shutil.copytree(served["run_a"], run_a)
     with sqlite3.connect(run_a / "run.sqlite") as db:
         db.execute("DELETE FROM maps")
-    r = subprocess.run([sys.executable, "-m", "mikata", "compare", str(run_a), str(served["run_b"]),
-                        "--out", str(out), "--maps", "--no-issues", "--device", "cpu", "--json",
-                        "--model-a", "test_scan_support:mnist_handle", "--model-b", "test_scan_support:mnist_handle"],
-                       env=env, capture_output=True, text=True, timeout=300)
+    r = run_cli(capsys, "compare", str(run_a), str(served["run_b"]), "--out", str(out), "--maps", "--no-issues",
+                "--device", "cpu", "--json", "--model-a", "test_scan_support:mnist_handle", "--model-b",
+                "test_scan_support:mnist_handle")
     assert r.returncode == 1, r.stderr
     import json
 

@@ -4,13 +4,13 @@ Pillow allocates it, and it costs only its own result (predict, explain, scan, t
 from __future__ import annotations
 
 import json
-import subprocess
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from hostile_support import cli_env, mikata_cmd, tiny_rgb
+from cli_support import run_cli
+from hostile_support import tiny_rgb
 from mikata.data.images import MAX_RESIZED_PIXELS, check_resize_plan
 from mikata.data.preprocessing import Preprocessing
 from mikata.errors import ImageDecodeError, ImageTooLargeError
@@ -74,11 +74,10 @@ def test_the_loader_names_the_file(files):
         pre.load([files["good"][0], files["strips"][0]])
 
 
-def test_explain_cli_gives_the_strip_its_own_error_and_exit_1(files, tmp_path):
+def test_explain_cli_gives_the_strip_its_own_error_and_exit_1(files, tmp_path, capsys):
     """Through the command line with a real checkpoint-free model spec typed by the user."""
-    r = subprocess.run(mikata_cmd("explain", "hostile_support:tiny_rgb", str(files["good"][0]), str(files["strips"][0]),
-                                  "--methods", "gradcam", "--out", str(tmp_path / "ex"), "--json"),
-                       env=cli_env(), capture_output=True, text=True, timeout=300)
+    r = run_cli(capsys, "-q", "explain", "hostile_support:tiny_rgb", str(files["good"][0]), str(files["strips"][0]),
+                "--methods", "gradcam", "--out", str(tmp_path / "ex"), "--json")
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-800:]
     out = json.loads(r.stdout)
     assert "figure" in out[0] and "aspect ratio" in out[1]["error"]

@@ -9,6 +9,7 @@ import subprocess
 
 import pytest
 
+from cli_support import run_cli
 from hostile_support import (DELETE, cli_env, digit_png, mikata_cmd, mnist_checkpoint, plant_module, rewrite_metadata,
                              set_manifest, small_run)
 from mikata.errors import ModelLoadError
@@ -221,11 +222,10 @@ def test_metadata_that_is_not_a_json_object_is_one_error(ckpt, tmp_path, raw, sa
 
 
 @pytest.mark.parametrize("change", [{"std": [0]}, {"in_channels": 7}, {"raw": "[]"}, {"input_size": [100000, 100000]}])
-def test_the_command_line_says_one_line_and_exits_2_on_bad_metadata(ckpt, tmp_path, change):
+def test_the_command_line_says_one_line_and_exits_2_on_bad_metadata(ckpt, tmp_path, change, capsys):
     raw = change.pop("raw", None)
     bad = rewrite_metadata(ckpt, tmp_path / "bad.safetensors", raw=raw, **change)
-    r = subprocess.run(mikata_cmd("predict", str(bad), str(digit_png(tmp_path / "x.png")), "--arch",
-                                  "test_scan_support:mnist_handle"), env=cli_env(), capture_output=True, text=True,
-                       timeout=120)
+    r = run_cli(capsys, "-q", "predict", str(bad), str(digit_png(tmp_path / "x.png")), "--arch",
+                "test_scan_support:mnist_handle")
     assert r.returncode == 2 and "Traceback" not in r.stderr and "nan%" not in r.stdout
     assert len(r.stderr.strip().splitlines()) == 1 and str(bad) in r.stderr

@@ -16,6 +16,7 @@ import pytest
 
 from mikata.data.datasets import ImageDataset, Sample, load_dataset, split_dataset
 from mikata.training.corrections import Corrections, CorrectionsError, apply_corrections, describe, from_csv
+from cli_support import run_cli
 from test_train import write_digits
 
 FAST = dict(epochs=1, batch_size=16, lr=0.01, input_size=32, freeze_until="blocks.11", threads=1)
@@ -128,7 +129,7 @@ def cv(noisy, lite0):
     return run
 
 
-def test_review_loop_chain_on_a_tiny_subset(noisy, cv):
+def test_review_loop_chain_on_a_tiny_subset(noisy, cv, capsys):
     """crossval -> the label ranking's top suspects reviewed truthfully through the review API ->
     train --reviews -> the checkpoint says what changed, the folder is untouched, the split is the
     same as without the review -> both models scan the clean test folder and compare."""
@@ -172,8 +173,8 @@ def test_review_loop_chain_on_a_tiny_subset(noisy, cv):
     assert meta_b["split_record"] == meta_a["split_record"]  # the folder's split, as mikata scan recomputes it
     assert _tree_digest(root) == noisy["digest"]  # nothing in the dataset folder moved or rewritten
     for name, ckpt in (("a", a), ("b", b)):
-        done = _cli("scan", str(ckpt), str(noisy["test"]), "--run", str(base / f"test-{name}"), "--split", "all",
-                    "--workers", "0", "--device", "cpu")
+        done = run_cli(capsys, "-q", "scan", str(ckpt), str(noisy["test"]), "--run", str(base / f"test-{name}"),
+                       "--split", "all", "--workers", "0", "--device", "cpu")
         assert done.returncode == 0, done.stderr
     from mikata.runs.data import load_run
 
@@ -181,21 +182,22 @@ def test_review_loop_chain_on_a_tiny_subset(noisy, cv):
     assert sorted(ra.paths) == sorted(rb.paths) and len(ra) == 40  # the same clean images, paired
 
 
-def test_cli_refuses_bad_reviews_and_corrections_in_one_line(noisy, tmp_path):
+def test_cli_refuses_bad_reviews_and_corrections_in_one_line(noisy, tmp_path, capsys):
     root = noisy["root"]
     out = tmp_path / "m.safetensors"
     common = ["--model", "efficientnet-lite0", "--epochs", "1", "--input-size", "32"]
     fix = tmp_path / "fix.csv"
     fix.write_text("path,label\ndigit_0/000.png,digit_9\n")
-    done = _cli("train", str(root), "--out", str(out), "--corrections", str(fix), *common)
+    done = run_cli(capsys, "-q", "train", str(root), "--out", str(out), "--corrections", str(fix), *common)
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
     assert "'digit_9'" in done.stderr and "not a class" in done.stderr
     fix.write_text("path,label\nnowhere/000.png,digit_1\n")
-    done = _cli("train", str(root), "--out", str(out), "--corrections", str(fix), *common)
+    done = run_cli(capsys, "-q", "train", str(root), "--out", str(out), "--corrections", str(fix), *common)
     assert done.returncode == 2 and "not in the dataset" in done.stderr and len(done.stderr.strip().splitlines()) == 1
-    done = _cli("train", str(root), "--out", str(out), "--corrections", str(fix), "--reviews", str(tmp_path), *common)
+    done = run_cli(capsys, "-q", "train", str(root), "--out", str(out), "--corrections", str(fix), "--reviews",
+                   str(tmp_path), *common)
     assert done.returncode == 2 and "not allowed with" in done.stderr
-    done = _cli("train", str(root), "--out", str(out), "--reviews", str(tmp_path / "no-run"), *common)
+    done = run_cli(capsys, "-q", "train", str(root), "--out", str(out), "--reviews", str(tmp_path / "no-run"), *common)
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
     assert not out.exists()
 

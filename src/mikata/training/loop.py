@@ -25,6 +25,7 @@ import math
 import os
 import signal
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -216,8 +217,10 @@ def _train(data: "str | os.PathLike | ImageDataset", model: str | ModelHandle, o
     # The first training images decide whether the frozen layers' output can be cached and time one batch;
     # then each split is decoded, and when caching, each run of decoded images goes through the frozen layers
     # while the worker threads decode the next ones (only the features are kept).
-    probe = decode_split(parts["train"].subset(parts["train"].samples[:max(4, opts.batch_size)]), handle,
-                         opts.workers, "train", progress=False)
+    with warnings.catch_warnings():  # an unreadable file is reported once, by the full decode below
+        warnings.simplefilter("ignore")
+        probe = decode_split(parts["train"].subset(parts["train"].samples[:max(4, opts.batch_size)]), handle,
+                             opts.workers, "train", progress=False)
     cache = len(probe) > 0 and _can_cache(handle, opts, probe)
     sizes = [len(parts["train"]), len(parts["val"]), len(parts["test"]) if "test" in parts else 0]
     if progress and start_epoch < opts.epochs and len(probe):
