@@ -74,6 +74,26 @@ def lite0():
     return load_model("efficientnet-lite0")
 
 
+@pytest.fixture(autouse=True)
+def _shared_state_left_as_found(request):
+    """A test leaves the process as the next test (in any order, on any xdist worker) expects it: the shared
+    ``lite0`` without parameter gradients, and the CLI's global ``--quiet`` off. A test that leaves either is
+    named in a warning and the state is put back, so the next test's premise holds."""
+    import warnings
+
+    from mikata import progress
+
+    yield
+    if progress._quiet:
+        warnings.warn(f"{request.node.nodeid} left mikata's --quiet switch on; switched off")
+        progress.set_quiet(False)
+    if "lite0" in request.fixturenames:
+        net = request.getfixturevalue("lite0").model
+        if any(p.grad is not None for p in net.parameters()):
+            warnings.warn(f"{request.node.nodeid} left gradients on the shared lite0; cleared")
+            net.zero_grad(set_to_none=True)
+
+
 @pytest.fixture(scope="session")
 def torchvision():
     return import_torchvision_declaring_ops()

@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
             return e.exit_code
         print(f"mikata {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        set_quiet(False)  # --quiet is this call's: a host process (a notebook, a test) calling main again is not quiet
 
 
 class _TerminalFormatter(logging.Formatter):
