@@ -60,7 +60,10 @@ def test_every_example_of_the_reference_runs_as_shown(folder, lite0, kind, name,
     monkeypatch.setenv("MPLBACKEND", "Agg")
     runner = doctest.DocTestRunner(optionflags=FLAGS)
     out: list[str] = []
-    runner.run(test, out=out.append)
+    try:
+        runner.run(test, out=out.append)
+    finally:
+        lite0.model.zero_grad(set_to_none=True)  # the hooks examples call backward() as a user would
     assert runner.failures == 0, "".join(out)
 
 
