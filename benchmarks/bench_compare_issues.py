@@ -25,9 +25,11 @@ for r in (run, run_b):
         print(f"{r.name}: issues scored and stored in {time.perf_counter()-t:.1f} s wall, {time.process_time()-c:.1f} s CPU, load {load()}", flush=True)
 app = create_app(run, token=TOKEN, port=8765, compare=run_b)
 client = TestClient(app, base_url="http://127.0.0.1:8765", headers={"authorization": f"token {TOKEN}"})
-app.run.overview(); app.run.compare.comparison()
+app.run.overview()
+app.run.compare.comparison()
 t, c = time.perf_counter(), time.process_time()
-r = client.get("/compare/issues"); assert r.status_code == 200, r.text[:300]
+r = client.get("/compare/issues")
+assert r.status_code == 200, r.text[:300]
 print(f"first /compare/issues in a new app (stored issues read): {time.perf_counter()-t:.2f} s wall, {time.process_time()-c:.2f} s CPU", flush=True)
 times, cpu = [], []
 for _ in range(30):
