@@ -28,7 +28,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,7 +35,8 @@ import numpy as np
 
 from mikata.analysis.compare_match import Matching
 from mikata.analysis.temperature import stamp as temperature_stamp
-from mikata.runs.layout import CACHE, RunLayout, UnsafeRunFileError
+from mikata.runs.cache_files import read_arrays, write_arrays
+from mikata.runs.layout import CACHE, UnsafeRunFileError
 
 if TYPE_CHECKING:
     from mikata.analysis.view import RunView
@@ -79,16 +79,10 @@ def load(a: "RunView", b: "RunView", settings: tuple) -> tuple[Matching, int, li
     if not (_cacheable(a) and _cacheable(b)):
         return None
     path = path_for(a, b, settings)
-    layout = RunLayout(a.run_dir)
     try:
-        if layout.folder(CACHE) is None or not layout.check_file(path):  # absent, or a link: never read
+        got = read_arrays(a.run_dir, path, "comparison cache")
+        if got is None:
             return None
-    except UnsafeRunFileError as e:
-        log.info("ignoring the comparison cache: %s", str(e).split(";")[0])
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            got = {k: z[k] for k in z.files}
         if json.loads(str(got["stamp"])) != json.loads(json.dumps(stamp(a, b))):
             return None
         rows_a, rows_b = got["rows_a"].astype(np.int64), got["rows_b"].astype(np.int64)
@@ -116,12 +110,9 @@ def save(a: "RunView", b: "RunView", settings: tuple, before: dict, matching: Ma
     path = path_for(a, b, settings)
     counts = [matching.by_hash, matching.changed, matching.only_a, matching.only_b, labels_differ]
     try:
-        RunLayout(a.run_dir).writable_folder(CACHE)  # never through a link named cache/
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".compare-", suffix=".npz")
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, stamp=np.asarray(json.dumps(before)), rows_a=matching.rows_a, rows_b=matching.rows_b,
-                     counts=np.asarray(counts, np.int64), metrics=np.asarray(json.dumps(rows)))
-        os.replace(tmp, path)
+        write_arrays(a.run_dir, path, {"stamp": np.asarray(json.dumps(before)), "rows_a": matching.rows_a,
+                                       "rows_b": matching.rows_b, "counts": np.asarray(counts, np.int64),
+                                       "metrics": np.asarray(json.dumps(rows))})
     except (OSError, UnsafeRunFileError) as e:
         log.info("cannot write the comparison cache in %s (%s); the comparison is built each time", path.parent, e)
         return False

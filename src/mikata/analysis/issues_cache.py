@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,6 +37,7 @@ import numpy as np
 
 from mikata.analysis.issue_registry import default_thresholds
 from mikata.analysis.temperature import stamp as temperature_stamp
+from mikata.runs.cache_files import read_arrays, write_arrays
 from mikata.runs.layout import CACHE, RunLayout, UnsafeRunFileError
 
 if TYPE_CHECKING:
@@ -86,16 +86,10 @@ def load(view: "RunView", whole: "RunData") -> "DatasetIssues | None":
     from mikata.analysis.issues import DatasetIssues, IssueType
 
     path = path_for(view.run_dir)
-    layout = RunLayout(view.run_dir)
     try:
-        if layout.folder(CACHE) is None or not layout.check_file(path):  # absent, or a link: never read
+        got = read_arrays(view.run_dir, path, "issues cache")
+        if got is None:
             return None
-    except UnsafeRunFileError as e:
-        log.info("ignoring the issues cache: %s", str(e).split(";")[0])
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            got = {k: z[k] for k in z.files}
         if not _same(json.loads(str(got["stamp"])), stamp(view)):
             return None
         if not np.array_equal(got["ids"], whole.ids):
@@ -161,12 +155,9 @@ def save(view: "RunView", before: dict, found: "DatasetIssues") -> bool:
     meta = {"types": types, "groups": groups, "notes": list(found.notes)}
     path = path_for(view.run_dir)
     try:
-        RunLayout(view.run_dir).writable_folder(CACHE)  # never through a link named cache/
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".issues-", suffix=".npz")
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, stamp=np.asarray(json.dumps(before)), ids=np.asarray(found.data.ids, np.int64),
-                     meta=np.asarray(json.dumps(meta)), **arrays)
-        os.replace(tmp, path)
+        write_arrays(view.run_dir, path, {"stamp": np.asarray(json.dumps(before)),
+                                          "ids": np.asarray(found.data.ids, np.int64),
+                                          "meta": np.asarray(json.dumps(meta)), **arrays})
     except (OSError, UnsafeRunFileError, TypeError, ValueError) as e:
         log.info("cannot write the issues cache in %s (%s); the issues are scored each time", path.parent, e)
         return False

@@ -27,7 +27,6 @@ import hashlib
 import logging
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +34,8 @@ import numpy as np
 
 from mikata.runs.data import RowPaths, RunData, check_consistent, fetch_coded_rows, read_probs, subset
 from mikata.analysis.audit import label_issue_ranking
-from mikata.runs.layout import CACHE, RunLayout, UnsafeRunFileError
+from mikata.runs.cache_files import read_arrays, write_arrays
+from mikata.runs.layout import CACHE, UnsafeRunFileError
 from mikata.runs.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -49,18 +49,10 @@ def _path(run_dir: str | os.PathLike, split: str | None) -> Path:
 
 
 def _load(path: Path) -> dict[str, np.ndarray] | None:
-    layout = RunLayout(path.parent.parent)
-    if layout.folder(CACHE_DIR) is None:  # absent, or a link pointing elsewhere: rebuilt, never read
-        return None
     try:
-        if not layout.check_file(path):
+        got = read_arrays(path.parent.parent, path, "overview cache")
+        if got is None:
             return None
-    except UnsafeRunFileError as e:
-        log.info("ignoring the overview cache: %s", str(e).split(";")[0])
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            got = {k: z[k] for k in z.files}
         if int(got["format"]) != FORMAT:
             return None
         n = len(got["ids"])
@@ -76,11 +68,7 @@ def _load(path: Path) -> dict[str, np.ndarray] | None:
 def _save(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Written to a temporary file then renamed: readers see the old cache or the new one, whole."""
     try:
-        RunLayout(path.parent.parent).writable_folder(CACHE_DIR)  # never through a link named cache/
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".overview-", suffix=".npz")
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, format=np.int64(FORMAT), **arrays)
-        os.replace(tmp, path)
+        write_arrays(path.parent.parent, path, {"format": np.int64(FORMAT), **arrays})
     except (OSError, UnsafeRunFileError) as e:
         log.info("cannot write the overview cache in %s (%s); big runs will be read in full each time", path.parent, e)
 
