@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -119,7 +118,7 @@ def load(view: "RunView", whole: "RunData") -> "DatasetIssues | None":
         groups = [{**{k: g[k] for k in GROUP_KEYS}, "rows": rows[offsets[i]:offsets[i + 1]].tolist()}
                   for i, g in enumerate(meta["groups"])]
         notes = [str(s) for s in meta["notes"]]
-    except (OSError, KeyError, ValueError, TypeError, EOFError, zipfile.BadZipFile) as e:  # damaged or not ours: a miss
+    except (OSError, KeyError, ValueError, TypeError, EOFError) as e:  # damaged or not ours: a miss
         if not isinstance(e, FileNotFoundError):
             log.info("ignoring the issues cache %s (%s)", path, e)
         return None

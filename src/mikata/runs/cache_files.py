@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 def read_arrays(run_dir: str | os.PathLike, path: Path, what: str) -> dict[str, np.ndarray] | None:
     """The arrays of ``path`` (in ``run_dir``'s cache folder), or None when the folder or the file is absent or
     a link (said at INFO, naming ``what``). A damaged file raises ``OSError``/``ValueError``/``EOFError``/
-    ``KeyError`` for the caller to treat as absent. Never unpickles."""
+    ``KeyError`` for the caller to treat as absent (a cut-off zip too: ``ValueError``). Never unpickles."""
     layout = RunLayout(run_dir)
     try:
         if layout.folder(CACHE) is None or not layout.check_file(path):  # absent, or a link: never read
@@ -30,8 +31,11 @@ def read_arrays(run_dir: str | os.PathLike, path: Path, what: str) -> dict[str, 
     except UnsafeRunFileError as e:
         log.info("ignoring the %s: %s", what, str(e).split(";")[0])
         return None
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except zipfile.BadZipFile as e:  # not an OSError: said as the damage every cache already treats as absent
+        raise ValueError(f"{path.name} is not a whole .npz file ({e})") from e
 
 
 def write_arrays(run_dir: str | os.PathLike, path: Path, arrays: dict[str, np.ndarray]) -> None:
