@@ -361,11 +361,11 @@ def photos(tmp_path_factory) -> Path:
     return folder
 
 
-def test_evaluate_skips_an_undecodable_image_and_exits_1(photos, tmp_path):
+def test_evaluate_skips_an_undecodable_image_and_exits_1(photos, tmp_path, capsys):
+    """In this process: test_evaluate_resume runs `python -m mikata evaluate` for real."""
     out = tmp_path / "ev"
-    r = subprocess.run(mikata_cmd("evaluate", "hostile_support:tiny_cnn", str(photos), "--methods", "gradcam",
-                                  "--checks", "faithfulness", "--steps", "4", "--out", str(out)),
-                       env=cli_env(), capture_output=True, text=True, timeout=300)
+    r = run_cli(capsys, "-q", "evaluate", "hostile_support:tiny_cnn", str(photos), "--methods", "gradcam",
+                "--checks", "faithfulness", "--steps", "4", "--out", str(out))
     assert r.returncode == 1, r.stderr
     assert r.stderr.strip().splitlines() == [
         f"mikata evaluate: skipped {photos / 'broken.png'}: not an image, or a format Pillow cannot read"]
