@@ -50,6 +50,7 @@ SHORT_NAMES = {
     "Settings": "mikata.analysis.compare.Settings",
     "Matching": "mikata.analysis.compare_match.Matching",
     "Corrections": "mikata.training.corrections.Corrections",
+    "Probe": "mikata.models.probe.Probe",
 }
 
 
