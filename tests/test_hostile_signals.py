@@ -19,6 +19,9 @@ from mikata.errors import Interrupted, interrupt_on_signals, signals_deferred
 # test_train.TWO_EPOCHS as command-line options: conftest's ``digits_trained_2_epochs`` is their uninterrupted run
 OPTIONS = ["--model", "efficientnet-lite0", "--epochs", "2", "--batch-size", "16", "--input-size", "32",
            "--freeze-until", "blocks.11", "--threads", "1", "--workers", "1"]
+# the log line of a finished epoch 1 (its results are in; the progress bar's "epoch 1/2: done" line comes
+# before the validation pass, when the epoch is not finished yet)
+EPOCH_1_DONE = "epoch 1/2: train loss"
 
 
 @pytest.fixture(scope="module")
@@ -69,14 +72,14 @@ def uninterrupted(digits_trained_2_epochs) -> Path:
 
 @pytest.fixture(scope="module")
 def after_first_epoch(digits, tmp_path_factory):
-    """``get(signum)``: (checkpoint, exit code, stderr) of a `mikata train` process sent ``signum`` once it said
-    "epoch 1/2:", run once per signal for this module (tests copy the files before changing them)."""
+    """``get(signum)``: (checkpoint, exit code, stderr) of a `mikata train` process sent ``signum`` once it logged
+    epoch 1's results, run once per signal for this module (tests copy the files before changing them)."""
     runs: dict[int, tuple[Path, int, str]] = {}
 
     def get(signum: int) -> tuple[Path, int, str]:
         if signum not in runs:
             out = tmp_path_factory.mktemp(f"sig{signum}") / "m.safetensors"
-            rc, err = _signal_after(_train(digits, out, verbose=True), "epoch 1/2:", signum)
+            rc, err = _signal_after(_train(digits, out, verbose=True), EPOCH_1_DONE, signum)
             runs[signum] = out, rc, err
         return runs[signum]
 
@@ -157,7 +160,7 @@ def test_sigint_stops_a_job_started_with_sigint_ignored(digits, tmp_path):
 
     out = tmp_path / "m.safetensors"
     proc = _train(digits, out, verbose=True, preexec=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
-    rc, err = _signal_after(proc, "epoch 1/2:", signal.SIGINT)
+    rc, err = _signal_after(proc, EPOCH_1_DONE, signal.SIGINT)
     assert rc == 130, err
     assert "interrupted by SIGINT: 1 of 2 epoch(s) done" in err
     assert state_path(out).is_file()
