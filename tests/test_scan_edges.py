@@ -107,9 +107,16 @@ def test_a_ray_address_that_is_no_head_node_is_refused_in_seconds_with_one_line(
 
 def test_ctrl_c_ends_the_wait_for_a_ray_address(tmp_path, listening, listener):
     pytest.importorskip("ray", reason="the [ray] extra is not installed")
-    proc = subprocess.Popen(mikata_cmd("scan", "efficientnet-lite0", str(_data(tmp_path)), "--run",
-                                       str(tmp_path / "run"), "--engine", "ray", "--address", f"127.0.0.1:{listener}"),
-                            env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # SIGINT handled in the child as in a terminal, also where pytest itself was started with it ignored (a
+    # shell's background job, `cmd &`, starts so, and a child inherits an ignored signal, not a handler)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(mikata_cmd("scan", "efficientnet-lite0", str(_data(tmp_path)), "--run",
+                                           str(tmp_path / "run"), "--engine", "ray", "--address",
+                                           f"127.0.0.1:{listener}"),
+                                env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     # interrupt once the probe is waiting on the port (imports done, connection established): the connection
     # is taken from the listening socket's queue (and left unanswered)
     deadline = time.monotonic() + 60
