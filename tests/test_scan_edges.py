@@ -33,15 +33,21 @@ def _data(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def listener():
-    """A TCP port that accepts connections but is no Ray head node (and never answers)."""
+def listening():
+    """A TCP socket that accepts connections but is no Ray head node (and never answers)."""
     s = socket.socket()
     s.bind(("0.0.0.0", 0))
     s.listen(8)
     try:
-        yield s.getsockname()[1]
+        yield s
     finally:
         s.close()
+
+
+@pytest.fixture
+def listener(listening) -> int:
+    """The port of ``listening``."""
+    return listening.getsockname()[1]
 
 
 def _closed_port() -> int:
@@ -99,38 +105,38 @@ def test_a_ray_address_that_is_no_head_node_is_refused_in_seconds_with_one_line(
     assert not (tmp_path / "run").exists()
 
 
-def test_ctrl_c_ends_the_wait_for_a_ray_address(tmp_path, listener):
+def test_ctrl_c_ends_the_wait_for_a_ray_address(tmp_path, listening, listener):
     pytest.importorskip("ray", reason="the [ray] extra is not installed")
-    proc = subprocess.Popen(mikata_cmd("scan", "efficientnet-lite0", str(_data(tmp_path)), "--run",
-                                       str(tmp_path / "run"), "--engine", "ray", "--address", f"127.0.0.1:{listener}"),
-                            env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    # interrupt once the probe is waiting on the port (imports done, connection established)
+    # SIGINT handled in the child as in a terminal, also where pytest itself was started with it ignored (a
+    # shell's background job, `cmd &`, starts so, and a child inherits an ignored signal, not a handler)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(mikata_cmd("scan", "efficientnet-lite0", str(_data(tmp_path)), "--run",
+                                           str(tmp_path / "run"), "--engine", "ray", "--address",
+                                           f"127.0.0.1:{listener}"),
+                                env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    # interrupt once the probe is waiting on the port (imports done, connection established): the connection
+    # is taken from the listening socket's queue (and left unanswered)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None and not _connected(listener):
-        time.sleep(0.02)
+    listening.settimeout(0.02)
+    connected = []
+    while time.monotonic() < deadline and proc.poll() is None and not connected:
+        try:
+            connected.append(listening.accept()[0])
+        except TimeoutError:
+            continue
     proc.send_signal(signal.SIGINT)
     try:
         code = proc.wait(timeout=20)
     finally:
         if proc.poll() is None:
             proc.kill()
+        for conn in connected:
+            conn.close()
     assert code == 130, proc.stderr.read()
     assert not (tmp_path / "run").exists()
-
-
-def _connected(port: int) -> bool:
-    """Whether some process holds an established TCP connection to ``port`` (read from /proc/net/tcp)."""
-    hex_port = f"{port:04X}"
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            local, remote, state = line.split()[1:4]
-            if state == "01" and (remote.endswith(":" + hex_port)):
-                return True
-    return False
 
 
 @pytest.fixture(scope="module")
