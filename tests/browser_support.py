@@ -47,7 +47,33 @@ def new_page(browser, width: int = 1280, height: int = 900):
     page.on("console", lambda m: page.problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
     page.on("pageerror", lambda e: page.problems.append(f"page error: {e}"))
     page.on("requestfailed", lambda r: page.problems.append(f"request failed: {r.url} ({r.failure})"))
+    in_flight: set = set()  # the requests started and not yet finished or failed (for ``settle``)
+    page.in_flight = in_flight
+    page.on("request", lambda r: in_flight.add(r))
+    page.on("requestfinished", lambda r: in_flight.discard(r))
+    page.on("requestfailed", lambda r: in_flight.discard(r))
     return page
+
+
+def settle(page, quiet: float = 0.2, timeout: float = 30.0) -> None:
+    """Wait for the page's ``load`` event, then until no request of the page has been in flight for ``quiet``
+    seconds: what Playwright's ``networkidle`` waits for, with a shorter quiet window than its fixed 0.5 s
+    (these pages start their requests while loading, or at once when a full-page screenshot brings lazy
+    images into view). Leaving a page before its requests end would abort them (a failed request)."""
+    page.wait_for_load_state("load")
+    deadline = time.monotonic() + timeout
+    quiet_since: float | None = None
+    while True:
+        now = time.monotonic()
+        if page.in_flight:
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = now
+        elif now - quiet_since >= quiet:
+            return
+        if now > deadline:
+            raise TimeoutError(f"requests still in flight after {timeout} s: {sorted(r.url for r in page.in_flight)}")
+        page.wait_for_timeout(25)  # Playwright delivers the page's request events while it waits
 
 
 def screenshot(page, name: str) -> Path:

@@ -98,12 +98,22 @@ def test_empty_and_bad_shapes():
         quantile_bins(np.array([0.5]), 0)
 
 
+def _grid_argmin(f, n: int, step: int = 40) -> int:
+    """The index of the smallest ``f(i)`` over ``range(n)``, for an ``f`` that falls then rises (the NLL is convex
+    in 1/T, so along a grid of T it has one valley): every ``step``-th point first, then every point within
+    ``step`` of the lowest of those. The valley's floor lies there: a grid point beyond that neighbourhood
+    would sit past a coarse point no lower than the coarse minimum, on the same side of the valley."""
+    coarse = list(range(0, n, step)) + ([n - 1] if (n - 1) % step else [])
+    j = min(coarse, key=f)
+    return min(range(max(0, j - step), min(n, j + step + 1)), key=f)
+
+
 @pytest.mark.parametrize("true_t", [0.5, 1.0, 3.0])
 def test_fitted_temperature_matches_a_brute_force_grid(true_t):
     probs, labels = _simulated(3000, 6, true_t, seed=4)
     t = fit_temperature(probs, labels)
     grid = np.exp(np.linspace(np.log(0.05), np.log(20.0), 4001))
-    best = grid[np.argmin([nll(probs, labels, g) for g in grid])]
+    best = grid[_grid_argmin(lambda i: nll(probs, labels, grid[i]), len(grid))]
     assert t == pytest.approx(best, rel=2e-3)
     assert t == pytest.approx(1.0 / true_t, rel=0.15)  # undoes the sharpening/softening that made the data
     assert nll(probs, labels, t) <= nll(probs, labels, t * 1.01) and nll(probs, labels, t) <= nll(probs, labels, t / 1.01)

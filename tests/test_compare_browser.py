@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from browser_support import live_server, new_page, screenshot
+from browser_support import live_server, new_page, screenshot, settle
 from compare_runs import two_runs
 from mikata.analysis.compare import compare
 from mikata.formatting import percent
@@ -32,7 +32,7 @@ def test_compare_page_then_both_maps_on_the_image_page(browser, live):
     assert fixed, "the noisy model A must get some digits wrong that B gets right"
     page = new_page(browser)
     page.goto(f"{live['url']}/?token={TOKEN}")
-    page.wait_for_load_state("networkidle")  # the dashboard's thumbnails, before leaving it
+    settle(page)  # the dashboard's thumbnails, before leaving it
     page.click("#nav-compare")
     page.wait_for_url("**/compare")
     acc = c.metric("accuracy")
@@ -41,7 +41,7 @@ def test_compare_page_then_both_maps_on_the_image_page(browser, live):
     assert page.locator("#cmp-fixed").inner_text() == str(len(c.flipped_rows("fixed")))
     ids = [int(x) for x in page.locator("#fixed-grid .tile").evaluate_all("els => els.map(e => e.dataset.id)")]
     assert ids == [it["id_a"] for it in fixed]
-    page.wait_for_load_state("networkidle")
+    settle(page)
     screenshot(page, "compare-dashboard")
     page.click("#fixed-grid .tile >> nth=0")
     page.wait_for_url(f"**/image/{ids[0]}")
@@ -51,6 +51,6 @@ def test_compare_page_then_both_maps_on_the_image_page(browser, live):
     captions = page.locator("#compare-panel figcaption").all_inner_texts()
     assert captions[0] == f"A: Grad-CAM of its prediction {fixed[0]['pred_a']}"
     assert captions[1] == f"B: Grad-CAM of its prediction {fixed[0]['pred_b']}"
-    page.wait_for_load_state("networkidle")
+    settle(page)
     screenshot(page, "compare-image")
     assert page.problems == []

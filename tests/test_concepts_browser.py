@@ -6,8 +6,8 @@ request; screenshots are test artifacts."""
 from __future__ import annotations
 
 import pytest
-from browser_support import live_server, new_page, screenshot
-from concepts_ui_support import concept_run
+from browser_support import live_server, new_page, screenshot, settle
+from concepts_ui_support import copy_concept_run
 
 from mikata.runs.store import RunStore
 
@@ -15,10 +15,10 @@ TOKEN = "concepts-browser-token-7"
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory):
+def live(tmp_path_factory, concept_run_template):
     from mikata.server import create_app
 
-    got = concept_run(tmp_path_factory.mktemp("concepts-browser"))
+    got = copy_concept_run(concept_run_template, tmp_path_factory.mktemp("concepts-browser"))
     with live_server(lambda port: create_app(got["run"], token=TOKEN, port=port, handle=got["handle"])) as (url, app):
         yield {**got, "url": url, "app": app}
 
@@ -36,13 +36,13 @@ def test_concepts_class_concept_review_then_image_decomposition(browser, live):
     page.click("nav >> text=Concepts")
     page.click('a.concept-class-link[data-class="2"]')
     assert page.url.endswith("/concepts/2")
-    page.wait_for_load_state("networkidle")
+    settle(page)
     assert _images_loaded(page, ".concept-row img")  # crops, heatmaps (the model ran) and location heats
     screenshot(page, "concepts-class")
 
     page.click('#concept-0 .concept-head a')
     assert page.url.endswith("/concepts/2/0")
-    page.wait_for_load_state("networkidle")
+    settle(page)
     assert _images_loaded(page, "#exemplars img, img.location")
     page.click('button.cmark[data-verdict="object"]')
     page.wait_for_function("document.querySelector('#concept-verdict').textContent.includes('saved')")

@@ -256,7 +256,7 @@ def test_duplicate_flags_say_what_near_measured_and_show_the_pair_side_by_side(p
     thumbnails) and shows the partner beside the image, in the audit and in the app (Chromium)."""
     import re
 
-    from browser_support import live_server, new_page, screenshot
+    from browser_support import live_server, new_page, screenshot, settle
     from mikata.analysis.issues import pair_partners
     from mikata.cli import main
     from mikata.server import create_app
@@ -287,7 +287,7 @@ def test_duplicate_flags_say_what_near_measured_and_show_the_pair_side_by_side(p
     with live_server(lambda port: create_app(planted["run"], token=token, port=port, handle=mnist_handle())) as (url, _):
         page = new_page(browser)
         page.goto(f"{url}/issues?type=near_duplicate&token={token}")
-        page.wait_for_load_state("networkidle")
+        settle(page)
         items = page.locator(".issue-item.paired").evaluate_all("""els => els.map(e => {
             const t = e.querySelector('a.tile:not(.partner)').getBoundingClientRect(),
                   p = e.querySelector('a.partner').getBoundingClientRect();

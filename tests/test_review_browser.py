@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from browser_support import live_server, new_page, screenshot
+from browser_support import live_server, new_page, screenshot, settle
 from mikata.analysis.audit import label_issue_ranking
 from mikata.runs.data import load_run
 from mikata.analysis.fields import field_values
@@ -52,7 +52,7 @@ def test_keyboard_review_stores_verdicts_and_moves_on(browser, live):
     queue = d.ids[label_issue_ranking(d)].tolist()
     page = new_page(browser)
     page.goto(f"{live['url']}/reviews?token={TOKEN}")
-    page.wait_for_load_state("networkidle")
+    settle(page)
     assert _current(page) == queue[0]
     # the thumbnails are big enough to judge, with the file name under them
     size = page.evaluate("() => { const i = document.querySelector('.review-card img');"
@@ -102,26 +102,26 @@ def test_grid_filtered_by_a_manifest_field_in_a_real_browser(browser, live):
     want = set(d.ids[kind == "inverted"].tolist())
     page = new_page(browser)
     page.goto(f"{live['url']}/grid?token={TOKEN}")
-    page.wait_for_load_state("networkidle")
+    settle(page)
     page.select_option("#where", "0:inverted")
     page.click("form.filters button[type=submit]")
     page.wait_for_url("**/grid?*where=0%3Ainverted*")
     got = {int(x) for x in page.locator("#grid .tile").evaluate_all("els => els.map(e => e.dataset.id)")}
     assert got == want
     assert "cell_type = inverted" in page.inner_text("h1")
-    page.wait_for_load_state("networkidle")
+    settle(page)
     screenshot(page, "grid-by-field")
     # the hostile value: a menu entry shown as text, never markup that runs
     options = page.locator("#where option").all_inner_texts()
     assert f"site = {HOSTILE} ({sum(1 for i in range(300) if i % 7 == 0)})" in options
     page.select_option("#where", f"1:{HOSTILE}")
     page.click("form.filters button[type=submit]")
-    page.wait_for_load_state("networkidle")
+    settle(page)
     assert HOSTILE in page.inner_text("h1")
     assert page.evaluate("() => window.pwned === undefined")
     # the issues page takes the same filter
     page.goto(f"{live['url']}/issues?type=underperforming_group&where=0:inverted")
-    page.wait_for_load_state("networkidle")
+    settle(page)
     shown = {int(x) for x in page.locator("#issue-grid .issue-item").evaluate_all("els => els.map(e => e.dataset.id)")}
     assert shown and shown <= want
     screenshot(page, "issues-by-field")
@@ -186,7 +186,7 @@ def test_fields_show_on_review_cards_and_grid_tiles_in_a_real_browser(browser, l
     want = {int(d.ids[r]): fields_text([("cell_type", kind[r]), ("site", site[r])]) for r in range(len(d))}
     page = new_page(browser)
     page.goto(f"{live['url']}/reviews?token={TOKEN}")
-    page.wait_for_load_state("networkidle")
+    settle(page)
     cards = page.locator(".review-card").evaluate_all(
         "els => els.map(e => [e.dataset.id, e.querySelector('.fields').textContent])")
     assert cards and all(text == want[int(i)] for i, text in cards)
@@ -195,7 +195,7 @@ def test_fields_show_on_review_cards_and_grid_tiles_in_a_real_browser(browser, l
     from urllib.parse import quote
 
     page.goto(f"{live['url']}/grid?where={quote('1:' + HOSTILE)}")
-    page.wait_for_load_state("networkidle")
+    settle(page)
     tiles = page.locator("#grid .tile").evaluate_all(
         "els => els.map(e => [e.dataset.id, e.querySelector('.fields').textContent])")
     assert tiles and all(text == want[int(i)] and "site=<img src=x" in text for i, text in tiles)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from browser_support import live_server, new_page, screenshot
+from browser_support import live_server, new_page, screenshot, settle
 from mikata.analysis.overview import overview
 from mikata.runs.store import RunStore
 from test_scan_support import digit_images, mnist_handle, write_folder
@@ -57,9 +57,9 @@ def test_dashboard_grid_image_and_map_in_a_real_browser(browser, live):
     page.goto(f"{live['url']}/?token={TOKEN}")
     assert page.url == f"{live['url']}/"  # the token left the address bar for a cookie
     assert page.locator("#confusion").is_visible()
-    page.wait_for_load_state("networkidle")
+    settle(page)
     screenshot(page, "server-dashboard")
-    page.wait_for_load_state("networkidle")  # a full-page screenshot loads the lazy thumbnails below the fold
+    settle(page)  # a full-page screenshot loads the lazy thumbnails below the fold
 
     off = [(t, p) for t in ov.present for p in range(10) if t != p and ov.confusion[t, p]]
     t, p = off[0] if off else (ov.present[0], ov.present[0])
@@ -70,7 +70,7 @@ def test_dashboard_grid_image_and_map_in_a_real_browser(browser, live):
     page.wait_for_function("() => Array.from(document.querySelectorAll('#grid img')).every(i => i.complete)")
     assert _all_images_loaded(page, "#grid img")
     screenshot(page, "server-grid")
-    page.wait_for_load_state("networkidle")
+    settle(page)
 
     page.click("#grid .tile >> nth=0")
     page.wait_for_url(f"**/image/{ids[0]}")
@@ -97,13 +97,13 @@ def test_dashboard_grid_image_and_map_in_a_real_browser(browser, live):
 def test_review_embedding_and_gallery_pages_in_a_real_browser(browser, live):
     page = new_page(browser)
     page.goto(f"{live['url']}/reviews?token={TOKEN}")
-    page.wait_for_load_state("networkidle")
+    settle(page)
     screenshot(page, "server-reviews")
-    page.wait_for_load_state("networkidle")
+    settle(page)
     page.goto(f"{live['url']}/class/{overview(live['run']).present[0]}")
-    page.wait_for_load_state("networkidle")
+    settle(page)
     screenshot(page, "server-class")
-    page.wait_for_load_state("networkidle")
+    settle(page)
     page.goto(f"{live['url']}/embedding")
     page.wait_for_selector("#scatter .main-svg", timeout=30000)
     emb = live["app"].run.embedding()
@@ -114,9 +114,9 @@ def test_review_embedding_and_gallery_pages_in_a_real_browser(browser, live):
                   " {points: [0, 5, 9].map(k => ({customdata: k}))})")
     shown = [int(x) for x in page.locator("#selection .tile").evaluate_all("els => els.map(e => e.dataset.id)")]
     assert shown == [emb["ids"][k] for k in (0, 5, 9)]
-    page.wait_for_load_state("networkidle")
+    settle(page)
     screenshot(page, "server-embedding")
-    page.wait_for_load_state("networkidle")
+    settle(page)
     page.goto(f"{live['url']}/featurevis")
     page.wait_for_function("() => Array.from(document.querySelectorAll('.gallery img'))"
                            ".every(i => i.complete && i.naturalWidth > 0)")
@@ -133,7 +133,7 @@ def test_units_page_unit_then_image_in_a_real_browser(browser, live):
     res.save()
     page = new_page(browser)
     page.goto(f"{live['url']}/units?token={TOKEN}")
-    page.wait_for_load_state("networkidle")
+    settle(page)
     assert _all_images_loaded(page, ".unit-row img")
     screenshot(page, "server-units")
     page.click("#unit-1")
@@ -221,7 +221,7 @@ def test_map_legends_signed_colors_and_all_zero_maps_in_a_real_browser(browser, 
 def test_embedding_page_says_it_is_loading_until_the_points_arrive(browser, live):
     page = new_page(browser)
     page.goto(f"{live['url']}/?token={TOKEN}")
-    page.wait_for_load_state("networkidle")  # the dashboard's thumbnails, before leaving it
+    settle(page)  # the dashboard's thumbnails, before leaving it
     held = []
     page.route("**/api/embedding", lambda route: held.append(route))  # held until the message was seen
     page.goto(f"{live['url']}/embedding", wait_until="domcontentloaded")
@@ -236,7 +236,7 @@ def test_embedding_page_says_it_is_loading_until_the_points_arrive(browser, live
     held[0].continue_()
     page.wait_for_selector("#scatter .main-svg", timeout=30000)
     page.wait_for_function("() => document.querySelector('#embloading').hidden")
-    page.wait_for_load_state("networkidle")
+    settle(page)
     assert page.problems == []
 
 

@@ -736,8 +736,11 @@ def render_report(page: ReportPage) -> str:
 
     from mikata.data.filenames import shown_in_template
 
+    from mikata.presentation.templates import bytecode_cache
+
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"]),
-                      finalize=shown_in_template)  # non-UTF-8 file names print as \xNN
+                      finalize=shown_in_template,  # non-UTF-8 file names print as \xNN
+                      bytecode_cache=bytecode_cache("report"))  # compiled once per process, not per page
     env.filters["pct"] = percent  # as `mikata audit` prints them
     return env.get_template("report.html.j2").render(
         **page.context,

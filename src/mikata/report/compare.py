@@ -118,7 +118,10 @@ def write_comparison_report(c: Comparison, out: str | os.PathLike, *, flipped: i
             except MikataError as e:
                 notes.append(f"model {side}'s maps left out: {e}")
     issues = c.issue_counts()
-    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"]))
+    from mikata.presentation.templates import bytecode_cache
+
+    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"]),
+                      bytecode_cache=bytecode_cache("compare-report"))  # compiled once per process
     from mikata.data.filenames import shown_in_template
 
     env.finalize = shown_in_template

@@ -31,6 +31,7 @@ from fastapi.templating import Jinja2Templates
 
 from mikata import __version__
 from mikata.presentation.media import UnknownImageError
+from mikata.presentation.templates import bytecode_cache
 from mikata.runs.store import ReadOnlyRunError, RunStoreError
 from mikata.attribution.engine import NotSpatialError
 from mikata.data.filenames import shown_in_template
@@ -89,6 +90,7 @@ def create_app(run_dir: str | os.PathLike, token: str | None = None, host: str =
     templates.env.globals.update(version=__version__, run_name=state.run_dir.name, fmt_pct=_pct, fmt_area=_area, zip=zip,
                                  run_arg=shlex.quote(str(state.run_dir)), shell_quote=shlex.quote)
     templates.env.finalize = shown_in_template  # non-UTF-8 file names print as \xNN, not a 500
+    templates.env.bytecode_cache = bytecode_cache("app")  # each template compiled once per process, not per app
     app.state.templates = templates
     app.state.static = _static_files()
     app.state.static_cache = {}
