@@ -10,12 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from cli_support import run_cli
+
 pytestmark = pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(),
                                 reason="needs Debian's dataset-fashion-mnist (scripts/system-packages.sh)")
 
 
 @pytest.mark.slow  # the whole quick demo in a subprocess
-def test_quick_demo_writes_every_listed_output(tmp_path):
+def test_quick_demo_writes_every_listed_output(tmp_path, capsys):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, "-m", "mikata", "demo", "--quick", "--out", str(tmp_path)],
                          capture_output=True, text=True, timeout=900, env=env)
@@ -50,21 +52,19 @@ def test_quick_demo_writes_every_listed_output(tmp_path):
                              f"--- demo stderr (tail) ---\n{out.stderr[-2000:]}") from e
 
     # The fine-tuned checkpoint works wherever a model spec is accepted: predict, explain, scan (above).
+    # These commands run in this process (each has its own subprocess tests): the demo's files are what is checked.
     ckpt = str(tmp_path / "fashion-mnist-lite0.safetensors")
     image = str(next((tmp_path / "fashion-mnist" / "Sneaker").glob("*.png")))
-    pred = subprocess.run([sys.executable, "-m", "mikata", "predict", ckpt, image, "--top", "3"],
-                          capture_output=True, text=True, timeout=300, env=env)
+    pred = run_cli(capsys, "predict", ckpt, image, "--top", "3")
     assert pred.returncode == 0 and pred.stdout.count("%") == 3
-    expl = subprocess.run([sys.executable, "-m", "mikata", "explain", ckpt, image, "--methods", "gradcam,saliency",
-                           "--out", str(tmp_path / "ckpt-explain")], capture_output=True, text=True, timeout=300, env=env)
+    expl = run_cli(capsys, "explain", ckpt, image, "--methods", "gradcam,saliency", "--out", str(tmp_path / "ckpt-explain"))
     assert expl.returncode == 0, expl.stderr[-2000:]
     assert list((tmp_path / "ckpt-explain").glob("*.png"))
 
     # the Python API on the demo's own run gives the numbers `mikata audit --json` prints
     import mikata
 
-    audit = subprocess.run([sys.executable, "-m", "mikata", "audit", str(tmp_path / "run"), "--json", "--issues",
-                            "100000"], capture_output=True, text=True, timeout=300, env=env)
+    audit = run_cli(capsys, "audit", str(tmp_path / "run"), "--json", "--issues", "100000")
     assert audit.returncode in (0, 1), audit.stderr[-2000:]
     a = json.loads(audit.stdout)
     run = mikata.open_run(tmp_path / "run")

@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 from PIL import Image
 
+from cli_support import run_cli
 from mikata.errors import ChoiceError, plural
 
 
@@ -46,10 +48,12 @@ def test_choice_errors_spell_the_plural():
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "mikata", *args], capture_output=True, text=True, timeout=300)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # one torch thread, as the suite's workers use
+    return subprocess.run([sys.executable, "-m", "mikata", *args], capture_output=True, text=True, timeout=300,
+                          env=env)
 
 
-def test_predict_takes_a_folder_as_evaluate_does(photos, tmp_path):
+def test_predict_takes_a_folder_as_evaluate_does(photos, tmp_path, capsys):
     folder = tmp_path / "photos"
     (folder / "inner").mkdir(parents=True)
     Image.open(photos["chelsea"]).save(folder / "b_cat.png")
@@ -65,7 +69,8 @@ def test_predict_takes_a_folder_as_evaluate_does(photos, tmp_path):
     assert [r["path"] for r in got] == expected + [str(photos["chelsea"])]
     assert got[1]["top"][0]["class"] == "espresso" and got[0]["top"][0]["class"] == got[2]["top"][0]["class"]
     (tmp_path / "empty").mkdir()
-    out = _cli("predict", "efficientnet-lite0", str(tmp_path / "empty"))
+    # the refusals in this process (the command's exit code and stderr lines, as above)
+    out = run_cli(capsys, "predict", "efficientnet-lite0", str(tmp_path / "empty"))
     assert out.returncode == 2 and "holds no image files" in out.stderr and out.stderr.count("\n") == 1
-    out = _cli("predict", "efficientnet-lite0", str(tmp_path / "missing.png"), str(photos["coffee"]), "--json")
+    out = run_cli(capsys, "predict", "efficientnet-lite0", str(tmp_path / "missing.png"), str(photos["coffee"]), "--json")
     assert out.returncode == 1 and "error" in json.loads(out.stdout)[0]  # a missing file stays that file's error

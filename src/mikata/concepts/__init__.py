@@ -9,14 +9,42 @@ Example:
     >>> concept_heatmap("runs/fashion", 812, "Coat/0").shape               # doctest: +SKIP
 
 Pure math lives in ``nmf``, ``importance``, ``strategies`` and ``describe`` (torch / numpy only).
+The names below resolve on first use: reading a stored atlas (``mikata.concepts.atlas``, as
+``mikata audit`` does) needs no torch.
 """
 
 from __future__ import annotations
 
-from mikata.concepts.atlas import Atlas, load_atlas
-from mikata.concepts.compute import compute_atlas
-from mikata.concepts.ondemand import concept_heatmap, concept_images, concept_location_map, image_decomposition
-from mikata.concepts.reviews import CONCEPT_VERDICTS, concept_reviews, set_concept_review
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mikata.concepts.atlas import Atlas, load_atlas
+    from mikata.concepts.compute import compute_atlas
+    from mikata.concepts.ondemand import concept_heatmap, concept_images, concept_location_map, image_decomposition
+    from mikata.concepts.reviews import CONCEPT_VERDICTS, concept_reviews, set_concept_review
+
+# public name -> module; resolved on first use, then kept as a module attribute
+_NAMES = {
+    "Atlas": "mikata.concepts.atlas", "load_atlas": "mikata.concepts.atlas",
+    "compute_atlas": "mikata.concepts.compute",
+    **{name: "mikata.concepts.ondemand" for name in ("concept_heatmap", "concept_images", "concept_location_map",
+                                                     "image_decomposition")},
+    **{name: "mikata.concepts.reviews" for name in ("CONCEPT_VERDICTS", "concept_reviews", "set_concept_review")},
+}
 
 __all__ = ["Atlas", "compute_atlas", "load_atlas", "concept_heatmap", "image_decomposition", "concept_images",
            "concept_location_map", "set_concept_review", "concept_reviews", "CONCEPT_VERDICTS"]
+
+
+def __getattr__(name: str):
+    if name in _NAMES:
+        import importlib
+
+        value = getattr(importlib.import_module(_NAMES[name]), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+    raise AttributeError(f"module 'mikata.concepts' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_NAMES))

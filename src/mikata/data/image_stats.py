@@ -14,9 +14,10 @@ Example:
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-import torch
+if TYPE_CHECKING:
+    import torch  # imported by the functions: the column names and sizes are read without torch
 
 STAT_COLUMNS = ("width", "height", "brightness", "p05", "p95", "sharpness", "entropy")
 THUMB_SIDE = 16  # thumbnails for near duplicates: THUMB_SIDE x THUMB_SIDE grey levels
@@ -25,6 +26,8 @@ ENTROPY_BINS = 64  # grey levels for the entropy (so its maximum is 6 bits)
 
 def image_stats(x01: torch.Tensor, sizes: Sequence[tuple[int, int]]) -> torch.Tensor:
     """``(N, len(STAT_COLUMNS))`` float32 on ``x01``'s device; ``sizes`` are the decoded ``(width, height)``."""
+    import torch
+
     n = x01.shape[0]
     grey = x01.float().mean(1)  # (N, H, W) luminance proxy in [0, 1]
     flat = grey.flatten(1)      # (N, H*W)
@@ -47,6 +50,8 @@ def image_stats(x01: torch.Tensor, sizes: Sequence[tuple[int, int]]) -> torch.Te
 def thumbnails(x01: torch.Tensor, side: int = THUMB_SIDE) -> torch.Tensor:
     """``(N, side * side)`` grey thumbnails, zero mean and unit norm per image (blind to brightness and
     contrast): the dot product of two is their pixel correlation, what near-duplicate checks compare."""
+    import torch
+
     grey = x01.float().mean(1, keepdim=True)  # (N, 1, H, W)
     t = torch.nn.functional.adaptive_avg_pool2d(grey, side).flatten(1)  # (N, side * side)
     t = t - t.mean(1, keepdim=True)

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
-import torch
 from PIL import Image
+
+if TYPE_CHECKING:
+    import torch  # imported where pixels become tensors: reading a run's preprocessing record needs no torch
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -102,6 +104,8 @@ class Preprocessing:
     # ------------------------------------------------------------------ pixels
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """Resize, center-crop and normalize PIL images: ``(N, C, H, W)`` float32 on the CPU."""
+        import torch
+
         return torch.stack([self._one(img) for img in images])
 
     def load(self, paths: Sequence[str | os.PathLike]) -> torch.Tensor:
@@ -110,6 +114,8 @@ class Preprocessing:
         Raises ``ImageDecodeError`` (naming the file) for the first file that cannot be decoded or
         whose resize would be too large.
         """
+        import torch
+
         from mikata.data.images import load_image
         from mikata.errors import ImageDecodeError
 
@@ -124,6 +130,8 @@ class Preprocessing:
         return torch.stack(out)
 
     def _one(self, img: Image.Image) -> torch.Tensor:
+        import torch
+
         if img.mode != self.mode:
             from mikata.data.images import to_8bit
 
@@ -144,12 +152,16 @@ class Preprocessing:
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """``[0, 1]`` pixels ``(N, C, H, W)`` to model inputs, on ``x``'s device and dtype."""
+        import torch
+
         mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
         std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
         return (x - mean) / std
 
     def denormalize(self, x: torch.Tensor) -> torch.Tensor:
         """Model inputs back to ``[0, 1]`` pixels ``(N, C, H, W)``, on ``x``'s device and dtype."""
+        import torch
+
         mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
         std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
         return (x * std + mean).clamp(0, 1)

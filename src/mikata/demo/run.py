@@ -25,7 +25,8 @@ class DemoResult:
 
 def shipped_photos(folder: Path) -> dict[str, Path]:
     """Real photos that installed packages ship (scikit-image, scikit-learn), saved as PNG files."""
-    import sklearn.datasets
+    import importlib.util
+
     from PIL import Image
     from skimage import data
 
@@ -36,7 +37,12 @@ def shipped_photos(folder: Path) -> dict[str, Path]:
         out[name] = folder / f"{name}.png"
         if not out[name].exists():
             Image.fromarray(arr).save(out[name])
-    china = Path(sklearn.datasets.__file__).parent / "images" / "china.jpg"
+    # found, not imported: importing sklearn.datasets (scipy and most of scikit-learn) costs more CPU than
+    # the rest of this step
+    sklearn = importlib.util.find_spec("sklearn")
+    if sklearn is None or not sklearn.submodule_search_locations:
+        raise ModuleNotFoundError("the demo's photo china.jpg comes with scikit-learn: pip install scikit-learn")
+    china = Path(list(sklearn.submodule_search_locations)[0]) / "datasets" / "images" / "china.jpg"
     out["china"] = china
     return out
 

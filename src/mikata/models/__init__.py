@@ -1,17 +1,40 @@
-"""Loading classifiers, listing their layers, saving checkpoints."""
+"""Loading classifiers, listing their layers, saving checkpoints.
 
-from mikata.models.handle import LogitsModel, ModelHandle, extract_logits
-from mikata.models.layers import LayerInfo, format_layer_table, spatial_layers, trace_layers
-from mikata.models.torchvision_ops import import_torchvision
-from mikata.models.loading import (
-    build_architecture,
-    imagenet_class_names,
-    load_checkpoint,
-    load_model,
-    read_checkpoint_metadata,
-    replace_head,
-    save_checkpoint,
-)
+The names below resolve on first use (then stay module attributes): ``mikata.models.precheck`` and
+``classes`` check what a user typed without torch, so a command that refuses bad arguments, or one
+that never builds a model (compare, audit), does not pay torch's import through this package.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mikata.models.handle import LogitsModel, ModelHandle
+    from mikata.models.layers import LayerInfo, format_layer_table, spatial_layers, trace_layers
+    from mikata.models.loading import (
+        build_architecture,
+        imagenet_class_names,
+        load_checkpoint,
+        load_model,
+        read_checkpoint_metadata,
+        replace_head,
+        save_checkpoint,
+    )
+    from mikata.models.outputs import extract_logits
+    from mikata.models.torchvision_ops import import_torchvision
+
+# public name -> module; resolved on first use, then kept as a module attribute
+_NAMES = {
+    "LogitsModel": "mikata.models.handle", "ModelHandle": "mikata.models.handle",
+    "extract_logits": "mikata.models.outputs",
+    "LayerInfo": "mikata.models.layers", "format_layer_table": "mikata.models.layers",
+    "spatial_layers": "mikata.models.layers", "trace_layers": "mikata.models.layers",
+    "import_torchvision": "mikata.models.torchvision_ops",
+    **{name: "mikata.models.loading" for name in ("build_architecture", "imagenet_class_names", "load_checkpoint",
+                                                  "load_model", "read_checkpoint_metadata", "replace_head",
+                                                  "save_checkpoint")},
+}
 
 
 def list_layers(handle: ModelHandle) -> list[LayerInfo]:
@@ -22,6 +45,8 @@ def list_layers(handle: ModelHandle) -> list[LayerInfo]:
         >>> [(layer.name, layer.output_shape) for layer in layers if layer.is_default]
         [('head', (1280, 7, 7))]
     """
+    from mikata.models.layers import trace_layers
+
     layers = trace_layers(handle.net, handle.in_channels, handle.input_size)
     for layer in layers:
         layer.is_default = layer.name == handle.default_layer
@@ -33,3 +58,17 @@ __all__ = [
     "imagenet_class_names", "import_torchvision", "list_layers", "load_checkpoint", "load_model",
     "read_checkpoint_metadata", "replace_head", "save_checkpoint", "spatial_layers", "trace_layers",
 ]
+
+
+def __getattr__(name: str):
+    if name in _NAMES:
+        import importlib
+
+        value = getattr(importlib.import_module(_NAMES[name]), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+    raise AttributeError(f"module 'mikata.models' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_NAMES))
