@@ -191,3 +191,21 @@ def concept_run_template(tmp_path_factory) -> dict:
     atlas = load_atlas(base / "run")
     assert atlas is not None, f"{base / 'run'} has no current concept atlas"
     return {"run": base / "run", "handle": mnist_handle(), "atlas": atlas}
+
+
+@pytest.fixture(scope="session")
+def digits_trained_2_epochs(tmp_path_factory, lite0) -> dict[str, Path]:
+    """``test_train.write_digits``'s folder (4 digits x 40) and an uninterrupted 2-epoch fine-tune of lite0 on it
+    (``test_train.TWO_EPOCHS``, as ``mikata train`` with those options gives), built once per session: the baseline
+    that interrupted-then-resumed runs must end at (``test_train``, ``test_hostile_signals``). Read-only."""
+    from test_train import TWO_EPOCHS, write_digits
+
+    from mikata.training import train
+
+    def build(folder: Path) -> None:
+        write_digits(folder / "digits")
+        train(folder / "digits", lite0, folder / "full.safetensors", progress=False, **TWO_EPOCHS)
+
+    base = _built_once(tmp_path_factory, "digits-trained-2-epochs", build)
+    return {"digits": base / "digits", "full": base / "full.safetensors"}
+

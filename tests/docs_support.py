@@ -11,6 +11,7 @@ guides' blocks and every docstring example of the public API run there (``tests/
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 PHOTO_CLASSES = (("chelsea", "tiger cat"), ("coffee", "espresso"), ("flower", "daisy"), ("china", "palace"))
@@ -42,3 +43,11 @@ def make_docs_folder(root: Path, handle, photos: dict[str, Path]) -> Path:
     small = mikata.load_model(handle.spec, input_size=160)  # the same model seeing smaller images: runs to compare
     mikata.scan(small, root / "photos.csv", root / "runs" / "small", workers=0, progress=False)
     return root
+
+
+def child_env() -> dict[str, str]:
+    """The environment of a process that runs the documentation (a Jupyter kernel, a README block): one torch
+    thread, as the tests' other child processes. Two OpenMP threads in a child, beside the waiting test
+    worker and pytest-xdist's other worker on two cores, spin at every barrier while a peer is descheduled:
+    several times the CPU for the same cells."""
+    return {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from docs_support import child_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,7 +21,7 @@ def test_quickstart_notebook_runs_top_to_bottom_in_a_kernel(tmp_path):
 
     nb = jupytext.read(ROOT / "examples" / "quickstart.py")
     client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
-    client.execute()
+    client.execute(env=child_env())
     outputs = {i: c.get("outputs", []) for i, c in enumerate(nb.cells) if c.cell_type == "code"}
     errors = [o for outs in outputs.values() for o in outs if o.get("output_type") == "error"]
     assert not errors
@@ -45,16 +46,38 @@ def _documents() -> list[Path]:
     return [ROOT / "README.md"] + sorted(GUIDES.glob("*.md"))
 
 
+# Runs the blocks sent on stdin (JSON: [folder, name, code], ...) in order, each from its page's folder and in a
+# namespace of its own, as ``python -c CODE`` runs it: a block that leans on a name an earlier block defined
+# fails. It prints "block: NAME" before each one and stops at the first that raises.
+RUN_BLOCKS = """
+import json, os, sys, traceback
+for folder, name, code in json.load(sys.stdin):
+    os.chdir(folder)
+    print("block:", name, flush=True)
+    try:
+        exec(compile(code, name, "exec"), {"__name__": "__main__", "__builtins__": __builtins__})
+    except SystemExit as stop:
+        if stop.code not in (None, 0):
+            raise
+    except BaseException:
+        traceback.print_exc()
+        sys.exit(1)
+"""
+
+
 def test_every_python_block_of_the_readme_and_the_guides_runs(tmp_path, docs_folder_template):
-    """Each page's blocks run in order, each in a fresh interpreter, in the examples folder of
+    """Each page's blocks run in order, each in a namespace of its own, in the examples folder of
     ``docs_support`` (``photos/``, ``runs/a``, ...), one copy of it per page (the session's template,
-    built once for this test and ``test_reference``)."""
+    built once for this test and ``test_reference``). One fresh interpreter runs them all, one block after the
+    other (``RUN_BLOCKS``): what a block needs it imports and defines itself."""
+    import json
     import shutil
 
     base = docs_folder_template
     assert len(_python_blocks(ROOT / "README.md")) >= 2, "the README has Python examples"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+    env = {**child_env(), "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
            "MPLBACKEND": "Agg"}
+    jobs, codes = [], {}
     for page in _documents():
         blocks = _python_blocks(page)
         if not blocks:
@@ -62,9 +85,15 @@ def test_every_python_block_of_the_readme_and_the_guides_runs(tmp_path, docs_fol
         folder = tmp_path / page.stem
         shutil.copytree(base, folder)
         for i, code in enumerate(blocks):
-            out = subprocess.run([sys.executable, "-c", code], cwd=folder, capture_output=True, text=True,
-                                 timeout=600, env=env)
-            assert out.returncode == 0, f"{page.name}: Python block {i + 1} failed:\n{code}\n{out.stderr[-3000:]}"
+            name = f"{page.name}: Python block {i + 1}"
+            jobs.append([str(folder), name, code])
+            codes[name] = code
+    out = subprocess.run([sys.executable, "-c", RUN_BLOCKS], input=json.dumps(jobs), capture_output=True, text=True,
+                         timeout=600, env=env)
+    ran = [line.split("block: ", 1)[1] for line in out.stdout.splitlines() if line.startswith("block: ")]
+    last = ran[-1] if ran else "the interpreter"
+    assert out.returncode == 0, f"{last} failed:\n{codes.get(last, '')}\n{out.stderr[-3000:]}"
+    assert ran == list(codes), ran  # every block ran, in order
 
 
 def test_the_readme_keeps_the_two_set_up_commands_ci_runs():

@@ -361,11 +361,11 @@ def photos(tmp_path_factory) -> Path:
     return folder
 
 
-def test_evaluate_skips_an_undecodable_image_and_exits_1(photos, tmp_path):
+def test_evaluate_skips_an_undecodable_image_and_exits_1(photos, tmp_path, capsys):
+    """In this process: test_evaluate_resume runs `python -m mikata evaluate` for real."""
     out = tmp_path / "ev"
-    r = subprocess.run(mikata_cmd("evaluate", "hostile_support:tiny_cnn", str(photos), "--methods", "gradcam",
-                                  "--checks", "faithfulness", "--steps", "4", "--out", str(out)),
-                       env=cli_env(), capture_output=True, text=True, timeout=300)
+    r = run_cli(capsys, "-q", "evaluate", "hostile_support:tiny_cnn", str(photos), "--methods", "gradcam",
+                "--checks", "faithfulness", "--steps", "4", "--out", str(out))
     assert r.returncode == 1, r.stderr
     assert r.stderr.strip().splitlines() == [
         f"mikata evaluate: skipped {photos / 'broken.png'}: not an image, or a format Pillow cannot read"]
@@ -386,7 +386,9 @@ def test_evaluate_with_only_undecodable_images_is_refused(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("quiet", [True, False], ids=["-q", "verbose"])
-def test_train_says_one_mikata_line_per_skip_and_no_python_warning(tmp_path, quiet):
+def test_train_says_one_mikata_line_per_skip_and_no_python_warning(tmp_path, capsys, quiet):
+    """-q in a real process (its own warning filters); the verbose run in this process (``run_cli`` shows the
+    warnings a fresh process would)."""
     from sklearn.datasets import load_digits
     from PIL import Image
 
@@ -400,9 +402,10 @@ def test_train_says_one_mikata_line_per_skip_and_no_python_warning(tmp_path, qui
     cmd = mikata_cmd("train", str(tmp_path / "data"), "--model", "efficientnet-lite0", "--out",
                      str(tmp_path / "m.safetensors"), "--epochs", "1", "--input-size", "32", "--freeze-until",
                      "blocks.11", "--threads", "1", "--split", "0.5,0.5")
-    if not quiet:
-        cmd.remove("-q")
-    r = subprocess.run(cmd, env=cli_env(), capture_output=True, text=True, timeout=600)
+    if quiet:
+        r = subprocess.run(cmd, env=cli_env(), capture_output=True, text=True, timeout=600)
+    else:
+        r = run_cli(capsys, *cmd[4:])  # mikata_cmd's ARGS without -q
     assert r.returncode == 1, r.stderr
     assert "Warning" not in r.stderr and "warnings.warn" not in r.stderr
     reason = "not an image, or a format Pillow cannot read"

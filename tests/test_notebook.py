@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 
 import pytest
+from docs_support import child_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,7 +84,7 @@ def executed(tmp_path_factory):
     folder = tmp_path_factory.mktemp("notebook")
     client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
                                      resources={"metadata": {"path": str(folder)}})
-    client.execute()
+    client.execute(env=child_env())
     nbformat.write(nb, folder / "tour.ipynb")
     return nb, folder
 

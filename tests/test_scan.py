@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from mikata.runs.store import RunStore, RunStoreError
 from mikata.scanning.scan import scan
 from mikata.attribution.cam import gradcam as gradcam_from
 from mikata.data.datasets import DatasetError
+from cli_support import run_cli
 from test_scan_support import digit_images, mnist_handle, planted_run, write_folder
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -137,8 +139,12 @@ def test_class_mismatch_is_explained_and_a_class_map_fixes_it(tmp_path):
         assert {r["label"] for r in store.rows() if "seven" in r["path"]} == {7}
 
 
+def _args(*args: str) -> list[str]:
+    return ["-q", "scan", "test_scan_support:mnist_handle", *args]
+
+
 def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "mikata", "-q", "scan", "test_scan_support:mnist_handle", *args]
+    return [sys.executable, "-m", "mikata", *_args(*args)]
 
 
 def _env() -> dict:
@@ -146,8 +152,20 @@ def _env() -> dict:
     return {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{TESTS}", "OMP_NUM_THREADS": "1"}
 
 
-def test_kill_9_mid_scan_then_resume_gives_exactly_the_rows_of_an_uninterrupted_scan(tmp_path):
-    images, labels = digit_images(800)  # real handwritten digits
+@contextmanager
+def _one_thread():
+    """This process's torch on one thread, as the scan processes (``OMP_NUM_THREADS=1``): the same kernels,
+    so the rows a scan computes here are bit for bit the rows a killed process committed."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_kill_9_mid_scan_then_resume_gives_exactly_the_rows_of_an_uninterrupted_scan(tmp_path, capsys):
+    images, labels = digit_images(400)  # real handwritten digits
     write_folder(tmp_path / "data", images, labels)
     (tmp_path / "data" / "2" / "empty.png").write_bytes(b"")
     total = len(images) + 1
@@ -180,8 +198,8 @@ def test_kill_9_mid_scan_then_resume_gives_exactly_the_rows_of_an_uninterrupted_
     assert resumed.returncode == (1 if json.loads(resumed.stdout)["skipped"] else 0), resumed.stderr
     report = json.loads(resumed.stdout)
     assert report["reused"] == len(partial) and report["computed"] + len(report["skipped"]) == total - len(partial)
-    fresh = subprocess.run(_cli(*common, "--run", str(tmp_path / "fresh")), env=_env(), capture_output=True,
-                           text=True, timeout=120)
+    with _one_thread():  # the uninterrupted reference: the same command in this process (no second start-up)
+        fresh = run_cli(capsys, *_args(*common, "--run", str(tmp_path / "fresh")))
     assert fresh.returncode == 1 and "empty.png" in fresh.stderr, fresh.stderr
     a, b = _rows(tmp_path / "killed"), _rows(tmp_path / "fresh")
     assert len(a) == total and a == b  # every row exactly once, identical values
@@ -214,7 +232,31 @@ def _committed_rows(db: Path) -> int:
         return 0
 
 
-def test_kill_9_at_ten_seeded_random_points_then_resume_equals_an_uninterrupted_scan(tmp_path):
+class _CommitWatch:
+    """The committed rows of a run's database, queried again only when its files changed: a poll is two
+    stat calls while the scan process starts (imports, model load), not a SQLite connection."""
+
+    def __init__(self, db: Path):
+        self.files = (db, db.with_name(db.name + "-wal"))
+        self.seen: tuple | None = None
+        self.rows = 0
+
+    def __call__(self) -> int:
+        seen = tuple(_signature(p) for p in self.files)
+        if seen != self.seen:
+            self.seen, self.rows = seen, _committed_rows(self.files[0])
+        return self.rows
+
+
+def _signature(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+def test_kill_9_at_ten_seeded_random_points_then_resume_equals_an_uninterrupted_scan(tmp_path, capsys):
     """Fault injection: SIGKILL a scan at >= 10 seeded random points (a random row count, then a random
     delay of up to 50 ms, so the kill lands anywhere in the decode / forward / append / commit cycle),
     resuming each time; the finished run equals an uninterrupted one row by row and vector by vector."""
@@ -225,16 +267,17 @@ def test_kill_9_at_ten_seeded_random_points_then_resume_equals_an_uninterrupted_
     total = len(images) + 1
     common = [str(tmp_path / "data"), "--batch-size", "4", "--workers", "0"]
     run = tmp_path / "killed"
+    watch = _CommitWatch(run / "run.sqlite")
     kills = 0
     for _ in range(40):
         if kills >= 10:
             break
-        target = _committed_rows(run / "run.sqlite") + int(rng.integers(1, 16))
+        target = watch() + int(rng.integers(1, 16))
         delay = float(rng.uniform(0, 0.05))
         proc = subprocess.Popen(_cli(*common, "--run", str(run)), env=_env(), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
-        while proc.poll() is None and time.monotonic() < deadline and _committed_rows(run / "run.sqlite") < target:
+        while proc.poll() is None and time.monotonic() < deadline and watch() < target:
             time.sleep(0.005)
         if proc.poll() is not None:  # it finished before the chosen point
             break
@@ -245,11 +288,12 @@ def test_kill_9_at_ten_seeded_random_points_then_resume_equals_an_uninterrupted_
         rows, committed, ok = _everything(run)  # after every kill: the committed prefix is consistent
         assert committed == ok and sorted(r[1] for r in rows.values() if r[1] is not None) == list(range(ok))
     assert kills >= 10, f"only {kills} kills landed before the scan finished"
-    resumed = subprocess.run(_cli(*common, "--run", str(run), "--json"), env=_env(), capture_output=True, text=True,
-                             timeout=300)
-    assert resumed.returncode in (0, 1) and "Traceback" not in resumed.stderr, resumed.stderr[-500:]
-    fresh = subprocess.run(_cli(*common, "--run", str(tmp_path / "fresh")), env=_env(), capture_output=True,
-                           text=True, timeout=300)
+    # the resume and the uninterrupted reference: the same command in this process (the kills are what needs
+    # fresh processes; test_kill_9_mid_scan resumes in a real one)
+    with _one_thread():
+        resumed = run_cli(capsys, *_args(*common, "--run", str(run), "--json"))
+        assert resumed.returncode in (0, 1) and "Traceback" not in resumed.stderr, resumed.stderr[-500:]
+        fresh = run_cli(capsys, *_args(*common, "--run", str(tmp_path / "fresh")))
     assert fresh.returncode == 1, fresh.stderr[-500:]  # 1: empty.png skipped, as the rule says
     a, ca, oka = _everything(run)
     b, cb, okb = _everything(tmp_path / "fresh")

@@ -21,6 +21,7 @@ import torch
 ray = pytest.importorskip("ray", reason="the [ray] extra is not installed")
 
 from mikata.runs.store import RunStore  # noqa: E402
+from mikata.scanning.ray_scan import PRELOAD  # noqa: E402
 from mikata.scanning.scan import scan  # noqa: E402
 from scan_compare import assert_same_scores, assert_same_store, run_contents, same_row  # noqa: E402
 from test_scan_support import digit_images, mnist_handle, write_folder  # noqa: E402
@@ -37,16 +38,18 @@ def cluster(tmp_path_factory):
     (base / "data" / "2" / "empty.png").write_bytes(b"")
     (base / "data" / "7" / "notes.png").write_text("not an image\n")
     handle = mnist_handle()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as each actor (1 CPU): the same kernels, so the same numbers to the bit
-    try:
-        scan(handle, base / "data", base / "local", batch_size=BATCH, workers=0, gradcam=True, progress=False)
-    finally:
-        torch.set_num_threads(threads)
     os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    # as a scan's own local instance (ray_scan._connect): the worker processes Ray starts import torch and the
+    # scan's modules as they start, here while this process scans the reference run
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=80 * 2**20, log_to_driver=False,
-             configure_logging=False)
+             configure_logging=False, _system_config={"preload_python_modules": list(PRELOAD)})
     try:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # as each actor (1 CPU): the same kernels, so the same numbers to the bit
+        try:
+            scan(handle, base / "data", base / "local", batch_size=BATCH, workers=0, gradcam=True, progress=False)
+        finally:
+            torch.set_num_threads(threads)
         yield base, handle
     finally:
         ray.shutdown()

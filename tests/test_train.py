@@ -17,6 +17,9 @@ from mikata.training.options import TrainingError
 
 DIGITS = (0, 1, 3, 7)
 FAST = dict(epochs=3, batch_size=16, lr=0.01, input_size=32, freeze_until="blocks.11", threads=1)
+# conftest's shared uninterrupted run ``digits_trained_2_epochs``; as `mikata train` options (lr is the default):
+# --epochs 2 --batch-size 16 --input-size 32 --freeze-until blocks.11 --threads 1
+TWO_EPOCHS = dict(FAST, epochs=2)
 
 
 def write_digits(root, per_class: int = 40, classes=DIGITS):
@@ -73,9 +76,13 @@ def test_checkpoint_round_trips_through_load_model_and_predict(trained, digits_d
     assert lite0.num_classes == 1000 and lite0.net.fc.out_features == 1000  # the base handle is untouched
 
 
-def test_interrupted_run_resumes_from_the_saved_epoch_and_matches_an_uninterrupted_one(digits_dir, tmp_path, lite0):
-    opts = dict(FAST, epochs=2)
-    full = train(digits_dir, lite0, tmp_path / "full.safetensors", progress=False, **opts)
+def test_interrupted_run_resumes_from_the_saved_epoch_and_matches_an_uninterrupted_one(digits_trained_2_epochs,
+                                                                                      tmp_path, lite0):
+    from mikata.models.loading import read_checkpoint_metadata
+
+    opts = TWO_EPOCHS
+    digits_dir = digits_trained_2_epochs["digits"]  # the shared uninterrupted run: these options, this folder
+    full_history = read_checkpoint_metadata(digits_trained_2_epochs["full"])["training"]["history"]
 
     def interrupt(epoch, history):
         if epoch == 1:
@@ -92,7 +99,7 @@ def test_interrupted_run_resumes_from_the_saved_epoch_and_matches_an_uninterrupt
                     on_epoch_end=lambda e, h: seen.append(e), **opts)
     assert seen == [2]  # only the missing epoch ran
     for key in ("train_loss", "val_loss", "val_accuracy"):
-        assert resumed.history[key] == pytest.approx(full.history[key], rel=1e-4, abs=1e-5)
+        assert resumed.history[key] == pytest.approx(full_history[key], rel=1e-4, abs=1e-5)
 
 
 def test_resume_without_a_saved_run_says_what_to_do(digits_dir, tmp_path, lite0):

@@ -7,8 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +18,6 @@ from cli_support import run_cli
 from test_train import write_digits
 
 FAST = dict(epochs=1, batch_size=16, lr=0.01, input_size=32, freeze_until="blocks.11", threads=1)
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    """``mikata -q ARGS``: a refusal's stderr is then exactly its one line (``-q`` hides the device line)."""
-    return subprocess.run([sys.executable, "-m", "mikata", "-q", *args], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
 
 
 def _tree_digest(root: Path) -> str:
@@ -161,9 +153,9 @@ def test_review_loop_chain_on_a_tiny_subset(noisy, cv, capsys):
     a, b = base / "a.safetensors", base / "b.safetensors"
     common = ["--model", "efficientnet-lite0", "--epochs", "1", "--batch-size", "16", "--input-size", "32",
               "--freeze-until", "blocks.11", "--threads", "1", "--split-fractions", "0.8,0.2", "--device", "cpu"]
-    done = _cli("train", str(root), "--out", str(a), *common)
+    done = run_cli(capsys, "-q", "train", str(root), "--out", str(a), *common)
     assert done.returncode == 0, done.stderr
-    done = _cli("train", str(root), "--out", str(b), "--reviews", str(cv), *common)
+    done = run_cli(capsys, "-q", "train", str(root), "--out", str(b), "--reviews", str(cv), *common)
     assert done.returncode == 0, done.stderr
     assert f"labels from the label review of {cv.resolve()} ({wrong + fine} reviews): {wrong} changed" in done.stdout
     meta_a, meta_b = (read_checkpoint_metadata(p)["training"] for p in (a, b))

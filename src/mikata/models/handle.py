@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -13,6 +12,7 @@ from torch import nn
 from mikata.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from mikata.models.layout import NCHW, FeatureLayout
 from mikata.models.outputs import extract_logits
+from mikata.models.probe import Probe, probe_model
 
 
 class LogitsModel(nn.Module):
@@ -72,8 +72,11 @@ class ModelHandle:
                  mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD,
                  crop_fraction: float = 0.875, interpolation: str = "bicubic", in_channels: int = 3,
                  default_layer: str | None = None, spec: str = "", metadata: dict | None = None,
-                 preprocessing: Preprocessing | None = None, precision: str = "auto", resize: str = "shorter"):
-        """``preprocessing`` wins over the seven loose fields (kept so that callers can pass them)."""
+                 preprocessing: Preprocessing | None = None, precision: str = "auto", resize: str = "shorter",
+                 probe: Probe | None = None):
+        """``preprocessing`` wins over the seven loose fields (kept so that callers can pass them).
+        ``probe``: what one dummy forward of ``net`` at this input size found (``probe_model``, or
+        ``mikata.models.layers.trace_and_probe``), when the caller already made it; None: made here."""
         self.net = net
         self.class_names = list(class_names)
         from mikata.models.checkpoint_meta import check_input_size
@@ -88,7 +91,8 @@ class ModelHandle:
         self.metadata = metadata if metadata is not None else {}
         self.precision = precision
         self.net.eval()
-        probe = _probe(self.net, self.in_channels, self.input_size)
+        if probe is None:
+            probe = probe_model(self.net, self.in_channels, self.input_size)
         if probe.outputs is not None and probe.outputs != len(self.class_names):
             from mikata.errors import ModelLoadError
 
@@ -232,50 +236,3 @@ def describe_preprocessing(pre: Preprocessing) -> str:
     stats = "ImageNet mean/std" if (tuple(pre.mean), tuple(pre.std)) == (IMAGENET_MEAN, IMAGENET_STD) else \
         f"mean {tuple(round(m, 4) for m in pre.mean)} std {tuple(round(s, 4) for s in pre.std)}"
     return f"{h}x{w} {'grayscale' if pre.mode == 'L' else 'RGB'}, {crop}, {pre.interpolation}, {stats}"
-
-
-@dataclass
-class _Probe:
-    softmax_layer: str | None = None  # a trailing softmax module, whose input is used instead
-    log_of_probs: bool = False        # the output is probabilities (a functional softmax)
-    outputs: int | None = None        # None: the model could not take the probe
-    head: str | None = None           # the last nn.Linear called
-    conv_head: str | None = None      # without one: a conv classifier (SqueezeNet), the last parametric layer
-
-
-def _probe(net: nn.Module, in_channels: int, input_size: tuple[int, int]) -> _Probe:
-    """One dummy forward: a trailing softmax module? probabilities returned? how many outputs? the head?
-
-    The outputs count is None when the model cannot take the probe (the real call reports that
-    later); the head then falls back to the last ``nn.Linear`` registered.
-    """
-    from mikata.hooks import attached
-
-    order: list[tuple[str, nn.Module]] = []
-    leaves = [(n, m) for n, m in net.named_modules() if n and not list(m.children())]
-    linears = [n for n, m in net.named_modules() if isinstance(m, nn.Linear)]
-    hooks = [(m, "forward", lambda mod, a, o, n=n: order.append((n, mod))) for n, m in leaves]
-    from mikata.devices import module_device
-
-    x = torch.zeros(1, in_channels, *input_size, device=module_device(net))
-    try:
-        with torch.inference_mode(), attached(hooks):
-            out = extract_logits(net(x))
-    except Exception:  # a model that cannot take this probe is reported later, by the real call
-        return _Probe(head=linears[-1] if linears else None)
-    called = [n for n, m in order if isinstance(m, nn.Linear)]
-    head = called[-1] if called else (linears[-1] if linears else None)
-    outputs = int(out.shape[-1])
-    conv_head = None
-    if head is None:  # a conv that maps to the classes with nothing learned after it (SqueezeNet's classifier.1)
-        learned = [(n, m) for n, m in order if any(True for _ in m.parameters(recurse=False))]
-        if learned and isinstance(learned[-1][1], nn.Conv2d) and learned[-1][1].out_channels == outputs:
-            conv_head = learned[-1][0]
-    if order and isinstance(order[-1][1], (nn.Softmax, nn.LogSoftmax)):
-        return _Probe(order[-1][0], False, outputs, head, conv_head)
-    if out.dim() == 2 and out.shape[1] > 1 and bool((out >= 0).all()) and torch.allclose(out.sum(1), torch.ones(1, device=out.device)):
-        warnings.warn("this model seems to return probabilities from a functional softmax; mikata uses their "
-                      "log as logits (equal up to a per-image constant). Return logits for exact gradients.",
-                      stacklevel=3)
-        return _Probe(None, True, outputs, head, conv_head)
-    return _Probe(None, False, outputs, head, conv_head)

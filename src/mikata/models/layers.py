@@ -9,6 +9,7 @@ from torch import nn
 
 from mikata.hooks import _first_tensor, attached
 from mikata.models.layout import NONE, FeatureLayout, detect_layouts
+from mikata.models.probe import Probe, probe_from_forward
 
 
 @dataclass
@@ -41,6 +42,19 @@ def trace_layers(net: nn.Module, in_channels: int, input_size: tuple[int, int],
     """Every named submodule with its output shape and layout from one dummy forward, in definition
     order; with ``choose_default`` the default CAM layer is marked (a token model costs one more
     forward and backward for that)."""
+    return _trace(net, in_channels, input_size, choose_default)[0]
+
+
+def trace_and_probe(net: nn.Module, in_channels: int, input_size: tuple[int, int]) -> tuple[list[LayerInfo], Probe]:
+    """``trace_layers`` (default layer marked) and the ``Probe`` a ``ModelHandle`` needs, from the same
+    dummy forward: a loader that needs both pays for one forward instead of two."""
+    layers, output, leaves = _trace(net, in_channels, input_size, True)
+    return layers, probe_from_forward(net, leaves, output)
+
+
+def _trace(net: nn.Module, in_channels: int, input_size: tuple[int, int],
+           choose_default: bool) -> tuple[list[LayerInfo], object, list[tuple[str, nn.Module]]]:
+    """``trace_layers``'s list, the forward's output, and its leaf modules in the order they finished."""
     if isinstance(net, torch.jit.ScriptModule):
         from mikata.errors import ModelLoadError
 
@@ -72,7 +86,7 @@ def trace_layers(net: nn.Module, in_channels: int, input_size: tuple[int, int],
         with torch.inference_mode(), attached([(m, "forward", make(n)) for n, m in named]):
             from mikata.devices import module_device
 
-            net(torch.zeros(1, in_channels, *input_size, device=module_device(net)))
+            output = net(torch.zeros(1, in_channels, *input_size, device=module_device(net)))
     finally:
         net.train(was_training)
     modules = dict(named)
@@ -89,7 +103,7 @@ def trace_layers(net: nn.Module, in_channels: int, input_size: tuple[int, int],
         from mikata.models.transformer_default import transformer_default
 
         default = transformer_default(net, in_channels, input_size, finished, layouts, modules) or default
-    return [
+    layers = [
         LayerInfo(
             name=n, type=type(m).__name__, output_shape=shapes.get(n),
             parameters=sum(p.numel() for p in m.parameters()), depth=n.count("."),
@@ -97,6 +111,8 @@ def trace_layers(net: nn.Module, in_channels: int, input_size: tuple[int, int],
         )
         for n, m in named
     ]
+    leaves = {n for n, m in named if not list(m.children())}
+    return layers, output, [(n, modules[n]) for n in finished if n in leaves]
 
 
 _RESAMPLERS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Upsample)

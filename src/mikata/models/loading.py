@@ -46,8 +46,10 @@ from mikata.models.checkpoint_meta import (
 )
 from mikata.models.efficientnet_lite import VARIANTS, LitePreprocessing, build_efficientnet_lite, load_packaged_weights
 from mikata.models.handle import IMAGENET_MEAN, IMAGENET_STD, ModelHandle
+from mikata.models.outputs import extract_logits
+from mikata.models.probe import Probe, probe_model
 from mikata.models.huggingface import is_hf_folder, load_hf
-from mikata.models.layers import trace_layers
+from mikata.models.layers import trace_and_probe
 from mikata.models.torchvision_ops import import_torchvision
 
 CHECKPOINT_FORMAT = "mikata-checkpoint/1"
@@ -128,32 +130,40 @@ def _rebuilt(handle: ModelHandle, **changes) -> ModelHandle:
                                              "precision")}
     pixels = {k: changes.pop(k) for k in ("input_size", "mean", "std") if k in changes}
     fields.update(changes)
+    probe = None
     if "input_size" in pixels and tuple(pixels["input_size"]) != tuple(handle.input_size) \
             and not isinstance(handle.net, torch.jit.ScriptModule):
         # the default CAM layer depends on the map sizes at this input size (2x2 at 64 px is too coarse)
-        traced = trace_layers(handle.net, handle.in_channels, tuple(pixels["input_size"]))
+        traced, probe = trace_and_probe(handle.net, handle.in_channels, tuple(pixels["input_size"]))
         fields["default_layer"] = next((l.name for l in traced if l.is_default), fields["default_layer"])
-    return ModelHandle(**fields, preprocessing=dataclasses.replace(handle.preprocessing, **pixels))
+    return ModelHandle(**fields, preprocessing=dataclasses.replace(handle.preprocessing, **pixels), probe=probe)
 
 
 def _finish(net: nn.Module, spec: str, class_names=None, **kw) -> ModelHandle:
-    """Fill in what a handle needs and the caller did not give: channels, classes, default layer."""
+    """Fill in what a handle needs and the caller did not give: channels, classes, default layer.
+
+    One dummy forward answers all three questions where it can: the handle's probe (outputs, head)
+    comes from the forward that traces the layers or counts the classes, not from one more."""
     net.eval()
     in_channels = kw.pop("in_channels", None) or _first_conv_in_channels(net)
-    size = kw.pop("input_size", (224, 224))
-    if class_names is None:
-        with torch.inference_mode():
-            from mikata.models.handle import extract_logits
-
-            from mikata.devices import module_device
-
-            k = extract_logits(net(torch.zeros(1, in_channels, *size, device=module_device(net)))).shape[-1]
-        class_names = list(imagenet_class_names()) if k == 1000 else [f"class_{i}" for i in range(k)]
+    size = tuple(kw.pop("input_size", (224, 224)))
     default = kw.pop("default_layer", None)
+    probe: Probe | None = None
     if default is None and not isinstance(net, torch.jit.ScriptModule):  # TorchScript cannot be hooked
-        default = next((l.name for l in trace_layers(net, in_channels, size) if l.is_default), None)
-    return ModelHandle(net=net, class_names=list(class_names), input_size=tuple(size), in_channels=in_channels,
-                       default_layer=default, spec=spec, **kw)
+        traced, probe = trace_and_probe(net, in_channels, size)
+        default = next((l.name for l in traced if l.is_default), None)
+    if class_names is None:
+        if probe is None:
+            probe = probe_model(net, in_channels, size)
+        k = probe.outputs
+        if k is None:  # the forward fails, or returns no class scores: its own error, as the real call gives
+            with torch.inference_mode():
+                from mikata.devices import module_device
+
+                k = extract_logits(net(torch.zeros(1, in_channels, *size, device=module_device(net)))).shape[-1]
+        class_names = list(imagenet_class_names()) if k == 1000 else [f"class_{i}" for i in range(k)]
+    return ModelHandle(net=net, class_names=list(class_names), input_size=size, in_channels=in_channels,
+                       default_layer=default, spec=spec, probe=probe, **kw)
 
 
 def _first_conv_in_channels(net: nn.Module) -> int:
@@ -473,10 +483,10 @@ def load_checkpoint(path: str | Path, architecture: str | None = None) -> ModelH
     size = tuple(meta["input_size"])
     # The base model's default layer may have no spatial map at the size this model was trained for
     # (e.g. 1x1 at 32 px): choose it again at the checkpoint's own input size.
-    layers = trace_layers(net.eval(), meta["in_channels"], size)
+    layers, probe = trace_and_probe(net.eval(), meta["in_channels"], size)
     default = next((l.name for l in layers if l.is_default), meta["default_layer"])
     return ModelHandle(
         net=net, class_names=meta["class_names"], input_size=size, mean=tuple(meta["mean"]),
         std=tuple(meta["std"]), crop_fraction=meta["crop_fraction"], interpolation=meta["interpolation"],
         resize=meta["resize"],
-        in_channels=meta["in_channels"], default_layer=default, spec=str(path), metadata=keep)
+        in_channels=meta["in_channels"], default_layer=default, spec=str(path), metadata=keep, probe=probe)

@@ -37,11 +37,12 @@ from typing import TYPE_CHECKING, Sequence
 from mikata.data.datasets import ImageDataset, Sample, split_dataset
 from mikata.data.splits import TRAIN, TrainingSplit, files_sha1, source_identity
 from mikata.errors import MikataError
-from mikata.models.handle import ModelHandle
 from mikata.progress import notice
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from mikata.models.handle import ModelHandle  # annotations only: reading a run needs no torch
 
 log = logging.getLogger(__name__)
 HELD_OUT = "held-out"  # every split but train

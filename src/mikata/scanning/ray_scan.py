@@ -60,9 +60,9 @@ def cluster_address(address: str | None) -> str | None:
 
     Returns ``None`` when no address is given (a local instance starts), else the address to pass to
     ``ray.init``. Ray's own connect retries an unreachable GCS for minutes, printing a line every few
-    seconds and ignoring Ctrl-C; here a TCP connect and, for a GCS address, one bounded GCS request
-    come first, so a wrong address is one ``RayUnavailableError`` line before any model loads or any
-    run directory is created.
+    seconds and ignoring Ctrl-C; here a TCP connect and, for a GCS address, an HTTP/2 greeting and one
+    bounded GCS request come first, so a wrong address is one ``RayUnavailableError`` line before any
+    model loads or any run directory is created.
     """
     given = address or os.environ.get("RAY_ADDRESS") or None
     if given is None or given == "local":
@@ -81,6 +81,7 @@ def cluster_address(address: str | None) -> str | None:
     if resolved is None:
         return None
     _tcp_probe(given, resolved, fix)
+    _http2_probe(given, resolved, fix)
     _gcs_probe(given, resolved, fix)
     return resolved
 
@@ -101,6 +102,47 @@ def _tcp_probe(given: str, host_port: str, fix: str) -> None:
     except OSError as e:
         raise RayUnavailableError(f"cannot join the Ray cluster at {given}: nothing answers at {host_port} "
                                   f"within {CONNECT_SECONDS:g} s ({e.strerror or e}); {fix}") from None
+
+
+# HTTP/2's client connection preface and an empty SETTINGS frame (RFC 9113, section 3.4)
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
+def _http2_probe(given: str, host_port: str, fix: str) -> None:
+    """A GCS is a gRPC server: it answers HTTP/2's connection preface with a SETTINGS frame at once.
+
+    A port that accepts connections but never answers is refused here after ``CONNECT_SECONDS``, in a
+    Python socket wait that Ctrl-C ends at once, rather than after the three connect timeouts in a row of
+    Ray's GCS client (which no signal ends). Skipped with ``RAY_USE_TLS``: a TLS server expects a TLS
+    handshake, not the preface in clear; ``_gcs_probe`` then decides alone.
+    """
+    import socket
+
+    if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+        return
+    host, _, port = host_port.rpartition(":")
+    reply, why = b"", f"no HTTP/2 reply within {CONNECT_SECONDS:g} s"
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_SECONDS) as s:
+            s.sendall(_H2_PREFACE)
+            deadline = time.monotonic() + CONNECT_SECONDS
+            while len(reply) < 9 and deadline > time.monotonic():
+                s.settimeout(max(0.01, deadline - time.monotonic()))
+                chunk = s.recv(9 - len(reply))
+                if not chunk:
+                    why = "it closed the connection without an HTTP/2 reply"
+                    break
+                reply += chunk
+    except socket.timeout:
+        pass
+    except OSError as e:
+        why = e.strerror or str(e)
+    if len(reply) == 9 and reply[3] == 4:  # a frame header (length 3 bytes, type 1 byte): SETTINGS is type 4
+        return
+    if reply:
+        why = f"its reply {reply[:9]!r} is no HTTP/2 SETTINGS frame"
+    raise RayUnavailableError(f"cannot join the Ray cluster at {given}: {host_port} answers but is not a Ray head "
+                              f"node ({why}); {fix}")
 
 
 def _gcs_probe(given: str, host_port: str, fix: str) -> None:

@@ -267,6 +267,7 @@ def _train(data: "str | os.PathLike | ImageDataset", model: str | ModelHandle, o
         stack.enter_context(faster_depthwise_grads(net))
 
         epoch, epoch_generator_state, stopped_early = start_epoch, generator.get_state(), False
+        plotted: tuple[int, int] | None = None  # (epochs, kept epoch) of the figure this call last wrote
         # finished: epochs whose results are complete in memory; saved: those on disk (None: nothing yet).
         # An interruption keeps the state of the last finished epoch, never a half-trained one.
         finished, saved = start_epoch, start_epoch if resume else None
@@ -302,6 +303,7 @@ def _train(data: "str | os.PathLike | ImageDataset", model: str | ModelHandle, o
                 saved = epoch + 1
                 plot_history(history, plot_path(out), title=f"{out.stem}: training progress",
                              best_epoch=best["epoch"])
+                plotted = (epoch + 1, best["epoch"])
                 epochs_bar.set_postfix(f"val acc {val_acc:.3f}")  # before update: the line it prints is this epoch's
                 epochs_bar.update(1)
                 if on_epoch_end is not None:
@@ -329,7 +331,9 @@ def _train(data: "str | os.PathLike | ImageDataset", model: str | ModelHandle, o
             test_acc = evaluate_split(handle, test_set, opts.batch_size * 2, memory_format, forward)[1]
     net.to(memory_format=torch.contiguous_format)
     seconds = time.perf_counter() - start_time
-    plot = plot_history(history, plot_path(out), title=f"{out.stem}: training progress", best_epoch=int(best["epoch"]))
+    plot = plot_path(out)
+    if plotted != (len(history["val_accuracy"]), int(best["epoch"])):  # else the last epoch's figure is this one
+        plot_history(history, plot, title=f"{out.stem}: training progress", best_epoch=int(best["epoch"]))
     result = TrainResult(out, plot, history, list(ds.classes), int(best["epoch"]), float(best["accuracy"]),
                          None if test_acc is None else float(test_acc), len(history["val_accuracy"]), stopped_early,
                          skipped, seconds, corrected)
