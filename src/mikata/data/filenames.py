@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import os
 
 
@@ -64,8 +65,13 @@ def escape_controls(text: str, keep: str = "") -> str:
         >>> escape_controls("evil\\x1b[2J.png"), escape_controls("a\\nb", keep="\\n")
         ('evil\\\\x1b[2J.png', 'a\\nb')
     """
-    table = _CONTROLS if not keep else {c: v for c, v in _CONTROLS.items() if chr(c) not in keep}
-    return text.translate(table)
+    return text.translate(_controls_table(keep))
+
+
+@functools.lru_cache(maxsize=16)
+def _controls_table(keep: str) -> dict[int, str]:
+    """``_CONTROLS`` less the characters in ``keep`` (built once per ``keep``: templates print many strings)."""
+    return _CONTROLS if not keep else {c: v for c, v in _CONTROLS.items() if chr(c) not in keep}
 
 
 def shown_in_template(value: object) -> object:
