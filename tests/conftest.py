@@ -15,7 +15,12 @@ from torchvision_compat import import_torchvision_declaring_ops  # noqa: E402
 # Torch's threads share the cores with pytest-xdist's other workers: one worker uses up to 2 threads, and
 # N workers split the cores between them (a worker's threads beyond its share only contend).
 _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // _WORKERS)))
+_THREADS = max(1, min(2, (os.cpu_count() or 1) // _WORKERS))
+torch.set_num_threads(_THREADS)
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # The processes a test starts (mikata commands, Jupyter kernels, Ray workers) take the same share: with torch's
+    # default of one thread per core, a child next to the other worker oversubscribes the cores (its threads spin).
+    os.environ["OMP_NUM_THREADS"] = str(_THREADS)
 
 
 def pytest_collection_modifyitems(session, config, items):
