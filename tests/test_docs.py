@@ -159,9 +159,9 @@ def returned_types() -> set[type]:
         if inspect.isclass(fn) or not callable(fn):
             continue
         ret = getattr(fn, "__annotations__", {}).get("return")
-        namespace = {**vars(inspect.getmodule(fn)), **_checking_names()}
+        namespace = _ModuleNames(inspect.getmodule(fn), {**vars(inspect.getmodule(fn)), **_checking_names()})
         while isinstance(ret, str):  # a quoted annotation under ``from __future__ import annotations``
-            ret = eval(ret, namespace)  # noqa: S307 - mikata's own annotations
+            ret = eval(ret, {}, namespace)  # noqa: S307 - mikata's own annotations
         stack = [ret]
         while stack:
             t = stack.pop()
@@ -169,6 +169,20 @@ def returned_types() -> set[type]:
                 found.add(t)
             stack.extend(typing.get_args(t))
     return found
+
+
+class _ModuleNames(dict):
+    """A module's names, and those its ``__getattr__`` resolves on first use (``mikata.models``' lazy names)."""
+
+    def __init__(self, module, names: dict):
+        super().__init__(names)
+        self.module = module
+
+    def __missing__(self, name: str):
+        try:
+            return getattr(self.module, name)
+        except AttributeError:
+            raise KeyError(name) from None
 
 
 def _checking_names() -> dict:
