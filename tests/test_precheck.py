@@ -79,11 +79,14 @@ def test_a_bad_layer_fails_before_any_image_is_decoded(photos, monkeypatch, caps
     import mikata.attribution.files
     import mikata.data.images
     import mikata.evaluation.scorecard
+    import mikata.inspect.activations
 
     def refuse(*a, **k):
         raise AssertionError("an image was decoded before the layer was checked")
 
-    for mod in (mikata.evaluation.scorecard, mikata.data.images, mikata.attribution.files):
+    # every module that binds load_image at import is imported above and patched here (and so restored after):
+    # one imported first under the patch would keep the refusing function for the tests after this one
+    for mod in (mikata.evaluation.scorecard, mikata.data.images, mikata.attribution.files, mikata.inspect.activations):
         if hasattr(mod, "load_image"):
             monkeypatch.setattr(mod, "load_image", refuse)
     monkeypatch.setattr(mikata.evaluation.scorecard, "load_images", refuse)
