@@ -17,9 +17,11 @@ No public name here is also the name of a submodule (``tests/test_api.py`` check
 
 from __future__ import annotations
 
+from mikata.lazy import lazy_names
+
 __version__ = "0.1.0"
 
-# public name -> (module, attribute); resolved on first use, then kept as a module attribute
+# public name -> (module, attribute), imported on first use (mikata.lazy)
 _API = {
     "load_model": ("mikata.models.loading", "load_model"),
     "ModelHandle": ("mikata.models.handle", "ModelHandle"),
@@ -54,16 +56,4 @@ _API = {
 __all__ = sorted(_API) + ["__version__"]
 
 
-def __getattr__(name: str):
-    if name in _API:
-        import importlib
-
-        module, attr = _API[name]
-        value = getattr(importlib.import_module(module), attr)
-        globals()[name] = value  # later look-ups skip this function
-        return value
-    raise AttributeError(f"module 'mikata' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_API))
+__getattr__, __dir__ = lazy_names(__name__, _API)

@@ -17,13 +17,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from mikata.lazy import lazy_names
+
 if TYPE_CHECKING:
     from mikata.concepts.atlas import Atlas, load_atlas
     from mikata.concepts.compute import compute_atlas
     from mikata.concepts.ondemand import concept_heatmap, concept_images, concept_location_map, image_decomposition
     from mikata.concepts.reviews import CONCEPT_VERDICTS, concept_reviews, set_concept_review
 
-# public name -> module; resolved on first use, then kept as a module attribute
+# public name -> module, imported on first use (mikata.lazy)
 _NAMES = {
     "Atlas": "mikata.concepts.atlas", "load_atlas": "mikata.concepts.atlas",
     "compute_atlas": "mikata.concepts.compute",
@@ -36,15 +38,4 @@ __all__ = ["Atlas", "compute_atlas", "load_atlas", "concept_heatmap", "image_dec
            "concept_location_map", "set_concept_review", "concept_reviews", "CONCEPT_VERDICTS"]
 
 
-def __getattr__(name: str):
-    if name in _NAMES:
-        import importlib
-
-        value = getattr(importlib.import_module(_NAMES[name]), name)
-        globals()[name] = value  # later look-ups skip this function
-        return value
-    raise AttributeError(f"module 'mikata.concepts' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_NAMES))
+__getattr__, __dir__ = lazy_names(__name__, _NAMES)

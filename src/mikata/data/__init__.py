@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from mikata.lazy import lazy_names
+
 if TYPE_CHECKING:
     from mikata.data.datasets import (
         DatasetError,
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
     from mikata.data.images import IMAGE_EXTENSIONS, is_image_file, load_image, to_8bit
     from mikata.data.preprocessing import Preprocessing
 
-# public name -> module; resolved on first use, then kept as a module attribute
+# public name -> module, imported on first use (mikata.lazy)
 _NAMES = {
     "IMAGE_EXTENSIONS": "mikata.data.images", "is_image_file": "mikata.data.images",
     "load_image": "mikata.data.images", "to_8bit": "mikata.data.images",
@@ -38,15 +40,4 @@ __all__ = ["DatasetError", "IMAGE_EXTENSIONS", "ImageDataset", "Preprocessing", 
            "to_8bit"]
 
 
-def __getattr__(name: str):
-    if name in _NAMES:
-        import importlib
-
-        value = getattr(importlib.import_module(_NAMES[name]), name)
-        globals()[name] = value  # later look-ups skip this function
-        return value
-    raise AttributeError(f"module 'mikata.data' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_NAMES))
+__getattr__, __dir__ = lazy_names(__name__, _NAMES)

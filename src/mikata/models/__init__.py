@@ -1,6 +1,6 @@
 """Loading classifiers, listing their layers, saving checkpoints.
 
-The names below resolve on first use (then stay module attributes): ``mikata.models.precheck`` and
+The names below are imported on first use (mikata.lazy): ``mikata.models.precheck`` and
 ``classes`` check what a user typed without torch, so a command that refuses bad arguments, or one
 that never builds a model (compare, audit), does not pay torch's import through this package.
 """
@@ -8,6 +8,8 @@ that never builds a model (compare, audit), does not pay torch's import through 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+
+from mikata.lazy import lazy_names
 
 if TYPE_CHECKING:
     from mikata.models.handle import LogitsModel, ModelHandle
@@ -24,7 +26,7 @@ if TYPE_CHECKING:
     from mikata.models.outputs import extract_logits
     from mikata.models.torchvision_ops import import_torchvision
 
-# public name -> module; resolved on first use, then kept as a module attribute
+# public name -> module, imported on first use (mikata.lazy)
 _NAMES = {
     "LogitsModel": "mikata.models.handle", "ModelHandle": "mikata.models.handle",
     "extract_logits": "mikata.models.outputs",
@@ -60,15 +62,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    if name in _NAMES:
-        import importlib
-
-        value = getattr(importlib.import_module(_NAMES[name]), name)
-        globals()[name] = value  # later look-ups skip this function
-        return value
-    raise AttributeError(f"module 'mikata.models' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_NAMES))
+__getattr__, __dir__ = lazy_names(__name__, _NAMES)
