@@ -80,19 +80,18 @@ def test_a_bad_layer_fails_before_any_image_is_decoded(photos, monkeypatch, caps
     import mikata.data.images
     import mikata.evaluation.scorecard
     import mikata.inspect.activations
+    import mikata.scanning.scan
 
     def refuse(*a, **k):
         raise AssertionError("an image was decoded before the layer was checked")
 
-    # every module that binds load_image at import is imported above and patched here (and so restored after):
-    # one imported first under the patch would keep the refusing function for the tests after this one
+    # the commands' modules are imported before the patch, and those that bind load_image at import are patched
+    # (and so restored after): one imported first under the patch would keep the refusing function for later tests
     for mod in (mikata.evaluation.scorecard, mikata.data.images, mikata.attribution.files, mikata.inspect.activations):
         if hasattr(mod, "load_image"):
             monkeypatch.setattr(mod, "load_image", refuse)
     monkeypatch.setattr(mikata.evaluation.scorecard, "load_images", refuse)
     img = str(photos["chelsea"])
-    import mikata.scanning.scan
-
     monkeypatch.setattr(mikata.scanning.scan, "scan", refuse)
     for command in (["scan", "efficientnet-lite0", str(photos["chelsea"].parent), "--run", "/nonexistent/run",
                      "--layer", "blocks.99"],
