@@ -51,10 +51,10 @@ def probe_from_forward(net: nn.Module, order: list[tuple[str, nn.Module]], outpu
     (None: the forward failed). ``trace_and_probe`` reads the same forward as the layer listing."""
     linears = [n for n, m in net.named_modules() if isinstance(m, nn.Linear)]
     try:
-        if output is None:
-            raise TypeError("no output")
-        out = extract_logits(output)
-    except Exception:  # a model that cannot take this probe is reported later, by the real call
+        out = None if output is None else extract_logits(output)
+    except Exception:  # an output without class scores: reported later, by the real call
+        out = None
+    if out is None:  # a model that cannot take this probe is reported later, by the real call
         return Probe(head=linears[-1] if linears else None)
     called = [n for n, m in order if isinstance(m, nn.Linear)]
     head = called[-1] if called else (linears[-1] if linears else None)
